@@ -1,0 +1,75 @@
+//! The bounded queue between the proxy and the event writer.
+
+use crate::RequestEvent;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The proxy's end of the event pipeline. Cloning is cheap; every clone feeds the same queue.
+#[derive(Clone)]
+pub struct EventQueue {
+    tx: Sender<RequestEvent>,
+    counters: Arc<Counters>,
+}
+
+/// The writer's end of the event pipeline.
+pub struct EventReceiver {
+    pub(crate) rx: Receiver<RequestEvent>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    accepted: AtomicU64,
+    dropped: AtomicU64,
+    pub(crate) written: AtomicU64,
+    pub(crate) write_errors: AtomicU64,
+}
+
+/// A snapshot of the queue's health, for the admin API and metrics.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct QueueStats {
+    pub capacity: usize,
+    pub queued: usize,
+    pub accepted: u64,
+    pub dropped: u64,
+    pub written: u64,
+    pub write_errors: u64,
+}
+
+impl EventQueue {
+    /// Creates a queue holding at most `capacity` events.
+    pub fn bounded(capacity: usize) -> (EventQueue, EventReceiver) {
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let receiver = EventReceiver {
+            rx,
+            counters: counters.clone(),
+        };
+        (EventQueue { tx, counters }, receiver)
+    }
+
+    /// Offers an event without waiting: when the queue is full (the writer fell behind) or the
+    /// writer is gone, the event is dropped and counted, so the proxy never slows down for it.
+    pub fn offer(&self, event: RequestEvent) {
+        match self.tx.try_send(event) {
+            Ok(()) => self.counters.accepted.fetch_add(1, Ordering::Relaxed),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        let c = &self.counters;
+        QueueStats {
+            capacity: self.tx.capacity().unwrap_or(0),
+            queued: self.tx.len(),
+            accepted: c.accepted.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            write_errors: c.write_errors.load(Ordering::Relaxed),
+        }
+    }
+}

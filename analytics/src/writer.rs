@@ -1,0 +1,99 @@
+//! The event writer: an OS thread that drains the queue in batches into a sink.
+
+use crate::queue::EventReceiver;
+use crate::RequestEvent;
+use crossbeam_channel::RecvTimeoutError;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Where batches of events end up. Implementations may block (files, databases): they run on
+/// the writer thread, never on the proxy's.
+pub trait EventSink: Send + 'static {
+    fn write_batch(&mut self, events: &[RequestEvent]) -> io::Result<()>;
+}
+
+/// Largest batch handed to a sink at once.
+const MAX_BATCH: usize = 1024;
+/// How long the writer waits for a first event before checking for shutdown; it bounds both the
+/// shutdown latency and how far the sink can lag behind the queue.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Owns the writer thread; [`WriterHandle::shutdown`] flushes what is queued and joins it.
+pub struct WriterHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Starts the writer thread for `receiver`, writing into `sink`.
+pub fn spawn_writer(receiver: EventReceiver, sink: Box<dyn EventSink>) -> io::Result<WriterHandle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread_stop = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("lookout-events".into())
+        .spawn(move || run(receiver, sink, &thread_stop))?;
+    Ok(WriterHandle {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+impl WriterHandle {
+    /// Writes every event still queued, then stops the thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the event writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+fn run(receiver: EventReceiver, mut sink: Box<dyn EventSink>, stop: &AtomicBool) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        match receiver.rx.recv_timeout(POLL_INTERVAL) {
+            Ok(first) => batch.push(first),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) if stop.load(Ordering::Acquire) => break,
+            Err(RecvTimeoutError::Timeout) => continue,
+        }
+        batch.extend(receiver.rx.try_iter().take(MAX_BATCH - 1));
+        write(&receiver, sink.as_mut(), &mut batch);
+    }
+    // Shutdown: whatever is still queued is written before the thread ends.
+    loop {
+        batch.extend(receiver.rx.try_iter().take(MAX_BATCH));
+        if batch.is_empty() {
+            break;
+        }
+        write(&receiver, sink.as_mut(), &mut batch);
+    }
+}
+
+fn write(receiver: &EventReceiver, sink: &mut dyn EventSink, batch: &mut Vec<RequestEvent>) {
+    let counters = &receiver.counters;
+    match sink.write_batch(batch) {
+        Ok(()) => {
+            counters.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        Err(error) => {
+            counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, lost = batch.len(), "writing request events failed");
+        }
+    }
+    batch.clear();
+}

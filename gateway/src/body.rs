@@ -1,0 +1,58 @@
+//! Body wrappers shared by the proxy phases. Bodies are streamed frame by frame and never
+//! buffered whole; these wrappers only count what passes through.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// What the gateway sends upstream: the client's streamed body, or nothing (which is what makes
+/// a request safe to send again on retry).
+pub(crate) type UpstreamBody = Either<CountingBody<Incoming>, Empty<Bytes>>;
+
+pin_project_lite::pin_project! {
+    /// Adds the size of every data frame to a shared counter. The counter is shared because the
+    /// request body is polled by the upstream connection's task, not the request's.
+    pub(crate) struct CountingBody<B> {
+        #[pin]
+        inner: B,
+        bytes: Arc<AtomicU64>,
+    }
+}
+
+impl<B> CountingBody<B> {
+    pub(crate) fn new(inner: B, bytes: Arc<AtomicU64>) -> Self {
+        CountingBody { inner, bytes }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for CountingBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,220 @@
+//! The command line: `run`, `check`, `demo` and `proxy`.
+
+use crate::config::{load_file, load_str, Config, ConfigErrors};
+use crate::server::{ConfigSource, Gateway, StartOptions};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lookout",
+    version,
+    about = "Lookout: an observability-first API gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Worker threads of the async runtime (default: one per core).
+    #[arg(long, global = true)]
+    workers: Option<usize>,
+    /// Proxy listener address (overrides the config).
+    #[arg(long, global = true)]
+    proxy_addr: Option<SocketAddr>,
+    /// Admin listener address (overrides the config).
+    #[arg(long, global = true)]
+    admin_addr: Option<SocketAddr>,
+    /// Format of the gateway's own logs.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway with a config file; SIGHUP, a file change or POST /admin/reload reload it.
+    Run {
+        #[arg(short, long, default_value = "lookout.yaml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit non-zero with every problem found.
+    Check {
+        #[arg(short, long, default_value = "lookout.yaml")]
+        config: PathBuf,
+    },
+    /// Run the gateway with built-in demo upstreams and a traffic generator.
+    Demo {
+        /// Requests per second sent by the traffic generator (0 turns it off).
+        #[arg(long, default_value_t = 40)]
+        rps: u32,
+    },
+    /// A one-line reverse proxy to one upstream, without a config file.
+    Proxy {
+        /// The upstream, e.g. http://127.0.0.1:3000.
+        #[arg(long)]
+        to: String,
+        /// Where to listen (default 127.0.0.1:8080).
+        #[arg(long)]
+        from: Option<SocketAddr>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    if let Command::Check { config } = &cli.command {
+        return check(config);
+    }
+    let runtime = match build_runtime(cli.workers) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &PathBuf) -> ExitCode {
+    match load_file(path) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} routes, {} upstreams)",
+                path.display(),
+                config.routes.len(),
+                config.routes.upstreams().len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        proxy: cli.proxy_addr,
+        admin: cli.admin_addr,
+    };
+    match cli.command {
+        Command::Run { config: path } => {
+            let source = ConfigSource::File(path);
+            let options = StartOptions {
+                reload_on_sighup: true,
+                watch_config_file: true,
+            };
+            serve(source, overrides, options).await
+        }
+        Command::Proxy { to, from } => {
+            let overrides = Overrides {
+                proxy: from.or(overrides.proxy),
+                ..overrides
+            };
+            serve(
+                one_line_proxy(&to)?,
+                overrides,
+                StartOptions {
+                    reload_on_sighup: true,
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+        Command::Demo { rps } => crate::demo::run(rps, overrides.proxy, overrides.admin).await,
+        Command::Check { .. } => Ok(()),
+    }
+}
+
+/// Listener addresses given on the command line.
+#[derive(Debug, Clone, Copy)]
+struct Overrides {
+    proxy: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+}
+
+async fn serve(source: ConfigSource, overrides: Overrides, options: StartOptions) -> anyhow::Result<()> {
+    let config = apply(source.load().map_err(config_error)?, overrides);
+    let gateway = Gateway::start(config, source, options).await?;
+    println!(
+        "lookout: proxy on http://{}, admin on http://{}",
+        gateway.proxy_addr(),
+        gateway.admin_addr()
+    );
+    wait_for_shutdown_signal().await;
+    gateway.shutdown().await;
+    Ok(())
+}
+
+fn apply(mut config: Config, overrides: Overrides) -> Config {
+    config.listeners.proxy = overrides.proxy.unwrap_or(config.listeners.proxy);
+    config.listeners.admin = overrides.admin.unwrap_or(config.listeners.admin);
+    config
+}
+
+/// The config of `lookout proxy --to URL`: one upstream, one catch-all route, access log on stdout.
+fn one_line_proxy(to: &str) -> anyhow::Result<ConfigSource> {
+    let config = serde_json::json!({
+        "upstreams": [{"name": "upstream", "instances": [to]}],
+        "routes": [{"name": "all", "upstream": "upstream"}],
+    });
+    // JSON is YAML, and building it with serde_json quotes the user's input correctly.
+    let text = config.to_string();
+    load_str("--to", &text).map_err(config_error)?;
+    Ok(ConfigSource::Inline {
+        name: "--to".into(),
+        text,
+    })
+}
+
+fn config_error(errors: ConfigErrors) -> anyhow::Error {
+    anyhow::anyhow!("{errors}")
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn wait_for_shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+fn build_runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers.max(1));
+    }
+    builder.enable_all().build()
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,114 @@
+//! Configuration: the YAML file ([`raw`]) is parsed and validated once into typed runtime
+//! structures ([`Config`]); nothing on the hot path looks at config strings afterwards.
+
+mod build;
+mod error;
+mod raw;
+mod values;
+
+pub use error::{ConfigError, ConfigErrors};
+
+use crate::routing::RouteTable;
+use error::Problems;
+use marked_yaml::FromYamlError;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the proxy and the admin listener bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listeners {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners {
+            proxy: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 9901)),
+        }
+    }
+}
+
+/// Where request events are written as JSON lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+/// A validated config, ready to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listeners: Listeners,
+    pub admin_token: Option<Arc<str>>,
+    pub access_log: AccessLogTarget,
+    pub event_queue_capacity: usize,
+    pub drain_timeout: Duration,
+    /// Routes and the upstreams they point at: the part that a reload swaps.
+    pub routes: Arc<RouteTable>,
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let name: Arc<str> = path.display().to_string().into();
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(name, &text),
+        Err(error) => {
+            let mut problems = Problems::new(name);
+            problems.nowhere("(file)", format!("cannot read the file: {error}"));
+            Err(problems.into_errors())
+        }
+    }
+}
+
+/// Validates config text; `name` is how errors refer to it (usually the file's path).
+pub fn load_str(name: impl Into<Arc<str>>, text: &str) -> Result<Config, ConfigErrors> {
+    let mut problems = Problems::new(name.into());
+    let raw = match marked_yaml::from_yaml::<raw::RawConfig>(0, text) {
+        Ok(raw) => raw,
+        Err(error) if text.trim().is_empty() => {
+            // An empty file is a valid (if useless) config; the YAML loader insists on a mapping.
+            drop(error);
+            raw::RawConfig::default()
+        }
+        Err(error) => {
+            report_parse_error(&mut problems, error);
+            return Err(problems.into_errors());
+        }
+    };
+    build::build(raw, problems)
+}
+
+fn report_parse_error(problems: &mut Problems, error: FromYamlError) {
+    match error {
+        FromYamlError::ParseYaml(load) => {
+            let span = load_error_span(&load);
+            problems.at(&span, "(yaml)", load.to_string());
+        }
+        FromYamlError::FromNode(node) => {
+            let span = node
+                .start_mark()
+                .map_or_else(marked_yaml::Span::new_blank, marked_yaml::Span::new_start);
+            let field = node.path().unwrap_or("(root)").to_string();
+            problems.at(&span, field, node.into_inner().to_string());
+        }
+    }
+}
+
+fn load_error_span(error: &marked_yaml::LoadError) -> marked_yaml::Span {
+    use marked_yaml::LoadError::*;
+    let mark = match error {
+        TopLevelMustBeMapping(m)
+        | TopLevelMustBeSequence(m)
+        | UnexpectedAnchor(m)
+        | MappingKeyMustBeScalar(m)
+        | UnexpectedTag(m)
+        | ScanError(m, _) => Some(*m),
+        _ => None,
+    };
+    mark.map_or_else(marked_yaml::Span::new_blank, marked_yaml::Span::new_start)
+}

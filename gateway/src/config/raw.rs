@@ -1,0 +1,120 @@
+//! The config file as written: plain serde structs, unknown fields rejected. Fields whose value
+//! is checked after parsing are [`Spanned`] so that an error can name their line.
+
+use marked_yaml::Spanned;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub(crate) type Text = Spanned<String>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) listeners: RawListeners,
+    #[serde(default)]
+    pub(crate) admin: RawAdmin,
+    #[serde(default)]
+    pub(crate) access_log: RawAccessLog,
+    #[serde(default)]
+    pub(crate) shutdown: RawShutdown,
+    #[serde(default)]
+    pub(crate) upstreams: Vec<RawUpstream>,
+    #[serde(default)]
+    pub(crate) routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListeners {
+    pub(crate) proxy: Option<Text>,
+    pub(crate) admin: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    /// Bearer token for the admin listener; `LOOKOUT_ADMIN_TOKEN` overrides it.
+    pub(crate) token: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccessLog {
+    /// `stdout`, `off`, or a file path.
+    pub(crate) path: Option<Text>,
+    pub(crate) queue_capacity: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShutdown {
+    pub(crate) drain_timeout: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub(crate) name: Text,
+    pub(crate) instances: Vec<Text>,
+    pub(crate) balance: Option<Text>,
+    pub(crate) hash_on: Option<Text>,
+    pub(crate) connect_timeout: Option<Text>,
+    pub(crate) request_timeout: Option<Text>,
+    pub(crate) health_check: Option<RawHealthCheck>,
+    pub(crate) outlier: Option<RawOutlier>,
+    pub(crate) retry: Option<RawRetry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealthCheck {
+    pub(crate) path: Text,
+    pub(crate) interval: Option<Text>,
+    pub(crate) timeout: Option<Text>,
+    pub(crate) healthy_threshold: Option<Spanned<u32>>,
+    pub(crate) unhealthy_threshold: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutlier {
+    pub(crate) consecutive_failures: Option<Spanned<u32>>,
+    pub(crate) base_ejection: Option<Text>,
+    pub(crate) max_ejection: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    pub(crate) attempts: Option<Spanned<u32>>,
+    pub(crate) budget_percent: Option<Spanned<f32>>,
+    pub(crate) min_per_second: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub(crate) name: Text,
+    #[serde(rename = "match", default)]
+    pub(crate) matches: RawMatch,
+    pub(crate) upstream: Text,
+    pub(crate) strip_prefix: Option<Text>,
+    pub(crate) rewrite: Option<Text>,
+    pub(crate) timeout: Option<Text>,
+    pub(crate) per_try_timeout: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMatch {
+    pub(crate) host: Option<Text>,
+    pub(crate) path: Option<Text>,
+    pub(crate) prefix: Option<Text>,
+    pub(crate) template: Option<Text>,
+    #[serde(default)]
+    pub(crate) methods: Vec<Text>,
+    /// Header name to required value; `"*"` only requires the header to be present.
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, Text>,
+}

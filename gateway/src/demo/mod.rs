@@ -1,0 +1,128 @@
+//! `lookout demo`: demo upstreams, the gateway routed to them and a traffic generator, all in
+//! one process, so a newcomer sees real traffic at once.
+
+pub mod services;
+mod traffic;
+
+use crate::config::load_str;
+use crate::server::{ConfigSource, Gateway, StartOptions};
+use anyhow::Context;
+use std::net::SocketAddr;
+use tokio::sync::watch;
+
+const LOOPBACK_ANY_PORT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// The demo's upstream addresses, bound on loopback ports chosen by the OS.
+struct DemoUpstreams {
+    books_v1: [SocketAddr; 2],
+    books_v2: SocketAddr,
+    reviews: SocketAddr,
+    inventory: SocketAddr,
+}
+
+async fn start_upstreams() -> std::io::Result<DemoUpstreams> {
+    Ok(DemoUpstreams {
+        books_v1: [
+            services::spawn(services::books("books-v1-a", 1), LOOPBACK_ANY_PORT).await?,
+            services::spawn(services::books("books-v1-b", 1), LOOPBACK_ANY_PORT).await?,
+        ],
+        books_v2: services::spawn(services::books("books-v2", 2), LOOPBACK_ANY_PORT).await?,
+        reviews: services::spawn(services::reviews(), LOOPBACK_ANY_PORT).await?,
+        inventory: services::spawn(services::inventory(), LOOPBACK_ANY_PORT).await?,
+    })
+}
+
+/// The demo's config, in the same YAML a user would write.
+fn demo_config(up: &DemoUpstreams, proxy: SocketAddr, admin: SocketAddr, access_log: &str) -> String {
+    let [a, b] = up.books_v1;
+    format!(
+        r#"
+listeners: {{ proxy: "{proxy}", admin: "{admin}" }}
+access_log: {{ path: "{access_log}" }}
+upstreams:
+  - name: books
+    instances: ["{a}", "{b}"]
+    health_check: {{ path: /healthz, interval: 2s }}
+  - name: books-v2
+    instances: ["{v2}"]
+  - name: reviews
+    instances: ["{reviews}"]
+    balance: least_request
+  - name: inventory
+    instances: ["{inventory}"]
+    retry: {{ attempts: 2 }}
+    outlier: {{ consecutive_failures: 20 }}
+routes:
+  - name: books-v2-beta
+    match: {{ prefix: /books, headers: {{ x-books-version: "2" }} }}
+    upstream: books-v2
+  - name: books-list
+    match: {{ path: /books, methods: [GET, POST] }}
+    upstream: books
+  - name: book
+    match: {{ template: "/books/{{id}}", methods: [GET] }}
+    upstream: books
+  - name: api-books
+    match: {{ prefix: /api }}
+    strip_prefix: /api
+    upstream: books
+  - name: reviews
+    match: {{ template: "/reviews/{{id}}" }}
+    upstream: reviews
+    timeout: 2s
+  - name: inventory
+    match: {{ prefix: /inventory }}
+    upstream: inventory
+    per_try_timeout: 400ms
+"#,
+        v2 = up.books_v2,
+        reviews = up.reviews,
+        inventory = up.inventory,
+    )
+}
+
+/// Runs the demo until SIGTERM or Ctrl-C.
+pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>) -> anyhow::Result<()> {
+    let upstreams = start_upstreams().await.context("starting the demo upstreams")?;
+    let defaults = crate::config::Listeners::default();
+    let access_log = std::env::temp_dir().join("lookout-demo-access.jsonl");
+    let text = demo_config(
+        &upstreams,
+        proxy.unwrap_or(defaults.proxy),
+        admin.unwrap_or(defaults.admin),
+        &access_log.display().to_string(),
+    );
+    let config = load_str("<demo>", &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let source = ConfigSource::Inline {
+        name: "<demo>".into(),
+        text,
+    };
+    let gateway = Gateway::start(config, source, StartOptions::default()).await?;
+    let (stop, stopped) = watch::channel(false);
+    if rps > 0 {
+        tokio::spawn(traffic::generate(gateway.proxy_addr(), rps, stopped));
+    }
+    print_welcome(&gateway, rps, &access_log);
+    crate::cli::wait_for_shutdown_signal().await;
+    let _ = stop.send(true);
+    gateway.shutdown().await;
+    Ok(())
+}
+
+fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path) {
+    let proxy = gateway.proxy_addr();
+    let admin = gateway.admin_addr();
+    println!(
+        "\nLookout demo is running ({rps} requests/s of generated traffic).\n\n\
+         Proxy:      http://{proxy}\n\
+         \x20 curl http://{proxy}/books\n\
+         \x20 curl http://{proxy}/books/3\n\
+         \x20 curl -H 'x-books-version: 2' http://{proxy}/books/3\n\
+         \x20 curl http://{proxy}/reviews/3\n\
+         \x20 curl http://{proxy}/inventory/3     (fails now and then; retried)\n\
+         Admin:      http://{admin}/admin/stats   http://{admin}/healthz\n\
+         Access log: {}   (one JSON event per request)\n\n\
+         Press Ctrl-C to stop.",
+        access_log.display()
+    );
+}

@@ -1,0 +1,73 @@
+//! The demo's traffic generator: a steady, realistic mix of requests through the gateway, with
+//! a bounded number in flight so a slow gateway sheds load instead of piling it up.
+
+use super::services::BOOK_COUNT;
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+
+const MAX_IN_FLIGHT: usize = 64;
+
+/// Sends about `rps` requests per second to `proxy` until `stop` changes.
+pub(super) async fn generate(proxy: SocketAddr, rps: u32, mut stop: watch::Receiver<bool>) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / rps.max(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
+        let request = next_request(proxy);
+        let client = client.clone();
+        tokio::spawn(async move {
+            if let Ok(response) = client.request(request).await {
+                // Read the body so the request completes as a real client's would.
+                let _ = response.into_body().collect().await;
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// One request of the mix: mostly reads of books, some writes, reviews, inventory, a v2 beta
+/// tester, and a few requests for paths that do not exist.
+fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
+    let id = 1 + fastrand::u32(..BOOK_COUNT + 2);
+    let (method, path, beta) = match fastrand::u8(..100) {
+        0..=24 => (Method::GET, "/books".to_owned(), false),
+        25..=49 => (Method::GET, format!("/books/{id}"), false),
+        50..=54 => (Method::POST, "/books".to_owned(), false),
+        55..=69 => (Method::GET, format!("/reviews/{id}"), false),
+        70..=84 => (Method::GET, format!("/inventory/{id}"), false),
+        85..=91 => (Method::GET, format!("/books/{id}"), true),
+        92..=95 => (Method::GET, format!("/api/books/{id}"), false),
+        _ => (Method::GET, "/admin.php".to_owned(), false),
+    };
+    let body = if method == Method::POST {
+        Bytes::from_static(br#"{"title":"New Book"}"#)
+    } else {
+        Bytes::new()
+    };
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(format!("http://{proxy}{path}"))
+        .header("user-agent", "lookout-demo-traffic")
+        .header("content-type", "application/json");
+    if beta {
+        builder = builder.header("x-books-version", "2");
+    }
+    builder
+        .body(Full::new(body))
+        .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+}

@@ -1,0 +1,19 @@
+//! The Lookout gateway: a reverse proxy (tokio + hyper) whose request path is an explicit
+//! pipeline of phases — match route → policies → upstream → response → record — that ends, for
+//! every request, in one structured event handed to the analytics pipeline.
+//!
+//! It must not block or wait on its hot path: no global locks, no blocking I/O, and analytics
+//! only through a bounded queue that drops (and counts) what does not fit. Config strings are
+//! compiled into typed structures at load time and never read while proxying.
+
+mod body;
+pub mod cli;
+pub mod config;
+pub mod demo;
+mod proxy;
+mod routing;
+mod server;
+mod upstream;
+
+pub use config::{load_file, load_str, Config, ConfigError, ConfigErrors};
+pub use server::{ConfigSource, Gateway, StartError, StartOptions};

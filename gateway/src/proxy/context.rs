@@ -1,0 +1,115 @@
+//! The per-request context: what the phases learn, carried from one to the next.
+
+use http::header::HeaderValue;
+use http::{Method, Request, Version};
+use lookout_analytics::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+/// Longest client-supplied request id the gateway keeps; longer ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The client side of a connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SocketAddr,
+}
+
+pub(crate) struct RequestContext {
+    pub(crate) started: Instant,
+    pub(crate) started_wall: SystemTime,
+    pub(crate) conn: ConnInfo,
+    pub(crate) request_id: HeaderValue,
+    pub(crate) method: Method,
+    pub(crate) version: Version,
+    pub(crate) path: String,
+    /// From the URI's authority (HTTP/2) or the `Host` header, without the port.
+    pub(crate) host: Option<String>,
+    pub(crate) route: Option<Arc<str>>,
+    pub(crate) upstream: Option<Arc<str>>,
+    pub(crate) instance: Option<Arc<str>>,
+    pub(crate) attempts: u32,
+    pub(crate) upstream_connect: Duration,
+    pub(crate) upstream_ttfb: Duration,
+    pub(crate) error_kind: Option<ErrorKind>,
+    /// Shared with the request body, which the upstream connection's task polls.
+    pub(crate) bytes_in: Arc<AtomicU64>,
+}
+
+impl RequestContext {
+    pub(crate) fn start<B>(request: &Request<B>, conn: ConnInfo) -> Self {
+        RequestContext {
+            started: Instant::now(),
+            started_wall: SystemTime::now(),
+            conn,
+            request_id: request_id(request),
+            method: request.method().clone(),
+            version: request.version(),
+            path: request.uri().path().to_owned(),
+            host: host_of(request).map(str::to_owned),
+            route: None,
+            upstream: None,
+            instance: None,
+            attempts: 0,
+            upstream_connect: Duration::ZERO,
+            upstream_ttfb: Duration::ZERO,
+            error_kind: None,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub(crate) fn request_id_str(&self) -> &str {
+        self.request_id.to_str().unwrap_or_default()
+    }
+}
+
+/// The client's `x-request-id` when it is sane, or a new UUID.
+fn request_id<B>(request: &Request<B>) -> HeaderValue {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = uuid::Uuid::new_v4();
+            let mut buf = uuid::Uuid::encode_buffer();
+            HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+                .unwrap_or(HeaderValue::from_static("invalid"))
+        })
+}
+
+/// The host the client asked for, without a port.
+pub(crate) fn host_of<B>(request: &Request<B>) -> Option<&str> {
+    let host = match request.uri().authority() {
+        Some(authority) => authority.host(),
+        None => {
+            let header = request.headers().get(http::header::HOST)?.to_str().ok()?;
+            strip_port(header)
+        }
+    };
+    Some(host)
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // An IPv6 literal: the port, if any, follows the closing bracket.
+        return host.split_once(']').map_or(host, |(ip, _)| &host[..ip.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+    }
+}

@@ -1,0 +1,60 @@
+//! The proxy's errors and the one place that turns them into client responses: a status and a
+//! stable JSON body, `{"error": {"code", "message", "request_id"}}`, never internal details.
+
+use http::StatusCode;
+use lookout_analytics::ErrorKind;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProxyError {
+    #[error("no route matches this request")]
+    NoRoute,
+    #[error("upstream `{0}` has no healthy instance")]
+    NoHealthyInstance(Arc<str>),
+    #[error("upstream `{0}` could not be reached")]
+    UpstreamUnreachable(Arc<str>),
+    #[error("upstream `{0}` did not respond in time")]
+    UpstreamTimeout(Arc<str>),
+    #[error("the request could not be forwarded: {0}")]
+    BadRequest(&'static str),
+}
+
+impl ProxyError {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoHealthyInstance(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The stable, machine-readable code clients can switch on.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "no_route",
+            ProxyError::NoHealthyInstance(_) => "no_healthy_instance",
+            ProxyError::UpstreamUnreachable(_) => "upstream_unreachable",
+            ProxyError::UpstreamTimeout(_) => "upstream_timeout",
+            ProxyError::BadRequest(_) => "bad_request",
+        }
+    }
+
+    pub(crate) fn kind(&self) -> ErrorKind {
+        match self {
+            ProxyError::NoRoute => ErrorKind::NoRoute,
+            ProxyError::NoHealthyInstance(_) => ErrorKind::NoHealthyInstance,
+            ProxyError::UpstreamUnreachable(_) => ErrorKind::UpstreamUnreachable,
+            ProxyError::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
+            ProxyError::BadRequest(_) => ErrorKind::BadRequest,
+        }
+    }
+
+    pub(crate) fn body(&self, request_id: &str) -> Vec<u8> {
+        let body = serde_json::json!({
+            "error": { "code": self.code(), "message": self.to_string(), "request_id": request_id }
+        });
+        body.to_string().into_bytes()
+    }
+}

@@ -1,0 +1,68 @@
+//! The request path, as an ordered pipeline of phases. Each phase is a module:
+//!
+//! 1. [`match_route`]: pick the route (404 when none) and the upstream path.
+//! 2. policy phases — authentication, limits, cache, … — are inserted here by later features.
+//! 3. [`upstream_call`]: pick an instance, forward (with [`forward_headers`]), retry, time out.
+//! 4. [`response`]: clean the upstream response and stamp it (`x-request-id`, `Via`).
+//! 5. [`record`]: when the response body ends (or the client leaves), emit one request event.
+//!
+//! A [`context::RequestContext`] carries what the phases learn from one to the next and is,
+//! in the end, what the request event is made of.
+
+mod context;
+mod error;
+mod forward_headers;
+mod match_route;
+mod record;
+mod response;
+mod upgrade;
+mod upstream_call;
+
+pub(crate) use context::ConnInfo;
+pub(crate) use record::ProxyBody;
+
+use crate::routing::RouteTable;
+use arc_swap::ArcSwap;
+use context::RequestContext;
+use error::ProxyError;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use lookout_analytics::EventQueue;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// What every request of one gateway shares.
+pub(crate) struct ProxyState {
+    /// The current routes; a reload swaps them, and in-flight requests keep the ones they loaded.
+    pub(crate) routes: ArcSwap<RouteTable>,
+    pub(crate) events: EventQueue,
+}
+
+/// Serves one client request through the pipeline. Never fails: every error becomes a JSON
+/// response, and every request becomes an event.
+pub(crate) async fn serve(
+    state: Arc<ProxyState>,
+    conn: ConnInfo,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let routes = state.routes.load_full();
+    let mut ctx = RequestContext::start(&request, conn);
+    let response = match pipeline(&routes, &mut ctx, request).await {
+        Ok(upstream_response) => response::from_upstream(upstream_response, &ctx),
+        Err(error) => {
+            ctx.error_kind = Some(error.kind());
+            response::from_error(&error, &ctx)
+        }
+    };
+    Ok(record::attach(response, ctx, &state.events))
+}
+
+async fn pipeline(
+    routes: &RouteTable,
+    ctx: &mut RequestContext,
+    request: Request<Incoming>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let (parts, body) = request.into_parts();
+    let matched = match_route::run(routes, &parts, ctx)?;
+    upstream_call::run(matched, parts, body, ctx).await
+}

@@ -1,0 +1,106 @@
+//! Request matching on host, path (exact, prefix, template), method and headers.
+
+use http::header::HeaderName;
+use http::request::Parts;
+use http::{HeaderValue, Method};
+
+#[derive(Debug)]
+pub(crate) struct RequestMatcher {
+    pub(crate) host: Option<HostMatch>,
+    pub(crate) path: PathMatch,
+    /// Empty means any method.
+    pub(crate) methods: Vec<Method>,
+    pub(crate) headers: Vec<HeaderCondition>,
+}
+
+#[derive(Debug)]
+pub(crate) enum HostMatch {
+    /// `api.example.com` (stored lower-case).
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`: any subdomain, not the apex.
+    Suffix(String),
+}
+
+#[derive(Debug)]
+pub(crate) enum PathMatch {
+    Any,
+    Exact(String),
+    /// Matches the prefix itself and anything below it: `/api` matches `/api` and `/api/x`, not
+    /// `/apix` (a prefix ending in `/` matches anything that starts with it).
+    Prefix(String),
+    /// `/books/{id}`, `/files/{*rest}`; matched by `matchit`, the router axum uses.
+    Template(matchit::Router<()>),
+}
+
+#[derive(Debug)]
+pub(crate) struct HeaderCondition {
+    pub(crate) name: HeaderName,
+    /// `None`: the header only has to be present.
+    pub(crate) value: Option<HeaderValue>,
+}
+
+/// Values captured by a template, by name, borrowed from the request path.
+pub(crate) type Params<'p> = Vec<(&'p str, &'p str)>;
+
+impl RequestMatcher {
+    /// Returns the template captures when the request matches.
+    pub(crate) fn matches<'p>(
+        &'p self,
+        request: &Parts,
+        host: Option<&str>,
+        path: &'p str,
+    ) -> Option<Params<'p>> {
+        if !self.methods.is_empty() && !self.methods.contains(&request.method) {
+            return None;
+        }
+        if let Some(expected) = &self.host {
+            if !expected.matches(host?) {
+                return None;
+            }
+        }
+        let all_headers = self.headers.iter().all(|condition| {
+            let mut values = request.headers.get_all(&condition.name).iter();
+            match &condition.value {
+                None => values.next().is_some(),
+                Some(expected) => values.any(|v| v == expected),
+            }
+        });
+        if !all_headers {
+            return None;
+        }
+        self.path.matches(path)
+    }
+}
+
+impl HostMatch {
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Exact(name) => host.eq_ignore_ascii_case(name),
+            HostMatch::Suffix(suffix) => {
+                host.len() > suffix.len()
+                    && host.is_char_boundary(host.len() - suffix.len())
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        }
+    }
+}
+
+impl PathMatch {
+    fn matches<'p>(&'p self, path: &'p str) -> Option<Params<'p>> {
+        let matched = match self {
+            PathMatch::Any => true,
+            PathMatch::Exact(exact) => path == exact,
+            PathMatch::Prefix(prefix) => {
+                path.starts_with(prefix.as_str())
+                    && (prefix.ends_with('/')
+                        || path.len() == prefix.len()
+                        || path.as_bytes()[prefix.len()] == b'/')
+            }
+            PathMatch::Template(router) => {
+                let found = router.at(path).ok()?;
+                return Some(found.params.iter().collect());
+            }
+        };
+        matched.then(Vec::new)
+    }
+}

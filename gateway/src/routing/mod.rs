@@ -1,0 +1,76 @@
+//! The route table: which route a request takes, and the path it is forwarded with.
+//!
+//! Routes are tried in the order they are configured; the first whose every condition holds
+//! wins, as in Envoy. Everything here was compiled from config at load time.
+
+mod matcher;
+mod rewrite;
+
+pub(crate) use matcher::{HeaderCondition, HostMatch, PathMatch, RequestMatcher};
+pub(crate) use rewrite::{capture_names, parse_rewrite, PathRewrite};
+
+use crate::upstream::Upstream;
+use http::request::Parts;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// All routes and, through them, all upstreams of one config generation.
+#[derive(Debug)]
+pub struct RouteTable {
+    pub(crate) routes: Vec<Route>,
+    pub(crate) upstreams: Vec<Arc<Upstream>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) name: Arc<str>,
+    pub(crate) matcher: RequestMatcher,
+    pub(crate) rewrite: PathRewrite,
+    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) timeouts: RouteTimeouts,
+}
+
+/// Timeouts bound the wait for response headers; a streaming body may take longer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RouteTimeouts {
+    /// The whole exchange, retries included.
+    pub(crate) total: Duration,
+    /// One attempt.
+    pub(crate) per_try: Duration,
+}
+
+/// The outcome of routing one request.
+pub(crate) struct RouteMatch<'a> {
+    pub(crate) route: &'a Route,
+    /// Path and query to send upstream, after strip-prefix or rewrite.
+    pub(crate) upstream_path: String,
+}
+
+impl RouteTable {
+    pub(crate) fn find(&self, request: &Parts, host: Option<&str>) -> Option<RouteMatch<'_>> {
+        let path = request.uri.path();
+        self.routes.iter().find_map(|route| {
+            let params = route.matcher.matches(request, host, path)?;
+            let mut upstream_path = route.rewrite.apply(path, &params);
+            if let Some(query) = request.uri.query() {
+                upstream_path.push('?');
+                upstream_path.push_str(query);
+            }
+            Some(RouteMatch { route, upstream_path })
+        })
+    }
+
+    pub(crate) fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+}
+
+impl RouteTable {
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}

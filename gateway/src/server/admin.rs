@@ -1,0 +1,117 @@
+//! The admin listener: probes, reload and stats. It is separate from the proxy listener; every
+//! route but the probes requires the admin token when one is set (it must be set off loopback).
+
+use super::Shared;
+use crate::config::ConfigErrors;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let app = router(shared);
+    let stopped = async move {
+        let _ = stop.changed().await;
+    };
+    if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+        tracing::error!(%error, "admin listener failed");
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    let protected = Router::new()
+        .route("/admin/reload", post(reload))
+        .route("/admin/stats", get(stats))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(ready))
+        .merge(protected)
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such admin endpoint".into(),
+            )
+        })
+        .with_state(shared)
+}
+
+async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let Some(expected) = &shared.admin_token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        next.run(request).await
+    } else {
+        let mut response = error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin token is required (Authorization: Bearer ...)".into(),
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+}
+
+async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.draining.load(Ordering::Acquire) {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the gateway is shutting down".into(),
+        )
+    } else {
+        Json(json!({"status": "ready", "generation": shared.generation.load(Ordering::Acquire)}))
+            .into_response()
+    }
+}
+
+async fn reload(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.reload().await {
+        Ok(generation) => Json(json!({"status": "reloaded", "generation": generation})).into_response(),
+        Err(errors) => invalid_config(&errors),
+    }
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    let routes = shared.proxy.routes.load();
+    let upstreams: Vec<_> = routes.upstreams().iter().map(|u| u.status()).collect();
+    Json(json!({
+        "generation": shared.generation.load(Ordering::Acquire),
+        "analytics": shared.proxy.events.stats(),
+        "upstreams": upstreams,
+    }))
+    .into_response()
+}
+
+fn invalid_config(errors: &ConfigErrors) -> Response {
+    let problems: Vec<_> = errors
+        .0
+        .iter()
+        .map(|e| json!({"file": &*e.file, "line": e.line, "column": e.column, "field": e.field, "message": e.message}))
+        .collect();
+    let body = json!({"error": {"code": "invalid_config", "message": "the new config was rejected; the running config stays", "problems": problems}});
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+}
+
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+}

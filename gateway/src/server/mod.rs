@@ -1,0 +1,245 @@
+//! The running gateway: its two listeners (proxy and admin), the event writer, config reload
+//! (admin API, SIGHUP, file watch) and graceful shutdown.
+
+mod admin;
+mod proxy_listener;
+mod reload;
+
+use crate::config::{AccessLogTarget, Config, ConfigErrors};
+use crate::proxy::ProxyState;
+use crate::upstream::spawn_health_checks;
+use arc_swap::ArcSwap;
+use lookout_analytics::{spawn_writer, EventQueue, EventSink, JsonLinesSink, QueueStats, WriterHandle};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Where the config came from, so a reload can read it again.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// Generated in memory (demo mode, `lookout proxy`); reloading re-validates the same text.
+    Inline {
+        name: String,
+        text: String,
+    },
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        match self {
+            ConfigSource::File(path) => crate::config::load_file(path),
+            ConfigSource::Inline { name, text } => crate::config::load_str(name.as_str(), text),
+        }
+    }
+}
+
+/// Which reload triggers to install besides `POST /admin/reload`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    pub reload_on_sighup: bool,
+    pub watch_config_file: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the access log {path}: {source}")]
+    AccessLog { path: PathBuf, source: std::io::Error },
+    #[error(
+        "the admin listener {0} is not on loopback and has no token (set admin.token or LOOKOUT_ADMIN_TOKEN)"
+    )]
+    AdminUnprotected(SocketAddr),
+    #[error("cannot watch the config file: {0}")]
+    Watch(#[from] notify::Error),
+}
+
+/// State shared by the listeners and the reload triggers.
+pub(crate) struct Shared {
+    pub(crate) proxy: Arc<ProxyState>,
+    pub(crate) source: ConfigSource,
+    pub(crate) admin_token: Option<Arc<str>>,
+    pub(crate) draining: AtomicBool,
+    pub(crate) generation: AtomicU64,
+    pub(crate) listeners: crate::config::Listeners,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+/// A started gateway. Dropping it without [`Gateway::shutdown`] stops it abruptly.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    proxy_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    drain_timeout: Duration,
+    stop: watch::Sender<bool>,
+    proxy_task: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
+    writer: Option<WriterHandle>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Gateway {
+    /// Binds both listeners and starts serving `config`.
+    pub async fn start(
+        config: Config,
+        source: ConfigSource,
+        options: StartOptions,
+    ) -> Result<Gateway, StartError> {
+        let listeners = config.listeners;
+        if !listeners.admin.ip().is_loopback() && config.admin_token.is_none() {
+            return Err(StartError::AdminUnprotected(listeners.admin));
+        }
+        let proxy_listener = bind(listeners.proxy).await?;
+        let admin_listener = bind(listeners.admin).await?;
+        let (events, writer) = start_event_pipeline(&config)?;
+        spawn_health_checks(config.routes.upstreams());
+        let shared = Arc::new(Shared {
+            proxy: Arc::new(ProxyState {
+                routes: ArcSwap::new(config.routes),
+                events,
+            }),
+            source,
+            admin_token: config.admin_token,
+            draining: AtomicBool::new(false),
+            generation: AtomicU64::new(1),
+            listeners,
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let proxy_addr = local_addr(&proxy_listener, listeners.proxy)?;
+        let admin_addr = local_addr(&admin_listener, listeners.admin)?;
+        let proxy_task = tokio::spawn(proxy_listener::serve(
+            proxy_listener,
+            shared.proxy.clone(),
+            stopped.clone(),
+            config.drain_timeout,
+        ));
+        let admin_task = tokio::spawn(admin::serve(admin_listener, shared.clone(), stopped.clone()));
+        if options.reload_on_sighup {
+            reload::spawn_sighup_reloader(shared.clone(), stopped.clone());
+        }
+        let watcher = match (&shared.source, options.watch_config_file) {
+            (ConfigSource::File(path), true) => Some(reload::watch_file(shared.clone(), path)?),
+            _ => None,
+        };
+        tracing::info!(%proxy_addr, %admin_addr, "lookout is serving");
+        Ok(Gateway {
+            shared,
+            proxy_addr,
+            admin_addr,
+            drain_timeout: config.drain_timeout,
+            stop,
+            proxy_task,
+            admin_task,
+            writer,
+            _watcher: watcher,
+        })
+    }
+
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Reloads the config from its source; on error the running config stays.
+    pub async fn reload(&self) -> Result<u64, ConfigErrors> {
+        self.shared.reload().await
+    }
+
+    pub fn event_stats(&self) -> QueueStats {
+        self.shared.proxy.events.stats()
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the drain timeout), then writes
+    /// the events still queued.
+    pub async fn shutdown(mut self) {
+        tracing::info!(timeout = ?self.drain_timeout, "draining");
+        self.shared.draining.store(true, Ordering::Release);
+        let _ = self.stop.send(true);
+        let grace = self.drain_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(grace, &mut self.proxy_task).await.is_err() {
+            self.proxy_task.abort();
+        }
+        if tokio::time::timeout(grace, &mut self.admin_task).await.is_err() {
+            self.admin_task.abort();
+        }
+        if let Some(writer) = self.writer.take() {
+            // Joining the writer thread blocks; keep it off the async workers.
+            let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+impl Shared {
+    pub(crate) async fn reload(&self) -> Result<u64, ConfigErrors> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let source = self.source.clone();
+        let loaded = tokio::task::spawn_blocking(move || source.load()).await;
+        let config = match loaded {
+            Ok(result) => result,
+            Err(join_error) => {
+                tracing::error!(%join_error, "config loading panicked");
+                return Err(ConfigErrors(Vec::new()));
+            }
+        };
+        let config = config
+            .inspect_err(|errors| tracing::error!("reload rejected, keeping the running config: {errors}"))?;
+        if config.listeners != self.listeners {
+            tracing::warn!("listener addresses changed in the config; they take effect on restart");
+        }
+        spawn_health_checks(config.routes.upstreams());
+        self.proxy.routes.store(config.routes);
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        tracing::info!(generation, "config reloaded");
+        Ok(generation)
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn start_event_pipeline(config: &Config) -> Result<(EventQueue, Option<WriterHandle>), StartError> {
+    let (queue, receiver) = EventQueue::bounded(config.event_queue_capacity);
+    let sink: Box<dyn EventSink> = match &config.access_log {
+        AccessLogTarget::Off => return Ok((queue, None)),
+        AccessLogTarget::Stdout => Box::new(JsonLinesSink::new(std::io::stdout())),
+        AccessLogTarget::File(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| StartError::AccessLog {
+                    path: path.clone(),
+                    source,
+                })?;
+            Box::new(JsonLinesSink::new(file))
+        }
+    };
+    let writer = spawn_writer(receiver, sink).map_err(|source| StartError::AccessLog {
+        path: "(writer thread)".into(),
+        source,
+    })?;
+    Ok((queue, Some(writer)))
+}

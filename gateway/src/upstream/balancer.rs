@@ -1,0 +1,98 @@
+//! Choosing an instance: round robin, power-of-two-choices least outstanding requests, or
+//! consistent (rendezvous) hashing on a header, a cookie or the client IP. Every policy skips
+//! unavailable instances and the ones this request already tried.
+
+use super::Instance;
+use http::header::{HeaderMap, HeaderName};
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Debug)]
+pub(crate) enum Balancer {
+    RoundRobin(AtomicUsize),
+    LeastRequest,
+    ConsistentHash(HashOn),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum HashOn {
+    Header(HeaderName),
+    Cookie(String),
+    ClientIp,
+}
+
+/// Keys are hashed with SipHash and fixed keys, so every replica maps a key the same way.
+pub(crate) fn hash_key(key: impl Hash) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Balancer {
+    /// Picks an available instance not in `tried`. `hash` is the request's key under consistent
+    /// hashing (`None` when the request has no key: it is then balanced at random).
+    pub(crate) fn pick(
+        &self,
+        instances: &[Instance],
+        hash: Option<u64>,
+        tried: &[usize],
+        now_ms: u64,
+    ) -> Option<usize> {
+        let eligible = |i: &usize| instances[*i].is_available(now_ms) && !tried.contains(i);
+        match self {
+            Balancer::RoundRobin(next) => {
+                let start = next.fetch_add(1, Ordering::Relaxed);
+                (0..instances.len())
+                    .map(|offset| (start + offset) % instances.len())
+                    .find(eligible)
+            }
+            Balancer::LeastRequest => two_random_choices(instances, eligible),
+            Balancer::ConsistentHash(_) => match hash {
+                Some(key) => (0..instances.len())
+                    .filter(eligible)
+                    .max_by_key(|i| hash_key((key, instances[*i].addr.as_ref()))),
+                None => two_random_choices(instances, eligible),
+            },
+        }
+    }
+}
+
+/// Power of two choices: of two random eligible instances, the one with fewer requests in flight.
+fn two_random_choices(instances: &[Instance], eligible: impl Fn(&usize) -> bool) -> Option<usize> {
+    let n = instances.len();
+    let first = random_eligible(n, &eligible)?;
+    let Some(second) = random_eligible(n, &|i: &usize| *i != first && eligible(i)) else {
+        return Some(first);
+    };
+    if instances[second].in_flight() < instances[first].in_flight() {
+        Some(second)
+    } else {
+        Some(first)
+    }
+}
+
+/// A uniformly random eligible index, scanning from a random start so that no allocation is needed.
+fn random_eligible(n: usize, eligible: &impl Fn(&usize) -> bool) -> Option<usize> {
+    let start = fastrand::usize(..n.max(1));
+    (0..n).map(|offset| (start + offset) % n).find(eligible)
+}
+
+/// The request's consistent-hashing key, when the upstream hashes and the request has one.
+pub(crate) fn balancer_key(balancer: &Balancer, headers: &HeaderMap, client_ip: IpAddr) -> Option<u64> {
+    let Balancer::ConsistentHash(on) = balancer else {
+        return None;
+    };
+    match on {
+        HashOn::ClientIp => Some(hash_key(client_ip)),
+        HashOn::Header(name) => headers.get(name).map(|v| hash_key(v.as_bytes())),
+        HashOn::Cookie(name) => headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(cookie::Cookie::split_parse)
+            .filter_map(Result::ok)
+            .find(|c| c.name() == name)
+            .map(|c| hash_key(c.value())),
+    }
+}

@@ -1,0 +1,144 @@
+//! One upstream instance and its health: active checks flip `healthy`; passive outlier
+//! detection ejects an instance after consecutive failures for a back-off that doubles with each
+//! ejection. All state is atomics, so the hot path reads and updates it without locks.
+
+use http::uri::Authority;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub(crate) struct Instance {
+    /// `host:port`, as configured; shared into every request event.
+    pub(crate) addr: Arc<str>,
+    pub(crate) authority: Authority,
+    healthy: AtomicBool,
+    check_streak: AtomicU32,
+    consecutive_failures: AtomicU32,
+    ejections: AtomicU32,
+    ejected_until_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutlierPolicy {
+    pub(crate) consecutive_failures: u32,
+    pub(crate) base_ejection: Duration,
+    pub(crate) max_ejection: Duration,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct InstanceStatus {
+    addr: Arc<str>,
+    healthy: bool,
+    ejected: bool,
+    in_flight: usize,
+    consecutive_failures: u32,
+    ejections: u32,
+}
+
+/// Milliseconds on a monotonic clock that starts with the process.
+pub(crate) fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+impl Instance {
+    pub(crate) fn new(authority: Authority) -> Self {
+        Instance {
+            addr: authority.as_str().into(),
+            authority,
+            healthy: AtomicBool::new(true),
+            check_streak: AtomicU32::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejections: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Healthy by the active check and not ejected by outlier detection.
+    pub(crate) fn is_available(&self, now_ms: u64) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts an outstanding request until the guard drops (least-request balancing uses it).
+    pub(crate) fn start_request(&self) -> InFlightGuard<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard(&self.in_flight)
+    }
+
+    /// A response came back that was not a gateway error: the failure streak ends.
+    pub(crate) fn record_success(&self) {
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A connect error, a timeout or a 502/503/504; enough in a row eject the instance.
+    pub(crate) fn record_failure(&self, policy: &OutlierPolicy) {
+        let streak = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak < policy.consecutive_failures {
+            return;
+        }
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        let ejections = self.ejections.fetch_add(1, Ordering::Relaxed);
+        let backoff = policy
+            .base_ejection
+            .saturating_mul(1u32 << ejections.min(16))
+            .min(policy.max_ejection);
+        let until = now_ms() + backoff.as_millis() as u64;
+        self.ejected_until_ms.store(until, Ordering::Relaxed);
+        tracing::warn!(instance = %self.addr, ?backoff, "instance ejected after consecutive failures");
+    }
+
+    /// Applies one active health-check result; the state flips after `threshold` results in a
+    /// row that disagree with it.
+    pub(crate) fn record_check(&self, passed: bool, healthy_threshold: u32, unhealthy_threshold: u32) {
+        let healthy = self.healthy.load(Ordering::Relaxed);
+        if passed == healthy {
+            self.check_streak.store(0, Ordering::Relaxed);
+            return;
+        }
+        let streak = self.check_streak.fetch_add(1, Ordering::Relaxed) + 1;
+        let threshold = if passed {
+            healthy_threshold
+        } else {
+            unhealthy_threshold
+        };
+        if streak >= threshold {
+            self.healthy.store(passed, Ordering::Relaxed);
+            self.check_streak.store(0, Ordering::Relaxed);
+            if passed {
+                // A recovered instance starts with a clean slate.
+                self.ejections.store(0, Ordering::Relaxed);
+                self.ejected_until_ms.store(0, Ordering::Relaxed);
+            }
+            tracing::info!(instance = %self.addr, healthy = passed, "health check changed instance state");
+        }
+    }
+
+    pub(crate) fn status(&self) -> InstanceStatus {
+        InstanceStatus {
+            addr: self.addr.clone(),
+            healthy: self.healthy.load(Ordering::Relaxed),
+            ejected: self.ejected_until_ms.load(Ordering::Relaxed) > now_ms(),
+            in_flight: self.in_flight(),
+            consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
+            ejections: self.ejections.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub(crate) struct InFlightGuard<'a>(&'a AtomicUsize);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,48 @@
+//! Upstreams: named sets of instances, how one is picked (balancing), how their health is
+//! tracked (active checks and passive outlier ejection), how requests reach them (a pooled
+//! client per upstream) and how much retrying they may absorb (a retry budget).
+
+mod balancer;
+mod client;
+mod health;
+mod instance;
+mod retry;
+
+pub(crate) use balancer::{balancer_key, Balancer, HashOn};
+pub(crate) use client::{ConnectTiming, UpstreamClient};
+pub(crate) use health::{spawn_health_checks, HealthCheck};
+pub(crate) use instance::{now_ms, Instance, OutlierPolicy};
+pub(crate) use retry::{RetryBudget, RetryPolicy};
+
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub(crate) name: Arc<str>,
+    pub(crate) instances: Box<[Instance]>,
+    pub(crate) balancer: Balancer,
+    pub(crate) client: UpstreamClient,
+    /// Default per-try timeout for routes that do not set one.
+    pub(crate) request_timeout: Duration,
+    pub(crate) health_check: Option<HealthCheck>,
+    pub(crate) outlier: OutlierPolicy,
+    pub(crate) retry: RetryPolicy,
+}
+
+/// The state of an upstream's instances, for the admin API.
+#[derive(Debug, Serialize)]
+pub(crate) struct UpstreamStatus {
+    name: Arc<str>,
+    instances: Vec<instance::InstanceStatus>,
+}
+
+impl Upstream {
+    pub(crate) fn status(&self) -> UpstreamStatus {
+        UpstreamStatus {
+            name: self.name.clone(),
+            instances: self.instances.iter().map(Instance::status).collect(),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Retry policy and budget. The budget follows Envoy's: retries in flight may not exceed a
+//! percentage of the requests in flight (with a floor), so a failing upstream sees at most a
+//! bounded amplification of its load. Two atomics, no lock.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Debug)]
+pub(crate) struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub(crate) attempts: u32,
+    pub(crate) budget: RetryBudget,
+}
+
+#[derive(Debug)]
+pub(crate) struct RetryBudget {
+    percent: f32,
+    min_concurrency: usize,
+    active_requests: AtomicUsize,
+    active_retries: AtomicUsize,
+}
+
+/// Holds a slot in a budget counter until dropped.
+pub(crate) struct BudgetSlot<'a>(&'a AtomicUsize);
+
+impl Drop for BudgetSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl RetryBudget {
+    pub(crate) fn new(percent: f32, min_concurrency: usize) -> Self {
+        RetryBudget {
+            percent,
+            min_concurrency,
+            active_requests: AtomicUsize::new(0),
+            active_retries: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a request in flight to the upstream.
+    pub(crate) fn request(&self) -> BudgetSlot<'_> {
+        self.active_requests.fetch_add(1, Ordering::Relaxed);
+        BudgetSlot(&self.active_requests)
+    }
+
+    /// A retry slot when the budget allows one more, `None` when it is spent.
+    pub(crate) fn try_retry(&self) -> Option<BudgetSlot<'_>> {
+        let requests = self.active_requests.load(Ordering::Relaxed);
+        let allowed = ((requests as f32 * self.percent / 100.0) as usize).max(self.min_concurrency);
+        let retries = self.active_retries.fetch_add(1, Ordering::Relaxed);
+        if retries < allowed {
+            Some(BudgetSlot(&self.active_retries))
+        } else {
+            self.active_retries.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
