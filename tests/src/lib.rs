@@ -1,1 +1,13 @@
+//! Fixtures for Lookout's end-to-end tests: real upstream servers and real gateways on
+//! `127.0.0.1:0`, and a plain HTTP client. Nothing here is a mock; the tests drive the same
+//! code paths as production traffic.
+//!
+//! It must not use fixed ports or global servers: every test starts what it needs.
 
+mod client;
+mod gateway;
+mod upstream;
+
+pub use client::{body_json, send, Reply};
+pub use gateway::{start_gateway, start_gateway_with, wait_until};
+pub use upstream::TestUpstream;

@@ -1,1 +1,4 @@
+//! Lookout's end-to-end tests, in one binary (every test binary links the whole gateway, so
+//! there is one). Each module starts real upstreams and a real gateway on loopback.
 
+mod e2e;

@@ -1,0 +1,235 @@
+//! A test upstream: a hyper server that echoes requests as JSON and can stream, sink, sleep,
+//! fail on demand, echo WebSockets, and be killed (all connections closed) and restarted.
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+struct Behaviour {
+    name: &'static str,
+    /// When non-zero, every request but `/healthz` gets this status.
+    fail_with: AtomicU16,
+    hits: AtomicUsize,
+}
+
+/// One upstream instance. Requests are counted; `/healthz` is not.
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    behaviour: Arc<Behaviour>,
+    server: JoinSet<()>,
+}
+
+impl TestUpstream {
+    pub async fn start(name: &'static str) -> TestUpstream {
+        let behaviour = Arc::new(Behaviour {
+            name,
+            fail_with: AtomicU16::new(0),
+            hits: AtomicUsize::new(0),
+        });
+        Self::serve("127.0.0.1:0".parse().expect("address"), behaviour).await
+    }
+
+    async fn serve(addr: SocketAddr, behaviour: Arc<Behaviour>) -> TestUpstream {
+        let listener = TcpListener::bind(addr).await.expect("bind test upstream");
+        let addr = listener.local_addr().expect("local address");
+        let mut server = JoinSet::new();
+        let accept_behaviour = behaviour.clone();
+        server.spawn(async move {
+            // Connections live in this set, so aborting it closes every one of them.
+            let mut connections = JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let behaviour = accept_behaviour.clone();
+                let service = service_fn(move |request| handle(behaviour.clone(), request));
+                connections.spawn(async move {
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        TestUpstream {
+            addr,
+            behaviour,
+            server,
+        }
+    }
+
+    /// Closes the listener and every open connection: the instance is down.
+    pub async fn kill(&mut self) {
+        self.server.shutdown().await;
+    }
+
+    /// Listens again on the same address.
+    pub async fn restart(&mut self) {
+        let again = Self::serve(self.addr, self.behaviour.clone()).await;
+        self.server = again.server;
+    }
+
+    pub fn fail_with(&self, status: u16) {
+        self.behaviour.fail_with.store(status, Ordering::SeqCst);
+    }
+
+    pub fn hits(&self) -> usize {
+        self.behaviour.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn handle(behaviour: Arc<Behaviour>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = request.uri().path().to_owned();
+    if path == "/healthz" {
+        return Ok(reply(
+            &behaviour,
+            StatusCode::OK,
+            Full::new(Bytes::from("ok")).boxed(),
+        ));
+    }
+    behaviour.hits.fetch_add(1, Ordering::SeqCst);
+    let failing = behaviour.fail_with.load(Ordering::SeqCst);
+    if failing != 0 {
+        let status = StatusCode::from_u16(failing).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Ok(reply(
+            &behaviour,
+            status,
+            Full::new(Bytes::from("failing")).boxed(),
+        ));
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
+    let response = match segments.as_slice() {
+        ["ws"] => websocket(&behaviour, request),
+        ["slow", ms] => {
+            let ms = ms.parse().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            echo(&behaviour, &request)
+        }
+        ["download", bytes] => reply(&behaviour, StatusCode::OK, download(bytes.parse().unwrap_or(0))),
+        ["upload"] => {
+            let received = drain(request.into_body()).await;
+            json_reply(&behaviour, json!({"received": received}))
+        }
+        _ => echo(&behaviour, &request),
+    };
+    Ok(response)
+}
+
+fn echo(behaviour: &Behaviour, request: &Request<Incoming>) -> Response<Body> {
+    let headers: serde_json::Map<String, serde_json::Value> = request
+        .headers()
+        .keys()
+        .map(|name| {
+            let values: Vec<_> = request
+                .headers()
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("?"))
+                .collect();
+            (name.to_string(), json!(values.join(", ")))
+        })
+        .collect();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    json_reply(
+        behaviour,
+        json!({"instance": behaviour.name, "method": request.method().as_str(), "path": path, "headers": headers}),
+    )
+}
+
+fn json_reply(behaviour: &Behaviour, value: serde_json::Value) -> Response<Body> {
+    let mut response = reply(
+        behaviour,
+        StatusCode::OK,
+        Full::new(Bytes::from(value.to_string())).boxed(),
+    );
+    response
+        .headers_mut()
+        .insert("content-type", http::HeaderValue::from_static("application/json"));
+    response
+}
+
+fn reply(behaviour: &Behaviour, status: StatusCode, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("x-instance", http::HeaderValue::from_static(behaviour.name));
+    response
+        .headers_mut()
+        .insert("keep-alive", http::HeaderValue::from_static("timeout=5"));
+    response
+}
+
+/// A body of `total` bytes, produced 64 KiB at a time and never held whole.
+fn download(total: usize) -> Body {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+    let frames = futures_util::stream::iter((0..total.div_ceil(CHUNK)).map(move |i| {
+        let len = CHUNK.min(total - i * CHUNK);
+        Ok::<_, Infallible>(Frame::data(chunk.slice(..len)))
+    }));
+    BodyExt::boxed(StreamBody::new(frames))
+}
+
+async fn drain(mut body: Incoming) -> u64 {
+    let mut received = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        received += frame.data_ref().map_or(0, |d| d.len() as u64);
+    }
+    received
+}
+
+fn websocket(behaviour: &Behaviour, mut request: Request<Incoming>) -> Response<Body> {
+    let Some(key) = request.headers().get("sec-websocket-key").cloned() else {
+        return reply(
+            behaviour,
+            StatusCode::BAD_REQUEST,
+            Full::new(Bytes::from("not a websocket")).boxed(),
+        );
+    };
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        while let Some(Ok(message)) = socket.next().await {
+            if message.is_close() || socket.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut response = reply(
+        behaviour,
+        StatusCode::SWITCHING_PROTOCOLS,
+        Full::new(Bytes::new()).boxed(),
+    );
+    let headers = response.headers_mut();
+    headers.remove("keep-alive");
+    headers.insert("connection", http::HeaderValue::from_static("upgrade"));
+    headers.insert("upgrade", http::HeaderValue::from_static("websocket"));
+    let accept = derive_accept_key(key.as_bytes());
+    headers.insert(
+        "sec-websocket-accept",
+        http::HeaderValue::from_str(&accept).expect("accept key"),
+    );
+    response
+}

@@ -1,0 +1,99 @@
+//! Config errors name the file, line and field, and validation reports every problem at once.
+
+use lookout_gateway::{load_file, load_str, ConfigError};
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    match load_str("gw.yaml", text) {
+        Ok(_) => panic!("config should be rejected:\n{text}"),
+        Err(errors) => errors.0,
+    }
+}
+
+fn find<'a>(errors: &'a [ConfigError], field: &str) -> &'a ConfigError {
+    errors
+        .iter()
+        .find(|e| e.field == field)
+        .unwrap_or_else(|| panic!("no error for {field}: {errors:?}"))
+}
+
+#[test]
+fn semantic_errors_name_line_and_field_and_are_all_reported() {
+    let text = "\
+upstreams:
+  - name: books
+    instances: [\"127.0.0.1:3000\", \"no-port-here\"]
+    connect_timeout: soon
+    balance: fastest
+routes:
+  - name: a
+    upstream: books
+  - name: b
+    match: { template: \"/books/{id}\" }
+    rewrite: \"/v2/{bookId}\"
+    upstream: movies
+listeners:
+  proxy: 127.0.0.1:99999
+";
+    let all = errors(text);
+    let instance = find(&all, "upstreams[0].instances[1]");
+    assert_eq!((instance.line, &*instance.file), (3, "gw.yaml"));
+    assert!(instance.message.contains("needs a port"), "{instance:?}");
+    let timeout = find(&all, "upstreams[0].connect_timeout");
+    assert_eq!(timeout.line, 4);
+    assert!(timeout.message.contains("invalid duration `soon`"), "{timeout:?}");
+    assert_eq!(find(&all, "upstreams[0].balance").line, 5);
+    let upstream = find(&all, "routes[1].upstream");
+    assert_eq!(upstream.line, 12);
+    assert!(upstream.message.contains("unknown upstream `movies`"));
+    let rewrite = find(&all, "routes[1].rewrite");
+    assert_eq!(rewrite.line, 11);
+    assert!(rewrite.message.contains("{bookId}"));
+    assert_eq!(find(&all, "listeners.proxy").line, 14);
+    assert_eq!(all.len(), 6, "{all:#?}");
+    let shown = lookout_gateway::ConfigErrors(all).to_string();
+    assert!(
+        shown.contains("gw.yaml:12:15: routes[1].upstream: unknown upstream `movies`"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn unknown_fields_and_wrong_types_are_rejected_with_their_place() {
+    let unknown = errors("upstreams:\n  - name: a\n    instances: [\"127.0.0.1:1\"]\n    retries: 3\n");
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(unknown[0].line, 4, "{unknown:?}");
+    assert!(unknown[0].message.contains("retries"), "{unknown:?}");
+    assert!(
+        unknown[0].field.starts_with("upstreams[0]") || unknown[0].field.starts_with("upstreams.0"),
+        "{unknown:?}"
+    );
+
+    let wrong_type =
+        errors("upstreams:\n  - name: a\n    instances: [\"127.0.0.1:1\"]\n    retry: { attempts: many }\n");
+    assert_eq!(wrong_type[0].line, 4, "{wrong_type:?}");
+
+    let bad_yaml = errors("routes: [\n");
+    assert!(bad_yaml[0].line >= 1, "{bad_yaml:?}");
+}
+
+#[test]
+fn an_exposed_admin_listener_needs_a_token() {
+    let exposed = errors("listeners:\n  admin: 0.0.0.0:9901\n");
+    let error = find(&exposed, "listeners.admin");
+    assert_eq!(error.line, 2);
+    assert!(error.message.contains("token"));
+    assert!(load_str(
+        "gw.yaml",
+        "listeners:\n  admin: 0.0.0.0:9901\nadmin:\n  token: s3cret\n"
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_missing_file_is_an_error_naming_it() {
+    let errors = load_file(std::path::Path::new("/nonexistent/lookout.yaml"))
+        .expect_err("missing file")
+        .0;
+    assert_eq!(&*errors[0].file, "/nonexistent/lookout.yaml");
+    assert!(errors[0].message.contains("cannot read"));
+}

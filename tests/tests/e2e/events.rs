@@ -1,0 +1,63 @@
+//! Every request becomes exactly one structured event, written as a JSON line.
+
+use http::{Method, StatusCode};
+use lookout_gateway::ConfigSource;
+use lookout_tests::{send, start_gateway_with, TestUpstream};
+
+#[tokio::test]
+async fn each_request_produces_one_event_with_its_outcome() {
+    let upstream = TestUpstream::start("svc").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("access.jsonl");
+    let text = format!(
+        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: \"{}\" }}\nupstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: books, match: {{ template: \"/books/{{id}}\" }}, upstream: svc }}\n",
+        log.display(),
+        upstream.addr
+    );
+    let gateway = start_gateway_with(ConfigSource::Inline {
+        name: "t.yaml".into(),
+        text,
+    })
+    .await;
+    let proxy = gateway.proxy_addr();
+    let ok = send(proxy, Method::GET, "/books/7", &[]).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let missing = send(proxy, Method::GET, "/nowhere", &[]).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    gateway.shutdown().await;
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .expect("access log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let served = lines
+        .iter()
+        .find(|e| e["status"] == 200)
+        .expect("the served request");
+    assert_eq!(served["request_id"], ok.headers["x-request-id"].to_str().unwrap());
+    assert_eq!(served["route"], "books");
+    assert_eq!(served["method"], "GET");
+    assert_eq!(served["path"], "/books/7");
+    assert_eq!(served["upstream"], "svc");
+    assert_eq!(served["instance"], upstream.addr.to_string());
+    assert_eq!(served["attempts"], 1);
+    assert_eq!(served["bytes_out"], ok.body.len());
+    assert_eq!(served["error_kind"], serde_json::Value::Null);
+    assert!(
+        served["upstream_connect_us"].as_u64().unwrap() > 0,
+        "the first request opened a connection"
+    );
+    assert!(served["duration_us"].as_u64().unwrap() >= served["upstream_ttfb_us"].as_u64().unwrap());
+    for slot in ["trace_id", "consumer", "variant", "cache_status"] {
+        assert!(served.get(slot).is_some(), "slot {slot} is in the schema");
+    }
+    let unrouted = lines
+        .iter()
+        .find(|e| e["status"] == 404)
+        .expect("the unrouted request");
+    assert_eq!(unrouted["route"], serde_json::Value::Null);
+    assert_eq!(unrouted["error_kind"], "no_route");
+    assert_eq!(unrouted["attempts"], 0);
+}

@@ -1,0 +1,10 @@
+mod balancing;
+mod config_errors;
+mod events;
+mod headers;
+mod protocols;
+mod reload;
+mod resilience;
+mod routing;
+mod shutdown;
+mod streaming;

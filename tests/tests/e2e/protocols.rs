@@ -1,0 +1,70 @@
+//! Protocols through the gateway: WebSocket upgrades and HTTP/2 clients.
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use lookout_tests::{start_gateway, TestUpstream};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn gateway_to(upstream: &TestUpstream) -> lookout_gateway::Gateway {
+    start_gateway(&format!(
+        "upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
+        upstream.addr
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn websocket_echo_works_through_the_gateway() {
+    let upstream = TestUpstream::start("ws").await;
+    let gateway = gateway_to(&upstream).await;
+    let url = format!("ws://{}/ws", gateway.proxy_addr());
+    let (mut socket, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket handshake");
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for text in ["hello", "through", "lookout"] {
+        socket.send(Message::text(text)).await.expect("send");
+        let echoed = socket.next().await.expect("a reply").expect("a message");
+        assert_eq!(echoed, Message::text(text));
+    }
+    socket
+        .send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .expect("send binary");
+    assert_eq!(
+        socket.next().await.expect("a reply").expect("a message"),
+        Message::binary(vec![0u8, 1, 2, 255])
+    );
+    socket.close(None).await.expect("close");
+}
+
+#[tokio::test]
+async fn http2_clients_are_served_with_prior_knowledge() {
+    let upstream = TestUpstream::start("h1-upstream").await;
+    let gateway = gateway_to(&upstream).await;
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    for i in 0..3 {
+        let request = Request::get(format!("http://{}/h2/{i}", gateway.proxy_addr()))
+            .body(Empty::new())
+            .expect("request");
+        let response = client.request(request).await.expect("h2 response");
+        assert_eq!(response.version(), Version::HTTP_2);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get("x-request-id").is_some());
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let echoed: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(echoed["path"], format!("/h2/{i}"));
+        assert_eq!(
+            echoed["headers"]["host"],
+            gateway.proxy_addr().ip().to_string(),
+            "the :authority becomes Host"
+        );
+        assert_eq!(echoed["headers"]["via"], "2 lookout");
+    }
+}

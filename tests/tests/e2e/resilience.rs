@@ -1,0 +1,133 @@
+//! Retries, timeouts, outlier ejection and active health checks.
+
+use http::{Method, StatusCode};
+use lookout_tests::{body_json, send, start_gateway, wait_until, TestUpstream};
+use std::time::Duration;
+
+fn svc(a: &TestUpstream, b: &TestUpstream, extra: &str) -> String {
+    format!(
+        "upstreams:\n  - {{ name: svc, instances: [\"{}\", \"{}\"], outlier: {{ consecutive_failures: 1000 }}{extra} }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
+        a.addr, b.addr
+    )
+}
+
+#[tokio::test]
+async fn idempotent_requests_are_retried_on_another_instance() {
+    let failing = TestUpstream::start("failing").await;
+    let healthy = TestUpstream::start("healthy").await;
+    failing.fail_with(503);
+    let gateway = start_gateway(&svc(&failing, &healthy, "")).await;
+    for _ in 0..6 {
+        let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.instance(), "healthy");
+    }
+    assert_eq!(healthy.hits(), 6, "every request ends on the healthy instance");
+    assert!(
+        failing.hits() >= 3,
+        "first attempts did reach the failing instance: {}",
+        failing.hits()
+    );
+}
+
+#[tokio::test]
+async fn post_is_never_retried() {
+    let failing = TestUpstream::start("failing").await;
+    let healthy = TestUpstream::start("healthy").await;
+    failing.fail_with(503);
+    let gateway = start_gateway(&svc(&failing, &healthy, "")).await;
+    let mut unavailable = 0;
+    for _ in 0..6 {
+        let reply = send(gateway.proxy_addr(), Method::POST, "/", &[]).await;
+        if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(
+                reply.instance(),
+                "failing",
+                "the upstream's own 503 is passed through"
+            );
+            unavailable += 1;
+        }
+    }
+    assert_eq!(failing.hits() + healthy.hits(), 6, "one attempt per POST");
+    assert_eq!(unavailable, failing.hits());
+    assert_eq!(unavailable, 3);
+}
+
+#[tokio::test]
+async fn a_slow_upstream_gives_504() {
+    let slow = TestUpstream::start("slow").await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: all, upstream: svc, per_try_timeout: 150ms, timeout: 300ms }}\n",
+        slow.addr
+    ))
+    .await;
+    let reply = send(gateway.proxy_addr(), Method::GET, "/slow/2000", &[]).await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(body_json(&reply)["error"]["code"], "upstream_timeout");
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_gives_502_and_then_503() {
+    let mut gone = TestUpstream::start("gone").await;
+    gone.kill().await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - {{ name: svc, instances: [\"{}\"], outlier: {{ consecutive_failures: 2, base_ejection: 10s }} }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
+        gone.addr
+    ))
+    .await;
+    // Two requests fail to connect: 502 each, and the second failure in a row ejects the instance.
+    for _ in 0..2 {
+        let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(body_json(&reply)["error"]["code"], "upstream_unreachable");
+    }
+    let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body_json(&reply)["error"]["code"], "no_healthy_instance");
+}
+
+async fn instance_state(admin: std::net::SocketAddr, index: usize) -> serde_json::Value {
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    stats["upstreams"][0]["instances"][index].clone()
+}
+
+#[tokio::test]
+async fn an_instance_that_goes_down_is_ejected_and_comes_back() {
+    let a = TestUpstream::start("a").await;
+    let mut b = TestUpstream::start("b").await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - name: svc\n    instances: [\"{}\", \"{}\"]\n    outlier: {{ consecutive_failures: 2, base_ejection: 300ms }}\n    health_check: {{ path: /healthz, interval: 100ms, timeout: 200ms, healthy_threshold: 1, unhealthy_threshold: 2 }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
+        a.addr, b.addr
+    ))
+    .await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    b.kill().await;
+    // While b is down, clients see no failure: retries and ejection route around it.
+    for _ in 0..8 {
+        let reply = send(proxy, Method::GET, "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.instance(), "a");
+    }
+    let down = wait_until(Duration::from_secs(5), || async {
+        instance_state(admin, 1).await["healthy"] == false
+    })
+    .await;
+    assert!(
+        down,
+        "the health check marks b unhealthy: {}",
+        instance_state(admin, 1).await
+    );
+    let hits_while_down = b.hits();
+
+    b.restart().await;
+    let back = wait_until(Duration::from_secs(5), || async {
+        let state = instance_state(admin, 1).await;
+        state["healthy"] == true && state["ejected"] == false
+    })
+    .await;
+    assert!(back, "b comes back: {}", instance_state(admin, 1).await);
+    for _ in 0..6 {
+        assert_eq!(send(proxy, Method::GET, "/", &[]).await.status, StatusCode::OK);
+    }
+    assert!(b.hits() > hits_while_down, "b serves traffic again");
+}
