@@ -55,3 +55,46 @@ pub struct RequestEvent {
     pub variant: Option<Arc<str>>,
     pub cache_status: Option<Arc<str>>,
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample_event(n: u64) -> RequestEvent {
+        RequestEvent {
+            timestamp_us: 1_700_000_000_000_000 + n,
+            request_id: format!("req-{n}").into(),
+            trace_id: None,
+            route: Some("books".into()),
+            method: "GET".into(),
+            path: "/books/1".into(),
+            host: Some("example.com".into()),
+            client_ip: IpAddr::from([127, 0, 0, 1]),
+            http_version: "HTTP/1.1",
+            upstream: Some("books".into()),
+            instance: Some("127.0.0.1:3000".into()),
+            attempts: 1,
+            status: 200,
+            bytes_in: 0,
+            bytes_out: n,
+            duration_us: 1500,
+            upstream_connect_us: 0,
+            upstream_ttfb_us: 1200,
+            error_kind: None,
+            consumer: None,
+            variant: None,
+            cache_status: None,
+        }
+    }
+
+    #[test]
+    fn events_serialize_every_field_with_stable_names() {
+        let mut event = sample_event(7);
+        event.error_kind = Some(ErrorKind::UpstreamTimeout);
+        let json = serde_json::to_value(&event).expect("serializes");
+        assert_eq!(json["error_kind"], "upstream_timeout");
+        assert_eq!(json["client_ip"], "127.0.0.1");
+        assert!(json["variant"].is_null() && json["consumer"].is_null() && json["cache_status"].is_null());
+        assert_eq!(json.as_object().map(|o| o.len()), Some(22));
+    }
+}

@@ -73,3 +73,20 @@ impl EventQueue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::tests::sample_event;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let (queue, _receiver) = EventQueue::bounded(3);
+        for i in 0..10 {
+            queue.offer(sample_event(i));
+        }
+        let stats = queue.stats();
+        assert_eq!((stats.capacity, stats.queued), (3, 3));
+        assert_eq!((stats.accepted, stats.dropped), (3, 7));
+    }
+}

@@ -97,3 +97,62 @@ fn write(receiver: &EventReceiver, sink: &mut dyn EventSink, batch: &mut Vec<Req
     }
     batch.clear();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::tests::sample_event;
+    use crate::EventQueue;
+    use std::sync::Mutex;
+
+    /// A sink that keeps what it is given, to check what the writer hands over.
+    struct Collect(Arc<Mutex<Vec<RequestEvent>>>);
+
+    impl EventSink for Collect {
+        fn write_batch(&mut self, events: &[RequestEvent]) -> io::Result<()> {
+            self.0.lock().expect("lock").extend_from_slice(events);
+            Ok(())
+        }
+    }
+
+    struct Broken;
+
+    impl EventSink for Broken {
+        fn write_batch(&mut self, _: &[RequestEvent]) -> io::Result<()> {
+            Err(io::Error::other("disk full"))
+        }
+    }
+
+    #[test]
+    fn shutdown_writes_every_queued_event() {
+        let (queue, receiver) = EventQueue::bounded(10_000);
+        for i in 0..5_000 {
+            queue.offer(sample_event(i));
+        }
+        let collected = Arc::new(Mutex::new(Vec::new()));
+        let writer = spawn_writer(receiver, Box::new(Collect(collected.clone()))).expect("writer");
+        writer.shutdown();
+        let events = collected.lock().expect("lock");
+        assert_eq!(events.len(), 5_000);
+        assert!(events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.status == 200 && e.bytes_out == i as u64));
+        assert_eq!(queue.stats().written, 5_000);
+    }
+
+    #[test]
+    fn failed_writes_are_counted_and_the_writer_keeps_going() {
+        let (queue, receiver) = EventQueue::bounded(16);
+        let writer = spawn_writer(receiver, Box::new(Broken)).expect("writer");
+        queue.offer(sample_event(1));
+        writer.shutdown();
+        queue.offer(sample_event(2));
+        let stats = queue.stats();
+        assert_eq!((stats.written, stats.write_errors), (0, 1));
+        assert_eq!(
+            stats.dropped, 1,
+            "an event offered after the writer stopped is dropped and counted"
+        );
+    }
+}

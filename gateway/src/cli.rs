@@ -4,7 +4,7 @@ use crate::config::{load_file, load_str, Config, ConfigErrors};
 use crate::server::{ConfigSource, Gateway, StartOptions};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -87,7 +87,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn check(path: &PathBuf) -> ExitCode {
+fn check(path: &Path) -> ExitCode {
     match load_file(path) {
         Ok(config) => {
             println!(

@@ -325,7 +325,7 @@ fn build_route(
     }
     let (path, captures) = build_path_match(p, &format!("{field}.match"), &raw.matches);
     let matcher = RequestMatcher {
-        host: raw.matches.host.as_ref().map(|h| build_host(h)),
+        host: raw.matches.host.as_ref().map(build_host),
         path,
         methods: build_methods(p, &format!("{field}.match.methods"), &raw.matches.methods),
         headers: build_headers(p, &format!("{field}.match.headers"), &raw.matches),

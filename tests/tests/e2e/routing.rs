@@ -4,6 +4,16 @@
 use http::{Method, StatusCode};
 use lookout_tests::{body_json, send, start_gateway, TestUpstream};
 
+/// (method, host, path, extra headers) → (instance, path seen upstream); `""` means 404.
+type Case<'a> = (
+    Method,
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    &'a str,
+    &'a str,
+);
+
 #[tokio::test]
 async fn requests_reach_the_route_their_host_path_method_and_headers_select() {
     let names = [
@@ -34,8 +44,7 @@ async fn requests_reach_the_route_their_host_path_method_and_headers_select() {
     .await;
     let addr = gateway.proxy_addr();
 
-    // (method, host, path, headers) → (instance, path seen upstream); "" means 404.
-    let cases: &[(Method, &str, &str, &[(&str, &str)], &str, &str)] = &[
+    let cases: &[Case] = &[
         (
             Method::GET,
             "api.example.com",

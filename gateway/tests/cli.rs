@@ -1,0 +1,247 @@
+//! `lookout check`, `run` (SIGHUP, file watch, SIGTERM), `proxy` and `demo`, as processes.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use lookout_gateway::demo::services;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const LOOKOUT: &str = env!("CARGO_BIN_EXE_lookout");
+
+/// A running `lookout` process whose stdout lines are collected as they come.
+struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    fn spawn(args: &[&str]) -> Process {
+        let mut child = Command::new(LOOKOUT)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("lookout starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// The first stdout line containing `needle` (waiting at most 20 s).
+    fn line_with(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        panic!("lookout never printed a line with {needle:?}");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status();
+        assert!(status.expect("kill runs").success());
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("lookout did not exit");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Extracts the address after `http://` at the given occurrence in a line.
+fn addr_in(line: &str, occurrence: usize) -> SocketAddr {
+    let rest = line
+        .split("http://")
+        .nth(occurrence + 1)
+        .expect("an http:// address");
+    let end = rest
+        .find(|c: char| c == ',' || c == '/' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    rest[..end].parse().expect("a socket address")
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let uri = format!("http://{addr}{path}").parse().expect("uri");
+    let response = client.get(uri).await.expect("response");
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn books_upstream() -> SocketAddr {
+    services::spawn(
+        services::books("cli-books", 1),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("upstream")
+}
+
+fn config(upstream: SocketAddr, prefix: &str) -> String {
+    format!(
+        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\nupstreams:\n  - {{ name: books, instances: [\"{upstream}\"] }}\nroutes:\n  - {{ name: r, match: {{ prefix: {prefix} }}, upstream: books }}\n"
+    )
+}
+
+#[test]
+fn check_reports_problems_with_file_line_and_field() {
+    let dir = tempfile::tempdir().expect("dir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "routes:\n  - name: r\n    upstream: nowhere\n").expect("write");
+    let output = Command::new(LOOKOUT)
+        .args(["check", "-c"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:3:15: routes[0].upstream: unknown upstream `nowhere`",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, config("127.0.0.1:9".parse().expect("addr"), "/")).expect("write");
+    let output = Command::new(LOOKOUT)
+        .args(["check", "-c"])
+        .arg(&good)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn run_reloads_on_sighup_and_file_change_and_drains_on_sigterm() {
+    let upstream = books_upstream().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("lookout.yaml");
+    std::fs::write(&path, config(upstream, "/books")).expect("write");
+    let mut lookout = Process::spawn(&["run", "-c", path.to_str().expect("utf-8 path"), "--workers", "1"]);
+    let line = lookout.line_with("proxy on");
+    let (proxy, admin) = (addr_in(&line, 0), addr_in(&line, 1));
+    assert_eq!(get(proxy, "/books/1").await.0, 200);
+
+    // The file watch picks up a change by itself.
+    std::fs::write(&path, config(upstream, "/moved")).expect("rewrite");
+    let watched = wait_for(|| async { get(proxy, "/books/1").await.1.contains("no_route") }).await;
+    assert!(watched, "the file change was applied");
+    let (status, body) = get(proxy, "/moved").await;
+    assert_eq!(status, 404, "the books service has no /moved path");
+    assert!(!body.contains("no_route"), "but the gateway routed it: {body}");
+
+    // SIGHUP reloads too: generation goes up.
+    let before = generation(admin).await;
+    lookout.signal("HUP");
+    let hup = wait_for(|| async { generation(admin).await > before }).await;
+    assert!(hup, "SIGHUP reloaded the config");
+
+    lookout.signal("TERM");
+    assert!(lookout.wait_exit().success(), "SIGTERM is a clean exit");
+}
+
+async fn generation(admin: SocketAddr) -> u64 {
+    let (_, body) = get(admin, "/readyz").await;
+    let ready: serde_json::Value = serde_json::from_str(&body).expect("json");
+    ready["generation"].as_u64().expect("generation")
+}
+
+async fn wait_for<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..250 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn proxy_forwards_everything_and_logs_each_request_as_json() {
+    let upstream = books_upstream().await;
+    let to = format!("http://{upstream}");
+    let lookout = Process::spawn(&[
+        "proxy",
+        "--to",
+        &to,
+        "--from",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ]);
+    let proxy = addr_in(&lookout.line_with("proxy on"), 0);
+    let (status, body) = get(proxy, "/books/2").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("cli-books"));
+    let event: serde_json::Value =
+        serde_json::from_str(&lookout.line_with("\"request_id\"")).expect("a JSON event");
+    assert_eq!(event["route"], "all");
+    assert_eq!(event["path"], "/books/2");
+    assert_eq!(event["status"], 200);
+}
+
+#[tokio::test]
+async fn demo_serves_its_routes_and_generates_traffic() {
+    let lookout = Process::spawn(&[
+        "demo",
+        "--proxy-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--rps",
+        "100",
+    ]);
+    let proxy = addr_in(&lookout.line_with("Proxy:"), 0);
+    let admin = addr_in(&lookout.line_with("Admin:"), 0);
+    let (status, body) = get(proxy, "/books/3").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Site Reliability Engineering"), "{body}");
+    let generated = wait_for(|| async {
+        let (_, stats) = get(admin, "/admin/stats").await;
+        let stats: serde_json::Value = serde_json::from_str(&stats).expect("json");
+        stats["analytics"]["accepted"].as_u64().unwrap_or(0) > 20
+    })
+    .await;
+    assert!(generated, "the traffic generator produced requests");
+}
