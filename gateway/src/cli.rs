@@ -200,11 +200,18 @@ pub async fn wait_for_shutdown_signal() {
     }
 }
 
+/// One worker means a current-thread runtime: the same single thread doing all the work, without
+/// the work-stealing machinery (atomics, cross-thread wakeups) that only pays off with several.
 fn build_runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = workers {
-        builder.worker_threads(workers.max(1));
-    }
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n.max(1));
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder.enable_all().build()
 }
 

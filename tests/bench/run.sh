@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Lookout proxy benchmark: direct-to-upstream, nginx (1 worker) and Lookout (--workers 1) in front
+# of the same upstream, driven by wrk. Prints req/s, p50 and p99 for each, and Lookout/nginx ratios.
+#
+#   tests/bench/run.sh                # 10 s per run
+#   DURATION=30s tests/bench/run.sh
+#
+# Needs wrk (apt install wrk); nginx is measured when installed (apt install nginx-light).
+# This is a benchmark, not a test: nothing here passes or fails on a figure.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+duration=${DURATION:-10s}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { echo "wrk is required: apt install wrk" >&2; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+
+echo "building release binaries..."
+target=${CARGO_TARGET_DIR:-$root/target}
+(cd "$root" && cargo build --release --quiet -p lookout-gateway -p lookout-tests --bins)
+
+upstream_port=$(free_port)
+"$target/release/bench-upstream" "127.0.0.1:$upstream_port" & pids+=($!)
+wait_port "$upstream_port"
+
+lookout_port=$(free_port)
+cat >"$work/lookout.yaml" <<YAML
+listeners: { proxy: "127.0.0.1:$lookout_port", admin: "127.0.0.1:$(free_port)" }
+access_log: { path: "$work/lookout-access.jsonl" }
+upstreams:
+  - { name: bench, instances: ["127.0.0.1:$upstream_port"] }
+routes:
+  - { name: all, upstream: bench }
+YAML
+RUST_LOG=warn "$target/release/lookout" run -c "$work/lookout.yaml" --workers 1 >/dev/null & pids+=($!)
+wait_port "$lookout_port"
+
+nginx_port=""
+if command -v nginx >/dev/null; then
+  nginx_port=$(free_port)
+  mkdir -p "$work/nginx"
+  cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $work/nginx/access.log;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  upstream bench { server 127.0.0.1:$upstream_port; keepalive 128; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://bench;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+  nginx -c "$work/nginx.conf" -p "$work/nginx" & pids+=($!)
+  wait_port "$nginx_port"
+fi
+
+# Prints "req/s p50 p99" (latencies in microseconds) for one wrk run.
+measure() {
+  local url=$1 conns=$2
+  wrk -t1 -c"$conns" -d1s "$url" >/dev/null 2>&1 # warm-up: connections, pools, caches
+  wrk -t1 -c"$conns" -d"$duration" --latency "$url" | awk '
+    function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1000000; return v }
+    /Requests\/sec/ { rps=$2 }
+    /^ +50%/ { p50=us($2) }
+    /^ +99%/ { p99=us($2) }
+    END { printf "%.0f %.0f %.0f\n", rps, p50, p99 }'
+}
+
+printf "\n%-22s %-8s %12s %10s %10s\n" "case" "target" "req/s" "p50 (us)" "p99 (us)"
+for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; do
+  IFS=: read -r name path conns <<<"$case"
+  declare -A rps=() p50=() p99=()
+  targets="direct:$upstream_port lookout:$lookout_port"
+  [ -n "$nginx_port" ] && targets="direct:$upstream_port nginx:$nginx_port lookout:$lookout_port"
+  for t in $targets; do
+    IFS=: read -r label port <<<"$t"
+    read -r r a b < <(measure "http://127.0.0.1:$port$path" "$conns")
+    rps[$label]=$r p50[$label]=$a p99[$label]=$b
+    printf "%-22s %-8s %12s %10s %10s\n" "$name" "$label" "$r" "$a" "$b"
+  done
+  if [ -n "$nginx_port" ]; then
+    awk -v n="$name" -v lr="${rps[lookout]}" -v nr="${rps[nginx]}" -v l99="${p99[lookout]}" -v n99="${p99[nginx]}" -v d99="${p99[direct]}" 'BEGIN {
+      printf "%-22s lookout/nginx req/s = %.2fx; added p99 over direct: lookout %+d us, nginx %+d us\n", n, lr/nr, l99-d99, n99-d99 }'
+  fi
+  unset rps p50 p99
+done

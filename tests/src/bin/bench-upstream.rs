@@ -1,0 +1,46 @@
+//! The benchmark's upstream: answers `/small` with the 13-byte `Hello, World!` and `/large` with
+//! 64 KiB, as fast as hyper can, so that the proxies in front of it are what is measured.
+//!
+//! Usage: `bench-upstream 127.0.0.1:PORT`.
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+
+const SMALL: &[u8] = b"Hello, World!";
+
+fn main() -> anyhow::Result<()> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:3000".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(addr))
+}
+
+async fn serve(addr: String) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let large = Bytes::from(vec![b'L'; 64 * 1024]);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let large = large.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let body = match request.uri().path() {
+                    "/large" => large.clone(),
+                    _ => Bytes::from_static(SMALL),
+                };
+                async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
