@@ -5,6 +5,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lookout_gateway::demo::services;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -53,11 +55,9 @@ impl Process {
         panic!("lookout never printed a line with {needle:?}");
     }
 
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status();
-        assert!(status.expect("kill runs").success());
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
+        nix::sys::signal::kill(pid, signal).expect("signal delivered");
     }
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
@@ -148,6 +148,14 @@ fn check_reports_problems_with_file_line_and_field() {
     );
 }
 
+#[test]
+fn the_documented_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/lookout.example.yaml");
+    let output = Command::new(LOOKOUT).args(["check", "-c", example]).output().expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("3 routes, 2 upstreams"));
+}
+
 #[tokio::test]
 async fn run_reloads_on_sighup_and_file_change_and_drains_on_sigterm() {
     let upstream = books_upstream().await;
@@ -169,11 +177,11 @@ async fn run_reloads_on_sighup_and_file_change_and_drains_on_sigterm() {
 
     // SIGHUP reloads too: generation goes up.
     let before = generation(admin).await;
-    lookout.signal("HUP");
+    lookout.signal(Signal::SIGHUP);
     let hup = wait_for(|| async { generation(admin).await > before }).await;
     assert!(hup, "SIGHUP reloaded the config");
 
-    lookout.signal("TERM");
+    lookout.signal(Signal::SIGTERM);
     assert!(lookout.wait_exit().success(), "SIGTERM is a clean exit");
 }
 

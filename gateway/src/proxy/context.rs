@@ -12,10 +12,32 @@ pub(crate) const REQUEST_ID: &str = "x-request-id";
 /// Longest client-supplied request id the gateway keeps; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// The client side of a connection.
-#[derive(Debug, Clone, Copy)]
+/// The client side of a connection, with the forwarding header values derived from it computed
+/// once per connection rather than once per request.
+#[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
+    /// The client IP, as `X-Forwarded-For` carries it.
+    pub(crate) forwarded_for: HeaderValue,
+    /// This hop's `Forwarded` element: `for=IP;proto=http` (IPv6 quoted, RFC 7239).
+    pub(crate) forwarded: HeaderValue,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(peer: SocketAddr) -> Self {
+        let ip = peer.ip();
+        let forwarded = if ip.is_ipv6() { format!("for=\"[{ip}]\";proto=http") } else { format!("for={ip};proto=http") };
+        ConnInfo {
+            peer,
+            forwarded_for: header_value(ip.to_string()),
+            forwarded: header_value(forwarded),
+        }
+    }
+}
+
+/// IP addresses and the fixed text around them are always valid header values.
+fn header_value(text: String) -> HeaderValue {
+    HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 pub(crate) struct RequestContext {

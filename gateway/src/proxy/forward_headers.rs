@@ -1,9 +1,8 @@
 //! Header rules for crossing the gateway: hop-by-hop headers stay on their hop (RFC 9110
 //! §7.6.1), forwarding headers say who the client was, and `Via` records the gateway.
 
-use super::context::{ConnInfo, RequestContext, REQUEST_ID};
+use super::context::{RequestContext, REQUEST_ID};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::fmt::Write;
 
 /// Headers that only concern one connection, never forwarded (the fixed list of RFC 9110 §7.6.1
 /// plus the proxy-authentication pair, which is addressed to this hop).
@@ -78,34 +77,33 @@ pub(crate) fn to_client(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: 
 }
 
 fn add_forwarded(headers: &mut HeaderMap, ctx: &RequestContext) {
-    let ConnInfo { peer } = ctx.conn;
-    let ip = peer.ip();
-    let appended_xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {ip}"),
-        None => ip.to_string(),
+    let conn = &ctx.conn;
+    // Earlier proxies' entries are kept, this hop's appended; the common case, a client
+    // connecting directly, costs no formatting at all.
+    let forwarded_for = match headers.get(X_FORWARDED_FOR) {
+        Some(existing) => join(existing, &conn.forwarded_for),
+        None => conn.forwarded_for.clone(),
     };
-    let host = headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| ctx.host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()));
-    // RFC 7239: IPv6 addresses are quoted and bracketed.
-    let mut forwarded = if ip.is_ipv6() {
-        format!("for=\"[{ip}]\";proto=http")
-    } else {
-        format!("for={ip};proto=http")
+    let forwarded = match headers.get(FORWARDED) {
+        Some(existing) => join(existing, &conn.forwarded),
+        None => conn.forwarded.clone(),
     };
-    if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
-        let _ = write!(forwarded, ";host=\"{host}\"");
-    }
-    if let Some(existing) = headers.get(FORWARDED).and_then(|v| v.to_str().ok()) {
-        forwarded = format!("{existing}, {forwarded}");
-    }
-    set(headers, X_FORWARDED_FOR, &appended_xff);
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
+    headers.insert(FORWARDED, forwarded);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if let Some(host) = host {
+    let host = headers.get(header::HOST).cloned();
+    if let Some(host) = host.or_else(|| ctx.host.as_deref().and_then(|h| HeaderValue::from_str(h).ok())) {
         headers.insert(X_FORWARDED_HOST, host);
     }
-    set(headers, FORWARDED, &forwarded);
+}
+
+/// `existing, added`, as list-valued headers are extended.
+fn join(existing: &HeaderValue, added: &HeaderValue) -> HeaderValue {
+    let mut joined = Vec::with_capacity(existing.len() + 2 + added.len());
+    joined.extend_from_slice(existing.as_bytes());
+    joined.extend_from_slice(b", ");
+    joined.extend_from_slice(added.as_bytes());
+    HeaderValue::from_bytes(&joined).unwrap_or_else(|_| added.clone())
 }
 
 fn append_via(headers: &mut HeaderMap, version: http::Version) {
@@ -115,12 +113,6 @@ fn append_via(headers: &mut HeaderMap, version: http::Version) {
         _ => "1.1 lookout",
     };
     headers.append(header::VIA, HeaderValue::from_static(hop));
-}
-
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
-    }
 }
 
 #[cfg(test)]

@@ -42,8 +42,8 @@ pub(super) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
-        let conn_info = ConnInfo { peer };
-        let service = service_fn(move |request| serve_request(state.clone(), conn_info, request));
+        let conn_info = ConnInfo::new(peer);
+        let service = service_fn(move |request| serve_request(state.clone(), conn_info.clone(), request));
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
