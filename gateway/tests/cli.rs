@@ -151,9 +151,23 @@ fn check_reports_problems_with_file_line_and_field() {
 #[test]
 fn the_documented_example_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/lookout.example.yaml");
-    let output = Command::new(LOOKOUT).args(["check", "-c", example]).output().expect("runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(LOOKOUT)
+        .args(["check", "-c", example])
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains("3 routes, 2 upstreams"));
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+    let example = std::fs::read_to_string(example).expect("example");
+    assert!(
+        readme.contains(&example),
+        "the README's config reference is the tested example"
+    );
 }
 
 #[tokio::test]

@@ -26,7 +26,11 @@ pub(crate) struct ConnInfo {
 impl ConnInfo {
     pub(crate) fn new(peer: SocketAddr) -> Self {
         let ip = peer.ip();
-        let forwarded = if ip.is_ipv6() { format!("for=\"[{ip}]\";proto=http") } else { format!("for={ip};proto=http") };
+        let forwarded = if ip.is_ipv6() {
+            format!("for=\"[{ip}]\";proto=http")
+        } else {
+            format!("for={ip};proto=http")
+        };
         ConnInfo {
             peer,
             forwarded_for: header_value(ip.to_string()),
