@@ -61,8 +61,9 @@ pub(crate) struct RequestContext {
     pub(crate) upstream_connect: Duration,
     pub(crate) upstream_ttfb: Duration,
     pub(crate) error_kind: Option<ErrorKind>,
-    /// Shared with the request body, which the upstream connection's task polls.
-    pub(crate) bytes_in: Arc<AtomicU64>,
+    /// Shared with the request body, which the upstream connection's task polls; only requests
+    /// with a body have one.
+    pub(crate) bytes_in: Option<Arc<AtomicU64>>,
 }
 
 impl RequestContext {
@@ -83,8 +84,13 @@ impl RequestContext {
             upstream_connect: Duration::ZERO,
             upstream_ttfb: Duration::ZERO,
             error_kind: None,
-            bytes_in: Arc::new(AtomicU64::new(0)),
+            bytes_in: None,
         }
+    }
+
+    /// The counter the request body adds its bytes to.
+    pub(crate) fn count_bytes_in(&mut self) -> Arc<AtomicU64> {
+        self.bytes_in.get_or_insert_with(Default::default).clone()
     }
 
     pub(crate) fn request_id_str(&self) -> &str {

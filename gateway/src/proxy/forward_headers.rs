@@ -26,6 +26,10 @@ const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
 /// Removes hop-by-hop headers, including those the `Connection` header names. When `upgrade` is
 /// set, `Connection: upgrade` and `Upgrade` are kept so the protocol switch reaches the other side.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none of them: one pass over the names is cheaper than eight removals.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name) || name == header::UPGRADE) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -14,6 +14,7 @@ use crate::routing::RouteMatch;
 use crate::upstream::{balancer_key, now_ms, ConnectTiming, Upstream};
 use bytes::Bytes;
 use http::request::Parts;
+use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::{Either, Empty};
@@ -33,11 +34,18 @@ pub(super) async fn run(
     let client_upgrade = upgrade
         .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
         .flatten();
-    let retryable = is_idempotent(&parts.method) && body.is_end_stream() && !upgrade;
-    let mut body = (!body.is_end_stream()).then(|| CountingBody::new(body, ctx.bytes_in.clone()));
+    // Retries go to an instance not tried yet, so a single-instance upstream never retries.
+    let retryable =
+        is_idempotent(&parts.method) && body.is_end_stream() && !upgrade && upstream.instances.len() > 1;
+    let mut body = (!body.is_end_stream()).then(|| CountingBody::new(body, ctx.count_bytes_in()));
     forward_headers::to_upstream(&mut parts.headers, ctx, upgrade);
     let hash = balancer_key(&upstream.balancer, &parts.headers, ctx.conn.peer.ip());
     let max_attempts = if retryable { upstream.retry.attempts } else { 1 };
+    let path = match matched.upstream_path {
+        Some(rewritten) => PathAndQuery::try_from(rewritten)
+            .map_err(|_| ProxyError::BadRequest("the rewritten path is not a valid URI"))?,
+        None => parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")),
+    };
     let deadline = tokio::time::Instant::from_std(ctx.started + route.timeouts.total);
     let _request_slot = upstream.retry.budget.request();
     let mut tried = Vec::with_capacity(max_attempts as usize);
@@ -70,7 +78,7 @@ pub(super) async fn run(
             upstream,
             index,
             &parts.method,
-            &matched.upstream_path,
+            &path,
             headers,
             attempt_body,
         )?;
@@ -152,16 +160,15 @@ fn build_request(
     upstream: &Upstream,
     index: usize,
     method: &Method,
-    path: &str,
+    path: &PathAndQuery,
     headers: HeaderMap,
     body: UpstreamBody,
 ) -> Result<Request<UpstreamBody>, ProxyError> {
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(upstream.instances[index].authority.clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| ProxyError::BadRequest("the rewritten path is not a valid URI"))?;
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(upstream.instances[index].authority.clone());
+    uri.path_and_query = Some(path.clone());
+    let uri = Uri::from_parts(uri).map_err(|_| ProxyError::BadRequest("the upstream URI is invalid"))?;
     let mut request = Request::new(body);
     *request.method_mut() = method.clone();
     *request.uri_mut() = uri;

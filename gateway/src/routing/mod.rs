@@ -42,8 +42,9 @@ pub(crate) struct RouteTimeouts {
 /// The outcome of routing one request.
 pub(crate) struct RouteMatch<'a> {
     pub(crate) route: &'a Route,
-    /// Path and query to send upstream, after strip-prefix or rewrite.
-    pub(crate) upstream_path: String,
+    /// Path and query to send upstream when the route changes it (strip-prefix or rewrite);
+    /// `None` forwards the client's own, without copying it.
+    pub(crate) upstream_path: Option<String>,
 }
 
 impl RouteTable {
@@ -51,11 +52,13 @@ impl RouteTable {
         let path = request.uri.path();
         self.routes.iter().find_map(|route| {
             let params = route.matcher.matches(request, host, path)?;
-            let mut upstream_path = route.rewrite.apply(path, &params);
-            if let Some(query) = request.uri.query() {
-                upstream_path.push('?');
-                upstream_path.push_str(query);
-            }
+            let upstream_path = route.rewrite.apply(path, &params).map(|mut rewritten| {
+                if let Some(query) = request.uri.query() {
+                    rewritten.push('?');
+                    rewritten.push_str(query);
+                }
+                rewritten
+            });
             Some(RouteMatch { route, upstream_path })
         })
     }

@@ -18,13 +18,14 @@ pub(crate) enum Segment {
 }
 
 impl PathRewrite {
-    pub(crate) fn apply(&self, path: &str, params: &Params<'_>) -> String {
+    /// The new path, or `None` when the path stays as it is.
+    pub(crate) fn apply(&self, path: &str, params: &Params<'_>) -> Option<String> {
         match self {
-            PathRewrite::Keep => path.to_owned(),
+            PathRewrite::Keep => None,
             PathRewrite::StripPrefix(prefix) => match path.strip_prefix(prefix.as_str()) {
-                Some(rest) if rest.starts_with('/') => rest.to_owned(),
-                Some(rest) => format!("/{rest}"),
-                None => path.to_owned(),
+                Some(rest) if rest.starts_with('/') => Some(rest.to_owned()),
+                Some(rest) => Some(format!("/{rest}")),
+                None => None,
             },
             PathRewrite::Template(segments) => {
                 let mut out = String::with_capacity(path.len());
@@ -37,7 +38,7 @@ impl PathRewrite {
                         }
                     }
                 }
-                out
+                Some(out)
             }
         }
     }
@@ -95,15 +96,15 @@ mod tests {
     #[test]
     fn strip_prefix_keeps_a_leading_slash() {
         let strip = PathRewrite::StripPrefix("/api".into());
-        assert_eq!(strip.apply("/api/books", &vec![]), "/books");
-        assert_eq!(strip.apply("/api", &vec![]), "/");
-        assert_eq!(strip.apply("/other", &vec![]), "/other");
+        assert_eq!(strip.apply("/api/books", &vec![]).as_deref(), Some("/books"));
+        assert_eq!(strip.apply("/api", &vec![]).as_deref(), Some("/"));
+        assert_eq!(strip.apply("/other", &vec![]), None);
     }
 
     #[test]
     fn template_substitutes_captures() {
         let rewrite = PathRewrite::Template(parse_template("/v2/books/{id}/info").unwrap());
-        assert_eq!(rewrite.apply("/books/7", &vec![("id", "7")]), "/v2/books/7/info");
+        assert_eq!(rewrite.apply("/books/7", &vec![("id", "7")]).as_deref(), Some("/v2/books/7/info"));
         assert!(parse_template("/x/{id").is_err());
         assert!(parse_template("/x/{}").is_err());
     }

@@ -82,6 +82,12 @@ impl Instance {
 
     /// A connect error, a timeout or a 502/503/504; enough in a row eject the instance.
     pub(crate) fn record_failure(&self, policy: &OutlierPolicy) {
+        let now = now_ms();
+        if self.ejected_until_ms.load(Ordering::Relaxed) > now {
+            // Requests already in flight when the instance was ejected fail too; they must not
+            // eject it again and double the back-off within a millisecond.
+            return;
+        }
         let streak = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if streak < policy.consecutive_failures {
             return;
@@ -92,7 +98,7 @@ impl Instance {
             .base_ejection
             .saturating_mul(1u32 << ejections.min(16))
             .min(policy.max_ejection);
-        let until = now_ms() + backoff.as_millis() as u64;
+        let until = now + backoff.as_millis() as u64;
         self.ejected_until_ms.store(until, Ordering::Relaxed);
         tracing::warn!(instance = %self.addr, ?backoff, "instance ejected after consecutive failures");
     }
