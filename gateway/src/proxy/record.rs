@@ -119,7 +119,10 @@ impl Pending {
             instance: ctx.instance,
             attempts: ctx.attempts,
             status: self.status,
-            bytes_in: ctx.bytes_in.as_ref().map_or(0, |bytes| bytes.load(Ordering::Relaxed)),
+            bytes_in: ctx
+                .bytes_in
+                .as_ref()
+                .map_or(0, |bytes| bytes.load(Ordering::Relaxed)),
             bytes_out: self.bytes_out,
             duration_us: duration.as_micros() as u64,
             upstream_connect_us: ctx.upstream_connect.as_micros() as u64,

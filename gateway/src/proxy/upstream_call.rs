@@ -44,7 +44,11 @@ pub(super) async fn run(
     let path = match matched.upstream_path {
         Some(rewritten) => PathAndQuery::try_from(rewritten)
             .map_err(|_| ProxyError::BadRequest("the rewritten path is not a valid URI"))?,
-        None => parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")),
+        None => parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
     };
     let deadline = tokio::time::Instant::from_std(ctx.started + route.timeouts.total);
     let _request_slot = upstream.retry.budget.request();
@@ -74,14 +78,7 @@ pub(super) async fn run(
         let attempt_body = body
             .take()
             .map_or_else(|| Either::Right(Empty::<Bytes>::new()), Either::Left);
-        let request = build_request(
-            upstream,
-            index,
-            &parts.method,
-            &path,
-            headers,
-            attempt_body,
-        )?;
+        let request = build_request(upstream, index, &parts.method, &path, headers, attempt_body)?;
         let per_try = tokio::time::Instant::now() + route.timeouts.per_try;
         last_outcome = attempt(upstream, index, request, per_try.min(deadline), ctx).await;
         if !last_outcome.should_retry() {

@@ -104,7 +104,10 @@ mod tests {
     #[test]
     fn template_substitutes_captures() {
         let rewrite = PathRewrite::Template(parse_template("/v2/books/{id}/info").unwrap());
-        assert_eq!(rewrite.apply("/books/7", &vec![("id", "7")]).as_deref(), Some("/v2/books/7/info"));
+        assert_eq!(
+            rewrite.apply("/books/7", &vec![("id", "7")]).as_deref(),
+            Some("/v2/books/7/info")
+        );
         assert!(parse_template("/x/{id").is_err());
         assert!(parse_template("/x/{}").is_err());
     }
