@@ -66,6 +66,21 @@ impl RouteTable {
     pub(crate) fn upstreams(&self) -> &[Arc<Upstream>] {
         &self.upstreams
     }
+
+    /// Carries instance health over from the table this one replaces: same upstream name and
+    /// instance address, same state.
+    pub(crate) fn inherit_health(&self, old: &RouteTable) {
+        for upstream in &self.upstreams {
+            let Some(previous) = old.upstreams.iter().find(|u| u.name == upstream.name) else {
+                continue;
+            };
+            for instance in upstream.instances.iter() {
+                if let Some(same) = previous.instances.iter().find(|i| i.addr == instance.addr) {
+                    instance.inherit(same);
+                }
+            }
+        }
+    }
 }
 
 impl RouteTable {

@@ -200,6 +200,7 @@ impl Shared {
         if config.listeners != self.listeners {
             tracing::warn!("listener addresses changed in the config; they take effect on restart");
         }
+        config.routes.inherit_health(&self.proxy.routes.load());
         spawn_health_checks(config.routes.upstreams());
         self.proxy.routes.store(config.routes);
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;

@@ -129,6 +129,20 @@ impl Instance {
         }
     }
 
+    /// Takes over the health of the same instance in the config being replaced, so that a
+    /// reload neither revives an instance that is down nor forgets its ejection back-off.
+    pub(crate) fn inherit(&self, old: &Instance) {
+        let copy32 =
+            |to: &AtomicU32, from: &AtomicU32| to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.healthy
+            .store(old.healthy.load(Ordering::Relaxed), Ordering::Relaxed);
+        copy32(&self.check_streak, &old.check_streak);
+        copy32(&self.consecutive_failures, &old.consecutive_failures);
+        copy32(&self.ejections, &old.ejections);
+        self.ejected_until_ms
+            .store(old.ejected_until_ms.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     pub(crate) fn status(&self) -> InstanceStatus {
         InstanceStatus {
             addr: self.addr.clone(),

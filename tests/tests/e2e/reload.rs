@@ -80,3 +80,58 @@ async fn the_admin_api_requires_its_token_when_one_is_set() {
         "probes stay open"
     );
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_health_of_unchanged_instances() {
+    let mut down = TestUpstream::start("down").await;
+    let up = TestUpstream::start("up").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("lookout.yaml");
+    let text = format!(
+        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\nupstreams:\n  - {{ name: svc, instances: [\"{}\", \"{}\"], outlier: {{ consecutive_failures: 1, base_ejection: 60s }} }}\nroutes:\n  - {{ name: r, upstream: svc }}\n",
+        down.addr, up.addr
+    );
+    std::fs::write(&path, &text).expect("write config");
+    let gateway = start_gateway_with(ConfigSource::File(path.clone())).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    down.kill().await;
+    for _ in 0..4 {
+        assert_eq!(send(proxy, Method::GET, "/", &[]).await.status, StatusCode::OK);
+    }
+    let ejected = |stats: serde_json::Value| stats["upstreams"][0]["instances"][0]["ejected"] == true;
+    assert!(ejected(body_json(
+        &send(admin, Method::GET, "/admin/stats", &[]).await
+    )));
+
+    std::fs::write(&path, text.replace("name: r,", "name: renamed,")).expect("rewrite config");
+    assert_eq!(
+        send(admin, Method::POST, "/admin/reload", &[]).await.status,
+        StatusCode::OK
+    );
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    assert!(ejected(stats.clone()), "the reload kept the ejection: {stats}");
+}
+
+#[tokio::test]
+async fn requests_in_flight_finish_on_the_config_they_started_with() {
+    let upstream = TestUpstream::start("svc").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("lookout.yaml");
+    std::fs::write(&path, config("/slow", &upstream)).expect("write config");
+    let gateway = start_gateway_with(ConfigSource::File(path.clone())).await;
+    let proxy = gateway.proxy_addr();
+    let in_flight = tokio::spawn(async move { send(proxy, Method::GET, "/slow/600", &[]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    std::fs::write(&path, config("/other", &upstream)).expect("rewrite config");
+    gateway.reload().await.expect("the new config is valid");
+    assert_eq!(
+        send(proxy, Method::GET, "/slow/0", &[]).await.status,
+        StatusCode::NOT_FOUND,
+        "new requests see the new routes"
+    );
+    assert_eq!(
+        in_flight.await.expect("request task").status,
+        StatusCode::OK,
+        "the old request completed"
+    );
+}
