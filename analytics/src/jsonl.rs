@@ -9,10 +9,13 @@ pub struct JsonLinesSink<W: Write> {
     out: BufWriter<W>,
 }
 
+/// Room for a hundred-odd events, so a busy batch costs few write calls.
+const BUFFER: usize = 64 * 1024;
+
 impl<W: Write> JsonLinesSink<W> {
     pub fn new(out: W) -> Self {
         JsonLinesSink {
-            out: BufWriter::new(out),
+            out: BufWriter::with_capacity(BUFFER, out),
         }
     }
 }
