@@ -1,6 +1,7 @@
 //! Body wrappers shared by the proxy phases. Bodies are streamed frame by frame and never
 //! buffered whole; these wrappers only count what passes through.
 
+use crate::upstream::ReturnTicket;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Empty};
@@ -43,6 +44,68 @@ impl<B: Body<Data = Bytes>> Body for CountingBody<B> {
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
                 this.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream response body that returns its connection to the pool when it ends. Dropped
+    /// before its end (the client went away, or a retry discarded it), it lets the connection
+    /// close instead, as a half-read response cannot be reused.
+    pub(crate) struct PooledBody {
+        #[pin]
+        inner: Incoming,
+        ticket: Option<ReturnTicket>,
+    }
+}
+
+impl PooledBody {
+    pub(crate) fn new(inner: Incoming, ticket: ReturnTicket) -> Self {
+        let mut body = PooledBody {
+            inner,
+            ticket: Some(ticket),
+        };
+        if body.inner.is_end_stream() {
+            body.return_connection();
+        }
+        body
+    }
+
+    fn return_connection(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            ticket.redeem();
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            if let Some(ticket) = this.ticket.take() {
+                ticket.redeem();
             }
         }
         polled

@@ -10,7 +10,6 @@ use crate::routing::{
 };
 use crate::upstream::{
     Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, RetryBudget, RetryPolicy, Upstream,
-    UpstreamClient,
 };
 use http::header::HeaderName;
 use http::{HeaderValue, Method};
@@ -219,7 +218,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<Up
         name: raw.name.as_str().into(),
         instances: instances.into_boxed_slice(),
         balancer,
-        client: UpstreamClient::new(connect_timeout),
+        connect_timeout,
         request_timeout,
         health_check,
         outlier,

@@ -21,6 +21,7 @@ mod upstream_call;
 pub(crate) use context::ConnInfo;
 pub(crate) use record::ProxyBody;
 
+use crate::body::PooledBody;
 use crate::routing::RouteTable;
 use arc_swap::ArcSwap;
 use context::RequestContext;
@@ -61,7 +62,7 @@ async fn pipeline(
     routes: &RouteTable,
     ctx: &mut RequestContext,
     request: Request<Incoming>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<PooledBody>, ProxyError> {
     let (parts, body) = request.into_parts();
     let matched = match_route::run(routes, &parts, ctx)?;
     upstream_call::run(matched, parts, body, ctx).await

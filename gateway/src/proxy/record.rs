@@ -3,11 +3,11 @@
 //! never waits: a full queue drops the event and counts it.
 
 use super::context::RequestContext;
+use crate::body::PooledBody;
 use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use lookout_analytics::{ErrorKind, EventQueue, RequestEvent};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -17,7 +17,7 @@ use std::time::{Duration, UNIX_EPOCH};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of a response before recording: the upstream's stream, or a gateway-made body.
-pub(crate) type ResponseBody = Either<Incoming, Full<Bytes>>;
+pub(crate) type ResponseBody = Either<PooledBody, Full<Bytes>>;
 
 pin_project_lite::pin_project! {
     /// What the proxy's clients receive: the response body, counted and recorded.

@@ -4,14 +4,14 @@ use super::context::RequestContext;
 use super::error::ProxyError;
 use super::forward_headers;
 use super::record::ResponseBody;
+use crate::body::PooledBody;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
 pub(super) fn from_upstream(
-    mut response: Response<Incoming>,
+    mut response: Response<PooledBody>,
     ctx: &RequestContext,
 ) -> Response<ResponseBody> {
     let upgrade = response.status() == StatusCode::SWITCHING_PROTOCOLS;

@@ -1,14 +1,14 @@
 //! Protocol upgrades (WebSocket and other `Upgrade` requests): once the upstream answers 101, the
 //! two upgraded connections are spliced together by a task of their own.
 
+use crate::body::PooledBody;
 use http::Response;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 /// Splices the client's and the upstream's upgraded connections and returns the 101 response
 /// for the client.
-pub(super) fn tunnel(mut response: Response<Incoming>, client: Option<OnUpgrade>) -> Response<Incoming> {
+pub(super) fn tunnel(mut response: Response<PooledBody>, client: Option<OnUpgrade>) -> Response<PooledBody> {
     let upstream = hyper::upgrade::on(&mut response);
     let Some(client) = client else {
         // An HTTP/2 client cannot take an HTTP/1.1 upgrade; it gets the 101 and nothing more.

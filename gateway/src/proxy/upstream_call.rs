@@ -9,52 +9,35 @@ use super::context::RequestContext;
 use super::error::ProxyError;
 use super::forward_headers;
 use super::upgrade;
-use crate::body::{CountingBody, UpstreamBody};
+use crate::body::{CountingBody, PooledBody, UpstreamBody};
 use crate::routing::RouteMatch;
-use crate::upstream::{balancer_key, now_ms, ConnectTiming, Upstream};
+use crate::upstream::{balancer_key, now_ms, Exchange, ReturnTicket, Upstream};
 use bytes::Bytes;
+use http::header::{HeaderValue, HOST};
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use std::time::Instant;
-use tokio::time::timeout_at;
+use tokio::time::{timeout_at, Instant as Deadline};
 
 pub(super) async fn run(
     matched: RouteMatch<'_>,
-    mut parts: Parts,
+    parts: Parts,
     body: Incoming,
     ctx: &mut RequestContext,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<PooledBody>, ProxyError> {
     let route = matched.route;
     let upstream = &*route.upstream;
-    let upgrade = forward_headers::is_upgrade(&parts.headers);
-    let client_upgrade = upgrade
-        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
-        .flatten();
-    // Retries go to an instance not tried yet, so a single-instance upstream never retries.
-    let retryable =
-        is_idempotent(&parts.method) && body.is_end_stream() && !upgrade && upstream.instances.len() > 1;
-    let mut body = (!body.is_end_stream()).then(|| CountingBody::new(body, ctx.count_bytes_in()));
-    forward_headers::to_upstream(&mut parts.headers, ctx, upgrade);
-    let hash = balancer_key(&upstream.balancer, &parts.headers, ctx.conn.peer.ip());
-    let max_attempts = if retryable { upstream.retry.attempts } else { 1 };
-    let path = match matched.upstream_path {
-        Some(rewritten) => PathAndQuery::try_from(rewritten)
-            .map_err(|_| ProxyError::BadRequest("the rewritten path is not a valid URI"))?,
-        None => parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-    };
-    let deadline = tokio::time::Instant::from_std(ctx.started + route.timeouts.total);
+    let mut outgoing = Outgoing::prepare(matched, parts, body, ctx)?;
+    let deadline = Deadline::from_std(ctx.started + route.timeouts.total);
     let _request_slot = upstream.retry.budget.request();
-    let mut tried = Vec::with_capacity(max_attempts as usize);
-    let mut last_outcome = Outcome::NoInstance;
-    while (tried.len() as u32) < max_attempts {
+    let mut tried = Vec::with_capacity(outgoing.max_attempts as usize);
+    let mut outcome = Outcome::NoInstance;
+    while (tried.len() as u32) < outgoing.max_attempts {
         let _retry_slot = match tried.len() {
             0 => None,
             _ => match upstream.retry.budget.try_retry() {
@@ -64,37 +47,95 @@ pub(super) async fn run(
         };
         let Some(index) = upstream
             .balancer
-            .pick(&upstream.instances, hash, &tried, now_ms())
+            .pick(&upstream.instances, outgoing.hash, &tried, now_ms())
         else {
             break;
         };
         tried.push(index);
-        let last_try = tried.len() as u32 == max_attempts;
-        let headers = if last_try {
-            std::mem::take(&mut parts.headers)
-        } else {
-            parts.headers.clone()
-        };
-        let attempt_body = body
-            .take()
-            .map_or_else(|| Either::Right(Empty::<Bytes>::new()), Either::Left);
-        let request = build_request(upstream, index, &parts.method, &path, headers, attempt_body)?;
-        let per_try = tokio::time::Instant::now() + route.timeouts.per_try;
-        last_outcome = attempt(upstream, index, request, per_try.min(deadline), ctx).await;
-        if !last_outcome.should_retry() {
+        let last_try = tried.len() as u32 == outgoing.max_attempts;
+        let request = outgoing.request(last_try);
+        let per_try = Deadline::now() + route.timeouts.per_try;
+        outcome = attempt(upstream, index, request, per_try.min(deadline), ctx).await;
+        if !outcome.should_retry() {
             break;
         }
     }
-    let response = last_outcome.into_result(upstream)?;
+    let response = outcome.into_result(upstream)?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(upgrade::tunnel(response, client_upgrade));
+        return Ok(upgrade::tunnel(response, outgoing.client_upgrade));
     }
     Ok(response)
 }
 
+/// The request as it will go upstream, ready to be sent once or, when retryable, again.
+struct Outgoing {
+    method: Method,
+    path: PathAndQuery,
+    headers: HeaderMap,
+    body: Option<CountingBody<Incoming>>,
+    client_upgrade: Option<OnUpgrade>,
+    hash: Option<u64>,
+    max_attempts: u32,
+}
+
+impl Outgoing {
+    fn prepare(
+        matched: RouteMatch<'_>,
+        mut parts: Parts,
+        body: Incoming,
+        ctx: &mut RequestContext,
+    ) -> Result<Outgoing, ProxyError> {
+        let upstream = &*matched.route.upstream;
+        let upgrade = forward_headers::is_upgrade(&parts.headers);
+        let client_upgrade = upgrade.then(|| parts.extensions.remove::<OnUpgrade>()).flatten();
+        // Retries go to an instance not tried yet, so a single-instance upstream never retries.
+        let retryable =
+            is_idempotent(&parts.method) && body.is_end_stream() && !upgrade && upstream.instances.len() > 1;
+        let body = (!body.is_end_stream()).then(|| CountingBody::new(body, ctx.count_bytes_in()));
+        forward_headers::to_upstream(&mut parts.headers, ctx, upgrade);
+        let path = match matched.upstream_path {
+            Some(rewritten) => PathAndQuery::try_from(rewritten)
+                .map_err(|_| ProxyError::BadRequest("the rewritten path is not a valid URI"))?,
+            None => parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        };
+        Ok(Outgoing {
+            hash: balancer_key(&upstream.balancer, &parts.headers, ctx.conn.peer.ip()),
+            max_attempts: if retryable { upstream.retry.attempts } else { 1 },
+            method: parts.method,
+            path,
+            headers: parts.headers,
+            body,
+            client_upgrade,
+        })
+    }
+
+    /// The request for the next attempt; the last one takes the headers instead of copying them.
+    fn request(&mut self, last_try: bool) -> Request<UpstreamBody> {
+        let headers = if last_try {
+            std::mem::take(&mut self.headers)
+        } else {
+            self.headers.clone()
+        };
+        let body = self
+            .body
+            .take()
+            .map_or_else(|| Either::Right(Empty::<Bytes>::new()), Either::Left);
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        // Origin-form (`/path?query`): the instance is the connection's peer, `Host` names the site.
+        *request.uri_mut() = Uri::from(self.path.clone());
+        *request.headers_mut() = headers;
+        request
+    }
+}
+
 enum Outcome {
     NoInstance,
-    Response(Response<Incoming>),
+    Response(Response<PooledBody>),
     Unreachable,
     TimedOut,
 }
@@ -108,7 +149,7 @@ impl Outcome {
         }
     }
 
-    fn into_result(self, upstream: &Upstream) -> Result<Response<Incoming>, ProxyError> {
+    fn into_result(self, upstream: &Upstream) -> Result<Response<PooledBody>, ProxyError> {
         match self {
             Outcome::Response(response) => Ok(response),
             Outcome::NoInstance => Err(ProxyError::NoHealthyInstance(upstream.name.clone())),
@@ -121,22 +162,36 @@ impl Outcome {
 async fn attempt(
     upstream: &Upstream,
     index: usize,
-    request: Request<UpstreamBody>,
-    deadline: tokio::time::Instant,
+    mut request: Request<UpstreamBody>,
+    deadline: Deadline,
     ctx: &mut RequestContext,
 ) -> Outcome {
     let instance = &upstream.instances[index];
     let _in_flight = instance.start_request();
     ctx.attempts += 1;
     ctx.instance = Some(instance.addr.clone());
+    if !request.headers().contains_key(HOST) {
+        // An HTTP/1.0 client may send no host at all; HTTP/1.1 upstreams require one.
+        if let Ok(host) = HeaderValue::from_str(instance.authority.as_str()) {
+            request.headers_mut().insert(HOST, host);
+        }
+    }
     let sent = Instant::now();
-    let outcome = match timeout_at(deadline, upstream.client.http.request(request)).await {
-        Ok(Ok(response)) => {
-            ctx.upstream_connect = response
-                .extensions()
-                .get::<ConnectTiming>()
-                .map_or_else(Default::default, ConnectTiming::claim);
-            Outcome::Response(response)
+    let exchange = instance
+        .pool
+        .send(&instance.authority, upstream.connect_timeout, request);
+    let outcome = match timeout_at(deadline, exchange).await {
+        Ok(Ok(Exchange {
+            response,
+            sender,
+            connect_time,
+        })) => {
+            ctx.upstream_connect = connect_time.unwrap_or_default();
+            let ticket = ReturnTicket {
+                sender,
+                pool: instance.pool.clone(),
+            };
+            Outcome::Response(response.map(|body| PooledBody::new(body, ticket)))
         }
         Ok(Err(error)) => {
             tracing::debug!(instance = %instance.addr, %error, "upstream attempt failed");
@@ -151,26 +206,6 @@ async fn attempt(
         instance.record_success();
     }
     outcome
-}
-
-fn build_request(
-    upstream: &Upstream,
-    index: usize,
-    method: &Method,
-    path: &PathAndQuery,
-    headers: HeaderMap,
-    body: UpstreamBody,
-) -> Result<Request<UpstreamBody>, ProxyError> {
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(upstream.instances[index].authority.clone());
-    uri.path_and_query = Some(path.clone());
-    let uri = Uri::from_parts(uri).map_err(|_| ProxyError::BadRequest("the upstream URI is invalid"))?;
-    let mut request = Request::new(body);
-    *request.method_mut() = method.clone();
-    *request.uri_mut() = uri;
-    *request.headers_mut() = headers;
-    Ok(request)
 }
 
 fn is_idempotent(method: &Method) -> bool {

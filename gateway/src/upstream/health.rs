@@ -44,29 +44,24 @@ async fn check_loop(upstream: Weak<Upstream>) {
 
 async fn probe(upstream: &Upstream, check: &HealthCheck, index: usize) {
     let instance = &upstream.instances[index];
-    let passed = match probe_uri(instance, check) {
-        Some(uri) => {
-            let request = Request::get(uri)
-                .header(http::header::USER_AGENT, "lookout-health-check")
-                .body(Either::Right(Empty::<Bytes>::new()));
-            match request {
-                Ok(request) => {
-                    let sent = tokio::time::timeout(check.timeout, upstream.client.http.request(request));
-                    matches!(sent.await, Ok(Ok(response)) if response.status().is_success())
-                }
-                Err(_) => false,
-            }
-        }
-        None => false,
-    };
+    let passed = tokio::time::timeout(check.timeout, probe_once(upstream, check, index))
+        .await
+        .unwrap_or(false);
     instance.record_check(passed, check.healthy_threshold, check.unhealthy_threshold);
 }
 
-fn probe_uri(instance: &super::Instance, check: &HealthCheck) -> Option<Uri> {
-    Uri::builder()
-        .scheme("http")
-        .authority(instance.authority.clone())
-        .path_and_query(check.path.clone())
-        .build()
-        .ok()
+/// One probe on a connection of its own: it also proves that new connections can be opened.
+async fn probe_once(upstream: &Upstream, check: &HealthCheck, index: usize) -> bool {
+    let instance = &upstream.instances[index];
+    let Ok(request) = Request::get(Uri::from(check.path.clone()))
+        .header(http::header::HOST, instance.authority.as_str())
+        .header(http::header::USER_AGENT, "lookout-health-check")
+        .body(Either::Right(Empty::<Bytes>::new()))
+    else {
+        return false;
+    };
+    let Ok(mut sender) = super::pool::connect(&instance.authority, upstream.connect_timeout).await else {
+        return false;
+    };
+    matches!(sender.send_request(request).await, Ok(response) if response.status().is_success())
 }

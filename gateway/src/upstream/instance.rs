@@ -2,6 +2,7 @@
 //! detection ejects an instance after consecutive failures for a back-off that doubles with each
 //! ejection. All state is atomics, so the hot path reads and updates it without locks.
 
+use super::pool::ConnectionPool;
 use http::uri::Authority;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +14,8 @@ pub(crate) struct Instance {
     /// `host:port`, as configured; shared into every request event.
     pub(crate) addr: Arc<str>,
     pub(crate) authority: Authority,
+    /// Keep-alive connections to this instance; shared with the response bodies that return them.
+    pub(crate) pool: Arc<ConnectionPool>,
     healthy: AtomicBool,
     check_streak: AtomicU32,
     consecutive_failures: AtomicU32,
@@ -49,6 +52,7 @@ impl Instance {
         Instance {
             addr: authority.as_str().into(),
             authority,
+            pool: Arc::new(ConnectionPool::new()),
             healthy: AtomicBool::new(true),
             check_streak: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),

@@ -1,17 +1,17 @@
 //! Upstreams: named sets of instances, how one is picked (balancing), how their health is
-//! tracked (active checks and passive outlier ejection), how requests reach them (a pooled
-//! client per upstream) and how much retrying they may absorb (a retry budget).
+//! tracked (active checks and passive outlier ejection), how requests reach them (a pool of
+//! keep-alive connections per instance) and how much retrying they may absorb (a retry budget).
 
 mod balancer;
-mod client;
 mod health;
 mod instance;
+mod pool;
 mod retry;
 
 pub(crate) use balancer::{balancer_key, Balancer, HashOn};
-pub(crate) use client::{ConnectTiming, UpstreamClient};
 pub(crate) use health::{spawn_health_checks, HealthCheck};
 pub(crate) use instance::{now_ms, Instance, OutlierPolicy};
+pub(crate) use pool::{Exchange, ReturnTicket};
 pub(crate) use retry::{RetryBudget, RetryPolicy};
 
 use serde::Serialize;
@@ -23,7 +23,7 @@ pub(crate) struct Upstream {
     pub(crate) name: Arc<str>,
     pub(crate) instances: Box<[Instance]>,
     pub(crate) balancer: Balancer,
-    pub(crate) client: UpstreamClient,
+    pub(crate) connect_timeout: Duration,
     /// Default per-try timeout for routes that do not set one.
     pub(crate) request_timeout: Duration,
     pub(crate) health_check: Option<HealthCheck>,

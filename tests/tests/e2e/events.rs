@@ -22,6 +22,8 @@ async fn each_request_produces_one_event_with_its_outcome() {
     let proxy = gateway.proxy_addr();
     let ok = send(proxy, Method::GET, "/books/7", &[]).await;
     assert_eq!(ok.status, StatusCode::OK);
+    let again = send(proxy, Method::GET, "/books/8", &[]).await;
+    assert_eq!(again.status, StatusCode::OK);
     let missing = send(proxy, Method::GET, "/nowhere", &[]).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     gateway.shutdown().await;
@@ -31,11 +33,11 @@ async fn each_request_produces_one_event_with_its_outcome() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_eq!(lines.len(), 3, "{lines:#?}");
     let served = lines
         .iter()
-        .find(|e| e["status"] == 200)
-        .expect("the served request");
+        .find(|e| e["path"] == "/books/7")
+        .expect("the first request");
     assert_eq!(served["request_id"], ok.headers["x-request-id"].to_str().unwrap());
     assert_eq!(served["route"], "books");
     assert_eq!(served["method"], "GET");
@@ -50,6 +52,14 @@ async fn each_request_produces_one_event_with_its_outcome() {
         "the first request opened a connection"
     );
     assert!(served["duration_us"].as_u64().unwrap() >= served["upstream_ttfb_us"].as_u64().unwrap());
+    let reused = lines
+        .iter()
+        .find(|e| e["path"] == "/books/8")
+        .expect("the second request");
+    assert_eq!(
+        reused["upstream_connect_us"], 0,
+        "the second request reused the pooled connection"
+    );
     for slot in ["trace_id", "consumer", "variant", "cache_status"] {
         assert!(served.get(slot).is_some(), "slot {slot} is in the schema");
     }

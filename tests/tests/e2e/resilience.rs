@@ -131,3 +131,25 @@ async fn an_instance_that_goes_down_is_ejected_and_comes_back() {
     }
     assert!(b.hits() > hits_while_down, "b serves traffic again");
 }
+
+#[tokio::test]
+async fn a_post_after_the_upstream_dropped_its_connections_still_succeeds() {
+    let mut upstream = TestUpstream::start("restarting").await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
+        upstream.addr
+    ))
+    .await;
+    assert_eq!(
+        send(gateway.proxy_addr(), Method::POST, "/", &[]).await.status,
+        StatusCode::OK
+    );
+    // The pooled keep-alive connection is now dead; a POST is never retried, so the gateway must
+    // notice before sending on it.
+    upstream.kill().await;
+    upstream.restart().await;
+    for _ in 0..3 {
+        let reply = send(gateway.proxy_addr(), Method::POST, "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    }
+}
