@@ -21,6 +21,8 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+/// How many headers `to_upstream` may add: forwarding (4), `Via`, `x-request-id`, `Host`.
+const ADDED_UPSTREAM: usize = 7;
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
 
 /// Removes hop-by-hop headers, including those the `Connection` header names. When `upgrade` is
@@ -70,6 +72,8 @@ pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Prepares a client request's headers for the upstream.
 pub(crate) fn to_upstream(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: bool) {
+    // Room for the headers added below, so the map grows (and rehashes) at most once.
+    headers.reserve(ADDED_UPSTREAM);
     remove_hop_by_hop(headers, upgrade);
     add_forwarded(headers, ctx);
     append_via(headers, ctx.version);
