@@ -114,16 +114,21 @@ fn config(upstream: SocketAddr, prefix: &str) -> String {
     )
 }
 
+/// Runs `lookout check -c PATH`.
+fn check(path: &std::path::Path) -> std::process::Output {
+    Command::new(LOOKOUT)
+        .args(["check", "-c"])
+        .arg(path)
+        .output()
+        .expect("lookout runs")
+}
+
 #[test]
 fn check_reports_problems_with_file_line_and_field() {
     let dir = tempfile::tempdir().expect("dir");
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "routes:\n  - name: r\n    upstream: nowhere\n").expect("write");
-    let output = Command::new(LOOKOUT)
-        .args(["check", "-c"])
-        .arg(&bad)
-        .output()
-        .expect("runs");
+    let output = check(&bad);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -136,11 +141,7 @@ fn check_reports_problems_with_file_line_and_field() {
 
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, config("127.0.0.1:9".parse().expect("addr"), "/")).expect("write");
-    let output = Command::new(LOOKOUT)
-        .args(["check", "-c"])
-        .arg(&good)
-        .output()
-        .expect("runs");
+    let output = check(&good);
     assert!(
         output.status.success(),
         "{}",
@@ -151,10 +152,7 @@ fn check_reports_problems_with_file_line_and_field() {
 #[test]
 fn the_documented_example_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/lookout.example.yaml");
-    let output = Command::new(LOOKOUT)
-        .args(["check", "-c", example])
-        .output()
-        .expect("runs");
+    let output = check(std::path::Path::new(example));
     assert!(
         output.status.success(),
         "{}",

@@ -1,6 +1,7 @@
 //! Starting a gateway for a test, from YAML, on loopback ports chosen by the OS.
 
 use lookout_gateway::{ConfigSource, Gateway, StartOptions};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Starts a gateway from the `upstreams:`/`routes:` part of a config; listeners go on
@@ -14,6 +15,29 @@ pub async fn start_gateway(body: &str) -> Gateway {
         text,
     })
     .await
+}
+
+/// The `upstreams:`/`routes:` of the commonest test setup: one upstream `svc` with the given
+/// instance, one catch-all route `all`; `upstream_extra` and `route_extra` add fields to each
+/// (e.g. `"outlier: { consecutive_failures: 2 }"`, `"timeout: 300ms"`).
+pub fn single_upstream(addr: SocketAddr, upstream_extra: &str, route_extra: &str) -> String {
+    let extra = |fields: &str| {
+        if fields.is_empty() {
+            String::new()
+        } else {
+            format!(", {fields}")
+        }
+    };
+    format!(
+        "upstreams:\n  - {{ name: svc, instances: [\"{addr}\"]{} }}\nroutes:\n  - {{ name: all, upstream: svc{} }}\n",
+        extra(upstream_extra),
+        extra(route_extra)
+    )
+}
+
+/// Starts a gateway in front of one upstream with a catch-all route (see [`single_upstream`]).
+pub async fn start_gateway_to(addr: SocketAddr) -> Gateway {
+    start_gateway(&single_upstream(addr, "", "")).await
 }
 
 /// Starts a gateway from any config source (e.g. a file, for reload tests).

@@ -9,5 +9,5 @@ mod gateway;
 mod upstream;
 
 pub use client::{body_json, send, Reply};
-pub use gateway::{start_gateway, start_gateway_with, wait_until};
+pub use gateway::{single_upstream, start_gateway, start_gateway_to, start_gateway_with, wait_until};
 pub use upstream::TestUpstream;

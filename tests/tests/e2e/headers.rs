@@ -2,16 +2,12 @@
 //! request id are added.
 
 use http::{Method, StatusCode};
-use lookout_tests::{body_json, send, start_gateway, TestUpstream};
+use lookout_tests::{body_json, send, start_gateway_to, TestUpstream};
 
 #[tokio::test]
 async fn hop_by_hop_headers_are_removed_and_forwarding_headers_set() {
     let upstream = TestUpstream::start("echo").await;
-    let gateway = start_gateway(&format!(
-        "upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
-        upstream.addr
-    ))
-    .await;
+    let gateway = start_gateway_to(upstream.addr).await;
     let reply = send(
         gateway.proxy_addr(),
         Method::GET,
@@ -55,11 +51,7 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_set() {
 #[tokio::test]
 async fn a_client_request_id_is_kept() {
     let upstream = TestUpstream::start("echo").await;
-    let gateway = start_gateway(&format!(
-        "upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
-        upstream.addr
-    ))
-    .await;
+    let gateway = start_gateway_to(upstream.addr).await;
     let reply = send(
         gateway.proxy_addr(),
         Method::GET,

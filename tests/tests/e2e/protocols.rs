@@ -6,21 +6,13 @@ use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use lookout_tests::{start_gateway, TestUpstream};
+use lookout_tests::{start_gateway_to, TestUpstream};
 use tokio_tungstenite::tungstenite::Message;
-
-async fn gateway_to(upstream: &TestUpstream) -> lookout_gateway::Gateway {
-    start_gateway(&format!(
-        "upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
-        upstream.addr
-    ))
-    .await
-}
 
 #[tokio::test]
 async fn websocket_echo_works_through_the_gateway() {
     let upstream = TestUpstream::start("ws").await;
-    let gateway = gateway_to(&upstream).await;
+    let gateway = start_gateway_to(upstream.addr).await;
     let url = format!("ws://{}/ws", gateway.proxy_addr());
     let (mut socket, response) = tokio_tungstenite::connect_async(url)
         .await
@@ -45,7 +37,7 @@ async fn websocket_echo_works_through_the_gateway() {
 #[tokio::test]
 async fn http2_clients_are_served_with_prior_knowledge() {
     let upstream = TestUpstream::start("h1-upstream").await;
-    let gateway = gateway_to(&upstream).await;
+    let gateway = start_gateway_to(upstream.addr).await;
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http();

@@ -1,7 +1,9 @@
 //! Retries, timeouts, outlier ejection and active health checks.
 
 use http::{Method, StatusCode};
-use lookout_tests::{body_json, send, start_gateway, wait_until, TestUpstream};
+use lookout_tests::{
+    body_json, send, single_upstream, start_gateway, start_gateway_to, wait_until, TestUpstream,
+};
 use std::time::Duration;
 
 fn svc(a: &TestUpstream, b: &TestUpstream, extra: &str) -> String {
@@ -56,9 +58,10 @@ async fn post_is_never_retried() {
 #[tokio::test]
 async fn a_slow_upstream_gives_504() {
     let slow = TestUpstream::start("slow").await;
-    let gateway = start_gateway(&format!(
-        "upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: all, upstream: svc, per_try_timeout: 150ms, timeout: 300ms }}\n",
-        slow.addr
+    let gateway = start_gateway(&single_upstream(
+        slow.addr,
+        "",
+        "per_try_timeout: 150ms, timeout: 300ms",
     ))
     .await;
     let reply = send(gateway.proxy_addr(), Method::GET, "/slow/2000", &[]).await;
@@ -70,9 +73,10 @@ async fn a_slow_upstream_gives_504() {
 async fn an_unreachable_upstream_gives_502_and_then_503() {
     let mut gone = TestUpstream::start("gone").await;
     gone.kill().await;
-    let gateway = start_gateway(&format!(
-        "upstreams:\n  - {{ name: svc, instances: [\"{}\"], outlier: {{ consecutive_failures: 2, base_ejection: 10s }} }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
-        gone.addr
+    let gateway = start_gateway(&single_upstream(
+        gone.addr,
+        "outlier: { consecutive_failures: 2, base_ejection: 10s }",
+        "",
     ))
     .await;
     // Two requests fail to connect: 502 each, and the second failure in a row ejects the instance.
@@ -135,11 +139,7 @@ async fn an_instance_that_goes_down_is_ejected_and_comes_back() {
 #[tokio::test]
 async fn a_post_after_the_upstream_dropped_its_connections_still_succeeds() {
     let mut upstream = TestUpstream::start("restarting").await;
-    let gateway = start_gateway(&format!(
-        "upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
-        upstream.addr
-    ))
-    .await;
+    let gateway = start_gateway_to(upstream.addr).await;
     assert_eq!(
         send(gateway.proxy_addr(), Method::POST, "/", &[]).await.status,
         StatusCode::OK

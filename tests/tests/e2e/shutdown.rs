@@ -1,15 +1,15 @@
 //! Graceful shutdown: in-flight requests finish, new connections are refused.
 
 use http::{Method, StatusCode};
-use lookout_tests::{send, start_gateway, TestUpstream};
+use lookout_tests::{send, single_upstream, start_gateway, TestUpstream};
 use std::time::Duration;
 
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_slow_request_finish() {
     let upstream = TestUpstream::start("slow").await;
     let gateway = start_gateway(&format!(
-        "shutdown: {{ drain_timeout: 10s }}\nupstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
-        upstream.addr
+        "shutdown: {{ drain_timeout: 10s }}\n{}",
+        single_upstream(upstream.addr, "", "")
     ))
     .await;
     let proxy = gateway.proxy_addr();

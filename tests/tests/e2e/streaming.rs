@@ -7,7 +7,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use lookout_tests::{start_gateway, TestUpstream};
+use lookout_tests::{single_upstream, start_gateway, TestUpstream};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,9 +44,10 @@ fn sample_peak() -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_mib_each_way_with_flat_memory() {
     let upstream = TestUpstream::start("bulk").await;
-    let gateway = start_gateway(&format!(
-        "upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: all, upstream: svc, timeout: 60s, per_try_timeout: 60s }}\n",
-        upstream.addr
+    let gateway = start_gateway(&single_upstream(
+        upstream.addr,
+        "",
+        "timeout: 60s, per_try_timeout: 60s",
     ))
     .await;
     let addr = gateway.proxy_addr();
