@@ -2,6 +2,8 @@
 //! structures ([`Config`]); nothing on the hot path looks at config strings afterwards.
 
 mod build;
+mod build_route;
+mod build_upstream;
 mod error;
 mod raw;
 mod values;
@@ -68,13 +70,14 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
 /// Validates config text; `name` is how errors refer to it (usually the file's path).
 pub fn load_str(name: impl Into<Arc<str>>, text: &str) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::new(name.into());
-    let raw = match marked_yaml::from_yaml::<raw::RawConfig>(0, text) {
+    // An empty file is a valid (if useless) config; the YAML loader insists on a mapping.
+    let parsed = if text.trim().is_empty() {
+        Ok(raw::RawConfig::default())
+    } else {
+        marked_yaml::from_yaml::<raw::RawConfig>(0, text)
+    };
+    let raw = match parsed {
         Ok(raw) => raw,
-        Err(error) if text.trim().is_empty() => {
-            // An empty file is a valid (if useless) config; the YAML loader insists on a mapping.
-            drop(error);
-            raw::RawConfig::default()
-        }
         Err(error) => {
             report_parse_error(&mut problems, error);
             return Err(problems.into_errors());

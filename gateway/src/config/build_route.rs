@@ -1,0 +1,207 @@
+//! Validation of `routes:` entries: matchers, rewrites and timeouts.
+
+use super::build_upstream::DEFAULT_REQUEST_TIMEOUT;
+use super::error::Problems;
+use super::raw::{RawMatch, RawRoute, Text};
+use super::values::duration;
+use crate::routing::{
+    HeaderCondition, HostMatch, PathMatch, PathRewrite, RequestMatcher, Route, RouteTimeouts,
+};
+use crate::upstream::Upstream;
+use http::header::HeaderName;
+use http::{HeaderValue, Method};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub(super) fn build_route(
+    p: &mut Problems,
+    field: &str,
+    raw: &RawRoute,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+) -> Option<Route> {
+    let upstream = upstreams.get(raw.upstream.as_str()).cloned();
+    if upstream.is_none() {
+        p.at(
+            raw.upstream.span(),
+            format!("{field}.upstream"),
+            format!("unknown upstream `{}`", &*raw.upstream),
+        );
+    }
+    let (path, captures) = build_path_match(p, &format!("{field}.match"), &raw.matches);
+    let matcher = RequestMatcher {
+        host: raw.matches.host.as_ref().map(build_host),
+        path,
+        methods: build_methods(p, &format!("{field}.match.methods"), &raw.matches.methods),
+        headers: build_headers(p, &format!("{field}.match.headers"), &raw.matches),
+    };
+    let rewrite = build_rewrite(p, field, raw, &captures);
+    let per_try_default = upstream
+        .as_ref()
+        .map_or(DEFAULT_REQUEST_TIMEOUT, |u| u.request_timeout);
+    let per_try = duration(
+        p,
+        &format!("{field}.per_try_timeout"),
+        raw.per_try_timeout.as_ref(),
+        per_try_default,
+    );
+    let attempts = upstream.as_ref().map_or(1, |u| u.retry.attempts);
+    let total = duration(
+        p,
+        &format!("{field}.timeout"),
+        raw.timeout.as_ref(),
+        per_try.saturating_mul(attempts),
+    );
+    Some(Route {
+        name: raw.name.as_str().into(),
+        matcher,
+        rewrite,
+        upstream: upstream?,
+        timeouts: RouteTimeouts { total, per_try },
+    })
+}
+
+fn build_host(text: &Text) -> HostMatch {
+    let host = text.trim().to_ascii_lowercase();
+    match host.strip_prefix('*') {
+        Some(suffix) => HostMatch::Suffix(suffix.to_owned()),
+        None => HostMatch::Exact(host),
+    }
+}
+
+/// Returns the path matcher and the names a template captures (for rewrite validation).
+fn build_path_match(p: &mut Problems, field: &str, raw: &RawMatch) -> (PathMatch, Vec<String>) {
+    let given = [
+        ("path", &raw.path),
+        ("prefix", &raw.prefix),
+        ("template", &raw.template),
+    ];
+    let mut set = given.iter().filter_map(|(k, v)| v.as_ref().map(|v| (*k, v)));
+    let Some((kind, text)) = set.next() else {
+        return (PathMatch::Any, Vec::new());
+    };
+    if let Some((other, extra)) = set.next() {
+        p.at(
+            extra.span(),
+            format!("{field}.{other}"),
+            format!("`{kind}` and `{other}` are both set; a route matches one path kind"),
+        );
+    }
+    if !text.starts_with('/') {
+        p.at(
+            text.span(),
+            format!("{field}.{kind}"),
+            format!("`{}` must start with `/`", &**text),
+        );
+    }
+    match kind {
+        "path" => (PathMatch::Exact(text.to_string()), Vec::new()),
+        "prefix" => (PathMatch::Prefix(text.to_string()), Vec::new()),
+        _ => {
+            let mut router = matchit::Router::new();
+            if let Err(error) = router.insert(text.as_str(), ()) {
+                p.at(
+                    text.span(),
+                    format!("{field}.template"),
+                    format!("invalid template `{}`: {error}", &**text),
+                );
+            }
+            let captures = crate::routing::capture_names(text).unwrap_or_default();
+            (PathMatch::Template(router), captures)
+        }
+    }
+}
+
+fn build_methods(p: &mut Problems, field: &str, raw: &[Text]) -> Vec<Method> {
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            let name = text.trim().to_ascii_uppercase();
+            match Method::from_bytes(name.as_bytes()) {
+                Ok(method) => Some(method),
+                Err(_) => {
+                    p.at(
+                        text.span(),
+                        format!("{field}[{i}]"),
+                        format!("`{}` is not an HTTP method", &**text),
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+fn build_headers(p: &mut Problems, field: &str, raw: &RawMatch) -> Vec<HeaderCondition> {
+    raw.headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let Ok(header) = HeaderName::try_from(name.as_str()) else {
+                p.at(
+                    value.span(),
+                    format!("{field}.{name}"),
+                    format!("`{name}` is not a valid header name"),
+                );
+                return None;
+            };
+            let expected = match value.as_str() {
+                "*" => None,
+                v => match HeaderValue::from_str(v) {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        p.at(
+                            value.span(),
+                            format!("{field}.{name}"),
+                            "not a valid header value",
+                        );
+                        return None;
+                    }
+                },
+            };
+            Some(HeaderCondition {
+                name: header,
+                value: expected,
+            })
+        })
+        .collect()
+}
+
+fn build_rewrite(p: &mut Problems, field: &str, raw: &RawRoute, captures: &[String]) -> PathRewrite {
+    match (&raw.strip_prefix, &raw.rewrite) {
+        (Some(_), Some(rewrite)) => {
+            p.at(
+                rewrite.span(),
+                format!("{field}.rewrite"),
+                "`strip_prefix` and `rewrite` are both set; choose one",
+            );
+            PathRewrite::Keep
+        }
+        (Some(prefix), None) if !prefix.starts_with('/') => {
+            p.at(
+                prefix.span(),
+                format!("{field}.strip_prefix"),
+                "must start with `/`",
+            );
+            PathRewrite::Keep
+        }
+        (Some(prefix), None) => PathRewrite::StripPrefix(prefix.trim_end_matches('/').to_owned()),
+        (None, Some(template)) => match crate::routing::parse_rewrite(template) {
+            Ok(rewrite) => {
+                for name in crate::routing::capture_names(template).unwrap_or_default() {
+                    if !captures.contains(&name) {
+                        p.at(
+                            template.span(),
+                            format!("{field}.rewrite"),
+                            format!("`{{{name}}}` is not captured by the route's `match.template`"),
+                        );
+                    }
+                }
+                rewrite
+            }
+            Err(message) => {
+                p.at(template.span(), format!("{field}.rewrite"), message);
+                PathRewrite::Keep
+            }
+        },
+        (None, None) => PathRewrite::Keep,
+    }
+}

@@ -1,0 +1,224 @@
+//! Validation of `upstreams:` entries.
+
+use super::error::Problems;
+use super::raw::{RawUpstream, Text};
+use super::values::{duration, instance, positive};
+use crate::upstream::{
+    Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, RetryBudget, RetryPolicy, Upstream,
+};
+use http::header::HeaderName;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Also the per-try timeout of routes that set none.
+pub(super) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub(super) fn build_upstreams(p: &mut Problems, raw: &[RawUpstream]) -> HashMap<String, Arc<Upstream>> {
+    let mut upstreams = HashMap::new();
+    for (i, upstream) in raw.iter().enumerate() {
+        let field = format!("upstreams[{i}]");
+        if upstreams.contains_key(upstream.name.as_str()) {
+            p.at(
+                upstream.name.span(),
+                format!("{field}.name"),
+                format!("duplicate upstream name `{}`", &*upstream.name),
+            );
+            continue;
+        }
+        if let Some(built) = build_upstream(p, &field, upstream) {
+            upstreams.insert(upstream.name.to_string(), Arc::new(built));
+        }
+    }
+    upstreams
+}
+
+fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<Upstream> {
+    if raw.name.trim().is_empty() {
+        p.at(raw.name.span(), format!("{field}.name"), "must not be empty");
+    }
+    let instances: Vec<Instance> = raw
+        .instances
+        .iter()
+        .enumerate()
+        .filter_map(|(j, text)| instance(p, &format!("{field}.instances[{j}]"), text))
+        .map(Instance::new)
+        .collect();
+    if raw.instances.is_empty() {
+        p.at(
+            raw.name.span(),
+            format!("{field}.instances"),
+            "an upstream needs at least one instance",
+        );
+    }
+    let balancer = build_balancer(p, field, raw);
+    let connect_timeout = duration(
+        p,
+        &format!("{field}.connect_timeout"),
+        raw.connect_timeout.as_ref(),
+        DEFAULT_CONNECT_TIMEOUT,
+    );
+    let request_timeout = duration(
+        p,
+        &format!("{field}.request_timeout"),
+        raw.request_timeout.as_ref(),
+        DEFAULT_REQUEST_TIMEOUT,
+    );
+    let health_check = raw.health_check.as_ref().and_then(|hc| {
+        let f = format!("{field}.health_check");
+        let path = match hc.path.parse::<http::uri::PathAndQuery>() {
+            Ok(path) if hc.path.starts_with('/') => Some(path),
+            _ => {
+                p.at(
+                    hc.path.span(),
+                    format!("{f}.path"),
+                    format!("`{}` is not a path starting with `/`", &*hc.path),
+                );
+                None
+            }
+        };
+        Some(HealthCheck {
+            path: path?,
+            interval: duration(
+                p,
+                &format!("{f}.interval"),
+                hc.interval.as_ref(),
+                Duration::from_secs(5),
+            ),
+            timeout: duration(
+                p,
+                &format!("{f}.timeout"),
+                hc.timeout.as_ref(),
+                Duration::from_secs(1),
+            ),
+            healthy_threshold: positive(
+                p,
+                &format!("{f}.healthy_threshold"),
+                hc.healthy_threshold.as_ref(),
+                2,
+            ),
+            unhealthy_threshold: positive(
+                p,
+                &format!("{f}.unhealthy_threshold"),
+                hc.unhealthy_threshold.as_ref(),
+                3,
+            ),
+        })
+    });
+    let outlier = raw.outlier.as_ref();
+    let outlier = OutlierPolicy {
+        consecutive_failures: positive(
+            p,
+            &format!("{field}.outlier.consecutive_failures"),
+            outlier.and_then(|o| o.consecutive_failures.as_ref()),
+            5,
+        ),
+        base_ejection: duration(
+            p,
+            &format!("{field}.outlier.base_ejection"),
+            outlier.and_then(|o| o.base_ejection.as_ref()),
+            Duration::from_secs(10),
+        ),
+        max_ejection: duration(
+            p,
+            &format!("{field}.outlier.max_ejection"),
+            outlier.and_then(|o| o.max_ejection.as_ref()),
+            Duration::from_secs(300),
+        ),
+    };
+    let retry = build_retry(p, field, raw);
+    Some(Upstream {
+        name: raw.name.as_str().into(),
+        instances: instances.into_boxed_slice(),
+        balancer,
+        connect_timeout,
+        request_timeout,
+        health_check,
+        outlier,
+        retry,
+    })
+}
+
+fn build_retry(p: &mut Problems, field: &str, raw: &RawUpstream) -> RetryPolicy {
+    let retry = raw.retry.as_ref();
+    let percent = match retry.and_then(|r| r.budget_percent.as_ref()) {
+        Some(v) if !(0.0..=100.0).contains(&**v) => {
+            p.at(
+                v.span(),
+                format!("{field}.retry.budget_percent"),
+                "must be between 0 and 100",
+            );
+            20.0
+        }
+        Some(v) => **v,
+        None => 20.0,
+    };
+    let min_per_second = retry
+        .and_then(|r| r.min_per_second.as_ref())
+        .map_or(3, |v| **v as usize);
+    RetryPolicy {
+        attempts: positive(
+            p,
+            &format!("{field}.retry.attempts"),
+            retry.and_then(|r| r.attempts.as_ref()),
+            2,
+        ),
+        budget: RetryBudget::new(percent, min_per_second),
+    }
+}
+
+fn build_balancer(p: &mut Problems, field: &str, raw: &RawUpstream) -> Balancer {
+    let policy = raw.balance.as_ref();
+    match policy.map(|b| b.as_str()) {
+        None | Some("round_robin") => Balancer::RoundRobin(AtomicUsize::new(0)),
+        Some("least_request") => Balancer::LeastRequest,
+        Some("consistent_hash") => match &raw.hash_on {
+            Some(text) => hash_on(p, &format!("{field}.hash_on"), text)
+                .map_or(Balancer::LeastRequest, Balancer::ConsistentHash),
+            None => {
+                p.at(
+                    policy.map_or(raw.name.span(), |b| b.span()),
+                    format!("{field}.hash_on"),
+                    "consistent_hash needs `hash_on` (header:NAME, cookie:NAME or client_ip)",
+                );
+                Balancer::LeastRequest
+            }
+        },
+        Some(other) => {
+            let span = policy.map_or(raw.name.span(), |b| b.span());
+            p.at(
+                span,
+                format!("{field}.balance"),
+                format!("unknown policy `{other}`: expected round_robin, least_request or consistent_hash"),
+            );
+            Balancer::LeastRequest
+        }
+    }
+}
+
+fn hash_on(p: &mut Problems, field: &str, text: &Text) -> Option<HashOn> {
+    let value = text.trim();
+    if value == "client_ip" {
+        return Some(HashOn::ClientIp);
+    }
+    if let Some(name) = value.strip_prefix("header:") {
+        match HeaderName::try_from(name.trim()) {
+            Ok(name) => return Some(HashOn::Header(name)),
+            Err(_) => {
+                p.at(text.span(), field, format!("`{name}` is not a valid header name"));
+                return None;
+            }
+        }
+    }
+    if let Some(name) = value.strip_prefix("cookie:").filter(|n| !n.trim().is_empty()) {
+        return Some(HashOn::Cookie(name.trim().to_owned()));
+    }
+    p.at(
+        text.span(),
+        field,
+        format!("`{value}`: expected header:NAME, cookie:NAME or client_ip"),
+    );
+    None
+}
