@@ -1,7 +1,7 @@
 //! Validation of `upstreams:` entries.
 
 use super::error::Problems;
-use super::raw::{RawUpstream, Text};
+use super::raw::{RawHealthCheck, RawOutlier, RawUpstream, Text};
 use super::values::{duration, instance, positive};
 use crate::upstream::{
     Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, RetryBudget, RetryPolicy, Upstream,
@@ -66,68 +66,11 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<Up
         raw.request_timeout.as_ref(),
         DEFAULT_REQUEST_TIMEOUT,
     );
-    let health_check = raw.health_check.as_ref().and_then(|hc| {
-        let f = format!("{field}.health_check");
-        let path = match hc.path.parse::<http::uri::PathAndQuery>() {
-            Ok(path) if hc.path.starts_with('/') => Some(path),
-            _ => {
-                p.at(
-                    hc.path.span(),
-                    format!("{f}.path"),
-                    format!("`{}` is not a path starting with `/`", &*hc.path),
-                );
-                None
-            }
-        };
-        Some(HealthCheck {
-            path: path?,
-            interval: duration(
-                p,
-                &format!("{f}.interval"),
-                hc.interval.as_ref(),
-                Duration::from_secs(5),
-            ),
-            timeout: duration(
-                p,
-                &format!("{f}.timeout"),
-                hc.timeout.as_ref(),
-                Duration::from_secs(1),
-            ),
-            healthy_threshold: positive(
-                p,
-                &format!("{f}.healthy_threshold"),
-                hc.healthy_threshold.as_ref(),
-                2,
-            ),
-            unhealthy_threshold: positive(
-                p,
-                &format!("{f}.unhealthy_threshold"),
-                hc.unhealthy_threshold.as_ref(),
-                3,
-            ),
-        })
-    });
-    let outlier = raw.outlier.as_ref();
-    let outlier = OutlierPolicy {
-        consecutive_failures: positive(
-            p,
-            &format!("{field}.outlier.consecutive_failures"),
-            outlier.and_then(|o| o.consecutive_failures.as_ref()),
-            5,
-        ),
-        base_ejection: duration(
-            p,
-            &format!("{field}.outlier.base_ejection"),
-            outlier.and_then(|o| o.base_ejection.as_ref()),
-            Duration::from_secs(10),
-        ),
-        max_ejection: duration(
-            p,
-            &format!("{field}.outlier.max_ejection"),
-            outlier.and_then(|o| o.max_ejection.as_ref()),
-            Duration::from_secs(300),
-        ),
-    };
+    let health_check = raw
+        .health_check
+        .as_ref()
+        .and_then(|hc| build_health_check(p, field, hc));
+    let outlier = build_outlier(p, field, raw.outlier.as_ref());
     let retry = build_retry(p, field, raw);
     Some(Upstream {
         name: raw.name.as_str().into(),
@@ -221,4 +164,71 @@ fn hash_on(p: &mut Problems, field: &str, text: &Text) -> Option<HashOn> {
         format!("`{value}`: expected header:NAME, cookie:NAME or client_ip"),
     );
     None
+}
+
+fn build_health_check(p: &mut Problems, field: &str, hc: &RawHealthCheck) -> Option<HealthCheck> {
+    let f = format!("{field}.health_check");
+    let path = match hc.path.parse::<http::uri::PathAndQuery>() {
+        Ok(path) if hc.path.starts_with('/') => Some(path),
+        _ => {
+            let message = format!("`{}` is not a path starting with `/`", &*hc.path);
+            p.at(hc.path.span(), format!("{f}.path"), message);
+            None
+        }
+    };
+    let interval = duration(
+        p,
+        &format!("{f}.interval"),
+        hc.interval.as_ref(),
+        Duration::from_secs(5),
+    );
+    let timeout = duration(
+        p,
+        &format!("{f}.timeout"),
+        hc.timeout.as_ref(),
+        Duration::from_secs(1),
+    );
+    let healthy = positive(
+        p,
+        &format!("{f}.healthy_threshold"),
+        hc.healthy_threshold.as_ref(),
+        2,
+    );
+    let unhealthy = positive(
+        p,
+        &format!("{f}.unhealthy_threshold"),
+        hc.unhealthy_threshold.as_ref(),
+        3,
+    );
+    Some(HealthCheck {
+        path: path?,
+        interval,
+        timeout,
+        healthy_threshold: healthy,
+        unhealthy_threshold: unhealthy,
+    })
+}
+
+fn build_outlier(p: &mut Problems, field: &str, raw: Option<&RawOutlier>) -> OutlierPolicy {
+    let f = format!("{field}.outlier");
+    OutlierPolicy {
+        consecutive_failures: positive(
+            p,
+            &format!("{f}.consecutive_failures"),
+            raw.and_then(|o| o.consecutive_failures.as_ref()),
+            5,
+        ),
+        base_ejection: duration(
+            p,
+            &format!("{f}.base_ejection"),
+            raw.and_then(|o| o.base_ejection.as_ref()),
+            Duration::from_secs(10),
+        ),
+        max_ejection: duration(
+            p,
+            &format!("{f}.max_ejection"),
+            raw.and_then(|o| o.max_ejection.as_ref()),
+            Duration::from_secs(300),
+        ),
+    }
 }
