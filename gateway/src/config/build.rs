@@ -1,7 +1,7 @@
 //! Validation: turns the raw config into runtime structures, collecting every problem with the
 //! line and field it belongs to before failing. Upstreams and routes have modules of their own.
 
-use super::build_route::build_route;
+use super::build_route::build_routes;
 use super::build_upstream::build_upstreams;
 use super::error::Problems;
 use super::raw::RawConfig;
@@ -58,12 +58,7 @@ pub(super) fn build(raw: RawConfig, mut p: Problems) -> Result<Config, ConfigErr
         DEFAULT_DRAIN_TIMEOUT,
     );
     let upstreams = build_upstreams(&mut p, &raw.upstreams);
-    let routes = raw
-        .routes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, route)| build_route(&mut p, &format!("routes[{i}]"), route, &upstreams))
-        .collect();
+    let routes = build_routes(&mut p, &raw.routes, &upstreams);
     let config = Config {
         listeners,
         admin_token,

@@ -13,7 +13,32 @@ use http::{HeaderValue, Method};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub(super) fn build_route(
+/// Builds every route; names must be unique (they label metrics and events) and non-empty.
+pub(super) fn build_routes(
+    p: &mut Problems,
+    raw: &[RawRoute],
+    upstreams: &HashMap<String, Arc<Upstream>>,
+) -> Vec<Route> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, route) in raw.iter().enumerate() {
+        if route.name.trim().is_empty() {
+            p.at(
+                route.name.span(),
+                format!("routes[{i}].name"),
+                "must not be empty",
+            );
+        } else if !seen.insert(route.name.as_str()) {
+            let message = format!("duplicate route name `{}`", &*route.name);
+            p.at(route.name.span(), format!("routes[{i}].name"), message);
+        }
+    }
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, route)| build_route(p, &format!("routes[{i}]"), route, upstreams))
+        .collect()
+}
+
+fn build_route(
     p: &mut Problems,
     field: &str,
     raw: &RawRoute,

@@ -27,7 +27,7 @@ upstreams:
 routes:
   - name: a
     upstream: books
-  - name: b
+  - name: a
     match: { template: \"/books/{id}\" }
     rewrite: \"/v2/{bookId}\"
     upstream: movies
@@ -49,7 +49,10 @@ listeners:
     assert_eq!(rewrite.line, 11);
     assert!(rewrite.message.contains("{bookId}"));
     assert_eq!(find(&all, "listeners.proxy").line, 14);
-    assert_eq!(all.len(), 6, "{all:#?}");
+    let duplicate = find(&all, "routes[1].name");
+    assert_eq!(duplicate.line, 9);
+    assert!(duplicate.message.contains("duplicate route name `a`"));
+    assert_eq!(all.len(), 7, "{all:#?}");
     let shown = lookout_gateway::ConfigErrors(all).to_string();
     assert!(
         shown.contains("gw.yaml:12:15: routes[1].upstream: unknown upstream `movies`"),
