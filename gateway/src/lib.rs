@@ -13,7 +13,9 @@ pub mod demo;
 mod proxy;
 mod routing;
 mod server;
+pub mod stats;
 mod upstream;
 
 pub use config::{load_file, load_str, Config, ConfigError, ConfigErrors};
 pub use server::{ConfigSource, Gateway, StartError, StartOptions};
+pub use stats::Registry;

@@ -8,6 +8,7 @@ use super::raw::RawConfig;
 use super::values::{duration, socket_addr};
 use super::{AccessLogTarget, Config, ConfigErrors, Listeners};
 use crate::routing::RouteTable;
+use crate::stats::Registry;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,11 @@ const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The environment variable that overrides `admin.token`, so the secret can stay out of the file.
 pub(crate) const ADMIN_TOKEN_ENV: &str = "LOOKOUT_ADMIN_TOKEN";
 
-pub(super) fn build(raw: RawConfig, mut p: Problems) -> Result<Config, ConfigErrors> {
+pub(super) fn build(
+    raw: RawConfig,
+    mut p: Problems,
+    registry: Arc<Registry>,
+) -> Result<Config, ConfigErrors> {
     let defaults = Listeners::default();
     let listeners = Listeners {
         proxy: socket_addr(
@@ -57,8 +62,8 @@ pub(super) fn build(raw: RawConfig, mut p: Problems) -> Result<Config, ConfigErr
         raw.shutdown.drain_timeout.as_ref(),
         DEFAULT_DRAIN_TIMEOUT,
     );
-    let upstreams = build_upstreams(&mut p, &raw.upstreams);
-    let routes = build_routes(&mut p, &raw.routes, &upstreams);
+    let upstreams = build_upstreams(&mut p, &raw.upstreams, &registry);
+    let routes = build_routes(&mut p, &raw.routes, &upstreams, &registry);
     let config = Config {
         listeners,
         admin_token,
@@ -68,7 +73,9 @@ pub(super) fn build(raw: RawConfig, mut p: Problems) -> Result<Config, ConfigErr
         routes: Arc::new(RouteTable {
             routes,
             upstreams: upstreams.into_values().collect(),
+            unmatched: registry.unmatched(),
         }),
+        registry,
     };
     check_admin_exposure(&mut p, &raw, &config);
     p.finish(config)

@@ -7,6 +7,7 @@ use super::values::duration;
 use crate::routing::{
     HeaderCondition, HostMatch, PathMatch, PathRewrite, RequestMatcher, Route, RouteTimeouts,
 };
+use crate::stats::Registry;
 use crate::upstream::Upstream;
 use http::header::HeaderName;
 use http::{HeaderValue, Method};
@@ -18,6 +19,7 @@ pub(super) fn build_routes(
     p: &mut Problems,
     raw: &[RawRoute],
     upstreams: &HashMap<String, Arc<Upstream>>,
+    registry: &Registry,
 ) -> Vec<Route> {
     let mut seen = std::collections::HashSet::new();
     for (i, route) in raw.iter().enumerate() {
@@ -34,7 +36,7 @@ pub(super) fn build_routes(
     }
     raw.iter()
         .enumerate()
-        .filter_map(|(i, route)| build_route(p, &format!("routes[{i}]"), route, upstreams))
+        .filter_map(|(i, route)| build_route(p, &format!("routes[{i}]"), route, upstreams, registry))
         .collect()
 }
 
@@ -43,6 +45,7 @@ fn build_route(
     field: &str,
     raw: &RawRoute,
     upstreams: &HashMap<String, Arc<Upstream>>,
+    registry: &Registry,
 ) -> Option<Route> {
     let upstream = upstreams.get(raw.upstream.as_str()).cloned();
     if upstream.is_none() {
@@ -78,6 +81,7 @@ fn build_route(
     );
     Some(Route {
         name: raw.name.as_str().into(),
+        stats: registry.route(&raw.name),
         matcher,
         rewrite,
         upstream: upstream?,

@@ -3,6 +3,7 @@
 use super::error::Problems;
 use super::raw::{RawHealthCheck, RawOutlier, RawUpstream, Text};
 use super::values::{duration, instance, positive};
+use crate::stats::Registry;
 use crate::upstream::{
     Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, RetryBudget, RetryPolicy, Upstream,
 };
@@ -16,7 +17,11 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Also the per-try timeout of routes that set none.
 pub(super) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-pub(super) fn build_upstreams(p: &mut Problems, raw: &[RawUpstream]) -> HashMap<String, Arc<Upstream>> {
+pub(super) fn build_upstreams(
+    p: &mut Problems,
+    raw: &[RawUpstream],
+    registry: &Registry,
+) -> HashMap<String, Arc<Upstream>> {
     let mut upstreams = HashMap::new();
     for (i, upstream) in raw.iter().enumerate() {
         let field = format!("upstreams[{i}]");
@@ -28,14 +33,14 @@ pub(super) fn build_upstreams(p: &mut Problems, raw: &[RawUpstream]) -> HashMap<
             );
             continue;
         }
-        if let Some(built) = build_upstream(p, &field, upstream) {
+        if let Some(built) = build_upstream(p, &field, upstream, registry) {
             upstreams.insert(upstream.name.to_string(), Arc::new(built));
         }
     }
     upstreams
 }
 
-fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<Upstream> {
+fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &Registry) -> Option<Upstream> {
     if raw.name.trim().is_empty() {
         p.at(raw.name.span(), format!("{field}.name"), "must not be empty");
     }
@@ -44,7 +49,10 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<Up
         .iter()
         .enumerate()
         .filter_map(|(j, text)| instance(p, &format!("{field}.instances[{j}]"), text))
-        .map(Instance::new)
+        .map(|authority| {
+            let state = registry.instance(&raw.name, authority.as_str());
+            Instance::new(authority, state)
+        })
         .collect();
     if raw.instances.is_empty() {
         p.at(

@@ -11,6 +11,7 @@ mod values;
 pub use error::{ConfigError, ConfigErrors};
 
 use crate::routing::RouteTable;
+use crate::stats::Registry;
 use error::Problems;
 use marked_yaml::FromYamlError;
 use std::net::SocketAddr;
@@ -52,13 +53,21 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Routes and the upstreams they point at: the part that a reload swaps.
     pub routes: Arc<RouteTable>,
+    /// Statistics and instance state, shared by every config generation of a gateway.
+    pub registry: Arc<Registry>,
 }
 
-/// Reads and validates a config file.
+/// Reads and validates a config file, for a new gateway.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    load_file_into(path, Arc::default())
+}
+
+/// Reads and validates a config file whose routes and instances take their statistics and state
+/// from `registry` (a running gateway's, on reload).
+pub fn load_file_into(path: &Path, registry: Arc<Registry>) -> Result<Config, ConfigErrors> {
     let name: Arc<str> = path.display().to_string().into();
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str(name, &text),
+        Ok(text) => load_str_into(name, &text, registry),
         Err(error) => {
             let mut problems = Problems::new(name);
             problems.nowhere("(file)", format!("cannot read the file: {error}"));
@@ -67,8 +76,18 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     }
 }
 
-/// Validates config text; `name` is how errors refer to it (usually the file's path).
+/// Validates config text, for a new gateway; `name` is how errors refer to it (usually the
+/// file's path).
 pub fn load_str(name: impl Into<Arc<str>>, text: &str) -> Result<Config, ConfigErrors> {
+    load_str_into(name, text, Arc::default())
+}
+
+/// Validates config text against a gateway's `registry` (see [`load_file_into`]).
+pub fn load_str_into(
+    name: impl Into<Arc<str>>,
+    text: &str,
+    registry: Arc<Registry>,
+) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::new(name.into());
     // An empty file is a valid (if useless) config; the YAML loader insists on a mapping.
     let parsed = if text.trim().is_empty() {
@@ -83,7 +102,7 @@ pub fn load_str(name: impl Into<Arc<str>>, text: &str) -> Result<Config, ConfigE
             return Err(problems.into_errors());
         }
     };
-    build::build(raw, problems)
+    build::build(raw, problems, registry)
 }
 
 fn report_parse_error(problems: &mut Problems, error: FromYamlError) {

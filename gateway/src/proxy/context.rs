@@ -1,5 +1,6 @@
 //! The per-request context: what the phases learn, carried from one to the next.
 
+use crate::stats::RouteStats;
 use http::header::HeaderValue;
 use http::{Method, Request, Version};
 use lookout_analytics::ErrorKind;
@@ -55,6 +56,8 @@ pub(crate) struct RequestContext {
     /// From the URI's authority (HTTP/2) or the `Host` header, without the port.
     pub(crate) host: Option<String>,
     pub(crate) route: Option<Arc<str>>,
+    /// Where this request is counted: its route's statistics, or the unmatched requests'.
+    pub(crate) stats: Option<Arc<RouteStats>>,
     pub(crate) upstream: Option<Arc<str>>,
     pub(crate) instance: Option<Arc<str>>,
     pub(crate) attempts: u32,
@@ -78,6 +81,7 @@ impl RequestContext {
             path: request.uri().path().to_owned(),
             host: host_of(request).map(str::to_owned),
             route: None,
+            stats: None,
             upstream: None,
             instance: None,
             attempts: 0,

@@ -1,4 +1,5 @@
-//! Phase 1: find the route. The route's name is recorded even if a later phase fails.
+//! Phase 1: find the route. The route's name and statistics are recorded even if a later phase
+//! fails; a request that matches nothing is counted as unmatched.
 
 use super::context::RequestContext;
 use super::error::ProxyError;
@@ -10,9 +11,13 @@ pub(super) fn run<'r>(
     parts: &Parts,
     ctx: &mut RequestContext,
 ) -> Result<RouteMatch<'r>, ProxyError> {
-    let matched = routes
-        .find(parts, ctx.host.as_deref())
-        .ok_or(ProxyError::NoRoute)?;
+    let Some(matched) = routes.find(parts, ctx.host.as_deref()) else {
+        routes.unmatched.started();
+        ctx.stats = Some(routes.unmatched.clone());
+        return Err(ProxyError::NoRoute);
+    };
+    matched.route.stats.started();
+    ctx.stats = Some(matched.route.stats.clone());
     ctx.route = Some(matched.route.name.clone());
     ctx.upstream = Some(matched.route.upstream.name.clone());
     Ok(matched)

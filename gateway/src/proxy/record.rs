@@ -102,6 +102,13 @@ impl Pending {
         let complete = body_complete || self.finished.is_some();
         let error_kind = ctx.error_kind.or((!complete).then_some(ErrorKind::ClientAborted));
         let duration = self.finished.unwrap_or_else(|| ctx.started.elapsed());
+        let bytes_in = ctx
+            .bytes_in
+            .as_ref()
+            .map_or(0, |bytes| bytes.load(Ordering::Relaxed));
+        if let Some(stats) = &ctx.stats {
+            stats.finished(self.status, bytes_in, self.bytes_out, duration);
+        }
         let event = RequestEvent {
             timestamp_us: ctx
                 .started_wall
@@ -119,10 +126,7 @@ impl Pending {
             instance: ctx.instance,
             attempts: ctx.attempts,
             status: self.status,
-            bytes_in: ctx
-                .bytes_in
-                .as_ref()
-                .map_or(0, |bytes| bytes.load(Ordering::Relaxed)),
+            bytes_in,
             bytes_out: self.bytes_out,
             duration_us: duration.as_micros() as u64,
             upstream_connect_us: ctx.upstream_connect.as_micros() as u64,

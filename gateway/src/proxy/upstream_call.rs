@@ -189,7 +189,7 @@ async fn attempt(
             ctx.upstream_connect = connect_time.unwrap_or_default();
             let ticket = ReturnTicket {
                 sender,
-                pool: instance.pool.clone(),
+                instance: instance.state.clone(),
             };
             Outcome::Response(response.map(|body| PooledBody::new(body, ticket)))
         }
@@ -200,6 +200,13 @@ async fn attempt(
         Err(_) => Outcome::TimedOut,
     };
     ctx.upstream_ttfb = sent.elapsed().saturating_sub(ctx.upstream_connect);
+    if let Outcome::Response(_) = outcome {
+        // Upstream latency is that of the attempts the instance answered.
+        instance.latency.record(ctx.upstream_ttfb);
+        if let Some(stats) = &ctx.stats {
+            stats.upstream_latency.record(ctx.upstream_ttfb);
+        }
+    }
     if outcome.should_retry() {
         instance.record_failure(&upstream.outlier);
     } else {

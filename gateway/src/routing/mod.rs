@@ -9,6 +9,7 @@ mod rewrite;
 pub(crate) use matcher::{HeaderCondition, HostMatch, PathMatch, RequestMatcher};
 pub(crate) use rewrite::{capture_names, parse_rewrite, PathRewrite};
 
+use crate::stats::RouteStats;
 use crate::upstream::Upstream;
 use http::request::Parts;
 use std::sync::Arc;
@@ -19,11 +20,14 @@ use std::time::Duration;
 pub struct RouteTable {
     pub(crate) routes: Vec<Route>,
     pub(crate) upstreams: Vec<Arc<Upstream>>,
+    /// Where requests that match no route are counted.
+    pub(crate) unmatched: Arc<RouteStats>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Route {
     pub(crate) name: Arc<str>,
+    pub(crate) stats: Arc<RouteStats>,
     pub(crate) matcher: RequestMatcher,
     pub(crate) rewrite: PathRewrite,
     pub(crate) upstream: Arc<Upstream>,
@@ -66,24 +70,20 @@ impl RouteTable {
     pub(crate) fn upstreams(&self) -> &[Arc<Upstream>] {
         &self.upstreams
     }
-
-    /// Carries instance health over from the table this one replaces: same upstream name and
-    /// instance address, same state.
-    pub(crate) fn inherit_health(&self, old: &RouteTable) {
-        for upstream in &self.upstreams {
-            let Some(previous) = old.upstreams.iter().find(|u| u.name == upstream.name) else {
-                continue;
-            };
-            for instance in upstream.instances.iter() {
-                if let Some(same) = previous.instances.iter().find(|i| i.addr == instance.addr) {
-                    instance.inherit(same);
-                }
-            }
-        }
-    }
 }
 
 impl RouteTable {
+    /// Drops from `registry` the routes and instances this table no longer has.
+    pub(crate) fn retain_in(&self, registry: &crate::stats::Registry) {
+        let routes: Vec<&str> = self.routes.iter().map(|r| &*r.name).collect();
+        let instances: Vec<(&str, &str)> = self
+            .upstreams
+            .iter()
+            .flat_map(|u| u.instances.iter().map(|i| (&*u.name, &*i.addr)))
+            .collect();
+        registry.retain(&routes, &instances);
+    }
+
     pub fn len(&self) -> usize {
         self.routes.len()
     }

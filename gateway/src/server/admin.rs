@@ -97,6 +97,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     Json(json!({
         "generation": shared.generation.load(Ordering::Acquire),
         "analytics": shared.proxy.events.stats(),
+        "routes": shared.registry.route_snapshots(),
         "upstreams": upstreams,
     }))
     .into_response()

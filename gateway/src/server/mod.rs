@@ -7,6 +7,7 @@ mod reload;
 
 use crate::config::{AccessLogTarget, Config, ConfigErrors};
 use crate::proxy::ProxyState;
+use crate::stats::{Registry, ROTATION};
 use crate::upstream::spawn_health_checks;
 use arc_swap::ArcSwap;
 use lookout_analytics::{spawn_writer, EventQueue, EventSink, JsonLinesSink, QueueStats, WriterHandle};
@@ -31,10 +32,18 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
+    /// Loads the config for a new gateway.
     pub fn load(&self) -> Result<Config, ConfigErrors> {
+        self.load_into(Arc::default())
+    }
+
+    /// Loads the config against a gateway's registry (its statistics and instance state).
+    pub fn load_into(&self, registry: Arc<Registry>) -> Result<Config, ConfigErrors> {
         match self {
-            ConfigSource::File(path) => crate::config::load_file(path),
-            ConfigSource::Inline { name, text } => crate::config::load_str(name.as_str(), text),
+            ConfigSource::File(path) => crate::config::load_file_into(path, registry),
+            ConfigSource::Inline { name, text } => {
+                crate::config::load_str_into(name.as_str(), text, registry)
+            }
         }
     }
 }
@@ -71,6 +80,7 @@ pub(crate) struct Shared {
     pub(crate) draining: AtomicBool,
     pub(crate) generation: AtomicU64,
     pub(crate) listeners: crate::config::Listeners,
+    pub(crate) registry: Arc<Registry>,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -112,6 +122,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             generation: AtomicU64::new(1),
             listeners,
+            registry: config.registry.clone(),
             reload_lock: tokio::sync::Mutex::new(()),
         });
         let (stop, stopped) = watch::channel(false);
@@ -124,6 +135,7 @@ impl Gateway {
             config.drain_timeout,
         ));
         let admin_task = tokio::spawn(admin::serve(admin_listener, shared.clone(), stopped.clone()));
+        tokio::spawn(rotate_stats(shared.registry.clone(), stopped.clone()));
         if options.reload_on_sighup {
             reload::spawn_sighup_reloader(shared.clone(), stopped.clone());
         }
@@ -187,7 +199,8 @@ impl Shared {
     pub(crate) async fn reload(&self) -> Result<u64, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let source = self.source.clone();
-        let loaded = tokio::task::spawn_blocking(move || source.load()).await;
+        let registry = self.registry.clone();
+        let loaded = tokio::task::spawn_blocking(move || source.load_into(registry)).await;
         let config = match loaded {
             Ok(result) => result,
             Err(join_error) => {
@@ -200,12 +213,24 @@ impl Shared {
         if config.listeners != self.listeners {
             tracing::warn!("listener addresses changed in the config; they take effect on restart");
         }
-        config.routes.inherit_health(&self.proxy.routes.load());
         spawn_health_checks(config.routes.upstreams());
+        config.routes.retain_in(&self.registry);
         self.proxy.routes.store(config.routes);
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         tracing::info!(generation, "config reloaded");
         Ok(generation)
+    }
+}
+
+/// Rolls the latency windows forward every [`ROTATION`] until the gateway stops.
+async fn rotate_stats(registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(ROTATION);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => registry.rotate(),
+            _ = stop.changed() => return,
+        }
     }
 }
 

@@ -1,21 +1,46 @@
-//! One upstream instance and its health: active checks flip `healthy`; passive outlier
-//! detection ejects an instance after consecutive failures for a back-off that doubles with each
-//! ejection. All state is atomics, so the hot path reads and updates it without locks.
+//! One upstream instance: its identity (address) and its state — health, connection pool and
+//! upstream latency — which lives in the gateway's registry so that it outlives reloads. Active
+//! checks flip `healthy`; passive outlier detection ejects an instance after consecutive failures
+//! for a back-off that doubles with each ejection. Health is atomics: the hot path reads and
+//! updates it without locks.
 
 use super::pool::ConnectionPool;
+use crate::stats::{Latency, LatencySnapshot};
 use http::uri::Authority;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-#[derive(Debug)]
 pub(crate) struct Instance {
+    pub(crate) authority: Authority,
+    pub(crate) state: Arc<InstanceState>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An instance is used through its state.
+impl std::ops::Deref for Instance {
+    type Target = InstanceState;
+
+    fn deref(&self) -> &InstanceState {
+        &self.state
+    }
+}
+
+pub(crate) struct InstanceState {
     /// `host:port`, as configured; shared into every request event.
     pub(crate) addr: Arc<str>,
-    pub(crate) authority: Authority,
-    /// Keep-alive connections to this instance; shared with the response bodies that return them.
-    pub(crate) pool: Arc<ConnectionPool>,
+    /// Keep-alive connections; response bodies put theirs back through an `Arc` of this state.
+    pub(crate) pool: ConnectionPool,
+    /// Time to response headers of the attempts sent to this instance.
+    pub(crate) latency: Latency,
     healthy: AtomicBool,
     check_streak: AtomicU32,
     consecutive_failures: AtomicU32,
@@ -39,6 +64,8 @@ pub(crate) struct InstanceStatus {
     in_flight: usize,
     consecutive_failures: u32,
     ejections: u32,
+    /// Time to response headers of the attempts this instance answered.
+    latency_us: LatencySnapshot,
 }
 
 /// Milliseconds on a monotonic clock that starts with the process.
@@ -48,11 +75,21 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Instance {
-    pub(crate) fn new(authority: Authority) -> Self {
-        Instance {
-            addr: authority.as_str().into(),
-            authority,
-            pool: Arc::new(ConnectionPool::new()),
+    pub(crate) fn new(authority: Authority, state: Arc<InstanceState>) -> Self {
+        Instance { authority, state }
+    }
+
+    pub(crate) fn status(&self) -> InstanceStatus {
+        self.state.status()
+    }
+}
+
+impl InstanceState {
+    pub(crate) fn new(addr: Arc<str>) -> Self {
+        InstanceState {
+            addr,
+            pool: ConnectionPool::new(),
+            latency: Latency::new(),
             healthy: AtomicBool::new(true),
             check_streak: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
@@ -133,20 +170,6 @@ impl Instance {
         }
     }
 
-    /// Takes over the health of the same instance in the config being replaced, so that a
-    /// reload neither revives an instance that is down nor forgets its ejection back-off.
-    pub(crate) fn inherit(&self, old: &Instance) {
-        let copy32 =
-            |to: &AtomicU32, from: &AtomicU32| to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.healthy
-            .store(old.healthy.load(Ordering::Relaxed), Ordering::Relaxed);
-        copy32(&self.check_streak, &old.check_streak);
-        copy32(&self.consecutive_failures, &old.consecutive_failures);
-        copy32(&self.ejections, &old.ejections);
-        self.ejected_until_ms
-            .store(old.ejected_until_ms.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-
     pub(crate) fn status(&self) -> InstanceStatus {
         InstanceStatus {
             addr: self.addr.clone(),
@@ -155,6 +178,7 @@ impl Instance {
             in_flight: self.in_flight(),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),
+            latency_us: self.latency.snapshot(),
         }
     }
 }

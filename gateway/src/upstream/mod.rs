@@ -10,7 +10,7 @@ mod retry;
 
 pub(crate) use balancer::{balancer_key, Balancer, HashOn};
 pub(crate) use health::{spawn_health_checks, HealthCheck};
-pub(crate) use instance::{now_ms, Instance, OutlierPolicy};
+pub(crate) use instance::{now_ms, Instance, InstanceState, OutlierPolicy};
 pub(crate) use pool::{Exchange, ReturnTicket};
 pub(crate) use retry::{RetryBudget, RetryPolicy};
 

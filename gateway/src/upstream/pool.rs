@@ -3,6 +3,7 @@
 //! This is Pingora's shape rather than hyper-util's pooled client: no map keyed by host, no
 //! lock, and the gateway knows exactly when a request paid for a new connection.
 
+use super::InstanceState;
 use crate::body::UpstreamBody;
 use crossbeam_queue::ArrayQueue;
 use http::uri::Authority;
@@ -134,11 +135,11 @@ pub(crate) async fn connect(authority: &Authority, timeout: Duration) -> Result<
 /// Puts a pooled connection back when the response body it carries ends.
 pub(crate) struct ReturnTicket {
     pub(crate) sender: Sender,
-    pub(crate) pool: Arc<ConnectionPool>,
+    pub(crate) instance: Arc<InstanceState>,
 }
 
 impl ReturnTicket {
     pub(crate) fn redeem(self) {
-        self.pool.put(self.sender);
+        self.instance.pool.put(self.sender);
     }
 }

@@ -7,4 +7,5 @@ mod reload;
 mod resilience;
 mod routing;
 mod shutdown;
+mod stats;
 mod streaming;

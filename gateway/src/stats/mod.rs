@@ -1,0 +1,13 @@
+//! Per-route and per-instance statistics, exact percentiles included, kept in a [`Registry`]
+//! that outlives config generations: a reload keeps the figures (and the instances' health and
+//! connection pools) of every route and instance it does not remove.
+
+mod latency;
+mod registry;
+mod route;
+
+pub(crate) use latency::{Latency, ROTATION};
+pub use latency::{LatencySnapshot, Percentiles};
+pub use registry::Registry;
+pub use route::RouteSnapshot;
+pub(crate) use route::RouteStats;
