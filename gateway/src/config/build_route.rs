@@ -81,7 +81,7 @@ fn build_route(
     );
     Some(Route {
         name: raw.name.as_str().into(),
-        stats: registry.route(&raw.name),
+        stats: registry.route(&raw.name, &raw.upstream),
         matcher,
         rewrite,
         upstream: upstream?,

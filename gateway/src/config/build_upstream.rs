@@ -3,7 +3,7 @@
 use super::error::Problems;
 use super::raw::{RawHealthCheck, RawOutlier, RawUpstream, Text};
 use super::values::{duration, instance, positive};
-use crate::stats::Registry;
+use crate::stats::{Registry, RETRIES};
 use crate::upstream::{
     Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, RetryBudget, RetryPolicy, Upstream,
 };
@@ -89,6 +89,10 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         health_check,
         outlier,
         retry,
+        retries: registry.metrics().counter(
+            RETRIES,
+            vec![metrics::Label::new("upstream", raw.name.to_string())],
+        ),
     })
 }
 

@@ -107,7 +107,7 @@ impl Pending {
             .as_ref()
             .map_or(0, |bytes| bytes.load(Ordering::Relaxed));
         if let Some(stats) = &ctx.stats {
-            stats.finished(self.status, bytes_in, self.bytes_out, duration);
+            stats.finished(&ctx.method, self.status, bytes_in, self.bytes_out, duration);
         }
         let event = RequestEvent {
             timestamp_us: ctx

@@ -41,7 +41,10 @@ pub(super) async fn run(
         let _retry_slot = match tried.len() {
             0 => None,
             _ => match upstream.retry.budget.try_retry() {
-                Some(slot) => Some(slot),
+                Some(slot) => {
+                    upstream.retries.increment(1);
+                    Some(slot)
+                }
                 None => break,
             },
         };

@@ -75,7 +75,11 @@ impl RouteTable {
 impl RouteTable {
     /// Drops from `registry` the routes and instances this table no longer has.
     pub(crate) fn retain_in(&self, registry: &crate::stats::Registry) {
-        let routes: Vec<&str> = self.routes.iter().map(|r| &*r.name).collect();
+        let routes: Vec<(&str, &str)> = self
+            .routes
+            .iter()
+            .map(|r| (&*r.name, &*r.upstream.name))
+            .collect();
         let instances: Vec<(&str, &str)> = self
             .upstreams
             .iter()

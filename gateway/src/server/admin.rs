@@ -30,6 +30,7 @@ fn router(shared: Arc<Shared>) -> Router {
     let protected = Router::new()
         .route("/admin/reload", post(reload))
         .route("/admin/stats", get(stats))
+        .route("/metrics", get(prometheus_metrics))
         .route_layer(middleware::from_fn_with_state(shared.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -101,6 +102,15 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
         "upstreams": upstreams,
     }))
     .into_response()
+}
+
+async fn prometheus_metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let text = shared.registry.render_metrics(&shared.proxy.events.stats());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
 fn invalid_config(errors: &ConfigErrors) -> Response {

@@ -7,7 +7,7 @@ mod reload;
 
 use crate::config::{AccessLogTarget, Config, ConfigErrors};
 use crate::proxy::ProxyState;
-use crate::stats::{Registry, ROTATION};
+use crate::stats::{Registry, CONFIG_RELOADS, ROTATION};
 use crate::upstream::spawn_health_checks;
 use arc_swap::ArcSwap;
 use lookout_analytics::{spawn_writer, EventQueue, EventSink, JsonLinesSink, QueueStats, WriterHandle};
@@ -208,8 +208,18 @@ impl Shared {
                 return Err(ConfigErrors(Vec::new()));
             }
         };
-        let config = config
-            .inspect_err(|errors| tracing::error!("reload rejected, keeping the running config: {errors}"))?;
+        let reloads = |result: &'static str| {
+            let labels = vec![metrics::Label::new("result", result)];
+            self.registry
+                .metrics()
+                .counter(CONFIG_RELOADS, labels)
+                .increment(1);
+        };
+        let config = config.inspect_err(|errors| {
+            reloads("failure");
+            tracing::error!("reload rejected, keeping the running config: {errors}");
+        })?;
+        reloads("success");
         if config.listeners != self.listeners {
             tracing::warn!("listener addresses changed in the config; they take effect on restart");
         }

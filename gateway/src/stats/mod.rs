@@ -3,11 +3,13 @@
 //! connection pools) of every route and instance it does not remove.
 
 mod latency;
+mod prometheus;
 mod registry;
 mod route;
 
 pub(crate) use latency::{Latency, ROTATION};
 pub use latency::{LatencySnapshot, Percentiles};
+pub(crate) use prometheus::{Metrics, CONFIG_RELOADS, EJECTIONS, INSTANCE_HEALTHY, RETRIES};
 pub use registry::Registry;
 pub use route::RouteSnapshot;
 pub(crate) use route::RouteStats;

@@ -1,21 +1,37 @@
 //! The registry: route statistics and instance state by name, shared by every config generation
-//! of one gateway. Config loading looks entries up (or creates them); the hot path only ever
-//! holds the `Arc`s it was given, so the registry's lock is never taken while proxying.
+//! of one gateway, with the gateway's Prometheus metrics. Config loading looks entries up (or
+//! creates them); the hot path only ever holds the `Arc`s it was given, so the registry's locks
+//! are never taken while proxying.
 
-use super::RouteStats;
+use super::prometheus::{self, Metrics};
+use super::{RouteSnapshot, RouteStats};
 use crate::upstream::InstanceState;
+use lookout_analytics::QueueStats;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// An instance is known by its upstream's name and its address.
-type InstanceKey = (Arc<str>, Arc<str>);
+/// Routes are known by their name and their upstream's: a route that changes upstream starts
+/// afresh. Instances are known by their upstream's name and their address.
+type Key = (Arc<str>, Arc<str>);
 
-#[derive(Default)]
 pub struct Registry {
-    routes: Mutex<HashMap<Arc<str>, Arc<RouteStats>>>,
-    instances: Mutex<HashMap<InstanceKey, Arc<InstanceState>>>,
+    metrics: Arc<Metrics>,
+    routes: Mutex<HashMap<Key, Arc<RouteStats>>>,
+    instances: Mutex<HashMap<Key, Arc<InstanceState>>>,
     unmatched: Arc<RouteStats>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        let metrics = Arc::new(Metrics::default());
+        Registry {
+            unmatched: Arc::new(RouteStats::new("unmatched", "", metrics.clone())),
+            metrics,
+            routes: Mutex::default(),
+            instances: Mutex::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -25,14 +41,17 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    pub(crate) fn route(&self, name: &str) -> Arc<RouteStats> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub(crate) fn route(&self, name: &str, upstream: &str) -> Arc<RouteStats> {
+        let key: Key = (name.into(), upstream.into());
         let mut routes = self.routes.lock();
-        if let Some(stats) = routes.get(name) {
-            return stats.clone();
-        }
-        let stats = Arc::new(RouteStats::default());
-        routes.insert(name.into(), stats.clone());
-        stats
+        let entry = routes.entry(key);
+        entry
+            .or_insert_with(|| Arc::new(RouteStats::new(name, upstream, self.metrics.clone())))
+            .clone()
     }
 
     /// Statistics of requests that matched no route.
@@ -41,24 +60,23 @@ impl Registry {
     }
 
     pub(crate) fn instance(&self, upstream: &str, addr: &str) -> Arc<InstanceState> {
+        let key: Key = (upstream.into(), addr.into());
         let mut instances = self.instances.lock();
-        let key: InstanceKey = (upstream.into(), addr.into());
-        let addr = key.1.clone();
-        instances
-            .entry(key)
-            .or_insert_with(|| Arc::new(InstanceState::new(addr)))
+        let entry = instances.entry(key);
+        entry
+            .or_insert_with(|| Arc::new(InstanceState::new(upstream, addr, &self.metrics)))
             .clone()
     }
 
     /// Forgets the routes and instances a config no longer has.
-    pub(crate) fn retain(&self, routes: &[&str], instances: &[(&str, &str)]) {
-        self.routes.lock().retain(|name, _| routes.contains(&&**name));
-        self.instances
-            .lock()
-            .retain(|(upstream, addr), _| instances.contains(&(&**upstream, &**addr)));
+    pub(crate) fn retain(&self, routes: &[(&str, &str)], instances: &[(&str, &str)]) {
+        let kept = |keys: &[(&str, &str)], (a, b): &Key| keys.contains(&(&**a, &**b));
+        self.routes.lock().retain(|key, _| kept(routes, key));
+        self.instances.lock().retain(|key, _| kept(instances, key));
     }
 
-    /// Folds the latency shards into the rolling windows; called every [`super::ROTATION`].
+    /// Folds the latency shards into the rolling windows and the Prometheus histograms' samples
+    /// into their buckets; called every [`super::ROTATION`].
     pub(crate) fn rotate(&self) {
         let routes: Vec<_> = self.routes.lock().values().cloned().collect();
         let instances: Vec<_> = self.instances.lock().values().cloned().collect();
@@ -69,19 +87,41 @@ impl Registry {
         for instance in instances {
             instance.latency.rotate();
         }
+        self.metrics.upkeep();
     }
 
     /// Every route's figures, by name, then the unmatched requests' as `unmatched`.
-    pub(crate) fn route_snapshots(&self) -> Vec<super::RouteSnapshot> {
+    pub(crate) fn route_snapshots(&self) -> Vec<RouteSnapshot> {
         let mut routes: Vec<_> = self
             .routes
             .lock()
             .iter()
-            .map(|(n, s)| (n.clone(), s.clone()))
+            .map(|((n, _), s)| (n.clone(), s.clone()))
             .collect();
         routes.sort_by(|a, b| a.0.cmp(&b.0));
         let mut snapshots: Vec<_> = routes.iter().map(|(name, stats)| stats.snapshot(name)).collect();
         snapshots.push(self.unmatched.snapshot("unmatched"));
         snapshots
+    }
+
+    /// The Prometheus exposition text, with the figures sampled at scrape time (instance health,
+    /// the analytics queue) brought up to date first.
+    pub(crate) fn render_metrics(&self, events: &QueueStats) -> String {
+        let instances: Vec<_> = self.instances.lock().values().cloned().collect();
+        for instance in instances {
+            instance.publish_health();
+        }
+        let m = &self.metrics;
+        m.gauge(prometheus::EVENTS_QUEUED, vec![])
+            .set(events.queued as f64);
+        m.counter(prometheus::EVENTS_ACCEPTED, vec![])
+            .absolute(events.accepted);
+        m.counter(prometheus::EVENTS_DROPPED, vec![])
+            .absolute(events.dropped);
+        m.counter(prometheus::EVENTS_WRITTEN, vec![])
+            .absolute(events.written);
+        m.counter(prometheus::EVENT_WRITE_ERRORS, vec![])
+            .absolute(events.write_errors);
+        m.render()
     }
 }

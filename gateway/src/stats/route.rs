@@ -1,10 +1,17 @@
 //! What is counted per route: requests by status, requests in flight, bytes, and latency (total
-//! and upstream). Counters are atomics; latency goes to a sharded histogram.
+//! and upstream). Counters are atomics; latency goes to a sharded histogram; the same figures
+//! feed the route's Prometheus series.
 
 use super::latency::{Latency, LatencySnapshot};
+use super::prometheus::{self, method_label, Metrics};
+use arc_swap::ArcSwap;
+use http::Method;
+use metrics::{Gauge, Histogram, Label};
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Status codes 100 to 599 are counted one by one (anything outside counts as 599).
@@ -12,6 +19,7 @@ const FIRST_STATUS: u16 = 100;
 const STATUS_CODES: usize = 500;
 
 pub(crate) struct RouteStats {
+    prometheus: RouteMetrics,
     statuses: Box<[AtomicU64]>,
     in_flight: AtomicI64,
     bytes_in: AtomicU64,
@@ -41,9 +49,10 @@ impl std::fmt::Debug for RouteStats {
     }
 }
 
-impl Default for RouteStats {
-    fn default() -> Self {
+impl RouteStats {
+    pub(crate) fn new(route: &str, upstream: &str, metrics: Arc<Metrics>) -> Self {
         RouteStats {
+            prometheus: RouteMetrics::new(route, upstream, metrics),
             statuses: (0..STATUS_CODES).map(|_| AtomicU64::new(0)).collect(),
             in_flight: AtomicI64::new(0),
             bytes_in: AtomicU64::new(0),
@@ -52,15 +61,23 @@ impl Default for RouteStats {
             upstream_latency: Latency::new(),
         }
     }
-}
 
-impl RouteStats {
     pub(crate) fn started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.prometheus.active.increment(1.0);
     }
 
-    pub(crate) fn finished(&self, status: u16, bytes_in: u64, bytes_out: u64, duration: Duration) {
+    pub(crate) fn finished(
+        &self,
+        method: &Method,
+        status: u16,
+        bytes_in: u64,
+        bytes_out: u64,
+        duration: Duration,
+    ) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.prometheus
+            .finished(method_label(method), status, bytes_in, bytes_out, duration);
         let index = usize::from(status.saturating_sub(FIRST_STATUS)).min(STATUS_CODES - 1);
         self.statuses[index].fetch_add(1, Ordering::Relaxed);
         self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
@@ -94,6 +111,100 @@ impl RouteStats {
             status_codes,
             latency_us: self.latency.snapshot(),
             upstream_latency_us: self.upstream_latency.snapshot(),
+        }
+    }
+}
+
+/// The route's Prometheus series. Label sets are bounded: the route's configured name, its
+/// upstream's, a standard method (or `_OTHER`) and a status code.
+struct RouteMetrics {
+    route: String,
+    upstream: String,
+    active: Gauge,
+    /// Handles per (method, status) seen so far; read without a lock, replaced when one is added.
+    outcomes: ArcSwap<Vec<Outcome>>,
+    adding: Mutex<()>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Clone)]
+struct Outcome {
+    method: &'static str,
+    status: u16,
+    duration: Histogram,
+    request_size: Histogram,
+    response_size: Histogram,
+}
+
+impl RouteMetrics {
+    fn new(route: &str, upstream: &str, metrics: Arc<Metrics>) -> Self {
+        let active = metrics.gauge(
+            prometheus::ACTIVE_REQUESTS,
+            vec![Label::new("http_route", route.to_owned())],
+        );
+        RouteMetrics {
+            route: route.to_owned(),
+            upstream: upstream.to_owned(),
+            active,
+            outcomes: ArcSwap::default(),
+            adding: Mutex::new(()),
+            metrics,
+        }
+    }
+
+    fn finished(&self, method: &'static str, status: u16, bytes_in: u64, bytes_out: u64, duration: Duration) {
+        self.active.decrement(1.0);
+        let outcome = self.outcome(method, status);
+        outcome.duration.record(duration.as_secs_f64());
+        outcome.request_size.record(bytes_in as f64);
+        outcome.response_size.record(bytes_out as f64);
+    }
+
+    fn outcome(&self, method: &'static str, status: u16) -> Outcome {
+        let known = |outcomes: &[Outcome]| {
+            outcomes
+                .iter()
+                .find(|o| o.status == status && o.method == method)
+                .cloned()
+        };
+        if let Some(outcome) = known(&self.outcomes.load()) {
+            return outcome;
+        }
+        let _one_writer = self.adding.lock();
+        let current = self.outcomes.load_full();
+        if let Some(outcome) = known(&current) {
+            return outcome;
+        }
+        let outcome = self.register(method, status);
+        let mut grown = Vec::with_capacity(current.len() + 1);
+        grown.extend(current.iter().cloned());
+        grown.push(outcome.clone());
+        self.outcomes.store(Arc::new(grown));
+        outcome
+    }
+
+    fn register(&self, method: &'static str, status: u16) -> Outcome {
+        let labels = |with_upstream: bool| {
+            let mut labels = vec![
+                Label::new("http_request_method", method),
+                Label::new("http_response_status_code", status.to_string()),
+                Label::new("http_route", self.route.clone()),
+            ];
+            if with_upstream {
+                labels.push(Label::new("upstream", self.upstream.clone()));
+            }
+            labels
+        };
+        Outcome {
+            method,
+            status,
+            duration: self.metrics.histogram(prometheus::REQUEST_DURATION, labels(true)),
+            request_size: self
+                .metrics
+                .histogram(prometheus::REQUEST_BODY_SIZE, labels(false)),
+            response_size: self
+                .metrics
+                .histogram(prometheus::RESPONSE_BODY_SIZE, labels(false)),
         }
     }
 }

@@ -5,8 +5,9 @@
 //! updates it without locks.
 
 use super::pool::ConnectionPool;
-use crate::stats::{Latency, LatencySnapshot};
+use crate::stats::{Latency, LatencySnapshot, Metrics, EJECTIONS, INSTANCE_HEALTHY};
 use http::uri::Authority;
+use metrics::{Counter, Gauge, Label};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -41,6 +42,8 @@ pub(crate) struct InstanceState {
     pub(crate) pool: ConnectionPool,
     /// Time to response headers of the attempts sent to this instance.
     pub(crate) latency: Latency,
+    healthy_gauge: Gauge,
+    ejections_total: Counter,
     healthy: AtomicBool,
     check_streak: AtomicU32,
     consecutive_failures: AtomicU32,
@@ -85,9 +88,17 @@ impl Instance {
 }
 
 impl InstanceState {
-    pub(crate) fn new(addr: Arc<str>) -> Self {
+    pub(crate) fn new(upstream: &str, addr: &str, metrics: &Metrics) -> Self {
+        let labels = || {
+            vec![
+                Label::new("upstream", upstream.to_owned()),
+                Label::new("instance", addr.to_owned()),
+            ]
+        };
         InstanceState {
-            addr,
+            addr: addr.into(),
+            healthy_gauge: metrics.gauge(INSTANCE_HEALTHY, labels()),
+            ejections_total: metrics.counter(EJECTIONS, labels()),
             pool: ConnectionPool::new(),
             latency: Latency::new(),
             healthy: AtomicBool::new(true),
@@ -141,6 +152,7 @@ impl InstanceState {
             .min(policy.max_ejection);
         let until = now + backoff.as_millis() as u64;
         self.ejected_until_ms.store(until, Ordering::Relaxed);
+        self.ejections_total.increment(1);
         tracing::warn!(instance = %self.addr, ?backoff, "instance ejected after consecutive failures");
     }
 
@@ -168,6 +180,12 @@ impl InstanceState {
             }
             tracing::info!(instance = %self.addr, healthy = passed, "health check changed instance state");
         }
+    }
+
+    /// Brings the health gauge up to date (at scrape time).
+    pub(crate) fn publish_health(&self) {
+        self.healthy_gauge
+            .set(if self.is_available(now_ms()) { 1.0 } else { 0.0 });
     }
 
     pub(crate) fn status(&self) -> InstanceStatus {

@@ -29,6 +29,8 @@ pub(crate) struct Upstream {
     pub(crate) health_check: Option<HealthCheck>,
     pub(crate) outlier: OutlierPolicy,
     pub(crate) retry: RetryPolicy,
+    /// `lookout_upstream_retries_total` for this upstream.
+    pub(crate) retries: metrics::Counter,
 }
 
 /// The state of an upstream's instances, for the admin API.

@@ -2,6 +2,7 @@ mod balancing;
 mod config_errors;
 mod events;
 mod headers;
+mod metrics;
 mod protocols;
 mod reload;
 mod resilience;

@@ -1,0 +1,157 @@
+//! Prometheus metrics (`metrics` + `metrics-exporter-prometheus`), named after the OpenTelemetry
+//! HTTP semantic conventions, plus `lookout_*` metrics for gateway internals. Every name is here.
+//!
+//! Each gateway has its own recorder (no global one), and the hot path never looks a metric up by
+//! name: handles are resolved when a route first sees a (method, status) pair and kept.
+
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+pub(crate) const REQUEST_DURATION: &str = "http_server_request_duration_seconds";
+pub(crate) const ACTIVE_REQUESTS: &str = "http_server_active_requests";
+pub(crate) const REQUEST_BODY_SIZE: &str = "http_server_request_body_size_bytes";
+pub(crate) const RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_bytes";
+pub(crate) const INSTANCE_HEALTHY: &str = "lookout_upstream_instance_healthy";
+pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
+pub(crate) const EJECTIONS: &str = "lookout_upstream_ejections_total";
+pub(crate) const EVENTS_QUEUED: &str = "lookout_analytics_events_queued";
+pub(crate) const EVENTS_ACCEPTED: &str = "lookout_analytics_events_accepted_total";
+pub(crate) const EVENTS_DROPPED: &str = "lookout_analytics_events_dropped_total";
+pub(crate) const EVENTS_WRITTEN: &str = "lookout_analytics_events_written_total";
+pub(crate) const EVENT_WRITE_ERRORS: &str = "lookout_analytics_event_write_errors_total";
+pub(crate) const CONFIG_RELOADS: &str = "lookout_config_reloads_total";
+
+/// The bucket boundaries OpenTelemetry advises for `http.server.request.duration`, in seconds.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// Body sizes, by powers of four from 64 bytes to 64 MiB.
+const SIZE_BUCKETS: [f64; 12] = [
+    0.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+    67108864.0,
+];
+
+const DESCRIPTIONS: [(&str, Unit, &str); 13] = [
+    (
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Duration of HTTP server requests, by route and outcome.",
+    ),
+    (
+        ACTIVE_REQUESTS,
+        Unit::Count,
+        "HTTP server requests in flight, by route.",
+    ),
+    (REQUEST_BODY_SIZE, Unit::Bytes, "Size of HTTP request bodies."),
+    (RESPONSE_BODY_SIZE, Unit::Bytes, "Size of HTTP response bodies."),
+    (
+        INSTANCE_HEALTHY,
+        Unit::Count,
+        "1 when an upstream instance is healthy and not ejected, else 0.",
+    ),
+    (RETRIES, Unit::Count, "Retries sent to an upstream."),
+    (
+        EJECTIONS,
+        Unit::Count,
+        "Outlier ejections of an upstream instance.",
+    ),
+    (
+        EVENTS_QUEUED,
+        Unit::Count,
+        "Request events waiting for the analytics writer.",
+    ),
+    (
+        EVENTS_ACCEPTED,
+        Unit::Count,
+        "Request events accepted into the analytics queue.",
+    ),
+    (
+        EVENTS_DROPPED,
+        Unit::Count,
+        "Request events dropped because the analytics queue was full.",
+    ),
+    (
+        EVENTS_WRITTEN,
+        Unit::Count,
+        "Request events written by the analytics writer.",
+    ),
+    (
+        EVENT_WRITE_ERRORS,
+        Unit::Count,
+        "Failed writes of request-event batches.",
+    ),
+    (CONFIG_RELOADS, Unit::Count, "Config reloads, by result."),
+];
+
+/// One gateway's metrics.
+pub(crate) struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &DURATION_BUCKETS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_body_size_bytes".into()), &SIZE_BUCKETS))
+            .expect("bucket lists are non-empty");
+        let recorder = builder.build_recorder();
+        for (name, unit, description) in DESCRIPTIONS {
+            recorder.describe_counter(
+                KeyName::from_const_str(name),
+                Some(unit),
+                SharedString::const_str(description),
+            );
+        }
+        let handle = recorder.handle();
+        Metrics { recorder, handle }
+    }
+}
+
+impl Metrics {
+    pub(crate) fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    pub(crate) fn gauge(&self, name: &'static str, labels: Vec<Label>) -> Gauge {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    pub(crate) fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
+        self.recorder
+            .register_histogram(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// The exposition text.
+    pub(crate) fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Folds recorded histogram samples into their buckets, so memory stays bounded between scrapes.
+    pub(crate) fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// The `http_request_method` label: the standard methods, everything else `_OTHER` (as the
+/// OpenTelemetry conventions ask, to keep the label bounded).
+pub(crate) fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    }
+}

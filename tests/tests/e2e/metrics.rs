@@ -1,0 +1,184 @@
+//! `GET /metrics`: OpenTelemetry-named Prometheus series whose counts match the traffic, valid
+//! exposition text (`promtool check metrics`), and labels that stay bounded whatever the paths.
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use lookout_tests::{send, single_upstream, start_gateway, TestUpstream};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+async fn scrape(admin: SocketAddr) -> String {
+    let reply = send(admin, Method::GET, "/metrics", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let content_type = reply.headers["content-type"].to_str().expect("ASCII");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    String::from_utf8(reply.body.to_vec()).expect("UTF-8")
+}
+
+/// The value of the sample whose name and labels are exactly `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Runs `promtool check metrics`; CI sets LOOKOUT_REQUIRE_PROMTOOL so that a missing promtool fails.
+fn promtool_check(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) if std::env::var_os("LOOKOUT_REQUIRE_PROMTOOL").is_none() => {
+            eprintln!(
+                "SKIPPED promtool check metrics: promtool not runnable ({error}); apt install prometheus"
+            );
+            return;
+        }
+        Err(error) => panic!("promtool is required here: {error}"),
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_the_traffic_and_pass_promtool() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&single_upstream(upstream.addr, "", "match: { prefix: /api }")).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    for _ in 0..5 {
+        assert_eq!(
+            send(proxy, Method::GET, "/api/a", &[]).await.status,
+            StatusCode::OK
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            send(proxy, Method::POST, "/api/b", &[]).await.status,
+            StatusCode::OK
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            send(proxy, Method::GET, "/nowhere", &[]).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    gateway.reload().await.expect("reload");
+    let text = scrape(admin).await;
+
+    let duration = "http_server_request_duration_seconds_count";
+    let get = format!(
+        r#"{duration}{{http_request_method="GET",http_response_status_code="200",http_route="all",upstream="svc"}}"#
+    );
+    let post = format!(
+        r#"{duration}{{http_request_method="POST",http_response_status_code="200",http_route="all",upstream="svc"}}"#
+    );
+    let unmatched = format!(
+        r#"{duration}{{http_request_method="GET",http_response_status_code="404",http_route="unmatched",upstream=""}}"#
+    );
+    assert_eq!(sample(&text, &get), Some(5.0), "{text}");
+    assert_eq!(sample(&text, &post), Some(2.0));
+    assert_eq!(sample(&text, &unmatched), Some(3.0));
+    let le = r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_response_status_code="200",http_route="all",upstream="svc",le="10"}"#;
+    assert_eq!(
+        sample(&text, le),
+        Some(5.0),
+        "OpenTelemetry's advised buckets end at 10 s"
+    );
+    assert_eq!(
+        sample(&text, r#"http_server_active_requests{http_route="all"}"#),
+        Some(0.0)
+    );
+    let healthy = format!(
+        r#"lookout_upstream_instance_healthy{{upstream="svc",instance="{}"}}"#,
+        upstream.addr
+    );
+    assert_eq!(sample(&text, &healthy), Some(1.0));
+    assert_eq!(
+        sample(&text, r#"lookout_config_reloads_total{result="success"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "lookout_analytics_events_dropped_total"),
+        Some(10.0),
+        "access log off: every event is dropped and counted"
+    );
+    promtool_check(&text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_distinct_paths_keep_labels_bounded() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&single_upstream(
+        upstream.addr,
+        "",
+        "match: { template: \"/items/{id}\" }",
+    ))
+    .await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let workers: Vec<_> = (0..8u32)
+        .map(|worker| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for i in 0..1250u32 {
+                    let n = worker * 1250 + i;
+                    // Half reach the template route, half match nothing; every path is new.
+                    let path = if n % 2 == 0 {
+                        format!("/items/{n}")
+                    } else {
+                        format!("/unknown/{n}")
+                    };
+                    let request = Request::get(format!("http://{proxy}{path}"))
+                        .body(Empty::new())
+                        .expect("request");
+                    let response = client.request(request).await.expect("response");
+                    response.into_body().collect().await.expect("body");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    let text = scrape(admin).await;
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_server_request_duration_seconds_count"))
+        .collect();
+    assert_eq!(
+        series.len(),
+        2,
+        "one series for the route, one for unmatched: {series:#?}"
+    );
+    assert!(
+        !text.contains("/items/") && !text.contains("/unknown/"),
+        "no raw path in any label"
+    );
+    let total: f64 = series
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, 10_000.0);
+}
