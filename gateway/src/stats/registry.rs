@@ -105,11 +105,15 @@ impl Registry {
     }
 
     /// The Prometheus exposition text, with the figures sampled at scrape time (instance health,
-    /// the analytics queue) brought up to date first.
+    /// requests in flight, the analytics queue) brought up to date first.
     pub(crate) fn render_metrics(&self, events: &QueueStats) -> String {
         let instances: Vec<_> = self.instances.lock().values().cloned().collect();
         for instance in instances {
             instance.publish_health();
+        }
+        let routes: Vec<_> = self.routes.lock().values().cloned().collect();
+        for route in routes.iter().chain([&self.unmatched]) {
+            route.publish_in_flight();
         }
         let m = &self.metrics;
         m.gauge(prometheus::EVENTS_QUEUED, vec![])

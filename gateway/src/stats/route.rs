@@ -64,7 +64,6 @@ impl RouteStats {
 
     pub(crate) fn started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.prometheus.active.increment(1.0);
     }
 
     pub(crate) fn finished(
@@ -83,6 +82,14 @@ impl RouteStats {
         self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
         self.latency.record(duration);
+    }
+
+    /// Brings the in-flight gauge up to date (at scrape time): the atomic counter is the source,
+    /// so requests pay for one counter, not two.
+    pub(crate) fn publish_in_flight(&self) {
+        self.prometheus
+            .active
+            .set(self.in_flight.load(Ordering::Relaxed) as f64);
     }
 
     pub(crate) fn rotate(&self) {
@@ -153,7 +160,6 @@ impl RouteMetrics {
     }
 
     fn finished(&self, method: &'static str, status: u16, bytes_in: u64, bytes_out: u64, duration: Duration) {
-        self.active.decrement(1.0);
         let outcome = self.outcome(method, status);
         outcome.duration.record(duration.as_secs_f64());
         outcome.request_size.record(bytes_in as f64);
