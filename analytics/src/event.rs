@@ -5,8 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Why a request did not get an upstream response, when it did not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// No route matched the request.
     NoRoute,
@@ -20,6 +19,26 @@ pub enum ErrorKind {
     ClientAborted,
     /// The gateway could not build the upstream request (e.g. a rewrite produced a bad URI).
     BadRequest,
+}
+
+impl ErrorKind {
+    /// The name used in events and in spans' `error.type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NoRoute => "no_route",
+            ErrorKind::NoHealthyInstance => "no_healthy_instance",
+            ErrorKind::UpstreamUnreachable => "upstream_unreachable",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::ClientAborted => "client_aborted",
+            ErrorKind::BadRequest => "bad_request",
+        }
+    }
+}
+
+impl Serialize for ErrorKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// One structured record of one request. Later features fill the optional slots (trace id,

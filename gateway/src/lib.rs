@@ -14,8 +14,10 @@ mod proxy;
 mod routing;
 mod server;
 pub mod stats;
+mod traces;
 mod upstream;
 
 pub use config::{load_file, load_str, Config, ConfigError, ConfigErrors};
 pub use server::{ConfigSource, Gateway, StartError, StartOptions};
 pub use stats::Registry;
+pub use traces::TraceSetupError;

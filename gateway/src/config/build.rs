@@ -4,9 +4,9 @@
 use super::build_route::build_routes;
 use super::build_upstream::build_upstreams;
 use super::error::Problems;
-use super::raw::RawConfig;
+use super::raw::{RawConfig, RawTraces};
 use super::values::{duration, socket_addr};
-use super::{AccessLogTarget, Config, ConfigErrors, Listeners};
+use super::{AccessLogTarget, Config, ConfigErrors, Listeners, OtlpProtocol, TraceSettings};
 use crate::routing::RouteTable;
 use crate::stats::Registry;
 use std::path::PathBuf;
@@ -63,6 +63,7 @@ pub(super) fn build(
         DEFAULT_DRAIN_TIMEOUT,
     );
     let upstreams = build_upstreams(&mut p, &raw.upstreams, &registry);
+    let traces = raw.traces.as_ref().and_then(|t| build_traces(&mut p, t));
     let routes = build_routes(&mut p, &raw.routes, &upstreams, &registry);
     let config = Config {
         listeners,
@@ -70,6 +71,7 @@ pub(super) fn build(
         access_log,
         event_queue_capacity,
         drain_timeout,
+        traces,
         routes: Arc::new(RouteTable {
             routes,
             upstreams: upstreams.into_values().collect(),
@@ -92,4 +94,46 @@ fn check_admin_exposure(p: &mut Problems, raw: &RawConfig, config: &Config) {
             None => p.nowhere("listeners.admin", message),
         }
     }
+}
+
+fn build_traces(p: &mut Problems, raw: &RawTraces) -> Option<TraceSettings> {
+    let endpoint = raw.endpoint.trim().trim_end_matches('/').to_owned();
+    let valid = endpoint
+        .parse::<http::Uri>()
+        .is_ok_and(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some());
+    if !valid {
+        let message = format!("`{endpoint}` is not an http:// or https:// URL with a host");
+        p.at(raw.endpoint.span(), "traces.endpoint", message);
+    }
+    let protocol = match raw.protocol.as_ref().map(|t| (t.as_str(), t.span())) {
+        None | Some(("grpc", _)) => OtlpProtocol::Grpc,
+        Some(("http", _)) => OtlpProtocol::Http,
+        Some((other, span)) => {
+            p.at(
+                span,
+                "traces.protocol",
+                format!("unknown protocol `{other}`: expected grpc or http"),
+            );
+            OtlpProtocol::Grpc
+        }
+    };
+    let sample_ratio = match &raw.sample_ratio {
+        Some(ratio) if !(0.0..=1.0).contains(&**ratio) => {
+            p.at(ratio.span(), "traces.sample_ratio", "must be between 0 and 1");
+            1.0
+        }
+        Some(ratio) => **ratio,
+        None => 1.0,
+    };
+    valid.then(|| TraceSettings {
+        endpoint,
+        protocol,
+        sample_ratio,
+        always_sample_errors: raw.always_sample_errors.unwrap_or(true),
+        trace_id_header: raw.trace_id_header.unwrap_or(false),
+        service_name: raw
+            .service_name
+            .as_ref()
+            .map_or_else(|| "lookout".to_owned(), |s| s.to_string()),
+    })
 }

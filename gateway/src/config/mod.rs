@@ -43,6 +43,28 @@ pub enum AccessLogTarget {
     File(PathBuf),
 }
 
+/// How traces are exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    /// HTTP/protobuf, to `<endpoint>/v1/traces`.
+    Http,
+}
+
+/// OpenTelemetry tracing: where spans go and which requests are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSettings {
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Share of requests without a sampled parent that are traced (parent-based otherwise).
+    pub sample_ratio: f64,
+    /// Requests that end in a 5xx or a gateway error are exported even when not sampled.
+    pub always_sample_errors: bool,
+    /// Return the trace id to clients in `x-trace-id`.
+    pub trace_id_header: bool,
+    pub service_name: String,
+}
+
 /// A validated config, ready to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -51,6 +73,8 @@ pub struct Config {
     pub access_log: AccessLogTarget,
     pub event_queue_capacity: usize,
     pub drain_timeout: Duration,
+    /// `None`: no tracing (the gateway passes `traceparent` through untouched).
+    pub traces: Option<TraceSettings>,
     /// Routes and the upstreams they point at: the part that a reload swaps.
     pub routes: Arc<RouteTable>,
     /// Statistics and instance state, shared by every config generation of a gateway.

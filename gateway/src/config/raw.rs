@@ -18,6 +18,7 @@ pub(crate) struct RawConfig {
     pub(crate) access_log: RawAccessLog,
     #[serde(default)]
     pub(crate) shutdown: RawShutdown,
+    pub(crate) traces: Option<RawTraces>,
     #[serde(default)]
     pub(crate) upstreams: Vec<RawUpstream>,
     #[serde(default)]
@@ -50,6 +51,19 @@ pub(crate) struct RawAccessLog {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawShutdown {
     pub(crate) drain_timeout: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTraces {
+    /// OTLP endpoint, e.g. `http://127.0.0.1:4317` (gRPC) or `http://127.0.0.1:4318` (HTTP).
+    pub(crate) endpoint: Text,
+    /// `grpc` (default) or `http` (HTTP/protobuf).
+    pub(crate) protocol: Option<Text>,
+    pub(crate) sample_ratio: Option<Spanned<f64>>,
+    pub(crate) always_sample_errors: Option<bool>,
+    pub(crate) trace_id_header: Option<bool>,
+    pub(crate) service_name: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,7 @@
 //! The per-request context: what the phases learn, carried from one to the next.
 
 use crate::stats::RouteStats;
+use crate::traces::RequestTrace;
 use http::header::HeaderValue;
 use http::{Method, Request, Version};
 use lookout_analytics::ErrorKind;
@@ -64,6 +65,8 @@ pub(crate) struct RequestContext {
     pub(crate) upstream_connect: Duration,
     pub(crate) upstream_ttfb: Duration,
     pub(crate) error_kind: Option<ErrorKind>,
+    /// Ids and timings for the request's spans, when tracing is on.
+    pub(crate) trace: Option<RequestTrace>,
     /// Shared with the request body, which the upstream connection's task polls; only requests
     /// with a body have one.
     pub(crate) bytes_in: Option<Arc<AtomicU64>>,
@@ -88,6 +91,7 @@ impl RequestContext {
             upstream_connect: Duration::ZERO,
             upstream_ttfb: Duration::ZERO,
             error_kind: None,
+            trace: None,
             bytes_in: None,
         }
     }

@@ -5,13 +5,19 @@ use super::context::RequestContext;
 use super::error::ProxyError;
 use crate::routing::{RouteMatch, RouteTable};
 use http::request::Parts;
+use std::time::Instant;
 
 pub(super) fn run<'r>(
     routes: &'r RouteTable,
     parts: &Parts,
     ctx: &mut RequestContext,
 ) -> Result<RouteMatch<'r>, ProxyError> {
-    let Some(matched) = routes.find(parts, ctx.host.as_deref()) else {
+    let started = ctx.trace.is_some().then(Instant::now);
+    let found = routes.find(parts, ctx.host.as_deref());
+    if let (Some(trace), Some(started)) = (&mut ctx.trace, started) {
+        trace.route_match = Some((started, Instant::now()));
+    }
+    let Some(matched) = found else {
         routes.unmatched.started();
         ctx.stats = Some(routes.unmatched.clone());
         return Err(ProxyError::NoRoute);

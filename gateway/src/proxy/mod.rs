@@ -23,6 +23,7 @@ pub(crate) use record::ProxyBody;
 
 use crate::body::PooledBody;
 use crate::routing::RouteTable;
+use crate::traces::{RequestTrace, Tracing};
 use arc_swap::ArcSwap;
 use context::RequestContext;
 use error::ProxyError;
@@ -37,6 +38,8 @@ pub(crate) struct ProxyState {
     /// The current routes; a reload swaps them, and in-flight requests keep the ones they loaded.
     pub(crate) routes: ArcSwap<RouteTable>,
     pub(crate) events: EventQueue,
+    /// OpenTelemetry tracing, when configured.
+    pub(crate) tracing: Option<Arc<Tracing>>,
 }
 
 /// Serves one client request through the pipeline. Never fails: every error becomes a JSON
@@ -48,6 +51,10 @@ pub(crate) async fn serve(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let routes = state.routes.load_full();
     let mut ctx = RequestContext::start(&request, conn);
+    ctx.trace = state
+        .tracing
+        .as_ref()
+        .map(|tracing| RequestTrace::begin(tracing, request.headers()));
     let response = match pipeline(&routes, &mut ctx, request).await {
         Ok(upstream_response) => response::from_upstream(upstream_response, &ctx),
         Err(error) => {

@@ -4,6 +4,7 @@
 
 use super::context::RequestContext;
 use crate::body::PooledBody;
+use crate::traces::Finished;
 use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
@@ -11,6 +12,7 @@ use http_body_util::{Either, Full};
 use lookout_analytics::{ErrorKind, EventQueue, RequestEvent};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -98,7 +100,7 @@ impl Body for ProxyBody {
 
 impl Pending {
     fn emit(self, body_complete: bool) {
-        let ctx = self.ctx;
+        let mut ctx = self.ctx;
         let complete = body_complete || self.finished.is_some();
         let error_kind = ctx.error_kind.or((!complete).then_some(ErrorKind::ClientAborted));
         let duration = self.finished.unwrap_or_else(|| ctx.started.elapsed());
@@ -109,13 +111,34 @@ impl Pending {
         if let Some(stats) = &ctx.stats {
             stats.finished(&ctx.method, self.status, bytes_in, self.bytes_out, duration);
         }
+        let trace_id = ctx
+            .trace
+            .as_ref()
+            .map(|trace| Arc::from(trace.trace_id.to_string()));
+        if let Some(trace) = ctx.trace.take() {
+            trace.finish(&Finished {
+                started: ctx.started,
+                started_wall: ctx.started_wall,
+                ended: ctx.started + duration,
+                method: ctx.method.as_str(),
+                path: &ctx.path,
+                route: ctx.route.as_deref(),
+                upstream: ctx.upstream.as_deref(),
+                host: ctx.host.as_deref(),
+                client_ip: ctx.conn.peer.ip(),
+                protocol_version: protocol_version(ctx.version),
+                status: self.status,
+                error: error_kind.map(ErrorKind::as_str),
+                request_id: ctx.request_id_str(),
+            });
+        }
         let event = RequestEvent {
             timestamp_us: ctx
                 .started_wall
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64),
             request_id: ctx.request_id_str().into(),
-            trace_id: None,
+            trace_id,
             route: ctx.route,
             method: ctx.method.as_str().into(),
             path: ctx.path,
@@ -137,6 +160,17 @@ impl Pending {
             cache_status: None,
         };
         self.queue.offer(event);
+    }
+}
+
+/// `network.protocol.version` as OpenTelemetry spells it.
+fn protocol_version(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
     }
 }
 

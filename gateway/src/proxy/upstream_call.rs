@@ -11,7 +11,8 @@ use super::forward_headers;
 use super::upgrade;
 use crate::body::{CountingBody, PooledBody, UpstreamBody};
 use crate::routing::RouteMatch;
-use crate::upstream::{balancer_key, now_ms, Exchange, ReturnTicket, Upstream};
+use crate::traces::{random_span_id, AttemptTrace};
+use crate::upstream::{balancer_key, now_ms, Exchange, Instance, ReturnTicket, Upstream};
 use bytes::Bytes;
 use http::header::{HeaderValue, HOST};
 use http::request::Parts;
@@ -21,6 +22,7 @@ use http_body::Body;
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
+use opentelemetry::trace::SpanId;
 use std::time::Instant;
 use tokio::time::{timeout_at, Instant as Deadline};
 
@@ -179,6 +181,12 @@ async fn attempt(
             request.headers_mut().insert(HOST, host);
         }
     }
+    // The attempt's span id goes upstream in `traceparent`, so the upstream's spans join the trace.
+    let span = ctx.trace.as_ref().map(|trace| {
+        let span = random_span_id();
+        trace.inject(span, request.headers_mut());
+        span
+    });
     let sent = Instant::now();
     let exchange = instance
         .pool
@@ -203,19 +211,44 @@ async fn attempt(
         Err(_) => Outcome::TimedOut,
     };
     ctx.upstream_ttfb = sent.elapsed().saturating_sub(ctx.upstream_connect);
-    if let Outcome::Response(_) = outcome {
-        // Upstream latency is that of the attempts the instance answered.
-        instance.latency.record(ctx.upstream_ttfb);
-        if let Some(stats) = &ctx.stats {
-            stats.upstream_latency.record(ctx.upstream_ttfb);
-        }
-    }
+    note_attempt(ctx, instance, &outcome, span.map(|span| (span, sent)));
     if outcome.should_retry() {
         instance.record_failure(&upstream.outlier);
     } else {
         instance.record_success();
     }
     outcome
+}
+
+/// Records an attempt in the statistics (latency, when the instance answered) and, when tracing,
+/// as a span to be.
+fn note_attempt(
+    ctx: &mut RequestContext,
+    instance: &Instance,
+    outcome: &Outcome,
+    span: Option<(SpanId, Instant)>,
+) {
+    if let Outcome::Response(_) = outcome {
+        instance.latency.record(ctx.upstream_ttfb);
+        if let Some(stats) = &ctx.stats {
+            stats.upstream_latency.record(ctx.upstream_ttfb);
+        }
+    }
+    if let (Some(trace), Some((span, started))) = (&mut ctx.trace, span) {
+        let outcome = match outcome {
+            Outcome::Response(response) => Ok(response.status().as_u16()),
+            Outcome::TimedOut => Err("timeout"),
+            Outcome::Unreachable | Outcome::NoInstance => Err("connection_error"),
+        };
+        let instance = instance.addr.clone();
+        trace.attempts.push(AttemptTrace {
+            span,
+            instance,
+            started,
+            ended: Instant::now(),
+            outcome,
+        });
+    }
 }
 
 fn is_idempotent(method: &Method) -> bool {

@@ -8,6 +8,7 @@ mod reload;
 use crate::config::{AccessLogTarget, Config, ConfigErrors};
 use crate::proxy::ProxyState;
 use crate::stats::{Registry, CONFIG_RELOADS, ROTATION};
+use crate::traces::{TraceSetupError, Tracing};
 use crate::upstream::spawn_health_checks;
 use arc_swap::ArcSwap;
 use lookout_analytics::{spawn_writer, EventQueue, EventSink, JsonLinesSink, QueueStats, WriterHandle};
@@ -70,6 +71,8 @@ pub enum StartError {
     AdminUnprotected(SocketAddr),
     #[error("cannot watch the config file: {0}")]
     Watch(#[from] notify::Error),
+    #[error(transparent)]
+    Traces(#[from] TraceSetupError),
 }
 
 /// State shared by the listeners and the reload triggers.
@@ -111,11 +114,18 @@ impl Gateway {
         let proxy_listener = bind(listeners.proxy).await?;
         let admin_listener = bind(listeners.admin).await?;
         let (events, writer) = start_event_pipeline(&config)?;
+        let tracing = config
+            .traces
+            .clone()
+            .map(Tracing::start)
+            .transpose()?
+            .map(Arc::new);
         spawn_health_checks(config.routes.upstreams());
         let shared = Arc::new(Shared {
             proxy: Arc::new(ProxyState {
                 routes: ArcSwap::new(config.routes),
                 events,
+                tracing,
             }),
             source,
             admin_token: config.admin_token,
@@ -190,6 +200,9 @@ impl Gateway {
         if let Some(writer) = self.writer.take() {
             // Joining the writer thread blocks; keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
+        }
+        if let Some(tracing) = self.shared.proxy.tracing.clone() {
+            let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
         }
         tracing::info!("stopped");
     }

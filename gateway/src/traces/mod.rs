@@ -1,0 +1,83 @@
+//! OpenTelemetry traces. The request path only notes ids and timestamps in a [`RequestTrace`];
+//! spans are built when the request ends, and only for the requests that are kept (sampled, or
+//! failed when errors are always kept), then exported over OTLP in batches by the SDK's span
+//! processor on a thread of its own, through a bounded queue that drops when full.
+
+mod request;
+mod spans;
+
+pub(crate) use request::{random_span_id, AttemptTrace, RequestTrace};
+pub(crate) use spans::Finished;
+
+use crate::config::{OtlpProtocol, TraceSettings};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::runtime::TokioCurrentThread;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, Sampler, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+use std::time::Duration;
+
+/// Spans waiting for export; beyond this the processor drops them.
+const MAX_QUEUED_SPANS: usize = 16_384;
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The tracing of one gateway.
+pub(crate) struct Tracing {
+    provider: SdkTracerProvider,
+    tracer: SdkTracer,
+    pub(crate) settings: TraceSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the OTLP exporter: {0}")]
+pub struct TraceSetupError(#[from] opentelemetry_otlp::ExporterBuildError);
+
+impl Tracing {
+    /// Builds the exporter and the batch processor; must run inside the gateway's runtime (the
+    /// gRPC channel's worker lives there).
+    pub(crate) fn start(settings: TraceSettings) -> Result<Tracing, TraceSetupError> {
+        let exporter = match settings.protocol {
+            OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(settings.endpoint.clone())
+                .with_timeout(EXPORT_TIMEOUT)
+                .build()?,
+            OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(format!("{}/v1/traces", settings.endpoint))
+                .with_timeout(EXPORT_TIMEOUT)
+                .build()?,
+        };
+        let batching = BatchConfigBuilder::default()
+            .with_max_queue_size(MAX_QUEUED_SPANS)
+            .with_scheduled_delay(Duration::from_millis(500))
+            .build();
+        let processor = BatchSpanProcessor::builder(exporter, TokioCurrentThread)
+            .with_batch_config(batching)
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            // The gateway decides what to keep (see `RequestTrace`); the SDK records what it is given.
+            .with_sampler(Sampler::AlwaysOn)
+            .with_resource(
+                Resource::builder()
+                    .with_service_name(settings.service_name.clone())
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer("lookout");
+        Ok(Tracing {
+            provider,
+            tracer,
+            settings,
+        })
+    }
+
+    /// Exports what is still queued; called on shutdown.
+    pub(crate) fn shutdown(&self) {
+        if let Err(error) = self.provider.shutdown() {
+            tracing::warn!(%error, "flushing traces on shutdown failed");
+        }
+    }
+}

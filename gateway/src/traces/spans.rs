@@ -1,0 +1,142 @@
+//! Building a kept request's spans, after the fact, from what the request path noted: a server
+//! span for the request, a child for route matching and one client span per upstream attempt.
+//! Attributes follow the OpenTelemetry HTTP semantic conventions.
+
+use super::{AttemptTrace, RequestTrace};
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
+};
+use opentelemetry::{Context, KeyValue};
+use std::net::IpAddr;
+use std::time::{Instant, SystemTime};
+
+/// What the finished request looked like, for its spans.
+pub(crate) struct Finished<'a> {
+    pub(crate) started: Instant,
+    pub(crate) started_wall: SystemTime,
+    pub(crate) ended: Instant,
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) route: Option<&'a str>,
+    pub(crate) upstream: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
+    pub(crate) client_ip: IpAddr,
+    pub(crate) protocol_version: &'static str,
+    pub(crate) status: u16,
+    /// The gateway's error kind, when the request failed at the gateway.
+    pub(crate) error: Option<&'static str>,
+    pub(crate) request_id: &'a str,
+}
+
+impl RequestTrace {
+    /// Builds and exports the spans if the request is kept.
+    pub(crate) fn finish(self, done: &Finished<'_>) {
+        let failed = done.status >= 500 || done.error.is_some();
+        if !self.keep(failed) {
+            return;
+        }
+        let at = |instant: Instant| done.started_wall + instant.saturating_duration_since(done.started);
+        let tracer = &self.tracing.tracer;
+        let parent_cx = self
+            .parent
+            .clone()
+            .map_or_else(Context::new, |p| Context::new().with_remote_span_context(p));
+        let name = match done.route {
+            Some(route) => format!("{} {route}", done.method),
+            None => done.method.to_owned(),
+        };
+        let mut server = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_trace_id(self.trace_id)
+            .with_span_id(self.server_span)
+            .with_start_time(done.started_wall)
+            .with_attributes(server_attributes(done))
+            .start_with_context(tracer, &parent_cx);
+        if failed {
+            server.set_status(Status::error(done.error.unwrap_or("server error")));
+        }
+        let inside = Context::new().with_remote_span_context(SpanContext::new(
+            self.trace_id,
+            self.server_span,
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ));
+        if let Some((start, end)) = self.route_match {
+            let attributes: Vec<KeyValue> = done
+                .route
+                .map(|r| KeyValue::new("http.route", r.to_owned()))
+                .into_iter()
+                .collect();
+            let mut span = tracer
+                .span_builder("match route")
+                .with_kind(SpanKind::Internal)
+                .with_start_time(at(start))
+                .with_attributes(attributes)
+                .start_with_context(tracer, &inside);
+            span.end_with_timestamp(at(end));
+        }
+        for (number, attempt) in self.attempts.iter().enumerate() {
+            let mut span = tracer
+                .span_builder(format!("{} {}", done.method, done.upstream.unwrap_or("upstream")))
+                .with_kind(SpanKind::Client)
+                .with_span_id(attempt.span)
+                .with_start_time(at(attempt.started))
+                .with_attributes(attempt_attributes(done, attempt, number))
+                .start_with_context(tracer, &inside);
+            if let Err(error) = attempt.outcome {
+                span.set_status(Status::error(error));
+            }
+            span.end_with_timestamp(at(attempt.ended));
+        }
+        server.end_with_timestamp(at(done.ended));
+    }
+}
+
+fn server_attributes(done: &Finished<'_>) -> Vec<KeyValue> {
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", done.method.to_owned()),
+        KeyValue::new("url.path", done.path.to_owned()),
+        KeyValue::new("url.scheme", "http"),
+        KeyValue::new("http.response.status_code", i64::from(done.status)),
+        KeyValue::new("client.address", done.client_ip.to_string()),
+        KeyValue::new("network.protocol.version", done.protocol_version),
+        KeyValue::new("lookout.request_id", done.request_id.to_owned()),
+    ];
+    if let Some(route) = done.route {
+        attributes.push(KeyValue::new("http.route", route.to_owned()));
+    }
+    if let Some(host) = done.host {
+        attributes.push(KeyValue::new("server.address", host.to_owned()));
+    }
+    if let Some(error) = done.error {
+        attributes.push(KeyValue::new("error.type", error));
+    } else if done.status >= 500 {
+        attributes.push(KeyValue::new("error.type", done.status.to_string()));
+    }
+    attributes
+}
+
+fn attempt_attributes(done: &Finished<'_>, attempt: &AttemptTrace, number: usize) -> Vec<KeyValue> {
+    let (host, port) = attempt
+        .instance
+        .rsplit_once(':')
+        .unwrap_or((&attempt.instance, ""));
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", done.method.to_owned()),
+        KeyValue::new("server.address", host.to_owned()),
+        KeyValue::new("lookout.instance", attempt.instance.to_string()),
+    ];
+    if let Ok(port) = port.parse::<i64>() {
+        attributes.push(KeyValue::new("server.port", port));
+    }
+    if number > 0 {
+        attributes.push(KeyValue::new("http.request.resend_count", number as i64));
+    }
+    match attempt.outcome {
+        Ok(status) => attributes.push(KeyValue::new("http.response.status_code", i64::from(status))),
+        Err(error) => attributes.push(KeyValue::new("error.type", error)),
+    }
+    attributes
+}
