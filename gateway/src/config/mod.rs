@@ -58,7 +58,7 @@ pub struct TraceSettings {
     pub protocol: OtlpProtocol,
     /// Share of requests without a sampled parent that are traced (parent-based otherwise).
     pub sample_ratio: f64,
-    /// Requests that end in a 5xx or a gateway error are exported even when not sampled.
+    /// Requests that end in a 5xx are exported even when not sampled.
     pub always_sample_errors: bool,
     /// Return the trace id to clients in `x-trace-id`.
     pub trace_id_header: bool,

@@ -23,6 +23,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// How many headers `to_upstream` may add: forwarding (4), `Via`, `x-request-id`, `Host`.
 const ADDED_UPSTREAM: usize = 7;
+const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
 
 /// Removes hop-by-hop headers, including those the `Connection` header names. When `upgrade` is
@@ -91,6 +92,11 @@ pub(crate) fn to_client(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: 
     remove_hop_by_hop(headers, upgrade);
     append_via(headers, ctx.version);
     headers.insert(REQUEST_ID_HEADER, ctx.request_id.clone());
+    if let Some(trace) = ctx.trace.as_ref().filter(|t| t.tracing.settings.trace_id_header) {
+        if let Ok(value) = HeaderValue::try_from(trace.trace_id.to_string()) {
+            headers.insert(TRACE_ID_HEADER, value);
+        }
+    }
 }
 
 fn add_forwarded(headers: &mut HeaderMap, ctx: &RequestContext) {

@@ -31,7 +31,8 @@ pub(crate) struct Finished<'a> {
 impl RequestTrace {
     /// Builds and exports the spans if the request is kept.
     pub(crate) fn finish(self, done: &Finished<'_>) {
-        let failed = done.status >= 500 || done.error.is_some();
+        // As in OpenTelemetry's HTTP conventions, a server span fails on 5xx only.
+        let failed = done.status >= 500;
         if !self.keep(failed) {
             return;
         }

@@ -10,3 +10,4 @@ mod routing;
 mod shutdown;
 mod stats;
 mod streaming;
+mod traces;

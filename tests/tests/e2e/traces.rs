@@ -1,0 +1,214 @@
+//! Traces reach a real OTLP receiver: the span tree and its attributes, the `traceparent` the
+//! upstream sees, a client's trace continued, and sampling that still keeps errors.
+
+use http::{Method, StatusCode};
+use lookout_tests::{body_json, send, start_gateway, OtlpReceiver, TestUpstream};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+fn attribute(span: &Span, key: &str) -> Option<Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .clone()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn traces_config(receiver: &OtlpReceiver, protocol: &str, extra: &str) -> String {
+    format!(
+        "traces: {{ endpoint: \"http://{}\", protocol: {protocol}{extra} }}\n",
+        receiver.addr
+    )
+}
+
+#[tokio::test]
+async fn spans_form_a_tree_and_the_upstream_joins_the_trace() {
+    let receiver = OtlpReceiver::grpc().await;
+    let failing = TestUpstream::start("failing").await;
+    let healthy = TestUpstream::start("healthy").await;
+    failing.fail_with(503);
+    let gateway = start_gateway(&format!(
+        "{}upstreams:\n  - {{ name: svc, instances: [\"{}\", \"{}\"], outlier: {{ consecutive_failures: 100 }} }}\nroutes:\n  - {{ name: books, match: {{ prefix: /books }}, upstream: svc }}\n",
+        traces_config(&receiver, "grpc", ", trace_id_header: true"),
+        failing.addr,
+        healthy.addr
+    ))
+    .await;
+    // Round robin sends the first attempt to the failing instance: one retry, two attempts.
+    let reply = send(gateway.proxy_addr(), Method::GET, "/books/1", &[("host", "shop")]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let trace_id = reply.headers["x-trace-id"].to_str().expect("ASCII").to_owned();
+    let traceparent = body_json(&reply)["headers"]["traceparent"]
+        .as_str()
+        .expect("traceparent upstream")
+        .to_owned();
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", trace_id.as_str(), "01"),
+        "{traceparent}"
+    );
+
+    let spans = receiver.wait_for(4).await;
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    assert!(spans.iter().all(|s| hex(&s.trace_id) == trace_id));
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .expect("server span");
+    assert_eq!(server.name, "GET books");
+    assert!(
+        server.parent_span_id.is_empty(),
+        "a new trace starts at the gateway"
+    );
+    assert_eq!(
+        attribute(server, "http.route"),
+        Some(Value::StringValue("books".into()))
+    );
+    assert_eq!(
+        attribute(server, "http.response.status_code"),
+        Some(Value::IntValue(200))
+    );
+    assert_eq!(
+        attribute(server, "http.request.method"),
+        Some(Value::StringValue("GET".into()))
+    );
+    assert_eq!(
+        attribute(server, "server.address"),
+        Some(Value::StringValue("shop".into()))
+    );
+    assert!(spans
+        .iter()
+        .filter(|s| s.span_id != server.span_id)
+        .all(|s| s.parent_span_id == server.span_id));
+    assert!(spans.iter().any(|s| s.name == "match route"));
+
+    let mut attempts: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Client as i32)
+        .collect();
+    attempts.sort_by_key(|s| s.start_time_unix_nano);
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(
+        attribute(attempts[0], "http.response.status_code"),
+        Some(Value::IntValue(503))
+    );
+    assert_eq!(
+        attribute(attempts[0], "lookout.instance"),
+        Some(Value::StringValue(failing.addr.to_string()))
+    );
+    assert_eq!(
+        attribute(attempts[1], "http.response.status_code"),
+        Some(Value::IntValue(200))
+    );
+    assert_eq!(
+        attribute(attempts[1], "http.request.resend_count"),
+        Some(Value::IntValue(1))
+    );
+    assert_eq!(
+        parts[2],
+        hex(&attempts[1].span_id),
+        "the upstream's parent is the attempt that reached it"
+    );
+    assert!(server.start_time_unix_nano <= attempts[0].start_time_unix_nano);
+    assert!(attempts[1].end_time_unix_nano <= server.end_time_unix_nano);
+    // Shut down while the receiver still listens: the exporter's last flush has somewhere to go.
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_trace_is_continued_over_otlp_http() {
+    let receiver = OtlpReceiver::http().await;
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&format!(
+        "{}{}",
+        traces_config(&receiver, "http", ""),
+        lookout_tests::single_upstream(upstream.addr, "", "")
+    ))
+    .await;
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let traceparent = format!("00-{client_trace}-{client_span}-01");
+    let reply = send(
+        gateway.proxy_addr(),
+        Method::GET,
+        "/",
+        &[("traceparent", &traceparent), ("tracestate", "vendor=abc")],
+    )
+    .await;
+    let seen = &body_json(&reply)["headers"];
+    let upstream_parent = seen["traceparent"].as_str().expect("traceparent");
+    assert!(
+        upstream_parent.starts_with(&format!("00-{client_trace}-")),
+        "{upstream_parent}"
+    );
+    assert_ne!(
+        upstream_parent, traceparent,
+        "the gateway's attempt span is the new parent"
+    );
+    assert_eq!(seen["tracestate"], "vendor=abc");
+
+    let spans = receiver.wait_for(3).await;
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .expect("server span");
+    assert_eq!(hex(&server.trace_id), client_trace);
+    assert_eq!(hex(&server.parent_span_id), client_span);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn unsampled_requests_are_not_exported_but_errors_are() {
+    let receiver = OtlpReceiver::grpc().await;
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&format!(
+        "{}{}",
+        traces_config(&receiver, "grpc", ", sample_ratio: 0.0"),
+        lookout_tests::single_upstream(upstream.addr, "", "")
+    ))
+    .await;
+    for _ in 0..5 {
+        assert_eq!(
+            send(gateway.proxy_addr(), Method::GET, "/ok", &[]).await.status,
+            StatusCode::OK
+        );
+    }
+    upstream.fail_with(502);
+    assert_eq!(
+        send(gateway.proxy_addr(), Method::GET, "/broken", &[])
+            .await
+            .status,
+        StatusCode::BAD_GATEWAY
+    );
+    let spans = receiver.wait_for(1).await;
+    // Spans are exported in order, so once the failed request's spans are here, any of the
+    // earlier requests' would be too.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let spans = if spans.len() < 3 {
+        receiver.wait_for(3).await
+    } else {
+        spans
+    };
+    let servers: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Server as i32)
+        .collect();
+    assert_eq!(servers.len(), 1, "only the failed request was kept: {servers:#?}");
+    assert_eq!(
+        attribute(servers[0], "url.path"),
+        Some(Value::StringValue("/broken".into()))
+    );
+    assert_eq!(
+        attribute(servers[0], "error.type"),
+        Some(Value::StringValue("502".into()))
+    );
+    gateway.shutdown().await;
+}
