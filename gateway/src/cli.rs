@@ -165,19 +165,20 @@ fn apply(mut config: Config, overrides: Overrides) -> Config {
     config
 }
 
-/// The config of `lookout proxy --to URL`: one upstream, one catch-all route, access log on stdout.
+/// The config of `lookout proxy --to URL`: one upstream, one catch-all route, access log on
+/// stdout, and traces to `OTEL_EXPORTER_OTLP_ENDPOINT` (gRPC, every request) when it is set.
 fn one_line_proxy(to: &str) -> anyhow::Result<ConfigSource> {
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "upstreams": [{"name": "upstream", "instances": [to]}],
         "routes": [{"name": "all", "upstream": "upstream"}],
     });
+    if let Ok(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        config["traces"] = serde_json::json!({"endpoint": endpoint, "trace_id_header": true});
+    }
     // JSON is YAML, and building it with serde_json quotes the user's input correctly.
     let text = config.to_string();
     load_str("--to", &text).map_err(config_error)?;
-    Ok(ConfigSource::Inline {
-        name: "--to".into(),
-        text,
-    })
+    Ok(ConfigSource::Inline { name: "--to".into(), text })
 }
 
 fn config_error(errors: ConfigErrors) -> anyhow::Error {
