@@ -178,7 +178,10 @@ fn one_line_proxy(to: &str) -> anyhow::Result<ConfigSource> {
     // JSON is YAML, and building it with serde_json quotes the user's input correctly.
     let text = config.to_string();
     load_str("--to", &text).map_err(config_error)?;
-    Ok(ConfigSource::Inline { name: "--to".into(), text })
+    Ok(ConfigSource::Inline {
+        name: "--to".into(),
+        text,
+    })
 }
 
 fn config_error(errors: ConfigErrors) -> anyhow::Error {

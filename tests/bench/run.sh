@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Lookout proxy benchmark: direct-to-upstream, nginx (1 worker) and Lookout (--workers 1) in front
-# of the same upstream, driven by wrk. Prints req/s, p50 and p99 for each, and Lookout/nginx ratios.
+# of the same upstream, driven by wrk. Lookout runs twice: fully observed ("lookout": request events
+# to a file, traces at 10% to a live OTLP receiver) and with events and traces off ("quiet").
+# Prints req/s, p50 and p99 for each, the cost of observability and the Lookout/nginx ratios.
 #
 #   tests/bench/run.sh                # 10 s per run
 #   DURATION=30s tests/bench/run.sh
@@ -32,17 +34,29 @@ upstream_port=$(free_port)
 "$target/release/bench-upstream" "127.0.0.1:$upstream_port" & pids+=($!)
 wait_port "$upstream_port"
 
-lookout_port=$(free_port)
-cat >"$work/lookout.yaml" <<YAML
-listeners: { proxy: "127.0.0.1:$lookout_port", admin: "127.0.0.1:$(free_port)" }
-access_log: { path: "$work/lookout-access.jsonl" }
+otlp_port=$(free_port)
+"$target/release/otlp-sink" "127.0.0.1:$otlp_port" 2>/dev/null & pids+=($!)
+wait_port "$otlp_port"
+
+# Lookout twice: observability fully on (request events to a file, traces at 10% to a live OTLP
+# receiver; statistics and /metrics are always on) and off (no events, no traces).
+start_lookout() { # name port extra-config
+  cat >"$work/$1.yaml" <<YAML
+listeners: { proxy: "127.0.0.1:$2", admin: "127.0.0.1:$(free_port)" }
 upstreams:
   - { name: bench, instances: ["127.0.0.1:$upstream_port"] }
 routes:
   - { name: all, upstream: bench }
+$3
 YAML
-RUST_LOG=warn "$target/release/lookout" run -c "$work/lookout.yaml" --workers 1 >/dev/null & pids+=($!)
-wait_port "$lookout_port"
+  RUST_LOG=warn "$target/release/lookout" run -c "$work/$1.yaml" --workers 1 >/dev/null & pids+=($!)
+  wait_port "$2"
+}
+lookout_port=$(free_port)
+start_lookout lookout "$lookout_port" "access_log: { path: \"$work/lookout-access.jsonl\" }
+traces: { endpoint: \"http://127.0.0.1:$otlp_port\", sample_ratio: 0.1 }"
+quiet_port=$(free_port)
+start_lookout quiet "$quiet_port" "access_log: { path: off }"
 
 nginx_port=""
 if command -v nginx >/dev/null; then
@@ -94,14 +108,16 @@ printf "\n%-22s %-8s %12s %10s %10s\n" "case" "target" "req/s" "p50 (us)" "p99 (
 for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; do
   IFS=: read -r name path conns <<<"$case"
   declare -A rps=() p50=() p99=()
-  targets="direct:$upstream_port lookout:$lookout_port"
-  [ -n "$nginx_port" ] && targets="direct:$upstream_port nginx:$nginx_port lookout:$lookout_port"
+  targets="direct:$upstream_port quiet:$quiet_port lookout:$lookout_port"
+  [ -n "$nginx_port" ] && targets="direct:$upstream_port nginx:$nginx_port quiet:$quiet_port lookout:$lookout_port"
   for t in $targets; do
     IFS=: read -r label port <<<"$t"
     read -r r a b < <(measure "http://127.0.0.1:$port$path" "$conns")
     rps[$label]=$r p50[$label]=$a p99[$label]=$b
     printf "%-22s %-8s %12s %10s %10s\n" "$name" "$label" "$r" "$a" "$b"
   done
+  awk -v n="$name" -v on="${rps[lookout]}" -v off="${rps[quiet]}" -v p_on="${p99[lookout]}" -v p_off="${p99[quiet]}" 'BEGIN {
+    printf "%-22s observability cost: req/s %+.1f%%, p99 %+d us (lookout = fully on, quiet = off)\n", n, (on/off-1)*100, p_on-p_off }'
   if [ -n "$nginx_port" ]; then
     awk -v n="$name" -v lr="${rps[lookout]}" -v nr="${rps[nginx]}" -v l99="${p99[lookout]}" -v n99="${p99[nginx]}" -v d99="${p99[direct]}" 'BEGIN {
       printf "%-22s lookout/nginx req/s = %.2fx; added p99 over direct: lookout %+d us, nginx %+d us\n", n, lr/nr, l99-d99, n99-d99 }'

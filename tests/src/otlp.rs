@@ -60,9 +60,13 @@ impl TraceService for Collector {
 }
 
 impl OtlpReceiver {
-    /// An OTLP/gRPC receiver (what Jaeger serves on 4317).
+    /// An OTLP/gRPC receiver (what Jaeger serves on 4317) on a port chosen by the OS.
     pub async fn grpc() -> OtlpReceiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        Self::grpc_at(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    pub async fn grpc_at(addr: SocketAddr) -> OtlpReceiver {
+        let listener = TcpListener::bind(addr).await.expect("bind receiver");
         let addr = listener.local_addr().expect("address");
         let spans = Received::default();
         let service = TraceServiceServer::new(Collector(spans.clone()));

@@ -93,7 +93,7 @@ pub(crate) fn to_client(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: 
     append_via(headers, ctx.version);
     headers.insert(REQUEST_ID_HEADER, ctx.request_id.clone());
     if let Some(trace) = ctx.trace.as_ref().filter(|t| t.tracing.settings.trace_id_header) {
-        if let Ok(value) = HeaderValue::try_from(trace.trace_id.to_string()) {
+        if let Ok(value) = HeaderValue::from_bytes(&trace.trace_id_hex()) {
             headers.insert(TRACE_ID_HEADER, value);
         }
     }

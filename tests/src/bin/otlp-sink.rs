@@ -1,0 +1,24 @@
+//! A live OTLP/gRPC trace receiver for the benchmark: it accepts spans and, every five seconds,
+//! prints how many it has received.
+//!
+//! Usage: `otlp-sink 127.0.0.1:PORT`.
+
+use lookout_tests::OtlpReceiver;
+use std::time::Duration;
+
+fn main() -> anyhow::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:4317".into())
+        .parse()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let receiver = OtlpReceiver::grpc_at(addr).await;
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            eprintln!("otlp-sink: {} spans received", receiver.spans().len());
+        }
+    })
+}
