@@ -4,7 +4,7 @@
 
 use super::context::RequestContext;
 use crate::body::PooledBody;
-use crate::traces::Finished;
+use crate::traces::{Finished, RequestTrace};
 use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
@@ -114,23 +114,9 @@ impl Pending {
         let trace_id = ctx
             .trace
             .as_ref()
-            .map(|trace| Arc::from(trace.trace_id.to_string()));
+            .and_then(|t| std::str::from_utf8(&t.trace_id_hex()).ok().map(Arc::from));
         if let Some(trace) = ctx.trace.take() {
-            trace.finish(&Finished {
-                started: ctx.started,
-                started_wall: ctx.started_wall,
-                ended: ctx.started + duration,
-                method: ctx.method.as_str(),
-                path: &ctx.path,
-                route: ctx.route.as_deref(),
-                upstream: ctx.upstream.as_deref(),
-                host: ctx.host.as_deref(),
-                client_ip: ctx.conn.peer.ip(),
-                protocol_version: protocol_version(ctx.version),
-                status: self.status,
-                error: error_kind.map(ErrorKind::as_str),
-                request_id: ctx.request_id_str(),
-            });
+            export_trace(trace, &ctx, self.status, duration, error_kind);
         }
         let event = RequestEvent {
             timestamp_us: ctx
@@ -161,6 +147,31 @@ impl Pending {
         };
         self.queue.offer(event);
     }
+}
+
+/// Hands a finished request's trace to the exporter (which keeps it or not).
+fn export_trace(
+    trace: RequestTrace,
+    ctx: &RequestContext,
+    status: u16,
+    duration: Duration,
+    error_kind: Option<ErrorKind>,
+) {
+    trace.finish(&Finished {
+        started: ctx.started,
+        started_wall: ctx.started_wall,
+        ended: ctx.started + duration,
+        method: ctx.method.as_str(),
+        path: &ctx.path,
+        route: ctx.route.as_deref(),
+        upstream: ctx.upstream.as_deref(),
+        host: ctx.host.as_deref(),
+        client_ip: ctx.conn.peer.ip(),
+        protocol_version: protocol_version(ctx.version),
+        status,
+        error: error_kind.map(ErrorKind::as_str),
+        request_id: ctx.request_id_str(),
+    });
 }
 
 /// `network.protocol.version` as OpenTelemetry spells it.
