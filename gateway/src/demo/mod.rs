@@ -120,7 +120,7 @@ fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path) {
          \x20 curl -H 'x-books-version: 2' http://{proxy}/books/3\n\
          \x20 curl http://{proxy}/reviews/3\n\
          \x20 curl http://{proxy}/inventory/3     (fails now and then; retried)\n\
-         Admin:      http://{admin}/admin/stats   http://{admin}/healthz\n\
+         Admin:      http://{admin}/admin/stats   http://{admin}/metrics   http://{admin}/healthz\n\
          Access log: {}   (one JSON event per request)\n\n\
          Press Ctrl-C to stop.",
         access_log.display()
