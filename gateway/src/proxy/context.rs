@@ -1,5 +1,6 @@
 //! The per-request context: what the phases learn, carried from one to the next.
 
+use super::ProxyState;
 use crate::stats::RouteStats;
 use crate::traces::RequestTrace;
 use http::header::HeaderValue;
@@ -47,6 +48,8 @@ fn header_value(text: String) -> HeaderValue {
 }
 
 pub(crate) struct RequestContext {
+    /// The gateway's shared state, until the request is recorded (then `None`).
+    pub(crate) state: Option<Arc<ProxyState>>,
     pub(crate) started: Instant,
     pub(crate) started_wall: SystemTime,
     pub(crate) conn: ConnInfo,
@@ -73,8 +76,9 @@ pub(crate) struct RequestContext {
 }
 
 impl RequestContext {
-    pub(crate) fn start<B>(request: &Request<B>, conn: ConnInfo) -> Self {
+    pub(crate) fn start<B>(request: &Request<B>, conn: ConnInfo, state: Arc<ProxyState>) -> Self {
         RequestContext {
+            state: Some(state),
             started: Instant::now(),
             started_wall: SystemTime::now(),
             conn,

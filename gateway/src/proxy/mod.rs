@@ -50,11 +50,12 @@ pub(crate) async fn serve(
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let routes = state.routes.load_full();
-    let mut ctx = RequestContext::start(&request, conn);
-    ctx.trace = state
+    let trace = state
         .tracing
         .as_ref()
         .map(|tracing| RequestTrace::begin(tracing, request.headers()));
+    let mut ctx = RequestContext::start(&request, conn, state);
+    ctx.trace = trace;
     let response = match pipeline(&routes, &mut ctx, request).await {
         Ok(upstream_response) => response::from_upstream(upstream_response, &ctx),
         Err(error) => {
@@ -62,7 +63,7 @@ pub(crate) async fn serve(
             response::from_error(&error, &ctx)
         }
     };
-    Ok(record::attach(response, ctx, &state.events))
+    Ok(record::attach(response, ctx))
 }
 
 async fn pipeline(

@@ -1,6 +1,11 @@
-//! Phase 5: record. The response body is wrapped so that when it ends — or is dropped because
-//! the client went away — exactly one request event is offered to the analytics queue. Offering
-//! never waits: a full queue drops the event and counts it.
+//! Phase 5: record. Exactly one request event per request, offered to the analytics queue
+//! (never waiting: a full queue drops the event and counts it), and the route's statistics and
+//! the request's trace finished with it.
+//!
+//! Normally the response body records when it ends, or when it is dropped because the client
+//! went away mid-body. A client can also leave before there is any response (hyper then drops
+//! the request's future); the context then records itself when dropped, as a 499 (nginx's
+//! "client closed request").
 
 use super::context::RequestContext;
 use crate::body::PooledBody;
@@ -9,12 +14,15 @@ use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
-use lookout_analytics::{ErrorKind, EventQueue, RequestEvent};
+use lookout_analytics::{ErrorKind, RequestEvent};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, UNIX_EPOCH};
+
+/// The status recorded for a request whose client left before any response.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -26,44 +34,31 @@ pin_project_lite::pin_project! {
     pub(crate) struct ProxyBody {
         #[pin]
         inner: ResponseBody,
-        record: Option<Pending>,
+        ctx: RequestContext,
+        status: u16,
+        bytes_out: u64,
+        // When the last byte went out; `None` until the body ends.
+        finished: Option<Duration>,
     }
 
     impl PinnedDrop for ProxyBody {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            let complete = this.inner.is_end_stream();
-            if let Some(pending) = this.record.take() {
-                pending.emit(complete);
-            }
+            let complete = this.finished.is_some() || this.inner.is_end_stream();
+            let duration = this.finished.unwrap_or_else(|| this.ctx.started.elapsed());
+            this.ctx.record(*this.status, *this.bytes_out, duration, complete);
         }
     }
 }
 
-struct Pending {
-    ctx: RequestContext,
-    status: u16,
-    bytes_out: u64,
-    /// When the last byte went out; `None` until the body ends.
-    finished: Option<Duration>,
-    queue: EventQueue,
-}
-
-pub(super) fn attach(
-    response: Response<ResponseBody>,
-    ctx: RequestContext,
-    queue: &EventQueue,
-) -> Response<ProxyBody> {
+pub(super) fn attach(response: Response<ResponseBody>, ctx: RequestContext) -> Response<ProxyBody> {
     let status = response.status().as_u16();
     response.map(|inner| ProxyBody {
         inner,
-        record: Some(Pending {
-            ctx,
-            status,
-            bytes_out: 0,
-            finished: None,
-            queue: queue.clone(),
-        }),
+        ctx,
+        status,
+        bytes_out: 0,
+        finished: None,
     })
 }
 
@@ -77,14 +72,10 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
-        if let Some(pending) = this.record.as_mut() {
-            match &polled {
-                Poll::Ready(Some(Ok(frame))) => {
-                    pending.bytes_out += frame.data_ref().map_or(0, |d| d.len() as u64)
-                }
-                Poll::Ready(None) => pending.finished = Some(pending.ctx.started.elapsed()),
-                _ => {}
-            }
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => *this.bytes_out += frame.data_ref().map_or(0, |d| d.len() as u64),
+            Poll::Ready(None) => *this.finished = Some(this.ctx.started.elapsed()),
+            _ => {}
         }
         polled
     }
@@ -98,54 +89,62 @@ impl Body for ProxyBody {
     }
 }
 
-impl Pending {
-    fn emit(self, body_complete: bool) {
-        let mut ctx = self.ctx;
-        let complete = body_complete || self.finished.is_some();
-        let error_kind = ctx.error_kind.or((!complete).then_some(ErrorKind::ClientAborted));
-        let duration = self.finished.unwrap_or_else(|| ctx.started.elapsed());
-        let bytes_in = ctx
+impl Drop for RequestContext {
+    fn drop(&mut self) {
+        // Only a request that never got a response gets here unrecorded.
+        let duration = self.started.elapsed();
+        self.record(CLIENT_CLOSED_REQUEST, 0, duration, false);
+    }
+}
+
+impl RequestContext {
+    /// Records the request once: statistics, trace, event. Later calls do nothing.
+    fn record(&mut self, status: u16, bytes_out: u64, duration: Duration, complete: bool) {
+        let Some(state) = self.state.take() else { return };
+        let error_kind = self
+            .error_kind
+            .or((!complete).then_some(ErrorKind::ClientAborted));
+        let bytes_in = self
             .bytes_in
             .as_ref()
             .map_or(0, |bytes| bytes.load(Ordering::Relaxed));
-        if let Some(stats) = &ctx.stats {
-            stats.finished(&ctx.method, self.status, bytes_in, self.bytes_out, duration);
+        if let Some(stats) = &self.stats {
+            stats.finished(&self.method, status, bytes_in, bytes_out, duration);
         }
-        let trace_id = ctx
+        let trace_id = self
             .trace
             .as_ref()
             .and_then(|t| std::str::from_utf8(&t.trace_id_hex()).ok().map(Arc::from));
-        if let Some(trace) = ctx.trace.take() {
-            export_trace(trace, &ctx, self.status, duration, error_kind);
+        if let Some(trace) = self.trace.take() {
+            export_trace(trace, self, status, duration, error_kind);
         }
-        let event = RequestEvent {
-            timestamp_us: ctx
+        state.events.offer(RequestEvent {
+            timestamp_us: self
                 .started_wall
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64),
-            request_id: ctx.request_id_str().into(),
+            request_id: self.request_id_str().into(),
             trace_id,
-            route: ctx.route,
-            method: ctx.method.as_str().into(),
-            path: ctx.path,
-            host: ctx.host,
-            client_ip: ctx.conn.peer.ip(),
-            http_version: version_name(ctx.version),
-            upstream: ctx.upstream,
-            instance: ctx.instance,
-            attempts: ctx.attempts,
-            status: self.status,
+            route: self.route.take(),
+            method: self.method.as_str().into(),
+            path: std::mem::take(&mut self.path),
+            host: self.host.take(),
+            client_ip: self.conn.peer.ip(),
+            http_version: version_name(self.version),
+            upstream: self.upstream.take(),
+            instance: self.instance.take(),
+            attempts: self.attempts,
+            status,
             bytes_in,
-            bytes_out: self.bytes_out,
+            bytes_out,
             duration_us: duration.as_micros() as u64,
-            upstream_connect_us: ctx.upstream_connect.as_micros() as u64,
-            upstream_ttfb_us: ctx.upstream_ttfb.as_micros() as u64,
+            upstream_connect_us: self.upstream_connect.as_micros() as u64,
+            upstream_ttfb_us: self.upstream_ttfb.as_micros() as u64,
             error_kind,
             consumer: None,
             variant: None,
             cache_status: None,
-        };
-        self.queue.offer(event);
+        });
     }
 }
 

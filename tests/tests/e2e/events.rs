@@ -71,3 +71,54 @@ async fn each_request_produces_one_event_with_its_outcome() {
     assert_eq!(unrouted["error_kind"], "no_route");
     assert_eq!(unrouted["attempts"], 0);
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_response_still_gets_one_event() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = TestUpstream::start("slow").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("access.jsonl");
+    let text = format!(
+        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: \"{}\" }}\n{}",
+        log.display(),
+        lookout_tests::single_upstream(upstream.addr, "", "")
+    );
+    let gateway = start_gateway_with(ConfigSource::Inline {
+        name: "t.yaml".into(),
+        text,
+    })
+    .await;
+    let mut client = tokio::net::TcpStream::connect(gateway.proxy_addr())
+        .await
+        .expect("connect");
+    client
+        .write_all(b"GET /slow/1000 HTTP/1.1\r\nhost: gw\r\n\r\n")
+        .await
+        .expect("send request");
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    drop(client);
+
+    let admin = gateway.admin_addr();
+    let settled = lookout_tests::wait_until(std::time::Duration::from_secs(5), || async {
+        let stats = lookout_tests::body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+        let route = stats["routes"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["route"] == "all").cloned());
+        route.is_some_and(|r| r["in_flight"] == 0 && r["status_codes"]["499"] == 1)
+    })
+    .await;
+    assert!(
+        settled,
+        "the abandoned request was counted and left no request in flight"
+    );
+    gateway.shutdown().await;
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .expect("access log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["status"], 499);
+    assert_eq!(lines[0]["error_kind"], "client_aborted");
+    assert_eq!(lines[0]["path"], "/slow/1000");
+}
