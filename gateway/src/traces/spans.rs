@@ -7,6 +7,7 @@ use opentelemetry::trace::{
     Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
 };
 use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::trace::Span as SdkSpan;
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
@@ -36,9 +37,14 @@ impl RequestTrace {
         if !self.keep(failed) {
             return;
         }
-        let at = |instant: Instant| done.started_wall + instant.saturating_duration_since(done.started);
+        let mut server = self.server_span(done, failed);
+        self.child_spans(done);
+        server.end_with_timestamp(done.at(done.ended));
+    }
+
+    fn server_span(&self, done: &Finished<'_>, failed: bool) -> SdkSpan {
         let tracer = &self.tracing.tracer;
-        let parent_cx = self
+        let parent = self
             .parent
             .clone()
             .map_or_else(Context::new, |p| Context::new().with_remote_span_context(p));
@@ -53,17 +59,25 @@ impl RequestTrace {
             .with_span_id(self.server_span)
             .with_start_time(done.started_wall)
             .with_attributes(server_attributes(done))
-            .start_with_context(tracer, &parent_cx);
+            .start_with_context(tracer, &parent);
         if failed {
             server.set_status(Status::error(done.error.unwrap_or("server error")));
         }
-        let inside = Context::new().with_remote_span_context(SpanContext::new(
+        server
+    }
+
+    /// Route matching and each upstream attempt, as children of the server span.
+    fn child_spans(&self, done: &Finished<'_>) {
+        let tracer = &self.tracing.tracer;
+        let flags = TraceFlags::SAMPLED;
+        let server = SpanContext::new(
             self.trace_id,
             self.server_span,
-            TraceFlags::SAMPLED,
+            flags,
             false,
             TraceState::default(),
-        ));
+        );
+        let inside = Context::new().with_remote_span_context(server);
         if let Some((start, end)) = self.route_match {
             let attributes: Vec<KeyValue> = done
                 .route
@@ -73,25 +87,31 @@ impl RequestTrace {
             let mut span = tracer
                 .span_builder("match route")
                 .with_kind(SpanKind::Internal)
-                .with_start_time(at(start))
+                .with_start_time(done.at(start))
                 .with_attributes(attributes)
                 .start_with_context(tracer, &inside);
-            span.end_with_timestamp(at(end));
+            span.end_with_timestamp(done.at(end));
         }
         for (number, attempt) in self.attempts.iter().enumerate() {
             let mut span = tracer
                 .span_builder(format!("{} {}", done.method, done.upstream.unwrap_or("upstream")))
                 .with_kind(SpanKind::Client)
                 .with_span_id(attempt.span)
-                .with_start_time(at(attempt.started))
+                .with_start_time(done.at(attempt.started))
                 .with_attributes(attempt_attributes(done, attempt, number))
                 .start_with_context(tracer, &inside);
             if let Err(error) = attempt.outcome {
                 span.set_status(Status::error(error));
             }
-            span.end_with_timestamp(at(attempt.ended));
+            span.end_with_timestamp(done.at(attempt.ended));
         }
-        server.end_with_timestamp(at(done.ended));
+    }
+}
+
+impl Finished<'_> {
+    /// The wall-clock time of a monotonic instant of this request.
+    fn at(&self, instant: Instant) -> SystemTime {
+        self.started_wall + instant.saturating_duration_since(self.started)
     }
 }
 
