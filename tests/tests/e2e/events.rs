@@ -1,24 +1,41 @@
 //! Every request becomes exactly one structured event, written as a JSON line.
 
 use http::{Method, StatusCode};
-use lookout_gateway::ConfigSource;
+use lookout_gateway::{ConfigSource, Gateway};
 use lookout_tests::{send, start_gateway_with, TestUpstream};
+use std::path::{Path, PathBuf};
 
-#[tokio::test]
-async fn each_request_produces_one_event_with_its_outcome() {
-    let upstream = TestUpstream::start("svc").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("access.jsonl");
+/// A gateway with `body` (upstreams and routes) whose access log goes to a file in `dir`.
+async fn logging_gateway(dir: &Path, body: &str) -> (Gateway, PathBuf) {
+    let log = dir.join("access.jsonl");
     let text = format!(
-        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: \"{}\" }}\nupstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: books, match: {{ template: \"/books/{{id}}\" }}, upstream: svc }}\n",
-        log.display(),
-        upstream.addr
+        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: \"{}\" }}\n{body}",
+        log.display()
     );
     let gateway = start_gateway_with(ConfigSource::Inline {
         name: "t.yaml".into(),
         text,
     })
     .await;
+    (gateway, log)
+}
+
+fn read_events(log: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(log).expect("access log");
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn each_request_produces_one_event_with_its_outcome() {
+    let upstream = TestUpstream::start("svc").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes = format!(
+        "upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: books, match: {{ template: \"/books/{{id}}\" }}, upstream: svc }}\n",
+        upstream.addr
+    );
+    let (gateway, log) = logging_gateway(dir.path(), &routes).await;
     let proxy = gateway.proxy_addr();
     let ok = send(proxy, Method::GET, "/books/7", &[]).await;
     assert_eq!(ok.status, StatusCode::OK);
@@ -28,11 +45,7 @@ async fn each_request_produces_one_event_with_its_outcome() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     gateway.shutdown().await;
 
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .expect("access log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
+    let lines = read_events(&log);
     assert_eq!(lines.len(), 3, "{lines:#?}");
     let served = lines
         .iter()
@@ -77,17 +90,8 @@ async fn a_client_that_leaves_before_the_response_still_gets_one_event() {
     use tokio::io::AsyncWriteExt;
     let upstream = TestUpstream::start("slow").await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("access.jsonl");
-    let text = format!(
-        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: \"{}\" }}\n{}",
-        log.display(),
-        lookout_tests::single_upstream(upstream.addr, "", "")
-    );
-    let gateway = start_gateway_with(ConfigSource::Inline {
-        name: "t.yaml".into(),
-        text,
-    })
-    .await;
+    let (gateway, log) =
+        logging_gateway(dir.path(), &lookout_tests::single_upstream(upstream.addr, "", "")).await;
     let mut client = tokio::net::TcpStream::connect(gateway.proxy_addr())
         .await
         .expect("connect");
@@ -112,11 +116,7 @@ async fn a_client_that_leaves_before_the_response_still_gets_one_event() {
         "the abandoned request was counted and left no request in flight"
     );
     gateway.shutdown().await;
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .expect("access log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
+    let lines = read_events(&log);
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert_eq!(lines[0]["status"], 499);
     assert_eq!(lines[0]["error_kind"], "client_aborted");
