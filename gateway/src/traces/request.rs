@@ -36,8 +36,12 @@ pub(crate) struct AttemptTrace {
 impl RequestTrace {
     /// Continues the client's trace (W3C `traceparent`/`tracestate`) or starts one.
     pub(crate) fn begin(tracing: &Arc<Tracing>, headers: &HeaderMap) -> RequestTrace {
-        let propagated = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-        let parent = Some(propagated.span().span_context().clone()).filter(SpanContext::is_valid);
+        // Most requests carry no trace context: skip the propagator's parsing for them.
+        let parent = headers.contains_key(TRACEPARENT).then(|| {
+            let propagated = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+            propagated.span().span_context().clone()
+        });
+        let parent = parent.filter(SpanContext::is_valid);
         let (trace_id, sampled) = match &parent {
             Some(parent) => (parent.trace_id(), parent.is_sampled()),
             None => (random_trace_id(), fastrand::f64() < tracing.settings.sample_ratio),
