@@ -76,15 +76,15 @@ impl PooledBody {
             ticket: Some(ticket),
         };
         if body.inner.is_end_stream() {
-            body.return_connection();
+            return_connection(&mut body.ticket);
         }
         body
     }
+}
 
-    fn return_connection(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            ticket.redeem();
-        }
+fn return_connection(ticket: &mut Option<ReturnTicket>) {
+    if let Some(ticket) = ticket.take() {
+        ticket.redeem();
     }
 }
 
@@ -104,9 +104,7 @@ impl Body for PooledBody {
             _ => false,
         };
         if ended {
-            if let Some(ticket) = this.ticket.take() {
-                ticket.redeem();
-            }
+            return_connection(this.ticket);
         }
         polled
     }

@@ -85,7 +85,7 @@ pub(super) fn build(
 
 /// An admin listener off loopback must be protected by a token.
 fn check_admin_exposure(p: &mut Problems, raw: &RawConfig, config: &Config) {
-    if !config.listeners.admin.ip().is_loopback() && config.admin_token.is_none() {
+    if config.admin_unprotected() {
         let message = format!(
             "the admin listener is not on loopback, so it needs `admin.token` (or {ADMIN_TOKEN_ENV})"
         );

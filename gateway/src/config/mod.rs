@@ -81,6 +81,13 @@ pub struct Config {
     pub registry: Arc<Registry>,
 }
 
+impl Config {
+    /// An admin listener off loopback must be protected by a token.
+    pub fn admin_unprotected(&self) -> bool {
+        !self.listeners.admin.ip().is_loopback() && self.admin_token.is_none()
+    }
+}
+
 /// Reads and validates a config file, for a new gateway.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     load_file_into(path, Arc::default())

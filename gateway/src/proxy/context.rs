@@ -125,6 +125,25 @@ fn request_id<B>(request: &Request<B>) -> HeaderValue {
         })
 }
 
+/// The ways one HTTP version is written: in request events, in spans' `network.protocol.version`,
+/// and in this gateway's `Via` entry.
+pub(crate) struct VersionNames {
+    pub(crate) event: &'static str,
+    pub(crate) number: &'static str,
+    pub(crate) via: &'static str,
+}
+
+pub(crate) fn version_names(version: Version) -> VersionNames {
+    let (event, number, via) = match version {
+        Version::HTTP_09 => ("HTTP/0.9", "0.9", "0.9 lookout"),
+        Version::HTTP_10 => ("HTTP/1.0", "1.0", "1.0 lookout"),
+        Version::HTTP_2 => ("HTTP/2", "2", "2 lookout"),
+        Version::HTTP_3 => ("HTTP/3", "3", "3 lookout"),
+        _ => ("HTTP/1.1", "1.1", "1.1 lookout"),
+    };
+    VersionNames { event, number, via }
+}
+
 /// The host the client asked for, without a port.
 pub(crate) fn host_of<B>(request: &Request<B>) -> Option<&str> {
     let host = match request.uri().authority() {

@@ -1,7 +1,7 @@
 //! Header rules for crossing the gateway: hop-by-hop headers stay on their hop (RFC 9110
 //! §7.6.1), forwarding headers say who the client was, and `Via` records the gateway.
 
-use super::context::{RequestContext, REQUEST_ID};
+use super::context::{version_names, RequestContext, REQUEST_ID};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that only concern one connection, never forwarded (the fixed list of RFC 9110 §7.6.1
@@ -130,12 +130,7 @@ fn join(existing: &HeaderValue, added: &HeaderValue) -> HeaderValue {
 }
 
 fn append_via(headers: &mut HeaderMap, version: http::Version) {
-    let hop = match version {
-        http::Version::HTTP_2 => "2 lookout",
-        http::Version::HTTP_10 => "1.0 lookout",
-        _ => "1.1 lookout",
-    };
-    headers.append(header::VIA, HeaderValue::from_static(hop));
+    headers.append(header::VIA, HeaderValue::from_static(version_names(version).via));
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! the request's future); the context then records itself when dropped, as a 499 (nginx's
 //! "client closed request").
 
-use super::context::RequestContext;
+use super::context::{version_names, RequestContext};
 use crate::body::PooledBody;
 use crate::traces::{Finished, RequestTrace};
 use bytes::Bytes;
@@ -130,7 +130,7 @@ impl RequestContext {
             path: std::mem::take(&mut self.path),
             host: self.host.take(),
             client_ip: self.conn.peer.ip(),
-            http_version: version_name(self.version),
+            http_version: version_names(self.version).event,
             upstream: self.upstream.take(),
             instance: self.instance.take(),
             attempts: self.attempts,
@@ -166,30 +166,9 @@ fn export_trace(
         upstream: ctx.upstream.as_deref(),
         host: ctx.host.as_deref(),
         client_ip: ctx.conn.peer.ip(),
-        protocol_version: protocol_version(ctx.version),
+        protocol_version: version_names(ctx.version).number,
         status,
         error: error_kind.map(ErrorKind::as_str),
         request_id: ctx.request_id_str(),
     });
-}
-
-/// `network.protocol.version` as OpenTelemetry spells it.
-fn protocol_version(version: http::Version) -> &'static str {
-    match version {
-        http::Version::HTTP_09 => "0.9",
-        http::Version::HTTP_10 => "1.0",
-        http::Version::HTTP_2 => "2",
-        http::Version::HTTP_3 => "3",
-        _ => "1.1",
-    }
-}
-
-fn version_name(version: http::Version) -> &'static str {
-    match version {
-        http::Version::HTTP_09 => "HTTP/0.9",
-        http::Version::HTTP_10 => "HTTP/1.0",
-        http::Version::HTTP_2 => "HTTP/2",
-        http::Version::HTTP_3 => "HTTP/3",
-        _ => "HTTP/1.1",
-    }
 }

@@ -108,7 +108,7 @@ impl Gateway {
         options: StartOptions,
     ) -> Result<Gateway, StartError> {
         let listeners = config.listeners;
-        if !listeners.admin.ip().is_loopback() && config.admin_token.is_none() {
+        if config.admin_unprotected() {
             return Err(StartError::AdminUnprotected(listeners.admin));
         }
         let proxy_listener = bind(listeners.proxy).await?;
