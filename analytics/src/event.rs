@@ -41,6 +41,47 @@ impl Serialize for ErrorKind {
     }
 }
 
+/// What one step of a request's path was. Later features add policy phases, composition calls
+/// and mirrors here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// Finding the route.
+    RouteMatch,
+    /// One attempt at the upstream: its instance, status or error.
+    UpstreamAttempt,
+}
+
+impl StepKind {
+    /// The name used in events and in the store's `request_spans.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::RouteMatch => "route_match",
+            StepKind::UpstreamAttempt => "upstream_attempt",
+        }
+    }
+}
+
+impl Serialize for StepKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// One step of a request's path, timed from the request's start: the rows of the dashboard's
+/// waterfall.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathStep {
+    pub kind: StepKind,
+    pub start_us: u64,
+    pub duration_us: u64,
+    /// The upstream instance an attempt went to.
+    pub instance: Option<Arc<str>>,
+    /// The status an attempt received.
+    pub status: Option<u16>,
+    /// Why an attempt got no response (`timeout`, `connection_error`).
+    pub error: Option<&'static str>,
+}
+
 /// One structured record of one request. Later features fill the optional slots (trace id,
 /// consumer, variant, cache status); every field is present in every serialized event so that
 /// stores can rely on a fixed schema.
@@ -73,6 +114,8 @@ pub struct RequestEvent {
     pub consumer: Option<Arc<str>>,
     pub variant: Option<Arc<str>>,
     pub cache_status: Option<Arc<str>>,
+    /// The request's path, in order: route match, then each upstream attempt.
+    pub steps: Vec<PathStep>,
 }
 
 #[cfg(test)]
@@ -103,6 +146,24 @@ pub(crate) mod tests {
             consumer: None,
             variant: None,
             cache_status: None,
+            steps: vec![
+                PathStep {
+                    kind: StepKind::RouteMatch,
+                    start_us: 3,
+                    duration_us: 2,
+                    instance: None,
+                    status: None,
+                    error: None,
+                },
+                PathStep {
+                    kind: StepKind::UpstreamAttempt,
+                    start_us: 10,
+                    duration_us: 1400,
+                    instance: Some("127.0.0.1:3000".into()),
+                    status: Some(200),
+                    error: None,
+                },
+            ],
         }
     }
 
@@ -114,6 +175,8 @@ pub(crate) mod tests {
         assert_eq!(json["error_kind"], "upstream_timeout");
         assert_eq!(json["client_ip"], "127.0.0.1");
         assert!(json["variant"].is_null() && json["consumer"].is_null() && json["cache_status"].is_null());
-        assert_eq!(json.as_object().map(|o| o.len()), Some(22));
+        assert_eq!(json.as_object().map(|o| o.len()), Some(23));
+        assert_eq!(json["steps"][1]["kind"], "upstream_attempt");
+        assert_eq!(json["steps"][1]["instance"], "127.0.0.1:3000");
     }
 }

@@ -1,18 +1,31 @@
-//! Lookout's analytics crate owns the request-event schema ([`RequestEvent`]) and the pipeline
-//! that carries events from the proxy to their sinks: a bounded queue the proxy offers events to
-//! without ever waiting ([`EventQueue`]), and a writer on its own OS thread that drains the queue in
-//! batches into an [`EventSink`] (today a JSON-lines access log).
+//! Lookout's analytics crate owns the request-event schema ([`RequestEvent`]), the pipeline that
+//! carries events from the proxy to their sinks, and the embedded DuckDB store they end in.
+//!
+//! - A bounded queue the proxy offers events to without ever waiting ([`EventQueue`]), and a
+//!   writer on its own OS thread that drains it in batches into [`EventSink`]s: the JSON-lines
+//!   access log ([`JsonLinesSink`]) and the store ([`StoreSink`]).
+//! - The store ([`Store`]): requests, the steps of their paths, per-minute rollups, retention,
+//!   hourly Parquet partitions for the fleet; it survives a failing database by reopening it.
+//! - Read-only, sandboxed SQL over the store ([`sql`]), with time and row limits, in JSON, CSV
+//!   or Parquet, and the dashboard's named queries.
 //!
 //! It must not block its callers: [`EventQueue::offer`] never waits, and an event that does not
-//! fit is dropped and counted. It knows nothing of the gateway's internals; the gateway depends on
-//! it, never the reverse.
+//! fit is dropped and counted. It must never let a query write, read files outside the fleet
+//! directory, or change a setting. It knows nothing of the gateway's internals; the gateway
+//! depends on it, never the reverse.
 
 mod event;
 mod jsonl;
 mod queue;
+pub mod sql;
+mod store;
 mod writer;
 
-pub use event::{ErrorKind, RequestEvent};
+pub use event::{ErrorKind, PathStep, RequestEvent, StepKind};
 pub use jsonl::JsonLinesSink;
 pub use queue::{EventQueue, EventReceiver, QueueStats};
+pub use store::{
+    export_store, ExportedPartition, FleetSettings, Retention, SqlLimits, Store, StoreError, StoreLocation,
+    StoreSettings, StoreSink, StoreStats,
+};
 pub use writer::{spawn_writer, EventSink, WriterHandle};

@@ -12,10 +12,17 @@ use std::time::Duration;
 /// the writer thread, never on the proxy's.
 pub trait EventSink: Send + 'static {
     fn write_batch(&mut self, events: &[RequestEvent]) -> io::Result<()>;
+
+    /// Called on every pass of the writer, events or not: periodic work (rollups, retention,
+    /// reconnecting) goes here.
+    fn maintain(&mut self) {}
+
+    /// Called once, after the last batch.
+    fn close(&mut self) {}
 }
 
-/// Largest batch handed to a sink at once.
-const MAX_BATCH: usize = 1024;
+/// Largest batch handed to a sink at once: a database commits once per batch.
+const MAX_BATCH: usize = 8192;
 /// How often the writer drains the queue. It sleeps in between instead of blocking on the
 /// channel, so the proxy never pays for waking it up (a futex call per event, under load); the
 /// cost is that the sink trails the proxy by up to this much.
@@ -27,13 +34,13 @@ pub struct WriterHandle {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Starts the writer thread for `receiver`, writing into `sink`.
-pub fn spawn_writer(receiver: EventReceiver, sink: Box<dyn EventSink>) -> io::Result<WriterHandle> {
+/// Starts the writer thread for `receiver`, writing every batch into each of `sinks`.
+pub fn spawn_writer(receiver: EventReceiver, sinks: Vec<Box<dyn EventSink>>) -> io::Result<WriterHandle> {
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = stop.clone();
     let thread = std::thread::Builder::new()
         .name("lookout-events".into())
-        .spawn(move || run(receiver, sink, &thread_stop))?;
+        .spawn(move || run(receiver, sinks, &thread_stop))?;
     Ok(WriterHandle {
         stop,
         thread: Some(thread),
@@ -63,7 +70,18 @@ impl Drop for WriterHandle {
     }
 }
 
-fn run(receiver: EventReceiver, mut sink: Box<dyn EventSink>, stop: &AtomicBool) {
+/// A sink and whether its last write failed, so that a failing sink is logged when it starts and
+/// stops failing rather than on every batch.
+struct Output {
+    sink: Box<dyn EventSink>,
+    failing: bool,
+}
+
+fn run(receiver: EventReceiver, sinks: Vec<Box<dyn EventSink>>, stop: &AtomicBool) {
+    let mut outputs: Vec<Output> = sinks
+        .into_iter()
+        .map(|sink| Output { sink, failing: false })
+        .collect();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         // Read the flag before draining, so that events queued before shutdown are written.
@@ -73,25 +91,41 @@ fn run(receiver: EventReceiver, mut sink: Box<dyn EventSink>, stop: &AtomicBool)
             if batch.is_empty() {
                 break;
             }
-            write(&receiver, sink.as_mut(), &mut batch);
+            write(&receiver, &mut outputs, &mut batch);
+        }
+        for output in &mut outputs {
+            output.sink.maintain();
         }
         if stopping {
+            outputs.iter_mut().for_each(|output| output.sink.close());
             return;
         }
         std::thread::park_timeout(DRAIN_INTERVAL);
     }
 }
 
-fn write(receiver: &EventReceiver, sink: &mut dyn EventSink, batch: &mut Vec<RequestEvent>) {
+fn write(receiver: &EventReceiver, outputs: &mut [Output], batch: &mut Vec<RequestEvent>) {
     let counters = &receiver.counters;
-    match sink.write_batch(batch) {
-        Ok(()) => {
-            counters.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    let mut all_written = true;
+    for output in outputs.iter_mut() {
+        match output.sink.write_batch(batch) {
+            Ok(()) if output.failing => {
+                output.failing = false;
+                tracing::info!("request events are being written again");
+            }
+            Ok(()) => {}
+            Err(error) => {
+                all_written = false;
+                counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                if !output.failing {
+                    output.failing = true;
+                    tracing::warn!(%error, "writing request events failed; counting what is lost");
+                }
+            }
         }
-        Err(error) => {
-            counters.write_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%error, lost = batch.len(), "writing request events failed");
-        }
+    }
+    if all_written {
+        counters.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
     batch.clear();
 }
@@ -128,7 +162,7 @@ mod tests {
             queue.offer(sample_event(i));
         }
         let collected = Arc::new(Mutex::new(Vec::new()));
-        let writer = spawn_writer(receiver, Box::new(Collect(collected.clone()))).expect("writer");
+        let writer = spawn_writer(receiver, vec![Box::new(Collect(collected.clone()))]).expect("writer");
         writer.shutdown();
         let events = collected.lock().expect("lock");
         assert_eq!(events.len(), 5_000);
@@ -142,7 +176,7 @@ mod tests {
     #[test]
     fn failed_writes_are_counted_and_the_writer_keeps_going() {
         let (queue, receiver) = EventQueue::bounded(16);
-        let writer = spawn_writer(receiver, Box::new(Broken)).expect("writer");
+        let writer = spawn_writer(receiver, vec![Box::new(Broken)]).expect("writer");
         queue.offer(sample_event(1));
         writer.shutdown();
         queue.offer(sample_event(2));

@@ -63,13 +63,37 @@ enum Command {
         #[arg(long)]
         from: Option<SocketAddr>,
     },
+    /// Work with an analytics store.
+    #[command(subcommand)]
+    Analytics(AnalyticsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AnalyticsCommand {
+    /// Write every hour of a store (not open in a running gateway) as Hive-style Parquet
+    /// partitions, as a gateway with `analytics.fleet` does for closed hours.
+    Export {
+        /// The store's DuckDB file.
+        #[arg(long)]
+        store: PathBuf,
+        /// The fleet directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// The replica name for the files and the `replica` column (default: the host name).
+        #[arg(long)]
+        replica: Option<String>,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    if let Command::Check { config } = &cli.command {
-        return check(config);
+    match &cli.command {
+        Command::Check { config } => return check(config),
+        Command::Analytics(AnalyticsCommand::Export { store, out, replica }) => {
+            return export(store, out, replica.as_deref())
+        }
+        _ => {}
     }
     let runtime = match build_runtime(cli.workers) {
         Ok(runtime) => runtime,
@@ -105,6 +129,30 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
+fn export(store: &Path, out: &Path, replica: Option<&str>) -> ExitCode {
+    let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok());
+    let replica = replica
+        .map(str::to_owned)
+        .or(hostname)
+        .unwrap_or_else(|| "lookout".into());
+    match lookout_analytics::export_store(store, out, &replica) {
+        Ok(partitions) => {
+            let requests: u64 = partitions.iter().map(|p| p.requests).sum();
+            println!(
+                "exported {} hours ({requests} requests) from {} to {}",
+                partitions.len(),
+                store.display(),
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let overrides = Overrides {
         proxy: cli.proxy_addr,
@@ -135,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Demo { rps } => crate::demo::run(rps, overrides.proxy, overrides.admin).await,
-        Command::Check { .. } => Ok(()),
+        Command::Check { .. } | Command::Analytics(_) => Ok(()),
     }
 }
 
@@ -166,11 +214,12 @@ fn apply(mut config: Config, overrides: Overrides) -> Config {
 }
 
 /// The config of `lookout proxy --to URL`: one upstream, one catch-all route, access log on
-/// stdout, and traces to `OTEL_EXPORTER_OTLP_ENDPOINT` (gRPC, every request) when it is set.
+/// stdout, an in-memory analytics store, and traces to `OTEL_EXPORTER_OTLP_ENDPOINT` (gRPC, every request) when it is set.
 fn one_line_proxy(to: &str) -> anyhow::Result<ConfigSource> {
     let mut config = serde_json::json!({
         "upstreams": [{"name": "upstream", "instances": [to]}],
         "routes": [{"name": "all", "upstream": "upstream"}],
+        "analytics": {"store": "memory"},
     });
     if let Ok(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         config["traces"] = serde_json::json!({"endpoint": endpoint, "trace_id_header": true});

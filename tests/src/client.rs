@@ -25,6 +25,17 @@ impl Reply {
 
 /// Sends one HTTP/1.1 request to `addr` with the given extra headers.
 pub async fn send(addr: SocketAddr, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+    send_body(addr, method, path, headers, Bytes::new()).await
+}
+
+/// Sends one HTTP/1.1 request with a body.
+pub async fn send_body(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut request = Request::builder()
         .method(method)
@@ -32,7 +43,7 @@ pub async fn send(addr: SocketAddr, method: Method, path: &str, headers: &[(&str
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let request = request.body(Full::new(Bytes::new())).expect("request");
+    let request = request.body(Full::new(body.into())).expect("request");
     let response = client.request(request).await.expect("gateway answers");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("whole body").to_bytes();

@@ -5,10 +5,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Starts a gateway from the `upstreams:`/`routes:` part of a config; listeners go on
-/// `127.0.0.1:0` and the access log is off.
+/// `127.0.0.1:0`, the access log is off, and so is the analytics store unless `body` has an
+/// `analytics:` section.
 pub async fn start_gateway(body: &str) -> Gateway {
+    let analytics = if body.contains("analytics:") {
+        ""
+    } else {
+        "analytics: { store: off }\n"
+    };
     let text = format!(
-        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\n{body}"
+        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\n{analytics}{body}"
     );
     start_gateway_with(ConfigSource::Inline {
         name: "test.yaml".into(),

@@ -9,7 +9,7 @@ mod gateway;
 mod otlp;
 mod upstream;
 
-pub use client::{body_json, send, Reply};
+pub use client::{body_json, send, send_body, Reply};
 pub use gateway::{single_upstream, start_gateway, start_gateway_to, start_gateway_with, wait_until};
 pub use otlp::OtlpReceiver;
 pub use upstream::TestUpstream;

@@ -1,6 +1,7 @@
 //! Validation: turns the raw config into runtime structures, collecting every problem with the
 //! line and field it belongs to before failing. Upstreams and routes have modules of their own.
 
+use super::build_analytics::build_analytics;
 use super::build_route::build_routes;
 use super::build_upstream::build_upstreams;
 use super::error::Problems;
@@ -64,6 +65,7 @@ pub(super) fn build(
     );
     let upstreams = build_upstreams(&mut p, &raw.upstreams, &registry);
     let traces = raw.traces.as_ref().and_then(|t| build_traces(&mut p, t));
+    let analytics = build_analytics(&mut p, &raw.analytics);
     let routes = build_routes(&mut p, &raw.routes, &upstreams, &registry);
     let config = Config {
         listeners,
@@ -72,6 +74,7 @@ pub(super) fn build(
         event_queue_capacity,
         drain_timeout,
         traces,
+        analytics,
         routes: Arc::new(RouteTable {
             routes,
             upstreams: upstreams.into_values().collect(),

@@ -2,6 +2,7 @@
 //! structures ([`Config`]); nothing on the hot path looks at config strings afterwards.
 
 mod build;
+mod build_analytics;
 mod build_route;
 mod build_upstream;
 mod error;
@@ -13,6 +14,7 @@ pub use error::{ConfigError, ConfigErrors};
 use crate::routing::RouteTable;
 use crate::stats::Registry;
 use error::Problems;
+use lookout_analytics::{StoreLocation, StoreSettings};
 use marked_yaml::FromYamlError;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -75,6 +77,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// `None`: no tracing (the gateway passes `traceparent` through untouched).
     pub traces: Option<TraceSettings>,
+    /// The analytics store; `None` when off. Read at start only: a reload keeps the running store.
+    pub analytics: Option<StoreSettings>,
     /// Routes and the upstreams they point at: the part that a reload swaps.
     pub routes: Arc<RouteTable>,
     /// Statistics and instance state, shared by every config generation of a gateway.
@@ -82,6 +86,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Makes the file paths of a config read from a file relative to that file's folder, so the
+    /// gateway finds the same files whatever directory it was started from.
+    fn resolve_paths_from(&mut self, folder: &Path) {
+        if let Some(StoreSettings {
+            location: StoreLocation::File(path),
+            ..
+        }) = &mut self.analytics
+        {
+            *path = folder.join(&*path);
+        }
+        if let Some(fleet) = self.analytics.as_mut().and_then(|a| a.fleet.as_mut()) {
+            fleet.dir = folder.join(&fleet.dir);
+        }
+    }
+
     /// An admin listener off loopback must be protected by a token.
     pub fn admin_unprotected(&self) -> bool {
         !self.listeners.admin.ip().is_loopback() && self.admin_token.is_none()
@@ -98,7 +117,10 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
 pub fn load_file_into(path: &Path, registry: Arc<Registry>) -> Result<Config, ConfigErrors> {
     let name: Arc<str> = path.display().to_string().into();
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str_into(name, &text, registry),
+        Ok(text) => load_str_into(name, &text, registry).map(|mut config| {
+            config.resolve_paths_from(path.parent().unwrap_or(Path::new(".")));
+            config
+        }),
         Err(error) => {
             let mut problems = Problems::new(name);
             problems.nowhere("(file)", format!("cannot read the file: {error}"));

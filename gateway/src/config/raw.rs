@@ -20,6 +20,8 @@ pub(crate) struct RawConfig {
     pub(crate) shutdown: RawShutdown,
     pub(crate) traces: Option<RawTraces>,
     #[serde(default)]
+    pub(crate) analytics: RawAnalytics,
+    #[serde(default)]
     pub(crate) upstreams: Vec<RawUpstream>,
     #[serde(default)]
     pub(crate) routes: Vec<RawRoute>,
@@ -64,6 +66,40 @@ pub(crate) struct RawTraces {
     pub(crate) always_sample_errors: Option<bool>,
     pub(crate) trace_id_header: Option<bool>,
     pub(crate) service_name: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAnalytics {
+    /// A DuckDB file (relative paths from the config file's folder), `memory`, or `off`.
+    pub(crate) store: Option<Text>,
+    pub(crate) retention: Option<RawRetention>,
+    pub(crate) fleet: Option<RawFleet>,
+    pub(crate) sql: Option<RawSql>,
+    pub(crate) memory_limit: Option<Text>,
+    pub(crate) threads: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetention {
+    pub(crate) max_age: Option<Text>,
+    pub(crate) max_size: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFleet {
+    pub(crate) dir: Text,
+    pub(crate) replica: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSql {
+    pub(crate) timeout: Option<Text>,
+    pub(crate) max_rows: Option<Spanned<u32>>,
+    pub(crate) max_concurrent: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

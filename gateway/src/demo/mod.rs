@@ -39,6 +39,7 @@ fn demo_config(up: &DemoUpstreams, proxy: SocketAddr, admin: SocketAddr, access_
         r#"
 listeners: {{ proxy: "{proxy}", admin: "{admin}" }}
 access_log: {{ path: "{access_log}" }}
+analytics: {{ store: memory }}
 upstreams:
   - name: books
     instances: ["{a}", "{b}"]
@@ -121,6 +122,8 @@ fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path) {
          \x20 curl http://{proxy}/reviews/3\n\
          \x20 curl http://{proxy}/inventory/3     (fails now and then; retried)\n\
          Admin:      http://{admin}/admin/stats   http://{admin}/metrics   http://{admin}/healthz\n\
+         SQL:        curl -H 'content-type: text/plain' -d 'SELECT route, count(*) FROM requests GROUP BY ALL' http://{admin}/api/sql\n\
+         \x20           curl http://{admin}/api/queries/route_latency_per_minute\n\
          Access log: {}   (one JSON event per request)\n\n\
          Press Ctrl-C to stop.",
         access_log.display()

@@ -5,7 +5,7 @@ use crate::stats::RouteStats;
 use crate::traces::RequestTrace;
 use http::header::HeaderValue;
 use http::{Method, Request, Version};
-use lookout_analytics::ErrorKind;
+use lookout_analytics::{ErrorKind, PathStep, StepKind};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -68,7 +68,9 @@ pub(crate) struct RequestContext {
     pub(crate) upstream_connect: Duration,
     pub(crate) upstream_ttfb: Duration,
     pub(crate) error_kind: Option<ErrorKind>,
-    /// Ids and timings for the request's spans, when tracing is on.
+    /// The steps of the request's path, for its event (the dashboard's waterfall) and spans.
+    pub(crate) steps: Vec<PathStep>,
+    /// Ids for the request's spans, when tracing is on.
     pub(crate) trace: Option<RequestTrace>,
     /// Shared with the request body, which the upstream connection's task polls; only requests
     /// with a body have one.
@@ -95,6 +97,8 @@ impl RequestContext {
             upstream_connect: Duration::ZERO,
             upstream_ttfb: Duration::ZERO,
             error_kind: None,
+            // Room for the route match and one upstream attempt, the common path.
+            steps: Vec::with_capacity(2),
             trace: None,
             bytes_in: None,
         }
@@ -103,6 +107,22 @@ impl RequestContext {
     /// The counter the request body adds its bytes to.
     pub(crate) fn count_bytes_in(&mut self) -> Arc<AtomicU64> {
         self.bytes_in.get_or_insert_with(Default::default).clone()
+    }
+
+    /// Notes a step of the request's path that ran from `started` until now.
+    pub(crate) fn step(&mut self, kind: StepKind, started: Instant) -> &mut PathStep {
+        let offset = |at: Instant| at.saturating_duration_since(self.started).as_micros() as u64;
+        let start_us = offset(started);
+        self.steps.push(PathStep {
+            kind,
+            start_us,
+            duration_us: offset(Instant::now()).saturating_sub(start_us),
+            instance: None,
+            status: None,
+            error: None,
+        });
+        let last = self.steps.len() - 1;
+        &mut self.steps[last]
     }
 
     pub(crate) fn request_id_str(&self) -> &str {

@@ -5,6 +5,7 @@ use super::context::RequestContext;
 use super::error::ProxyError;
 use crate::routing::{RouteMatch, RouteTable};
 use http::request::Parts;
+use lookout_analytics::StepKind;
 use std::time::Instant;
 
 pub(super) fn run<'r>(
@@ -12,11 +13,9 @@ pub(super) fn run<'r>(
     parts: &Parts,
     ctx: &mut RequestContext,
 ) -> Result<RouteMatch<'r>, ProxyError> {
-    let started = ctx.trace.is_some().then(Instant::now);
+    let started = Instant::now();
     let found = routes.find(parts, ctx.host.as_deref());
-    if let (Some(trace), Some(started)) = (&mut ctx.trace, started) {
-        trace.route_match = Some((started, Instant::now()));
-    }
+    ctx.step(StepKind::RouteMatch, started);
     let Some(matched) = found else {
         routes.unmatched.started();
         ctx.stats = Some(routes.unmatched.clone());

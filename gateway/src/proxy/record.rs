@@ -144,6 +144,7 @@ impl RequestContext {
             consumer: None,
             variant: None,
             cache_status: None,
+            steps: std::mem::take(&mut self.steps),
         });
     }
 }
@@ -170,5 +171,6 @@ fn export_trace(
         status,
         error: error_kind.map(ErrorKind::as_str),
         request_id: ctx.request_id_str(),
+        steps: &ctx.steps,
     });
 }

@@ -11,7 +11,7 @@ use super::forward_headers;
 use super::upgrade;
 use crate::body::{CountingBody, PooledBody, UpstreamBody};
 use crate::routing::RouteMatch;
-use crate::traces::{random_span_id, AttemptTrace};
+use crate::traces::random_span_id;
 use crate::upstream::{balancer_key, now_ms, Exchange, Instance, ReturnTicket, Upstream};
 use bytes::Bytes;
 use http::header::{HeaderValue, HOST};
@@ -22,6 +22,7 @@ use http_body::Body;
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
+use lookout_analytics::StepKind;
 use opentelemetry::trace::SpanId;
 use std::time::Instant;
 use tokio::time::{timeout_at, Instant as Deadline};
@@ -211,7 +212,7 @@ async fn attempt(
         Err(_) => Outcome::TimedOut,
     };
     ctx.upstream_ttfb = sent.elapsed().saturating_sub(ctx.upstream_connect);
-    note_attempt(ctx, instance, &outcome, span.map(|span| (span, sent)));
+    note_attempt(ctx, instance, &outcome, sent, span);
     if outcome.should_retry() {
         instance.record_failure(&upstream.outlier);
     } else {
@@ -220,13 +221,14 @@ async fn attempt(
     outcome
 }
 
-/// Records an attempt in the statistics (latency, when the instance answered) and, when tracing,
-/// as a span to be.
+/// Records an attempt in the statistics (latency, when the instance answered) and as a step of
+/// the request's path (and, when tracing, its span id).
 fn note_attempt(
     ctx: &mut RequestContext,
     instance: &Instance,
     outcome: &Outcome,
-    span: Option<(SpanId, Instant)>,
+    sent: Instant,
+    span: Option<SpanId>,
 ) {
     if let Outcome::Response(_) = outcome {
         instance.latency.record(ctx.upstream_ttfb);
@@ -234,20 +236,15 @@ fn note_attempt(
             stats.upstream_latency.record(ctx.upstream_ttfb);
         }
     }
-    if let (Some(trace), Some((span, started))) = (&mut ctx.trace, span) {
-        let outcome = match outcome {
-            Outcome::Response(response) => Ok(response.status().as_u16()),
-            Outcome::TimedOut => Err("timeout"),
-            Outcome::Unreachable | Outcome::NoInstance => Err("connection_error"),
-        };
-        let instance = instance.addr.clone();
-        trace.attempts.push(AttemptTrace {
-            span,
-            instance,
-            started,
-            ended: Instant::now(),
-            outcome,
-        });
+    if let (Some(trace), Some(span)) = (&mut ctx.trace, span) {
+        trace.attempt_spans.push(span);
+    }
+    let step = ctx.step(StepKind::UpstreamAttempt, sent);
+    step.instance = Some(instance.addr.clone());
+    match outcome {
+        Outcome::Response(response) => step.status = Some(response.status().as_u16()),
+        Outcome::TimedOut => step.error = Some("timeout"),
+        Outcome::Unreachable | Outcome::NoInstance => step.error = Some("connection_error"),
     }
 }
 

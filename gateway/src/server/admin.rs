@@ -1,4 +1,4 @@
-//! The admin listener: probes, reload and stats. It is separate from the proxy listener; every
+//! The admin listener: probes, reload, stats, metrics and the SQL endpoint. It is separate from the proxy listener; every
 //! route but the probes requires the admin token when one is set (it must be set off loopback).
 
 use super::Shared;
@@ -31,6 +31,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/admin/reload", post(reload))
         .route("/admin/stats", get(stats))
         .route("/metrics", get(prometheus_metrics))
+        .merge(super::sql_api::routes())
         .route_layer(middleware::from_fn_with_state(shared.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -98,6 +99,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     Json(json!({
         "generation": shared.generation.load(Ordering::Acquire),
         "analytics": shared.proxy.events.stats(),
+        "store": shared.store.as_ref().map(|store| store.stats()),
         "routes": shared.registry.route_snapshots(),
         "upstreams": upstreams,
     }))
@@ -105,7 +107,10 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn prometheus_metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let text = shared.registry.render_metrics(&shared.proxy.events.stats());
+    let store = shared.store.as_ref().map(|store| store.stats());
+    let text = shared
+        .registry
+        .render_metrics(&shared.proxy.events.stats(), store.as_ref());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,
@@ -123,6 +128,6 @@ fn invalid_config(errors: &ConfigErrors) -> Response {
     (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
 }
 
-fn error(status: StatusCode, code: &str, message: String) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, message: String) -> Response {
     (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod proxy_listener;
 mod reload;
+mod sql_api;
 
 use crate::config::{AccessLogTarget, Config, ConfigErrors};
 use crate::proxy::ProxyState;
@@ -11,7 +12,9 @@ use crate::stats::{Registry, CONFIG_RELOADS, ROTATION};
 use crate::traces::{TraceSetupError, Tracing};
 use crate::upstream::spawn_health_checks;
 use arc_swap::ArcSwap;
-use lookout_analytics::{spawn_writer, EventQueue, EventSink, JsonLinesSink, QueueStats, WriterHandle};
+use lookout_analytics::{
+    spawn_writer, EventQueue, EventSink, JsonLinesSink, QueueStats, Store, StoreError, WriterHandle,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,6 +72,10 @@ pub enum StartError {
         "the admin listener {0} is not on loopback and has no token (set admin.token or LOOKOUT_ADMIN_TOKEN)"
     )]
     AdminUnprotected(SocketAddr),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start the event writer: {0}")]
+    Writer(std::io::Error),
     #[error("cannot watch the config file: {0}")]
     Watch(#[from] notify::Error),
     #[error(transparent)]
@@ -84,6 +91,8 @@ pub(crate) struct Shared {
     pub(crate) generation: AtomicU64,
     pub(crate) listeners: crate::config::Listeners,
     pub(crate) registry: Arc<Registry>,
+    /// The analytics store, when on.
+    pub(crate) store: Option<Store>,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -113,7 +122,7 @@ impl Gateway {
         }
         let proxy_listener = bind(listeners.proxy).await?;
         let admin_listener = bind(listeners.admin).await?;
-        let (events, writer) = start_event_pipeline(&config)?;
+        let (events, writer, store) = start_event_pipeline(&config)?;
         let tracing = config
             .traces
             .clone()
@@ -133,6 +142,7 @@ impl Gateway {
             generation: AtomicU64::new(1),
             listeners,
             registry: config.registry.clone(),
+            store,
             reload_lock: tokio::sync::Mutex::new(()),
         });
         let (stop, stopped) = watch::channel(false);
@@ -182,6 +192,11 @@ impl Gateway {
 
     pub fn event_stats(&self) -> QueueStats {
         self.shared.proxy.events.stats()
+    }
+
+    /// The analytics store, when on.
+    pub fn store(&self) -> Option<&Store> {
+        self.shared.store.as_ref()
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the drain timeout), then writes
@@ -269,11 +284,16 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
         .map_err(|source| StartError::Bind { addr, source })
 }
 
-fn start_event_pipeline(config: &Config) -> Result<(EventQueue, Option<WriterHandle>), StartError> {
+/// The event queue, and the writer thread feeding the access log and the store (none when both
+/// are off).
+fn start_event_pipeline(
+    config: &Config,
+) -> Result<(EventQueue, Option<WriterHandle>, Option<Store>), StartError> {
     let (queue, receiver) = EventQueue::bounded(config.event_queue_capacity);
-    let sink: Box<dyn EventSink> = match &config.access_log {
-        AccessLogTarget::Off => return Ok((queue, None)),
-        AccessLogTarget::Stdout => Box::new(JsonLinesSink::new(std::io::stdout())),
+    let mut sinks: Vec<Box<dyn EventSink>> = Vec::with_capacity(2);
+    match &config.access_log {
+        AccessLogTarget::Off => {}
+        AccessLogTarget::Stdout => sinks.push(Box::new(JsonLinesSink::new(std::io::stdout()))),
         AccessLogTarget::File(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -283,12 +303,20 @@ fn start_event_pipeline(config: &Config) -> Result<(EventQueue, Option<WriterHan
                     path: path.clone(),
                     source,
                 })?;
-            Box::new(JsonLinesSink::new(file))
+            sinks.push(Box::new(JsonLinesSink::new(file)));
         }
+    }
+    let store = match &config.analytics {
+        Some(settings) => {
+            let (store, sink) = Store::open(settings.clone())?;
+            sinks.push(Box::new(sink));
+            Some(store)
+        }
+        None => None,
     };
-    let writer = spawn_writer(receiver, sink).map_err(|source| StartError::AccessLog {
-        path: "(writer thread)".into(),
-        source,
-    })?;
-    Ok((queue, Some(writer)))
+    if sinks.is_empty() {
+        return Ok((queue, None, None));
+    }
+    let writer = spawn_writer(receiver, sinks).map_err(StartError::Writer)?;
+    Ok((queue, Some(writer), store))
 }

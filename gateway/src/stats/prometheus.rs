@@ -20,6 +20,15 @@ pub(crate) const EVENTS_DROPPED: &str = "lookout_analytics_events_dropped_total"
 pub(crate) const EVENTS_WRITTEN: &str = "lookout_analytics_events_written_total";
 pub(crate) const EVENT_WRITE_ERRORS: &str = "lookout_analytics_event_write_errors_total";
 pub(crate) const CONFIG_RELOADS: &str = "lookout_config_reloads_total";
+pub(crate) const STORE_UP: &str = "lookout_analytics_store_up";
+pub(crate) const STORE_WRITTEN: &str = "lookout_analytics_store_events_written_total";
+pub(crate) const STORE_LOST: &str = "lookout_analytics_store_events_lost_total";
+pub(crate) const STORE_FAILURES: &str = "lookout_analytics_store_write_failures_total";
+pub(crate) const STORE_REOPENS: &str = "lookout_analytics_store_reopens_total";
+pub(crate) const STORE_EXPIRED: &str = "lookout_analytics_store_rows_expired_total";
+pub(crate) const PARTITIONS_EXPORTED: &str = "lookout_analytics_partitions_exported_total";
+pub(crate) const SQL_QUERIES: &str = "lookout_analytics_sql_queries_total";
+pub(crate) const SQL_QUERIES_FAILED: &str = "lookout_analytics_sql_queries_failed_total";
 
 /// The bucket boundaries OpenTelemetry advises for `http.server.request.duration`, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -31,7 +40,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 13] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 22] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -81,6 +90,43 @@ const DESCRIPTIONS: [(&str, Unit, &str); 13] = [
         "Failed writes of request-event batches.",
     ),
     (CONFIG_RELOADS, Unit::Count, "Config reloads, by result."),
+    (
+        STORE_UP,
+        Unit::Count,
+        "1 while the analytics store is open and writable, 0 while it is being reopened.",
+    ),
+    (
+        STORE_WRITTEN,
+        Unit::Count,
+        "Request events appended to the analytics store.",
+    ),
+    (
+        STORE_LOST,
+        Unit::Count,
+        "Request events the analytics store could not take (database down or failing).",
+    ),
+    (
+        STORE_FAILURES,
+        Unit::Count,
+        "Failures of the analytics store's database.",
+    ),
+    (
+        STORE_REOPENS,
+        Unit::Count,
+        "Times the analytics store was reopened after a failure.",
+    ),
+    (STORE_EXPIRED, Unit::Count, "Request rows deleted by retention."),
+    (
+        PARTITIONS_EXPORTED,
+        Unit::Count,
+        "Hourly Parquet partitions written to the fleet directory.",
+    ),
+    (SQL_QUERIES, Unit::Count, "Queries run through the SQL endpoint."),
+    (
+        SQL_QUERIES_FAILED,
+        Unit::Count,
+        "Queries of the SQL endpoint that were refused or failed.",
+    ),
 ];
 
 /// One gateway's metrics.

@@ -6,7 +6,7 @@
 use super::prometheus::{self, Metrics};
 use super::{RouteSnapshot, RouteStats};
 use crate::upstream::InstanceState;
-use lookout_analytics::QueueStats;
+use lookout_analytics::{QueueStats, StoreStats};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -104,9 +104,27 @@ impl Registry {
         snapshots
     }
 
+    fn publish_store(&self, store: &StoreStats) {
+        let m = &self.metrics;
+        m.gauge(prometheus::STORE_UP, vec![])
+            .set(f64::from(u8::from(store.up)));
+        for (name, value) in [
+            (prometheus::STORE_WRITTEN, store.events_written),
+            (prometheus::STORE_LOST, store.events_lost),
+            (prometheus::STORE_FAILURES, store.write_failures),
+            (prometheus::STORE_REOPENS, store.reopens),
+            (prometheus::STORE_EXPIRED, store.rows_expired),
+            (prometheus::PARTITIONS_EXPORTED, store.partitions_exported),
+            (prometheus::SQL_QUERIES, store.queries),
+            (prometheus::SQL_QUERIES_FAILED, store.queries_failed),
+        ] {
+            m.counter(name, vec![]).absolute(value);
+        }
+    }
+
     /// The Prometheus exposition text, with the figures sampled at scrape time (instance health,
     /// requests in flight, the analytics queue) brought up to date first.
-    pub(crate) fn render_metrics(&self, events: &QueueStats) -> String {
+    pub(crate) fn render_metrics(&self, events: &QueueStats, store: Option<&StoreStats>) -> String {
         let instances: Vec<_> = self.instances.lock().values().cloned().collect();
         for instance in instances {
             instance.publish_health();
@@ -126,6 +144,9 @@ impl Registry {
             .absolute(events.written);
         m.counter(prometheus::EVENT_WRITE_ERRORS, vec![])
             .absolute(events.write_errors);
+        if let Some(store) = store {
+            self.publish_store(store);
+        }
         m.render()
     }
 }

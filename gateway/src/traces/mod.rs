@@ -6,7 +6,7 @@
 mod request;
 mod spans;
 
-pub(crate) use request::{random_span_id, AttemptTrace, RequestTrace};
+pub(crate) use request::{random_span_id, RequestTrace};
 pub(crate) use spans::Finished;
 
 use crate::config::{OtlpProtocol, TraceSettings};

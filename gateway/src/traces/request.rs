@@ -1,5 +1,6 @@
 //! What the request path notes for tracing: the trace and span ids (chosen up front, because the
-//! upstream must be told its parent), the sampling decision, and phase timestamps.
+//! upstream must be told its parent) and the sampling decision. The steps' timings are the
+//! request context's, shared with the request event.
 
 use super::Tracing;
 use http::header::{HeaderName, HeaderValue};
@@ -9,7 +10,6 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceId};
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::sync::Arc;
-use std::time::Instant;
 
 pub(crate) struct RequestTrace {
     pub(crate) tracing: Arc<Tracing>,
@@ -19,18 +19,8 @@ pub(crate) struct RequestTrace {
     pub(crate) parent: Option<SpanContext>,
     /// The head decision: parent-based, else the configured ratio.
     pub(crate) sampled: bool,
-    pub(crate) route_match: Option<(Instant, Instant)>,
-    pub(crate) attempts: Vec<AttemptTrace>,
-}
-
-/// One upstream attempt, as its span will show it.
-pub(crate) struct AttemptTrace {
-    pub(crate) span: SpanId,
-    pub(crate) instance: Arc<str>,
-    pub(crate) started: Instant,
-    pub(crate) ended: Instant,
-    /// The upstream's status, or why there was none.
-    pub(crate) outcome: Result<u16, &'static str>,
+    /// The span id given to each upstream attempt, in order.
+    pub(crate) attempt_spans: Vec<SpanId>,
 }
 
 impl RequestTrace {
@@ -52,8 +42,7 @@ impl RequestTrace {
             server_span: random_span_id(),
             parent,
             sampled,
-            route_match: None,
-            attempts: Vec::new(),
+            attempt_spans: Vec::new(),
         }
     }
 

@@ -2,14 +2,15 @@
 //! span for the request, a child for route matching and one client span per upstream attempt.
 //! Attributes follow the OpenTelemetry HTTP semantic conventions.
 
-use super::{AttemptTrace, RequestTrace};
+use super::RequestTrace;
+use lookout_analytics::{PathStep, StepKind};
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::Span as SdkSpan;
 use std::net::IpAddr;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// What the finished request looked like, for its spans.
 pub(crate) struct Finished<'a> {
@@ -27,6 +28,7 @@ pub(crate) struct Finished<'a> {
     /// The gateway's error kind, when the request failed at the gateway.
     pub(crate) error: Option<&'static str>,
     pub(crate) request_id: &'a str,
+    pub(crate) steps: &'a [PathStep],
 }
 
 impl RequestTrace {
@@ -78,32 +80,40 @@ impl RequestTrace {
             TraceState::default(),
         );
         let inside = Context::new().with_remote_span_context(server);
-        if let Some((start, end)) = self.route_match {
-            let attributes: Vec<KeyValue> = done
-                .route
-                .map(|r| KeyValue::new("http.route", r.to_owned()))
-                .into_iter()
-                .collect();
-            let mut span = tracer
-                .span_builder("match route")
-                .with_kind(SpanKind::Internal)
-                .with_start_time(done.at(start))
-                .with_attributes(attributes)
+        let mut attempt_spans = self.attempt_spans.iter();
+        let mut attempts = 0;
+        for step in done.steps {
+            let builder = match step.kind {
+                StepKind::RouteMatch => {
+                    let attributes: Vec<KeyValue> = done
+                        .route
+                        .map(|r| KeyValue::new("http.route", r.to_owned()))
+                        .into_iter()
+                        .collect();
+                    tracer
+                        .span_builder("match route")
+                        .with_kind(SpanKind::Internal)
+                        .with_attributes(attributes)
+                }
+                StepKind::UpstreamAttempt => {
+                    let Some(&span) = attempt_spans.next() else {
+                        continue;
+                    };
+                    attempts += 1;
+                    tracer
+                        .span_builder(format!("{} {}", done.method, done.upstream.unwrap_or("upstream")))
+                        .with_kind(SpanKind::Client)
+                        .with_span_id(span)
+                        .with_attributes(attempt_attributes(done, step, attempts - 1))
+                }
+            };
+            let mut span = builder
+                .with_start_time(done.offset(step.start_us))
                 .start_with_context(tracer, &inside);
-            span.end_with_timestamp(done.at(end));
-        }
-        for (number, attempt) in self.attempts.iter().enumerate() {
-            let mut span = tracer
-                .span_builder(format!("{} {}", done.method, done.upstream.unwrap_or("upstream")))
-                .with_kind(SpanKind::Client)
-                .with_span_id(attempt.span)
-                .with_start_time(done.at(attempt.started))
-                .with_attributes(attempt_attributes(done, attempt, number))
-                .start_with_context(tracer, &inside);
-            if let Err(error) = attempt.outcome {
+            if let Some(error) = step.error {
                 span.set_status(Status::error(error));
             }
-            span.end_with_timestamp(done.at(attempt.ended));
+            span.end_with_timestamp(done.offset(step.start_us + step.duration_us));
         }
     }
 }
@@ -112,6 +122,11 @@ impl Finished<'_> {
     /// The wall-clock time of a monotonic instant of this request.
     fn at(&self, instant: Instant) -> SystemTime {
         self.started_wall + instant.saturating_duration_since(self.started)
+    }
+
+    /// The wall-clock time `micros` after the request started.
+    fn offset(&self, micros: u64) -> SystemTime {
+        self.started_wall + Duration::from_micros(micros)
     }
 }
 
@@ -139,15 +154,13 @@ fn server_attributes(done: &Finished<'_>) -> Vec<KeyValue> {
     attributes
 }
 
-fn attempt_attributes(done: &Finished<'_>, attempt: &AttemptTrace, number: usize) -> Vec<KeyValue> {
-    let (host, port) = attempt
-        .instance
-        .rsplit_once(':')
-        .unwrap_or((&attempt.instance, ""));
+fn attempt_attributes(done: &Finished<'_>, attempt: &PathStep, number: usize) -> Vec<KeyValue> {
+    let instance = attempt.instance.as_deref().unwrap_or_default();
+    let (host, port) = instance.rsplit_once(':').unwrap_or((instance, ""));
     let mut attributes = vec![
         KeyValue::new("http.request.method", done.method.to_owned()),
         KeyValue::new("server.address", host.to_owned()),
-        KeyValue::new("lookout.instance", attempt.instance.to_string()),
+        KeyValue::new("lookout.instance", instance.to_owned()),
     ];
     if let Ok(port) = port.parse::<i64>() {
         attributes.push(KeyValue::new("server.port", port));
@@ -155,9 +168,11 @@ fn attempt_attributes(done: &Finished<'_>, attempt: &AttemptTrace, number: usize
     if number > 0 {
         attributes.push(KeyValue::new("http.request.resend_count", number as i64));
     }
-    match attempt.outcome {
-        Ok(status) => attributes.push(KeyValue::new("http.response.status_code", i64::from(status))),
-        Err(error) => attributes.push(KeyValue::new("error.type", error)),
+    if let Some(status) = attempt.status {
+        attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
+    }
+    if let Some(error) = attempt.error {
+        attributes.push(KeyValue::new("error.type", error));
     }
     attributes
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 async fn logging_gateway(dir: &Path, body: &str) -> (Gateway, PathBuf) {
     let log = dir.join("access.jsonl");
     let text = format!(
-        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: \"{}\" }}\n{body}",
+        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: \"{}\" }}\nanalytics: {{ store: off }}\n{body}",
         log.display()
     );
     let gateway = start_gateway_with(ConfigSource::Inline {

@@ -1,3 +1,4 @@
+mod analytics;
 mod balancing;
 mod config_errors;
 mod events;
@@ -8,6 +9,7 @@ mod reload;
 mod resilience;
 mod routing;
 mod shutdown;
+mod sql_endpoint;
 mod stats;
 mod streaming;
 mod traces;

@@ -48,7 +48,10 @@ async fn a_bad_reload_keeps_the_old_routes_and_a_good_one_replaces_them() {
 #[tokio::test]
 async fn the_admin_api_requires_its_token_when_one_is_set() {
     let upstream = TestUpstream::start("svc").await;
-    let text = format!("{}admin: {{ token: s3cret }}\n", config("/", &upstream));
+    let text = format!(
+        "{}admin: {{ token: s3cret }}\nanalytics: {{ store: off }}\n",
+        config("/", &upstream)
+    );
     let gateway = start_gateway_with(ConfigSource::Inline {
         name: "t.yaml".into(),
         text,

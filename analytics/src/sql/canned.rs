@@ -1,0 +1,121 @@
+//! Named queries for the dashboard and for `GET /api/queries`. They run through the same guard
+//! and limits as any other query; their parameters are bound, never spliced into the text.
+
+use super::{QueryResult, SqlError};
+use crate::store::Store;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CannedQuery {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Names of the positional parameters (`?`), in order.
+    pub params: &'static [&'static str],
+    pub sql: &'static str,
+}
+
+pub const CANNED_QUERIES: &[CannedQuery] = &[
+    CannedQuery {
+        name: "route_latency_per_minute",
+        description: "Requests, errors and p50/p95/p99 latency per route per minute, last hour",
+        params: &[],
+        sql: "SELECT route, date_trunc('minute', ts) AS minute, count(*) AS requests,
+                     count(*) FILTER (WHERE status >= 500) AS errors,
+                     quantile_cont(duration_us, 0.5) AS p50_us,
+                     quantile_cont(duration_us, 0.95) AS p95_us,
+                     quantile_cont(duration_us, 0.99) AS p99_us
+              FROM requests
+              WHERE ts >= now()::TIMESTAMP - INTERVAL 1 HOUR
+              GROUP BY ALL
+              ORDER BY minute, route",
+    },
+    CannedQuery {
+        name: "status_classes_per_minute",
+        description: "Requests per status class per minute, last 24 hours (from the rollups)",
+        params: &[],
+        sql: "SELECT minute, status_class, sum(requests)::UBIGINT AS requests
+              FROM rollup_minute
+              WHERE minute >= now()::TIMESTAMP - INTERVAL 24 HOUR
+              GROUP BY ALL
+              ORDER BY minute, status_class",
+    },
+    CannedQuery {
+        name: "top_routes",
+        description: "Routes by traffic over the last hour, with error ratio and p99 latency",
+        params: &[],
+        sql: "SELECT route, count(*) AS requests,
+                     round(count(*) FILTER (WHERE status >= 500) / count(*), 4) AS error_ratio,
+                     quantile_cont(duration_us, 0.99) AS p99_us,
+                     sum(bytes_out)::UBIGINT AS bytes_out
+              FROM requests
+              WHERE ts >= now()::TIMESTAMP - INTERVAL 1 HOUR
+              GROUP BY route
+              ORDER BY requests DESC",
+    },
+    CannedQuery {
+        name: "traffic_by_consumer",
+        description: "Requests, errors and bytes per consumer over the last 24 hours (from the rollups)",
+        params: &[],
+        sql: "SELECT consumer, sum(requests)::UBIGINT AS requests, sum(errors)::UBIGINT AS errors,
+                     sum(bytes_out)::UBIGINT AS bytes_out
+              FROM rollup_minute
+              WHERE minute >= now()::TIMESTAMP - INTERVAL 24 HOUR
+              GROUP BY consumer
+              ORDER BY requests DESC",
+    },
+    CannedQuery {
+        name: "slowest_requests",
+        description: "The 20 slowest requests of a route over the last hour",
+        params: &["route"],
+        sql: "SELECT ts, request_id, trace_id, method, path, status, duration_us, instance, attempts
+              FROM requests
+              WHERE route = ? AND ts >= now()::TIMESTAMP - INTERVAL 1 HOUR
+              ORDER BY duration_us DESC
+              LIMIT 20",
+    },
+    CannedQuery {
+        name: "failed_requests",
+        description: "The 50 latest failed requests (5xx or gateway error) of a route",
+        params: &["route"],
+        sql: "SELECT ts, request_id, trace_id, method, path, status, error_kind, duration_us, instance
+              FROM requests
+              WHERE route = ? AND (status >= 500 OR error_kind IS NOT NULL)
+              ORDER BY ts DESC
+              LIMIT 50",
+    },
+    CannedQuery {
+        name: "request",
+        description: "One request, by request id or trace id",
+        params: &["id"],
+        sql: "SELECT * FROM requests WHERE request_id = $1 OR trace_id = $1 ORDER BY ts LIMIT 10",
+    },
+    CannedQuery {
+        name: "request_path",
+        description: "The steps of one request's path (route match, upstream attempts), in order",
+        params: &["request_id"],
+        sql: "SELECT seq, kind, start_us, duration_us, instance, status, error
+              FROM request_spans
+              WHERE request_id = ?
+              ORDER BY seq",
+    },
+];
+
+impl Store {
+    /// Runs a named query; `param` looks up each of its parameters by name.
+    pub fn query_canned<'p>(
+        &self,
+        name: &str,
+        param: impl Fn(&str) -> Option<&'p str>,
+    ) -> Result<QueryResult, SqlError> {
+        let query = CANNED_QUERIES
+            .iter()
+            .find(|q| q.name == name)
+            .ok_or_else(|| SqlError::UnknownQuery(name.to_owned()))?;
+        let values = query
+            .params
+            .iter()
+            .map(|&name| param(name).ok_or(SqlError::MissingParameter(name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.query_with(query.sql, &values)
+    }
+}

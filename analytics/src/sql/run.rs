@@ -1,0 +1,200 @@
+//! Running one query: a connection of its own, the guard, a read-only transaction, a watchdog
+//! that interrupts it at the time limit, and a row limit applied by DuckDB itself.
+
+use super::{guard, SqlError};
+use crate::store::{lock, Store};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use duckdb::{Connection, InterruptHandle};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A column of a result: its name and DuckDB type.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub sql_type: String,
+}
+
+/// A query's result, at most the row limit long.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+    /// Whether rows beyond the limit were left out.
+    pub truncated: bool,
+    pub elapsed: Duration,
+}
+
+impl Store {
+    /// Runs one read-only query with the store's limits. Blocking: call it off the async runtime.
+    pub fn query(&self, sql: &str) -> Result<QueryResult, SqlError> {
+        self.query_with(sql, &[])
+    }
+
+    /// As [`Store::query`], with positional parameters (`?`) bound to `params`.
+    pub fn query_with(&self, sql: &str, params: &[&str]) -> Result<QueryResult, SqlError> {
+        let started = Instant::now();
+        let counters = &self.shared.counters;
+        counters.queries.fetch_add(1, Ordering::Relaxed);
+        let result = self.run(sql, params, started);
+        if result.is_err() {
+            counters.queries_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn run(&self, sql: &str, params: &[&str], started: Instant) -> Result<QueryResult, SqlError> {
+        let sql = sql
+            .trim()
+            .trim_end_matches(|c: char| c == ';' || c.is_whitespace());
+        if sql.is_empty() {
+            return Err(SqlError::Empty);
+        }
+        let limits = self.shared.settings.sql;
+        let slot = QuerySlot::take(self)?;
+        let conn = slot.conn()?;
+        conn.execute_batch("BEGIN TRANSACTION READ ONLY")
+            .map_err(failed)?;
+        let outcome = guard::check(conn, sql).and_then(|()| {
+            // The guard parsed `sql` as one complete statement, so it nests as a subquery; the
+            // limit lets DuckDB stop at one row past what is returned.
+            let limited = format!("SELECT * FROM (\n{sql}\n) LIMIT {}", limits.max_rows + 1);
+            let watchdog = Watchdog::arm(conn.interrupt_handle(), limits.timeout);
+            let fetched = fetch(conn, &limited, params);
+            if watchdog.fired() {
+                return Err(SqlError::Timeout(limits.timeout));
+            }
+            fetched
+        });
+        let _ = conn.execute_batch("ROLLBACK");
+        let (schema, batches) = outcome?;
+        Ok(truncate(schema, batches, limits.max_rows, started.elapsed()))
+    }
+}
+
+fn fetch(conn: &Connection, sql: &str, params: &[&str]) -> Result<(SchemaRef, Vec<RecordBatch>), SqlError> {
+    let mut statement = conn.prepare(sql).map_err(classify)?;
+    let arrow = statement
+        .query_arrow(duckdb::params_from_iter(params))
+        .map_err(classify)?;
+    let schema = arrow.get_schema();
+    Ok((schema, arrow.collect()))
+}
+
+fn truncate(
+    schema: SchemaRef,
+    mut batches: Vec<RecordBatch>,
+    max_rows: usize,
+    elapsed: Duration,
+) -> QueryResult {
+    let mut rows = 0;
+    let mut truncated = false;
+    for (index, batch) in batches.iter_mut().enumerate() {
+        if rows + batch.num_rows() > max_rows {
+            *batch = batch.slice(0, max_rows - rows);
+            truncated = true;
+            rows = max_rows;
+            batches.truncate(index + 1);
+            break;
+        }
+        rows += batch.num_rows();
+    }
+    QueryResult {
+        schema,
+        batches,
+        rows,
+        truncated,
+        elapsed,
+    }
+}
+
+fn failed(error: duckdb::Error) -> SqlError {
+    SqlError::Failed(error.to_string())
+}
+
+/// DuckDB's message, sorted by what it means for the caller.
+fn classify(error: duckdb::Error) -> SqlError {
+    let message = error.to_string();
+    if message.starts_with("Permission Error") || message.contains("disabled by configuration") {
+        SqlError::Forbidden(message)
+    } else if message.starts_with("Parser Error") {
+        SqlError::Syntax(message)
+    } else {
+        SqlError::Failed(message)
+    }
+}
+
+/// A running query's claim on the store: counted, so that the writer never reopens the database
+/// under it, and bounded in number.
+struct QuerySlot<'a> {
+    store: &'a Store,
+    conn: Option<Connection>,
+}
+
+impl<'a> QuerySlot<'a> {
+    fn take(store: &'a Store) -> Result<Self, SqlError> {
+        let shared = &store.shared;
+        let source = lock(&shared.query_source);
+        let source = source.as_ref().ok_or(SqlError::Unavailable)?;
+        let max = shared.settings.sql.max_concurrent;
+        // Counted while the source is locked: the writer takes the source away under the same
+        // lock, then waits for the count to reach zero.
+        if shared.queries_running.fetch_add(1, Ordering::AcqRel) >= max {
+            shared.queries_running.fetch_sub(1, Ordering::AcqRel);
+            return Err(SqlError::Busy(max));
+        }
+        // From here the slot's drop gives the count back, also if cloning fails.
+        let mut slot = QuerySlot { store, conn: None };
+        slot.conn = Some(source.try_clone().map_err(|_| SqlError::Unavailable)?);
+        Ok(slot)
+    }
+
+    fn conn(&self) -> Result<&Connection, SqlError> {
+        self.conn.as_ref().ok_or(SqlError::Unavailable)
+    }
+}
+
+impl Drop for QuerySlot<'_> {
+    fn drop(&mut self) {
+        // The connection goes first: the count says no connection to the old database is left.
+        drop(self.conn.take());
+        self.store.shared.queries_running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Interrupts the query if it is still running when the time is up.
+struct Watchdog {
+    done: mpsc::Sender<()>,
+    thread: Option<JoinHandle<bool>>,
+}
+
+impl Watchdog {
+    fn arm(handle: Arc<InterruptHandle>, limit: Duration) -> Watchdog {
+        let (done, finished) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("lookout-sql-watchdog".into())
+            .spawn(move || match finished.recv_timeout(limit) {
+                Err(RecvTimeoutError::Timeout) => {
+                    handle.interrupt();
+                    true
+                }
+                _ => false,
+            })
+            .ok();
+        Watchdog { done, thread }
+    }
+
+    /// Stops the watchdog; whether it had interrupted the query.
+    fn fired(self) -> bool {
+        let Watchdog { done, thread } = self;
+        drop(done);
+        thread.is_some_and(|thread| thread.join().unwrap_or(false))
+    }
+}

@@ -1,0 +1,301 @@
+//! The embedded DuckDB store: every request event and the steps of its path, per-minute rollups,
+//! retention, and the fleet's hourly Parquet partitions.
+//!
+//! One connection belongs to the writer thread ([`StoreSink`]); queries clone the store's query
+//! connection ([`Store`]). The database is locked down once, at open: external access off (only
+//! the fleet directory allowed), extensions never installed or loaded, configuration locked.
+
+mod append;
+mod fleet;
+mod retention;
+mod rollup;
+mod schema;
+mod sink;
+
+pub use fleet::{export_store, ExportedPartition};
+pub use sink::StoreSink;
+
+use duckdb::{Config, Connection};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    File(PathBuf),
+    /// Gone when the gateway stops; for tests and demos.
+    Memory,
+}
+
+/// How much history the store keeps. Either bound, when set, is enforced every minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: Option<Duration>,
+    /// Bytes of database blocks in use; the oldest tenth of the events goes while above.
+    pub max_bytes: Option<u64>,
+}
+
+/// Where closed hours are written as Parquet for fleet-wide queries, and this replica's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSettings {
+    pub dir: PathBuf,
+    pub replica: String,
+}
+
+/// Bounds on every SQL query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqlLimits {
+    pub timeout: Duration,
+    pub max_rows: usize,
+    /// Queries running at once; more are refused (429) rather than queued.
+    pub max_concurrent: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        SqlLimits {
+            timeout: Duration::from_secs(10),
+            max_rows: 10_000,
+            max_concurrent: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    pub location: StoreLocation,
+    pub retention: Retention,
+    pub fleet: Option<FleetSettings>,
+    pub sql: SqlLimits,
+    /// DuckDB's `memory_limit`, e.g. `1GB`.
+    pub memory_limit: String,
+    /// DuckDB's worker threads, shared by the writer's maintenance and the queries.
+    pub threads: u32,
+}
+
+impl StoreSettings {
+    pub fn new(location: StoreLocation) -> Self {
+        StoreSettings {
+            location,
+            retention: Retention::default(),
+            fleet: None,
+            sql: SqlLimits::default(),
+            memory_limit: "1GB".into(),
+            threads: 2,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the analytics store {location}: {source}")]
+    Open { location: String, source: duckdb::Error },
+    #[error("cannot create the directory {path}: {source}")]
+    Directory { path: PathBuf, source: std::io::Error },
+    #[error("cannot migrate the analytics store: {0}")]
+    Migrate(duckdb::Error),
+    #[error("the analytics store has schema version {found}, newer than this build's {supported}")]
+    TooNew { found: u32, supported: u32 },
+    #[error(transparent)]
+    Database(#[from] duckdb::Error),
+}
+
+/// The store as the rest of the gateway sees it: cheap to clone, safe to share. Queries run on
+/// connections cloned from it; while the database is down (the writer is reopening it), queries
+/// are refused.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) settings: StoreSettings,
+    /// The connection queries clone; `None` while the database is down.
+    pub(crate) query_source: Mutex<Option<Connection>>,
+    pub(crate) queries_running: AtomicUsize,
+    pub(crate) counters: StoreCounters,
+    pub(crate) last_error: Mutex<Option<(SystemTime, String)>>,
+}
+
+#[derive(Default)]
+pub(crate) struct StoreCounters {
+    pub(crate) events_written: AtomicU64,
+    pub(crate) events_lost: AtomicU64,
+    pub(crate) write_failures: AtomicU64,
+    pub(crate) reopens: AtomicU64,
+    pub(crate) partitions_exported: AtomicU64,
+    pub(crate) rows_expired: AtomicU64,
+    pub(crate) queries: AtomicU64,
+    pub(crate) queries_failed: AtomicU64,
+}
+
+/// A snapshot of the store's health, for the admin API and metrics.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StoreStats {
+    pub up: bool,
+    pub location: String,
+    pub events_written: u64,
+    /// Events the writer took from the queue but could not store (database down or failing).
+    pub events_lost: u64,
+    pub write_failures: u64,
+    pub reopens: u64,
+    pub partitions_exported: u64,
+    pub rows_expired: u64,
+    pub queries: u64,
+    pub queries_failed: u64,
+    pub last_error: Option<String>,
+}
+
+impl Store {
+    /// Opens (creating and migrating when needed) the store, and returns it with the sink the
+    /// event writer appends through.
+    pub fn open(settings: StoreSettings) -> Result<(Store, StoreSink), StoreError> {
+        let conn = open_database(&settings)?;
+        let store = Store {
+            shared: Arc::new(Shared {
+                query_source: Mutex::new(Some(conn.try_clone()?)),
+                settings,
+                queries_running: AtomicUsize::new(0),
+                counters: StoreCounters::default(),
+                last_error: Mutex::new(None),
+            }),
+        };
+        let sink = StoreSink::new(store.clone(), conn);
+        Ok((store, sink))
+    }
+
+    pub fn settings(&self) -> &StoreSettings {
+        &self.shared.settings
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.shared.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        StoreStats {
+            up: lock(&self.shared.query_source).is_some(),
+            location: describe(&self.shared.settings.location),
+            events_written: load(&c.events_written),
+            events_lost: load(&c.events_lost),
+            write_failures: load(&c.write_failures),
+            reopens: load(&c.reopens),
+            partitions_exported: load(&c.partitions_exported),
+            rows_expired: load(&c.rows_expired),
+            queries: load(&c.queries),
+            queries_failed: load(&c.queries_failed),
+            last_error: lock(&self.shared.last_error).as_ref().map(|(_, e)| e.clone()),
+        }
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: every value kept under
+/// these locks is valid at all times.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn describe(location: &StoreLocation) -> String {
+    match location {
+        StoreLocation::File(path) => path.display().to_string(),
+        StoreLocation::Memory => ":memory:".into(),
+    }
+}
+
+/// Opens the database, migrates it and locks it down.
+pub(crate) fn open_database(settings: &StoreSettings) -> Result<Connection, StoreError> {
+    let open_error = |source| StoreError::Open {
+        location: describe(&settings.location),
+        source,
+    };
+    let config = Config::default()
+        .threads(i64::from(settings.threads.max(1)))
+        .and_then(|c| c.max_memory(&settings.memory_limit))
+        .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+        .and_then(|c| c.with("autoload_known_extensions", "false"))
+        .map_err(open_error)?;
+    let conn = match &settings.location {
+        StoreLocation::File(path) => {
+            create_parent(path)?;
+            Connection::open_with_flags(path, config)
+        }
+        StoreLocation::Memory => Connection::open_in_memory_with_flags(config),
+    }
+    .map_err(open_error)?;
+    schema::migrate(&conn)?;
+    if let Some(fleet) = &settings.fleet {
+        std::fs::create_dir_all(&fleet.dir).map_err(|source| StoreError::Directory {
+            path: fleet.dir.clone(),
+            source,
+        })?;
+    }
+    lock_down(&conn, settings.fleet.as_ref().map(|f| f.dir.as_path()))?;
+    Ok(conn)
+}
+
+/// Opens a store file for reading only (`lookout analytics export`); fails if a gateway has it.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let open_error = |source| StoreError::Open {
+        location: path.display().to_string(),
+        source,
+    };
+    let config = Config::default()
+        .access_mode(duckdb::AccessMode::ReadOnly)
+        .map_err(open_error)?;
+    Connection::open_with_flags(path, config).map_err(open_error)
+}
+
+fn create_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
+                path: parent.to_owned(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// No file or network access but the fleet directory, and no way to change that afterwards.
+/// (DuckDB only accepts `allowed_directories` once the database is running, so these are
+/// statements rather than open-time flags.)
+fn lock_down(conn: &Connection, fleet_dir: Option<&Path>) -> Result<(), StoreError> {
+    if let Some(dir) = fleet_dir {
+        // SET takes no parameters; the quote is doubled so the path stays one literal.
+        let dir = format!("{}/", dir.display()).replace('\'', "''");
+        conn.execute_batch(&format!("SET allowed_directories = ['{dir}']"))?;
+    }
+    // Timestamps are stored in UTC; `now()::TIMESTAMP` must be UTC too. (Only with ICU, which
+    // the prebuilt library has, is the time zone a setting at all.)
+    let has_time_zones: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM duckdb_settings() WHERE name = 'TimeZone'",
+        [],
+        |row| row.get(0),
+    )?;
+    if has_time_zones {
+        conn.execute_batch("SET TimeZone = 'UTC'")?;
+    }
+    conn.execute_batch(
+        "SET enable_external_access = false;
+         SET lock_configuration = true;",
+    )?;
+    Ok(())
+}
+
+/// Microseconds since the Unix epoch, now.
+pub(crate) fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// A SQL timestamp literal for `micros` since the epoch, for statements that cannot take
+/// parameters (COPY). Built from an integer, so nothing from outside reaches the SQL text.
+pub(crate) fn timestamp_literal(micros: i64) -> String {
+    format!("make_timestamp({micros}::BIGINT)")
+}
+
+#[cfg(test)]
+mod tests;

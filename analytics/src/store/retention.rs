@@ -1,0 +1,104 @@
+//! Retention: events older than the configured age go, and while the database uses more than the
+//! configured size, the oldest tenth of the events goes (then a checkpoint returns the freed
+//! blocks for reuse, so the file stops growing).
+
+use super::{now_us, Retention};
+use duckdb::types::{TimeUnit, Value};
+use duckdb::Connection;
+
+/// Rounds of "drop the oldest tenth" at most per enforcement, so one pass stays short.
+const MAX_SIZE_ROUNDS: usize = 5;
+
+/// Enforces both bounds; returns how many request rows were deleted.
+pub(crate) fn enforce(conn: &Connection, retention: &Retention) -> duckdb::Result<u64> {
+    let mut expired = 0;
+    if let Some(max_age) = retention.max_age {
+        expired += delete_before(conn, now_us() - max_age.as_micros() as i64)?;
+    }
+    if let Some(max_bytes) = retention.max_bytes {
+        for _ in 0..MAX_SIZE_ROUNDS {
+            if used_bytes(conn)? <= max_bytes {
+                break;
+            }
+            let Some(cutoff) = oldest_tenth(conn)? else { break };
+            expired += delete_before(conn, cutoff)?;
+            conn.execute_batch("CHECKPOINT")?;
+        }
+    }
+    Ok(expired)
+}
+
+fn delete_before(conn: &Connection, cutoff_us: i64) -> duckdb::Result<u64> {
+    let cutoff = Value::Timestamp(TimeUnit::Microsecond, cutoff_us);
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let deleted = conn
+        .execute("DELETE FROM requests WHERE ts < ?", [&cutoff])
+        .and_then(|n| {
+            conn.execute("DELETE FROM request_spans WHERE ts < ?", [&cutoff])?;
+            conn.execute(
+                "DELETE FROM rollup_minute WHERE minute < date_trunc('minute', ?)",
+                [&cutoff],
+            )?;
+            Ok(n)
+        });
+    match deleted {
+        Ok(n) => conn.execute_batch("COMMIT").map(|()| n as u64),
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+/// Bytes of blocks in use: for a file, its used blocks; in memory, the memory DuckDB holds.
+fn used_bytes(conn: &Connection) -> duckdb::Result<u64> {
+    conn.query_row(
+        "SELECT greatest(used_blocks * block_size, 0)::UBIGINT FROM pragma_database_size()",
+        [],
+        |row| row.get(0),
+    )
+}
+
+/// The timestamp below which the oldest tenth of the events lies (exclusive), if any events.
+fn oldest_tenth(conn: &Connection) -> duckdb::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT epoch_us(quantile_disc(ts, 0.1)) + 1 FROM requests",
+        [],
+        |row| row.get(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::schema::migrate;
+
+    fn store_with_events_aged(ages_s: &[i64]) -> Connection {
+        let conn = Connection::open_in_memory().expect("open");
+        migrate(&conn).expect("migrate");
+        for age in ages_s {
+            conn.execute(
+                "INSERT INTO requests (ts, request_id, method, path, client_ip, http_version, attempts,
+                     status, bytes_in, bytes_out, duration_us, upstream_connect_us, upstream_ttfb_us)
+                 VALUES (make_timestamp(?), 'r', 'GET', '/', '127.0.0.1', 'HTTP/1.1', 1, 200, 0, 0, 1, 0, 0)",
+                [now_us() - age * 1_000_000],
+            )
+            .expect("insert");
+        }
+        conn
+    }
+
+    #[test]
+    fn events_older_than_the_max_age_go() {
+        let conn = store_with_events_aged(&[10, 100, 4000, 90_000]);
+        let retention = Retention {
+            max_age: Some(std::time::Duration::from_secs(3600)),
+            max_bytes: None,
+        };
+        assert_eq!(enforce(&conn, &retention).expect("enforce"), 2);
+        let left: u64 = conn
+            .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(left, 2);
+    }
+}

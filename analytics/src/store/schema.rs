@@ -1,0 +1,81 @@
+//! The store's versioned schema. Each migration runs once, in order, in its own transaction; the
+//! versions applied are recorded in `schema_migrations`. A store written by a newer Lookout is
+//! refused rather than guessed at.
+
+use super::StoreError;
+use duckdb::Connection;
+
+/// Every migration, oldest first. Append new ones; never edit one that has shipped.
+const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+
+/// The schema version this build writes.
+pub(crate) const CURRENT: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Brings the store's schema up to [`CURRENT`]; returns the version it found.
+pub(crate) fn migrate(conn: &Connection) -> Result<u32, StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version UINTEGER PRIMARY KEY,
+             applied_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+         )",
+    )
+    .map_err(StoreError::Migrate)?;
+    let found: Option<u32> = conn
+        .query_row("SELECT max(version) FROM schema_migrations", [], |row| row.get(0))
+        .map_err(StoreError::Migrate)?;
+    let found = found.unwrap_or(0);
+    if found > CURRENT {
+        return Err(StoreError::TooNew {
+            found,
+            supported: CURRENT,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > found) {
+        apply(conn, *version, sql).map_err(StoreError::Migrate)?;
+    }
+    Ok(found)
+}
+
+fn apply(conn: &Connection, version: u32, sql: &str) -> duckdb::Result<()> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let applied = conn
+        .execute_batch(sql)
+        .and_then(|()| conn.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version]));
+    match applied {
+        Ok(_) => conn.execute_batch("COMMIT"),
+        Err(error) => {
+            // The migration's own error is the one worth reporting.
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_applies_each_migration_once() {
+        let conn = Connection::open_in_memory().expect("open");
+        assert_eq!(migrate(&conn).expect("first"), 0);
+        assert_eq!(migrate(&conn).expect("second"), CURRENT);
+        let applied: u32 = conn
+            .query_row("SELECT count(*) FROM schema_migrations", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(applied as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_store_from_a_newer_build_is_refused() {
+        let conn = Connection::open_in_memory().expect("open");
+        migrate(&conn).expect("migrate");
+        conn.execute(
+            "INSERT INTO schema_migrations (version) VALUES (?)",
+            [CURRENT + 1],
+        )
+        .expect("insert");
+        let error = migrate(&conn).expect_err("refused");
+        assert!(matches!(error, StoreError::TooNew { found, .. } if found == CURRENT + 1));
+    }
+}

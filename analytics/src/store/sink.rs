@@ -1,0 +1,159 @@
+//! The store's side of the event writer: appends each batch, keeps rollups current, enforces
+//! retention, exports closed hours; and when the database fails, drops it, counts what is lost
+//! and reopens it with back-off until it works again.
+
+use super::{append, fleet, lock, open_database, retention, rollup, Store};
+use crate::{EventSink, RequestEvent};
+use duckdb::Connection;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often rollups catch up with the appends (so they trail by at most this much).
+const ROLLUP_EVERY: Duration = Duration::from_secs(5);
+/// How often retention and the fleet export run.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+pub struct StoreSink {
+    store: Store,
+    /// The writer's connection; `None` while the database is down.
+    pub(super) conn: Option<Connection>,
+    /// The earliest event time appended since the last rollup.
+    dirty_from_us: Option<i64>,
+    last_rollup: Instant,
+    last_housekeeping: Instant,
+    retry_at: Instant,
+    retry_delay: Duration,
+}
+
+impl StoreSink {
+    pub(crate) fn new(store: Store, conn: Connection) -> Self {
+        let now = Instant::now();
+        StoreSink {
+            store,
+            conn: Some(conn),
+            dirty_from_us: None,
+            last_rollup: now,
+            last_housekeeping: now,
+            retry_at: now,
+            retry_delay: FIRST_RETRY,
+        }
+    }
+
+    /// Records a failure, closes the database (queries are refused until it is back) and
+    /// schedules a reopen.
+    fn fail(&mut self, error: &dyn std::fmt::Display) {
+        let shared = &self.store.shared;
+        shared.counters.write_failures.fetch_add(1, Ordering::Relaxed);
+        *lock(&shared.last_error) = Some((SystemTime::now(), error.to_string()));
+        if self.conn.take().is_some() {
+            tracing::error!(%error, "the analytics store failed; the gateway goes on without it and reopens it");
+        }
+        lock(&shared.query_source).take();
+        self.retry_at = Instant::now() + self.retry_delay;
+        self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
+    }
+
+    fn try_reopen(&mut self) {
+        let shared = &self.store.shared;
+        // The old database is gone only when the last query on it is; opening the file again
+        // before that would give one process two databases on one file.
+        if Instant::now() < self.retry_at || shared.queries_running.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        let reopened = open_database(&shared.settings).and_then(|conn| Ok((conn.try_clone()?, conn)));
+        match reopened {
+            Ok((for_queries, conn)) => {
+                *lock(&shared.query_source) = Some(for_queries);
+                self.conn = Some(conn);
+                self.retry_delay = FIRST_RETRY;
+                shared.counters.reopens.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("the analytics store is back");
+            }
+            Err(error) => self.fail(&error),
+        }
+    }
+
+    fn roll_up(&mut self) {
+        let (Some(conn), Some(from)) = (&self.conn, self.dirty_from_us) else {
+            return;
+        };
+        self.last_rollup = Instant::now();
+        match rollup::refresh(conn, from) {
+            Ok(()) => self.dirty_from_us = None,
+            Err(error) => self.fail(&error),
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let Some(conn) = &self.conn else { return };
+        self.last_housekeeping = Instant::now();
+        let shared = &self.store.shared;
+        let settings = &shared.settings;
+        let expired = retention::enforce(conn, &settings.retention).map_err(super::StoreError::from);
+        let exported = expired.and_then(|expired| {
+            shared.counters.rows_expired.fetch_add(expired, Ordering::Relaxed);
+            match &settings.fleet {
+                Some(fleet) => fleet::export_closed_hours(conn, fleet).map(|p| p.len() as u64),
+                None => Ok(0),
+            }
+        });
+        match exported {
+            Ok(partitions) => {
+                shared
+                    .counters
+                    .partitions_exported
+                    .fetch_add(partitions, Ordering::Relaxed);
+            }
+            Err(error) => self.fail(&error),
+        }
+    }
+}
+
+impl EventSink for StoreSink {
+    fn write_batch(&mut self, events: &[RequestEvent]) -> io::Result<()> {
+        let counters = &self.store.shared.counters;
+        let Some(conn) = &self.conn else {
+            counters
+                .events_lost
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            return Err(io::Error::other("the analytics store is down"));
+        };
+        match append::append(conn, events) {
+            Ok(()) => {
+                counters
+                    .events_written
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                let earliest = events.iter().map(|e| e.timestamp_us as i64).min();
+                self.dirty_from_us = self.dirty_from_us.into_iter().chain(earliest).min();
+                Ok(())
+            }
+            Err(error) => {
+                counters
+                    .events_lost
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                self.fail(&error);
+                Err(io::Error::other(error))
+            }
+        }
+    }
+
+    fn maintain(&mut self) {
+        if self.conn.is_none() {
+            self.try_reopen();
+            return;
+        }
+        if self.last_rollup.elapsed() >= ROLLUP_EVERY {
+            self.roll_up();
+        }
+        if self.last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+            self.housekeeping();
+        }
+    }
+
+    fn close(&mut self) {
+        self.roll_up();
+    }
+}

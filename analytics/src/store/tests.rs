@@ -1,0 +1,149 @@
+//! The store end to end within the crate: events in through the sink, out through SQL.
+
+use super::*;
+use crate::event::tests::sample_event;
+use crate::sql::{ResultFormat, SqlError};
+use crate::EventSink;
+
+fn memory_store() -> (Store, StoreSink) {
+    Store::open(StoreSettings::new(StoreLocation::Memory)).expect("open")
+}
+
+fn json_of(store: &Store, sql: &str) -> serde_json::Value {
+    let result = store.query(sql).expect("query");
+    serde_json::from_slice(&result.encode(ResultFormat::Json).expect("encode")).expect("json")
+}
+
+#[test]
+fn appended_events_come_back_field_for_field() {
+    let (store, mut sink) = memory_store();
+    let events: Vec<_> = (0..3).map(sample_event).collect();
+    sink.write_batch(&events).expect("append");
+    let json = json_of(
+        &store,
+        "SELECT request_id, route, status, bytes_out, client_ip, http_version, epoch_us(ts) AS ts_us
+         FROM requests ORDER BY request_id",
+    );
+    assert_eq!(json["row_count"], 3);
+    assert_eq!(json["columns"][2]["type"], "USMALLINT");
+    assert_eq!(
+        json["rows"][2],
+        serde_json::json!([
+            "req-2",
+            "books",
+            200,
+            2,
+            "127.0.0.1",
+            "HTTP/1.1",
+            1_700_000_000_000_002_i64
+        ])
+    );
+    let steps = json_of(
+        &store,
+        "SELECT seq, kind, instance, status FROM request_spans WHERE request_id = 'req-1' ORDER BY seq",
+    );
+    assert_eq!(
+        steps["rows"],
+        serde_json::json!([
+            [0, "route_match", null, null],
+            [1, "upstream_attempt", "127.0.0.1:3000", 200]
+        ])
+    );
+    assert_eq!(store.stats().events_written, 3);
+}
+
+#[test]
+fn rollups_follow_the_appends() {
+    let (store, mut sink) = memory_store();
+    let mut events: Vec<_> = (0..10).map(sample_event).collect();
+    events[0].status = 503;
+    sink.write_batch(&events).expect("append");
+    sink.close();
+    let json = json_of(
+        &store,
+        "SELECT status_class, requests, errors, max_us FROM rollup_minute ORDER BY status_class",
+    );
+    assert_eq!(
+        json["rows"],
+        serde_json::json!([["2xx", 9, 0, 1500], ["5xx", 1, 1, 1500]])
+    );
+}
+
+#[test]
+fn results_are_cut_at_the_row_limit_and_say_so() {
+    let mut settings = StoreSettings::new(StoreLocation::Memory);
+    settings.sql.max_rows = 1000;
+    let (store, _sink) = Store::open(settings).expect("open");
+    let result = store.query("SELECT * FROM range(5000000)").expect("query");
+    assert_eq!((result.rows, result.truncated), (1000, true));
+    let csv = result.encode(ResultFormat::Csv).expect("csv");
+    assert_eq!(
+        csv.iter().filter(|&&b| b == b'\n').count(),
+        1001,
+        "header and 1000 rows"
+    );
+    let parquet = result.encode(ResultFormat::Parquet).expect("parquet");
+    assert_eq!(&parquet[..4], b"PAR1");
+}
+
+#[test]
+fn a_long_query_is_interrupted_at_the_time_limit() {
+    let mut settings = StoreSettings::new(StoreLocation::Memory);
+    settings.sql.timeout = std::time::Duration::from_millis(300);
+    let (store, _sink) = Store::open(settings).expect("open");
+    let error = store
+        .query("SELECT count(*) FROM range(1000000000000) a, range(1000) b WHERE a.range * b.range = 7")
+        .expect_err("stopped");
+    assert!(matches!(error, SqlError::Timeout(_)), "{error}");
+    assert_eq!(store.query("SELECT 42").expect("still usable").rows, 1);
+}
+
+#[test]
+fn files_and_settings_are_out_of_reach() {
+    let (store, _sink) = memory_store();
+    for sql in [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM glob('/etc/*')",
+        "SELECT * FROM read_parquet('/tmp/*.parquet')",
+        "SELECT * FROM read_text('/etc/hostname')",
+    ] {
+        let error = store.query(sql).expect_err(sql);
+        assert!(matches!(error, SqlError::Forbidden(_)), "{sql}: {error:?}");
+    }
+    assert!(matches!(
+        store.query("SET threads = 1"),
+        Err(SqlError::NotReadOnly)
+    ));
+    assert!(matches!(
+        store.query("SELECT nextval('x')"),
+        Err(SqlError::Failed(_))
+    ));
+}
+
+#[test]
+fn closed_hours_are_exported_as_hive_partitions_that_queries_can_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = StoreSettings::new(StoreLocation::Memory);
+    settings.fleet = Some(FleetSettings {
+        dir: dir.path().join("fleet"),
+        replica: "gw-1".into(),
+    });
+    let (store, mut sink) = Store::open(settings.clone()).expect("open");
+    sink.write_batch(&(0..5).map(sample_event).collect::<Vec<_>>())
+        .expect("append");
+    let conn = sink.conn.as_ref().expect("open");
+    let fleet = settings.fleet.as_ref().expect("fleet");
+    let exported = fleet::export_closed_hours(conn, fleet).expect("export");
+    assert_eq!(exported.len(), 1);
+    assert_eq!(exported[0].requests, 5);
+    assert!(
+        fleet::export_closed_hours(conn, fleet).expect("again").is_empty(),
+        "exported once"
+    );
+    let glob = format!("{}/requests/**/*.parquet", fleet.dir.display());
+    let json = json_of(
+        &store,
+        &format!("SELECT replica, date, hour, count(*) FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY ALL"),
+    );
+    assert_eq!(json["rows"], serde_json::json!([["gw-1", "2023-11-14", 22, 5]]));
+}

@@ -1,0 +1,117 @@
+//! The `analytics` section: where the DuckDB store lives, how much it keeps, the fleet's Parquet
+//! directory, and the SQL endpoint's limits.
+
+use super::error::Problems;
+use super::raw::{RawAnalytics, RawFleet, Text};
+use super::values::{duration, positive};
+use lookout_analytics::{FleetSettings, Retention, SqlLimits, StoreLocation, StoreSettings};
+use std::path::PathBuf;
+
+/// The store's file when the config names none (relative to the config file's folder).
+pub(crate) const DEFAULT_STORE: &str = "lookout-data/analytics.duckdb";
+
+/// `None` when the store is off.
+pub(super) fn build_analytics(p: &mut Problems, raw: &RawAnalytics) -> Option<StoreSettings> {
+    let location = match raw.store.as_ref().map(|t| (t.trim(), t)) {
+        Some(("off", _)) => return None,
+        Some(("memory", _)) => StoreLocation::Memory,
+        Some(("", text)) => {
+            p.at(
+                text.span(),
+                "analytics.store",
+                "expected a file path, `memory` or `off`",
+            );
+            return None;
+        }
+        Some((path, _)) => StoreLocation::File(PathBuf::from(path)),
+        None => StoreLocation::File(PathBuf::from(DEFAULT_STORE)),
+    };
+    let mut settings = StoreSettings::new(location);
+    if let Some(retention) = &raw.retention {
+        settings.retention = Retention {
+            max_age: retention
+                .max_age
+                .as_ref()
+                .map(|age| duration(p, "analytics.retention.max_age", Some(age), Default::default())),
+            max_bytes: retention
+                .max_size
+                .as_ref()
+                .and_then(|size| bytes(p, "analytics.retention.max_size", size)),
+        };
+    }
+    settings.fleet = raw.fleet.as_ref().and_then(|fleet| build_fleet(p, fleet));
+    if let Some(sql) = &raw.sql {
+        let defaults = SqlLimits::default();
+        settings.sql = SqlLimits {
+            timeout: duration(p, "analytics.sql.timeout", sql.timeout.as_ref(), defaults.timeout),
+            max_rows: positive(
+                p,
+                "analytics.sql.max_rows",
+                sql.max_rows.as_ref(),
+                defaults.max_rows as u32,
+            ) as usize,
+            max_concurrent: positive(
+                p,
+                "analytics.sql.max_concurrent",
+                sql.max_concurrent.as_ref(),
+                defaults.max_concurrent as u32,
+            ) as usize,
+        };
+    }
+    if let Some(limit) = &raw.memory_limit {
+        if bytes(p, "analytics.memory_limit", limit).is_some() {
+            settings.memory_limit = limit.trim().to_owned();
+        }
+    }
+    settings.threads = positive(p, "analytics.threads", raw.threads.as_ref(), settings.threads);
+    Some(settings)
+}
+
+fn build_fleet(p: &mut Problems, raw: &RawFleet) -> Option<FleetSettings> {
+    let replica = match &raw.replica {
+        Some(name) => name.trim().to_owned(),
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|name| name.into_string().ok())
+            .unwrap_or_else(|| "lookout".to_owned()),
+    };
+    let valid = !replica.is_empty()
+        && replica
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        let message = format!("`{replica}` is not a replica name: use letters, digits, `-`, `_` and `.`");
+        match &raw.replica {
+            Some(name) => p.at(name.span(), "analytics.fleet.replica", message),
+            None => p.nowhere("analytics.fleet.replica", message),
+        }
+        return None;
+    }
+    if raw.dir.trim().is_empty() {
+        p.at(raw.dir.span(), "analytics.fleet.dir", "expected a directory");
+        return None;
+    }
+    Some(FleetSettings {
+        dir: PathBuf::from(raw.dir.trim()),
+        replica,
+    })
+}
+
+/// Parses `512MB`, `2GiB`, `1073741824`.
+fn bytes(p: &mut Problems, field: &str, text: &Text) -> Option<u64> {
+    match text.trim().parse::<bytesize::ByteSize>() {
+        Ok(size) if size.as_u64() > 0 => Some(size.as_u64()),
+        Ok(_) => {
+            p.at(text.span(), field, "a size must be greater than zero");
+            None
+        }
+        Err(error) => {
+            p.at(
+                text.span(),
+                field,
+                format!("invalid size `{}`: {error} (try e.g. `512MB` or `2GiB`)", &**text),
+            );
+            None
+        }
+    }
+}

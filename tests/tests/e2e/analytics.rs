@@ -1,0 +1,140 @@
+//! The analytics store end to end: every request through the gateway lands in DuckDB exactly
+//! once with its fields right, and the SQL endpoint answers what it may and refuses the rest.
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use lookout_gateway::Gateway;
+use lookout_tests::{body_json, send_body, start_gateway, wait_until, Reply, TestUpstream};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const TOKEN: &str = "s3cret-admin-token";
+
+/// A gateway with an in-memory store, an admin token, and the SQL limits given.
+async fn gateway_with_store(upstream: SocketAddr, sql_limits: &str) -> Gateway {
+    start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\n\
+         analytics: {{ store: memory, sql: {{ {sql_limits} }} }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{upstream}\"] }}\n\
+         routes:\n  - {{ name: files, match: {{ prefix: /download }}, upstream: svc }}\n  \
+         - {{ name: echo, match: {{ prefix: /echo }}, upstream: svc }}\n"
+    ))
+    .await
+}
+
+async fn sql(admin: SocketAddr, query: &str) -> Reply {
+    send_body(
+        admin,
+        Method::POST,
+        "/api/sql",
+        &[
+            ("authorization", &format!("Bearer {TOKEN}")),
+            ("content-type", "text/plain"),
+        ],
+        query.to_owned(),
+    )
+    .await
+}
+
+async fn rows(admin: SocketAddr, query: &str) -> Value {
+    let reply = sql(admin, query).await;
+    assert_eq!(reply.status, StatusCode::OK, "{query}: {:?}", reply.body);
+    body_json(&reply)["rows"].clone()
+}
+
+/// Sends `count` requests from `concurrency` keep-alive clients: request `i` asks for
+/// `/download/{i % 100}` (so its response has `i % 100` bytes), every seventh goes unmatched.
+async fn drive(proxy: SocketAddr, count: usize, concurrency: usize) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for i in (worker..count).step_by(concurrency) {
+                    let path = if i % 7 == 0 {
+                        format!("/nowhere/{i}")
+                    } else {
+                        format!("/download/{}", i % 100)
+                    };
+                    let request = Request::get(format!("http://{proxy}{path}"))
+                        .header("x-request-id", format!("load-{i}"))
+                        .body(Full::new(Bytes::new()))
+                        .expect("request");
+                    let response = client.request(request).await.expect("gateway answers");
+                    response.into_body().collect().await.expect("body");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("load task");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_lands_in_the_store_exactly_once_with_its_fields() {
+    const N: usize = 20_000;
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = gateway_with_store(upstream.addr, "").await;
+    drive(gateway.proxy_addr(), N, 32).await;
+    let store = gateway.store().expect("store on").clone();
+    let flushed = wait_until(Duration::from_secs(30), || {
+        let store = store.clone();
+        async move { store.stats().events_written as usize >= N }
+    })
+    .await;
+    assert!(flushed, "events written: {:?}", store.stats());
+    let admin = gateway.admin_addr();
+    let unmatched = (0..N).filter(|i| i % 7 == 0).count();
+    let bytes: u64 = (0..N).filter(|i| i % 7 != 0).map(|i| (i % 100) as u64).sum();
+    assert_eq!(
+        rows(admin, "SELECT count(*), count(DISTINCT request_id) FROM requests").await,
+        json!([[N, N]])
+    );
+    assert_eq!(
+        rows(
+            admin,
+            "SELECT coalesce(route, '-'), status, count(*), any_value(error_kind)
+             FROM requests GROUP BY ALL ORDER BY 1"
+        )
+        .await,
+        json!([
+            ["-", 404, unmatched, "no_route"],
+            ["files", 200, N - unmatched, null]
+        ])
+    );
+    assert_eq!(
+        rows(
+            admin,
+            "SELECT sum(bytes_out)::BIGINT FROM requests WHERE route = 'files'"
+        )
+        .await,
+        json!([[bytes]])
+    );
+    // One request, field by field, and its path.
+    assert_eq!(
+        rows(
+            admin,
+            "SELECT route, method, path, status, bytes_out, upstream, instance = (SELECT any_value(instance) FROM requests WHERE route = 'files'),
+                    attempts, http_version, client_ip, duration_us >= upstream_ttfb_us
+             FROM requests WHERE request_id = 'load-43'"
+        )
+        .await,
+        json!([["files", "GET", "/download/43", 200, 43, "svc", true, 1, "HTTP/1.1", "127.0.0.1", true]])
+    );
+    assert_eq!(
+        rows(
+            admin,
+            "SELECT seq, kind, status, start_us <= (SELECT duration_us FROM requests WHERE request_id = 'load-44')
+             FROM request_spans WHERE request_id = 'load-44' ORDER BY seq"
+        )
+        .await,
+        json!([[0, "route_match", null, true], [1, "upstream_attempt", 200, true]])
+    );
+    assert_eq!(gateway.event_stats().dropped, 0);
+    gateway.shutdown().await;
+}
