@@ -153,7 +153,25 @@ fn export(store: &Path, out: &Path, replica: Option<&str>) -> ExitCode {
     }
 }
 
+/// A file-size limit (`ulimit -f`) reached by the analytics store must fail that write, which
+/// the store survives, not kill the proxy: SIGXFSZ's default action is to terminate. Handling
+/// the signal turns it into an EFBIG error from the write.
+fn survive_file_size_limit() {
+    let kind = tokio::signal::unix::SignalKind::from_raw(nix::sys::signal::Signal::SIGXFSZ as i32);
+    match tokio::signal::unix::signal(kind) {
+        Ok(mut signals) => {
+            tokio::spawn(async move {
+                while signals.recv().await.is_some() {
+                    tracing::warn!("a write went past the file-size limit (SIGXFSZ); it fails instead");
+                }
+            });
+        }
+        Err(error) => tracing::warn!(%error, "cannot handle SIGXFSZ"),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    survive_file_size_limit();
     let overrides = Overrides {
         proxy: cli.proxy_addr,
         admin: cli.admin_addr,

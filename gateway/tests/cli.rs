@@ -13,16 +13,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const LOOKOUT: &str = env!("CARGO_BIN_EXE_lookout");
+pub(crate) const LOOKOUT: &str = env!("CARGO_BIN_EXE_lookout");
 
 /// A running `lookout` process whose stdout lines are collected as they come.
-struct Process {
-    child: Child,
+pub(crate) struct Process {
+    pub(crate) child: Child,
     lines: mpsc::Receiver<String>,
 }
 
 impl Process {
-    fn spawn(args: &[&str]) -> Process {
+    pub(crate) fn spawn(args: &[&str]) -> Process {
         let mut child = Command::new(LOOKOUT)
             .args(args)
             .env("RUST_LOG", "warn")
@@ -43,7 +43,7 @@ impl Process {
     }
 
     /// The first stdout line containing `needle` (waiting at most 20 s).
-    fn line_with(&self, needle: &str) -> String {
+    pub(crate) fn line_with(&self, needle: &str) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
             match self.lines.recv_timeout(left) {
@@ -55,12 +55,12 @@ impl Process {
         panic!("lookout never printed a line with {needle:?}");
     }
 
-    fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
         nix::sys::signal::kill(pid, signal).expect("signal delivered");
     }
 
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
         for _ in 0..200 {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
@@ -79,7 +79,7 @@ impl Drop for Process {
 }
 
 /// Extracts the address after `http://` at the given occurrence in a line.
-fn addr_in(line: &str, occurrence: usize) -> SocketAddr {
+pub(crate) fn addr_in(line: &str, occurrence: usize) -> SocketAddr {
     let rest = line
         .split("http://")
         .nth(occurrence + 1)
@@ -90,7 +90,7 @@ fn addr_in(line: &str, occurrence: usize) -> SocketAddr {
     rest[..end].parse().expect("a socket address")
 }
 
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let uri = format!("http://{addr}{path}").parse().expect("uri");
     let response = client.get(uri).await.expect("response");
@@ -99,7 +99,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-async fn books_upstream() -> SocketAddr {
+pub(crate) async fn books_upstream() -> SocketAddr {
     services::spawn(
         services::books("cli-books", 1),
         "127.0.0.1:0".parse().expect("addr"),

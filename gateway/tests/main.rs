@@ -2,3 +2,4 @@
 //! One test binary for the crate, as every test binary links the whole gateway.
 
 mod cli;
+mod store;
