@@ -71,3 +71,14 @@ where
     }
     false
 }
+
+/// Waits (at most 30 s) until the gateway's analytics store has written `count` events.
+pub async fn wait_for_stored(gateway: &Gateway, count: usize) {
+    let store = gateway.store().expect("the analytics store is on").clone();
+    let written = wait_until(Duration::from_secs(30), || {
+        let store = store.clone();
+        async move { store.stats().events_written as usize >= count }
+    })
+    .await;
+    assert!(written, "events written: {:?}", store.stats());
+}

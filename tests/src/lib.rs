@@ -10,6 +10,8 @@ mod otlp;
 mod upstream;
 
 pub use client::{body_json, send, send_body, Reply};
-pub use gateway::{single_upstream, start_gateway, start_gateway_to, start_gateway_with, wait_until};
+pub use gateway::{
+    single_upstream, start_gateway, start_gateway_to, start_gateway_with, wait_for_stored, wait_until,
+};
 pub use otlp::OtlpReceiver;
 pub use upstream::TestUpstream;

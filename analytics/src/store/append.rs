@@ -1,82 +1,139 @@
-//! Appending a batch of events: the requests and the steps of their paths, in one transaction so
-//! a failure leaves neither half behind.
+//! Appending a batch of events: the requests and the steps of their paths, each as one Arrow
+//! record batch through DuckDB's appender (a column at a time, not a value at a time), in one
+//! transaction so a failure leaves neither half behind.
 
+use super::in_transaction;
 use crate::{PathStep, RequestEvent};
-use duckdb::types::{TimeUnit, Value};
-use duckdb::{params, Appender, Connection};
+use arrow::array::{
+    ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt16Array, UInt32Array, UInt64Array,
+};
+use duckdb::Connection;
+use std::sync::Arc;
 
 pub(crate) fn append(conn: &Connection, events: &[RequestEvent]) -> duckdb::Result<()> {
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let appended = append_requests(conn, events).and_then(|()| append_steps(conn, events));
-    match appended {
-        Ok(()) => conn.execute_batch("COMMIT"),
-        Err(error) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(error)
-        }
-    }
+    in_transaction(conn, || {
+        conn.appender("requests")?
+            .append_record_batch(requests(events)?)?;
+        conn.appender("request_spans")?
+            .append_record_batch(steps(events)?)
+    })
 }
 
-fn append_requests(conn: &Connection, events: &[RequestEvent]) -> duckdb::Result<()> {
-    let mut appender = conn.appender("requests")?;
-    for e in events {
-        appender.append_row(params![
-            timestamp(e.timestamp_us),
-            &*e.request_id,
-            e.trace_id.as_deref(),
-            e.route.as_deref(),
-            &*e.method,
-            e.path.as_str(),
-            e.host.as_deref(),
-            e.client_ip.to_string(),
-            e.http_version,
-            e.upstream.as_deref(),
-            e.instance.as_deref(),
-            e.attempts,
-            e.status,
-            e.bytes_in,
-            e.bytes_out,
-            e.duration_us,
-            e.upstream_connect_us,
-            e.upstream_ttfb_us,
-            e.error_kind.map(|k| k.as_str()),
-            e.consumer.as_deref(),
-            e.variant.as_deref(),
-            e.cache_status.as_deref(),
-        ])?;
-    }
-    appender.flush()
-}
-
-fn append_steps(conn: &Connection, events: &[RequestEvent]) -> duckdb::Result<()> {
-    let mut appender = conn.appender("request_spans")?;
-    for e in events {
-        for (seq, step) in e.steps.iter().enumerate() {
-            append_step(&mut appender, e, seq as u16, step)?;
-        }
-    }
-    appender.flush()
-}
-
-fn append_step(
-    appender: &mut Appender<'_>,
-    e: &RequestEvent,
-    seq: u16,
-    step: &PathStep,
-) -> duckdb::Result<()> {
-    appender.append_row(params![
-        timestamp(e.timestamp_us),
-        &*e.request_id,
-        seq,
-        step.kind.as_str(),
-        step.start_us,
-        step.duration_us,
-        step.instance.as_deref(),
-        step.status,
-        step.error,
+/// The `requests` columns, in table order.
+fn requests(events: &[RequestEvent]) -> duckdb::Result<RecordBatch> {
+    let text = |f: fn(&RequestEvent) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(events.iter().map(f)))
+    };
+    let optional = |f: fn(&RequestEvent) -> Option<&str>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(events.iter().map(f)))
+    };
+    let number = |f: fn(&RequestEvent) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter_values(events.iter().map(f)))
+    };
+    batch(vec![
+        ("ts", timestamps(events.iter().map(|e| e.timestamp_us))),
+        ("request_id", text(|e| &e.request_id)),
+        ("trace_id", optional(|e| e.trace_id.as_deref())),
+        ("route", optional(|e| e.route.as_deref())),
+        ("method", text(|e| &e.method)),
+        ("path", text(|e| &e.path)),
+        ("host", optional(|e| e.host.as_deref())),
+        (
+            "client_ip",
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|e| e.client_ip.to_string()),
+            )),
+        ),
+        ("http_version", text(|e| e.http_version)),
+        ("upstream", optional(|e| e.upstream.as_deref())),
+        ("instance", optional(|e| e.instance.as_deref())),
+        (
+            "attempts",
+            Arc::new(UInt32Array::from_iter_values(events.iter().map(|e| e.attempts))),
+        ),
+        (
+            "status",
+            Arc::new(UInt16Array::from_iter_values(events.iter().map(|e| e.status))),
+        ),
+        ("bytes_in", number(|e| e.bytes_in)),
+        ("bytes_out", number(|e| e.bytes_out)),
+        ("duration_us", number(|e| e.duration_us)),
+        ("upstream_connect_us", number(|e| e.upstream_connect_us)),
+        ("upstream_ttfb_us", number(|e| e.upstream_ttfb_us)),
+        ("error_kind", optional(|e| e.error_kind.map(|k| k.as_str()))),
+        ("consumer", optional(|e| e.consumer.as_deref())),
+        ("variant", optional(|e| e.variant.as_deref())),
+        ("cache_status", optional(|e| e.cache_status.as_deref())),
     ])
 }
 
-fn timestamp(micros: u64) -> Value {
-    Value::Timestamp(TimeUnit::Microsecond, micros as i64)
+/// The `request_spans` columns, in table order: one row per step of each event.
+fn steps(events: &[RequestEvent]) -> duckdb::Result<RecordBatch> {
+    // Collected first: Arrow's string arrays need an iterator of known length.
+    let steps: Vec<(&RequestEvent, u16, &PathStep)> = events
+        .iter()
+        .flat_map(|e| {
+            e.steps
+                .iter()
+                .enumerate()
+                .map(move |(seq, step)| (e, seq as u16, step))
+        })
+        .collect();
+    let rows = || steps.iter().copied();
+    batch(vec![
+        ("ts", timestamps(rows().map(|(e, _, _)| e.timestamp_us))),
+        (
+            "request_id",
+            Arc::new(StringArray::from_iter_values(
+                rows().map(|(e, _, _)| &*e.request_id),
+            )),
+        ),
+        (
+            "seq",
+            Arc::new(UInt16Array::from_iter_values(
+                rows().map(|(_, seq, _)| seq as u16),
+            )),
+        ),
+        (
+            "kind",
+            Arc::new(StringArray::from_iter_values(
+                rows().map(|(_, _, s)| s.kind.as_str()),
+            )),
+        ),
+        (
+            "start_us",
+            Arc::new(UInt64Array::from_iter_values(rows().map(|(_, _, s)| s.start_us))),
+        ),
+        (
+            "duration_us",
+            Arc::new(UInt64Array::from_iter_values(
+                rows().map(|(_, _, s)| s.duration_us),
+            )),
+        ),
+        (
+            "instance",
+            Arc::new(StringArray::from_iter(
+                rows().map(|(_, _, s)| s.instance.as_deref()),
+            )),
+        ),
+        (
+            "status",
+            Arc::new(UInt16Array::from_iter(rows().map(|(_, _, s)| s.status))),
+        ),
+        (
+            "error",
+            Arc::new(StringArray::from_iter(rows().map(|(_, _, s)| s.error))),
+        ),
+    ])
+}
+
+fn timestamps(micros: impl Iterator<Item = u64>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from_iter_values(
+        micros.map(|us| us as i64),
+    ))
+}
+
+fn batch(columns: Vec<(&str, ArrayRef)>) -> duckdb::Result<RecordBatch> {
+    RecordBatch::try_from_iter(columns)
+        .map_err(|error| duckdb::Error::ToSqlConversionFailure(Box::new(error)))
 }

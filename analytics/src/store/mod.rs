@@ -284,6 +284,22 @@ fn lock_down(conn: &Connection, fleet_dir: Option<&Path>) -> Result<(), StoreErr
     Ok(())
 }
 
+/// Runs `work` in a transaction: committed when it succeeds, rolled back when it fails (the
+/// work's error is the one returned).
+pub(crate) fn in_transaction<T>(
+    conn: &Connection,
+    work: impl FnOnce() -> duckdb::Result<T>,
+) -> duckdb::Result<T> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    match work() {
+        Ok(value) => conn.execute_batch("COMMIT").map(|()| value),
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
 /// Microseconds since the Unix epoch, now.
 pub(crate) fn now_us() -> i64 {
     SystemTime::now()

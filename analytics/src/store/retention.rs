@@ -2,7 +2,7 @@
 //! configured size, the oldest tenth of the events goes (then a checkpoint returns the freed
 //! blocks for reuse, so the file stops growing).
 
-use super::{now_us, Retention};
+use super::{in_transaction, now_us, Retention};
 use duckdb::types::{TimeUnit, Value};
 use duckdb::Connection;
 

@@ -2,6 +2,7 @@
 //! minutes its recent appends touched (a request is stamped with its start, so a long one can
 //! land in a minute already rolled up); older minutes are final.
 
+use super::in_transaction;
 use duckdb::types::{TimeUnit, Value};
 use duckdb::Connection;
 
@@ -32,15 +33,9 @@ FROM (
 /// Recomputes every minute from the one holding `from_us` (microseconds since the epoch) on.
 pub(crate) fn refresh(conn: &Connection, from_us: i64) -> duckdb::Result<()> {
     let from = Value::Timestamp(TimeUnit::Microsecond, from_us - from_us.rem_euclid(MINUTE_US));
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let refreshed = conn
-        .execute("DELETE FROM rollup_minute WHERE minute >= ?", [&from])
-        .and_then(|_| conn.execute(REFRESH, [&from]));
-    match refreshed {
-        Ok(_) => conn.execute_batch("COMMIT"),
-        Err(error) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(error)
-        }
-    }
+    in_transaction(conn, || {
+        conn.execute("DELETE FROM rollup_minute WHERE minute >= ?", [&from])?;
+        conn.execute(REFRESH, [&from])?;
+        Ok(())
+    })
 }

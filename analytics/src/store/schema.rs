@@ -2,7 +2,7 @@
 //! versions applied are recorded in `schema_migrations`. A store written by a newer Lookout is
 //! refused rather than guessed at.
 
-use super::StoreError;
+use super::{in_transaction, StoreError};
 use duckdb::Connection;
 
 /// Every migration, oldest first. Append new ones; never edit one that has shipped.
@@ -37,18 +37,11 @@ pub(crate) fn migrate(conn: &Connection) -> Result<u32, StoreError> {
 }
 
 fn apply(conn: &Connection, version: u32, sql: &str) -> duckdb::Result<()> {
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let applied = conn
-        .execute_batch(sql)
-        .and_then(|()| conn.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version]));
-    match applied {
-        Ok(_) => conn.execute_batch("COMMIT"),
-        Err(error) => {
-            // The migration's own error is the one worth reporting.
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(error)
-        }
-    }
+    in_transaction(conn, || {
+        conn.execute_batch(sql)?;
+        conn.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -7,10 +7,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lookout_gateway::Gateway;
-use lookout_tests::{body_json, send_body, start_gateway, wait_until, Reply, TestUpstream};
+use lookout_tests::{body_json, send_body, start_gateway, wait_for_stored, Reply, TestUpstream};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 const TOKEN: &str = "s3cret-admin-token";
 
@@ -81,13 +80,7 @@ async fn every_request_lands_in_the_store_exactly_once_with_its_fields() {
     let upstream = TestUpstream::start("svc").await;
     let gateway = gateway_with_store(upstream.addr, "").await;
     drive(gateway.proxy_addr(), N, 32).await;
-    let store = gateway.store().expect("store on").clone();
-    let flushed = wait_until(Duration::from_secs(30), || {
-        let store = store.clone();
-        async move { store.stats().events_written as usize >= N }
-    })
-    .await;
-    assert!(flushed, "events written: {:?}", store.stats());
+    wait_for_stored(&gateway, N).await;
     let admin = gateway.admin_addr();
     let unmatched = (0..N).filter(|i| i % 7 == 0).count();
     let bytes: u64 = (0..N).filter(|i| i % 7 != 0).map(|i| (i % 100) as u64).sum();

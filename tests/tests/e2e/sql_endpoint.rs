@@ -3,10 +3,9 @@
 
 use http::{Method, StatusCode};
 use lookout_gateway::Gateway;
-use lookout_tests::{body_json, send, send_body, start_gateway, wait_until, Reply, TestUpstream};
+use lookout_tests::{body_json, send, send_body, start_gateway, wait_for_stored, Reply, TestUpstream};
 use serde_json::json;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 const TOKEN: &str = "s3cret-admin-token";
 
@@ -38,13 +37,7 @@ async fn gateway_with_requests(n: usize) -> (Gateway, TestUpstream) {
     for i in 0..n {
         send(gateway.proxy_addr(), Method::GET, &format!("/item/{i}"), &[]).await;
     }
-    let store = gateway.store().expect("store").clone();
-    let written = wait_until(Duration::from_secs(10), || {
-        let store = store.clone();
-        async move { store.stats().events_written as usize >= n }
-    })
-    .await;
-    assert!(written, "{:?}", store.stats());
+    wait_for_stored(&gateway, n).await;
     (gateway, upstream)
 }
 

@@ -1,0 +1,145 @@
+//! Store benchmarks: the ingest rate of the writer's path (batches appended through the
+//! [`StoreSink`], DuckDB on one thread) and the latency of the dashboard's heaviest named query
+//! (p50/p95/p99 per route per minute over the last hour) over 10 million events, all in that hour.
+//!
+//!     cargo bench -p lookout-analytics --bench store            # 10 million events
+//!     EVENTS=1000000 cargo bench -p lookout-analytics --bench store
+//!
+//! Prints figures; it does not pass or fail on them.
+
+use lookout_analytics::{
+    ErrorKind, EventSink, PathStep, RequestEvent, StepKind, Store, StoreLocation, StoreSettings,
+};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const BATCH: usize = 8192;
+const ROUTES: [&str; 12] = [
+    "books",
+    "book",
+    "reviews",
+    "inventory",
+    "search",
+    "users",
+    "orders",
+    "cart",
+    "checkout",
+    "auth",
+    "images",
+    "health",
+];
+
+fn main() -> anyhow::Result<()> {
+    let events: usize = std::env::var("EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000_000);
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench.duckdb");
+    let ingest = ingest(&path, events)?;
+    println!(
+        "ingest: {events} events (each with 2 path steps) in {:.1} s = {:.0} events/s on one DuckDB thread \
+         (appends only; building the events is not timed)",
+        ingest.as_secs_f64(),
+        events as f64 / ingest.as_secs_f64()
+    );
+    query_latency(&path)?;
+    Ok(())
+}
+
+/// Appends `count` events spread over the last hour, batch by batch, timing only the appends.
+fn ingest(path: &std::path::Path, count: usize) -> anyhow::Result<Duration> {
+    let location = match std::env::var("STORE").as_deref() {
+        Ok("memory") => StoreLocation::Memory,
+        _ => StoreLocation::File(path.to_owned()),
+    };
+    let mut settings = StoreSettings::new(location);
+    settings.threads = 1;
+    let (_store, mut sink) = Store::open(settings)?;
+    let now_us = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
+    let start_us = now_us - 3_600_000_000;
+    let step_us = 3_600_000_000 / count.max(1) as u64;
+    let mut spent = Duration::ZERO;
+    let mut batch = Vec::with_capacity(BATCH);
+    for first in (0..count).step_by(BATCH) {
+        batch.clear();
+        batch.extend((first..(first + BATCH).min(count)).map(|i| event(i, start_us + i as u64 * step_us)));
+        let started = Instant::now();
+        sink.write_batch(&batch)?;
+        spent += started.elapsed();
+    }
+    sink.close();
+    Ok(spent)
+}
+
+fn query_latency(path: &std::path::Path) -> anyhow::Result<()> {
+    let (store, _sink) = Store::open(StoreSettings::new(StoreLocation::File(path.to_owned())))?;
+    let mut timings = Vec::new();
+    let mut rows = 0;
+    for _ in 0..11 {
+        let started = Instant::now();
+        let result = store.query_canned("route_latency_per_minute", |_| None)?;
+        timings.push(started.elapsed());
+        rows = result.rows;
+    }
+    timings.remove(0); // the first run also warms DuckDB's caches
+    timings.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "query route_latency_per_minute (p50/p95/p99 per route per minute, last hour; {rows} rows), \
+         10 runs on {} DuckDB threads: p50 {:.0} ms, max {:.0} ms",
+        store.settings().threads,
+        ms(timings[timings.len() / 2]),
+        ms(timings[timings.len() - 1])
+    );
+    Ok(())
+}
+
+fn event(i: usize, timestamp_us: u64) -> RequestEvent {
+    let route: Arc<str> = ROUTES[i % ROUTES.len()].into();
+    let status = if i % 97 == 0 { 503 } else { 200 };
+    let duration_us = 500 + (i as u64 * 7919) % 200_000;
+    RequestEvent {
+        timestamp_us,
+        request_id: format!("bench-{i}").into(),
+        trace_id: None,
+        route: Some(route.clone()),
+        method: "GET".into(),
+        path: format!("/{route}/{}", i % 1000),
+        host: Some("bench.example".into()),
+        client_ip: IpAddr::from([10, 0, (i >> 8) as u8, i as u8]),
+        http_version: "HTTP/1.1",
+        upstream: Some(route),
+        instance: Some("10.0.0.1:8080".into()),
+        attempts: 1,
+        status,
+        bytes_in: 0,
+        bytes_out: (i % 4096) as u64,
+        duration_us,
+        upstream_connect_us: 0,
+        upstream_ttfb_us: duration_us - 100,
+        error_kind: (status == 503).then_some(ErrorKind::UpstreamTimeout),
+        consumer: None,
+        variant: None,
+        cache_status: None,
+        steps: vec![
+            PathStep {
+                kind: StepKind::RouteMatch,
+                start_us: 2,
+                duration_us: 1,
+                instance: None,
+                status: None,
+                error: None,
+            },
+            PathStep {
+                kind: StepKind::UpstreamAttempt,
+                start_us: 10,
+                duration_us: duration_us - 20,
+                instance: Some("10.0.0.1:8080".into()),
+                status: Some(status),
+                error: None,
+            },
+        ],
+    }
+}
