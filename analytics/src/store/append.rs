@@ -90,9 +90,7 @@ fn steps(events: &[RequestEvent]) -> duckdb::Result<RecordBatch> {
         ),
         (
             "seq",
-            Arc::new(UInt16Array::from_iter_values(
-                rows().map(|(_, seq, _)| seq as u16),
-            )),
+            Arc::new(UInt16Array::from_iter_values(rows().map(|(_, seq, _)| seq))),
         ),
         (
             "kind",

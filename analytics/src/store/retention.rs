@@ -30,24 +30,15 @@ pub(crate) fn enforce(conn: &Connection, retention: &Retention) -> duckdb::Resul
 
 fn delete_before(conn: &Connection, cutoff_us: i64) -> duckdb::Result<u64> {
     let cutoff = Value::Timestamp(TimeUnit::Microsecond, cutoff_us);
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let deleted = conn
-        .execute("DELETE FROM requests WHERE ts < ?", [&cutoff])
-        .and_then(|n| {
-            conn.execute("DELETE FROM request_spans WHERE ts < ?", [&cutoff])?;
-            conn.execute(
-                "DELETE FROM rollup_minute WHERE minute < date_trunc('minute', ?)",
-                [&cutoff],
-            )?;
-            Ok(n)
-        });
-    match deleted {
-        Ok(n) => conn.execute_batch("COMMIT").map(|()| n as u64),
-        Err(error) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(error)
-        }
-    }
+    in_transaction(conn, || {
+        let deleted = conn.execute("DELETE FROM requests WHERE ts < ?", [&cutoff])?;
+        conn.execute("DELETE FROM request_spans WHERE ts < ?", [&cutoff])?;
+        conn.execute(
+            "DELETE FROM rollup_minute WHERE minute < date_trunc('minute', ?)",
+            [&cutoff],
+        )?;
+        Ok(deleted as u64)
+    })
 }
 
 /// Bytes of blocks in use: for a file, its used blocks; in memory, the memory DuckDB holds.
