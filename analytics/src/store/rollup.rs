@@ -1,6 +1,8 @@
-//! Per-minute rollups per route, status class, variant and consumer. The writer recomputes the
-//! minutes its recent appends touched (a request is stamped with its start, so a long one can
-//! land in a minute already rolled up); older minutes are final.
+//! Per-minute rollups per route, status class, variant and consumer. A minute is rolled up once,
+//! a few seconds after it closes, so each event is aggregated once however busy the gateway is.
+//! A request is stamped with its start, so a long one can land in a minute already rolled up:
+//! such late events send the refresh back to their minute. On shutdown the open minute is
+//! rolled up too (and recomputed, complete, after the next start).
 
 use super::in_transaction;
 use duckdb::types::{TimeUnit, Value};
@@ -26,16 +28,117 @@ FROM (
            quantile_cont(duration_us, [0.5, 0.9, 0.95, 0.99]) AS q,
            max(duration_us) AS max_us
     FROM requests
-    WHERE ts >= ?
+    WHERE ts >= ? AND ts < ?
     GROUP BY ALL
 )";
 
-/// Recomputes every minute from the one holding `from_us` (microseconds since the epoch) on.
-pub(crate) fn refresh(conn: &Connection, from_us: i64) -> duckdb::Result<()> {
-    let from = Value::Timestamp(TimeUnit::Microsecond, from_us - from_us.rem_euclid(MINUTE_US));
+/// How long after a minute ends it is rolled up: requests in flight at its end mostly finish.
+const GRACE_US: i64 = 5_000_000;
+
+/// Which minutes new events touched.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// The earliest event time appended and not yet rolled up, microseconds since the epoch.
+    from_us: Option<i64>,
+    /// The latest event time appended.
+    latest_us: i64,
+}
+
+impl Pending {
+    /// Notes the times of a batch that was appended.
+    pub(crate) fn note(&mut self, earliest_us: i64, latest_us: i64) {
+        self.from_us = Some(self.from_us.map_or(earliest_us, |from| from.min(earliest_us)));
+        self.latest_us = self.latest_us.max(latest_us);
+    }
+
+    /// Rolls up the closed minutes that new events touched; with `include_open`, the open minute
+    /// too (on shutdown).
+    pub(crate) fn refresh(
+        &mut self,
+        conn: &Connection,
+        now_us: i64,
+        include_open: bool,
+    ) -> duckdb::Result<()> {
+        let Some(from_us) = self.from_us else {
+            return Ok(());
+        };
+        let until = if include_open {
+            minute_of(self.latest_us) + MINUTE_US
+        } else {
+            minute_of(now_us - GRACE_US)
+        };
+        let from = minute_of(from_us);
+        if from >= until {
+            return Ok(());
+        }
+        refresh(conn, from, until)?;
+        self.from_us = (self.latest_us >= until).then_some(until);
+        Ok(())
+    }
+}
+
+fn minute_of(us: i64) -> i64 {
+    us - us.rem_euclid(MINUTE_US)
+}
+
+/// Recomputes the minutes in `[from_us, until_us)`, both minute boundaries.
+fn refresh(conn: &Connection, from_us: i64, until_us: i64) -> duckdb::Result<()> {
+    let from = Value::Timestamp(TimeUnit::Microsecond, from_us);
+    let until = Value::Timestamp(TimeUnit::Microsecond, until_us);
     in_transaction(conn, || {
-        conn.execute("DELETE FROM rollup_minute WHERE minute >= ?", [&from])?;
-        conn.execute(REFRESH, [&from])?;
+        conn.execute(
+            "DELETE FROM rollup_minute WHERE minute >= ? AND minute < ?",
+            [&from, &until],
+        )?;
+        conn.execute(REFRESH, [&from, &until])?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::tests::sample_event;
+    use crate::store::{append::append, schema::migrate};
+
+    fn rolled_up(conn: &Connection) -> Vec<(i64, u64)> {
+        let mut statement = conn
+            .prepare("SELECT epoch_us(minute), requests FROM rollup_minute ORDER BY 1")
+            .expect("prepare");
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("query");
+        rows.collect::<Result<_, _>>().expect("rows")
+    }
+
+    #[test]
+    fn closed_minutes_are_rolled_up_once_and_again_for_late_events() {
+        let conn = Connection::open_in_memory().expect("open");
+        migrate(&conn).expect("migrate");
+        let minute = 1_800_000_000 * 1_000_000 - 1_800_000_000_000_000 % MINUTE_US;
+        let now = minute + 3 * MINUTE_US + 10_000_000; // past the grace after minute + 2
+        let mut pending = Pending::default();
+        let mut add = |at: i64, pending: &mut Pending| {
+            let mut event = sample_event(0);
+            event.timestamp_us = at as u64;
+            append(&conn, &[event]).expect("append");
+            pending.note(at, at);
+        };
+        add(minute + 10, &mut pending);
+        add(minute + 2 * MINUTE_US, &mut pending);
+        add(now - 1, &mut pending); // the open minute
+        pending.refresh(&conn, now, false).expect("refresh");
+        assert_eq!(rolled_up(&conn), vec![(minute, 1), (minute + 2 * MINUTE_US, 1)]);
+
+        add(minute + 20, &mut pending); // a late event in a closed minute
+        pending.refresh(&conn, now, false).expect("refresh");
+        assert_eq!(rolled_up(&conn), vec![(minute, 2), (minute + 2 * MINUTE_US, 1)]);
+
+        pending.refresh(&conn, now, true).expect("on shutdown");
+        let open = minute_of(now - 1);
+        assert_eq!(
+            rolled_up(&conn),
+            vec![(minute, 2), (minute + 2 * MINUTE_US, 1), (open, 1)]
+        );
+    }
 }

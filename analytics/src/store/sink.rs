@@ -2,14 +2,14 @@
 //! retention, exports closed hours; and when the database fails, drops it, counts what is lost
 //! and reopens it with back-off until it works again.
 
-use super::{append, fleet, lock, open_database, retention, rollup, Store};
+use super::{append, fleet, lock, now_us, open_database, retention, rollup, Store};
 use crate::{EventSink, RequestEvent};
 use duckdb::Connection;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-/// How often rollups catch up with the appends (so they trail by at most this much).
+/// How often closed minutes are rolled up.
 const ROLLUP_EVERY: Duration = Duration::from_secs(5);
 /// How often retention and the fleet export run.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
@@ -20,8 +20,8 @@ pub struct StoreSink {
     store: Store,
     /// The writer's connection; `None` while the database is down.
     pub(super) conn: Option<Connection>,
-    /// The earliest event time appended since the last rollup.
-    dirty_from_us: Option<i64>,
+    /// The minutes new events touched, for the rollups.
+    pending: rollup::Pending,
     last_rollup: Instant,
     last_housekeeping: Instant,
     retry_at: Instant,
@@ -34,7 +34,7 @@ impl StoreSink {
         StoreSink {
             store,
             conn: Some(conn),
-            dirty_from_us: None,
+            pending: rollup::Pending::default(),
             last_rollup: now,
             last_housekeeping: now,
             retry_at: now,
@@ -76,14 +76,11 @@ impl StoreSink {
         }
     }
 
-    fn roll_up(&mut self) {
-        let (Some(conn), Some(from)) = (&self.conn, self.dirty_from_us) else {
-            return;
-        };
+    fn roll_up(&mut self, include_open: bool) {
+        let Some(conn) = &self.conn else { return };
         self.last_rollup = Instant::now();
-        match rollup::refresh(conn, from) {
-            Ok(()) => self.dirty_from_us = None,
-            Err(error) => self.fail(&error),
+        if let Err(error) = self.pending.refresh(conn, now_us(), include_open) {
+            self.fail(&error);
         }
     }
 
@@ -126,8 +123,10 @@ impl EventSink for StoreSink {
                 counters
                     .events_written
                     .fetch_add(events.len() as u64, Ordering::Relaxed);
-                let earliest = events.iter().map(|e| e.timestamp_us as i64).min();
-                self.dirty_from_us = self.dirty_from_us.into_iter().chain(earliest).min();
+                let times = events.iter().map(|e| e.timestamp_us as i64);
+                if let (Some(earliest), Some(latest)) = (times.clone().min(), times.max()) {
+                    self.pending.note(earliest, latest);
+                }
                 Ok(())
             }
             Err(error) => {
@@ -146,7 +145,7 @@ impl EventSink for StoreSink {
             return;
         }
         if self.last_rollup.elapsed() >= ROLLUP_EVERY {
-            self.roll_up();
+            self.roll_up(false);
         }
         if self.last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
             self.housekeeping();
@@ -154,6 +153,6 @@ impl EventSink for StoreSink {
     }
 
     fn close(&mut self) {
-        self.roll_up();
+        self.roll_up(true);
     }
 }
