@@ -118,7 +118,7 @@ mod tests {
         let minute = 1_800_000_000 * 1_000_000 - 1_800_000_000_000_000 % MINUTE_US;
         let now = minute + 3 * MINUTE_US + 10_000_000; // past the grace after minute + 2
         let mut pending = Pending::default();
-        let mut add = |at: i64, pending: &mut Pending| {
+        let add = |at: i64, pending: &mut Pending| {
             let mut event = sample_event(0);
             event.timestamp_us = at as u64;
             append(&conn, &[event]).expect("append");
