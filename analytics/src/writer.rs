@@ -91,7 +91,13 @@ fn run(receiver: EventReceiver, sinks: Vec<Box<dyn EventSink>>, stop: &AtomicBoo
             if batch.is_empty() {
                 break;
             }
+            let full = batch.len() == MAX_BATCH;
             write(&receiver, &mut outputs, &mut batch);
+            // What arrived during a partial batch's write waits for the next pass: draining it at
+            // once would turn a steady stream into many tiny batches, each paying a commit.
+            if !full && !stopping {
+                break;
+            }
         }
         for output in &mut outputs {
             output.sink.maintain();
