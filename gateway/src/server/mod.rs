@@ -251,6 +251,9 @@ impl Shared {
         if config.listeners != self.listeners {
             tracing::warn!("listener addresses changed in the config; they take effect on restart");
         }
+        if config.analytics.as_ref() != self.store.as_ref().map(Store::settings) {
+            tracing::warn!("analytics settings changed in the config; they take effect on restart");
+        }
         spawn_health_checks(config.routes.upstreams());
         config.routes.retain_in(&self.registry);
         self.proxy.routes.store(config.routes);
