@@ -130,11 +130,7 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn export(store: &Path, out: &Path, replica: Option<&str>) -> ExitCode {
-    let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok());
-    let replica = replica
-        .map(str::to_owned)
-        .or(hostname)
-        .unwrap_or_else(|| "lookout".into());
+    let replica = replica.map_or_else(crate::config::default_replica, str::to_owned);
     match lookout_analytics::export_store(store, out, &replica) {
         Ok(partitions) => {
             let requests: u64 = partitions.iter().map(|p| p.requests).sum();

@@ -181,7 +181,10 @@ async fn run_reloads_on_sighup_and_file_change_and_drains_on_sigterm() {
 
     // The file watch picks up a change by itself.
     std::fs::write(&path, config(upstream, "/moved")).expect("rewrite");
-    let watched = wait_for(|| async { get(proxy, "/books/1").await.1.contains("no_route") }).await;
+    let watched = wait_for(Duration::from_secs(5), || async {
+        get(proxy, "/books/1").await.1.contains("no_route")
+    })
+    .await;
     assert!(watched, "the file change was applied");
     let (status, body) = get(proxy, "/moved").await;
     assert_eq!(status, 404, "the books service has no /moved path");
@@ -190,7 +193,10 @@ async fn run_reloads_on_sighup_and_file_change_and_drains_on_sigterm() {
     // SIGHUP reloads too: generation goes up.
     let before = generation(admin).await;
     lookout.signal(Signal::SIGHUP);
-    let hup = wait_for(|| async { generation(admin).await > before }).await;
+    let hup = wait_for(Duration::from_secs(5), || async {
+        generation(admin).await > before
+    })
+    .await;
     assert!(hup, "SIGHUP reloaded the config");
 
     lookout.signal(Signal::SIGTERM);
@@ -203,12 +209,14 @@ async fn generation(admin: SocketAddr) -> u64 {
     ready["generation"].as_u64().expect("generation")
 }
 
-async fn wait_for<F, Fut>(mut check: F) -> bool
+/// Polls `check` every 20 ms until it holds or `limit` passes.
+pub(crate) async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..250 {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
         if check().await {
             return true;
         }
@@ -257,7 +265,7 @@ async fn demo_serves_its_routes_and_generates_traffic() {
     let (status, body) = get(proxy, "/books/3").await;
     assert_eq!(status, 200);
     assert!(body.contains("Site Reliability Engineering"), "{body}");
-    let generated = wait_for(|| async {
+    let generated = wait_for(Duration::from_secs(5), || async {
         let (_, stats) = get(admin, "/admin/stats").await;
         let stats: serde_json::Value = serde_json::from_str(&stats).expect("json");
         stats["analytics"]["accepted"].as_u64().unwrap_or(0) > 20

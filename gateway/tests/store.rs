@@ -1,7 +1,7 @@
 //! The analytics store as a process uses it: a database fault the proxy rides out, answers equal
 //! to DuckDB's own (its Python package) on a copy of the file, and `lookout analytics export`.
 
-use crate::cli::{addr_in, books_upstream, get, Process, LOOKOUT};
+use crate::cli::{addr_in, books_upstream, get, wait_for, Process, LOOKOUT};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn store_config(upstream: SocketAddr, analytics: &str) -> String {
     format!(
@@ -51,22 +51,6 @@ async fn count(admin: SocketAddr, query: &str) -> u64 {
     body["rows"][0][0].as_u64().expect("a count")
 }
 
-/// Polls `check` every 100 ms until it holds or `limit` passes.
-async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find(|line| line.starts_with(name))
@@ -98,7 +82,7 @@ async fn the_proxy_rides_out_an_unwritable_store_and_events_land_again_after() {
     for i in 0..100 {
         assert_eq!(get(proxy, &format!("/books/{}", i % 5 + 1)).await.0, 200);
     }
-    let stored = eventually(Duration::from_secs(10), || async {
+    let stored = wait_for(Duration::from_secs(10), || async {
         count(admin, "SELECT count(*) FROM requests").await == 100
     })
     .await;
@@ -116,7 +100,7 @@ async fn the_proxy_rides_out_an_unwritable_store_and_events_land_again_after() {
         let path = format!("/books/{}", i % 5 + 1);
         assert_eq!(get(proxy, &path).await.0, 200, "the proxy keeps answering");
     }
-    let failing = eventually(Duration::from_secs(10), || async {
+    let failing = wait_for(Duration::from_secs(10), || async {
         let metrics = get(admin, "/metrics").await.1;
         metric(&metrics, "lookout_analytics_store_write_failures_total") >= 1.0
             && metric(&metrics, "lookout_analytics_store_events_lost_total") >= 1.0
@@ -126,7 +110,7 @@ async fn the_proxy_rides_out_an_unwritable_store_and_events_land_again_after() {
 
     limit_file_size(lookout.child.id(), None);
     let mut marker = 0;
-    let recovered = eventually(Duration::from_secs(60), || {
+    let recovered = wait_for(Duration::from_secs(60), || {
         marker += 1;
         let path = format!("/books/after-{marker}");
         async move {
@@ -223,7 +207,7 @@ async fn answers_equal_duckdbs_own_on_a_copy_and_export_writes_the_fleet_layout(
         };
         get(proxy, &path).await;
     }
-    let stored = eventually(Duration::from_secs(10), || async {
+    let stored = wait_for(Duration::from_secs(10), || async {
         count(admin, "SELECT count(*) FROM requests").await == 300
     })
     .await;

@@ -2,7 +2,7 @@
 //! retention, exports closed hours; and when the database fails, drops it, counts what is lost
 //! and reopens it with back-off until it works again.
 
-use super::{append, fleet, lock, now_us, open_database, retention, rollup, Store};
+use super::{append, fleet, lock, now_us, open_database, retention, rollup, Store, StoreError};
 use crate::{EventSink, RequestEvent};
 use duckdb::Connection;
 use std::io;
@@ -88,23 +88,20 @@ impl StoreSink {
         let Some(conn) = &self.conn else { return };
         self.last_housekeeping = Instant::now();
         let shared = &self.store.shared;
-        let settings = &shared.settings;
-        let expired = retention::enforce(conn, &settings.retention).map_err(super::StoreError::from);
-        let exported = expired.and_then(|expired| {
+        let run = || -> Result<(), StoreError> {
+            let expired = retention::enforce(conn, &shared.settings.retention)?;
             shared.counters.rows_expired.fetch_add(expired, Ordering::Relaxed);
-            match &settings.fleet {
-                Some(fleet) => fleet::export_closed_hours(conn, fleet).map(|p| p.len() as u64),
-                None => Ok(0),
-            }
-        });
-        match exported {
-            Ok(partitions) => {
+            if let Some(fleet) = &shared.settings.fleet {
+                let exported = fleet::export_closed_hours(conn, fleet)?.len() as u64;
                 shared
                     .counters
                     .partitions_exported
-                    .fetch_add(partitions, Ordering::Relaxed);
+                    .fetch_add(exported, Ordering::Relaxed);
             }
-            Err(error) => self.fail(&error),
+            Ok(())
+        };
+        if let Err(error) = run() {
+            self.fail(&error);
         }
     }
 }

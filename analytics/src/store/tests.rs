@@ -100,7 +100,7 @@ fn a_long_query_is_interrupted_at_the_time_limit() {
 
 #[test]
 fn files_and_settings_are_out_of_reach() {
-    let (store, _sink) = memory_store();
+    let (store, sink) = memory_store();
     for sql in [
         "SELECT * FROM read_csv('/etc/passwd')",
         "SELECT * FROM glob('/etc/*')",
@@ -114,10 +114,18 @@ fn files_and_settings_are_out_of_reach() {
         store.query("SET threads = 1"),
         Err(SqlError::NotReadOnly)
     ));
+    // The one SELECT that writes: only the read-only transaction stops it.
+    let writer = sink.conn.as_ref().expect("open");
+    writer.execute_batch("CREATE SEQUENCE probe").expect("sequence");
     assert!(matches!(
-        store.query("SELECT nextval('x')"),
+        store.query("SELECT nextval('probe')"),
         Err(SqlError::Failed(_))
     ));
+    let error = store
+        .query("SELECT nextval('probe')")
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("read-only"), "{error}");
 }
 
 #[test]

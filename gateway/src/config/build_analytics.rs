@@ -70,10 +70,7 @@ pub(super) fn build_analytics(p: &mut Problems, raw: &RawAnalytics) -> Option<St
 fn build_fleet(p: &mut Problems, raw: &RawFleet) -> Option<FleetSettings> {
     let replica = match &raw.replica {
         Some(name) => name.trim().to_owned(),
-        None => nix::unistd::gethostname()
-            .ok()
-            .and_then(|name| name.into_string().ok())
-            .unwrap_or_else(|| "lookout".to_owned()),
+        None => default_replica(),
     };
     let valid = !replica.is_empty()
         && replica
@@ -95,6 +92,14 @@ fn build_fleet(p: &mut Problems, raw: &RawFleet) -> Option<FleetSettings> {
         dir: PathBuf::from(raw.dir.trim()),
         replica,
     })
+}
+
+/// A replica's name when none is given: the host name (a pod's name on Kubernetes).
+pub(crate) fn default_replica() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "lookout".to_owned())
 }
 
 /// Parses `512MB`, `2GiB`, `1073741824`.

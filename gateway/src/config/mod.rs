@@ -3,6 +3,7 @@
 
 mod build;
 mod build_analytics;
+pub(crate) use build_analytics::default_replica;
 mod build_route;
 mod build_upstream;
 mod error;
