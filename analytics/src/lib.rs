@@ -6,6 +6,8 @@
 //!   access log ([`JsonLinesSink`]) and the store ([`StoreSink`]).
 //! - The store ([`Store`]): requests, the steps of their paths, per-minute rollups, retention,
 //!   hourly Parquet partitions for the fleet; it survives a failing database by reopening it.
+//! - Analyses over the store ([`analysis`]): the dashboard's figures, anomaly detection against
+//!   a robust baseline, canary / A-B verdicts.
 //! - Read-only, sandboxed SQL over the store ([`sql`]), with time and row limits, in JSON, CSV
 //!   or Parquet, and the dashboard's named queries.
 //!
@@ -14,6 +16,7 @@
 //! directory, or change a setting. It knows nothing of the gateway's internals; the gateway
 //! depends on it, never the reverse.
 
+pub mod analysis;
 mod event;
 mod jsonl;
 mod queue;

@@ -50,6 +50,25 @@ impl Store {
         result
     }
 
+    /// Runs the store's own reads (the analyses behind the dashboard) on a connection of its
+    /// own, in a read-only transaction, under the same time limit and concurrency bound as any
+    /// query. Their SQL is ours, so it skips the guard; the transaction still forbids writes.
+    pub fn read<T>(&self, read: impl FnOnce(&Connection) -> duckdb::Result<T>) -> Result<T, SqlError> {
+        let timeout = self.shared.settings.sql.timeout;
+        let slot = QuerySlot::take(self)?;
+        let conn = slot.conn()?;
+        conn.execute_batch("BEGIN TRANSACTION READ ONLY")
+            .map_err(failed)?;
+        let watchdog = Watchdog::arm(conn.interrupt_handle(), timeout);
+        let outcome = read(conn);
+        let fired = watchdog.fired();
+        let _ = conn.execute_batch("ROLLBACK");
+        match outcome {
+            Err(_) if fired => Err(SqlError::Timeout(timeout)),
+            outcome => outcome.map_err(classify),
+        }
+    }
+
     fn run(&self, sql: &str, params: &[&str], started: Instant) -> Result<QueryResult, SqlError> {
         let sql = sql
             .trim()

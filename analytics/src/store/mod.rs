@@ -15,6 +15,7 @@ mod sink;
 pub use fleet::{export_store, ExportedPartition};
 pub use sink::StoreSink;
 
+use crate::analysis::anomaly::Anomaly;
 use duckdb::{Config, Connection};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -118,6 +119,21 @@ pub(crate) struct Shared {
     pub(crate) queries_running: AtomicUsize,
     pub(crate) counters: StoreCounters,
     pub(crate) last_error: Mutex<Option<(SystemTime, String)>>,
+    /// The anomalies going on in the latest closed minute, as the writer last detected them.
+    pub(crate) anomalies: ActiveAnomalies,
+}
+
+#[derive(Default)]
+pub(crate) struct ActiveAnomalies(Mutex<Vec<Anomaly>>);
+
+impl ActiveAnomalies {
+    pub(crate) fn publish(&self, active: Vec<Anomaly>) {
+        *lock(&self.0) = active;
+    }
+
+    fn current(&self) -> Vec<Anomaly> {
+        lock(&self.0).clone()
+    }
 }
 
 #[derive(Default)]
@@ -133,7 +149,7 @@ pub(crate) struct StoreCounters {
 }
 
 /// A snapshot of the store's health, for the admin API and metrics.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StoreStats {
     pub up: bool,
     pub location: String,
@@ -147,6 +163,8 @@ pub struct StoreStats {
     pub queries: u64,
     pub queries_failed: u64,
     pub last_error: Option<String>,
+    /// Anomalies going on in the latest closed minute.
+    pub active_anomalies: Vec<Anomaly>,
 }
 
 impl Store {
@@ -161,6 +179,7 @@ impl Store {
                 queries_running: AtomicUsize::new(0),
                 counters: StoreCounters::default(),
                 last_error: Mutex::new(None),
+                anomalies: ActiveAnomalies::default(),
             }),
         };
         let sink = StoreSink::new(store.clone(), conn);
@@ -186,6 +205,7 @@ impl Store {
             queries: load(&c.queries),
             queries_failed: load(&c.queries_failed),
             last_error: lock(&self.shared.last_error).as_ref().map(|(_, e)| e.clone()),
+            active_anomalies: self.shared.anomalies.current(),
         }
     }
 }

@@ -33,8 +33,14 @@ fn delete_before(conn: &Connection, cutoff_us: i64) -> duckdb::Result<u64> {
     in_transaction(conn, || {
         let deleted = conn.execute("DELETE FROM requests WHERE ts < ?", [&cutoff])?;
         conn.execute("DELETE FROM request_spans WHERE ts < ?", [&cutoff])?;
+        for table in ["rollup_minute", "route_minute"] {
+            conn.execute(
+                &format!("DELETE FROM {table} WHERE minute < date_trunc('minute', ?)"),
+                [&cutoff],
+            )?;
+        }
         conn.execute(
-            "DELETE FROM rollup_minute WHERE minute < date_trunc('minute', ?)",
+            "DELETE FROM anomalies WHERE last_minute < date_trunc('minute', ?)",
             [&cutoff],
         )?;
         Ok(deleted as u64)

@@ -5,10 +5,9 @@
 //! rolled up too (and recomputed, complete, after the next start).
 
 use super::in_transaction;
+use crate::analysis::{minute_of, MINUTE_US};
 use duckdb::types::{TimeUnit, Value};
 use duckdb::Connection;
-
-const MINUTE_US: i64 = 60_000_000;
 
 const REFRESH: &str = "
 INSERT INTO rollup_minute
@@ -32,8 +31,26 @@ FROM (
     GROUP BY ALL
 )";
 
+/// The same minutes per route, and for all routes together (route `'*'`).
+const REFRESH_ROUTES: &str = "
+INSERT INTO route_minute
+SELECT minute, coalesce(route, '*'), requests, errors, bytes_in, bytes_out, q[1], q[2], q[3], max_us
+FROM (
+    SELECT date_trunc('minute', ts) AS minute,
+           coalesce(route, 'unmatched') AS route,
+           count(*) AS requests,
+           count(*) FILTER (WHERE status >= 500) AS errors,
+           sum(bytes_in)::UBIGINT AS bytes_in,
+           sum(bytes_out)::UBIGINT AS bytes_out,
+           quantile_cont(duration_us, [0.5, 0.95, 0.99]) AS q,
+           max(duration_us) AS max_us
+    FROM requests
+    WHERE ts >= ? AND ts < ?
+    GROUP BY GROUPING SETS ((minute, coalesce(route, 'unmatched')), (minute))
+)";
+
 /// How long after a minute ends it is rolled up: requests in flight at its end mostly finish.
-const GRACE_US: i64 = 5_000_000;
+pub(crate) const GRACE_US: i64 = 5_000_000;
 
 /// Which minutes new events touched.
 #[derive(Debug, Default)]
@@ -52,15 +69,15 @@ impl Pending {
     }
 
     /// Rolls up the closed minutes that new events touched; with `include_open`, the open minute
-    /// too (on shutdown).
+    /// too (on shutdown). Whether any minute was rolled up.
     pub(crate) fn refresh(
         &mut self,
         conn: &Connection,
         now_us: i64,
         include_open: bool,
-    ) -> duckdb::Result<()> {
+    ) -> duckdb::Result<bool> {
         let Some(from_us) = self.from_us else {
-            return Ok(());
+            return Ok(false);
         };
         let until = if include_open {
             minute_of(self.latest_us) + MINUTE_US
@@ -69,16 +86,12 @@ impl Pending {
         };
         let from = minute_of(from_us);
         if from >= until {
-            return Ok(());
+            return Ok(false);
         }
         refresh(conn, from, until)?;
         self.from_us = (self.latest_us >= until).then_some(until);
-        Ok(())
+        Ok(true)
     }
-}
-
-fn minute_of(us: i64) -> i64 {
-    us - us.rem_euclid(MINUTE_US)
 }
 
 /// Recomputes the minutes in `[from_us, until_us)`, both minute boundaries.
@@ -86,11 +99,14 @@ fn refresh(conn: &Connection, from_us: i64, until_us: i64) -> duckdb::Result<()>
     let from = Value::Timestamp(TimeUnit::Microsecond, from_us);
     let until = Value::Timestamp(TimeUnit::Microsecond, until_us);
     in_transaction(conn, || {
-        conn.execute(
-            "DELETE FROM rollup_minute WHERE minute >= ? AND minute < ?",
-            [&from, &until],
-        )?;
+        for table in ["rollup_minute", "route_minute"] {
+            conn.execute(
+                &format!("DELETE FROM {table} WHERE minute >= ? AND minute < ?"),
+                [&from, &until],
+            )?;
+        }
         conn.execute(REFRESH, [&from, &until])?;
+        conn.execute(REFRESH_ROUTES, [&from, &until])?;
         Ok(())
     })
 }
@@ -140,5 +156,11 @@ mod tests {
             rolled_up(&conn),
             vec![(minute, 2), (minute + 2 * MINUTE_US, 1), (open, 1)]
         );
+        let per_route: Vec<(String, u64)> = conn
+            .prepare("SELECT route, sum(requests)::UBIGINT FROM route_minute GROUP BY route ORDER BY route")
+            .and_then(|mut s| s.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
+            .expect("route minutes");
+        let route = sample_event(0).route.expect("a route");
+        assert_eq!(per_route, vec![("*".to_owned(), 4), (route.to_string(), 4)]);
     }
 }

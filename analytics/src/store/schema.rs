@@ -6,7 +6,10 @@ use super::{in_transaction, StoreError};
 use duckdb::Connection;
 
 /// Every migration, oldest first. Append new ones; never edit one that has shipped.
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_route_minute_and_anomalies.sql")),
+];
 
 /// The schema version this build writes.
 pub(crate) const CURRENT: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

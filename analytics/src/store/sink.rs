@@ -3,6 +3,7 @@
 //! and reopens it with back-off until it works again.
 
 use super::{append, fleet, lock, now_us, open_database, retention, rollup, Store, StoreError};
+use crate::analysis::{anomaly, minute_of, MINUTE_US};
 use crate::{EventSink, RequestEvent};
 use duckdb::Connection;
 use std::io;
@@ -15,6 +16,9 @@ const ROLLUP_EVERY: Duration = Duration::from_secs(5);
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// How far back each detection pass looks: long enough that a run of anomalous minutes still
+/// going on is found from its start again, and extended rather than recorded twice.
+const DETECTION_LOOKBACK_MINUTES: i64 = 60;
 
 pub struct StoreSink {
     store: Store,
@@ -22,6 +26,8 @@ pub struct StoreSink {
     pub(super) conn: Option<Connection>,
     /// The minutes new events touched, for the rollups.
     pending: rollup::Pending,
+    /// Minutes before this one (microseconds since the epoch) have been judged for anomalies.
+    judged_until_us: i64,
     last_rollup: Instant,
     last_housekeeping: Instant,
     retry_at: Instant,
@@ -35,6 +41,7 @@ impl StoreSink {
             store,
             conn: Some(conn),
             pending: rollup::Pending::default(),
+            judged_until_us: 0,
             last_rollup: now,
             last_housekeeping: now,
             retry_at: now,
@@ -79,9 +86,35 @@ impl StoreSink {
     fn roll_up(&mut self, include_open: bool) {
         let Some(conn) = &self.conn else { return };
         self.last_rollup = Instant::now();
-        if let Err(error) = self.pending.refresh(conn, now_us(), include_open) {
+        let now = now_us();
+        let closed_until = minute_of(now - rollup::GRACE_US);
+        let detected = self
+            .pending
+            .refresh(conn, now, include_open)
+            .and_then(|rolled_up| {
+                if rolled_up || closed_until > self.judged_until_us {
+                    self.judged_until_us = closed_until;
+                    self.detect_anomalies(closed_until, now)
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(error) = detected {
             self.fail(&error);
         }
+    }
+
+    /// Judges the last hour's closed minutes, records what is anomalous, and publishes the
+    /// anomalies still going on in the latest closed minute.
+    fn detect_anomalies(&self, closed_until: i64, now: i64) -> duckdb::Result<()> {
+        let Some(conn) = &self.conn else { return Ok(()) };
+        let since = closed_until - DETECTION_LOOKBACK_MINUTES * MINUTE_US;
+        let found = anomaly::find(conn, since, closed_until, &anomaly::DetectorSettings::default())?;
+        anomaly::record(conn, &found, now)?;
+        let latest = closed_until - MINUTE_US;
+        let active = found.into_iter().filter(|a| a.last_minute_us == latest).collect();
+        self.store.shared.anomalies.publish(active);
+        Ok(())
     }
 
     fn housekeeping(&mut self) {

@@ -1,0 +1,361 @@
+//! Anomaly detection on each route's per-minute series: request rate, error ratio and p99
+//! latency. Each minute is compared with a robust baseline of the minutes before it: the median
+//! and the MAD (scaled to a standard deviation), with a floor on the scale so a flat baseline does
+//! not turn noise into alarms, and a minimum volume so quiet routes do not flap. A run of
+//! anomalous minutes is one anomaly, reported at its peak.
+
+use super::{at, minute_of, MINUTE_US};
+use duckdb::Connection;
+use serde::Serialize;
+use statrs::statistics::{Data, OrderStatistics};
+use std::ops::Range;
+
+/// MAD times this estimates the standard deviation of normally distributed data.
+const MAD_TO_SIGMA: f64 = 1.4826;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    RequestRate,
+    ErrorRatio,
+    P99Latency,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 3] = [Metric::RequestRate, Metric::ErrorRatio, Metric::P99Latency];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::RequestRate => "request_rate",
+            Metric::ErrorRatio => "error_ratio",
+            Metric::P99Latency => "p99_latency",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The unit its observed and expected values are in.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Metric::RequestRate => "requests/min",
+            Metric::ErrorRatio => "ratio",
+            Metric::P99Latency => "µs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// How sensitive detection is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectorSettings {
+    /// Minutes before the one judged that form its baseline.
+    pub baseline_minutes: usize,
+    /// Usable baseline minutes needed before anything is judged.
+    pub min_baseline_minutes: usize,
+    /// Robust z-score from which a minute is anomalous; twice this is critical.
+    pub threshold: f64,
+    /// Requests a minute needs for its error ratio and p99 to count, and that the rate or its
+    /// baseline needs for a change of rate to count.
+    pub min_requests: u64,
+}
+
+impl Default for DetectorSettings {
+    fn default() -> Self {
+        DetectorSettings {
+            baseline_minutes: 30,
+            min_baseline_minutes: 10,
+            threshold: 5.0,
+            min_requests: 30,
+        }
+    }
+}
+
+/// One minute of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MinutePoint {
+    pub minute_us: i64,
+    pub requests: u64,
+    pub errors: u64,
+    pub p99_us: f64,
+}
+
+/// A run of anomalous minutes of one route's metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Anomaly {
+    pub route: String,
+    pub metric: Metric,
+    /// First and last anomalous minute, microseconds since the epoch.
+    pub start_us: i64,
+    pub last_minute_us: i64,
+    /// At the peak minute: the value, the baseline's median, and the robust z-score.
+    pub observed: f64,
+    pub expected: f64,
+    pub score: f64,
+    pub severity: Severity,
+}
+
+/// Finds the anomalies in one route's series (minutes in order, gaps allowed: a missing minute
+/// had no requests, also after the last one given). The minutes in `judged` are judged, each
+/// against the minutes before it.
+pub fn detect(
+    route: &str,
+    series: &[MinutePoint],
+    judged: Range<i64>,
+    settings: &DetectorSettings,
+) -> Vec<Anomaly> {
+    let minutes = fill_gaps(series, judged.end);
+    let mut found = Vec::new();
+    for metric in Metric::ALL {
+        let mut open: Option<Anomaly> = None;
+        for index in 0..minutes.len() {
+            let point = &minutes[index];
+            let verdict = judged
+                .contains(&point.minute_us)
+                .then(|| {
+                    judge(
+                        metric,
+                        &minutes[index.saturating_sub(settings.baseline_minutes)..index],
+                        point,
+                        settings,
+                    )
+                })
+                .flatten();
+            match (verdict, open.as_mut()) {
+                (Some((observed, expected, score)), Some(run)) => {
+                    run.last_minute_us = point.minute_us;
+                    if score.abs() > run.score.abs() {
+                        (run.observed, run.expected, run.score) = (observed, expected, score);
+                        run.severity = severity(score, settings);
+                    }
+                }
+                (Some((observed, expected, score)), None) => {
+                    open = Some(Anomaly {
+                        route: route.to_owned(),
+                        metric,
+                        start_us: point.minute_us,
+                        last_minute_us: point.minute_us,
+                        observed,
+                        expected,
+                        score,
+                        severity: severity(score, settings),
+                    });
+                }
+                (None, _) => found.extend(open.take()),
+            }
+        }
+        found.extend(open);
+    }
+    found.sort_by_key(|a| (a.start_us, a.metric.name()));
+    found
+}
+
+fn severity(score: f64, settings: &DetectorSettings) -> Severity {
+    if score.abs() >= 2.0 * settings.threshold {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    }
+}
+
+/// Every minute from the first given to the one before `until_us`, with zeros where none was
+/// recorded.
+fn fill_gaps(series: &[MinutePoint], until_us: i64) -> Vec<MinutePoint> {
+    let Some(first) = series.first() else {
+        return Vec::new();
+    };
+    let mut filled = Vec::with_capacity(((until_us - first.minute_us) / MINUTE_US).max(0) as usize);
+    let mut given = series.iter().peekable();
+    let mut minute = first.minute_us;
+    while minute < until_us {
+        match given.next_if(|p| p.minute_us == minute) {
+            Some(point) => filled.push(*point),
+            None => filled.push(MinutePoint {
+                minute_us: minute,
+                ..MinutePoint::default()
+            }),
+        }
+        minute += MINUTE_US;
+    }
+    filled
+}
+
+/// `(observed, expected, score)` when `point` is anomalous for `metric` against `baseline`.
+fn judge(
+    metric: Metric,
+    baseline: &[MinutePoint],
+    point: &MinutePoint,
+    settings: &DetectorSettings,
+) -> Option<(f64, f64, f64)> {
+    let busy = |p: &&MinutePoint| p.requests >= settings.min_requests;
+    let (history, observed): (Vec<f64>, f64) = match metric {
+        Metric::RequestRate => (
+            baseline.iter().map(|p| p.requests as f64).collect(),
+            point.requests as f64,
+        ),
+        Metric::ErrorRatio => {
+            busy(&point).then_some(())?;
+            let ratio = |p: &MinutePoint| p.errors as f64 / p.requests as f64;
+            (baseline.iter().filter(busy).map(ratio).collect(), ratio(point))
+        }
+        Metric::P99Latency => {
+            busy(&point).then_some(())?;
+            (
+                baseline.iter().filter(busy).map(|p| p.p99_us).collect(),
+                point.p99_us,
+            )
+        }
+    };
+    if history.len() < settings.min_baseline_minutes {
+        return None;
+    }
+    let (median, mad) = median_and_mad(history);
+    let scale = (MAD_TO_SIGMA * mad).max(scale_floor(metric, median, point.requests));
+    let score = (observed - median) / scale;
+    let anomalous = match metric {
+        // A rate may spike or collapse, but only a busy route's rate is judged.
+        Metric::RequestRate => {
+            median.max(observed) >= settings.min_requests as f64 && score.abs() >= settings.threshold
+        }
+        // More errors or slower responses are anomalies; fewer or faster are good news.
+        Metric::ErrorRatio | Metric::P99Latency => score >= settings.threshold,
+    };
+    anomalous.then_some((observed, median, score))
+}
+
+/// The smallest scale a metric's baseline is given: what sampling noise alone would produce.
+fn scale_floor(metric: Metric, median: f64, requests: u64) -> f64 {
+    match metric {
+        // Poisson counts: the standard deviation is the square root of the mean.
+        Metric::RequestRate => median.sqrt().max(1.0),
+        // Binomial proportions, with at least half a percentage point.
+        Metric::ErrorRatio => (median * (1.0 - median) / requests.max(1) as f64)
+            .sqrt()
+            .max(0.005),
+        // Latency: 10% of the usual value, and at least a millisecond.
+        Metric::P99Latency => (0.1 * median).max(1_000.0),
+    }
+}
+
+fn median_and_mad(values: Vec<f64>) -> (f64, f64) {
+    let mut data = Data::new(values);
+    let median = data.median();
+    let deviations: Vec<f64> = data.iter().map(|v| (v - median).abs()).collect();
+    (median, Data::new(deviations).median())
+}
+
+/// Detects anomalies over `[since_us, until_us)` from the store's per-route minutes (closed
+/// minutes only: `until_us` should be the current minute's start).
+pub fn find(
+    conn: &Connection,
+    since_us: i64,
+    until_us: i64,
+    settings: &DetectorSettings,
+) -> duckdb::Result<Vec<Anomaly>> {
+    let judged = minute_of(since_us)..until_us;
+    let from = judged.start - settings.baseline_minutes as i64 * MINUTE_US;
+    let mut statement = conn.prepare(
+        "SELECT route, epoch_us(minute), requests, errors, p99_us FROM route_minute
+         WHERE route <> '*' AND minute >= ? AND minute < ?
+         ORDER BY route, minute",
+    )?;
+    let rows = statement.query_map([at(from), at(until_us)], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            MinutePoint {
+                minute_us: row.get(1)?,
+                requests: row.get(2)?,
+                errors: row.get(3)?,
+                p99_us: row.get(4)?,
+            },
+        ))
+    })?;
+    let mut found = Vec::new();
+    let mut route = String::new();
+    let mut series = Vec::new();
+    for row in rows {
+        let (name, point) = row?;
+        if name != route && !series.is_empty() {
+            found.extend(detect(&route, &series, judged.clone(), settings));
+            series.clear();
+        }
+        route = name;
+        series.push(point);
+    }
+    if !series.is_empty() {
+        found.extend(detect(&route, &series, judged.clone(), settings));
+    }
+    Ok(found)
+}
+
+/// The anomalies the gateway stored, latest first, that were still going on at or after
+/// `since_us`.
+pub fn stored(conn: &Connection, since_us: i64) -> duckdb::Result<Vec<Anomaly>> {
+    let mut statement = conn.prepare(
+        "SELECT route, metric, epoch_us(started), epoch_us(last_minute), observed, expected, score, severity
+         FROM anomalies WHERE last_minute >= ? ORDER BY last_minute DESC, started DESC, route, metric",
+    )?;
+    let rows = statement.query_map([at(minute_of(since_us))], |row| {
+        let metric: String = row.get(1)?;
+        let severity: String = row.get(7)?;
+        let unknown =
+            |what: String| duckdb::Error::FromSqlConversionFailure(1, duckdb::types::Type::Text, what.into());
+        Ok(Anomaly {
+            route: row.get(0)?,
+            metric: Metric::parse(&metric).ok_or_else(|| unknown(format!("unknown metric {metric:?}")))?,
+            start_us: row.get(2)?,
+            last_minute_us: row.get(3)?,
+            observed: row.get(4)?,
+            expected: row.get(5)?,
+            score: row.get(6)?,
+            severity: if severity == "critical" {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+        })
+    })?;
+    rows.collect()
+}
+
+/// Records anomalies (new ones, and runs that grew), keyed by route, metric and start.
+pub(crate) fn record(conn: &Connection, anomalies: &[Anomaly], now_us: i64) -> duckdb::Result<()> {
+    let mut statement = conn.prepare(
+        "INSERT OR REPLACE INTO anomalies
+         (route, metric, started, last_minute, observed, expected, score, severity, detected_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    for a in anomalies {
+        statement.execute(duckdb::params![
+            a.route,
+            a.metric.name(),
+            at(a.start_us),
+            at(a.last_minute_us),
+            a.observed,
+            a.expected,
+            a.score,
+            a.severity.name(),
+            at(now_us),
+        ])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+use super::*;
+
+const START: i64 = 1_800_000_000 * 1_000_000 - (1_800_000_000 * 1_000_000) % MINUTE_US;
+
+/// Three hours of a busy route with realistic noise: Poisson-like rate around 600 a minute,
+/// about 1% errors, p99 around 50 ms give or take 10%.
+fn steady(seed: u64) -> Vec<MinutePoint> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..180)
+        .map(|i| {
+            let requests = (600 + rng.i64(-60..=60)) as u64;
+            MinutePoint {
+                minute_us: START + i * MINUTE_US,
+                requests,
+                errors: (0..requests).filter(|_| rng.f64() < 0.01).count() as u64,
+                p99_us: 50_000.0 * (0.9 + 0.2 * rng.f64()),
+            }
+        })
+        .collect()
+}
+
+fn detect_all(series: &[MinutePoint]) -> Vec<Anomaly> {
+    let end = series.last().map_or(START, |p| p.minute_us + MINUTE_US);
+    detect("books", series, START..end, &DetectorSettings::default())
+}
+
+fn minute(i: i64) -> i64 {
+    START + i * MINUTE_US
+}
+
+#[test]
+fn steady_noisy_traffic_raises_no_alarm() {
+    for seed in 0..20 {
+        assert_eq!(detect_all(&steady(seed)), vec![], "seed {seed}");
+    }
+}
+
+#[test]
+fn an_error_spike_is_one_anomaly_from_its_first_to_its_last_minute() {
+    let mut series = steady(1);
+    for point in &mut series[100..104] {
+        point.errors = point.requests / 10;
+    }
+    let found = detect_all(&series);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let anomaly = &found[0];
+    assert_eq!(anomaly.metric, Metric::ErrorRatio);
+    assert_eq!(
+        (anomaly.start_us, anomaly.last_minute_us),
+        (minute(100), minute(103))
+    );
+    assert!((anomaly.observed - 0.1).abs() < 0.01 && anomaly.expected < 0.02);
+    assert_eq!(anomaly.severity, Severity::Critical);
+}
+
+#[test]
+fn a_latency_spike_and_an_outage_are_found_and_faster_responses_are_not() {
+    let mut series = steady(2);
+    series[150].p99_us = 150_000.0;
+    series[60].p99_us = 5_000.0; // faster: good news
+    for point in &mut series[120..123] {
+        point.requests = 0;
+        point.errors = 0;
+    }
+    let found = detect_all(&series);
+    let summary: Vec<_> = found
+        .iter()
+        .map(|a| (a.metric, a.start_us, a.last_minute_us))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (Metric::RequestRate, minute(120), minute(122)),
+            (Metric::P99Latency, minute(150), minute(150)),
+        ]
+    );
+    assert!(found[0].score < 0.0, "a drop has a negative score");
+}
+
+#[test]
+fn a_quiet_route_does_not_flap() {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let series: Vec<_> = (0..180)
+        .map(|i| MinutePoint {
+            minute_us: minute(i),
+            requests: rng.u64(0..=6),
+            errors: u64::from(rng.f64() < 0.2),
+            p99_us: 1_000.0 + 200_000.0 * rng.f64(),
+        })
+        .collect();
+    assert_eq!(detect_all(&series), vec![]);
+}
+
+#[test]
+fn missing_minutes_count_as_no_traffic_and_too_short_a_history_judges_nothing() {
+    let series = steady(3);
+    let mut gappy: Vec<_> = series.clone();
+    gappy.drain(90..95);
+    let found = detect_all(&gappy);
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].metric, found[0].start_us),
+        (Metric::RequestRate, minute(90))
+    );
+    assert_eq!(detect_all(&series[..9]), vec![]);
+}
+
+#[test]
+fn a_route_that_falls_silent_is_an_anomaly_up_to_the_end_of_the_judged_minutes() {
+    let series = steady(4);
+    let found = detect(
+        "books",
+        &series[..150],
+        START..minute(155),
+        &DetectorSettings::default(),
+    );
+    let summary: Vec<_> = found
+        .iter()
+        .map(|a| (a.metric, a.start_us, a.last_minute_us))
+        .collect();
+    assert_eq!(summary, vec![(Metric::RequestRate, minute(150), minute(154))]);
+}

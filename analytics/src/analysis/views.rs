@@ -1,0 +1,255 @@
+//! The figures behind each dashboard page, read from the store: per-minute series from the
+//! per-route rollups (so an hour's chart never scans an hour of requests), per-second series of
+//! the last few minutes, a route's latency distribution and status classes, and single requests
+//! with the steps of their paths.
+
+use super::at;
+use duckdb::{Connection, Row};
+use serde::Serialize;
+
+/// One minute, or one second, of traffic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    pub at_us: i64,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_us: f64,
+    pub p95_us: f64,
+    pub p99_us: f64,
+}
+
+/// Per-minute figures of `route` (`*` for all routes) in `[since_us, until_us)`.
+pub fn minutes(conn: &Connection, route: &str, since_us: i64, until_us: i64) -> duckdb::Result<Vec<Point>> {
+    let mut statement = conn.prepare(
+        "SELECT epoch_us(minute), requests, errors, p50_us, p95_us, p99_us FROM route_minute
+         WHERE route = ? AND minute >= ? AND minute < ? ORDER BY minute",
+    )?;
+    let rows = statement.query_map(duckdb::params![route, at(since_us), at(until_us)], |row| {
+        Ok(Point {
+            at_us: row.get(0)?,
+            requests: row.get(1)?,
+            errors: row.get(2)?,
+            p50_us: row.get(3)?,
+            p95_us: row.get(4)?,
+            p99_us: row.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Per-second figures of all routes since `since_us` (from the requests: only for a few minutes).
+pub fn seconds(conn: &Connection, since_us: i64) -> duckdb::Result<Vec<Point>> {
+    let mut statement = conn.prepare(
+        "SELECT epoch_us(date_trunc('second', ts)) AS second, count(*),
+                count(*) FILTER (WHERE status >= 500),
+                quantile_cont(duration_us, [0.5, 0.95, 0.99])
+         FROM requests WHERE ts >= ? GROUP BY second ORDER BY second",
+    )?;
+    let rows = statement.query_map([at(since_us)], |row| {
+        let q = super::canary::quantile_list(row.get_ref(3)?);
+        Ok(Point {
+            at_us: row.get(0)?,
+            requests: row.get(1)?,
+            errors: row.get(2)?,
+            p50_us: q[0],
+            p95_us: q[1],
+            p99_us: q[2],
+        })
+    })?;
+    rows.collect()
+}
+
+/// A route's traffic over a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteSummary {
+    pub route: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_ratio: f64,
+    /// The highest per-minute p99 in the window.
+    pub worst_p99_us: f64,
+}
+
+/// Every route with traffic in `[since_us, until_us)`, busiest first.
+pub fn routes(conn: &Connection, since_us: i64, until_us: i64) -> duckdb::Result<Vec<RouteSummary>> {
+    let mut statement = conn.prepare(
+        "SELECT route, sum(requests)::UBIGINT AS requests, sum(errors)::UBIGINT, max(p99_us)
+         FROM route_minute WHERE route <> '*' AND minute >= ? AND minute < ?
+         GROUP BY route ORDER BY requests DESC, route",
+    )?;
+    let rows = statement.query_map([at(since_us), at(until_us)], |row| {
+        let requests: u64 = row.get(1)?;
+        let errors: u64 = row.get(2)?;
+        Ok(RouteSummary {
+            route: row.get(0)?,
+            requests,
+            errors,
+            error_ratio: errors as f64 / requests.max(1) as f64,
+            worst_p99_us: row.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Requests per latency bucket: powers of two of microseconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    pub low_us: u64,
+    pub high_us: u64,
+    pub requests: u64,
+}
+
+pub fn latency_histogram(conn: &Connection, route: &str, since_us: i64) -> duckdb::Result<Vec<Bucket>> {
+    let mut statement = conn.prepare(
+        "SELECT floor(log2(greatest(duration_us, 1)))::UTINYINT AS power, count(*)
+         FROM requests WHERE route = ? AND ts >= ? GROUP BY power ORDER BY power",
+    )?;
+    let rows = statement.query_map(duckdb::params![route, at(since_us)], |row| {
+        let power: u8 = row.get(0)?;
+        Ok(Bucket {
+            low_us: 1 << power,
+            high_us: 1 << (power + 1),
+            requests: row.get(1)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Requests per status class per minute.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusMinute {
+    pub minute_us: i64,
+    pub status_class: String,
+    pub requests: u64,
+}
+
+pub fn status_classes(conn: &Connection, route: &str, since_us: i64) -> duckdb::Result<Vec<StatusMinute>> {
+    let mut statement = conn.prepare(
+        "SELECT epoch_us(minute), status_class, sum(requests)::UBIGINT FROM rollup_minute
+         WHERE route = ? AND minute >= ? GROUP BY ALL ORDER BY 1, 2",
+    )?;
+    let rows = statement.query_map(duckdb::params![route, at(since_us)], |row| {
+        Ok(StatusMinute {
+            minute_us: row.get(0)?,
+            status_class: row.get(1)?,
+            requests: row.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// One request, as lists show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestRow {
+    pub ts_us: i64,
+    pub request_id: String,
+    pub trace_id: Option<String>,
+    pub route: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub duration_us: u64,
+    pub instance: Option<String>,
+    pub attempts: u32,
+    pub error_kind: Option<String>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub client_ip: String,
+    pub consumer: Option<String>,
+    pub variant: Option<String>,
+}
+
+const REQUEST_COLUMNS: &str = "epoch_us(ts), request_id, trace_id, route, method, path, status, duration_us,
+     instance, attempts, error_kind, bytes_in, bytes_out, client_ip, consumer, variant";
+
+fn request_row(row: &Row<'_>) -> duckdb::Result<RequestRow> {
+    Ok(RequestRow {
+        ts_us: row.get(0)?,
+        request_id: row.get(1)?,
+        trace_id: row.get(2)?,
+        route: row.get(3)?,
+        method: row.get(4)?,
+        path: row.get(5)?,
+        status: row.get(6)?,
+        duration_us: row.get(7)?,
+        instance: row.get(8)?,
+        attempts: row.get(9)?,
+        error_kind: row.get(10)?,
+        bytes_in: row.get(11)?,
+        bytes_out: row.get(12)?,
+        client_ip: row.get(13)?,
+        consumer: row.get(14)?,
+        variant: row.get(15)?,
+    })
+}
+
+/// Which requests of a route a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    Slowest,
+    /// 5xx or a gateway error, latest first.
+    Failed,
+    Latest,
+}
+
+/// Up to `limit` requests of `route` in `[since_us, until_us)`.
+pub fn requests(
+    conn: &Connection,
+    route: &str,
+    pick: Pick,
+    since_us: i64,
+    until_us: i64,
+    limit: usize,
+) -> duckdb::Result<Vec<RequestRow>> {
+    let (filter, order) = match pick {
+        Pick::Slowest => ("TRUE", "duration_us DESC"),
+        Pick::Failed => ("(status >= 500 OR error_kind IS NOT NULL)", "ts DESC"),
+        Pick::Latest => ("TRUE", "ts DESC"),
+    };
+    let sql = format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests
+         WHERE route = ? AND ts >= ? AND ts < ? AND {filter} ORDER BY {order} LIMIT {limit}"
+    );
+    let mut statement = conn.prepare(&sql)?;
+    let rows = statement.query_map(duckdb::params![route, at(since_us), at(until_us)], request_row)?;
+    rows.collect()
+}
+
+/// A request by request id or trace id (the latest when a trace has several).
+pub fn request(conn: &Connection, id: &str) -> duckdb::Result<Option<RequestRow>> {
+    let sql = format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE request_id = $1 OR trace_id = $1 ORDER BY ts DESC LIMIT 1"
+    );
+    let mut statement = conn.prepare(&sql)?;
+    let mut rows = statement.query_map([id], request_row)?;
+    rows.next().transpose()
+}
+
+/// One step of a request's path, timed from the request's start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub kind: String,
+    pub start_us: u64,
+    pub duration_us: u64,
+    pub instance: Option<String>,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
+pub fn steps(conn: &Connection, request_id: &str) -> duckdb::Result<Vec<Step>> {
+    let mut statement = conn.prepare(
+        "SELECT kind, start_us, duration_us, instance, status, error FROM request_spans
+         WHERE request_id = ? ORDER BY seq",
+    )?;
+    let rows = statement.query_map([request_id], |row| {
+        Ok(Step {
+            kind: row.get(0)?,
+            start_us: row.get(1)?,
+            duration_us: row.get(2)?,
+            instance: row.get(3)?,
+            status: row.get(4)?,
+            error: row.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
