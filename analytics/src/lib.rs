@@ -32,3 +32,6 @@ pub use store::{
     StoreSettings, StoreSink, StoreStats,
 };
 pub use writer::{spawn_writer, EventSink, WriterHandle};
+
+/// The DuckDB binding the analyses read through, for callers of [`Store::read`].
+pub use duckdb;

@@ -66,6 +66,18 @@ pub(super) fn build(
     let upstreams = build_upstreams(&mut p, &raw.upstreams, &registry);
     let traces = raw.traces.as_ref().and_then(|t| build_traces(&mut p, t));
     let analytics = build_analytics(&mut p, &raw.analytics);
+    let jaeger_ui = raw.dashboard.jaeger_ui.as_ref().and_then(|url| {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Some(Arc::from(url.as_str()))
+        } else {
+            p.at(
+                url.span(),
+                "dashboard.jaeger_ui",
+                "must be an http:// or https:// address",
+            );
+            None
+        }
+    });
     let routes = build_routes(&mut p, &raw.routes, &upstreams, &registry);
     let config = Config {
         listeners,
@@ -75,6 +87,7 @@ pub(super) fn build(
         drain_timeout,
         traces,
         analytics,
+        jaeger_ui,
         routes: Arc::new(RouteTable {
             routes,
             upstreams: upstreams.into_values().collect(),

@@ -80,6 +80,8 @@ pub struct Config {
     pub traces: Option<TraceSettings>,
     /// The analytics store; `None` when off. Read at start only: a reload keeps the running store.
     pub analytics: Option<StoreSettings>,
+    /// Jaeger's UI address, for the dashboard's links to traces.
+    pub jaeger_ui: Option<Arc<str>>,
     /// Routes and the upstreams they point at: the part that a reload swaps.
     pub routes: Arc<RouteTable>,
     /// Statistics and instance state, shared by every config generation of a gateway.

@@ -22,6 +22,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) analytics: RawAnalytics,
     #[serde(default)]
+    pub(crate) dashboard: RawDashboard,
+    #[serde(default)]
     pub(crate) upstreams: Vec<RawUpstream>,
     #[serde(default)]
     pub(crate) routes: Vec<RawRoute>,
@@ -66,6 +68,13 @@ pub(crate) struct RawTraces {
     pub(crate) always_sample_errors: Option<bool>,
     pub(crate) trace_id_header: Option<bool>,
     pub(crate) service_name: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDashboard {
+    /// Jaeger's UI, e.g. `http://127.0.0.1:16686`, for links from a request to its trace.
+    pub(crate) jaeger_ui: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,7 @@
 //! `lookout demo`: demo upstreams, the gateway routed to them and a traffic generator, all in
 //! one process, so a newcomer sees real traffic at once.
 
+mod history;
 pub mod services;
 mod traffic;
 
@@ -94,6 +95,7 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
         &access_log.display().to_string(),
     );
     let config = load_str("<demo>", &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let queue_capacity = config.event_queue_capacity;
     let source = ConfigSource::Inline {
         name: "<demo>".into(),
         text,
@@ -104,6 +106,8 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
         tokio::spawn(traffic::generate(gateway.proxy_addr(), rps, stopped));
     }
     print_welcome(&gateway, rps, &access_log);
+    let seeded = history::seed(gateway.event_queue(), queue_capacity).await;
+    tracing::info!(events = seeded, "the demo store holds an hour of made-up history");
     crate::cli::wait_for_shutdown_signal().await;
     let _ = stop.send(true);
     gateway.shutdown().await;
@@ -121,6 +125,7 @@ fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path) {
          \x20 curl -H 'x-books-version: 2' http://{proxy}/books/3\n\
          \x20 curl http://{proxy}/reviews/3\n\
          \x20 curl http://{proxy}/inventory/3     (fails now and then; retried)\n\
+         Dashboard:  http://{admin}/dashboard   (with an hour of made-up history: anomalies, a canary)\n\
          Admin:      http://{admin}/admin/stats   http://{admin}/metrics   http://{admin}/healthz\n\
          SQL:        curl -H 'content-type: text/plain' -d 'SELECT route, count(*) FROM requests GROUP BY ALL' http://{admin}/api/sql\n\
          \x20           curl http://{admin}/api/queries/route_latency_per_minute\n\

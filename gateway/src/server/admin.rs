@@ -1,5 +1,7 @@
-//! The admin listener: probes, reload, stats, metrics and the SQL endpoint. It is separate from the proxy listener; every
-//! route but the probes requires the admin token when one is set (it must be set off loopback).
+//! The admin listener: probes, reload, stats, metrics, the SQL endpoint and the dashboard. It is
+//! separate from the proxy listener; every route but the probes (and the dashboard's login form)
+//! requires the admin token when one is set (it must be set off loopback), as a bearer header or
+//! as the dashboard's session cookie.
 
 use super::Shared;
 use crate::config::ConfigErrors;
@@ -9,10 +11,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use lookout_dashboard::{Dashboard, Live, LiveSource};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -27,6 +29,12 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: 
 }
 
 fn router(shared: Arc<Shared>) -> Router {
+    let dashboard = lookout_dashboard::router(Dashboard {
+        store: shared.store.clone(),
+        live: Arc::new(GatewayLive(shared.clone())),
+        access: shared.access.clone(),
+        jaeger_ui: shared.jaeger_ui.as_deref().map(str::to_owned),
+    });
     let protected = Router::new()
         .route("/admin/reload", post(reload))
         .route("/admin/stats", get(stats))
@@ -45,19 +53,13 @@ fn router(shared: Arc<Shared>) -> Router {
             )
         })
         .with_state(shared)
+        .merge(dashboard)
 }
 
+/// The admin token as a bearer header, or the dashboard's session cookie (which the SQL console's
+/// requests carry).
 async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let Some(expected) = &shared.admin_token else {
-        return next.run(request).await;
-    };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+    if shared.access.allows(request.headers()) {
         next.run(request).await
     } else {
         let mut response = error(
@@ -130,4 +132,26 @@ fn invalid_config(errors: &ConfigErrors) -> Response {
 
 pub(super) fn error(status: StatusCode, code: &str, message: String) -> Response {
     (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+}
+
+/// The gateway's live state, for the dashboard.
+struct GatewayLive(Arc<Shared>);
+
+impl LiveSource for GatewayLive {
+    fn live(&self) -> Live {
+        let shared = &self.0;
+        Live {
+            upstreams: shared
+                .proxy
+                .routes
+                .load()
+                .upstreams()
+                .iter()
+                .map(|u| u.health())
+                .collect(),
+            queue: shared.proxy.events.stats(),
+            store: shared.store.as_ref().map(|store| store.stats()),
+            requests_in_flight: shared.registry.requests_in_flight(),
+        }
+    }
 }

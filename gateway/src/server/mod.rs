@@ -86,7 +86,8 @@ pub enum StartError {
 pub(crate) struct Shared {
     pub(crate) proxy: Arc<ProxyState>,
     pub(crate) source: ConfigSource,
-    pub(crate) admin_token: Option<Arc<str>>,
+    pub(crate) access: Arc<lookout_dashboard::Access>,
+    pub(crate) jaeger_ui: Option<Arc<str>>,
     pub(crate) draining: AtomicBool,
     pub(crate) generation: AtomicU64,
     pub(crate) listeners: crate::config::Listeners,
@@ -137,7 +138,8 @@ impl Gateway {
                 tracing,
             }),
             source,
-            admin_token: config.admin_token,
+            access: Arc::new(lookout_dashboard::Access::new(config.admin_token)),
+            jaeger_ui: config.jaeger_ui,
             draining: AtomicBool::new(false),
             generation: AtomicU64::new(1),
             listeners,
@@ -188,6 +190,11 @@ impl Gateway {
     /// Reloads the config from its source; on error the running config stays.
     pub async fn reload(&self) -> Result<u64, ConfigErrors> {
         self.shared.reload().await
+    }
+
+    /// The queue request events go through, for the demo's history.
+    pub(crate) fn event_queue(&self) -> &EventQueue {
+        &self.shared.proxy.events
     }
 
     pub fn event_stats(&self) -> QueueStats {

@@ -28,6 +28,8 @@ pub(crate) const STORE_REOPENS: &str = "lookout_analytics_store_reopens_total";
 pub(crate) const STORE_EXPIRED: &str = "lookout_analytics_store_rows_expired_total";
 pub(crate) const PARTITIONS_EXPORTED: &str = "lookout_analytics_partitions_exported_total";
 pub(crate) const SQL_QUERIES: &str = "lookout_analytics_sql_queries_total";
+pub(crate) const ANOMALIES_ACTIVE: &str = "lookout_anomalies_active";
+pub(crate) const ANOMALY_SCORE: &str = "lookout_anomaly_score";
 pub(crate) const SQL_QUERIES_FAILED: &str = "lookout_analytics_sql_queries_failed_total";
 
 /// The bucket boundaries OpenTelemetry advises for `http.server.request.duration`, in seconds.
@@ -40,7 +42,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 22] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 24] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -122,6 +124,16 @@ const DESCRIPTIONS: [(&str, Unit, &str); 22] = [
         "Hourly Parquet partitions written to the fleet directory.",
     ),
     (SQL_QUERIES, Unit::Count, "Queries run through the SQL endpoint."),
+    (
+        ANOMALIES_ACTIVE,
+        Unit::Count,
+        "Anomalies going on in the latest closed minute (all routes and metrics).",
+    ),
+    (
+        ANOMALY_SCORE,
+        Unit::Count,
+        "Robust z-score of the anomaly going on for a route's metric (request_rate, error_ratio, p99_latency); 0 when none.",
+    ),
     (
         SQL_QUERIES_FAILED,
         Unit::Count,

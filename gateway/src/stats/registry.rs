@@ -8,7 +8,7 @@ use super::{RouteSnapshot, RouteStats};
 use crate::upstream::InstanceState;
 use lookout_analytics::{QueueStats, StoreStats};
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Routes are known by their name and their upstream's: a route that changes upstream starts
@@ -20,6 +20,8 @@ pub struct Registry {
     routes: Mutex<HashMap<Key, Arc<RouteStats>>>,
     instances: Mutex<HashMap<Key, Arc<InstanceState>>>,
     unmatched: Arc<RouteStats>,
+    /// `(route, metric)` pairs that had an anomaly score published, so it returns to 0 after.
+    anomaly_series: Mutex<HashSet<(String, &'static str)>>,
 }
 
 impl Default for Registry {
@@ -30,6 +32,7 @@ impl Default for Registry {
             metrics,
             routes: Mutex::default(),
             instances: Mutex::default(),
+            anomaly_series: Mutex::default(),
         }
     }
 }
@@ -91,6 +94,12 @@ impl Registry {
     }
 
     /// Every route's figures, by name, then the unmatched requests' as `unmatched`.
+    /// Requests in flight on every route, unmatched included.
+    pub(crate) fn requests_in_flight(&self) -> u64 {
+        let routed: i64 = self.routes.lock().values().map(|s| s.in_flight()).sum();
+        (routed + self.unmatched.in_flight()).max(0) as u64
+    }
+
     pub(crate) fn route_snapshots(&self) -> Vec<RouteSnapshot> {
         let mut routes: Vec<_> = self
             .routes
@@ -119,6 +128,28 @@ impl Registry {
             (prometheus::SQL_QUERIES_FAILED, store.queries_failed),
         ] {
             m.counter(name, vec![]).absolute(value);
+        }
+        self.publish_anomalies(store);
+    }
+
+    /// Each active anomaly's robust z-score by route and metric, and 0 for those that ended.
+    fn publish_anomalies(&self, store: &StoreStats) {
+        let m = &self.metrics;
+        m.gauge(prometheus::ANOMALIES_ACTIVE, vec![])
+            .set(store.active_anomalies.len() as f64);
+        let mut series = self.anomaly_series.lock();
+        let mut active = HashMap::new();
+        for anomaly in &store.active_anomalies {
+            active.insert((anomaly.route.clone(), anomaly.metric.name()), anomaly.score);
+            series.insert((anomaly.route.clone(), anomaly.metric.name()));
+        }
+        for key in series.iter() {
+            let labels = vec![
+                metrics::Label::new("http_route", key.0.clone()),
+                metrics::Label::new("metric", key.1),
+            ];
+            m.gauge(prometheus::ANOMALY_SCORE, labels)
+                .set(active.get(key).copied().unwrap_or(0.0));
         }
     }
 

@@ -86,6 +86,10 @@ impl RouteStats {
 
     /// Brings the in-flight gauge up to date (at scrape time): the atomic counter is the source,
     /// so requests pay for one counter, not two.
+    pub(crate) fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn publish_in_flight(&self) {
         self.prometheus
             .active

@@ -82,6 +82,15 @@ impl Instance {
         Instance { authority, state }
     }
 
+    pub(crate) fn health(&self, now_ms: u64) -> lookout_dashboard::InstanceHealth {
+        lookout_dashboard::InstanceHealth {
+            address: self.addr.to_string(),
+            healthy: self.healthy.load(Ordering::Relaxed),
+            ejected: self.ejected_until_ms.load(Ordering::Relaxed) > now_ms,
+            in_flight: self.in_flight() as u64,
+        }
+    }
+
     pub(crate) fn status(&self) -> InstanceStatus {
         self.state.status()
     }

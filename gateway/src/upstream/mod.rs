@@ -41,6 +41,15 @@ pub(crate) struct UpstreamStatus {
 }
 
 impl Upstream {
+    /// The instances' state as the dashboard shows it.
+    pub(crate) fn health(&self) -> lookout_dashboard::UpstreamHealth {
+        let now = instance::now_ms();
+        lookout_dashboard::UpstreamHealth {
+            name: self.name.to_string(),
+            instances: self.instances.iter().map(|i| i.health(now)).collect(),
+        }
+    }
+
     pub(crate) fn status(&self) -> UpstreamStatus {
         UpstreamStatus {
             name: self.name.clone(),

@@ -151,11 +151,15 @@ pub fn judge(baseline: &VariantStats, candidate: &VariantStats, settings: &Canar
         comparison.verdict = Verdict::RollBack;
         if errors_worse {
             reasons.push(format!(
-                "{errors}: higher (two-proportion test p = {error_p:.2e})"
+                "{errors}: higher (two-proportion test p {})",
+                p_value(error_p)
             ));
         }
         if latency_worse {
-            reasons.push(format!("{latency}: slower (Mann-Whitney U p = {latency_p:.2e})"));
+            reasons.push(format!(
+                "{latency}: slower (Mann-Whitney U p {})",
+                p_value(latency_p)
+            ));
         }
         return comparison;
     }
@@ -174,7 +178,8 @@ pub fn judge(baseline: &VariantStats, candidate: &VariantStats, settings: &Canar
     }
     if slower {
         reasons.push(format!(
-            "{latency}: slower but not significantly yet (p = {latency_p:.2})"
+            "{latency}: slower but not significantly yet (p {})",
+            p_value(latency_p)
         ));
     } else {
         reasons.push(format!(
@@ -193,6 +198,14 @@ fn ratio(value: f64, base: f64) -> f64 {
         value / base
     } else {
         1.0
+    }
+}
+
+fn p_value(p: f64) -> String {
+    if p < 1e-4 {
+        "< 0.0001".to_owned()
+    } else {
+        format!("= {p:.4}")
     }
 }
 

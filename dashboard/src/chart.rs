@@ -1,0 +1,306 @@
+//! Charts as SVG, laid out here and drawn by askama templates (which escape every label): line
+//! charts for series over time, bar charts for distributions and stacked counts, and the
+//! waterfall of a request's path.
+
+use askama::Template;
+
+const WIDTH: f64 = 720.0;
+const HEIGHT: f64 = 200.0;
+/// Room for the axis labels.
+const LEFT: f64 = 64.0;
+const BOTTOM: f64 = 22.0;
+const TOP: f64 = 8.0;
+const TICKS: usize = 4;
+pub(crate) const PALETTE: [&str; 5] = ["#2563eb", "#d97706", "#dc2626", "#059669", "#7c3aed"];
+
+pub(crate) struct Tick {
+    pub(crate) at: f64,
+    pub(crate) label: String,
+}
+
+pub(crate) struct Line {
+    pub(crate) name: String,
+    pub(crate) color: &'static str,
+    /// SVG `points` of a polyline.
+    pub(crate) points: String,
+}
+
+#[derive(Template)]
+#[template(path = "line_chart.html")]
+pub(crate) struct LineChart {
+    pub(crate) title: String,
+    pub(crate) width: f64,
+    pub(crate) height: f64,
+    pub(crate) left: f64,
+    pub(crate) bottom: f64,
+    pub(crate) lines: Vec<Line>,
+    pub(crate) x_ticks: Vec<Tick>,
+    pub(crate) y_ticks: Vec<Tick>,
+    pub(crate) empty: bool,
+}
+
+/// Series sharing an x axis (microseconds since the epoch) and a y axis.
+pub(crate) struct Series<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) values: Vec<f64>,
+}
+
+impl LineChart {
+    /// `xs` are the times of the values of every series; `label_x` and `label_y` format ticks.
+    pub(crate) fn new(
+        title: &str,
+        xs: &[i64],
+        series: Vec<Series<'_>>,
+        label_x: fn(i64) -> String,
+        label_y: fn(f64) -> String,
+    ) -> LineChart {
+        let (x_min, x_max) = (xs.first().copied().unwrap_or(0), xs.last().copied().unwrap_or(1));
+        let y_max = nice_max(
+            series
+                .iter()
+                .flat_map(|s| s.values.iter().copied())
+                .fold(0.0, f64::max),
+        );
+        let x_span = (x_max - x_min).max(1) as f64;
+        let plot_w = WIDTH - LEFT - 8.0;
+        let plot_h = HEIGHT - BOTTOM - TOP;
+        let x_of = |x: i64| LEFT + (x - x_min) as f64 / x_span * plot_w;
+        let y_of = |y: f64| TOP + plot_h - y / y_max * plot_h;
+        let lines = series
+            .iter()
+            .zip(PALETTE.iter().cycle())
+            .map(|(s, color)| Line {
+                name: s.name.to_owned(),
+                color,
+                points: xs
+                    .iter()
+                    .zip(&s.values)
+                    .map(|(&x, &y)| format!("{:.1},{:.1}", x_of(x), y_of(y)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            })
+            .collect();
+        let x_ticks = (0..=TICKS)
+            .map(|i| {
+                let x = x_min + (x_span as i64) * i as i64 / TICKS as i64;
+                Tick {
+                    at: x_of(x),
+                    label: label_x(x),
+                }
+            })
+            .collect();
+        let y_ticks = (0..=TICKS)
+            .map(|i| {
+                let y = y_max * i as f64 / TICKS as f64;
+                Tick {
+                    at: y_of(y),
+                    label: label_y(y),
+                }
+            })
+            .collect();
+        LineChart {
+            title: title.to_owned(),
+            width: WIDTH,
+            height: HEIGHT,
+            left: LEFT,
+            bottom: HEIGHT - BOTTOM,
+            lines,
+            x_ticks,
+            y_ticks,
+            empty: xs.is_empty(),
+        }
+    }
+}
+
+/// A round number at or above `max`, so the top tick reads well.
+fn nice_max(max: f64) -> f64 {
+    if max <= 0.0 {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(max.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|step| step * magnitude)
+        .find(|&v| v >= max)
+        .unwrap_or(10.0 * magnitude)
+}
+
+pub(crate) struct Bar {
+    pub(crate) x: f64,
+    pub(crate) y: f64,
+    pub(crate) width: f64,
+    pub(crate) height: f64,
+    pub(crate) color: &'static str,
+    pub(crate) tip: String,
+}
+
+#[derive(Template)]
+#[template(path = "bar_chart.html")]
+pub(crate) struct BarChart {
+    pub(crate) title: String,
+    pub(crate) width: f64,
+    pub(crate) height: f64,
+    pub(crate) left: f64,
+    pub(crate) bottom: f64,
+    pub(crate) bars: Vec<Bar>,
+    pub(crate) x_labels: Vec<Tick>,
+    pub(crate) y_ticks: Vec<Tick>,
+    pub(crate) legend: Vec<(String, &'static str)>,
+    pub(crate) empty: bool,
+}
+
+/// One column of a bar chart: its label and its stacked parts, `(part, value)`.
+pub(crate) struct Column {
+    pub(crate) label: String,
+    pub(crate) parts: Vec<(usize, f64)>,
+}
+
+impl BarChart {
+    /// Stacked columns; `parts` names the stack's parts (each gets a colour).
+    pub(crate) fn new(
+        title: &str,
+        parts: &[&str],
+        columns: Vec<Column>,
+        label_y: fn(f64) -> String,
+    ) -> BarChart {
+        let y_max = nice_max(
+            columns
+                .iter()
+                .map(|c| c.parts.iter().map(|p| p.1).sum::<f64>())
+                .fold(0.0, f64::max),
+        );
+        let plot_w = WIDTH - LEFT - 8.0;
+        let plot_h = HEIGHT - BOTTOM - TOP;
+        let slot = plot_w / columns.len().max(1) as f64;
+        let mut bars = Vec::new();
+        let mut x_labels = Vec::new();
+        let label_every = (columns.len() / 8).max(1);
+        for (i, column) in columns.iter().enumerate() {
+            let x = LEFT + i as f64 * slot;
+            let mut base = 0.0;
+            for &(part, value) in &column.parts {
+                let height = value / y_max * plot_h;
+                bars.push(Bar {
+                    x: x + slot * 0.1,
+                    y: TOP + plot_h - base - height,
+                    width: slot * 0.8,
+                    height,
+                    color: PALETTE[part % PALETTE.len()],
+                    tip: format!(
+                        "{} {}: {}",
+                        column.label,
+                        parts.get(part).unwrap_or(&""),
+                        crate::format::count(value)
+                    ),
+                });
+                base += height;
+            }
+            if i % label_every == 0 {
+                x_labels.push(Tick {
+                    at: x + slot / 2.0,
+                    label: column.label.clone(),
+                });
+            }
+        }
+        let y_ticks = (0..=TICKS)
+            .map(|i| {
+                let y = y_max * i as f64 / TICKS as f64;
+                Tick {
+                    at: TOP + plot_h - y / y_max * plot_h,
+                    label: label_y(y),
+                }
+            })
+            .collect();
+        BarChart {
+            title: title.to_owned(),
+            width: WIDTH,
+            height: HEIGHT,
+            left: LEFT,
+            bottom: HEIGHT - BOTTOM,
+            empty: columns.is_empty(),
+            bars,
+            x_labels,
+            y_ticks,
+            legend: parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| ((*p).to_owned(), PALETTE[i % PALETTE.len()]))
+                .collect(),
+        }
+    }
+}
+
+/// One step of a request's path in the waterfall.
+pub(crate) struct WaterfallRow {
+    pub(crate) label: String,
+    pub(crate) detail: String,
+    pub(crate) x: f64,
+    pub(crate) width: f64,
+    pub(crate) y: f64,
+    pub(crate) color: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "waterfall.html")]
+pub(crate) struct Waterfall {
+    pub(crate) width: f64,
+    pub(crate) height: f64,
+    pub(crate) rows: Vec<WaterfallRow>,
+    pub(crate) ticks: Vec<Tick>,
+}
+
+/// A step to draw: label, detail, start and duration (µs from the request's start), failed.
+pub(crate) struct Span {
+    pub(crate) label: String,
+    pub(crate) detail: String,
+    pub(crate) start_us: u64,
+    pub(crate) duration_us: u64,
+    pub(crate) failed: bool,
+}
+
+impl Waterfall {
+    pub(crate) fn new(total_us: u64, spans: Vec<Span>) -> Waterfall {
+        const LABEL: f64 = 220.0;
+        const ROW: f64 = 26.0;
+        let plot_w = WIDTH - LABEL - 8.0;
+        let total = total_us
+            .max(
+                spans
+                    .iter()
+                    .map(|s| s.start_us + s.duration_us)
+                    .max()
+                    .unwrap_or(1),
+            )
+            .max(1) as f64;
+        let rows: Vec<_> = spans
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| WaterfallRow {
+                x: LABEL + s.start_us as f64 / total * plot_w,
+                width: (s.duration_us as f64 / total * plot_w).max(1.5),
+                y: 20.0 + i as f64 * ROW,
+                color: if s.failed {
+                    PALETTE[2]
+                } else if i == 0 {
+                    PALETTE[4]
+                } else {
+                    PALETTE[0]
+                },
+                label: s.label,
+                detail: s.detail,
+            })
+            .collect();
+        let ticks = (0..=TICKS)
+            .map(|i| Tick {
+                at: LABEL + plot_w * i as f64 / TICKS as f64,
+                label: crate::format::duration(total * i as f64 / TICKS as f64),
+            })
+            .collect();
+        Waterfall {
+            width: WIDTH,
+            height: 28.0 + rows.len() as f64 * ROW,
+            rows,
+            ticks,
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Lookout's dashboard: an axum router the gateway mounts on its admin listener, with pages
+//! rendered on the server from askama templates compiled into the binary, inline CSS and SVG
+//! charts, and a few lines of plain JavaScript for live refresh and the SQL console.
+//!
+//! Pages: the overview (last hour per minute, last five minutes per second, top routes,
+//! upstream health, the analytics queue), a route, the anomalies the gateway detected, canary /
+//! A-B verdicts, one request's waterfall, and a SQL console over `POST /api/sql`.
+//!
+//! It reads; it must not write. Figures come from the analytics store through
+//! [`lookout_analytics::analysis`] (on blocking threads, within the store's query limits) and from
+//! the gateway's live state through [`LiveSource`]; it knows nothing else of the gateway. Every
+//! page but the login form requires the admin token when one is set ([`Access`]).
+
+mod access;
+mod chart;
+mod format;
+mod pages;
+
+pub use access::Access;
+
+use axum::Router;
+use lookout_analytics::{QueueStats, Store, StoreStats};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// What the gateway knows right now, for the live parts of the overview.
+#[derive(Debug, Clone, Serialize)]
+pub struct Live {
+    pub upstreams: Vec<UpstreamHealth>,
+    pub queue: QueueStats,
+    pub store: Option<StoreStats>,
+    pub requests_in_flight: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamHealth {
+    pub name: String,
+    pub instances: Vec<InstanceHealth>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceHealth {
+    pub address: String,
+    pub healthy: bool,
+    pub ejected: bool,
+    pub in_flight: u64,
+}
+
+/// The gateway's side: a snapshot of its live state, cheap enough to take on every refresh.
+pub trait LiveSource: Send + Sync + 'static {
+    fn live(&self) -> Live;
+}
+
+/// Everything the pages need.
+#[derive(Clone)]
+pub struct Dashboard {
+    pub store: Option<Store>,
+    pub live: Arc<dyn LiveSource>,
+    pub access: Arc<Access>,
+    /// Jaeger's UI (e.g. `http://jaeger:16686`), for links from a request to its trace.
+    pub jaeger_ui: Option<String>,
+}
+
+/// The dashboard's routes, under `/dashboard` (and `/` redirecting to it).
+pub fn router(dashboard: Dashboard) -> Router {
+    pages::router(Arc::new(dashboard))
+}

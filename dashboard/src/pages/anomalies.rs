@@ -1,0 +1,116 @@
+//! The anomalies the gateway detected, with example requests from each.
+
+use super::{now_us, read, render, segment, PageError, Shared};
+use crate::format::{clock_minute, count, duration, percent};
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use lookout_analytics::analysis::anomaly::{self, DetectorSettings, Metric, Severity};
+use lookout_analytics::analysis::views::{self, Pick};
+use lookout_analytics::analysis::{minute_of, MINUTE_US};
+
+const DAY_US: i64 = 24 * 60 * MINUTE_US;
+/// Anomalies shown with example requests; older ones are listed without.
+const WITH_EXAMPLES: usize = 20;
+const EXAMPLES: usize = 3;
+
+pub(crate) struct Row {
+    route: String,
+    link: String,
+    metric: &'static str,
+    from: String,
+    to: String,
+    ongoing: bool,
+    observed: String,
+    expected: String,
+    score: String,
+    severity: &'static str,
+    critical: bool,
+    examples: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "anomalies.html")]
+struct AnomaliesPage {
+    nav: &'static str,
+    baseline: usize,
+    min_requests: u64,
+    threshold: f64,
+    critical: f64,
+    rows: Vec<Row>,
+}
+
+pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, PageError> {
+    let now = now_us();
+    let latest_closed = minute_of(now) - MINUTE_US;
+    let found = read(&dashboard, move |conn| {
+        let anomalies = anomaly::stored(conn, now - DAY_US)?;
+        let mut examples = Vec::new();
+        for a in anomalies.iter().take(WITH_EXAMPLES) {
+            let pick = match a.metric {
+                Metric::ErrorRatio => Pick::Failed,
+                Metric::P99Latency => Pick::Slowest,
+                Metric::RequestRate => Pick::Latest,
+            };
+            let until = a.last_minute_us + MINUTE_US;
+            examples.push(views::requests(
+                conn, &a.route, pick, a.start_us, until, EXAMPLES,
+            )?);
+        }
+        Ok((anomalies, examples))
+    })
+    .await?;
+    let (anomalies, mut examples) = found;
+    examples.resize_with(anomalies.len(), Vec::new);
+    let rows = anomalies
+        .iter()
+        .zip(examples)
+        .map(|(a, examples)| Row {
+            route: a.route.clone(),
+            link: segment(&a.route),
+            metric: metric_label(a.metric),
+            from: clock_minute(a.start_us),
+            to: clock_minute(a.last_minute_us + MINUTE_US),
+            ongoing: a.last_minute_us >= latest_closed,
+            observed: value(a.metric, a.observed),
+            expected: value(a.metric, a.expected),
+            score: format!("{:+.1}", a.score),
+            severity: a.severity.name(),
+            critical: a.severity == Severity::Critical,
+            examples: examples
+                .into_iter()
+                .map(|r| {
+                    (
+                        segment(&r.request_id),
+                        format!("{} {} · {}", r.status, r.path, duration(r.duration_us as f64)),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let settings = DetectorSettings::default();
+    Ok(render(&AnomaliesPage {
+        nav: "anomalies",
+        baseline: settings.baseline_minutes,
+        min_requests: settings.min_requests,
+        threshold: settings.threshold,
+        critical: 2.0 * settings.threshold,
+        rows,
+    }))
+}
+
+fn metric_label(metric: Metric) -> &'static str {
+    match metric {
+        Metric::RequestRate => "request rate",
+        Metric::ErrorRatio => "5xx ratio",
+        Metric::P99Latency => "p99 latency",
+    }
+}
+
+fn value(metric: Metric, v: f64) -> String {
+    match metric {
+        Metric::RequestRate => format!("{}/min", count(v)),
+        Metric::ErrorRatio => percent(v),
+        Metric::P99Latency => duration(v),
+    }
+}

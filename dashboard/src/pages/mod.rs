@@ -1,0 +1,154 @@
+//! The pages: one module each, all behind [`require_access`] but the login form. Each page reads
+//! what it shows in one read-only transaction on a blocking thread ([`read`]), so its figures
+//! agree with each other and the async workers never wait on the store.
+
+mod anomalies;
+mod canary;
+mod login;
+mod overview;
+mod request;
+mod route;
+mod sql;
+
+use crate::Dashboard;
+use askama::Template;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use lookout_analytics::duckdb::{self, Connection};
+use lookout_analytics::sql::SqlError;
+use std::sync::Arc;
+
+type Shared = Arc<Dashboard>;
+
+pub(crate) fn router(dashboard: Shared) -> Router {
+    let pages = Router::new()
+        .route("/dashboard", get(overview::page))
+        .route("/dashboard/live", get(overview::live))
+        .route("/dashboard/routes/{route}", get(route::page))
+        .route("/dashboard/anomalies", get(anomalies::page))
+        .route("/dashboard/canary", get(canary::page))
+        .route("/dashboard/requests", get(request::find))
+        .route("/dashboard/requests/{id}", get(request::page))
+        .route("/dashboard/sql", get(sql::page))
+        .route("/dashboard/logout", axum::routing::post(login::logout))
+        .route_layer(middleware::from_fn_with_state(dashboard.clone(), require_access));
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dashboard") }))
+        .route("/dashboard/", get(|| async { Redirect::to("/dashboard") }))
+        .route("/dashboard/login", get(login::form).post(login::submit))
+        .merge(pages)
+        .with_state(dashboard)
+}
+
+/// Browsers without a session go to the login form, and come back after it.
+async fn require_access(State(dashboard): State<Shared>, request: Request, next: Next) -> Response {
+    if dashboard.access.allows(request.headers()) {
+        return next.run(request).await;
+    }
+    let back = request
+        .uri()
+        .path_and_query()
+        .map_or("/dashboard", |p| p.as_str());
+    Redirect::to(&format!("/dashboard/login?next={}", login::encode(back))).into_response()
+}
+
+/// Why a page could not be shown.
+pub(crate) enum PageError {
+    StoreOff,
+    Store(SqlError),
+    NotFound(String),
+}
+
+impl From<SqlError> for PageError {
+    fn from(error: SqlError) -> Self {
+        PageError::Store(error)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    nav: &'static str,
+    heading: String,
+    message: String,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, heading, message) = match self {
+            PageError::StoreOff => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The analytics store is off",
+                "This page reads the analytics store, which is off in this gateway's config (analytics.store: off).".to_owned(),
+            ),
+            PageError::Store(error) => (
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "The analytics store could not answer",
+                error.to_string(),
+            ),
+            PageError::NotFound(message) => (StatusCode::NOT_FOUND, "Not found", message),
+        };
+        let page = ErrorPage {
+            nav: "",
+            heading: heading.to_owned(),
+            message,
+        };
+        (status, render(&page)).into_response()
+    }
+}
+
+/// Renders a template; a template that fails to render (a bug) is logged and answered 500.
+pub(crate) fn render(page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "a dashboard template failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page failed to render").into_response()
+        }
+    }
+}
+
+/// Renders a template into a string for embedding (charts, tables) into a page.
+pub(crate) fn fragment(part: &impl Template) -> String {
+    part.render().unwrap_or_else(|error| {
+        tracing::error!(%error, "a dashboard fragment failed to render");
+        String::new()
+    })
+}
+
+/// Runs `query` on the store in one read-only transaction, off the async workers.
+pub(crate) async fn read<T, F>(dashboard: &Dashboard, query: F) -> Result<T, PageError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> duckdb::Result<T> + Send + 'static,
+{
+    let store = dashboard.store.clone().ok_or(PageError::StoreOff)?;
+    tokio::task::spawn_blocking(move || store.read(query))
+        .await
+        .map_err(|_| PageError::Store(SqlError::Failed("the query panicked".into())))?
+        .map_err(PageError::Store)
+}
+
+/// Microseconds since the epoch, now.
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// A path segment for a link to `/dashboard/routes/{route}` or `/dashboard/requests/{id}`.
+pub(crate) fn segment(value: &str) -> String {
+    login::encode(value)
+}
+
+pub(crate) fn no_store_cache(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}

@@ -1,0 +1,228 @@
+//! The overview: the last hour per minute, the last five minutes per second (refreshed live),
+//! top routes by traffic, errors and latency, upstream instances and the analytics pipeline.
+
+use super::{fragment, no_store_cache, now_us, read, render, segment, PageError, Shared};
+use crate::chart::{LineChart, Series};
+use crate::format::{clock, clock_minute, count, duration, percent};
+use askama::Template;
+use axum::extract::State;
+use axum::response::{Html, IntoResponse, Response};
+use lookout_analytics::analysis::views::{self, Point, RouteSummary};
+use lookout_analytics::analysis::{minute_of, MINUTE_US};
+
+const HOUR_US: i64 = 60 * MINUTE_US;
+const LIVE_WINDOW_US: i64 = 5 * MINUTE_US;
+const TOP: usize = 5;
+/// A 5xx ratio shown in red from here.
+const BAD_ERROR_RATIO: f64 = 0.01;
+
+pub(super) struct TopRow {
+    route: String,
+    link: String,
+    requests: String,
+    error_ratio: String,
+    error_bad: bool,
+    p99: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    nav: &'static str,
+    rate: String,
+    error_rate: String,
+    error_bad: bool,
+    p50: String,
+    p95: String,
+    p99: String,
+    active_anomalies: usize,
+    rate_chart: String,
+    error_chart: String,
+    latency_chart: String,
+    live: String,
+    tops: Vec<(&'static str, Vec<TopRow>)>,
+}
+
+pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, PageError> {
+    let now = now_us();
+    let until = minute_of(now);
+    let since = until - HOUR_US;
+    let (minutes, routes) = read(&dashboard, move |conn| {
+        Ok((
+            views::minutes(conn, "*", since, until)?,
+            views::routes(conn, since, until)?,
+        ))
+    })
+    .await?;
+    let live = live_fragment(&dashboard, now).await?;
+    let requests: u64 = minutes.iter().map(|p| p.requests).sum();
+    let errors: u64 = minutes.iter().map(|p| p.errors).sum();
+    let last = minutes.last();
+    let active_anomalies = dashboard
+        .live
+        .live()
+        .store
+        .map_or(0, |store| store.active_anomalies.len());
+    let error_ratio = errors as f64 / requests.max(1) as f64;
+    let page = OverviewPage {
+        nav: "overview",
+        rate: count(requests as f64 / (HOUR_US / 1_000_000) as f64),
+        error_rate: percent(error_ratio),
+        error_bad: error_ratio >= BAD_ERROR_RATIO,
+        p50: last.map_or("–".into(), |p| duration(p.p50_us)),
+        p95: last.map_or("–".into(), |p| duration(p.p95_us)),
+        p99: last.map_or("–".into(), |p| duration(p.p99_us)),
+        active_anomalies,
+        rate_chart: fragment(&rate_chart("Requests per minute", &minutes, clock_minute)),
+        error_chart: fragment(&error_chart(&minutes)),
+        latency_chart: fragment(&latency_chart("Latency per minute", &minutes, clock_minute)),
+        live,
+        tops: tops(routes),
+    };
+    Ok(no_store_cache(render(&page)))
+}
+
+pub(super) async fn live(State(dashboard): State<Shared>) -> Result<Response, PageError> {
+    let html = live_fragment(&dashboard, now_us()).await?;
+    Ok(no_store_cache(Html(html).into_response()))
+}
+
+pub(super) struct InstanceRow {
+    upstream: String,
+    address: String,
+    state: &'static str,
+    class: &'static str,
+    in_flight: u64,
+}
+
+#[derive(Template)]
+#[template(path = "live.html")]
+struct LiveFragment {
+    in_flight: u64,
+    queued: String,
+    dropped: String,
+    store_ok: bool,
+    store_state: &'static str,
+    rate_chart: String,
+    latency_chart: String,
+    instances: Vec<InstanceRow>,
+}
+
+async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError> {
+    let since = now - LIVE_WINDOW_US;
+    let seconds = match dashboard.store {
+        Some(_) => read(dashboard, move |conn| views::seconds(conn, since)).await?,
+        None => Vec::new(),
+    };
+    let live = dashboard.live.live();
+    let instances = live
+        .upstreams
+        .iter()
+        .flat_map(|u| {
+            u.instances.iter().map(|i| {
+                let (state, class) = match (i.healthy, i.ejected) {
+                    (_, true) => ("ejected", "bad"),
+                    (false, _) => ("unhealthy", "bad"),
+                    (true, false) => ("healthy", "good"),
+                };
+                InstanceRow {
+                    upstream: u.name.clone(),
+                    address: i.address.clone(),
+                    state,
+                    class,
+                    in_flight: i.in_flight,
+                }
+            })
+        })
+        .collect();
+    let (store_ok, store_state) = match &live.store {
+        Some(store) if store.up => (true, "up"),
+        Some(_) => (false, "reopening"),
+        None => (false, "off"),
+    };
+    let per_second: Vec<Point> = seconds;
+    let fragment_html = LiveFragment {
+        in_flight: live.requests_in_flight,
+        queued: count(live.queue.queued as f64),
+        dropped: count(live.queue.dropped as f64),
+        store_ok,
+        store_state,
+        rate_chart: fragment(&rate_chart("Requests per second", &per_second, clock)),
+        latency_chart: fragment(&latency_chart("Latency per second", &per_second, clock)),
+        instances,
+    };
+    Ok(fragment(&fragment_html))
+}
+
+pub(crate) fn rate_chart(title: &str, points: &[Point], label_x: fn(i64) -> String) -> LineChart {
+    let xs: Vec<i64> = points.iter().map(|p| p.at_us).collect();
+    let series = vec![
+        Series {
+            name: "requests",
+            values: points.iter().map(|p| p.requests as f64).collect(),
+        },
+        Series {
+            name: "5xx",
+            values: points.iter().map(|p| p.errors as f64).collect(),
+        },
+    ];
+    LineChart::new(title, &xs, series, label_x, count)
+}
+
+fn error_chart(points: &[Point]) -> LineChart {
+    let xs: Vec<i64> = points.iter().map(|p| p.at_us).collect();
+    let ratio = points
+        .iter()
+        .map(|p| p.errors as f64 / p.requests.max(1) as f64)
+        .collect();
+    let series = vec![Series {
+        name: "5xx ratio",
+        values: ratio,
+    }];
+    LineChart::new("5xx ratio per minute", &xs, series, clock_minute, percent)
+}
+
+pub(crate) fn latency_chart(title: &str, points: &[Point], label_x: fn(i64) -> String) -> LineChart {
+    let xs: Vec<i64> = points.iter().map(|p| p.at_us).collect();
+    let series = vec![
+        Series {
+            name: "p50",
+            values: points.iter().map(|p| p.p50_us).collect(),
+        },
+        Series {
+            name: "p95",
+            values: points.iter().map(|p| p.p95_us).collect(),
+        },
+        Series {
+            name: "p99",
+            values: points.iter().map(|p| p.p99_us).collect(),
+        },
+    ];
+    LineChart::new(title, &xs, series, label_x, duration)
+}
+
+/// The routes three ways: by traffic, by 5xx ratio, by p99.
+fn tops(mut routes: Vec<RouteSummary>) -> Vec<(&'static str, Vec<TopRow>)> {
+    let rows = |routes: &[RouteSummary]| routes.iter().take(TOP).map(top_row).collect();
+    let by_traffic = rows(&routes);
+    routes.sort_by(|a, b| b.error_ratio.total_cmp(&a.error_ratio));
+    let by_errors = rows(&routes);
+    routes.sort_by(|a, b| b.worst_p99_us.total_cmp(&a.worst_p99_us));
+    let by_latency = rows(&routes);
+    vec![
+        ("By traffic", by_traffic),
+        ("By 5xx ratio", by_errors),
+        ("By latency", by_latency),
+    ]
+}
+
+fn top_row(route: &RouteSummary) -> TopRow {
+    TopRow {
+        route: route.route.clone(),
+        link: segment(&route.route),
+        requests: count(route.requests as f64),
+        error_ratio: percent(route.error_ratio),
+        error_bad: route.error_ratio >= BAD_ERROR_RATIO,
+        p99: duration(route.worst_p99_us),
+    }
+}

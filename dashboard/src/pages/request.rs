@@ -1,0 +1,169 @@
+//! One request: found by request id or trace id, its figures and the waterfall of its path.
+
+use super::{fragment, read, render, segment, PageError, Shared};
+use crate::chart::{Span, Waterfall};
+use crate::format::{bytes, duration, timestamp};
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use lookout_analytics::analysis::views::{self, RequestRow, Step};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub(super) struct Lookup {
+    id: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "requests.html")]
+struct FindPage {
+    nav: &'static str,
+    missing: Option<String>,
+}
+
+/// `/dashboard/requests?id=...`: to the request's page when the id is known.
+pub(super) async fn find(
+    State(dashboard): State<Shared>,
+    Query(lookup): Query<Lookup>,
+) -> Result<Response, PageError> {
+    let Some(id) = lookup
+        .id
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+    else {
+        return Ok(render(&FindPage {
+            nav: "requests",
+            missing: None,
+        }));
+    };
+    let wanted = id.clone();
+    match read(&dashboard, move |conn| views::request(conn, &wanted)).await? {
+        Some(request) => Ok(
+            Redirect::to(&format!("/dashboard/requests/{}", segment(&request.request_id))).into_response(),
+        ),
+        None => Ok((
+            axum::http::StatusCode::NOT_FOUND,
+            render(&FindPage {
+                nav: "requests",
+                missing: Some(id),
+            }),
+        )
+            .into_response()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "request.html")]
+struct RequestPage {
+    nav: &'static str,
+    request_id: String,
+    status: u16,
+    failed: bool,
+    duration: String,
+    attempts: u32,
+    bytes_in: String,
+    bytes_out: String,
+    waterfall: String,
+    fields: Vec<(&'static str, String)>,
+    jaeger: Option<String>,
+}
+
+pub(super) async fn page(
+    State(dashboard): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let wanted = id.clone();
+    let found = read(&dashboard, move |conn| {
+        let Some(request) = views::request(conn, &wanted)? else {
+            return Ok(None);
+        };
+        let steps = views::steps(conn, &request.request_id)?;
+        Ok(Some((request, steps)))
+    })
+    .await?;
+    let Some((request, steps)) = found else {
+        return Err(PageError::NotFound(format!(
+            "No request with id or trace id {id:?} in the store."
+        )));
+    };
+    if request.request_id != id {
+        // Found by trace id: the request's own address is the one to share.
+        return Ok(
+            Redirect::to(&format!("/dashboard/requests/{}", segment(&request.request_id))).into_response(),
+        );
+    }
+    let jaeger = match (&dashboard.jaeger_ui, &request.trace_id) {
+        (Some(ui), Some(trace)) => Some(format!("{}/trace/{trace}", ui.trim_end_matches('/'))),
+        _ => None,
+    };
+    let page = RequestPage {
+        nav: "requests",
+        status: request.status,
+        failed: request.status >= 500 || request.error_kind.is_some(),
+        duration: duration(request.duration_us as f64),
+        attempts: request.attempts,
+        bytes_in: bytes(request.bytes_in),
+        bytes_out: bytes(request.bytes_out),
+        waterfall: fragment(&waterfall(&request, &steps)),
+        fields: fields(&request),
+        jaeger,
+        request_id: request.request_id,
+    };
+    Ok(render(&page))
+}
+
+fn waterfall(request: &RequestRow, steps: &[Step]) -> Waterfall {
+    let whole = Span {
+        label: format!("{} {}", request.method, request.path),
+        detail: format!("{} in {}", request.status, duration(request.duration_us as f64)),
+        start_us: 0,
+        duration_us: request.duration_us,
+        failed: request.status >= 500,
+    };
+    let mut attempt = 0;
+    let spans = std::iter::once(whole).chain(steps.iter().map(|step| {
+        let label = match step.kind.as_str() {
+            "upstream_attempt" => {
+                attempt += 1;
+                format!("upstream attempt {attempt}")
+            }
+            "route_match" => "route match".to_owned(),
+            other => other.replace('_', " "),
+        };
+        let outcome = match (&step.error, step.status) {
+            (Some(error), _) => error.clone(),
+            (None, Some(status)) => status.to_string(),
+            (None, None) => String::new(),
+        };
+        let at = step
+            .instance
+            .as_deref()
+            .map(|i| format!(" · {i}"))
+            .unwrap_or_default();
+        Span {
+            label,
+            detail: format!("{}{at} {outcome}", duration(step.duration_us as f64)),
+            start_us: step.start_us,
+            duration_us: step.duration_us,
+            failed: step.error.is_some() || step.status.is_some_and(|s| s >= 500),
+        }
+    }));
+    Waterfall::new(request.duration_us, spans.collect())
+}
+
+fn fields(r: &RequestRow) -> Vec<(&'static str, String)> {
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".into());
+    vec![
+        ("time", timestamp(r.ts_us)),
+        ("route", or_none(&r.route)),
+        ("method", r.method.clone()),
+        ("path", r.path.clone()),
+        ("status", r.status.to_string()),
+        ("error", or_none(&r.error_kind)),
+        ("instance", or_none(&r.instance)),
+        ("trace id", or_none(&r.trace_id)),
+        ("client", r.client_ip.clone()),
+        ("consumer", or_none(&r.consumer)),
+        ("variant", or_none(&r.variant)),
+    ]
+}

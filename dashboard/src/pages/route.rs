@@ -1,0 +1,158 @@
+//! A route: its latency distribution and percentiles, status classes over time, and its slowest
+//! and failed recent requests.
+
+use super::overview::latency_chart;
+use super::{fragment, now_us, read, render, segment, PageError, Shared};
+use crate::chart::{BarChart, Column};
+use crate::format::{clock, clock_minute, count, duration, percent};
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use lookout_analytics::analysis::views::{self, Bucket, Pick, RequestRow, StatusMinute};
+use lookout_analytics::analysis::{minute_of, MINUTE_US};
+
+const HOUR_US: i64 = 60 * MINUTE_US;
+const LISTED: usize = 20;
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[derive(Template)]
+#[template(path = "route.html")]
+struct RoutePage {
+    nav: &'static str,
+    route: String,
+    requests: String,
+    error_ratio: String,
+    worst_p99: String,
+    histogram: String,
+    percentiles: String,
+    statuses: String,
+    slowest: String,
+    failed: String,
+}
+
+pub(crate) struct Listed {
+    time: String,
+    request_id: String,
+    link: String,
+    method: String,
+    path: String,
+    status: u16,
+    failed: bool,
+    duration: String,
+    instance: String,
+    attempts: u32,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "request_table.html")]
+pub(crate) struct RequestTable {
+    id: &'static str,
+    rows: Vec<Listed>,
+}
+
+impl RequestTable {
+    pub(crate) fn new(id: &'static str, rows: &[RequestRow]) -> RequestTable {
+        let rows = rows
+            .iter()
+            .map(|r| Listed {
+                time: clock(r.ts_us),
+                request_id: r.request_id.clone(),
+                link: segment(&r.request_id),
+                method: r.method.clone(),
+                path: r.path.clone(),
+                status: r.status,
+                failed: r.status >= 500 || r.error_kind.is_some(),
+                duration: duration(r.duration_us as f64),
+                instance: r.instance.clone().unwrap_or_default(),
+                attempts: r.attempts,
+                error: r.error_kind.clone().unwrap_or_default(),
+            })
+            .collect();
+        RequestTable { id, rows }
+    }
+}
+
+pub(super) async fn page(
+    State(dashboard): State<Shared>,
+    Path(route): Path<String>,
+) -> Result<Response, PageError> {
+    let now = now_us();
+    let until = minute_of(now);
+    let since = until - HOUR_US;
+    let name = route.clone();
+    let figures = read(&dashboard, move |conn| {
+        Ok((
+            views::minutes(conn, &name, since, until)?,
+            views::latency_histogram(conn, &name, since)?,
+            views::status_classes(conn, &name, since)?,
+            views::requests(conn, &name, Pick::Slowest, since, now, LISTED)?,
+            views::requests(conn, &name, Pick::Failed, since, now, LISTED)?,
+        ))
+    })
+    .await?;
+    let (minutes, buckets, statuses, slowest, failed) = figures;
+    if minutes.is_empty() && buckets.is_empty() {
+        return Err(PageError::NotFound(format!(
+            "The route {route:?} has no requests in the last hour."
+        )));
+    }
+    let requests: u64 = minutes.iter().map(|p| p.requests).sum();
+    let errors: u64 = minutes.iter().map(|p| p.errors).sum();
+    let worst_p99 = minutes.iter().map(|p| p.p99_us).fold(0.0, f64::max);
+    let page = RoutePage {
+        nav: "",
+        requests: count(requests as f64),
+        error_ratio: percent(errors as f64 / requests.max(1) as f64),
+        worst_p99: duration(worst_p99),
+        histogram: fragment(&histogram(&buckets)),
+        percentiles: fragment(&latency_chart(
+            "Latency percentiles per minute",
+            &minutes,
+            clock_minute,
+        )),
+        statuses: fragment(&status_chart(&statuses)),
+        slowest: fragment(&RequestTable::new("slowest", &slowest)),
+        failed: fragment(&RequestTable::new("failed", &failed)),
+        route,
+    };
+    Ok(render(&page))
+}
+
+fn histogram(buckets: &[Bucket]) -> BarChart {
+    let columns = buckets
+        .iter()
+        .map(|b| Column {
+            label: format!("<{}", duration(b.high_us as f64)),
+            parts: vec![(0, b.requests as f64)],
+        })
+        .collect();
+    BarChart::new(
+        "Latency distribution (requests per bucket)",
+        &["requests"],
+        columns,
+        count,
+    )
+}
+
+fn status_chart(statuses: &[StatusMinute]) -> BarChart {
+    let mut columns: Vec<Column> = Vec::new();
+    let mut current = None;
+    for s in statuses {
+        if current != Some(s.minute_us) {
+            current = Some(s.minute_us);
+            columns.push(Column {
+                label: clock_minute(s.minute_us),
+                parts: Vec::new(),
+            });
+        }
+        let part = STATUS_CLASSES
+            .iter()
+            .position(|c| *c == s.status_class)
+            .unwrap_or(4);
+        if let Some(column) = columns.last_mut() {
+            column.parts.push((part, s.requests as f64));
+        }
+    }
+    BarChart::new("Status classes per minute", &STATUS_CLASSES, columns, count)
+}

@@ -1,0 +1,123 @@
+//! An hour of made-up past traffic for the demo's store, so the dashboard has something to show
+//! from the first second: per-minute charts, anomalies (a burst of errors on `reviews`, a latency
+//! spike on `inventory`, each detected by the gateway's own detector) and a canary on `book`
+//! (v2 takes a tenth of the traffic and is slower: the verdict is to roll back). Events go
+//! through the gateway's event queue like any other, paced so that none is dropped.
+
+use lookout_analytics::{EventQueue, PathStep, RequestEvent, StepKind};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const MINUTES: u64 = 60;
+const MINUTE_US: u64 = 60_000_000;
+/// Requests per minute of each route, about the demo generator's own mix at 40/s.
+const ROUTES: &[(&str, &str, u64)] = &[
+    ("books-list", "/books", 700),
+    ("book", "/books/", 900),
+    ("reviews", "/reviews/", 500),
+    ("inventory", "/inventory/", 250),
+];
+/// Queued events above which the seeding waits for the writer.
+const PACE_AT: usize = 4_096;
+
+/// Offers the last hour's events to `events`, oldest first, never more than the writer keeps up
+/// with.
+pub(super) async fn seed(events: &EventQueue, capacity: usize) -> u64 {
+    let now_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let first_minute = (now_us / MINUTE_US - MINUTES) * MINUTE_US;
+    let mut rng = fastrand::Rng::with_seed(2026);
+    let mut offered = 0;
+    for minute in 0..MINUTES {
+        for &(route, path, per_minute) in ROUTES {
+            for _ in 0..per_minute {
+                let at = first_minute + minute * MINUTE_US + rng.u64(0..MINUTE_US);
+                events.offer(event(&mut rng, route, path, minute, at));
+                offered += 1;
+                while events.stats().queued >= PACE_AT.min(capacity / 2) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+    offered
+}
+
+fn event(rng: &mut fastrand::Rng, route: &'static str, path: &str, minute: u64, at_us: u64) -> RequestEvent {
+    let ago = MINUTES - minute;
+    let variant = (route == "book").then(|| if rng.f64() < 0.1 { "v2" } else { "v1" });
+    // Latency: a long-tailed spread around each route's usual time.
+    let mut typical_us = match route {
+        "inventory" => 9_000.0,
+        "reviews" => 4_000.0,
+        _ => 2_500.0,
+    };
+    if variant == Some("v2") {
+        typical_us *= 1.6;
+    }
+    if route == "inventory" && (10..=12).contains(&ago) {
+        typical_us *= 6.0;
+    }
+    let duration_us = (typical_us * (0.5 + -(1.0 - rng.f64()).ln())) as u64;
+    let error_rate = match (route, variant) {
+        ("reviews", _) if (22..=25).contains(&ago) => 0.2,
+        (_, Some("v2")) => 0.03,
+        _ => 0.004,
+    };
+    let status = if rng.f64() < error_rate { 503 } else { 200 };
+    let id = format!("hist-{:016x}", rng.u64(..));
+    let instance: Arc<str> = format!("127.0.0.1:{}", 18_000 + rng.u16(0..2)).into();
+    let path = if path.ends_with('/') {
+        format!("{path}{}", rng.u32(1..=40))
+    } else {
+        path.to_owned()
+    };
+    let match_us = 3 + rng.u64(0..5);
+    RequestEvent {
+        timestamp_us: at_us,
+        request_id: id.into(),
+        trace_id: None,
+        route: Some(route.into()),
+        method: "GET".into(),
+        path,
+        host: None,
+        client_ip: IpAddr::from([10, 0, rng.u8(0..4), rng.u8(1..=250)]),
+        http_version: "HTTP/1.1",
+        upstream: Some(match route {
+            "books-list" | "book" => "books".into(),
+            other => other.into(),
+        }),
+        instance: Some(instance.clone()),
+        attempts: 1,
+        status,
+        bytes_in: 0,
+        bytes_out: 200 + rng.u64(0..4_000),
+        duration_us,
+        upstream_connect_us: 0,
+        upstream_ttfb_us: duration_us.saturating_sub(match_us + 20),
+        error_kind: None,
+        consumer: None,
+        variant: variant.map(Arc::from),
+        cache_status: None,
+        steps: vec![
+            PathStep {
+                kind: StepKind::RouteMatch,
+                start_us: 0,
+                duration_us: match_us,
+                instance: None,
+                status: None,
+                error: None,
+            },
+            PathStep {
+                kind: StepKind::UpstreamAttempt,
+                start_us: match_us + 5,
+                duration_us: duration_us.saturating_sub(match_us + 10),
+                instance: Some(instance),
+                status: Some(status),
+                error: None,
+            },
+        ],
+    }
+}
