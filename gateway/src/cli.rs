@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,6 +67,37 @@ enum Command {
     /// Work with an analytics store.
     #[command(subcommand)]
     Analytics(AnalyticsCommand),
+    /// The dashboard's analyses over a store file, for scripts and CI gates.
+    #[command(subcommand)]
+    Analyze(AnalyzeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AnalyzeCommand {
+    /// Anomalies in each route's request rate, 5xx ratio and p99 latency per minute.
+    Anomalies {
+        /// The store's DuckDB file.
+        #[arg(long)]
+        store: PathBuf,
+        /// How far back from the store's latest request to judge (e.g. 30m, 6h).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A route's canary / A-B verdict. Exit code: 0 promote, 2 roll back, 3 keep watching.
+    Canary {
+        #[arg(long)]
+        store: PathBuf,
+        /// The route whose variants are compared.
+        #[arg(long)]
+        route: String,
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        since: Duration,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +125,15 @@ pub fn main() -> ExitCode {
         Command::Analytics(AnalyticsCommand::Export { store, out, replica }) => {
             return export(store, out, replica.as_deref())
         }
+        Command::Analyze(AnalyzeCommand::Anomalies { store, since, json }) => {
+            return crate::analyze::anomalies(store, *since, *json)
+        }
+        Command::Analyze(AnalyzeCommand::Canary {
+            store,
+            route,
+            since,
+            json,
+        }) => return crate::analyze::canary(store, route, *since, *json),
         _ => {}
     }
     let runtime = match build_runtime(cli.workers) {
@@ -197,7 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Demo { rps } => crate::demo::run(rps, overrides.proxy, overrides.admin).await,
-        Command::Check { .. } | Command::Analytics(_) => Ok(()),
+        Command::Check { .. } | Command::Analytics(_) | Command::Analyze(_) => Ok(()),
     }
 }
 

@@ -23,9 +23,14 @@ pub(crate) struct Process {
 
 impl Process {
     pub(crate) fn spawn(args: &[&str]) -> Process {
+        Process::spawn_with_env(args, &[])
+    }
+
+    pub(crate) fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Process {
         let mut child = Command::new(LOOKOUT)
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

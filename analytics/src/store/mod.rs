@@ -9,7 +9,7 @@ mod append;
 mod fleet;
 mod retention;
 mod rollup;
-mod schema;
+pub(crate) mod schema;
 mod sink;
 
 pub use fleet::{export_store, ExportedPartition};

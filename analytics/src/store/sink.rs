@@ -2,7 +2,9 @@
 //! retention, exports closed hours; and when the database fails, drops it, counts what is lost
 //! and reopens it with back-off until it works again.
 
-use super::{append, fleet, lock, now_us, open_database, retention, rollup, Store, StoreError};
+use super::{
+    append, fleet, in_transaction, lock, now_us, open_database, retention, rollup, Store, StoreError,
+};
 use crate::analysis::{anomaly, minute_of, MINUTE_US};
 use crate::{EventSink, RequestEvent};
 use duckdb::Connection;
@@ -110,9 +112,13 @@ impl StoreSink {
         let Some(conn) = &self.conn else { return Ok(()) };
         let since = closed_until - DETECTION_LOOKBACK_MINUTES * MINUTE_US;
         let found = anomaly::find(conn, since, closed_until, &anomaly::DetectorSettings::default())?;
-        anomaly::record(conn, &found, now)?;
         let latest = closed_until - MINUTE_US;
-        let active = found.into_iter().filter(|a| a.last_minute_us == latest).collect();
+        let active = found
+            .iter()
+            .filter(|a| a.last_minute_us == latest)
+            .cloned()
+            .collect();
+        in_transaction(conn, || anomaly::replace(conn, since, found, now))?;
         self.store.shared.anomalies.publish(active);
         Ok(())
     }

@@ -11,19 +11,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const MINUTES: u64 = 60;
 const MINUTE_US: u64 = 60_000_000;
-/// Requests per minute of each route, about the demo generator's own mix at 40/s.
+/// Each route's share (percent) of the traffic, as in the demo generator's mix, so the live
+/// traffic continues the history instead of looking like a change of rate.
 const ROUTES: &[(&str, &str, u64)] = &[
-    ("books-list", "/books", 700),
-    ("book", "/books/", 900),
-    ("reviews", "/reviews/", 500),
-    ("inventory", "/inventory/", 250),
+    ("books-list", "/books", 30),
+    ("book", "/books/", 25),
+    ("reviews", "/reviews/", 15),
+    ("inventory", "/inventory/", 15),
 ];
+/// The history's rate when the demo generates less (or no) traffic of its own.
+const MIN_RPS: u64 = 10;
 /// Queued events above which the seeding waits for the writer.
 const PACE_AT: usize = 4_096;
 
-/// Offers the last hour's events to `events`, oldest first, never more than the writer keeps up
-/// with.
-pub(super) async fn seed(events: &EventQueue, capacity: usize) -> u64 {
+/// Offers the last hour's events at `rps` to `events`, oldest first, never more than the writer
+/// keeps up with.
+pub(super) async fn seed(events: &EventQueue, capacity: usize, rps: u32) -> u64 {
+    let per_minute_total = u64::from(rps).max(MIN_RPS) * 60;
     let now_us = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
@@ -31,8 +35,8 @@ pub(super) async fn seed(events: &EventQueue, capacity: usize) -> u64 {
     let mut rng = fastrand::Rng::with_seed(2026);
     let mut offered = 0;
     for minute in 0..MINUTES {
-        for &(route, path, per_minute) in ROUTES {
-            for _ in 0..per_minute {
+        for &(route, path, share) in ROUTES {
+            for _ in 0..per_minute_total * share / 100 {
                 let at = first_minute + minute * MINUTE_US + rng.u64(0..MINUTE_US);
                 events.offer(event(&mut rng, route, path, minute, at));
                 offered += 1;

@@ -106,7 +106,7 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
         tokio::spawn(traffic::generate(gateway.proxy_addr(), rps, stopped));
     }
     print_welcome(&gateway, rps, &access_log);
-    let seeded = history::seed(gateway.event_queue(), queue_capacity).await;
+    let seeded = history::seed(gateway.event_queue(), queue_capacity, rps).await;
     tracing::info!(events = seeded, "the demo store holds an hour of made-up history");
     crate::cli::wait_for_shutdown_signal().await;
     let _ = stop.send(true);

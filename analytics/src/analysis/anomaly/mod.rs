@@ -334,15 +334,36 @@ pub fn stored(conn: &Connection, since_us: i64) -> duckdb::Result<Vec<Anomaly>> 
     rows.collect()
 }
 
-/// Records anomalies (new ones, and runs that grew), keyed by route, metric and start.
-pub(crate) fn record(conn: &Connection, anomalies: &[Anomaly], now_us: i64) -> duckdb::Result<()> {
-    let mut statement = conn.prepare(
+/// Makes the stored anomalies of the judged window `[since_us, ..)` the ones just `found`: a
+/// pass sees minutes that late events changed, so a run recorded by an earlier pass may have
+/// grown, moved or gone. A run found from the window's first minute continues the stored run
+/// that reached into the window, and keeps that run's start.
+pub(crate) fn replace(
+    conn: &Connection,
+    since_us: i64,
+    mut found: Vec<Anomaly>,
+    now_us: i64,
+) -> duckdb::Result<()> {
+    let since = minute_of(since_us);
+    let mut earlier_start = conn.prepare(
+        "SELECT epoch_us(min(started)) FROM anomalies
+         WHERE route = ? AND metric = ? AND started < ? AND last_minute >= ?",
+    )?;
+    for a in found.iter_mut().filter(|a| a.start_us == since) {
+        let start: Option<i64> = earlier_start.query_row(
+            duckdb::params![a.route, a.metric.name(), at(since), at(since - MINUTE_US)],
+            |row| row.get(0),
+        )?;
+        a.start_us = start.unwrap_or(a.start_us);
+    }
+    conn.execute("DELETE FROM anomalies WHERE last_minute >= ?", [at(since)])?;
+    let mut insert = conn.prepare(
         "INSERT OR REPLACE INTO anomalies
          (route, metric, started, last_minute, observed, expected, score, severity, detected_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?;
-    for a in anomalies {
-        statement.execute(duckdb::params![
+    for a in &found {
+        insert.execute(duckdb::params![
             a.route,
             a.metric.name(),
             at(a.start_us),

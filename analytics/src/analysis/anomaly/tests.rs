@@ -120,3 +120,37 @@ fn a_route_that_falls_silent_is_an_anomaly_up_to_the_end_of_the_judged_minutes()
         .collect();
     assert_eq!(summary, vec![(Metric::RequestRate, minute(150), minute(154))]);
 }
+
+fn stored_runs(conn: &Connection) -> Vec<(i64, i64)> {
+    stored(conn, 0)
+        .expect("stored")
+        .iter()
+        .map(|a| (a.start_us, a.last_minute_us))
+        .collect()
+}
+
+#[test]
+fn a_pass_replaces_what_earlier_passes_stored_in_its_window_and_continues_older_runs() {
+    let conn = Connection::open_in_memory().expect("open");
+    crate::store::schema::migrate(&conn).expect("migrate");
+    let run = |start: i64, last: i64| Anomaly {
+        route: "books".into(),
+        metric: Metric::ErrorRatio,
+        start_us: minute(start),
+        last_minute_us: minute(last),
+        observed: 0.2,
+        expected: 0.01,
+        score: 9.0,
+        severity: Severity::Warning,
+    };
+    replace(&conn, minute(0), vec![run(10, 12), run(50, 55)], 0).expect("first pass");
+    assert_eq!(
+        stored_runs(&conn),
+        vec![(minute(50), minute(55)), (minute(10), minute(12))]
+    );
+    // The next pass judges from minute 30 on: the run at 50 was a mistake of partial data, and
+    // the run found from minute 30 is the one stored from 10 going on.
+    replace(&conn, minute(0), vec![run(10, 29)], 0).expect("grown");
+    replace(&conn, minute(30), vec![run(30, 33)], 0).expect("second pass");
+    assert_eq!(stored_runs(&conn), vec![(minute(10), minute(33))]);
+}

@@ -1,0 +1,113 @@
+// Walks the dashboard in a real browser (Debian's chromium, driven by playwright-core) as an
+// on-call engineer would: signs in, opens every page, follows an anomaly and a slow request to
+// their waterfalls, runs SQL. Fails on any console error or failed check; screenshots every page.
+// Usage: node dashboard.mjs <base-url> <admin-token> <screenshot-dir>
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+
+const [base, token, shots] = process.argv.slice(2);
+mkdirSync(shots, { recursive: true });
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+const problems = [];
+page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+const step = (name) => console.log(`ok - ${name}`);
+// A deliberate refusal shows in the console as its status, once; nothing else may.
+function expectRefusal(status) {
+  assert.deepEqual(problems, [`console: Failed to load resource: the server responded with a status of ${status} (${
+    { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found' }[status]})`]);
+  problems.length = 0;
+}
+
+async function open(path) {
+  const response = await page.goto(base + path);
+  assert.equal(response.status(), 200, `${path} answered ${response.status()}`);
+}
+
+try {
+  // Signing in: a wrong token is refused, the right one leads back to the page asked for.
+  await page.goto(`${base}/dashboard/canary`);
+  assert.match(page.url(), /\/dashboard\/login/);
+  await page.fill('#token', 'not-the-token');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#login-error');
+  expectRefusal(401);
+
+  await page.fill('#token', token);
+  await Promise.all([page.waitForURL(/\/dashboard\/canary$/), page.click('button[type=submit]')]);
+  step('login');
+
+  // Canary: the demo's v2 of `book` is slower and fails more: roll back, with reasons.
+  const canary = await page.textContent('#canary-book');
+  assert.match(canary, /v2 vs v1/);
+  assert.match(canary, /roll back/i);
+  assert.match(canary, /Mann-Whitney U/);
+  await shot('canary');
+  step('canary verdict');
+
+  // Overview: figures, hour charts, and the live fragment refreshing.
+  await open('/dashboard');
+  assert.notEqual((await page.textContent('#rate')).trim(), '0');
+  assert.ok(await page.locator('polyline').count() >= 4, 'hour charts drawn');
+  const before = await page.textContent('#live');
+  await page.waitForFunction((old) => document.getElementById('live').textContent !== old, before, { timeout: 10000 });
+  assert.ok(await page.locator('#upstreams tr').count() > 3, 'upstream instances listed');
+  await shot('overview');
+  step('overview and live refresh');
+
+  // Anomalies: the demo's error burst on reviews and latency spike on inventory, with examples.
+  await open('/dashboard/anomalies');
+  const anomalies = await page.textContent('#anomalies');
+  assert.match(anomalies, /reviews\s*5xx ratio/);
+  assert.match(anomalies, /inventory\s*p99 latency/);
+  await shot('anomalies');
+  await Promise.all([page.waitForURL(/\/dashboard\/requests\//), page.locator('a.example').first().click()]);
+  assert.ok(await page.locator('.waterfall rect').count() >= 3, 'request, route match, attempt');
+  assert.match(await page.textContent('#request-fields'), /route/);
+  await shot('request-from-anomaly');
+  step('anomaly to its waterfall');
+
+  // A route: distribution, statuses, slowest requests; the slowest leads to its waterfall.
+  await open('/dashboard/routes/book');
+  assert.ok(await page.locator('rect').count() > 5, 'histogram and status bars');
+  await shot('route');
+  await Promise.all([page.waitForURL(/\/dashboard\/requests\//), page.locator('#slowest a').first().click()]);
+  assert.match(await page.textContent('#request-status'), /\d{3}/);
+  step('route to its slowest request');
+
+  // Finding a request: an unknown id says so.
+  await open('/dashboard/requests');
+  await page.fill('input[name=id] >> nth=1', 'no-such-request');
+  await page.press('input[name=id] >> nth=1', 'Enter');
+  await page.waitForSelector('#not-found');
+  expectRefusal(404);
+  step('unknown request id');
+
+  // SQL console: an example runs; a write is refused with DuckDB's reason.
+  await open('/dashboard/sql');
+  await page.click('button.example >> text=5xx by instance');
+  await page.waitForSelector('#sql-result');
+  assert.ok(await page.locator('#sql-result tr').count() > 1);
+  await shot('sql');
+  await page.fill('#sql', 'DROP TABLE requests');
+  await page.click('#run');
+  await page.waitForSelector('#sql-error');
+  assert.match(await page.textContent('#sql-error'), /SELECT/);
+  expectRefusal(400);
+  step('sql console');
+
+  assert.deepEqual(problems, [], 'no console errors');
+} catch (error) {
+  await shot('failure').catch(() => {});
+  console.error(problems.join('\n'));
+  throw error;
+} finally {
+  await browser.close();
+}
