@@ -8,7 +8,9 @@ use axum::body::Body;
 use http_body_util::BodyExt;
 use lookout_analytics::analysis::anomaly::{self, DetectorSettings};
 use lookout_analytics::analysis::{minute_of, MINUTE_US};
-use lookout_analytics::{EventQueue, EventSink, PathStep, RequestEvent, StepKind, Store, StoreLocation, StoreSettings};
+use lookout_analytics::{
+    EventQueue, EventSink, PathStep, RequestEvent, StepKind, Store, StoreLocation, StoreSettings,
+};
 use lookout_dashboard::{Access, Dashboard, Live, LiveSource};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,7 +25,12 @@ struct Idle(EventQueue);
 
 impl LiveSource for Idle {
     fn live(&self) -> Live {
-        Live { upstreams: Vec::new(), queue: self.0.stats(), store: None, requests_in_flight: 0 }
+        Live {
+            upstreams: Vec::new(),
+            queue: self.0.stats(),
+            store: None,
+            requests_in_flight: 0,
+        }
     }
 }
 
@@ -73,10 +80,13 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
 }
 
 fn fill(path: &std::path::Path, events: u64) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
     let start = now - DAY_US;
     let step = DAY_US / events;
-    let (_store, mut sink) = Store::open(StoreSettings::new(StoreLocation::File(path.to_owned()))).expect("open");
+    let (_store, mut sink) =
+        Store::open(StoreSettings::new(StoreLocation::File(path.to_owned()))).expect("open");
     let began = Instant::now();
     let mut batch = Vec::with_capacity(BATCH);
     for i in 0..events {
@@ -107,7 +117,10 @@ async fn render(router: &axum::Router, path: &str) -> (u16, Duration) {
 
 #[tokio::main]
 async fn main() {
-    let events: u64 = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    let events: u64 = std::env::var("EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.duckdb");
     fill(&path, events);
@@ -129,7 +142,10 @@ async fn main() {
         format!("/dashboard/requests/{request_id}"),
         "/dashboard/sql".to_owned(),
     ];
-    println!("{:<32} {:>6} {:>10} {:>10}   (target < 200 ms)", "page", "status", "p50 ms", "max ms");
+    println!(
+        "{:<32} {:>6} {:>10} {:>10}   (target < 200 ms)",
+        "page", "status", "p50 ms", "max ms"
+    );
     for page in &pages {
         let mut times = Vec::with_capacity(ROUNDS);
         let mut status = 0;
@@ -146,7 +162,9 @@ async fn main() {
         );
     }
     // One detection pass, as the writer runs it once a minute after the rollup.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
     let until = minute_of(now);
     let mut passes = Vec::new();
     for _ in 0..ROUNDS {
