@@ -7,14 +7,14 @@
 use axum::body::Body;
 use http_body_util::BodyExt;
 use lookout_analytics::analysis::anomaly::{self, DetectorSettings};
-use lookout_analytics::analysis::{minute_of, MINUTE_US};
+use lookout_analytics::analysis::{minute_of, now_us, MINUTE_US};
 use lookout_analytics::{
     EventQueue, EventSink, PathStep, RequestEvent, StepKind, Store, StoreLocation, StoreSettings,
 };
 use lookout_dashboard::{Access, Dashboard, Live, LiveSource};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 const DAY_US: u64 = 24 * 60 * 60 * 1_000_000;
@@ -80,10 +80,7 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
 }
 
 fn fill(path: &std::path::Path, events: u64) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
-    let start = now - DAY_US;
+    let start = now_us() as u64 - DAY_US;
     let step = DAY_US / events;
     let (_store, mut sink) =
         Store::open(StoreSettings::new(StoreLocation::File(path.to_owned()))).expect("open");
@@ -162,10 +159,7 @@ async fn main() {
         );
     }
     // One detection pass, as the writer runs it once a minute after the rollup.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
-    let until = minute_of(now);
+    let until = minute_of(now_us());
     let mut passes = Vec::new();
     for _ in 0..ROUNDS {
         let began = Instant::now();

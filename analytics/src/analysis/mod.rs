@@ -14,6 +14,14 @@ use duckdb::types::{TimeUnit, Value};
 use std::path::Path;
 
 pub const MINUTE_US: i64 = 60_000_000;
+pub const HOUR_US: i64 = 60 * MINUTE_US;
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
 
 /// Opens a store file (also one copied from another machine) for analysis, read-only.
 pub fn open_read_only(path: &Path) -> Result<duckdb::Connection, StoreError> {
@@ -28,4 +36,17 @@ pub(crate) fn at(us: i64) -> Value {
 /// The start of the minute `us` falls in.
 pub fn minute_of(us: i64) -> i64 {
     us - us.rem_euclid(MINUTE_US)
+}
+
+/// The three values of a `quantile_cont(x, [a, b, c])` list.
+pub(crate) fn quantile_list(value: duckdb::types::ValueRef<'_>) -> [f64; 3] {
+    let mut out = [0.0; 3];
+    if let Value::List(items) = value.to_owned() {
+        for (slot, item) in out.iter_mut().zip(items) {
+            if let Value::Double(v) = item {
+                *slot = v;
+            }
+        }
+    }
+    out
 }

@@ -46,7 +46,7 @@ pub fn seconds(conn: &Connection, since_us: i64) -> duckdb::Result<Vec<Point>> {
          FROM requests WHERE ts >= ? GROUP BY second ORDER BY second",
     )?;
     let rows = statement.query_map([at(since_us)], |row| {
-        let q = super::canary::quantile_list(row.get_ref(3)?);
+        let q = super::quantile_list(row.get_ref(3)?);
         Ok(Point {
             at_us: row.get(0)?,
             requests: row.get(1)?,

@@ -50,23 +50,10 @@ impl Store {
         result
     }
 
-    /// Runs the store's own reads (the analyses behind the dashboard) on a connection of its
-    /// own, in a read-only transaction, under the same time limit and concurrency bound as any
-    /// query. Their SQL is ours, so it skips the guard; the transaction still forbids writes.
+    /// Runs the store's own reads (the analyses behind the dashboard) under the same limits as
+    /// any query. Their SQL is ours, so it skips the guard; the transaction still forbids writes.
     pub fn read<T>(&self, read: impl FnOnce(&Connection) -> duckdb::Result<T>) -> Result<T, SqlError> {
-        let timeout = self.shared.settings.sql.timeout;
-        let slot = QuerySlot::take(self)?;
-        let conn = slot.conn()?;
-        conn.execute_batch("BEGIN TRANSACTION READ ONLY")
-            .map_err(failed)?;
-        let watchdog = Watchdog::arm(conn.interrupt_handle(), timeout);
-        let outcome = read(conn);
-        let fired = watchdog.fired();
-        let _ = conn.execute_batch("ROLLBACK");
-        match outcome {
-            Err(_) if fired => Err(SqlError::Timeout(timeout)),
-            outcome => outcome.map_err(classify),
-        }
+        self.read_only(|conn| read(conn).map_err(classify))
     }
 
     fn run(&self, sql: &str, params: &[&str], started: Instant) -> Result<QueryResult, SqlError> {
@@ -76,25 +63,33 @@ impl Store {
         if sql.is_empty() {
             return Err(SqlError::Empty);
         }
-        let limits = self.shared.settings.sql;
+        let max_rows = self.shared.settings.sql.max_rows;
+        let (schema, batches) = self.read_only(|conn| {
+            guard::check(conn, sql)?;
+            // The guard parsed `sql` as one complete statement, so it nests as a subquery; the
+            // limit lets DuckDB stop at one row past what is returned.
+            let limited = format!("SELECT * FROM (\n{sql}\n) LIMIT {}", max_rows + 1);
+            fetch(conn, &limited, params)
+        })?;
+        Ok(truncate(schema, batches, max_rows, started.elapsed()))
+    }
+
+    /// Runs `work` on a connection of its own (a counted query slot), in a read-only transaction
+    /// that is rolled back after, interrupted at the time limit.
+    fn read_only<T>(&self, work: impl FnOnce(&Connection) -> Result<T, SqlError>) -> Result<T, SqlError> {
+        let timeout = self.shared.settings.sql.timeout;
         let slot = QuerySlot::take(self)?;
         let conn = slot.conn()?;
         conn.execute_batch("BEGIN TRANSACTION READ ONLY")
             .map_err(failed)?;
-        let outcome = guard::check(conn, sql).and_then(|()| {
-            // The guard parsed `sql` as one complete statement, so it nests as a subquery; the
-            // limit lets DuckDB stop at one row past what is returned.
-            let limited = format!("SELECT * FROM (\n{sql}\n) LIMIT {}", limits.max_rows + 1);
-            let watchdog = Watchdog::arm(conn.interrupt_handle(), limits.timeout);
-            let fetched = fetch(conn, &limited, params);
-            if watchdog.fired() {
-                return Err(SqlError::Timeout(limits.timeout));
-            }
-            fetched
-        });
+        let watchdog = Watchdog::arm(conn.interrupt_handle(), timeout);
+        let outcome = work(conn);
+        let fired = watchdog.fired();
         let _ = conn.execute_batch("ROLLBACK");
-        let (schema, batches) = outcome?;
-        Ok(truncate(schema, batches, limits.max_rows, started.elapsed()))
+        if fired {
+            return Err(SqlError::Timeout(timeout));
+        }
+        outcome
     }
 }
 

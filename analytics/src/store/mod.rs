@@ -16,6 +16,7 @@ pub use fleet::{export_store, ExportedPartition};
 pub use sink::StoreSink;
 
 use crate::analysis::anomaly::Anomaly;
+pub(crate) use crate::analysis::now_us;
 use duckdb::{Config, Connection};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -318,13 +319,6 @@ pub(crate) fn in_transaction<T>(
             Err(error)
         }
     }
-}
-
-/// Microseconds since the Unix epoch, now.
-pub(crate) fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// A SQL timestamp literal for `micros` since the epoch, for statements that cannot take

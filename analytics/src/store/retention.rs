@@ -3,7 +3,7 @@
 //! blocks for reuse, so the file stops growing).
 
 use super::{in_transaction, now_us, Retention};
-use duckdb::types::{TimeUnit, Value};
+use crate::analysis::at;
 use duckdb::Connection;
 
 /// Rounds of "drop the oldest tenth" at most per enforcement, so one pass stays short.
@@ -29,7 +29,7 @@ pub(crate) fn enforce(conn: &Connection, retention: &Retention) -> duckdb::Resul
 }
 
 fn delete_before(conn: &Connection, cutoff_us: i64) -> duckdb::Result<u64> {
-    let cutoff = Value::Timestamp(TimeUnit::Microsecond, cutoff_us);
+    let cutoff = at(cutoff_us);
     in_transaction(conn, || {
         let deleted = conn.execute("DELETE FROM requests WHERE ts < ?", [&cutoff])?;
         conn.execute("DELETE FROM request_spans WHERE ts < ?", [&cutoff])?;

@@ -5,8 +5,7 @@
 //! rolled up too (and recomputed, complete, after the next start).
 
 use super::in_transaction;
-use crate::analysis::{minute_of, MINUTE_US};
-use duckdb::types::{TimeUnit, Value};
+use crate::analysis::{at, minute_of, MINUTE_US};
 use duckdb::Connection;
 
 const REFRESH: &str = "
@@ -96,8 +95,7 @@ impl Pending {
 
 /// Recomputes the minutes in `[from_us, until_us)`, both minute boundaries.
 fn refresh(conn: &Connection, from_us: i64, until_us: i64) -> duckdb::Result<()> {
-    let from = Value::Timestamp(TimeUnit::Microsecond, from_us);
-    let until = Value::Timestamp(TimeUnit::Microsecond, until_us);
+    let (from, until) = (at(from_us), at(until_us));
     in_transaction(conn, || {
         for table in ["rollup_minute", "route_minute"] {
             conn.execute(

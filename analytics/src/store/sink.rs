@@ -96,7 +96,7 @@ impl StoreSink {
             .and_then(|rolled_up| {
                 if rolled_up || closed_until > self.judged_until_us {
                     self.judged_until_us = closed_until;
-                    self.detect_anomalies(closed_until, now)
+                    detect_anomalies(conn, &self.store, closed_until, now)
                 } else {
                     Ok(())
                 }
@@ -104,23 +104,6 @@ impl StoreSink {
         if let Err(error) = detected {
             self.fail(&error);
         }
-    }
-
-    /// Judges the last hour's closed minutes, records what is anomalous, and publishes the
-    /// anomalies still going on in the latest closed minute.
-    fn detect_anomalies(&self, closed_until: i64, now: i64) -> duckdb::Result<()> {
-        let Some(conn) = &self.conn else { return Ok(()) };
-        let since = closed_until - DETECTION_LOOKBACK_MINUTES * MINUTE_US;
-        let found = anomaly::find(conn, since, closed_until, &anomaly::DetectorSettings::default())?;
-        let latest = closed_until - MINUTE_US;
-        let active = found
-            .iter()
-            .filter(|a| a.last_minute_us == latest)
-            .cloned()
-            .collect();
-        in_transaction(conn, || anomaly::replace(conn, since, found, now))?;
-        self.store.shared.anomalies.publish(active);
-        Ok(())
     }
 
     fn housekeeping(&mut self) {
@@ -191,4 +174,20 @@ impl EventSink for StoreSink {
     fn close(&mut self) {
         self.roll_up(true);
     }
+}
+
+/// Judges the last hour's closed minutes, records what is anomalous, and publishes the
+/// anomalies still going on in the latest closed minute.
+fn detect_anomalies(conn: &Connection, store: &Store, closed_until: i64, now: i64) -> duckdb::Result<()> {
+    let since = closed_until - DETECTION_LOOKBACK_MINUTES * MINUTE_US;
+    let found = anomaly::find(conn, since, closed_until, &anomaly::DetectorSettings::default())?;
+    let latest = closed_until - MINUTE_US;
+    let active = found
+        .iter()
+        .filter(|a| a.last_minute_us == latest)
+        .cloned()
+        .collect();
+    in_transaction(conn, || anomaly::replace(conn, since, found, now))?;
+    store.shared.anomalies.publish(active);
+    Ok(())
 }

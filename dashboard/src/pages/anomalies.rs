@@ -1,13 +1,13 @@
 //! The anomalies the gateway detected, with example requests from each.
 
-use super::{now_us, read, render, segment, PageError, Shared};
+use super::{read, render, segment, PageError, Shared};
 use crate::format::{clock_minute, count, duration, percent};
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use lookout_analytics::analysis::anomaly::{self, DetectorSettings, Metric, Severity};
 use lookout_analytics::analysis::views::{self, Pick};
-use lookout_analytics::analysis::{minute_of, MINUTE_US};
+use lookout_analytics::analysis::{minute_of, now_us, MINUTE_US};
 
 const DAY_US: i64 = 24 * 60 * MINUTE_US;
 /// Anomalies shown with example requests; older ones are listed without.

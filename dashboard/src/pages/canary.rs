@@ -1,12 +1,12 @@
 //! Canary / A-B verdicts for every route with more than one variant.
 
-use super::{now_us, read, render, segment, PageError, Shared};
+use super::{read, render, segment, PageError, Shared};
 use crate::format::{count, duration, percent};
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use lookout_analytics::analysis::canary::{self, CanaryReport, CanarySettings, Verdict};
-use lookout_analytics::analysis::MINUTE_US;
+use lookout_analytics::analysis::{now_us, MINUTE_US};
 use serde::Deserialize;
 
 const DEFAULT_MINUTES: i64 = 60;

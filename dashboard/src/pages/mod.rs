@@ -18,6 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
+use lookout_analytics::analysis::{minute_of, HOUR_US};
 use lookout_analytics::duckdb::{self, Connection};
 use lookout_analytics::sql::SqlError;
 use std::sync::Arc;
@@ -133,11 +134,10 @@ where
         .map_err(PageError::Store)
 }
 
-/// Microseconds since the epoch, now.
-pub(crate) fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
+/// The last hour of closed minutes before `now_us`: `(since, until)`, in microseconds.
+pub(crate) fn last_hour(now_us: i64) -> (i64, i64) {
+    let until = minute_of(now_us);
+    (until - HOUR_US, until)
 }
 
 /// A path segment for a link to `/dashboard/routes/{route}` or `/dashboard/requests/{id}`.

@@ -1,16 +1,15 @@
 //! The overview: the last hour per minute, the last five minutes per second (refreshed live),
 //! top routes by traffic, errors and latency, upstream instances and the analytics pipeline.
 
-use super::{fragment, no_store_cache, now_us, read, render, segment, PageError, Shared};
+use super::{fragment, last_hour, no_store_cache, read, render, segment, PageError, Shared};
 use crate::chart::{LineChart, Series};
 use crate::format::{clock, clock_minute, count, duration, percent};
 use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use lookout_analytics::analysis::views::{self, Point, RouteSummary};
-use lookout_analytics::analysis::{minute_of, MINUTE_US};
+use lookout_analytics::analysis::{now_us, HOUR_US, MINUTE_US};
 
-const HOUR_US: i64 = 60 * MINUTE_US;
 const LIVE_WINDOW_US: i64 = 5 * MINUTE_US;
 const TOP: usize = 5;
 /// A 5xx ratio shown in red from here.
@@ -45,8 +44,7 @@ struct OverviewPage {
 
 pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, PageError> {
     let now = now_us();
-    let until = minute_of(now);
-    let since = until - HOUR_US;
+    let (since, until) = last_hour(now);
     let (minutes, routes) = read(&dashboard, move |conn| {
         Ok((
             views::minutes(conn, "*", since, until)?,
@@ -140,15 +138,14 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
         Some(_) => (false, "reopening"),
         None => (false, "off"),
     };
-    let per_second: Vec<Point> = seconds;
     let fragment_html = LiveFragment {
         in_flight: live.requests_in_flight,
         queued: count(live.queue.queued as f64),
         dropped: count(live.queue.dropped as f64),
         store_ok,
         store_state,
-        rate_chart: fragment(&rate_chart("Requests per second", &per_second, clock)),
-        latency_chart: fragment(&latency_chart("Latency per second", &per_second, clock)),
+        rate_chart: fragment(&rate_chart("Requests per second", &seconds, clock)),
+        latency_chart: fragment(&latency_chart("Latency per second", &seconds, clock)),
         instances,
     };
     Ok(fragment(&fragment_html))

@@ -2,16 +2,15 @@
 //! and failed recent requests.
 
 use super::overview::latency_chart;
-use super::{fragment, now_us, read, render, segment, PageError, Shared};
+use super::{fragment, last_hour, read, render, segment, PageError, Shared};
 use crate::chart::{BarChart, Column};
 use crate::format::{clock, clock_minute, count, duration, percent};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
+use lookout_analytics::analysis::now_us;
 use lookout_analytics::analysis::views::{self, Bucket, Pick, RequestRow, StatusMinute};
-use lookout_analytics::analysis::{minute_of, MINUTE_US};
 
-const HOUR_US: i64 = 60 * MINUTE_US;
 const LISTED: usize = 20;
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -78,8 +77,7 @@ pub(super) async fn page(
     Path(route): Path<String>,
 ) -> Result<Response, PageError> {
     let now = now_us();
-    let until = minute_of(now);
-    let since = until - HOUR_US;
+    let (since, until) = last_hour(now);
     let name = route.clone();
     let figures = read(&dashboard, move |conn| {
         Ok((

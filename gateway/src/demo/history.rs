@@ -4,13 +4,14 @@
 //! (v2 takes a tenth of the traffic and is slower: the verdict is to roll back). Events go
 //! through the gateway's event queue like any other, paced so that none is dropped.
 
+use lookout_analytics::analysis::now_us;
 use lookout_analytics::{EventQueue, PathStep, RequestEvent, StepKind};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const MINUTES: u64 = 60;
-const MINUTE_US: u64 = 60_000_000;
+const MINUTE_US: u64 = lookout_analytics::analysis::MINUTE_US as u64;
 /// Each route's share (percent) of the traffic, as in the demo generator's mix, so the live
 /// traffic continues the history instead of looking like a change of rate.
 const ROUTES: &[(&str, &str, u64)] = &[
@@ -26,12 +27,10 @@ const PACE_AT: usize = 4_096;
 
 /// Offers the last hour's events at `rps` to `events`, oldest first, never more than the writer
 /// keeps up with.
-pub(super) async fn seed(events: &EventQueue, capacity: usize, rps: u32) -> u64 {
+pub(super) async fn seed(events: &EventQueue, rps: u32) -> u64 {
     let per_minute_total = u64::from(rps).max(MIN_RPS) * 60;
-    let now_us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
-    let first_minute = (now_us / MINUTE_US - MINUTES) * MINUTE_US;
+    let pace_at = PACE_AT.min(events.stats().capacity / 2);
+    let first_minute = (now_us() as u64 / MINUTE_US - MINUTES) * MINUTE_US;
     let mut rng = fastrand::Rng::with_seed(2026);
     let mut offered = 0;
     for minute in 0..MINUTES {
@@ -40,7 +39,7 @@ pub(super) async fn seed(events: &EventQueue, capacity: usize, rps: u32) -> u64 
                 let at = first_minute + minute * MINUTE_US + rng.u64(0..MINUTE_US);
                 events.offer(event(&mut rng, route, path, minute, at));
                 offered += 1;
-                while events.stats().queued >= PACE_AT.min(capacity / 2) {
+                while events.stats().queued >= pace_at {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }

@@ -95,7 +95,6 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
         &access_log.display().to_string(),
     );
     let config = load_str("<demo>", &text).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let queue_capacity = config.event_queue_capacity;
     let source = ConfigSource::Inline {
         name: "<demo>".into(),
         text,
@@ -106,9 +105,14 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
         tokio::spawn(traffic::generate(gateway.proxy_addr(), rps, stopped));
     }
     print_welcome(&gateway, rps, &access_log);
-    let seeded = history::seed(gateway.event_queue(), queue_capacity, rps).await;
-    tracing::info!(events = seeded, "the demo store holds an hour of made-up history");
-    crate::cli::wait_for_shutdown_signal().await;
+    // Seeding takes seconds; a signal meanwhile stops the demo as it would later.
+    tokio::select! {
+        seeded = history::seed(gateway.event_queue(), rps) => {
+            tracing::info!(events = seeded, "the demo store holds an hour of made-up history");
+            crate::cli::wait_for_shutdown_signal().await;
+        }
+        () = crate::cli::wait_for_shutdown_signal() => {}
+    }
     let _ = stop.send(true);
     gateway.shutdown().await;
     Ok(())

@@ -86,7 +86,7 @@ impl Instance {
         lookout_dashboard::InstanceHealth {
             address: self.addr.to_string(),
             healthy: self.healthy.load(Ordering::Relaxed),
-            ejected: self.ejected_until_ms.load(Ordering::Relaxed) > now_ms,
+            ejected: self.is_ejected(now_ms),
             in_flight: self.in_flight() as u64,
         }
     }
@@ -121,7 +121,11 @@ impl InstanceState {
 
     /// Healthy by the active check and not ejected by outlier detection.
     pub(crate) fn is_available(&self, now_ms: u64) -> bool {
-        self.healthy.load(Ordering::Relaxed) && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+        self.healthy.load(Ordering::Relaxed) && !self.is_ejected(now_ms)
+    }
+
+    fn is_ejected(&self, now_ms: u64) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now_ms
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -201,7 +205,7 @@ impl InstanceState {
         InstanceStatus {
             addr: self.addr.clone(),
             healthy: self.healthy.load(Ordering::Relaxed),
-            ejected: self.ejected_until_ms.load(Ordering::Relaxed) > now_ms(),
+            ejected: self.is_ejected(now_ms()),
             in_flight: self.in_flight(),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),

@@ -60,6 +60,12 @@ impl Severity {
             Severity::Critical => "critical",
         }
     }
+
+    pub fn parse(name: &str) -> Option<Severity> {
+        [Severity::Warning, Severity::Critical]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
 }
 
 /// How sensitive detection is.
@@ -314,21 +320,19 @@ pub fn stored(conn: &Connection, since_us: i64) -> duckdb::Result<Vec<Anomaly>> 
     let rows = statement.query_map([at(minute_of(since_us))], |row| {
         let metric: String = row.get(1)?;
         let severity: String = row.get(7)?;
-        let unknown =
-            |what: String| duckdb::Error::FromSqlConversionFailure(1, duckdb::types::Type::Text, what.into());
+        let unknown = |column: usize, value: &str| {
+            let message = format!("unknown value {value:?}");
+            duckdb::Error::FromSqlConversionFailure(column, duckdb::types::Type::Text, message.into())
+        };
         Ok(Anomaly {
             route: row.get(0)?,
-            metric: Metric::parse(&metric).ok_or_else(|| unknown(format!("unknown metric {metric:?}")))?,
+            metric: Metric::parse(&metric).ok_or_else(|| unknown(1, &metric))?,
             start_us: row.get(2)?,
             last_minute_us: row.get(3)?,
             observed: row.get(4)?,
             expected: row.get(5)?,
             score: row.get(6)?,
-            severity: if severity == "critical" {
-                Severity::Critical
-            } else {
-                Severity::Warning
-            },
+            severity: Severity::parse(&severity).ok_or_else(|| unknown(7, &severity))?,
         })
     })?;
     rows.collect()

@@ -5,7 +5,7 @@
 //! on a significant and material regression, promote only when the data rule a material one out,
 //! and keep watching otherwise (including while either side has too few requests).
 
-use super::at;
+use super::{at, quantile_list};
 use duckdb::Connection;
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -332,19 +332,6 @@ fn variant_stats(conn: &Connection, route: &str, since_us: i64) -> duckdb::Resul
         variant.share = variant.requests as f64 / total.max(1) as f64;
     }
     Ok(variants)
-}
-
-/// The three values of a `quantile_cont(x, [..])` list.
-pub(crate) fn quantile_list(value: duckdb::types::ValueRef<'_>) -> [f64; 3] {
-    let mut out = [0.0; 3];
-    if let duckdb::types::Value::List(items) = value.to_owned() {
-        for (slot, item) in out.iter_mut().zip(items) {
-            if let duckdb::types::Value::Double(v) = item {
-                *slot = v;
-            }
-        }
-    }
-    out
 }
 
 fn latency_samples(
