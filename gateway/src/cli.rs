@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `demo` and `proxy`.
+//! The command line: `run`, `check`, `demo`, `demo-service`, `proxy`, `analytics` and `analyze`.
 
 use crate::config::{load_file, load_str, Config, ConfigErrors};
 use crate::server::{ConfigSource, Gateway, StartOptions};
@@ -54,6 +54,17 @@ enum Command {
         /// Requests per second sent by the traffic generator (0 turns it off).
         #[arg(long, default_value_t = 40)]
         rps: u32,
+    },
+    /// Run one demo upstream on its own (for deployments: one image, every role).
+    DemoService {
+        service: crate::demo::services::Service,
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The instance name the books API puts in its answers (default: the host name, which
+        /// is the pod's name on Kubernetes).
+        #[arg(long)]
+        instance: Option<String>,
     },
     /// A one-line reverse proxy to one upstream, without a config file.
     Proxy {
@@ -238,6 +249,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Demo { rps } => crate::demo::run(rps, overrides.proxy, overrides.admin).await,
+        Command::DemoService {
+            service,
+            listen,
+            instance,
+        } => {
+            let instance = instance.unwrap_or_else(crate::config::default_replica);
+            crate::demo::services::run_one(service, listen, &instance).await
+        }
         Command::Check { .. } | Command::Analytics(_) | Command::Analyze(_) => Ok(()),
     }
 }

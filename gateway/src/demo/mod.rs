@@ -19,6 +19,7 @@ struct DemoUpstreams {
     books_v2: SocketAddr,
     reviews: SocketAddr,
     inventory: SocketAddr,
+    web: SocketAddr,
 }
 
 async fn start_upstreams() -> std::io::Result<DemoUpstreams> {
@@ -30,6 +31,7 @@ async fn start_upstreams() -> std::io::Result<DemoUpstreams> {
         books_v2: services::spawn(services::books("books-v2", 2), LOOPBACK_ANY_PORT).await?,
         reviews: services::spawn(services::reviews(), LOOPBACK_ANY_PORT).await?,
         inventory: services::spawn(services::inventory(), LOOPBACK_ANY_PORT).await?,
+        web: services::spawn(services::web(), LOOPBACK_ANY_PORT).await?,
     })
 }
 
@@ -54,6 +56,8 @@ upstreams:
     instances: ["{inventory}"]
     retry: {{ attempts: 2 }}
     outlier: {{ consecutive_failures: 20 }}
+  - name: web
+    instances: ["{web}"]
 routes:
   - name: books-v2-beta
     match: {{ prefix: /books, headers: {{ x-books-version: "2" }} }}
@@ -76,10 +80,14 @@ routes:
     match: {{ prefix: /inventory }}
     upstream: inventory
     per_try_timeout: 400ms
+  - name: web
+    match: {{ prefix: /app }}
+    upstream: web
 "#,
         v2 = up.books_v2,
         reviews = up.reviews,
         inventory = up.inventory,
+        web = up.web,
     )
 }
 
@@ -129,6 +137,7 @@ fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path) {
          \x20 curl -H 'x-books-version: 2' http://{proxy}/books/3\n\
          \x20 curl http://{proxy}/reviews/3\n\
          \x20 curl http://{proxy}/inventory/3     (fails now and then; retried)\n\
+         Web app:    http://{proxy}/app/   (a static front end calling the API through the gateway)\n\
          Dashboard:  http://{admin}/dashboard   (with an hour of made-up history: anomalies, a canary)\n\
          Admin:      http://{admin}/admin/stats   http://{admin}/metrics   http://{admin}/healthz\n\
          SQL:        curl -H 'content-type: text/plain' -d 'SELECT route, count(*) FROM requests GROUP BY ALL' http://{admin}/api/sql\n\

@@ -41,7 +41,7 @@ pub(super) async fn generate(proxy: SocketAddr, rps: u32, mut stop: watch::Recei
 }
 
 /// One request of the mix: mostly reads of books, some writes, reviews, inventory, a v2 beta
-/// tester, and a few requests for paths that do not exist.
+/// tester, the web front end's page, and a few requests for paths that do not exist.
 fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
     let id = 1 + fastrand::u32(..BOOK_COUNT + 2);
     let (method, path, beta) = match fastrand::u8(..100) {
@@ -51,7 +51,8 @@ fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
         55..=69 => (Method::GET, format!("/reviews/{id}"), false),
         70..=84 => (Method::GET, format!("/inventory/{id}"), false),
         85..=91 => (Method::GET, format!("/books/{id}"), true),
-        92..=95 => (Method::GET, format!("/api/books/{id}"), false),
+        92..=94 => (Method::GET, format!("/api/books/{id}"), false),
+        95 => (Method::GET, "/app/".to_owned(), false),
         _ => (Method::GET, "/admin.php".to_owned(), false),
     };
     let body = if method == Method::POST {
