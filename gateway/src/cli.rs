@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `demo`, `demo-service`, `proxy`, `analytics` and `analyze`.
+//! The command line: `run`, `check`, `demo`, `demo-service`, `health-check`, `proxy`, `analytics` and `analyze`.
 
 use crate::config::{load_file, load_str, Config, ConfigErrors};
 use crate::server::{ConfigSource, Gateway, StartOptions};
@@ -65,6 +65,14 @@ enum Command {
         /// is the pod's name on Kubernetes).
         #[arg(long)]
         instance: Option<String>,
+    },
+    /// Exit 0 when URL answers 2xx within the timeout: a container health check (the image has
+    /// no shell or curl).
+    HealthCheck {
+        #[arg(default_value = crate::probe::DEFAULT_URL)]
+        url: String,
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
     /// A one-line reverse proxy to one upstream, without a config file.
     Proxy {
@@ -133,6 +141,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format);
     match &cli.command {
         Command::Check { config } => return check(config),
+        Command::HealthCheck { url, timeout } => return crate::probe::health_check(url, *timeout),
         Command::Analytics(AnalyticsCommand::Export { store, out, replica }) => {
             return export(store, out, replica.as_deref())
         }
@@ -257,7 +266,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let instance = instance.unwrap_or_else(crate::config::default_replica);
             crate::demo::services::run_one(service, listen, &instance).await
         }
-        Command::Check { .. } | Command::Analytics(_) | Command::Analyze(_) => Ok(()),
+        Command::Check { .. } | Command::HealthCheck { .. } | Command::Analytics(_) | Command::Analyze(_) => {
+            Ok(())
+        }
     }
 }
 

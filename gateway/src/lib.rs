@@ -11,6 +11,7 @@ mod body;
 pub mod cli;
 pub mod config;
 pub mod demo;
+mod probe;
 mod proxy;
 mod routing;
 mod server;

@@ -96,9 +96,22 @@ pub(crate) fn addr_in(line: &str, occurrence: usize) -> SocketAddr {
 }
 
 pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    send(http::Method::GET, addr, path).await
+}
+
+/// A bodiless POST, e.g. to `/admin/reload`.
+pub(crate) async fn post(addr: SocketAddr, path: &str) -> (u16, String) {
+    send(http::Method::POST, addr, path).await
+}
+
+async fn send(method: http::Method, addr: SocketAddr, path: &str) -> (u16, String) {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let uri = format!("http://{addr}{path}").parse().expect("uri");
-    let response = client.get(uri).await.expect("response");
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .body(Empty::new())
+        .expect("request");
+    let response = client.request(request).await.expect("response");
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.expect("body").to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())

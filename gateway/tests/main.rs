@@ -4,4 +4,5 @@
 mod analyze;
 mod cli;
 mod dashboard;
+mod deploy;
 mod store;

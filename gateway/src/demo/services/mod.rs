@@ -60,7 +60,8 @@ pub async fn spawn(app: Router, addr: SocketAddr) -> std::io::Result<SocketAddr>
 pub async fn run_one(service: Service, listen: SocketAddr, instance: &str) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
-    let name = clap::ValueEnum::to_possible_value(&service).map_or_else(String::new, |v| v.get_name().to_owned());
+    let name =
+        clap::ValueEnum::to_possible_value(&service).map_or_else(String::new, |v| v.get_name().to_owned());
     println!("lookout demo-service {name} (instance {instance}) listening on http://{bound}");
     axum::serve(listener, service.router(instance))
         .with_graceful_shutdown(crate::cli::wait_for_shutdown_signal())

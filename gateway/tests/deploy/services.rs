@@ -1,0 +1,105 @@
+//! The deployment's topology as separate processes: each demo service is its own `lookout
+//! demo-service`, and a `lookout run` with the deploy config (deploy/k8s/base/lookout.yaml,
+//! its Service names replaced by the processes' loopback addresses) proxies to them by address.
+
+use super::read;
+use crate::cli::{addr_in, get, Process, LOOKOUT};
+use nix::sys::signal::Signal;
+use std::net::SocketAddr;
+use std::process::Command;
+
+fn demo_service(service: &str, instance: &str) -> (Process, SocketAddr) {
+    let process = Process::spawn(&[
+        "demo-service",
+        service,
+        "--listen",
+        "127.0.0.1:0",
+        "--instance",
+        instance,
+    ]);
+    let addr = addr_in(&process.line_with("listening on"), 0);
+    (process, addr)
+}
+
+/// The deploy config with `replacements` applied, each of which must occur in it.
+fn deploy_config(replacements: &[(&str, String)]) -> String {
+    let mut config = read("deploy/k8s/base/lookout.yaml");
+    for (from, to) in replacements {
+        assert!(config.contains(from), "the deploy config no longer has {from}");
+        config = config.replace(from, to);
+    }
+    config
+}
+
+fn health_check(url: &str) -> bool {
+    Command::new(LOOKOUT)
+        .args(["health-check", url])
+        .output()
+        .expect("lookout runs")
+        .status
+        .success()
+}
+
+#[tokio::test]
+async fn the_gateway_proxies_to_demo_services_running_as_their_own_processes() {
+    let (books_a, books_a_addr) = demo_service("books", "books-a");
+    let (mut books_b, books_b_addr) = demo_service("books", "books-b");
+    let (_v2, v2) = demo_service("books-v2", "books-v2");
+    let (_reviews, reviews) = demo_service("reviews", "reviews");
+    let (_web, web) = demo_service("web", "web");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let config = deploy_config(&[
+        (
+            r#"["books:8080"]"#,
+            format!(r#"["{books_a_addr}", "{books_b_addr}"]"#),
+        ),
+        ("books-v2:8080", v2.to_string()),
+        ("reviews:8080", reviews.to_string()),
+        ("web:8080", web.to_string()),
+        ("0.0.0.0:8080", "127.0.0.1:0".into()),
+        ("0.0.0.0:9901", "127.0.0.1:0".into()),
+        ("/var/lib/lookout/analytics.duckdb", "memory".into()),
+        // Nothing listens on the discard port: spans are dropped, as with Jaeger down.
+        ("http://jaeger:4317", "http://127.0.0.1:9".into()),
+        ("path: stdout", "path: off".into()),
+    ]);
+    let path = scratch.path().join("lookout.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let gateway = Process::spawn(&["run", "-c", path.to_str().expect("utf-8")]);
+    let line = gateway.line_with("proxy on");
+    let (proxy, admin) = (addr_in(&line, 0), addr_in(&line, 1));
+
+    let mut served_by = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let (status, body) = get(proxy, "/books/3").await;
+        assert_eq!(status, 200, "{body}");
+        let book: serde_json::Value = serde_json::from_str(&body).expect("json");
+        served_by.insert(book["served_by"].as_str().expect("served_by").to_owned());
+    }
+    assert_eq!(
+        served_by,
+        ["books-a", "books-b"].map(String::from).into(),
+        "round robin over both processes"
+    );
+    let (status, page) = get(proxy, "/app/").await;
+    assert!(
+        status == 200 && page.contains("<h1>Books</h1>"),
+        "the web front end: {status}"
+    );
+    let (status, script) = get(proxy, "/app/app.js").await;
+    assert!(status == 200 && script.contains("fetch("), "its script: {status}");
+    let (status, reviews) = get(proxy, "/reviews/3").await;
+    assert!(
+        status == 200 && reviews.contains("\"book_id\":3"),
+        "{status} {reviews}"
+    );
+
+    // The container health check: the gateway's admin listener and a demo service answer;
+    // a service that stopped on SIGTERM (cleanly, as in a pod) does not.
+    assert!(health_check(&format!("http://{admin}/healthz")));
+    assert!(health_check(&format!("http://{books_a_addr}/healthz")));
+    books_b.signal(Signal::SIGTERM);
+    assert!(books_b.wait_exit().success(), "a demo service exits 0 on SIGTERM");
+    assert!(!health_check(&format!("http://{books_b_addr}/healthz")));
+    drop(books_a);
+}
