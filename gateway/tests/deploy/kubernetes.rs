@@ -80,11 +80,27 @@ fn container_port_names(pod: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// PyPI's kubernetes-validate, run as a module (pip may put its script off PATH).
+fn validator_installed() -> bool {
+    let installed = Command::new("python3")
+        .args(["-c", "import kubernetes_validate"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !installed {
+        assert!(
+            std::env::var_os(REQUIRED).is_none(),
+            "kubernetes-validate is required ({REQUIRED} is set) but python3 cannot import it"
+        );
+        eprintln!("skipped: kubernetes-validate is not installed");
+    }
+    installed
+}
+
 #[test]
 fn every_kustomization_renders_and_validates_against_the_kubernetes_schemas() {
-    let Some(validator) = tool("kubernetes-validate", REQUIRED) else {
+    if !validator_installed() {
         return;
-    };
+    }
     let scratch = tempfile::tempdir().expect("tempdir");
     for kustomization in KUSTOMIZATIONS {
         let Some(rendered) = render(kustomization) else {
@@ -94,8 +110,8 @@ fn every_kustomization_renders_and_validates_against_the_kubernetes_schemas() {
         std::fs::write(&file, &rendered).expect("write");
         for version in KUBERNETES_VERSIONS {
             let output = succeed(
-                Command::new(&validator)
-                    .args(["--strict", "--quiet", "-k", version])
+                Command::new("python3")
+                    .args(["-m", "kubernetes_validate", "--strict", "--quiet", "-k", version])
                     .arg(&file),
             );
             // Only custom resources may lack a schema; anything else unknown is a mistake.
