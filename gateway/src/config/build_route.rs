@@ -47,14 +47,7 @@ fn build_route(
     upstreams: &HashMap<String, Arc<Upstream>>,
     registry: &Registry,
 ) -> Option<Route> {
-    let upstream = upstreams.get(raw.upstream.as_str()).cloned();
-    if upstream.is_none() {
-        p.at(
-            raw.upstream.span(),
-            format!("{field}.upstream"),
-            format!("unknown upstream `{}`", &*raw.upstream),
-        );
-    }
+    let target = super::build_variants::build_target(p, field, raw, upstreams, registry);
     let (path, captures) = build_path_match(p, &format!("{field}.match"), &raw.matches);
     let matcher = RequestMatcher {
         host: raw.matches.host.as_ref().map(build_host),
@@ -63,28 +56,29 @@ fn build_route(
         headers: build_headers(p, &format!("{field}.match.headers"), &raw.matches),
     };
     let rewrite = build_rewrite(p, field, raw, &captures);
-    let per_try_default = upstream
-        .as_ref()
-        .map_or(DEFAULT_REQUEST_TIMEOUT, |u| u.request_timeout);
+    let upstream = target.as_ref().map(|t| &t.upstream);
+    let per_try_default = upstream.map_or(DEFAULT_REQUEST_TIMEOUT, |u| u.request_timeout);
     let per_try = duration(
         p,
         &format!("{field}.per_try_timeout"),
         raw.per_try_timeout.as_ref(),
         per_try_default,
     );
-    let attempts = upstream.as_ref().map_or(1, |u| u.retry.attempts);
+    let attempts = upstream.map_or(1, |u| u.retry.attempts);
     let total = duration(
         p,
         &format!("{field}.timeout"),
         raw.timeout.as_ref(),
         per_try.saturating_mul(attempts),
     );
+    let target = target?;
     Some(Route {
         name: raw.name.as_str().into(),
-        stats: registry.route(&raw.name, &raw.upstream),
+        stats: target.stats,
         matcher,
         rewrite,
-        upstream: upstream?,
+        upstream: target.upstream,
+        variants: target.variants,
         timeouts: RouteTimeouts { total, per_try },
     })
 }

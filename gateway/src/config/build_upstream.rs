@@ -153,7 +153,7 @@ fn build_balancer(p: &mut Problems, field: &str, raw: &RawUpstream) -> Balancer 
     }
 }
 
-fn hash_on(p: &mut Problems, field: &str, text: &Text) -> Option<HashOn> {
+pub(super) fn hash_on(p: &mut Problems, field: &str, text: &Text) -> Option<HashOn> {
     let value = text.trim();
     if value == "client_ip" {
         return Some(HashOn::ClientIp);

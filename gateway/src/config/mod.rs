@@ -6,6 +6,7 @@ mod build_analytics;
 pub(crate) use build_analytics::default_replica;
 mod build_route;
 mod build_upstream;
+mod build_variants;
 mod error;
 mod raw;
 mod values;

@@ -157,11 +157,27 @@ pub(crate) struct RawRoute {
     pub(crate) name: Text,
     #[serde(rename = "match", default)]
     pub(crate) matches: RawMatch,
-    pub(crate) upstream: Text,
+    /// The upstream; a route with `variants` names theirs instead.
+    pub(crate) upstream: Option<Text>,
+    /// Canary / A-B: the route's requests split between weighted variants.
+    #[serde(default)]
+    pub(crate) variants: Vec<RawVariant>,
+    /// Keeps a client on one variant: `cookie:NAME`, `header:NAME` or `client_ip`.
+    pub(crate) sticky: Option<Text>,
+    /// The header that forces a variant by name (default `x-lookout-variant`; `off` disables it).
+    pub(crate) force_header: Option<Text>,
     pub(crate) strip_prefix: Option<Text>,
     pub(crate) rewrite: Option<Text>,
     pub(crate) timeout: Option<Text>,
     pub(crate) per_try_timeout: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVariant {
+    pub(crate) name: Text,
+    pub(crate) upstream: Text,
+    pub(crate) weight: Spanned<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

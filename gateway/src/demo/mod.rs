@@ -67,7 +67,9 @@ routes:
     upstream: books
   - name: book
     match: {{ template: "/books/{{id}}", methods: [GET] }}
-    upstream: books
+    variants:
+      - {{ name: v1, upstream: books, weight: 90 }}
+      - {{ name: v2, upstream: books-v2, weight: 10 }}
   - name: api-books
     match: {{ prefix: /api }}
     strip_prefix: /api

@@ -63,6 +63,10 @@ pub(crate) struct RequestContext {
     /// Where this request is counted: its route's statistics, or the unmatched requests'.
     pub(crate) stats: Option<Arc<RouteStats>>,
     pub(crate) upstream: Option<Arc<str>>,
+    /// The route's variant the request went to (canary / A-B).
+    pub(crate) variant: Option<Arc<str>>,
+    /// The sticky-variant cookie the response gives the client.
+    pub(crate) set_cookie: Option<HeaderValue>,
     pub(crate) instance: Option<Arc<str>>,
     pub(crate) attempts: u32,
     pub(crate) upstream_connect: Duration,
@@ -92,6 +96,8 @@ impl RequestContext {
             route: None,
             stats: None,
             upstream: None,
+            variant: None,
+            set_cookie: None,
             instance: None,
             attempts: 0,
             upstream_connect: Duration::ZERO,

@@ -1,5 +1,6 @@
-//! Phase 1: find the route. The route's name and statistics are recorded even if a later phase
-//! fails; a request that matches nothing is counted as unmatched.
+//! Phase 1: find the route and, on a route with variants, the variant. The route's name and
+//! statistics are recorded even if a later phase fails; a request that matches nothing is
+//! counted as unmatched.
 
 use super::context::RequestContext;
 use super::error::ProxyError;
@@ -14,16 +15,21 @@ pub(super) fn run<'r>(
     ctx: &mut RequestContext,
 ) -> Result<RouteMatch<'r>, ProxyError> {
     let started = Instant::now();
-    let found = routes.find(parts, ctx.host.as_deref());
+    let mut found = routes.find(parts, ctx.host.as_deref());
+    if let Some(matched) = found.as_mut() {
+        matched.pick_variant(parts, ctx.conn.peer.ip());
+    }
     ctx.step(StepKind::RouteMatch, started);
-    let Some(matched) = found else {
+    let Some(mut matched) = found else {
         routes.unmatched.started();
         ctx.stats = Some(routes.unmatched.clone());
         return Err(ProxyError::NoRoute);
     };
-    matched.route.stats.started();
-    ctx.stats = Some(matched.route.stats.clone());
+    matched.stats().started();
+    ctx.stats = Some(matched.stats().clone());
     ctx.route = Some(matched.route.name.clone());
-    ctx.upstream = Some(matched.route.upstream.name.clone());
+    ctx.upstream = Some(matched.upstream().name.clone());
+    ctx.variant = matched.variant.map(|v| v.name.clone());
+    ctx.set_cookie = matched.set_cookie.take();
     Ok(matched)
 }

@@ -142,7 +142,7 @@ impl RequestContext {
             upstream_ttfb_us: self.upstream_ttfb.as_micros() as u64,
             error_kind,
             consumer: None,
-            variant: None,
+            variant: self.variant.take(),
             cache_status: None,
             steps: std::mem::take(&mut self.steps),
         });

@@ -6,7 +6,7 @@ use super::forward_headers;
 use super::record::ResponseBody;
 use crate::body::PooledBody;
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE, SET_COOKIE};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
@@ -16,6 +16,7 @@ pub(super) fn from_upstream(
 ) -> Response<ResponseBody> {
     let upgrade = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     forward_headers::to_client(response.headers_mut(), ctx, upgrade);
+    give_sticky_cookie(response.headers_mut(), ctx);
     response.map(Either::Left)
 }
 
@@ -26,5 +27,13 @@ pub(super) fn from_error(error: &ProxyError, ctx: &RequestContext) -> Response<R
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     forward_headers::to_client(headers, ctx, false);
+    give_sticky_cookie(headers, ctx);
     response
+}
+
+/// A client assigned a variant keeps it on its next requests (sticky canary routing).
+fn give_sticky_cookie(headers: &mut HeaderMap, ctx: &RequestContext) {
+    if let Some(cookie) = &ctx.set_cookie {
+        headers.append(SET_COOKIE, cookie.clone());
+    }
 }

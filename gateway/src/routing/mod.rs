@@ -5,13 +5,17 @@
 
 mod matcher;
 mod rewrite;
+mod variants;
 
 pub(crate) use matcher::{HeaderCondition, HostMatch, PathMatch, RequestMatcher};
 pub(crate) use rewrite::{capture_names, parse_rewrite, PathRewrite};
+pub(crate) use variants::{Variant, VariantWeights, Variants, WeightsError, MAX_VARIANTS, MAX_WEIGHT};
 
 use crate::stats::RouteStats;
 use crate::upstream::Upstream;
+use http::header::HeaderValue;
 use http::request::Parts;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,10 +31,13 @@ pub struct RouteTable {
 #[derive(Debug)]
 pub(crate) struct Route {
     pub(crate) name: Arc<str>,
+    /// The statistics and upstream of a route without variants, or of its first variant.
     pub(crate) stats: Arc<RouteStats>,
     pub(crate) matcher: RequestMatcher,
     pub(crate) rewrite: PathRewrite,
     pub(crate) upstream: Arc<Upstream>,
+    /// Canary / A-B: weighted variants, each with its own upstream.
+    pub(crate) variants: Option<Variants>,
     pub(crate) timeouts: RouteTimeouts,
 }
 
@@ -49,6 +56,29 @@ pub(crate) struct RouteMatch<'a> {
     /// Path and query to send upstream when the route changes it (strip-prefix or rewrite);
     /// `None` forwards the client's own, without copying it.
     pub(crate) upstream_path: Option<String>,
+    /// The variant the request goes to, on a route with variants.
+    pub(crate) variant: Option<&'a Variant>,
+    /// The sticky-variant cookie to give the client.
+    pub(crate) set_cookie: Option<HeaderValue>,
+}
+
+impl RouteMatch<'_> {
+    /// Picks the request's variant, on a route that has them.
+    pub(crate) fn pick_variant(&mut self, request: &Parts, client_ip: IpAddr) {
+        if let Some(variants) = &self.route.variants {
+            let pick = variants.pick(&request.headers, client_ip);
+            self.variant = variants.list.get(pick.index);
+            self.set_cookie = pick.set_cookie;
+        }
+    }
+
+    pub(crate) fn upstream(&self) -> &Arc<Upstream> {
+        self.variant.map_or(&self.route.upstream, |v| &v.upstream)
+    }
+
+    pub(crate) fn stats(&self) -> &Arc<RouteStats> {
+        self.variant.map_or(&self.route.stats, |v| &v.stats)
+    }
 }
 
 impl RouteTable {
@@ -63,12 +93,22 @@ impl RouteTable {
                 }
                 rewritten
             });
-            Some(RouteMatch { route, upstream_path })
+            Some(RouteMatch {
+                route,
+                upstream_path,
+                variant: None,
+                set_cookie: None,
+            })
         })
     }
 
     pub(crate) fn upstreams(&self) -> &[Arc<Upstream>] {
         &self.upstreams
+    }
+
+    /// The route named `name`.
+    pub(crate) fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| &*r.name == name)
     }
 }
 
@@ -78,7 +118,11 @@ impl RouteTable {
         let routes: Vec<(&str, &str)> = self
             .routes
             .iter()
-            .map(|r| (&*r.name, &*r.upstream.name))
+            .flat_map(|r| {
+                let variants = r.variants.iter().flat_map(|v| v.list.iter());
+                std::iter::once((&*r.name, &*r.upstream.name))
+                    .chain(variants.map(|v| (&*r.name, &*v.upstream.name)))
+            })
             .collect();
         let instances: Vec<(&str, &str)> = self
             .upstreams

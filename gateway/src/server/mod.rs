@@ -5,6 +5,7 @@ mod admin;
 mod proxy_listener;
 mod reload;
 mod sql_api;
+mod variants_api;
 
 use crate::config::{AccessLogTarget, Config, ConfigErrors};
 use crate::proxy::ProxyState;

@@ -5,6 +5,7 @@
 
 use super::prometheus::{self, Metrics};
 use super::{RouteSnapshot, RouteStats};
+use crate::routing::VariantWeights;
 use crate::upstream::InstanceState;
 use lookout_analytics::{QueueStats, StoreStats};
 use parking_lot::Mutex;
@@ -19,6 +20,8 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     routes: Mutex<HashMap<Key, Arc<RouteStats>>>,
     instances: Mutex<HashMap<Key, Arc<InstanceState>>>,
+    /// Variant weights by route, so that weights set at run time outlive reloads.
+    variant_weights: Mutex<HashMap<Arc<str>, Arc<VariantWeights>>>,
     unmatched: Arc<RouteStats>,
     /// `(route, metric)` pairs that had an anomaly score published, so it returns to 0 after.
     anomaly_series: Mutex<HashSet<(String, &'static str)>>,
@@ -32,6 +35,7 @@ impl Default for Registry {
             metrics,
             routes: Mutex::default(),
             instances: Mutex::default(),
+            variant_weights: Mutex::default(),
             anomaly_series: Mutex::default(),
         }
     }
@@ -55,6 +59,23 @@ impl Registry {
         entry
             .or_insert_with(|| Arc::new(RouteStats::new(name, upstream, self.metrics.clone())))
             .clone()
+    }
+
+    /// The weights of `route`'s variants: the ones set at run time when the route still has the
+    /// same variants, else the configured ones.
+    pub(crate) fn variant_weights(
+        &self,
+        route: &str,
+        names: Box<[Arc<str>]>,
+        configured: Box<[u32]>,
+    ) -> Arc<VariantWeights> {
+        let mut all = self.variant_weights.lock();
+        if let Some(kept) = all.get(route).filter(|w| w.keeps_override_for(&names)) {
+            return kept.clone();
+        }
+        let fresh = Arc::new(VariantWeights::new(names, configured));
+        all.insert(route.into(), fresh.clone());
+        fresh
     }
 
     /// Statistics of requests that matched no route.
@@ -105,10 +126,14 @@ impl Registry {
             .routes
             .lock()
             .iter()
-            .map(|((n, _), s)| (n.clone(), s.clone()))
+            .map(|(key, s)| (key.clone(), s.clone()))
             .collect();
+        // By route, then upstream: a route with variants has one entry per variant's upstream.
         routes.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut snapshots: Vec<_> = routes.iter().map(|(name, stats)| stats.snapshot(name)).collect();
+        let mut snapshots: Vec<_> = routes
+            .iter()
+            .map(|((name, _), stats)| stats.snapshot(name))
+            .collect();
         snapshots.push(self.unmatched.snapshot("unmatched"));
         snapshots
     }

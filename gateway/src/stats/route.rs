@@ -31,6 +31,8 @@ pub(crate) struct RouteStats {
 #[derive(Debug, Serialize)]
 pub struct RouteSnapshot {
     pub route: String,
+    /// The upstream these figures are for: a route with variants has one entry per variant.
+    pub upstream: String,
     pub requests: u64,
     pub in_flight: i64,
     pub bytes_in: u64,
@@ -114,6 +116,7 @@ impl RouteStats {
         }
         RouteSnapshot {
             route: route.to_owned(),
+            upstream: self.prometheus.upstream.clone(),
             requests: status_codes.values().sum(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),

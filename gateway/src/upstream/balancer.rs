@@ -83,16 +83,28 @@ pub(crate) fn balancer_key(balancer: &Balancer, headers: &HeaderMap, client_ip: 
     let Balancer::ConsistentHash(on) = balancer else {
         return None;
     };
-    match on {
-        HashOn::ClientIp => Some(hash_key(client_ip)),
-        HashOn::Header(name) => headers.get(name).map(|v| hash_key(v.as_bytes())),
-        HashOn::Cookie(name) => headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(cookie::Cookie::split_parse)
-            .filter_map(Result::ok)
-            .find(|c| c.name() == name)
-            .map(|c| hash_key(c.value())),
+    on.key(headers, client_ip)
+}
+
+impl HashOn {
+    /// The hash of the request's key (`None` when it has no such header or cookie).
+    pub(crate) fn key(&self, headers: &HeaderMap, client_ip: IpAddr) -> Option<u64> {
+        match self {
+            HashOn::ClientIp => Some(hash_key(client_ip)),
+            HashOn::Header(name) => headers.get(name).map(|v| hash_key(v.as_bytes())),
+            HashOn::Cookie(name) => cookie(headers, name).map(hash_key),
+        }
     }
+}
+
+/// The value of the request's cookie `name`, from any of its `Cookie` headers.
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .and_then(|c| c.value_raw())
 }

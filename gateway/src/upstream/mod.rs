@@ -8,7 +8,7 @@ mod instance;
 mod pool;
 mod retry;
 
-pub(crate) use balancer::{balancer_key, Balancer, HashOn};
+pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
 pub(crate) use health::{spawn_health_checks, HealthCheck};
 pub(crate) use instance::{now_ms, Instance, InstanceState, OutlierPolicy};
 pub(crate) use pool::{Exchange, ReturnTicket};

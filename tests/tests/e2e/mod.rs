@@ -13,3 +13,4 @@ mod sql_endpoint;
 mod stats;
 mod streaming;
 mod traces;
+mod variants;

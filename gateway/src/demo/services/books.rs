@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The demo's catalogue: ids 1 to this number exist.
 pub const BOOK_COUNT: u32 = 12;
@@ -49,6 +50,14 @@ async fn list_books(State(books): State<Books>) -> Json<Value> {
 }
 
 async fn get_book(State(books): State<Books>, Path(id): Path<u32>) -> Response {
+    if books.version >= 2 {
+        // Version 2 is the demo's canary: a little slower, and it fails now and then.
+        tokio::time::sleep(Duration::from_millis(5 + fastrand::u64(..20))).await;
+        if fastrand::u8(..100) < 4 {
+            let failed = json!({"error": "isbn lookup failed", "id": id});
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(failed)).into_response();
+        }
+    }
     if (1..=BOOK_COUNT).contains(&id) {
         Json(book(&books, id)).into_response()
     } else {
