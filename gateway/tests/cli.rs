@@ -83,6 +83,20 @@ impl Drop for Process {
     }
 }
 
+/// `lookout demo` with its listeners on loopback ports the OS picks, sending `rps` requests/s.
+pub(crate) fn spawn_demo(rps: &str, env: &[(&str, &str)]) -> Process {
+    let args = [
+        "demo",
+        "--proxy-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--rps",
+        rps,
+    ];
+    Process::spawn_with_env(&args, env)
+}
+
 /// Extracts the address after `http://` at the given occurrence in a line.
 pub(crate) fn addr_in(line: &str, occurrence: usize) -> SocketAddr {
     let rest = line
@@ -269,15 +283,7 @@ async fn proxy_forwards_everything_and_logs_each_request_as_json() {
 
 #[tokio::test]
 async fn demo_serves_its_routes_and_generates_traffic() {
-    let lookout = Process::spawn(&[
-        "demo",
-        "--proxy-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--rps",
-        "100",
-    ]);
+    let lookout = spawn_demo("100", &[]);
     let proxy = addr_in(&lookout.line_with("Proxy:"), 0);
     let admin = addr_in(&lookout.line_with("Admin:"), 0);
     let (status, body) = get(proxy, "/books/3").await;

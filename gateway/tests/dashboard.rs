@@ -4,7 +4,7 @@
 //! `.ci/run` installs both and sets LOOKOUT_REQUIRE_BROWSER; elsewhere the test is skipped
 //! when they are missing.
 
-use crate::cli::{addr_in, Process};
+use crate::cli::{addr_in, spawn_demo};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -48,18 +48,7 @@ async fn an_engineer_walks_the_dashboard_in_a_browser() {
         eprintln!("skipped: chromium or playwright-core is not installed");
         return;
     }
-    let mut demo = Process::spawn_with_env(
-        &[
-            "demo",
-            "--proxy-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--rps",
-            "30",
-        ],
-        &[("LOOKOUT_ADMIN_TOKEN", TOKEN)],
-    );
+    let mut demo = spawn_demo("30", &[("LOOKOUT_ADMIN_TOKEN", TOKEN)]);
     let admin = addr_in(&demo.line_with("Dashboard:"), 0);
     // The history is in once the gateway has detected its anomalies (a rollup pass after it lands).
     let deadline = Instant::now() + Duration::from_secs(90);

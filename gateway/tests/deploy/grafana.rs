@@ -5,7 +5,7 @@
 
 use super::prometheus::promtool;
 use super::{read, succeed, yaml};
-use crate::cli::{addr_in, Process};
+use crate::cli::{addr_in, spawn_demo};
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{walk_expr, ExprVisitor};
 use serde_json::{json, Value};
@@ -212,15 +212,7 @@ fn every_metric_the_dashboards_and_alerts_read_is_exposed_by_a_live_gateway() {
     let wanted = metric_names();
     // The demo: traffic on every route, retries, health checks, an analytics store whose
     // made-up hour holds anomalies; one reload adds its counter.
-    let demo = Process::spawn(&[
-        "demo",
-        "--proxy-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--rps",
-        "40",
-    ]);
+    let demo = spawn_demo("40", &[]);
     let admin = addr_in(&demo.line_with("Dashboard:"), 0);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

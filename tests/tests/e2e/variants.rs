@@ -27,6 +27,13 @@ routes:
     )
 }
 
+/// A whole config file: loopback listeners, the access log at `access_log`, no store, `body`.
+fn whole_config(access_log: &str, body: &str) -> String {
+    format!(
+        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: {access_log} }}\nanalytics: {{ store: off }}\n{body}"
+    )
+}
+
 async fn canary(weights: (u32, u32), route_extra: &str) -> (TestUpstream, TestUpstream, Gateway) {
     let a = TestUpstream::start("stable").await;
     let b = TestUpstream::start("canary").await;
@@ -141,9 +148,10 @@ async fn admin_weights_change_at_run_time_outlive_a_reload_and_reset() {
     let b = TestUpstream::start("canary").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("gw.yaml");
-    let text = format!(
-        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\nanalytics: {{ store: off }}\n{}  - {{ name: plain, match: {{ prefix: /plain }}, upstream: stable }}\n",
-        canary_config(a.addr, b.addr, (100, 0), "    match: { prefix: /books }\n")
+    let routes = canary_config(a.addr, b.addr, (100, 0), "    match: { prefix: /books }\n");
+    let text = whole_config(
+        "off",
+        &format!("{routes}  - {{ name: plain, match: {{ prefix: /plain }}, upstream: stable }}\n"),
     );
     std::fs::write(&file, text).expect("write");
     let gateway = start_gateway_with(ConfigSource::File(file)).await;
@@ -222,10 +230,9 @@ async fn every_event_and_the_route_figures_carry_the_variant() {
     let b = TestUpstream::start("canary").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("events.jsonl");
-    let text = format!(
-        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: \"{}\" }}\nanalytics: {{ store: off }}\n{}",
-        log.display(),
-        canary_config(a.addr, b.addr, (50, 50), "")
+    let text = whole_config(
+        &format!("\"{}\"", log.display()),
+        &canary_config(a.addr, b.addr, (50, 50), ""),
     );
     let gateway = start_gateway_with(ConfigSource::Inline {
         name: "gw.yaml".into(),
