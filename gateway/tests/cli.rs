@@ -110,21 +110,28 @@ pub(crate) fn addr_in(line: &str, occurrence: usize) -> SocketAddr {
 }
 
 pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    send(http::Method::GET, addr, path).await
+    send(http::Method::GET, addr, path, &[]).await
+}
+
+/// A GET with extra request headers.
+pub(crate) async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    send(http::Method::GET, addr, path, headers).await
 }
 
 /// A bodiless POST, e.g. to `/admin/reload`.
 pub(crate) async fn post(addr: SocketAddr, path: &str) -> (u16, String) {
-    send(http::Method::POST, addr, path).await
+    send(http::Method::POST, addr, path, &[]).await
 }
 
-async fn send(method: http::Method, addr: SocketAddr, path: &str) -> (u16, String) {
+async fn send(method: http::Method, addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let request = http::Request::builder()
+    let mut request = http::Request::builder()
         .method(method)
-        .uri(format!("http://{addr}{path}"))
-        .body(Empty::new())
-        .expect("request");
+        .uri(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Empty::new()).expect("request");
     let response = client.request(request).await.expect("response");
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.expect("body").to_bytes();

@@ -3,7 +3,7 @@
 //! its Service names replaced by the processes' loopback addresses) proxies to them by address.
 
 use super::read;
-use crate::cli::{addr_in, get, Process, LOOKOUT};
+use crate::cli::{addr_in, get, get_with, Process, LOOKOUT};
 use nix::sys::signal::Signal;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -29,6 +29,11 @@ fn deploy_config(replacements: &[(&str, String)]) -> String {
         config = config.replace(from, to);
     }
     config
+}
+
+fn served_by_of(body: &str) -> String {
+    let book: serde_json::Value = serde_json::from_str(body).expect("json");
+    book["served_by"].as_str().expect("served_by").to_owned()
 }
 
 fn health_check(url: &str) -> bool {
@@ -69,17 +74,31 @@ async fn the_gateway_proxies_to_demo_services_running_as_their_own_processes() {
     let line = gateway.line_with("proxy on");
     let (proxy, admin) = (addr_in(&line, 0), addr_in(&line, 1));
 
+    // `book` is a canary: v1 (round robin over the two books processes) and v2.
     let mut served_by = std::collections::BTreeSet::new();
     for _ in 0..6 {
-        let (status, body) = get(proxy, "/books/3").await;
+        let (status, body) = get_with(proxy, "/books/3", &[("x-lookout-variant", "v1")]).await;
         assert_eq!(status, 200, "{body}");
-        let book: serde_json::Value = serde_json::from_str(&body).expect("json");
-        served_by.insert(book["served_by"].as_str().expect("served_by").to_owned());
+        served_by.insert(served_by_of(&body));
     }
     assert_eq!(
         served_by,
         ["books-a", "books-b"].map(String::from).into(),
         "round robin over both processes"
+    );
+    // v2 fails now and then on purpose: one success in a few tries.
+    let mut v2 = None;
+    for _ in 0..10 {
+        let (status, body) = get_with(proxy, "/books/3", &[("x-lookout-variant", "v2")]).await;
+        if status == 200 {
+            v2 = Some(served_by_of(&body));
+            break;
+        }
+    }
+    assert_eq!(
+        v2.as_deref(),
+        Some("books-v2"),
+        "the canary variant's own process"
     );
     let (status, page) = get(proxy, "/app/").await;
     assert!(
