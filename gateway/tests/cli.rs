@@ -293,7 +293,8 @@ async fn demo_serves_its_routes_and_generates_traffic() {
     let lookout = spawn_demo("100", &[]);
     let proxy = addr_in(&lookout.line_with("Proxy:"), 0);
     let admin = addr_in(&lookout.line_with("Admin:"), 0);
-    let (status, body) = get(proxy, "/books/3").await;
+    // `book` is a canary whose v2 fails now and then on purpose: ask v1.
+    let (status, body) = get_with(proxy, "/books/3", &[("x-lookout-variant", "v1")]).await;
     assert_eq!(status, 200);
     assert!(body.contains("Site Reliability Engineering"), "{body}");
     let generated = wait_for(Duration::from_secs(5), || async {
