@@ -4,9 +4,9 @@
 use super::build_upstream::hash_on;
 use super::error::Problems;
 use super::raw::{RawRoute, RawVariant};
-use crate::routing::{Variant, Variants, MAX_VARIANTS, MAX_WEIGHT};
+use crate::routing::{sticky_cookie, Variant, Variants, MAX_VARIANTS, MAX_WEIGHT};
 use crate::stats::{Registry, RouteStats};
-use crate::upstream::Upstream;
+use crate::upstream::{HashOn, Upstream};
 use http::header::HeaderName;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -84,7 +84,7 @@ fn build_variants(
     }
     let mut names = HashSet::new();
     let mut used = HashSet::new();
-    let list: Vec<Variant> = raw
+    let mut list: Vec<Variant> = raw
         .variants
         .iter()
         .enumerate()
@@ -114,15 +114,25 @@ fn build_variants(
         list.iter().map(|v| v.name.clone()).collect(),
         configured,
     );
+    let sticky = raw
+        .sticky
+        .as_ref()
+        .and_then(|s| hash_on(p, &format!("{field}.sticky"), s));
+    if let (Some(HashOn::Cookie(cookie_name)), Some(text)) = (&sticky, &raw.sticky) {
+        for variant in &mut list {
+            variant.sticky_cookie = sticky_cookie(cookie_name, &variant.name);
+        }
+        if list.iter().any(|v| v.sticky_cookie.is_none()) {
+            let message = format!("`{cookie_name}` cannot be a cookie name");
+            p.at(text.span(), format!("{field}.sticky"), message);
+        }
+    }
     let first = &list[0];
     Some(Target {
         upstream: first.upstream.clone(),
         stats: first.stats.clone(),
         variants: Some(Variants {
-            sticky: raw
-                .sticky
-                .as_ref()
-                .and_then(|s| hash_on(p, &format!("{field}.sticky"), s)),
+            sticky,
             force_header: force_header(p, field, raw),
             weights,
             list: list.into_boxed_slice(),
@@ -172,12 +182,13 @@ fn build_variant(
         }
         Some(_) => {}
     }
+    let upstream = upstream.filter(|_| valid)?;
     Some(Variant {
         name: name.into(),
         stats: registry.route(route, &raw.upstream),
-        upstream: upstream?,
+        upstream,
+        sticky_cookie: None,
     })
-    .filter(|_| valid)
 }
 
 fn force_header(p: &mut Problems, field: &str, raw: &RawRoute) -> Option<HeaderName> {

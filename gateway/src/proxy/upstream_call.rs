@@ -34,9 +34,7 @@ pub(super) async fn run(
     ctx: &mut RequestContext,
 ) -> Result<Response<PooledBody>, ProxyError> {
     let route = matched.route;
-    // The variant's upstream, or the route's; held here because `matched` moves on.
-    let upstream = matched.upstream().clone();
-    let upstream = &*upstream;
+    let upstream = &**matched.upstream();
     let mut outgoing = Outgoing::prepare(matched, parts, body, ctx)?;
     let deadline = Deadline::from_std(ctx.started + route.timeouts.total);
     let _request_slot = upstream.retry.budget.request();
@@ -93,8 +91,7 @@ impl Outgoing {
         body: Incoming,
         ctx: &mut RequestContext,
     ) -> Result<Outgoing, ProxyError> {
-        let upstream = matched.upstream().clone();
-        let upstream = &*upstream;
+        let upstream = &**matched.upstream();
         let upgrade = forward_headers::is_upgrade(&parts.headers);
         let client_upgrade = upgrade.then(|| parts.extensions.remove::<OnUpgrade>()).flatten();
         // Retries go to an instance not tried yet, so a single-instance upstream never retries.

@@ -9,7 +9,9 @@ mod variants;
 
 pub(crate) use matcher::{HeaderCondition, HostMatch, PathMatch, RequestMatcher};
 pub(crate) use rewrite::{capture_names, parse_rewrite, PathRewrite};
-pub(crate) use variants::{Variant, VariantWeights, Variants, WeightsError, MAX_VARIANTS, MAX_WEIGHT};
+pub(crate) use variants::{
+    sticky_cookie, Variant, VariantWeights, Variants, WeightsError, MAX_VARIANTS, MAX_WEIGHT,
+};
 
 use crate::stats::RouteStats;
 use crate::upstream::Upstream;
@@ -62,7 +64,7 @@ pub(crate) struct RouteMatch<'a> {
     pub(crate) set_cookie: Option<HeaderValue>,
 }
 
-impl RouteMatch<'_> {
+impl<'a> RouteMatch<'a> {
     /// Picks the request's variant, on a route that has them.
     pub(crate) fn pick_variant(&mut self, request: &Parts, client_ip: IpAddr) {
         if let Some(variants) = &self.route.variants {
@@ -72,11 +74,11 @@ impl RouteMatch<'_> {
         }
     }
 
-    pub(crate) fn upstream(&self) -> &Arc<Upstream> {
+    pub(crate) fn upstream(&self) -> &'a Arc<Upstream> {
         self.variant.map_or(&self.route.upstream, |v| &v.upstream)
     }
 
-    pub(crate) fn stats(&self) -> &Arc<RouteStats> {
+    pub(crate) fn stats(&self) -> &'a Arc<RouteStats> {
         self.variant.map_or(&self.route.stats, |v| &v.stats)
     }
 }

@@ -31,6 +31,8 @@ pub(crate) struct Variant {
     pub(crate) upstream: Arc<Upstream>,
     /// The route's statistics for this variant's upstream.
     pub(crate) stats: Arc<RouteStats>,
+    /// `Set-Cookie` that assigns this variant, on a cookie-sticky route (built at load).
+    pub(crate) sticky_cookie: Option<HeaderValue>,
 }
 
 /// A route's variant weights: the configured ones and, after an admin change, the current
@@ -205,15 +207,16 @@ impl Variants {
             };
         }
         let index = self.weights.at(fastrand::u64(..));
-        let value = format!(
-            "{cookie_name}={}; Path=/; HttpOnly; SameSite=Lax",
-            self.list[index].name
-        );
         Pick {
             index,
-            set_cookie: HeaderValue::try_from(value).ok(),
+            set_cookie: self.list[index].sticky_cookie.clone(),
         }
     }
+}
+
+/// The `Set-Cookie` value that keeps a client on `variant`.
+pub(crate) fn sticky_cookie(cookie_name: &str, variant: &str) -> Option<HeaderValue> {
+    HeaderValue::try_from(format!("{cookie_name}={variant}; Path=/; HttpOnly; SameSite=Lax")).ok()
 }
 
 #[cfg(test)]

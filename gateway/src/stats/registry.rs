@@ -97,6 +97,8 @@ impl Registry {
         let kept = |keys: &[(&str, &str)], (a, b): &Key| keys.contains(&(&**a, &**b));
         self.routes.lock().retain(|key, _| kept(routes, key));
         self.instances.lock().retain(|key, _| kept(instances, key));
+        let routed = |name: &str| routes.iter().any(|(route, _)| *route == name);
+        self.variant_weights.lock().retain(|route, _| routed(route));
     }
 
     /// Folds the latency shards into the rolling windows and the Prometheus histograms' samples
