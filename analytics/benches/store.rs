@@ -98,7 +98,7 @@ fn query_latency(path: &std::path::Path) -> anyhow::Result<()> {
 
 fn event(i: usize, timestamp_us: u64) -> RequestEvent {
     let route: Arc<str> = ROUTES[i % ROUTES.len()].into();
-    let status = if i % 97 == 0 { 503 } else { 200 };
+    let status = if i.is_multiple_of(97) { 503 } else { 200 };
     let duration_us = 500 + (i as u64 * 7919) % 200_000;
     RequestEvent {
         timestamp_us,
@@ -123,6 +123,7 @@ fn event(i: usize, timestamp_us: u64) -> RequestEvent {
         consumer: None,
         variant: None,
         cache_status: None,
+        mirrored: false,
         steps: vec![
             PathStep {
                 kind: StepKind::RouteMatch,

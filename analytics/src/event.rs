@@ -19,6 +19,10 @@ pub enum ErrorKind {
     ClientAborted,
     /// The gateway could not build the upstream request (e.g. a rewrite produced a bad URI).
     BadRequest,
+    /// A rate limit refused the request (429).
+    RateLimited,
+    /// The rate limit's shared backend (Redis) failed and the limit fails closed (503).
+    RateLimitUnavailable,
 }
 
 impl ErrorKind {
@@ -31,6 +35,8 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::ClientAborted => "client_aborted",
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::RateLimitUnavailable => "rate_limit_unavailable",
         }
     }
 }
@@ -41,12 +47,15 @@ impl Serialize for ErrorKind {
     }
 }
 
-/// What one step of a request's path was. Later features add policy phases, composition calls
-/// and mirrors here.
+/// What one step of a request's path was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepKind {
     /// Finding the route.
     RouteMatch,
+    /// Checking the route's rate limit (a Redis round trip in cluster mode).
+    RateLimit,
+    /// Looking the request up in the response cache.
+    CacheLookup,
     /// One attempt at the upstream: its instance, status or error.
     UpstreamAttempt,
 }
@@ -56,6 +65,8 @@ impl StepKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::RouteMatch => "route_match",
+            StepKind::RateLimit => "rate_limit",
+            StepKind::CacheLookup => "cache_lookup",
             StepKind::UpstreamAttempt => "upstream_attempt",
         }
     }
@@ -113,7 +124,10 @@ pub struct RequestEvent {
     pub error_kind: Option<ErrorKind>,
     pub consumer: Option<Arc<str>>,
     pub variant: Option<Arc<str>>,
-    pub cache_status: Option<Arc<str>>,
+    /// `HIT`, `MISS` or `BYPASS` on a route with a response cache.
+    pub cache_status: Option<&'static str>,
+    /// A copy sent to a route's shadow upstream (mirroring), not a client's request.
+    pub mirrored: bool,
     /// The request's path, in order: route match, then each upstream attempt.
     pub steps: Vec<PathStep>,
 }
@@ -146,6 +160,7 @@ pub(crate) mod tests {
             consumer: None,
             variant: None,
             cache_status: None,
+            mirrored: false,
             steps: vec![
                 PathStep {
                     kind: StepKind::RouteMatch,
@@ -175,7 +190,7 @@ pub(crate) mod tests {
         assert_eq!(json["error_kind"], "upstream_timeout");
         assert_eq!(json["client_ip"], "127.0.0.1");
         assert!(json["variant"].is_null() && json["consumer"].is_null() && json["cache_status"].is_null());
-        assert_eq!(json.as_object().map(|o| o.len()), Some(23));
+        assert_eq!(json.as_object().map(|o| o.len()), Some(24));
         assert_eq!(json["steps"][1]["kind"], "upstream_attempt");
         assert_eq!(json["steps"][1]["instance"], "127.0.0.1:3000");
     }

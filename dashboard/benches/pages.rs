@@ -36,9 +36,9 @@ impl LiveSource for Idle {
 
 fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
     let route = i % 8;
-    let slow = if i % 100 == 0 { 20 } else { 1 };
+    let slow = if i.is_multiple_of(100) { 20 } else { 1 };
     let duration_us = (500 + (i * 7_919) % 20_000) * slow;
-    let status = if i % 97 == 0 { 503 } else { 200 };
+    let status = if i.is_multiple_of(97) { 503 } else { 200 };
     RequestEvent {
         timestamp_us: start_us + i * step_us,
         request_id: format!("req-{i}").into(),
@@ -60,11 +60,18 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
         upstream_ttfb_us: duration_us / 2,
         error_kind: None,
         consumer: None,
-        variant: (route == 0).then(|| if i % 10 == 0 { "v2".into() } else { "v1".into() }),
+        variant: (route == 0).then(|| {
+            if i.is_multiple_of(10) {
+                "v2".into()
+            } else {
+                "v1".into()
+            }
+        }),
         cache_status: None,
+        mirrored: false,
         // Path steps for one request in a thousand: enough for the request page, without the
         // spans table doubling the time it takes to fill the store.
-        steps: if i % 1_000 == 0 {
+        steps: if i.is_multiple_of(1_000) {
             vec![PathStep {
                 kind: StepKind::UpstreamAttempt,
                 start_us: 10,

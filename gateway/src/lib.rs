@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 mod probe;
 mod proxy;
+mod ratelimit;
 mod routing;
 mod server;
 pub mod stats;

@@ -36,6 +36,7 @@ fn event(n: u64, minute: u64, status: u16, duration_us: u64, variant: &str) -> R
         consumer: None,
         variant: Some(variant.into()),
         cache_status: None,
+        mirrored: false,
         steps: Vec::new(),
     }
 }

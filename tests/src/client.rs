@@ -57,3 +57,36 @@ pub async fn send_body(
 pub fn body_json(reply: &Reply) -> serde_json::Value {
     serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", reply.body))
 }
+
+/// Sends one GET from the loopback address `from` (e.g. 127.0.0.2): a second client IP for
+/// tests of per-IP policies. Linux routes all of 127.0.0.0/8 to loopback.
+pub async fn send_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(from, 0))
+        .expect("bind loopback source");
+    let stream = socket.connect(addr).await.expect("connect");
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    let mut request = Request::builder().uri(path).header("host", addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(Bytes::new())).expect("request");
+    let response = sender.send_request(request).await.expect("gateway answers");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("whole body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}

@@ -7,11 +7,13 @@
 mod client;
 mod gateway;
 mod otlp;
+mod redis;
 mod upstream;
 
-pub use client::{body_json, send, send_body, Reply};
+pub use client::{body_json, send, send_body, send_from, Reply};
 pub use gateway::{
     single_upstream, start_gateway, start_gateway_to, start_gateway_with, wait_for_stored, wait_until,
 };
 pub use otlp::OtlpReceiver;
+pub use redis::TestRedis;
 pub use upstream::TestUpstream;

@@ -43,7 +43,7 @@ pub fn seconds(conn: &Connection, since_us: i64) -> duckdb::Result<Vec<Point>> {
         "SELECT epoch_us(date_trunc('second', ts)) AS second, count(*),
                 count(*) FILTER (WHERE status >= 500),
                 quantile_cont(duration_us, [0.5, 0.95, 0.99])
-         FROM requests WHERE ts >= ? GROUP BY second ORDER BY second",
+         FROM requests WHERE ts >= ? AND NOT mirrored GROUP BY second ORDER BY second",
     )?;
     let rows = statement.query_map([at(since_us)], |row| {
         let q = super::quantile_list(row.get_ref(3)?);
@@ -102,7 +102,7 @@ pub struct Bucket {
 pub fn latency_histogram(conn: &Connection, route: &str, since_us: i64) -> duckdb::Result<Vec<Bucket>> {
     let mut statement = conn.prepare(
         "SELECT floor(log2(greatest(duration_us, 1)))::UTINYINT AS power, count(*)
-         FROM requests WHERE route = ? AND ts >= ? GROUP BY power ORDER BY power",
+         FROM requests WHERE route = ? AND ts >= ? AND NOT mirrored GROUP BY power ORDER BY power",
     )?;
     let rows = statement.query_map(duckdb::params![route, at(since_us)], |row| {
         let power: u8 = row.get(0)?;

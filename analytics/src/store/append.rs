@@ -5,7 +5,8 @@
 use super::in_transaction;
 use crate::{PathStep, RequestEvent};
 use arrow::array::{
-    ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt16Array, UInt32Array, UInt64Array,
+    ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt16Array, UInt32Array,
+    UInt64Array,
 };
 use duckdb::Connection;
 use std::sync::Arc;
@@ -63,7 +64,11 @@ fn requests(events: &[RequestEvent]) -> duckdb::Result<RecordBatch> {
         ("error_kind", optional(|e| e.error_kind.map(|k| k.as_str()))),
         ("consumer", optional(|e| e.consumer.as_deref())),
         ("variant", optional(|e| e.variant.as_deref())),
-        ("cache_status", optional(|e| e.cache_status.as_deref())),
+        ("cache_status", optional(|e| e.cache_status)),
+        (
+            "mirrored",
+            Arc::new(BooleanArray::from_iter(events.iter().map(|e| Some(e.mirrored)))),
+        ),
     ])
 }
 

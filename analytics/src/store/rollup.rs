@@ -26,7 +26,7 @@ FROM (
            quantile_cont(duration_us, [0.5, 0.9, 0.95, 0.99]) AS q,
            max(duration_us) AS max_us
     FROM requests
-    WHERE ts >= ? AND ts < ?
+    WHERE ts >= ? AND ts < ? AND NOT mirrored
     GROUP BY ALL
 )";
 
@@ -44,7 +44,7 @@ FROM (
            quantile_cont(duration_us, [0.5, 0.95, 0.99]) AS q,
            max(duration_us) AS max_us
     FROM requests
-    WHERE ts >= ? AND ts < ?
+    WHERE ts >= ? AND ts < ? AND NOT mirrored
     GROUP BY GROUPING SETS ((minute, coalesce(route, 'unmatched')), (minute))
 )";
 

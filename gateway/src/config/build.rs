@@ -2,7 +2,8 @@
 //! line and field it belongs to before failing. Upstreams and routes have modules of their own.
 
 use super::build_analytics::build_analytics;
-use super::build_route::build_routes;
+use super::build_rate_limit::build_redis;
+use super::build_route::{build_routes, Shared};
 use super::build_upstream::build_upstreams;
 use super::error::Problems;
 use super::raw::{RawConfig, RawTraces};
@@ -78,7 +79,13 @@ pub(super) fn build(
             None
         }
     });
-    let routes = build_routes(&mut p, &raw.routes, &upstreams, &registry);
+    let redis = raw.redis.as_ref().and_then(|r| build_redis(&mut p, r));
+    let shared = Shared {
+        upstreams: &upstreams,
+        registry: &registry,
+        redis: redis.as_ref(),
+    };
+    let routes = build_routes(&mut p, &raw.routes, &shared);
     let config = Config {
         listeners,
         admin_token,

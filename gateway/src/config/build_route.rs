@@ -1,9 +1,11 @@
 //! Validation of `routes:` entries: matchers, rewrites and timeouts.
 
+use super::build_rate_limit::build_rate_limit;
 use super::build_upstream::DEFAULT_REQUEST_TIMEOUT;
 use super::error::Problems;
 use super::raw::{RawMatch, RawRoute, Text};
 use super::values::duration;
+use crate::ratelimit::RedisBackend;
 use crate::routing::{
     HeaderCondition, HostMatch, PathMatch, PathRewrite, RequestMatcher, Route, RouteTimeouts,
 };
@@ -14,13 +16,16 @@ use http::{HeaderValue, Method};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// What routes are built against: the upstreams and the state shared by every route.
+pub(super) struct Shared<'a> {
+    pub(super) upstreams: &'a HashMap<String, Arc<Upstream>>,
+    pub(super) registry: &'a Registry,
+    /// The Redis of cluster-wide rate limits, when configured.
+    pub(super) redis: Option<&'a Arc<RedisBackend>>,
+}
+
 /// Builds every route; names must be unique (they label metrics and events) and non-empty.
-pub(super) fn build_routes(
-    p: &mut Problems,
-    raw: &[RawRoute],
-    upstreams: &HashMap<String, Arc<Upstream>>,
-    registry: &Registry,
-) -> Vec<Route> {
+pub(super) fn build_routes(p: &mut Problems, raw: &[RawRoute], shared: &Shared<'_>) -> Vec<Route> {
     let mut seen = std::collections::HashSet::new();
     for (i, route) in raw.iter().enumerate() {
         if route.name.trim().is_empty() {
@@ -36,18 +41,12 @@ pub(super) fn build_routes(
     }
     raw.iter()
         .enumerate()
-        .filter_map(|(i, route)| build_route(p, &format!("routes[{i}]"), route, upstreams, registry))
+        .filter_map(|(i, route)| build_route(p, &format!("routes[{i}]"), route, shared))
         .collect()
 }
 
-fn build_route(
-    p: &mut Problems,
-    field: &str,
-    raw: &RawRoute,
-    upstreams: &HashMap<String, Arc<Upstream>>,
-    registry: &Registry,
-) -> Option<Route> {
-    let target = super::build_variants::build_target(p, field, raw, upstreams, registry);
+fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_>) -> Option<Route> {
+    let target = super::build_variants::build_target(p, field, raw, shared.upstreams, shared.registry);
     let (path, captures) = build_path_match(p, &format!("{field}.match"), &raw.matches);
     let matcher = RequestMatcher {
         host: raw.matches.host.as_ref().map(build_host),
@@ -71,6 +70,10 @@ fn build_route(
         raw.timeout.as_ref(),
         per_try.saturating_mul(attempts),
     );
+    let rate_limit = raw.rate_limit.as_ref().and_then(|limit| {
+        let field = format!("{field}.rate_limit");
+        build_rate_limit(p, &field, &raw.name, limit, shared.redis, shared.registry)
+    });
     let target = target?;
     Some(Route {
         name: raw.name.as_str().into(),
@@ -80,6 +83,7 @@ fn build_route(
         upstream: target.upstream,
         variants: target.variants,
         timeouts: RouteTimeouts { total, per_try },
+        rate_limit,
     })
 }
 

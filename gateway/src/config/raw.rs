@@ -23,6 +23,8 @@ pub(crate) struct RawConfig {
     pub(crate) analytics: RawAnalytics,
     #[serde(default)]
     pub(crate) dashboard: RawDashboard,
+    /// The Redis that cluster-wide rate limits share.
+    pub(crate) redis: Option<RawRedis>,
     #[serde(default)]
     pub(crate) upstreams: Vec<RawUpstream>,
     #[serde(default)]
@@ -170,6 +172,30 @@ pub(crate) struct RawRoute {
     pub(crate) rewrite: Option<Text>,
     pub(crate) timeout: Option<Text>,
     pub(crate) per_try_timeout: Option<Text>,
+    pub(crate) rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedis {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub(crate) url: Text,
+    pub(crate) timeout: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    /// `COUNT/PERIOD`: `100/s`, `600/min`, `10/30s`.
+    pub(crate) rate: Text,
+    /// Requests allowed at once (default: the rate's count).
+    pub(crate) burst: Option<Spanned<u32>>,
+    /// `client_ip` (default), `route`, or `header:NAME`.
+    pub(crate) key: Option<Text>,
+    /// Share the limit with every replica through `redis:`.
+    pub(crate) cluster: Option<bool>,
+    /// What a cluster-wide limit does while Redis fails: `allow` (default) or `deny`.
+    pub(crate) on_redis_error: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -104,6 +104,7 @@ fn event(rng: &mut fastrand::Rng, route: &'static str, path: &str, minute: u64, 
         consumer: None,
         variant: variant.map(Arc::from),
         cache_status: None,
+        mirrored: false,
         steps: vec![
             PathStep {
                 kind: StepKind::RouteMatch,

@@ -1,6 +1,7 @@
 //! The per-request context: what the phases learn, carried from one to the next.
 
 use super::ProxyState;
+use crate::ratelimit::{Decision, RateLimit};
 use crate::stats::RouteStats;
 use crate::traces::RequestTrace;
 use http::header::HeaderValue;
@@ -67,6 +68,8 @@ pub(crate) struct RequestContext {
     pub(crate) variant: Option<Arc<str>>,
     /// The sticky-variant cookie the response gives the client.
     pub(crate) set_cookie: Option<HeaderValue>,
+    /// The route's rate limit and its decision, for the response's `RateLimit` headers.
+    pub(crate) rate_limit: Option<(Arc<RateLimit>, Decision)>,
     pub(crate) instance: Option<Arc<str>>,
     pub(crate) attempts: u32,
     pub(crate) upstream_connect: Duration,
@@ -98,6 +101,7 @@ impl RequestContext {
             upstream: None,
             variant: None,
             set_cookie: None,
+            rate_limit: None,
             instance: None,
             attempts: 0,
             upstream_connect: Duration::ZERO,

@@ -17,6 +17,10 @@ pub(crate) enum ProxyError {
     UpstreamTimeout(Arc<str>),
     #[error("the request could not be forwarded: {0}")]
     BadRequest(&'static str),
+    #[error("too many requests: this route's rate limit is used up; see Retry-After")]
+    RateLimited,
+    #[error("the rate limit could not be checked and this route refuses requests until it can")]
+    RateLimitUnavailable,
 }
 
 impl ProxyError {
@@ -27,6 +31,8 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -38,6 +44,8 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable(_) => "upstream_unreachable",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::RateLimited => "rate_limited",
+            ProxyError::RateLimitUnavailable => "rate_limit_unavailable",
         }
     }
 
@@ -48,6 +56,8 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable(_) => ErrorKind::UpstreamUnreachable,
             ProxyError::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
             ProxyError::BadRequest(_) => ErrorKind::BadRequest,
+            ProxyError::RateLimited => ErrorKind::RateLimited,
+            ProxyError::RateLimitUnavailable => ErrorKind::RateLimitUnavailable,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The request path, as an ordered pipeline of phases. Each phase is a module:
 //!
 //! 1. [`match_route`]: pick the route (404 when none) and the upstream path.
-//! 2. policy phases — authentication, limits, cache, … — are inserted here by later features.
+//! 2. policy phases: [`rate_limit`] (429 when over the limit).
 //! 3. [`upstream_call`]: pick an instance, forward (with [`forward_headers`]), retry, time out.
 //! 4. [`response`]: clean the upstream response and stamp it (`x-request-id`, `Via`).
 //! 5. [`record`]: when the response body ends (or the client leaves), emit one request event.
@@ -13,6 +13,7 @@ mod context;
 mod error;
 mod forward_headers;
 mod match_route;
+mod rate_limit;
 mod record;
 mod response;
 mod upgrade;
@@ -73,5 +74,6 @@ async fn pipeline(
 ) -> Result<Response<PooledBody>, ProxyError> {
     let (parts, body) = request.into_parts();
     let matched = match_route::run(routes, &parts, ctx)?;
+    rate_limit::run(&matched, &parts, ctx).await?;
     upstream_call::run(matched, parts, body, ctx).await
 }

@@ -144,6 +144,7 @@ impl RequestContext {
             consumer: None,
             variant: self.variant.take(),
             cache_status: None,
+            mirrored: false,
             steps: std::mem::take(&mut self.steps),
         });
     }

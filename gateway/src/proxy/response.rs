@@ -5,6 +5,7 @@ use super::error::ProxyError;
 use super::forward_headers;
 use super::record::ResponseBody;
 use crate::body::PooledBody;
+use crate::ratelimit;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE, SET_COOKIE};
 use http::{Response, StatusCode};
@@ -17,6 +18,7 @@ pub(super) fn from_upstream(
     let upgrade = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     forward_headers::to_client(response.headers_mut(), ctx, upgrade);
     give_sticky_cookie(response.headers_mut(), ctx);
+    give_rate_limit(response.headers_mut(), ctx);
     response.map(Either::Left)
 }
 
@@ -28,7 +30,15 @@ pub(super) fn from_error(error: &ProxyError, ctx: &RequestContext) -> Response<R
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     forward_headers::to_client(headers, ctx, false);
     give_sticky_cookie(headers, ctx);
+    give_rate_limit(headers, ctx);
     response
+}
+
+/// `RateLimit-Policy` and `RateLimit` (and `Retry-After` on a 429) on a limited route.
+fn give_rate_limit(headers: &mut HeaderMap, ctx: &RequestContext) {
+    if let Some((limit, decision)) = &ctx.rate_limit {
+        ratelimit::write_headers(headers, &limit.policy, decision);
+    }
 }
 
 /// A client assigned a variant keeps it on its next requests (sticky canary routing).

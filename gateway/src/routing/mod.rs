@@ -13,6 +13,7 @@ pub(crate) use variants::{
     sticky_cookie, Variant, VariantWeights, Variants, WeightsError, MAX_VARIANTS, MAX_WEIGHT,
 };
 
+use crate::ratelimit::RateLimit;
 use crate::stats::RouteStats;
 use crate::upstream::Upstream;
 use http::header::HeaderValue;
@@ -41,6 +42,7 @@ pub(crate) struct Route {
     /// Canary / A-B: weighted variants, each with its own upstream.
     pub(crate) variants: Option<Variants>,
     pub(crate) timeouts: RouteTimeouts,
+    pub(crate) rate_limit: Option<Arc<RateLimit>>,
 }
 
 /// Timeouts bound the wait for response headers; a streaming body may take longer.

@@ -9,7 +9,10 @@ mod route;
 
 pub(crate) use latency::{Latency, ROTATION};
 pub use latency::{LatencySnapshot, Percentiles};
-pub(crate) use prometheus::{Metrics, CONFIG_RELOADS, EJECTIONS, INSTANCE_HEALTHY, RETRIES};
+pub(crate) use prometheus::{
+    Metrics, CONFIG_RELOADS, EJECTIONS, INSTANCE_HEALTHY, RATE_LIMIT_BACKEND_ERRORS, RATE_LIMIT_DECISIONS,
+    RETRIES,
+};
 pub use registry::Registry;
 pub use route::RouteSnapshot;
 pub(crate) use route::RouteStats;

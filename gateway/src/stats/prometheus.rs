@@ -31,6 +31,8 @@ pub(crate) const SQL_QUERIES: &str = "lookout_analytics_sql_queries_total";
 pub(crate) const ANOMALIES_ACTIVE: &str = "lookout_anomalies_active";
 pub(crate) const ANOMALY_SCORE: &str = "lookout_anomaly_score";
 pub(crate) const SQL_QUERIES_FAILED: &str = "lookout_analytics_sql_queries_failed_total";
+pub(crate) const RATE_LIMIT_DECISIONS: &str = "lookout_rate_limit_decisions_total";
+pub(crate) const RATE_LIMIT_BACKEND_ERRORS: &str = "lookout_rate_limit_backend_errors_total";
 
 /// The bucket boundaries OpenTelemetry advises for `http.server.request.duration`, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -42,7 +44,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 24] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 26] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -138,6 +140,16 @@ const DESCRIPTIONS: [(&str, Unit, &str); 24] = [
         SQL_QUERIES_FAILED,
         Unit::Count,
         "Queries of the SQL endpoint that were refused or failed.",
+    ),
+    (
+        RATE_LIMIT_DECISIONS,
+        Unit::Count,
+        "Rate limit decisions by route: allowed or limited (429).",
+    ),
+    (
+        RATE_LIMIT_BACKEND_ERRORS,
+        Unit::Count,
+        "Cluster-wide rate limit checks Redis could not answer, by the fallback taken (allow or deny).",
     ),
 ];
 

@@ -5,6 +5,7 @@
 
 use super::prometheus::{self, Metrics};
 use super::{RouteSnapshot, RouteStats};
+use crate::ratelimit::{LocalLimiter, Quota};
 use crate::routing::VariantWeights;
 use crate::upstream::InstanceState;
 use lookout_analytics::{QueueStats, StoreStats};
@@ -22,6 +23,8 @@ pub struct Registry {
     instances: Mutex<HashMap<Key, Arc<InstanceState>>>,
     /// Variant weights by route, so that weights set at run time outlive reloads.
     variant_weights: Mutex<HashMap<Arc<str>, Arc<VariantWeights>>>,
+    /// Local rate limiters by route, so that a reload keeps every client's budget.
+    limiters: Mutex<HashMap<Arc<str>, Arc<LocalLimiter>>>,
     unmatched: Arc<RouteStats>,
     /// `(route, metric)` pairs that had an anomaly score published, so it returns to 0 after.
     anomaly_series: Mutex<HashSet<(String, &'static str)>>,
@@ -36,6 +39,7 @@ impl Default for Registry {
             routes: Mutex::default(),
             instances: Mutex::default(),
             variant_weights: Mutex::default(),
+            limiters: Mutex::default(),
             anomaly_series: Mutex::default(),
         }
     }
@@ -78,6 +82,18 @@ impl Registry {
         fresh
     }
 
+    /// `route`'s local rate limiter: the one it had when the quota is the same, else a new one.
+    /// `None` when the quota cannot be one.
+    pub(crate) fn local_limiter(&self, route: &str, quota: Quota) -> Option<Arc<LocalLimiter>> {
+        let mut all = self.limiters.lock();
+        if let Some(kept) = all.get(route).filter(|l| l.quota() == quota) {
+            return Some(kept.clone());
+        }
+        let fresh = Arc::new(LocalLimiter::new(quota)?);
+        all.insert(route.into(), fresh.clone());
+        Some(fresh)
+    }
+
     /// Statistics of requests that matched no route.
     pub(crate) fn unmatched(&self) -> Arc<RouteStats> {
         self.unmatched.clone()
@@ -99,6 +115,7 @@ impl Registry {
         self.instances.lock().retain(|key, _| kept(instances, key));
         let routed = |name: &str| routes.iter().any(|(route, _)| *route == name);
         self.variant_weights.lock().retain(|route, _| routed(route));
+        self.limiters.lock().retain(|route, _| routed(route));
     }
 
     /// Folds the latency shards into the rolling windows and the Prometheus histograms' samples
@@ -106,6 +123,10 @@ impl Registry {
     pub(crate) fn rotate(&self) {
         let routes: Vec<_> = self.routes.lock().values().cloned().collect();
         let instances: Vec<_> = self.instances.lock().values().cloned().collect();
+        let limiters: Vec<_> = self.limiters.lock().values().cloned().collect();
+        for limiter in limiters {
+            limiter.forget_idle_keys();
+        }
         self.unmatched.rotate();
         for route in routes {
             route.rotate();

@@ -1,5 +1,6 @@
 //! Building a kept request's spans, after the fact, from what the request path noted: a server
-//! span for the request, a child for route matching and one client span per upstream attempt.
+//! span for the request, a child for route matching and each policy phase, and one client span
+//! per upstream attempt.
 //! Attributes follow the OpenTelemetry HTTP semantic conventions.
 
 use super::RequestTrace;
@@ -95,6 +96,8 @@ impl RequestTrace {
                         .with_kind(SpanKind::Internal)
                         .with_attributes(attributes)
                 }
+                StepKind::RateLimit => tracer.span_builder("rate limit").with_kind(SpanKind::Internal),
+                StepKind::CacheLookup => tracer.span_builder("cache lookup").with_kind(SpanKind::Internal),
                 StepKind::UpstreamAttempt => {
                     let Some(&span) = attempt_spans.next() else {
                         continue;

@@ -100,3 +100,32 @@ fn a_missing_file_is_an_error_naming_it() {
     assert_eq!(&*errors[0].file, "/nonexistent/lookout.yaml");
     assert!(errors[0].message.contains("cannot read"));
 }
+
+#[test]
+fn rate_limit_errors_name_their_field() {
+    let text = "\
+redis: { url: \"http://not-redis\" }
+upstreams:
+  - { name: svc, instances: [\"127.0.0.1:3000\"] }
+routes:
+  - name: a
+    upstream: svc
+    rate_limit: { rate: 100/fortnight, key: cookie }
+  - name: b
+    upstream: svc
+    rate_limit: { rate: 10/s, burst: 0, on_redis_error: maybe }
+";
+    let all = errors(text);
+    assert!(find(&all, "redis.url").message.contains("invalid Redis URL"));
+    let rate = find(&all, "routes[0].rate_limit.rate");
+    assert_eq!(rate.line, 7);
+    assert!(rate.message.contains("unknown period"), "{rate:?}");
+    assert!(find(&all, "routes[0].rate_limit.key")
+        .message
+        .contains("expected client_ip, route or header:NAME"));
+    assert_eq!(find(&all, "routes[1].rate_limit.burst").line, 10);
+    assert!(find(&all, "routes[1].rate_limit.on_redis_error")
+        .message
+        .contains("expected allow or deny"));
+    assert_eq!(all.len(), 5, "{all:#?}");
+}

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-async fn scrape(admin: SocketAddr) -> String {
+pub(super) async fn scrape(admin: SocketAddr) -> String {
     let reply = send(admin, Method::GET, "/metrics", &[]).await;
     assert_eq!(reply.status, StatusCode::OK);
     let content_type = reply.headers["content-type"].to_str().expect("ASCII");
@@ -23,7 +23,7 @@ async fn scrape(admin: SocketAddr) -> String {
 }
 
 /// The value of the sample whose name and labels are exactly `series`.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(super) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

@@ -5,6 +5,7 @@ mod events;
 mod headers;
 mod metrics;
 mod protocols;
+mod rate_limits;
 mod reload;
 mod resilience;
 mod routing;
