@@ -8,6 +8,7 @@
 
 mod analyze;
 mod body;
+mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;

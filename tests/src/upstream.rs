@@ -1,5 +1,5 @@
 //! A test upstream: a hyper server that echoes requests as JSON and can stream, sink, sleep,
-//! fail on demand, echo WebSockets, and be killed (all connections closed) and restarted.
+//! add the response headers a request asks for (`x-reply-header`), fail on demand, echo WebSockets, and be killed (all connections closed) and restarted.
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -114,7 +114,8 @@ async fn handle(behaviour: Arc<Behaviour>, request: Request<Incoming>) -> Result
         ));
     }
     let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
-    let response = match segments.as_slice() {
+    let reply_headers = reply_headers(&request);
+    let mut response = match segments.as_slice() {
         ["ws"] => websocket(&behaviour, request),
         ["slow", ms] => {
             let ms = ms.parse().unwrap_or(0);
@@ -128,7 +129,26 @@ async fn handle(behaviour: Arc<Behaviour>, request: Request<Incoming>) -> Result
         }
         _ => echo(&behaviour, &request),
     };
+    response.headers_mut().extend(reply_headers);
     Ok(response)
+}
+
+/// Headers the test asks the reply to carry: each `x-reply-header: NAME: VALUE` of the request
+/// (e.g. `cache-control: max-age=60`).
+fn reply_headers(request: &Request<Incoming>) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for line in request.headers().get_all("x-reply-header") {
+        let Some((name, value)) = line.to_str().ok().and_then(|l| l.split_once(':')) else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::try_from(name.trim()),
+            http::HeaderValue::try_from(value.trim()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers
 }
 
 fn echo(behaviour: &Behaviour, request: &Request<Incoming>) -> Response<Body> {

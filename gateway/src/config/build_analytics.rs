@@ -2,8 +2,8 @@
 //! directory, and the SQL endpoint's limits.
 
 use super::error::Problems;
-use super::raw::{RawAnalytics, RawFleet, Text};
-use super::values::{duration, positive};
+use super::raw::{RawAnalytics, RawFleet};
+use super::values::{bytes, duration, positive};
 use lookout_analytics::{FleetSettings, Retention, SqlLimits, StoreLocation, StoreSettings};
 use std::path::PathBuf;
 
@@ -100,23 +100,4 @@ pub(crate) fn default_replica() -> String {
         .ok()
         .and_then(|name| name.into_string().ok())
         .unwrap_or_else(|| "lookout".to_owned())
-}
-
-/// Parses `512MB`, `2GiB`, `1073741824`.
-fn bytes(p: &mut Problems, field: &str, text: &Text) -> Option<u64> {
-    match text.trim().parse::<bytesize::ByteSize>() {
-        Ok(size) if size.as_u64() > 0 => Some(size.as_u64()),
-        Ok(_) => {
-            p.at(text.span(), field, "a size must be greater than zero");
-            None
-        }
-        Err(error) => {
-            p.at(
-                text.span(),
-                field,
-                format!("invalid size `{}`: {error} (try e.g. `512MB` or `2GiB`)", &**text),
-            );
-            None
-        }
-    }
 }

@@ -1,10 +1,12 @@
 //! Validation of `routes:` entries: matchers, rewrites and timeouts.
 
+use super::build_cache::build_route_cache;
 use super::build_rate_limit::build_rate_limit;
 use super::build_upstream::DEFAULT_REQUEST_TIMEOUT;
 use super::error::Problems;
 use super::raw::{RawMatch, RawRoute, Text};
 use super::values::duration;
+use crate::cache::ResponseCache;
 use crate::ratelimit::RedisBackend;
 use crate::routing::{
     HeaderCondition, HostMatch, PathMatch, PathRewrite, RequestMatcher, Route, RouteTimeouts,
@@ -22,6 +24,8 @@ pub(super) struct Shared<'a> {
     pub(super) registry: &'a Registry,
     /// The Redis of cluster-wide rate limits, when configured.
     pub(super) redis: Option<&'a Arc<RedisBackend>>,
+    /// The response cache, when some route caches.
+    pub(super) cache: Option<&'a Arc<ResponseCache>>,
 }
 
 /// Builds every route; names must be unique (they label metrics and events) and non-empty.
@@ -74,6 +78,14 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         let field = format!("{field}.rate_limit");
         build_rate_limit(p, &field, &raw.name, limit, shared.redis, shared.registry)
     });
+    let cache = raw
+        .cache
+        .as_ref()
+        .zip(shared.cache)
+        .and_then(|(settings, store)| {
+            let field = format!("{field}.cache");
+            build_route_cache(p, &field, &raw.name, settings, store, shared.registry)
+        });
     let target = target?;
     Some(Route {
         name: raw.name.as_str().into(),
@@ -84,6 +96,7 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         variants: target.variants,
         timeouts: RouteTimeouts { total, per_try },
         rate_limit,
+        cache,
     })
 }
 

@@ -4,6 +4,7 @@
 mod build;
 mod build_analytics;
 pub(crate) use build_analytics::default_replica;
+mod build_cache;
 mod build_rate_limit;
 mod build_route;
 mod build_upstream;

@@ -25,6 +25,8 @@ pub(crate) struct RawConfig {
     pub(crate) dashboard: RawDashboard,
     /// The Redis that cluster-wide rate limits share.
     pub(crate) redis: Option<RawRedis>,
+    /// The response cache that routes with `cache:` share.
+    pub(crate) cache: Option<RawCacheStore>,
     #[serde(default)]
     pub(crate) upstreams: Vec<RawUpstream>,
     #[serde(default)]
@@ -173,6 +175,8 @@ pub(crate) struct RawRoute {
     pub(crate) timeout: Option<Text>,
     pub(crate) per_try_timeout: Option<Text>,
     pub(crate) rate_limit: Option<RawRateLimit>,
+    /// Cache this route's GET/HEAD responses (`cache: {}` for the defaults).
+    pub(crate) cache: Option<RawRouteCache>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +185,28 @@ pub(crate) struct RawRedis {
     /// `redis://[user:password@]host:port[/db]`.
     pub(crate) url: Text,
     pub(crate) timeout: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCacheStore {
+    /// The bound on what all cached responses hold, e.g. `64MiB` (the default).
+    pub(crate) max_size: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteCache {
+    /// The lifetime of responses that state none (no `max-age`, `s-maxage` or `Expires`);
+    /// without it such responses are not stored.
+    pub(crate) ttl: Option<Text>,
+    /// Larger responses are passed through, not stored (default `1MiB`).
+    pub(crate) max_entry_size: Option<Text>,
+    /// Whether the query string is part of the key (default true).
+    pub(crate) key_query: Option<bool>,
+    /// Request headers that are part of the key (beyond those the response's `Vary` names).
+    #[serde(default)]
+    pub(crate) key_headers: Vec<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -88,3 +88,22 @@ pub(crate) fn positive(
         }
     }
 }
+
+/// Parses `512MB`, `2GiB`, `1073741824`; zero is refused.
+pub(crate) fn bytes(p: &mut Problems, field: &str, text: &Text) -> Option<u64> {
+    match text.trim().parse::<bytesize::ByteSize>() {
+        Ok(size) if size.as_u64() > 0 => Some(size.as_u64()),
+        Ok(_) => {
+            p.at(text.span(), field, "a size must be greater than zero");
+            None
+        }
+        Err(error) => {
+            p.at(
+                text.span(),
+                field,
+                format!("invalid size `{}`: {error} (try e.g. `512MB` or `2GiB`)", &**text),
+            );
+            None
+        }
+    }
+}

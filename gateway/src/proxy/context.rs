@@ -70,6 +70,8 @@ pub(crate) struct RequestContext {
     pub(crate) set_cookie: Option<HeaderValue>,
     /// The route's rate limit and its decision, for the response's `RateLimit` headers.
     pub(crate) rate_limit: Option<(Arc<RateLimit>, Decision)>,
+    /// `HIT`, `MISS` or `BYPASS` on a route with a cache.
+    pub(crate) cache_status: Option<&'static str>,
     pub(crate) instance: Option<Arc<str>>,
     pub(crate) attempts: u32,
     pub(crate) upstream_connect: Duration,
@@ -102,6 +104,7 @@ impl RequestContext {
             variant: None,
             set_cookie: None,
             rate_limit: None,
+            cache_status: None,
             instance: None,
             attempts: 0,
             upstream_connect: Duration::ZERO,

@@ -1,14 +1,17 @@
 //! The request path, as an ordered pipeline of phases. Each phase is a module:
 //!
 //! 1. [`match_route`]: pick the route (404 when none) and the upstream path.
-//! 2. policy phases: [`rate_limit`] (429 when over the limit).
-//! 3. [`upstream_call`]: pick an instance, forward (with [`forward_headers`]), retry, time out.
-//! 4. [`response`]: clean the upstream response and stamp it (`x-request-id`, `Via`).
-//! 5. [`record`]: when the response body ends (or the client leaves), emit one request event.
+//! 2. [`rate_limit`]: 429 when the route's limit is used up.
+//! 3. [`cache_lookup`]: a fresh stored response answers here.
+//! 4. [`upstream_call`]: pick an instance, forward (with [`forward_headers`]), retry, time out.
+//! 5. [`response`]: clean the response and stamp it (`x-request-id`, `Via`, `x-cache`, limits);
+//!    a cacheable one is stored as it streams.
+//! 6. [`record`]: when the response body ends (or the client leaves), emit one request event.
 //!
 //! A [`context::RequestContext`] carries what the phases learn from one to the next and is,
 //! in the end, what the request event is made of.
 
+mod cache_lookup;
 mod context;
 mod error;
 mod forward_headers;
@@ -23,9 +26,12 @@ pub(crate) use context::ConnInfo;
 pub(crate) use record::ProxyBody;
 
 use crate::body::PooledBody;
+use crate::cache::Ticket;
 use crate::routing::RouteTable;
 use crate::traces::{RequestTrace, Tracing};
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use cache_lookup::Cached;
 use context::RequestContext;
 use error::ProxyError;
 use http::{Request, Response};
@@ -58,7 +64,8 @@ pub(crate) async fn serve(
     let mut ctx = RequestContext::start(&request, conn, state);
     ctx.trace = trace;
     let response = match pipeline(&routes, &mut ctx, request).await {
-        Ok(upstream_response) => response::from_upstream(upstream_response, &ctx),
+        Ok(Answer::Upstream(fetched, ticket)) => response::from_upstream(fetched, ticket, &ctx),
+        Ok(Answer::Cached(stored)) => response::from_cache(stored, &ctx),
         Err(error) => {
             ctx.error_kind = Some(error.kind());
             response::from_error(&error, &ctx)
@@ -67,13 +74,25 @@ pub(crate) async fn serve(
     Ok(record::attach(response, ctx))
 }
 
+/// Where the response comes from.
+enum Answer {
+    /// The upstream, with a ticket to store the response when the route caches.
+    Upstream(Response<PooledBody>, Option<Ticket>),
+    Cached(Response<Bytes>),
+}
+
 async fn pipeline(
     routes: &RouteTable,
     ctx: &mut RequestContext,
     request: Request<Incoming>,
-) -> Result<Response<PooledBody>, ProxyError> {
+) -> Result<Answer, ProxyError> {
     let (parts, body) = request.into_parts();
     let matched = match_route::run(routes, &parts, ctx)?;
     rate_limit::run(&matched, &parts, ctx).await?;
-    upstream_call::run(matched, parts, body, ctx).await
+    let ticket = match cache_lookup::run(&matched, &parts, ctx) {
+        Cached::Hit(stored) => return Ok(Answer::Cached(stored)),
+        Cached::Fetch(ticket) => ticket,
+    };
+    let fetched = upstream_call::run(matched, parts, body, ctx).await?;
+    Ok(Answer::Upstream(fetched, ticket))
 }

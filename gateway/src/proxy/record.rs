@@ -8,7 +8,7 @@
 //! "client closed request").
 
 use super::context::{version_names, RequestContext};
-use crate::body::PooledBody;
+use crate::cache::FetchedBody;
 use crate::traces::{Finished, RequestTrace};
 use bytes::Bytes;
 use http::Response;
@@ -26,8 +26,9 @@ const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The body of a response before recording: the upstream's stream, or a gateway-made body.
-pub(crate) type ResponseBody = Either<PooledBody, Full<Bytes>>;
+/// The body of a response before recording: the upstream's stream (perhaps being stored in the
+/// cache), or a body the gateway has whole (an error, a cached response).
+pub(crate) type ResponseBody = Either<FetchedBody, Full<Bytes>>;
 
 pin_project_lite::pin_project! {
     /// What the proxy's clients receive: the response body, counted and recorded.
@@ -143,7 +144,7 @@ impl RequestContext {
             error_kind,
             consumer: None,
             variant: self.variant.take(),
-            cache_status: None,
+            cache_status: self.cache_status,
             mirrored: false,
             steps: std::mem::take(&mut self.steps),
         });

@@ -1,26 +1,49 @@
-//! Phase 4: the response the client gets, from the upstream or from an error.
+//! Phase 5: the response the client gets, from the upstream, the cache or an error.
 
 use super::context::RequestContext;
 use super::error::ProxyError;
 use super::forward_headers;
 use super::record::ResponseBody;
 use crate::body::PooledBody;
+use crate::cache::Ticket;
 use crate::ratelimit;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE, SET_COOKIE};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, SET_COOKIE};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
 pub(super) fn from_upstream(
-    mut response: Response<PooledBody>,
+    response: Response<PooledBody>,
+    ticket: Option<Ticket>,
     ctx: &RequestContext,
 ) -> Response<ResponseBody> {
+    // Stored as the upstream sent it: what differs per client is stamped below, on each answer.
+    let mut response = match ticket {
+        Some(ticket) => ticket.fill(response),
+        None => response.map(Either::Left),
+    };
     let upgrade = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    forward_headers::to_client(response.headers_mut(), ctx, upgrade);
-    give_sticky_cookie(response.headers_mut(), ctx);
-    give_rate_limit(response.headers_mut(), ctx);
+    stamp(response.headers_mut(), ctx, upgrade);
     response.map(Either::Left)
 }
+
+pub(super) fn from_cache(response: Response<Bytes>, ctx: &RequestContext) -> Response<ResponseBody> {
+    let mut response = response.map(|body| Either::Right(Full::new(body)));
+    stamp(response.headers_mut(), ctx, false);
+    response
+}
+
+/// What every answer gets, whatever its source.
+fn stamp(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: bool) {
+    forward_headers::to_client(headers, ctx, upgrade);
+    give_sticky_cookie(headers, ctx);
+    give_rate_limit(headers, ctx);
+    if let Some(status) = ctx.cache_status {
+        headers.insert(X_CACHE.clone(), HeaderValue::from_static(status));
+    }
+}
+
+static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 pub(super) fn from_error(error: &ProxyError, ctx: &RequestContext) -> Response<ResponseBody> {
     let body = Full::new(Bytes::from(error.body(ctx.request_id_str())));
@@ -28,9 +51,7 @@ pub(super) fn from_error(error: &ProxyError, ctx: &RequestContext) -> Response<R
     *response.status_mut() = error.status();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    forward_headers::to_client(headers, ctx, false);
-    give_sticky_cookie(headers, ctx);
-    give_rate_limit(headers, ctx);
+    stamp(headers, ctx, false);
     response
 }
 

@@ -13,6 +13,7 @@ pub(crate) use variants::{
     sticky_cookie, Variant, VariantWeights, Variants, WeightsError, MAX_VARIANTS, MAX_WEIGHT,
 };
 
+use crate::cache::RouteCache;
 use crate::ratelimit::RateLimit;
 use crate::stats::RouteStats;
 use crate::upstream::Upstream;
@@ -43,6 +44,7 @@ pub(crate) struct Route {
     pub(crate) variants: Option<Variants>,
     pub(crate) timeouts: RouteTimeouts,
     pub(crate) rate_limit: Option<Arc<RateLimit>>,
+    pub(crate) cache: Option<Arc<RouteCache>>,
 }
 
 /// Timeouts bound the wait for response headers; a streaming body may take longer.

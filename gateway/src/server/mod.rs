@@ -2,6 +2,7 @@
 //! (admin API, SIGHUP, file watch) and graceful shutdown.
 
 mod admin;
+mod cache_api;
 mod proxy_listener;
 mod reload;
 mod sql_api;

@@ -33,6 +33,10 @@ pub(crate) const ANOMALY_SCORE: &str = "lookout_anomaly_score";
 pub(crate) const SQL_QUERIES_FAILED: &str = "lookout_analytics_sql_queries_failed_total";
 pub(crate) const RATE_LIMIT_DECISIONS: &str = "lookout_rate_limit_decisions_total";
 pub(crate) const RATE_LIMIT_BACKEND_ERRORS: &str = "lookout_rate_limit_backend_errors_total";
+pub(crate) const CACHE_LOOKUPS: &str = "lookout_cache_lookups_total";
+pub(crate) const CACHE_HIT_RATIO: &str = "lookout_cache_hit_ratio";
+pub(crate) const CACHE_ENTRIES: &str = "lookout_cache_entries";
+pub(crate) const CACHE_BYTES: &str = "lookout_cache_size_bytes";
 
 /// The bucket boundaries OpenTelemetry advises for `http.server.request.duration`, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -44,7 +48,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 26] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 30] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -151,6 +155,18 @@ const DESCRIPTIONS: [(&str, Unit, &str); 26] = [
         Unit::Count,
         "Cluster-wide rate limit checks Redis could not answer, by the fallback taken (allow or deny).",
     ),
+    (
+        CACHE_LOOKUPS,
+        Unit::Count,
+        "Response cache lookups by route and result: hit, miss, or bypass (not cacheable).",
+    ),
+    (
+        CACHE_HIT_RATIO,
+        Unit::Count,
+        "Share of a route's cacheable lookups answered from the cache, since start.",
+    ),
+    (CACHE_ENTRIES, Unit::Count, "Entries in the response cache."),
+    (CACHE_BYTES, Unit::Bytes, "Approximate bytes held by the response cache."),
 ];
 
 /// One gateway's metrics.

@@ -5,6 +5,7 @@
 
 use super::prometheus::{self, Metrics};
 use super::{RouteSnapshot, RouteStats};
+use crate::cache::{CacheCounts, ResponseCache};
 use crate::ratelimit::{LocalLimiter, Quota};
 use crate::routing::VariantWeights;
 use crate::upstream::InstanceState;
@@ -23,6 +24,10 @@ pub struct Registry {
     instances: Mutex<HashMap<Key, Arc<InstanceState>>>,
     /// Variant weights by route, so that weights set at run time outlive reloads.
     variant_weights: Mutex<HashMap<Arc<str>, Arc<VariantWeights>>>,
+    /// The response cache, kept over reloads while its bound is unchanged.
+    response_cache: Mutex<Option<Arc<ResponseCache>>>,
+    /// Cache lookups by route and outcome.
+    cache_counts: Mutex<HashMap<Arc<str>, Arc<CacheCounts>>>,
     /// Local rate limiters by route, so that a reload keeps every client's budget.
     limiters: Mutex<HashMap<Arc<str>, Arc<LocalLimiter>>>,
     unmatched: Arc<RouteStats>,
@@ -40,6 +45,8 @@ impl Default for Registry {
             instances: Mutex::default(),
             variant_weights: Mutex::default(),
             limiters: Mutex::default(),
+            response_cache: Mutex::default(),
+            cache_counts: Mutex::default(),
             anomaly_series: Mutex::default(),
         }
     }
@@ -94,6 +101,24 @@ impl Registry {
         Some(fresh)
     }
 
+    /// The response cache holding up to `capacity` bytes.
+    pub(crate) fn response_cache(&self, capacity: u64) -> Arc<ResponseCache> {
+        let mut kept = self.response_cache.lock();
+        match kept.as_ref().filter(|c| c.capacity() == capacity) {
+            Some(cache) => cache.clone(),
+            None => kept.insert(Arc::new(ResponseCache::new(capacity))).clone(),
+        }
+    }
+
+    /// The gateway's response cache, if a route has ever cached.
+    pub(crate) fn current_response_cache(&self) -> Option<Arc<ResponseCache>> {
+        self.response_cache.lock().clone()
+    }
+
+    pub(crate) fn cache_counts(&self, route: &str) -> Arc<CacheCounts> {
+        self.cache_counts.lock().entry(route.into()).or_default().clone()
+    }
+
     /// Statistics of requests that matched no route.
     pub(crate) fn unmatched(&self) -> Arc<RouteStats> {
         self.unmatched.clone()
@@ -116,6 +141,7 @@ impl Registry {
         let routed = |name: &str| routes.iter().any(|(route, _)| *route == name);
         self.variant_weights.lock().retain(|route, _| routed(route));
         self.limiters.lock().retain(|route, _| routed(route));
+        self.cache_counts.lock().retain(|route, _| routed(route));
     }
 
     /// Folds the latency shards into the rolling windows and the Prometheus histograms' samples
@@ -180,6 +206,36 @@ impl Registry {
         self.publish_anomalies(store);
     }
 
+    /// Lookups by route and outcome, each route's hit ratio, and the store's size.
+    fn publish_cache(&self) {
+        let m = &self.metrics;
+        let counts: Vec<_> = self
+            .cache_counts
+            .lock()
+            .iter()
+            .map(|(route, counts)| (route.clone(), counts.clone()))
+            .collect();
+        for (route, counts) in counts {
+            let route_label = || metrics::Label::new("http_route", route.to_string());
+            for (result, count) in [
+                ("hit", &counts.hits),
+                ("miss", &counts.misses),
+                ("bypass", &counts.bypasses),
+            ] {
+                let labels = vec![route_label(), metrics::Label::new("result", result)];
+                m.counter(prometheus::CACHE_LOOKUPS, labels)
+                    .absolute(count.load(std::sync::atomic::Ordering::Relaxed));
+            }
+            m.gauge(prometheus::CACHE_HIT_RATIO, vec![route_label()])
+                .set(counts.hit_ratio());
+        }
+        if let Some(cache) = self.current_response_cache() {
+            let (entries, bytes) = cache.usage();
+            m.gauge(prometheus::CACHE_ENTRIES, vec![]).set(entries as f64);
+            m.gauge(prometheus::CACHE_BYTES, vec![]).set(bytes as f64);
+        }
+    }
+
     /// Each active anomaly's robust z-score by route and metric, and 0 for those that ended.
     fn publish_anomalies(&self, store: &StoreStats) {
         let m = &self.metrics;
@@ -226,6 +282,7 @@ impl Registry {
         if let Some(store) = store {
             self.publish_store(store);
         }
+        self.publish_cache();
         m.render()
     }
 }

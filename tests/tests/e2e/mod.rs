@@ -1,5 +1,6 @@
 mod analytics;
 mod balancing;
+mod cache;
 mod config_errors;
 mod events;
 mod headers;

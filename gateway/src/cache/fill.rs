@@ -1,0 +1,259 @@
+//! Storing a response while it streams to the client that missed: the body's frames are kept
+//! (reference-counted, not copied) until it ends, then stored whole. A body over the route's
+//! size bound, an error, or a client that leaves first means nothing is stored.
+
+use super::lookup::has_directive;
+use super::{CacheKey, Entry, RouteCache, Stored};
+use crate::body::PooledBody;
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, EXPIRES, VARY};
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Either;
+use http_cache_semantics::{CacheOptions, CachePolicy};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+/// The body of an upstream response: passed through, or passed through and stored.
+pub(crate) type FetchedBody = Either<PooledBody, CacheFill>;
+
+/// What a miss needs to store the response it will get.
+pub(crate) struct Ticket {
+    route: Arc<RouteCache>,
+    key: CacheKey,
+    /// The request's method, URI and headers, which the stored policy keeps (for `Vary`);
+    /// boxed, as only misses of cached routes carry one.
+    request: Box<Request<()>>,
+}
+
+impl Ticket {
+    pub(super) fn new(route: Arc<RouteCache>, key: CacheKey, request: &Parts) -> Self {
+        let mut copy = Request::new(());
+        *copy.method_mut() = request.method.clone();
+        *copy.uri_mut() = request.uri.clone();
+        *copy.headers_mut() = request.headers.clone();
+        Ticket {
+            route,
+            key,
+            request: Box::new(copy),
+        }
+    }
+
+    /// The response, its body stored as it streams if the response may be kept.
+    pub(crate) fn fill(self, response: Response<PooledBody>) -> Response<FetchedBody> {
+        match self.admit(&response) {
+            // An empty body may never be polled.
+            Some(pending) if response.body().is_end_stream() => {
+                pending.store(Bytes::new());
+                response.map(Either::Left)
+            }
+            Some(pending) => response.map(|body| Either::Right(CacheFill::new(body, pending))),
+            None => response.map(Either::Left),
+        }
+    }
+
+    fn admit(self, response: &Response<PooledBody>) -> Option<Pending> {
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|size| size > self.route.max_entry_size) {
+            return None;
+        }
+        let now = SystemTime::now();
+        let mut view = Response::new(());
+        *view.status_mut() = response.status();
+        *view.headers_mut() = response.headers().clone();
+        if let Some(ttl) = self.route.default_ttl {
+            give_default_lifetime(view.headers_mut(), ttl);
+        }
+        let options = CacheOptions {
+            // Only explicit lifetimes (or the route's default), never a guess from Last-Modified.
+            cache_heuristic: 0.0,
+            ..CacheOptions::default()
+        };
+        let policy = CachePolicy::new_options(&*self.request, &view, now, options);
+        let ttl = policy.time_to_live(now);
+        if !policy.is_storable() || ttl.is_zero() {
+            return None;
+        }
+        let key = match vary_names(view.headers())? {
+            names if names.is_empty() => Slot::Single(self.key),
+            names => {
+                let varied = self.key.varied(&names, self.request.headers());
+                Slot::Varied {
+                    primary: self.key,
+                    names: names.into(),
+                    varied,
+                }
+            }
+        };
+        Some(Pending {
+            route: self.route,
+            key,
+            policy,
+            ttl,
+        })
+    }
+}
+
+/// A response that gives no lifetime of its own gets the route's, as `s-maxage` (which only
+/// shared caches read), so the client's view of the response is unchanged.
+fn give_default_lifetime(headers: &mut HeaderMap, ttl: Duration) {
+    let explicit = headers.contains_key(EXPIRES)
+        || has_directive(headers, "max-age")
+        || has_directive(headers, "s-maxage");
+    if !explicit {
+        if let Ok(value) = HeaderValue::try_from(format!("s-maxage={}", ttl.as_secs().max(1))) {
+            headers.append(CACHE_CONTROL, value);
+        }
+    }
+}
+
+/// The request headers a response varies on; `None` for `Vary: *`, which nothing matches.
+fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut names = Vec::new();
+    for name in headers
+        .get_all(VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        if name == "*" {
+            return None;
+        }
+        names.push(HeaderName::try_from(name.to_ascii_lowercase()).ok()?);
+    }
+    names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    Some(names)
+}
+
+enum Slot {
+    Single(CacheKey),
+    Varied {
+        primary: CacheKey,
+        names: Arc<[HeaderName]>,
+        varied: CacheKey,
+    },
+}
+
+struct Pending {
+    route: Arc<RouteCache>,
+    key: Slot,
+    policy: CachePolicy,
+    ttl: Duration,
+}
+
+impl Pending {
+    fn store(self, body: Bytes) {
+        let entries = &self.route.cache.entries;
+        let ttl = self.ttl;
+        let response = Entry::Response(Arc::new(Stored {
+            policy: self.policy,
+            body,
+            ttl,
+        }));
+        match self.key {
+            Slot::Single(key) => entries.insert(key, response),
+            Slot::Varied {
+                primary,
+                names,
+                varied,
+            } => {
+                entries.insert(varied, response);
+                entries.insert(primary, Entry::Vary { names, ttl });
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub(crate) struct CacheFill {
+        #[pin]
+        inner: PooledBody,
+        chunks: Vec<Bytes>,
+        size: u64,
+        // `None` once the response turned out not to be storable after all.
+        pending: Option<Pending>,
+    }
+}
+
+impl CacheFill {
+    fn new(inner: PooledBody, pending: Pending) -> Self {
+        CacheFill {
+            inner,
+            chunks: Vec::new(),
+            size: 0,
+            pending: Some(pending),
+        }
+    }
+}
+
+impl Body for CacheFill {
+    type Data = Bytes;
+    type Error = <PooledBody as Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(pending)) = (frame.data_ref(), this.pending.as_ref()) {
+                    *this.size += data.len() as u64;
+                    if *this.size > pending.route.max_entry_size {
+                        *this.pending = None;
+                        this.chunks.clear();
+                    } else {
+                        this.chunks.push(data.clone());
+                    }
+                }
+                // hyper stops polling a body that says it has ended, so the last frame may be
+                // the last call.
+                if this.inner.is_end_stream() {
+                    store(this.pending, this.chunks);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => *this.pending = None,
+            Poll::Ready(None) => store(this.pending, this.chunks),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn store(pending: &mut Option<Pending>, chunks: &mut Vec<Bytes>) {
+    if let Some(pending) = pending.take() {
+        pending.store(concat(std::mem::take(chunks)));
+    }
+}
+
+fn concat(chunks: Vec<Bytes>) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.into_iter().next().unwrap_or_default(),
+        _ => {
+            let mut whole = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for chunk in chunks {
+                whole.extend_from_slice(&chunk);
+            }
+            whole.freeze()
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The response cache: hits and misses with `x-cache`, `Vary`, what is never stored
+//! (`no-store`, `private`, credentials, oversized bodies), the route's default lifetime,
+//! `s-maxage`, HEAD answered from a stored GET, purges through the admin API, and metrics.
+
+use super::metrics::{sample, scrape};
+use http::{Method, StatusCode};
+use lookout_gateway::Gateway;
+use lookout_tests::{body_json, send, single_upstream, start_gateway, Reply, TestUpstream};
+
+const FRESH: (&str, &str) = ("x-reply-header", "cache-control: max-age=60");
+
+async fn cached(route_cache: &str) -> (TestUpstream, Gateway) {
+    let upstream = TestUpstream::start("reviews").await;
+    let route = format!("cache: {{ {route_cache} }}");
+    let gateway = start_gateway(&single_upstream(upstream.addr, "", &route)).await;
+    (upstream, gateway)
+}
+
+async fn get(gateway: &Gateway, path: &str, headers: &[(&str, &str)]) -> Reply {
+    send(gateway.proxy_addr(), Method::GET, path, headers).await
+}
+
+fn x_cache(reply: &Reply) -> &str {
+    reply
+        .headers
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_fresh_response_is_served_from_the_cache_until_purged() {
+    let (upstream, gateway) = cached("").await;
+    let first = get(&gateway, "/reviews/1?page=1", &[FRESH]).await;
+    assert_eq!((first.status, x_cache(&first)), (StatusCode::OK, "MISS"));
+    let second = get(&gateway, "/reviews/1?page=1", &[FRESH]).await;
+    assert_eq!(x_cache(&second), "HIT");
+    assert_eq!(second.body, first.body, "the stored body, byte for byte");
+    assert!(second.headers.contains_key("age") && second.headers.contains_key("x-request-id"));
+    assert_eq!(upstream.hits(), 1);
+
+    assert_eq!(
+        x_cache(&get(&gateway, "/reviews/1?page=2", &[FRESH]).await),
+        "MISS",
+        "the query is in the key"
+    );
+    let head = send(gateway.proxy_addr(), Method::HEAD, "/reviews/1?page=1", &[]).await;
+    assert_eq!(
+        (x_cache(&head), head.body.len()),
+        ("HIT", 0),
+        "HEAD from the stored GET"
+    );
+    let post = send(gateway.proxy_addr(), Method::POST, "/reviews/1?page=1", &[]).await;
+    assert_eq!(x_cache(&post), "BYPASS");
+    assert_eq!(upstream.hits(), 3);
+
+    let admin = gateway.admin_addr();
+    let purged = send(admin, Method::DELETE, "/admin/cache/all?path=/reviews/1", &[]).await;
+    assert_eq!(purged.status, StatusCode::OK);
+    assert_eq!(
+        x_cache(&get(&gateway, "/reviews/1?page=1", &[FRESH]).await),
+        "MISS"
+    );
+    get(&gateway, "/reviews/2", &[FRESH]).await;
+    assert_eq!(
+        send(admin, Method::DELETE, "/admin/cache", &[]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(x_cache(&get(&gateway, "/reviews/2", &[FRESH]).await), "MISS");
+
+    let metrics = scrape(admin).await;
+    let lookups = |result: &str| {
+        let series = format!("lookout_cache_lookups_total{{http_route=\"all\",result=\"{result}\"}}");
+        sample(&metrics, &series)
+    };
+    assert_eq!(
+        (lookups("hit"), lookups("miss"), lookups("bypass")),
+        (Some(2.0), Some(5.0), Some(1.0))
+    );
+    let ratio = sample(&metrics, "lookout_cache_hit_ratio{http_route=\"all\"}").expect("ratio");
+    assert!((ratio - 2.0 / 7.0).abs() < 1e-9, "{ratio}");
+}
+
+#[tokio::test]
+async fn responses_that_vary_are_kept_per_value_of_the_varying_header() {
+    let (upstream, gateway) = cached("").await;
+    let vary = ("x-reply-header", "vary: accept-language");
+    let ask = |language: &'static str| {
+        let gateway = &gateway;
+        async move {
+            let reply = get(
+                gateway,
+                "/reviews/1",
+                &[FRESH, vary, ("accept-language", language)],
+            )
+            .await;
+            let seen = body_json(&reply)["headers"]["accept-language"].clone();
+            assert_eq!(seen, language, "each language gets its own response");
+            x_cache(&reply).to_owned()
+        }
+    };
+    assert_eq!(ask("en").await, "MISS");
+    assert_eq!(ask("fr").await, "MISS");
+    assert_eq!(ask("en").await, "HIT");
+    assert_eq!(ask("fr").await, "HIT");
+    assert_eq!(ask("de").await, "MISS");
+    assert_eq!(upstream.hits(), 3);
+}
+
+#[tokio::test]
+async fn what_must_not_be_shared_is_never_stored() {
+    let (upstream, gateway) = cached("max_entry_size: 1KiB").await;
+    for (path, headers) in [
+        (
+            "/a",
+            vec![("x-reply-header", "cache-control: no-store, max-age=60")],
+        ),
+        (
+            "/b",
+            vec![("x-reply-header", "cache-control: private, max-age=60")],
+        ),
+        ("/c", vec![]),
+        ("/download/4096", vec![FRESH]),
+    ] {
+        assert_eq!(x_cache(&get(&gateway, path, &headers).await), "MISS", "{path}");
+        assert_eq!(
+            x_cache(&get(&gateway, path, &headers).await),
+            "MISS",
+            "{path} again"
+        );
+    }
+    assert_eq!(upstream.hits(), 8);
+
+    get(&gateway, "/d", &[FRESH]).await;
+    let no_store = get(&gateway, "/d", &[FRESH, ("cache-control", "no-store")]).await;
+    assert_eq!(x_cache(&no_store), "BYPASS", "the client forbids storing");
+    let credentials = get(&gateway, "/d", &[FRESH, ("authorization", "Bearer x")]).await;
+    assert_eq!(
+        x_cache(&credentials),
+        "BYPASS",
+        "another client's response is never shared"
+    );
+    let no_cache = get(&gateway, "/d", &[FRESH, ("cache-control", "no-cache")]).await;
+    assert_eq!(x_cache(&no_cache), "MISS", "the client asks for a fresh answer");
+    assert_eq!(x_cache(&get(&gateway, "/d", &[FRESH]).await), "HIT");
+}
+
+#[tokio::test]
+async fn the_route_lifetime_applies_when_the_response_states_none_and_s_maxage_wins() {
+    let (upstream, gateway) = cached("ttl: 30s").await;
+    get(&gateway, "/plain", &[]).await;
+    assert_eq!(x_cache(&get(&gateway, "/plain", &[]).await), "HIT");
+    let shared_only = ("x-reply-header", "cache-control: max-age=0, s-maxage=60");
+    get(&gateway, "/shared", &[shared_only]).await;
+    let reply = get(&gateway, "/shared", &[shared_only]).await;
+    assert_eq!(x_cache(&reply), "HIT", "a shared cache reads s-maxage");
+    assert_eq!(
+        reply.headers["cache-control"], "max-age=0, s-maxage=60",
+        "the client sees the upstream's own Cache-Control"
+    );
+    let expired = ("x-reply-header", "cache-control: max-age=0");
+    get(&gateway, "/stale", &[expired]).await;
+    assert_eq!(x_cache(&get(&gateway, "/stale", &[expired]).await), "MISS");
+    assert_eq!(upstream.hits(), 4);
+}
+
+#[tokio::test]
+async fn purge_errors_are_json() {
+    let (_upstream, gateway) = cached("").await;
+    let admin = gateway.admin_addr();
+    let unknown = send(admin, Method::DELETE, "/admin/cache/nope", &[]).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(body_json(&unknown)["error"]["code"], "no_such_route");
+    let bad_path = send(admin, Method::DELETE, "/admin/cache/all?path=reviews", &[]).await;
+    assert_eq!(bad_path.status, StatusCode::BAD_REQUEST);
+    assert_eq!(body_json(&bad_path)["error"]["code"], "invalid_path");
+    let bad_query = send(admin, Method::DELETE, "/admin/cache/all?key=x", &[]).await;
+    assert_eq!(body_json(&bad_query)["error"]["code"], "invalid_query");
+}
