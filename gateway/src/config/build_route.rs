@@ -4,17 +4,19 @@ use super::build_cache::build_route_cache;
 use super::build_rate_limit::build_rate_limit;
 use super::build_upstream::DEFAULT_REQUEST_TIMEOUT;
 use super::error::Problems;
-use super::raw::{RawMatch, RawRoute, Text};
-use super::values::duration;
+use super::raw::{RawMatch, RawMirror, RawRoute, Text};
+use super::values::{duration, positive};
 use crate::cache::ResponseCache;
 use crate::ratelimit::RedisBackend;
 use crate::routing::{
-    HeaderCondition, HostMatch, PathMatch, PathRewrite, RequestMatcher, Route, RouteTimeouts,
+    HeaderCondition, HostMatch, Mirror, MirrorCounters, PathMatch, PathRewrite, RequestMatcher, Route,
+    RouteTimeouts,
 };
-use crate::stats::Registry;
+use crate::stats::{Registry, MIRROR_REQUESTS};
 use crate::upstream::Upstream;
 use http::header::HeaderName;
 use http::{HeaderValue, Method};
+use metrics::Label;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -86,6 +88,10 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
             let field = format!("{field}.cache");
             build_route_cache(p, &field, &raw.name, settings, store, shared.registry)
         });
+    let mirror = raw.mirror.as_ref().and_then(|mirror| {
+        let field = format!("{field}.mirror");
+        build_mirror(p, &field, &raw.name, mirror, shared)
+    });
     let target = target?;
     Some(Route {
         name: raw.name.as_str().into(),
@@ -97,6 +103,7 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         timeouts: RouteTimeouts { total, per_try },
         rate_limit,
         cache,
+        mirror,
     })
 }
 
@@ -244,4 +251,55 @@ fn build_rewrite(p: &mut Problems, field: &str, raw: &RawRoute, captures: &[Stri
         },
         (None, None) => PathRewrite::Keep,
     }
+}
+
+fn build_mirror(
+    p: &mut Problems,
+    field: &str,
+    route: &str,
+    raw: &RawMirror,
+    shared: &Shared<'_>,
+) -> Option<Mirror> {
+    let upstream = shared.upstreams.get(raw.upstream.as_str()).cloned();
+    if upstream.is_none() {
+        let message = format!("unknown upstream `{}`", &*raw.upstream);
+        p.at(raw.upstream.span(), format!("{field}.upstream"), message);
+    }
+    let percent = match &raw.percent {
+        Some(percent) if !(0.0..=100.0).contains(&**percent) => {
+            p.at(
+                percent.span(),
+                format!("{field}.percent"),
+                "must be between 0 and 100",
+            );
+            None
+        }
+        Some(percent) => Some(**percent),
+        None => Some(100.0),
+    };
+    let max_in_flight = positive(
+        p,
+        &format!("{field}.max_in_flight"),
+        raw.max_in_flight.as_ref(),
+        64,
+    );
+    let metrics = shared.registry.metrics();
+    let counter = |result: &'static str| {
+        let labels = vec![
+            Label::new("http_route", route.to_owned()),
+            Label::new("result", result),
+        ];
+        metrics.counter(MIRROR_REQUESTS, labels)
+    };
+    Some(Mirror {
+        upstream: upstream?,
+        ratio: percent? / 100.0,
+        max_in_flight: max_in_flight as usize,
+        in_flight: Arc::default(),
+        counters: MirrorCounters {
+            sent: counter("sent"),
+            dropped: counter("dropped"),
+            with_body: counter("with_body"),
+        },
+    })
 }

@@ -177,6 +177,18 @@ pub(crate) struct RawRoute {
     pub(crate) rate_limit: Option<RawRateLimit>,
     /// Cache this route's GET/HEAD responses (`cache: {}` for the defaults).
     pub(crate) cache: Option<RawRouteCache>,
+    /// Copy a share of the requests to a shadow upstream.
+    pub(crate) mirror: Option<RawMirror>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMirror {
+    pub(crate) upstream: Text,
+    /// The share of requests copied, 0 to 100 (default 100).
+    pub(crate) percent: Option<Spanned<f64>>,
+    /// Copies waiting for the shadow at most; more are dropped and counted (default 64).
+    pub(crate) max_in_flight: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

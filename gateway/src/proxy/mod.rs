@@ -3,10 +3,11 @@
 //! 1. [`match_route`]: pick the route (404 when none) and the upstream path.
 //! 2. [`rate_limit`]: 429 when the route's limit is used up.
 //! 3. [`cache_lookup`]: a fresh stored response answers here.
-//! 4. [`upstream_call`]: pick an instance, forward (with [`forward_headers`]), retry, time out.
-//! 5. [`response`]: clean the response and stamp it (`x-request-id`, `Via`, `x-cache`, limits);
+//! 4. [`mirror`]: copy a share of the requests to a shadow upstream, without waiting for it.
+//! 5. [`upstream_call`]: pick an instance, forward (with [`forward_headers`]), retry, time out.
+//! 6. [`response`]: clean the response and stamp it (`x-request-id`, `Via`, `x-cache`, limits);
 //!    a cacheable one is stored as it streams.
-//! 6. [`record`]: when the response body ends (or the client leaves), emit one request event.
+//! 7. [`record`]: when the response body ends (or the client leaves), emit one request event.
 //!
 //! A [`context::RequestContext`] carries what the phases learn from one to the next and is,
 //! in the end, what the request event is made of.
@@ -16,6 +17,7 @@ mod context;
 mod error;
 mod forward_headers;
 mod match_route;
+mod mirror;
 mod rate_limit;
 mod record;
 mod response;
@@ -93,6 +95,7 @@ async fn pipeline(
         Cached::Hit(stored) => return Ok(Answer::Cached(stored)),
         Cached::Fetch(ticket) => ticket,
     };
+    mirror::run(&matched, &parts, &body, ctx);
     let fetched = upstream_call::run(matched, parts, body, ctx).await?;
     Ok(Answer::Upstream(fetched, ticket))
 }

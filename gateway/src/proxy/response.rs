@@ -1,4 +1,4 @@
-//! Phase 5: the response the client gets, from the upstream, the cache or an error.
+//! Phase 6: the response the client gets, from the upstream, the cache or an error.
 
 use super::context::RequestContext;
 use super::error::ProxyError;

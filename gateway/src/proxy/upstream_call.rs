@@ -1,4 +1,4 @@
-//! Phase 3: forward the request to an instance of the route's upstream, retrying on another
+//! Phase 5: forward the request to an instance of the route's upstream, retrying on another
 //! instance when it is safe, within the per-try and total timeouts and the retry budget.
 //!
 //! A request is retried only when it is idempotent and has no body: the body is streamed, so

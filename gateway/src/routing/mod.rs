@@ -4,10 +4,12 @@
 //! wins, as in Envoy. Everything here was compiled from config at load time.
 
 mod matcher;
+mod mirror;
 mod rewrite;
 mod variants;
 
 pub(crate) use matcher::{HeaderCondition, HostMatch, PathMatch, RequestMatcher};
+pub(crate) use mirror::{Mirror, MirrorCounters, MirrorSlot};
 pub(crate) use rewrite::{capture_names, parse_rewrite, PathRewrite};
 pub(crate) use variants::{
     sticky_cookie, Variant, VariantWeights, Variants, WeightsError, MAX_VARIANTS, MAX_WEIGHT,
@@ -45,6 +47,8 @@ pub(crate) struct Route {
     pub(crate) timeouts: RouteTimeouts,
     pub(crate) rate_limit: Option<Arc<RateLimit>>,
     pub(crate) cache: Option<Arc<RouteCache>>,
+    /// A share of the requests copied to a shadow upstream.
+    pub(crate) mirror: Option<Mirror>,
 }
 
 /// Timeouts bound the wait for response headers; a streaming body may take longer.

@@ -33,6 +33,7 @@ pub(crate) const ANOMALY_SCORE: &str = "lookout_anomaly_score";
 pub(crate) const SQL_QUERIES_FAILED: &str = "lookout_analytics_sql_queries_failed_total";
 pub(crate) const RATE_LIMIT_DECISIONS: &str = "lookout_rate_limit_decisions_total";
 pub(crate) const RATE_LIMIT_BACKEND_ERRORS: &str = "lookout_rate_limit_backend_errors_total";
+pub(crate) const MIRROR_REQUESTS: &str = "lookout_mirror_requests_total";
 pub(crate) const CACHE_LOOKUPS: &str = "lookout_cache_lookups_total";
 pub(crate) const CACHE_HIT_RATIO: &str = "lookout_cache_hit_ratio";
 pub(crate) const CACHE_ENTRIES: &str = "lookout_cache_entries";
@@ -48,7 +49,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 30] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 31] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -166,6 +167,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 30] = [
         "Share of a route's cacheable lookups answered from the cache, since start.",
     ),
     (CACHE_ENTRIES, Unit::Count, "Entries in the response cache."),
+    (
+        MIRROR_REQUESTS,
+        Unit::Count,
+        "Requests chosen for mirroring, by result: sent, dropped (too many in flight) or with_body (not copied).",
+    ),
     (CACHE_BYTES, Unit::Bytes, "Approximate bytes held by the response cache."),
 ];
 

@@ -5,6 +5,7 @@ mod config_errors;
 mod events;
 mod headers;
 mod metrics;
+mod mirror;
 mod protocols;
 mod rate_limits;
 mod reload;

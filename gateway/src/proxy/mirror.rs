@@ -1,0 +1,182 @@
+//! Phase 4: mirroring. A sampled request is copied to the route's shadow upstream in a task of
+//! its own: the client's request never waits for it, and its answer is read and discarded. The
+//! copy becomes a request event of its own, marked `mirrored`, with the shadow's status and
+//! latency, so the dashboard can set the shadow beside the primary.
+
+use super::context::{version_names, RequestContext};
+use super::forward_headers;
+use crate::body::PooledBody;
+use crate::routing::{MirrorSlot, RouteMatch};
+use crate::upstream::{now_ms, Exchange, ReturnTicket, Upstream};
+use bytes::Bytes;
+use http::header::{HeaderValue, HOST};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{Request, Uri};
+use http_body::Body;
+use http_body_util::{BodyExt, Either, Empty};
+use hyper::body::Incoming;
+use lookout_analytics::{ErrorKind, EventQueue, PathStep, RequestEvent, StepKind};
+use std::sync::Arc;
+use std::time::{Instant, UNIX_EPOCH};
+use tokio::time::timeout;
+
+pub(super) fn run(matched: &RouteMatch<'_>, parts: &Parts, body: &Incoming, ctx: &RequestContext) {
+    let Some(mirror) = &matched.route.mirror else {
+        return;
+    };
+    if !mirror.sampled() {
+        return;
+    }
+    if !body.is_end_stream() {
+        mirror.counters.with_body.increment(1);
+        return;
+    }
+    let (Some(slot), Some(state)) = (mirror.slot(), &ctx.state) else {
+        mirror.counters.dropped.increment(1);
+        return;
+    };
+    mirror.counters.sent.increment(1);
+    let copy = shadow_request(matched, parts, ctx);
+    let event = shadow_event(ctx, &mirror.upstream.name);
+    let upstream = mirror.upstream.clone();
+    tokio::spawn(send(upstream, copy, event, state.events.clone(), slot));
+}
+
+/// The request as the primary gets it: the same method, path (rewritten when the route
+/// rewrites) and forwarding headers.
+fn shadow_request(matched: &RouteMatch<'_>, parts: &Parts, ctx: &RequestContext) -> Request<Empty<Bytes>> {
+    let mut headers = parts.headers.clone();
+    forward_headers::to_upstream(&mut headers, ctx, false);
+    let path = matched
+        .upstream_path
+        .as_deref()
+        .and_then(|p| PathAndQuery::try_from(p).ok())
+        .or_else(|| parts.uri.path_and_query().cloned())
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut request = Request::new(Empty::new());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = Uri::from(path);
+    *request.headers_mut() = headers;
+    request
+}
+
+/// The copy's event, filled in as the shadow answers.
+fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
+    RequestEvent {
+        timestamp_us: ctx
+            .started_wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64),
+        request_id: format!("{}-mirror", ctx.request_id_str()).into(),
+        trace_id: None,
+        route: ctx.route.clone(),
+        method: ctx.method.as_str().into(),
+        path: ctx.path.clone(),
+        host: ctx.host.clone(),
+        client_ip: ctx.conn.peer.ip(),
+        http_version: version_names(ctx.version).event,
+        upstream: Some(upstream.clone()),
+        instance: None,
+        attempts: 0,
+        status: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        duration_us: 0,
+        upstream_connect_us: 0,
+        upstream_ttfb_us: 0,
+        error_kind: None,
+        consumer: None,
+        variant: None,
+        cache_status: None,
+        mirrored: true,
+        steps: Vec::with_capacity(1),
+    }
+}
+
+async fn send(
+    upstream: Arc<Upstream>,
+    mut request: Request<Empty<Bytes>>,
+    mut event: RequestEvent,
+    events: EventQueue,
+    _slot: MirrorSlot,
+) {
+    let started = Instant::now();
+    let Some(index) = upstream.balancer.pick(&upstream.instances, None, &[], now_ms()) else {
+        event.status = 503;
+        event.error_kind = Some(ErrorKind::NoHealthyInstance);
+        return events.offer(event);
+    };
+    let instance = &upstream.instances[index];
+    let _in_flight = instance.start_request();
+    if !request.headers().contains_key(HOST) {
+        if let Ok(host) = HeaderValue::from_str(instance.authority.as_str()) {
+            request.headers_mut().insert(HOST, host);
+        }
+    }
+    let request = request.map(Either::Right);
+    let exchange = instance
+        .pool
+        .send(&instance.authority, upstream.connect_timeout, request);
+    let mut step = PathStep {
+        kind: StepKind::UpstreamAttempt,
+        start_us: 0,
+        duration_us: 0,
+        instance: Some(instance.addr.clone()),
+        status: None,
+        error: None,
+    };
+    event.attempts = 1;
+    event.instance = Some(instance.addr.clone());
+    match timeout(upstream.request_timeout, exchange).await {
+        Ok(Ok(Exchange {
+            response,
+            sender,
+            connect_time,
+        })) => {
+            let ttfb = started.elapsed();
+            instance.record_success();
+            instance.latency.record(ttfb);
+            event.status = response.status().as_u16();
+            event.upstream_connect_us = connect_time.unwrap_or_default().as_micros() as u64;
+            event.upstream_ttfb_us = ttfb.as_micros() as u64;
+            step.status = Some(event.status);
+            let ticket = ReturnTicket {
+                sender,
+                instance: instance.state.clone(),
+            };
+            let body = PooledBody::new(response.into_body(), ticket);
+            event.bytes_out = discard(body, &upstream).await;
+        }
+        Ok(Err(_)) => {
+            instance.record_failure(&upstream.outlier);
+            (event.status, event.error_kind, step.error) = (
+                502,
+                Some(ErrorKind::UpstreamUnreachable),
+                Some("connection_error"),
+            );
+        }
+        Err(_) => {
+            instance.record_failure(&upstream.outlier);
+            (event.status, event.error_kind, step.error) =
+                (504, Some(ErrorKind::UpstreamTimeout), Some("timeout"));
+        }
+    }
+    let elapsed = started.elapsed().as_micros() as u64;
+    (event.duration_us, step.duration_us) = (elapsed, elapsed);
+    event.steps.push(step);
+    events.offer(event);
+}
+
+/// Reads the shadow's body to its end (so its connection can be reused), within the upstream's
+/// request timeout; returns its size.
+async fn discard(mut body: PooledBody, upstream: &Upstream) -> u64 {
+    let read = async {
+        let mut size = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            size += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        size
+    };
+    timeout(upstream.request_timeout, read).await.unwrap_or(0)
+}
