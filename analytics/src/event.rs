@@ -19,6 +19,10 @@ pub enum ErrorKind {
     ClientAborted,
     /// The gateway could not build the upstream request (e.g. a rewrite produced a bad URI).
     BadRequest,
+    /// The request body is over the route's bound (413).
+    BodyTooLarge,
+    /// The upstream's response could not be transformed as the route asks (502).
+    TransformFailed,
     /// A rate limit refused the request (429).
     RateLimited,
     /// The rate limit's shared backend (Redis) failed and the limit fails closed (503).
@@ -35,6 +39,8 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::ClientAborted => "client_aborted",
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::TransformFailed => "transform_failed",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::RateLimitUnavailable => "rate_limit_unavailable",
         }

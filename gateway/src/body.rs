@@ -4,16 +4,33 @@
 use crate::upstream::ReturnTicket;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// What the gateway sends upstream: the client's streamed body, or nothing (which is what makes
-/// a request safe to send again on retry).
-pub(crate) type UpstreamBody = Either<CountingBody<Incoming>, Empty<Bytes>>;
+/// What the gateway sends upstream: the client's streamed body, or a body it holds whole (none,
+/// or one a transformation rewrote), which is what makes a request safe to send again on retry.
+pub(crate) type UpstreamBody = Either<CountingBody<Incoming>, Full<Bytes>>;
+
+/// The client's request body as the pipeline holds it.
+pub(crate) enum RequestBody {
+    /// Still arriving from the client: streamed upstream, never buffered.
+    Streaming(Incoming),
+    /// Read whole by a phase that needed it (a JSON body edit).
+    Whole(Bytes),
+}
+
+impl RequestBody {
+    pub(crate) fn is_empty(&self) -> bool {
+        match self {
+            RequestBody::Streaming(body) => body.is_end_stream(),
+            RequestBody::Whole(bytes) => bytes.is_empty(),
+        }
+    }
+}
 
 pin_project_lite::pin_project! {
     /// Adds the size of every data frame to a shared counter. The counter is shared because the

@@ -19,6 +19,7 @@ mod routing;
 mod server;
 pub mod stats;
 mod traces;
+mod transform;
 mod upstream;
 
 pub use config::{load_file, load_str, Config, ConfigError, ConfigErrors};

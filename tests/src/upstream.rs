@@ -1,5 +1,6 @@
 //! A test upstream: a hyper server that echoes requests as JSON and can stream, sink, sleep,
-//! add the response headers a request asks for (`x-reply-header`), fail on demand, echo WebSockets, and be killed (all connections closed) and restarted.
+//! add the response headers a request asks for (`x-reply-header`), echo bodies,
+//! fail on demand, echo WebSockets, and be killed (all connections closed) and restarted.
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -123,6 +124,20 @@ async fn handle(behaviour: Arc<Behaviour>, request: Request<Incoming>) -> Result
             echo(&behaviour, &request)
         }
         ["download", bytes] => reply(&behaviour, StatusCode::OK, download(bytes.parse().unwrap_or(0))),
+        ["echo-body"] => {
+            let content_type = request.headers().get("content-type").cloned();
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let mut response = reply(&behaviour, StatusCode::OK, Full::new(body).boxed());
+            if let Some(content_type) = content_type {
+                response.headers_mut().insert("content-type", content_type);
+            }
+            response
+        }
         ["upload"] => {
             let received = drain(request.into_body()).await;
             json_reply(&behaviour, json!({"received": received}))

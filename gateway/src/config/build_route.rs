@@ -2,6 +2,7 @@
 
 use super::build_cache::build_route_cache;
 use super::build_rate_limit::build_rate_limit;
+use super::build_transform::build_transform;
 use super::build_upstream::DEFAULT_REQUEST_TIMEOUT;
 use super::error::Problems;
 use super::raw::{RawMatch, RawMirror, RawRoute, Text};
@@ -92,6 +93,10 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         let field = format!("{field}.mirror");
         build_mirror(p, &field, &raw.name, mirror, shared)
     });
+    let transform = raw
+        .transform
+        .as_ref()
+        .map(|t| build_transform(p, &format!("{field}.transform"), t));
     let target = target?;
     Some(Route {
         name: raw.name.as_str().into(),
@@ -104,6 +109,7 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         rate_limit,
         cache,
         mirror,
+        transform,
     })
 }
 

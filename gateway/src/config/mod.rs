@@ -7,6 +7,7 @@ pub(crate) use build_analytics::default_replica;
 mod build_cache;
 mod build_rate_limit;
 mod build_route;
+mod build_transform;
 mod build_upstream;
 mod build_variants;
 mod error;

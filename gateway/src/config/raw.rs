@@ -179,6 +179,56 @@ pub(crate) struct RawRoute {
     pub(crate) cache: Option<RawRouteCache>,
     /// Copy a share of the requests to a shadow upstream.
     pub(crate) mirror: Option<RawMirror>,
+    /// Headers, path and JSON bodies rewritten on the way.
+    pub(crate) transform: Option<RawTransform>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTransform {
+    pub(crate) request_headers: Option<RawHeaderEdits>,
+    pub(crate) response_headers: Option<RawHeaderEdits>,
+    pub(crate) path: Option<RawPathRegex>,
+    pub(crate) request_body: Option<RawJsonEdits>,
+    pub(crate) response_body: Option<RawJsonEdits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaderEdits {
+    /// Header name to value (with `${variable}`s), appended.
+    #[serde(default)]
+    pub(crate) add: BTreeMap<String, Text>,
+    /// Header name to value, replacing any there.
+    #[serde(default)]
+    pub(crate) set: BTreeMap<String, Text>,
+    #[serde(default)]
+    pub(crate) remove: Vec<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPathRegex {
+    pub(crate) pattern: Text,
+    /// May use captures: `$1`, `${name}`.
+    pub(crate) replace: Text,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJsonEdits {
+    /// JSON Pointer to value; a value that parses as JSON (`2`, `true`, `[1]`) is that, any
+    /// other text a string.
+    #[serde(default)]
+    pub(crate) add: BTreeMap<String, Text>,
+    /// JSON Pointers.
+    #[serde(default)]
+    pub(crate) remove: Vec<Text>,
+    /// JSON Pointer to JSON Pointer.
+    #[serde(default)]
+    pub(crate) rename: BTreeMap<String, Text>,
+    /// Larger bodies are not edited (default `64KiB`).
+    pub(crate) max_size: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

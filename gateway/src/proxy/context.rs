@@ -4,6 +4,7 @@ use super::ProxyState;
 use crate::ratelimit::{Decision, RateLimit};
 use crate::stats::RouteStats;
 use crate::traces::RequestTrace;
+use crate::transform::Transform;
 use http::header::HeaderValue;
 use http::{Method, Request, Version};
 use lookout_analytics::{ErrorKind, PathStep, StepKind};
@@ -70,6 +71,8 @@ pub(crate) struct RequestContext {
     pub(crate) set_cookie: Option<HeaderValue>,
     /// The route's rate limit and its decision, for the response's `RateLimit` headers.
     pub(crate) rate_limit: Option<(Arc<RateLimit>, Decision)>,
+    /// The route's transformations, when it edits response headers.
+    pub(crate) transform: Option<Arc<Transform>>,
     /// `HIT`, `MISS` or `BYPASS` on a route with a cache.
     pub(crate) cache_status: Option<&'static str>,
     pub(crate) instance: Option<Arc<str>>,
@@ -104,6 +107,7 @@ impl RequestContext {
             variant: None,
             set_cookie: None,
             rate_limit: None,
+            transform: None,
             cache_status: None,
             instance: None,
             attempts: 0,

@@ -17,6 +17,12 @@ pub(crate) enum ProxyError {
     UpstreamTimeout(Arc<str>),
     #[error("the request could not be forwarded: {0}")]
     BadRequest(&'static str),
+    #[error("the request body is larger than this route's limit of {0} bytes")]
+    BodyTooLarge(u64),
+    #[error("the request body could not be transformed: {0}")]
+    InvalidBody(String),
+    #[error("the upstream's response is larger than this route's transformation limit of {0} bytes")]
+    ResponseTransformFailed(u64),
     #[error("too many requests: this route's rate limit is used up; see Retry-After")]
     RateLimited,
     #[error("the rate limit could not be checked and this route refuses requests until it can")]
@@ -31,6 +37,9 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::InvalidBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ResponseTransformFailed(_) => StatusCode::BAD_GATEWAY,
             ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -44,6 +53,9 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable(_) => "upstream_unreachable",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::BodyTooLarge(_) => "body_too_large",
+            ProxyError::InvalidBody(_) => "invalid_body",
+            ProxyError::ResponseTransformFailed(_) => "response_transform_failed",
             ProxyError::RateLimited => "rate_limited",
             ProxyError::RateLimitUnavailable => "rate_limit_unavailable",
         }
@@ -56,6 +68,9 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable(_) => ErrorKind::UpstreamUnreachable,
             ProxyError::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
             ProxyError::BadRequest(_) => ErrorKind::BadRequest,
+            ProxyError::BodyTooLarge(_) => ErrorKind::BodyTooLarge,
+            ProxyError::InvalidBody(_) => ErrorKind::BadRequest,
+            ProxyError::ResponseTransformFailed(_) => ErrorKind::TransformFailed,
             ProxyError::RateLimited => ErrorKind::RateLimited,
             ProxyError::RateLimitUnavailable => ErrorKind::RateLimitUnavailable,
         }

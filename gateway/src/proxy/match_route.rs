@@ -31,5 +31,10 @@ pub(super) fn run<'r>(
     ctx.upstream = Some(matched.upstream().name.clone());
     ctx.variant = matched.variant.map(|v| v.name.clone());
     ctx.set_cookie = matched.set_cookie.take();
+    ctx.transform = matched
+        .route
+        .transform
+        .clone()
+        .filter(|t| !t.response_headers.is_empty());
     Ok(matched)
 }

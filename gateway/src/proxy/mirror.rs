@@ -5,7 +5,7 @@
 
 use super::context::{version_names, RequestContext};
 use super::forward_headers;
-use crate::body::PooledBody;
+use crate::body::{PooledBody, RequestBody};
 use crate::routing::{MirrorSlot, RouteMatch};
 use crate::upstream::{now_ms, Exchange, ReturnTicket, Upstream};
 use bytes::Bytes;
@@ -13,31 +13,34 @@ use http::header::{HeaderValue, HOST};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Uri};
-use http_body::Body;
-use http_body_util::{BodyExt, Either, Empty};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Full};
 use lookout_analytics::{ErrorKind, EventQueue, PathStep, RequestEvent, StepKind};
 use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 use tokio::time::timeout;
 
-pub(super) fn run(matched: &RouteMatch<'_>, parts: &Parts, body: &Incoming, ctx: &RequestContext) {
+pub(super) fn run(matched: &RouteMatch<'_>, parts: &Parts, body: &RequestBody, ctx: &RequestContext) {
     let Some(mirror) = &matched.route.mirror else {
         return;
     };
     if !mirror.sampled() {
         return;
     }
-    if !body.is_end_stream() {
-        mirror.counters.with_body.increment(1);
-        return;
-    }
+    // A streamed body goes to the primary as it arrives and is not kept for a copy.
+    let body = match body {
+        RequestBody::Whole(bytes) => bytes.clone(),
+        RequestBody::Streaming(_) if body.is_empty() => Bytes::new(),
+        RequestBody::Streaming(_) => {
+            mirror.counters.with_body.increment(1);
+            return;
+        }
+    };
     let (Some(slot), Some(state)) = (mirror.slot(), &ctx.state) else {
         mirror.counters.dropped.increment(1);
         return;
     };
     mirror.counters.sent.increment(1);
-    let copy = shadow_request(matched, parts, ctx);
+    let copy = shadow_request(matched, parts, body, ctx);
     let event = shadow_event(ctx, &mirror.upstream.name);
     let upstream = mirror.upstream.clone();
     tokio::spawn(send(upstream, copy, event, state.events.clone(), slot));
@@ -45,7 +48,12 @@ pub(super) fn run(matched: &RouteMatch<'_>, parts: &Parts, body: &Incoming, ctx:
 
 /// The request as the primary gets it: the same method, path (rewritten when the route
 /// rewrites) and forwarding headers.
-fn shadow_request(matched: &RouteMatch<'_>, parts: &Parts, ctx: &RequestContext) -> Request<Empty<Bytes>> {
+fn shadow_request(
+    matched: &RouteMatch<'_>,
+    parts: &Parts,
+    body: Bytes,
+    ctx: &RequestContext,
+) -> Request<Full<Bytes>> {
     let mut headers = parts.headers.clone();
     forward_headers::to_upstream(&mut headers, ctx, false);
     let path = matched
@@ -54,7 +62,7 @@ fn shadow_request(matched: &RouteMatch<'_>, parts: &Parts, ctx: &RequestContext)
         .and_then(|p| PathAndQuery::try_from(p).ok())
         .or_else(|| parts.uri.path_and_query().cloned())
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut request = Request::new(Empty::new());
+    let mut request = Request::new(Full::new(body));
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = Uri::from(path);
     *request.headers_mut() = headers;
@@ -96,7 +104,7 @@ fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
 
 async fn send(
     upstream: Arc<Upstream>,
-    mut request: Request<Empty<Bytes>>,
+    mut request: Request<Full<Bytes>>,
     mut event: RequestEvent,
     events: EventQueue,
     _slot: MirrorSlot,

@@ -3,11 +3,13 @@
 //! 1. [`match_route`]: pick the route (404 when none) and the upstream path.
 //! 2. [`rate_limit`]: 429 when the route's limit is used up.
 //! 3. [`cache_lookup`]: a fresh stored response answers here.
-//! 4. [`mirror`]: copy a share of the requests to a shadow upstream, without waiting for it.
-//! 5. [`upstream_call`]: pick an instance, forward (with [`forward_headers`]), retry, time out.
-//! 6. [`response`]: clean the response and stamp it (`x-request-id`, `Via`, `x-cache`, limits);
-//!    a cacheable one is stored as it streams.
-//! 7. [`record`]: when the response body ends (or the client leaves), emit one request event.
+//! 4. [`transform_request`]: headers, path and JSON body as the route rewrites them.
+//! 5. [`mirror`]: copy a share of the requests to a shadow upstream, without waiting for it.
+//! 6. [`upstream_call`]: pick an instance, forward (with [`forward_headers`]), retry, time out;
+//!    then [`transform_response`] edits a JSON body when the route says so.
+//! 7. [`response`]: clean the response and stamp it (`x-request-id`, `Via`, `x-cache`, limits,
+//!    the route's response headers); a cacheable one is stored as it streams.
+//! 8. [`record`]: when the response body ends (or the client leaves), emit one request event.
 //!
 //! A [`context::RequestContext`] carries what the phases learn from one to the next and is,
 //! in the end, what the request event is made of.
@@ -21,6 +23,8 @@ mod mirror;
 mod rate_limit;
 mod record;
 mod response;
+mod transform_request;
+mod transform_response;
 mod upgrade;
 mod upstream_call;
 
@@ -67,7 +71,7 @@ pub(crate) async fn serve(
     ctx.trace = trace;
     let response = match pipeline(&routes, &mut ctx, request).await {
         Ok(Answer::Upstream(fetched, ticket)) => response::from_upstream(fetched, ticket, &ctx),
-        Ok(Answer::Cached(stored)) => response::from_cache(stored, &ctx),
+        Ok(Answer::Whole(whole)) => response::from_whole(whole, &ctx),
         Err(error) => {
             ctx.error_kind = Some(error.kind());
             response::from_error(&error, &ctx)
@@ -80,7 +84,8 @@ pub(crate) async fn serve(
 enum Answer {
     /// The upstream, with a ticket to store the response when the route caches.
     Upstream(Response<PooledBody>, Option<Ticket>),
-    Cached(Response<Bytes>),
+    /// A response the gateway holds whole: from the cache, or a transformed body.
+    Whole(Response<Bytes>),
 }
 
 async fn pipeline(
@@ -88,14 +93,16 @@ async fn pipeline(
     ctx: &mut RequestContext,
     request: Request<Incoming>,
 ) -> Result<Answer, ProxyError> {
-    let (parts, body) = request.into_parts();
-    let matched = match_route::run(routes, &parts, ctx)?;
+    let (mut parts, body) = request.into_parts();
+    let mut matched = match_route::run(routes, &parts, ctx)?;
     rate_limit::run(&matched, &parts, ctx).await?;
     let ticket = match cache_lookup::run(&matched, &parts, ctx) {
-        Cached::Hit(stored) => return Ok(Answer::Cached(stored)),
+        Cached::Hit(stored) => return Ok(Answer::Whole(stored)),
         Cached::Fetch(ticket) => ticket,
     };
+    let body = transform_request::run(&mut matched, &mut parts, body, ctx).await?;
     mirror::run(&matched, &parts, &body, ctx);
+    let route = matched.route;
     let fetched = upstream_call::run(matched, parts, body, ctx).await?;
-    Ok(Answer::Upstream(fetched, ticket))
+    transform_response::run(route, fetched, ticket).await
 }

@@ -27,7 +27,7 @@ pub(super) fn from_upstream(
     response.map(Either::Left)
 }
 
-pub(super) fn from_cache(response: Response<Bytes>, ctx: &RequestContext) -> Response<ResponseBody> {
+pub(super) fn from_whole(response: Response<Bytes>, ctx: &RequestContext) -> Response<ResponseBody> {
     let mut response = response.map(|body| Either::Right(Full::new(body)));
     stamp(response.headers_mut(), ctx, false);
     response
@@ -40,6 +40,11 @@ fn stamp(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: bool) {
     give_rate_limit(headers, ctx);
     if let Some(status) = ctx.cache_status {
         headers.insert(X_CACHE.clone(), HeaderValue::from_static(status));
+    }
+    if let Some(transform) = &ctx.transform {
+        transform
+            .response_headers
+            .apply(headers, &super::transform_request::vars(ctx));
     }
 }
 

@@ -9,7 +9,7 @@ use super::context::RequestContext;
 use super::error::ProxyError;
 use super::forward_headers;
 use super::upgrade;
-use crate::body::{CountingBody, PooledBody, UpstreamBody};
+use crate::body::{CountingBody, PooledBody, RequestBody, UpstreamBody};
 use crate::routing::RouteMatch;
 use crate::traces::random_span_id;
 use crate::upstream::{balancer_key, now_ms, Exchange, Instance, ReturnTicket, Upstream};
@@ -19,7 +19,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use lookout_analytics::StepKind;
@@ -30,7 +30,7 @@ use tokio::time::{timeout_at, Instant as Deadline};
 pub(super) async fn run(
     matched: RouteMatch<'_>,
     parts: Parts,
-    body: Incoming,
+    body: RequestBody,
     ctx: &mut RequestContext,
 ) -> Result<Response<PooledBody>, ProxyError> {
     let route = matched.route;
@@ -78,7 +78,7 @@ struct Outgoing {
     method: Method,
     path: PathAndQuery,
     headers: HeaderMap,
-    body: Option<CountingBody<Incoming>>,
+    body: OutgoingBody,
     client_upgrade: Option<OnUpgrade>,
     hash: Option<u64>,
     max_attempts: u32,
@@ -88,16 +88,16 @@ impl Outgoing {
     fn prepare(
         matched: RouteMatch<'_>,
         mut parts: Parts,
-        body: Incoming,
+        body: RequestBody,
         ctx: &mut RequestContext,
     ) -> Result<Outgoing, ProxyError> {
         let upstream = &**matched.upstream();
         let upgrade = forward_headers::is_upgrade(&parts.headers);
         let client_upgrade = upgrade.then(|| parts.extensions.remove::<OnUpgrade>()).flatten();
         // Retries go to an instance not tried yet, so a single-instance upstream never retries.
+        let body = OutgoingBody::new(body, ctx);
         let retryable =
-            is_idempotent(&parts.method) && body.is_end_stream() && !upgrade && upstream.instances.len() > 1;
-        let body = (!body.is_end_stream()).then(|| CountingBody::new(body, ctx.count_bytes_in()));
+            is_idempotent(&parts.method) && body.replayable() && !upgrade && upstream.instances.len() > 1;
         forward_headers::to_upstream(&mut parts.headers, ctx, upgrade);
         let path = match matched.upstream_path {
             Some(rewritten) => PathAndQuery::try_from(rewritten)
@@ -126,16 +126,50 @@ impl Outgoing {
         } else {
             self.headers.clone()
         };
-        let body = self
-            .body
-            .take()
-            .map_or_else(|| Either::Right(Empty::<Bytes>::new()), Either::Left);
+        let body = self.body.next();
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         // Origin-form (`/path?query`): the instance is the connection's peer, `Host` names the site.
         *request.uri_mut() = Uri::from(self.path.clone());
         *request.headers_mut() = headers;
         request
+    }
+}
+
+/// The body each attempt sends: the client's stream (once), or bytes the gateway holds (again
+/// on each attempt).
+enum OutgoingBody {
+    Streaming(Option<CountingBody<Incoming>>),
+    Whole(Bytes),
+}
+
+impl OutgoingBody {
+    fn new(body: RequestBody, ctx: &mut RequestContext) -> Self {
+        match body {
+            RequestBody::Streaming(body) if body.is_end_stream() => OutgoingBody::Whole(Bytes::new()),
+            RequestBody::Streaming(body) => {
+                OutgoingBody::Streaming(Some(CountingBody::new(body, ctx.count_bytes_in())))
+            }
+            RequestBody::Whole(bytes) => {
+                let counted = ctx.count_bytes_in();
+                counted.store(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                OutgoingBody::Whole(bytes)
+            }
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, OutgoingBody::Whole(_))
+    }
+
+    fn next(&mut self) -> UpstreamBody {
+        match self {
+            OutgoingBody::Streaming(body) => match body.take() {
+                Some(body) => Either::Left(body),
+                None => Either::Right(Full::new(Bytes::new())),
+            },
+            OutgoingBody::Whole(bytes) => Either::Right(Full::new(bytes.clone())),
+        }
     }
 }
 

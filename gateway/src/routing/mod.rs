@@ -18,6 +18,7 @@ pub(crate) use variants::{
 use crate::cache::RouteCache;
 use crate::ratelimit::RateLimit;
 use crate::stats::RouteStats;
+use crate::transform::Transform;
 use crate::upstream::Upstream;
 use http::header::HeaderValue;
 use http::request::Parts;
@@ -49,6 +50,7 @@ pub(crate) struct Route {
     pub(crate) cache: Option<Arc<RouteCache>>,
     /// A share of the requests copied to a shadow upstream.
     pub(crate) mirror: Option<Mirror>,
+    pub(crate) transform: Option<Arc<Transform>>,
 }
 
 /// Timeouts bound the wait for response headers; a streaming body may take longer.

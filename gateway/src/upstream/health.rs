@@ -5,7 +5,7 @@
 use super::Upstream;
 use bytes::Bytes;
 use http::{Request, Uri};
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Full};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -56,7 +56,7 @@ async fn probe_once(upstream: &Upstream, check: &HealthCheck, index: usize) -> b
     let Ok(request) = Request::get(Uri::from(check.path.clone()))
         .header(http::header::HOST, instance.authority.as_str())
         .header(http::header::USER_AGENT, "lookout-health-check")
-        .body(Either::Right(Empty::<Bytes>::new()))
+        .body(Either::Right(Full::new(Bytes::new())))
     else {
         return false;
     };

@@ -16,4 +16,5 @@ mod sql_endpoint;
 mod stats;
 mod streaming;
 mod traces;
+mod transform;
 mod variants;

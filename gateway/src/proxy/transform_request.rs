@@ -1,0 +1,111 @@
+//! Phase 4: the route's request transformations: headers, the upstream path (regex), and a
+//! JSON body edit, for which the body is read whole, within the route's bound (413 above it).
+
+use super::context::RequestContext;
+use super::error::ProxyError;
+use crate::body::RequestBody;
+use crate::routing::RouteMatch;
+use crate::transform::{JsonEdits, Transform, Vars};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use http::HeaderMap;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+pub(super) async fn run(
+    matched: &mut RouteMatch<'_>,
+    parts: &mut Parts,
+    body: Incoming,
+    ctx: &RequestContext,
+) -> Result<RequestBody, ProxyError> {
+    let Some(transform) = matched.route.transform.as_deref() else {
+        return Ok(RequestBody::Streaming(body));
+    };
+    rewrite_path(transform, matched, parts);
+    if !transform.request_headers.is_empty() {
+        transform.request_headers.apply(&mut parts.headers, &vars(ctx));
+    }
+    match &transform.request_body {
+        Some(edits) if is_json(&parts.headers) && !body_is_empty(&body) => {
+            let edited = edit_body(edits, &parts.headers, body).await?;
+            parts.headers.remove(CONTENT_LENGTH);
+            Ok(RequestBody::Whole(edited))
+        }
+        _ => Ok(RequestBody::Streaming(body)),
+    }
+}
+
+fn body_is_empty(body: &Incoming) -> bool {
+    http_body::Body::is_end_stream(body)
+}
+
+/// The regex applies to the path as the route would send it (after `strip_prefix`/`rewrite`);
+/// the query is kept.
+fn rewrite_path(transform: &Transform, matched: &mut RouteMatch<'_>, parts: &Parts) {
+    let Some(regex) = &transform.path else { return };
+    let current = matched.upstream_path.as_deref().unwrap_or(parts.uri.path());
+    let (path, query) = match current.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (
+            current,
+            parts.uri.query().filter(|_| matched.upstream_path.is_none()),
+        ),
+    };
+    if let Some(mut rewritten) = regex.apply(path) {
+        if let Some(query) = query {
+            rewritten.push('?');
+            rewritten.push_str(query);
+        }
+        matched.upstream_path = Some(rewritten);
+    }
+}
+
+async fn edit_body(
+    edits: &JsonEdits,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<bytes::Bytes, ProxyError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|size| size > edits.max_size) {
+        return Err(ProxyError::BodyTooLarge(edits.max_size));
+    }
+    let whole = Limited::new(body, edits.max_size as usize)
+        .collect()
+        .await
+        .map_err(
+            |error| match error.downcast::<http_body_util::LengthLimitError>() {
+                Ok(_) => ProxyError::BodyTooLarge(edits.max_size),
+                Err(_) => ProxyError::BadRequest("the request body could not be read"),
+            },
+        )?
+        .to_bytes();
+    edits
+        .apply(&whole)
+        .map_err(|error| ProxyError::InvalidBody(error.to_string()))
+}
+
+/// `application/json` or any `+json` type.
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            let t = t.trim();
+            t.eq_ignore_ascii_case("application/json") || t.to_ascii_lowercase().ends_with("+json")
+        })
+}
+
+pub(super) fn vars(ctx: &RequestContext) -> Vars<'_> {
+    Vars {
+        request_id: ctx.request_id_str(),
+        client_ip: ctx.conn.peer.ip(),
+        route: ctx.route.as_deref().unwrap_or(""),
+        consumer: "",
+        host: ctx.host.as_deref().unwrap_or(""),
+        method: ctx.method.as_str(),
+        path: &ctx.path,
+    }
+}
