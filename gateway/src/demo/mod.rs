@@ -17,6 +17,8 @@ const LOOPBACK_ANY_PORT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::
 struct DemoUpstreams {
     books_v1: [SocketAddr; 2],
     books_v2: SocketAddr,
+    /// Where the book list is mirrored: a copy of v2, to try it on real traffic unseen.
+    books_shadow: SocketAddr,
     reviews: SocketAddr,
     inventory: SocketAddr,
     web: SocketAddr,
@@ -29,6 +31,7 @@ async fn start_upstreams() -> std::io::Result<DemoUpstreams> {
             services::spawn(services::books("books-v1-b", 1), LOOPBACK_ANY_PORT).await?,
         ],
         books_v2: services::spawn(services::books("books-v2", 2), LOOPBACK_ANY_PORT).await?,
+        books_shadow: services::spawn(services::books("books-shadow", 2), LOOPBACK_ANY_PORT).await?,
         reviews: services::spawn(services::reviews(), LOOPBACK_ANY_PORT).await?,
         inventory: services::spawn(services::inventory(), LOOPBACK_ANY_PORT).await?,
         web: services::spawn(services::web(), LOOPBACK_ANY_PORT).await?,
@@ -49,6 +52,8 @@ upstreams:
     health_check: {{ path: /healthz, interval: 2s }}
   - name: books-v2
     instances: ["{v2}"]
+  - name: books-shadow
+    instances: ["{shadow}"]
   - name: reviews
     instances: ["{reviews}"]
     balance: least_request
@@ -65,6 +70,14 @@ routes:
   - name: books-list
     match: {{ path: /books, methods: [GET, POST] }}
     upstream: books
+    mirror: {{ upstream: books-shadow, percent: 50 }}
+  - name: search
+    match: {{ path: /search, methods: [GET] }}
+    upstream: books
+    rate_limit: {{ rate: 1/s, burst: 3 }}
+    transform:
+      path: {{ pattern: "^/search$", replace: /books }}
+      response_headers: {{ set: {{ x-served-by: "lookout ${{route}}" }} }}
   - name: book
     match: {{ template: "/books/{{id}}", methods: [GET] }}
     variants:
@@ -78,6 +91,7 @@ routes:
     match: {{ template: "/reviews/{{id}}" }}
     upstream: reviews
     timeout: 2s
+    cache: {{ ttl: 10s }}
   - name: inventory
     match: {{ prefix: /inventory }}
     upstream: inventory
@@ -87,6 +101,7 @@ routes:
     upstream: web
 "#,
         v2 = up.books_v2,
+        shadow = up.books_shadow,
         reviews = up.reviews,
         inventory = up.inventory,
         web = up.web,
@@ -137,7 +152,8 @@ fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path) {
          \x20 curl http://{proxy}/books\n\
          \x20 curl http://{proxy}/books/3\n\
          \x20 curl -H 'x-books-version: 2' http://{proxy}/books/3\n\
-         \x20 curl http://{proxy}/reviews/3\n\
+         \x20 curl -i http://{proxy}/reviews/3     (cached for 10 s: x-cache HIT or MISS)\n\
+         \x20 curl -i http://{proxy}/search?q=dune (limited to 1/s, burst 3: RateLimit headers, then 429)\n\
          \x20 curl http://{proxy}/inventory/3     (fails now and then; retried)\n\
          Web app:    http://{proxy}/app/   (a static front end calling the API through the gateway)\n\
          Dashboard:  http://{admin}/dashboard   (with an hour of made-up history: anomalies, a canary)\n\

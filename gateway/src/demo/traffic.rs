@@ -40,12 +40,15 @@ pub(super) async fn generate(proxy: SocketAddr, rps: u32, mut stop: watch::Recei
     }
 }
 
-/// One request of the mix: mostly reads of books, some writes, reviews, inventory, a v2 beta
-/// tester, the web front end's page, and a few requests for paths that do not exist.
+/// One request of the mix: mostly reads of books, some writes, searches (rate limited),
+/// reviews (cached), inventory, a v2 beta tester, the web front end's page, and a few requests
+/// for paths that do not exist.
 fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
     let id = 1 + fastrand::u32(..BOOK_COUNT + 2);
     let (method, path, beta) = match fastrand::u8(..100) {
-        0..=24 => (Method::GET, "/books".to_owned(), false),
+        0..=20 => (Method::GET, "/books".to_owned(), false),
+        // More than its limit at the default rate, so some get 429.
+        21..=24 => (Method::GET, format!("/search?q=book{id}"), false),
         25..=49 => (Method::GET, format!("/books/{id}"), false),
         50..=54 => (Method::POST, "/books".to_owned(), false),
         55..=69 => (Method::GET, format!("/reviews/{id}"), false),
