@@ -25,8 +25,8 @@ trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk is required: apt install wrk" >&2; exit 1; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+source "$root/tests/bench/lib.sh"
 
 echo "building release binaries..."
 target=${CARGO_TARGET_DIR:-$root/target}
@@ -100,18 +100,6 @@ NGINX
   nginx -c "$work/nginx.conf" -p "$work/nginx" & pids+=($!)
   wait_port "$nginx_port"
 fi
-
-# Prints "req/s p50 p99" (latencies in microseconds) for one wrk run.
-measure() {
-  local url=$1 conns=$2
-  wrk -t1 -c"$conns" -d1s "$url" >/dev/null 2>&1 # warm-up: connections, pools, caches
-  wrk -t1 -c"$conns" -d"$duration" --latency "$url" | awk '
-    function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1000000; return v }
-    /Requests\/sec/ { rps=$2 }
-    /^ +50%/ { p50=us($2) }
-    /^ +99%/ { p99=us($2) }
-    END { printf "%.0f %.0f %.0f\n", rps, p50, p99 }'
-}
 
 printf "\n%-22s %-8s %12s %10s %10s\n" "case" "target" "req/s" "p50 (us)" "p99 (us)"
 for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; do

@@ -1,5 +1,6 @@
 //! The benchmark's upstream: answers `/small` with the 13-byte `Hello, World!` and `/large` with
-//! 64 KiB, as fast as hyper can, so that the proxies in front of it are what is measured.
+//! 64 KiB, as fast as hyper can, so that the proxies in front of it are what is measured; and
+//! `/work` with `Hello, World!` after 2 ms, like a service that does some work (for the cache).
 //!
 //! Usage: `bench-upstream 127.0.0.1:PORT`.
 
@@ -13,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 
 const SMALL: &[u8] = b"Hello, World!";
+const WORK: std::time::Duration = std::time::Duration::from_millis(2);
 
 fn main() -> anyhow::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:3000".into());
@@ -32,11 +34,17 @@ async fn serve(addr: String) -> anyhow::Result<()> {
         let large = large.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
-                let body = match request.uri().path() {
+                let path = request.uri().path().to_owned();
+                let body = match path.as_str() {
                     "/large" => large.clone(),
                     _ => Bytes::from_static(SMALL),
                 };
-                async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+                async move {
+                    if path == "/work" {
+                        tokio::time::sleep(WORK).await;
+                    }
+                    Ok::<_, Infallible>(Response::new(Full::new(body)))
+                }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

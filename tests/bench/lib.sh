@@ -1,0 +1,16 @@
+# Helpers shared by the benchmark scripts (sourced, not run).
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+
+# Prints "req/s p50 p99" (latencies in microseconds) for one wrk run.
+measure() {
+  local url=$1 conns=$2
+  wrk -t1 -c"$conns" -d1s "$url" >/dev/null 2>&1 # warm-up: connections, pools, caches
+  wrk -t1 -c"$conns" -d"$duration" --latency "$url" | awk '
+    function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1000000; return v }
+    /Requests\/sec/ { rps=$2 }
+    /^ +50%/ { p50=us($2) }
+    /^ +99%/ { p99=us($2) }
+    END { printf "%.0f %.0f %.0f\n", rps, p50, p99 }'
+}
