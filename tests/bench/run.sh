@@ -14,19 +14,10 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-duration=${DURATION:-10s}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-command -v wrk >/dev/null || { echo "wrk is required: apt install wrk" >&2; exit 1; }
-
 # shellcheck source=tests/bench/lib.sh
 source "$root/tests/bench/lib.sh"
+
+command -v wrk >/dev/null || { echo "wrk is required: apt install wrk" >&2; exit 1; }
 
 echo "building release binaries..."
 target=${CARGO_TARGET_DIR:-$root/target}

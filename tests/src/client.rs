@@ -44,14 +44,7 @@ pub async fn send_body(
         request = request.header(*name, *value);
     }
     let request = request.body(Full::new(body.into())).expect("request");
-    let response = client.request(request).await.expect("gateway answers");
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("whole body").to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
+    into_reply(client.request(request).await.expect("gateway answers")).await
 }
 
 pub fn body_json(reply: &Reply) -> serde_json::Value {
@@ -81,7 +74,10 @@ pub async fn send_from(
         request = request.header(*name, *value);
     }
     let request = request.body(Full::new(Bytes::new())).expect("request");
-    let response = sender.send_request(request).await.expect("gateway answers");
+    into_reply(sender.send_request(request).await.expect("gateway answers")).await
+}
+
+async fn into_reply(response: http::Response<hyper::body::Incoming>) -> Reply {
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("whole body").to_bytes();
     Reply {
