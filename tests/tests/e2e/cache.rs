@@ -121,6 +121,7 @@ async fn what_must_not_be_shared_is_never_stored() {
         ),
         ("/c", vec![]),
         ("/download/4096", vec![FRESH]),
+        ("/e", vec![FRESH, ("x-reply-header", "set-cookie: session=abc")]),
     ] {
         assert_eq!(x_cache(&get(&gateway, path, &headers).await), "MISS", "{path}");
         assert_eq!(
@@ -129,7 +130,7 @@ async fn what_must_not_be_shared_is_never_stored() {
             "{path} again"
         );
     }
-    assert_eq!(upstream.hits(), 8);
+    assert_eq!(upstream.hits(), 10);
 
     get(&gateway, "/d", &[FRESH]).await;
     let no_store = get(&gateway, "/d", &[FRESH, ("cache-control", "no-store")]).await;
