@@ -15,6 +15,15 @@ use std::task::{Context, Poll};
 /// or one a transformation rewrote), which is what makes a request safe to send again on retry.
 pub(crate) type UpstreamBody = Either<CountingBody<Incoming>, Full<Bytes>>;
 
+/// Whether a message's `Content-Length` says its body is over `limit` bytes (a body of unknown
+/// length may still turn out to be, while read).
+pub(crate) fn declared_larger_than(headers: &http::HeaderMap, limit: u64) -> bool {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|size| size > limit)
+}
+
 /// The client's request body as the pipeline holds it.
 pub(crate) enum RequestBody {
     /// Still arriving from the client: streamed upstream, never buffered.

@@ -1,5 +1,6 @@
 # Helpers shared by the benchmark scripts (sourced, not run): a scratch folder and the processes
-# started, both cleaned up on exit; free ports; a wrk measurement.
+# started, both cleaned up on exit; free ports; the release build and the benchmark upstream; a wrk
+# measurement.
 
 duration=${DURATION:-10s}
 work=$(mktemp -d)
@@ -23,4 +24,15 @@ measure() {
     /^ +50%/ { p50=us($2) }
     /^ +99%/ { p99=us($2) }
     END { printf "%.0f %.0f %.0f\n", rps, p50, p99 }'
+}
+
+# Builds the release binaries into $target and starts bench-upstream on $upstream_port.
+start_bench_upstream() {
+  command -v wrk >/dev/null || { echo "wrk is required: apt install wrk" >&2; exit 1; }
+  echo "building release binaries..."
+  target=${CARGO_TARGET_DIR:-$root/target}
+  (cd "$root" && cargo build --release --quiet -p lookout-gateway -p lookout-tests --bins)
+  upstream_port=$(free_port)
+  "$target/release/bench-upstream" "127.0.0.1:$upstream_port" & pids+=($!)
+  wait_port "$upstream_port"
 }

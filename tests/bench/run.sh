@@ -17,15 +17,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=tests/bench/lib.sh
 source "$root/tests/bench/lib.sh"
 
-command -v wrk >/dev/null || { echo "wrk is required: apt install wrk" >&2; exit 1; }
-
-echo "building release binaries..."
-target=${CARGO_TARGET_DIR:-$root/target}
-(cd "$root" && cargo build --release --quiet -p lookout-gateway -p lookout-tests --bins)
-
-upstream_port=$(free_port)
-"$target/release/bench-upstream" "127.0.0.1:$upstream_port" & pids+=($!)
-wait_port "$upstream_port"
+start_bench_upstream
 
 otlp_port=$(free_port)
 "$target/release/otlp-sink" "127.0.0.1:$otlp_port" 2>/dev/null & pids+=($!)

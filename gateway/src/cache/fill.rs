@@ -4,11 +4,9 @@
 
 use super::lookup::has_directive;
 use super::{CacheKey, Entry, RouteCache, Stored};
-use crate::body::PooledBody;
+use crate::body::{declared_larger_than, PooledBody};
 use bytes::{Bytes, BytesMut};
-use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, EXPIRES, SET_COOKIE, VARY,
-};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, EXPIRES, SET_COOKIE, VARY};
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -58,12 +56,8 @@ impl Ticket {
     }
 
     fn admit(self, response: &Response<PooledBody>) -> Option<Pending> {
-        let declared = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         // A response that sets a cookie is one client's: handing it to others would share a session.
-        if declared.is_some_and(|size| size > self.route.max_entry_size)
+        if declared_larger_than(response.headers(), self.route.max_entry_size)
             || response.headers().contains_key(SET_COOKIE)
         {
             return None;

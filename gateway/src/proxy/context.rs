@@ -142,6 +142,13 @@ impl RequestContext {
         &mut self.steps[last]
     }
 
+    /// The request's wall-clock start, microseconds since the Unix epoch, as events carry it.
+    pub(crate) fn timestamp_us(&self) -> u64 {
+        self.started_wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+    }
+
     pub(crate) fn request_id_str(&self) -> &str {
         self.request_id.to_str().unwrap_or_default()
     }

@@ -9,14 +9,13 @@ use crate::body::{PooledBody, RequestBody};
 use crate::routing::{MirrorSlot, RouteMatch};
 use crate::upstream::{now_ms, Exchange, ReturnTicket, Upstream};
 use bytes::Bytes;
-use http::header::{HeaderValue, HOST};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Either, Full};
 use lookout_analytics::{ErrorKind, EventQueue, PathStep, RequestEvent, StepKind};
 use std::sync::Arc;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::Instant;
 use tokio::time::timeout;
 
 pub(super) fn run(matched: &RouteMatch<'_>, parts: &Parts, body: &RequestBody, ctx: &RequestContext) {
@@ -72,10 +71,7 @@ fn shadow_request(
 /// The copy's event, filled in as the shadow answers.
 fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
     RequestEvent {
-        timestamp_us: ctx
-            .started_wall
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64),
+        timestamp_us: ctx.timestamp_us(),
         request_id: format!("{}-mirror", ctx.request_id_str()).into(),
         trace_id: None,
         route: ctx.route.clone(),
@@ -117,11 +113,7 @@ async fn send(
     };
     let instance = &upstream.instances[index];
     let _in_flight = instance.start_request();
-    if !request.headers().contains_key(HOST) {
-        if let Ok(host) = HeaderValue::from_str(instance.authority.as_str()) {
-            request.headers_mut().insert(HOST, host);
-        }
-    }
+    instance.give_host(request.headers_mut());
     let request = request.map(Either::Right);
     let exchange = instance
         .pool

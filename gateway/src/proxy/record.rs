@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The status recorded for a request whose client left before any response.
 const CLIENT_CLOSED_REQUEST: u16 = 499;
@@ -120,10 +120,7 @@ impl RequestContext {
             export_trace(trace, self, status, duration, error_kind);
         }
         state.events.offer(RequestEvent {
-            timestamp_us: self
-                .started_wall
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64),
+            timestamp_us: self.timestamp_us(),
             request_id: self.request_id_str().into(),
             trace_id,
             route: self.route.take(),

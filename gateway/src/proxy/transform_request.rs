@@ -3,12 +3,13 @@
 
 use super::context::RequestContext;
 use super::error::ProxyError;
-use crate::body::RequestBody;
+use crate::body::{declared_larger_than, RequestBody};
 use crate::routing::RouteMatch;
 use crate::transform::{JsonEdits, Transform, Vars};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::HeaderMap;
+use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
@@ -26,17 +27,13 @@ pub(super) async fn run(
         transform.request_headers.apply(&mut parts.headers, &vars(ctx));
     }
     match &transform.request_body {
-        Some(edits) if is_json(&parts.headers) && !body_is_empty(&body) => {
+        Some(edits) if is_json(&parts.headers) && !body.is_end_stream() => {
             let edited = edit_body(edits, &parts.headers, body).await?;
             parts.headers.remove(CONTENT_LENGTH);
             Ok(RequestBody::Whole(edited))
         }
         _ => Ok(RequestBody::Streaming(body)),
     }
-}
-
-fn body_is_empty(body: &Incoming) -> bool {
-    http_body::Body::is_end_stream(body)
 }
 
 /// The regex applies to the path as the route would send it (after `strip_prefix`/`rewrite`);
@@ -65,10 +62,7 @@ async fn edit_body(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<bytes::Bytes, ProxyError> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|size| size > edits.max_size) {
+    if declared_larger_than(headers, edits.max_size) {
         return Err(ProxyError::BodyTooLarge(edits.max_size));
     }
     let whole = Limited::new(body, edits.max_size as usize)

@@ -6,7 +6,7 @@
 use super::error::ProxyError;
 use super::transform_request::is_json;
 use super::Answer;
-use crate::body::PooledBody;
+use crate::body::{declared_larger_than, PooledBody};
 use crate::cache::Ticket;
 use crate::routing::Route;
 use http::header::CONTENT_LENGTH;
@@ -21,11 +21,7 @@ pub(super) async fn run(
     let Some(edits) = route.transform.as_ref().and_then(|t| t.response_body.as_ref()) else {
         return Ok(Answer::Upstream(response, ticket));
     };
-    let declared = response
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if !is_json(response.headers()) || declared.is_some_and(|size| size > edits.max_size) {
+    if !is_json(response.headers()) || declared_larger_than(response.headers(), edits.max_size) {
         return Ok(Answer::Upstream(response, ticket));
     }
     let (mut parts, body) = response.into_parts();

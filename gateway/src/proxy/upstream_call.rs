@@ -14,7 +14,6 @@ use crate::routing::RouteMatch;
 use crate::traces::random_span_id;
 use crate::upstream::{balancer_key, now_ms, Exchange, Instance, ReturnTicket, Upstream};
 use bytes::Bytes;
-use http::header::{HeaderValue, HOST};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
@@ -210,12 +209,7 @@ async fn attempt(
     let _in_flight = instance.start_request();
     ctx.attempts += 1;
     ctx.instance = Some(instance.addr.clone());
-    if !request.headers().contains_key(HOST) {
-        // An HTTP/1.0 client may send no host at all; HTTP/1.1 upstreams require one.
-        if let Ok(host) = HeaderValue::from_str(instance.authority.as_str()) {
-            request.headers_mut().insert(HOST, host);
-        }
-    }
+    instance.give_host(request.headers_mut());
     // The attempt's span id goes upstream in `traceparent`, so the upstream's spans join the trace.
     let span = ctx.trace.as_ref().map(|trace| {
         let span = random_span_id();

@@ -26,6 +26,18 @@ impl std::fmt::Debug for Instance {
     }
 }
 
+impl Instance {
+    /// Names the instance in `Host` when the request has none: an HTTP/1.0 client may send no
+    /// host at all, and HTTP/1.1 upstreams require one.
+    pub(crate) fn give_host(&self, headers: &mut http::HeaderMap) {
+        if !headers.contains_key(http::header::HOST) {
+            if let Ok(host) = http::HeaderValue::from_str(self.authority.as_str()) {
+                headers.insert(http::header::HOST, host);
+            }
+        }
+    }
+}
+
 /// An instance is used through its state.
 impl std::ops::Deref for Instance {
     type Target = InstanceState;
