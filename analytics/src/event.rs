@@ -27,6 +27,10 @@ pub enum ErrorKind {
     RateLimited,
     /// The rate limit's shared backend (Redis) failed and the limit fails closed (503).
     RateLimitUnavailable,
+    /// A call of a composition route failed and the route fails whole (502 or 504).
+    CompositionFailed,
+    /// A composition route answered with some calls' results missing (200, with an error list).
+    CompositionPartial,
 }
 
 impl ErrorKind {
@@ -43,6 +47,8 @@ impl ErrorKind {
             ErrorKind::TransformFailed => "transform_failed",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::RateLimitUnavailable => "rate_limit_unavailable",
+            ErrorKind::CompositionFailed => "composition_failed",
+            ErrorKind::CompositionPartial => "composition_partial",
         }
     }
 }
@@ -64,6 +70,8 @@ pub enum StepKind {
     CacheLookup,
     /// One attempt at the upstream: its instance, status or error.
     UpstreamAttempt,
+    /// One call of a composition route, named by the step's `name`.
+    ComposeCall,
 }
 
 impl StepKind {
@@ -74,6 +82,7 @@ impl StepKind {
             StepKind::RateLimit => "rate_limit",
             StepKind::CacheLookup => "cache_lookup",
             StepKind::UpstreamAttempt => "upstream_attempt",
+            StepKind::ComposeCall => "compose_call",
         }
     }
 }
@@ -91,11 +100,14 @@ pub struct PathStep {
     pub kind: StepKind,
     pub start_us: u64,
     pub duration_us: u64,
+    /// What the step is called when its kind has several: a composition call's name.
+    pub name: Option<Arc<str>>,
     /// The upstream instance an attempt went to.
     pub instance: Option<Arc<str>>,
     /// The status an attempt received.
     pub status: Option<u16>,
-    /// Why an attempt got no response (`timeout`, `connection_error`).
+    /// Why an attempt got no response (`timeout`, `connection_error`), or why a composition call
+    /// failed.
     pub error: Option<&'static str>,
 }
 
@@ -172,6 +184,7 @@ pub(crate) mod tests {
                     kind: StepKind::RouteMatch,
                     start_us: 3,
                     duration_us: 2,
+                    name: None,
                     instance: None,
                     status: None,
                     error: None,
@@ -180,6 +193,7 @@ pub(crate) mod tests {
                     kind: StepKind::UpstreamAttempt,
                     start_us: 10,
                     duration_us: 1400,
+                    name: None,
                     instance: Some("127.0.0.1:3000".into()),
                     status: Some(200),
                     error: None,

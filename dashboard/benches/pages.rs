@@ -76,6 +76,7 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
                 kind: StepKind::UpstreamAttempt,
                 start_us: 10,
                 duration_us: duration_us - 20,
+                name: None,
                 instance: Some("10.0.0.1:80".into()),
                 status: Some(status),
                 error: None,

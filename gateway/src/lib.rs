@@ -10,6 +10,7 @@ mod analyze;
 mod body;
 mod cache;
 pub mod cli;
+mod compose;
 pub mod config;
 pub mod demo;
 mod probe;

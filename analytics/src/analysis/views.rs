@@ -234,11 +234,13 @@ pub struct Step {
     pub instance: Option<String>,
     pub status: Option<u16>,
     pub error: Option<String>,
+    /// A composition call's name.
+    pub name: Option<String>,
 }
 
 pub fn steps(conn: &Connection, request_id: &str) -> duckdb::Result<Vec<Step>> {
     let mut statement = conn.prepare(
-        "SELECT kind, start_us, duration_us, instance, status, error FROM request_spans
+        "SELECT kind, start_us, duration_us, instance, status, error, name FROM request_spans
          WHERE request_id = ? ORDER BY seq",
     )?;
     let rows = statement.query_map([request_id], |row| {
@@ -249,6 +251,7 @@ pub fn steps(conn: &Connection, request_id: &str) -> duckdb::Result<Vec<Step>> {
             instance: row.get(3)?,
             status: row.get(4)?,
             error: row.get(5)?,
+            name: row.get(6)?,
         })
     })?;
     rows.collect()

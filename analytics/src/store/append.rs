@@ -127,6 +127,10 @@ fn steps(events: &[RequestEvent]) -> duckdb::Result<RecordBatch> {
             "error",
             Arc::new(StringArray::from_iter(rows().map(|(_, _, s)| s.error))),
         ),
+        (
+            "name",
+            Arc::new(StringArray::from_iter(rows().map(|(_, _, s)| s.name.as_deref()))),
+        ),
     ])
 }
 

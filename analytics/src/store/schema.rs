@@ -10,6 +10,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_route_minute_and_anomalies.sql")),
     (3, include_str!("migrations/0003_mirrored.sql")),
+    (4, include_str!("migrations/0004_step_name.sql")),
 ];
 
 /// The schema version this build writes.

@@ -128,6 +128,7 @@ fn waterfall(request: &RequestRow, steps: &[Step]) -> Waterfall {
                 format!("upstream attempt {attempt}")
             }
             "route_match" => "route match".to_owned(),
+            "compose_call" => format!("call {}", step.name.as_deref().unwrap_or("?")),
             other => other.replace('_', " "),
         };
         let outcome = match (&step.error, step.status) {

@@ -55,7 +55,17 @@ impl Ticket {
         }
     }
 
-    fn admit(self, response: &Response<PooledBody>) -> Option<Pending> {
+    /// Stores a response the gateway made whole (a composition's), if it may be kept.
+    pub(crate) fn store_whole(self, response: &Response<Bytes>) {
+        if response.body().len() as u64 > self.route.max_entry_size {
+            return;
+        }
+        if let Some(pending) = self.admit(response) {
+            pending.store(response.body().clone());
+        }
+    }
+
+    fn admit<B>(self, response: &Response<B>) -> Option<Pending> {
         // A response that sets a cookie is one client's: handing it to others would share a session.
         if declared_larger_than(response.headers(), self.route.max_entry_size)
             || response.headers().contains_key(SET_COOKIE)

@@ -1,25 +1,27 @@
-//! Validation of `routes:` entries: matchers, rewrites and timeouts.
+//! Validation of `routes:` entries: matchers, rewrites, where requests go and timeouts.
 
 use super::build_cache::build_route_cache;
+use super::build_compose::{build_composition, compose_methods, total_timeout};
 use super::build_rate_limit::build_rate_limit;
 use super::build_transform::build_transform;
 use super::build_upstream::DEFAULT_REQUEST_TIMEOUT;
 use super::error::Problems;
-use super::raw::{RawMatch, RawMirror, RawRoute, Text};
+use super::raw::{RawCompose, RawMatch, RawMirror, RawRoute, Text};
 use super::values::{duration, positive};
 use crate::cache::ResponseCache;
 use crate::ratelimit::RedisBackend;
 use crate::routing::{
     HeaderCondition, HostMatch, Mirror, MirrorCounters, PathMatch, PathRewrite, RequestMatcher, Route,
-    RouteTimeouts,
+    RouteTimeouts, Target, Variants,
 };
-use crate::stats::{Registry, MIRROR_REQUESTS};
+use crate::stats::{Registry, RouteStats, MIRROR_REQUESTS};
 use crate::upstream::Upstream;
 use http::header::HeaderName;
 use http::{HeaderValue, Method};
 use metrics::Label;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What routes are built against: the upstreams and the state shared by every route.
 pub(super) struct Shared<'a> {
@@ -53,30 +55,22 @@ pub(super) fn build_routes(p: &mut Problems, raw: &[RawRoute], shared: &Shared<'
 }
 
 fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_>) -> Option<Route> {
-    let target = super::build_variants::build_target(p, field, raw, shared.upstreams, shared.registry);
     let (path, captures) = build_path_match(p, &format!("{field}.match"), &raw.matches);
+    let mut methods = build_methods(p, &format!("{field}.match.methods"), &raw.matches.methods);
+    let destination = match &raw.compose {
+        Some(compose) => {
+            methods = compose_methods(p, field, raw, methods);
+            compose_destination(p, field, raw, compose, &captures, shared)
+        }
+        None => upstream_destination(p, field, raw, shared),
+    };
     let matcher = RequestMatcher {
         host: raw.matches.host.as_ref().map(build_host),
         path,
-        methods: build_methods(p, &format!("{field}.match.methods"), &raw.matches.methods),
+        methods,
         headers: build_headers(p, &format!("{field}.match.headers"), &raw.matches),
     };
     let rewrite = build_rewrite(p, field, raw, &captures);
-    let upstream = target.as_ref().map(|t| &t.upstream);
-    let per_try_default = upstream.map_or(DEFAULT_REQUEST_TIMEOUT, |u| u.request_timeout);
-    let per_try = duration(
-        p,
-        &format!("{field}.per_try_timeout"),
-        raw.per_try_timeout.as_ref(),
-        per_try_default,
-    );
-    let attempts = upstream.map_or(1, |u| u.retry.attempts);
-    let total = duration(
-        p,
-        &format!("{field}.timeout"),
-        raw.timeout.as_ref(),
-        per_try.saturating_mul(attempts),
-    );
     let rate_limit = raw.rate_limit.as_ref().and_then(|limit| {
         let field = format!("{field}.rate_limit");
         build_rate_limit(p, &field, &raw.name, limit, shared.redis, shared.registry)
@@ -97,19 +91,85 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         .transform
         .as_ref()
         .map(|t| build_transform(p, &format!("{field}.transform"), t));
-    let target = target?;
+    let destination = destination?;
     Some(Route {
         name: raw.name.as_str().into(),
-        stats: target.stats,
+        stats: destination.stats,
         matcher,
         rewrite,
-        upstream: target.upstream,
-        variants: target.variants,
-        timeouts: RouteTimeouts { total, per_try },
+        target: destination.target,
+        variants: destination.variants,
+        timeouts: destination.timeouts,
         rate_limit,
         cache,
         mirror,
         transform,
+    })
+}
+
+/// Where a route's requests go, with what goes with it.
+struct Destination {
+    target: Target,
+    stats: Arc<RouteStats>,
+    variants: Option<Variants>,
+    timeouts: RouteTimeouts,
+}
+
+/// An `upstream` (or `variants`), with per-try and total timeouts.
+fn upstream_destination(
+    p: &mut Problems,
+    field: &str,
+    raw: &RawRoute,
+    shared: &Shared<'_>,
+) -> Option<Destination> {
+    let target = super::build_variants::build_target(p, field, raw, shared.upstreams, shared.registry);
+    let upstream = target.as_ref().map(|t| &t.upstream);
+    let per_try_default = upstream.map_or(DEFAULT_REQUEST_TIMEOUT, |u| u.request_timeout);
+    let per_try = duration(
+        p,
+        &format!("{field}.per_try_timeout"),
+        raw.per_try_timeout.as_ref(),
+        per_try_default,
+    );
+    let attempts = upstream.map_or(1, |u| u.retry.attempts);
+    let total = duration(
+        p,
+        &format!("{field}.timeout"),
+        raw.timeout.as_ref(),
+        per_try.saturating_mul(attempts),
+    );
+    let target = target?;
+    Some(Destination {
+        target: Target::Upstream(target.upstream),
+        stats: target.stats,
+        variants: target.variants,
+        timeouts: RouteTimeouts { total, per_try },
+    })
+}
+
+/// A composition, whose `timeout` bounds all its calls (default: their timeouts added up).
+fn compose_destination(
+    p: &mut Problems,
+    field: &str,
+    raw: &RawRoute,
+    compose: &RawCompose,
+    captures: &[String],
+    shared: &Shared<'_>,
+) -> Option<Destination> {
+    let timeout = raw
+        .timeout
+        .as_ref()
+        .map(|t| duration(p, &format!("{field}.timeout"), Some(t), Duration::ZERO));
+    let composition = build_composition(p, field, raw, compose, captures, shared)?;
+    let total = timeout.unwrap_or_else(|| total_timeout(&composition));
+    Some(Destination {
+        target: Target::Compose(composition),
+        stats: shared.registry.route(&raw.name, ""),
+        variants: None,
+        timeouts: RouteTimeouts {
+            total,
+            per_try: total,
+        },
     })
 }
 

@@ -5,6 +5,7 @@ mod build;
 mod build_analytics;
 pub(crate) use build_analytics::default_replica;
 mod build_cache;
+mod build_compose;
 mod build_rate_limit;
 mod build_route;
 mod build_transform;

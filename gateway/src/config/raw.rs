@@ -181,6 +181,34 @@ pub(crate) struct RawRoute {
     pub(crate) mirror: Option<RawMirror>,
     /// Headers, path and JSON bodies rewritten on the way.
     pub(crate) transform: Option<RawTransform>,
+    /// API composition: the route answers with several upstream calls' merged results
+    /// (instead of `upstream` or `variants`).
+    pub(crate) compose: Option<RawCompose>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompose {
+    pub(crate) calls: Vec<RawCall>,
+    /// `fail` (default): one failed call fails the response; `partial`: answer with the rest.
+    pub(crate) on_error: Option<Text>,
+    /// Bound on each call's response body (default `1MiB`).
+    pub(crate) max_size: Option<Text>,
+    /// Client request headers passed on to every call.
+    #[serde(default)]
+    pub(crate) pass_headers: Vec<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCall {
+    /// The key of the call's result in the merged response.
+    pub(crate) name: Text,
+    pub(crate) upstream: Text,
+    /// Path and query, with `${path.NAME}`, `${query.NAME}` and `${CALL.FIELD}`.
+    pub(crate) path: Text,
+    /// Default: the upstream's `request_timeout`.
+    pub(crate) timeout: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -134,6 +134,7 @@ impl RequestContext {
             kind,
             start_us,
             duration_us: offset(Instant::now()).saturating_sub(start_us),
+            name: None,
             instance: None,
             status: None,
             error: None,

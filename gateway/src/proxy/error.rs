@@ -27,6 +27,12 @@ pub(crate) enum ProxyError {
     RateLimited,
     #[error("the rate limit could not be checked and this route refuses requests until it can")]
     RateLimitUnavailable,
+    #[error("composition call `{call}` failed: {reason}")]
+    CompositionFailed {
+        call: Arc<str>,
+        reason: String,
+        timed_out: bool,
+    },
 }
 
 impl ProxyError {
@@ -42,6 +48,8 @@ impl ProxyError {
             ProxyError::ResponseTransformFailed(_) => StatusCode::BAD_GATEWAY,
             ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::CompositionFailed { timed_out: true, .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::CompositionFailed { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -58,6 +66,7 @@ impl ProxyError {
             ProxyError::ResponseTransformFailed(_) => "response_transform_failed",
             ProxyError::RateLimited => "rate_limited",
             ProxyError::RateLimitUnavailable => "rate_limit_unavailable",
+            ProxyError::CompositionFailed { .. } => "composition_failed",
         }
     }
 
@@ -73,6 +82,7 @@ impl ProxyError {
             ProxyError::ResponseTransformFailed(_) => ErrorKind::TransformFailed,
             ProxyError::RateLimited => ErrorKind::RateLimited,
             ProxyError::RateLimitUnavailable => ErrorKind::RateLimitUnavailable,
+            ProxyError::CompositionFailed { .. } => ErrorKind::CompositionFailed,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use super::context::RequestContext;
 use super::error::ProxyError;
-use crate::routing::{RouteMatch, RouteTable};
+use crate::routing::{RouteMatch, RouteTable, TargetRef};
 use http::request::Parts;
 use lookout_analytics::StepKind;
 use std::time::Instant;
@@ -28,7 +28,9 @@ pub(super) fn run<'r>(
     matched.stats().started();
     ctx.stats = Some(matched.stats().clone());
     ctx.route = Some(matched.route.name.clone());
-    ctx.upstream = Some(matched.upstream().name.clone());
+    if let TargetRef::Upstream(upstream) = matched.target() {
+        ctx.upstream = Some(upstream.name.clone());
+    }
     ctx.variant = matched.variant.map(|v| v.name.clone());
     ctx.set_cookie = matched.set_cookie.take();
     ctx.transform = matched

@@ -7,7 +7,8 @@ use super::context::{version_names, RequestContext};
 use super::forward_headers;
 use crate::body::{PooledBody, RequestBody};
 use crate::routing::{MirrorSlot, RouteMatch};
-use crate::upstream::{now_ms, Exchange, ReturnTicket, Upstream};
+use crate::upstream::one_shot::{self, Failure};
+use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::request::Parts;
 use http::uri::PathAndQuery;
@@ -100,71 +101,47 @@ fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
 
 async fn send(
     upstream: Arc<Upstream>,
-    mut request: Request<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
     mut event: RequestEvent,
     events: EventQueue,
     _slot: MirrorSlot,
 ) {
     let started = Instant::now();
-    let Some(index) = upstream.balancer.pick(&upstream.instances, None, &[], now_ms()) else {
-        event.status = 503;
-        event.error_kind = Some(ErrorKind::NoHealthyInstance);
-        return events.offer(event);
-    };
-    let instance = &upstream.instances[index];
-    let _in_flight = instance.start_request();
-    instance.give_host(request.headers_mut());
-    let request = request.map(Either::Right);
-    let exchange = instance
-        .pool
-        .send(&instance.authority, upstream.connect_timeout, request);
+    let sent = one_shot::send(&upstream, request.map(Either::Right), upstream.request_timeout).await;
     let mut step = PathStep {
         kind: StepKind::UpstreamAttempt,
         start_us: 0,
         duration_us: 0,
-        instance: Some(instance.addr.clone()),
+        name: None,
+        instance: sent.instance.clone(),
         status: None,
         error: None,
     };
-    event.attempts = 1;
-    event.instance = Some(instance.addr.clone());
-    match timeout(upstream.request_timeout, exchange).await {
-        Ok(Ok(Exchange {
-            response,
-            sender,
-            connect_time,
-        })) => {
-            let ttfb = started.elapsed();
-            instance.record_success();
-            instance.latency.record(ttfb);
-            event.status = response.status().as_u16();
-            event.upstream_connect_us = connect_time.unwrap_or_default().as_micros() as u64;
-            event.upstream_ttfb_us = ttfb.as_micros() as u64;
+    event.instance = sent.instance;
+    event.attempts = u32::from(event.instance.is_some());
+    match sent.outcome {
+        Ok(answered) => {
+            event.status = answered.response.status().as_u16();
+            event.upstream_connect_us = answered.connect_time.as_micros() as u64;
+            event.upstream_ttfb_us = answered.ttfb.as_micros() as u64;
             step.status = Some(event.status);
-            let ticket = ReturnTicket {
-                sender,
-                instance: instance.state.clone(),
+            event.bytes_out = discard(answered.response.into_body(), &upstream).await;
+        }
+        Err(failure) => {
+            let (status, kind) = match failure {
+                Failure::NoInstance => (503, ErrorKind::NoHealthyInstance),
+                Failure::Unreachable => (502, ErrorKind::UpstreamUnreachable),
+                Failure::TimedOut => (504, ErrorKind::UpstreamTimeout),
             };
-            let body = PooledBody::new(response.into_body(), ticket);
-            event.bytes_out = discard(body, &upstream).await;
-        }
-        Ok(Err(_)) => {
-            instance.record_failure(&upstream.outlier);
-            (event.status, event.error_kind, step.error) = (
-                502,
-                Some(ErrorKind::UpstreamUnreachable),
-                Some("connection_error"),
-            );
-        }
-        Err(_) => {
-            instance.record_failure(&upstream.outlier);
-            (event.status, event.error_kind, step.error) =
-                (504, Some(ErrorKind::UpstreamTimeout), Some("timeout"));
+            (event.status, event.error_kind) = (status, Some(kind));
+            step.error = Some(failure.as_str());
         }
     }
     let elapsed = started.elapsed().as_micros() as u64;
     (event.duration_us, step.duration_us) = (elapsed, elapsed);
-    event.steps.push(step);
+    if event.instance.is_some() {
+        event.steps.push(step);
+    }
     events.offer(event);
 }
 

@@ -3,6 +3,7 @@
 //! 1. [`match_route`]: pick the route (404 when none) and the upstream path.
 //! 2. [`rate_limit`]: 429 when the route's limit is used up.
 //! 3. [`cache_lookup`]: a fresh stored response answers here.
+//!    A composition route answers here instead, with [`compose`]: its calls' merged results.
 //! 4. [`transform_request`]: headers, path and JSON body as the route rewrites them.
 //! 5. [`mirror`]: copy a share of the requests to a shadow upstream, without waiting for it.
 //! 6. [`upstream_call`]: pick an instance, forward (with [`forward_headers`]), retry, time out;
@@ -15,6 +16,7 @@
 //! in the end, what the request event is made of.
 
 mod cache_lookup;
+mod compose;
 mod context;
 mod error;
 mod forward_headers;
@@ -33,7 +35,7 @@ pub(crate) use record::ProxyBody;
 
 use crate::body::PooledBody;
 use crate::cache::Ticket;
-use crate::routing::RouteTable;
+use crate::routing::{RouteTable, TargetRef};
 use crate::traces::{RequestTrace, Tracing};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -100,9 +102,15 @@ async fn pipeline(
         Cached::Hit(stored) => return Ok(Answer::Whole(stored)),
         Cached::Fetch(ticket) => ticket,
     };
+    let upstream = match matched.target() {
+        TargetRef::Upstream(upstream) => upstream,
+        TargetRef::Compose(composition) => {
+            return compose::run(composition, matched.route, &parts, ticket, ctx).await;
+        }
+    };
     let body = transform_request::run(&mut matched, &mut parts, body, ctx).await?;
     mirror::run(&matched, &parts, &body, ctx);
     let route = matched.route;
-    let fetched = upstream_call::run(matched, parts, body, ctx).await?;
+    let fetched = upstream_call::run(upstream, matched, parts, body, ctx).await?;
     transform_response::run(route, fetched, ticket).await
 }

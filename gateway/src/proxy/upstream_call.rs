@@ -27,14 +27,14 @@ use std::time::Instant;
 use tokio::time::{timeout_at, Instant as Deadline};
 
 pub(super) async fn run(
+    upstream: &Upstream,
     matched: RouteMatch<'_>,
     parts: Parts,
     body: RequestBody,
     ctx: &mut RequestContext,
 ) -> Result<Response<PooledBody>, ProxyError> {
     let route = matched.route;
-    let upstream = &**matched.upstream();
-    let mut outgoing = Outgoing::prepare(matched, parts, body, ctx)?;
+    let mut outgoing = Outgoing::prepare(upstream, matched, parts, body, ctx)?;
     let deadline = Deadline::from_std(ctx.started + route.timeouts.total);
     let _request_slot = upstream.retry.budget.request();
     let mut tried = Vec::with_capacity(outgoing.max_attempts as usize);
@@ -85,12 +85,12 @@ struct Outgoing {
 
 impl Outgoing {
     fn prepare(
+        upstream: &Upstream,
         matched: RouteMatch<'_>,
         mut parts: Parts,
         body: RequestBody,
         ctx: &mut RequestContext,
     ) -> Result<Outgoing, ProxyError> {
-        let upstream = &**matched.upstream();
         let upgrade = forward_headers::is_upgrade(&parts.headers);
         let client_upgrade = upgrade.then(|| parts.extensions.remove::<OnUpgrade>()).flatten();
         // Retries go to an instance not tried yet, so a single-instance upstream never retries.

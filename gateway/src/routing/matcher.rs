@@ -86,7 +86,8 @@ impl HostMatch {
 }
 
 impl PathMatch {
-    fn matches<'p>(&'p self, path: &'p str) -> Option<Params<'p>> {
+    /// The template's captures when `path` matches (none for the other kinds).
+    pub(crate) fn matches<'p>(&'p self, path: &'p str) -> Option<Params<'p>> {
         let matched = match self {
             PathMatch::Any => true,
             PathMatch::Exact(exact) => path == exact,

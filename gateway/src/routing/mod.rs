@@ -16,6 +16,7 @@ pub(crate) use variants::{
 };
 
 use crate::cache::RouteCache;
+use crate::compose::Composition;
 use crate::ratelimit::RateLimit;
 use crate::stats::RouteStats;
 use crate::transform::Transform;
@@ -42,7 +43,8 @@ pub(crate) struct Route {
     pub(crate) stats: Arc<RouteStats>,
     pub(crate) matcher: RequestMatcher,
     pub(crate) rewrite: PathRewrite,
-    pub(crate) upstream: Arc<Upstream>,
+    /// Where the requests go (on a route with variants, its first variant's upstream).
+    pub(crate) target: Target,
     /// Canary / A-B: weighted variants, each with its own upstream.
     pub(crate) variants: Option<Variants>,
     pub(crate) timeouts: RouteTimeouts,
@@ -51,6 +53,15 @@ pub(crate) struct Route {
     /// A share of the requests copied to a shadow upstream.
     pub(crate) mirror: Option<Mirror>,
     pub(crate) transform: Option<Arc<Transform>>,
+}
+
+/// What answers a route's requests.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// One upstream, which the request is forwarded to.
+    Upstream(Arc<Upstream>),
+    /// Several upstream calls whose JSON results are merged (API composition).
+    Compose(Arc<Composition>),
 }
 
 /// Timeouts bound the wait for response headers; a streaming body may take longer.
@@ -74,6 +85,13 @@ pub(crate) struct RouteMatch<'a> {
     pub(crate) set_cookie: Option<HeaderValue>,
 }
 
+/// A request's [`Target`], its variant taken into account.
+#[derive(Clone, Copy)]
+pub(crate) enum TargetRef<'a> {
+    Upstream(&'a Arc<Upstream>),
+    Compose(&'a Arc<Composition>),
+}
+
 impl<'a> RouteMatch<'a> {
     /// Picks the request's variant, on a route that has them.
     pub(crate) fn pick_variant(&mut self, request: &Parts, client_ip: IpAddr) {
@@ -84,8 +102,13 @@ impl<'a> RouteMatch<'a> {
         }
     }
 
-    pub(crate) fn upstream(&self) -> &'a Arc<Upstream> {
-        self.variant.map_or(&self.route.upstream, |v| &v.upstream)
+    /// What answers this request: the variant's upstream, or the route's target.
+    pub(crate) fn target(&self) -> TargetRef<'a> {
+        match (self.variant, &self.route.target) {
+            (Some(variant), _) => TargetRef::Upstream(&variant.upstream),
+            (None, Target::Upstream(upstream)) => TargetRef::Upstream(upstream),
+            (None, Target::Compose(composition)) => TargetRef::Compose(composition),
+        }
     }
 
     pub(crate) fn stats(&self) -> &'a Arc<RouteStats> {
@@ -124,6 +147,16 @@ impl RouteTable {
     }
 }
 
+impl Target {
+    /// The `upstream` label of the route's statistics: a composition has none of its own.
+    pub(crate) fn stats_label(&self) -> &str {
+        match self {
+            Target::Upstream(upstream) => &upstream.name,
+            Target::Compose(_) => "",
+        }
+    }
+}
+
 impl RouteTable {
     /// Drops from `registry` the routes and instances this table no longer has.
     pub(crate) fn retain_in(&self, registry: &crate::stats::Registry) {
@@ -132,7 +165,7 @@ impl RouteTable {
             .iter()
             .flat_map(|r| {
                 let variants = r.variants.iter().flat_map(|v| v.list.iter());
-                std::iter::once((&*r.name, &*r.upstream.name))
+                std::iter::once((&*r.name, r.target.stats_label()))
                     .chain(variants.map(|v| (&*r.name, &*v.upstream.name)))
             })
             .collect();

@@ -10,8 +10,8 @@ mod route;
 pub(crate) use latency::{Latency, ROTATION};
 pub use latency::{LatencySnapshot, Percentiles};
 pub(crate) use prometheus::{
-    Metrics, CONFIG_RELOADS, EJECTIONS, INSTANCE_HEALTHY, MIRROR_REQUESTS, RATE_LIMIT_BACKEND_ERRORS,
-    RATE_LIMIT_DECISIONS, RETRIES,
+    Metrics, COMPOSE_CALLS, CONFIG_RELOADS, EJECTIONS, INSTANCE_HEALTHY, MIRROR_REQUESTS,
+    RATE_LIMIT_BACKEND_ERRORS, RATE_LIMIT_DECISIONS, RETRIES,
 };
 pub use registry::Registry;
 pub use route::RouteSnapshot;

@@ -38,6 +38,7 @@ pub(crate) const CACHE_LOOKUPS: &str = "lookout_cache_lookups_total";
 pub(crate) const CACHE_HIT_RATIO: &str = "lookout_cache_hit_ratio";
 pub(crate) const CACHE_ENTRIES: &str = "lookout_cache_entries";
 pub(crate) const CACHE_BYTES: &str = "lookout_cache_size_bytes";
+pub(crate) const COMPOSE_CALLS: &str = "lookout_compose_calls_total";
 
 /// The bucket boundaries OpenTelemetry advises for `http.server.request.duration`, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -49,7 +50,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 31] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 32] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -173,6 +174,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 31] = [
         "Requests chosen for mirroring, by result: sent, dropped (too many in flight) or with_body (not copied).",
     ),
     (CACHE_BYTES, Unit::Bytes, "Approximate bytes held by the response cache."),
+    (
+        COMPOSE_CALLS,
+        Unit::Count,
+        "Calls made by composition routes, by route, call and result (ok or why not).",
+    ),
 ];
 
 /// One gateway's metrics.

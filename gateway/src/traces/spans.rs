@@ -1,6 +1,6 @@
 //! Building a kept request's spans, after the fact, from what the request path noted: a server
 //! span for the request, a child for route matching and each policy phase, and one client span
-//! per upstream attempt.
+//! per upstream attempt or composition call.
 //! Attributes follow the OpenTelemetry HTTP semantic conventions.
 
 use super::RequestTrace;
@@ -107,7 +107,20 @@ impl RequestTrace {
                         .span_builder(format!("{} {}", done.method, done.upstream.unwrap_or("upstream")))
                         .with_kind(SpanKind::Client)
                         .with_span_id(span)
-                        .with_attributes(attempt_attributes(done, step, attempts - 1))
+                        .with_attributes(attempt_attributes(done.method, step, attempts - 1))
+                }
+                StepKind::ComposeCall => {
+                    let Some(&span) = attempt_spans.next() else {
+                        continue;
+                    };
+                    let call = step.name.as_deref().unwrap_or("call");
+                    let mut attributes = attempt_attributes("GET", step, 0);
+                    attributes.push(KeyValue::new("lookout.compose.call", call.to_owned()));
+                    tracer
+                        .span_builder(format!("GET {call}"))
+                        .with_kind(SpanKind::Client)
+                        .with_span_id(span)
+                        .with_attributes(attributes)
                 }
             };
             let mut span = builder
@@ -157,11 +170,11 @@ fn server_attributes(done: &Finished<'_>) -> Vec<KeyValue> {
     attributes
 }
 
-fn attempt_attributes(done: &Finished<'_>, attempt: &PathStep, number: usize) -> Vec<KeyValue> {
+fn attempt_attributes(method: &str, attempt: &PathStep, number: usize) -> Vec<KeyValue> {
     let instance = attempt.instance.as_deref().unwrap_or_default();
     let (host, port) = instance.rsplit_once(':').unwrap_or((instance, ""));
     let mut attributes = vec![
-        KeyValue::new("http.request.method", done.method.to_owned()),
+        KeyValue::new("http.request.method", method.to_owned()),
         KeyValue::new("server.address", host.to_owned()),
         KeyValue::new("lookout.instance", instance.to_owned()),
     ];

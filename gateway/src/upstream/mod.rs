@@ -5,6 +5,7 @@
 mod balancer;
 mod health;
 mod instance;
+pub(crate) mod one_shot;
 mod pool;
 mod retry;
 

@@ -1,0 +1,93 @@
+//! One request to one instance, outside a route's retry loop: the shadow copy of a mirrored
+//! request and each call of a composition route. The instance is picked by the upstream's
+//! balancer, and its health learns from the outcome like any attempt's.
+
+use super::{now_ms, Exchange, ReturnTicket, Upstream};
+use crate::body::{PooledBody, UpstreamBody};
+use http::{Request, Response};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::time::timeout;
+
+/// What came back, and from where.
+pub(crate) struct OneShot {
+    /// The instance the request went to; `None` when none was available.
+    pub(crate) instance: Option<Arc<str>>,
+    pub(crate) outcome: Result<Answered, Failure>,
+}
+
+pub(crate) struct Answered {
+    pub(crate) response: Response<PooledBody>,
+    /// How long a new connection took to open, when the request needed one.
+    pub(crate) connect_time: Duration,
+    /// From sending to the response's headers.
+    pub(crate) ttfb: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    NoInstance,
+    Unreachable,
+    TimedOut,
+}
+
+impl Failure {
+    /// As path steps and metrics name it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Failure::NoInstance => "no_healthy_instance",
+            Failure::Unreachable => "connection_error",
+            Failure::TimedOut => "timeout",
+        }
+    }
+}
+
+/// Sends `request` and waits at most `wait` for the response's headers.
+pub(crate) async fn send(upstream: &Upstream, mut request: Request<UpstreamBody>, wait: Duration) -> OneShot {
+    let Some(index) = upstream.balancer.pick(&upstream.instances, None, &[], now_ms()) else {
+        return OneShot {
+            instance: None,
+            outcome: Err(Failure::NoInstance),
+        };
+    };
+    let instance = &upstream.instances[index];
+    let _in_flight = instance.start_request();
+    instance.give_host(request.headers_mut());
+    let sent = Instant::now();
+    let exchange = instance
+        .pool
+        .send(&instance.authority, upstream.connect_timeout, request);
+    let outcome = match timeout(wait, exchange).await {
+        Ok(Ok(Exchange {
+            response,
+            sender,
+            connect_time,
+        })) => {
+            let ttfb = sent.elapsed();
+            instance.record_success();
+            instance.latency.record(ttfb);
+            let ticket = ReturnTicket {
+                sender,
+                instance: instance.state.clone(),
+            };
+            Ok(Answered {
+                response: response.map(|body| PooledBody::new(body, ticket)),
+                connect_time: connect_time.unwrap_or_default(),
+                ttfb,
+            })
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(instance = %instance.addr, %error, "one-shot request failed");
+            instance.record_failure(&upstream.outlier);
+            Err(Failure::Unreachable)
+        }
+        Err(_) => {
+            instance.record_failure(&upstream.outlier);
+            Err(Failure::TimedOut)
+        }
+    };
+    OneShot {
+        instance: Some(instance.addr.clone()),
+        outcome,
+    }
+}
