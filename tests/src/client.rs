@@ -51,6 +51,15 @@ pub fn body_json(reply: &Reply) -> serde_json::Value {
     serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", reply.body))
 }
 
+/// Runs `query` on the admin listener's `POST /api/sql` with `token`, and returns its rows.
+pub async fn sql_rows(admin: SocketAddr, token: &str, query: &str) -> serde_json::Value {
+    let auth = format!("Bearer {token}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "text/plain")];
+    let reply = send_body(admin, Method::POST, "/api/sql", &headers, query.to_owned()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{query}: {:?}", reply.body);
+    body_json(&reply)["rows"].clone()
+}
+
 /// Sends one GET from the loopback address `from` (e.g. 127.0.0.2): a second client IP for
 /// tests of per-IP policies. Linux routes all of 127.0.0.0/8 to loopback.
 pub async fn send_from(

@@ -10,7 +10,7 @@ mod otlp;
 mod redis;
 mod upstream;
 
-pub use client::{body_json, send, send_body, send_from, Reply};
+pub use client::{body_json, send, send_body, send_from, sql_rows, Reply};
 pub use gateway::{
     single_upstream, start_gateway, start_gateway_to, start_gateway_with, wait_for_stored, wait_until,
 };

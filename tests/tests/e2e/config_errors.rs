@@ -129,3 +129,54 @@ routes:
         .contains("expected allow or deny"));
     assert_eq!(all.len(), 5, "{all:#?}");
 }
+
+#[test]
+fn composition_errors_name_their_field() {
+    let text = "\
+upstreams:
+  - { name: svc, instances: [\"127.0.0.1:3000\"] }
+routes:
+  - name: full
+    match: { template: \"/books/{id}\", methods: [GET, POST] }
+    upstream: svc
+    compose:
+      on_error: sometimes
+      calls:
+        - { name: book, upstream: svc, path: \"/books/${path.isbn}\" }
+        - { name: errors, upstream: nowhere, path: /x }
+        - { name: book, upstream: svc, path: \"/r/${later.id}\", timeout: soon }
+        - { name: later, upstream: svc, path: reviews }
+";
+    let all = errors(text);
+    assert!(find(&all, "routes[0].upstream")
+        .message
+        .contains("does not apply to a `compose` route"));
+    assert!(find(&all, "routes[0].match.methods[1]")
+        .message
+        .contains("answers GET and HEAD, not POST"));
+    assert!(find(&all, "routes[0].compose.on_error")
+        .message
+        .contains("not `fail` or `partial`"));
+    let capture = find(&all, "routes[0].compose.calls[0].path");
+    assert_eq!(capture.line, 10);
+    assert!(capture.message.contains("captures no `isbn`"), "{capture:?}");
+    assert!(find(&all, "routes[0].compose.calls[1].name")
+        .message
+        .contains("none of errors, path, query"));
+    assert!(find(&all, "routes[0].compose.calls[1].upstream")
+        .message
+        .contains("unknown upstream `nowhere`"));
+    assert!(find(&all, "routes[0].compose.calls[2].name")
+        .message
+        .contains("duplicate call name `book`"));
+    assert!(find(&all, "routes[0].compose.calls[2].path")
+        .message
+        .contains("`later` is not an earlier call"));
+    assert!(find(&all, "routes[0].compose.calls[2].timeout")
+        .message
+        .contains("soon"));
+    assert!(find(&all, "routes[0].compose.calls[3].path")
+        .message
+        .contains("must start with `/`"));
+    assert_eq!(all.len(), 10, "{all:#?}");
+}

@@ -10,7 +10,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lookout_gateway::Gateway;
-use lookout_tests::{body_json, send, send_body, start_gateway, wait_for_stored, wait_until, TestUpstream};
+use lookout_tests::{
+    body_json, send, send_body, sql_rows, start_gateway, wait_for_stored, wait_until, TestUpstream,
+};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -61,21 +63,6 @@ async fn mirror_counter(gateway: &Gateway, result: &str) -> Option<f64> {
     )
 }
 
-async fn sql_rows(gateway: &Gateway, query: &str) -> serde_json::Value {
-    let auth = format!("Bearer {TOKEN}");
-    let headers = [("authorization", auth.as_str()), ("content-type", "text/plain")];
-    let reply = send_body(
-        gateway.admin_addr(),
-        Method::POST,
-        "/api/sql",
-        &headers,
-        query.to_owned(),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    body_json(&reply)["rows"].clone()
-}
-
 #[tokio::test]
 async fn the_shadow_gets_copies_and_the_client_only_the_primary_with_mirrored_events() {
     let primary = TestUpstream::start("primary").await;
@@ -90,7 +77,8 @@ async fn the_shadow_gets_copies_and_the_client_only_the_primary_with_mirrored_ev
     assert_eq!(primary.hits(), 20);
     wait_for_stored(&gateway, 40).await;
     let rows = sql_rows(
-        &gateway,
+        gateway.admin_addr(),
+        TOKEN,
         "SELECT mirrored, upstream, count(*), count(*) FILTER (WHERE status = 200),
                 count(DISTINCT path), bool_and(request_id LIKE '%-mirror' = mirrored)
          FROM requests GROUP BY ALL ORDER BY mirrored",

@@ -1,6 +1,7 @@
 mod analytics;
 mod balancing;
 mod cache;
+mod compose;
 mod config_errors;
 mod events;
 mod headers;
