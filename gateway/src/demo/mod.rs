@@ -78,6 +78,15 @@ routes:
     transform:
       path: {{ pattern: "^/search$", replace: /books }}
       response_headers: {{ set: {{ x-served-by: "lookout ${{route}}" }} }}
+  - name: book-full
+    match: {{ template: "/books/{{id}}/full" }}
+    timeout: 2s
+    compose:
+      on_error: partial
+      calls:
+        - {{ name: book, upstream: books, path: "/books/${{path.id}}", timeout: 1s }}
+        - {{ name: reviews, upstream: reviews, path: "/reviews/${{book.id}}", timeout: 500ms }}
+        - {{ name: stock, upstream: inventory, path: "/inventory/${{path.id}}", timeout: 300ms }}
   - name: book
     match: {{ template: "/books/{{id}}", methods: [GET] }}
     variants:
@@ -154,6 +163,7 @@ fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path) {
          \x20 curl -H 'x-books-version: 2' http://{proxy}/books/3\n\
          \x20 curl -i http://{proxy}/reviews/3     (cached for 10 s: x-cache HIT or MISS)\n\
          \x20 curl -i http://{proxy}/search?q=dune (limited to 1/s, burst 3: RateLimit headers, then 429)\n\
+         \x20 curl http://{proxy}/books/3/full    (a book, its reviews and its stock: three calls, one JSON)\n\
          \x20 curl http://{proxy}/inventory/3     (fails now and then; retried)\n\
          Web app:    http://{proxy}/app/   (a static front end calling the API through the gateway)\n\
          Dashboard:  http://{admin}/dashboard   (with an hour of made-up history: anomalies, a canary)\n\

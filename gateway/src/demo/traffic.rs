@@ -41,7 +41,7 @@ pub(super) async fn generate(proxy: SocketAddr, rps: u32, mut stop: watch::Recei
 }
 
 /// One request of the mix: mostly reads of books, some writes, searches (rate limited),
-/// reviews (cached), inventory, a v2 beta tester, the web front end's page, and a few requests
+/// reviews (cached), books with their reviews (composed), inventory, a v2 beta tester, the web front end's page, and a few requests
 /// for paths that do not exist.
 fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
     let id = 1 + fastrand::u32(..BOOK_COUNT + 2);
@@ -51,7 +51,9 @@ fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
         21..=24 => (Method::GET, format!("/search?q=book{id}"), false),
         25..=49 => (Method::GET, format!("/books/{id}"), false),
         50..=54 => (Method::POST, "/books".to_owned(), false),
-        55..=69 => (Method::GET, format!("/reviews/{id}"), false),
+        55..=64 => (Method::GET, format!("/reviews/{id}"), false),
+        // A book with its reviews and stock: three calls, sometimes partial.
+        65..=69 => (Method::GET, format!("/books/{id}/full"), false),
         70..=84 => (Method::GET, format!("/inventory/{id}"), false),
         85..=91 => (Method::GET, format!("/books/{id}"), true),
         92..=94 => (Method::GET, format!("/api/books/{id}"), false),

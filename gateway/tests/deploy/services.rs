@@ -112,6 +112,14 @@ async fn the_gateway_proxies_to_demo_services_running_as_their_own_processes() {
         status == 200 && reviews.contains("\"book_id\":3"),
         "{status} {reviews}"
     );
+    let (status, full) = get(proxy, "/books/3/full").await;
+    let full: serde_json::Value = serde_json::from_str(&full).expect("JSON");
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&full["book"]["id"], &full["reviews"]["book_id"]),
+        (&serde_json::json!(3), &serde_json::json!(3)),
+        "the book, then its reviews by the book's id: {full}"
+    );
 
     // The container health check: the gateway's admin listener and a demo service answer;
     // a service that stopped on SIGTERM (cleanly, as in a pod) does not.

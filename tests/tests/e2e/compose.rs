@@ -64,8 +64,8 @@ fn error_codes(body: &Value) -> Vec<(String, String)> {
         .iter()
         .map(|e| {
             (
-                e["call"].as_str().unwrap().to_owned(),
-                e["code"].as_str().unwrap().to_owned(),
+                e["call"].as_str().expect("call").to_owned(),
+                e["code"].as_str().expect("code").to_owned(),
             )
         })
         .collect()

@@ -10,9 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lookout_gateway::Gateway;
-use lookout_tests::{
-    body_json, send, send_body, sql_rows, start_gateway, wait_for_stored, wait_until, TestUpstream,
-};
+use lookout_tests::{send, send_body, sql_rows, start_gateway, wait_for_stored, wait_until, TestUpstream};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
