@@ -3,7 +3,9 @@
 #   cache:      an upstream that takes 2 ms per request (/work), direct vs through a plain route
 #               vs through a cached route (every request after the first a hit);
 #   rate limit: /small through a plain route vs a local limit vs a cluster-wide (Redis) limit,
-#               each with a quota far above the load, so every request is checked and allowed.
+#               each with a quota far above the load, so every request is checked and allowed;
+#   composition: a route of three calls (two in parallel, the third using a field of the first)
+#               to a small-JSON upstream, vs the plain route to the same upstream (one call).
 # Lookout runs with --workers 1 and its store, access log and traces off, so the policies are
 # what differs between the runs. Prints req/s, p50 and p99 and the ratios.
 #
@@ -46,6 +48,13 @@ routes:
   - { name: local-limit, match: { prefix: /local }, strip_prefix: /local, upstream: bench,
       rate_limit: { rate: 1000000/s, burst: 1000000 } }
 $redis_route
+  - name: composed
+    match: { path: /composed }
+    compose:
+      calls:
+        - { name: a, upstream: bench, path: /json/a }
+        - { name: b, upstream: bench, path: /json/b }
+        - { name: c, upstream: bench, path: "/json/c/\${a.id}" }
   - { name: plain, upstream: bench }
 YAML
 RUST_LOG=warn "$target/release/lookout" run -c "$work/lookout.yaml" --workers 1 >/dev/null & pids+=($!)
@@ -67,6 +76,9 @@ run "direct /small" "$direct/small"
 run "lookout plain /small" "$lookout/small"
 run "lookout local limit /small" "$lookout/local/small"
 [ -n "$redis_port" ] && run "lookout redis limit /small" "$lookout/redis/small"
+run "direct /json" "$direct/json"
+run "lookout plain /json" "$lookout/json"
+run "lookout composition of 3 calls" "$lookout/composed"
 
 ratio() { awk -v a="$2" -v b="$3" -v t="$1" 'BEGIN { printf "%-50s %.2fx\n", t, a/b }'; }
 echo
@@ -74,4 +86,7 @@ ratio "cached route / direct to the 2 ms upstream" "${rps[lookout cached /work]}
 ratio "cached route / plain route (2 ms upstream)" "${rps[lookout cached /work]}" "${rps[lookout plain /work]}"
 ratio "local limit / plain route" "${rps[lookout local limit /small]}" "${rps[lookout plain /small]}"
 [ -n "$redis_port" ] && ratio "redis limit / plain route" "${rps[lookout redis limit /small]}" "${rps[lookout plain /small]}"
+ratio "composition (3 calls) / plain route (1 call)" "${rps[lookout composition of 3 calls]}" "${rps[lookout plain /json]}"
+calls=$(awk -v r="${rps[lookout composition of 3 calls]}" 'BEGIN { print r * 3 }')
+ratio "upstream calls/s: composition / plain route" "$calls" "${rps[lookout plain /json]}"
 true

@@ -1,6 +1,7 @@
 //! The benchmark's upstream: answers `/small` with the 13-byte `Hello, World!` and `/large` with
 //! 64 KiB, as fast as hyper can, so that the proxies in front of it are what is measured; and
-//! `/work` with `Hello, World!` after 2 ms, like a service that does some work (for the cache).
+//! `/work` with `Hello, World!` after 2 ms, like a service that does some work (for the cache);
+//! and any path under `/json` with a small JSON object (for composition).
 //!
 //! Usage: `bench-upstream 127.0.0.1:PORT`.
 
@@ -14,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 
 const SMALL: &[u8] = b"Hello, World!";
+const JSON: &[u8] = br#"{"id":7,"name":"Hello, World!"}"#;
 const WORK: std::time::Duration = std::time::Duration::from_millis(2);
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +39,7 @@ async fn serve(addr: String) -> anyhow::Result<()> {
                 let path = request.uri().path().to_owned();
                 let body = match path.as_str() {
                     "/large" => large.clone(),
+                    json if json.starts_with("/json") => Bytes::from_static(JSON),
                     _ => Bytes::from_static(SMALL),
                 };
                 async move {
