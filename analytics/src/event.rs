@@ -27,6 +27,10 @@ pub enum ErrorKind {
     RateLimited,
     /// The rate limit's shared backend (Redis) failed and the limit fails closed (503).
     RateLimitUnavailable,
+    /// No valid credentials where the route requires them (401).
+    Unauthorized,
+    /// Valid credentials of a consumer the route does not admit (403).
+    Forbidden,
     /// A call of a composition route failed and the route fails whole (502 or 504).
     CompositionFailed,
     /// A composition route answered with some calls' results missing (200, with an error list).
@@ -47,6 +51,8 @@ impl ErrorKind {
             ErrorKind::TransformFailed => "transform_failed",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::RateLimitUnavailable => "rate_limit_unavailable",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::CompositionFailed => "composition_failed",
             ErrorKind::CompositionPartial => "composition_partial",
         }

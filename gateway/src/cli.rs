@@ -74,6 +74,11 @@ enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Print the digest of an API key, as `consumers[].api_keys` stores it.
+    HashKey {
+        /// The key; read from standard input when omitted (keeps it out of shell history).
+        key: Option<String>,
+    },
     /// A one-line reverse proxy to one upstream, without a config file.
     Proxy {
         /// The upstream, e.g. http://127.0.0.1:3000.
@@ -142,6 +147,7 @@ pub fn main() -> ExitCode {
     match &cli.command {
         Command::Check { config } => return check(config),
         Command::HealthCheck { url, timeout } => return crate::probe::health_check(url, *timeout),
+        Command::HashKey { key } => return hash_key(key.as_deref()),
         Command::Analytics(AnalyticsCommand::Export { store, out, replica }) => {
             return export(store, out, replica.as_deref())
         }
@@ -266,10 +272,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let instance = instance.unwrap_or_else(crate::config::default_replica);
             crate::demo::services::run_one(service, listen, &instance).await
         }
-        Command::Check { .. } | Command::HealthCheck { .. } | Command::Analytics(_) | Command::Analyze(_) => {
-            Ok(())
-        }
+        Command::Check { .. }
+        | Command::HealthCheck { .. }
+        | Command::HashKey { .. }
+        | Command::Analytics(_)
+        | Command::Analyze(_) => Ok(()),
     }
+}
+
+/// `lookout hash-key`: the key's `sha256:` digest on standard output.
+fn hash_key(key: Option<&str>) -> ExitCode {
+    let key = match key {
+        Some(key) => key.to_owned(),
+        None => {
+            let mut line = String::new();
+            if let Err(error) = std::io::stdin().read_line(&mut line) {
+                eprintln!("cannot read the key from standard input: {error}");
+                return ExitCode::FAILURE;
+            }
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if key.is_empty() {
+        eprintln!("the key is empty");
+        return ExitCode::FAILURE;
+    }
+    println!("{}", crate::auth::KeyHash::of(key.as_bytes()));
+    ExitCode::SUCCESS
 }
 
 /// Listener addresses given on the command line.

@@ -7,6 +7,7 @@
 //! compiled into typed structures at load time and never read while proxying.
 
 mod analyze;
+mod auth;
 mod body;
 mod cache;
 pub mod cli;

@@ -2,6 +2,7 @@
 //! line and field it belongs to before failing. Upstreams and routes have modules of their own.
 
 use super::build_analytics::build_analytics;
+use super::build_auth::build_consumers;
 use super::build_cache::build_store;
 use super::build_rate_limit::build_redis;
 use super::build_route::{build_routes, Shared};
@@ -83,7 +84,9 @@ pub(super) fn build(
     let redis = raw.redis.as_ref().and_then(|r| build_redis(&mut p, r));
     let cached = raw.routes.iter().any(|r| r.cache.is_some());
     let cache = cached.then(|| build_store(&mut p, raw.cache.as_ref(), &registry));
+    let consumers = build_consumers(&mut p, &raw.consumers);
     let shared = Shared {
+        consumers: &consumers,
         upstreams: &upstreams,
         registry: &registry,
         redis: redis.as_ref(),

@@ -124,10 +124,12 @@ fn build_key(p: &mut Problems, field: &str, text: Option<&Text>) -> Option<KeyKi
     match text.trim() {
         "client_ip" => Some(KeyKind::ClientIp),
         "route" => Some(KeyKind::Route),
+        "consumer" => Some(KeyKind::Consumer),
         other => match other.strip_prefix("header:").map(HeaderName::try_from) {
             Some(Ok(name)) => Some(KeyKind::Header(name)),
             _ => {
-                let message = format!("unknown key `{other}`: expected client_ip, route or header:NAME");
+                let message =
+                    format!("unknown key `{other}`: expected client_ip, route, consumer or header:NAME");
                 p.at(text.span(), field, message);
                 None
             }

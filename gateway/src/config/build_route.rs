@@ -1,5 +1,6 @@
 //! Validation of `routes:` entries: matchers, rewrites, where requests go and timeouts.
 
+use super::build_auth::build_route_auth;
 use super::build_cache::build_route_cache;
 use super::build_compose::{build_composition, compose_methods, total_timeout};
 use super::build_rate_limit::build_rate_limit;
@@ -8,6 +9,7 @@ use super::build_upstream::DEFAULT_REQUEST_TIMEOUT;
 use super::error::Problems;
 use super::raw::{RawCompose, RawMatch, RawMirror, RawRoute, Text};
 use super::values::{duration, positive};
+use crate::auth::Consumers;
 use crate::cache::ResponseCache;
 use crate::ratelimit::RedisBackend;
 use crate::routing::{
@@ -25,6 +27,7 @@ use std::time::Duration;
 
 /// What routes are built against: the upstreams and the state shared by every route.
 pub(super) struct Shared<'a> {
+    pub(super) consumers: &'a Arc<Consumers>,
     pub(super) upstreams: &'a HashMap<String, Arc<Upstream>>,
     pub(super) registry: &'a Registry,
     /// The Redis of cluster-wide rate limits, when configured.
@@ -71,6 +74,10 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         headers: build_headers(p, &format!("{field}.match.headers"), &raw.matches),
     };
     let rewrite = build_rewrite(p, field, raw, &captures);
+    let auth = raw
+        .auth
+        .as_ref()
+        .map(|auth| build_route_auth(p, &format!("{field}.auth"), auth, shared.consumers));
     let rate_limit = raw.rate_limit.as_ref().and_then(|limit| {
         let field = format!("{field}.rate_limit");
         build_rate_limit(p, &field, &raw.name, limit, shared.redis, shared.registry)
@@ -100,6 +107,7 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         target: destination.target,
         variants: destination.variants,
         timeouts: destination.timeouts,
+        auth,
         rate_limit,
         cache,
         mirror,

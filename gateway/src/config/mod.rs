@@ -3,6 +3,7 @@
 
 mod build;
 mod build_analytics;
+mod build_auth;
 pub(crate) use build_analytics::default_replica;
 mod build_cache;
 mod build_compose;

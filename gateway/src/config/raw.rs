@@ -27,6 +27,9 @@ pub(crate) struct RawConfig {
     pub(crate) redis: Option<RawRedis>,
     /// The response cache that routes with `cache:` share.
     pub(crate) cache: Option<RawCacheStore>,
+    /// Who may call the routes with `auth:`, and their API keys' digests.
+    #[serde(default)]
+    pub(crate) consumers: Vec<RawConsumer>,
     #[serde(default)]
     pub(crate) upstreams: Vec<RawUpstream>,
     #[serde(default)]
@@ -174,6 +177,8 @@ pub(crate) struct RawRoute {
     pub(crate) rewrite: Option<Text>,
     pub(crate) timeout: Option<Text>,
     pub(crate) per_try_timeout: Option<Text>,
+    /// API keys: who the request comes from, and who may pass.
+    pub(crate) auth: Option<RawAuth>,
     pub(crate) rate_limit: Option<RawRateLimit>,
     /// Cache this route's GET/HEAD responses (`cache: {}` for the defaults).
     pub(crate) cache: Option<RawRouteCache>,
@@ -184,6 +189,39 @@ pub(crate) struct RawRoute {
     /// API composition: the route answers with several upstream calls' merged results
     /// (instead of `upstream` or `variants`).
     pub(crate) compose: Option<RawCompose>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConsumer {
+    pub(crate) name: Text,
+    #[serde(default)]
+    pub(crate) groups: Vec<Text>,
+    /// `sha256:<hex>` digests of the consumer's keys (`lookout hash-key KEY` prints one).
+    #[serde(default)]
+    pub(crate) api_keys: Vec<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    /// Where the key is read (default: the `x-api-key` header).
+    pub(crate) api_key: Option<RawApiKey>,
+    /// Let requests without a key in, as no consumer (default false).
+    pub(crate) optional: Option<bool>,
+    /// Consumers admitted by name; with `groups` empty too, every consumer is.
+    #[serde(default)]
+    pub(crate) consumers: Vec<Text>,
+    /// Consumers admitted by group.
+    #[serde(default)]
+    pub(crate) groups: Vec<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApiKey {
+    pub(crate) header: Option<Text>,
+    pub(crate) query: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

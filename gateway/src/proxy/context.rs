@@ -65,6 +65,8 @@ pub(crate) struct RequestContext {
     /// Where this request is counted: its route's statistics, or the unmatched requests'.
     pub(crate) stats: Option<Arc<RouteStats>>,
     pub(crate) upstream: Option<Arc<str>>,
+    /// Who the request comes from, when the route identifies consumers.
+    pub(crate) consumer: Option<Arc<str>>,
     /// The route's variant the request went to (canary / A-B).
     pub(crate) variant: Option<Arc<str>>,
     /// The sticky-variant cookie the response gives the client.
@@ -104,6 +106,7 @@ impl RequestContext {
             route: None,
             stats: None,
             upstream: None,
+            consumer: None,
             variant: None,
             set_cookie: None,
             rate_limit: None,

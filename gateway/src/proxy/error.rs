@@ -1,6 +1,7 @@
 //! The proxy's errors and the one place that turns them into client responses: a status and a
 //! stable JSON body, `{"error": {"code", "message", "request_id"}}`, never internal details.
 
+use http::header::HeaderValue;
 use http::StatusCode;
 use lookout_analytics::ErrorKind;
 use std::sync::Arc;
@@ -27,6 +28,10 @@ pub(crate) enum ProxyError {
     RateLimited,
     #[error("the rate limit could not be checked and this route refuses requests until it can")]
     RateLimitUnavailable,
+    #[error("{0}")]
+    Unauthorized(&'static str, HeaderValue),
+    #[error("this consumer is not allowed on this route")]
+    Forbidden,
     #[error("composition call `{call}` failed: {reason}")]
     CompositionFailed {
         call: Arc<str>,
@@ -48,6 +53,8 @@ impl ProxyError {
             ProxyError::ResponseTransformFailed(_) => StatusCode::BAD_GATEWAY,
             ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Unauthorized(..) => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::CompositionFailed { timed_out: true, .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::CompositionFailed { .. } => StatusCode::BAD_GATEWAY,
         }
@@ -66,6 +73,8 @@ impl ProxyError {
             ProxyError::ResponseTransformFailed(_) => "response_transform_failed",
             ProxyError::RateLimited => "rate_limited",
             ProxyError::RateLimitUnavailable => "rate_limit_unavailable",
+            ProxyError::Unauthorized(..) => "unauthorized",
+            ProxyError::Forbidden => "forbidden",
             ProxyError::CompositionFailed { .. } => "composition_failed",
         }
     }
@@ -82,6 +91,8 @@ impl ProxyError {
             ProxyError::ResponseTransformFailed(_) => ErrorKind::TransformFailed,
             ProxyError::RateLimited => ErrorKind::RateLimited,
             ProxyError::RateLimitUnavailable => ErrorKind::RateLimitUnavailable,
+            ProxyError::Unauthorized(..) => ErrorKind::Unauthorized,
+            ProxyError::Forbidden => ErrorKind::Forbidden,
             ProxyError::CompositionFailed { .. } => ErrorKind::CompositionFailed,
         }
     }

@@ -1,7 +1,8 @@
 //! The request path, as an ordered pipeline of phases. Each phase is a module:
 //!
 //! 1. [`match_route`]: pick the route (404 when none) and the upstream path.
-//! 2. [`rate_limit`]: 429 when the route's limit is used up.
+//! 2. [`authenticate`]: the consumer, by API key; 401 without a valid one, 403 when not allowed.
+//!    Then [`rate_limit`]: 429 when the route's limit is used up.
 //! 3. [`cache_lookup`]: a fresh stored response answers here.
 //!    A composition route answers here instead, with [`compose`]: its calls' merged results.
 //! 4. [`transform_request`]: headers, path and JSON body as the route rewrites them.
@@ -15,6 +16,7 @@
 //! A [`context::RequestContext`] carries what the phases learn from one to the next and is,
 //! in the end, what the request event is made of.
 
+mod authenticate;
 mod cache_lookup;
 mod compose;
 mod context;
@@ -97,6 +99,7 @@ async fn pipeline(
 ) -> Result<Answer, ProxyError> {
     let (mut parts, body) = request.into_parts();
     let mut matched = match_route::run(routes, &parts, ctx)?;
+    authenticate::run(&matched, &mut parts, ctx)?;
     rate_limit::run(&matched, &parts, ctx).await?;
     let ticket = match cache_lookup::run(&matched, &parts, ctx) {
         Cached::Hit(stored) => return Ok(Answer::Whole(stored)),

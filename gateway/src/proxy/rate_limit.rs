@@ -18,7 +18,9 @@ pub(super) async fn run(
         return Ok(());
     };
     let started = Instant::now();
-    let outcome = limit.check(parts, ctx.conn.peer.ip()).await;
+    let outcome = limit
+        .check(parts, ctx.conn.peer.ip(), ctx.consumer.as_ref())
+        .await;
     ctx.step(StepKind::RateLimit, started);
     match outcome {
         Err(Unavailable) => Err(ProxyError::RateLimitUnavailable),

@@ -139,7 +139,7 @@ impl RequestContext {
             upstream_connect_us: self.upstream_connect.as_micros() as u64,
             upstream_ttfb_us: self.upstream_ttfb.as_micros() as u64,
             error_kind,
-            consumer: None,
+            consumer: self.consumer.take(),
             variant: self.variant.take(),
             cache_status: self.cache_status,
             mirrored: false,

@@ -8,7 +8,7 @@ use crate::body::PooledBody;
 use crate::cache::Ticket;
 use crate::ratelimit;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, SET_COOKIE};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, SET_COOKIE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
@@ -56,6 +56,9 @@ pub(super) fn from_error(error: &ProxyError, ctx: &RequestContext) -> Response<R
     *response.status_mut() = error.status();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let ProxyError::Unauthorized(_, challenge) = error {
+        headers.insert(WWW_AUTHENTICATE, challenge.clone());
+    }
     stamp(headers, ctx, false);
     response
 }

@@ -97,7 +97,7 @@ pub(super) fn vars(ctx: &RequestContext) -> Vars<'_> {
         request_id: ctx.request_id_str(),
         client_ip: ctx.conn.peer.ip(),
         route: ctx.route.as_deref().unwrap_or(""),
-        consumer: "",
+        consumer: ctx.consumer.as_deref().unwrap_or(""),
         host: ctx.host.as_deref().unwrap_or(""),
         method: ctx.method.as_str(),
         path: &ctx.path,

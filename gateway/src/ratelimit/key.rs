@@ -3,6 +3,7 @@
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub(crate) enum KeyKind {
@@ -11,6 +12,8 @@ pub(crate) enum KeyKind {
     Header(HeaderName),
     /// Every request of the route shares one budget.
     Route,
+    /// The consumer the route identified; anonymous requests count by client IP.
+    Consumer,
 }
 
 /// One request's key.
@@ -19,10 +22,11 @@ pub(crate) enum LimitKey {
     Ip(IpAddr),
     Value(HeaderValue),
     Route,
+    Consumer(Arc<str>),
 }
 
 impl KeyKind {
-    pub(crate) fn of(&self, request: &Parts, client_ip: IpAddr) -> LimitKey {
+    pub(crate) fn of(&self, request: &Parts, client_ip: IpAddr, consumer: Option<&Arc<str>>) -> LimitKey {
         match self {
             KeyKind::ClientIp => LimitKey::Ip(client_ip),
             KeyKind::Header(name) => request
@@ -30,6 +34,7 @@ impl KeyKind {
                 .get(name)
                 .map_or(LimitKey::Ip(client_ip), |value| LimitKey::Value(value.clone())),
             KeyKind::Route => LimitKey::Route,
+            KeyKind::Consumer => consumer.map_or(LimitKey::Ip(client_ip), |c| LimitKey::Consumer(c.clone())),
         }
     }
 }
@@ -42,6 +47,7 @@ impl LimitKey {
             LimitKey::Ip(ip) => format!("ip:{ip}").into_bytes(),
             LimitKey::Value(value) => [b"h:".as_slice(), value.as_bytes()].concat(),
             LimitKey::Route => b"route".to_vec(),
+            LimitKey::Consumer(name) => format!("c:{name}").into_bytes(),
         }
     }
 }

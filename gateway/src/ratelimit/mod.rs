@@ -98,8 +98,9 @@ impl RateLimit {
         &self,
         request: &Parts,
         client_ip: IpAddr,
+        consumer: Option<&Arc<str>>,
     ) -> Result<Option<Decision>, Unavailable> {
-        let key = self.key.of(request, client_ip);
+        let key = self.key.of(request, client_ip, consumer);
         let decision = match &self.backend {
             Backend::Local(limiter) => limiter.check(&key),
             Backend::Cluster {

@@ -15,6 +15,7 @@ pub(crate) use variants::{
     sticky_cookie, Variant, VariantWeights, Variants, WeightsError, MAX_VARIANTS, MAX_WEIGHT,
 };
 
+use crate::auth::RouteAuth;
 use crate::cache::RouteCache;
 use crate::compose::Composition;
 use crate::ratelimit::RateLimit;
@@ -48,6 +49,8 @@ pub(crate) struct Route {
     /// Canary / A-B: weighted variants, each with its own upstream.
     pub(crate) variants: Option<Variants>,
     pub(crate) timeouts: RouteTimeouts,
+    /// API keys and who may pass.
+    pub(crate) auth: Option<Arc<RouteAuth>>,
     pub(crate) rate_limit: Option<Arc<RateLimit>>,
     pub(crate) cache: Option<Arc<RouteCache>>,
     /// A share of the requests copied to a shadow upstream.

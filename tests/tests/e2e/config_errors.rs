@@ -122,7 +122,7 @@ routes:
     assert!(rate.message.contains("unknown period"), "{rate:?}");
     assert!(find(&all, "routes[0].rate_limit.key")
         .message
-        .contains("expected client_ip, route or header:NAME"));
+        .contains("expected client_ip, route, consumer or header:NAME"));
     assert_eq!(find(&all, "routes[1].rate_limit.burst").line, 10);
     assert!(find(&all, "routes[1].rate_limit.on_redis_error")
         .message
@@ -179,4 +179,40 @@ routes:
         .message
         .contains("must start with `/`"));
     assert_eq!(all.len(), 10, "{all:#?}");
+}
+
+#[test]
+fn consumer_and_auth_errors_name_their_field() {
+    let key = "sha256:afacab3575137afa4e00d9cbcafcb14c9ae25f779d964eb0ea5b2c4eb5dfd163";
+    let text = format!(
+        "\
+consumers:
+  - {{ name: acme, groups: [partners], api_keys: [\"{key}\", \"acme-key\"] }}
+  - {{ name: acme, api_keys: [\"{key}\"] }}
+upstreams:
+  - {{ name: svc, instances: [\"127.0.0.1:3000\"] }}
+routes:
+  - name: a
+    upstream: svc
+    auth: {{ api_key: {{ header: \"bad header\" }}, consumers: [initech], groups: [partners, vips] }}
+"
+    );
+    let all = errors(&text);
+    let plain = find(&all, "consumers[0].api_keys[1]");
+    assert_eq!(plain.line, 2);
+    assert!(plain.message.contains("`sha256:<64 hex digits>`"), "{plain:?}");
+    assert!(find(&all, "consumers[1].name")
+        .message
+        .contains("names another consumer"));
+    assert!(find(&all, "consumers[1].api_keys[0]")
+        .message
+        .contains("another consumer's"));
+    assert!(find(&all, "routes[0].auth.api_key.header")
+        .message
+        .contains("not a valid header name"));
+    assert!(find(&all, "routes[0].auth.consumers[0]")
+        .message
+        .contains("no consumer answers to `initech`"));
+    assert_eq!(find(&all, "routes[0].auth.groups[1]").line, 9);
+    assert_eq!(all.len(), 6, "{all:#?}");
 }

@@ -1,4 +1,5 @@
 mod analytics;
+mod api_keys;
 mod balancing;
 mod cache;
 mod compose;
