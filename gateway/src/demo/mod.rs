@@ -38,6 +38,9 @@ async fn start_upstreams() -> std::io::Result<DemoUpstreams> {
     })
 }
 
+/// The API key of the demo's one consumer (`demo-partner`), printed at start.
+pub(crate) const DEMO_API_KEY: &str = "lookout-demo-key";
+
 /// The demo's config, in the same YAML a user would write.
 fn demo_config(up: &DemoUpstreams, proxy: SocketAddr, admin: SocketAddr, access_log: &str) -> String {
     let [a, b] = up.books_v1;
@@ -46,6 +49,8 @@ fn demo_config(up: &DemoUpstreams, proxy: SocketAddr, admin: SocketAddr, access_
 listeners: {{ proxy: "{proxy}", admin: "{admin}" }}
 access_log: {{ path: "{access_log}" }}
 analytics: {{ store: memory }}
+consumers:
+  - {{ name: demo-partner, groups: [partners], api_keys: ["{key}"] }}
 upstreams:
   - name: books
     instances: ["{a}", "{b}"]
@@ -92,6 +97,12 @@ routes:
     variants:
       - {{ name: v1, upstream: books, weight: 90 }}
       - {{ name: v2, upstream: books-v2, weight: 10 }}
+  - name: partner-books
+    match: {{ prefix: /partner }}
+    strip_prefix: /partner
+    upstream: books
+    auth: {{ groups: [partners] }}
+    rate_limit: {{ rate: 10/s, burst: 20, key: consumer }}
   - name: api-books
     match: {{ prefix: /api }}
     strip_prefix: /api
@@ -114,6 +125,7 @@ routes:
         reviews = up.reviews,
         inventory = up.inventory,
         web = up.web,
+        key = crate::auth::KeyHash::of(DEMO_API_KEY.as_bytes()),
     )
 }
 
@@ -163,6 +175,7 @@ fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path) {
          \x20 curl -H 'x-books-version: 2' http://{proxy}/books/3\n\
          \x20 curl -i http://{proxy}/reviews/3     (cached for 10 s: x-cache HIT or MISS)\n\
          \x20 curl -i http://{proxy}/search?q=dune (limited to 1/s, burst 3: RateLimit headers, then 429)\n\
+         \x20 curl -H 'x-api-key: {DEMO_API_KEY}' http://{proxy}/partner/books/3   (needs the API key: 401 without)\n\
          \x20 curl http://{proxy}/books/3/full    (a book, its reviews and its stock: three calls, one JSON)\n\
          \x20 curl http://{proxy}/inventory/3     (fails now and then; retried)\n\
          Web app:    http://{proxy}/app/   (a static front end calling the API through the gateway)\n\

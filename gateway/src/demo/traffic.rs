@@ -56,7 +56,10 @@ fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
         65..=69 => (Method::GET, format!("/books/{id}/full"), false),
         70..=84 => (Method::GET, format!("/inventory/{id}"), false),
         85..=91 => (Method::GET, format!("/books/{id}"), true),
-        92..=94 => (Method::GET, format!("/api/books/{id}"), false),
+        92 => (Method::GET, format!("/api/books/{id}"), false),
+        // A partner with the demo's API key, and now and then a caller without one (401).
+        93 => (Method::GET, format!("/partner/books/{id}"), false),
+        94 => (Method::GET, "/partner/books".to_owned(), false),
         95 => (Method::GET, "/app/".to_owned(), false),
         _ => (Method::GET, "/admin.php".to_owned(), false),
     };
@@ -72,6 +75,9 @@ fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
         .header("content-type", "application/json");
     if beta {
         builder = builder.header("x-books-version", "2");
+    }
+    if path.starts_with("/partner/books/") {
+        builder = builder.header("x-api-key", super::DEMO_API_KEY);
     }
     builder
         .body(Full::new(body))
