@@ -100,9 +100,11 @@ async fn run_calls(composition: &Composition, env: &Env<'_>) -> Vec<Option<Arc<F
         .collect();
     let mut finished = vec![None; calls.len()];
     while let Some((index, done)) = pending.next().await {
-        let failed = done.result.is_err();
+        // A skipped call's cause is a failure of its own, which ends the composition (and
+        // names the error) when it comes out.
+        let failed_itself = matches!(&done.result, Err(error) if !matches!(error, CallError::Skipped(_)));
         finished[index] = Some(done);
-        if failed && composition.on_error == OnError::Fail {
+        if failed_itself && composition.on_error == OnError::Fail {
             break;
         }
     }

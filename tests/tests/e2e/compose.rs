@@ -4,7 +4,7 @@
 //! is a step of the request's path in the store and a span in the trace; a whole answer can be
 //! cached.
 
-use super::metrics::sample;
+use super::metrics::scraped_sample;
 use http::{Method, StatusCode};
 use lookout_gateway::Gateway;
 use lookout_tests::{body_json, send, sql_rows, start_gateway, wait_for_stored, OtlpReceiver, TestUpstream};
@@ -72,18 +72,9 @@ fn error_codes(body: &Value) -> Vec<(String, String)> {
 }
 
 async fn compose_counter(gateway: &Gateway, call: &str, result: &str) -> Option<f64> {
-    let auth = format!("Bearer {TOKEN}");
-    let reply = send(
-        gateway.admin_addr(),
-        Method::GET,
-        "/metrics",
-        &[("authorization", &auth)],
-    )
-    .await;
-    let metrics = String::from_utf8_lossy(&reply.body);
     let series =
         format!("lookout_compose_calls_total{{http_route=\"full\",call=\"{call}\",result=\"{result}\"}}");
-    sample(&metrics, &series)
+    scraped_sample(gateway.admin_addr(), TOKEN, &series).await
 }
 
 #[tokio::test]

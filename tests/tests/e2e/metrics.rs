@@ -22,6 +22,13 @@ pub(super) async fn scrape(admin: SocketAddr) -> String {
     String::from_utf8(reply.body.to_vec()).expect("UTF-8")
 }
 
+/// The value of `series` in the admin listener's `/metrics`, scraped with `token`.
+pub(super) async fn scraped_sample(admin: SocketAddr, token: &str, series: &str) -> Option<f64> {
+    let auth = format!("Bearer {token}");
+    let reply = send(admin, Method::GET, "/metrics", &[("authorization", &auth)]).await;
+    sample(&String::from_utf8_lossy(&reply.body), series)
+}
+
 /// The value of the sample whose name and labels are exactly `series`.
 pub(super) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()

@@ -2,7 +2,7 @@
 //! answers, even when the shadow hangs; copies are bounded in flight, sampled by percentage,
 //! and recorded as events marked `mirrored`.
 
-use super::metrics::sample;
+use super::metrics::scraped_sample;
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use http::{Method, StatusCode};
@@ -46,19 +46,8 @@ async fn hanging_shadow() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 async fn mirror_counter(gateway: &Gateway, result: &str) -> Option<f64> {
-    let auth = format!("Bearer {TOKEN}");
-    let reply = send(
-        gateway.admin_addr(),
-        Method::GET,
-        "/metrics",
-        &[("authorization", &auth)],
-    )
-    .await;
-    let metrics = String::from_utf8_lossy(&reply.body);
-    sample(
-        &metrics,
-        &format!("lookout_mirror_requests_total{{http_route=\"books\",result=\"{result}\"}}"),
-    )
+    let series = format!("lookout_mirror_requests_total{{http_route=\"books\",result=\"{result}\"}}");
+    scraped_sample(gateway.admin_addr(), TOKEN, &series).await
 }
 
 #[tokio::test]
