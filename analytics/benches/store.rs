@@ -125,23 +125,11 @@ fn event(i: usize, timestamp_us: u64) -> RequestEvent {
         cache_status: None,
         mirrored: false,
         steps: vec![
+            PathStep::timed(StepKind::RouteMatch, 2, 1),
             PathStep {
-                kind: StepKind::RouteMatch,
-                start_us: 2,
-                duration_us: 1,
-                name: None,
-                instance: None,
-                status: None,
-                error: None,
-            },
-            PathStep {
-                kind: StepKind::UpstreamAttempt,
-                start_us: 10,
-                duration_us: duration_us - 20,
-                name: None,
                 instance: Some("10.0.0.1:8080".into()),
                 status: Some(status),
-                error: None,
+                ..PathStep::timed(StepKind::UpstreamAttempt, 10, duration_us - 20)
             },
         ],
     }

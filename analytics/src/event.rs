@@ -117,6 +117,22 @@ pub struct PathStep {
     pub error: Option<&'static str>,
 }
 
+impl PathStep {
+    /// A step of `kind` that ran `duration_us` from `start_us`; the optional parts are set by
+    /// the steps that have them.
+    pub fn timed(kind: StepKind, start_us: u64, duration_us: u64) -> PathStep {
+        PathStep {
+            kind,
+            start_us,
+            duration_us,
+            name: None,
+            instance: None,
+            status: None,
+            error: None,
+        }
+    }
+}
+
 /// One structured record of one request. Later features fill the optional slots (trace id,
 /// consumer, variant, cache status); every field is present in every serialized event so that
 /// stores can rely on a fixed schema.
@@ -186,23 +202,11 @@ pub(crate) mod tests {
             cache_status: None,
             mirrored: false,
             steps: vec![
+                PathStep::timed(StepKind::RouteMatch, 3, 2),
                 PathStep {
-                    kind: StepKind::RouteMatch,
-                    start_us: 3,
-                    duration_us: 2,
-                    name: None,
-                    instance: None,
-                    status: None,
-                    error: None,
-                },
-                PathStep {
-                    kind: StepKind::UpstreamAttempt,
-                    start_us: 10,
-                    duration_us: 1400,
-                    name: None,
                     instance: Some("127.0.0.1:3000".into()),
                     status: Some(200),
-                    error: None,
+                    ..PathStep::timed(StepKind::UpstreamAttempt, 10, 1400)
                 },
             ],
         }

@@ -73,13 +73,9 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
         // spans table doubling the time it takes to fill the store.
         steps: if i.is_multiple_of(1_000) {
             vec![PathStep {
-                kind: StepKind::UpstreamAttempt,
-                start_us: 10,
-                duration_us: duration_us - 20,
-                name: None,
                 instance: Some("10.0.0.1:80".into()),
                 status: Some(status),
-                error: None,
+                ..PathStep::timed(StepKind::UpstreamAttempt, 10, duration_us - 20)
             }]
         } else {
             Vec::new()

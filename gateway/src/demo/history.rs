@@ -106,23 +106,15 @@ fn event(rng: &mut fastrand::Rng, route: &'static str, path: &str, minute: u64, 
         cache_status: None,
         mirrored: false,
         steps: vec![
+            PathStep::timed(StepKind::RouteMatch, 0, match_us),
             PathStep {
-                kind: StepKind::RouteMatch,
-                start_us: 0,
-                duration_us: match_us,
-                name: None,
-                instance: None,
-                status: None,
-                error: None,
-            },
-            PathStep {
-                kind: StepKind::UpstreamAttempt,
-                start_us: match_us + 5,
-                duration_us: duration_us.saturating_sub(match_us + 10),
-                name: None,
                 instance: Some(instance),
                 status: Some(status),
-                error: None,
+                ..PathStep::timed(
+                    StepKind::UpstreamAttempt,
+                    match_us + 5,
+                    duration_us.saturating_sub(match_us + 10),
+                )
             },
         ],
     }

@@ -169,14 +169,10 @@ impl Env<'_> {
     }
 
     fn step(&self, call: &Call, started: Instant) -> PathStep {
+        let start_us = micros_since(self.request_started, started);
         PathStep {
-            kind: StepKind::ComposeCall,
-            start_us: micros_since(self.request_started, started),
-            duration_us: 0,
             name: Some(call.name.clone()),
-            instance: None,
-            status: None,
-            error: None,
+            ..PathStep::timed(StepKind::ComposeCall, start_us, 0)
         }
     }
 }
@@ -291,19 +287,12 @@ fn answer(
     Ok(Answer::Whole(response))
 }
 
-/// The failure that ended the composition: a call that failed itself rather than one skipped
-/// because of it.
+/// The failure that ended the composition: a call that failed itself (the calls run until
+/// one does), not one skipped because of it.
 fn first_failure<'a>(
     outcomes: impl Iterator<Item = (&'a Call, Result<&'a Bytes, &'a CallError>)>,
 ) -> Option<(&'a Call, &'a CallError)> {
-    let mut failures = outcomes.filter_map(|(call, outcome)| Some((call, outcome.err()?)));
-    let first = failures.next()?;
-    match first.1 {
-        CallError::Skipped(_) => Some(
-            failures
-                .find(|(_, e)| !matches!(e, CallError::Skipped(_)))
-                .unwrap_or(first),
-        ),
-        _ => Some(first),
-    }
+    outcomes
+        .filter_map(|(call, outcome)| Some((call, outcome.err()?)))
+        .find(|(_, error)| !matches!(error, CallError::Skipped(_)))
 }

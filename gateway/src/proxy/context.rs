@@ -133,15 +133,8 @@ impl RequestContext {
     pub(crate) fn step(&mut self, kind: StepKind, started: Instant) -> &mut PathStep {
         let offset = |at: Instant| at.saturating_duration_since(self.started).as_micros() as u64;
         let start_us = offset(started);
-        self.steps.push(PathStep {
-            kind,
-            start_us,
-            duration_us: offset(Instant::now()).saturating_sub(start_us),
-            name: None,
-            instance: None,
-            status: None,
-            error: None,
-        });
+        let duration_us = offset(Instant::now()).saturating_sub(start_us);
+        self.steps.push(PathStep::timed(kind, start_us, duration_us));
         let last = self.steps.len() - 1;
         &mut self.steps[last]
     }

@@ -109,13 +109,8 @@ async fn send(
     let started = Instant::now();
     let sent = one_shot::send(&upstream, request.map(Either::Right), upstream.request_timeout).await;
     let mut step = PathStep {
-        kind: StepKind::UpstreamAttempt,
-        start_us: 0,
-        duration_us: 0,
-        name: None,
         instance: sent.instance.clone(),
-        status: None,
-        error: None,
+        ..PathStep::timed(StepKind::UpstreamAttempt, 0, 0)
     };
     event.instance = sent.instance;
     event.attempts = u32::from(event.instance.is_some());
