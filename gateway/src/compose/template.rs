@@ -6,6 +6,7 @@
 //! `..` to the path it is put in.
 
 use super::CallError;
+use crate::transform::{pieces, Piece};
 use http::uri::PathAndQuery;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
@@ -54,22 +55,14 @@ impl PathTemplate {
         if !text.starts_with('/') {
             return Err(format!("`{text}` must start with `/`"));
         }
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("${") {
-            if start > 0 {
-                parts.push(Part::Text(rest[..start].into()));
-            }
-            let Some(end) = rest[start..].find('}') else {
-                return Err(format!("`${{` without a closing `}}` in `{text}`"));
-            };
-            parts.push(reference(&rest[start + 2..start + end], earlier, captures)?);
-            rest = &rest[start + end + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.into()));
-        }
-        let template = PathTemplate { parts: parts.into() };
+        let parts = pieces(text)?
+            .into_iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => Ok(Part::Text(text.into())),
+                Piece::Name(name) => reference(name, earlier, captures),
+            })
+            .collect::<Result<Box<[Part]>, String>>()?;
+        let template = PathTemplate { parts };
         // Every value renders as unreserved characters, so a sample checks the literal text.
         let sample = template.render_with(
             |_| Ok(Cow::Borrowed("x")),

@@ -9,7 +9,7 @@ mod template;
 
 pub(crate) use headers::HeaderEdits;
 pub(crate) use json::JsonEdits;
-pub(crate) use template::{Template, Vars};
+pub(crate) use template::{pieces, Piece, Template, Vars};
 
 use regex::Regex;
 

@@ -50,31 +50,50 @@ pub(crate) struct Vars<'a> {
     pub(crate) path: &'a str,
 }
 
+/// A piece of text with `${...}` placeholders: literal text, or a placeholder's name.
+pub(crate) enum Piece<'t> {
+    Text(&'t str),
+    Name(&'t str),
+}
+
+/// Splits `text` at its `${name}` placeholders (header templates, composition call paths).
+pub(crate) fn pieces(text: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        if start > 0 {
+            pieces.push(Piece::Text(&rest[..start]));
+        }
+        let Some(end) = rest[start..].find('}') else {
+            return Err(format!("`${{` without a closing `}}` in `{text}`"));
+        };
+        pieces.push(Piece::Name(&rest[start + 2..start + end]));
+        rest = &rest[start + end + 1..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest));
+    }
+    Ok(pieces)
+}
+
 impl Template {
     pub(crate) fn parse(text: &str) -> Result<Template, String> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("${") {
-            if start > 0 {
-                parts.push(Part::Text(rest[..start].to_owned()));
-            }
-            let Some(end) = rest[start..].find('}') else {
-                return Err(format!("`${{` without a closing `}}` in `{text}`"));
-            };
-            let name = &rest[start + 2..start + end];
-            let Some((_, var)) = VARS.iter().find(|(n, _)| *n == name) else {
-                let known: Vec<&str> = VARS.iter().map(|(n, _)| *n).collect();
-                return Err(format!(
-                    "unknown variable `${{{name}}}`; known: {}",
-                    known.join(", ")
-                ));
-            };
-            parts.push(Part::Var(*var));
-            rest = &rest[start + end + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_owned()));
-        }
+        let parts = pieces(text)?
+            .into_iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => Ok(Part::Text(text.to_owned())),
+                Piece::Name(name) => match VARS.iter().find(|(n, _)| *n == name) {
+                    Some((_, var)) => Ok(Part::Var(*var)),
+                    None => {
+                        let known: Vec<&str> = VARS.iter().map(|(n, _)| *n).collect();
+                        Err(format!(
+                            "unknown variable `${{{name}}}`; known: {}",
+                            known.join(", ")
+                        ))
+                    }
+                },
+            })
+            .collect::<Result<Vec<Part>, String>>()?;
         match parts.as_slice() {
             [] => Ok(Template::Fixed(HeaderValue::from_static(""))),
             [Part::Text(text)] => HeaderValue::try_from(text.as_str())
