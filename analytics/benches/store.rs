@@ -124,6 +124,9 @@ fn event(i: usize, timestamp_us: u64) -> RequestEvent {
         variant: None,
         cache_status: None,
         mirrored: false,
+        blocked_by: None,
+        block_reason: None,
+        threat: None,
         steps: vec![
             PathStep::timed(StepKind::RouteMatch, 2, 1),
             PathStep {

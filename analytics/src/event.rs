@@ -35,6 +35,18 @@ pub enum ErrorKind {
     CompositionFailed,
     /// A composition route answered with some calls' results missing (200, with an error list).
     CompositionPartial,
+    /// The request target is over the gateway's limit (414).
+    UriTooLong,
+    /// The request headers are over the gateway's limit (431).
+    HeadersTooLarge,
+    /// The client paused its request body longer than the route allows (408).
+    BodyTimeout,
+    /// The client's address is not let in by the route's IP lists (403).
+    IpDenied,
+    /// A CORS preflight the route's policy refuses (403).
+    CorsRejected,
+    /// The attack filter saw SQL injection or XSS and blocks (403).
+    AttackBlocked,
 }
 
 impl ErrorKind {
@@ -55,6 +67,12 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::CompositionFailed => "composition_failed",
             ErrorKind::CompositionPartial => "composition_partial",
+            ErrorKind::UriTooLong => "uri_too_long",
+            ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::BodyTimeout => "body_timeout",
+            ErrorKind::IpDenied => "ip_denied",
+            ErrorKind::CorsRejected => "cors_rejected",
+            ErrorKind::AttackBlocked => "attack_blocked",
         }
     }
 }
@@ -168,6 +186,12 @@ pub struct RequestEvent {
     pub cache_status: Option<&'static str>,
     /// A copy sent to a route's shadow upstream (mirroring), not a client's request.
     pub mirrored: bool,
+    /// The security phase that refused the request (`ip_filter`, `request_limits`, `cors`,
+    /// `auth`, `attack_filter`, `rate_limit`), and why, in the words of the error it answered.
+    pub blocked_by: Option<&'static str>,
+    pub block_reason: Option<Arc<str>>,
+    /// An attack the filter saw (`sqli in query`), whether it blocked or only logged it.
+    pub threat: Option<Arc<str>>,
     /// The request's path, in order: route match, then each upstream attempt.
     pub steps: Vec<PathStep>,
 }
@@ -201,6 +225,9 @@ pub(crate) mod tests {
             variant: None,
             cache_status: None,
             mirrored: false,
+            blocked_by: None,
+            block_reason: None,
+            threat: None,
             steps: vec![
                 PathStep::timed(StepKind::RouteMatch, 3, 2),
                 PathStep {
@@ -220,7 +247,7 @@ pub(crate) mod tests {
         assert_eq!(json["error_kind"], "upstream_timeout");
         assert_eq!(json["client_ip"], "127.0.0.1");
         assert!(json["variant"].is_null() && json["consumer"].is_null() && json["cache_status"].is_null());
-        assert_eq!(json.as_object().map(|o| o.len()), Some(24));
+        assert_eq!(json.as_object().map(|o| o.len()), Some(27));
         assert_eq!(json["steps"][1]["kind"], "upstream_attempt");
         assert_eq!(json["steps"][1]["instance"], "127.0.0.1:3000");
     }

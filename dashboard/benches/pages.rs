@@ -69,6 +69,9 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
         }),
         cache_status: None,
         mirrored: false,
+        blocked_by: None,
+        block_reason: None,
+        threat: None,
         // Path steps for one request in a thousand: enough for the request page, without the
         // spans table doubling the time it takes to fill the store.
         steps: if i.is_multiple_of(1_000) {

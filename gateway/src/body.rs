@@ -1,19 +1,24 @@
 //! Body wrappers shared by the proxy phases. Bodies are streamed frame by frame and never
-//! buffered whole; these wrappers only count what passes through.
+//! buffered whole (the attack filter reads a bounded start); these wrappers count what passes
+//! through and hold the client's body to its route's limits.
 
 use crate::upstream::ReturnTicket;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
 
 /// What the gateway sends upstream: the client's streamed body, or a body it holds whole (none,
 /// or one a transformation rewrote), which is what makes a request safe to send again on retry.
-pub(crate) type UpstreamBody = Either<CountingBody<Incoming>, Full<Bytes>>;
+pub(crate) type UpstreamBody = Either<ClientBody, Full<Bytes>>;
 
 /// Whether a message's `Content-Length` says its body is over `limit` bytes (a body of unknown
 /// length may still turn out to be, while read).
@@ -26,9 +31,9 @@ pub(crate) fn declared_larger_than(headers: &http::HeaderMap, limit: u64) -> boo
 
 /// The client's request body as the pipeline holds it.
 pub(crate) enum RequestBody {
-    /// Still arriving from the client: streamed upstream, never buffered.
-    Streaming(Incoming),
-    /// Read whole by a phase that needed it (a JSON body edit).
+    /// Still arriving from the client: streamed upstream, never buffered whole.
+    Streaming(ClientBody),
+    /// Read whole by a phase that needed it (a JSON body edit, the attack filter).
     Whole(Bytes),
 }
 
@@ -41,46 +46,163 @@ impl RequestBody {
     }
 }
 
+/// How a route lets a client send its body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimits {
+    /// Larger bodies are refused (413), also when they arrive chunked with no length declared.
+    pub(crate) max_size: u64,
+    /// The longest pause allowed between two parts of the body (408 after it): a client that
+    /// trickles its body cannot hold a connection and an upstream request open for ever.
+    pub(crate) read_timeout: Duration,
+}
+
+/// Why a request body was cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFault {
+    TooLarge,
+    TimedOut,
+}
+
+/// What the request body's reader saw: bytes so far and the fault that ended it, if any. Shared,
+/// because the body is polled by the upstream connection's task, not the request's.
+#[derive(Debug, Default)]
+pub(crate) struct BodyMeter {
+    bytes: AtomicU64,
+    fault: AtomicU8,
+}
+
+impl BodyMeter {
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_bytes(&self, bytes: u64) {
+        self.bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fault(&self) -> Option<BodyFault> {
+        match self.fault.load(Ordering::Relaxed) {
+            1 => Some(BodyFault::TooLarge),
+            2 => Some(BodyFault::TimedOut),
+            _ => None,
+        }
+    }
+
+    fn set_fault(&self, fault: BodyFault) -> BoxError {
+        let (code, message) = match fault {
+            BodyFault::TooLarge => (1, "the request body is over the route's limit"),
+            BodyFault::TimedOut => (2, "the client paused its request body too long"),
+        };
+        self.fault.store(code, Ordering::Relaxed);
+        message.into()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 pin_project_lite::pin_project! {
-    /// Adds the size of every data frame to a shared counter. The counter is shared because the
-    /// request body is polled by the upstream connection's task, not the request's.
-    pub(crate) struct CountingBody<B> {
+    /// The client's request body, held to the route's [`BodyLimits`] and measured as it passes.
+    /// A phase that inspects the start of the body puts what it read back in front (`prefix`).
+    pub(crate) struct ClientBody {
+        prefix: Option<Bytes>,
         #[pin]
-        inner: B,
-        bytes: Arc<AtomicU64>,
+        inner: Incoming,
+        limits: BodyLimits,
+        seen: u64,
+        // Armed while waiting for the client; allocated once, on the first wait.
+        idle: Option<Pin<Box<Sleep>>>,
+        meter: Arc<BodyMeter>,
     }
 }
 
-impl<B> CountingBody<B> {
-    pub(crate) fn new(inner: B, bytes: Arc<AtomicU64>) -> Self {
-        CountingBody { inner, bytes }
+impl ClientBody {
+    pub(crate) fn new(inner: Incoming, limits: BodyLimits, meter: Arc<BodyMeter>) -> Self {
+        ClientBody {
+            prefix: None,
+            inner,
+            limits,
+            seen: 0,
+            idle: None,
+            meter,
+        }
+    }
+
+    /// Reads the body until `bound` bytes or its end. Returns what it read and whether that is
+    /// the whole body; when not, what was read is sent first when the body streams on.
+    pub(crate) async fn read_start(&mut self, bound: usize) -> Result<(Bytes, bool), BoxError> {
+        let mut start = bytes::BytesMut::new();
+        while start.len() < bound {
+            match self.frame().await {
+                None => return Ok((start.freeze(), true)),
+                Some(frame) => {
+                    if let Ok(data) = frame?.into_data() {
+                        start.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+        let start = start.freeze();
+        self.prefix = Some(start.clone());
+        Ok((start, self.is_end_stream()))
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for CountingBody<B> {
+impl Body for ClientBody {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Some(prefix) = this.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let size = frame.data_ref().map_or(0, |d| d.len() as u64);
+                *this.seen += size;
+                this.meter.bytes.fetch_add(size, Ordering::Relaxed);
+                if *this.seen > this.limits.max_size {
+                    return Poll::Ready(Some(Err(this.meter.set_fault(BodyFault::TooLarge))));
+                }
+                if let Some(idle) = this.idle.as_mut() {
+                    idle.as_mut().reset(Instant::now() + this.limits.read_timeout);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let timeout = this.limits.read_timeout;
+                let idle = this
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match idle.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(this.meter.set_fault(BodyFault::TimedOut)))),
+                    Poll::Pending => Poll::Pending,
+                }
             }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.prefix.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let inner = self.inner.size_hint();
+        let Some(prefix) = &self.prefix else {
+            return inner;
+        };
+        let extra = prefix.len() as u64;
+        let mut hint = SizeHint::new();
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + extra);
+        }
+        hint.set_lower(inner.lower() + extra);
+        hint
     }
 }
 

@@ -14,6 +14,7 @@ pub mod cli;
 mod compose;
 pub mod config;
 pub mod demo;
+mod edge;
 mod probe;
 mod proxy;
 mod ratelimit;

@@ -37,6 +37,9 @@ fn event(n: u64, minute: u64, status: u16, duration_us: u64, variant: &str) -> R
         variant: Some(variant.into()),
         cache_status: None,
         mirrored: false,
+        blocked_by: None,
+        block_reason: None,
+        threat: None,
         steps: Vec::new(),
     }
 }

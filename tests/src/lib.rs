@@ -6,6 +6,7 @@
 
 mod client;
 mod gateway;
+pub mod jwt;
 mod otlp;
 mod redis;
 mod upstream;

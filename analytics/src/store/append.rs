@@ -69,6 +69,9 @@ fn requests(events: &[RequestEvent]) -> duckdb::Result<RecordBatch> {
             "mirrored",
             Arc::new(BooleanArray::from_iter(events.iter().map(|e| Some(e.mirrored)))),
         ),
+        ("blocked_by", optional(|e| e.blocked_by)),
+        ("block_reason", optional(|e| e.block_reason.as_deref())),
+        ("threat", optional(|e| e.threat.as_deref())),
     ])
 }
 

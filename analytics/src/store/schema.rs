@@ -11,6 +11,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("migrations/0002_route_minute_and_anomalies.sql")),
     (3, include_str!("migrations/0003_mirrored.sql")),
     (4, include_str!("migrations/0004_step_name.sql")),
+    (5, include_str!("migrations/0005_blocked.sql")),
 ];
 
 /// The schema version this build writes.

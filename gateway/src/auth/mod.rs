@@ -1,17 +1,23 @@
-//! Consumers and API keys: who a request comes from, and whether a route lets them in.
+//! Consumers, API keys and JWTs: who a request comes from, and whether a route lets them in.
 //!
 //! Consumers are declared in config with their groups and the digests of their API keys. A
-//! route with `auth:` reads a key from a header or a query parameter, finds its consumer (the
-//! key hashed and compared with every digest in constant time), and admits the consumers and
-//! groups it allows. It never keeps a key in memory longer than the check, and never sends the
-//! key's header upstream.
+//! route with `auth:` takes an API key (from a header or a query parameter, hashed and compared
+//! with every digest in constant time) and/or a bearer JWT from a provider (signature, issuer,
+//! audience, expiry and not-before checked), and then authorizes: the consumers and groups it
+//! admits, the scopes and claim values it requires. Credentials are never sent upstream unless
+//! a provider says so, and never kept past the check.
 
+pub(crate) mod jwks;
+pub(crate) mod jwt;
 mod keys;
 
 pub(crate) use keys::KeyHash;
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::request::Parts;
+use jwt::{claim_matches, scopes, Claims, Provider};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -27,6 +33,8 @@ pub(crate) struct Consumers {
     /// Digests, and the index in `list` of each one's consumer.
     pub(crate) keys: Box<[KeyHash]>,
     pub(crate) owners: Box<[usize]>,
+    /// Consumers by name, for the subjects of tokens.
+    pub(crate) by_name: HashMap<Arc<str>, usize>,
 }
 
 impl Consumers {
@@ -34,73 +42,172 @@ impl Consumers {
         let index = keys::find(&self.keys, key)?;
         self.list.get(*self.owners.get(index)?)
     }
+
+    fn named(&self, name: &str) -> Option<&Arc<Consumer>> {
+        self.list.get(*self.by_name.get(name)?)
+    }
+}
+
+/// Where a route reads API keys: a header, else a query parameter.
+#[derive(Debug)]
+pub(crate) struct KeyPlace {
+    pub(crate) header: Option<HeaderName>,
+    pub(crate) query: Option<Box<str>>,
 }
 
 /// A route's authentication and authorization.
 #[derive(Debug)]
 pub(crate) struct RouteAuth {
     pub(crate) consumers: Arc<Consumers>,
-    /// Where the key is read: a header, else a query parameter.
-    pub(crate) header: Option<HeaderName>,
-    pub(crate) query: Option<Box<str>>,
-    /// Whether requests without a key are let in (as no consumer); a wrong key never is.
+    /// API keys are accepted when set.
+    pub(crate) api_key: Option<KeyPlace>,
+    /// Bearer tokens of this provider are accepted when set.
+    pub(crate) jwt: Option<Arc<Provider>>,
+    /// Whether requests without credentials are let in (as no consumer); bad ones never are.
     pub(crate) optional: bool,
     pub(crate) allow: Allow,
     /// The `WWW-Authenticate` challenge of a 401, made at load.
     pub(crate) challenge: HeaderValue,
 }
 
-/// Who a route admits; empty lists admit every identified consumer.
+/// Who a route admits: consumers by name or group (empty lists admit every identified one),
+/// and, for tokens, the scopes and claim values it must carry.
 #[derive(Debug, Default)]
 pub(crate) struct Allow {
     pub(crate) consumers: Box<[Arc<str>]>,
     pub(crate) groups: Box<[Arc<str>]>,
+    /// Every one of these scopes.
+    pub(crate) scopes: Box<[Box<str>]>,
+    /// Each claim with one of its listed values.
+    pub(crate) claims: Box<[ClaimRule]>,
+}
+
+/// A claim a route requires, and the values it may have.
+#[derive(Debug)]
+pub(crate) struct ClaimRule {
+    pub(crate) name: Box<str>,
+    pub(crate) values: Box<[Box<str>]>,
 }
 
 impl Allow {
-    fn admits(&self, consumer: &Consumer) -> bool {
-        (self.consumers.is_empty() && self.groups.is_empty())
-            || self.consumers.contains(&consumer.name)
-            || consumer.groups.iter().any(|g| self.groups.contains(g))
+    /// `None` when the identity may pass, else why not.
+    fn refuses(&self, identity: &Identity) -> Option<&'static str> {
+        let groups = identity.consumer.as_ref().map_or(&[][..], |c| &c.groups[..]);
+        let by_name = (self.consumers.is_empty() && self.groups.is_empty())
+            || self.consumers.contains(&identity.name)
+            || groups.iter().any(|g| self.groups.contains(g));
+        if !by_name {
+            return Some("this consumer is not allowed on this route");
+        }
+        if self.scopes.is_empty() && self.claims.is_empty() {
+            return None;
+        }
+        let Some(claims) = &identity.claims else {
+            return Some("this route needs a token with scopes or claims an API key cannot carry");
+        };
+        if !self
+            .scopes
+            .iter()
+            .all(|s| scopes(claims).any(|have| have == &**s))
+        {
+            return Some("the token lacks a scope this route requires");
+        }
+        if !self
+            .claims
+            .iter()
+            .all(|rule| claim_matches(claims.get(&*rule.name), &rule.values))
+        {
+            return Some("the token lacks a claim value this route requires");
+        }
+        None
+    }
+}
+
+/// Who a request comes from.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    /// The consumer's name, or the token's subject.
+    pub(crate) name: Arc<str>,
+    /// The configured consumer of that name, if any.
+    pub(crate) consumer: Option<Arc<Consumer>>,
+    /// A token's claims.
+    pub(crate) claims: Option<Claims>,
+}
+
+impl Identity {
+    fn of(consumer: &Arc<Consumer>) -> Self {
+        Identity {
+            name: consumer.name.clone(),
+            consumer: Some(consumer.clone()),
+            claims: None,
+        }
     }
 }
 
 /// What a route's check decided.
 #[derive(Debug)]
 pub(crate) enum Verdict {
-    /// No key, on a route where one is optional.
+    /// No credentials, on a route where they are optional.
     Anonymous,
-    Admitted(Arc<Consumer>),
-    /// No key where one is required (401).
+    Admitted(Identity),
+    /// No credentials where they are required (401).
     Missing,
-    /// A key that is no consumer's (401).
-    Invalid,
-    /// A valid key whose consumer the route does not admit (403).
-    Forbidden(Arc<Consumer>),
+    /// Credentials that are not valid (401), and why.
+    Invalid(&'static str),
+    /// Valid credentials the route does not accept (403), and why.
+    Forbidden(Identity, &'static str),
 }
 
 impl RouteAuth {
-    pub(crate) fn check(&self, request: &Parts) -> Verdict {
-        let Some(key) = self.presented_key(request) else {
-            return if self.optional {
-                Verdict::Anonymous
-            } else {
-                Verdict::Missing
-            };
+    pub(crate) async fn check(&self, request: &Parts) -> Verdict {
+        let identity = match (self.bearer(request), &self.jwt) {
+            (Some(token), Some(provider)) => match provider.verify(token).await {
+                Ok(claims) => self.token_identity(provider, claims),
+                Err(error) => return Verdict::Invalid(error.message()),
+            },
+            _ => match self.presented_key(request) {
+                Some(key) => match self.consumers.by_key(key.as_bytes()) {
+                    Some(consumer) => Identity::of(consumer),
+                    None => return Verdict::Invalid("the API key is not valid"),
+                },
+                None if self.optional => return Verdict::Anonymous,
+                None => return Verdict::Missing,
+            },
         };
-        match self.consumers.by_key(key.as_bytes()) {
-            None => Verdict::Invalid,
-            Some(consumer) if self.allow.admits(consumer) => Verdict::Admitted(consumer.clone()),
-            Some(consumer) => Verdict::Forbidden(consumer.clone()),
+        match self.allow.refuses(&identity) {
+            None => Verdict::Admitted(identity),
+            Some(reason) => Verdict::Forbidden(identity, reason),
         }
     }
 
-    fn presented_key<'r>(&self, request: &'r Parts) -> Option<std::borrow::Cow<'r, str>> {
-        let from_header = self.header.as_ref().and_then(|name| request.headers.get(name));
-        if let Some(value) = from_header {
-            return value.to_str().ok().map(std::borrow::Cow::Borrowed);
+    fn token_identity(&self, provider: &Provider, claims: Claims) -> Identity {
+        let name = claims
+            .get(&*provider.consumer_claim)
+            .and_then(jwt::claim_text)
+            .unwrap_or_default();
+        let consumer = self.consumers.named(&name).cloned();
+        Identity {
+            name: name.into(),
+            consumer,
+            claims: Some(claims),
         }
-        let name = self.query.as_deref()?;
+    }
+
+    /// `Authorization: Bearer <token>`, the scheme in any case (RFC 7235).
+    fn bearer<'r>(&self, request: &'r Parts) -> Option<&'r str> {
+        self.jwt.as_ref()?;
+        let value = request.headers.get(AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    }
+
+    fn presented_key<'r>(&self, request: &'r Parts) -> Option<Cow<'r, str>> {
+        let place = self.api_key.as_ref()?;
+        let from_header = place.header.as_ref().and_then(|name| request.headers.get(name));
+        if let Some(value) = from_header {
+            return value.to_str().ok().map(Cow::Borrowed);
+        }
+        let name = place.query.as_deref()?;
         form_urlencoded::parse(request.uri.query()?.as_bytes())
             .find(|(key, _)| key == name)
             .map(|(_, value)| value)

@@ -4,6 +4,8 @@
 use super::build_analytics::build_analytics;
 use super::build_auth::build_consumers;
 use super::build_cache::build_store;
+use super::build_edge::{build_head_limits, build_policy, build_trusted_proxies};
+use super::build_jwt::build_providers;
 use super::build_rate_limit::build_redis;
 use super::build_route::{build_routes, Shared};
 use super::build_upstream::build_upstreams;
@@ -85,8 +87,14 @@ pub(super) fn build(
     let cached = raw.routes.iter().any(|r| r.cache.is_some());
     let cache = cached.then(|| build_store(&mut p, raw.cache.as_ref(), &registry));
     let consumers = build_consumers(&mut p, &raw.consumers);
+    let jwt_providers = build_providers(&mut p, &raw.jwt_providers);
+    let head_limits = build_head_limits(&mut p, &raw.limits);
+    let trusted_proxies = build_trusted_proxies(&mut p, &raw.trusted_proxies);
+    let edge_defaults = build_policy(&mut p, "security", raw.security.as_ref(), &Default::default());
     let shared = Shared {
+        edge_defaults: &edge_defaults,
         consumers: &consumers,
+        jwt_providers: &jwt_providers,
         upstreams: &upstreams,
         registry: &registry,
         redis: redis.as_ref(),
@@ -106,6 +114,8 @@ pub(super) fn build(
             routes,
             upstreams: upstreams.into_values().collect(),
             unmatched: registry.unmatched(),
+            head_limits,
+            trusted_proxies,
         }),
         registry,
     };

@@ -2,9 +2,11 @@
 
 use super::error::Problems;
 use super::raw::{RawAuth, RawConsumer, Text};
-use crate::auth::{Allow, Consumer, Consumers, KeyHash, RouteAuth};
+use super::values::header_name;
+use crate::auth::jwt::Provider;
+use crate::auth::{Allow, ClaimRule, Consumer, Consumers, KeyHash, KeyPlace, RouteAuth};
 use http::header::{HeaderName, HeaderValue};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 const DEFAULT_KEY_HEADER: &str = "x-api-key";
@@ -42,7 +44,13 @@ pub(super) fn build_consumers(p: &mut Problems, raw: &[RawConsumer]) -> Arc<Cons
             groups: consumer.groups.iter().map(|g| Arc::from(g.trim())).collect(),
         }));
     }
+    let by_name = list
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.clone(), i))
+        .collect();
     Arc::new(Consumers {
+        by_name,
         list: list.into(),
         keys: keys.into(),
         owners: owners.into(),
@@ -54,14 +62,18 @@ pub(super) fn build_route_auth(
     field: &str,
     raw: &RawAuth,
     consumers: &Arc<Consumers>,
+    providers: &HashMap<String, Arc<Provider>>,
 ) -> Arc<RouteAuth> {
-    let source = raw.api_key.as_ref();
-    let header = match source.and_then(|s| s.header.as_ref()) {
-        Some(text) => header_name(p, &format!("{field}.api_key.header"), text),
-        None if source.is_some_and(|s| s.query.is_some()) => None,
-        None => Some(HeaderName::from_static(DEFAULT_KEY_HEADER)),
-    };
-    let query: Option<Box<str>> = source.and_then(|s| s.query.as_ref()).map(|q| q.trim().into());
+    let jwt = raw.jwt.as_ref().and_then(|name| {
+        let found = providers.get(name.trim()).cloned();
+        if found.is_none() {
+            let message = format!("no provider in `jwt_providers` is named `{}`", name.trim());
+            p.at(name.span(), format!("{field}.jwt"), message);
+        }
+        found
+    });
+    // API keys are taken when asked for, or when nothing else is (`auth: {}`).
+    let api_key = (raw.api_key.is_some() || raw.jwt.is_none()).then(|| key_place(p, field, raw));
     let allow = Allow {
         consumers: known(
             p,
@@ -73,27 +85,44 @@ pub(super) fn build_route_auth(
         groups: known(p, &format!("{field}.groups"), &raw.groups, consumers, |c, n| {
             c.groups.iter().any(|g| &**g == n)
         }),
+        scopes: raw.scopes.iter().map(|s| Box::from(s.trim())).collect(),
+        claims: raw
+            .claims
+            .iter()
+            .map(|(name, values)| ClaimRule {
+                name: name.as_str().into(),
+                values: values.iter().map(|v| Box::from(v.trim())).collect(),
+            })
+            .collect(),
     };
+    if raw.jwt.is_none() && (!allow.scopes.is_empty() || !allow.claims.is_empty()) {
+        p.at(
+            raw.scopes
+                .first()
+                .map_or(&marked_yaml::Span::new_blank(), |s| s.span()),
+            format!("{field}.scopes"),
+            "scopes and claims come from tokens: name a provider in `jwt`",
+        );
+    }
     Arc::new(RouteAuth {
         consumers: consumers.clone(),
-        challenge: challenge(header.as_ref(), query.as_deref()),
-        header,
-        query,
+        challenge: challenge(api_key.as_ref(), jwt.is_some()),
+        api_key,
+        jwt,
         optional: raw.optional.unwrap_or(false),
         allow,
     })
 }
 
-fn header_name(p: &mut Problems, field: &str, text: &Text) -> Option<HeaderName> {
-    HeaderName::try_from(text.trim())
-        .map_err(|_| {
-            p.at(
-                text.span(),
-                field,
-                format!("`{}` is not a valid header name", &**text),
-            )
-        })
-        .ok()
+fn key_place(p: &mut Problems, field: &str, raw: &RawAuth) -> KeyPlace {
+    let source = raw.api_key.as_ref();
+    let header = match source.and_then(|s| s.header.as_ref()) {
+        Some(text) => header_name(p, &format!("{field}.api_key.header"), text),
+        None if source.is_some_and(|s| s.query.is_some()) => None,
+        None => Some(HeaderName::from_static(DEFAULT_KEY_HEADER)),
+    };
+    let query = source.and_then(|s| s.query.as_ref()).map(|q| q.trim().into());
+    KeyPlace { header, query }
 }
 
 /// The names in `raw` that some consumer answers to (by `matches`); the others are errors, as
@@ -120,13 +149,16 @@ fn known(
         .collect()
 }
 
-/// `ApiKey realm="lookout", header="x-api-key"`: the scheme is not registered, but it tells a
-/// client where the key goes.
-fn challenge(header: Option<&HeaderName>, query: Option<&str>) -> HeaderValue {
-    let place = match (header, query) {
-        (Some(header), _) => format!(", header=\"{header}\""),
-        (None, Some(query)) => format!(", query=\"{query}\""),
-        (None, None) => String::new(),
+/// `Bearer realm="lookout"` for tokens (RFC 6750); `ApiKey realm="lookout", header="x-api-key"`
+/// for keys: the scheme is not registered, but it tells a client where the key goes.
+fn challenge(api_key: Option<&KeyPlace>, jwt: bool) -> HeaderValue {
+    if jwt {
+        return HeaderValue::from_static("Bearer realm=\"lookout\"");
+    }
+    let place = match api_key.map(|k| (&k.header, &k.query)) {
+        Some((Some(header), _)) => format!(", header=\"{header}\""),
+        Some((None, Some(query))) => format!(", query=\"{query}\""),
+        _ => String::new(),
     };
     HeaderValue::try_from(format!("ApiKey realm=\"lookout\"{place}"))
         .unwrap_or(HeaderValue::from_static("ApiKey realm=\"lookout\""))

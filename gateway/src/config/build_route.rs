@@ -3,14 +3,17 @@
 use super::build_auth::build_route_auth;
 use super::build_cache::build_route_cache;
 use super::build_compose::{build_composition, compose_methods, total_timeout};
+use super::build_edge::build_policy;
 use super::build_rate_limit::build_rate_limit;
 use super::build_transform::build_transform;
 use super::build_upstream::DEFAULT_REQUEST_TIMEOUT;
 use super::error::Problems;
 use super::raw::{RawCompose, RawMatch, RawMirror, RawRoute, Text};
 use super::values::{duration, positive};
+use crate::auth::jwt::Provider;
 use crate::auth::Consumers;
 use crate::cache::ResponseCache;
+use crate::edge::EdgePolicy;
 use crate::ratelimit::RedisBackend;
 use crate::routing::{
     HeaderCondition, HostMatch, Mirror, MirrorCounters, PathMatch, PathRewrite, RequestMatcher, Route,
@@ -27,7 +30,10 @@ use std::time::Duration;
 
 /// What routes are built against: the upstreams and the state shared by every route.
 pub(super) struct Shared<'a> {
+    /// The top-level `security:` over the built-in defaults.
+    pub(super) edge_defaults: &'a EdgePolicy,
     pub(super) consumers: &'a Arc<Consumers>,
+    pub(super) jwt_providers: &'a HashMap<String, Arc<Provider>>,
     pub(super) upstreams: &'a HashMap<String, Arc<Upstream>>,
     pub(super) registry: &'a Registry,
     /// The Redis of cluster-wide rate limits, when configured.
@@ -74,10 +80,16 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         headers: build_headers(p, &format!("{field}.match.headers"), &raw.matches),
     };
     let rewrite = build_rewrite(p, field, raw, &captures);
-    let auth = raw
-        .auth
-        .as_ref()
-        .map(|auth| build_route_auth(p, &format!("{field}.auth"), auth, shared.consumers));
+    let edge = build_policy(
+        p,
+        &format!("{field}.security"),
+        raw.security.as_ref(),
+        shared.edge_defaults,
+    );
+    let auth = raw.auth.as_ref().map(|auth| {
+        let field = format!("{field}.auth");
+        build_route_auth(p, &field, auth, shared.consumers, shared.jwt_providers)
+    });
     let rate_limit = raw.rate_limit.as_ref().and_then(|limit| {
         let field = format!("{field}.rate_limit");
         build_rate_limit(p, &field, &raw.name, limit, shared.redis, shared.registry)
@@ -107,6 +119,7 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         target: destination.target,
         variants: destination.variants,
         timeouts: destination.timeouts,
+        edge,
         auth,
         rate_limit,
         cache,

@@ -49,6 +49,8 @@ impl fmt::Display for ConfigErrors {
 pub(crate) struct Problems {
     file: Arc<str>,
     errors: Vec<ConfigError>,
+    /// Where relative file names in the config are found from.
+    pub(crate) folder: std::path::PathBuf,
 }
 
 impl Problems {
@@ -56,7 +58,20 @@ impl Problems {
         Problems {
             file,
             errors: Vec::new(),
+            folder: std::path::PathBuf::from("."),
         }
+    }
+
+    /// Reads a file the config names (relative to the config's folder); a failure is a problem
+    /// at the name's line.
+    pub(crate) fn read_file(&mut self, field: &str, name: &super::raw::Text) -> Option<Vec<u8>> {
+        let path = self.folder.join(name.trim());
+        std::fs::read(&path)
+            .map_err(|error| {
+                let message = format!("cannot read `{}`: {error}", path.display());
+                self.at(name.span(), field, message)
+            })
+            .ok()
     }
 
     /// Records a problem at `span` (the value's place in the file).

@@ -7,6 +7,8 @@ mod build_auth;
 pub(crate) use build_analytics::default_replica;
 mod build_cache;
 mod build_compose;
+mod build_edge;
+mod build_jwt;
 mod build_rate_limit;
 mod build_route;
 mod build_transform;
@@ -126,7 +128,7 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
 pub fn load_file_into(path: &Path, registry: Arc<Registry>) -> Result<Config, ConfigErrors> {
     let name: Arc<str> = path.display().to_string().into();
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str_into(name, &text, registry).map(|mut config| {
+        Ok(text) => load_text(name, &text, registry, path.parent()).map(|mut config| {
             config.resolve_paths_from(path.parent().unwrap_or(Path::new(".")));
             config
         }),
@@ -150,7 +152,21 @@ pub fn load_str_into(
     text: &str,
     registry: Arc<Registry>,
 ) -> Result<Config, ConfigErrors> {
-    let mut problems = Problems::new(name.into());
+    load_text(name.into(), text, registry, None)
+}
+
+/// Validates config text; files it names (keys, certificates) are found from `folder` (the
+/// config file's), else from the working directory.
+fn load_text(
+    name: Arc<str>,
+    text: &str,
+    registry: Arc<Registry>,
+    folder: Option<&Path>,
+) -> Result<Config, ConfigErrors> {
+    let mut problems = Problems::new(name);
+    if let Some(folder) = folder {
+        problems.folder = folder.to_path_buf();
+    }
     // An empty file is a valid (if useless) config; the YAML loader insists on a mapping.
     let parsed = if text.trim().is_empty() {
         Ok(raw::RawConfig::default())

@@ -27,9 +27,20 @@ pub(crate) struct RawConfig {
     pub(crate) redis: Option<RawRedis>,
     /// The response cache that routes with `cache:` share.
     pub(crate) cache: Option<RawCacheStore>,
+    /// What every request head is held to (414, 431, slowloris).
+    #[serde(default)]
+    pub(crate) limits: RawHeadLimits,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` is believed (CIDRs).
+    #[serde(default)]
+    pub(crate) trusted_proxies: Vec<Text>,
+    /// Every route's edge policies, unless a route sets its own.
+    pub(crate) security: Option<RawSecurity>,
     /// Who may call the routes with `auth:`, and their API keys' digests.
     #[serde(default)]
     pub(crate) consumers: Vec<RawConsumer>,
+    /// Issuers of the JWTs routes accept.
+    #[serde(default)]
+    pub(crate) jwt_providers: Vec<RawJwtProvider>,
     #[serde(default)]
     pub(crate) upstreams: Vec<RawUpstream>,
     #[serde(default)]
@@ -177,6 +188,8 @@ pub(crate) struct RawRoute {
     pub(crate) rewrite: Option<Text>,
     pub(crate) timeout: Option<Text>,
     pub(crate) per_try_timeout: Option<Text>,
+    /// Body limits, IP lists, CORS and the attack filter, over the top-level `security:`.
+    pub(crate) security: Option<RawSecurity>,
     /// API keys: who the request comes from, and who may pass.
     pub(crate) auth: Option<RawAuth>,
     pub(crate) rate_limit: Option<RawRateLimit>,
@@ -189,6 +202,67 @@ pub(crate) struct RawRoute {
     /// API composition: the route answers with several upstream calls' merged results
     /// (instead of `upstream` or `variants`).
     pub(crate) compose: Option<RawCompose>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeadLimits {
+    pub(crate) max_uri_length: Option<Text>,
+    pub(crate) max_header_size: Option<Text>,
+    pub(crate) header_read_timeout: Option<Text>,
+}
+
+/// Edge policies; each field a route leaves out comes from the top-level `security:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecurity {
+    /// Larger request bodies get 413, also chunked ones (default `10MiB`).
+    pub(crate) max_body_size: Option<Text>,
+    /// The longest pause between parts of a request body (default `30s`; 408 after it).
+    pub(crate) body_read_timeout: Option<Text>,
+    pub(crate) ip_filter: Option<RawIpFilter>,
+    pub(crate) cors: Option<RawCors>,
+    pub(crate) attack_filter: Option<RawAttackFilter>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIpFilter {
+    /// Only these networks (CIDRs or addresses) are let in; empty lets every one in.
+    #[serde(default)]
+    pub(crate) allow: Vec<Text>,
+    /// These networks are refused (before `allow`).
+    #[serde(default)]
+    pub(crate) deny: Vec<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCors {
+    /// Origins (`https://app.example.com`) that may call the route, or `*`; empty turns CORS off.
+    #[serde(default)]
+    pub(crate) origins: Vec<Text>,
+    /// Default GET, HEAD, POST.
+    #[serde(default)]
+    pub(crate) methods: Vec<Text>,
+    /// Request headers a page may send beyond the CORS-safelisted ones.
+    #[serde(default)]
+    pub(crate) headers: Vec<Text>,
+    /// Response headers a page may read.
+    #[serde(default)]
+    pub(crate) expose_headers: Vec<Text>,
+    pub(crate) credentials: Option<bool>,
+    /// How long a browser keeps a preflight's answer (default `10m`).
+    pub(crate) max_age: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAttackFilter {
+    /// `block` (default), `log` or `off`.
+    pub(crate) mode: Option<Text>,
+    /// How much of a request body is checked (default `64KiB`).
+    pub(crate) inspect_body: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +289,46 @@ pub(crate) struct RawAuth {
     /// Consumers admitted by group.
     #[serde(default)]
     pub(crate) groups: Vec<Text>,
+    /// Accept bearer tokens of this provider (by name); with `api_key` too, either works.
+    pub(crate) jwt: Option<Text>,
+    /// Scopes a token must all carry (`scope` or `scp` claim).
+    #[serde(default)]
+    pub(crate) scopes: Vec<Text>,
+    /// Claim name to the values it may have (one of them).
+    #[serde(default)]
+    pub(crate) claims: BTreeMap<String, Vec<Text>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwtProvider {
+    pub(crate) name: Text,
+    /// The algorithms accepted, all of one family: HS256/384/512, RS256/384/512, PS256/384/512,
+    /// ES256/384 or EdDSA.
+    pub(crate) algorithms: Vec<Text>,
+    /// Where the keys are: a JWKS URL, a PEM public key file, or (HMAC) a secret file or
+    /// environment variable.
+    pub(crate) jwks_url: Option<Text>,
+    pub(crate) key_file: Option<Text>,
+    pub(crate) secret_env: Option<Text>,
+    /// The `iss` tokens must have.
+    pub(crate) issuer: Option<Text>,
+    /// One of these must be in `aud`.
+    #[serde(default)]
+    pub(crate) audiences: Vec<Text>,
+    /// Clock skew allowed on `exp` and `nbf` (default `30s`).
+    pub(crate) leeway: Option<Text>,
+    /// The JWKS is fetched again when older than this (default `5m`)...
+    pub(crate) jwks_refresh: Option<Text>,
+    /// ...and at most this often for a key it lacks (default `10s`).
+    pub(crate) jwks_min_refetch: Option<Text>,
+    /// The claim naming the consumer (default `sub`).
+    pub(crate) consumer_claim: Option<Text>,
+    /// Claim name to the request header it goes upstream in.
+    #[serde(default)]
+    pub(crate) forward_claims: BTreeMap<String, Text>,
+    /// Send the `Authorization` header upstream too (default false).
+    pub(crate) forward_token: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

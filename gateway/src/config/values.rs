@@ -107,3 +107,15 @@ pub(crate) fn bytes(p: &mut Problems, field: &str, text: &Text) -> Option<u64> {
         }
     }
 }
+
+pub(crate) fn header_name(p: &mut Problems, field: &str, text: &Text) -> Option<http::HeaderName> {
+    http::HeaderName::try_from(text.trim())
+        .map_err(|_| {
+            p.at(
+                text.span(),
+                field,
+                format!("`{}` is not a valid header name", &**text),
+            )
+        })
+        .ok()
+}

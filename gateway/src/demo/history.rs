@@ -105,6 +105,9 @@ fn event(rng: &mut fastrand::Rng, route: &'static str, path: &str, minute: u64, 
         variant: variant.map(Arc::from),
         cache_status: None,
         mirrored: false,
+        blocked_by: None,
+        block_reason: None,
+        threat: None,
         steps: vec![
             PathStep::timed(StepKind::RouteMatch, 0, match_us),
             PathStep {

@@ -2,6 +2,7 @@
 //! one process, so a newcomer sees real traffic at once.
 
 mod history;
+mod identity;
 pub mod services;
 mod traffic;
 
@@ -22,6 +23,8 @@ struct DemoUpstreams {
     reviews: SocketAddr,
     inventory: SocketAddr,
     web: SocketAddr,
+    /// The demo identity provider's JWKS.
+    idp: SocketAddr,
 }
 
 async fn start_upstreams() -> std::io::Result<DemoUpstreams> {
@@ -35,6 +38,7 @@ async fn start_upstreams() -> std::io::Result<DemoUpstreams> {
         reviews: services::spawn(services::reviews(), LOOPBACK_ANY_PORT).await?,
         inventory: services::spawn(services::inventory(), LOOPBACK_ANY_PORT).await?,
         web: services::spawn(services::web(), LOOPBACK_ANY_PORT).await?,
+        idp: services::spawn(identity::jwks_app(), LOOPBACK_ANY_PORT).await?,
     })
 }
 
@@ -49,6 +53,14 @@ fn demo_config(up: &DemoUpstreams, proxy: SocketAddr, admin: SocketAddr, access_
 listeners: {{ proxy: "{proxy}", admin: "{admin}" }}
 access_log: {{ path: "{access_log}" }}
 analytics: {{ store: memory }}
+security: {{ attack_filter: {{ mode: block }} }}
+jwt_providers:
+  - name: demo-idp
+    algorithms: [ES256]
+    jwks_url: "http://{idp}{jwks_path}"
+    issuer: {issuer}
+    audiences: [{audience}]
+    forward_claims: {{ sub: x-user }}
 consumers:
   - {{ name: demo-partner, groups: [partners], api_keys: ["{key}"] }}
 upstreams:
@@ -103,6 +115,13 @@ routes:
     upstream: books
     auth: {{ groups: [partners] }}
     rate_limit: {{ rate: 10/s, burst: 20, key: consumer }}
+  - name: my-books
+    match: {{ prefix: /me, methods: [GET] }}
+    strip_prefix: /me
+    upstream: books
+    auth: {{ jwt: demo-idp, scopes: ["books:read"] }}
+    security:
+      cors: {{ origins: ["http://localhost:3000"], headers: [authorization] }}
   - name: api-books
     match: {{ prefix: /api }}
     strip_prefix: /api
@@ -125,6 +144,10 @@ routes:
         reviews = up.reviews,
         inventory = up.inventory,
         web = up.web,
+        idp = up.idp,
+        jwks_path = identity::JWKS_PATH,
+        issuer = identity::ISSUER,
+        audience = identity::AUDIENCE,
         key = crate::auth::KeyHash::of(DEMO_API_KEY.as_bytes()),
     )
 }
@@ -176,6 +199,8 @@ fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path) {
          \x20 curl -i http://{proxy}/reviews/3     (cached for 10 s: x-cache HIT or MISS)\n\
          \x20 curl -i http://{proxy}/search?q=dune (limited to 1/s, burst 3: RateLimit headers, then 429)\n\
          \x20 curl -H 'x-api-key: {DEMO_API_KEY}' http://{proxy}/partner/books/3   (needs the API key: 401 without)\n\
+         \x20 curl -H \"authorization: Bearer $TOKEN\" http://{proxy}/me/books/3   (needs the JWT below: 401 without)\n\
+         \x20 curl -i \"http://{proxy}/books?q=1'%20OR%20'1'='1\"   (the attack filter: 403)\n\
          \x20 curl http://{proxy}/books/3/full    (a book, its reviews and its stock: three calls, one JSON)\n\
          \x20 curl http://{proxy}/inventory/3     (fails now and then; retried)\n\
          Web app:    http://{proxy}/app/   (a static front end calling the API through the gateway)\n\
@@ -184,7 +209,10 @@ fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path) {
          SQL:        curl -H 'content-type: text/plain' -d 'SELECT route, count(*) FROM requests GROUP BY ALL' http://{admin}/api/sql\n\
          \x20           curl http://{admin}/api/queries/route_latency_per_minute\n\
          Access log: {}   (one JSON event per request)\n\n\
+         Token:      TOKEN={token}\n\
+         \x20           (ES256, from the demo identity provider's JWKS; scope books:read; valid 24 h)\n\n\
          Press Ctrl-C to stop.",
-        access_log.display()
+        access_log.display(),
+        token = identity::token(std::time::Duration::from_secs(24 * 3600), false),
     );
 }

@@ -14,6 +14,14 @@ use tokio::sync::{watch, Semaphore};
 
 const MAX_IN_FLIGHT: usize = 64;
 
+/// SQL injection and XSS, as scanners send them.
+const HOSTILE: [&str; 4] = [
+    "/books?q=1%27%20OR%20%271%27%3D%271",
+    "/books/1%20UNION%20SELECT%20password%20FROM%20users--",
+    "/search?q=%3Cscript%3Ealert(1)%3C/script%3E",
+    "/books?sort=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E",
+];
+
 /// Sends about `rps` requests per second to `proxy` until `stop` changes.
 pub(super) async fn generate(proxy: SocketAddr, rps: u32, mut stop: watch::Receiver<bool>) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
@@ -61,6 +69,14 @@ fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
         93 => (Method::GET, format!("/partner/books/{id}"), false),
         94 => (Method::GET, "/partner/books".to_owned(), false),
         95 => (Method::GET, "/app/".to_owned(), false),
+        // A reader with a JWT (now and then an expired one: 401).
+        96 => (Method::GET, format!("/me/books/{id}"), false),
+        // Hostile requests the attack filter refuses (403).
+        97 => (
+            Method::GET,
+            HOSTILE[fastrand::usize(..HOSTILE.len())].to_owned(),
+            false,
+        ),
         _ => (Method::GET, "/admin.php".to_owned(), false),
     };
     let body = if method == Method::POST {
@@ -78,6 +94,11 @@ fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
     }
     if path.starts_with("/partner/books/") {
         builder = builder.header("x-api-key", super::DEMO_API_KEY);
+    }
+    if path.starts_with("/me/") {
+        let expired = fastrand::u8(..10) == 0;
+        let token = super::identity::token(Duration::from_secs(300), expired);
+        builder = builder.header("authorization", format!("Bearer {token}"));
     }
     builder
         .body(Full::new(body))

@@ -1,15 +1,23 @@
-//! Phase 2: who the request comes from (an API key's consumer) and whether the route admits
-//! them: 401 with a `WWW-Authenticate` challenge without a valid key, 403 when the consumer is
-//! not allowed. The consumer is recorded for the event, the rate limit's key and `${consumer}`.
-//! The key's header is removed, so the upstream never sees it.
+//! Phase 2: who the request comes from (an API key's consumer, or a bearer JWT's subject) and
+//! whether the route admits them: 401 with a `WWW-Authenticate` challenge without valid
+//! credentials, 403 when they are valid but not enough (consumer, group, scope, claim). The
+//! consumer is recorded for the event, the consumer metric, the rate limit's key and
+//! `${consumer}`. Credentials are removed before the request goes on, and so are the headers a
+//! provider forwards claims in, so a client can never set them itself.
 
 use super::context::RequestContext;
 use super::error::ProxyError;
-use crate::auth::Verdict;
+use crate::auth::jwt::{claim_text, Provider};
+use crate::auth::{Identity, RouteAuth, Verdict};
 use crate::routing::RouteMatch;
+use http::header::{HeaderValue, AUTHORIZATION};
 use http::request::Parts;
+use std::sync::Arc;
 
-pub(super) fn run(
+/// The consumer label of an identity no consumer in config is named after (bounded metrics).
+const OTHER_CONSUMER: &str = "other";
+
+pub(super) async fn run(
     matched: &RouteMatch<'_>,
     parts: &mut Parts,
     ctx: &mut RequestContext,
@@ -17,22 +25,62 @@ pub(super) fn run(
     let Some(auth) = &matched.route.auth else {
         return Ok(());
     };
-    let verdict = auth.check(parts);
-    if let Some(header) = &auth.header {
-        parts.headers.remove(header);
-    }
-    let challenge = || auth.challenge.clone();
+    let verdict = auth.check(parts).await;
+    strip_credentials(auth, parts);
     match verdict {
         Verdict::Anonymous => Ok(()),
-        Verdict::Admitted(consumer) => {
-            ctx.consumer = Some(consumer.name.clone());
+        Verdict::Admitted(identity) => {
+            if let Some(provider) = &auth.jwt {
+                forward_claims(provider, &identity, parts);
+            }
+            note(identity, ctx);
             Ok(())
         }
-        Verdict::Missing => Err(ProxyError::Unauthorized("an API key is required", challenge())),
-        Verdict::Invalid => Err(ProxyError::Unauthorized("the API key is not valid", challenge())),
-        Verdict::Forbidden(consumer) => {
-            ctx.consumer = Some(consumer.name.clone());
-            Err(ProxyError::Forbidden)
+        Verdict::Missing => Err(ProxyError::Unauthorized(missing(auth), auth.challenge.clone())),
+        Verdict::Invalid(reason) => Err(ProxyError::Unauthorized(reason, auth.challenge.clone())),
+        Verdict::Forbidden(identity, reason) => {
+            note(identity, ctx);
+            Err(ProxyError::Forbidden(reason))
+        }
+    }
+}
+
+fn missing(auth: &RouteAuth) -> &'static str {
+    match (&auth.api_key, &auth.jwt) {
+        (Some(_), Some(_)) => "an API key or a bearer token is required",
+        (None, Some(_)) => "a bearer token is required",
+        _ => "an API key is required",
+    }
+}
+
+fn note(identity: Identity, ctx: &mut RequestContext) {
+    ctx.consumer_label = Some(match &identity.consumer {
+        Some(consumer) => consumer.name.clone(),
+        None => Arc::from(OTHER_CONSUMER),
+    });
+    ctx.consumer = Some(identity.name);
+}
+
+fn strip_credentials(auth: &RouteAuth, parts: &mut Parts) {
+    if let Some(header) = auth.api_key.as_ref().and_then(|place| place.header.as_ref()) {
+        parts.headers.remove(header);
+    }
+    if let Some(provider) = &auth.jwt {
+        if !provider.forward_token {
+            parts.headers.remove(AUTHORIZATION);
+        }
+        for (_, header) in provider.forward_claims.iter() {
+            parts.headers.remove(header);
+        }
+    }
+}
+
+fn forward_claims(provider: &Provider, identity: &Identity, parts: &mut Parts) {
+    let Some(claims) = &identity.claims else { return };
+    for (claim, header) in provider.forward_claims.iter() {
+        let value = claims.get(&**claim).and_then(claim_text);
+        if let Some(value) = value.and_then(|v| HeaderValue::try_from(v).ok()) {
+            parts.headers.insert(header, value);
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The per-request context: what the phases learn, carried from one to the next.
 
 use super::ProxyState;
+use crate::body::BodyMeter;
+use crate::edge::attack::Threat;
+use crate::edge::cors::Cors;
 use crate::ratelimit::{Decision, RateLimit};
 use crate::stats::RouteStats;
 use crate::traces::RequestTrace;
@@ -8,8 +11,7 @@ use crate::transform::Transform;
 use http::header::HeaderValue;
 use http::{Method, Request, Version};
 use lookout_analytics::{ErrorKind, PathStep, StepKind};
-use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -55,6 +57,8 @@ pub(crate) struct RequestContext {
     pub(crate) started: Instant,
     pub(crate) started_wall: SystemTime,
     pub(crate) conn: ConnInfo,
+    /// The client: the connection's peer, or the address trusted proxies forwarded for.
+    pub(crate) client_ip: IpAddr,
     pub(crate) request_id: HeaderValue,
     pub(crate) method: Method,
     pub(crate) version: Version,
@@ -67,6 +71,14 @@ pub(crate) struct RequestContext {
     pub(crate) upstream: Option<Arc<str>>,
     /// Who the request comes from, when the route identifies consumers.
     pub(crate) consumer: Option<Arc<str>>,
+    /// The consumer's name as a metric label: a configured consumer's, or `other`.
+    pub(crate) consumer_label: Option<Arc<str>>,
+    /// The edge policy that refused the request, and the refusal's message.
+    pub(crate) blocked: Option<(&'static str, Arc<str>)>,
+    /// An attack the filter saw, blocked or only logged.
+    pub(crate) threat: Option<Threat>,
+    /// The route's CORS policy and the allowed origin it answers.
+    pub(crate) cors: Option<(Arc<Cors>, HeaderValue)>,
     /// The route's variant the request went to (canary / A-B).
     pub(crate) variant: Option<Arc<str>>,
     /// The sticky-variant cookie the response gives the client.
@@ -86,9 +98,9 @@ pub(crate) struct RequestContext {
     pub(crate) steps: Vec<PathStep>,
     /// Ids for the request's spans, when tracing is on.
     pub(crate) trace: Option<RequestTrace>,
-    /// Shared with the request body, which the upstream connection's task polls; only requests
+    /// What the request body's reader saw (bytes, and a fault that cut it off); only requests
     /// with a body have one.
-    pub(crate) bytes_in: Option<Arc<AtomicU64>>,
+    pub(crate) body: Option<Arc<BodyMeter>>,
 }
 
 impl RequestContext {
@@ -97,6 +109,7 @@ impl RequestContext {
             state: Some(state),
             started: Instant::now(),
             started_wall: SystemTime::now(),
+            client_ip: conn.peer.ip().to_canonical(),
             conn,
             request_id: request_id(request),
             method: request.method().clone(),
@@ -107,6 +120,10 @@ impl RequestContext {
             stats: None,
             upstream: None,
             consumer: None,
+            consumer_label: None,
+            blocked: None,
+            threat: None,
+            cors: None,
             variant: None,
             set_cookie: None,
             rate_limit: None,
@@ -120,13 +137,13 @@ impl RequestContext {
             // Room for the route match and one upstream attempt, the common path.
             steps: Vec::with_capacity(2),
             trace: None,
-            bytes_in: None,
+            body: None,
         }
     }
 
-    /// The counter the request body adds its bytes to.
-    pub(crate) fn count_bytes_in(&mut self) -> Arc<AtomicU64> {
-        self.bytes_in.get_or_insert_with(Default::default).clone()
+    /// The meter the request body reports to.
+    pub(crate) fn body_meter(&mut self) -> Arc<BodyMeter> {
+        self.body.get_or_insert_with(Default::default).clone()
     }
 
     /// Notes a step of the request's path that ran from `started` until now.

@@ -1,6 +1,7 @@
 //! The proxy's errors and the one place that turns them into client responses: a status and a
 //! stable JSON body, `{"error": {"code", "message", "request_id"}}`, never internal details.
 
+use crate::edge::attack::Threat;
 use http::header::HeaderValue;
 use http::StatusCode;
 use lookout_analytics::ErrorKind;
@@ -30,8 +31,20 @@ pub(crate) enum ProxyError {
     RateLimitUnavailable,
     #[error("{0}")]
     Unauthorized(&'static str, HeaderValue),
-    #[error("this consumer is not allowed on this route")]
-    Forbidden,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("the request target is longer than this gateway's limit of {0} bytes")]
+    UriTooLong(usize),
+    #[error("the request headers are larger than this gateway's limit of {0} bytes")]
+    HeadersTooLarge(usize),
+    #[error("the request body did not arrive in time: the client paused longer than this route allows")]
+    BodyTimeout,
+    #[error("this route does not accept requests from the client's address")]
+    IpDenied,
+    #[error("CORS: {0}")]
+    CorsRejected(&'static str),
+    #[error("the request was refused by the attack filter: {0}")]
+    AttackBlocked(Threat),
     #[error("composition call `{call}` failed: {reason}")]
     CompositionFailed {
         call: Arc<str>,
@@ -54,7 +67,13 @@ impl ProxyError {
             ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Unauthorized(..) => StatusCode::UNAUTHORIZED,
-            ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ProxyError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::IpDenied | ProxyError::CorsRejected(_) | ProxyError::AttackBlocked(_) => {
+                StatusCode::FORBIDDEN
+            }
             ProxyError::CompositionFailed { timed_out: true, .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::CompositionFailed { .. } => StatusCode::BAD_GATEWAY,
         }
@@ -74,8 +93,30 @@ impl ProxyError {
             ProxyError::RateLimited => "rate_limited",
             ProxyError::RateLimitUnavailable => "rate_limit_unavailable",
             ProxyError::Unauthorized(..) => "unauthorized",
-            ProxyError::Forbidden => "forbidden",
+            ProxyError::Forbidden(_) => "forbidden",
+            ProxyError::UriTooLong(_) => "uri_too_long",
+            ProxyError::HeadersTooLarge(_) => "headers_too_large",
+            ProxyError::BodyTimeout => "body_timeout",
+            ProxyError::IpDenied => "ip_denied",
+            ProxyError::CorsRejected(_) => "cors_rejected",
+            ProxyError::AttackBlocked(_) => "attack_blocked",
             ProxyError::CompositionFailed { .. } => "composition_failed",
+        }
+    }
+
+    /// The edge policy that refused the request, for a refusal (`None` for other errors).
+    pub(crate) fn blocked_by(&self) -> Option<&'static str> {
+        match self {
+            ProxyError::UriTooLong(_)
+            | ProxyError::HeadersTooLarge(_)
+            | ProxyError::BodyTooLarge(_)
+            | ProxyError::BodyTimeout => Some("request_limits"),
+            ProxyError::IpDenied => Some("ip_filter"),
+            ProxyError::CorsRejected(_) => Some("cors"),
+            ProxyError::Unauthorized(..) | ProxyError::Forbidden(_) => Some("auth"),
+            ProxyError::AttackBlocked(_) => Some("attack_filter"),
+            ProxyError::RateLimited | ProxyError::RateLimitUnavailable => Some("rate_limit"),
+            _ => None,
         }
     }
 
@@ -92,7 +133,13 @@ impl ProxyError {
             ProxyError::RateLimited => ErrorKind::RateLimited,
             ProxyError::RateLimitUnavailable => ErrorKind::RateLimitUnavailable,
             ProxyError::Unauthorized(..) => ErrorKind::Unauthorized,
-            ProxyError::Forbidden => ErrorKind::Forbidden,
+            ProxyError::Forbidden(_) => ErrorKind::Forbidden,
+            ProxyError::UriTooLong(_) => ErrorKind::UriTooLong,
+            ProxyError::HeadersTooLarge(_) => ErrorKind::HeadersTooLarge,
+            ProxyError::BodyTimeout => ErrorKind::BodyTimeout,
+            ProxyError::IpDenied => ErrorKind::IpDenied,
+            ProxyError::CorsRejected(_) => ErrorKind::CorsRejected,
+            ProxyError::AttackBlocked(_) => ErrorKind::AttackBlocked,
             ProxyError::CompositionFailed { .. } => ErrorKind::CompositionFailed,
         }
     }

@@ -1,9 +1,11 @@
 //! Phase 1: find the route and, on a route with variants, the variant. The route's name and
 //! statistics are recorded even if a later phase fails; a request that matches nothing is
-//! counted as unmatched.
+//! counted as unmatched. A head over the gateway's limits is refused here, counted where it
+//! would have gone.
 
 use super::context::RequestContext;
 use super::error::ProxyError;
+use super::request_limits;
 use crate::routing::{RouteMatch, RouteTable, TargetRef};
 use http::request::Parts;
 use lookout_analytics::StepKind;
@@ -17,16 +19,16 @@ pub(super) fn run<'r>(
     let started = Instant::now();
     let mut found = routes.find(parts, ctx.host.as_deref());
     if let Some(matched) = found.as_mut() {
-        matched.pick_variant(parts, ctx.conn.peer.ip());
+        matched.pick_variant(parts, ctx.client_ip);
     }
     ctx.step(StepKind::RouteMatch, started);
+    let stats = found.as_ref().map_or(&routes.unmatched, |m| m.stats());
+    stats.started();
+    ctx.stats = Some(stats.clone());
+    request_limits::check_head(&routes.head_limits, parts)?;
     let Some(mut matched) = found else {
-        routes.unmatched.started();
-        ctx.stats = Some(routes.unmatched.clone());
         return Err(ProxyError::NoRoute);
     };
-    matched.stats().started();
-    ctx.stats = Some(matched.stats().clone());
     ctx.route = Some(matched.route.name.clone());
     if let TargetRef::Upstream(upstream) = matched.target() {
         ctx.upstream = Some(upstream.name.clone());

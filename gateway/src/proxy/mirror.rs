@@ -79,7 +79,7 @@ fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
         method: ctx.method.as_str().into(),
         path: ctx.path.clone(),
         host: ctx.host.clone(),
-        client_ip: ctx.conn.peer.ip(),
+        client_ip: ctx.client_ip,
         http_version: version_names(ctx.version).event,
         upstream: Some(upstream.clone()),
         instance: None,
@@ -95,6 +95,9 @@ fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
         variant: None,
         cache_status: None,
         mirrored: true,
+        blocked_by: None,
+        block_reason: None,
+        threat: None,
         steps: Vec::with_capacity(1),
     }
 }

@@ -1,8 +1,11 @@
 //! The request path, as an ordered pipeline of phases. Each phase is a module:
 //!
-//! 1. [`match_route`]: pick the route (404 when none) and the upstream path.
-//! 2. [`authenticate`]: the consumer, by API key; 401 without a valid one, 403 when not allowed.
-//!    Then [`rate_limit`]: 429 when the route's limit is used up.
+//! 1. [`match_route`]: pick the route (404 when none) and the upstream path; the head is held
+//!    to the gateway's [`request_limits`] (414, 431) on the way.
+//! 2. Edge policies: [`ip_filter`] (403), [`cors`] (preflights answered here), the body's
+//!    [`request_limits`] (413, 408), [`authenticate`] (the consumer, by API key or JWT; 401
+//!    without valid credentials, 403 when not allowed), [`rate_limit`] (429) and the
+//!    [`attack_filter`] (403 on SQL injection or XSS).
 //! 3. [`cache_lookup`]: a fresh stored response answers here.
 //!    A composition route answers here instead, with [`compose`]: its calls' merged results.
 //! 4. [`transform_request`]: headers, path and JSON body as the route rewrites them.
@@ -10,22 +13,26 @@
 //! 6. [`upstream_call`]: pick an instance, forward (with [`forward_headers`]), retry, time out;
 //!    then [`transform_response`] edits a JSON body when the route says so.
 //! 7. [`response`]: clean the response and stamp it (`x-request-id`, `Via`, `x-cache`, limits,
-//!    the route's response headers); a cacheable one is stored as it streams.
+//!    CORS, the route's response headers); a cacheable one is stored as it streams.
 //! 8. [`record`]: when the response body ends (or the client leaves), emit one request event.
 //!
 //! A [`context::RequestContext`] carries what the phases learn from one to the next and is,
 //! in the end, what the request event is made of.
 
+mod attack_filter;
 mod authenticate;
 mod cache_lookup;
 mod compose;
 mod context;
+mod cors;
 mod error;
 mod forward_headers;
+mod ip_filter;
 mod match_route;
 mod mirror;
 mod rate_limit;
 mod record;
+mod request_limits;
 mod response;
 mod transform_request;
 mod transform_response;
@@ -37,13 +44,14 @@ pub(crate) use record::ProxyBody;
 
 use crate::body::PooledBody;
 use crate::cache::Ticket;
-use crate::routing::{RouteTable, TargetRef};
+use crate::routing::{RouteMatch, RouteTable, TargetRef};
 use crate::traces::{RequestTrace, Tracing};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use cache_lookup::Cached;
 use context::RequestContext;
 use error::ProxyError;
+use http::request::Parts;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use lookout_analytics::EventQueue;
@@ -77,7 +85,7 @@ pub(crate) async fn serve(
         Ok(Answer::Upstream(fetched, ticket)) => response::from_upstream(fetched, ticket, &ctx),
         Ok(Answer::Whole(whole)) => response::from_whole(whole, &ctx),
         Err(error) => {
-            ctx.error_kind = Some(error.kind());
+            note_refusal(&error, &mut ctx);
             response::from_error(&error, &ctx)
         }
     };
@@ -97,10 +105,34 @@ async fn pipeline(
     ctx: &mut RequestContext,
     request: Request<Incoming>,
 ) -> Result<Answer, ProxyError> {
-    let (mut parts, body) = request.into_parts();
-    let mut matched = match_route::run(routes, &parts, ctx)?;
-    authenticate::run(&matched, &mut parts, ctx)?;
+    let (parts, body) = request.into_parts();
+    ctx.client_ip = routes
+        .trusted_proxies
+        .client_ip(ctx.conn.peer.ip(), &parts.headers);
+    let matched = match_route::run(routes, &parts, ctx)?;
+    let route = matched.route;
+    past_the_route(matched, parts, body, ctx)
+        .await
+        // A body cut off at its limit fails whichever phase was reading it; the client is told
+        // why, not what that phase made of it.
+        .map_err(|error| request_limits::body_fault(route, ctx).unwrap_or(error))
+}
+
+async fn past_the_route(
+    mut matched: RouteMatch<'_>,
+    mut parts: Parts,
+    body: Incoming,
+    ctx: &mut RequestContext,
+) -> Result<Answer, ProxyError> {
+    let route = matched.route;
+    ip_filter::run(route, ctx)?;
+    if let Some(preflight) = cors::run(route, &parts, ctx)? {
+        return Ok(Answer::Whole(preflight));
+    }
+    let body = request_limits::guard_body(route, &parts, body, ctx)?;
+    authenticate::run(&matched, &mut parts, ctx).await?;
     rate_limit::run(&matched, &parts, ctx).await?;
+    let body = attack_filter::run(route, &parts, body, ctx).await?;
     let ticket = match cache_lookup::run(&matched, &parts, ctx) {
         Cached::Hit(stored) => return Ok(Answer::Whole(stored)),
         Cached::Fetch(ticket) => ticket,
@@ -108,12 +140,23 @@ async fn pipeline(
     let upstream = match matched.target() {
         TargetRef::Upstream(upstream) => upstream,
         TargetRef::Compose(composition) => {
-            return compose::run(composition, matched.route, &parts, ticket, ctx).await;
+            return compose::run(composition, route, &parts, ticket, ctx).await;
         }
     };
     let body = transform_request::run(&mut matched, &mut parts, body, ctx).await?;
     mirror::run(&matched, &parts, &body, ctx);
-    let route = matched.route;
     let fetched = upstream_call::run(upstream, matched, parts, body, ctx).await?;
     transform_response::run(route, fetched, ticket).await
+}
+
+/// Notes the error for the request's event and, when an edge policy refused the request, who
+/// refused it and why, in the event and the route's metrics.
+fn note_refusal(error: &ProxyError, ctx: &mut RequestContext) {
+    ctx.error_kind = Some(error.kind());
+    if let Some(by) = error.blocked_by() {
+        ctx.blocked = Some((by, error.to_string().into()));
+        if let Some(stats) = &ctx.stats {
+            stats.blocked(by, error.code());
+        }
+    }
 }

@@ -18,9 +18,7 @@ pub(super) async fn run(
         return Ok(());
     };
     let started = Instant::now();
-    let outcome = limit
-        .check(parts, ctx.conn.peer.ip(), ctx.consumer.as_ref())
-        .await;
+    let outcome = limit.check(parts, ctx.client_ip, ctx.consumer.as_ref()).await;
     ctx.step(StepKind::RateLimit, started);
     match outcome {
         Err(Unavailable) => Err(ProxyError::RateLimitUnavailable),

@@ -16,7 +16,6 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use lookout_analytics::{ErrorKind, RequestEvent};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -105,13 +104,14 @@ impl RequestContext {
         let error_kind = self
             .error_kind
             .or((!complete).then_some(ErrorKind::ClientAborted));
-        let bytes_in = self
-            .bytes_in
-            .as_ref()
-            .map_or(0, |bytes| bytes.load(Ordering::Relaxed));
+        let bytes_in = self.body.as_ref().map_or(0, |meter| meter.bytes());
         if let Some(stats) = &self.stats {
             stats.finished(&self.method, status, bytes_in, bytes_out, duration);
+            if let Some(consumer) = &self.consumer_label {
+                stats.consumer_request(consumer, status);
+            }
         }
+        let (blocked_by, block_reason) = self.blocked.take().unzip();
         let trace_id = self
             .trace
             .as_ref()
@@ -127,7 +127,7 @@ impl RequestContext {
             method: self.method.as_str().into(),
             path: std::mem::take(&mut self.path),
             host: self.host.take(),
-            client_ip: self.conn.peer.ip(),
+            client_ip: self.client_ip,
             http_version: version_names(self.version).event,
             upstream: self.upstream.take(),
             instance: self.instance.take(),
@@ -143,6 +143,11 @@ impl RequestContext {
             variant: self.variant.take(),
             cache_status: self.cache_status,
             mirrored: false,
+            blocked_by,
+            block_reason,
+            threat: self
+                .threat
+                .map(|t| format!("{} in {}", t.kind_label(), t.place_label()).into()),
             steps: std::mem::take(&mut self.steps),
         });
     }
@@ -165,7 +170,7 @@ fn export_trace(
         route: ctx.route.as_deref(),
         upstream: ctx.upstream.as_deref(),
         host: ctx.host.as_deref(),
-        client_ip: ctx.conn.peer.ip(),
+        client_ip: ctx.client_ip,
         protocol_version: version_names(ctx.version).number,
         status,
         error: error_kind.map(ErrorKind::as_str),

@@ -38,6 +38,9 @@ fn stamp(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: bool) {
     forward_headers::to_client(headers, ctx, upgrade);
     give_sticky_cookie(headers, ctx);
     give_rate_limit(headers, ctx);
+    if let Some((cors, origin)) = &ctx.cors {
+        cors.response_headers(origin, headers);
+    }
     if let Some(status) = ctx.cache_status {
         headers.insert(X_CACHE.clone(), HeaderValue::from_static(status));
     }

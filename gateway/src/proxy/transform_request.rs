@@ -9,30 +9,28 @@ use crate::transform::{JsonEdits, Transform, Vars};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::HeaderMap;
-use http_body::Body;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 pub(super) async fn run(
     matched: &mut RouteMatch<'_>,
     parts: &mut Parts,
-    body: Incoming,
+    body: RequestBody,
     ctx: &RequestContext,
 ) -> Result<RequestBody, ProxyError> {
     let Some(transform) = matched.route.transform.as_deref() else {
-        return Ok(RequestBody::Streaming(body));
+        return Ok(body);
     };
     rewrite_path(transform, matched, parts);
     if !transform.request_headers.is_empty() {
         transform.request_headers.apply(&mut parts.headers, &vars(ctx));
     }
     match &transform.request_body {
-        Some(edits) if is_json(&parts.headers) && !body.is_end_stream() => {
+        Some(edits) if is_json(&parts.headers) && !body.is_empty() => {
             let edited = edit_body(edits, &parts.headers, body).await?;
             parts.headers.remove(CONTENT_LENGTH);
             Ok(RequestBody::Whole(edited))
         }
-        _ => Ok(RequestBody::Streaming(body)),
+        _ => Ok(body),
     }
 }
 
@@ -60,11 +58,18 @@ fn rewrite_path(transform: &Transform, matched: &mut RouteMatch<'_>, parts: &Par
 async fn edit_body(
     edits: &JsonEdits,
     headers: &HeaderMap,
-    body: Incoming,
+    body: RequestBody,
 ) -> Result<bytes::Bytes, ProxyError> {
     if declared_larger_than(headers, edits.max_size) {
         return Err(ProxyError::BodyTooLarge(edits.max_size));
     }
+    let body = match body {
+        RequestBody::Whole(bytes) if bytes.len() as u64 > edits.max_size => {
+            return Err(ProxyError::BodyTooLarge(edits.max_size));
+        }
+        RequestBody::Whole(bytes) => return apply(edits, &bytes),
+        RequestBody::Streaming(body) => body,
+    };
     let whole = Limited::new(body, edits.max_size as usize)
         .collect()
         .await
@@ -75,8 +80,12 @@ async fn edit_body(
             },
         )?
         .to_bytes();
+    apply(edits, &whole)
+}
+
+fn apply(edits: &JsonEdits, body: &[u8]) -> Result<bytes::Bytes, ProxyError> {
     edits
-        .apply(&whole)
+        .apply(body)
         .map_err(|error| ProxyError::InvalidBody(error.to_string()))
 }
 
@@ -95,7 +104,7 @@ pub(super) fn is_json(headers: &HeaderMap) -> bool {
 pub(super) fn vars(ctx: &RequestContext) -> Vars<'_> {
     Vars {
         request_id: ctx.request_id_str(),
-        client_ip: ctx.conn.peer.ip(),
+        client_ip: ctx.client_ip,
         route: ctx.route.as_deref().unwrap_or(""),
         consumer: ctx.consumer.as_deref().unwrap_or(""),
         host: ctx.host.as_deref().unwrap_or(""),

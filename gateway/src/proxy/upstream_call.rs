@@ -9,7 +9,7 @@ use super::context::RequestContext;
 use super::error::ProxyError;
 use super::forward_headers;
 use super::upgrade;
-use crate::body::{CountingBody, PooledBody, RequestBody, UpstreamBody};
+use crate::body::{ClientBody, PooledBody, RequestBody, UpstreamBody};
 use crate::routing::RouteMatch;
 use crate::traces::random_span_id;
 use crate::upstream::{balancer_key, now_ms, Exchange, Instance, ReturnTicket, Upstream};
@@ -19,7 +19,6 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use lookout_analytics::StepKind;
 use opentelemetry::trace::SpanId;
@@ -108,7 +107,7 @@ impl Outgoing {
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
         };
         Ok(Outgoing {
-            hash: balancer_key(&upstream.balancer, &parts.headers, ctx.conn.peer.ip()),
+            hash: balancer_key(&upstream.balancer, &parts.headers, ctx.client_ip),
             max_attempts: if retryable { upstream.retry.attempts } else { 1 },
             method: parts.method,
             path,
@@ -138,7 +137,7 @@ impl Outgoing {
 /// The body each attempt sends: the client's stream (once), or bytes the gateway holds (again
 /// on each attempt).
 enum OutgoingBody {
-    Streaming(Option<CountingBody<Incoming>>),
+    Streaming(Option<ClientBody>),
     Whole(Bytes),
 }
 
@@ -146,12 +145,9 @@ impl OutgoingBody {
     fn new(body: RequestBody, ctx: &mut RequestContext) -> Self {
         match body {
             RequestBody::Streaming(body) if body.is_end_stream() => OutgoingBody::Whole(Bytes::new()),
-            RequestBody::Streaming(body) => {
-                OutgoingBody::Streaming(Some(CountingBody::new(body, ctx.count_bytes_in())))
-            }
+            RequestBody::Streaming(body) => OutgoingBody::Streaming(Some(body)),
             RequestBody::Whole(bytes) => {
-                let counted = ctx.count_bytes_in();
-                counted.store(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                ctx.body_meter().set_bytes(bytes.len() as u64);
                 OutgoingBody::Whole(bytes)
             }
         }
@@ -241,7 +237,10 @@ async fn attempt(
     };
     ctx.upstream_ttfb = sent.elapsed().saturating_sub(ctx.upstream_connect);
     note_attempt(ctx, instance, &outcome, sent, span);
-    if outcome.should_retry() {
+    let client_fault = ctx.body.as_ref().is_some_and(|meter| meter.fault().is_some());
+    if client_fault {
+        // The client's body broke the exchange (too large, too slow): not the instance's doing.
+    } else if outcome.should_retry() {
         instance.record_failure(&upstream.outlier);
     } else {
         instance.record_success();

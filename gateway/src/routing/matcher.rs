@@ -1,5 +1,6 @@
 //! Request matching on host, path (exact, prefix, template), method and headers.
 
+use crate::edge::cors::preflight_method;
 use http::header::HeaderName;
 use http::request::Parts;
 use http::{HeaderValue, Method};
@@ -43,6 +44,13 @@ pub(crate) struct HeaderCondition {
 pub(crate) type Params<'p> = Vec<(&'p str, &'p str)>;
 
 impl RequestMatcher {
+    /// A CORS preflight is for the method it asks about, so it finds the route that method
+    /// would (and that route's CORS policy answers it).
+    fn accepts_method(&self, request: &Parts) -> bool {
+        self.methods.contains(&request.method)
+            || preflight_method(&request.method, &request.headers).is_some_and(|m| self.methods.contains(&m))
+    }
+
     /// Returns the template captures when the request matches.
     pub(crate) fn matches<'p>(
         &'p self,
@@ -50,7 +58,7 @@ impl RequestMatcher {
         host: Option<&str>,
         path: &'p str,
     ) -> Option<Params<'p>> {
-        if !self.methods.is_empty() && !self.methods.contains(&request.method) {
+        if !self.methods.is_empty() && !self.accepts_method(request) {
             return None;
         }
         if let Some(expected) = &self.host {

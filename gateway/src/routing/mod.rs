@@ -18,6 +18,8 @@ pub(crate) use variants::{
 use crate::auth::RouteAuth;
 use crate::cache::RouteCache;
 use crate::compose::Composition;
+use crate::edge::ip::TrustedProxies;
+use crate::edge::{EdgePolicy, HeadLimits};
 use crate::ratelimit::RateLimit;
 use crate::stats::RouteStats;
 use crate::transform::Transform;
@@ -35,6 +37,10 @@ pub struct RouteTable {
     pub(crate) upstreams: Vec<Arc<Upstream>>,
     /// Where requests that match no route are counted.
     pub(crate) unmatched: Arc<RouteStats>,
+    /// What every request head is held to.
+    pub(crate) head_limits: HeadLimits,
+    /// Whose `X-Forwarded-For` names the client.
+    pub(crate) trusted_proxies: TrustedProxies,
 }
 
 #[derive(Debug)]
@@ -49,6 +55,8 @@ pub(crate) struct Route {
     /// Canary / A-B: weighted variants, each with its own upstream.
     pub(crate) variants: Option<Variants>,
     pub(crate) timeouts: RouteTimeouts,
+    /// Body limits, IP lists, CORS, attack filter.
+    pub(crate) edge: EdgePolicy,
     /// API keys and who may pass.
     pub(crate) auth: Option<Arc<RouteAuth>>,
     pub(crate) rate_limit: Option<Arc<RateLimit>>,

@@ -11,21 +11,24 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Time a client has to send a complete request head (slowloris protection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 pub(super) async fn serve(
     listener: TcpListener,
     state: Arc<ProxyState>,
     mut stop: watch::Receiver<bool>,
     drain_timeout: Duration,
 ) {
+    // Read at start: a reload changes the limits the pipeline checks, not the parser's.
+    let limits = state.routes.load().head_limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.parser_buffer());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.parser_buffer() as u32);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {

@@ -39,6 +39,9 @@ pub(crate) const CACHE_HIT_RATIO: &str = "lookout_cache_hit_ratio";
 pub(crate) const CACHE_ENTRIES: &str = "lookout_cache_entries";
 pub(crate) const CACHE_BYTES: &str = "lookout_cache_size_bytes";
 pub(crate) const COMPOSE_CALLS: &str = "lookout_compose_calls_total";
+pub(crate) const REQUESTS_BLOCKED: &str = "lookout_requests_blocked_total";
+pub(crate) const THREATS: &str = "lookout_attack_filter_detections_total";
+pub(crate) const CONSUMER_REQUESTS: &str = "lookout_consumer_requests_total";
 
 /// The bucket boundaries OpenTelemetry advises for `http.server.request.duration`, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -50,7 +53,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 32] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 35] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -178,6 +181,21 @@ const DESCRIPTIONS: [(&str, Unit, &str); 32] = [
         COMPOSE_CALLS,
         Unit::Count,
         "Calls made by composition routes, by route, call and result (ok or why not).",
+    ),
+    (
+        REQUESTS_BLOCKED,
+        Unit::Count,
+        "Requests refused by an edge policy, by route, the phase that refused (blocked_by) and the error code.",
+    ),
+    (
+        THREATS,
+        Unit::Count,
+        "Attacks the attack filter saw, by route, kind (sqli, xss), place (path, query, body) and action (blocked, logged).",
+    ),
+    (
+        CONSUMER_REQUESTS,
+        Unit::Count,
+        "Requests by route, consumer (a configured consumer's name, `other` for a token subject none names) and status code.",
     ),
 ];
 

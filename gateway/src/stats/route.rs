@@ -64,6 +64,31 @@ impl RouteStats {
         }
     }
 
+    /// Counts a request an edge policy refused.
+    pub(crate) fn blocked(&self, by: &'static str, code: &'static str) {
+        self.prometheus.count(
+            prometheus::REQUESTS_BLOCKED,
+            [("blocked_by", by), ("reason", code)],
+        );
+    }
+
+    /// Counts an attack the filter saw.
+    pub(crate) fn threat(&self, kind: &'static str, place: &'static str, action: &'static str) {
+        self.prometheus.count(
+            prometheus::THREATS,
+            [("kind", kind), ("place", place), ("action", action)],
+        );
+    }
+
+    /// Counts a consumer's request; `consumer` must come from config (bounded), never a token.
+    pub(crate) fn consumer_request(&self, consumer: &str, status: u16) {
+        let status = status.to_string();
+        self.prometheus.count(
+            prometheus::CONSUMER_REQUESTS,
+            [("consumer", consumer), ("http_response_status_code", &status)],
+        );
+    }
+
     pub(crate) fn started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
@@ -164,6 +189,19 @@ impl RouteMetrics {
             adding: Mutex::new(()),
             metrics,
         }
+    }
+
+    /// Adds one to a route's counter; resolved by name each time, so only for the uncommon
+    /// paths (refusals, consumers), not every request's.
+    fn count<const N: usize>(&self, name: &'static str, labels: [(&'static str, &str); N]) {
+        let mut all = Vec::with_capacity(N + 1);
+        all.push(Label::new("http_route", self.route.clone()));
+        all.extend(
+            labels
+                .iter()
+                .map(|(key, value)| Label::new(*key, value.to_string())),
+        );
+        self.metrics.counter(name, all).increment(1);
     }
 
     fn finished(&self, method: &'static str, status: u16, bytes_in: u64, bytes_out: u64, duration: Duration) {

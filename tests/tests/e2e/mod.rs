@@ -1,11 +1,14 @@
 mod analytics;
 mod api_keys;
+mod attack_filter;
 mod balancing;
 mod cache;
 mod compose;
 mod config_errors;
+mod edge;
 mod events;
 mod headers;
+mod jwt;
 mod metrics;
 mod mirror;
 mod protocols;

@@ -47,7 +47,8 @@ async fn fifty_mib_each_way_with_flat_memory() {
     let gateway = start_gateway(&single_upstream(
         upstream.addr,
         "",
-        "timeout: 60s, per_try_timeout: 60s",
+        // Over the default 10 MiB body limit, which this test is not about.
+        "timeout: 60s, per_try_timeout: 60s, security: { max_body_size: 64MiB }",
     ))
     .await;
     let addr = gateway.proxy_addr();

@@ -1,0 +1,67 @@
+//! Edge policies: what stops hostile or oversized traffic before it costs an upstream anything.
+//!
+//! The listener's limits on a request head, the client address behind trusted proxies, and per
+//! route: IP allow/deny lists, CORS, body limits and the attack filter. Each is built once from
+//! config; checking a request reads only these typed structures, never config text.
+
+pub(crate) mod attack;
+pub(crate) mod cors;
+pub(crate) mod ip;
+
+use crate::body::BodyLimits;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every request head on the proxy listener is held to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadLimits {
+    /// Longer request targets (path and query) are refused with 414.
+    pub(crate) max_uri_length: usize,
+    /// Larger header sections (names and values together) are refused with 431.
+    pub(crate) max_header_size: usize,
+    /// Time a client has to send a complete request head (slowloris protection); the
+    /// connection is closed after it.
+    pub(crate) header_read_timeout: Duration,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        HeadLimits {
+            max_uri_length: 8 * 1024,
+            max_header_size: 32 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl HeadLimits {
+    /// The most the HTTP/1 parser buffers for one head: above the limits the gateway checks
+    /// itself (so a head just over them gets its JSON error), bounded so that one far over them
+    /// is cut off by the parser.
+    pub(crate) fn parser_buffer(&self) -> usize {
+        (self.max_uri_length + self.max_header_size + 4096).max(8192)
+    }
+}
+
+/// A route's edge policies: its own, or the top-level defaults it did not override.
+#[derive(Debug, Clone)]
+pub(crate) struct EdgePolicy {
+    pub(crate) body: BodyLimits,
+    pub(crate) ip_filter: Option<Arc<ip::IpFilter>>,
+    pub(crate) cors: Option<Arc<cors::Cors>>,
+    pub(crate) attack_filter: Option<Arc<attack::AttackFilter>>,
+}
+
+impl Default for EdgePolicy {
+    fn default() -> Self {
+        EdgePolicy {
+            body: BodyLimits {
+                max_size: 10 * 1024 * 1024,
+                read_timeout: Duration::from_secs(30),
+            },
+            ip_filter: None,
+            cors: None,
+            attack_filter: None,
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Phase 3: the attack filter. The path, the query and the start of the body (up to the
+//! route's `inspect_body`) are checked for SQL injection and XSS; in `block` mode a hit is
+//! refused (403 `attack_blocked`), in `log` mode it passes. Either way the threat goes into the
+//! request's event and the detections metric.
+
+use super::context::RequestContext;
+use super::error::ProxyError;
+use crate::body::{ClientBody, RequestBody};
+use crate::edge::attack::{scan_body, scan_uri, AttackFilter, Mode, Threat};
+use crate::routing::Route;
+use http::request::Parts;
+use http_body::Body;
+
+pub(super) async fn run(
+    route: &Route,
+    parts: &Parts,
+    mut body: ClientBody,
+    ctx: &mut RequestContext,
+) -> Result<RequestBody, ProxyError> {
+    let Some(filter) = route.edge.attack_filter.as_deref() else {
+        return Ok(RequestBody::Streaming(body));
+    };
+    if let Some(threat) = scan_uri(&parts.uri) {
+        seen(filter, threat, ctx)?;
+    }
+    if body.is_end_stream() {
+        return Ok(RequestBody::Streaming(body));
+    }
+    let (start, whole) = body
+        .read_start(filter.inspect_body)
+        .await
+        .map_err(|_| ProxyError::BadRequest("the request body could not be read"))?;
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if let Some(threat) = scan_body(content_type, &start) {
+        seen(filter, threat, ctx)?;
+    }
+    Ok(if whole {
+        RequestBody::Whole(start)
+    } else {
+        RequestBody::Streaming(body)
+    })
+}
+
+fn seen(filter: &AttackFilter, threat: Threat, ctx: &mut RequestContext) -> Result<(), ProxyError> {
+    ctx.threat = Some(threat);
+    let action = match filter.mode {
+        Mode::Block => "blocked",
+        Mode::Log => "logged",
+    };
+    if let Some(stats) = &ctx.stats {
+        stats.threat(threat.kind_label(), threat.place_label(), action);
+    }
+    match filter.mode {
+        Mode::Block => Err(ProxyError::AttackBlocked(threat)),
+        Mode::Log => Ok(()),
+    }
+}
