@@ -14,11 +14,13 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
-# Prints "req/s p50 p99" (latencies in microseconds) for one wrk run.
+# Prints "req/s p50 p99" (latencies in microseconds) for one wrk run; further arguments go to
+# wrk (e.g. -H 'authorization: Bearer ...').
 measure() {
   local url=$1 conns=$2
-  wrk -t1 -c"$conns" -d1s "$url" >/dev/null 2>&1 # warm-up: connections, pools, caches
-  wrk -t1 -c"$conns" -d"$duration" --latency "$url" | awk '
+  shift 2
+  wrk -t1 -c"$conns" -d1s "$@" "$url" >/dev/null 2>&1 # warm-up: connections, pools, caches
+  wrk -t1 -c"$conns" -d"$duration" --latency "$@" "$url" | awk '
     function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1000000; return v }
     /Requests\/sec/ { rps=$2 }
     /^ +50%/ { p50=us($2) }
@@ -35,4 +37,41 @@ start_bench_upstream() {
   upstream_port=$(free_port)
   "$target/release/bench-upstream" "127.0.0.1:$upstream_port" & pids+=($!)
   wait_port "$upstream_port"
+}
+
+# Starts nginx (1 worker) as a proxy to bench-upstream on $nginx_port, when nginx is installed;
+# $nginx_port stays empty otherwise.
+start_nginx() {
+  nginx_port=""
+  command -v nginx >/dev/null || return 0
+  nginx_port=$(free_port)
+  mkdir -p "$work/nginx"
+  cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $work/nginx/access.log;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  upstream bench { server 127.0.0.1:$upstream_port; keepalive 128; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://bench;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      # nginx's best showing here: buffering on, with buffers that hold a 64 KiB response
+      # (buffering off, or the default 4 KiB buffers, roughly halve or quarter its large-body rate).
+      proxy_buffering on;
+      proxy_buffers 16 16k;
+      proxy_buffer_size 16k;
+    }
+  }
+}
+NGINX
+  nginx -c "$work/nginx.conf" -p "$work/nginx" & pids+=($!)
+  wait_port "$nginx_port"
 }

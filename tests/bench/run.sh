@@ -50,39 +50,7 @@ quiet_port=$(free_port)
 start_lookout quiet "$quiet_port" "access_log: { path: off }
 analytics: { store: off }"
 
-nginx_port=""
-if command -v nginx >/dev/null; then
-  nginx_port=$(free_port)
-  mkdir -p "$work/nginx"
-  cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log $work/nginx/access.log;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  upstream bench { server 127.0.0.1:$upstream_port; keepalive 128; }
-  server {
-    listen 127.0.0.1:$nginx_port;
-    location / {
-      proxy_pass http://bench;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      # nginx's best showing here: buffering on, with buffers that hold a 64 KiB response
-      # (buffering off, or the default 4 KiB buffers, roughly halve or quarter its large-body rate).
-      proxy_buffering on;
-      proxy_buffers 16 16k;
-      proxy_buffer_size 16k;
-    }
-  }
-}
-NGINX
-  nginx -c "$work/nginx.conf" -p "$work/nginx" & pids+=($!)
-  wait_port "$nginx_port"
-fi
+start_nginx
 
 printf "\n%-22s %-8s %12s %10s %10s\n" "case" "target" "req/s" "p50 (us)" "p99 (us)"
 for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; do

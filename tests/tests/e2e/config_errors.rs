@@ -216,3 +216,51 @@ routes:
     assert_eq!(find(&all, "routes[0].auth.groups[1]").line, 9);
     assert_eq!(all.len(), 6, "{all:#?}");
 }
+
+#[test]
+fn jwt_and_edge_errors_name_their_field() {
+    let text = "\
+limits: { max_uri_length: huge }
+trusted_proxies: [10.0.0.0/8, not-a-network]
+jwt_providers:
+  - { name: mixed, algorithms: [HS256, RS256], secret_env: NOPE }
+  - { name: none, algorithms: [none], key_file: missing.pem }
+  - { name: both, algorithms: [RS256], key_file: a.pem, jwks_url: \"http://127.0.0.1:1/jwks\" }
+upstreams:
+  - { name: svc, instances: [\"127.0.0.1:3000\"] }
+routes:
+  - name: a
+    upstream: svc
+    auth: { jwt: nobody }
+    security:
+      ip_filter: { allow: [300.1.1.1] }
+      cors: { origins: [app.example.com] }
+      attack_filter: { mode: shout }
+  - name: b
+    upstream: svc
+    auth: { scopes: [read] }
+";
+    let all = errors(text);
+    assert!(find(&all, "limits.max_uri_length")
+        .message
+        .contains("invalid size"));
+    assert_eq!(find(&all, "trusted_proxies[1]").line, 2);
+    assert!(find(&all, "jwt_providers[0].algorithms")
+        .message
+        .contains("one family"));
+    assert!(find(&all, "jwt_providers[1].algorithms[0]")
+        .message
+        .contains("never `none`"));
+    assert!(find(&all, "jwt_providers[2]").message.contains("exactly one of"));
+    assert!(find(&all, "routes[0].auth.jwt").message.contains("`nobody`"));
+    assert_eq!(find(&all, "routes[0].security.ip_filter.allow[0]").line, 14);
+    assert!(find(&all, "routes[0].security.cors.origins[0]")
+        .message
+        .contains("not an origin"));
+    assert!(find(&all, "routes[0].security.attack_filter.mode")
+        .message
+        .contains("`shout`"));
+    assert!(find(&all, "routes[1].auth.scopes")
+        .message
+        .contains("name a provider"));
+}
