@@ -237,13 +237,12 @@ async fn attempt(
     };
     ctx.upstream_ttfb = sent.elapsed().saturating_sub(ctx.upstream_connect);
     note_attempt(ctx, instance, &outcome, sent, span);
+    // A client's body that broke the exchange (too large, too slow) is not the instance's doing.
     let client_fault = ctx.body.as_ref().is_some_and(|meter| meter.fault().is_some());
-    if client_fault {
-        // The client's body broke the exchange (too large, too slow): not the instance's doing.
-    } else if outcome.should_retry() {
-        instance.record_failure(&upstream.outlier);
-    } else {
-        instance.record_success();
+    match (client_fault, outcome.should_retry()) {
+        (true, _) => {}
+        (false, true) => instance.record_failure(&upstream.outlier),
+        (false, false) => instance.record_success(),
     }
     outcome
 }
