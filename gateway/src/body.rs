@@ -108,7 +108,6 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Incoming,
         limits: BodyLimits,
-        seen: u64,
         // Armed while waiting for the client; allocated once, on the first wait.
         idle: Option<Pin<Box<Sleep>>>,
         meter: Arc<BodyMeter>,
@@ -121,7 +120,6 @@ impl ClientBody {
             prefix: None,
             inner,
             limits,
-            seen: 0,
             idle: None,
             meter,
         }
@@ -162,9 +160,9 @@ impl Body for ClientBody {
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let size = frame.data_ref().map_or(0, |d| d.len() as u64);
-                *this.seen += size;
-                this.meter.bytes.fetch_add(size, Ordering::Relaxed);
-                if *this.seen > this.limits.max_size {
+                // The meter counts this body alone, so its total is what has been seen.
+                let seen = this.meter.bytes.fetch_add(size, Ordering::Relaxed) + size;
+                if seen > this.limits.max_size {
                     return Poll::Ready(Some(Err(this.meter.set_fault(BodyFault::TooLarge))));
                 }
                 if let Some(idle) = this.idle.as_mut() {

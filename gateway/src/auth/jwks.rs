@@ -79,7 +79,7 @@ impl Jwks {
     ) -> Result<Arc<[VerifyingKey]>, TokenError> {
         if let Some(set) = self.keys.load_full() {
             let known = kid.is_none_or(|kid| set.keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
-            if set.fetched.elapsed() > self.refresh {
+            if set.fetched.elapsed() > self.refresh && self.fetch_due() {
                 let jwks = self.clone();
                 tokio::spawn(async move { jwks.refetch().await });
             }
@@ -92,6 +92,15 @@ impl Jwks {
             .load_full()
             .map(|set| set.keys.clone())
             .ok_or(TokenError::KeysUnavailable)
+    }
+
+    /// Whether a background refresh may start now: none running, and none started within
+    /// `min_refetch`. Without this check every request would spawn one while the set is stale
+    /// (and stays so while the identity provider is down).
+    fn fetch_due(&self) -> bool {
+        self.last_fetch
+            .try_lock()
+            .is_ok_and(|last| last.is_none_or(|at| at.elapsed() >= self.min_refetch))
     }
 
     /// Fetches the set again, unless a fetch started less than `min_refetch` ago.

@@ -5,27 +5,27 @@
 
 use super::context::RequestContext;
 use super::error::ProxyError;
-use crate::body::{ClientBody, RequestBody};
+use crate::body::RequestBody;
 use crate::edge::attack::{scan_body, scan_uri, AttackFilter, Mode, Threat};
 use crate::routing::Route;
 use http::request::Parts;
-use http_body::Body;
 
 pub(super) async fn run(
     route: &Route,
     parts: &Parts,
-    mut body: ClientBody,
+    body: RequestBody,
     ctx: &mut RequestContext,
 ) -> Result<RequestBody, ProxyError> {
     let Some(filter) = route.edge.attack_filter.as_deref() else {
-        return Ok(RequestBody::Streaming(body));
+        return Ok(body);
     };
     if let Some(threat) = scan_uri(&parts.uri) {
         seen(filter, threat, ctx)?;
     }
-    if body.is_end_stream() {
-        return Ok(RequestBody::Streaming(body));
-    }
+    // Only `request_limits` makes bodies, and it makes a whole one only when there is none.
+    let RequestBody::Streaming(mut body) = body else {
+        return Ok(body);
+    };
     let (start, whole) = body
         .read_start(filter.inspect_body)
         .await
@@ -46,15 +46,12 @@ pub(super) async fn run(
 
 fn seen(filter: &AttackFilter, threat: Threat, ctx: &mut RequestContext) -> Result<(), ProxyError> {
     ctx.threat = Some(threat);
-    let action = match filter.mode {
-        Mode::Block => "blocked",
-        Mode::Log => "logged",
+    let (action, outcome) = match filter.mode {
+        Mode::Block => ("blocked", Err(ProxyError::AttackBlocked(threat))),
+        Mode::Log => ("logged", Ok(())),
     };
     if let Some(stats) = &ctx.stats {
         stats.threat(threat.kind_label(), threat.place_label(), action);
     }
-    match filter.mode {
-        Mode::Block => Err(ProxyError::AttackBlocked(threat)),
-        Mode::Log => Ok(()),
-    }
+    outcome
 }

@@ -12,10 +12,11 @@ use crate::auth::{Identity, RouteAuth, Verdict};
 use crate::routing::RouteMatch;
 use http::header::{HeaderValue, AUTHORIZATION};
 use http::request::Parts;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-/// The consumer label of an identity no consumer in config is named after (bounded metrics).
-const OTHER_CONSUMER: &str = "other";
+/// The consumer label of an identity no consumer in config is named after (bounded metrics);
+/// made once, so labelling such a request costs a reference count, not an allocation.
+static OTHER_CONSUMER: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("other"));
 
 pub(super) async fn run(
     matched: &RouteMatch<'_>,
@@ -56,7 +57,7 @@ fn missing(auth: &RouteAuth) -> &'static str {
 fn note(identity: Identity, ctx: &mut RequestContext) {
     ctx.consumer_label = Some(match &identity.consumer {
         Some(consumer) => consumer.name.clone(),
-        None => Arc::from(OTHER_CONSUMER),
+        None => OTHER_CONSUMER.clone(),
     });
     ctx.consumer = Some(identity.name);
 }

@@ -6,10 +6,12 @@
 
 use super::context::RequestContext;
 use super::error::ProxyError;
-use crate::body::{declared_larger_than, BodyFault, ClientBody};
+use crate::body::{declared_larger_than, BodyFault, ClientBody, RequestBody};
 use crate::edge::HeadLimits;
 use crate::routing::Route;
+use bytes::Bytes;
 use http::request::Parts;
+use http_body::Body;
 use hyper::body::Incoming;
 
 pub(super) fn check_head(limits: &HeadLimits, parts: &Parts) -> Result<(), ProxyError> {
@@ -29,17 +31,26 @@ pub(super) fn check_head(limits: &HeadLimits, parts: &Parts) -> Result<(), Proxy
     Ok(())
 }
 
+/// The body as the pipeline holds it: none (the common GET, which needs no meter), or the
+/// client's stream held to the route's limits.
 pub(super) fn guard_body(
     route: &Route,
     parts: &Parts,
     body: Incoming,
     ctx: &mut RequestContext,
-) -> Result<ClientBody, ProxyError> {
+) -> Result<RequestBody, ProxyError> {
+    if body.is_end_stream() {
+        return Ok(RequestBody::Whole(Bytes::new()));
+    }
     let limits = route.edge.body;
     if declared_larger_than(&parts.headers, limits.max_size) {
         return Err(ProxyError::BodyTooLarge(limits.max_size));
     }
-    Ok(ClientBody::new(body, limits, ctx.body_meter()))
+    Ok(RequestBody::Streaming(ClientBody::new(
+        body,
+        limits,
+        ctx.body_meter(),
+    )))
 }
 
 /// The error a request whose body was cut off gets, whatever the phase that was reading it

@@ -147,7 +147,9 @@ impl OutgoingBody {
             RequestBody::Streaming(body) if body.is_end_stream() => OutgoingBody::Whole(Bytes::new()),
             RequestBody::Streaming(body) => OutgoingBody::Streaming(Some(body)),
             RequestBody::Whole(bytes) => {
-                ctx.body_meter().set_bytes(bytes.len() as u64);
+                if !bytes.is_empty() {
+                    ctx.body_meter().set_bytes(bytes.len() as u64);
+                }
                 OutgoingBody::Whole(bytes)
             }
         }
