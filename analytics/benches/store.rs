@@ -110,6 +110,7 @@ fn event(i: usize, timestamp_us: u64) -> RequestEvent {
         host: Some("bench.example".into()),
         client_ip: IpAddr::from([10, 0, (i >> 8) as u8, i as u8]),
         http_version: "HTTP/1.1",
+        tls_version: None,
         upstream: Some(route),
         instance: Some("10.0.0.1:8080".into()),
         attempts: 1,

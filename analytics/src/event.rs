@@ -167,6 +167,8 @@ pub struct RequestEvent {
     pub host: Option<String>,
     pub client_ip: IpAddr,
     pub http_version: &'static str,
+    /// The TLS version of the client's connection (`1.3`); `None` for plain HTTP.
+    pub tls_version: Option<&'static str>,
     pub upstream: Option<Arc<str>>,
     /// The address of the instance that served the last attempt.
     pub instance: Option<Arc<str>>,
@@ -211,6 +213,7 @@ pub(crate) mod tests {
             host: Some("example.com".into()),
             client_ip: IpAddr::from([127, 0, 0, 1]),
             http_version: "HTTP/1.1",
+            tls_version: None,
             upstream: Some("books".into()),
             instance: Some("127.0.0.1:3000".into()),
             attempts: 1,
@@ -247,7 +250,7 @@ pub(crate) mod tests {
         assert_eq!(json["error_kind"], "upstream_timeout");
         assert_eq!(json["client_ip"], "127.0.0.1");
         assert!(json["variant"].is_null() && json["consumer"].is_null() && json["cache_status"].is_null());
-        assert_eq!(json.as_object().map(|o| o.len()), Some(27));
+        assert_eq!(json.as_object().map(|o| o.len()), Some(28));
         assert_eq!(json["steps"][1]["kind"], "upstream_attempt");
         assert_eq!(json["steps"][1]["instance"], "127.0.0.1:3000");
     }

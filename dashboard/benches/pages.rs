@@ -49,6 +49,7 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
         host: None,
         client_ip: IpAddr::from([10, 0, (i % 200) as u8, 1]),
         http_version: "HTTP/1.1",
+        tls_version: None,
         upstream: Some("up".into()),
         instance: Some("10.0.0.1:80".into()),
         attempts: 1,

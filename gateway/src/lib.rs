@@ -21,6 +21,7 @@ mod ratelimit;
 mod routing;
 mod server;
 pub mod stats;
+mod tls;
 mod traces;
 mod transform;
 mod upstream;

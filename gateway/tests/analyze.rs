@@ -23,6 +23,7 @@ fn event(n: u64, minute: u64, status: u16, duration_us: u64, variant: &str) -> R
         host: None,
         client_ip: IpAddr::from([127, 0, 0, 1]),
         http_version: "HTTP/1.1",
+        tls_version: None,
         upstream: Some("api".into()),
         instance: Some("127.0.0.1:1".into()),
         attempts: 1,

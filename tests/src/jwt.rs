@@ -59,6 +59,7 @@ pub fn mint_hs(secret: &[u8], claims: &serde_json::Value) -> String {
 /// Serves `/jwks.json` with the public halves of the keys it is given.
 pub struct JwksServer {
     pub addr: SocketAddr,
+    https: bool,
     set: Arc<Mutex<JwkSet>>,
     fetches: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -66,6 +67,20 @@ pub struct JwksServer {
 
 impl JwksServer {
     pub async fn start(keys: &[(&str, &str, Algorithm)]) -> JwksServer {
+        Self::start_with(keys, None).await
+    }
+
+    /// A JWKS server that speaks HTTPS with `tls`.
+    pub async fn start_tls(keys: &[(&str, &str, Algorithm)], tls: Arc<rustls::ServerConfig>) -> JwksServer {
+        Self::start_with(keys, Some(tls)).await
+    }
+
+    async fn start_with(
+        keys: &[(&str, &str, Algorithm)],
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> JwksServer {
+        let https = tls.is_some();
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let set = Arc::new(Mutex::new(key_set(keys)));
         let fetches = Arc::new(AtomicUsize::new(0));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind JWKS server");
@@ -81,15 +96,22 @@ impl JwksServer {
                     *response.status_mut() = StatusCode::OK;
                     async move { Ok::<_, Infallible>(response) }
                 });
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let _ = match acceptor {
+                        None => builder.serve_connection(TokioIo::new(stream), service).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => builder.serve_connection(TokioIo::new(stream), service).await,
+                            Err(_) => Ok(()),
+                        },
+                    };
                 });
             }
         });
         JwksServer {
             addr,
+            https,
             set,
             fetches,
             task,
@@ -97,7 +119,8 @@ impl JwksServer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/jwks.json", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}/jwks.json", self.addr)
     }
 
     /// Replaces the served keys (a rotation at the identity provider).

@@ -9,6 +9,7 @@ mod gateway;
 pub mod jwt;
 mod otlp;
 mod redis;
+pub mod tls;
 mod upstream;
 
 pub use client::{body_json, send, send_body, send_from, sql_rows, Reply};

@@ -36,41 +36,62 @@ struct Behaviour {
 pub struct TestUpstream {
     pub addr: SocketAddr,
     behaviour: Arc<Behaviour>,
+    /// Present when the upstream speaks HTTPS.
+    tls: Option<Arc<rustls::ServerConfig>>,
     server: JoinSet<()>,
 }
 
 impl TestUpstream {
     pub async fn start(name: &'static str) -> TestUpstream {
+        Self::start_with(name, None).await
+    }
+
+    /// An upstream that speaks HTTPS with `tls`.
+    pub async fn start_tls(name: &'static str, tls: Arc<rustls::ServerConfig>) -> TestUpstream {
+        Self::start_with(name, Some(tls)).await
+    }
+
+    async fn start_with(name: &'static str, tls: Option<Arc<rustls::ServerConfig>>) -> TestUpstream {
         let behaviour = Arc::new(Behaviour {
             name,
             fail_with: AtomicU16::new(0),
             hits: AtomicUsize::new(0),
         });
-        Self::serve("127.0.0.1:0".parse().expect("address"), behaviour).await
+        Self::serve("127.0.0.1:0".parse().expect("address"), behaviour, tls).await
     }
 
-    async fn serve(addr: SocketAddr, behaviour: Arc<Behaviour>) -> TestUpstream {
+    async fn serve(
+        addr: SocketAddr,
+        behaviour: Arc<Behaviour>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> TestUpstream {
         let listener = TcpListener::bind(addr).await.expect("bind test upstream");
         let addr = listener.local_addr().expect("local address");
         let mut server = JoinSet::new();
         let accept_behaviour = behaviour.clone();
+        let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
         server.spawn(async move {
             // Connections live in this set, so aborting it closes every one of them.
             let mut connections = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
                 let behaviour = accept_behaviour.clone();
-                let service = service_fn(move |request| handle(behaviour.clone(), request));
+                let acceptor = acceptor.clone();
                 connections.spawn(async move {
-                    let builder = auto::Builder::new(TokioExecutor::new());
-                    let _ = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .await;
+                    match acceptor {
+                        None => serve_connection(stream, behaviour).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve_connection(stream, behaviour).await;
+                            }
+                        }
+                    }
                 });
             }
         });
         TestUpstream {
             addr,
             behaviour,
+            tls,
             server,
         }
     }
@@ -82,7 +103,7 @@ impl TestUpstream {
 
     /// Listens again on the same address.
     pub async fn restart(&mut self) {
-        let again = Self::serve(self.addr, self.behaviour.clone()).await;
+        let again = Self::serve(self.addr, self.behaviour.clone(), self.tls.clone()).await;
         self.server = again.server;
     }
 
@@ -93,6 +114,17 @@ impl TestUpstream {
     pub fn hits(&self) -> usize {
         self.behaviour.hits.load(Ordering::SeqCst)
     }
+}
+
+async fn serve_connection<S>(stream: S, behaviour: Arc<Behaviour>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| handle(behaviour.clone(), request));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .await;
 }
 
 async fn handle(behaviour: Arc<Behaviour>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {

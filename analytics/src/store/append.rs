@@ -72,6 +72,7 @@ fn requests(events: &[RequestEvent]) -> duckdb::Result<RecordBatch> {
         ("blocked_by", optional(|e| e.blocked_by)),
         ("block_reason", optional(|e| e.block_reason.as_deref())),
         ("threat", optional(|e| e.threat.as_deref())),
+        ("tls_version", optional(|e| e.tls_version)),
     ])
 }
 

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("migrations/0003_mirrored.sql")),
     (4, include_str!("migrations/0004_step_name.sql")),
     (5, include_str!("migrations/0005_blocked.sql")),
+    (6, include_str!("migrations/0006_tls.sql")),
 ];
 
 /// The schema version this build writes.

@@ -9,11 +9,13 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::Uri;
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{AlgorithmFamily, DecodingKey};
+use rustls::ClientConfig;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,7 @@ pub(crate) struct Jwks {
     keys: ArcSwapOption<KeySet>,
     /// When the last fetch started; held across a fetch so only one runs at a time.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
 }
 
 struct KeySet {
@@ -54,13 +56,20 @@ pub(crate) enum FetchError {
 }
 
 impl Jwks {
+    /// `tls` verifies an https:// URL's server.
     pub(crate) fn new(
         url: Uri,
+        tls: Arc<ClientConfig>,
         family: AlgorithmFamily,
         refresh: Duration,
         min_refetch: Duration,
     ) -> Arc<Self> {
-        let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(Arc::unwrap_or_clone(tls))
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         Arc::new(Jwks {
             url,
             family,

@@ -8,6 +8,7 @@ use super::build_edge::{build_head_limits, build_policy, build_trusted_proxies};
 use super::build_jwt::build_providers;
 use super::build_rate_limit::build_redis;
 use super::build_route::{build_routes, Shared};
+use super::build_tls::build_server_tls;
 use super::build_upstream::build_upstreams;
 use super::error::Problems;
 use super::raw::{RawConfig, RawTraces};
@@ -43,7 +44,17 @@ pub(super) fn build(
             raw.listeners.admin.as_ref(),
             defaults.admin,
         ),
+        http_redirect: raw
+            .listeners
+            .http_redirect
+            .as_ref()
+            .map(|addr| socket_addr(&mut p, "listeners.http_redirect", Some(addr), defaults.proxy)),
     };
+    let tls = raw.tls.as_ref().and_then(|tls| build_server_tls(&mut p, tls));
+    if let (Some(addr), None) = (&raw.listeners.http_redirect, &raw.tls) {
+        let message = "redirects to HTTPS, so it needs `tls:` on the proxy listener";
+        p.at(addr.span(), "listeners.http_redirect", message);
+    }
     let admin_token = std::env::var(ADMIN_TOKEN_ENV)
         .ok()
         .filter(|t| !t.is_empty())
@@ -103,6 +114,7 @@ pub(super) fn build(
     let routes = build_routes(&mut p, &raw.routes, &shared);
     let config = Config {
         listeners,
+        tls,
         admin_token,
         access_log,
         event_queue_capacity,

@@ -6,7 +6,9 @@ use super::raw::{RawJwtProvider, Text};
 use super::values::{duration, header_name};
 use crate::auth::jwks::Jwks;
 use crate::auth::jwt::{KeySource, Provider, VerifyingKey};
+use crate::tls::ClientTrust;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
+use rustls::ClientConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,15 +163,17 @@ fn jwks(
         .trim()
         .parse::<http::Uri>()
         .ok()
-        .filter(|u| u.scheme_str() == Some("http") && u.host().is_some());
+        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
     let Some(uri) = parsed else {
-        let message = format!(
-            "`{}` is not an http:// URL (https JWKS URLs are not supported yet)",
-            &**url
-        );
+        let message = format!("`{}` is not an http:// or https:// URL with a host", &**url);
         p.at(url.span(), format!("{field}.jwks_url"), message);
         return None;
     };
+    if let (Some(ca), Some("http")) = (&raw.jwks_ca, uri.scheme_str()) {
+        let message = "is for https:// JWKS URLs; this one is http://";
+        p.at(ca.span(), format!("{field}.jwks_ca"), message);
+    }
+    let tls = jwks_trust(p, &format!("{field}.jwks_ca"), raw.jwks_ca.as_ref())?;
     let refresh = duration(
         p,
         &format!("{field}.jwks_refresh"),
@@ -182,7 +186,31 @@ fn jwks(
         raw.jwks_min_refetch.as_ref(),
         DEFAULT_JWKS_MIN_REFETCH,
     );
-    Some(KeySource::Jwks(Jwks::new(uri, family, refresh, min_refetch)))
+    Some(KeySource::Jwks(Jwks::new(uri, tls, family, refresh, min_refetch)))
+}
+
+/// The client config a JWKS URL is fetched with: Mozilla's roots, or the CAs of `jwks_ca`.
+fn jwks_trust(p: &mut Problems, field: &str, ca_file: Option<&Text>) -> Option<Arc<ClientConfig>> {
+    let ca = match ca_file {
+        Some(file) => Some(p.read_file(field, file)?),
+        None => None,
+    };
+    let trust = ClientTrust {
+        ca: ca.as_deref(),
+        identity: None,
+    };
+    // No ALPN here: the HTTPS connector sets it from the HTTP versions it enables.
+    match (trust.client_config(&[]), ca_file) {
+        (Ok(config), _) => Some(Arc::new(config)),
+        (Err(error), Some(file)) => {
+            p.at(file.span(), field, format!("`{}` {error}", file.trim()));
+            None
+        }
+        (Err(error), None) => {
+            p.nowhere(field, format!("cannot set up TLS: {error}"));
+            None
+        }
+    }
 }
 
 /// A PEM public key of the family's kind, or for HMAC the file's bytes as the secret.

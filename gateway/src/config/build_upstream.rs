@@ -1,13 +1,19 @@
 //! Validation of `upstreams:` entries.
 
+use super::build_tls::client_config;
 use super::error::Problems;
+use super::raw::RawClientTls;
 use super::raw::{RawHealthCheck, RawOutlier, RawUpstream, Text};
-use super::values::{duration, instance, positive};
+use super::values::{duration, instance, positive, Scheme};
 use crate::stats::{Registry, RETRIES};
+use crate::tls::TlsTarget;
 use crate::upstream::{
     Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, RetryBudget, RetryPolicy, Upstream,
 };
 use http::header::HeaderName;
+use http::uri::Authority;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -44,14 +50,27 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
     if raw.name.trim().is_empty() {
         p.at(raw.name.span(), format!("{field}.name"), "must not be empty");
     }
-    let instances: Vec<Instance> = raw
+    let addresses: Vec<(Authority, Scheme)> = raw
         .instances
         .iter()
         .enumerate()
         .filter_map(|(j, text)| instance(p, &format!("{field}.instances[{j}]"), text))
-        .map(|authority| {
-            let state = registry.instance(&raw.name, authority.as_str());
-            Instance::new(authority, state)
+        .collect();
+    let tls = upstream_tls(p, field, raw);
+    let instances: Vec<Instance> = addresses
+        .into_iter()
+        .map(|(authority, _)| {
+            let target = tls
+                .as_ref()
+                .and_then(|config| tls_target(p, field, raw, config, &authority));
+            // A TLS instance is a different peer from a plain one at the same address: its own
+            // pool, statistics and name.
+            let key = match target {
+                Some(_) => format!("https://{authority}"),
+                None => authority.to_string(),
+            };
+            let state = registry.instance(&raw.name, &key);
+            Instance::new(authority, target, state)
         })
         .collect();
     if raw.instances.is_empty() {
@@ -94,6 +113,56 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
             vec![metrics::Label::new("upstream", raw.name.to_string())],
         ),
     })
+}
+
+/// The client config of an upstream that speaks TLS: one with a `tls:` block or `https://`
+/// instances. An `http://` instance in such an upstream is a contradiction, not a fallback.
+fn upstream_tls(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<Arc<ClientConfig>> {
+    let schemes: Vec<Scheme> = raw
+        .instances
+        .iter()
+        .map(|text| Scheme::split(text.trim()).0)
+        .collect();
+    if raw.tls.is_none() && !schemes.contains(&Scheme::Https) {
+        return None;
+    }
+    for (j, text) in raw.instances.iter().enumerate() {
+        if schemes[j] == Scheme::Http {
+            let message = "this upstream speaks TLS (a `tls:` block or an https:// instance), so no instance may be http://";
+            p.at(text.span(), format!("{field}.instances[{j}]"), message);
+        }
+    }
+    let defaults = RawClientTls::default();
+    let tls = raw.tls.as_ref().unwrap_or(&defaults);
+    // The pool speaks HTTP/1.1 to upstreams.
+    client_config(p, &format!("{field}.tls"), tls, &[b"http/1.1"])
+}
+
+/// The name an instance's certificate must carry: `tls.server_name`, else the instance's host.
+fn tls_target(
+    p: &mut Problems,
+    field: &str,
+    raw: &RawUpstream,
+    config: &Arc<ClientConfig>,
+    authority: &Authority,
+) -> Option<TlsTarget> {
+    let configured = raw.tls.as_ref().and_then(|tls| tls.server_name.as_ref());
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let name = configured.map_or(host, |name| name.trim());
+    match ServerName::try_from(name.to_owned()) {
+        Ok(server_name) => Some(TlsTarget {
+            config: config.clone(),
+            server_name,
+        }),
+        Err(error) => {
+            let message = format!("`{name}` is not a server name a certificate can carry: {error}");
+            match configured {
+                Some(text) => p.at(text.span(), format!("{field}.tls.server_name"), message),
+                None => p.at(raw.name.span(), format!("{field}.instances"), message),
+            }
+            None
+        }
+    }
 }
 
 fn build_retry(p: &mut Problems, field: &str, raw: &RawUpstream) -> RetryPolicy {

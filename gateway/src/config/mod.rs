@@ -11,6 +11,7 @@ mod build_edge;
 mod build_jwt;
 mod build_rate_limit;
 mod build_route;
+mod build_tls;
 mod build_transform;
 mod build_upstream;
 mod build_variants;
@@ -30,11 +31,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where the proxy and the admin listener bind.
+/// Where the proxy and the admin listener bind, and the optional plain-HTTP listener that
+/// redirects to HTTPS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listeners {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    pub http_redirect: Option<SocketAddr>,
 }
 
 impl Default for Listeners {
@@ -42,6 +45,7 @@ impl Default for Listeners {
         Listeners {
             proxy: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            http_redirect: None,
         }
     }
 }
@@ -80,6 +84,9 @@ pub struct TraceSettings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listeners: Listeners,
+    /// HTTPS on the proxy listener; `None` for plain HTTP. A reload swaps certificates and
+    /// settings, but turning TLS on or off takes a restart.
+    pub(crate) tls: Option<Arc<crate::tls::ServerTls>>,
     pub admin_token: Option<Arc<str>>,
     pub access_log: AccessLogTarget,
     pub event_queue_capacity: usize,

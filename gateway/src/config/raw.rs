@@ -12,6 +12,8 @@ pub(crate) type Text = Spanned<String>;
 pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) listeners: RawListeners,
+    /// HTTPS on the proxy listener; without it the listener speaks plain HTTP.
+    pub(crate) tls: Option<RawTls>,
     #[serde(default)]
     pub(crate) admin: RawAdmin,
     #[serde(default)]
@@ -52,6 +54,45 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawListeners {
     pub(crate) proxy: Option<Text>,
     pub(crate) admin: Option<Text>,
+    /// A plain-HTTP listener that redirects every request to HTTPS (needs `tls:`).
+    pub(crate) http_redirect: Option<Text>,
+}
+
+/// TLS on the proxy listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    /// Chosen by the name the client asks for (SNI); the first also serves clients that ask
+    /// for none.
+    pub(crate) certificates: Spanned<Vec<RawCertificate>>,
+    /// `1.2` (default) or `1.3`.
+    pub(crate) min_version: Option<Text>,
+    /// Clients that have not finished the handshake by then are cut off (default `10s`).
+    pub(crate) handshake_timeout: Option<Text>,
+    /// The port the redirect listener sends clients to (default: the proxy listener's).
+    pub(crate) redirect_port: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    /// PEM chain, leaf first.
+    pub(crate) cert: Text,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub(crate) key: Text,
+}
+
+/// TLS to a server the gateway calls.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientTls {
+    /// PEM CA certificates that replace the default (Mozilla) roots.
+    pub(crate) ca: Option<Text>,
+    /// The name the server's certificate must carry (default: the instance's host).
+    pub(crate) server_name: Option<Text>,
+    /// A client certificate and key, for servers that require one (mutual TLS).
+    pub(crate) cert: Option<Text>,
+    pub(crate) key: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +182,8 @@ pub(crate) struct RawUpstream {
     pub(crate) health_check: Option<RawHealthCheck>,
     pub(crate) outlier: Option<RawOutlier>,
     pub(crate) retry: Option<RawRetry>,
+    /// TLS to the instances (also implied by `https://` instances).
+    pub(crate) tls: Option<RawClientTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,6 +352,8 @@ pub(crate) struct RawJwtProvider {
     /// Where the keys are: a JWKS URL, a PEM public key file, or (HMAC) a secret file or
     /// environment variable.
     pub(crate) jwks_url: Option<Text>,
+    /// PEM CA certificates an `https://` JWKS URL is verified against (default: Mozilla's roots).
+    pub(crate) jwks_ca: Option<Text>,
     pub(crate) key_file: Option<Text>,
     pub(crate) secret_env: Option<Text>,
     /// The `iss` tokens must have.

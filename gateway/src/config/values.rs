@@ -44,33 +44,51 @@ pub(crate) fn socket_addr(
     })
 }
 
-/// An upstream instance: `host:port` or `http://host:port`.
-pub(crate) fn instance(p: &mut Problems, field: &str, text: &Text) -> Option<Authority> {
+/// How an instance was written; the scheme, when there is one, says whether it speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Bare,
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// The scheme an address starts with, and the rest of it.
+    pub(crate) fn split(raw: &str) -> (Scheme, &str) {
+        match (raw.strip_prefix("http://"), raw.strip_prefix("https://")) {
+            (Some(rest), _) => (Scheme::Http, rest),
+            (_, Some(rest)) => (Scheme::Https, rest),
+            _ => (Scheme::Bare, raw),
+        }
+    }
+}
+
+/// An upstream instance: `host:port`, `http://host[:port]` or `https://host[:port]` (the scheme's
+/// port when none is given).
+pub(crate) fn instance(p: &mut Problems, field: &str, text: &Text) -> Option<(Authority, Scheme)> {
     let raw = text.trim();
-    let authority = raw.strip_prefix("http://").unwrap_or(raw).trim_end_matches('/');
-    if raw.starts_with("https://") {
-        p.at(
-            text.span(),
-            field,
-            "TLS to upstreams is not supported yet; use http://",
-        );
-        return None;
-    }
-    match authority.parse::<Authority>() {
-        Ok(a) if a.port_u16().is_some() && !a.host().is_empty() => Some(a),
-        Ok(_) => {
-            p.at(
-                text.span(),
-                field,
-                format!("instance `{raw}` needs a port (host:port)"),
-            );
-            None
-        }
-        Err(e) => {
-            p.at(text.span(), field, format!("invalid instance `{raw}`: {e}"));
-            None
-        }
-    }
+    let (scheme, rest) = Scheme::split(raw);
+    let rest = rest.trim_end_matches('/');
+    let parsed = match rest.parse::<Authority>() {
+        Ok(a) if a.host().is_empty() => Err(format!("instance `{raw}` has no host")),
+        Ok(a) if a.port_u16().is_some() => Ok(a),
+        Ok(a) => match scheme {
+            Scheme::Bare => Err(format!("instance `{raw}` needs a port (host:port)")),
+            Scheme::Http => with_port(&a, 80),
+            Scheme::Https => with_port(&a, 443),
+        },
+        Err(e) => Err(format!("invalid instance `{raw}`: {e}")),
+    };
+    parsed
+        .map(|authority| (authority, scheme))
+        .map_err(|message| p.at(text.span(), field, message))
+        .ok()
+}
+
+fn with_port(authority: &Authority, port: u16) -> Result<Authority, String> {
+    format!("{}:{port}", authority.as_str())
+        .parse()
+        .map_err(|e| format!("{e}"))
 }
 
 pub(crate) fn positive(

@@ -88,6 +88,7 @@ fn event(rng: &mut fastrand::Rng, route: &'static str, path: &str, minute: u64, 
         host: None,
         client_ip: IpAddr::from([10, 0, rng.u8(0..4), rng.u8(1..=250)]),
         http_version: "HTTP/1.1",
+        tls_version: None,
         upstream: Some(match route {
             "books-list" | "book" => "books".into(),
             other => other.into(),

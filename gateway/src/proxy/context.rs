@@ -26,22 +26,35 @@ pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     /// The client IP, as `X-Forwarded-For` carries it.
     pub(crate) forwarded_for: HeaderValue,
-    /// This hop's `Forwarded` element: `for=IP;proto=http` (IPv6 quoted, RFC 7239).
+    /// This hop's `Forwarded` element: `for=IP;proto=https` (IPv6 quoted, RFC 7239).
     pub(crate) forwarded: HeaderValue,
+    /// The TLS version the connection settled on (`1.3`); `None` for plain HTTP.
+    pub(crate) tls_version: Option<&'static str>,
 }
 
 impl ConnInfo {
-    pub(crate) fn new(peer: SocketAddr) -> Self {
+    pub(crate) fn new(peer: SocketAddr, tls_version: Option<&'static str>) -> Self {
         let ip = peer.ip();
+        let proto = if tls_version.is_some() { "https" } else { "http" };
         let forwarded = if ip.is_ipv6() {
-            format!("for=\"[{ip}]\";proto=http")
+            format!("for=\"[{ip}]\";proto={proto}")
         } else {
-            format!("for={ip};proto=http")
+            format!("for={ip};proto={proto}")
         };
         ConnInfo {
             peer,
             forwarded_for: header_value(ip.to_string()),
             forwarded: header_value(forwarded),
+            tls_version,
+        }
+    }
+
+    /// The scheme clients used, as `X-Forwarded-Proto` says it.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls_version.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 }

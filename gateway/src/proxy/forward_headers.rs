@@ -113,7 +113,7 @@ fn add_forwarded(headers: &mut HeaderMap, ctx: &RequestContext) {
     };
     headers.insert(X_FORWARDED_FOR, forwarded_for);
     headers.insert(FORWARDED, forwarded);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme()));
     let host = headers.get(header::HOST).cloned();
     if let Some(host) = host.or_else(|| ctx.host.as_deref().and_then(|h| HeaderValue::from_str(h).ok())) {
         headers.insert(X_FORWARDED_HOST, host);

@@ -81,6 +81,7 @@ fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
         host: ctx.host.clone(),
         client_ip: ctx.client_ip,
         http_version: version_names(ctx.version).event,
+        tls_version: ctx.conn.tls_version,
         upstream: Some(upstream.clone()),
         instance: None,
         attempts: 0,

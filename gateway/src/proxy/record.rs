@@ -129,6 +129,7 @@ impl RequestContext {
             host: self.host.take(),
             client_ip: self.client_ip,
             http_version: version_names(self.version).event,
+            tls_version: self.conn.tls_version,
             upstream: self.upstream.take(),
             instance: self.instance.take(),
             attempts: self.attempts,

@@ -215,9 +215,7 @@ async fn attempt(
         span
     });
     let sent = Instant::now();
-    let exchange = instance
-        .pool
-        .send(&instance.authority, upstream.connect_timeout, request);
+    let exchange = instance.exchange(upstream.connect_timeout, request);
     let outcome = match timeout_at(deadline, exchange).await {
         Ok(Ok(Exchange {
             response,

@@ -4,6 +4,7 @@
 mod admin;
 mod cache_api;
 mod proxy_listener;
+mod redirect_listener;
 mod reload;
 mod sql_api;
 mod variants_api;
@@ -11,12 +12,14 @@ mod variants_api;
 use crate::config::{AccessLogTarget, Config, ConfigErrors};
 use crate::proxy::ProxyState;
 use crate::stats::{Registry, CONFIG_RELOADS, ROTATION};
+use crate::tls::HandshakeMetrics;
 use crate::traces::{TraceSetupError, Tracing};
 use crate::upstream::spawn_health_checks;
 use arc_swap::ArcSwap;
 use lookout_analytics::{
     spawn_writer, EventQueue, EventSink, JsonLinesSink, QueueStats, Store, StoreError, WriterHandle,
 };
+use proxy_listener::ListenerTls;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,6 +96,8 @@ pub(crate) struct Shared {
     pub(crate) draining: AtomicBool,
     pub(crate) generation: AtomicU64,
     pub(crate) listeners: crate::config::Listeners,
+    /// The proxy listener's TLS, whose settings a reload swaps.
+    tls: Option<Arc<ListenerTls>>,
     pub(crate) registry: Arc<Registry>,
     /// The analytics store, when on.
     pub(crate) store: Option<Store>,
@@ -108,6 +113,7 @@ pub struct Gateway {
     stop: watch::Sender<bool>,
     proxy_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
+    redirect: Option<(SocketAddr, JoinHandle<()>)>,
     writer: Option<WriterHandle>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -125,6 +131,10 @@ impl Gateway {
         }
         let proxy_listener = bind(listeners.proxy).await?;
         let admin_listener = bind(listeners.admin).await?;
+        let redirect_listener = match listeners.http_redirect {
+            Some(addr) => Some((addr, bind(addr).await?)),
+            None => None,
+        };
         let (events, writer, store) = start_event_pipeline(&config)?;
         let tracing = config
             .traces
@@ -133,6 +143,13 @@ impl Gateway {
             .transpose()?
             .map(Arc::new);
         spawn_health_checks(config.routes.upstreams());
+        let tls = config.tls.map(|settings| {
+            settings.record_expiries(config.registry.metrics());
+            Arc::new(ListenerTls {
+                current: Arc::new(ArcSwap::new(settings)),
+                metrics: HandshakeMetrics::new(config.registry.metrics()),
+            })
+        });
         let shared = Arc::new(Shared {
             proxy: Arc::new(ProxyState {
                 routes: ArcSwap::new(config.routes),
@@ -145,6 +162,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             generation: AtomicU64::new(1),
             listeners,
+            tls: tls.clone(),
             registry: config.registry.clone(),
             store,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -152,9 +170,22 @@ impl Gateway {
         let (stop, stopped) = watch::channel(false);
         let proxy_addr = local_addr(&proxy_listener, listeners.proxy)?;
         let admin_addr = local_addr(&admin_listener, listeners.admin)?;
+        let redirect = match (redirect_listener, &tls) {
+            (Some((configured, listener)), Some(tls)) => {
+                let addr = local_addr(&listener, configured)?;
+                let target = redirect_listener::Target {
+                    tls: tls.current.clone(),
+                    proxy_port: proxy_addr.port(),
+                };
+                let task = tokio::spawn(redirect_listener::serve(listener, target, stopped.clone()));
+                Some((addr, task))
+            }
+            _ => None,
+        };
         let proxy_task = tokio::spawn(proxy_listener::serve(
             proxy_listener,
             shared.proxy.clone(),
+            tls,
             stopped.clone(),
             config.drain_timeout,
         ));
@@ -176,6 +207,7 @@ impl Gateway {
             stop,
             proxy_task,
             admin_task,
+            redirect,
             writer,
             _watcher: watcher,
         })
@@ -187,6 +219,11 @@ impl Gateway {
 
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// The plain-HTTP listener that redirects to HTTPS, when configured.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Reloads the config from its source; on error the running config stays.
@@ -220,6 +257,11 @@ impl Gateway {
         }
         if tokio::time::timeout(grace, &mut self.admin_task).await.is_err() {
             self.admin_task.abort();
+        }
+        if let Some((_, mut task)) = self.redirect.take() {
+            if tokio::time::timeout(grace, &mut task).await.is_err() {
+                task.abort();
+            }
         }
         if let Some(writer) = self.writer.take() {
             // Joining the writer thread blocks; keep it off the async workers.
@@ -259,6 +301,14 @@ impl Shared {
         reloads("success");
         if config.listeners != self.listeners {
             tracing::warn!("listener addresses changed in the config; they take effect on restart");
+        }
+        match (&self.tls, &config.tls) {
+            (Some(listener), Some(settings)) => {
+                settings.record_expiries(self.registry.metrics());
+                listener.current.store(settings.clone());
+            }
+            (None, None) => {}
+            _ => tracing::warn!("TLS was turned on or off in the config; that takes effect on restart"),
         }
         if config.analytics.as_ref() != self.store.as_ref().map(Store::settings) {
             tracing::warn!("analytics settings changed in the config; they take effect on restart");

@@ -1,34 +1,36 @@
-//! The proxy listener: accepts connections and serves HTTP/1.1 and HTTP/2 (prior knowledge) on
-//! each, with upgrades; on shutdown it stops accepting and drains open connections.
+//! The proxy listener: accepts connections and serves HTTP/1.1 and HTTP/2 on each, with
+//! upgrades; over TLS when configured (HTTP/2 chosen by ALPN), else plain (HTTP/2 by prior
+//! knowledge). On shutdown it stops accepting and drains open connections.
 
 use crate::proxy::{serve as serve_request, ConnInfo, ProxyState};
+use crate::tls::{accept, HandshakeMetrics, ServerTls};
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+/// TLS on the listener: the current generation's settings (a reload swaps them) and the
+/// handshake counters.
+pub(super) struct ListenerTls {
+    pub(super) current: Arc<ArcSwap<ServerTls>>,
+    pub(super) metrics: HandshakeMetrics,
+}
 
 pub(super) async fn serve(
     listener: TcpListener,
     state: Arc<ProxyState>,
+    tls: Option<Arc<ListenerTls>>,
     mut stop: watch::Receiver<bool>,
     drain_timeout: Duration,
 ) {
-    // Read at start: a reload changes the limits the pipeline checks, not the parser's.
-    let limits = state.routes.load().head_limits;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.parser_buffer());
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.parser_buffer() as u32);
+    let builder = Arc::new(http_builder(&state));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -44,18 +46,13 @@ pub(super) async fn serve(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let conn_info = ConnInfo::new(peer);
-        let service = service_fn(move |request| serve_request(state.clone(), conn_info.clone(), request));
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %peer, "client connection ended with an error");
-            }
-        });
+        let connection = Connection {
+            builder: builder.clone(),
+            state: state.clone(),
+            watcher: graceful.watcher(),
+            peer,
+        };
+        tokio::spawn(connection.run(stream, tls.clone()));
     }
     drop(listener);
     if tokio::time::timeout(drain_timeout, graceful.shutdown())
@@ -66,5 +63,64 @@ pub(super) async fn serve(
             ?drain_timeout,
             "drain timeout reached with requests still in flight"
         );
+    }
+}
+
+/// The HTTP server settings, read at start: a reload changes the limits the pipeline checks,
+/// not the parser's.
+fn http_builder(state: &ProxyState) -> auto::Builder<TokioExecutor> {
+    let limits = state.routes.load().head_limits;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.parser_buffer());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.parser_buffer() as u32);
+    builder
+}
+
+/// One accepted client connection, served in a task of its own.
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    state: Arc<ProxyState>,
+    watcher: Watcher,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, tls: Option<Arc<ListenerTls>>) {
+        let Some(tls) = tls else {
+            return self.serve_http(stream, None).await;
+        };
+        // The handshake runs here, in the connection's task, never in the accept loop.
+        let settings = tls.current.load_full();
+        if let Some(established) = accept(&settings, stream, &tls.metrics).await {
+            self.serve_http(established.stream, Some(established.version))
+                .await;
+        }
+    }
+
+    async fn serve_http<S>(self, stream: S, tls_version: Option<&'static str>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            builder,
+            state,
+            watcher,
+            peer,
+        } = self;
+        let conn_info = ConnInfo::new(peer, tls_version);
+        let service = service_fn(move |request| serve_request(state.clone(), conn_info.clone(), request));
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        if let Err(error) = watcher.watch(connection).await {
+            tracing::debug!(%error, %peer, "client connection ended with an error");
+        }
     }
 }

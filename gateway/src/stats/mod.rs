@@ -11,7 +11,8 @@ pub(crate) use latency::{Latency, ROTATION};
 pub use latency::{LatencySnapshot, Percentiles};
 pub(crate) use prometheus::{
     Metrics, COMPOSE_CALLS, CONFIG_RELOADS, EJECTIONS, INSTANCE_HEALTHY, MIRROR_REQUESTS,
-    RATE_LIMIT_BACKEND_ERRORS, RATE_LIMIT_DECISIONS, RETRIES,
+    RATE_LIMIT_BACKEND_ERRORS, RATE_LIMIT_DECISIONS, RETRIES, TLS_CERTIFICATE_EXPIRY, TLS_HANDSHAKES,
+    TLS_HANDSHAKE_FAILURES,
 };
 pub use registry::Registry;
 pub use route::RouteSnapshot;

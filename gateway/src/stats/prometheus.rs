@@ -42,6 +42,9 @@ pub(crate) const COMPOSE_CALLS: &str = "lookout_compose_calls_total";
 pub(crate) const REQUESTS_BLOCKED: &str = "lookout_requests_blocked_total";
 pub(crate) const THREATS: &str = "lookout_attack_filter_detections_total";
 pub(crate) const CONSUMER_REQUESTS: &str = "lookout_consumer_requests_total";
+pub(crate) const TLS_HANDSHAKES: &str = "lookout_tls_handshakes_total";
+pub(crate) const TLS_HANDSHAKE_FAILURES: &str = "lookout_tls_handshake_failures_total";
+pub(crate) const TLS_CERTIFICATE_EXPIRY: &str = "lookout_tls_certificate_expiry_timestamp_seconds";
 
 /// The bucket boundaries OpenTelemetry advises for `http.server.request.duration`, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -53,7 +56,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 35] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 38] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -196,6 +199,21 @@ const DESCRIPTIONS: [(&str, Unit, &str); 35] = [
         CONSUMER_REQUESTS,
         Unit::Count,
         "Requests by route, consumer (a configured consumer's name, `other` for a token subject none names) and status code.",
+    ),
+    (
+        TLS_HANDSHAKES,
+        Unit::Count,
+        "TLS handshakes completed on the proxy listener, by protocol version and ALPN protocol.",
+    ),
+    (
+        TLS_HANDSHAKE_FAILURES,
+        Unit::Count,
+        "TLS handshakes the proxy listener failed, by reason (unknown_server_name, protocol_version, timeout, ...).",
+    ),
+    (
+        TLS_CERTIFICATE_EXPIRY,
+        Unit::Seconds,
+        "When each of the proxy listener's certificates expires, in seconds since the Unix epoch.",
     ),
 ];
 

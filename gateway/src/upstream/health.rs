@@ -60,7 +60,7 @@ async fn probe_once(upstream: &Upstream, check: &HealthCheck, index: usize) -> b
     else {
         return false;
     };
-    let Ok(mut sender) = super::pool::connect(&instance.authority, upstream.connect_timeout).await else {
+    let Ok(mut sender) = instance.connect(upstream.connect_timeout).await else {
         return false;
     };
     matches!(sender.send_request(request).await, Ok(response) if response.status().is_success())

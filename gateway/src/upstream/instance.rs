@@ -4,8 +4,10 @@
 //! for a back-off that doubles with each ejection. Health is atomics: the hot path reads and
 //! updates it without locks.
 
-use super::pool::ConnectionPool;
+use super::pool::{ConnectionPool, Exchange, SendError, Sender};
+use crate::body::UpstreamBody;
 use crate::stats::{Latency, LatencySnapshot, Metrics, EJECTIONS, INSTANCE_HEALTHY};
+use crate::tls::TlsTarget;
 use http::uri::Authority;
 use metrics::{Counter, Gauge, Label};
 use serde::Serialize;
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 
 pub(crate) struct Instance {
     pub(crate) authority: Authority,
+    /// Present when the instance speaks TLS.
+    tls: Option<TlsTarget>,
     pub(crate) state: Arc<InstanceState>,
 }
 
@@ -90,8 +94,28 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Instance {
-    pub(crate) fn new(authority: Authority, state: Arc<InstanceState>) -> Self {
-        Instance { authority, state }
+    pub(crate) fn new(authority: Authority, tls: Option<TlsTarget>, state: Arc<InstanceState>) -> Self {
+        Instance {
+            authority,
+            tls,
+            state,
+        }
+    }
+
+    /// Sends `request` over a pooled connection or a new one.
+    pub(crate) async fn exchange(
+        &self,
+        connect_timeout: Duration,
+        request: http::Request<UpstreamBody>,
+    ) -> Result<Exchange, SendError> {
+        self.pool
+            .send(&self.authority, self.tls.as_ref(), connect_timeout, request)
+            .await
+    }
+
+    /// Opens a connection of its own (health checks prove new connections can be opened).
+    pub(crate) async fn connect(&self, connect_timeout: Duration) -> Result<Sender, SendError> {
+        super::pool::connect(&self.authority, self.tls.as_ref(), connect_timeout).await
     }
 
     pub(crate) fn health(&self, now_ms: u64) -> lookout_dashboard::InstanceHealth {

@@ -54,9 +54,7 @@ pub(crate) async fn send(upstream: &Upstream, mut request: Request<UpstreamBody>
     let _in_flight = instance.start_request();
     instance.give_host(request.headers_mut());
     let sent = Instant::now();
-    let exchange = instance
-        .pool
-        .send(&instance.authority, upstream.connect_timeout, request);
+    let exchange = instance.exchange(upstream.connect_timeout, request);
     let outcome = match timeout(wait, exchange).await {
         Ok(Ok(Exchange {
             response,

@@ -5,6 +5,7 @@
 
 use super::InstanceState;
 use crate::body::UpstreamBody;
+use crate::tls::TlsTarget;
 use crossbeam_queue::ArrayQueue;
 use http::uri::Authority;
 use http::{Request, Response};
@@ -41,6 +42,8 @@ pub(crate) enum SendError {
     ConnectTimeout,
     #[error("connect failed: {0}")]
     Connect(#[source] std::io::Error),
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] std::io::Error),
     #[error("HTTP exchange failed: {0}")]
     Http(#[from] hyper::Error),
 }
@@ -76,6 +79,7 @@ impl ConnectionPool {
     pub(crate) async fn send(
         &self,
         authority: &Authority,
+        tls: Option<&TlsTarget>,
         connect_timeout: Duration,
         mut request: Request<UpstreamBody>,
     ) -> Result<Exchange, SendError> {
@@ -102,7 +106,7 @@ impl ConnectionPool {
             }
         }
         let started = Instant::now();
-        let mut sender = connect(authority, connect_timeout).await?;
+        let mut sender = connect(authority, tls, connect_timeout).await?;
         let connect_time = started.elapsed();
         sender.ready().await?;
         let response = sender.send_request(request).await?;
@@ -114,15 +118,41 @@ impl ConnectionPool {
     }
 }
 
-/// Opens an HTTP/1.1 connection (upgrades allowed) and drives it in a task of its own.
-pub(crate) async fn connect(authority: &Authority, timeout: Duration) -> Result<Sender, SendError> {
+/// Opens an HTTP/1.1 connection (upgrades allowed), over TLS when the instance speaks it, and
+/// drives it in a task of its own. `timeout` covers the TCP connect and the TLS handshake.
+pub(crate) async fn connect(
+    authority: &Authority,
+    tls: Option<&TlsTarget>,
+    timeout: Duration,
+) -> Result<Sender, SendError> {
     let port = authority.port_u16().unwrap_or(80);
-    let connecting = TcpStream::connect((authority.host(), port));
-    let stream = tokio::time::timeout(timeout, connecting)
+    let opening = async {
+        let stream = TcpStream::connect((authority.host(), port))
+            .await
+            .map_err(SendError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        match tls {
+            None => start_http1(stream).await,
+            Some(target) => match target.connect(stream).await {
+                Ok(stream) => start_http1(stream).await,
+                Err(error) => {
+                    // Usually a certificate the configured trust does not accept: say so loudly,
+                    // as retries will not fix it.
+                    tracing::warn!(%authority, %error, "TLS handshake with an upstream failed");
+                    Err(SendError::Tls(error))
+                }
+            },
+        }
+    };
+    tokio::time::timeout(timeout, opening)
         .await
         .map_err(|_| SendError::ConnectTimeout)?
-        .map_err(SendError::Connect)?;
-    let _ = stream.set_nodelay(true);
+}
+
+async fn start_http1<S>(stream: S) -> Result<Sender, SendError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, connection) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.with_upgrades().await {

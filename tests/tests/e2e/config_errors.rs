@@ -264,3 +264,68 @@ routes:
         .message
         .contains("name a provider"));
 }
+
+#[test]
+fn tls_errors_name_their_field() {
+    let pki = lookout_tests::tls::TestPki::new();
+    pki.issue("api", &["api.test"]);
+    pki.issue("other", &["other.test", "api.test"]);
+    pki.issue("unnamed", &["127.0.0.1"]);
+    let folder = pki.dir.path();
+    std::fs::write(folder.join("empty.pem"), "").expect("write");
+    let text = "\
+tls:
+  certificates:
+    - { cert: api.pem, key: other.key }
+    - { cert: other.pem, key: other.key }
+    - { cert: unnamed.pem, key: unnamed.key }
+    - { cert: missing.pem, key: api.key }
+  min_version: \"1.1\"
+  redirect_port: 0
+jwt_providers:
+  - { name: idp, algorithms: [RS256], jwks_url: \"http://127.0.0.1:1/jwks\", jwks_ca: ca.pem }
+upstreams:
+  - { name: mixed, instances: [\"https://127.0.0.1:1\", \"http://127.0.0.1:2\"] }
+  - { name: half, instances: [\"127.0.0.1:3\"], tls: { cert: api.pem } }
+  - { name: noca, instances: [\"127.0.0.1:4\"], tls: { ca: empty.pem } }
+routes:
+  - { name: a, upstream: mixed }
+";
+    let file = folder.join("gw.yaml");
+    std::fs::write(&file, text).expect("write config");
+    let all = load_file(&file).expect_err("rejected").0;
+    let mismatch = find(&all, "tls.certificates[0].key");
+    assert!(mismatch.message.contains("does not match"), "{mismatch:?}");
+    assert_eq!(mismatch.line, 3);
+    assert!(find(&all, "tls.certificates[2].cert")
+        .message
+        .contains("names no host"));
+    assert!(find(&all, "tls.certificates[3].cert")
+        .message
+        .contains("cannot read"));
+    assert!(find(&all, "tls.min_version").message.contains("`1.1`"));
+    assert!(find(&all, "tls.redirect_port").message.contains("1-65535"));
+    assert!(find(&all, "jwt_providers[0].jwks_ca")
+        .message
+        .contains("https://"));
+    assert_eq!(find(&all, "upstreams[0].instances[1]").line, 12);
+    assert!(find(&all, "upstreams[1].tls")
+        .message
+        .contains("both `cert` and `key`"));
+    assert!(find(&all, "upstreams[2].tls.ca")
+        .message
+        .contains("holds no PEM certificate"));
+
+    // Two certificates claiming one name (checked once each file is good).
+    let text = "tls:\n  certificates:\n    - { cert: api.pem, key: api.key }\n    - { cert: other.pem, key: other.key }\n";
+    std::fs::write(&file, text).expect("write config");
+    let all = load_file(&file).expect_err("rejected").0;
+    assert!(find(&all, "tls.certificates[1].cert")
+        .message
+        .contains("`api.test` is also a name of certificates[0]"));
+
+    let redirect_only = errors("listeners: { http_redirect: 127.0.0.1:8080 }\n");
+    assert!(find(&redirect_only, "listeners.http_redirect")
+        .message
+        .contains("needs `tls:`"));
+}

@@ -36,7 +36,7 @@ pub(super) fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 /// Runs `promtool check metrics`; CI sets LOOKOUT_REQUIRE_PROMTOOL so that a missing promtool fails.
-fn promtool_check(text: &str) {
+pub(super) fn promtool_check(text: &str) {
     let child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -20,6 +20,7 @@ mod shutdown;
 mod sql_endpoint;
 mod stats;
 mod streaming;
+mod tls;
 mod traces;
 mod transform;
 mod variants;

@@ -1,0 +1,166 @@
+//! Validation of `tls:` (the proxy listener's certificates) and of the client TLS blocks of
+//! upstreams and JWKS URLs. Certificate and key files are read here, relative to the config's
+//! folder, so a reload picks up renewed certificates.
+
+use super::error::Problems;
+use super::raw::{RawCertificate, RawClientTls, RawTls, Text};
+use super::values::duration;
+use crate::tls::{ClientTrust, MinVersion, ServerTls, ServingCertificate, SniResolver, TrustError};
+use rustls::ClientConfig;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) fn build_server_tls(p: &mut Problems, raw: &RawTls) -> Option<Arc<ServerTls>> {
+    let min_version = min_version(p, raw.min_version.as_ref());
+    let handshake_timeout = duration(
+        p,
+        "tls.handshake_timeout",
+        raw.handshake_timeout.as_ref(),
+        DEFAULT_HANDSHAKE_TIMEOUT,
+    );
+    let redirect_port = raw.redirect_port.as_ref().and_then(|port| {
+        if **port == 0 {
+            p.at(port.span(), "tls.redirect_port", "must be a port (1-65535)");
+        }
+        (**port != 0).then_some(**port)
+    });
+    if raw.certificates.is_empty() {
+        p.at(
+            raw.certificates.span(),
+            "tls.certificates",
+            "needs at least one certificate",
+        );
+        return None;
+    }
+    // Every certificate is checked, so one run reports every bad file.
+    let checked: Vec<Option<ServingCertificate>> = raw
+        .certificates
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| certificate(p, i, raw))
+        .collect();
+    let certificates = checked.into_iter().collect::<Option<Vec<_>>>()?;
+    let resolver = match SniResolver::new(&certificates) {
+        Ok(resolver) => resolver?,
+        Err(duplicate) => {
+            let field = format!("tls.certificates[{}].cert", duplicate.again);
+            p.at(
+                raw.certificates[duplicate.again].cert.span(),
+                field,
+                duplicate.to_string(),
+            );
+            return None;
+        }
+    };
+    ServerTls::new(
+        &certificates,
+        resolver,
+        min_version,
+        handshake_timeout,
+        redirect_port,
+    )
+    .map_err(|error| p.nowhere("tls", format!("cannot set up TLS: {error}")))
+    .ok()
+    .map(Arc::new)
+}
+
+fn min_version(p: &mut Problems, raw: Option<&Text>) -> MinVersion {
+    let Some(text) = raw else {
+        return MinVersion::Tls12;
+    };
+    match text.trim() {
+        "1.2" => MinVersion::Tls12,
+        "1.3" => MinVersion::Tls13,
+        other => {
+            let message = format!("`{other}` is not a TLS version the gateway offers (`1.2` or `1.3`)");
+            p.at(text.span(), "tls.min_version", message);
+            MinVersion::Tls12
+        }
+    }
+}
+
+/// One certificate with its key. Only the first (the one for clients that send no server
+/// name) may lack a DNS name; another without one could never be chosen.
+fn certificate(p: &mut Problems, index: usize, raw: &RawCertificate) -> Option<ServingCertificate> {
+    let field = format!("tls.certificates[{index}]");
+    let chain = p.read_file(&format!("{field}.cert"), &raw.cert)?;
+    let key = p.read_file(&format!("{field}.key"), &raw.key)?;
+    let certificate = ServingCertificate::from_pem(&chain, &key)
+        .map_err(|error| {
+            let (place, part) = if error.in_key_file() {
+                (&raw.key, "key")
+            } else {
+                (&raw.cert, "cert")
+            };
+            p.at(
+                place.span(),
+                format!("{field}.{part}"),
+                format!("`{}` {error}", place.trim()),
+            );
+        })
+        .ok()?;
+    if index > 0 && certificate.names.is_empty() {
+        let message = format!(
+            "`{}` names no host (no DNS subjectAltName), so no client could be given it",
+            raw.cert.trim()
+        );
+        p.at(raw.cert.span(), format!("{field}.cert"), message);
+        return None;
+    }
+    if certificate.not_after < SystemTime::now() {
+        tracing::warn!(certificate = certificate.label(), "a TLS certificate has expired");
+    }
+    Some(certificate)
+}
+
+/// A client config for calls to servers (`field` is the block's path, for errors), speaking
+/// `alpn`; `None` after reporting a problem.
+pub(super) fn client_config(
+    p: &mut Problems,
+    field: &str,
+    raw: &RawClientTls,
+    alpn: &[&[u8]],
+) -> Option<Arc<ClientConfig>> {
+    let ca = match &raw.ca {
+        Some(file) => Some(p.read_file(&format!("{field}.ca"), file)?),
+        None => None,
+    };
+    let identity = match (&raw.cert, &raw.key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((
+            p.read_file(&format!("{field}.cert"), cert)?,
+            p.read_file(&format!("{field}.key"), key)?,
+        )),
+        (Some(only), None) | (None, Some(only)) => {
+            let message = "a client certificate needs both `cert` and `key`";
+            p.at(only.span(), field, message);
+            return None;
+        }
+    };
+    let trust = ClientTrust {
+        ca: ca.as_deref(),
+        identity: identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+    };
+    match trust.client_config(alpn) {
+        Ok(config) => Some(Arc::new(config)),
+        Err(error) => {
+            let (place, part) = match (&error, &raw.ca, &raw.cert, &raw.key) {
+                (TrustError::Identity(e), _, _, Some(key)) if e.in_key_file() => (key, "key"),
+                (TrustError::Identity(_) | TrustError::Unusable(_), _, Some(cert), _) => (cert, "cert"),
+                (_, Some(ca), _, _) => (ca, "ca"),
+                _ => {
+                    p.nowhere(field, error.to_string());
+                    return None;
+                }
+            };
+            p.at(
+                place.span(),
+                format!("{field}.{part}"),
+                format!("`{}` {error}", place.trim()),
+            );
+            None
+        }
+    }
+}
