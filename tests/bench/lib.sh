@@ -40,11 +40,33 @@ start_bench_upstream() {
 }
 
 # Starts nginx (1 worker) as a proxy to bench-upstream on $nginx_port, when nginx is installed;
-# $nginx_port stays empty otherwise.
+# $nginx_port stays empty otherwise. With $tls_cert and $tls_key set, it also serves HTTPS on
+# $nginx_tls_port with them.
 start_nginx() {
-  nginx_port=""
+  nginx_port="" nginx_tls_port=""
   command -v nginx >/dev/null || return 0
   nginx_port=$(free_port)
+  local location='location / {
+      proxy_pass http://bench;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      # nginx'"'"'s best showing here: buffering on, with buffers that hold a 64 KiB response
+      # (buffering off, or the default 4 KiB buffers, roughly halve or quarter its large-body rate).
+      proxy_buffering on;
+      proxy_buffers 16 16k;
+      proxy_buffer_size 16k;
+    }'
+  local tls_server=""
+  if [ -n "${tls_cert:-}" ]; then
+    nginx_tls_port=$(free_port)
+    tls_server="server {
+    listen 127.0.0.1:$nginx_tls_port ssl;
+    ssl_certificate $tls_cert;
+    ssl_certificate_key $tls_key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    $location
+  }"
+  fi
   mkdir -p "$work/nginx"
   cat >"$work/nginx.conf" <<NGINX
 worker_processes 1;
@@ -59,17 +81,9 @@ http {
   upstream bench { server 127.0.0.1:$upstream_port; keepalive 128; }
   server {
     listen 127.0.0.1:$nginx_port;
-    location / {
-      proxy_pass http://bench;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      # nginx's best showing here: buffering on, with buffers that hold a 64 KiB response
-      # (buffering off, or the default 4 KiB buffers, roughly halve or quarter its large-body rate).
-      proxy_buffering on;
-      proxy_buffers 16 16k;
-      proxy_buffer_size 16k;
-    }
+    $location
   }
+  $tls_server
 }
 NGINX
   nginx -c "$work/nginx.conf" -p "$work/nginx" & pids+=($!)

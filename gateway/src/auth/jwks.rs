@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{AlgorithmFamily, DecodingKey};
 use rustls::ClientConfig;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,10 @@ pub(crate) struct Jwks {
 struct KeySet {
     keys: Arc<[VerifyingKey]>,
     fetched: Instant,
+    /// Goes up each time a fetch brings a different document, so that tokens verified against
+    /// an earlier set are verified again.
+    generation: u64,
+    digest: [u8; 32],
 }
 
 impl std::fmt::Debug for Jwks {
@@ -81,11 +86,16 @@ impl Jwks {
         })
     }
 
-    /// The keys that may verify a token naming `kid`.
+    /// The generation of the keys held (0 before the first fetch).
+    pub(crate) fn generation(&self) -> u64 {
+        self.keys.load().as_ref().map_or(0, |set| set.generation)
+    }
+
+    /// The keys that may verify a token naming `kid`, and their generation.
     pub(crate) async fn keys_for(
         self: &Arc<Self>,
         kid: Option<&str>,
-    ) -> Result<Arc<[VerifyingKey]>, TokenError> {
+    ) -> Result<(Arc<[VerifyingKey]>, u64), TokenError> {
         if let Some(set) = self.keys.load_full() {
             let known = kid.is_none_or(|kid| set.keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
             if set.fetched.elapsed() > self.refresh && self.fetch_due() {
@@ -93,13 +103,13 @@ impl Jwks {
                 tokio::spawn(async move { jwks.refetch().await });
             }
             if known {
-                return Ok(set.keys.clone());
+                return Ok((set.keys.clone(), set.generation));
             }
         }
         self.refetch().await;
         self.keys
             .load_full()
-            .map(|set| set.keys.clone())
+            .map(|set| (set.keys.clone(), set.generation))
             .ok_or(TokenError::KeysUnavailable)
     }
 
@@ -120,16 +130,27 @@ impl Jwks {
         }
         *last = Some(Instant::now());
         match tokio::time::timeout(FETCH_TIMEOUT, self.fetch()).await {
-            Ok(Ok(keys)) => self.keys.store(Some(Arc::new(KeySet {
-                keys,
-                fetched: Instant::now(),
-            }))),
+            Ok(Ok((keys, digest))) => {
+                let held = self.keys.load();
+                let generation = match held.as_ref() {
+                    Some(set) if set.digest == digest => set.generation,
+                    Some(set) => set.generation + 1,
+                    None => 1,
+                };
+                self.keys.store(Some(Arc::new(KeySet {
+                    keys,
+                    fetched: Instant::now(),
+                    generation,
+                    digest,
+                })));
+            }
             Ok(Err(error)) => tracing::warn!(%error, "JWKS fetch failed; keeping the keys held"),
             Err(_) => tracing::warn!(url = %self.url, "JWKS fetch timed out; keeping the keys held"),
         }
     }
 
-    async fn fetch(&self) -> Result<Arc<[VerifyingKey]>, FetchError> {
+    /// The set's keys, and the digest of the document they came in.
+    async fn fetch(&self) -> Result<(Arc<[VerifyingKey]>, [u8; 32]), FetchError> {
         let http = |e: String| FetchError::Http(self.url.clone(), e);
         let response = self
             .client
@@ -146,7 +167,7 @@ impl Jwks {
             .to_bytes();
         let set: JwkSet =
             serde_json::from_slice(&body).map_err(|e| FetchError::Parse(self.url.clone(), e.to_string()))?;
-        Ok(keys_of(&set, self.family))
+        Ok((keys_of(&set, self.family), Sha256::digest(&body).into()))
     }
 }
 

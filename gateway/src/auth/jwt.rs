@@ -5,6 +5,7 @@
 //! config, so a public key can never be taken for an HMAC secret; `none` is no algorithm at all.
 
 use super::jwks::Jwks;
+use super::verified::VerifiedTokens;
 use http::header::HeaderName;
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -50,6 +51,8 @@ pub(crate) struct Provider {
     pub(crate) forward_claims: Box<[(Box<str>, HeaderName)]>,
     /// Whether the `Authorization` header goes upstream (default: not).
     pub(crate) forward_token: bool,
+    /// Tokens verified before; `None` when the cache is off.
+    pub(crate) verified: Option<VerifiedTokens>,
 }
 
 /// Why a token was refused (401); the message is the client's.
@@ -98,16 +101,41 @@ impl TokenError {
     }
 }
 
+impl KeySource {
+    /// Which key set is held now: fixed keys never change.
+    fn generation(&self) -> u64 {
+        match self {
+            KeySource::Fixed(_) => 0,
+            KeySource::Jwks(jwks) => jwks.generation(),
+        }
+    }
+}
+
 impl Provider {
-    /// Verifies a token and returns its claims.
-    pub(crate) async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    /// Verifies a token and returns its claims: from the cache of verified tokens when it holds
+    /// this very token, still unexpired and verified against the keys held now.
+    pub(crate) async fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+        let Some(verified) = &self.verified else {
+            return Ok(Arc::new(self.check(token).await?.0));
+        };
+        if let Some(claims) = verified.get(token, self.keys.generation()) {
+            return Ok(claims);
+        }
+        let (claims, generation) = self.check(token).await?;
+        let claims = Arc::new(claims);
+        verified.insert(token, claims.clone(), generation, self.validation.leeway);
+        Ok(claims)
+    }
+
+    /// Checks a token's signature and claims; the claims, and the generation of the keys used.
+    async fn check(&self, token: &str) -> Result<(Claims, u64), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if !self.validation.algorithms.contains(&header.alg) {
             return Err(TokenError::Algorithm);
         }
         let kid = header.kid.as_deref();
-        let candidates = match &self.keys {
-            KeySource::Fixed(keys) => keys.clone(),
+        let (candidates, generation) = match &self.keys {
+            KeySource::Fixed(keys) => (keys.clone(), 0),
             KeySource::Jwks(jwks) => jwks.keys_for(kid).await?,
         };
         let mut tried = false;
@@ -115,7 +143,7 @@ impl Provider {
         for key in candidates.iter().filter(|k| fits(k, kid, header.alg)) {
             tried = true;
             match jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation) {
-                Ok(data) => return Ok(data.claims),
+                Ok(data) => return Ok((data.claims, generation)),
                 // Another key with no kid may be the one; any other failure is the token's.
                 Err(error) => {
                     last = TokenError::from_library(&error);

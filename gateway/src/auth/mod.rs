@@ -10,8 +10,10 @@
 pub(crate) mod jwks;
 pub(crate) mod jwt;
 mod keys;
+mod verified;
 
 pub(crate) use keys::KeyHash;
+pub(crate) use verified::VerifiedTokens;
 
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::request::Parts;
@@ -131,7 +133,7 @@ pub(crate) struct Identity {
     /// The configured consumer of that name, if any.
     pub(crate) consumer: Option<Arc<Consumer>>,
     /// A token's claims.
-    pub(crate) claims: Option<Claims>,
+    pub(crate) claims: Option<Arc<Claims>>,
 }
 
 impl Identity {
@@ -180,7 +182,7 @@ impl RouteAuth {
         }
     }
 
-    fn token_identity(&self, provider: &Provider, claims: Claims) -> Identity {
+    fn token_identity(&self, provider: &Provider, claims: Arc<Claims>) -> Identity {
         let name = claims
             .get(&*provider.consumer_claim)
             .and_then(jwt::claim_text)

@@ -6,6 +6,7 @@ use super::raw::{RawJwtProvider, Text};
 use super::values::{duration, header_name};
 use crate::auth::jwks::Jwks;
 use crate::auth::jwt::{KeySource, Provider, VerifyingKey};
+use crate::auth::VerifiedTokens;
 use crate::tls::ClientTrust;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use rustls::ClientConfig;
@@ -18,6 +19,8 @@ const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
 const DEFAULT_JWKS_MIN_REFETCH: Duration = Duration::from_secs(10);
 /// HMAC secrets shorter than this are guessable (RFC 7518 asks for the hash's size).
 const MIN_SECRET_LEN: usize = 32;
+/// Verified tokens a provider remembers by default (each holds its claims: about a kilobyte).
+const DEFAULT_VERIFIED_CACHE: u64 = 10_000;
 
 pub(super) fn build_providers(p: &mut Problems, raw: &[RawJwtProvider]) -> HashMap<String, Arc<Provider>> {
     let mut providers = HashMap::new();
@@ -75,6 +78,15 @@ fn build_provider(p: &mut Problems, field: &str, raw: &RawJwtProvider) -> Option
         consumer_claim: raw.consumer_claim.as_ref().map_or("sub", |c| c.trim()).into(),
         forward_claims,
         forward_token: raw.forward_token.unwrap_or(false),
+        verified: match raw
+            .verified_cache
+            .as_deref()
+            .copied()
+            .unwrap_or(DEFAULT_VERIFIED_CACHE)
+        {
+            0 => None,
+            capacity => Some(VerifiedTokens::new(capacity)),
+        },
     })
 }
 

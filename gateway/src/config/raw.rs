@@ -374,6 +374,9 @@ pub(crate) struct RawJwtProvider {
     pub(crate) forward_claims: BTreeMap<String, Text>,
     /// Send the `Authorization` header upstream too (default false).
     pub(crate) forward_token: Option<bool>,
+    /// How many verified tokens are remembered, so repeat requests skip the signature check
+    /// (default 10000; 0 turns it off).
+    pub(crate) verified_cache: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
