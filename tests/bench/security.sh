@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Lookout's edge security, benchmarked with wrk against baselines measured in the same run: /small
 # through a plain route, through a route with JWT (RS256, PEM key) + authorization (a required
-# scope and claim) + the attack filter (blocking; path and query checked), and through nginx's
+# scope and claim) + the attack filter (blocking; path and query checked) — with the verified-token
+# cache (one client repeating its token) and without (every request pays the RSA check, as with
+# a new token each time) —, and through nginx's
 # plain proxy; then over HTTPS (an ECDSA P-256 certificate made here with openssl), both on
 # keep-alive connections and with a new connection (a full handshake) per request, against nginx
 # with the same certificate. The token is minted here with openssl from the test fixture key.
@@ -40,6 +42,7 @@ access_log: { path: off }
 analytics: { store: off }
 jwt_providers:
   - { name: bench, algorithms: [RS256], key_file: "$keys/rsa-a.pub", issuer: bench-idp, audiences: [bench] }
+  - { name: uncached, algorithms: [RS256], key_file: "$keys/rsa-a.pub", issuer: bench-idp, audiences: [bench], verified_cache: 0 }
 upstreams:
   - { name: bench, instances: ["127.0.0.1:$upstream_port"] }
 routes:
@@ -48,6 +51,12 @@ routes:
     strip_prefix: /guarded
     upstream: bench
     auth: { jwt: bench, scopes: ["books:read"], claims: { tier: [gold] } }
+    security: { attack_filter: { mode: block } }
+  - name: verify-each
+    match: { prefix: /verify-each }
+    strip_prefix: /verify-each
+    upstream: bench
+    auth: { jwt: uncached, scopes: ["books:read"], claims: { tier: [gold] } }
     security: { attack_filter: { mode: block } }
   - { name: plain, upstream: bench }
 YAML
@@ -79,6 +88,7 @@ run "direct /small" "http://127.0.0.1:$upstream_port/small?q=dune"
 [ -n "$nginx_port" ] && run "nginx plain /small" "http://127.0.0.1:$nginx_port/small?q=dune"
 run "lookout plain /small" "$lookout/small?q=dune"
 run "lookout JWT RS256 + authz + attack filter" "$lookout/guarded/small?q=dune" -H "authorization: Bearer $token"
+run "same, every token verified (no cache)" "$lookout/verify-each/small?q=dune" -H "authorization: Bearer $token"
 [ -n "$nginx_tls_port" ] && run "nginx https /small" "https://localhost:$nginx_tls_port/small?q=dune"
 run "lookout https /small" "https://localhost:$tls_port/small?q=dune"
 [ -n "$nginx_tls_port" ] && run "nginx https, handshake per request" "https://localhost:$nginx_tls_port/small?q=dune" -H "connection: close"
@@ -88,6 +98,7 @@ ratio() { awk -v a="$2" -v b="$3" -v t="$1" 'BEGIN { printf "%-50s %.2fx\n", t, 
 echo
 ratio "guarded / plain route (req/s)" "${rps[lookout JWT RS256 + authz + attack filter]}" "${rps[lookout plain /small]}"
 ratio "guarded / plain route (p99)" "${p99[lookout JWT RS256 + authz + attack filter]}" "${p99[lookout plain /small]}"
+ratio "guarded, no cache / plain route (req/s)" "${rps[same, every token verified (no cache)]}" "${rps[lookout plain /small]}"
 ratio "lookout https / plain (req/s)" "${rps[lookout https /small]}" "${rps[lookout plain /small]}"
 if [ -n "$nginx_port" ]; then
   ratio "lookout plain / nginx plain (req/s)" "${rps[lookout plain /small]}" "${rps[nginx plain /small]}"

@@ -10,13 +10,14 @@ use http::{Method, StatusCode};
 use jsonwebtoken::Algorithm;
 use lookout_gateway::{ConfigSource, Gateway};
 use lookout_tests::jwt::{mint, now, JwksServer};
-use lookout_tests::tls::{curl, tls_get, Leaf, TestPki};
+use lookout_tests::tls::{curl, tls_get, CurlRun, Leaf, TestPki};
 use lookout_tests::{
     body_json, send, sql_rows, start_gateway, start_gateway_with, wait_for_stored, TestUpstream,
 };
 use rustls::version::{TLS12, TLS13};
 use serde_json::json;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -66,6 +67,11 @@ async fn metrics_text(gateway: &Gateway) -> String {
     )
     .await;
     String::from_utf8_lossy(&reply.body).into_owned()
+}
+
+/// The series of handshake failures for `reason`.
+fn failures(reason: &str) -> String {
+    format!("lookout_tls_handshake_failures_total{{reason=\"{reason}\"}}")
 }
 
 async fn metric(gateway: &Gateway, series: &str) -> f64 {
@@ -123,8 +129,7 @@ async fn sni_alpn_and_versions_pick_what_the_client_asked_for() {
     assert_eq!(metric(&gateway, &handshakes("1.3", "h2")).await, 2.0);
     assert_eq!(metric(&gateway, &handshakes("1.2", "http/1.1")).await, 1.0);
     assert_eq!(metric(&gateway, &handshakes("1.3", "none")).await, 1.0);
-    let unknown = "lookout_tls_handshake_failures_total{reason=\"unknown_server_name\"}";
-    assert_eq!(metric(&gateway, unknown).await, 3.0);
+    assert_eq!(metric(&gateway, &failures("unknown_server_name")).await, 3.0);
 
     wait_for_stored(&gateway, 4).await;
     let rows = sql_rows(
@@ -144,6 +149,17 @@ async fn sni_alpn_and_versions_pick_what_the_client_asked_for() {
     promtool_check(&metrics_text(&gateway).await);
 }
 
+/// curl to `https://NAME:PORT/books?x=1`, the name resolved to loopback and the test CA
+/// trusted; `extra` arguments come first. `None`: no curl here (the test skips).
+async fn curl_https(name: &str, port: u16, ca: &Path, extra: &[&str]) -> Option<CurlRun> {
+    let resolve = format!("{name}:{port}:127.0.0.1");
+    let url = format!("https://{name}:{port}/books?x=1");
+    let ca = ca.display().to_string();
+    let mut args = extra.to_vec();
+    args.extend(["--cacert", &ca, "--resolve", &resolve, &url]);
+    curl(&args).await
+}
+
 #[tokio::test]
 async fn curl_gets_https_and_is_refused_a_name_the_gateway_does_not_serve() {
     let upstream = TestUpstream::start("svc").await;
@@ -151,82 +167,29 @@ async fn curl_gets_https_and_is_refused_a_name_the_gateway_does_not_serve() {
     let api = pki.issue("api", &["api.test"]);
     let gateway = start(tls_config(&[&api], "", "", upstream.addr)).await;
     let port = gateway.proxy_addr().port();
-    let ca = pki.ca_file().display().to_string();
-    let resolve = |name: &str| format!("{name}:{port}:127.0.0.1");
-    let url = |name: &str| format!("https://{name}:{port}/books?x=1");
-    let fmt = "%{http_code} %{http_version}";
+    let ca = pki.ca_file();
+    let status_and_version = ["-o", "/dev/null", "-w", "%{http_code} %{http_version}"];
 
-    let Some(h2) = curl(&[
-        "--cacert",
-        &ca,
-        "--resolve",
-        &resolve("api.test"),
-        "-o",
-        "/dev/null",
-        "-w",
-        fmt,
-        &url("api.test"),
-    ])
-    .await
-    else {
+    let Some(h2) = curl_https("api.test", port, &ca, &status_and_version).await else {
         return;
     };
     assert_eq!((h2.exit_code, h2.stdout.as_str()), (0, "200 2"), "{}", h2.stderr);
-    let h1 = curl(&[
-        "--http1.1",
-        "--tls-max",
-        "1.2",
-        "--cacert",
-        &ca,
-        "--resolve",
-        &resolve("api.test"),
-        "-o",
-        "/dev/null",
-        "-w",
-        fmt,
-        &url("api.test"),
-    ])
-    .await
-    .expect("curl");
-    assert_eq!(
-        (h1.exit_code, h1.stdout.as_str()),
-        (0, "200 1.1"),
-        "{}",
-        h1.stderr
-    );
+    let mut older = vec!["--http1.1", "--tls-max", "1.2"];
+    older.extend(status_and_version);
+    let h1 = curl_https("api.test", port, &ca, &older).await.expect("curl");
+    assert_eq!((h1.exit_code, h1.stdout.as_str()), (0, "200 1.1"), "{}", h1.stderr);
 
     // A wrong name: the gateway ends the handshake (curl's 35, "SSL connect error").
-    let wrong = curl(&[
-        "--cacert",
-        &ca,
-        "--resolve",
-        &resolve("wrong.test"),
-        &url("wrong.test"),
-    ])
-    .await
-    .expect("curl");
+    let wrong = curl_https("wrong.test", port, &ca, &[]).await.expect("curl");
     assert_eq!(wrong.exit_code, 35, "{}", wrong.stderr);
     // TLS 1.1: rustls has nothing older than 1.2 (OpenSSL must be told it may offer 1.1 at all).
-    let old = curl(&[
-        "--tlsv1.1",
-        "--tls-max",
-        "1.1",
-        "--ciphers",
-        "DEFAULT@SECLEVEL=0",
-        "--cacert",
-        &ca,
-        "--resolve",
-        &resolve("api.test"),
-        &url("api.test"),
-    ])
-    .await
-    .expect("curl");
+    let tls11 = ["--tlsv1.1", "--tls-max", "1.1", "--ciphers", "DEFAULT@SECLEVEL=0"];
+    let old = curl_https("api.test", port, &ca, &tls11).await.expect("curl");
     assert_ne!(old.exit_code, 0);
     // Plain HTTP to the HTTPS port.
     let plain = curl(&[&format!("http://127.0.0.1:{port}/")]).await.expect("curl");
     assert_ne!(plain.exit_code, 0);
 
-    let failures = |reason: &str| format!("lookout_tls_handshake_failures_total{{reason=\"{reason}\"}}");
     assert_eq!(metric(&gateway, &failures("unknown_server_name")).await, 1.0);
     assert_eq!(metric(&gateway, &failures("protocol_version")).await, 1.0);
     assert_eq!(metric(&gateway, &failures("not_tls")).await, 1.0);
@@ -255,7 +218,6 @@ async fn tls_1_3_only_refuses_a_tls_1_2_client_and_slow_handshakes_time_out() {
         "closed by the gateway: {read:?}"
     );
 
-    let failures = |reason: &str| format!("lookout_tls_handshake_failures_total{{reason=\"{reason}\"}}");
     assert_eq!(metric(&gateway, &failures("protocol_version")).await, 1.0);
     assert_eq!(metric(&gateway, &failures("timeout")).await, 1.0);
 }
