@@ -177,7 +177,12 @@ async fn curl_gets_https_and_is_refused_a_name_the_gateway_does_not_serve() {
     let mut older = vec!["--http1.1", "--tls-max", "1.2"];
     older.extend(status_and_version);
     let h1 = curl_https("api.test", port, &ca, &older).await.expect("curl");
-    assert_eq!((h1.exit_code, h1.stdout.as_str()), (0, "200 1.1"), "{}", h1.stderr);
+    assert_eq!(
+        (h1.exit_code, h1.stdout.as_str()),
+        (0, "200 1.1"),
+        "{}",
+        h1.stderr
+    );
 
     // A wrong name: the gateway ends the handshake (curl's 35, "SSL connect error").
     let wrong = curl_https("wrong.test", port, &ca, &[]).await.expect("curl");
