@@ -35,7 +35,7 @@ pub(crate) struct ConnInfo {
 impl ConnInfo {
     pub(crate) fn new(peer: SocketAddr, tls_version: Option<&'static str>) -> Self {
         let ip = peer.ip();
-        let proto = if tls_version.is_some() { "https" } else { "http" };
+        let proto = scheme(tls_version);
         let forwarded = if ip.is_ipv6() {
             format!("for=\"[{ip}]\";proto={proto}")
         } else {
@@ -51,11 +51,15 @@ impl ConnInfo {
 
     /// The scheme clients used, as `X-Forwarded-Proto` says it.
     pub(crate) fn scheme(&self) -> &'static str {
-        if self.tls_version.is_some() {
-            "https"
-        } else {
-            "http"
-        }
+        scheme(self.tls_version)
+    }
+}
+
+fn scheme(tls_version: Option<&str>) -> &'static str {
+    if tls_version.is_some() {
+        "https"
+    } else {
+        "http"
     }
 }
 

@@ -170,18 +170,7 @@ impl Gateway {
         let (stop, stopped) = watch::channel(false);
         let proxy_addr = local_addr(&proxy_listener, listeners.proxy)?;
         let admin_addr = local_addr(&admin_listener, listeners.admin)?;
-        let redirect = match (redirect_listener, &tls) {
-            (Some((configured, listener)), Some(tls)) => {
-                let addr = local_addr(&listener, configured)?;
-                let target = redirect_listener::Target {
-                    tls: tls.current.clone(),
-                    proxy_port: proxy_addr.port(),
-                };
-                let task = tokio::spawn(redirect_listener::serve(listener, target, stopped.clone()));
-                Some((addr, task))
-            }
-            _ => None,
-        };
+        let redirect = spawn_redirect(redirect_listener, tls.as_deref(), proxy_addr.port(), &stopped)?;
         let proxy_task = tokio::spawn(proxy_listener::serve(
             proxy_listener,
             shared.proxy.clone(),
@@ -320,6 +309,26 @@ impl Shared {
         tracing::info!(generation, "config reloaded");
         Ok(generation)
     }
+}
+
+/// Serves the plain-HTTP redirect listener, when one is bound (config validation lets one be
+/// configured only with TLS); its address and task.
+fn spawn_redirect(
+    bound: Option<(SocketAddr, TcpListener)>,
+    tls: Option<&ListenerTls>,
+    proxy_port: u16,
+    stopped: &watch::Receiver<bool>,
+) -> Result<Option<(SocketAddr, JoinHandle<()>)>, StartError> {
+    let (Some((configured, listener)), Some(tls)) = (bound, tls) else {
+        return Ok(None);
+    };
+    let addr = local_addr(&listener, configured)?;
+    let target = redirect_listener::Target {
+        tls: tls.current.clone(),
+        proxy_port,
+    };
+    let task = tokio::spawn(redirect_listener::serve(listener, target, stopped.clone()));
+    Ok(Some((addr, task)))
 }
 
 /// Rolls the latency windows forward every [`ROTATION`] until the gateway stops.
