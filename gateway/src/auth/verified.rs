@@ -1,6 +1,6 @@
 //! Tokens a provider has already verified, so that a client's next requests with the same token
-//! skip the signature check (an RSA verification is about a hundred times the cost of the rest
-//! of the request path). Keyed by the SHA-256 of the token's text: only a token identical to the
+//! skip the signature check (an RSA verification costs several times the whole rest of a
+//! proxied request). Keyed by the SHA-256 of the token's text: only a token identical to the
 //! byte can hit. An entry is used until the token expires (`exp` plus the leeway), for at most
 //! [`MAX_AGE`], and only while the provider's key set is the one it was verified with: a JWKS
 //! fetch that changes the keys makes every earlier entry stale.
