@@ -1,15 +1,14 @@
 //! Validation of `jwt_providers:`: algorithms (one family, never `none`), keys (a JWKS URL, a
 //! PEM public key, or an HMAC secret), the claims checked and forwarded.
 
+use super::build_tls::client_config;
 use super::error::Problems;
-use super::raw::{RawJwtProvider, Text};
+use super::raw::{RawClientTls, RawJwtProvider, Text};
 use super::values::{duration, header_name};
 use crate::auth::jwks::Jwks;
 use crate::auth::jwt::{KeySource, Provider, VerifyingKey};
 use crate::auth::VerifiedTokens;
-use crate::tls::ClientTrust;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
-use rustls::ClientConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,7 +184,12 @@ fn jwks(
         let message = "is for https:// JWKS URLs; this one is http://";
         p.at(ca.span(), format!("{field}.jwks_ca"), message);
     }
-    let tls = jwks_trust(p, &format!("{field}.jwks_ca"), raw.jwks_ca.as_ref())?;
+    let trust = RawClientTls {
+        ca: raw.jwks_ca.clone(),
+        ..RawClientTls::default()
+    };
+    // No ALPN here: the HTTPS connector sets it from the HTTP versions it enables.
+    let tls = client_config(p, field, &format!("{field}.jwks_ca"), &trust, &[])?;
     let refresh = duration(
         p,
         &format!("{field}.jwks_refresh"),
@@ -199,30 +203,6 @@ fn jwks(
         DEFAULT_JWKS_MIN_REFETCH,
     );
     Some(KeySource::Jwks(Jwks::new(uri, tls, family, refresh, min_refetch)))
-}
-
-/// The client config a JWKS URL is fetched with: Mozilla's roots, or the CAs of `jwks_ca`.
-fn jwks_trust(p: &mut Problems, field: &str, ca_file: Option<&Text>) -> Option<Arc<ClientConfig>> {
-    let ca = match ca_file {
-        Some(file) => Some(p.read_file(field, file)?),
-        None => None,
-    };
-    let trust = ClientTrust {
-        ca: ca.as_deref(),
-        identity: None,
-    };
-    // No ALPN here: the HTTPS connector sets it from the HTTP versions it enables.
-    match (trust.client_config(&[]), ca_file) {
-        (Ok(config), _) => Some(Arc::new(config)),
-        (Err(error), Some(file)) => {
-            p.at(file.span(), field, format!("`{}` {error}", file.trim()));
-            None
-        }
-        (Err(error), None) => {
-            p.nowhere(field, format!("cannot set up TLS: {error}"));
-            None
-        }
-    }
 }
 
 /// A PEM public key of the family's kind, or for HMAC the file's bytes as the secret.

@@ -115,16 +115,17 @@ fn certificate(p: &mut Problems, index: usize, raw: &RawCertificate) -> Option<S
     Some(certificate)
 }
 
-/// A client config for calls to servers (`field` is the block's path, for errors), speaking
-/// `alpn`; `None` after reporting a problem.
+/// A client config for calls to servers, speaking `alpn`; `None` after reporting a problem.
+/// Errors name `field` (the block's path) and `ca_field` (where the CA file is named).
 pub(super) fn client_config(
     p: &mut Problems,
     field: &str,
+    ca_field: &str,
     raw: &RawClientTls,
     alpn: &[&[u8]],
 ) -> Option<Arc<ClientConfig>> {
     let ca = match &raw.ca {
-        Some(file) => Some(p.read_file(&format!("{field}.ca"), file)?),
+        Some(file) => Some(p.read_file(ca_field, file)?),
         None => None,
     };
     let identity = match (&raw.cert, &raw.key) {
@@ -146,20 +147,20 @@ pub(super) fn client_config(
     match trust.client_config(alpn) {
         Ok(config) => Some(Arc::new(config)),
         Err(error) => {
-            let (place, part) = match (&error, &raw.ca, &raw.cert, &raw.key) {
-                (TrustError::Identity(e), _, _, Some(key)) if e.in_key_file() => (key, "key"),
-                (TrustError::Identity(_) | TrustError::Unusable(_), _, Some(cert), _) => (cert, "cert"),
-                (_, Some(ca), _, _) => (ca, "ca"),
+            let (place, place_field) = match (&error, &raw.ca, &raw.cert, &raw.key) {
+                (TrustError::Identity(e), _, _, Some(key)) if e.in_key_file() => {
+                    (key, format!("{field}.key"))
+                }
+                (TrustError::Identity(_) | TrustError::Unusable(_), _, Some(cert), _) => {
+                    (cert, format!("{field}.cert"))
+                }
+                (_, Some(ca), _, _) => (ca, ca_field.to_owned()),
                 _ => {
-                    p.nowhere(field, error.to_string());
+                    p.nowhere(field, format!("cannot set up TLS: {error}"));
                     return None;
                 }
             };
-            p.at(
-                place.span(),
-                format!("{field}.{part}"),
-                format!("`{}` {error}", place.trim()),
-            );
+            p.at(place.span(), place_field, format!("`{}` {error}", place.trim()));
             None
         }
     }

@@ -50,7 +50,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
     if raw.name.trim().is_empty() {
         p.at(raw.name.span(), format!("{field}.name"), "must not be empty");
     }
-    let addresses: Vec<(Authority, Scheme)> = raw
+    let addresses: Vec<Authority> = raw
         .instances
         .iter()
         .enumerate()
@@ -59,7 +59,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
     let tls = upstream_tls(p, field, raw);
     let instances: Vec<Instance> = addresses
         .into_iter()
-        .map(|(authority, _)| {
+        .map(|authority| {
             let target = tls
                 .as_ref()
                 .and_then(|config| tls_target(p, field, raw, config, &authority));
@@ -135,7 +135,8 @@ fn upstream_tls(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<Arc<
     let defaults = RawClientTls::default();
     let tls = raw.tls.as_ref().unwrap_or(&defaults);
     // The pool speaks HTTP/1.1 to upstreams.
-    client_config(p, &format!("{field}.tls"), tls, &[b"http/1.1"])
+    let block = format!("{field}.tls");
+    client_config(p, &block, &format!("{block}.ca"), tls, &[b"http/1.1"])
 }
 
 /// The name an instance's certificate must carry: `tls.server_name`, else the instance's host.

@@ -65,7 +65,7 @@ impl Scheme {
 
 /// An upstream instance: `host:port`, `http://host[:port]` or `https://host[:port]` (the scheme's
 /// port when none is given).
-pub(crate) fn instance(p: &mut Problems, field: &str, text: &Text) -> Option<(Authority, Scheme)> {
+pub(crate) fn instance(p: &mut Problems, field: &str, text: &Text) -> Option<Authority> {
     let raw = text.trim();
     let (scheme, rest) = Scheme::split(raw);
     let rest = rest.trim_end_matches('/');
@@ -79,10 +79,7 @@ pub(crate) fn instance(p: &mut Problems, field: &str, text: &Text) -> Option<(Au
         },
         Err(e) => Err(format!("invalid instance `{raw}`: {e}")),
     };
-    parsed
-        .map(|authority| (authority, scheme))
-        .map_err(|message| p.at(text.span(), field, message))
-        .ok()
+    parsed.map_err(|message| p.at(text.span(), field, message)).ok()
 }
 
 fn with_port(authority: &Authority, port: u16) -> Result<Authority, String> {

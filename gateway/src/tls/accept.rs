@@ -13,18 +13,51 @@ use tokio_rustls::TlsAcceptor;
 
 const VERSIONS: [&str; 2] = ["1.2", "1.3"];
 const PROTOCOLS: [&str; 3] = ["h2", "http/1.1", "none"];
-const REASONS: [&str; 10] = [
-    "timeout",
-    "unknown_server_name",
-    "protocol_version",
-    "no_shared_cipher",
-    "incompatible",
-    "client_alert",
-    "not_tls",
-    "malformed",
-    "closed",
-    "other",
-];
+
+/// Why a handshake failed, as the metric's `reason` label says it.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    Timeout,
+    UnknownServerName,
+    ProtocolVersion,
+    NoSharedCipher,
+    Incompatible,
+    ClientAlert,
+    NotTls,
+    Malformed,
+    Closed,
+    Other,
+}
+
+impl Failure {
+    const ALL: [Failure; 10] = [
+        Failure::Timeout,
+        Failure::UnknownServerName,
+        Failure::ProtocolVersion,
+        Failure::NoSharedCipher,
+        Failure::Incompatible,
+        Failure::ClientAlert,
+        Failure::NotTls,
+        Failure::Malformed,
+        Failure::Closed,
+        Failure::Other,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Failure::Timeout => "timeout",
+            Failure::UnknownServerName => "unknown_server_name",
+            Failure::ProtocolVersion => "protocol_version",
+            Failure::NoSharedCipher => "no_shared_cipher",
+            Failure::Incompatible => "incompatible",
+            Failure::ClientAlert => "client_alert",
+            Failure::NotTls => "not_tls",
+            Failure::Malformed => "malformed",
+            Failure::Closed => "closed",
+            Failure::Other => "other",
+        }
+    }
+}
 
 /// Counter handles resolved once per listener: a handshake looks nothing up by name.
 pub(crate) struct HandshakeMetrics {
@@ -51,9 +84,9 @@ impl HandshakeMetrics {
                 metrics.counter(TLS_HANDSHAKES, labels)
             })
             .collect();
-        let failed = REASONS
+        let failed = Failure::ALL
             .iter()
-            .map(|reason| metrics.counter(TLS_HANDSHAKE_FAILURES, vec![Label::new("reason", *reason)]))
+            .map(|reason| metrics.counter(TLS_HANDSHAKE_FAILURES, vec![Label::new("reason", reason.label())]))
             .collect();
         HandshakeMetrics { succeeded, failed }
     }
@@ -67,12 +100,9 @@ impl HandshakeMetrics {
         &self.succeeded[version * PROTOCOLS.len() + protocol]
     }
 
-    fn failed(&self, reason: &str) -> &Counter {
-        let index = REASONS
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(REASONS.len() - 1);
-        &self.failed[index]
+    /// `ALL` lists the reasons in declaration order, so a reason's discriminant is its index.
+    fn failed(&self, reason: Failure) -> &Counter {
+        &self.failed[reason as usize]
     }
 }
 
@@ -98,39 +128,39 @@ pub(crate) async fn accept(
             });
         }
         Ok(Err(error)) => failure_reason(&error),
-        Err(_elapsed) => "timeout",
+        Err(_elapsed) => Failure::Timeout,
     };
     metrics.failed(reason).increment(1);
-    tracing::debug!(?peer, reason, "TLS handshake failed");
+    tracing::debug!(?peer, reason = reason.label(), "TLS handshake failed");
     None
 }
 
 /// Why a handshake failed, in a word that fits a metric label.
-fn failure_reason(error: &io::Error) -> &'static str {
+fn failure_reason(error: &io::Error) -> Failure {
     let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<TlsError>()) else {
         return match error.kind() {
             io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
-                "closed"
+                Failure::Closed
             }
-            _ => "other",
+            _ => Failure::Other,
         };
     };
     match tls {
         // What rustls reports when the resolver has no certificate for the name asked for.
-        TlsError::General(_) => "unknown_server_name",
+        TlsError::General(_) => Failure::UnknownServerName,
         TlsError::PeerIncompatible(incompatible) => match incompatible {
             // Checked before the version itself; only clients older than TLS 1.2 omit it.
             PeerIncompatible::SignatureAlgorithmsExtensionRequired
             | PeerIncompatible::Tls12NotOffered
             | PeerIncompatible::Tls12NotOfferedOrEnabled
             | PeerIncompatible::SupportedVersionsExtensionRequired
-            | PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig => "protocol_version",
-            PeerIncompatible::NoCipherSuitesInCommon => "no_shared_cipher",
-            _ => "incompatible",
+            | PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig => Failure::ProtocolVersion,
+            PeerIncompatible::NoCipherSuitesInCommon => Failure::NoSharedCipher,
+            _ => Failure::Incompatible,
         },
-        TlsError::AlertReceived(_) => "client_alert",
-        TlsError::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => "not_tls",
-        TlsError::InvalidMessage(_) | TlsError::PeerMisbehaved(_) => "malformed",
-        _ => "other",
+        TlsError::AlertReceived(_) => Failure::ClientAlert,
+        TlsError::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => Failure::NotTls,
+        TlsError::InvalidMessage(_) | TlsError::PeerMisbehaved(_) => Failure::Malformed,
+        _ => Failure::Other,
     }
 }
