@@ -1,8 +1,7 @@
 //! Appending a batch of events: the requests and the steps of their paths, each as one Arrow
-//! record batch through DuckDB's appender (a column at a time, not a value at a time), in one
-//! transaction so a failure leaves neither half behind.
+//! record batch through DuckDB's appender (a column at a time, not a value at a time), into the
+//! transaction the sink has open.
 
-use super::in_transaction;
 use crate::{PathStep, RequestEvent};
 use arrow::array::{
     ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt16Array, UInt32Array,
@@ -12,12 +11,16 @@ use duckdb::Connection;
 use std::sync::Arc;
 
 pub(crate) fn append(conn: &Connection, events: &[RequestEvent]) -> duckdb::Result<()> {
-    in_transaction(conn, || {
-        conn.appender("requests")?
-            .append_record_batch(requests(events)?)?;
-        conn.appender("request_spans")?
-            .append_record_batch(steps(events)?)
-    })
+    append_to(conn, "requests", requests(events)?)?;
+    append_to(conn, "request_spans", steps(events)?)
+}
+
+/// Appends and flushes explicitly: an appender dropped unflushed flushes too, but swallows the
+/// error, and the batch would be lost while counted as stored.
+fn append_to(conn: &Connection, table: &str, batch: RecordBatch) -> duckdb::Result<()> {
+    let mut appender = conn.appender(table)?;
+    appender.append_record_batch(batch)?;
+    appender.flush()
 }
 
 /// The `requests` columns, in table order.

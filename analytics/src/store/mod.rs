@@ -11,6 +11,7 @@ mod retention;
 mod rollup;
 pub(crate) mod schema;
 mod sink;
+mod uncommitted;
 
 pub use fleet::{export_store, ExportedPartition};
 pub use sink::StoreSink;
@@ -235,6 +236,10 @@ pub(crate) fn open_database(settings: &StoreSettings) -> Result<Connection, Stor
         .and_then(|c| c.max_memory(&settings.memory_limit))
         .and_then(|c| c.with("autoinstall_known_extensions", "false"))
         .and_then(|c| c.with("autoload_known_extensions", "false"))
+        // A new file is written in DuckDB 1.5's format rather than the default one that 0.10.2
+        // can read: its string compression (dictionary and FSST in one) makes ingest about 15%
+        // faster. Reading the file takes DuckDB 1.5 or later.
+        .and_then(|c| c.with("storage_compatibility_version", "v1.5.0"))
         .map_err(open_error)?;
     let conn = match &settings.location {
         StoreLocation::File(path) => {

@@ -1,7 +1,9 @@
-//! The store's side of the event writer: appends each batch, keeps rollups current, enforces
-//! retention, exports closed hours; and when the database fails, drops it, counts what is lost
-//! and reopens it with back-off until it works again.
+//! The store's side of the event writer: appends each batch into a transaction committed about
+//! once a second, keeps rollups current, enforces retention, exports closed hours; and when the
+//! database fails, drops it, counts what is lost and reopens it with back-off until it works
+//! again.
 
+use super::uncommitted::Uncommitted;
 use super::{
     append, fleet, in_transaction, lock, now_us, open_database, retention, rollup, Store, StoreError,
 };
@@ -26,6 +28,8 @@ pub struct StoreSink {
     store: Store,
     /// The writer's connection; `None` while the database is down.
     pub(super) conn: Option<Connection>,
+    /// The transaction batches are being appended into, if one is open.
+    uncommitted: Option<Uncommitted>,
     /// The minutes new events touched, for the rollups.
     pending: rollup::Pending,
     /// Minutes before this one (microseconds since the epoch) have been judged for anomalies.
@@ -42,6 +46,7 @@ impl StoreSink {
         StoreSink {
             store,
             conn: Some(conn),
+            uncommitted: None,
             pending: rollup::Pending::default(),
             judged_until_us: 0,
             last_rollup: now,
@@ -51,9 +56,38 @@ impl StoreSink {
         }
     }
 
-    /// Records a failure, closes the database (queries are refused until it is back) and
-    /// schedules a reopen.
+    /// Commits the events appended so far. A failed commit loses them all: they are counted,
+    /// and the database is reopened.
+    pub fn commit(&mut self) {
+        let (Some(conn), Some(open)) = (&self.conn, self.uncommitted.take()) else {
+            return;
+        };
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                let counters = &self.store.shared.counters;
+                let events = open.events as u64;
+                counters.events_written.fetch_add(events, Ordering::Relaxed);
+                self.pending.note(open.earliest_us, open.latest_us);
+            }
+            Err(error) => {
+                self.count_lost(open.events);
+                self.fail(&error);
+            }
+        }
+    }
+
+    /// Counts events the store took and could not keep.
+    fn count_lost(&self, events: usize) {
+        let counters = &self.store.shared.counters;
+        counters.events_lost.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// Records a failure, closes the database (queries are refused until it is back; the open
+    /// transaction is rolled back, its events counted as lost) and schedules a reopen.
     fn fail(&mut self, error: &dyn std::fmt::Display) {
+        if let Some(open) = self.uncommitted.take() {
+            self.count_lost(open.events);
+        }
         let shared = &self.store.shared;
         shared.counters.write_failures.fetch_add(1, Ordering::Relaxed);
         *lock(&shared.last_error) = Some((SystemTime::now(), error.to_string()));
@@ -130,28 +164,31 @@ impl StoreSink {
 
 impl EventSink for StoreSink {
     fn write_batch(&mut self, events: &[RequestEvent]) -> io::Result<()> {
-        let counters = &self.store.shared.counters;
+        let times = events.iter().map(|e| e.timestamp_us as i64);
+        let (Some(earliest), Some(latest)) = (times.clone().min(), times.max()) else {
+            return Ok(());
+        };
         let Some(conn) = &self.conn else {
-            counters
-                .events_lost
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            self.count_lost(events.len());
             return Err(io::Error::other("the analytics store is down"));
         };
-        match append::append(conn, events) {
-            Ok(()) => {
-                counters
-                    .events_written
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
-                let times = events.iter().map(|e| e.timestamp_us as i64);
-                if let (Some(earliest), Some(latest)) = (times.clone().min(), times.max()) {
-                    self.pending.note(earliest, latest);
+        let appended = match &mut self.uncommitted {
+            Some(open) => append::append(conn, events).map(|()| open),
+            None => conn
+                .execute_batch("BEGIN TRANSACTION")
+                .and_then(|()| append::append(conn, events))
+                .map(|()| self.uncommitted.insert(Uncommitted::new())),
+        };
+        match appended {
+            Ok(open) => {
+                open.note(events.len(), earliest, latest);
+                if open.due() {
+                    self.commit();
                 }
                 Ok(())
             }
             Err(error) => {
-                counters
-                    .events_lost
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                self.count_lost(events.len());
                 self.fail(&error);
                 Err(io::Error::other(error))
             }
@@ -163,15 +200,22 @@ impl EventSink for StoreSink {
             self.try_reopen();
             return;
         }
-        if self.last_rollup.elapsed() >= ROLLUP_EVERY {
+        let roll_up = self.last_rollup.elapsed() >= ROLLUP_EVERY;
+        let housekeeping = self.last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY;
+        // Rollups and housekeeping run their own transactions, on committed events.
+        if roll_up || housekeeping || self.uncommitted.as_ref().is_some_and(Uncommitted::due) {
+            self.commit();
+        }
+        if roll_up {
             self.roll_up(false);
         }
-        if self.last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+        if housekeeping {
             self.housekeeping();
         }
     }
 
     fn close(&mut self) {
+        self.commit();
         self.roll_up(true);
     }
 }

@@ -19,6 +19,12 @@ fn appended_events_come_back_field_for_field() {
     let (store, mut sink) = memory_store();
     let events: Vec<_> = (0..3).map(sample_event).collect();
     sink.write_batch(&events).expect("append");
+    assert_eq!(
+        json_of(&store, "SELECT count(*) FROM requests")["rows"],
+        serde_json::json!([[0]]),
+        "uncommitted events are not seen yet"
+    );
+    sink.commit();
     let json = json_of(
         &store,
         "SELECT request_id, route, status, bytes_out, client_ip, http_version, epoch_us(ts) AS ts_us
@@ -139,6 +145,7 @@ fn closed_hours_are_exported_as_hive_partitions_that_queries_can_read() {
     let (store, mut sink) = Store::open(settings.clone()).expect("open");
     sink.write_batch(&(0..5).map(sample_event).collect::<Vec<_>>())
         .expect("append");
+    sink.commit();
     let conn = sink.conn.as_ref().expect("open");
     let fleet = settings.fleet.as_ref().expect("fleet");
     let exported = fleet::export_closed_hours(conn, fleet).expect("export");
