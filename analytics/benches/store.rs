@@ -1,16 +1,19 @@
 //! Store benchmarks: the ingest rate of the writer's path (batches appended through the
-//! [`StoreSink`], DuckDB on one thread) and the latency of the dashboard's heaviest named query
-//! (p50/p95/p99 per route per minute over the last hour) over 10 million events, all in that hour.
+//! [`StoreSink`], DuckDB on one thread); the store's cost at a steady load, paced as the writer
+//! paces it; and the latency of the dashboard's heaviest named query (p50/p95/p99 per route per
+//! minute over the last hour) over 10 million events, all in that hour.
 //!
 //!     cargo bench -p lookout-analytics --bench store            # 10 million events
 //!     EVENTS=1000000 cargo bench -p lookout-analytics --bench store
+//!     RATE=40000 SECONDS=20 cargo bench -p lookout-analytics --bench store   # the steady load
 //!
 //! Prints figures; it does not pass or fail on them.
 
 use lookout_analytics::{
-    ErrorKind, EventSink, PathStep, RequestEvent, StepKind, Store, StoreLocation, StoreSettings,
+    ErrorKind, EventSink, PathStep, RequestEvent, StepKind, Store, StoreLocation, StoreSettings, StoreSink,
 };
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,11 +34,16 @@ const ROUTES: [&str; 12] = [
 ];
 
 fn main() -> anyhow::Result<()> {
-    let events: usize = std::env::var("EVENTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10_000_000);
+    let events = setting("EVENTS", 10_000_000);
+    let (rate, seconds) = (setting("RATE", 40_000), setting("SECONDS", 20));
     let dir = tempfile::tempdir()?;
+    let per_event = steady(&dir.path().join("steady.duckdb"), rate, seconds)?;
+    println!(
+        "steady load: {rate} events/s for {seconds} s, appended every 100 ms as the writer does: \
+         {:.2} us per event in the store (appends, commits, rollups) = {:.1}% of one core",
+        per_event.as_secs_f64() * 1e6,
+        per_event.as_secs_f64() * rate as f64 * 100.0
+    );
     let path = dir.path().join("bench.duckdb");
     let ingest = ingest(&path, events)?;
     println!(
@@ -48,15 +56,54 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Appends `count` events spread over the last hour, batch by batch, timing only the appends.
-fn ingest(path: &std::path::Path, count: usize) -> anyhow::Result<Duration> {
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The writer's side of a store at `path` (in memory with `STORE=memory`), DuckDB on one thread.
+fn open_sink(path: &Path) -> anyhow::Result<StoreSink> {
     let location = match std::env::var("STORE").as_deref() {
         Ok("memory") => StoreLocation::Memory,
         _ => StoreLocation::File(path.to_owned()),
     };
     let mut settings = StoreSettings::new(location);
     settings.threads = 1;
-    let (_store, mut sink) = Store::open(settings)?;
+    Ok(Store::open(settings)?.1)
+}
+
+/// The time the sink takes per event at a steady `rate`: every 100 ms a tenth of a second's
+/// events, then `maintain` (which commits and rolls up), as the writer thread runs it.
+fn steady(path: &Path, rate: usize, seconds: usize) -> anyhow::Result<Duration> {
+    let mut sink = open_sink(path)?;
+    let per_pass = (rate / 10).max(1);
+    let passes = seconds * 10;
+    let mut spent = Duration::ZERO;
+    let mut next = Instant::now();
+    for pass in 0..passes {
+        let now_us = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
+        let batch: Vec<_> = (pass * per_pass..(pass + 1) * per_pass)
+            .map(|i| event(i, now_us))
+            .collect();
+        let started = Instant::now();
+        sink.write_batch(&batch)?;
+        sink.maintain();
+        spent += started.elapsed();
+        next += Duration::from_millis(100);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let started = Instant::now();
+    sink.commit();
+    spent += started.elapsed();
+    sink.close();
+    Ok(spent / (passes * per_pass) as u32)
+}
+
+/// Appends `count` events spread over the last hour, batch by batch, timing only the appends.
+fn ingest(path: &Path, count: usize) -> anyhow::Result<Duration> {
+    let mut sink = open_sink(path)?;
     let now_us = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
     let start_us = now_us - 3_600_000_000;
     let step_us = 3_600_000_000 / count.max(1) as u64;
@@ -76,7 +123,7 @@ fn ingest(path: &std::path::Path, count: usize) -> anyhow::Result<Duration> {
     Ok(spent)
 }
 
-fn query_latency(path: &std::path::Path) -> anyhow::Result<()> {
+fn query_latency(path: &Path) -> anyhow::Result<()> {
     let (store, _sink) = Store::open(StoreSettings::new(StoreLocation::File(path.to_owned())))?;
     let mut timings = Vec::new();
     let mut rows = 0;

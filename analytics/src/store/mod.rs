@@ -240,6 +240,12 @@ pub(crate) fn open_database(settings: &StoreSettings) -> Result<Connection, Stor
         // can read: its string compression (dictionary and FSST in one) makes ingest about 15%
         // faster. Reading the file takes DuckDB 1.5 or later.
         .and_then(|c| c.with("storage_compatibility_version", "v1.5.0"))
+        // A checkpoint compresses the WAL's events into blocks, and rewrites the last row
+        // group, still partly filled, whole. At DuckDB's default, 16 MB of WAL (about 45,000
+        // events of ~370 bytes, a third of a row group), each row group was compressed about
+        // three times; at 128 MB (about three row groups) the store costs a third less CPU at
+        // 40,000 events/s. The WAL replayed after a crash grows to match.
+        .and_then(|c| c.with("checkpoint_threshold", "128MB"))
         .map_err(open_error)?;
     let conn = match &settings.location {
         StoreLocation::File(path) => {

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 /// How long appended events may wait for their commit. With the writer's 100 ms drain, an
 /// event reaches the store at most about a second after the proxy queued it.
 pub(crate) const COMMIT_AFTER: Duration = Duration::from_millis(800);
-/// Events committed at once at most: bounds what one failed commit loses.
-pub(crate) const COMMIT_ROWS: usize = 8 * 122_880;
+/// DuckDB's row group: a commit of exactly this many rows fills whole row groups, leaving none
+/// partly filled for a later checkpoint to rewrite.
+pub(crate) const COMMIT_ROWS: usize = 122_880;
 
 /// What the open transaction holds.
 pub(crate) struct Uncommitted {
