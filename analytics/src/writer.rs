@@ -21,7 +21,8 @@ pub trait EventSink: Send + 'static {
     fn close(&mut self) {}
 }
 
-/// Largest batch handed to a sink at once: a database commits once per batch.
+/// Largest batch handed to a sink at once: bounds the writer's buffer, and the time a sink spends
+/// on one call. (The store commits about once a second, whatever the batches.)
 const MAX_BATCH: usize = 8192;
 /// How often the writer drains the queue. It sleeps in between instead of blocking on the
 /// channel, so the proxy never pays for waking it up (a futex call per event, under load); the
@@ -94,7 +95,8 @@ fn run(receiver: EventReceiver, sinks: Vec<Box<dyn EventSink>>, stop: &AtomicBoo
             let full = batch.len() == MAX_BATCH;
             write(&receiver, &mut outputs, &mut batch);
             // What arrived during a partial batch's write waits for the next pass: draining it at
-            // once would turn a steady stream into many tiny batches, each paying a commit.
+            // once would turn a steady stream into many tiny batches, each paying a sink's fixed
+            // costs (the store's appenders, the access log's flush).
             if !full && !stopping {
                 break;
             }
