@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 /// How long appended events may wait for their commit. With the writer's 100 ms drain, an
 /// event reaches the store at most about a second after the proxy queued it.
 pub(crate) const COMMIT_AFTER: Duration = Duration::from_millis(800);
-/// DuckDB's row group: a commit of exactly this many rows fills whole row groups, leaving none
-/// partly filled for a later checkpoint to rewrite.
+/// DuckDB's row group: the least a commit needs for the direct path, so there is no gain in
+/// waiting for more, and what one failed commit loses stays small.
 pub(crate) const COMMIT_ROWS: usize = 122_880;
 
 /// What the open transaction holds.
