@@ -12,7 +12,8 @@ use super::upgrade;
 use crate::body::{ClientBody, PooledBody, RequestBody, UpstreamBody};
 use crate::routing::RouteMatch;
 use crate::traces::random_span_id;
-use crate::upstream::{balancer_key, now_ms, Exchange, Instance, ReturnTicket, Upstream};
+use crate::upstream::one_shot::{exchange_until, Exchanged, Failure};
+use crate::upstream::{balancer_key, now_ms, Instance, Upstream};
 use bytes::Bytes;
 use http::request::Parts;
 use http::uri::PathAndQuery;
@@ -23,7 +24,7 @@ use hyper::upgrade::OnUpgrade;
 use lookout_analytics::StepKind;
 use opentelemetry::trace::SpanId;
 use std::time::Instant;
-use tokio::time::{timeout_at, Instant as Deadline};
+use tokio::time::Instant as Deadline;
 
 pub(super) async fn run(
     upstream: &Upstream,
@@ -215,25 +216,16 @@ async fn attempt(
         span
     });
     let sent = Instant::now();
-    let exchange = instance.exchange(upstream.connect_timeout, request);
-    let outcome = match timeout_at(deadline, exchange).await {
-        Ok(Ok(Exchange {
+    let outcome = match exchange_until(instance, upstream.connect_timeout, request, deadline).await {
+        Ok(Exchanged {
             response,
-            sender,
             connect_time,
-        })) => {
+        }) => {
             ctx.upstream_connect = connect_time.unwrap_or_default();
-            let ticket = ReturnTicket {
-                sender,
-                instance: instance.state.clone(),
-            };
-            Outcome::Response(response.map(|body| PooledBody::new(body, ticket)))
+            Outcome::Response(response)
         }
-        Ok(Err(error)) => {
-            tracing::debug!(instance = %instance.addr, %error, "upstream attempt failed");
-            Outcome::Unreachable
-        }
-        Err(_) => Outcome::TimedOut,
+        Err(Failure::TimedOut) => Outcome::TimedOut,
+        Err(Failure::Unreachable | Failure::NoInstance) => Outcome::Unreachable,
     };
     ctx.upstream_ttfb = sent.elapsed().saturating_sub(ctx.upstream_connect);
     note_attempt(ctx, instance, &outcome, sent, span);

@@ -1,13 +1,14 @@
 //! One request to one instance, outside a route's retry loop: the shadow copy of a mirrored
 //! request and each call of a composition route. The instance is picked by the upstream's
-//! balancer, and its health learns from the outcome like any attempt's.
+//! balancer, and its health learns from the outcome like any attempt's. The exchange itself,
+//! [`exchange_until`], is the one a route's attempts make too.
 
-use super::{now_ms, Exchange, ReturnTicket, Upstream};
+use super::{now_ms, Exchange, Instance, ReturnTicket, Upstream};
 use crate::body::{PooledBody, UpstreamBody};
 use http::{Request, Response};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::time::timeout;
+use tokio::time::{timeout_at, Instant as Deadline};
 
 /// What came back, and from where.
 pub(crate) struct OneShot {
@@ -54,38 +55,66 @@ pub(crate) async fn send(upstream: &Upstream, mut request: Request<UpstreamBody>
     let _in_flight = instance.start_request();
     instance.give_host(request.headers_mut());
     let sent = Instant::now();
-    let exchange = instance.exchange(upstream.connect_timeout, request);
-    let outcome = match timeout(wait, exchange).await {
-        Ok(Ok(Exchange {
+    let deadline = Deadline::now() + wait;
+    let outcome = match exchange_until(instance, upstream.connect_timeout, request, deadline).await {
+        Ok(Exchanged {
             response,
-            sender,
             connect_time,
-        })) => {
+        }) => {
             let ttfb = sent.elapsed();
             instance.record_success();
             instance.latency.record(ttfb);
-            let ticket = ReturnTicket {
-                sender,
-                instance: instance.state.clone(),
-            };
             Ok(Answered {
-                response: response.map(|body| PooledBody::new(body, ticket)),
+                response,
                 connect_time: connect_time.unwrap_or_default(),
                 ttfb,
             })
         }
-        Ok(Err(error)) => {
-            tracing::debug!(instance = %instance.addr, %error, "one-shot request failed");
+        Err(failure) => {
             instance.record_failure(&upstream.outlier);
-            Err(Failure::Unreachable)
-        }
-        Err(_) => {
-            instance.record_failure(&upstream.outlier);
-            Err(Failure::TimedOut)
+            Err(failure)
         }
     };
     OneShot {
         instance: Some(instance.addr.clone()),
         outcome,
+    }
+}
+
+/// A response whose body hands its connection back to the instance's pool when read.
+pub(crate) struct Exchanged {
+    pub(crate) response: Response<PooledBody>,
+    /// How long a new connection took to open, when the request needed one.
+    pub(crate) connect_time: Option<Duration>,
+}
+
+/// One exchange with `instance`, given up at `deadline`: the part a route's attempt and a one-shot
+/// request share. What the outcome means for the instance's health is the caller's to record.
+pub(crate) async fn exchange_until(
+    instance: &Instance,
+    connect_timeout: Duration,
+    request: Request<UpstreamBody>,
+    deadline: Deadline,
+) -> Result<Exchanged, Failure> {
+    match timeout_at(deadline, instance.exchange(connect_timeout, request)).await {
+        Ok(Ok(Exchange {
+            response,
+            sender,
+            connect_time,
+        })) => {
+            let ticket = ReturnTicket {
+                sender,
+                instance: instance.state.clone(),
+            };
+            Ok(Exchanged {
+                response: response.map(|body| PooledBody::new(body, ticket)),
+                connect_time,
+            })
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(instance = %instance.addr, %error, "upstream request failed");
+            Err(Failure::Unreachable)
+        }
+        Err(_) => Err(Failure::TimedOut),
     }
 }
