@@ -142,6 +142,8 @@ pub fn status_classes(conn: &Connection, route: &str, since_us: i64) -> duckdb::
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RequestRow {
     pub ts_us: i64,
+    /// The store's own key for the request, which its steps point at.
+    pub request_key: u64,
     pub request_id: String,
     pub trace_id: Option<String>,
     pub route: Option<String>,
@@ -159,27 +161,29 @@ pub struct RequestRow {
     pub variant: Option<String>,
 }
 
-const REQUEST_COLUMNS: &str = "epoch_us(ts), request_id, trace_id, route, method, path, status, duration_us,
+const REQUEST_COLUMNS: &str =
+    "epoch_us(ts), request_key, request_id, trace_id, route, method, path, status, duration_us,
      instance, attempts, error_kind, bytes_in, bytes_out, client_ip, consumer, variant";
 
 fn request_row(row: &Row<'_>) -> duckdb::Result<RequestRow> {
     Ok(RequestRow {
         ts_us: row.get(0)?,
-        request_id: row.get(1)?,
-        trace_id: row.get(2)?,
-        route: row.get(3)?,
-        method: row.get(4)?,
-        path: row.get(5)?,
-        status: row.get(6)?,
-        duration_us: row.get(7)?,
-        instance: row.get(8)?,
-        attempts: row.get(9)?,
-        error_kind: row.get(10)?,
-        bytes_in: row.get(11)?,
-        bytes_out: row.get(12)?,
-        client_ip: row.get(13)?,
-        consumer: row.get(14)?,
-        variant: row.get(15)?,
+        request_key: row.get(1)?,
+        request_id: row.get(2)?,
+        trace_id: row.get(3)?,
+        route: row.get(4)?,
+        method: row.get(5)?,
+        path: row.get(6)?,
+        status: row.get(7)?,
+        duration_us: row.get(8)?,
+        instance: row.get(9)?,
+        attempts: row.get(10)?,
+        error_kind: row.get(11)?,
+        bytes_in: row.get(12)?,
+        bytes_out: row.get(13)?,
+        client_ip: row.get(14)?,
+        consumer: row.get(15)?,
+        variant: row.get(16)?,
     })
 }
 
@@ -238,12 +242,13 @@ pub struct Step {
     pub name: Option<String>,
 }
 
-pub fn steps(conn: &Connection, request_id: &str) -> duckdb::Result<Vec<Step>> {
+/// The steps of the request the store keeps under `request_key`, in order.
+pub fn steps(conn: &Connection, request_key: u64) -> duckdb::Result<Vec<Step>> {
     let mut statement = conn.prepare(
         "SELECT kind, start_us, duration_us, instance, status, error, name FROM request_spans
-         WHERE request_id = ? ORDER BY seq",
+         WHERE request_key = ? ORDER BY seq",
     )?;
-    let rows = statement.query_map([request_id], |row| {
+    let rows = statement.query_map([request_key], |row| {
         Ok(Step {
             kind: row.get(0)?,
             start_us: row.get(1)?,

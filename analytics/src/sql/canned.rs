@@ -93,10 +93,11 @@ pub const CANNED_QUERIES: &[CannedQuery] = &[
         name: "request_path",
         description: "The steps of one request's path (route match, upstream attempts), in order",
         params: &["request_id"],
-        sql: "SELECT seq, kind, start_us, duration_us, instance, status, error
+        // A client may send one request id twice; each request's steps come together.
+        sql: "SELECT request_key, seq, kind, start_us, duration_us, instance, status, error
               FROM request_spans
-              WHERE request_id = ?
-              ORDER BY seq",
+              WHERE request_key IN (SELECT request_key FROM requests WHERE request_id = ?)
+              ORDER BY request_key, seq",
     },
 ];
 

@@ -1,6 +1,7 @@
 //! Appending a batch of events: the requests and the steps of their paths, each as one Arrow
 //! record batch through DuckDB's appender (a column at a time, not a value at a time), into the
-//! transaction the sink has open.
+//! transaction the sink has open. Each request is stored under a key the sink assigns, and its
+//! steps point at it by that key (see migration 0007).
 
 use crate::{PathStep, RequestEvent};
 use arrow::array::{
@@ -10,9 +11,17 @@ use arrow::array::{
 use duckdb::Connection;
 use std::sync::Arc;
 
-pub(crate) fn append(conn: &Connection, events: &[RequestEvent]) -> duckdb::Result<()> {
-    append_to(conn, "requests", requests(events)?)?;
-    append_to(conn, "request_spans", steps(events)?)
+/// Appends `events` under the keys `first_key`, `first_key + 1`, ...
+pub(crate) fn append(conn: &Connection, events: &[RequestEvent], first_key: u64) -> duckdb::Result<()> {
+    append_to(conn, "requests", requests(events, first_key)?)?;
+    append_to(conn, "request_spans", steps(events, first_key)?)
+}
+
+/// The highest key a stored request has (0 for none).
+pub(crate) fn last_key(conn: &Connection) -> duckdb::Result<u64> {
+    conn.query_row("SELECT coalesce(max(request_key), 0) FROM requests", [], |row| {
+        row.get(0)
+    })
 }
 
 /// Appends and flushes explicitly: an appender dropped unflushed flushes too, but swallows the
@@ -24,7 +33,7 @@ fn append_to(conn: &Connection, table: &str, batch: RecordBatch) -> duckdb::Resu
 }
 
 /// The `requests` columns, in table order.
-fn requests(events: &[RequestEvent]) -> duckdb::Result<RecordBatch> {
+fn requests(events: &[RequestEvent], first_key: u64) -> duckdb::Result<RecordBatch> {
     let text = |f: fn(&RequestEvent) -> &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(events.iter().map(f)))
     };
@@ -76,28 +85,34 @@ fn requests(events: &[RequestEvent]) -> duckdb::Result<RecordBatch> {
         ("block_reason", optional(|e| e.block_reason.as_deref())),
         ("threat", optional(|e| e.threat.as_deref())),
         ("tls_version", optional(|e| e.tls_version)),
+        (
+            "request_key",
+            Arc::new(UInt64Array::from_iter_values(
+                first_key..first_key + events.len() as u64,
+            )),
+        ),
     ])
 }
 
 /// The `request_spans` columns, in table order: one row per step of each event.
-fn steps(events: &[RequestEvent]) -> duckdb::Result<RecordBatch> {
+fn steps(events: &[RequestEvent], first_key: u64) -> duckdb::Result<RecordBatch> {
     // Collected first: Arrow's string arrays need an iterator of known length.
-    let steps: Vec<(&RequestEvent, u16, &PathStep)> = events
-        .iter()
-        .flat_map(|e| {
+    let steps: Vec<(&RequestEvent, u64, u16, &PathStep)> = (first_key..)
+        .zip(events)
+        .flat_map(|(key, e)| {
             e.steps
                 .iter()
                 .enumerate()
-                .map(move |(seq, step)| (e, seq as u16, step))
+                .map(move |(seq, step)| (e, key, seq as u16, step))
         })
         .collect();
-    let rows = || steps.iter().copied();
+    let rows = || steps.iter().map(|&(e, _, seq, step)| (e, seq, step));
     batch(vec![
         ("ts", timestamps(rows().map(|(e, _, _)| e.timestamp_us))),
         (
-            "request_id",
-            Arc::new(StringArray::from_iter_values(
-                rows().map(|(e, _, _)| &*e.request_id),
+            "request_key",
+            Arc::new(UInt64Array::from_iter_values(
+                steps.iter().map(|&(_, key, _, _)| key),
             )),
         ),
         (

@@ -11,8 +11,20 @@ const HOUR_US: i64 = 3_600_000_000;
 /// An hour is exported this long after it ends, so requests that started in it and finished
 /// after it (their events are stamped with their start) are in its file.
 const GRACE_US: i64 = 5 * 60_000_000;
-/// The tables exported, each into its own folder.
-const TABLES: [&str; 2] = ["requests", "request_spans"];
+/// The tables exported, each into its own folder, and what of them: the steps carry their
+/// request's id too, since the store's keys mean nothing outside it (the fleet joins on
+/// `replica, request_id`). `{from}`/`{to}` bound the hour.
+const TABLES: [(&str, &str); 2] = [
+    (
+        "requests",
+        "SELECT * FROM requests WHERE ts >= {from} AND ts < {to}",
+    ),
+    (
+        "request_spans",
+        "SELECT s.*, r.request_id FROM request_spans AS s JOIN requests AS r USING (request_key)
+         WHERE s.ts >= {from} AND s.ts < {to} AND r.ts >= {from} AND r.ts < {to}",
+    ),
+];
 
 /// One hour written out.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -82,7 +94,7 @@ fn export_hour(
         |row| row.get(0),
     )?;
     let mut files = Vec::with_capacity(TABLES.len());
-    for table in TABLES {
+    for (table, rows) in TABLES {
         let folder = dir.join(table).join(partition_folder(hour));
         std::fs::create_dir_all(&folder).map_err(|source| StoreError::Directory {
             path: folder.clone(),
@@ -93,8 +105,8 @@ fn export_hour(
         // a file.
         let partial = folder.join(format!(".{replica}.parquet.partial"));
         conn.execute_batch(&format!(
-            "COPY (SELECT *, {replica} AS replica FROM {table} WHERE ts >= {from} AND ts < {to})
-             TO {partial} (FORMAT parquet, COMPRESSION zstd)",
+            "COPY (SELECT *, {replica} AS replica FROM ({rows})) TO {partial} (FORMAT parquet, COMPRESSION zstd)",
+            rows = rows.replace("{from}", &from).replace("{to}", &to),
             replica = quote(replica),
             partial = quote(&partial.display().to_string()),
         ))?;

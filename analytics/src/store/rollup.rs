@@ -135,7 +135,7 @@ mod tests {
         let add = |at: i64, pending: &mut Pending| {
             let mut event = sample_event(0);
             event.timestamp_us = at as u64;
-            append(&conn, &[event]).expect("append");
+            append(&conn, &[event], at as u64).expect("append");
             pending.note(at, at);
         };
         add(minute + 10, &mut pending);

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (4, include_str!("migrations/0004_step_name.sql")),
     (5, include_str!("migrations/0005_blocked.sql")),
     (6, include_str!("migrations/0006_tls.sql")),
+    (7, include_str!("migrations/0007_request_key.sql")),
 ];
 
 /// The schema version this build writes.
@@ -20,6 +21,11 @@ pub(crate) const CURRENT: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// Brings the store's schema up to [`CURRENT`]; returns the version it found.
 pub(crate) fn migrate(conn: &Connection) -> Result<u32, StoreError> {
+    migrate_up_to(conn, CURRENT)
+}
+
+/// Applies the migrations not applied yet, up to `last`; returns the version it found.
+fn migrate_up_to(conn: &Connection, last: u32) -> Result<u32, StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version UINTEGER PRIMARY KEY,
@@ -37,7 +43,10 @@ pub(crate) fn migrate(conn: &Connection) -> Result<u32, StoreError> {
             supported: CURRENT,
         });
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > found) {
+    let missing = MIGRATIONS
+        .iter()
+        .filter(|(version, _)| (found + 1..=last).contains(version));
+    for (version, sql) in missing {
         apply(conn, *version, sql).map_err(StoreError::Migrate)?;
     }
     Ok(found)
@@ -64,6 +73,35 @@ mod tests {
             .query_row("SELECT count(*) FROM schema_migrations", [], |row| row.get(0))
             .expect("count");
         assert_eq!(applied as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn steps_stored_before_request_keys_stay_with_their_requests() {
+        let conn = Connection::open_in_memory().expect("open");
+        migrate_up_to(&conn, 6).expect("the schema before request keys");
+        conn.execute_batch(
+            "INSERT INTO requests (ts, request_id, method, path, client_ip, http_version, attempts, status,
+                 bytes_in, bytes_out, duration_us, upstream_connect_us, upstream_ttfb_us)
+             SELECT make_timestamp(i), 'r' || i, 'GET', '/', '::1', 'HTTP/1.1', 1, 200, 0, 0, 1, 0, 0
+             FROM range(3) AS t(i);
+             INSERT INTO request_spans (ts, request_id, seq, kind, start_us, duration_us)
+             SELECT make_timestamp(i), 'r' || i, seq, 'step', 0, 1 FROM range(3) AS t(i), range(2) AS s(seq);",
+        )
+        .expect("old rows");
+        assert_eq!(migrate(&conn).expect("migrate"), 6);
+        let mut statement = conn
+            .prepare(
+                "SELECT r.request_id, r.request_key, count(*) FROM requests AS r JOIN request_spans USING (request_key)
+                 GROUP BY ALL ORDER BY request_key",
+            )
+            .expect("prepare");
+        let rows: Vec<(String, u64, u64)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        let expected: Vec<_> = (0..3).map(|i| (format!("r{i}"), i + 1, 2)).collect();
+        assert_eq!(rows, expected);
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct StoreSink {
     pub(super) conn: Option<Connection>,
     /// The transaction batches are being appended into, if one is open.
     uncommitted: Option<Uncommitted>,
+    /// The key the next request is stored under; `None` until read from the database (again
+    /// after a failure, whose rolled-back keys are then used again).
+    next_key: Option<u64>,
     /// The minutes new events touched, for the rollups.
     pending: rollup::Pending,
     /// Minutes before this one (microseconds since the epoch) have been judged for anomalies.
@@ -47,6 +50,7 @@ impl StoreSink {
             store,
             conn: Some(conn),
             uncommitted: None,
+            next_key: None,
             pending: rollup::Pending::default(),
             judged_until_us: 0,
             last_rollup: now,
@@ -88,6 +92,7 @@ impl StoreSink {
         if let Some(open) = self.uncommitted.take() {
             self.count_lost(open.events);
         }
+        self.next_key = None;
         let shared = &self.store.shared;
         shared.counters.write_failures.fetch_add(1, Ordering::Relaxed);
         *lock(&shared.last_error) = Some((SystemTime::now(), error.to_string()));
@@ -172,18 +177,26 @@ impl EventSink for StoreSink {
             self.count_lost(events.len());
             return Err(io::Error::other("the analytics store is down"));
         };
-        let appended = match &mut self.uncommitted {
-            Some(open) => append::append(conn, events).map(|()| open),
-            None => conn
-                .execute_batch("BEGIN TRANSACTION")
-                .and_then(|()| append::append(conn, events))
-                .map(|()| self.uncommitted.insert(Uncommitted::new())),
-        };
+        let first_key = self
+            .next_key
+            .map_or_else(|| append::last_key(conn).map(|key| key + 1), Ok);
+        let uncommitted = &mut self.uncommitted;
+        let appended = first_key.and_then(|first_key| {
+            if uncommitted.is_none() {
+                conn.execute_batch("BEGIN TRANSACTION")?;
+                *uncommitted = Some(Uncommitted::new());
+            }
+            append::append(conn, events, first_key)?;
+            Ok(first_key)
+        });
         match appended {
-            Ok(open) => {
-                open.note(events.len(), earliest, latest);
-                if open.due() {
-                    self.commit();
+            Ok(first_key) => {
+                self.next_key = Some(first_key + events.len() as u64);
+                if let Some(open) = &mut self.uncommitted {
+                    open.note(events.len(), earliest, latest);
+                    if open.due() {
+                        self.commit();
+                    }
                 }
                 Ok(())
             }

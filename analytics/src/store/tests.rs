@@ -46,7 +46,8 @@ fn appended_events_come_back_field_for_field() {
     );
     let steps = json_of(
         &store,
-        "SELECT seq, kind, instance, status FROM request_spans WHERE request_id = 'req-1' ORDER BY seq",
+        "SELECT s.seq, s.kind, s.instance, s.status FROM request_spans AS s JOIN requests AS r USING (request_key)
+         WHERE r.request_id = 'req-1' ORDER BY seq",
     );
     assert_eq!(
         steps["rows"],
@@ -161,4 +162,39 @@ fn closed_hours_are_exported_as_hive_partitions_that_queries_can_read() {
         &format!("SELECT replica, date, hour, count(*) FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY ALL"),
     );
     assert_eq!(json["rows"], serde_json::json!([["gw-1", "2023-11-14", 22, 5]]));
+    let glob = format!("{}/request_spans/**/*.parquet", fleet.dir.display());
+    let json = json_of(
+        &store,
+        &format!("SELECT replica, request_id, seq, kind FROM read_parquet('{glob}') WHERE request_id = 'req-1' ORDER BY seq"),
+    );
+    assert_eq!(
+        json["rows"],
+        serde_json::json!([
+            ["gw-1", "req-1", 0, "route_match"],
+            ["gw-1", "req-1", 1, "upstream_attempt"]
+        ]),
+        "a step names its request by id outside the store"
+    );
+}
+
+#[test]
+fn request_keys_go_on_from_the_last_one_stored_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = StoreSettings::new(StoreLocation::File(dir.path().join("store.duckdb")));
+    for batch in [0..3, 3..5] {
+        let (_store, mut sink) = Store::open(settings.clone()).expect("open");
+        sink.write_batch(&batch.map(sample_event).collect::<Vec<_>>())
+            .expect("append");
+        sink.close();
+    }
+    let (store, _sink) = Store::open(settings).expect("open");
+    let json = json_of(
+        &store,
+        "SELECT request_id, request_key, (SELECT count(*) FROM request_spans AS s WHERE s.request_key = r.request_key)
+         FROM requests AS r ORDER BY request_key",
+    );
+    let expected: Vec<_> = (0..5)
+        .map(|i| serde_json::json!([format!("req-{i}"), i + 1, 2]))
+        .collect();
+    assert_eq!(json["rows"], serde_json::json!(expected));
 }

@@ -77,7 +77,7 @@ pub(super) async fn page(
         let Some(request) = views::request(conn, &wanted)? else {
             return Ok(None);
         };
-        let steps = views::steps(conn, &request.request_id)?;
+        let steps = views::steps(conn, request.request_key)?;
         Ok(Some((request, steps)))
     })
     .await?;

@@ -122,8 +122,8 @@ async fn every_request_lands_in_the_store_exactly_once_with_its_fields() {
     assert_eq!(
         rows(
             admin,
-            "SELECT seq, kind, status, start_us <= (SELECT duration_us FROM requests WHERE request_id = 'load-44')
-             FROM request_spans WHERE request_id = 'load-44' ORDER BY seq"
+            "SELECT s.seq, s.kind, s.status, s.start_us <= r.duration_us
+             FROM request_spans AS s JOIN requests AS r USING (request_key) WHERE r.request_id = 'load-44' ORDER BY seq"
         )
         .await,
         json!([[0, "route_match", null, true], [1, "upstream_attempt", 200, true]])
