@@ -106,52 +106,54 @@ fn steps(events: &[RequestEvent], first_key: u64) -> duckdb::Result<RecordBatch>
                 .map(move |(seq, step)| (e, key, seq as u16, step))
         })
         .collect();
-    let rows = || steps.iter().map(|&(e, _, seq, step)| (e, seq, step));
+    let rows = || steps.iter().copied();
     batch(vec![
-        ("ts", timestamps(rows().map(|(e, _, _)| e.timestamp_us))),
+        ("ts", timestamps(rows().map(|(e, _, _, _)| e.timestamp_us))),
         (
             "request_key",
-            Arc::new(UInt64Array::from_iter_values(
-                steps.iter().map(|&(_, key, _, _)| key),
-            )),
+            Arc::new(UInt64Array::from_iter_values(rows().map(|(_, key, _, _)| key))),
         ),
         (
             "seq",
-            Arc::new(UInt16Array::from_iter_values(rows().map(|(_, seq, _)| seq))),
+            Arc::new(UInt16Array::from_iter_values(rows().map(|(_, _, seq, _)| seq))),
         ),
         (
             "kind",
             Arc::new(StringArray::from_iter_values(
-                rows().map(|(_, _, s)| s.kind.as_str()),
+                rows().map(|(_, _, _, s)| s.kind.as_str()),
             )),
         ),
         (
             "start_us",
-            Arc::new(UInt64Array::from_iter_values(rows().map(|(_, _, s)| s.start_us))),
+            Arc::new(UInt64Array::from_iter_values(
+                rows().map(|(_, _, _, s)| s.start_us),
+            )),
         ),
         (
             "duration_us",
             Arc::new(UInt64Array::from_iter_values(
-                rows().map(|(_, _, s)| s.duration_us),
+                rows().map(|(_, _, _, s)| s.duration_us),
             )),
         ),
         (
             "instance",
             Arc::new(StringArray::from_iter(
-                rows().map(|(_, _, s)| s.instance.as_deref()),
+                rows().map(|(_, _, _, s)| s.instance.as_deref()),
             )),
         ),
         (
             "status",
-            Arc::new(UInt16Array::from_iter(rows().map(|(_, _, s)| s.status))),
+            Arc::new(UInt16Array::from_iter(rows().map(|(_, _, _, s)| s.status))),
         ),
         (
             "error",
-            Arc::new(StringArray::from_iter(rows().map(|(_, _, s)| s.error))),
+            Arc::new(StringArray::from_iter(rows().map(|(_, _, _, s)| s.error))),
         ),
         (
             "name",
-            Arc::new(StringArray::from_iter(rows().map(|(_, _, s)| s.name.as_deref()))),
+            Arc::new(StringArray::from_iter(
+                rows().map(|(_, _, _, s)| s.name.as_deref()),
+            )),
         ),
     ])
 }
