@@ -29,9 +29,8 @@ pub(crate) struct Tracing {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
     pub(crate) settings: TraceSettings,
-    /// Where the exporter runs. (Built on the proxy's runtime, the gRPC channel's tasks lived
-    /// there, and encoding and sending the spans cost the proxy about a tenth of its requests
-    /// per second at 10% sampling.)
+    /// Where the exporter runs. (Built on the proxy's runtime, the gRPC channel's tasks, which
+    /// encode and send the spans, ran on the proxy's thread.)
     exporter_runtime: Option<Runtime>,
 }
 
