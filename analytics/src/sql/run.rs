@@ -2,7 +2,7 @@
 //! that interrupts it at the time limit, and a row limit applied by DuckDB itself.
 
 use super::{guard, SqlError};
-use crate::store::{lock, Store};
+use crate::store::{connect, lock, Store};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use duckdb::{Connection, InterruptHandle};
@@ -166,7 +166,7 @@ impl<'a> QuerySlot<'a> {
         }
         // From here the slot's drop gives the count back, also if cloning fails.
         let mut slot = QuerySlot { store, conn: None };
-        slot.conn = Some(source.try_clone().map_err(|_| SqlError::Unavailable)?);
+        slot.conn = Some(connect(source).map_err(|_| SqlError::Unavailable)?);
         Ok(slot)
     }
 

@@ -2,7 +2,7 @@
 //! (`<dir>/<table>/date=YYYY-MM-DD/hour=HH/<replica>.parquet`, with a `replica` column), so that
 //! DuckDB, ClickHouse, Trino or Spark query every replica's requests at once.
 
-use super::{now_us, open_read_only, timestamp_literal, FleetSettings, StoreError};
+use super::{now_us, open_read_only, string_literal, timestamp_literal, FleetSettings, StoreError};
 use duckdb::Connection;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -107,8 +107,8 @@ fn export_hour(
         conn.execute_batch(&format!(
             "COPY (SELECT *, {replica} AS replica FROM ({rows})) TO {partial} (FORMAT parquet, COMPRESSION zstd)",
             rows = rows.replace("{from}", &from).replace("{to}", &to),
-            replica = quote(replica),
-            partial = quote(&partial.display().to_string()),
+            replica = string_literal(replica),
+            partial = string_literal(&partial.display().to_string()),
         ))?;
         std::fs::rename(&partial, &file).map_err(|source| StoreError::Directory {
             path: file.clone(),
@@ -135,11 +135,6 @@ fn partition_folder(hour_us: i64) -> PathBuf {
         date.day()
     ))
     .join(format!("hour={:02}", at.hour()))
-}
-
-/// A SQL string literal.
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 #[cfg(test)]

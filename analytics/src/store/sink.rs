@@ -3,9 +3,9 @@
 //! database fails, drops it, counts what is lost and reopens it with back-off until it works
 //! again.
 
-use super::uncommitted::Uncommitted;
+use super::uncommitted::{Uncommitted, COMMIT_ROWS};
 use super::{
-    append, fleet, in_transaction, lock, now_us, open_database, retention, rollup, Store, StoreError,
+    append, connect, fleet, in_transaction, lock, now_us, open_database, retention, rollup, Store, StoreError,
 };
 use crate::analysis::{anomaly, minute_of, MINUTE_US};
 use crate::{EventSink, RequestEvent};
@@ -111,7 +111,7 @@ impl StoreSink {
         if Instant::now() < self.retry_at || shared.queries_running.load(Ordering::Acquire) > 0 {
             return;
         }
-        let reopened = open_database(&shared.settings).and_then(|conn| Ok((conn.try_clone()?, conn)));
+        let reopened = open_database(&shared.settings).and_then(|conn| Ok((connect(&conn)?, conn)));
         match reopened {
             Ok((for_queries, conn)) => {
                 *lock(&shared.query_source) = Some(for_queries);
@@ -121,6 +121,48 @@ impl StoreSink {
                 tracing::info!("the analytics store is back");
             }
             Err(error) => self.fail(&error),
+        }
+    }
+
+    /// Appends `events` (no more than the open transaction has room for) and commits when the
+    /// transaction is due.
+    fn write_part(&mut self, events: &[RequestEvent]) -> io::Result<()> {
+        let times = events.iter().map(|e| e.timestamp_us as i64);
+        let (Some(earliest), Some(latest)) = (times.clone().min(), times.max()) else {
+            return Ok(());
+        };
+        let Some(conn) = &self.conn else {
+            self.count_lost(events.len());
+            return Err(io::Error::other("the analytics store is down"));
+        };
+        let first_key = self
+            .next_key
+            .map_or_else(|| append::last_key(conn).map(|key| key + 1), Ok);
+        let uncommitted = &mut self.uncommitted;
+        let appended = first_key.and_then(|first_key| {
+            if uncommitted.is_none() {
+                conn.execute_batch("BEGIN TRANSACTION")?;
+                *uncommitted = Some(Uncommitted::new());
+            }
+            append::append(conn, events, first_key)?;
+            Ok(first_key)
+        });
+        match appended {
+            Ok(first_key) => {
+                self.next_key = Some(first_key + events.len() as u64);
+                if let Some(open) = &mut self.uncommitted {
+                    open.note(events.len(), earliest, latest);
+                    if open.due() {
+                        self.commit();
+                    }
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.count_lost(events.len());
+                self.fail(&error);
+                Err(io::Error::other(error))
+            }
         }
     }
 
@@ -168,44 +210,20 @@ impl StoreSink {
 }
 
 impl EventSink for StoreSink {
+    /// Appends the batch in parts that end where a transaction is full, so that each commit
+    /// under load holds exactly one row group.
     fn write_batch(&mut self, events: &[RequestEvent]) -> io::Result<()> {
-        let times = events.iter().map(|e| e.timestamp_us as i64);
-        let (Some(earliest), Some(latest)) = (times.clone().min(), times.max()) else {
-            return Ok(());
-        };
-        let Some(conn) = &self.conn else {
-            self.count_lost(events.len());
-            return Err(io::Error::other("the analytics store is down"));
-        };
-        let first_key = self
-            .next_key
-            .map_or_else(|| append::last_key(conn).map(|key| key + 1), Ok);
-        let uncommitted = &mut self.uncommitted;
-        let appended = first_key.and_then(|first_key| {
-            if uncommitted.is_none() {
-                conn.execute_batch("BEGIN TRANSACTION")?;
-                *uncommitted = Some(Uncommitted::new());
+        let mut rest = events;
+        while !rest.is_empty() {
+            let room = self.uncommitted.as_ref().map_or(COMMIT_ROWS, Uncommitted::room);
+            let (part, after) = rest.split_at(room.clamp(1, rest.len()));
+            if let Err(error) = self.write_part(part) {
+                self.count_lost(after.len());
+                return Err(error);
             }
-            append::append(conn, events, first_key)?;
-            Ok(first_key)
-        });
-        match appended {
-            Ok(first_key) => {
-                self.next_key = Some(first_key + events.len() as u64);
-                if let Some(open) = &mut self.uncommitted {
-                    open.note(events.len(), earliest, latest);
-                    if open.due() {
-                        self.commit();
-                    }
-                }
-                Ok(())
-            }
-            Err(error) => {
-                self.count_lost(events.len());
-                self.fail(&error);
-                Err(io::Error::other(error))
-            }
+            rest = after;
         }
+        Ok(())
     }
 
     fn maintain(&mut self) {

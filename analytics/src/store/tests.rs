@@ -198,3 +198,33 @@ fn request_keys_go_on_from_the_last_one_stored_after_a_restart() {
         .collect();
     assert_eq!(json["rows"], serde_json::json!(expected));
 }
+
+#[test]
+fn a_large_batch_is_committed_a_whole_row_group_at_a_time_straight_to_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = StoreSettings::new(StoreLocation::File(dir.path().join("store.duckdb")));
+    let (store, mut sink) = Store::open(settings).expect("open");
+    let rows = ROW_GROUP_ROWS as u64;
+    let events: Vec<_> = (0..2 * rows + 5).map(sample_event).collect();
+    sink.write_batch(&events).expect("append");
+    assert_eq!(
+        store.stats().events_written,
+        2 * rows,
+        "two full row groups committed; the last five wait for the next commit"
+    );
+    // Row groups written to disk at commit, not kept for the WAL and a checkpoint.
+    let conn = sink.conn.as_ref().expect("the store is up");
+    let mut statement = conn
+        .prepare(
+            "SELECT sum(count), bool_and(persistent) FROM pragma_storage_info('requests')
+             WHERE column_name = 'ts' AND segment_type <> 'VALIDITY'
+             GROUP BY row_group_id ORDER BY row_group_id",
+        )
+        .expect("prepare");
+    let groups: Vec<(u64, bool)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(groups, vec![(rows, true), (rows, true)]);
+}
