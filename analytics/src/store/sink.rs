@@ -216,6 +216,7 @@ impl EventSink for StoreSink {
         let mut rest = events;
         while !rest.is_empty() {
             let room = self.uncommitted.as_ref().map_or(COMMIT_ROWS, Uncommitted::room);
+            // At least one event per part, so the loop always advances.
             let (part, after) = rest.split_at(room.clamp(1, rest.len()));
             if let Err(error) = self.write_part(part) {
                 self.count_lost(after.len());
