@@ -155,18 +155,18 @@ struct QuerySlot<'a> {
 impl<'a> QuerySlot<'a> {
     fn take(store: &'a Store) -> Result<Self, SqlError> {
         let shared = &store.shared;
-        let source = lock(&shared.query_source);
-        let source = source.as_ref().ok_or(SqlError::Unavailable)?;
+        let database = lock(&shared.database);
+        let database = database.as_ref().ok_or(SqlError::Unavailable)?;
         let max = shared.settings.sql.max_concurrent;
-        // Counted while the source is locked: the writer takes the source away under the same
-        // lock, then waits for the count to reach zero.
+        // Counted while the database is locked: the writer takes it away under the same lock,
+        // then waits for the count to reach zero.
         if shared.queries_running.fetch_add(1, Ordering::AcqRel) >= max {
             shared.queries_running.fetch_sub(1, Ordering::AcqRel);
             return Err(SqlError::Busy(max));
         }
-        // From here the slot's drop gives the count back, also if cloning fails.
+        // From here the slot's drop gives the count back, also if connecting fails.
         let mut slot = QuerySlot { store, conn: None };
-        slot.conn = Some(connect(source).map_err(|_| SqlError::Unavailable)?);
+        slot.conn = Some(connect(database).map_err(|_| SqlError::Unavailable)?);
         Ok(slot)
     }
 

@@ -1,8 +1,9 @@
 //! Appending a batch of events: the requests and the steps of their paths, each as one Arrow
-//! record batch through DuckDB's appender (a column at a time, not a value at a time), into the
-//! transaction the sink has open. Each request is stored under a key the sink assigns, and its
+//! record batch converted by DuckDB itself (a column at a time, not a value at a time), into
+//! the transaction the sink has open. Each request is stored under a key the sink assigns, and its
 //! steps point at it by that key (see migration 0007).
 
+use super::database::ArrowAppender;
 use crate::{PathStep, RequestEvent};
 use arrow::array::{
     ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt16Array, UInt32Array,
@@ -12,9 +13,13 @@ use duckdb::Connection;
 use std::sync::Arc;
 
 /// Appends `events` under the keys `first_key`, `first_key + 1`, ...
-pub(crate) fn append(conn: &Connection, events: &[RequestEvent], first_key: u64) -> duckdb::Result<()> {
-    append_to(conn, "requests", requests(events, first_key)?)?;
-    append_to(conn, "request_spans", steps(events, first_key)?)
+pub(crate) fn append(
+    appender: &ArrowAppender,
+    events: &[RequestEvent],
+    first_key: u64,
+) -> duckdb::Result<()> {
+    appender.append(c"requests", requests(events, first_key)?)?;
+    appender.append(c"request_spans", steps(events, first_key)?)
 }
 
 /// The highest key a stored request has (0 for none).
@@ -22,14 +27,6 @@ pub(crate) fn last_key(conn: &Connection) -> duckdb::Result<u64> {
     conn.query_row("SELECT coalesce(max(request_key), 0) FROM requests", [], |row| {
         row.get(0)
     })
-}
-
-/// Appends and flushes explicitly: an appender dropped unflushed flushes too, but swallows the
-/// error, and the batch would be lost while counted as stored.
-fn append_to(conn: &Connection, table: &str, batch: RecordBatch) -> duckdb::Result<()> {
-    let mut appender = conn.appender(table)?;
-    appender.append_record_batch(batch)?;
-    appender.flush()
 }
 
 /// The `requests` columns, in table order.

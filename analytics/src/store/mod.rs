@@ -6,6 +6,7 @@
 //! the fleet directory allowed), extensions never installed or loaded, configuration locked.
 
 mod append;
+mod database;
 mod fleet;
 mod retention;
 mod rollup;
@@ -18,6 +19,7 @@ pub use sink::StoreSink;
 
 use crate::analysis::anomaly::Anomaly;
 pub(crate) use crate::analysis::now_us;
+use database::Database;
 use duckdb::{Config, Connection};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -119,8 +121,8 @@ pub struct Store {
 
 pub(crate) struct Shared {
     pub(crate) settings: StoreSettings,
-    /// The connection queries clone; `None` while the database is down.
-    pub(crate) query_source: Mutex<Option<Connection>>,
+    /// The database queries connect to; `None` while it is down.
+    pub(crate) database: Mutex<Option<Arc<Database>>>,
     pub(crate) queries_running: AtomicUsize,
     pub(crate) counters: StoreCounters,
     pub(crate) last_error: Mutex<Option<(SystemTime, String)>>,
@@ -176,10 +178,11 @@ impl Store {
     /// Opens (creating and migrating when needed) the store, and returns it with the sink the
     /// event writer appends through.
     pub fn open(settings: StoreSettings) -> Result<(Store, StoreSink), StoreError> {
-        let conn = open_database(&settings)?;
+        let (database, conn) = open_database(&settings)?;
+        let appender = database.arrow_appender(CATALOG)?;
         let store = Store {
             shared: Arc::new(Shared {
-                query_source: Mutex::new(Some(connect(&conn)?)),
+                database: Mutex::new(Some(database)),
                 settings,
                 queries_running: AtomicUsize::new(0),
                 counters: StoreCounters::default(),
@@ -187,7 +190,7 @@ impl Store {
                 anomalies: ActiveAnomalies::default(),
             }),
         };
-        let sink = StoreSink::new(store.clone(), conn);
+        let sink = StoreSink::new(store.clone(), conn, appender);
         Ok((store, sink))
     }
 
@@ -199,7 +202,7 @@ impl Store {
         let c = &self.shared.counters;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         StoreStats {
-            up: lock(&self.shared.query_source).is_some(),
+            up: lock(&self.shared.database).is_some(),
             location: describe(&self.shared.settings.location),
             events_written: load(&c.events_written),
             events_lost: load(&c.events_lost),
@@ -230,7 +233,7 @@ fn describe(location: &StoreLocation) -> String {
 
 /// The name the store's database is attached under. DuckDB starts every connection in its own
 /// unnamed in-memory database, so each one is pointed at this one ([`connect`]).
-const CATALOG: &str = "lookout";
+pub(crate) const CATALOG: &str = "lookout";
 /// Rows per row group: a commit of at least this many is written straight into compressed
 /// blocks, while a smaller one goes through the WAL, and is read back and compressed again at
 /// a checkpoint. At DuckDB's default of 122,880 rows a second of events took the slow path up to
@@ -238,28 +241,28 @@ const CATALOG: &str = "lookout";
 /// from about 20,000 events/s, and the store costs about a fifth less CPU at 40,000.
 pub(crate) const ROW_GROUP_ROWS: usize = 16_384;
 
-/// Opens the database, migrates it and locks it down.
-pub(crate) fn open_database(settings: &StoreSettings) -> Result<Connection, StoreError> {
+/// Opens the database, migrates it and locks it down; returns it with a connection to it.
+pub(crate) fn open_database(settings: &StoreSettings) -> Result<(Arc<Database>, Connection), StoreError> {
     let open_error = |source| StoreError::Open {
         location: describe(&settings.location),
         source,
     };
-    let config = Config::default()
-        .threads(i64::from(settings.threads.max(1)))
-        .and_then(|c| c.max_memory(&settings.memory_limit))
-        .and_then(|c| c.with("autoinstall_known_extensions", "false"))
-        .and_then(|c| c.with("autoload_known_extensions", "false"))
+    let options = [
+        ("threads", settings.threads.max(1).to_string()),
+        ("max_memory", settings.memory_limit.clone()),
+        ("autoinstall_known_extensions", "false".into()),
+        ("autoload_known_extensions", "false".into()),
         // A new file is written in DuckDB 1.5's format rather than the default one that 0.10.2
         // can read: its string compression (dictionary and FSST in one) makes ingest about 15%
         // faster. Reading the file takes DuckDB 1.5 or later.
-        .and_then(|c| c.with("storage_compatibility_version", "v1.5.0"))
+        ("storage_compatibility_version", "v1.5.0".into()),
         // A checkpoint compresses the WAL's events into blocks, and rewrites the last row
         // group, still partly filled, whole. At DuckDB's default, 16 MB of WAL (about 45,000
         // events of ~370 bytes), each row group was compressed about three times; at 128 MB the
         // store costs a third less CPU when its commits are too small for the direct path. The
         // WAL replayed after a crash grows to match.
-        .and_then(|c| c.with("checkpoint_threshold", "128MB"))
-        .map_err(open_error)?;
+        ("checkpoint_threshold", "128MB".into()),
+    ];
     let target = match &settings.location {
         StoreLocation::File(path) => {
             create_parent(path)?;
@@ -269,7 +272,9 @@ pub(crate) fn open_database(settings: &StoreSettings) -> Result<Connection, Stor
     };
     // The row group size is a setting of the attached database only (the main one, opened by
     // path, always has DuckDB's default).
-    let conn = Connection::open_in_memory_with_flags(config)
+    let database = Database::open_in_memory(&options).map_err(open_error)?;
+    let conn = database
+        .connect()
         .and_then(|conn| {
             conn.execute_batch(&format!(
                 "ATTACH {target} AS {CATALOG} (ROW_GROUP_SIZE {ROW_GROUP_ROWS}); USE {CATALOG};"
@@ -285,12 +290,12 @@ pub(crate) fn open_database(settings: &StoreSettings) -> Result<Connection, Stor
         })?;
     }
     lock_down(&conn, settings.fleet.as_ref().map(|f| f.dir.as_path()))?;
-    Ok(conn)
+    Ok((database, conn))
 }
 
 /// A new connection to the store's database.
-pub(crate) fn connect(source: &Connection) -> duckdb::Result<Connection> {
-    let conn = source.try_clone()?;
+pub(crate) fn connect(database: &Database) -> duckdb::Result<Connection> {
+    let conn = database.connect()?;
     conn.execute_batch(&format!("USE {CATALOG}"))?;
     Ok(conn)
 }

@@ -113,7 +113,7 @@ fn refresh(conn: &Connection, from_us: i64, until_us: i64) -> duckdb::Result<()>
 mod tests {
     use super::*;
     use crate::event::tests::sample_event;
-    use crate::store::{append::append, schema::migrate};
+    use crate::store::{append::append, database::Database, schema::migrate};
 
     fn rolled_up(conn: &Connection) -> Vec<(i64, u64)> {
         let mut statement = conn
@@ -127,15 +127,18 @@ mod tests {
 
     #[test]
     fn closed_minutes_are_rolled_up_once_and_again_for_late_events() {
-        let conn = Connection::open_in_memory().expect("open");
+        let database = Database::open_in_memory(&[]).expect("open");
+        let conn = database.connect().expect("connect");
         migrate(&conn).expect("migrate");
+        // The main in-memory database is DuckDB's catalog `memory`.
+        let appender = database.arrow_appender("memory").expect("appender");
         let minute = 1_800_000_000 * 1_000_000 - 1_800_000_000_000_000 % MINUTE_US;
         let now = minute + 3 * MINUTE_US + 10_000_000; // past the grace after minute + 2
         let mut pending = Pending::default();
         let add = |at: i64, pending: &mut Pending| {
             let mut event = sample_event(0);
             event.timestamp_us = at as u64;
-            append(&conn, &[event], at as u64).expect("append");
+            append(&appender, &[event], at as u64).expect("append");
             pending.note(at, at);
         };
         add(minute + 10, &mut pending);

@@ -3,9 +3,10 @@
 //! database fails, drops it, counts what is lost and reopens it with back-off until it works
 //! again.
 
+use super::database::ArrowAppender;
 use super::uncommitted::{Uncommitted, COMMIT_ROWS};
 use super::{
-    append, connect, fleet, in_transaction, lock, now_us, open_database, retention, rollup, Store, StoreError,
+    append, fleet, in_transaction, lock, now_us, open_database, retention, rollup, Store, StoreError, CATALOG,
 };
 use crate::analysis::{anomaly, minute_of, MINUTE_US};
 use crate::{EventSink, RequestEvent};
@@ -26,8 +27,8 @@ const DETECTION_LOOKBACK_MINUTES: i64 = 60;
 
 pub struct StoreSink {
     store: Store,
-    /// The writer's connection; `None` while the database is down.
-    pub(super) conn: Option<Connection>,
+    /// The writer's connections; `None` while the database is down.
+    pub(super) conn: Option<Writer>,
     /// The transaction batches are being appended into, if one is open.
     uncommitted: Option<Uncommitted>,
     /// The key the next request is stored under; `None` until read from the database (again
@@ -43,12 +44,20 @@ pub struct StoreSink {
     retry_delay: Duration,
 }
 
+/// The writer's two connections to the database: one appends events in the open transaction,
+/// the other reads them back (keys, rollups) and keeps the store (retention, export) once they
+/// are committed.
+pub(super) struct Writer {
+    pub(super) conn: Connection,
+    appender: ArrowAppender,
+}
+
 impl StoreSink {
-    pub(crate) fn new(store: Store, conn: Connection) -> Self {
+    pub(crate) fn new(store: Store, conn: Connection, appender: ArrowAppender) -> Self {
         let now = Instant::now();
         StoreSink {
             store,
-            conn: Some(conn),
+            conn: Some(Writer { conn, appender }),
             uncommitted: None,
             next_key: None,
             pending: rollup::Pending::default(),
@@ -63,10 +72,10 @@ impl StoreSink {
     /// Commits the events appended so far. A failed commit loses them all: they are counted,
     /// and the database is reopened.
     pub fn commit(&mut self) {
-        let (Some(conn), Some(open)) = (&self.conn, self.uncommitted.take()) else {
+        let (Some(writer), Some(open)) = (&self.conn, self.uncommitted.take()) else {
             return;
         };
-        match conn.execute_batch("COMMIT") {
+        match writer.appender.execute("COMMIT") {
             Ok(()) => {
                 let counters = &self.store.shared.counters;
                 let events = open.events as u64;
@@ -99,7 +108,7 @@ impl StoreSink {
         if self.conn.take().is_some() {
             tracing::error!(%error, "the analytics store failed; the gateway goes on without it and reopens it");
         }
-        lock(&shared.query_source).take();
+        lock(&shared.database).take();
         self.retry_at = Instant::now() + self.retry_delay;
         self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
     }
@@ -111,11 +120,12 @@ impl StoreSink {
         if Instant::now() < self.retry_at || shared.queries_running.load(Ordering::Acquire) > 0 {
             return;
         }
-        let reopened = open_database(&shared.settings).and_then(|conn| Ok((connect(&conn)?, conn)));
+        let reopened = open_database(&shared.settings)
+            .and_then(|(database, conn)| Ok((database.arrow_appender(CATALOG)?, database, conn)));
         match reopened {
-            Ok((for_queries, conn)) => {
-                *lock(&shared.query_source) = Some(for_queries);
-                self.conn = Some(conn);
+            Ok((appender, database, conn)) => {
+                *lock(&shared.database) = Some(database);
+                self.conn = Some(Writer { conn, appender });
                 self.retry_delay = FIRST_RETRY;
                 shared.counters.reopens.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("the analytics store is back");
@@ -131,20 +141,22 @@ impl StoreSink {
         let (Some(earliest), Some(latest)) = (times.clone().min(), times.max()) else {
             return Ok(());
         };
-        let Some(conn) = &self.conn else {
+        let Some(writer) = &self.conn else {
             self.count_lost(events.len());
             return Err(io::Error::other("the analytics store is down"));
         };
+        // Read on the other connection, outside the transaction: only keys of committed
+        // events, and none is open while the next key is unknown.
         let first_key = self
             .next_key
-            .map_or_else(|| append::last_key(conn).map(|key| key + 1), Ok);
+            .map_or_else(|| append::last_key(&writer.conn).map(|key| key + 1), Ok);
         let uncommitted = &mut self.uncommitted;
         let appended = first_key.and_then(|first_key| {
             if uncommitted.is_none() {
-                conn.execute_batch("BEGIN TRANSACTION")?;
+                writer.appender.execute("BEGIN TRANSACTION")?;
                 *uncommitted = Some(Uncommitted::new());
             }
-            append::append(conn, events, first_key)?;
+            append::append(&writer.appender, events, first_key)?;
             Ok(first_key)
         });
         match appended {
@@ -167,7 +179,9 @@ impl StoreSink {
     }
 
     fn roll_up(&mut self, include_open: bool) {
-        let Some(conn) = &self.conn else { return };
+        let Some(Writer { conn, .. }) = &self.conn else {
+            return;
+        };
         self.last_rollup = Instant::now();
         let now = now_us();
         let closed_until = minute_of(now - rollup::GRACE_US);
@@ -188,7 +202,9 @@ impl StoreSink {
     }
 
     fn housekeeping(&mut self) {
-        let Some(conn) = &self.conn else { return };
+        let Some(Writer { conn, .. }) = &self.conn else {
+            return;
+        };
         self.last_housekeeping = Instant::now();
         let shared = &self.store.shared;
         let run = || -> Result<(), StoreError> {

@@ -122,7 +122,7 @@ fn files_and_settings_are_out_of_reach() {
         Err(SqlError::NotReadOnly)
     ));
     // The one SELECT that writes: only the read-only transaction stops it.
-    let writer = sink.conn.as_ref().expect("open");
+    let writer = &sink.conn.as_ref().expect("open").conn;
     writer.execute_batch("CREATE SEQUENCE probe").expect("sequence");
     assert!(matches!(
         store.query("SELECT nextval('probe')"),
@@ -147,7 +147,7 @@ fn closed_hours_are_exported_as_hive_partitions_that_queries_can_read() {
     sink.write_batch(&(0..5).map(sample_event).collect::<Vec<_>>())
         .expect("append");
     sink.commit();
-    let conn = sink.conn.as_ref().expect("open");
+    let conn = &sink.conn.as_ref().expect("open").conn;
     let fleet = settings.fleet.as_ref().expect("fleet");
     let exported = fleet::export_closed_hours(conn, fleet).expect("export");
     assert_eq!(exported.len(), 1);
@@ -213,7 +213,7 @@ fn a_large_batch_is_committed_a_whole_row_group_at_a_time_straight_to_disk() {
         "two full row groups committed; the last five wait for the next commit"
     );
     // Row groups written to disk at commit, not kept for the WAL and a checkpoint.
-    let conn = sink.conn.as_ref().expect("the store is up");
+    let conn = &sink.conn.as_ref().expect("the store is up").conn;
     let mut statement = conn
         .prepare(
             "SELECT sum(count), bool_and(persistent) FROM pragma_storage_info('requests')
@@ -227,4 +227,26 @@ fn a_large_batch_is_committed_a_whole_row_group_at_a_time_straight_to_disk() {
         .collect::<Result<_, _>>()
         .expect("rows");
     assert_eq!(groups, vec![(rows, true), (rows, true)]);
+}
+
+#[test]
+fn every_event_of_a_batch_longer_than_one_duckdb_vector_comes_back_in_its_own_row() {
+    // DuckDB converts Arrow batches 2,048 rows at a time: an offset lost between two slices
+    // would shift or repeat rows.
+    let (store, mut sink) = memory_store();
+    let events: Vec<_> = (0..5_000).map(sample_event).collect();
+    sink.write_batch(&events).expect("append");
+    sink.commit();
+    let json = json_of(
+        &store,
+        "SELECT count(DISTINCT request_key) AS requests,
+                count(*) FILTER (WHERE request_id <> 'req-' || (request_key - 1)
+                                 OR bytes_out <> request_key - 1
+                                 OR epoch_us(ts) <> 1700000000000000 + request_key - 1) AS misplaced,
+                (SELECT count(*) FROM request_spans) AS steps,
+                (SELECT count(*) FROM request_spans s JOIN requests r USING (request_key)
+                 WHERE s.ts <> r.ts) AS steps_misplaced
+         FROM requests",
+    );
+    assert_eq!(json["rows"][0], serde_json::json!([5000, 0, 10000, 0]));
 }
