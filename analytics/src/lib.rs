@@ -31,7 +31,7 @@ pub use store::{
     export_store, ExportedPartition, FleetSettings, Retention, SqlLimits, Store, StoreError, StoreLocation,
     StoreSettings, StoreSink, StoreStats,
 };
-pub use writer::{spawn_writer, EventSink, WriterHandle};
+pub use writer::{spawn_writer, EventSink, WriterHandle, WriterPriority};
 
 /// The DuckDB binding the analyses read through, for callers of [`Store::read`].
 pub use duckdb;

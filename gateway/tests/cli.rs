@@ -178,6 +178,17 @@ fn check_reports_problems_with_file_line_and_field() {
         "{stderr}"
     );
 
+    let priority = dir.path().join("priority.yaml");
+    std::fs::write(&priority, "analytics:\n  writer_priority: high\n").expect("write");
+    let stderr = String::from_utf8_lossy(&check(&priority).stderr).into_owned();
+    assert!(
+        stderr.contains(&format!(
+            "{}:2:20: analytics.writer_priority: unknown priority `high`: expected idle or normal",
+            priority.display()
+        )),
+        "{stderr}"
+    );
+
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, config("127.0.0.1:9".parse().expect("addr"), "/")).expect("write");
     let output = check(&good);

@@ -1,7 +1,7 @@
 //! Validation: turns the raw config into runtime structures, collecting every problem with the
 //! line and field it belongs to before failing. Upstreams and routes have modules of their own.
 
-use super::build_analytics::build_analytics;
+use super::build_analytics::{build_analytics, build_writer_priority};
 use super::build_auth::build_consumers;
 use super::build_cache::build_store;
 use super::build_edge::{build_head_limits, build_policy, build_trusted_proxies};
@@ -82,6 +82,7 @@ pub(super) fn build(
     let upstreams = build_upstreams(&mut p, &raw.upstreams, &registry);
     let traces = raw.traces.as_ref().and_then(|t| build_traces(&mut p, t));
     let analytics = build_analytics(&mut p, &raw.analytics);
+    let writer_priority = build_writer_priority(&mut p, &raw.analytics);
     let jaeger_ui = raw.dashboard.jaeger_ui.as_ref().and_then(|url| {
         if url.starts_with("http://") || url.starts_with("https://") {
             Some(Arc::from(url.as_str()))
@@ -121,6 +122,7 @@ pub(super) fn build(
         drain_timeout,
         traces,
         analytics,
+        writer_priority,
         jaeger_ui,
         routes: Arc::new(RouteTable {
             routes,

@@ -24,7 +24,7 @@ pub use error::{ConfigError, ConfigErrors};
 use crate::routing::RouteTable;
 use crate::stats::Registry;
 use error::Problems;
-use lookout_analytics::{StoreLocation, StoreSettings};
+use lookout_analytics::{StoreLocation, StoreSettings, WriterPriority};
 use marked_yaml::FromYamlError;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -95,6 +95,8 @@ pub struct Config {
     pub traces: Option<TraceSettings>,
     /// The analytics store; `None` when off. Read at start only: a reload keeps the running store.
     pub analytics: Option<StoreSettings>,
+    /// How the thread that writes events (store, access log) is scheduled.
+    pub writer_priority: WriterPriority,
     /// Jaeger's UI address, for the dashboard's links to traces.
     pub jaeger_ui: Option<Arc<str>>,
     /// Routes and the upstreams they point at: the part that a reload swaps.

@@ -146,6 +146,8 @@ pub(crate) struct RawAnalytics {
     pub(crate) sql: Option<RawSql>,
     pub(crate) memory_limit: Option<Text>,
     pub(crate) threads: Option<Spanned<u32>>,
+    /// How the event writer (store and access log) is scheduled: `idle` or `normal`.
+    pub(crate) writer_priority: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -388,6 +388,6 @@ fn start_event_pipeline(
     if sinks.is_empty() {
         return Ok((queue, None, None));
     }
-    let writer = spawn_writer(receiver, sinks).map_err(StartError::Writer)?;
+    let writer = spawn_writer(receiver, sinks, config.writer_priority).map_err(StartError::Writer)?;
     Ok((queue, Some(writer), store))
 }
