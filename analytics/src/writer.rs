@@ -222,7 +222,7 @@ mod tests {
         let writer = spawn_writer(
             receiver,
             vec![Box::new(Collect(collected.clone()))],
-            WriterPriority::Idle,
+            WriterPriority::Normal,
         )
         .expect("writer");
         writer.shutdown();

@@ -16,9 +16,8 @@ use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use duckdb::{ffi, Connection};
 use std::ffi::{c_char, CStr, CString};
 use std::ptr;
-use std::sync::Arc;
 
-/// An open database: DuckDB's handle to it, closed when the last owner lets it go.
+/// An open database: DuckDB's handle to it, closed when its owner drops it.
 pub(crate) struct Database {
     raw: ffi::duckdb_database,
 }
@@ -26,13 +25,11 @@ pub(crate) struct Database {
 // SAFETY: DuckDB's database handle may be used from any thread: connecting is thread-safe, and
 // the handle is closed once, by `drop`, which has it exclusively.
 unsafe impl Send for Database {}
-// SAFETY: as above; `connect` and `arrow_appender` only read the handle.
-unsafe impl Sync for Database {}
 
 impl Database {
     /// Opens an in-memory database with these settings (name, value), as DuckDB's config takes
     /// them at open.
-    pub(crate) fn open_in_memory(settings: &[(&str, String)]) -> duckdb::Result<Arc<Database>> {
+    pub(crate) fn open_in_memory(settings: &[(&str, String)]) -> duckdb::Result<Database> {
         let config = Config::new(settings)?;
         let mut raw = ptr::null_mut();
         let mut message: *mut c_char = ptr::null_mut();
@@ -44,7 +41,7 @@ impl Database {
             let text = unsafe { take_message(message) };
             return Err(failure(state, text));
         }
-        Ok(Arc::new(Database { raw }))
+        Ok(Database { raw })
     }
 
     /// A duckdb-rs connection to the database.
@@ -265,7 +262,9 @@ impl Appender {
             return Err(failure(state, Some("cannot create an appender".into())));
         }
         // SAFETY: the appender is live; the error data is ours to destroy.
-        unsafe { check(ffi::duckdb_appender_error_data(self.raw)) }.and(Err(failure(state, None)))
+        unsafe { check(ffi::duckdb_appender_error_data(self.raw)) }?;
+        // Failed, but without error data to say why.
+        Err(failure(state, None))
     }
 }
 

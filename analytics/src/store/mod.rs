@@ -122,7 +122,7 @@ pub struct Store {
 pub(crate) struct Shared {
     pub(crate) settings: StoreSettings,
     /// The database queries connect to; `None` while it is down.
-    pub(crate) database: Mutex<Option<Arc<Database>>>,
+    pub(crate) database: Mutex<Option<Database>>,
     pub(crate) queries_running: AtomicUsize,
     pub(crate) counters: StoreCounters,
     pub(crate) last_error: Mutex<Option<(SystemTime, String)>>,
@@ -242,7 +242,7 @@ pub(crate) const CATALOG: &str = "lookout";
 pub(crate) const ROW_GROUP_ROWS: usize = 16_384;
 
 /// Opens the database, migrates it and locks it down; returns it with a connection to it.
-pub(crate) fn open_database(settings: &StoreSettings) -> Result<(Arc<Database>, Connection), StoreError> {
+pub(crate) fn open_database(settings: &StoreSettings) -> Result<(Database, Connection), StoreError> {
     let open_error = |source| StoreError::Open {
         location: describe(&settings.location),
         source,
