@@ -25,6 +25,7 @@ pub(crate) struct Counters {
     dropped: AtomicU64,
     pub(crate) written: AtomicU64,
     pub(crate) write_errors: AtomicU64,
+    pub(crate) writer_raised: AtomicU64,
 }
 
 /// A snapshot of the queue's health, for the admin API and metrics.
@@ -36,6 +37,8 @@ pub struct QueueStats {
     pub dropped: u64,
     pub written: u64,
     pub write_errors: u64,
+    /// Times the idle writer was raised to normal scheduling because it fell behind.
+    pub writer_raised: u64,
 }
 
 impl EventQueue {
@@ -70,6 +73,7 @@ impl EventQueue {
             dropped: c.dropped.load(Ordering::Relaxed),
             written: c.written.load(Ordering::Relaxed),
             write_errors: c.write_errors.load(Ordering::Relaxed),
+            writer_raised: c.writer_raised.load(Ordering::Relaxed),
         }
     }
 }

@@ -183,7 +183,7 @@ fn check_reports_problems_with_file_line_and_field() {
     let stderr = String::from_utf8_lossy(&check(&priority).stderr).into_owned();
     assert!(
         stderr.contains(&format!(
-            "{}:2:20: analytics.writer_priority: unknown priority `high`: expected normal or idle",
+            "{}:2:20: analytics.writer_priority: unknown priority `high`: expected auto, normal or idle",
             priority.display()
         )),
         "{stderr}"

@@ -82,6 +82,6 @@ for name in stored lookout; do
 import json, sys
 s = json.load(sys.stdin); q = s["analytics"]; st = s["store"]
 name = sys.argv[1]
-print("%-8s events: accepted %d, dropped at the queue %d, stored %d, lost by the store %d"
-      % (name, q["accepted"], q["dropped"], st["events_written"], st["events_lost"]))' "$name"
+print("%-8s events: accepted %d, dropped at the queue %d, stored %d, lost by the store %d; writer raised from idle %d times"
+      % (name, q["accepted"], q["dropped"], st["events_written"], st["events_lost"], q["writer_raised"]))' "$name"
 done

@@ -70,12 +70,13 @@ pub(super) fn build_analytics(p: &mut Problems, raw: &RawAnalytics) -> Option<St
 /// The event writer's scheduling; it serves the access log too, so it is read with the store off.
 pub(super) fn build_writer_priority(p: &mut Problems, raw: &RawAnalytics) -> WriterPriority {
     match raw.writer_priority.as_ref().map(|t| (t.trim(), t.span())) {
-        None | Some(("normal", _)) => WriterPriority::Normal,
+        None | Some(("auto", _)) => WriterPriority::Auto,
+        Some(("normal", _)) => WriterPriority::Normal,
         Some(("idle", _)) => WriterPriority::Idle,
         Some((other, span)) => {
-            let message = format!("unknown priority `{other}`: expected normal or idle");
+            let message = format!("unknown priority `{other}`: expected auto, normal or idle");
             p.at(span, "analytics.writer_priority", message);
-            WriterPriority::Normal
+            WriterPriority::Auto
         }
     }
 }

@@ -19,6 +19,7 @@ pub(crate) const EVENTS_ACCEPTED: &str = "lookout_analytics_events_accepted_tota
 pub(crate) const EVENTS_DROPPED: &str = "lookout_analytics_events_dropped_total";
 pub(crate) const EVENTS_WRITTEN: &str = "lookout_analytics_events_written_total";
 pub(crate) const EVENT_WRITE_ERRORS: &str = "lookout_analytics_event_write_errors_total";
+pub(crate) const WRITER_RAISED: &str = "lookout_analytics_writer_raised_total";
 pub(crate) const CONFIG_RELOADS: &str = "lookout_config_reloads_total";
 pub(crate) const STORE_UP: &str = "lookout_analytics_store_up";
 pub(crate) const STORE_WRITTEN: &str = "lookout_analytics_store_events_written_total";
@@ -56,7 +57,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 38] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 39] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -104,6 +105,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 38] = [
         EVENT_WRITE_ERRORS,
         Unit::Count,
         "Failed writes of request-event batches.",
+    ),
+    (
+        WRITER_RAISED,
+        Unit::Count,
+        "Times the analytics writer, idle by default, was raised to normal scheduling because it fell behind.",
     ),
     (CONFIG_RELOADS, Unit::Count, "Config reloads, by result."),
     (

@@ -279,6 +279,8 @@ impl Registry {
             .absolute(events.written);
         m.counter(prometheus::EVENT_WRITE_ERRORS, vec![])
             .absolute(events.write_errors);
+        m.counter(prometheus::WRITER_RAISED, vec![])
+            .absolute(events.writer_raised);
         if let Some(store) = store {
             self.publish_store(store);
         }

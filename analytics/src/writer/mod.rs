@@ -1,9 +1,15 @@
-//! The event writer: an OS thread that drains the queue in batches into a sink.
+//! The event writer: an OS thread that drains the queue in batches into a sink, at a priority
+//! that keeps it off the proxy's CPU ([`priority`]).
+
+mod priority;
+
+pub use priority::WriterPriority;
 
 use crate::queue::EventReceiver;
 use crate::RequestEvent;
+use priority::{Pacer, Plan, Watched};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -33,48 +39,7 @@ const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 pub struct WriterHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-}
-
-/// How the writer thread is scheduled against the proxy's threads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum WriterPriority {
-    /// Linux's `SCHED_IDLE`: the writer runs on CPU time no other thread wants, and a proxy
-    /// thread that wakes up takes the CPU from it at once. With normal scheduling, a proxy
-    /// thread waking on the writer's CPU waited up to a scheduler slice (the store took a
-    /// 1-connection p99 from 0.2 to 2 ms), and at full load the writer's bursts stalled the
-    /// proxy more than their CPU time. The price: on a machine with no CPU left over, the
-    /// writer falls behind and the queue drops events (counted), rather than slowing the proxy;
-    /// it did, in one benchmark run of two at full load, so this is not the default.
-    Idle,
-    /// Scheduled like every other thread: it keeps up while there is CPU to share, taking it
-    /// from the proxy when there is none.
-    #[default]
-    Normal,
-}
-
-impl WriterPriority {
-    /// Applies the priority to the calling thread. A failure leaves it at normal scheduling.
-    fn apply_to_current_thread(self) {
-        if self == WriterPriority::Normal {
-            return;
-        }
-        #[cfg(target_os = "linux")]
-        {
-            use thread_priority::unix::{
-                set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
-                ThreadSchedulePolicy,
-            };
-            let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-            let set = set_thread_priority_and_policy(
-                thread_native_id(),
-                thread_priority::ThreadPriority::Min,
-                idle,
-            );
-            if let Err(error) = set {
-                tracing::warn!(?error, "the event writer stays at normal scheduling");
-            }
-        }
-    }
+    pacer: Option<Pacer>,
 }
 
 /// Starts the writer thread for `receiver`, writing every batch into each of `sinks`.
@@ -83,17 +48,31 @@ pub fn spawn_writer(
     sinks: Vec<Box<dyn EventSink>>,
     priority: WriterPriority,
 ) -> io::Result<WriterHandle> {
+    let plan = priority.plan();
     let stop = Arc::new(AtomicBool::new(false));
+    let passes = Arc::new(AtomicU64::new(0));
+    let watched = Watched {
+        passes: passes.clone(),
+        queue: receiver.rx.clone(),
+        counters: receiver.counters.clone(),
+    };
     let thread_stop = stop.clone();
     let thread = std::thread::Builder::new()
         .name("lookout-events".into())
         .spawn(move || {
-            priority.apply_to_current_thread();
-            run(receiver, sinks, &thread_stop)
+            if plan != Plan::Normal {
+                priority::make_current_thread_idle();
+            }
+            run(receiver, sinks, &thread_stop, &passes)
         })?;
+    let pacer = match plan {
+        Plan::Paced => Some(Pacer::start(&thread, watched)?),
+        Plan::Normal | Plan::Idle => None,
+    };
     Ok(WriterHandle {
         stop,
         thread: Some(thread),
+        pacer,
     })
 }
 
@@ -104,6 +83,9 @@ impl WriterHandle {
     }
 
     fn stop_and_join(&mut self) {
+        if let Some(pacer) = self.pacer.take() {
+            pacer.stop();
+        }
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
@@ -127,7 +109,8 @@ struct Output {
     failing: bool,
 }
 
-fn run(receiver: EventReceiver, sinks: Vec<Box<dyn EventSink>>, stop: &AtomicBool) {
+/// Drains the queue until `stop`, counting its passes in `passes` (the pacer's sign of life).
+fn run(receiver: EventReceiver, sinks: Vec<Box<dyn EventSink>>, stop: &AtomicBool, passes: &AtomicU64) {
     let mut outputs: Vec<Output> = sinks
         .into_iter()
         .map(|sink| Output { sink, failing: false })
@@ -157,6 +140,7 @@ fn run(receiver: EventReceiver, sinks: Vec<Box<dyn EventSink>>, stop: &AtomicBoo
             outputs.iter_mut().for_each(|output| output.sink.close());
             return;
         }
+        passes.fetch_add(1, Ordering::Release);
         std::thread::park_timeout(DRAIN_INTERVAL);
     }
 }
@@ -192,6 +176,7 @@ mod tests {
     use super::*;
     use crate::event::tests::sample_event;
     use crate::EventQueue;
+    use priority::STALLED_AFTER;
     use std::sync::Mutex;
 
     /// A sink that keeps what it is given, to check what the writer hands over.
@@ -235,36 +220,78 @@ mod tests {
         assert_eq!(queue.stats().written, 5_000);
     }
 
-    /// The scheduling policy of this process's threads named `name` (field 41 of their stat).
-    fn policies_of_threads_named(name: &str) -> Vec<u32> {
-        let tasks = std::fs::read_dir("/proc/self/task").expect("tasks");
-        tasks
-            .filter_map(|task| {
-                let path = task.ok()?.path();
-                let comm = std::fs::read_to_string(path.join("comm")).ok()?;
-                let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-                // Fields after the command (which may hold spaces) start at state, field 3.
-                let after_comm = stat.rsplit_once(')')?.1;
-                let policy = after_comm.split_whitespace().nth(41 - 3)?.parse().ok()?;
-                (comm.trim_end() == name).then_some(policy)
-            })
-            .collect()
+    /// A sink that tells the test which thread writes, then holds each write until the test
+    /// opens the gate (drops its end).
+    struct Gate {
+        writer_tid: crossbeam_channel::Sender<u32>,
+        gate: crossbeam_channel::Receiver<()>,
+    }
+
+    impl EventSink for Gate {
+        fn write_batch(&mut self, _: &[RequestEvent]) -> io::Result<()> {
+            // `/proc/thread-self` links to `<pid>/task/<tid>`.
+            let me = std::fs::read_link("/proc/thread-self").expect("thread-self");
+            let tid = me
+                .file_name()
+                .and_then(|t| t.to_str()?.parse().ok())
+                .expect("tid");
+            let _ = self.writer_tid.send(tid);
+            let _ = self.gate.recv();
+            Ok(())
+        }
+    }
+
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+
+    /// The scheduling policy of this process's thread `tid` (field 41 of its stat).
+    fn policy_of(tid: u32) -> u32 {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).expect("stat");
+        // Fields after the command (which may hold spaces) start at state, field 3.
+        let after_comm = stat.rsplit_once(')').expect("comm").1;
+        after_comm
+            .split_whitespace()
+            .nth(41 - 3)
+            .expect("policy")
+            .parse()
+            .expect("number")
+    }
+
+    fn wait_for_policy(tid: u32, policy: u32) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while policy_of(tid) != policy {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never reached policy {policy}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
-    fn the_writer_runs_at_idle_priority_when_asked_to() {
-        const SCHED_IDLE: u32 = 5;
-        let (_queue, receiver) = EventQueue::bounded(16);
-        let writer = spawn_writer(receiver, Vec::new(), WriterPriority::Idle).expect("writer");
-        // The thread sets its own policy first thing; give it a moment.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !policies_of_threads_named("lookout-events").contains(&SCHED_IDLE) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no writer thread at SCHED_IDLE"
-            );
-            std::thread::sleep(Duration::from_millis(10));
+    fn an_idle_writer_is_raised_while_it_falls_behind_and_lowered_once_it_keeps_up() {
+        let (queue, receiver) = EventQueue::bounded(64);
+        let (tid_tx, tid_rx) = crossbeam_channel::unbounded();
+        let (open, gate) = crossbeam_channel::bounded(0);
+        let sink = Gate {
+            writer_tid: tid_tx,
+            gate,
+        };
+        let plan = WriterPriority::Idle.plan();
+        let writer = spawn_writer(receiver, vec![Box::new(sink)], WriterPriority::Idle).expect("writer");
+        queue.offer(sample_event(1));
+        let tid = tid_rx.recv_timeout(Duration::from_secs(10)).expect("a write");
+        if plan == Plan::Idle {
+            // This process may not raise a thread out of SCHED_IDLE: the writer stays idle.
+            std::thread::sleep(STALLED_AFTER * 2);
+            assert_eq!((policy_of(tid), queue.stats().writer_raised), (SCHED_IDLE, 0));
+        } else {
+            // Held in its write, the writer stalls, and is raised...
+            wait_for_policy(tid, SCHED_OTHER);
+            assert_eq!(queue.stats().writer_raised, 1);
+            // ...and once it passes again, lowered.
+            drop(open);
+            wait_for_policy(tid, SCHED_IDLE);
         }
         writer.shutdown();
     }
