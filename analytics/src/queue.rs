@@ -9,7 +9,8 @@ use std::sync::Arc;
 /// The proxy's end of the event pipeline. Cloning is cheap; every clone feeds the same queue.
 #[derive(Clone)]
 pub struct EventQueue {
-    tx: Sender<RequestEvent>,
+    /// `None` when nothing takes events (no access log, no store).
+    tx: Option<Sender<RequestEvent>>,
     counters: Arc<Counters>,
 }
 
@@ -50,13 +51,32 @@ impl EventQueue {
             rx,
             counters: counters.clone(),
         };
-        (EventQueue { tx, counters }, receiver)
+        let queue = EventQueue {
+            tx: Some(tx),
+            counters,
+        };
+        (queue, receiver)
+    }
+
+    /// A queue nothing reads, for a gateway with no access log and no store: offers are
+    /// ignored, not counted as dropped.
+    pub fn off() -> EventQueue {
+        EventQueue {
+            tx: None,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Whether offered events go anywhere; the proxy builds none when they do not.
+    pub fn is_on(&self) -> bool {
+        self.tx.is_some()
     }
 
     /// Offers an event without waiting: when the queue is full (the writer fell behind) or the
     /// writer is gone, the event is dropped and counted, so the proxy never slows down for it.
     pub fn offer(&self, event: RequestEvent) {
-        match self.tx.try_send(event) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(event) {
             Ok(()) => self.counters.accepted.fetch_add(1, Ordering::Relaxed),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed)
@@ -67,8 +87,8 @@ impl EventQueue {
     pub fn stats(&self) -> QueueStats {
         let c = &self.counters;
         QueueStats {
-            capacity: self.tx.capacity().unwrap_or(0),
-            queued: self.tx.len(),
+            capacity: self.tx.as_ref().and_then(Sender::capacity).unwrap_or(0),
+            queued: self.tx.as_ref().map_or(0, Sender::len),
             accepted: c.accepted.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             written: c.written.load(Ordering::Relaxed),
@@ -92,5 +112,17 @@ mod tests {
         let stats = queue.stats();
         assert_eq!((stats.capacity, stats.queued), (3, 3));
         assert_eq!((stats.accepted, stats.dropped), (3, 7));
+    }
+
+    #[test]
+    fn a_queue_that_is_off_takes_nothing_and_counts_nothing() {
+        let queue = EventQueue::off();
+        queue.offer(sample_event(1));
+        let stats = queue.stats();
+        assert!(!queue.is_on());
+        assert_eq!(
+            (stats.capacity, stats.queued, stats.accepted, stats.dropped),
+            (0, 0, 0, 0)
+        );
     }
 }

@@ -257,8 +257,8 @@ mod tests {
             .expect("number")
     }
 
-    fn wait_for_policy(tid: u32, policy: u32) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    fn wait_for_policy(tid: u32, policy: u32, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
         while policy_of(tid) != policy {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -268,8 +268,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_idle_writer_is_raised_while_it_falls_behind_and_lowered_once_it_keeps_up() {
+    /// Starts an idle writer into a [`Gate`], offers it `events`, and checks it is raised
+    /// (where this process may raise it) while held in its first write, and lowered once the
+    /// gate opens.
+    fn raised_while_held_then_lowered(events: u64, raised_within: Duration) {
         let (queue, receiver) = EventQueue::bounded(64);
         let (tid_tx, tid_rx) = crossbeam_channel::unbounded();
         let (open, gate) = crossbeam_channel::bounded(0);
@@ -279,21 +281,33 @@ mod tests {
         };
         let plan = WriterPriority::Idle.plan();
         let writer = spawn_writer(receiver, vec![Box::new(sink)], WriterPriority::Idle).expect("writer");
-        queue.offer(sample_event(1));
+        queue.offer(sample_event(0));
         let tid = tid_rx.recv_timeout(Duration::from_secs(10)).expect("a write");
+        (1..events).for_each(|i| queue.offer(sample_event(i)));
         if plan == Plan::Idle {
             // This process may not raise a thread out of SCHED_IDLE: the writer stays idle.
-            std::thread::sleep(STALLED_AFTER * 2);
+            std::thread::sleep(STALLED_AFTER + Duration::from_millis(500));
             assert_eq!((policy_of(tid), queue.stats().writer_raised), (SCHED_IDLE, 0));
         } else {
-            // Held in its write, the writer stalls, and is raised...
-            wait_for_policy(tid, SCHED_OTHER);
+            wait_for_policy(tid, SCHED_OTHER, raised_within);
             assert_eq!(queue.stats().writer_raised, 1);
-            // ...and once it passes again, lowered.
             drop(open);
-            wait_for_policy(tid, SCHED_IDLE);
+            wait_for_policy(tid, SCHED_IDLE, Duration::from_secs(10));
         }
         writer.shutdown();
+    }
+
+    #[test]
+    fn an_idle_writer_is_raised_when_its_queue_fills_and_lowered_once_it_empties() {
+        // Past three quarters of the 64 the queue holds: raised long before it would count as
+        // stalled.
+        raised_while_held_then_lowered(60, STALLED_AFTER / 2);
+    }
+
+    #[test]
+    fn an_idle_writer_is_raised_when_it_stalls_and_lowered_once_it_passes_again() {
+        // One event, held in its write: only the stall raises it.
+        raised_while_held_then_lowered(1, STALLED_AFTER + Duration::from_secs(10));
     }
 
     #[test]

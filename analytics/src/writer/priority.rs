@@ -2,16 +2,17 @@
 //!
 //! At Linux's `SCHED_IDLE` the writer runs only on CPU time no other thread wants, and a proxy
 //! thread that wakes up takes the CPU from it at once. Scheduled like any other thread, it takes
-//! the proxy's CPU even when the other one is free: at full load with one proxy worker on two
-//! cores the machine sat idle more with the store on than off, while the proxy lost a sixth of
-//! its requests; at `SCHED_IDLE` the writer used exactly that idle time.
+//! the proxy's CPU even while another is free: at full load with one proxy worker on two cores,
+//! the machine sat idle more with the store on than off, while the proxy lost a sixth of its
+//! requests; at `SCHED_IDLE` the writer used that idle time instead.
 //!
-//! An idle writer must not starve, though, where there is no CPU left over: the [`Pacer`], a
-//! thread of its own that wakes every [`CHECK_EVERY`], raises the writer to normal scheduling
-//! when it has not finished a pass for [`STALLED_AFTER`] (it is starved, or working through a
-//! backlog), and lowers it again once it keeps up. Raising a thread out of `SCHED_IDLE` takes
-//! `CAP_SYS_NICE` or an `RLIMIT_NICE` of at least 20; where the process has neither, `auto`
-//! keeps the writer at normal scheduling rather than let it starve.
+//! An idle writer must not starve where no CPU is left over, though. The [`Pacer`], a thread of
+//! its own that looks every [`CHECK_EVERY`], raises the writer to normal scheduling when the
+//! queue is three quarters full (before it drops events) or the writer has not finished a pass
+//! for [`STALLED_AFTER`] (so the store falls no further behind), and lowers it again once the
+//! queue is nearly empty. Raising a thread out of `SCHED_IDLE` takes `CAP_SYS_NICE` or an
+//! `RLIMIT_NICE` of at least 20; where the process has neither, `auto` keeps the writer at
+//! normal scheduling rather than let it starve.
 
 use crate::queue::Counters;
 use crate::RequestEvent;
@@ -66,9 +67,11 @@ impl WriterPriority {
 
 /// How often the pacer looks at the writer.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
-/// A writer that has not finished a pass for this long is starved or behind (it passes every
-/// 100 ms, and a pass that finds a backlog goes on until it has written it).
-pub(super) const STALLED_AFTER: Duration = Duration::from_millis(300);
+/// A writer that has not finished a pass for this long is starved (it passes every 100 ms, and
+/// a pass that finds a backlog goes on until it has written it). Raising it any sooner, on a
+/// benchmark at full load, raised it about once a second and cost the proxy twice as much;
+/// the queue filling up is what raises it in time to drop nothing.
+pub(super) const STALLED_AFTER: Duration = Duration::from_secs(5);
 
 /// Sets the scheduling policy of `thread`, at nice 0. Returns whether it took.
 ///
@@ -139,7 +142,8 @@ impl Pacer {
 }
 
 fn pace(writer: ThreadId, watched: &Watched, stop: &AtomicBool) {
-    let nearly_empty = watched.queue.capacity().unwrap_or(0) / 8;
+    let capacity = watched.queue.capacity().unwrap_or(0);
+    let (filling, nearly_empty) = (capacity * 3 / 4, capacity / 8);
     let mut raised = false;
     let (mut passes, mut last_pass) = (watched.passes.load(Ordering::Acquire), Instant::now());
     while !stop.load(Ordering::Acquire) {
@@ -148,15 +152,21 @@ fn pace(writer: ThreadId, watched: &Watched, stop: &AtomicBool) {
             (passes, last_pass) = (now_passes, Instant::now());
         }
         let stalled = last_pass.elapsed() >= STALLED_AFTER;
-        if !raised && stalled {
+        if !raised && (stalled || watched.queue.len() > filling) {
             if !set_policy(writer, false) {
                 tracing::warn!("the event writer could not be raised from SCHED_IDLE; it stays idle");
                 return;
             }
             raised = true;
             watched.counters.writer_raised.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                stalled,
+                queued = watched.queue.len(),
+                "event writer raised to normal scheduling"
+            );
         } else if raised && !stalled && watched.queue.len() <= nearly_empty {
             raised = !set_policy(writer, true);
+            tracing::debug!(lowered = !raised, "event writer back at SCHED_IDLE");
         }
         std::thread::park_timeout(CHECK_EVERY);
     }

@@ -111,7 +111,6 @@ impl RequestContext {
                 stats.consumer_request(consumer, status);
             }
         }
-        let (blocked_by, block_reason) = self.blocked.take().unzip();
         let trace_id = self
             .trace
             .as_ref()
@@ -119,6 +118,10 @@ impl RequestContext {
         if let Some(trace) = self.trace.take() {
             export_trace(trace, self, status, duration, error_kind);
         }
+        if !state.events.is_on() {
+            return;
+        }
+        let (blocked_by, block_reason) = self.blocked.take().unzip();
         state.events.offer(RequestEvent {
             timestamp_us: self.timestamp_us(),
             request_id: self.request_id_str().into(),

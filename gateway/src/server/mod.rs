@@ -360,7 +360,6 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
 fn start_event_pipeline(
     config: &Config,
 ) -> Result<(EventQueue, Option<WriterHandle>, Option<Store>), StartError> {
-    let (queue, receiver) = EventQueue::bounded(config.event_queue_capacity);
     let mut sinks: Vec<Box<dyn EventSink>> = Vec::with_capacity(2);
     match &config.access_log {
         AccessLogTarget::Off => {}
@@ -386,8 +385,9 @@ fn start_event_pipeline(
         None => None,
     };
     if sinks.is_empty() {
-        return Ok((queue, None, None));
+        return Ok((EventQueue::off(), None, None));
     }
+    let (queue, receiver) = EventQueue::bounded(config.event_queue_capacity);
     let writer = spawn_writer(receiver, sinks, config.writer_priority).map_err(StartError::Writer)?;
     Ok((queue, Some(writer), store))
 }
