@@ -6,6 +6,8 @@
 //!   access log ([`JsonLinesSink`]) and the store ([`StoreSink`]).
 //! - The store ([`Store`]): requests, the steps of their paths, per-minute rollups, retention,
 //!   hourly Parquet partitions for the fleet; it survives a failing database by reopening it.
+//! - The scheduling of that writer, and of the gateway's other background threads, at
+//!   `SCHED_IDLE` and raised while they fall behind ([`pacing`]).
 //! - Analyses over the store ([`analysis`]): the dashboard's figures, anomaly detection against
 //!   a robust baseline, canary / A-B verdicts.
 //! - Read-only, sandboxed SQL over the store ([`sql`]), with time and row limits, in JSON, CSV
@@ -19,6 +21,7 @@
 pub mod analysis;
 mod event;
 mod jsonl;
+pub mod pacing;
 mod queue;
 pub mod sql;
 mod store;
@@ -31,7 +34,7 @@ pub use store::{
     export_store, ExportedPartition, FleetSettings, Retention, SqlLimits, Store, StoreError, StoreLocation,
     StoreSettings, StoreSink, StoreStats,
 };
-pub use writer::{spawn_writer, EventSink, WriterHandle, WriterPriority};
+pub use writer::{spawn_writer, EventSink, WriterHandle};
 
 /// The DuckDB binding the analyses read through, for callers of [`Store::read`].
 pub use duckdb;

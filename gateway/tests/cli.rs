@@ -179,15 +179,19 @@ fn check_reports_problems_with_file_line_and_field() {
     );
 
     let priority = dir.path().join("priority.yaml");
-    std::fs::write(&priority, "analytics:\n  writer_priority: high\n").expect("write");
+    let priorities = "analytics:\n  writer_priority: high\ntraces:\n  endpoint: http://127.0.0.1:4317\n  exporter_priority: low\n";
+    std::fs::write(&priority, priorities).expect("write");
     let stderr = String::from_utf8_lossy(&check(&priority).stderr).into_owned();
-    assert!(
-        stderr.contains(&format!(
-            "{}:2:20: analytics.writer_priority: unknown priority `high`: expected auto, normal or idle",
+    for (at, field, value) in [
+        ("2:20", "analytics.writer_priority", "high"),
+        ("5:22", "traces.exporter_priority", "low"),
+    ] {
+        let expected = format!(
+            "{}:{at}: {field}: unknown priority `{value}`: expected auto, normal or idle",
             priority.display()
-        )),
-        "{stderr}"
-    );
+        );
+        assert!(stderr.contains(&expected), "{stderr}");
+    }
 
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, config("127.0.0.1:9".parse().expect("addr"), "/")).expect("write");

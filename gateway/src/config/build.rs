@@ -1,7 +1,7 @@
 //! Validation: turns the raw config into runtime structures, collecting every problem with the
 //! line and field it belongs to before failing. Upstreams and routes have modules of their own.
 
-use super::build_analytics::{build_analytics, build_writer_priority};
+use super::build_analytics::build_analytics;
 use super::build_auth::build_consumers;
 use super::build_cache::build_store;
 use super::build_edge::{build_head_limits, build_policy, build_trusted_proxies};
@@ -12,7 +12,7 @@ use super::build_tls::build_server_tls;
 use super::build_upstream::build_upstreams;
 use super::error::Problems;
 use super::raw::{RawConfig, RawTraces};
-use super::values::{duration, socket_addr};
+use super::values::{duration, priority, socket_addr};
 use super::{AccessLogTarget, Config, ConfigErrors, Listeners, OtlpProtocol, TraceSettings};
 use crate::routing::RouteTable;
 use crate::stats::Registry;
@@ -82,7 +82,12 @@ pub(super) fn build(
     let upstreams = build_upstreams(&mut p, &raw.upstreams, &registry);
     let traces = raw.traces.as_ref().and_then(|t| build_traces(&mut p, t));
     let analytics = build_analytics(&mut p, &raw.analytics);
-    let writer_priority = build_writer_priority(&mut p, &raw.analytics);
+    // The writer serves the access log too, so its priority is read with the store off.
+    let writer_priority = priority(
+        &mut p,
+        "analytics.writer_priority",
+        raw.analytics.writer_priority.as_ref(),
+    );
     let jaeger_ui = raw.dashboard.jaeger_ui.as_ref().and_then(|url| {
         if url.starts_with("http://") || url.starts_with("https://") {
             Some(Arc::from(url.as_str()))
@@ -185,6 +190,7 @@ fn build_traces(p: &mut Problems, raw: &RawTraces) -> Option<TraceSettings> {
         sample_ratio,
         always_sample_errors: raw.always_sample_errors.unwrap_or(true),
         trace_id_header: raw.trace_id_header.unwrap_or(false),
+        exporter_priority: priority(p, "traces.exporter_priority", raw.exporter_priority.as_ref()),
         service_name: raw
             .service_name
             .as_ref()

@@ -4,7 +4,7 @@
 use super::error::Problems;
 use super::raw::{RawAnalytics, RawFleet};
 use super::values::{bytes, duration, positive};
-use lookout_analytics::{FleetSettings, Retention, SqlLimits, StoreLocation, StoreSettings, WriterPriority};
+use lookout_analytics::{FleetSettings, Retention, SqlLimits, StoreLocation, StoreSettings};
 use std::path::PathBuf;
 
 /// The store's file when the config names none (relative to the config file's folder).
@@ -65,20 +65,6 @@ pub(super) fn build_analytics(p: &mut Problems, raw: &RawAnalytics) -> Option<St
     }
     settings.threads = positive(p, "analytics.threads", raw.threads.as_ref(), settings.threads);
     Some(settings)
-}
-
-/// The event writer's scheduling; it serves the access log too, so it is read with the store off.
-pub(super) fn build_writer_priority(p: &mut Problems, raw: &RawAnalytics) -> WriterPriority {
-    match raw.writer_priority.as_ref().map(|t| (t.trim(), t.span())) {
-        None | Some(("auto", _)) => WriterPriority::Auto,
-        Some(("normal", _)) => WriterPriority::Normal,
-        Some(("idle", _)) => WriterPriority::Idle,
-        Some((other, span)) => {
-            let message = format!("unknown priority `{other}`: expected auto, normal or idle");
-            p.at(span, "analytics.writer_priority", message);
-            WriterPriority::Auto
-        }
-    }
 }
 
 fn build_fleet(p: &mut Problems, raw: &RawFleet) -> Option<FleetSettings> {

@@ -24,7 +24,8 @@ pub use error::{ConfigError, ConfigErrors};
 use crate::routing::RouteTable;
 use crate::stats::Registry;
 use error::Problems;
-use lookout_analytics::{StoreLocation, StoreSettings, WriterPriority};
+use lookout_analytics::pacing::BackgroundPriority;
+use lookout_analytics::{StoreLocation, StoreSettings};
 use marked_yaml::FromYamlError;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,8 @@ pub struct TraceSettings {
     /// Return the trace id to clients in `x-trace-id`.
     pub trace_id_header: bool,
     pub service_name: String,
+    /// How the thread that builds and exports spans is scheduled.
+    pub exporter_priority: BackgroundPriority,
 }
 
 /// A validated config, ready to run.
@@ -96,7 +99,7 @@ pub struct Config {
     /// The analytics store; `None` when off. Read at start only: a reload keeps the running store.
     pub analytics: Option<StoreSettings>,
     /// How the thread that writes events (store, access log) is scheduled.
-    pub writer_priority: WriterPriority,
+    pub writer_priority: BackgroundPriority,
     /// Jaeger's UI address, for the dashboard's links to traces.
     pub jaeger_ui: Option<Arc<str>>,
     /// Routes and the upstreams they point at: the part that a reload swaps.

@@ -127,6 +127,8 @@ pub(crate) struct RawTraces {
     pub(crate) always_sample_errors: Option<bool>,
     pub(crate) trace_id_header: Option<bool>,
     pub(crate) service_name: Option<Text>,
+    /// `auto` (default), `idle` or `normal`: how the exporter's thread is scheduled.
+    pub(crate) exporter_priority: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,6 +4,7 @@
 use super::error::Problems;
 use super::raw::Text;
 use http::uri::Authority;
+use lookout_analytics::pacing::BackgroundPriority;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -133,4 +134,18 @@ pub(crate) fn header_name(p: &mut Problems, field: &str, text: &Text) -> Option<
             )
         })
         .ok()
+}
+
+/// A background thread's scheduling: `auto` (the default), `idle` or `normal`.
+pub(crate) fn priority(p: &mut Problems, field: &str, value: Option<&Text>) -> BackgroundPriority {
+    match value.map(|t| (t.trim(), t.span())) {
+        None | Some(("auto", _)) => BackgroundPriority::Auto,
+        Some(("normal", _)) => BackgroundPriority::Normal,
+        Some(("idle", _)) => BackgroundPriority::Idle,
+        Some((other, span)) => {
+            let message = format!("unknown priority `{other}`: expected auto, normal or idle");
+            p.at(span, field, message);
+            BackgroundPriority::Auto
+        }
+    }
 }

@@ -157,7 +157,8 @@ impl RequestContext {
     }
 }
 
-/// Hands a finished request's trace to the exporter (which keeps it or not).
+/// Hands a finished request's trace to the exporter (which keeps it or not). What its spans
+/// need is copied only for the requests that are kept.
 fn export_trace(
     trace: RequestTrace,
     ctx: &RequestContext,
@@ -165,20 +166,19 @@ fn export_trace(
     duration: Duration,
     error_kind: Option<ErrorKind>,
 ) {
-    trace.finish(&Finished {
-        started: ctx.started,
+    trace.finish(status, || Finished {
         started_wall: ctx.started_wall,
-        ended: ctx.started + duration,
-        method: ctx.method.as_str(),
-        path: &ctx.path,
-        route: ctx.route.as_deref(),
-        upstream: ctx.upstream.as_deref(),
-        host: ctx.host.as_deref(),
+        duration,
+        method: ctx.method.clone(),
+        path: ctx.path.clone(),
+        route: ctx.route.clone(),
+        upstream: ctx.upstream.clone(),
+        host: ctx.host.clone(),
         client_ip: ctx.client_ip,
         protocol_version: version_names(ctx.version).number,
         status,
         error: error_kind.map(ErrorKind::as_str),
-        request_id: ctx.request_id_str(),
-        steps: &ctx.steps,
+        request_id: ctx.request_id.clone(),
+        steps: ctx.steps.clone(),
     });
 }

@@ -104,6 +104,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
         "generation": shared.generation.load(Ordering::Acquire),
         "analytics": shared.proxy.events.stats(),
         "store": shared.store.as_ref().map(|store| store.stats()),
+        "traces": shared.proxy.tracing.as_ref().map(|tracing| tracing.stats()),
         "routes": shared.registry.route_snapshots(),
         "upstreams": upstreams,
     }))
@@ -112,9 +113,10 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn prometheus_metrics(State(shared): State<Arc<Shared>>) -> Response {
     let store = shared.store.as_ref().map(|store| store.stats());
+    let traces = shared.proxy.tracing.as_ref().map(|tracing| tracing.stats());
     let text = shared
         .registry
-        .render_metrics(&shared.proxy.events.stats(), store.as_ref());
+        .render_metrics(&shared.proxy.events.stats(), store.as_ref(), traces.as_ref());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,

@@ -20,6 +20,11 @@ pub(crate) const EVENTS_DROPPED: &str = "lookout_analytics_events_dropped_total"
 pub(crate) const EVENTS_WRITTEN: &str = "lookout_analytics_events_written_total";
 pub(crate) const EVENT_WRITE_ERRORS: &str = "lookout_analytics_event_write_errors_total";
 pub(crate) const WRITER_RAISED: &str = "lookout_analytics_writer_raised_total";
+pub(crate) const TRACES_QUEUED: &str = "lookout_traces_queued_total";
+pub(crate) const TRACES_DROPPED: &str = "lookout_traces_dropped_total";
+pub(crate) const SPANS_EXPORTED: &str = "lookout_trace_spans_exported_total";
+pub(crate) const SPANS_FAILED: &str = "lookout_trace_spans_failed_total";
+pub(crate) const EXPORTER_RAISED: &str = "lookout_traces_exporter_raised_total";
 pub(crate) const CONFIG_RELOADS: &str = "lookout_config_reloads_total";
 pub(crate) const STORE_UP: &str = "lookout_analytics_store_up";
 pub(crate) const STORE_WRITTEN: &str = "lookout_analytics_store_events_written_total";
@@ -57,7 +62,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 39] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 44] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -110,6 +115,27 @@ const DESCRIPTIONS: [(&str, Unit, &str); 39] = [
         WRITER_RAISED,
         Unit::Count,
         "Times the analytics writer, idle by default, was raised to normal scheduling because it fell behind.",
+    ),
+    (
+        TRACES_QUEUED,
+        Unit::Count,
+        "Kept (sampled or failed) requests handed to the trace exporter.",
+    ),
+    (
+        TRACES_DROPPED,
+        Unit::Count,
+        "Kept requests whose spans were dropped because the trace exporter's queue was full.",
+    ),
+    (SPANS_EXPORTED, Unit::Count, "Spans exported over OTLP."),
+    (
+        SPANS_FAILED,
+        Unit::Count,
+        "Spans lost because their OTLP export failed.",
+    ),
+    (
+        EXPORTER_RAISED,
+        Unit::Count,
+        "Times the trace exporter, idle by default, was raised to normal scheduling because it fell behind.",
     ),
     (CONFIG_RELOADS, Unit::Count, "Config reloads, by result."),
     (

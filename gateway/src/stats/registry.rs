@@ -8,6 +8,7 @@ use super::{RouteSnapshot, RouteStats};
 use crate::cache::{CacheCounts, ResponseCache};
 use crate::ratelimit::{LocalLimiter, Quota};
 use crate::routing::VariantWeights;
+use crate::traces::TraceStats;
 use crate::upstream::InstanceState;
 use lookout_analytics::{QueueStats, StoreStats};
 use parking_lot::Mutex;
@@ -206,6 +207,18 @@ impl Registry {
         self.publish_anomalies(store);
     }
 
+    fn publish_traces(&self, traces: &TraceStats) {
+        for (name, value) in [
+            (prometheus::TRACES_QUEUED, traces.queued),
+            (prometheus::TRACES_DROPPED, traces.dropped),
+            (prometheus::SPANS_EXPORTED, traces.spans_exported),
+            (prometheus::SPANS_FAILED, traces.spans_failed),
+            (prometheus::EXPORTER_RAISED, traces.exporter_raised),
+        ] {
+            self.metrics.counter(name, vec![]).absolute(value);
+        }
+    }
+
     /// Lookups by route and outcome, each route's hit ratio, and the store's size.
     fn publish_cache(&self) {
         let m = &self.metrics;
@@ -259,7 +272,12 @@ impl Registry {
 
     /// The Prometheus exposition text, with the figures sampled at scrape time (instance health,
     /// requests in flight, the analytics queue) brought up to date first.
-    pub(crate) fn render_metrics(&self, events: &QueueStats, store: Option<&StoreStats>) -> String {
+    pub(crate) fn render_metrics(
+        &self,
+        events: &QueueStats,
+        store: Option<&StoreStats>,
+        traces: Option<&TraceStats>,
+    ) -> String {
         let instances: Vec<_> = self.instances.lock().values().cloned().collect();
         for instance in instances {
             instance.publish_health();
@@ -283,6 +301,9 @@ impl Registry {
             .absolute(events.writer_raised);
         if let Some(store) = store {
             self.publish_store(store);
+        }
+        if let Some(traces) = traces {
+            self.publish_traces(traces);
         }
         self.publish_cache();
         m.render()

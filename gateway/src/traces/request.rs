@@ -2,6 +2,7 @@
 //! upstream must be told its parent) and the sampling decision. The steps' timings are the
 //! request context's, shared with the request event.
 
+use super::spans::{Finished, KeptTrace};
 use super::Tracing;
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
@@ -62,9 +63,29 @@ impl RequestTrace {
         out
     }
 
-    /// Whether the request's spans are exported.
-    pub(crate) fn keep(&self, failed: bool) -> bool {
-        self.sampled || (failed && self.tracing.settings.always_sample_errors)
+    /// Hands the request's spans to the exporter if the request is kept (sampled, or failed
+    /// when errors are always kept): `finished` is only called then.
+    pub(crate) fn finish(self, status: u16, finished: impl FnOnce() -> Finished) {
+        // As in OpenTelemetry's HTTP conventions, a server request fails on 5xx only.
+        let failed = status >= 500;
+        if !(self.sampled || (failed && self.tracing.settings.always_sample_errors)) {
+            return;
+        }
+        let RequestTrace {
+            tracing,
+            trace_id,
+            server_span,
+            parent,
+            attempt_spans,
+            ..
+        } = self;
+        tracing.offer(KeptTrace {
+            trace_id,
+            server_span,
+            parent,
+            attempt_spans,
+            finished: finished(),
+        });
     }
 }
 

@@ -1,166 +1,197 @@
-//! Building a kept request's spans, after the fact, from what the request path noted: a server
-//! span for the request, a child for route matching and each policy phase, and one client span
-//! per upstream attempt or composition call.
-//! Attributes follow the OpenTelemetry HTTP semantic conventions.
+//! Building a kept request's spans, after the fact and on the exporter's thread, from what the
+//! request path noted: a server span for the request, a child for route matching and each policy
+//! phase, and one client span per upstream attempt or composition call. Attributes follow the
+//! OpenTelemetry HTTP semantic conventions.
 
-use super::RequestTrace;
 use lookout_analytics::{PathStep, StepKind};
-use opentelemetry::trace::{
-    Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
-};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::Span as SdkSpan;
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use std::borrow::Cow;
 use std::net::IpAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// What the finished request looked like, for its spans.
-pub(crate) struct Finished<'a> {
-    pub(crate) started: Instant,
+pub(crate) struct Finished {
     pub(crate) started_wall: SystemTime,
-    pub(crate) ended: Instant,
-    pub(crate) method: &'a str,
-    pub(crate) path: &'a str,
-    pub(crate) route: Option<&'a str>,
-    pub(crate) upstream: Option<&'a str>,
-    pub(crate) host: Option<&'a str>,
+    pub(crate) duration: Duration,
+    pub(crate) method: http::Method,
+    pub(crate) path: String,
+    pub(crate) route: Option<Arc<str>>,
+    pub(crate) upstream: Option<Arc<str>>,
+    pub(crate) host: Option<String>,
     pub(crate) client_ip: IpAddr,
     pub(crate) protocol_version: &'static str,
     pub(crate) status: u16,
     /// The gateway's error kind, when the request failed at the gateway.
     pub(crate) error: Option<&'static str>,
-    pub(crate) request_id: &'a str,
-    pub(crate) steps: &'a [PathStep],
+    pub(crate) request_id: http::HeaderValue,
+    pub(crate) steps: Vec<PathStep>,
 }
 
-impl RequestTrace {
-    /// Builds and exports the spans if the request is kept.
-    pub(crate) fn finish(self, done: &Finished<'_>) {
-        // As in OpenTelemetry's HTTP conventions, a server span fails on 5xx only.
-        let failed = done.status >= 500;
-        if !self.keep(failed) {
-            return;
-        }
-        let mut server = self.server_span(done, failed);
-        self.child_spans(done);
-        server.end_with_timestamp(done.at(done.ended));
-    }
+/// A kept request, queued for the exporter: its ids, and what it looked like.
+pub(super) struct KeptTrace {
+    pub(super) trace_id: TraceId,
+    pub(super) server_span: SpanId,
+    /// The client's span, when it sent a valid `traceparent`.
+    pub(super) parent: Option<SpanContext>,
+    /// The span id each upstream attempt (or composition call) was given, in order.
+    pub(super) attempt_spans: Vec<SpanId>,
+    pub(super) finished: Finished,
+}
 
-    fn server_span(&self, done: &Finished<'_>, failed: bool) -> SdkSpan {
-        let tracer = &self.tracing.tracer;
-        let parent = self
-            .parent
-            .clone()
-            .map_or_else(Context::new, |p| Context::new().with_remote_span_context(p));
-        let name = match done.route {
-            Some(route) => format!("{} {route}", done.method),
-            None => done.method.to_owned(),
+/// Appends `kept`'s spans to `out`: the server span first, then its children in path order.
+pub(super) fn build(kept: KeptTrace, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
+    let KeptTrace {
+        trace_id,
+        server_span,
+        parent,
+        attempt_spans,
+        finished: done,
+    } = kept;
+    let parent_id = parent.as_ref().map_or(SpanId::INVALID, SpanContext::span_id);
+    let mut server = span_data(trace_id, parent_id, server_parts(&done, server_span), scope);
+    server.parent_span_is_remote = parent.is_some();
+    out.push(server);
+    let mut attempt_spans = attempt_spans.into_iter();
+    let mut attempts = 0;
+    for step in &done.steps {
+        let id = match step.kind {
+            StepKind::UpstreamAttempt | StepKind::ComposeCall => match attempt_spans.next() {
+                Some(id) => id,
+                None => continue,
+            },
+            _ => super::random_span_id(),
         };
-        let mut server = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Server)
-            .with_trace_id(self.trace_id)
-            .with_span_id(self.server_span)
-            .with_start_time(done.started_wall)
-            .with_attributes(server_attributes(done))
-            .start_with_context(tracer, &parent);
-        if failed {
-            server.set_status(Status::error(done.error.unwrap_or("server error")));
-        }
-        server
+        let parts = child_parts(&done, step, id, &mut attempts);
+        out.push(span_data(trace_id, server_span, parts, scope));
     }
+}
 
-    /// Route matching and each upstream attempt, as children of the server span.
-    fn child_spans(&self, done: &Finished<'_>) {
-        let tracer = &self.tracing.tracer;
-        let flags = TraceFlags::SAMPLED;
-        let server = SpanContext::new(
-            self.trace_id,
-            self.server_span,
-            flags,
+/// What differs between the spans of one request.
+struct SpanParts {
+    id: SpanId,
+    kind: SpanKind,
+    name: Cow<'static, str>,
+    attributes: Vec<KeyValue>,
+    times: (SystemTime, SystemTime),
+    status: Status,
+}
+
+fn span_data(trace_id: TraceId, parent: SpanId, parts: SpanParts, scope: &InstrumentationScope) -> SpanData {
+    SpanData {
+        span_context: SpanContext::new(
+            trace_id,
+            parts.id,
+            TraceFlags::SAMPLED,
             false,
             TraceState::default(),
-        );
-        let inside = Context::new().with_remote_span_context(server);
-        let mut attempt_spans = self.attempt_spans.iter();
-        let mut attempts = 0;
-        for step in done.steps {
-            let builder = match step.kind {
-                StepKind::RouteMatch => {
-                    let attributes: Vec<KeyValue> = done
-                        .route
-                        .map(|r| KeyValue::new("http.route", r.to_owned()))
-                        .into_iter()
-                        .collect();
-                    tracer
-                        .span_builder("match route")
-                        .with_kind(SpanKind::Internal)
-                        .with_attributes(attributes)
-                }
-                StepKind::RateLimit => tracer.span_builder("rate limit").with_kind(SpanKind::Internal),
-                StepKind::CacheLookup => tracer.span_builder("cache lookup").with_kind(SpanKind::Internal),
-                StepKind::UpstreamAttempt => {
-                    let Some(&span) = attempt_spans.next() else {
-                        continue;
-                    };
-                    attempts += 1;
-                    tracer
-                        .span_builder(format!("{} {}", done.method, done.upstream.unwrap_or("upstream")))
-                        .with_kind(SpanKind::Client)
-                        .with_span_id(span)
-                        .with_attributes(attempt_attributes(done.method, step, attempts - 1))
-                }
-                StepKind::ComposeCall => {
-                    let Some(&span) = attempt_spans.next() else {
-                        continue;
-                    };
-                    let call = step.name.as_deref().unwrap_or("call");
-                    let mut attributes = attempt_attributes("GET", step, 0);
-                    attributes.push(KeyValue::new("lookout.compose.call", call.to_owned()));
-                    tracer
-                        .span_builder(format!("GET {call}"))
-                        .with_kind(SpanKind::Client)
-                        .with_span_id(span)
-                        .with_attributes(attributes)
-                }
-            };
-            let mut span = builder
-                .with_start_time(done.offset(step.start_us))
-                .start_with_context(tracer, &inside);
-            if let Some(error) = step.error {
-                span.set_status(Status::error(error));
-            }
-            span.end_with_timestamp(done.offset(step.start_us + step.duration_us));
-        }
+        ),
+        parent_span_id: parent,
+        parent_span_is_remote: false,
+        span_kind: parts.kind,
+        name: parts.name,
+        start_time: parts.times.0,
+        end_time: parts.times.1,
+        attributes: parts.attributes,
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status: parts.status,
+        instrumentation_scope: scope.clone(),
     }
 }
 
-impl Finished<'_> {
-    /// The wall-clock time of a monotonic instant of this request.
-    fn at(&self, instant: Instant) -> SystemTime {
-        self.started_wall + instant.saturating_duration_since(self.started)
+fn server_parts(done: &Finished, id: SpanId) -> SpanParts {
+    let name = match &done.route {
+        Some(route) => format!("{} {route}", done.method),
+        None => done.method.to_string(),
+    };
+    // As in OpenTelemetry's HTTP conventions, a server span fails on 5xx only.
+    let status = match done.status >= 500 {
+        true => Status::error(done.error.unwrap_or("server error")),
+        false => Status::Unset,
+    };
+    SpanParts {
+        id,
+        kind: SpanKind::Server,
+        name: name.into(),
+        attributes: server_attributes(done),
+        times: (done.started_wall, done.started_wall + done.duration),
+        status,
     }
+}
 
+/// A step's span: internal for the gateway's own phases, a client span for each call upstream
+/// (`attempts` counts the upstream attempts so far, for the resend count).
+fn child_parts(done: &Finished, step: &PathStep, id: SpanId, attempts: &mut usize) -> SpanParts {
+    let (kind, name, attributes): (_, Cow<'static, str>, _) = match step.kind {
+        StepKind::RouteMatch => {
+            let attributes = done
+                .route
+                .iter()
+                .map(|r| KeyValue::new("http.route", r.clone()))
+                .collect();
+            (SpanKind::Internal, "match route".into(), attributes)
+        }
+        StepKind::RateLimit => (SpanKind::Internal, "rate limit".into(), Vec::new()),
+        StepKind::CacheLookup => (SpanKind::Internal, "cache lookup".into(), Vec::new()),
+        StepKind::UpstreamAttempt => {
+            *attempts += 1;
+            let name = format!(
+                "{} {}",
+                done.method,
+                done.upstream.as_deref().unwrap_or("upstream")
+            );
+            let attributes = attempt_attributes(done.method.as_str(), step, *attempts - 1);
+            (SpanKind::Client, name.into(), attributes)
+        }
+        StepKind::ComposeCall => {
+            let call = step.name.as_deref().unwrap_or("call");
+            let mut attributes = attempt_attributes("GET", step, 0);
+            attributes.push(KeyValue::new("lookout.compose.call", call.to_owned()));
+            (SpanKind::Client, format!("GET {call}").into(), attributes)
+        }
+    };
+    SpanParts {
+        id,
+        kind,
+        name,
+        attributes,
+        times: (
+            done.offset(step.start_us),
+            done.offset(step.start_us + step.duration_us),
+        ),
+        status: step.error.map_or(Status::Unset, Status::error),
+    }
+}
+
+impl Finished {
     /// The wall-clock time `micros` after the request started.
     fn offset(&self, micros: u64) -> SystemTime {
         self.started_wall + Duration::from_micros(micros)
     }
 }
 
-fn server_attributes(done: &Finished<'_>) -> Vec<KeyValue> {
+fn server_attributes(done: &Finished) -> Vec<KeyValue> {
     let mut attributes = vec![
-        KeyValue::new("http.request.method", done.method.to_owned()),
-        KeyValue::new("url.path", done.path.to_owned()),
+        KeyValue::new("http.request.method", done.method.to_string()),
+        KeyValue::new("url.path", done.path.clone()),
         KeyValue::new("url.scheme", "http"),
         KeyValue::new("http.response.status_code", i64::from(done.status)),
         KeyValue::new("client.address", done.client_ip.to_string()),
         KeyValue::new("network.protocol.version", done.protocol_version),
-        KeyValue::new("lookout.request_id", done.request_id.to_owned()),
+        KeyValue::new(
+            "lookout.request_id",
+            done.request_id.to_str().unwrap_or_default().to_owned(),
+        ),
     ];
-    if let Some(route) = done.route {
-        attributes.push(KeyValue::new("http.route", route.to_owned()));
+    if let Some(route) = &done.route {
+        attributes.push(KeyValue::new("http.route", route.clone()));
     }
-    if let Some(host) = done.host {
-        attributes.push(KeyValue::new("server.address", host.to_owned()));
+    if let Some(host) = &done.host {
+        attributes.push(KeyValue::new("server.address", host.clone()));
     }
     if let Some(error) = done.error {
         attributes.push(KeyValue::new("error.type", error));

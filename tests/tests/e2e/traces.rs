@@ -6,6 +6,7 @@ use lookout_tests::{body_json, send, start_gateway, OtlpReceiver, TestUpstream};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use serde_json::json;
 
 fn attribute(span: &Span, key: &str) -> Option<Value> {
     span.attributes
@@ -210,5 +211,82 @@ async fn unsampled_requests_are_not_exported_but_errors_are() {
         attribute(servers[0], "error.type"),
         Some(Value::StringValue("502".into()))
     );
+    let counted = trace_stats_reach(gateway.admin_addr(), |t| t["spans_exported"] == 3).await;
+    assert_eq!(
+        (&counted["queued"], &counted["dropped"], &counted["spans_failed"]),
+        (&json!(1), &json!(0), &json!(0)),
+        "{counted}"
+    );
     gateway.shutdown().await;
+}
+
+/// Waits (at most 10 s) until `/admin/stats`'s `traces` figures pass `done`, and returns them.
+async fn trace_stats_reach(
+    admin: std::net::SocketAddr,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let traces =
+        || async { body_json(&send(admin, Method::GET, "/admin/stats", &[]).await)["traces"].clone() };
+    lookout_tests::wait_until(std::time::Duration::from_secs(10), || async {
+        done(&traces().await)
+    })
+    .await;
+    traces().await
+}
+
+#[tokio::test]
+async fn spans_that_cannot_be_exported_are_counted_and_the_proxy_carries_on() {
+    // A port nothing listens on: every export is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let nowhere = closed.local_addr().expect("addr");
+    drop(closed);
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&format!(
+        "traces: {{ endpoint: \"http://{nowhere}\" }}\n{}",
+        lookout_tests::single_upstream(upstream.addr, "", "")
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            send(gateway.proxy_addr(), Method::GET, "/", &[]).await.status,
+            StatusCode::OK
+        );
+    }
+    let counted = trace_stats_reach(gateway.admin_addr(), |t| t["spans_failed"] == 9).await;
+    assert_eq!(
+        (
+            &counted["spans_failed"],
+            &counted["spans_exported"],
+            &counted["queued"]
+        ),
+        (&json!(9), &json!(0), &json!(3)),
+        "three spans each for three requests, all lost: {counted}"
+    );
+    let metrics = send(gateway.admin_addr(), Method::GET, "/metrics", &[]).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(text.contains("lookout_trace_spans_failed_total 9"), "{text}");
+    assert!(text.contains("lookout_traces_dropped_total 0"), "{text}");
+    super::metrics::promtool_check(&text);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn spans_still_queued_at_shutdown_are_exported() {
+    let receiver = OtlpReceiver::grpc().await;
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&format!(
+        "{}{}",
+        traces_config(&receiver, "grpc", ""),
+        lookout_tests::single_upstream(upstream.addr, "", "")
+    ))
+    .await;
+    for _ in 0..20 {
+        assert_eq!(
+            send(gateway.proxy_addr(), Method::GET, "/", &[]).await.status,
+            StatusCode::OK
+        );
+    }
+    // At once: the exporter takes its queue only every 100 ms, so most of these are still in it.
+    gateway.shutdown().await;
+    assert_eq!(receiver.spans().len(), 60, "three spans for each of 20 requests");
 }

@@ -1,13 +1,10 @@
 //! The event writer: an OS thread that drains the queue in batches into a sink, at a priority
-//! that keeps it off the proxy's CPU ([`priority`]).
+//! that keeps it off the proxy's CPU ([`crate::pacing`]).
 
-mod priority;
-
-pub use priority::WriterPriority;
-
-use crate::queue::EventReceiver;
+use crate::pacing::{self, BackgroundPriority, Backlog, Pacer, Plan};
+use crate::queue::{Counters, EventReceiver};
 use crate::RequestEvent;
-use priority::{Pacer, Plan, Watched};
+use crossbeam_channel::Receiver;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,6 +32,29 @@ const MAX_BATCH: usize = 8192;
 /// cost is that the sink trails the proxy by up to this much.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The writer, in the log.
+const WRITER: &str = "the event writer";
+
+/// The writer's queue, for its pacer.
+struct WriterBacklog {
+    queue: Receiver<RequestEvent>,
+    counters: Arc<Counters>,
+}
+
+impl Backlog for WriterBacklog {
+    fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn capacity(&self) -> usize {
+        self.queue.capacity().unwrap_or(0)
+    }
+
+    fn count_raise(&self) {
+        self.counters.writer_raised.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Owns the writer thread; [`WriterHandle::shutdown`] flushes what is queued and joins it.
 pub struct WriterHandle {
     stop: Arc<AtomicBool>,
@@ -46,27 +66,26 @@ pub struct WriterHandle {
 pub fn spawn_writer(
     receiver: EventReceiver,
     sinks: Vec<Box<dyn EventSink>>,
-    priority: WriterPriority,
+    priority: BackgroundPriority,
 ) -> io::Result<WriterHandle> {
-    let plan = priority.plan();
+    let plan = priority.plan(WRITER);
     let stop = Arc::new(AtomicBool::new(false));
     let passes = Arc::new(AtomicU64::new(0));
-    let watched = Watched {
-        passes: passes.clone(),
+    let backlog = WriterBacklog {
         queue: receiver.rx.clone(),
         counters: receiver.counters.clone(),
     };
-    let thread_stop = stop.clone();
+    let (thread_stop, thread_passes) = (stop.clone(), passes.clone());
     let thread = std::thread::Builder::new()
         .name("lookout-events".into())
         .spawn(move || {
             if plan != Plan::Normal {
-                priority::make_current_thread_idle();
+                pacing::make_current_thread_idle(WRITER);
             }
-            run(receiver, sinks, &thread_stop, &passes)
+            run(receiver, sinks, &thread_stop, &thread_passes)
         })?;
     let pacer = match plan {
-        Plan::Paced => Some(Pacer::start(&thread, watched)?),
+        Plan::Paced => Some(Pacer::start(WRITER, &thread, passes, backlog)?),
         Plan::Normal | Plan::Idle => None,
     };
     Ok(WriterHandle {
@@ -175,8 +194,8 @@ fn write(receiver: &EventReceiver, outputs: &mut [Output], batch: &mut Vec<Reque
 mod tests {
     use super::*;
     use crate::event::tests::sample_event;
+    use crate::pacing::STALLED_AFTER;
     use crate::EventQueue;
-    use priority::STALLED_AFTER;
     use std::sync::Mutex;
 
     /// A sink that keeps what it is given, to check what the writer hands over.
@@ -207,7 +226,7 @@ mod tests {
         let writer = spawn_writer(
             receiver,
             vec![Box::new(Collect(collected.clone()))],
-            WriterPriority::Normal,
+            BackgroundPriority::Normal,
         )
         .expect("writer");
         writer.shutdown();
@@ -279,8 +298,8 @@ mod tests {
             writer_tid: tid_tx,
             gate,
         };
-        let plan = WriterPriority::Idle.plan();
-        let writer = spawn_writer(receiver, vec![Box::new(sink)], WriterPriority::Idle).expect("writer");
+        let plan = BackgroundPriority::Idle.plan(WRITER);
+        let writer = spawn_writer(receiver, vec![Box::new(sink)], BackgroundPriority::Idle).expect("writer");
         queue.offer(sample_event(0));
         let tid = tid_rx.recv_timeout(Duration::from_secs(10)).expect("a write");
         (1..events).for_each(|i| queue.offer(sample_event(i)));
@@ -313,7 +332,8 @@ mod tests {
     #[test]
     fn failed_writes_are_counted_and_the_writer_keeps_going() {
         let (queue, receiver) = EventQueue::bounded(16);
-        let writer = spawn_writer(receiver, vec![Box::new(Broken)], WriterPriority::Normal).expect("writer");
+        let writer =
+            spawn_writer(receiver, vec![Box::new(Broken)], BackgroundPriority::Normal).expect("writer");
         queue.offer(sample_event(1));
         writer.shutdown();
         queue.offer(sample_event(2));
