@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Lookout proxy benchmark: direct-to-upstream, nginx (1 worker) and Lookout (--workers 1) in front
-# of the same upstream, driven by wrk. Lookout runs three times: fully observed ("lookout": every
-# request in the DuckDB store and the access log, traces at 10% to a live OTLP receiver), with
-# only the store on ("stored"), and with events, store and traces off ("quiet"). Prints req/s,
-# p50 and p99 for each, the cost of observability and of the store, the Lookout/nginx ratios,
-# and how many events the store took and dropped.
+# of the same upstream, driven by wrk. Lookout runs four times: with events, store and traces off
+# ("quiet"), with only the DuckDB store on ("stored"), with the store and traces at 10% to a live
+# OTLP receiver ("observed": what the observability issue lists), and with the access log on top
+# ("lookout": fully observed). Statistics and /metrics are always on.
 #
-#   tests/bench/run.sh                # 10 s per run
-#   DURATION=30s tests/bench/run.sh
+# Each case is measured in rounds, every target once per round in turn, so that a slow spell of
+# the machine hits all of them alike. Prints each round's req/s, the medians of req/s, p50 and p99,
+# the cost of observability and of the store (the median of the rounds' paired ratios), the
+# Lookout/nginx ratios, and how many events and traces each gateway took and dropped.
+#
+#   tests/bench/run.sh                      # 3 rounds of 5 s per target and case
+#   ROUNDS=5 DURATION=10s tests/bench/run.sh
 #
 # Needs wrk (apt install wrk); nginx is measured when installed (apt install nginx-light).
 # This is a benchmark, not a test: nothing here passes or fails on a figure.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+DURATION=${DURATION:-5s}
+rounds=${ROUNDS:-3}
 # shellcheck source=tests/bench/lib.sh
 source "$root/tests/bench/lib.sh"
 
@@ -23,65 +29,85 @@ otlp_port=$(free_port)
 "$target/release/otlp-sink" "127.0.0.1:$otlp_port" 2>/dev/null & pids+=($!)
 wait_port "$otlp_port"
 
-# Lookout twice: observability fully on (request events to a file, traces at 10% to a live OTLP
-# receiver; statistics and /metrics are always on) and off (no events, no traces).
-declare -A admin_ports=()
-start_lookout() { # name port extra-config
-  admin_ports[$1]=$(free_port)
+declare -A ports=() admin_ports=()
+start_lookout() { # name extra-config
+  ports[$1]=$(free_port) admin_ports[$1]=$(free_port)
   cat >"$work/$1.yaml" <<YAML
-listeners: { proxy: "127.0.0.1:$2", admin: "127.0.0.1:${admin_ports[$1]}" }
+listeners: { proxy: "127.0.0.1:${ports[$1]}", admin: "127.0.0.1:${admin_ports[$1]}" }
 upstreams:
   - { name: bench, instances: ["127.0.0.1:$upstream_port"] }
 routes:
   - { name: all, upstream: bench }
-$3
+$2
 YAML
   RUST_LOG=warn "$target/release/lookout" run -c "$work/$1.yaml" --workers 1 >/dev/null & pids+=($!)
-  wait_port "$2"
+  wait_port "${ports[$1]}"
 }
-lookout_port=$(free_port)
-start_lookout lookout "$lookout_port" "access_log: { path: \"$work/lookout-access.jsonl\" }
-analytics: { store: \"$work/lookout.duckdb\" }
-traces: { endpoint: \"http://127.0.0.1:$otlp_port\", sample_ratio: 0.1 }"
-stored_port=$(free_port)
-start_lookout stored "$stored_port" "access_log: { path: off }
-analytics: { store: \"$work/stored.duckdb\" }"
-quiet_port=$(free_port)
-start_lookout quiet "$quiet_port" "access_log: { path: off }
+traces="traces: { endpoint: \"http://127.0.0.1:$otlp_port\", sample_ratio: 0.1 }"
+start_lookout quiet "access_log: { path: off }
 analytics: { store: off }"
+start_lookout stored "access_log: { path: off }
+analytics: { store: \"$work/stored.duckdb\" }"
+start_lookout observed "access_log: { path: off }
+analytics: { store: \"$work/observed.duckdb\" }
+$traces"
+start_lookout lookout "access_log: { path: \"$work/lookout-access.jsonl\" }
+analytics: { store: \"$work/lookout.duckdb\" }
+$traces"
 
 start_nginx
+ports[direct]=$upstream_port
+labels="direct quiet stored observed lookout"
+if [ -n "$nginx_port" ]; then
+  ports[nginx]=$nginx_port
+  labels="direct nginx quiet stored observed lookout"
+fi
 
-printf "\n%-22s %-8s %12s %10s %10s\n" "case" "target" "req/s" "p50 (us)" "p99 (us)"
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# The median over the rounds of target $1's req/s divided by target $2's in the same round.
+paired_ratio() {
+  paste <(echo "${rps[$1]}" | tr ' ' '\n') <(echo "${rps[$2]}" | tr ' ' '\n') \
+    | awk 'NF == 2 { printf "%.5f ", $1 / $2 }' | median
+}
+
+printf "\n%-14s %-9s %9s %9s %9s   %s\n" "case" "target" "req/s" "p50 (us)" "p99 (us)" "req/s by round"
 for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; do
   IFS=: read -r name path conns <<<"$case"
   declare -A rps=() p50=() p99=()
-  targets="direct:$upstream_port quiet:$quiet_port stored:$stored_port lookout:$lookout_port"
-  [ -n "$nginx_port" ] && targets="direct:$upstream_port nginx:$nginx_port quiet:$quiet_port stored:$stored_port lookout:$lookout_port"
-  for t in $targets; do
-    IFS=: read -r label port <<<"$t"
-    read -r r a b < <(measure "http://127.0.0.1:$port$path" "$conns")
-    rps[$label]=$r p50[$label]=$a p99[$label]=$b
-    printf "%-22s %-8s %12s %10s %10s\n" "$name" "$label" "$r" "$a" "$b"
+  for round in $(seq "$rounds"); do
+    for label in $labels; do
+      read -r r a b < <(measure "http://127.0.0.1:${ports[$label]}$path" "$conns")
+      rps[$label]+="$r " p50[$label]+="$a " p99[$label]+="$b "
+    done
   done
-  awk -v n="$name" -v on="${rps[lookout]}" -v off="${rps[quiet]}" -v p_on="${p99[lookout]}" -v p_off="${p99[quiet]}" 'BEGIN {
-    printf "%-22s observability cost: req/s %+.1f%%, p99 %+d us (lookout = fully on, quiet = off)\n", n, (on/off-1)*100, p_on-p_off }'
-  awk -v n="$name" -v on="${rps[stored]}" -v off="${rps[quiet]}" -v p_on="${p99[stored]}" -v p_off="${p99[quiet]}" 'BEGIN {
-    printf "%-22s store cost: req/s %+.1f%%, p99 %+d us (stored = DuckDB store on, quiet = off)\n", n, (on/off-1)*100, p_on-p_off }'
+  for label in $labels; do
+    printf "%-14s %-9s %9.0f %9.0f %9.0f   %s\n" "$name" "$label" "$(echo "${rps[$label]}" | median)" \
+      "$(echo "${p50[$label]}" | median)" "$(echo "${p99[$label]}" | median)" "${rps[$label]}"
+  done
+  for on in stored observed lookout; do
+    awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" quiet)" 'BEGIN {
+      printf "%-14s %-9s cost against quiet: req/s %+.1f%% (median over the rounds)\n", n, t, (r - 1) * 100 }'
+  done
   if [ -n "$nginx_port" ]; then
-    awk -v n="$name" -v lr="${rps[lookout]}" -v nr="${rps[nginx]}" -v l99="${p99[lookout]}" -v n99="${p99[nginx]}" -v d99="${p99[direct]}" 'BEGIN {
-      printf "%-22s lookout/nginx req/s = %.2fx; added p99 over direct: lookout %+d us, nginx %+d us\n", n, lr/nr, l99-d99, n99-d99 }'
+    for on in observed lookout; do
+      awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" nginx)" 'BEGIN {
+        printf "%-14s %-9s / nginx req/s = %.2fx (median over the rounds)\n", n, t, r }'
+    done
   fi
   unset rps p50 p99
 done
 
-# The store keeps up or says what it dropped (the queue drops rather than slow the proxy).
+# The store and the exporter keep up or say what they dropped (their queues drop rather than slow
+# the proxy).
 sleep 2
-for name in stored lookout; do
+for name in stored observed lookout; do
   curl -s "http://127.0.0.1:${admin_ports[$name]}/admin/stats" | python3 -c '
 import json, sys
-s = json.load(sys.stdin); q = s["analytics"]; st = s["store"]
+s = json.load(sys.stdin); q = s["analytics"]; st = s["store"]; t = s.get("traces")
 name = sys.argv[1]
 print("%-8s events: accepted %d, dropped at the queue %d, stored %d, lost by the store %d; writer raised from idle %d times"
-      % (name, q["accepted"], q["dropped"], st["events_written"], st["events_lost"], q["writer_raised"]))' "$name"
+      % (name, q["accepted"], q["dropped"], st["events_written"], st["events_lost"], q["writer_raised"]))
+if t:
+    print("%-8s traces: queued %d, dropped at the queue %d; spans exported %d, failed %d; exporter raised from idle %d times"
+          % (name, t["queued"], t["dropped"], t["spans_exported"], t["spans_failed"], t["exporter_raised"]))' "$name"
 done
