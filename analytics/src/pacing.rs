@@ -20,7 +20,7 @@ use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thread_priority::unix::ThreadId;
 
 /// How a background thread is scheduled, as configured.
@@ -72,6 +72,10 @@ const CHECK_EVERY: Duration = Duration::from_millis(50);
 /// proxy 7–10% of its requests rather than 2–6%; the queue filling up is what raises it in time
 /// to drop nothing.
 pub const STALLED_AFTER: Duration = Duration::from_secs(5);
+/// [`STALLED_AFTER`] in the pacer's looks. Counting looks rather than reading the clock leaves
+/// out time the whole process spent stopped (`SIGSTOP`, a frozen container), after which every
+/// thread would otherwise look stalled at once.
+const STALLED_AFTER_CHECKS: u32 = (STALLED_AFTER.as_millis() / CHECK_EVERY.as_millis()) as u32;
 
 /// Sets the scheduling policy of `thread`, at nice 0. Returns whether it took.
 ///
@@ -169,13 +173,14 @@ fn pace<B: Backlog>(paced: ThreadId, watched: &Watched<B>, stop: &AtomicBool) {
     let capacity = backlog.capacity();
     let (filling, nearly_empty) = (capacity * 3 / 4, capacity / 8);
     let mut raised = false;
-    let (mut passes, mut last_pass) = (watched.passes.load(Ordering::Acquire), Instant::now());
+    let (mut passes, mut checks_since_pass) = (watched.passes.load(Ordering::Acquire), 0);
     while !stop.load(Ordering::Acquire) {
         let now_passes = watched.passes.load(Ordering::Acquire);
         if now_passes != passes {
-            (passes, last_pass) = (now_passes, Instant::now());
+            (passes, checks_since_pass) = (now_passes, 0);
         }
-        let stalled = last_pass.elapsed() >= STALLED_AFTER;
+        checks_since_pass += 1;
+        let stalled = checks_since_pass > STALLED_AFTER_CHECKS;
         if !raised && (stalled || backlog.queued() > filling) {
             if !set_policy(paced, false) {
                 tracing::warn!("{what} could not be raised from SCHED_IDLE; it stays idle");

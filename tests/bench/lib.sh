@@ -6,7 +6,8 @@ duration=${DURATION:-10s}
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # (A process stopped with SIGSTOP only acts on the TERM once continued.)
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && kill -CONT "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
