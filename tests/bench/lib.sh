@@ -6,8 +6,7 @@ duration=${DURATION:-10s}
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  # (A process stopped with SIGSTOP only acts on the TERM once continued.)
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && kill -CONT "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -6,9 +6,7 @@
 # ("lookout": fully observed). Statistics and /metrics are always on.
 #
 # Each case is measured in rounds, every target once per round in turn, so that a slow spell of
-# the machine hits all of them alike. Only the gateway being measured runs; the others are
-# stopped (SIGSTOP), so that one's background work (its writer's commits, rollups, checkpoints)
-# never lands in another's turn. Prints each round's req/s, the medians of req/s, p50 and p99,
+# the machine hits all of them alike. Prints each round's req/s, the medians of req/s, p50 and p99,
 # the cost of observability and of the store (the median of the rounds' paired ratios), the
 # Lookout/nginx ratios, and how many events and traces each gateway took and dropped.
 #
@@ -31,7 +29,7 @@ otlp_port=$(free_port)
 "$target/release/otlp-sink" "127.0.0.1:$otlp_port" 2>/dev/null & pids+=($!)
 wait_port "$otlp_port"
 
-declare -A ports=() admin_ports=() lookout_pids=()
+declare -A ports=() admin_ports=()
 start_lookout() { # name extra-config
   ports[$1]=$(free_port) admin_ports[$1]=$(free_port)
   cat >"$work/$1.yaml" <<YAML
@@ -43,21 +41,7 @@ routes:
 $2
 YAML
   RUST_LOG=warn "$target/release/lookout" run -c "$work/$1.yaml" --workers 1 >/dev/null & pids+=($!)
-  lookout_pids[$1]=$!
   wait_port "${ports[$1]}"
-}
-# Continues gateway $1 (none for another target, all for "all") and stops the others, once
-# their exporters have sent what the last turn queued (an export cut by a stop would time out).
-run_only() {
-  local gateway
-  sleep 0.3
-  for gateway in "${!lookout_pids[@]}"; do
-    if [ "$1" = all ] || [ "$1" = "$gateway" ]; then
-      kill -CONT "${lookout_pids[$gateway]}"
-    else
-      kill -STOP "${lookout_pids[$gateway]}"
-    fi
-  done
 }
 traces="traces: { endpoint: \"http://127.0.0.1:$otlp_port\", sample_ratio: 0.1 }"
 start_lookout quiet "access_log: { path: off }
@@ -92,7 +76,6 @@ for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; 
   declare -A rps=() p50=() p99=()
   for round in $(seq "$rounds"); do
     for label in $labels; do
-      run_only "$label"
       read -r r a b < <(measure "http://127.0.0.1:${ports[$label]}$path" "$conns")
       rps[$label]+="$r " p50[$label]+="$a " p99[$label]+="$b "
     done
@@ -116,7 +99,6 @@ done
 
 # The store and the exporter keep up or say what they dropped (their queues drop rather than slow
 # the proxy).
-run_only all
 sleep 2
 for name in stored observed lookout; do
   curl -s "http://127.0.0.1:${admin_ports[$name]}/admin/stats" | python3 -c '
