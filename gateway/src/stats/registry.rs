@@ -192,7 +192,7 @@ impl Registry {
         let m = &self.metrics;
         m.gauge(prometheus::STORE_UP, vec![])
             .set(f64::from(u8::from(store.up)));
-        for (name, value) in [
+        self.set_counters([
             (prometheus::STORE_WRITTEN, store.events_written),
             (prometheus::STORE_LOST, store.events_lost),
             (prometheus::STORE_FAILURES, store.write_failures),
@@ -201,20 +201,23 @@ impl Registry {
             (prometheus::PARTITIONS_EXPORTED, store.partitions_exported),
             (prometheus::SQL_QUERIES, store.queries),
             (prometheus::SQL_QUERIES_FAILED, store.queries_failed),
-        ] {
-            m.counter(name, vec![]).absolute(value);
-        }
+        ]);
         self.publish_anomalies(store);
     }
 
     fn publish_traces(&self, traces: &TraceStats) {
-        for (name, value) in [
+        self.set_counters([
             (prometheus::TRACES_QUEUED, traces.queued),
             (prometheus::TRACES_DROPPED, traces.dropped),
             (prometheus::SPANS_EXPORTED, traces.spans_exported),
             (prometheus::SPANS_FAILED, traces.spans_failed),
             (prometheus::EXPORTER_RAISED, traces.exporter_raised),
-        ] {
+        ]);
+    }
+
+    /// Sets unlabelled counters to totals kept elsewhere.
+    fn set_counters<const N: usize>(&self, totals: [(&'static str, u64); N]) {
+        for (name, value) in totals {
             self.metrics.counter(name, vec![]).absolute(value);
         }
     }
@@ -289,16 +292,13 @@ impl Registry {
         let m = &self.metrics;
         m.gauge(prometheus::EVENTS_QUEUED, vec![])
             .set(events.queued as f64);
-        m.counter(prometheus::EVENTS_ACCEPTED, vec![])
-            .absolute(events.accepted);
-        m.counter(prometheus::EVENTS_DROPPED, vec![])
-            .absolute(events.dropped);
-        m.counter(prometheus::EVENTS_WRITTEN, vec![])
-            .absolute(events.written);
-        m.counter(prometheus::EVENT_WRITE_ERRORS, vec![])
-            .absolute(events.write_errors);
-        m.counter(prometheus::WRITER_RAISED, vec![])
-            .absolute(events.writer_raised);
+        self.set_counters([
+            (prometheus::EVENTS_ACCEPTED, events.accepted),
+            (prometheus::EVENTS_DROPPED, events.dropped),
+            (prometheus::EVENTS_WRITTEN, events.written),
+            (prometheus::EVENT_WRITE_ERRORS, events.write_errors),
+            (prometheus::WRITER_RAISED, events.writer_raised),
+        ]);
         if let Some(store) = store {
             self.publish_store(store);
         }

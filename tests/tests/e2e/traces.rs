@@ -2,6 +2,7 @@
 //! upstream sees, a client's trace continued, and sampling that still keeps errors.
 
 use http::{Method, StatusCode};
+use lookout_gateway::Gateway;
 use lookout_tests::{body_json, send, start_gateway, OtlpReceiver, TestUpstream};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -27,6 +28,25 @@ fn traces_config(receiver: &OtlpReceiver, protocol: &str, extra: &str) -> String
         "traces: {{ endpoint: \"http://{}\", protocol: {protocol}{extra} }}\n",
         receiver.addr
     )
+}
+
+/// A gateway with `traces` settings in front of one test upstream (kept alive beside it).
+async fn traced_gateway(traces: &str) -> (TestUpstream, Gateway) {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&format!(
+        "{traces}{}",
+        lookout_tests::single_upstream(upstream.addr, "", "")
+    ))
+    .await;
+    (upstream, gateway)
+}
+
+/// Sends `count` GETs of `path` and checks each is answered 200.
+async fn get_ok(gateway: &Gateway, path: &str, count: usize) {
+    for _ in 0..count {
+        let status = send(gateway.proxy_addr(), Method::GET, path, &[]).await.status;
+        assert_eq!(status, StatusCode::OK);
+    }
 }
 
 #[tokio::test]
@@ -127,13 +147,7 @@ async fn spans_form_a_tree_and_the_upstream_joins_the_trace() {
 #[tokio::test]
 async fn a_client_trace_is_continued_over_otlp_http() {
     let receiver = OtlpReceiver::http().await;
-    let upstream = TestUpstream::start("svc").await;
-    let gateway = start_gateway(&format!(
-        "{}{}",
-        traces_config(&receiver, "http", ""),
-        lookout_tests::single_upstream(upstream.addr, "", "")
-    ))
-    .await;
+    let (_upstream, gateway) = traced_gateway(&traces_config(&receiver, "http", "")).await;
     let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let client_span = "00f067aa0ba902b7";
     let traceparent = format!("00-{client_trace}-{client_span}-01");
@@ -169,19 +183,8 @@ async fn a_client_trace_is_continued_over_otlp_http() {
 #[tokio::test]
 async fn unsampled_requests_are_not_exported_but_errors_are() {
     let receiver = OtlpReceiver::grpc().await;
-    let upstream = TestUpstream::start("svc").await;
-    let gateway = start_gateway(&format!(
-        "{}{}",
-        traces_config(&receiver, "grpc", ", sample_ratio: 0.0"),
-        lookout_tests::single_upstream(upstream.addr, "", "")
-    ))
-    .await;
-    for _ in 0..5 {
-        assert_eq!(
-            send(gateway.proxy_addr(), Method::GET, "/ok", &[]).await.status,
-            StatusCode::OK
-        );
-    }
+    let (upstream, gateway) = traced_gateway(&traces_config(&receiver, "grpc", ", sample_ratio: 0.0")).await;
+    get_ok(&gateway, "/ok", 5).await;
     upstream.fail_with(502);
     assert_eq!(
         send(gateway.proxy_addr(), Method::GET, "/broken", &[])
@@ -240,18 +243,9 @@ async fn spans_that_cannot_be_exported_are_counted_and_the_proxy_carries_on() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let nowhere = closed.local_addr().expect("addr");
     drop(closed);
-    let upstream = TestUpstream::start("svc").await;
-    let gateway = start_gateway(&format!(
-        "traces: {{ endpoint: \"http://{nowhere}\" }}\n{}",
-        lookout_tests::single_upstream(upstream.addr, "", "")
-    ))
-    .await;
-    for _ in 0..3 {
-        assert_eq!(
-            send(gateway.proxy_addr(), Method::GET, "/", &[]).await.status,
-            StatusCode::OK
-        );
-    }
+    let (_upstream, gateway) =
+        traced_gateway(&format!("traces: {{ endpoint: \"http://{nowhere}\" }}\n")).await;
+    get_ok(&gateway, "/", 3).await;
     let counted = trace_stats_reach(gateway.admin_addr(), |t| t["spans_failed"] == 9).await;
     assert_eq!(
         (
@@ -273,19 +267,8 @@ async fn spans_that_cannot_be_exported_are_counted_and_the_proxy_carries_on() {
 #[tokio::test]
 async fn spans_still_queued_at_shutdown_are_exported() {
     let receiver = OtlpReceiver::grpc().await;
-    let upstream = TestUpstream::start("svc").await;
-    let gateway = start_gateway(&format!(
-        "{}{}",
-        traces_config(&receiver, "grpc", ""),
-        lookout_tests::single_upstream(upstream.addr, "", "")
-    ))
-    .await;
-    for _ in 0..20 {
-        assert_eq!(
-            send(gateway.proxy_addr(), Method::GET, "/", &[]).await.status,
-            StatusCode::OK
-        );
-    }
+    let (_upstream, gateway) = traced_gateway(&traces_config(&receiver, "grpc", "")).await;
+    get_ok(&gateway, "/", 20).await;
     // At once: the exporter takes its queue only every 100 ms, so most of these are still in it.
     gateway.shutdown().await;
     assert_eq!(receiver.spans().len(), 60, "three spans for each of 20 requests");
