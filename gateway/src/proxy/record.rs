@@ -111,9 +111,11 @@ impl RequestContext {
                 stats.consumer_request(consumer, status);
             }
         }
+        // The event's copy of the trace id, formatted only when there is an event to carry it.
         let trace_id = self
             .trace
             .as_ref()
+            .filter(|_| state.events.is_on())
             .and_then(|t| std::str::from_utf8(&t.trace_id_hex()).ok().map(Arc::from));
         if let Some(trace) = self.trace.take() {
             export_trace(trace, self, status, duration, error_kind);
