@@ -11,6 +11,7 @@ use crate::tls::TlsTarget;
 use http::uri::Authority;
 use metrics::{Counter, Gauge, Label};
 use serde::Serialize;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -102,15 +103,15 @@ impl Instance {
         }
     }
 
-    /// Sends `request` over a pooled connection or a new one.
-    pub(crate) async fn exchange(
+    /// Sends `request` over a pooled connection or a new one. The pool's future itself, not
+    /// one wrapping it: each async layer adds its callee's size to the request's future.
+    pub(crate) fn exchange(
         &self,
         connect_timeout: Duration,
         request: http::Request<UpstreamBody>,
-    ) -> Result<Exchange, SendError> {
+    ) -> impl Future<Output = Result<Exchange, SendError>> + '_ {
         self.pool
             .send(&self.authority, self.tls.as_ref(), connect_timeout, request)
-            .await
     }
 
     /// Opens a connection of its own (health checks prove new connections can be opened).

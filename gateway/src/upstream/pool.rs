@@ -106,7 +106,10 @@ impl ConnectionPool {
             }
         }
         let started = Instant::now();
-        let mut sender = connect(authority, tls, connect_timeout).await?;
+        // Boxed: opening a connection (TCP, TLS, handshake) is a large future, and every
+        // request's future would otherwise carry room for it, and be copied with it, even the
+        // many that reuse a pooled connection.
+        let mut sender = Box::pin(connect(authority, tls, connect_timeout)).await?;
         let connect_time = started.elapsed();
         sender.ready().await?;
         let response = sender.send_request(request).await?;
