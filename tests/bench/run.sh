@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Lookout proxy benchmark: direct-to-upstream, nginx (1 worker) and Lookout (--workers 1) in front
-# of the same upstream, driven by wrk. Lookout runs four times: with events, store and traces off
+# Lookout proxy benchmark: direct-to-upstream, nginx (1 worker), a bare hyper proxy ("bare": the
+# parts Lookout is built on, with none of its work) and Lookout (--workers 1) in front of the same
+# upstream, driven by wrk. Lookout runs four times: with events, store and traces off
 # ("quiet"), with only the DuckDB store on ("stored"), with the store and traces at 10% to a live
 # OTLP receiver ("observed": what the observability issue lists), and with the access log on top
 # ("lookout": fully observed). Statistics and /metrics are always on.
@@ -8,7 +9,8 @@
 # Each case is measured in rounds, every target once per round in turn, so that a slow spell of
 # the machine hits all of them alike. Prints each round's req/s, the medians of req/s, p50 and p99,
 # the cost of observability and of the store (the median of the rounds' paired ratios), the
-# Lookout/nginx ratios, and how many events and traces each gateway took and dropped.
+# ratios to nginx and to the bare proxy, and how many events and traces each gateway took and
+# dropped.
 #
 #   tests/bench/run.sh                      # 3 rounds of 5 s per target and case
 #   ROUNDS=5 DURATION=10s tests/bench/run.sh
@@ -55,12 +57,16 @@ start_lookout lookout "access_log: { path: \"$work/lookout-access.jsonl\" }
 analytics: { store: \"$work/lookout.duckdb\" }
 $traces"
 
+ports[bare]=$(free_port)
+"$target/release/bench-bare-proxy" "127.0.0.1:${ports[bare]}" "127.0.0.1:$upstream_port" & pids+=($!)
+wait_port "${ports[bare]}"
+
 start_nginx
 ports[direct]=$upstream_port
-labels="direct quiet stored observed lookout"
+labels="direct bare quiet stored observed lookout"
 if [ -n "$nginx_port" ]; then
   ports[nginx]=$nginx_port
-  labels="direct nginx quiet stored observed lookout"
+  labels="direct nginx bare quiet stored observed lookout"
 fi
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -88,8 +94,10 @@ for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; 
     awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" quiet)" 'BEGIN {
       printf "%-14s %-9s cost against quiet: req/s %+.1f%% (median over the rounds)\n", n, t, (r - 1) * 100 }'
   done
+  awk -v n="$name" -v r="$(paired_ratio quiet bare)" 'BEGIN {
+    printf "%-14s %-9s / bare req/s = %.2fx (median over the rounds: Lookout'"'"'s own work per request)\n", n, "quiet", r }'
   if [ -n "$nginx_port" ]; then
-    for on in observed lookout; do
+    for on in bare quiet observed lookout; do
       awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" nginx)" 'BEGIN {
         printf "%-14s %-9s / nginx req/s = %.2fx (median over the rounds)\n", n, t, r }'
     done
