@@ -188,8 +188,9 @@ pin_project_lite::pin_project! {
         inner: PooledBody,
         chunks: Vec<Bytes>,
         size: u64,
-        // `None` once the response turned out not to be storable after all.
-        pending: Option<Pending>,
+        // `None` once the response turned out not to be storable after all. Boxed: the policy is
+        // large, and this body is moved as part of every response of a cached route.
+        pending: Option<Box<Pending>>,
     }
 }
 
@@ -199,7 +200,7 @@ impl CacheFill {
             inner,
             chunks: Vec::new(),
             size: 0,
-            pending: Some(pending),
+            pending: Some(Box::new(pending)),
         }
     }
 }
@@ -247,7 +248,7 @@ impl Body for CacheFill {
     }
 }
 
-fn store(pending: &mut Option<Pending>, chunks: &mut Vec<Bytes>) {
+fn store(pending: &mut Option<Box<Pending>>, chunks: &mut Vec<Bytes>) {
     if let Some(pending) = pending.take() {
         pending.store(concat(std::mem::take(chunks)));
     }

@@ -12,7 +12,7 @@ use http::header::HeaderValue;
 use http::{Method, Request, Version};
 use lookout_analytics::{ErrorKind, PathStep, StepKind};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
 
 pub(crate) const REQUEST_ID: &str = "x-request-id";
@@ -165,9 +165,15 @@ impl RequestContext {
 
     /// Notes a step of the request's path that ran from `started` until now.
     pub(crate) fn step(&mut self, kind: StepKind, started: Instant) -> &mut PathStep {
+        self.step_until(kind, started, Instant::now())
+    }
+
+    /// Notes a step of the request's path that ran from `started` to `ended`, for a phase that
+    /// read the clock at its end anyway.
+    pub(crate) fn step_until(&mut self, kind: StepKind, started: Instant, ended: Instant) -> &mut PathStep {
         let offset = |at: Instant| at.saturating_duration_since(self.started).as_micros() as u64;
         let start_us = offset(started);
-        let duration_us = offset(Instant::now()).saturating_sub(start_us);
+        let duration_us = offset(ended).saturating_sub(start_us);
         self.steps.push(PathStep::timed(kind, start_us, duration_us));
         let last = self.steps.len() - 1;
         &mut self.steps[last]
@@ -192,12 +198,16 @@ fn request_id<B>(request: &Request<B>) -> HeaderValue {
         .get(REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.to_str().is_ok())
         .cloned()
-        .unwrap_or_else(|| {
-            let id = uuid::Uuid::new_v4();
-            let mut buf = uuid::Uuid::encode_buffer();
-            HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
-                .unwrap_or(HeaderValue::from_static("invalid"))
-        })
+        .unwrap_or_else(new_request_id)
+}
+
+/// A new UUID, in one allocation that its copies (on the upstream request, on the response)
+/// share: a value copied from a string would allocate again when first cloned.
+fn new_request_id() -> HeaderValue {
+    let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+        .unwrap_or(HeaderValue::from_static("invalid"))
 }
 
 /// The ways one HTTP version is written: in request events, in spans' `network.protocol.version`,
@@ -217,6 +227,27 @@ pub(crate) fn version_names(version: Version) -> VersionNames {
         _ => ("HTTP/1.1", "1.1", "1.1 lookout"),
     };
     VersionNames { event, number, via }
+}
+
+/// The method's name as events carry it. The standard methods' names are made once and shared:
+/// recording a request allocates nothing for its method.
+pub(crate) fn method_name(method: &Method) -> Arc<str> {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    static NAMES: LazyLock<[Arc<str>; 9]> = LazyLock::new(|| STANDARD.map(|m| Arc::from(m.as_str())));
+    match STANDARD.iter().position(|standard| standard == method) {
+        Some(index) => NAMES[index].clone(),
+        None => method.as_str().into(),
+    }
 }
 
 /// The host the client asked for, without a port.
@@ -241,7 +272,27 @@ fn strip_port(host: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_port;
+    use super::{method_name, new_request_id, strip_port};
+    use http::Method;
+
+    #[test]
+    fn new_request_ids_are_version_4_uuids() {
+        let id = new_request_id();
+        let parsed = uuid::Uuid::parse_str(id.to_str().expect("ascii")).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_ne!(id, new_request_id());
+    }
+
+    #[test]
+    fn method_names_are_shared_for_standard_methods_only() {
+        assert_eq!(&*method_name(&Method::PATCH), "PATCH");
+        assert!(std::sync::Arc::ptr_eq(
+            &method_name(&Method::GET),
+            &method_name(&Method::GET)
+        ));
+        let purge = Method::from_bytes(b"PURGE").expect("a method");
+        assert_eq!(&*method_name(&purge), "PURGE");
+    }
 
     #[test]
     fn ports_are_stripped_from_hosts() {

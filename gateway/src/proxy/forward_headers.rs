@@ -2,7 +2,7 @@
 //! §7.6.1), forwarding headers say who the client was, and `Via` records the gateway.
 
 use super::context::{version_names, RequestContext, REQUEST_ID};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that only concern one connection, never forwarded (the fixed list of RFC 9110 §7.6.1
 /// plus the proxy-authentication pair, which is addressed to this hop).
@@ -17,6 +17,10 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// `Connection` options that are handled without being collected: `keep-alive` names a header of
+/// the fixed list, `upgrade` is handled on its own, `close` names no header.
+const CONNECTION_OPTIONS: [&str; 3] = ["keep-alive", "close", "upgrade"];
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -30,12 +34,17 @@ const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
 /// set, `Connection: upgrade` and `Upgrade` are kept so the protocol switch reaches the other side.
 ///
 /// It runs twice per request, so it makes one pass over the names present and removes only those
-/// that are there, without allocating for the common `Connection: keep-alive`.
+/// that are there, without allocating for the common `Connection: keep-alive`: `Connection` itself,
+/// and the options that name no other header (or one the fixed list has), are not collected.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let listed: Vec<&str> = connection_tokens(headers).collect();
+    let listed: Vec<&str> = connection_tokens(headers)
+        .filter(|token| !CONNECTION_OPTIONS.iter().any(|o| token.eq_ignore_ascii_case(o)))
+        .collect();
     let mut present: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
-        let hop = if name == header::UPGRADE {
+        let hop = if name == header::CONNECTION {
+            false // removed below without being collected: it is the usual one
+        } else if name == header::UPGRADE {
             !upgrade
         } else {
             HOP_BY_HOP.contains(name)
@@ -50,6 +59,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in &present {
         headers.remove(name);
     }
+    headers.remove(header::CONNECTION);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -101,22 +111,27 @@ pub(crate) fn to_client(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: 
 
 fn add_forwarded(headers: &mut HeaderMap, ctx: &RequestContext) {
     let conn = &ctx.conn;
-    // Earlier proxies' entries are kept, this hop's appended; the common case, a client
-    // connecting directly, costs no formatting at all.
-    let forwarded_for = match headers.get(X_FORWARDED_FOR) {
-        Some(existing) => join(existing, &conn.forwarded_for),
-        None => conn.forwarded_for.clone(),
-    };
-    let forwarded = match headers.get(FORWARDED) {
-        Some(existing) => join(existing, &conn.forwarded),
-        None => conn.forwarded.clone(),
-    };
-    headers.insert(X_FORWARDED_FOR, forwarded_for);
-    headers.insert(FORWARDED, forwarded);
+    extend(headers.entry(X_FORWARDED_FOR), &conn.forwarded_for);
+    extend(headers.entry(FORWARDED), &conn.forwarded);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme()));
     let host = headers.get(header::HOST).cloned();
     if let Some(host) = host.or_else(|| ctx.host.as_deref().and_then(|h| HeaderValue::from_str(h).ok())) {
         headers.insert(X_FORWARDED_HOST, host);
+    }
+}
+
+/// Appends this hop's element to a list-valued header, keeping earlier proxies' entries. One
+/// lookup of the (custom, so hashed byte by byte) name; the common case, a client connecting
+/// directly, costs no formatting at all.
+fn extend(entry: Entry<'_, HeaderValue>, added: &HeaderValue) {
+    match entry {
+        Entry::Occupied(mut existing) => {
+            let joined = join(existing.get(), added);
+            existing.insert(joined);
+        }
+        Entry::Vacant(vacant) => {
+            vacant.insert(added.clone());
+        }
     }
 }
 
@@ -152,6 +167,31 @@ mod tests {
         assert!(!headers.contains_key(header::CONNECTION));
         assert!(!headers.contains_key(header::TE));
         assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn connection_options_remove_only_their_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Keep-Alive, close"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers, false);
+        assert!(!headers.contains_key(header::CONNECTION));
+        assert!(!headers.contains_key("keep-alive"));
+        assert!(!headers.contains_key(header::UPGRADE));
+        assert_eq!(headers.len(), 1);
+    }
+
+    #[test]
+    fn forwarding_headers_extend_earlier_proxies_entries() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+        let added = HeaderValue::from_static("10.0.0.1");
+        extend(headers.entry("x-forwarded-for"), &added);
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 10.0.0.1");
+        extend(headers.entry(FORWARDED), &added);
+        assert_eq!(headers[FORWARDED], "10.0.0.1");
     }
 
     #[test]

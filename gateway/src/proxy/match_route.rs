@@ -9,18 +9,19 @@ use super::request_limits;
 use crate::routing::{RouteMatch, RouteTable, TargetRef};
 use http::request::Parts;
 use lookout_analytics::StepKind;
-use std::time::Instant;
 
 pub(super) fn run<'r>(
     routes: &'r RouteTable,
     parts: &Parts,
     ctx: &mut RequestContext,
 ) -> Result<RouteMatch<'r>, ProxyError> {
-    let started = Instant::now();
     let mut found = routes.find(parts, ctx.host.as_deref());
     if let Some(matched) = found.as_mut() {
         matched.pick_variant(parts, ctx.client_ip);
     }
+    // Timed from the request's start, read a moment ago when its head was parsed: one clock
+    // read fewer on every request.
+    let started = ctx.started;
     ctx.step(StepKind::RouteMatch, started);
     let stats = found.as_ref().map_or(&routes.unmatched, |m| m.stats());
     stats.started();

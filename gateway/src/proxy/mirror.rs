@@ -3,7 +3,7 @@
 //! copy becomes a request event of its own, marked `mirrored`, with the shadow's status and
 //! latency, so the dashboard can set the shadow beside the primary.
 
-use super::context::{version_names, RequestContext};
+use super::context::{method_name, version_names, RequestContext};
 use super::forward_headers;
 use crate::body::{PooledBody, RequestBody};
 use crate::routing::{MirrorSlot, RouteMatch};
@@ -76,7 +76,7 @@ fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
         request_id: format!("{}-mirror", ctx.request_id_str()).into(),
         trace_id: None,
         route: ctx.route.clone(),
-        method: ctx.method.as_str().into(),
+        method: method_name(&ctx.method),
         path: ctx.path.clone(),
         host: ctx.host.clone(),
         client_ip: ctx.client_ip,

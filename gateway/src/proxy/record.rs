@@ -7,7 +7,7 @@
 //! the request's future); the context then records itself when dropped, as a 499 (nginx's
 //! "client closed request").
 
-use super::context::{version_names, RequestContext};
+use super::context::{method_name, version_names, RequestContext};
 use crate::cache::FetchedBody;
 use crate::traces::{Finished, RequestTrace};
 use bytes::Bytes;
@@ -34,7 +34,7 @@ pin_project_lite::pin_project! {
     pub(crate) struct ProxyBody {
         #[pin]
         inner: ResponseBody,
-        ctx: RequestContext,
+        ctx: Box<RequestContext>,
         status: u16,
         bytes_out: u64,
         // When the last byte went out; `None` until the body ends.
@@ -51,7 +51,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-pub(super) fn attach(response: Response<ResponseBody>, ctx: RequestContext) -> Response<ProxyBody> {
+pub(super) fn attach(response: Response<ResponseBody>, ctx: Box<RequestContext>) -> Response<ProxyBody> {
     let status = response.status().as_u16();
     response.map(|inner| ProxyBody {
         inner,
@@ -92,6 +92,9 @@ impl Body for ProxyBody {
 impl Drop for RequestContext {
     fn drop(&mut self) {
         // Only a request that never got a response gets here unrecorded.
+        if self.state.is_none() {
+            return;
+        }
         let duration = self.started.elapsed();
         self.record(CLIENT_CLOSED_REQUEST, 0, duration, false);
     }
@@ -129,7 +132,7 @@ impl RequestContext {
             request_id: self.request_id_str().into(),
             trace_id,
             route: self.route.take(),
-            method: self.method.as_str().into(),
+            method: method_name(&self.method),
             path: std::mem::take(&mut self.path),
             host: self.host.take(),
             client_ip: self.client_ip,

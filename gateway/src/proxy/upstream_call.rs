@@ -13,7 +13,7 @@ use crate::body::{ClientBody, PooledBody, RequestBody, UpstreamBody};
 use crate::routing::RouteMatch;
 use crate::traces::random_span_id;
 use crate::upstream::one_shot::{exchange_until, Exchanged, Failure};
-use crate::upstream::{balancer_key, now_ms, Instance, Upstream};
+use crate::upstream::{balancer_key, ms_at, Instance, Upstream};
 use bytes::Bytes;
 use http::request::Parts;
 use http::uri::PathAndQuery;
@@ -50,17 +50,19 @@ pub(super) async fn run(
                 None => break,
             },
         };
+        // One clock read serves the balancer, the per-try deadline and the attempt's timing.
+        let sent = Instant::now();
         let Some(index) = upstream
             .balancer
-            .pick(&upstream.instances, outgoing.hash, &tried, now_ms())
+            .pick(&upstream.instances, outgoing.hash, &tried, ms_at(sent))
         else {
             break;
         };
         tried.push(index);
         let last_try = tried.len() as u32 == outgoing.max_attempts;
         let request = outgoing.request(last_try);
-        let per_try = Deadline::now() + route.timeouts.per_try;
-        outcome = attempt(upstream, index, request, per_try.min(deadline), ctx).await;
+        let per_try = Deadline::from_std(sent + route.timeouts.per_try);
+        outcome = attempt(upstream, index, request, (sent, per_try.min(deadline)), ctx).await;
         if !outcome.should_retry() {
             break;
         }
@@ -201,7 +203,7 @@ async fn attempt(
     upstream: &Upstream,
     index: usize,
     mut request: Request<UpstreamBody>,
-    deadline: Deadline,
+    (sent, deadline): (Instant, Deadline),
     ctx: &mut RequestContext,
 ) -> Outcome {
     let instance = &upstream.instances[index];
@@ -215,7 +217,6 @@ async fn attempt(
         trace.inject(span, request.headers_mut());
         span
     });
-    let sent = Instant::now();
     let outcome = match exchange_until(instance, upstream.connect_timeout, request, deadline).await {
         Ok(Exchanged {
             response,
@@ -227,8 +228,11 @@ async fn attempt(
         Err(Failure::TimedOut) => Outcome::TimedOut,
         Err(Failure::Unreachable | Failure::NoInstance) => Outcome::Unreachable,
     };
-    ctx.upstream_ttfb = sent.elapsed().saturating_sub(ctx.upstream_connect);
-    note_attempt(ctx, instance, &outcome, sent, span);
+    let answered = Instant::now();
+    ctx.upstream_ttfb = answered
+        .saturating_duration_since(sent)
+        .saturating_sub(ctx.upstream_connect);
+    note_attempt(ctx, instance, &outcome, (sent, answered), span);
     // A client's body that broke the exchange (too large, too slow) is not the instance's doing.
     let client_fault = ctx.body.as_ref().is_some_and(|meter| meter.fault().is_some());
     match (client_fault, outcome.should_retry()) {
@@ -245,7 +249,7 @@ fn note_attempt(
     ctx: &mut RequestContext,
     instance: &Instance,
     outcome: &Outcome,
-    sent: Instant,
+    (sent, answered): (Instant, Instant),
     span: Option<SpanId>,
 ) {
     if let Outcome::Response(_) = outcome {
@@ -257,7 +261,7 @@ fn note_attempt(
     if let (Some(trace), Some(span)) = (&mut ctx.trace, span) {
         trace.attempt_spans.push(span);
     }
-    let step = ctx.step(StepKind::UpstreamAttempt, sent);
+    let step = ctx.step_until(StepKind::UpstreamAttempt, sent, answered);
     step.instance = Some(instance.addr.clone());
     match outcome {
         Outcome::Response(response) => step.status = Some(response.status().as_u16()),

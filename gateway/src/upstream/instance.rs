@@ -90,8 +90,14 @@ pub(crate) struct InstanceStatus {
 
 /// Milliseconds on a monotonic clock that starts with the process.
 pub(crate) fn now_ms() -> u64 {
+    ms_at(Instant::now())
+}
+
+/// `at` on the clock of [`now_ms`], for a caller that has just read the time.
+pub(crate) fn ms_at(at: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    at.saturating_duration_since(*START.get_or_init(Instant::now))
+        .as_millis() as u64
 }
 
 impl Instance {

@@ -11,7 +11,7 @@ mod retry;
 
 pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
 pub(crate) use health::{spawn_health_checks, HealthCheck};
-pub(crate) use instance::{now_ms, Instance, InstanceState, OutlierPolicy};
+pub(crate) use instance::{ms_at, now_ms, Instance, InstanceState, OutlierPolicy};
 pub(crate) use pool::{Exchange, ReturnTicket};
 pub(crate) use retry::{RetryBudget, RetryPolicy};
 
