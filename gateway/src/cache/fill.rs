@@ -189,7 +189,7 @@ pin_project_lite::pin_project! {
         chunks: Vec<Bytes>,
         size: u64,
         // `None` once the response turned out not to be storable after all. Boxed: the policy is
-        // large, and this body is moved as part of every response of a cached route.
+        // large, and every response body, of any route, has room for its largest variant.
         pending: Option<Box<Pending>>,
     }
 }

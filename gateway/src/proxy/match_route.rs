@@ -19,7 +19,7 @@ pub(super) fn run<'r>(
     if let Some(matched) = found.as_mut() {
         matched.pick_variant(parts, ctx.client_ip);
     }
-    // Timed from the request's start, read a moment ago when its head was parsed: one clock
+    // Timed from the request's start, read a moment ago when its context was made: one clock
     // read fewer on every request.
     let started = ctx.started;
     ctx.step(StepKind::RouteMatch, started);
