@@ -62,7 +62,7 @@ pub(super) async fn run(
         let last_try = tried.len() as u32 == outgoing.max_attempts;
         let request = outgoing.request(last_try);
         let per_try = Deadline::from_std(sent + route.timeouts.per_try);
-        outcome = attempt(upstream, index, request, (sent, per_try.min(deadline)), ctx).await;
+        outcome = attempt(upstream, index, request, sent, per_try.min(deadline), ctx).await;
         if !outcome.should_retry() {
             break;
         }
@@ -203,7 +203,8 @@ async fn attempt(
     upstream: &Upstream,
     index: usize,
     mut request: Request<UpstreamBody>,
-    (sent, deadline): (Instant, Deadline),
+    sent: Instant,
+    deadline: Deadline,
     ctx: &mut RequestContext,
 ) -> Outcome {
     let instance = &upstream.instances[index];
@@ -232,7 +233,7 @@ async fn attempt(
     ctx.upstream_ttfb = answered
         .saturating_duration_since(sent)
         .saturating_sub(ctx.upstream_connect);
-    note_attempt(ctx, instance, &outcome, (sent, answered), span);
+    note_attempt(ctx, instance, &outcome, sent, answered, span);
     // A client's body that broke the exchange (too large, too slow) is not the instance's doing.
     let client_fault = ctx.body.as_ref().is_some_and(|meter| meter.fault().is_some());
     match (client_fault, outcome.should_retry()) {
@@ -249,7 +250,8 @@ fn note_attempt(
     ctx: &mut RequestContext,
     instance: &Instance,
     outcome: &Outcome,
-    (sent, answered): (Instant, Instant),
+    sent: Instant,
+    answered: Instant,
     span: Option<SpanId>,
 ) {
     if let Outcome::Response(_) = outcome {
