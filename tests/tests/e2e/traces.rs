@@ -271,5 +271,5 @@ async fn spans_still_queued_at_shutdown_are_exported() {
     get_ok(&gateway, "/", 20).await;
     // At once: the exporter takes its queue only every 100 ms, so most of these are still in it.
     gateway.shutdown().await;
-    assert_eq!(receiver.spans().len(), 60, "three spans for each of 20 requests");
+    assert_eq!(receiver.span_count(), 60, "three spans for each of 20 requests");
 }
