@@ -19,7 +19,6 @@ mod routing;
 mod shutdown;
 mod sql_endpoint;
 mod stats;
-mod streaming;
 mod tls;
 mod traces;
 mod transform;
