@@ -8,9 +8,9 @@
 #
 # Each case is measured in rounds, every target once per round in turn, so that a slow spell of
 # the machine hits all of them alike. Prints each round's req/s, the medians of req/s, p50 and p99,
-# the cost of observability and of the store (the median of the rounds' paired ratios), the
-# ratios to nginx and to the bare proxy, and how many events and traces each gateway took and
-# dropped.
+# the cost of observability and of the store (the median of the rounds' paired ratios, and their
+# range: on a noisy machine a single round can be off by several percent), the ratios to nginx and
+# to the bare proxy, and how many events and traces each gateway took and dropped.
 #
 #   tests/bench/run.sh                      # 3 rounds of 5 s per target and case
 #   ROUNDS=5 DURATION=10s tests/bench/run.sh
@@ -70,11 +70,14 @@ if [ -n "$nginx_port" ]; then
 fi
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# The median over the rounds of target $1's req/s divided by target $2's in the same round.
-paired_ratio() {
+# Each round's req/s of target $1 divided by target $2's in the same round.
+paired_ratios() {
   paste <(echo "${rps[$1]}" | tr ' ' '\n') <(echo "${rps[$2]}" | tr ' ' '\n') \
-    | awk 'NF == 2 { printf "%.5f ", $1 / $2 }' | median
+    | awk 'NF == 2 { printf "%.5f ", $1 / $2 }'
 }
+paired_ratio() { paired_ratios "$1" "$2" | median; }
+# The lowest and the highest of those ratios: how far apart the rounds were.
+paired_spread() { paired_ratios "$1" "$2" | tr ' ' '\n' | grep . | sort -g | sed -n '1p;$p' | tr '\n' ' '; }
 
 printf "\n%-14s %-9s %9s %9s %9s   %s\n" "case" "target" "req/s" "p50 (us)" "p99 (us)" "req/s by round"
 for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; do
@@ -91,8 +94,10 @@ for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; 
       "$(echo "${p50[$label]}" | median)" "$(echo "${p99[$label]}" | median)" "${rps[$label]}"
   done
   for on in stored observed lookout; do
-    awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" quiet)" 'BEGIN {
-      printf "%-14s %-9s cost against quiet: req/s %+.1f%% (median over the rounds)\n", n, t, (r - 1) * 100 }'
+    awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" quiet)" -v s="$(paired_spread "$on" quiet)" 'BEGIN {
+      split(s, x, " ")
+      printf "%-14s %-9s cost against quiet: req/s %+.1f%% (median over the rounds; rounds %+.1f%% to %+.1f%%)\n",
+        n, t, (r - 1) * 100, (x[1] - 1) * 100, (x[2] - 1) * 100 }'
   done
   awk -v n="$name" -v r="$(paired_ratio quiet bare)" 'BEGIN {
     printf "%-14s %-9s / bare req/s = %.2fx (median over the rounds: Lookout'"'"'s own work per request)\n", n, "quiet", r }'
