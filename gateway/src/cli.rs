@@ -328,15 +328,15 @@ fn apply(mut config: Config, overrides: Overrides) -> Config {
 }
 
 /// The config of `lookout proxy --to URL`: one upstream, one catch-all route, access log on
-/// stdout, an in-memory analytics store, and traces to `OTEL_EXPORTER_OTLP_ENDPOINT` (gRPC, every request) when it is set.
+/// stdout, an in-memory analytics store, and traces as [`traces_from_env`] says.
 fn one_line_proxy(to: &str) -> anyhow::Result<ConfigSource> {
     let mut config = serde_json::json!({
         "upstreams": [{"name": "upstream", "instances": [to]}],
         "routes": [{"name": "all", "upstream": "upstream"}],
         "analytics": {"store": "memory"},
     });
-    if let Ok(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-        config["traces"] = serde_json::json!({"endpoint": endpoint, "trace_id_header": true});
+    if let Some(traces) = traces_from_env() {
+        config["traces"] = traces;
     }
     // JSON is YAML, and building it with serde_json quotes the user's input correctly.
     let text = config.to_string();
@@ -345,6 +345,14 @@ fn one_line_proxy(to: &str) -> anyhow::Result<ConfigSource> {
         name: "--to".into(),
         text,
     })
+}
+
+/// The `traces` section of the configs made without a file (`proxy`, `demo`): every request
+/// traced, over gRPC, to `OTEL_EXPORTER_OTLP_ENDPOINT` (the OpenTelemetry SDKs' own variable),
+/// with `x-trace-id` in the answers so a request can be looked up; `None` when it is not set.
+pub(crate) fn traces_from_env() -> Option<serde_json::Value> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()?;
+    Some(serde_json::json!({"endpoint": endpoint, "trace_id_header": true}))
 }
 
 fn config_error(errors: ConfigErrors) -> anyhow::Error {

@@ -320,3 +320,31 @@ async fn demo_serves_its_routes_and_generates_traffic() {
     .await;
     assert!(generated, "the traffic generator produced requests");
 }
+
+#[tokio::test]
+async fn demo_exports_traces_to_otel_exporter_otlp_endpoint() {
+    // The receiver's end of the exporter's connection: what arrives first is HTTP/2's preface,
+    // as gRPC opens every connection.
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint = format!("http://{}", receiver.local_addr().expect("addr"));
+    let lookout = spawn_demo("40", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let traces = lookout.line_with("Traces:");
+    assert!(traces.contains(&endpoint), "{traces}");
+    let (mut connection, _) = tokio::time::timeout(Duration::from_secs(10), receiver.accept())
+        .await
+        .expect("the exporter connects within 10 s")
+        .expect("accept");
+    let mut preface = [0u8; 24];
+    tokio::io::AsyncReadExt::read_exact(&mut connection, &mut preface)
+        .await
+        .expect("the preface");
+    assert_eq!(&preface, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+}
+
+#[test]
+fn demo_says_how_to_turn_traces_on() {
+    let lookout = spawn_demo("0", &[]);
+    assert!(lookout
+        .line_with("Traces:")
+        .contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
+}

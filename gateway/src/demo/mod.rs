@@ -45,12 +45,21 @@ async fn start_upstreams() -> std::io::Result<DemoUpstreams> {
 /// The API key of the demo's one consumer (`demo-partner`), printed at start.
 pub(crate) const DEMO_API_KEY: &str = "lookout-demo-key";
 
-/// The demo's config, in the same YAML a user would write.
-fn demo_config(up: &DemoUpstreams, proxy: SocketAddr, admin: SocketAddr, access_log: &str) -> String {
+/// The demo's config, in the same YAML a user would write (`traces` is a JSON object, which is
+/// YAML too, with the user's endpoint quoted).
+fn demo_config(
+    up: &DemoUpstreams,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    access_log: &str,
+    traces: Option<&serde_json::Value>,
+) -> String {
     let [a, b] = up.books_v1;
+    let traces = traces.map_or(String::new(), |t| format!("traces: {t}"));
     format!(
         r#"
 listeners: {{ proxy: "{proxy}", admin: "{admin}" }}
+{traces}
 access_log: {{ path: "{access_log}" }}
 analytics: {{ store: memory }}
 security: {{ attack_filter: {{ mode: block }} }}
@@ -157,11 +166,13 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
     let upstreams = start_upstreams().await.context("starting the demo upstreams")?;
     let defaults = crate::config::Listeners::default();
     let access_log = std::env::temp_dir().join("lookout-demo-access.jsonl");
+    let traces = crate::cli::traces_from_env();
     let text = demo_config(
         &upstreams,
         proxy.unwrap_or(defaults.proxy),
         admin.unwrap_or(defaults.admin),
         &access_log.display().to_string(),
+        traces.as_ref(),
     );
     let config = load_str("<demo>", &text).map_err(|e| anyhow::anyhow!("{e}"))?;
     let source = ConfigSource::Inline {
@@ -173,7 +184,8 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
     if rps > 0 {
         tokio::spawn(traffic::generate(gateway.proxy_addr(), rps, stopped));
     }
-    print_welcome(&gateway, rps, &access_log);
+    let traces_to = traces.as_ref().and_then(|t| t["endpoint"].as_str());
+    print_welcome(&gateway, rps, &access_log, traces_to);
     // Seeding takes seconds; a signal meanwhile stops the demo as it would later.
     tokio::select! {
         seeded = history::seed(gateway.event_queue(), rps) => {
@@ -187,7 +199,7 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
     Ok(())
 }
 
-fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path) {
+fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path, traces_to: Option<&str>) {
     let proxy = gateway.proxy_addr();
     let admin = gateway.admin_addr();
     println!(
@@ -208,11 +220,16 @@ fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path) {
          Admin:      http://{admin}/admin/stats   http://{admin}/metrics   http://{admin}/healthz\n\
          SQL:        curl -H 'content-type: text/plain' -d 'SELECT route, count(*) FROM requests GROUP BY ALL' http://{admin}/api/sql\n\
          \x20           curl http://{admin}/api/queries/route_latency_per_minute\n\
-         Access log: {}   (one JSON event per request)\n\n\
+         Access log: {}   (one JSON event per request)\n\
+         Traces:     {traces}\n\n\
          Token:      TOKEN={token}\n\
          \x20           (ES256, from the demo identity provider's JWKS; scope books:read; valid 24 h)\n\n\
          Press Ctrl-C to stop.",
         access_log.display(),
+        traces = traces_to.map_or_else(
+            || "off (set OTEL_EXPORTER_OTLP_ENDPOINT to send every request's spans over OTLP/gRPC)".into(),
+            |endpoint| format!("every request's spans to {endpoint} (OTLP/gRPC; x-trace-id in answers)"),
+        ),
         token = identity::token(std::time::Duration::from_secs(24 * 3600), false),
     );
 }
