@@ -349,9 +349,12 @@ fn one_line_proxy(to: &str) -> anyhow::Result<ConfigSource> {
 
 /// The `traces` section of the configs made without a file (`proxy`, `demo`): every request
 /// traced, over gRPC, to `OTEL_EXPORTER_OTLP_ENDPOINT` (the OpenTelemetry SDKs' own variable),
-/// with `x-trace-id` in the answers so a request can be looked up; `None` when it is not set.
+/// with `x-trace-id` in the answers so a request can be looked up; `None` when it is not set or
+/// empty (an empty variable counts as unset, as the OpenTelemetry specification says).
 pub(crate) fn traces_from_env() -> Option<serde_json::Value> {
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()?;
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|endpoint| !endpoint.is_empty())?;
     Some(serde_json::json!({"endpoint": endpoint, "trace_id_header": true}))
 }
 
