@@ -29,6 +29,7 @@ impl LiveSource for Idle {
             upstreams: Vec::new(),
             queue: self.0.stats(),
             store: None,
+            traces: None,
             requests_in_flight: 0,
         }
     }

@@ -3,7 +3,7 @@
 //! charts, and a few lines of plain JavaScript for live refresh and the SQL console.
 //!
 //! Pages: the overview (last hour per minute, last five minutes per second, top routes,
-//! upstream health, the analytics queue), a route, the anomalies the gateway detected, canary /
+//! upstream health, the analytics queue, the trace exporter), a route, the anomalies the gateway detected, canary /
 //! A-B verdicts, one request's waterfall, and a SQL console over `POST /api/sql`.
 //!
 //! It reads; it must not write. Figures come from the analytics store through
@@ -29,7 +29,19 @@ pub struct Live {
     pub upstreams: Vec<UpstreamHealth>,
     pub queue: QueueStats,
     pub store: Option<StoreStats>,
+    /// `None` when the gateway exports no traces.
+    pub traces: Option<TraceFigures>,
     pub requests_in_flight: u64,
+}
+
+/// What became of the spans of the requests the gateway kept for tracing, since it started.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TraceFigures {
+    pub spans_exported: u64,
+    /// Spans whose export failed (the receiver down or refusing them).
+    pub spans_failed: u64,
+    /// Kept requests dropped, their spans unbuilt, because the exporter's queue was full.
+    pub traces_dropped: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

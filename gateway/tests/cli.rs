@@ -97,6 +97,15 @@ pub(crate) fn spawn_demo(rps: &str, env: &[(&str, &str)]) -> Process {
     Process::spawn_with_env(&args, env)
 }
 
+/// An OTLP endpoint where nothing listens (a port the OS gave out and took back): the demo's
+/// exports there fail, and are counted.
+pub(crate) fn nowhere_endpoint() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    format!("http://{port}")
+}
+
 /// Extracts the address after `http://` at the given occurrence in a line.
 pub(crate) fn addr_in(line: &str, occurrence: usize) -> SocketAddr {
     let rest = line

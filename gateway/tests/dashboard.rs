@@ -4,7 +4,7 @@
 //! `.ci/run` installs both and sets LOOKOUT_REQUIRE_BROWSER; elsewhere the test is skipped
 //! when they are missing.
 
-use crate::cli::{addr_in, spawn_demo};
+use crate::cli::{addr_in, nowhere_endpoint, spawn_demo};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -48,7 +48,14 @@ async fn an_engineer_walks_the_dashboard_in_a_browser() {
         eprintln!("skipped: chromium or playwright-core is not installed");
         return;
     }
-    let mut demo = spawn_demo("30", &[("LOOKOUT_ADMIN_TOKEN", TOKEN)]);
+    // Traces to where nothing listens, for the overview's trace exporter cards.
+    let mut demo = spawn_demo(
+        "30",
+        &[
+            ("LOOKOUT_ADMIN_TOKEN", TOKEN),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &nowhere_endpoint()),
+        ],
+    );
     let admin = addr_in(&demo.line_with("Dashboard:"), 0);
     // The history is in once the gateway has detected its anomalies (a rollup pass after it lands).
     let deadline = Instant::now() + Duration::from_secs(90);

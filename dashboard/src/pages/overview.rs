@@ -101,9 +101,17 @@ struct LiveFragment {
     dropped: String,
     store_ok: bool,
     store_state: &'static str,
+    traces: Option<TraceCards>,
     rate_chart: String,
     latency_chart: String,
     instances: Vec<InstanceRow>,
+}
+
+/// The trace exporter's figures, as the live fragment shows them.
+struct TraceCards {
+    exported: String,
+    failed: String,
+    dropped: String,
 }
 
 async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError> {
@@ -144,6 +152,11 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
         dropped: count(live.queue.dropped as f64),
         store_ok,
         store_state,
+        traces: live.traces.map(|t| TraceCards {
+            exported: count(t.spans_exported as f64),
+            failed: count(t.spans_failed as f64),
+            dropped: count(t.traces_dropped as f64),
+        }),
         rate_chart: fragment(&rate_chart("Requests per second", &seconds, clock)),
         latency_chart: fragment(&latency_chart("Latency per second", &seconds, clock)),
         instances,

@@ -11,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lookout_dashboard::{Dashboard, Live, LiveSource};
+use lookout_dashboard::{Dashboard, Live, LiveSource, TraceFigures};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -155,6 +155,14 @@ impl LiveSource for GatewayLive {
                 .collect(),
             queue: shared.proxy.events.stats(),
             store: shared.store.as_ref().map(|store| store.stats()),
+            traces: shared.proxy.tracing.as_ref().map(|tracing| {
+                let stats = tracing.stats();
+                TraceFigures {
+                    spans_exported: stats.spans_exported,
+                    spans_failed: stats.spans_failed,
+                    traces_dropped: stats.dropped,
+                }
+            }),
             requests_in_flight: shared.registry.requests_in_flight(),
         }
     }

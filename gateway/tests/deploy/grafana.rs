@@ -5,7 +5,7 @@
 
 use super::prometheus::promtool;
 use super::{read, succeed, yaml};
-use crate::cli::{addr_in, spawn_demo};
+use crate::cli::{addr_in, nowhere_endpoint, spawn_demo};
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{walk_expr, ExprVisitor};
 use serde_json::{json, Value};
@@ -213,13 +213,7 @@ fn every_metric_the_dashboards_and_alerts_read_is_exposed_by_a_live_gateway() {
     // The demo: traffic on every route, retries, health checks, an analytics store whose
     // made-up hour holds anomalies; one reload adds its counter. Its traces go to a port where
     // nothing listens: the exporter's counters are there all the same (its failures counted).
-    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port");
-    let demo = spawn_demo(
-        "40",
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://{nowhere}"))],
-    );
+    let demo = spawn_demo("40", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &nowhere_endpoint())]);
     let admin = addr_in(&demo.line_with("Dashboard:"), 0);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
