@@ -3,8 +3,9 @@
 //! charts, and a few lines of plain JavaScript for live refresh and the SQL console.
 //!
 //! Pages: the overview (last hour per minute, last five minutes per second, top routes,
-//! upstream health, the analytics queue, the trace exporter), a route, the anomalies the gateway detected, canary /
-//! A-B verdicts, one request's waterfall, and a SQL console over `POST /api/sql`.
+//! upstream health, the analytics queue, the trace exporter), a route, the anomalies the gateway
+//! detected, canary / A-B verdicts, one request's waterfall, and a SQL console over
+//! `POST /api/sql`.
 //!
 //! It reads; it must not write. Figures come from the analytics store through
 //! [`lookout_analytics::analysis`] (on blocking threads, within the store's query limits) and from
