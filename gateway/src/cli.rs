@@ -328,15 +328,15 @@ fn apply(mut config: Config, overrides: Overrides) -> Config {
 }
 
 /// The config of `lookout proxy --to URL`: one upstream, one catch-all route, access log on
-/// stdout, an in-memory analytics store, and traces as [`traces_from_env`] says.
+/// stdout, an in-memory analytics store, and traces to [`otlp_endpoint_from_env`] when set.
 fn one_line_proxy(to: &str) -> anyhow::Result<ConfigSource> {
     let mut config = serde_json::json!({
         "upstreams": [{"name": "upstream", "instances": [to]}],
         "routes": [{"name": "all", "upstream": "upstream"}],
         "analytics": {"store": "memory"},
     });
-    if let Some(traces) = traces_from_env() {
-        config["traces"] = traces;
+    if let Some(endpoint) = otlp_endpoint_from_env() {
+        config["traces"] = traces_section(&endpoint);
     }
     // JSON is YAML, and building it with serde_json quotes the user's input correctly.
     let text = config.to_string();
@@ -347,15 +347,20 @@ fn one_line_proxy(to: &str) -> anyhow::Result<ConfigSource> {
     })
 }
 
-/// The `traces` section of the configs made without a file (`proxy`, `demo`): every request
-/// traced, over gRPC, to `OTEL_EXPORTER_OTLP_ENDPOINT` (the OpenTelemetry SDKs' own variable),
-/// with `x-trace-id` in the answers so a request can be looked up; `None` when it is not set or
-/// empty (an empty variable counts as unset, as the OpenTelemetry specification says).
-pub(crate) fn traces_from_env() -> Option<serde_json::Value> {
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (the OpenTelemetry SDKs' own variable), where the configs made
+/// without a file (`proxy`, `demo`) send traces; `None` when it is not set or empty (an empty
+/// variable counts as unset, as the OpenTelemetry specification says).
+pub(crate) fn otlp_endpoint_from_env() -> Option<String> {
+    std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .ok()
-        .filter(|endpoint| !endpoint.is_empty())?;
-    Some(serde_json::json!({"endpoint": endpoint, "trace_id_header": true}))
+        .filter(|endpoint| !endpoint.is_empty())
+}
+
+/// The `traces` section of those configs: every request traced, over gRPC, to `endpoint`, with
+/// `x-trace-id` in the answers so a request can be looked up. JSON, which is YAML too, so the
+/// user's endpoint comes out quoted.
+pub(crate) fn traces_section(endpoint: &str) -> serde_json::Value {
+    serde_json::json!({"endpoint": endpoint, "trace_id_header": true})
 }
 
 fn config_error(errors: ConfigErrors) -> anyhow::Error {

@@ -45,17 +45,18 @@ async fn start_upstreams() -> std::io::Result<DemoUpstreams> {
 /// The API key of the demo's one consumer (`demo-partner`), printed at start.
 pub(crate) const DEMO_API_KEY: &str = "lookout-demo-key";
 
-/// The demo's config, in the same YAML a user would write (`traces` is a JSON object, which is
-/// YAML too, with the user's endpoint quoted).
+/// The demo's config, in the same YAML a user would write; with traces to `otlp_endpoint` if any.
 fn demo_config(
     up: &DemoUpstreams,
     proxy: SocketAddr,
     admin: SocketAddr,
     access_log: &str,
-    traces: Option<&serde_json::Value>,
+    otlp_endpoint: Option<&str>,
 ) -> String {
     let [a, b] = up.books_v1;
-    let traces = traces.map_or(String::new(), |t| format!("traces: {t}"));
+    let traces = otlp_endpoint.map_or(String::new(), |endpoint| {
+        format!("traces: {}", crate::cli::traces_section(endpoint))
+    });
     format!(
         r#"
 listeners: {{ proxy: "{proxy}", admin: "{admin}" }}
@@ -166,13 +167,13 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
     let upstreams = start_upstreams().await.context("starting the demo upstreams")?;
     let defaults = crate::config::Listeners::default();
     let access_log = std::env::temp_dir().join("lookout-demo-access.jsonl");
-    let traces = crate::cli::traces_from_env();
+    let otlp_endpoint = crate::cli::otlp_endpoint_from_env();
     let text = demo_config(
         &upstreams,
         proxy.unwrap_or(defaults.proxy),
         admin.unwrap_or(defaults.admin),
         &access_log.display().to_string(),
-        traces.as_ref(),
+        otlp_endpoint.as_deref(),
     );
     let config = load_str("<demo>", &text).map_err(|e| anyhow::anyhow!("{e}"))?;
     let source = ConfigSource::Inline {
@@ -184,8 +185,7 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
     if rps > 0 {
         tokio::spawn(traffic::generate(gateway.proxy_addr(), rps, stopped));
     }
-    let traces_to = traces.as_ref().and_then(|t| t["endpoint"].as_str());
-    print_welcome(&gateway, rps, &access_log, traces_to);
+    print_welcome(&gateway, rps, &access_log, otlp_endpoint.as_deref());
     // Seeding takes seconds; a signal meanwhile stops the demo as it would later.
     tokio::select! {
         seeded = history::seed(gateway.event_queue(), rps) => {
