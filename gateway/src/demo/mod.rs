@@ -167,6 +167,14 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
     let upstreams = start_upstreams().await.context("starting the demo upstreams")?;
     let defaults = crate::config::Listeners::default();
     let access_log = std::env::temp_dir().join("lookout-demo-access.jsonl");
+    // Each demo starts a new log: every run also writes its hour of made-up history there
+    // (about 66 MB), and appended to by run after run it grew to 6.4 GB and filled the disk.
+    match std::fs::remove_file(&access_log) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(%error, path = %access_log.display(), "cannot remove the last demo's access log");
+        }
+        _ => {}
+    }
     let otlp_endpoint = crate::cli::otlp_endpoint_from_env();
     let text = demo_config(
         &upstreams,
