@@ -6,7 +6,8 @@ duration=${DURATION:-10s}
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # A stopped process (see run.sh) takes no SIGTERM until it is continued.
+  for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null && kill "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -17,15 +18,36 @@ wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 # Prints "req/s p50 p99" (latencies in microseconds) for one wrk run; further arguments go to
 # wrk (e.g. -H 'authorization: Bearer ...').
 measure() {
+  warm_up "$@"
+  measure_window "$@" | cut -d' ' -f1-3
+}
+
+# A short wrk run first: connections, pools and caches warm.
+warm_up() {
   local url=$1 conns=$2
   shift 2
-  wrk -t1 -c"$conns" -d1s "$@" "$url" >/dev/null 2>&1 # warm-up: connections, pools, caches
+  wrk -t1 -c"$conns" -d1s "$@" "$url" >/dev/null 2>&1
+}
+
+# Prints "req/s p50 p99 requests" for one wrk run of $duration (no warm-up).
+measure_window() {
+  local url=$1 conns=$2
+  shift 2
   wrk -t1 -c"$conns" -d"$duration" --latency "$@" "$url" | awk '
     function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1000000; return v }
     /Requests\/sec/ { rps=$2 }
+    / requests in / { n=$1 }
     /^ +50%/ { p50=us($2) }
     /^ +99%/ { p99=us($2) }
-    END { printf "%.0f %.0f %.0f\n", rps, p50, p99 }'
+    END { printf "%.0f %.0f %.0f %d\n", rps, p50, p99, n }'
+}
+
+# The CPU time (user and system, in clock ticks) process $1 has used so far, all its threads; or,
+# with a thread id as $2, that thread's alone.
+cpu_ticks() {
+  local stat="/proc/$1/stat"
+  [ -z "${2:-}" ] || stat="/proc/$1/task/$2/stat"
+  awk '{ print $14 + $15 }' "$stat"
 }
 
 # Builds the release binaries into $target and starts bench-upstream on $upstream_port.
@@ -39,9 +61,9 @@ start_bench_upstream() {
   wait_port "$upstream_port"
 }
 
-# Starts nginx (1 worker) as a proxy to bench-upstream on $nginx_port, when nginx is installed;
-# $nginx_port stays empty otherwise. With $tls_cert and $tls_key set, it also serves HTTPS on
-# $nginx_tls_port with them.
+# Starts nginx (1 worker, its process id in $nginx_worker) as a proxy to bench-upstream on
+# $nginx_port, when nginx is installed; $nginx_port stays empty otherwise. With $tls_cert and
+# $tls_key set, it also serves HTTPS on $nginx_tls_port with them.
 start_nginx() {
   nginx_port="" nginx_tls_port=""
   command -v nginx >/dev/null || return 0
@@ -87,5 +109,12 @@ http {
 }
 NGINX
   nginx -c "$work/nginx.conf" -p "$work/nginx" & pids+=($!)
+  local master=$!
   wait_port "$nginx_port"
+  # The one worker process, which does all the proxying (forked by the master once it listens).
+  nginx_worker=""
+  for _ in $(seq 100); do
+    nginx_worker=$(pgrep -P "$master" | head -1) && break
+    sleep 0.05
+  done
 }

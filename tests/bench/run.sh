@@ -7,10 +7,14 @@
 # ("lookout": fully observed). Statistics and /metrics are always on.
 #
 # Each case is measured in rounds, every target once per round in turn, so that a slow spell of
-# the machine hits all of them alike. Prints each round's req/s, the medians of req/s, p50 and p99,
+# the machine hits all of them alike; while one gateway is measured, the others are stopped
+# (SIGSTOP), so that none of their background work lands in another's window. Prints each round's
+# req/s, the medians of req/s, p50, p99 and of the CPU time each proxy used per request (all its
+# threads, and those of them that do not serve requests: the event writer, the trace exporter),
 # the cost of observability and of the store (the median of the rounds' paired ratios, and their
-# range: on a noisy machine a single round can be off by several percent), the ratios to nginx and
-# to the bare proxy, and how many events and traces each gateway took and dropped.
+# range: on a noisy machine a single round can be off by several percent; and the CPU it added
+# per request), the ratios to nginx and to the bare proxy, and how many events and traces each
+# gateway took and dropped.
 #
 #   tests/bench/run.sh                      # 3 rounds of 5 s per target and case
 #   ROUNDS=5 DURATION=10s tests/bench/run.sh
@@ -31,7 +35,7 @@ otlp_port=$(free_port)
 "$target/release/otlp-sink" "127.0.0.1:$otlp_port" 2>/dev/null & pids+=($!)
 wait_port "$otlp_port"
 
-declare -A ports=() admin_ports=()
+declare -A ports=() admin_ports=() pid=()
 start_lookout() { # name extra-config
   ports[$1]=$(free_port) admin_ports[$1]=$(free_port)
   cat >"$work/$1.yaml" <<YAML
@@ -43,6 +47,7 @@ routes:
 $2
 YAML
   RUST_LOG=warn "$target/release/lookout" run -c "$work/$1.yaml" --workers 1 >/dev/null & pids+=($!)
+  pid[$1]=$!
   wait_port "${ports[$1]}"
 }
 traces="traces: { endpoint: \"http://127.0.0.1:$otlp_port\", sample_ratio: 0.1 }"
@@ -59,15 +64,37 @@ $traces"
 
 ports[bare]=$(free_port)
 "$target/release/bench-bare-proxy" "127.0.0.1:${ports[bare]}" "127.0.0.1:$upstream_port" & pids+=($!)
+pid[bare]=$!
 wait_port "${ports[bare]}"
 
 start_nginx
 ports[direct]=$upstream_port
 labels="direct bare quiet stored observed lookout"
 if [ -n "$nginx_port" ]; then
-  ports[nginx]=$nginx_port
+  ports[nginx]=$nginx_port pid[nginx]=$nginx_worker
   labels="direct nginx bare quiet stored observed lookout"
 fi
+
+gateways="quiet stored observed lookout"
+# Runs gateway $1 (none for another target) and stops the others: idle, a gateway still runs its
+# timers (rollups, housekeeping, the metrics' upkeep), on the cores the target measured needs.
+run_only() {
+  for g in $gateways; do
+    if [ "$g" = "$1" ]; then kill -CONT "${pid[$g]}"; else kill -STOP "${pid[$g]}"; fi
+  done
+}
+# A gateway just measured gets two seconds alone to finish its work before it is stopped: to
+# write its last events (committed within a second) and send its last spans (an export cut off
+# by a stop would time out once continued, and count as failed). Its CPU is read after that.
+settle() { case " $gateways " in *" $1 "*) sleep 2 ;; esac; }
+ticks_per_second=$(getconf CLK_TCK)
+# "all serving" CPU ticks of target $1 so far: all its threads, and the one that serves requests
+# (a Lookout gateway with --workers 1 and the bare proxy serve on their main thread; nginx's
+# worker is a process of one thread).
+cpu_of() {
+  if [ -z "${pid[$1]:-}" ]; then echo "0 0"; return; fi
+  echo "$(cpu_ticks "${pid[$1]}") $(cpu_ticks "${pid[$1]}" "${pid[$1]}")"
+}
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # Each round's req/s of target $1 divided by target $2's in the same round.
@@ -79,25 +106,44 @@ paired_ratio() { paired_ratios "$1" "$2" | median; }
 # The lowest and the highest of those ratios: how far apart the rounds were.
 paired_spread() { paired_ratios "$1" "$2" | tr ' ' '\n' | grep . | sort -g | sed -n '1p;$p' | tr '\n' ' '; }
 
-printf "\n%-14s %-9s %9s %9s %9s   %s\n" "case" "target" "req/s" "p50 (us)" "p99 (us)" "req/s by round"
+printf "\n%-14s %-9s %9s %9s %9s %9s %9s   %s\n" "case" "target" "req/s" "p50 (us)" "p99 (us)" \
+  "cpu (us)" "bg (us)" "req/s by round"
 for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; do
   IFS=: read -r name path conns <<<"$case"
-  declare -A rps=() p50=() p99=()
+  declare -A rps=() p50=() p99=() cpu=() bg=()
   for round in $(seq "$rounds"); do
     for label in $labels; do
-      read -r r a b < <(measure "http://127.0.0.1:${ports[$label]}$path" "$conns")
+      url="http://127.0.0.1:${ports[$label]}$path"
+      run_only "$label"
+      warm_up "$url" "$conns"
+      read -r all_before serving_before < <(cpu_of "$label")
+      read -r r a b n < <(measure_window "$url" "$conns")
+      settle "$label"
+      read -r all_after serving_after < <(cpu_of "$label")
       rps[$label]+="$r " p50[$label]+="$a " p99[$label]+="$b "
+      # Microseconds of CPU per request (clock ticks are 10 ms: a 5 s window is precise to 1%).
+      cpu[$label]+="$(awk -v t=$((all_after - all_before)) -v n="$n" -v hz="$ticks_per_second" \
+        'BEGIN { printf "%.2f", t * 1e6 / hz / n }') "
+      bg[$label]+="$(awk -v t=$((all_after - all_before - serving_after + serving_before)) -v n="$n" \
+        -v hz="$ticks_per_second" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }') "
     done
   done
   for label in $labels; do
-    printf "%-14s %-9s %9.0f %9.0f %9.0f   %s\n" "$name" "$label" "$(echo "${rps[$label]}" | median)" \
-      "$(echo "${p50[$label]}" | median)" "$(echo "${p99[$label]}" | median)" "${rps[$label]}"
+    cpu_columns="$(echo "${cpu[$label]}" | median) $(echo "${bg[$label]}" | median)"
+    [ -n "${pid[$label]:-}" ] || cpu_columns="- -"
+    read -r c g <<<"$cpu_columns"
+    printf "%-14s %-9s %9.0f %9.0f %9.0f %9s %9s   %s\n" "$name" "$label" "$(echo "${rps[$label]}" | median)" \
+      "$(echo "${p50[$label]}" | median)" "$(echo "${p99[$label]}" | median)" "$c" "$g" "${rps[$label]}"
   done
   for on in stored observed lookout; do
-    awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" quiet)" -v s="$(paired_spread "$on" quiet)" 'BEGIN {
-      split(s, x, " ")
-      printf "%-14s %-9s cost against quiet: req/s %+.1f%% (median over the rounds; rounds %+.1f%% to %+.1f%%)\n",
-        n, t, (r - 1) * 100, (x[1] - 1) * 100, (x[2] - 1) * 100 }'
+    awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" quiet)" -v s="$(paired_spread "$on" quiet)" \
+      -v c="$(echo "${cpu[$on]}" | median) $(echo "${cpu[quiet]}" | median)" \
+      -v g="$(echo "${bg[$on]}" | median) $(echo "${bg[quiet]}" | median)" 'BEGIN {
+      split(s, x, " "); split(c, cpu, " "); split(g, bg, " ")
+      printf "%-14s %-9s cost against quiet: req/s %+.1f%% (median over the rounds; rounds %+.1f%% to %+.1f%%);",
+        n, t, (r - 1) * 100, (x[1] - 1) * 100, (x[2] - 1) * 100
+      printf " CPU per request %+.2f us (serving thread %+.2f us, other threads %+.2f us)\n", cpu[1] - cpu[2],
+        (cpu[1] - bg[1]) - (cpu[2] - bg[2]), bg[1] - bg[2] }'
   done
   awk -v n="$name" -v r="$(paired_ratio quiet bare)" 'BEGIN {
     printf "%-14s %-9s / bare req/s = %.2fx (median over the rounds: Lookout'"'"'s own work per request)\n", n, "quiet", r }'
@@ -112,6 +158,7 @@ done
 
 # The store and the exporter keep up or say what they dropped (their queues drop rather than slow
 # the proxy).
+for g in $gateways; do kill -CONT "${pid[$g]}"; done
 sleep 2
 for name in stored observed lookout; do
   curl -s "http://127.0.0.1:${admin_ports[$name]}/admin/stats" | python3 -c '
