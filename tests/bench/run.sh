@@ -88,6 +88,9 @@ run_only() {
 # by a stop would time out once continued, and count as failed). Its CPU is read after that.
 settle() { case " $gateways " in *" $1 "*) sleep 2 ;; esac; }
 ticks_per_second=$(getconf CLK_TCK)
+# Microseconds of CPU per request: $1 clock ticks over $2 requests (ticks are usually 10 ms, so a
+# 5 s window is precise to about 1%).
+per_request() { awk -v t="$1" -v n="$2" -v hz="$ticks_per_second" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }'; }
 # "all serving" CPU ticks of target $1 so far: all its threads, and the one that serves requests
 # (a Lookout gateway with --workers 1 and the bare proxy serve on their main thread; nginx's
 # worker is a process of one thread).
@@ -121,11 +124,8 @@ for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; 
       settle "$label"
       read -r all_after serving_after < <(cpu_of "$label")
       rps[$label]+="$r " p50[$label]+="$a " p99[$label]+="$b "
-      # Microseconds of CPU per request (clock ticks are 10 ms: a 5 s window is precise to 1%).
-      cpu[$label]+="$(awk -v t=$((all_after - all_before)) -v n="$n" -v hz="$ticks_per_second" \
-        'BEGIN { printf "%.2f", t * 1e6 / hz / n }') "
-      bg[$label]+="$(awk -v t=$((all_after - all_before - serving_after + serving_before)) -v n="$n" \
-        -v hz="$ticks_per_second" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }') "
+      cpu[$label]+="$(per_request $((all_after - all_before)) "$n") "
+      bg[$label]+="$(per_request $((all_after - all_before - serving_after + serving_before)) "$n") "
     done
   done
   for label in $labels; do
