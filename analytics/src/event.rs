@@ -232,7 +232,7 @@ pub(crate) mod tests {
             block_reason: None,
             threat: None,
             steps: vec![
-                PathStep::timed(StepKind::RouteMatch, 3, 2),
+                PathStep::timed(StepKind::RouteMatch, 0, 2),
                 PathStep {
                     instance: Some("127.0.0.1:3000".into()),
                     status: Some(200),

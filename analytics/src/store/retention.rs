@@ -32,7 +32,7 @@ fn delete_before(conn: &Connection, cutoff_us: i64) -> duckdb::Result<u64> {
     let cutoff = at(cutoff_us);
     in_transaction(conn, || {
         let deleted = conn.execute("DELETE FROM requests WHERE ts < ?", [&cutoff])?;
-        conn.execute("DELETE FROM request_spans WHERE ts < ?", [&cutoff])?;
+        conn.execute("DELETE FROM request_steps WHERE ts < ?", [&cutoff])?;
         for table in ["rollup_minute", "route_minute"] {
             conn.execute(
                 &format!("DELETE FROM {table} WHERE minute < date_trunc('minute', ?)"),

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (5, include_str!("migrations/0005_blocked.sql")),
     (6, include_str!("migrations/0006_tls.sql")),
     (7, include_str!("migrations/0007_request_key.sql")),
+    (8, include_str!("migrations/0008_common_path.sql")),
 ];
 
 /// The schema version this build writes.

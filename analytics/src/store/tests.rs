@@ -1,9 +1,10 @@
 //! The store end to end within the crate: events in through the sink, out through SQL.
 
 use super::*;
+use crate::analysis::views;
 use crate::event::tests::sample_event;
 use crate::sql::{ResultFormat, SqlError};
-use crate::EventSink;
+use crate::{EventSink, PathStep, RequestEvent, StepKind};
 
 fn memory_store() -> (Store, StoreSink) {
     Store::open(StoreSettings::new(StoreLocation::Memory)).expect("open")
@@ -249,4 +250,91 @@ fn every_event_of_a_batch_longer_than_one_duckdb_vector_comes_back_in_its_own_ro
          FROM requests",
     );
     assert_eq!(json["rows"][0], serde_json::json!([5000, 0, 10000, 0]));
+}
+
+#[test]
+fn every_shape_of_path_comes_back_step_for_step() {
+    let attempt = |start_us, status, error| PathStep {
+        instance: Some("127.0.0.1:3000".into()),
+        status,
+        error,
+        ..PathStep::timed(StepKind::UpstreamAttempt, start_us, 40)
+    };
+    let route_match = PathStep::timed(StepKind::RouteMatch, 0, 2);
+    let paths = [
+        // The common path, kept as three numbers of the request's row.
+        vec![route_match.clone(), attempt(10, Some(200), None)],
+        // Every other shape, kept as rows of their own.
+        vec![
+            PathStep::timed(StepKind::RouteMatch, 1, 2),
+            attempt(10, Some(200), None),
+        ],
+        vec![route_match.clone(), attempt(10, None, Some("timeout"))],
+        vec![route_match.clone(), attempt(10, Some(503), None)],
+        vec![
+            route_match.clone(),
+            attempt(10, Some(503), None),
+            attempt(60, Some(200), None),
+        ],
+        vec![
+            route_match.clone(),
+            PathStep::timed(StepKind::CacheLookup, 3, 1),
+            attempt(10, Some(200), None),
+        ],
+        vec![route_match.clone()],
+        vec![],
+    ];
+    let events: Vec<_> = paths
+        .iter()
+        .zip(0..)
+        .map(|(steps, n)| RequestEvent {
+            steps: steps.clone(),
+            ..sample_event(n)
+        })
+        .collect();
+    let (_store, mut sink) = memory_store();
+    sink.write_batch(&events).expect("append");
+    sink.commit();
+    let conn = &sink.conn.as_ref().expect("the store is up").conn;
+    for (key, event) in (1..).zip(&events) {
+        let stored = views::steps(conn, key).expect("steps");
+        let stored: Vec<_> = stored
+            .iter()
+            .map(|s| {
+                (
+                    s.kind.as_str(),
+                    s.start_us,
+                    s.duration_us,
+                    s.instance.as_deref(),
+                    s.status,
+                    s.error.as_deref(),
+                    s.name.as_deref(),
+                )
+            })
+            .collect();
+        let sent: Vec<_> = event
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    s.kind.as_str(),
+                    s.start_us,
+                    s.duration_us,
+                    s.instance.as_deref(),
+                    s.status,
+                    s.error,
+                    s.name.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(stored, sent, "the path of request {key}");
+    }
+    let rows: u64 = conn
+        .query_row("SELECT count(*) FROM request_steps", [], |row| row.get(0))
+        .expect("count");
+    let stored_as_rows: usize = paths[1..].iter().map(Vec::len).sum();
+    assert_eq!(
+        rows as usize, stored_as_rows,
+        "only the common path is kept in the request's row"
+    );
 }
