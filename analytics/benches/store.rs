@@ -54,8 +54,12 @@ fn main() -> anyhow::Result<()> {
     );
     // On the default single DuckDB thread, and on two (`analytics.threads`).
     for threads in [1, 2] {
-        query_latency(&path, threads)?;
+        let what = "p50/p95/p99 per route per minute, last hour";
+        query_latency(&path, threads, ("route_latency_per_minute", what), None)?;
     }
+    let id = request_id(events / 2);
+    let what = "the steps of one request, by its id: the dashboard's waterfall";
+    query_latency(&path, 1, ("request_path", what), Some(&id))?;
     Ok(())
 }
 
@@ -125,7 +129,13 @@ fn ingest(path: &Path, count: usize) -> anyhow::Result<Duration> {
     Ok(spent)
 }
 
-fn query_latency(path: &Path, threads: u32) -> anyhow::Result<()> {
+/// Times the named query `(name, what it finds)`, with `param` for each of its parameters.
+fn query_latency(
+    path: &Path,
+    threads: u32,
+    (name, what): (&str, &str),
+    param: Option<&str>,
+) -> anyhow::Result<()> {
     let mut settings = StoreSettings::new(StoreLocation::File(path.to_owned()));
     settings.threads = threads;
     let (store, _sink) = Store::open(settings)?;
@@ -133,7 +143,7 @@ fn query_latency(path: &Path, threads: u32) -> anyhow::Result<()> {
     let mut rows = 0;
     for _ in 0..11 {
         let started = Instant::now();
-        let result = store.query_canned("route_latency_per_minute", |_| None)?;
+        let result = store.query_canned(name, |_| param)?;
         timings.push(started.elapsed());
         rows = result.rows;
     }
@@ -141,8 +151,8 @@ fn query_latency(path: &Path, threads: u32) -> anyhow::Result<()> {
     timings.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "query route_latency_per_minute (p50/p95/p99 per route per minute, last hour; {rows} rows), \
-         10 runs with analytics.threads = {threads}: p50 {:.0} ms, max {:.0} ms",
+        "query {name} ({what}; {rows} rows), 10 runs with analytics.threads = {threads}: \
+         p50 {:.1} ms, max {:.1} ms",
         ms(timings[timings.len() / 2]),
         ms(timings[timings.len() - 1])
     );
@@ -196,11 +206,13 @@ fn event(i: usize, timestamp_us: u64) -> RequestEvent {
         blocked_by: None,
         block_reason: None,
         threat: None,
+        // The common path, but for the timeouts, whose steps are stored as rows of their own.
         steps: vec![
-            PathStep::timed(StepKind::RouteMatch, 2, 1),
+            PathStep::timed(StepKind::RouteMatch, 0, 1),
             PathStep {
                 instance: Some("10.0.0.1:8080".into()),
-                status: Some(status),
+                status: (status == 200).then_some(status),
+                error: (status == 503).then_some("timeout"),
                 ..PathStep::timed(StepKind::UpstreamAttempt, 10, duration_us - 20)
             },
         ],
