@@ -18,6 +18,7 @@
 #
 #   tests/bench/run.sh                      # 3 rounds of 5 s per target and case
 #   ROUNDS=5 DURATION=10s tests/bench/run.sh
+#   ROUNDS=16 TARGETS="quiet stored" CASES="small c=50" tests/bench/run.sh   # one cost, more rounds
 #
 # Needs wrk (apt install wrk); nginx is measured when installed (apt install nginx-light).
 # This is a benchmark, not a test: nothing here passes or fails on a figure.
@@ -75,6 +76,13 @@ if [ -n "$nginx_port" ]; then
   labels="direct nginx bare quiet stored observed lookout"
 fi
 
+# TARGETS (names, space-separated) and CASES (names, comma-separated) pick some of the targets
+# and cases; they are measured in the order above.
+if [ -n "${TARGETS:-}" ]; then
+  labels=$(for l in $labels; do case " $TARGETS " in *" $l "*) echo "$l" ;; esac; done | xargs)
+fi
+measured() { case " $labels " in *" $1 "*) ;; *) return 1 ;; esac; }
+
 gateways="quiet stored observed lookout"
 # Runs gateway $1 (none for another target) and stops the others: idle, a gateway still runs its
 # timers (rollups, housekeeping, the metrics' upkeep), on the cores the target measured needs.
@@ -113,6 +121,7 @@ printf "\n%-14s %-9s %9s %9s %9s %9s %9s   %s\n" "case" "target" "req/s" "p50 (u
   "cpu (us)" "bg (us)" "req/s by round"
 for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; do
   IFS=: read -r name path conns <<<"$case"
+  case ",${CASES:-$name}," in *",$name,"*) ;; *) continue ;; esac
   declare -A rps=() p50=() p99=() cpu=() bg=()
   for round in $(seq "$rounds"); do
     for label in $labels; do
@@ -129,13 +138,14 @@ for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; 
     done
   done
   for label in $labels; do
-    cpu_columns="$(echo "${cpu[$label]}" | median) $(echo "${bg[$label]}" | median)"
+    cpu_columns=$(printf "%.2f %.2f" "$(echo "${cpu[$label]}" | median)" "$(echo "${bg[$label]}" | median)")
     [ -n "${pid[$label]:-}" ] || cpu_columns="- -"
     read -r c g <<<"$cpu_columns"
     printf "%-14s %-9s %9.0f %9.0f %9.0f %9s %9s   %s\n" "$name" "$label" "$(echo "${rps[$label]}" | median)" \
       "$(echo "${p50[$label]}" | median)" "$(echo "${p99[$label]}" | median)" "$c" "$g" "${rps[$label]}"
   done
   for on in stored observed lookout; do
+    measured "$on" && measured quiet || continue
     awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" quiet)" -v s="$(paired_spread "$on" quiet)" \
       -v c="$(echo "${cpu[$on]}" | median) $(echo "${cpu[quiet]}" | median)" \
       -v g="$(echo "${bg[$on]}" | median) $(echo "${bg[quiet]}" | median)" 'BEGIN {
@@ -145,10 +155,13 @@ for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; 
       printf " CPU per request %+.2f us (serving thread %+.2f us, other threads %+.2f us)\n", cpu[1] - cpu[2],
         (cpu[1] - bg[1]) - (cpu[2] - bg[2]), bg[1] - bg[2] }'
   done
-  awk -v n="$name" -v r="$(paired_ratio quiet bare)" 'BEGIN {
-    printf "%-14s %-9s / bare req/s = %.2fx (median over the rounds: Lookout'"'"'s own work per request)\n", n, "quiet", r }'
-  if [ -n "$nginx_port" ]; then
+  if measured quiet && measured bare; then
+    awk -v n="$name" -v r="$(paired_ratio quiet bare)" 'BEGIN {
+      printf "%-14s %-9s / bare req/s = %.2fx (median over the rounds: Lookout'"'"'s own work per request)\n", n, "quiet", r }'
+  fi
+  if measured nginx; then
     for on in bare quiet observed lookout; do
+      measured "$on" || continue
       awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" nginx)" 'BEGIN {
         printf "%-14s %-9s / nginx req/s = %.2fx (median over the rounds)\n", n, t, r }'
     done
@@ -161,6 +174,7 @@ done
 for g in $gateways; do kill -CONT "${pid[$g]}"; done
 sleep 2
 for name in stored observed lookout; do
+  measured "$name" || continue
   curl -s "http://127.0.0.1:${admin_ports[$name]}/admin/stats" | python3 -c '
 import json, sys
 s = json.load(sys.stdin); q = s["analytics"]; st = s["store"]; t = s.get("traces")

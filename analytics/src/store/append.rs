@@ -29,7 +29,7 @@ pub(crate) fn append(
 /// steps are stored as these three numbers of the request's row, which the `request_spans`
 /// view shows as the two steps they were: as rows of their own, with four text columns each,
 /// they were a quarter of what storing an event cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 struct CommonPath {
     route_match_us: u64,
     attempt_start_us: u64,
