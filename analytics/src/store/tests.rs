@@ -298,35 +298,7 @@ fn every_shape_of_path_comes_back_step_for_step() {
     let conn = &sink.conn.as_ref().expect("the store is up").conn;
     for (key, event) in (1..).zip(&events) {
         let stored = views::steps(conn, key).expect("steps");
-        let stored: Vec<_> = stored
-            .iter()
-            .map(|s| {
-                (
-                    s.kind.as_str(),
-                    s.start_us,
-                    s.duration_us,
-                    s.instance.as_deref(),
-                    s.status,
-                    s.error.as_deref(),
-                    s.name.as_deref(),
-                )
-            })
-            .collect();
-        let sent: Vec<_> = event
-            .steps
-            .iter()
-            .map(|s| {
-                (
-                    s.kind.as_str(),
-                    s.start_us,
-                    s.duration_us,
-                    s.instance.as_deref(),
-                    s.status,
-                    s.error,
-                    s.name.as_deref(),
-                )
-            })
-            .collect();
+        let sent: Vec<_> = event.steps.iter().map(as_read_back).collect();
         assert_eq!(stored, sent, "the path of request {key}");
     }
     let rows: u64 = conn
@@ -337,4 +309,17 @@ fn every_shape_of_path_comes_back_step_for_step() {
         rows as usize, stored_as_rows,
         "only the common path is kept in the request's row"
     );
+}
+
+/// A step as the store gives it back.
+fn as_read_back(step: &PathStep) -> views::Step {
+    views::Step {
+        kind: step.kind.as_str().to_owned(),
+        start_us: step.start_us,
+        duration_us: step.duration_us,
+        instance: step.instance.as_deref().map(str::to_owned),
+        status: step.status,
+        error: step.error.map(str::to_owned),
+        name: step.name.as_deref().map(str::to_owned),
+    }
 }
