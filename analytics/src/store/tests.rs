@@ -301,6 +301,19 @@ fn every_shape_of_path_comes_back_step_for_step() {
         let sent: Vec<_> = event.steps.iter().map(as_read_back).collect();
         assert_eq!(stored, sent, "the path of request {key}");
     }
+    let mut numbered = conn
+        .prepare("SELECT request_key, seq FROM request_spans ORDER BY ALL")
+        .expect("prepare");
+    let numbered: Vec<(u64, u16)> = numbered
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let expected: Vec<(u64, u16)> = (1..)
+        .zip(&paths)
+        .flat_map(|(key, steps)| (0..steps.len() as u16).map(move |seq| (key, seq)))
+        .collect();
+    assert_eq!(numbered, expected, "each path's steps numbered from 0");
     let rows: u64 = conn
         .query_row("SELECT count(*) FROM request_steps", [], |row| row.get(0))
         .expect("count");
