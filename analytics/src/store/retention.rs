@@ -81,6 +81,12 @@ mod tests {
                 [now_us() - age * 1_000_000],
             )
             .expect("insert");
+            conn.execute(
+                "INSERT INTO request_steps (ts, request_key, seq, kind, start_us, duration_us)
+                 VALUES (make_timestamp(?), 1, 0, 'route_match', 1, 1)",
+                [now_us() - age * 1_000_000],
+            )
+            .expect("insert a step");
         }
         conn
     }
@@ -97,5 +103,9 @@ mod tests {
             .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
             .expect("count");
         assert_eq!(left, 2);
+        let steps_left: u64 = conn
+            .query_row("SELECT count(*) FROM request_spans", [], |r| r.get(0))
+            .expect("count steps");
+        assert_eq!(steps_left, 2, "the steps go with their requests");
     }
 }
