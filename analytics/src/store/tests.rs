@@ -10,6 +10,16 @@ fn memory_store() -> (Store, StoreSink) {
     Store::open(StoreSettings::new(StoreLocation::Memory)).expect("open")
 }
 
+/// The rows of a query of two columns.
+fn pairs<A: duckdb::types::FromSql, B: duckdb::types::FromSql>(conn: &Connection, sql: &str) -> Vec<(A, B)> {
+    let mut statement = conn.prepare(sql).expect("prepare");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
 fn json_of(store: &Store, sql: &str) -> serde_json::Value {
     let result = store.query(sql).expect("query");
     serde_json::from_slice(&result.encode(ResultFormat::Json).expect("encode")).expect("json")
@@ -215,18 +225,12 @@ fn a_large_batch_is_committed_a_whole_row_group_at_a_time_straight_to_disk() {
     );
     // Row groups written to disk at commit, not kept for the WAL and a checkpoint.
     let conn = &sink.conn.as_ref().expect("the store is up").conn;
-    let mut statement = conn
-        .prepare(
-            "SELECT sum(count), bool_and(persistent) FROM pragma_storage_info('requests')
-             WHERE column_name = 'ts' AND segment_type <> 'VALIDITY'
-             GROUP BY row_group_id ORDER BY row_group_id",
-        )
-        .expect("prepare");
-    let groups: Vec<(u64, bool)> = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
+    let groups: Vec<(u64, bool)> = pairs(
+        conn,
+        "SELECT sum(count), bool_and(persistent) FROM pragma_storage_info('requests')
+         WHERE column_name = 'ts' AND segment_type <> 'VALIDITY'
+         GROUP BY row_group_id ORDER BY row_group_id",
+    );
     assert_eq!(groups, vec![(rows, true), (rows, true)]);
 }
 
@@ -301,14 +305,7 @@ fn every_shape_of_path_comes_back_step_for_step() {
         let sent: Vec<_> = event.steps.iter().map(as_read_back).collect();
         assert_eq!(stored, sent, "the path of request {key}");
     }
-    let mut numbered = conn
-        .prepare("SELECT request_key, seq FROM request_spans ORDER BY ALL")
-        .expect("prepare");
-    let numbered: Vec<(u64, u16)> = numbered
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
+    let numbered: Vec<(u64, u16)> = pairs(conn, "SELECT request_key, seq FROM request_spans ORDER BY ALL");
     let expected: Vec<(u64, u16)> = (1..)
         .zip(&paths)
         .flat_map(|(key, steps)| (0..steps.len() as u16).map(move |seq| (key, seq)))
