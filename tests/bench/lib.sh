@@ -114,7 +114,9 @@ NGINX
   # The one worker process, which does all the proxying (forked by the master once it listens).
   nginx_worker=""
   for _ in $(seq 100); do
-    nginx_worker=$(pgrep -P "$master" | head -1) && break
+    # Tested by its value: a pipeline's status is head's, not pgrep's, without pipefail.
+    nginx_worker=$(pgrep -P "$master" | head -1 || true)
+    [ -z "$nginx_worker" ] || break
     sleep 0.05
   done
 }
