@@ -1,7 +1,8 @@
 //! Store benchmarks: the ingest rate of the writer's path (batches appended through the
 //! [`StoreSink`], DuckDB on one thread); the store's cost at a steady load, paced as the writer
-//! paces it; and the latency of the dashboard's heaviest named query (p50/p95/p99 per route per
-//! minute over the last hour) over 10 million events, all in that hour.
+//! paces it; and, over 10 million events all in the last hour, the latency of the dashboard's
+//! heaviest named query (p50/p95/p99 per route per minute over that hour) and of its lookups of
+//! one request by id.
 //!
 //!     cargo bench -p lookout-analytics --bench store            # 10 million events
 //!     EVENTS=1000000 cargo bench -p lookout-analytics --bench store
@@ -9,6 +10,7 @@
 //!
 //! Prints figures; it does not pass or fail on them.
 
+use lookout_analytics::analysis::views;
 use lookout_analytics::{
     ErrorKind, EventSink, PathStep, RequestEvent, StepKind, Store, StoreLocation, StoreSettings, StoreSink,
 };
@@ -57,9 +59,24 @@ fn main() -> anyhow::Result<()> {
         let what = "p50/p95/p99 per route per minute, last hour";
         query_latency(&path, threads, ("route_latency_per_minute", what), None)?;
     }
-    let id = request_id(events / 2);
+    let (store, _sink) = Store::open(StoreSettings::new(StoreLocation::File(path.clone())))?;
+    let middle = (events as u64 / 2).max(1);
+    let id: String = store.read(|conn| {
+        conn.query_row(
+            "SELECT request_id FROM requests WHERE request_key = ?",
+            [middle],
+            |row| row.get(0),
+        )
+    })?;
+    drop((store, _sink));
     let what = "the steps of one request, by its id: the dashboard's waterfall";
     query_latency(&path, 1, ("request_path", what), Some(&id))?;
+    lookup_latency(&path, "a request id the gateway made", &id)?;
+    lookup_latency(
+        &path,
+        "an id no request has (a client's own, or a trace's)",
+        "no-such-id",
+    )?;
     Ok(())
 }
 
@@ -159,19 +176,37 @@ fn query_latency(
     Ok(())
 }
 
-/// A request id shaped like the gateway's own (a random-looking UUID v4), unique per `i`: ids
-/// are the costliest column to store, and short sequential ones would flatter the figure.
-fn request_id(i: usize) -> String {
-    let h = (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
-    let field = |shift: u32, bits: u32| (h >> shift) & ((1 << bits) - 1);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        field(96, 32),
-        field(80, 16),
-        field(68, 12),
-        field(56, 12),
-        field(0, 48)
-    )
+/// Times the dashboard's lookup of one request by `id` (`views::request`), as `query_latency`.
+fn lookup_latency(path: &Path, what: &str, id: &str) -> anyhow::Result<()> {
+    let (store, _sink) = Store::open(StoreSettings::new(StoreLocation::File(path.to_owned())))?;
+    let mut timings = Vec::new();
+    for _ in 0..11 {
+        let started = Instant::now();
+        store.read(|conn| views::request(conn, id))?;
+        timings.push(started.elapsed());
+    }
+    timings.remove(0);
+    timings.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "lookup of one request by {what}: p50 {:.1} ms, max {:.1} ms",
+        ms(timings[timings.len() / 2]),
+        ms(timings[timings.len() - 1])
+    );
+    Ok(())
+}
+
+/// A request id made as the gateway makes them (UUID version 7: the request's start in
+/// milliseconds, then random bits), unique per `i`: ids are the costliest column to store, and
+/// short sequential ones would flatter the figure.
+fn request_id(i: usize, timestamp_us: u64) -> String {
+    let random = (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+    let mut bytes = [0; 10];
+    bytes.copy_from_slice(&random.to_le_bytes()[..10]);
+    uuid::Builder::from_unix_timestamp_millis(timestamp_us / 1000, &bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 fn event(i: usize, timestamp_us: u64) -> RequestEvent {
@@ -180,7 +215,7 @@ fn event(i: usize, timestamp_us: u64) -> RequestEvent {
     let duration_us = 500 + (i as u64 * 7919) % 200_000;
     RequestEvent {
         timestamp_us,
-        request_id: request_id(i).into(),
+        request_id: request_id(i, timestamp_us).into(),
         trace_id: None,
         route: Some(route.clone()),
         method: "GET".into(),

@@ -333,3 +333,37 @@ fn as_read_back(step: &PathStep) -> views::Step {
         name: step.name.as_deref().map(str::to_owned),
     }
 }
+
+#[test]
+fn requests_are_found_by_either_id_old_or_new() {
+    let old_us = 1_700_000_000_000_000;
+    let now = crate::analysis::now_us() as u64;
+    // A gateway-made id (UUID version 7), a trace id that would also parse as a simple-form
+    // version 7 UUID, and a client's own id that two requests share.
+    let made = "018bcfe5-6800-7abc-8def-0123456789ab";
+    let trace = "0123456789ab7def8123456789abcdef";
+    let event = |n: u64, timestamp_us: u64, request_id: &str, trace_id: Option<&str>| RequestEvent {
+        timestamp_us,
+        request_id: request_id.into(),
+        trace_id: trace_id.map(Into::into),
+        ..sample_event(n)
+    };
+    let events = [
+        event(0, old_us, made, None),
+        event(1, old_us, "client-7", Some(trace)),
+        event(2, now - 1_000_000, "client-7", None),
+        event(3, now, "another", Some(trace)),
+        event(4, old_us + 1, "old-client-id", None),
+    ];
+    let (_store, mut sink) = memory_store();
+    sink.write_batch(&events).expect("append");
+    sink.commit();
+    let conn = &sink.conn.as_ref().expect("the store is up").conn;
+    let found = |id: &str| views::request(conn, id).expect("lookup").map(|r| r.request_key);
+    assert_eq!(found(made), Some(1), "a gateway-made id, however old");
+    assert_eq!(found("client-7"), Some(3), "the latest of a client's retries");
+    assert_eq!(found(trace), Some(4), "the latest request of a trace");
+    assert_eq!(found("old-client-id"), Some(5), "an id past the recent window");
+    assert_eq!(found("018bcfe5-6800-7abc-8def-0123456789ac"), None);
+    assert_eq!(found("nobody"), None);
+}

@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lookout_gateway::Gateway;
-use lookout_tests::{body_json, send_body, start_gateway, wait_for_stored, Reply, TestUpstream};
+use lookout_tests::{body_json, send, send_body, start_gateway, wait_for_stored, Reply, TestUpstream};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
@@ -72,6 +72,42 @@ async fn drive(proxy: SocketAddr, count: usize, concurrency: usize) {
     for task in tasks {
         task.await.expect("load task");
     }
+}
+
+/// A request the gateway names is stored under that name, with the moment the name begins
+/// with (a UUID version 7 is what lets the store find it without reading everything), and the
+/// dashboard finds its page by it.
+#[tokio::test]
+async fn a_request_is_found_by_the_id_the_gateway_gave_it() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = gateway_with_store(upstream.addr, "").await;
+    let reply = send(gateway.proxy_addr(), Method::GET, "/echo/named", &[]).await;
+    let id = reply.headers["x-request-id"].to_str().expect("ascii").to_owned();
+    let uuid = uuid::Uuid::parse_str(&id).expect("a UUID");
+    assert_eq!(uuid.get_version_num(), 7, "{id}");
+    let (seconds, nanos) = uuid.get_timestamp().expect("a time").to_unix();
+    let millis = seconds * 1000 + u64::from(nanos) / 1_000_000;
+    wait_for_stored(&gateway, 1).await;
+    let admin = gateway.admin_addr();
+    assert_eq!(
+        rows(
+            admin,
+            &format!("SELECT epoch_ms(ts), path FROM requests WHERE request_id = '{id}'")
+        )
+        .await,
+        json!([[millis, "/echo/named"]])
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    let page = send(
+        admin,
+        Method::GET,
+        &format!("/dashboard/requests/{id}"),
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&page.body).contains("/echo/named"));
+    gateway.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
