@@ -213,7 +213,8 @@ fn new_request_id(started: SystemTime) -> HeaderValue {
     let millis = started
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64);
-    let random: [u8; 10] = std::array::from_fn(|_| fastrand::u8(..));
+    let mut random = [0; 10];
+    random.copy_from_slice(&fastrand::u128(..).to_le_bytes()[..10]);
     let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
     let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
     id.hyphenated().encode_lower(&mut text);
