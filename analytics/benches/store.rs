@@ -156,22 +156,14 @@ fn query_latency(
     let mut settings = StoreSettings::new(StoreLocation::File(path.to_owned()));
     settings.threads = threads;
     let (store, _sink) = Store::open(settings)?;
-    let mut timings = Vec::new();
     let mut rows = 0;
-    for _ in 0..11 {
-        let started = Instant::now();
-        let result = store.query_canned(name, |_| param)?;
-        timings.push(started.elapsed());
-        rows = result.rows;
-    }
-    timings.remove(0); // the first run also warms DuckDB's caches
-    timings.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (p50, max) = ten_runs(|| {
+        rows = store.query_canned(name, |_| param)?.rows;
+        Ok(())
+    })?;
     println!(
         "query {name} ({what}; {rows} rows), 10 runs with analytics.threads = {threads}: \
-         p50 {:.1} ms, max {:.1} ms",
-        ms(timings[timings.len() / 2]),
-        ms(timings[timings.len() - 1])
+         p50 {p50:.1} ms, max {max:.1} ms"
     );
     Ok(())
 }
@@ -179,21 +171,26 @@ fn query_latency(
 /// Times the dashboard's lookup of one request by `id` (`views::request`), as `query_latency`.
 fn lookup_latency(path: &Path, what: &str, id: &str) -> anyhow::Result<()> {
     let (store, _sink) = Store::open(StoreSettings::new(StoreLocation::File(path.to_owned())))?;
-    let mut timings = Vec::new();
-    for _ in 0..11 {
-        let started = Instant::now();
+    let (p50, max) = ten_runs(|| {
         store.read(|conn| views::request(conn, id))?;
-        timings.push(started.elapsed());
-    }
-    timings.remove(0);
-    timings.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "lookup of one request by {what}: p50 {:.1} ms, max {:.1} ms",
-        ms(timings[timings.len() / 2]),
-        ms(timings[timings.len() - 1])
-    );
+        Ok(())
+    })?;
+    println!("lookup of one request by {what}: p50 {p50:.1} ms, max {max:.1} ms");
     Ok(())
+}
+
+/// The median and the longest of ten timed runs of `run`, in milliseconds, after one more run
+/// that also warms DuckDB's caches.
+fn ten_runs(mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<(f64, f64)> {
+    run()?;
+    let mut timings = Vec::new();
+    for _ in 0..10 {
+        let started = Instant::now();
+        run()?;
+        timings.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    timings.sort_by(f64::total_cmp);
+    Ok((timings[timings.len() / 2], timings[timings.len() - 1]))
 }
 
 /// A request id made as the gateway makes them (UUID version 7: the request's start in
