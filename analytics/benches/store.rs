@@ -1,8 +1,9 @@
-//! Store benchmarks: the ingest rate of the writer's path (batches appended through the
-//! [`StoreSink`], DuckDB on one thread); the store's cost at a steady load, paced as the writer
-//! paces it; and, over 10 million events all in the last hour, the latency of the dashboard's
-//! heaviest named query (p50/p95/p99 per route per minute over that hour) and of its lookups of
-//! one request by id.
+//! Store benchmarks: the store's cost at a steady load, paced as the writer paces it, with events
+//! as a gateway with the store on and traces off makes them; the ingest rate of the writer's path
+//! (batches appended through the [`StoreSink`], DuckDB on one thread) with a trace id in every
+//! event, as with traces on; and, over those 10 million events all in the last hour, the latency
+//! of the dashboard's heaviest named query (p50/p95/p99 per route per minute over that hour) and
+//! of its lookups of one request by id.
 //!
 //!     cargo bench -p lookout-analytics --bench store            # 10 million events
 //!     EVENTS=1000000 cargo bench -p lookout-analytics --bench store
@@ -49,7 +50,7 @@ fn main() -> anyhow::Result<()> {
     let path = dir.path().join("bench.duckdb");
     let ingest = ingest(&path, events)?;
     println!(
-        "ingest: {events} events (each with 2 path steps) in {:.1} s = {:.0} events/s on one DuckDB thread \
+        "ingest: {events} events (each with 2 path steps and a trace id) in {:.1} s = {:.0} events/s on one DuckDB thread \
          (appends only; building the events is not timed)",
         ingest.as_secs_f64(),
         events as f64 / ingest.as_secs_f64()
@@ -61,21 +62,27 @@ fn main() -> anyhow::Result<()> {
     }
     let (store, _sink) = Store::open(StoreSettings::new(StoreLocation::File(path.clone())))?;
     let middle = (events as u64 / 2).max(1);
-    let id: String = store.read(|conn| {
-        conn.query_row(
-            "SELECT request_id FROM requests WHERE request_key = ?",
-            [middle],
-            |row| row.get(0),
-        )
-    })?;
+    let ids = |key: u64| {
+        store.read(|conn| {
+            conn.query_row(
+                "SELECT request_id, trace_id FROM requests WHERE request_key = ?",
+                [key],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+            )
+        })
+    };
+    let ((id, trace), (_, latest_trace)) = (ids(middle)?, ids(events as u64)?);
     drop((store, _sink));
     let what = "the steps of one request, by its id: the dashboard's waterfall";
     query_latency(&path, 1, ("request_path", what), Some(&id))?;
     lookup_latency(&path, "a request id the gateway made", &id)?;
+    lookup_latency(&path, "its trace id (half an hour old)", &trace)?;
+    lookup_latency(&path, "the latest request's trace id", &latest_trace)?;
+    // Inside every block's bounds, so both lookups read the whole store: the worst case.
     lookup_latency(
         &path,
-        "an id no request has (a client's own, or a trace's)",
-        "no-such-id",
+        "a trace id no request has",
+        "7f3a9c2e5b1d4f608e2c9a7b3d5f1e0c",
     )?;
     Ok(())
 }
@@ -108,7 +115,7 @@ fn steady(path: &Path, rate: usize, seconds: usize) -> anyhow::Result<Duration> 
     for pass in 0..passes {
         let now_us = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
         let batch: Vec<_> = (pass * per_pass..(pass + 1) * per_pass)
-            .map(|i| event(i, now_us))
+            .map(|i| event(i, now_us, false))
             .collect();
         let started = Instant::now();
         sink.write_batch(&batch)?;
@@ -134,7 +141,9 @@ fn ingest(path: &Path, count: usize) -> anyhow::Result<Duration> {
     let mut batch = Vec::with_capacity(BATCH);
     for first in (0..count).step_by(BATCH) {
         batch.clear();
-        batch.extend((first..(first + BATCH).min(count)).map(|i| event(i, start_us + i as u64 * step_us)));
+        batch.extend(
+            (first..(first + BATCH).min(count)).map(|i| event(i, start_us + i as u64 * step_us, true)),
+        );
         let started = Instant::now();
         sink.write_batch(&batch)?;
         spent += started.elapsed();
@@ -206,14 +215,23 @@ fn request_id(i: usize, timestamp_us: u64) -> String {
         .to_string()
 }
 
-fn event(i: usize, timestamp_us: u64) -> RequestEvent {
+/// A trace id (32 hex digits, random-looking), unique per `i`.
+fn trace_id(i: usize) -> String {
+    format!(
+        "{:032x}",
+        (i as u128 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93_A5A3_5625_5B2D_9E31)
+    )
+}
+
+/// Event `i`, with a trace id when `traced` (as with traces on: every request has one).
+fn event(i: usize, timestamp_us: u64, traced: bool) -> RequestEvent {
     let route: Arc<str> = ROUTES[i % ROUTES.len()].into();
     let status = if i.is_multiple_of(97) { 503 } else { 200 };
     let duration_us = 500 + (i as u64 * 7919) % 200_000;
     RequestEvent {
         timestamp_us,
         request_id: request_id(i, timestamp_us).into(),
-        trace_id: None,
+        trace_id: traced.then(|| trace_id(i).into()),
         route: Some(route.clone()),
         method: "GET".into(),
         path: format!("/{route}/{}", i % 1000),

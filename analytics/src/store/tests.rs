@@ -338,8 +338,8 @@ fn as_read_back(step: &PathStep) -> views::Step {
 fn requests_are_found_by_either_id_old_or_new() {
     let old_us = 1_700_000_000_000_000;
     let now = crate::analysis::now_us() as u64;
-    // A gateway-made id (UUID version 7), a trace id that would also parse as a simple-form
-    // version 7 UUID, and a client's own id that two requests share.
+    // A gateway-made id (UUID version 7), a trace id (32 hex digits), and a client's own id
+    // that two requests share.
     let made = "018bcfe5-6800-7abc-8def-0123456789ab";
     let trace = "0123456789ab7def8123456789abcdef";
     let event = |n: u64, timestamp_us: u64, request_id: &str, trace_id: Option<&str>| RequestEvent {
@@ -354,12 +354,33 @@ fn requests_are_found_by_either_id_old_or_new() {
         event(2, now - 1_000_000, "client-7", None),
         event(3, now, "another", Some(trace)),
         event(4, old_us + 1, "old-client-id", None),
+        // A client that sends its trace id as its request id.
+        event(5, old_us + 2, trace, Some(trace)),
     ];
-    let (_store, mut sink) = memory_store();
+    let (store, mut sink) = memory_store();
     sink.write_batch(&events).expect("append");
     sink.commit();
     let conn = &sink.conn.as_ref().expect("the store is up").conn;
     let found = |id: &str| views::request(conn, id).expect("lookup").map(|r| r.request_key);
+    // The named query `request` finds every request with the id, oldest first.
+    let all_found = |id: &str| {
+        let result = store.query_canned("request", |_| Some(id)).expect("named query");
+        let json: serde_json::Value =
+            serde_json::from_slice(&result.encode(ResultFormat::Json).expect("encode")).expect("json");
+        let columns = json["columns"].as_array().expect("columns");
+        let key = columns
+            .iter()
+            .position(|c| c["name"] == "request_key")
+            .expect("a key");
+        let rows = json["rows"].as_array().expect("rows");
+        rows.iter()
+            .map(|row| row[key].as_u64().expect("a key"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all_found(made), [1]);
+    assert_eq!(all_found("client-7"), [2, 3]);
+    assert_eq!(all_found(trace), [2, 6, 4], "each request once");
+    assert_eq!(all_found("nobody"), [] as [u64; 0]);
     assert_eq!(found(made), Some(1), "a gateway-made id, however old");
     assert_eq!(found("client-7"), Some(3), "the latest of a client's retries");
     assert_eq!(found(trace), Some(4), "the latest request of a trace");
