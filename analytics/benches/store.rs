@@ -13,7 +13,8 @@
 
 use lookout_analytics::analysis::views;
 use lookout_analytics::{
-    ErrorKind, EventSink, PathStep, RequestEvent, StepKind, Store, StoreLocation, StoreSettings, StoreSink,
+    ErrorKind, EventSink, PathStep, RequestEvent, RequestId, StepKind, Store, StoreLocation, StoreSettings,
+    StoreSink,
 };
 use std::net::IpAddr;
 use std::path::Path;
@@ -205,14 +206,11 @@ fn ten_runs(mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<(f64,
 /// A request id made as the gateway makes them (UUID version 7: the request's start in
 /// milliseconds, then random bits), unique per `i`: ids are the costliest column to store, and
 /// short sequential ones would flatter the figure.
-fn request_id(i: usize, timestamp_us: u64) -> String {
+fn request_id(i: usize, timestamp_us: u64) -> RequestId {
     let random = (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
     let mut bytes = [0; 10];
     bytes.copy_from_slice(&random.to_le_bytes()[..10]);
-    uuid::Builder::from_unix_timestamp_millis(timestamp_us / 1000, &bytes)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
+    RequestId::Made(uuid::Builder::from_unix_timestamp_millis(timestamp_us / 1000, &bytes).into_uuid())
 }
 
 /// A trace id (32 hex digits, random-looking), unique per `i`.
@@ -230,11 +228,11 @@ fn event(i: usize, timestamp_us: u64, traced: bool) -> RequestEvent {
     let duration_us = 500 + (i as u64 * 7919) % 200_000;
     RequestEvent {
         timestamp_us,
-        request_id: request_id(i, timestamp_us).into(),
+        request_id: request_id(i, timestamp_us),
         trace_id: traced.then(|| trace_id(i).into()),
         route: Some(route.clone()),
         method: "GET".into(),
-        path: format!("/{route}/{}", i % 1000),
+        path: compact_str::format_compact!("/{route}/{}", i % 1000),
         host: Some("bench.example".into()),
         client_ip: IpAddr::from([10, 0, (i >> 8) as u8, i as u8]),
         http_version: "HTTP/1.1",
@@ -257,7 +255,7 @@ fn event(i: usize, timestamp_us: u64, traced: bool) -> RequestEvent {
         block_reason: None,
         threat: None,
         // The common path, but for the timeouts, whose steps are stored as rows of their own.
-        steps: vec![
+        steps: smallvec::smallvec![
             PathStep::timed(StepKind::RouteMatch, 0, 1),
             PathStep {
                 instance: Some("10.0.0.1:8080".into()),

@@ -1,6 +1,9 @@
 //! The request event: one per request the gateway sees, whatever its outcome.
 
+use compact_str::CompactString;
 use serde::Serialize;
+use smallvec::SmallVec;
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -151,6 +154,51 @@ impl PathStep {
     }
 }
 
+/// A request's id: one the gateway made, kept as its 16 bytes until it is written out, or the one
+/// the client sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestId {
+    Made(uuid::Uuid),
+    Given(Arc<str>),
+}
+
+impl RequestId {
+    /// Calls `f` with the id as text: a made one is formatted on the stack.
+    pub fn with_str<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            RequestId::Made(uuid) => f(uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer())),
+            RequestId::Given(id) => f(id),
+        }
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.with_str(|id| f.write_str(id))
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.with_str(|id| serializer.serialize_str(id))
+    }
+}
+
+impl From<&str> for RequestId {
+    fn from(id: &str) -> Self {
+        RequestId::Given(id.into())
+    }
+}
+
+impl From<String> for RequestId {
+    fn from(id: String) -> Self {
+        RequestId::Given(id.into())
+    }
+}
+
+/// The steps of one request's path: the common path's two fit without an allocation of their own.
+pub type PathSteps = SmallVec<[PathStep; 2]>;
+
 /// One structured record of one request. Later features fill the optional slots (trace id,
 /// consumer, variant, cache status); every field is present in every serialized event so that
 /// stores can rely on a fixed schema.
@@ -158,13 +206,13 @@ impl PathStep {
 pub struct RequestEvent {
     /// Wall-clock start of the request, microseconds since the Unix epoch.
     pub timestamp_us: u64,
-    pub request_id: Arc<str>,
+    pub request_id: RequestId,
     pub trace_id: Option<Arc<str>>,
     /// The configured name of the matched route; `None` when no route matched.
     pub route: Option<Arc<str>>,
     pub method: Arc<str>,
-    pub path: String,
-    pub host: Option<String>,
+    pub path: CompactString,
+    pub host: Option<CompactString>,
     pub client_ip: IpAddr,
     pub http_version: &'static str,
     /// The TLS version of the client's connection (`1.3`); `None` for plain HTTP.
@@ -195,7 +243,7 @@ pub struct RequestEvent {
     /// An attack the filter saw (`sqli in query`), whether it blocked or only logged it.
     pub threat: Option<Arc<str>>,
     /// The request's path, in order: route match, then each upstream attempt.
-    pub steps: Vec<PathStep>,
+    pub steps: PathSteps,
 }
 
 #[cfg(test)]
@@ -231,7 +279,7 @@ pub(crate) mod tests {
             blocked_by: None,
             block_reason: None,
             threat: None,
-            steps: vec![
+            steps: smallvec::smallvec![
                 PathStep::timed(StepKind::RouteMatch, 0, 2),
                 PathStep {
                     instance: Some("127.0.0.1:3000".into()),

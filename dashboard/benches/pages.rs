@@ -46,7 +46,7 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
         trace_id: None,
         route: Some(format!("r{route}").into()),
         method: "GET".into(),
-        path: format!("/r{route}/{}", i % 1_000),
+        path: format!("/r{route}/{}", i % 1_000).into(),
         host: None,
         client_ip: IpAddr::from([10, 0, (i % 200) as u8, 1]),
         http_version: "HTTP/1.1",
@@ -77,13 +77,15 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
         // Path steps for one request in a thousand: enough for the request page, without the
         // spans table doubling the time it takes to fill the store.
         steps: if i.is_multiple_of(1_000) {
-            vec![PathStep {
+            [PathStep {
                 instance: Some("10.0.0.1:80".into()),
                 status: Some(status),
                 ..PathStep::timed(StepKind::UpstreamAttempt, 10, duration_us - 20)
             }]
+            .into_iter()
+            .collect()
         } else {
-            Vec::new()
+            Default::default()
         },
     }
 }

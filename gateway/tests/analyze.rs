@@ -41,7 +41,7 @@ fn event(n: u64, minute: u64, status: u16, duration_us: u64, variant: &str) -> R
         blocked_by: None,
         block_reason: None,
         threat: None,
-        steps: Vec::new(),
+        steps: Default::default(),
     }
 }
 

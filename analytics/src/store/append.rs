@@ -7,8 +7,8 @@
 use super::database::ArrowAppender;
 use crate::{PathStep, RequestEvent, StepKind};
 use arrow::array::{
-    ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt16Array, UInt32Array,
-    UInt64Array,
+    ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray, UInt16Array,
+    UInt32Array, UInt64Array,
 };
 use duckdb::Connection;
 use std::sync::Arc;
@@ -87,7 +87,7 @@ fn requests(
     };
     batch(vec![
         ("ts", timestamps(events.iter().map(|e| e.timestamp_us))),
-        ("request_id", text(|e| &e.request_id)),
+        ("request_id", request_ids(events)),
         ("trace_id", optional(|e| e.trace_id.as_deref())),
         ("route", optional(|e| e.route.as_deref())),
         ("method", text(|e| &e.method)),
@@ -209,6 +209,15 @@ fn steps(
             )),
         ),
     ])
+}
+
+/// The request ids as text: the gateway's own are formatted here, on the writer's thread.
+fn request_ids(events: &[RequestEvent]) -> ArrayRef {
+    let mut ids = StringBuilder::with_capacity(events.len(), events.len() * uuid::fmt::Hyphenated::LENGTH);
+    for event in events {
+        event.request_id.with_str(|id| ids.append_value(id));
+    }
+    Arc::new(ids.finish())
 }
 
 fn timestamps(micros: impl Iterator<Item = u64>) -> ArrayRef {

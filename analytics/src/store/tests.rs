@@ -292,7 +292,7 @@ fn every_shape_of_path_comes_back_step_for_step() {
         .iter()
         .zip(0..)
         .map(|(steps, n)| RequestEvent {
-            steps: steps.clone(),
+            steps: steps.as_slice().into(),
             ..sample_event(n)
         })
         .collect();

@@ -84,7 +84,7 @@ fn event(rng: &mut fastrand::Rng, route: &'static str, path: &str, minute: u64, 
         trace_id: None,
         route: Some(route.into()),
         method: "GET".into(),
-        path,
+        path: path.into(),
         host: None,
         client_ip: IpAddr::from([10, 0, rng.u8(0..4), rng.u8(1..=250)]),
         http_version: "HTTP/1.1",
@@ -109,7 +109,7 @@ fn event(rng: &mut fastrand::Rng, route: &'static str, path: &str, minute: u64, 
         blocked_by: None,
         block_reason: None,
         threat: None,
-        steps: vec![
+        steps: smallvec::smallvec![
             PathStep::timed(StepKind::RouteMatch, 0, match_us),
             PathStep {
                 instance: Some(instance),

@@ -8,9 +8,10 @@ use crate::ratelimit::{Decision, RateLimit};
 use crate::stats::RouteStats;
 use crate::traces::RequestTrace;
 use crate::transform::Transform;
+use compact_str::CompactString;
 use http::header::HeaderValue;
 use http::{Method, Request, Version};
-use lookout_analytics::{ErrorKind, PathStep, StepKind};
+use lookout_analytics::{ErrorKind, PathStep, PathSteps, RequestId, StepKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -77,11 +78,17 @@ pub(crate) struct RequestContext {
     /// The client: the connection's peer, or the address trusted proxies forwarded for.
     pub(crate) client_ip: IpAddr,
     pub(crate) request_id: HeaderValue,
+    /// The request id as events carry it: a made one as its 16 bytes, so recording the request
+    /// neither formats nor allocates it.
+    pub(crate) event_request_id: RequestId,
     pub(crate) method: Method,
     pub(crate) version: Version,
-    pub(crate) path: String,
+    /// Kept inline when short, as the host is: the event that carries them to the writer's
+    /// thread then takes no heap block from this one (which it would free there, and this thread
+    /// would reuse cold).
+    pub(crate) path: CompactString,
     /// From the URI's authority (HTTP/2) or the `Host` header, without the port.
-    pub(crate) host: Option<String>,
+    pub(crate) host: Option<CompactString>,
     pub(crate) route: Option<Arc<str>>,
     /// Where this request is counted: its route's statistics, or the unmatched requests'.
     pub(crate) stats: Option<Arc<RouteStats>>,
@@ -112,7 +119,7 @@ pub(crate) struct RequestContext {
     pub(crate) upstream_ttfb: Duration,
     pub(crate) error_kind: Option<ErrorKind>,
     /// The steps of the request's path, for its event (the dashboard's waterfall) and spans.
-    pub(crate) steps: Vec<PathStep>,
+    pub(crate) steps: PathSteps,
     /// Ids for the request's spans, when tracing is on.
     pub(crate) trace: Option<RequestTrace>,
     /// What the request body's reader saw (bytes, and a fault that cut it off); only requests
@@ -123,17 +130,19 @@ pub(crate) struct RequestContext {
 impl RequestContext {
     pub(crate) fn start<B>(request: &Request<B>, conn: ConnInfo, state: Arc<ProxyState>) -> Self {
         let started_wall = SystemTime::now();
+        let (request_id, event_request_id) = request_id(request, started_wall);
         RequestContext {
             state: Some(state),
             started: Instant::now(),
             started_wall,
             client_ip: conn.peer.ip().to_canonical(),
             conn,
-            request_id: request_id(request, started_wall),
+            request_id,
+            event_request_id,
             method: request.method().clone(),
             version: request.version(),
-            path: request.uri().path().to_owned(),
-            host: host_of(request).map(str::to_owned),
+            path: request.uri().path().into(),
+            host: host_of(request).map(CompactString::from),
             route: None,
             stats: None,
             upstream: None,
@@ -152,8 +161,7 @@ impl RequestContext {
             upstream_connect: Duration::ZERO,
             upstream_ttfb: Duration::ZERO,
             error_kind: None,
-            // Room for the route match and one upstream attempt, the common path.
-            steps: Vec::with_capacity(2),
+            steps: PathSteps::new(),
             trace: None,
             body: None,
         }
@@ -192,30 +200,39 @@ impl RequestContext {
     }
 }
 
-/// The client's `x-request-id` when it is sane, or a new UUID for a request started at `started`.
-fn request_id<B>(request: &Request<B>, started: SystemTime) -> HeaderValue {
-    request
+/// The client's `x-request-id` when it is sane, or a new UUID for a request started at `started`;
+/// as a header value, and as events carry it.
+fn request_id<B>(request: &Request<B>, started: SystemTime) -> (HeaderValue, RequestId) {
+    let given = request
         .headers()
         .get(REQUEST_ID)
-        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.to_str().is_ok())
-        .cloned()
-        .unwrap_or_else(|| new_request_id(started))
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN)
+        .and_then(|v| Some((v, v.to_str().ok()?)));
+    match given {
+        Some((value, text)) => (value.clone(), RequestId::Given(text.into())),
+        None => {
+            let id = new_request_id(started);
+            (header_value_of(id), RequestId::Made(id))
+        }
+    }
 }
 
 /// A new UUID version 7 (RFC 9562): the request's start in milliseconds, then 74 random bits.
 /// Ids that begin with their time keep the analytics store's per-block minimum and maximum
 /// narrow, so a lookup by id reads the few blocks of its own second, not the whole store. The
 /// random bits come from the thread's generator: `Uuid::now_v7` would take a process-wide lock.
-///
-/// The id is made in one allocation that its copies (on the upstream request, on the response)
-/// share: a value copied from a string would allocate again when first cloned.
-fn new_request_id(started: SystemTime) -> HeaderValue {
+fn new_request_id(started: SystemTime) -> uuid::Uuid {
     let millis = started
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64);
     let mut random = [0; 10];
     random.copy_from_slice(&fastrand::u128(..).to_le_bytes()[..10]);
-    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
+/// The id as a header value, in one allocation that its copies (on the upstream request, on the
+/// response) share: a value copied from a string would allocate again when first cloned.
+fn header_value_of(id: uuid::Uuid) -> HeaderValue {
     let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
     id.hyphenated().encode_lower(&mut text);
     HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
@@ -284,7 +301,7 @@ fn strip_port(host: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{method_name, new_request_id, strip_port};
+    use super::{header_value_of, method_name, new_request_id, strip_port};
     use http::Method;
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -292,13 +309,14 @@ mod tests {
     fn new_request_ids_are_version_7_uuids_of_the_request_start() {
         let started = UNIX_EPOCH + Duration::from_millis(1_795_000_123_456);
         let id = new_request_id(started);
-        let parsed = uuid::Uuid::parse_str(id.to_str().expect("ascii")).expect("a UUID");
-        assert_eq!(parsed.get_version_num(), 7);
-        let (seconds, nanos) = parsed.get_timestamp().expect("a time").to_unix();
+        assert_eq!(id.get_version_num(), 7);
+        let (seconds, nanos) = id.get_timestamp().expect("a time").to_unix();
         assert_eq!((seconds, nanos), (1_795_000_123, 456_000_000));
         assert_ne!(id, new_request_id(started));
         // Ids of later requests sort after: the store finds them by their blocks' bounds.
-        assert!(id.to_str().ok() < new_request_id(started + Duration::from_millis(1)).to_str().ok());
+        let later = new_request_id(started + Duration::from_millis(1));
+        assert!(id.hyphenated().to_string() < later.hyphenated().to_string());
+        assert_eq!(header_value_of(id), id.hyphenated().to_string().as_str());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Either, Full};
-use lookout_analytics::{ErrorKind, EventQueue, PathStep, RequestEvent, StepKind};
+use lookout_analytics::{ErrorKind, EventQueue, PathStep, PathSteps, RequestEvent, StepKind};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::time::timeout;
@@ -99,7 +99,7 @@ fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
         blocked_by: None,
         block_reason: None,
         threat: None,
-        steps: Vec::with_capacity(1),
+        steps: PathSteps::new(),
     }
 }
 

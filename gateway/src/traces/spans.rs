@@ -3,7 +3,8 @@
 //! phase, and one client span per upstream attempt or composition call. Attributes follow the
 //! OpenTelemetry HTTP semantic conventions.
 
-use lookout_analytics::{PathStep, StepKind};
+use compact_str::CompactString;
+use lookout_analytics::{PathStep, PathSteps, StepKind};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
@@ -17,17 +18,17 @@ pub(crate) struct Finished {
     pub(crate) started_wall: SystemTime,
     pub(crate) duration: Duration,
     pub(crate) method: http::Method,
-    pub(crate) path: String,
+    pub(crate) path: CompactString,
     pub(crate) route: Option<Arc<str>>,
     pub(crate) upstream: Option<Arc<str>>,
-    pub(crate) host: Option<String>,
+    pub(crate) host: Option<CompactString>,
     pub(crate) client_ip: IpAddr,
     pub(crate) protocol_version: &'static str,
     pub(crate) status: u16,
     /// The gateway's error kind, when the request failed at the gateway.
     pub(crate) error: Option<&'static str>,
     pub(crate) request_id: http::HeaderValue,
-    pub(crate) steps: Vec<PathStep>,
+    pub(crate) steps: PathSteps,
 }
 
 /// A kept request, queued for the exporter: its ids, and what it looked like.
@@ -177,7 +178,7 @@ impl Finished {
 fn server_attributes(done: &Finished) -> Vec<KeyValue> {
     let mut attributes = vec![
         KeyValue::new("http.request.method", done.method.to_string()),
-        KeyValue::new("url.path", done.path.clone()),
+        KeyValue::new("url.path", done.path.to_string()),
         KeyValue::new("url.scheme", "http"),
         KeyValue::new("http.response.status_code", i64::from(done.status)),
         KeyValue::new("client.address", done.client_ip.to_string()),
@@ -191,7 +192,7 @@ fn server_attributes(done: &Finished) -> Vec<KeyValue> {
         attributes.push(KeyValue::new("http.route", route.clone()));
     }
     if let Some(host) = &done.host {
-        attributes.push(KeyValue::new("server.address", host.clone()));
+        attributes.push(KeyValue::new("server.address", host.to_string()));
     }
     if let Some(error) = done.error {
         attributes.push(KeyValue::new("error.type", error));
