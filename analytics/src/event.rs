@@ -3,7 +3,6 @@
 use compact_str::CompactString;
 use serde::Serialize;
 use smallvec::SmallVec;
-use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -172,12 +171,6 @@ impl RequestId {
     }
 }
 
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.with_str(|id| f.write_str(id))
-    }
-}
-
 impl Serialize for RequestId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.with_str(|id| serializer.serialize_str(id))
@@ -301,5 +294,10 @@ pub(crate) mod tests {
         assert_eq!(json.as_object().map(|o| o.len()), Some(28));
         assert_eq!(json["steps"][1]["kind"], "upstream_attempt");
         assert_eq!(json["steps"][1]["instance"], "127.0.0.1:3000");
+        assert_eq!(json["request_id"], "req-7");
+        let made = uuid::Uuid::from_u128(0x018b_cfe5_6800_7abc_8def_0123_4567_89ab);
+        event.request_id = RequestId::Made(made);
+        let json = serde_json::to_value(&event).expect("serializes");
+        assert_eq!(json["request_id"], "018bcfe5-6800-7abc-8def-0123456789ab");
     }
 }

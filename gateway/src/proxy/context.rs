@@ -78,9 +78,9 @@ pub(crate) struct RequestContext {
     /// The client: the connection's peer, or the address trusted proxies forwarded for.
     pub(crate) client_ip: IpAddr,
     pub(crate) request_id: HeaderValue,
-    /// The request id as events carry it: a made one as its 16 bytes, so recording the request
+    /// The id, when the gateway made it: events carry its 16 bytes, so recording the request
     /// neither formats nor allocates it.
-    pub(crate) event_request_id: RequestId,
+    pub(crate) made_request_id: Option<uuid::Uuid>,
     pub(crate) method: Method,
     pub(crate) version: Version,
     /// Kept inline when short, as the host is: the event that carries them to the writer's
@@ -130,7 +130,7 @@ pub(crate) struct RequestContext {
 impl RequestContext {
     pub(crate) fn start<B>(request: &Request<B>, conn: ConnInfo, state: Arc<ProxyState>) -> Self {
         let started_wall = SystemTime::now();
-        let (request_id, event_request_id) = request_id(request, started_wall);
+        let (request_id, made_request_id) = request_id(request, started_wall);
         RequestContext {
             state: Some(state),
             started: Instant::now(),
@@ -138,7 +138,7 @@ impl RequestContext {
             client_ip: conn.peer.ip().to_canonical(),
             conn,
             request_id,
-            event_request_id,
+            made_request_id,
             method: request.method().clone(),
             version: request.version(),
             path: request.uri().path().into(),
@@ -198,21 +198,28 @@ impl RequestContext {
     pub(crate) fn request_id_str(&self) -> &str {
         self.request_id.to_str().unwrap_or_default()
     }
+
+    /// The request id as events carry it.
+    pub(crate) fn event_request_id(&self) -> RequestId {
+        match self.made_request_id {
+            Some(id) => RequestId::Made(id),
+            None => RequestId::Given(self.request_id_str().into()),
+        }
+    }
 }
 
-/// The client's `x-request-id` when it is sane, or a new UUID for a request started at `started`;
-/// as a header value, and as events carry it.
-fn request_id<B>(request: &Request<B>, started: SystemTime) -> (HeaderValue, RequestId) {
+/// The client's `x-request-id` when it is sane, or a new UUID for a request started at `started`
+/// (returned as well).
+fn request_id<B>(request: &Request<B>, started: SystemTime) -> (HeaderValue, Option<uuid::Uuid>) {
     let given = request
         .headers()
         .get(REQUEST_ID)
-        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN)
-        .and_then(|v| Some((v, v.to_str().ok()?)));
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.to_str().is_ok());
     match given {
-        Some((value, text)) => (value.clone(), RequestId::Given(text.into())),
+        Some(value) => (value.clone(), None),
         None => {
             let id = new_request_id(started);
-            (header_value_of(id), RequestId::Made(id))
+            (header_value_of(id), Some(id))
         }
     }
 }

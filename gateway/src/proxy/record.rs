@@ -129,7 +129,7 @@ impl RequestContext {
         let (blocked_by, block_reason) = self.blocked.take().unzip();
         state.events.offer(RequestEvent {
             timestamp_us: self.timestamp_us(),
-            request_id: self.event_request_id.clone(),
+            request_id: self.event_request_id(),
             trace_id,
             route: self.route.take(),
             method: method_name(&self.method),
