@@ -79,7 +79,8 @@ fn main() -> anyhow::Result<()> {
     lookup_latency(&path, "a request id the gateway made", &id)?;
     lookup_latency(&path, "its trace id (half an hour old)", &trace)?;
     lookup_latency(&path, "the latest request's trace id", &latest_trace)?;
-    // Inside every block's bounds, so both lookups read the whole store: the worst case.
+    // Random like the stored trace ids, so inside every block's bounds of `trace_id`: the
+    // trace-id lookup reads the whole column, the worst case.
     lookup_latency(
         &path,
         "a trace id no request has",
