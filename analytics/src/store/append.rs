@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// Appends `events` under the keys `first_key`, `first_key + 1`, ...
 pub(crate) fn append(
-    appender: &ArrowAppender,
+    appender: &mut ArrowAppender,
     events: &[RequestEvent],
     first_key: u64,
 ) -> duckdb::Result<()> {

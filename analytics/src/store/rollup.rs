@@ -10,12 +10,14 @@ use duckdb::Connection;
 
 const REFRESH: &str = "
 INSERT INTO rollup_minute
-SELECT minute, route, status_class, variant, consumer, requests, errors, bytes_in, bytes_out,
-       duration_sum_us, q[1], q[2], q[3], q[4], max_us
+SELECT minute, route, class::VARCHAR || 'xx', variant, consumer, requests, errors, bytes_in,
+       bytes_out, duration_sum_us, q[1], q[2], q[3], q[4], max_us
 FROM (
+    -- Grouped by the class as a number, named once per group: a name made for every row
+    -- was a fifth of the rollup's time.
     SELECT date_trunc('minute', ts) AS minute,
            route,
-           (status // 100)::VARCHAR || 'xx' AS status_class,
+           status // 100 AS class,
            variant,
            consumer,
            count(*) AS requests,
@@ -131,14 +133,15 @@ mod tests {
         let conn = database.connect().expect("connect");
         migrate(&conn).expect("migrate");
         // The main in-memory database is DuckDB's catalog `memory`.
-        let appender = database.arrow_appender("memory").expect("appender");
+        let mut appender = database.arrow_appender("memory").expect("appender");
         let minute = 1_800_000_000 * 1_000_000 - 1_800_000_000_000_000 % MINUTE_US;
         let now = minute + 3 * MINUTE_US + 10_000_000; // past the grace after minute + 2
         let mut pending = Pending::default();
-        let add = |at: i64, pending: &mut Pending| {
+        let mut add = |at: i64, pending: &mut Pending| {
             let mut event = sample_event(0);
             event.timestamp_us = at as u64;
-            append(&appender, &[event], at as u64).expect("append");
+            append(&mut appender, &[event], at as u64).expect("append");
+            appender.flush().expect("flush");
             pending.note(at, at);
         };
         add(minute + 10, &mut pending);

@@ -72,10 +72,10 @@ impl StoreSink {
     /// Commits the events appended so far. A failed commit loses them all: they are counted,
     /// and the database is reopened.
     pub fn commit(&mut self) {
-        let (Some(writer), Some(open)) = (&self.conn, self.uncommitted.take()) else {
+        let (Some(writer), Some(open)) = (&mut self.conn, self.uncommitted.take()) else {
             return;
         };
-        match writer.appender.execute("COMMIT") {
+        match writer.appender.commit() {
             Ok(()) => {
                 let counters = &self.store.shared.counters;
                 let events = open.events as u64;
@@ -141,7 +141,7 @@ impl StoreSink {
         let (Some(earliest), Some(latest)) = (times.clone().min(), times.max()) else {
             return Ok(());
         };
-        let Some(writer) = &self.conn else {
+        let Some(writer) = &mut self.conn else {
             self.count_lost(events.len());
             return Err(io::Error::other("the analytics store is down"));
         };
@@ -156,7 +156,7 @@ impl StoreSink {
                 writer.appender.execute("BEGIN TRANSACTION")?;
                 *uncommitted = Some(Uncommitted::new());
             }
-            append::append(&writer.appender, events, first_key)?;
+            append::append(&mut writer.appender, events, first_key)?;
             Ok(first_key)
         });
         match appended {
