@@ -14,7 +14,7 @@
 use lookout_analytics::analysis::views;
 use lookout_analytics::{
     ErrorKind, EventSink, PathStep, RequestEvent, RequestId, StepKind, Store, StoreLocation, StoreSettings,
-    StoreSink,
+    StoreSink, TraceId,
 };
 use std::net::IpAddr;
 use std::path::Path;
@@ -214,12 +214,10 @@ fn request_id(i: usize, timestamp_us: u64) -> RequestId {
     RequestId::Made(uuid::Builder::from_unix_timestamp_millis(timestamp_us / 1000, &bytes).into_uuid())
 }
 
-/// A trace id (32 hex digits, random-looking), unique per `i`.
-fn trace_id(i: usize) -> String {
-    format!(
-        "{:032x}",
-        (i as u128 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93_A5A3_5625_5B2D_9E31)
-    )
+/// A trace id (random-looking), unique per `i`.
+fn trace_id(i: usize) -> TraceId {
+    let random = (i as u128 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93_A5A3_5625_5B2D_9E31);
+    TraceId(random.to_be_bytes())
 }
 
 /// Event `i`, with a trace id when `traced` (as with traces on: every request has one).
@@ -230,7 +228,7 @@ fn event(i: usize, timestamp_us: u64, traced: bool) -> RequestEvent {
     RequestEvent {
         timestamp_us,
         request_id: request_id(i, timestamp_us),
-        trace_id: traced.then(|| trace_id(i).into()),
+        trace_id: traced.then(|| trace_id(i)),
         route: Some(route.clone()),
         method: "GET".into(),
         path: compact_str::format_compact!("/{route}/{}", i % 1000),

@@ -3,7 +3,9 @@
 use compact_str::CompactString;
 use serde::Serialize;
 use smallvec::SmallVec;
+use std::fmt;
 use std::net::IpAddr;
+use std::str::FromStr;
 use std::sync::Arc;
 
 /// Why a request did not get an upstream response, when it did not.
@@ -189,6 +191,43 @@ impl From<String> for RequestId {
     }
 }
 
+/// A request's W3C trace id, kept as its 16 bytes until it is written out: the proxy's thread
+/// neither formats nor allocates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceId(pub [u8; 16]);
+
+impl fmt::Display for TraceId {
+    /// The id as W3C `traceparent` writes it: 32 lowercase hex digits.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", u128::from_be_bytes(self.0))
+    }
+}
+
+impl FromStr for TraceId {
+    type Err = InvalidTraceId;
+
+    /// Reads the 32 hex digits of a trace id.
+    fn from_str(text: &str) -> Result<Self, InvalidTraceId> {
+        // `from_str_radix` would also take a sign.
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(InvalidTraceId);
+        }
+        let id = u128::from_str_radix(text, 16).map_err(|_| InvalidTraceId)?;
+        Ok(TraceId(id.to_be_bytes()))
+    }
+}
+
+/// Text that is not a trace id's 32 hex digits.
+#[derive(Debug, thiserror::Error)]
+#[error("a trace id is 32 hex digits")]
+pub struct InvalidTraceId;
+
+impl Serialize for TraceId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// The steps of one request's path: the common path's two fit without an allocation of their own.
 pub type PathSteps = SmallVec<[PathStep; 2]>;
 
@@ -200,7 +239,7 @@ pub struct RequestEvent {
     /// Wall-clock start of the request, microseconds since the Unix epoch.
     pub timestamp_us: u64,
     pub request_id: RequestId,
-    pub trace_id: Option<Arc<str>>,
+    pub trace_id: Option<TraceId>,
     /// The configured name of the matched route; `None` when no route matched.
     pub route: Option<Arc<str>>,
     pub method: Arc<str>,
@@ -299,5 +338,26 @@ pub(crate) mod tests {
         event.request_id = RequestId::Made(made);
         let json = serde_json::to_value(&event).expect("serializes");
         assert_eq!(json["request_id"], "018bcfe5-6800-7abc-8def-0123456789ab");
+        assert!(json["trace_id"].is_null());
+        event.trace_id = Some(TraceId([0x0a; 16]));
+        let json = serde_json::to_value(&event).expect("serializes");
+        assert_eq!(json["trace_id"], "0a".repeat(16));
+    }
+
+    #[test]
+    fn trace_ids_read_and_write_the_32_hex_digits_of_traceparent() {
+        let text = "4bf92f3577b34da6a3ce929d0e0e4736"; // the W3C recommendation's example
+        let id: TraceId = text.parse().expect("a trace id");
+        assert_eq!(id.0[0], 0x4b);
+        assert_eq!(id.0[15], 0x36);
+        assert_eq!(id.to_string(), text);
+        assert_eq!(TraceId([0; 16]).to_string(), "0".repeat(32), "zeros are kept");
+        for bad in [
+            "4bf92f3577b34da6a3ce929d0e0e473",
+            "4bf92f3577b34da6a3ce929d0e0e473g",
+            "",
+        ] {
+            assert!(bad.parse::<TraceId>().is_err(), "{bad:?}");
+        }
     }
 }

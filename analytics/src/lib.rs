@@ -27,7 +27,7 @@ pub mod sql;
 mod store;
 mod writer;
 
-pub use event::{ErrorKind, PathStep, PathSteps, RequestEvent, RequestId, StepKind};
+pub use event::{ErrorKind, InvalidTraceId, PathStep, PathSteps, RequestEvent, RequestId, StepKind, TraceId};
 pub use jsonl::JsonLinesSink;
 pub use queue::{EventQueue, EventReceiver, QueueStats};
 pub use store::{

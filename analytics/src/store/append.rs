@@ -11,6 +11,7 @@ use arrow::array::{
     UInt32Array, UInt64Array,
 };
 use duckdb::Connection;
+use std::fmt::Write;
 use std::sync::Arc;
 
 /// Appends `events` under the keys `first_key`, `first_key + 1`, ...
@@ -88,7 +89,7 @@ fn requests(
     batch(vec![
         ("ts", timestamps(events.iter().map(|e| e.timestamp_us))),
         ("request_id", request_ids(events)),
-        ("trace_id", optional(|e| e.trace_id.as_deref())),
+        ("trace_id", trace_ids(events)),
         ("route", optional(|e| e.route.as_deref())),
         ("method", text(|e| &e.method)),
         ("path", text(|e| &e.path)),
@@ -216,6 +217,23 @@ fn request_ids(events: &[RequestEvent]) -> ArrayRef {
     let mut ids = StringBuilder::with_capacity(events.len(), events.len() * uuid::fmt::Hyphenated::LENGTH);
     for event in events {
         event.request_id.with_str(|id| ids.append_value(id));
+    }
+    Arc::new(ids.finish())
+}
+
+/// The trace ids as text, formatted here, on the writer's thread.
+fn trace_ids(events: &[RequestEvent]) -> ArrayRef {
+    let traced = events.iter().filter(|e| e.trace_id.is_some()).count();
+    let mut ids = StringBuilder::with_capacity(events.len(), traced * 32);
+    for event in events {
+        match event.trace_id {
+            Some(id) => {
+                // The builder takes the formatted text as the row's value, ended by the append.
+                write!(ids, "{id}").expect("a string builder takes any text");
+                ids.append_value("");
+            }
+            None => ids.append_null(),
+        }
     }
     Arc::new(ids.finish())
 }

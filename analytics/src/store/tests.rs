@@ -345,7 +345,7 @@ fn requests_are_found_by_either_id_old_or_new() {
     let event = |n: u64, timestamp_us: u64, request_id: &str, trace_id: Option<&str>| RequestEvent {
         timestamp_us,
         request_id: request_id.into(),
-        trace_id: trace_id.map(Into::into),
+        trace_id: trace_id.map(|id| id.parse().expect("32 hex digits")),
         ..sample_event(n)
     };
     let events = [

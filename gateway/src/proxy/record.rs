@@ -14,9 +14,8 @@ use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
-use lookout_analytics::{ErrorKind, RequestEvent};
+use lookout_analytics::{ErrorKind, RequestEvent, TraceId};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -114,12 +113,7 @@ impl RequestContext {
                 stats.consumer_request(consumer, status);
             }
         }
-        // The event's copy of the trace id, formatted only when there is an event to carry it.
-        let trace_id = self
-            .trace
-            .as_ref()
-            .filter(|_| state.events.is_on())
-            .and_then(|t| std::str::from_utf8(&t.trace_id_hex()).ok().map(Arc::from));
+        let trace_id = self.trace.as_ref().map(|t| TraceId(t.trace_id.to_bytes()));
         if let Some(trace) = self.trace.take() {
             export_trace(trace, self, status, duration, error_kind);
         }

@@ -3,7 +3,7 @@
 
 use http::{Method, StatusCode};
 use lookout_gateway::Gateway;
-use lookout_tests::{body_json, send, start_gateway, OtlpReceiver, TestUpstream};
+use lookout_tests::{body_json, send, send_body, start_gateway, wait_for_stored, OtlpReceiver, TestUpstream};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -147,7 +147,8 @@ async fn spans_form_a_tree_and_the_upstream_joins_the_trace() {
 #[tokio::test]
 async fn a_client_trace_is_continued_over_otlp_http() {
     let receiver = OtlpReceiver::http().await;
-    let (_upstream, gateway) = traced_gateway(&traces_config(&receiver, "http", "")).await;
+    let traces = traces_config(&receiver, "http", "");
+    let (_upstream, gateway) = traced_gateway(&format!("{traces}analytics: {{ store: memory }}\n")).await;
     let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let client_span = "00f067aa0ba902b7";
     let traceparent = format!("00-{client_trace}-{client_span}-01");
@@ -177,6 +178,20 @@ async fn a_client_trace_is_continued_over_otlp_http() {
         .expect("server span");
     assert_eq!(hex(&server.trace_id), client_trace);
     assert_eq!(hex(&server.parent_span_id), client_span);
+    wait_for_stored(&gateway, 1).await;
+    let stored = send_body(
+        gateway.admin_addr(),
+        Method::POST,
+        "/api/sql",
+        &[("content-type", "text/plain")],
+        "SELECT trace_id FROM requests".to_owned(),
+    )
+    .await;
+    assert_eq!(
+        body_json(&stored)["rows"],
+        serde_json::json!([[client_trace]]),
+        "the request's event carries the trace it joined"
+    );
     gateway.shutdown().await;
 }
 
