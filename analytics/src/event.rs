@@ -355,6 +355,7 @@ pub(crate) mod tests {
         for bad in [
             "4bf92f3577b34da6a3ce929d0e0e473",
             "4bf92f3577b34da6a3ce929d0e0e473g",
+            "+bf92f3577b34da6a3ce929d0e0e4736",
             "",
         ] {
             assert!(bad.parse::<TraceId>().is_err(), "{bad:?}");
