@@ -10,7 +10,12 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceId};
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use smallvec::SmallVec;
 use std::sync::Arc;
+
+/// The span ids of a request's upstream attempts (or composition calls), in order. Inline for the
+/// usual one or two, so that tracing a request takes no heap block for them.
+pub(crate) type AttemptSpans = SmallVec<[SpanId; 2]>;
 
 pub(crate) struct RequestTrace {
     pub(crate) tracing: Arc<Tracing>,
@@ -21,7 +26,7 @@ pub(crate) struct RequestTrace {
     /// The head decision: parent-based, else the configured ratio.
     pub(crate) sampled: bool,
     /// The span id given to each upstream attempt, in order.
-    pub(crate) attempt_spans: Vec<SpanId>,
+    pub(crate) attempt_spans: AttemptSpans,
 }
 
 impl RequestTrace {
@@ -43,7 +48,7 @@ impl RequestTrace {
             server_span: random_span_id(),
             parent,
             sampled,
-            attempt_spans: Vec::new(),
+            attempt_spans: AttemptSpans::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! phase, and one client span per upstream attempt or composition call. Attributes follow the
 //! OpenTelemetry HTTP semantic conventions.
 
+use super::request::AttemptSpans;
 use compact_str::CompactString;
 use lookout_analytics::{PathStep, PathSteps, StepKind};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
@@ -38,7 +39,7 @@ pub(super) struct KeptTrace {
     /// The client's span, when it sent a valid `traceparent`.
     pub(super) parent: Option<SpanContext>,
     /// The span id each upstream attempt (or composition call) was given, in order.
-    pub(super) attempt_spans: Vec<SpanId>,
+    pub(super) attempt_spans: AttemptSpans,
     pub(super) finished: Finished,
 }
 
