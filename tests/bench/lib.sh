@@ -42,12 +42,12 @@ measure_window() {
     END { printf "%.0f %.0f %.0f %d\n", rps, p50, p99, n }'
 }
 
-# The CPU time (user and system, in clock ticks) process $1 has used so far, all its threads; or,
-# with a thread id as $2, that thread's alone.
+# The CPU time (in clock ticks) process $1 has used so far, all its threads; or, with a thread id
+# as $2, that thread's alone: user and system together, then system (the kernel's part) alone.
 cpu_ticks() {
   local stat="/proc/$1/stat"
   [ -z "${2:-}" ] || stat="/proc/$1/task/$2/stat"
-  awk '{ print $14 + $15 }' "$stat"
+  awk '{ print $14 + $15, $15 }' "$stat"
 }
 
 # Builds the release binaries into $target and starts bench-upstream on $upstream_port.

@@ -10,7 +10,8 @@
 # the machine hits all of them alike; while one gateway is measured, the others are stopped
 # (SIGSTOP), so that none of their background work lands in another's window. Prints each round's
 # req/s, the medians of req/s, p50, p99 and of the CPU time each proxy used per request (all its
-# threads, and those of them that do not serve requests: the event writer, the trace exporter),
+# threads; the kernel's part of it; and the threads that do not serve requests: the event writer,
+# the trace exporter), the CPU the OTLP receiver used per request of a traced gateway,
 # the cost of observability and of the store (the median of the rounds' paired ratios, and their
 # range: on a noisy machine a single round can be off by several percent; and the CPU it added
 # per request), the ratios to nginx and to the bare proxy, and how many events and traces each
@@ -34,6 +35,7 @@ start_bench_upstream
 
 otlp_port=$(free_port)
 "$target/release/otlp-sink" "127.0.0.1:$otlp_port" 2>/dev/null & pids+=($!)
+sink_pid=$!
 wait_port "$otlp_port"
 
 declare -A ports=() admin_ports=() pid=()
@@ -99,13 +101,16 @@ ticks_per_second=$(getconf CLK_TCK)
 # Microseconds of CPU per request: $1 clock ticks over $2 requests (ticks are usually 10 ms, so a
 # 5 s window is precise to about 1%).
 per_request() { awk -v t="$1" -v n="$2" -v hz="$ticks_per_second" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }'; }
-# "all serving" CPU ticks of target $1 so far: all its threads, and the one that serves requests
-# (a Lookout gateway with --workers 1 and the bare proxy serve on their main thread; nginx's
-# worker is a process of one thread).
+# "all kernel serving" CPU ticks of target $1 so far: all its threads, the kernel's part of that,
+# and the thread that serves requests (a Lookout gateway with --workers 1 and the bare proxy serve
+# on their main thread; nginx's worker is a process of one thread).
 cpu_of() {
-  if [ -z "${pid[$1]:-}" ]; then echo "0 0"; return; fi
-  echo "$(cpu_ticks "${pid[$1]}") $(cpu_ticks "${pid[$1]}" "${pid[$1]}")"
+  if [ -z "${pid[$1]:-}" ]; then echo "0 0 0"; return; fi
+  echo "$(cpu_ticks "${pid[$1]}") $(cpu_ticks "${pid[$1]}" "${pid[$1]}" | cut -d' ' -f1)"
 }
+# CPU ticks the OTLP receiver has used so far: it shares the cores with what is measured, and
+# works only for the traced gateways.
+sink_ticks() { cpu_ticks "$sink_pid" | cut -d' ' -f1; }
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # Each round's req/s of target $1 divided by target $2's in the same round.
@@ -117,32 +122,41 @@ paired_ratio() { paired_ratios "$1" "$2" | median; }
 # The lowest and the highest of those ratios: how far apart the rounds were.
 paired_spread() { paired_ratios "$1" "$2" | tr ' ' '\n' | grep . | sort -g | sed -n '1p;$p' | tr '\n' ' '; }
 
-printf "\n%-14s %-9s %9s %9s %9s %9s %9s   %s\n" "case" "target" "req/s" "p50 (us)" "p99 (us)" \
-  "cpu (us)" "bg (us)" "req/s by round"
+printf "\n%-14s %-9s %9s %9s %9s %9s %9s %9s   %s\n" "case" "target" "req/s" "p50 (us)" "p99 (us)" \
+  "cpu (us)" "sys (us)" "bg (us)" "req/s by round"
 for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; do
   IFS=: read -r name path conns <<<"$case"
   case ",${CASES:-$name}," in *",$name,"*) ;; *) continue ;; esac
-  declare -A rps=() p50=() p99=() cpu=() bg=()
+  declare -A rps=() p50=() p99=() cpu=() sys=() bg=() sink=()
   for round in $(seq "$rounds"); do
     for label in $labels; do
       url="http://127.0.0.1:${ports[$label]}$path"
       run_only "$label"
       warm_up "$url" "$conns"
-      read -r all_before serving_before < <(cpu_of "$label")
+      read -r all_before kernel_before serving_before < <(cpu_of "$label")
+      sink_before=$(sink_ticks)
       read -r r a b n < <(measure_window "$url" "$conns")
       settle "$label"
-      read -r all_after serving_after < <(cpu_of "$label")
+      read -r all_after kernel_after serving_after < <(cpu_of "$label")
       rps[$label]+="$r " p50[$label]+="$a " p99[$label]+="$b "
       cpu[$label]+="$(per_request $((all_after - all_before)) "$n") "
+      sys[$label]+="$(per_request $((kernel_after - kernel_before)) "$n") "
       bg[$label]+="$(per_request $((all_after - all_before - serving_after + serving_before)) "$n") "
+      sink[$label]+="$(per_request $(($(sink_ticks) - sink_before)) "$n") "
     done
   done
   for label in $labels; do
-    cpu_columns=$(printf "%.2f %.2f" "$(echo "${cpu[$label]}" | median)" "$(echo "${bg[$label]}" | median)")
-    [ -n "${pid[$label]:-}" ] || cpu_columns="- -"
-    read -r c g <<<"$cpu_columns"
-    printf "%-14s %-9s %9.0f %9.0f %9.0f %9s %9s   %s\n" "$name" "$label" "$(echo "${rps[$label]}" | median)" \
-      "$(echo "${p50[$label]}" | median)" "$(echo "${p99[$label]}" | median)" "$c" "$g" "${rps[$label]}"
+    cpu_columns=$(printf "%.2f %.2f %.2f" "$(echo "${cpu[$label]}" | median)" \
+      "$(echo "${sys[$label]}" | median)" "$(echo "${bg[$label]}" | median)")
+    [ -n "${pid[$label]:-}" ] || cpu_columns="- - -"
+    read -r c k g <<<"$cpu_columns"
+    printf "%-14s %-9s %9.0f %9.0f %9.0f %9s %9s %9s   %s\n" "$name" "$label" "$(echo "${rps[$label]}" | median)" \
+      "$(echo "${p50[$label]}" | median)" "$(echo "${p99[$label]}" | median)" "$c" "$k" "$g" "${rps[$label]}"
+  done
+  for on in observed lookout; do
+    measured "$on" || continue
+    printf "%-14s %-9s the OTLP receiver used %.2f us of CPU per request (median over the rounds)\n" \
+      "$name" "$on" "$(echo "${sink[$on]}" | median)"
   done
   for on in stored observed lookout; do
     measured "$on" && measured quiet || continue
@@ -166,7 +180,7 @@ for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; 
         printf "%-14s %-9s / nginx req/s = %.2fx (median over the rounds)\n", n, t, r }'
     done
   fi
-  unset rps p50 p99
+  unset rps p50 p99 cpu sys bg sink
 done
 
 # The store and the exporter keep up or say what they dropped (their queues drop rather than slow
