@@ -14,8 +14,8 @@
 # the trace exporter), the CPU the OTLP receiver used per request of a traced gateway,
 # the cost of observability and of the store (the median of the rounds' paired ratios, and their
 # range: on a noisy machine a single round can be off by several percent; and the CPU it added
-# per request), the ratios to nginx and to the bare proxy, and how many events and traces each
-# gateway took and dropped.
+# per request), the ratios to nginx and to the bare proxy, the room the bare proxy leaves for
+# Lookout's work at nginx's rate, and how many events and traces each gateway took and dropped.
 #
 #   tests/bench/run.sh                      # 3 rounds of 5 s per target and case
 #   ROUNDS=5 DURATION=10s tests/bench/run.sh
@@ -122,6 +122,30 @@ paired_ratio() { paired_ratios "$1" "$2" | median; }
 # The lowest and the highest of those ratios: how far apart the rounds were.
 paired_spread() { paired_ratios "$1" "$2" | tr ' ' '\n' | grep . | sort -g | sed -n '1p;$p' | tr '\n' ' '; }
 
+# The room the bare proxy leaves for Lookout's work at nginx's rate. A proxy with --workers 1
+# serves at about the rate its serving thread's CPU per request allows (the other threads run at
+# idle priority), so the gap between nginx's CPU per request and the bare proxy's is what
+# Lookout's work on that thread may cost for it to keep up with nginx; then what each gateway's
+# serving thread used above the bare proxy's (medians over the rounds).
+print_room() {
+  local serving="" g
+  for g in quiet observed lookout; do
+    measured "$g" || continue
+    serving+=" $g $(paste <(echo "${cpu[$g]}" | tr ' ' '\n') <(echo "${bg[$g]}" | tr ' ' '\n') \
+      | awk 'NF == 2 { printf "%.2f ", $1 - $2 }' | median)"
+  done
+  # Rounded by the same printf as the table's columns, so that the figures match them.
+  awk -v n="$name" -v x="$(printf "%.2f" "$(echo "${cpu[nginx]}" | median)")" \
+    -v b="$(printf "%.2f" "$(echo "${cpu[bare]}" | median)")" \
+    -v s="$serving" 'BEGIN {
+    printf "%-14s %-9s room at nginx'"'"'s rate: nginx used %.2f us of CPU per request, the bare proxy %.2f (%+.2f us of room)",
+      n, "bare", x, b, x - b
+    k = split(s, v, " ")
+    if (k) printf "; serving thread above the bare proxy:"
+    for (i = 1; i < k; i += 2) printf "%s %s %+.2f us", (i > 1 ? "," : ""), v[i], v[i + 1] - b
+    printf "\n" }'
+}
+
 printf "\n%-14s %-9s %9s %9s %9s %9s %9s %9s   %s\n" "case" "target" "req/s" "p50 (us)" "p99 (us)" \
   "cpu (us)" "sys (us)" "bg (us)" "req/s by round"
 for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; do
@@ -179,6 +203,7 @@ for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; 
       awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" nginx)" 'BEGIN {
         printf "%-14s %-9s / nginx req/s = %.2fx (median over the rounds)\n", n, t, r }'
     done
+    measured bare && print_room
   fi
   unset rps p50 p99 cpu sys bg sink
 done
