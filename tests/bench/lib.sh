@@ -62,21 +62,36 @@ start_bench_upstream() {
 }
 
 # Starts nginx (1 worker, its process id in $nginx_worker) as a proxy to bench-upstream on
-# $nginx_port, when nginx is installed; $nginx_port stays empty otherwise. With $tls_cert and
-# $tls_key set, it also serves HTTPS on $nginx_tls_port with them.
+# $nginx_port, when nginx is installed; $nginx_port stays empty otherwise. The same worker also
+# serves $nginx_fwd_port, where nginx does the header work Lookout does on every request: the
+# client's Host kept, X-Forwarded-For/-Proto/-Host, Forwarded, Via and a request id made and
+# sent both ways. With $tls_cert and $tls_key set, it also serves HTTPS on $nginx_tls_port.
 start_nginx() {
-  nginx_port="" nginx_tls_port=""
+  nginx_port="" nginx_fwd_port="" nginx_tls_port=""
   command -v nginx >/dev/null || return 0
-  nginx_port=$(free_port)
-  local location='location / {
-      proxy_pass http://bench;
+  nginx_port=$(free_port) nginx_fwd_port=$(free_port)
+  local proxying='proxy_pass http://bench;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       # nginx'"'"'s best showing here: buffering on, with buffers that hold a 64 KiB response
       # (buffering off, or the default 4 KiB buffers, roughly halve or quarter its large-body rate).
       proxy_buffering on;
       proxy_buffers 16 16k;
-      proxy_buffer_size 16k;
+      proxy_buffer_size 16k;'
+  local location="location / {
+      $proxying
+    }"
+  local forwarding='location / {
+      '"$proxying"'
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header Forwarded "for=$remote_addr;proto=$scheme";
+      proxy_set_header Via "1.1 nginx";
+      proxy_set_header X-Request-Id $request_id;
+      add_header Via "1.1 nginx" always;
+      add_header X-Request-Id $request_id always;
     }'
   local tls_server=""
   if [ -n "${tls_cert:-}" ]; then
@@ -104,6 +119,10 @@ http {
   server {
     listen 127.0.0.1:$nginx_port;
     $location
+  }
+  server {
+    listen 127.0.0.1:$nginx_fwd_port;
+    $forwarding
   }
   $tls_server
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Lookout proxy benchmark: direct-to-upstream, nginx (1 worker), a bare hyper proxy ("bare": the
-# parts Lookout is built on, with none of its work) and Lookout (--workers 1) in front of the same
-# upstream, driven by wrk. Lookout runs four times: with events, store and traces off
-# ("quiet"), with only the DuckDB store on ("stored"), with the store and traces at 10% to a live
-# OTLP receiver ("observed": what the observability issue lists), and with the access log on top
-# ("lookout": fully observed). Statistics and /metrics are always on.
+# Lookout proxy benchmark: direct-to-upstream, nginx (1 worker; plain, and "nginx-fwd" with the
+# header work Lookout does: forwarding headers, Via, a request id both ways), a bare hyper proxy
+# ("bare": the parts Lookout is built on, with none of its work) and Lookout (--workers 1) in
+# front of the same upstream, driven by wrk. Lookout runs four times: with events, store and
+# traces off ("quiet"), with only the DuckDB store on ("stored"), with the store and traces at 10%
+# to a live OTLP receiver ("observed": what the observability issue lists), and with the access
+# log on top ("lookout": fully observed). Statistics and /metrics are always on.
 #
 # Each case is measured in rounds, every target once per round in turn, so that a slow spell of
 # the machine hits all of them alike; while one gateway is measured, the others are stopped
@@ -75,7 +76,8 @@ ports[direct]=$upstream_port
 labels="direct bare quiet stored observed lookout"
 if [ -n "$nginx_port" ]; then
   ports[nginx]=$nginx_port pid[nginx]=$nginx_worker
-  labels="direct nginx bare quiet stored observed lookout"
+  ports[nginx-fwd]=$nginx_fwd_port pid[nginx-fwd]=$nginx_worker
+  labels="direct nginx nginx-fwd bare quiet stored observed lookout"
 fi
 
 # TARGETS (names, space-separated) and CASES (names, comma-separated) pick some of the targets
@@ -204,6 +206,13 @@ for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; 
         printf "%-14s %-9s / nginx req/s = %.2fx (median over the rounds)\n", n, t, r }'
     done
     measured bare && print_room
+  fi
+  if measured nginx-fwd; then
+    for on in quiet observed lookout; do
+      measured "$on" || continue
+      awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" nginx-fwd)" 'BEGIN {
+        printf "%-14s %-9s / nginx-fwd req/s = %.2fx (median over the rounds: nginx doing Lookout'"'"'s header work)\n", n, t, r }'
+    done
   fi
   unset rps p50 p99 cpu sys bg sink
 done
