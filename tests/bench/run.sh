@@ -124,6 +124,18 @@ paired_ratio() { paired_ratios "$1" "$2" | median; }
 # The lowest and the highest of those ratios: how far apart the rounds were.
 paired_spread() { paired_ratios "$1" "$2" | tr ' ' '\n' | grep . | sort -g | sed -n '1p;$p' | tr '\n' ' '; }
 
+# The req/s of each measured target of $3... against target $1's, paired by round (median), with
+# $2 after "median over the rounds" to say what the ratio stands for.
+print_ratios() {
+  local base=$1 meaning=$2 on
+  shift 2
+  for on in "$@"; do
+    measured "$on" || continue
+    awk -v n="$name" -v t="$on" -v b="$base" -v m="$meaning" -v r="$(paired_ratio "$on" "$base")" 'BEGIN {
+      printf "%-14s %-9s / %s req/s = %.2fx (median over the rounds%s)\n", n, t, b, r, m }'
+  done
+}
+
 # The room the bare proxy leaves for Lookout's work at nginx's rate. A proxy with --workers 1
 # serves at about the rate its serving thread's CPU per request allows (the other threads run at
 # idle priority), so the gap between nginx's CPU per request and the bare proxy's is what
@@ -195,25 +207,12 @@ for case in "small c=50:/small:50" "large c=50:/large:50" "small c=1:/small:1"; 
       printf " CPU per request %+.2f us (serving thread %+.2f us, other threads %+.2f us)\n", cpu[1] - cpu[2],
         (cpu[1] - bg[1]) - (cpu[2] - bg[2]), bg[1] - bg[2] }'
   done
-  if measured quiet && measured bare; then
-    awk -v n="$name" -v r="$(paired_ratio quiet bare)" 'BEGIN {
-      printf "%-14s %-9s / bare req/s = %.2fx (median over the rounds: Lookout'"'"'s own work per request)\n", n, "quiet", r }'
-  fi
+  measured bare && print_ratios bare ": Lookout's own work per request" quiet
   if measured nginx; then
-    for on in bare quiet observed lookout; do
-      measured "$on" || continue
-      awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" nginx)" 'BEGIN {
-        printf "%-14s %-9s / nginx req/s = %.2fx (median over the rounds)\n", n, t, r }'
-    done
+    print_ratios nginx "" bare quiet observed lookout
     measured bare && print_room
   fi
-  if measured nginx-fwd; then
-    for on in quiet observed lookout; do
-      measured "$on" || continue
-      awk -v n="$name" -v t="$on" -v r="$(paired_ratio "$on" nginx-fwd)" 'BEGIN {
-        printf "%-14s %-9s / nginx-fwd req/s = %.2fx (median over the rounds: nginx doing Lookout'"'"'s header work)\n", n, t, r }'
-    done
-  fi
+  measured nginx-fwd && print_ratios nginx-fwd ": nginx doing Lookout's header work" quiet observed lookout
   unset rps p50 p99 cpu sys bg sink
 done
 
