@@ -11,7 +11,7 @@ mod variants_api;
 
 use crate::config::{AccessLogTarget, Config, ConfigErrors};
 use crate::proxy::ProxyState;
-use crate::stats::{Registry, CONFIG_RELOADS, ROTATION};
+use crate::stats::{Registry, ROTATION};
 use crate::tls::HandshakeMetrics;
 use crate::traces::{TraceSetupError, Tracing};
 use crate::upstream::spawn_health_checks;
@@ -102,6 +102,7 @@ pub(crate) struct Shared {
     /// The analytics store, when on.
     pub(crate) store: Option<Store>,
     reload_lock: tokio::sync::Mutex<()>,
+    reloads: reload::ReloadCounters,
 }
 
 /// A started gateway. Dropping it without [`Gateway::shutdown`] stops it abruptly.
@@ -166,6 +167,7 @@ impl Gateway {
             registry: config.registry.clone(),
             store,
             reload_lock: tokio::sync::Mutex::new(()),
+            reloads: reload::ReloadCounters::register(&config.registry),
         });
         let (stop, stopped) = watch::channel(false);
         let proxy_addr = local_addr(&proxy_listener, listeners.proxy)?;
@@ -273,21 +275,15 @@ impl Shared {
             Ok(result) => result,
             Err(join_error) => {
                 tracing::error!(%join_error, "config loading panicked");
+                self.reloads.failure.increment(1);
                 return Err(ConfigErrors(Vec::new()));
             }
         };
-        let reloads = |result: &'static str| {
-            let labels = vec![metrics::Label::new("result", result)];
-            self.registry
-                .metrics()
-                .counter(CONFIG_RELOADS, labels)
-                .increment(1);
-        };
         let config = config.inspect_err(|errors| {
-            reloads("failure");
+            self.reloads.failure.increment(1);
             tracing::error!("reload rejected, keeping the running config: {errors}");
         })?;
-        reloads("success");
+        self.reloads.success.increment(1);
         if config.listeners != self.listeners {
             tracing::warn!("listener addresses changed in the config; they take effect on restart");
         }

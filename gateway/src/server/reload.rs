@@ -1,11 +1,37 @@
 //! Reload triggers besides the admin API: SIGHUP, and a watch on the config file.
 
 use super::Shared;
+use crate::stats::{Registry, CONFIG_RELOADS};
+use metrics::{Counter, Label};
 use notify::{RecursiveMode, Watcher};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// `lookout_config_reloads_total`, by result. Both series exist from the start, at zero: a
+/// counter whose first sample is already 1 shows no `increase()` in Prometheus, so the first
+/// rejected reload would raise no alert.
+pub(super) struct ReloadCounters {
+    pub(super) success: Counter,
+    pub(super) failure: Counter,
+}
+
+impl ReloadCounters {
+    pub(super) fn register(registry: &Registry) -> ReloadCounters {
+        let counter = |result: &'static str| {
+            let counter = registry
+                .metrics()
+                .counter(CONFIG_RELOADS, vec![Label::new("result", result)]);
+            counter.increment(0);
+            counter
+        };
+        ReloadCounters {
+            success: counter("success"),
+            failure: counter("failure"),
+        }
+    }
+}
 
 /// Editors save in bursts (truncate, write, rename); changes this close together reload once.
 const DEBOUNCE: Duration = Duration::from_millis(300);

@@ -1,15 +1,28 @@
 //! Reload: a bad config is rejected with its errors and the running routes keep serving; a good
 //! one takes over.
 
+use super::metrics::{sample, scrape};
 use http::{Method, StatusCode};
 use lookout_gateway::ConfigSource;
 use lookout_tests::{body_json, send, start_gateway_with, TestUpstream};
+use std::net::SocketAddr;
 
 fn config(route_path: &str, upstream: &TestUpstream) -> String {
     format!(
         "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\nupstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: r, match: {{ prefix: {route_path} }}, upstream: svc }}\n",
         upstream.addr
     )
+}
+
+/// `lookout_config_reloads_total` for success and for failure, in that order.
+async fn reloads_counted(admin: SocketAddr) -> [Option<f64>; 2] {
+    let text = scrape(admin).await;
+    ["success", "failure"].map(|result| {
+        sample(
+            &text,
+            &format!(r#"lookout_config_reloads_total{{result="{result}"}}"#),
+        )
+    })
 }
 
 #[tokio::test]
@@ -21,6 +34,11 @@ async fn a_bad_reload_keeps_the_old_routes_and_a_good_one_replaces_them() {
     let gateway = start_gateway_with(ConfigSource::File(path.clone())).await;
     let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
     assert_eq!(send(proxy, Method::GET, "/old", &[]).await.status, StatusCode::OK);
+    assert_eq!(
+        reloads_counted(admin).await,
+        [Some(0.0), Some(0.0)],
+        "both series exist from the start, so the first failure is an increase an alert sees"
+    );
 
     std::fs::write(&path, "routes:\n  - { name: r, upstream: missing }\n").expect("write bad config");
     let rejected = send(admin, Method::POST, "/admin/reload", &[]).await;
@@ -33,6 +51,7 @@ async fn a_bad_reload_keeps_the_old_routes_and_a_good_one_replaces_them() {
         StatusCode::OK,
         "old routes still serve"
     );
+    assert_eq!(reloads_counted(admin).await, [Some(0.0), Some(1.0)]);
 
     std::fs::write(&path, config("/new", &upstream)).expect("write new config");
     let reloaded = send(admin, Method::POST, "/admin/reload", &[]).await;
@@ -43,6 +62,7 @@ async fn a_bad_reload_keeps_the_old_routes_and_a_good_one_replaces_them() {
         send(proxy, Method::GET, "/old", &[]).await.status,
         StatusCode::NOT_FOUND
     );
+    assert_eq!(reloads_counted(admin).await, [Some(1.0), Some(1.0)]);
 }
 
 #[tokio::test]
