@@ -1,4 +1,5 @@
-//! Reload triggers besides the admin API: SIGHUP, and a watch on the config file.
+//! Reload triggers besides the admin API (SIGHUP, a watch on the config file), and the counters
+//! of reloads by result.
 
 use super::Shared;
 use crate::stats::{Registry, CONFIG_RELOADS};
