@@ -20,12 +20,11 @@ pub(super) struct ReloadCounters {
 
 impl ReloadCounters {
     pub(super) fn register(registry: &Registry) -> ReloadCounters {
+        // Registering a counter's handle is what makes its series, at zero.
         let counter = |result: &'static str| {
-            let counter = registry
+            registry
                 .metrics()
-                .counter(CONFIG_RELOADS, vec![Label::new("result", result)]);
-            counter.increment(0);
-            counter
+                .counter(CONFIG_RELOADS, vec![Label::new("result", result)])
         };
         ReloadCounters {
             success: counter("success"),
