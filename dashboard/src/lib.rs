@@ -16,8 +16,10 @@ mod access;
 mod chart;
 mod format;
 mod pages;
+mod refusals;
 
 pub use access::Access;
+pub use refusals::PlainRefusal;
 
 use axum::Router;
 use lookout_analytics::{QueueStats, Store, StoreStats};

@@ -6,6 +6,7 @@ mod anomalies;
 mod canary;
 mod login;
 mod overview;
+mod refusals;
 mod request;
 mod route;
 mod sql;
@@ -42,6 +43,7 @@ pub(crate) fn router(dashboard: Shared) -> Router {
         .route("/dashboard/", get(|| async { Redirect::to("/dashboard") }))
         .route("/dashboard/login", get(login::form).post(login::submit))
         .merge(pages)
+        .layer(middleware::from_fn(refusals::as_error_pages))
         .with_state(dashboard)
 }
 
@@ -93,13 +95,18 @@ impl IntoResponse for PageError {
             ),
             PageError::NotFound(message) => (StatusCode::NOT_FOUND, "Not found", message),
         };
-        let page = ErrorPage {
-            nav: "",
-            heading: heading.to_owned(),
-            message,
-        };
-        (status, render(&page)).into_response()
+        error_page(status, heading, message)
     }
+}
+
+/// The error page, with `status`.
+fn error_page(status: StatusCode, heading: &str, message: String) -> Response {
+    let page = ErrorPage {
+        nav: "",
+        heading: heading.to_owned(),
+        message,
+    };
+    (status, render(&page)).into_response()
 }
 
 /// Renders a template; a template that fails to render (a bug) is logged and answered 500.

@@ -3,6 +3,7 @@
 //! requires the admin token when one is set (it must be set off loopback), as a bearer header or
 //! as the dashboard's session cookie.
 
+use super::json_refusals::json_refusals;
 use super::Shared;
 use crate::config::ConfigErrors;
 use axum::extract::{Request, State};
@@ -54,6 +55,7 @@ fn router(shared: Arc<Shared>) -> Router {
                 "no such admin endpoint".into(),
             )
         })
+        .layer(middleware::from_fn(json_refusals))
         .with_state(shared)
         .merge(dashboard)
 }

@@ -27,7 +27,24 @@ struct Only {
     path: Option<String>,
 }
 
-async fn purge_all(State(shared): State<Arc<Shared>>) -> Response {
+/// `DELETE /admin/cache` takes no parameters: one it ignored (`?route=`, `?path=`) would empty the
+/// whole cache for a caller who meant to purge a part of it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Everything {}
+
+async fn purge_all(
+    State(shared): State<Arc<Shared>>,
+    everything: Result<Query<Everything>, QueryRejection>,
+) -> Response {
+    if let Err(rejection) = everything {
+        let message = format!(
+            "DELETE /admin/cache empties the whole cache and takes no parameters; \
+             DELETE /admin/cache/{{route}}?path=/... purges a part of it: {}",
+            rejection.body_text()
+        );
+        return error(StatusCode::BAD_REQUEST, "invalid_query", message);
+    }
     let table = shared.proxy.routes.load();
     let Some(cache) = table.routes.iter().find_map(|r| r.cache.as_ref()) else {
         return error(

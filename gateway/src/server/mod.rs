@@ -3,6 +3,7 @@
 
 mod admin;
 mod cache_api;
+mod json_refusals;
 mod proxy_listener;
 mod redirect_listener;
 mod reload;

@@ -7,7 +7,8 @@
 use super::admin::error;
 use super::Shared;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,7 +24,11 @@ const MAX_QUERY_BYTES: usize = 64 * 1024;
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
-        .route("/api/sql", post(run_sql))
+        .route(
+            "/api/sql",
+            // Longer queries are refused as they arrive, not after buffering axum's default 2 MB.
+            post(run_sql).layer(DefaultBodyLimit::max(MAX_QUERY_BYTES)),
+        )
         .route("/api/queries", get(list_queries))
         .route("/api/queries/{name}", get(run_named))
 }
@@ -50,9 +55,10 @@ impl IntoResponse for Refusal {
 async fn run_sql(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
     let store = store_of(&shared)?;
+    let body = body.map_err(body_refusal)?;
     let sql = query_text(&headers, &body)?;
     let format = result_format(&headers);
     Ok(respond(format, move || store.query(&sql)).await)
@@ -88,6 +94,24 @@ fn result_format(headers: &HeaderMap) -> ResultFormat {
     ResultFormat::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
 }
 
+/// A body that could not be read: too long for a query, or cut off.
+fn body_refusal(rejection: BytesRejection) -> Refusal {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        let message = format!("the query is longer than {MAX_QUERY_BYTES} bytes, the most accepted");
+        return Refusal {
+            status,
+            code: "query_too_large",
+            message,
+        };
+    }
+    Refusal {
+        status,
+        code: "unreadable_body",
+        message: rejection.body_text(),
+    }
+}
+
 /// The query from a JSON body (`{"sql": "..."}`) or a plain-text one.
 fn query_text(headers: &HeaderMap, body: &[u8]) -> Result<String, Refusal> {
     let refuse = |status, code, message| Refusal {
@@ -95,13 +119,6 @@ fn query_text(headers: &HeaderMap, body: &[u8]) -> Result<String, Refusal> {
         code,
         message,
     };
-    if body.len() > MAX_QUERY_BYTES {
-        let message = format!(
-            "the query is {} bytes; at most {MAX_QUERY_BYTES} are accepted",
-            body.len()
-        );
-        return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "query_too_large", message));
-    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -166,7 +166,7 @@ async fn the_route_lifetime_applies_when_the_response_states_none_and_s_maxage_w
 }
 
 #[tokio::test]
-async fn purge_errors_are_json() {
+async fn purge_errors_are_json_and_purge_nothing() {
     let (_upstream, gateway) = cached("").await;
     let admin = gateway.admin_addr();
     let unknown = send(admin, Method::DELETE, "/admin/cache/nope", &[]).await;
@@ -177,4 +177,11 @@ async fn purge_errors_are_json() {
     assert_eq!(body_json(&bad_path)["error"]["code"], "invalid_path");
     let bad_query = send(admin, Method::DELETE, "/admin/cache/all?key=x", &[]).await;
     assert_eq!(body_json(&bad_query)["error"]["code"], "invalid_query");
+
+    // A parameter the purge of everything does not take empties nothing.
+    get(&gateway, "/reviews/3", &[FRESH]).await;
+    let narrowed = send(admin, Method::DELETE, "/admin/cache?route=all", &[]).await;
+    assert_eq!(narrowed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(body_json(&narrowed)["error"]["code"], "invalid_query");
+    assert_eq!(x_cache(&get(&gateway, "/reviews/3", &[FRESH]).await), "HIT");
 }

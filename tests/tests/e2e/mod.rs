@@ -1,3 +1,4 @@
+mod admin_refusals;
 mod analytics;
 mod api_keys;
 mod attack_filter;

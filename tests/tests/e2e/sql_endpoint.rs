@@ -156,7 +156,10 @@ async fn malformed_bodies_and_missing_tokens_are_refused() {
     .await;
     assert_eq!(form.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let too_long = sql_text(admin, &format!("SELECT '{}'", "x".repeat(70_000))).await;
-    assert_eq!(too_long.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        (too_long.status, error_code(&too_long).as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "query_too_large")
+    );
     let ok = post(admin, &json_type, "{\"sql\": \"SELECT 40 + 2 AS answer\"}").await;
     assert_eq!(body_json(&ok)["rows"], json!([[42]]));
 

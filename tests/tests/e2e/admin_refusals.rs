@@ -1,0 +1,57 @@
+//! Refusals axum writes itself on the admin listener (a method a path does not take, a query
+//! string or form that does not parse) say what was wrong like every other: JSON on the API,
+//! the dashboard's error page on its pages, with their status and `Allow` kept.
+
+use http::{Method, StatusCode};
+use lookout_tests::{body_json, send, send_body, start_gateway_to, Reply, TestUpstream};
+use serde_json::json;
+
+fn content_type(reply: &Reply) -> &str {
+    reply.headers["content-type"].to_str().unwrap_or_default()
+}
+
+fn text(reply: &Reply) -> String {
+    String::from_utf8_lossy(&reply.body).into_owned()
+}
+
+#[tokio::test]
+async fn axums_own_refusals_are_json_on_the_api_and_error_pages_on_the_dashboard() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway_to(upstream.addr).await;
+    let admin = gateway.admin_addr();
+
+    let wrong_method = send(admin, Method::DELETE, "/admin/stats", &[]).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.headers["allow"], "GET,HEAD");
+    assert_eq!(
+        body_json(&wrong_method)["error"],
+        json!({
+            "code": "method_not_allowed",
+            "message": "this address does not take DELETE; its Allow header lists those it takes"
+        })
+    );
+    let get_reload = send(admin, Method::GET, "/admin/reload", &[]).await;
+    assert_eq!(
+        (get_reload.status, content_type(&get_reload)),
+        (StatusCode::METHOD_NOT_ALLOWED, "application/json")
+    );
+
+    let bad_minutes = send(admin, Method::GET, "/dashboard/canary?minutes=soon", &[]).await;
+    assert_eq!(bad_minutes.status, StatusCode::BAD_REQUEST);
+    assert!(content_type(&bad_minutes).starts_with("text/html"));
+    let page = text(&bad_minutes);
+    assert!(page.contains("<h1>Bad Request</h1>"), "{page}");
+    assert!(page.contains("minutes: invalid digit found in string"), "{page}");
+
+    let posted = send(admin, Method::POST, "/dashboard", &[]).await;
+    assert_eq!(posted.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(posted.headers["allow"], "GET,HEAD");
+    assert!(text(&posted).contains("this address does not take POST;"));
+
+    let login = [("content-type", "application/json")];
+    let wrong_form = send_body(admin, Method::POST, "/dashboard/login", &login, "{}").await;
+    assert_eq!(wrong_form.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(content_type(&wrong_form).starts_with("text/html"));
+    assert!(text(&wrong_form).contains("<h1>Unsupported Media Type</h1>"));
+    gateway.shutdown().await;
+}
