@@ -1,5 +1,7 @@
 //! The request path, as an ordered pipeline of phases. Each phase is a module:
 //!
+//! 0. [`normalize_path`]: the path in normal form (dot segments, unreserved escapes and runs of
+//!    slashes resolved), so that routes and policies apply to what the upstream will serve.
 //! 1. [`match_route`]: pick the route (404 when none) and the upstream path; the head is held
 //!    to the gateway's [`request_limits`] (414, 431) on the way.
 //! 2. Edge policies: [`ip_filter`] (403), [`cors`] (preflights answered here), the body's
@@ -30,6 +32,7 @@ mod forward_headers;
 mod ip_filter;
 mod match_route;
 mod mirror;
+mod normalize_path;
 mod rate_limit;
 mod record;
 mod request_limits;
@@ -110,7 +113,8 @@ async fn pipeline(
     ctx: &mut RequestContext,
     request: Request<Incoming>,
 ) -> Result<Answer, ProxyError> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    normalize_path::run(&mut parts)?;
     ctx.client_ip = routes
         .trusted_proxies
         .client_ip(ctx.conn.peer.ip(), &parts.headers);

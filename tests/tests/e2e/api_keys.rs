@@ -148,3 +148,49 @@ async fn a_consumer_keyed_limit_gives_each_consumer_its_own_budget() {
         "ApiKey realm=\"lookout\", query=\"key\""
     );
 }
+
+/// A path that resolves to a guarded route is guarded: the gateway routes on the path in normal
+/// form (dot segments, unreserved escapes, runs of slashes resolved), forwards that form, and
+/// stores the path as the client sent it.
+#[tokio::test]
+async fn paths_that_resolve_to_a_guarded_route_are_guarded() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = gateway(&upstream).await;
+    let proxy = gateway.proxy_addr();
+    let disguised = [
+        "/other/../partners/1",
+        "/other/%2e%2E/partners/1",
+        "/%70artners/1",
+        "//partners/1",
+        "/./partners/1",
+    ];
+    for path in disguised {
+        let reply = send(proxy, Method::GET, path, &[]).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    assert_eq!(upstream.hits(), 0, "no disguised request reached the upstream");
+
+    let key = [("x-api-key", "acme-key")];
+    let reply = send(proxy, Method::GET, "/other/..//partners/./1?q=/../x", &key).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        body_json(&reply)["path"],
+        "/partners/1?q=/../x",
+        "the query is left as sent"
+    );
+    let reply = send(proxy, Method::GET, "/files/a%2Fb/..%2f..%2fc", &[]).await;
+    assert_eq!(
+        body_json(&reply)["path"],
+        "/files/a%2Fb/..%2f..%2fc",
+        "an encoded slash separates nothing"
+    );
+
+    wait_for_stored(&gateway, disguised.len() + 2).await;
+    let rows = sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT path, route, status FROM requests WHERE path LIKE '/other/..//%'",
+    )
+    .await;
+    assert_eq!(rows, json!([["/other/..//partners/./1", "partners", 200]]));
+}
