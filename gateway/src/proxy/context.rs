@@ -286,7 +286,8 @@ pub(crate) fn method_name(method: &Method) -> Arc<str> {
     }
 }
 
-/// The host the client asked for, without a port.
+/// The host the client asked for, without a port, nor the final dot of a fully qualified name
+/// (`api.example.com.` is `api.example.com`, and must meet its routes).
 pub(crate) fn host_of<B>(request: &Request<B>) -> Option<&str> {
     let host = match request.uri().authority() {
         Some(authority) => authority.host(),
@@ -295,7 +296,7 @@ pub(crate) fn host_of<B>(request: &Request<B>) -> Option<&str> {
             strip_port(header)
         }
     };
-    Some(host)
+    Some(host.strip_suffix('.').unwrap_or(host))
 }
 
 fn strip_port(host: &str) -> &str {
@@ -335,6 +336,23 @@ mod tests {
         ));
         let purge = Method::from_bytes(b"PURGE").expect("a method");
         assert_eq!(&*method_name(&purge), "PURGE");
+    }
+
+    #[test]
+    fn hosts_lose_their_port_and_final_dot() {
+        let host = |value: &str| {
+            let request = http::Request::get("/")
+                .header("host", value)
+                .body(())
+                .expect("request");
+            super::host_of(&request).map(str::to_owned)
+        };
+        assert_eq!(host("api.example.com.:8443").as_deref(), Some("api.example.com"));
+        assert_eq!(host("api.example.com").as_deref(), Some("api.example.com"));
+        let absolute = http::Request::get("http://api.example.com./x")
+            .body(())
+            .expect("request");
+        assert_eq!(super::host_of(&absolute), Some("api.example.com"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The request path, as an ordered pipeline of phases. Each phase is a module:
 //!
-//! 0. [`normalize_path`]: the path in normal form (dot segments, unreserved escapes and runs of
-//!    slashes resolved), so that routes and policies apply to what the upstream will serve.
+//! 0. [`check_host`]: one valid `Host` (400 otherwise); [`normalize_path`]: the path in normal
+//!    form (dot segments, unreserved escapes and runs of slashes resolved), so that routes and
+//!    policies apply to what the upstream will serve.
 //! 1. [`match_route`]: pick the route (404 when none) and the upstream path; the head is held
 //!    to the gateway's [`request_limits`] (414, 431) on the way.
 //! 2. Edge policies: [`ip_filter`] (403), [`cors`] (preflights answered here), the body's
@@ -24,6 +25,7 @@
 mod attack_filter;
 mod authenticate;
 mod cache_lookup;
+mod check_host;
 mod compose;
 mod context;
 mod cors;
@@ -114,6 +116,7 @@ async fn pipeline(
     request: Request<Incoming>,
 ) -> Result<Answer, ProxyError> {
     let (mut parts, body) = request.into_parts();
+    check_host::run(&parts)?;
     normalize_path::run(&mut parts)?;
     ctx.client_ip = routes
         .trusted_proxies

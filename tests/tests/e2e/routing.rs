@@ -1,8 +1,13 @@
 //! The routing matrix: host (exact and wildcard), path (exact, prefix, template), method and
-//! header conditions, first match wins, and the path the upstream sees.
+//! header conditions, first match wins, the path the upstream sees, and the one host a request
+//! must name.
 
 use http::{Method, StatusCode};
-use lookout_tests::{body_json, send, start_gateway, TestUpstream};
+use lookout_tests::{body_json, send, start_gateway, start_gateway_to, TestUpstream};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// (method, host, path, extra headers) → (instance, path seen upstream); `""` means 404.
 type Case<'a> = (
@@ -54,6 +59,7 @@ async fn requests_reach_the_route_their_host_path_method_and_headers_select() {
             "/anything",
         ),
         (Method::GET, "API.Example.com:8080", "/x", &[], "host", "/x"),
+        (Method::GET, "api.example.com.", "/x", &[], "host", "/x"),
         (Method::GET, "a.example.org", "/x", &[], "wild", "/x"),
         (Method::GET, "example.org", "/x", &[], "", ""),
         (Method::GET, "gw", "/exact", &[], "exact", "/exact"),
@@ -126,4 +132,52 @@ async fn requests_reach_the_route_their_host_path_method_and_headers_select() {
             assert_eq!(body_json(&reply)["path"], *upstream_path, "{case}");
         }
     }
+}
+
+/// The whole answer to one raw request the gateway answers and then closes on.
+async fn raw(addr: SocketAddr, head: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed in time")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The host routes a request, so an HTTP/1.1 request names exactly one valid host: none, two,
+/// or one that is no host is 400 before any route is picked (RFC 9112 §3.2).
+#[tokio::test]
+async fn a_request_names_exactly_one_valid_host() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway_to(upstream.addr).await;
+    let refused = [
+        (
+            "GET /x HTTP/1.1\r\nconnection: close\r\n\r\n",
+            "needs a Host header",
+        ),
+        (
+            "GET /x HTTP/1.1\r\nhost: a.example\r\nhost: b.example\r\nconnection: close\r\n\r\n",
+            "more than one Host header",
+        ),
+        (
+            "GET /x HTTP/1.1\r\nhost: user@a.example\r\nconnection: close\r\n\r\n",
+            "not a host",
+        ),
+    ];
+    for (head, why) in refused {
+        let answer = raw(gateway.proxy_addr(), head).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{head:?}: {answer}");
+        assert!(
+            answer.contains(r#""code":"bad_request""#) && answer.contains(why),
+            "{answer}"
+        );
+    }
+    assert_eq!(upstream.hits(), 0, "no refused request reached the upstream");
+    let old_client = raw(gateway.proxy_addr(), "GET /x HTTP/1.0\r\n\r\n").await;
+    assert!(
+        old_client.starts_with("HTTP/1.0 200"),
+        "HTTP/1.0 may omit Host: {old_client}"
+    );
 }
