@@ -35,6 +35,20 @@ impl Access {
         self.token.is_some()
     }
 
+    /// Whether a request may reach the listener at all: with a token, any; without one (the
+    /// listener is then on loopback), only one addressed to a loopback name, or with no `Host`
+    /// (no browser). A web page in the operator's browser can point a name of its own at
+    /// 127.0.0.1 (DNS rebinding) and read what the listener answers; the browser then sends
+    /// that name as `Host`.
+    pub fn admits_host(&self, headers: &HeaderMap) -> bool {
+        if self.token.is_some() {
+            return true;
+        }
+        headers
+            .get(header::HOST)
+            .is_none_or(|host| host.to_str().is_ok_and(is_loopback_name))
+    }
+
     /// Whether a request with these headers may pass.
     pub fn allows(&self, headers: &HeaderMap) -> bool {
         if self.token.is_none() {
@@ -91,6 +105,22 @@ impl Access {
     }
 }
 
+/// `localhost`, a name under `.localhost` (browsers resolve them to loopback themselves, RFC
+/// 6761) or a loopback address, with any port.
+fn is_loopback_name(host_header: &str) -> bool {
+    let Ok(authority) = host_header.parse::<axum::http::uri::Authority>() else {
+        return false;
+    };
+    let host = authority.host();
+    let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let address = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || address
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn session_cookie(value: String, max_age: Duration) -> String {
     Cookie::build((SESSION_COOKIE, value))
         .http_only(true)
@@ -110,4 +140,45 @@ fn session_of(headers: &HeaderMap) -> Option<String> {
         .filter_map(Result::ok)
         .find(|c| c.name() == SESSION_COOKIE)
         .map(|c| c.value().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_host(host: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, header::HeaderValue::from_static(host));
+        headers
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_names_are_admitted() {
+        let open = Access::new(None);
+        for host in [
+            "127.0.0.1:9901",
+            "localhost",
+            "LocalHost.:9901",
+            "app.localhost",
+            "[::1]:9901",
+            "127.3.2.1",
+        ] {
+            assert!(open.admits_host(&with_host(host)), "{host}");
+        }
+        for host in [
+            "evil.example:9901",
+            "localhost.evil.example",
+            "10.0.0.1",
+            "[::2]",
+            "a b",
+        ] {
+            assert!(!open.admits_host(&with_host(host)), "{host}");
+        }
+        assert!(open.admits_host(&HeaderMap::new()), "no Host: not a browser");
+        let guarded = Access::new(Some("t".into()));
+        assert!(
+            guarded.admits_host(&with_host("evil.example")),
+            "the token guards it instead"
+        );
+    }
 }

@@ -56,8 +56,24 @@ fn router(shared: Arc<Shared>) -> Router {
             )
         })
         .layer(middleware::from_fn(json_refusals))
-        .with_state(shared)
+        .with_state(shared.clone())
         .merge(dashboard)
+        .layer(middleware::from_fn_with_state(shared, require_loopback_name))
+}
+
+/// Without a token, only requests addressed to a loopback name: see [`lookout_dashboard::Access::admits_host`].
+async fn require_loopback_name(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    if shared.access.admits_host(request.headers()) {
+        next.run(request).await
+    } else {
+        error(
+            StatusCode::FORBIDDEN,
+            "not_loopback_host",
+            "without an admin token this listener answers only requests to localhost or a \
+             loopback address (Host); set admin.token to reach it under another name"
+                .into(),
+        )
+    }
 }
 
 /// The admin token as a bearer header, or the dashboard's session cookie (which the SQL console's

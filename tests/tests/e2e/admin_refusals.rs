@@ -1,6 +1,7 @@
-//! Refusals axum writes itself on the admin listener (a method a path does not take, a query
-//! string or form that does not parse) say what was wrong like every other: JSON on the API,
-//! the dashboard's error page on its pages, with their status and `Allow` kept.
+//! The admin listener's refusals. Those axum writes itself (a method a path does not take, a
+//! query string or form that does not parse) say what was wrong like every other: JSON on the
+//! API, the dashboard's error page on its pages, with their status and `Allow` kept. Without a
+//! token, the listener answers only requests addressed to a loopback name.
 
 use http::{Method, StatusCode};
 use lookout_tests::{body_json, send, send_body, start_gateway_to, Reply, TestUpstream};
@@ -53,5 +54,25 @@ async fn axums_own_refusals_are_json_on_the_api_and_error_pages_on_the_dashboard
     assert_eq!(wrong_form.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(content_type(&wrong_form).starts_with("text/html"));
     assert!(text(&wrong_form).contains("<h1>Unsupported Media Type</h1>"));
+    gateway.shutdown().await;
+}
+
+/// A web page can point a name of its own at 127.0.0.1 (DNS rebinding) and read what a
+/// tokenless admin listener answers; the browser sends that name as `Host`, so it is refused.
+#[tokio::test]
+async fn without_a_token_only_requests_to_loopback_names_are_answered() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway_to(upstream.addr).await;
+    let admin = gateway.admin_addr();
+    for path in ["/admin/stats", "/dashboard", "/metrics"] {
+        let rebound = send(admin, Method::GET, path, &[("host", "rebound.example:9901")]).await;
+        assert_eq!(rebound.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(body_json(&rebound)["error"]["code"], "not_loopback_host");
+    }
+    let port = admin.port().to_string();
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let local = send(admin, Method::GET, "/admin/stats", &[("host", &host)]).await;
+        assert_eq!(local.status, StatusCode::OK, "{host}");
+    }
     gateway.shutdown().await;
 }
