@@ -1,14 +1,15 @@
 //! The admin listener: probes, reload, stats, metrics, the SQL endpoint and the dashboard. It is
 //! separate from the proxy listener; every route but the probes (and the dashboard's login form)
 //! requires the admin token when one is set (it must be set off loopback), as a bearer header or
-//! as the dashboard's session cookie.
+//! as the dashboard's session cookie; the guards in [`super::admin_guards`] run first.
 
+use super::admin_guards::{refuse_cross_site_writes, require_loopback_name, require_token};
 use super::json_refusals::json_refusals;
 use super::Shared;
 use crate::config::ConfigErrors;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -58,41 +59,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .layer(middleware::from_fn(json_refusals))
         .with_state(shared.clone())
         .merge(dashboard)
+        .layer(middleware::from_fn(refuse_cross_site_writes))
         .layer(middleware::from_fn_with_state(shared, require_loopback_name))
-}
-
-/// Without a token, only requests addressed to a loopback name: see [`lookout_dashboard::Access::admits_host`].
-async fn require_loopback_name(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    if shared.access.admits_host(request.headers()) {
-        next.run(request).await
-    } else {
-        error(
-            StatusCode::FORBIDDEN,
-            "not_loopback_host",
-            "without an admin token this listener answers only requests to localhost or a \
-             loopback address (Host); set admin.token to reach it under another name"
-                .into(),
-        )
-    }
-}
-
-/// The admin token as a bearer header, or the dashboard's session cookie (which the SQL console's
-/// requests carry).
-async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    if shared.access.allows(request.headers()) {
-        next.run(request).await
-    } else {
-        let mut response = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid admin token is required (Authorization: Bearer ...)".into(),
-        );
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        response
-    }
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {

@@ -2,6 +2,7 @@
 //! (admin API, SIGHUP, file watch) and graceful shutdown.
 
 mod admin;
+mod admin_guards;
 mod cache_api;
 mod json_refusals;
 mod proxy_listener;

@@ -1,7 +1,8 @@
 //! The admin listener's refusals. Those axum writes itself (a method a path does not take, a
 //! query string or form that does not parse) say what was wrong like every other: JSON on the
 //! API, the dashboard's error page on its pages, with their status and `Allow` kept. Without a
-//! token, the listener answers only requests addressed to a loopback name.
+//! token, the listener answers only requests addressed to a loopback name, and no page of
+//! another origin may write to it.
 
 use http::{Method, StatusCode};
 use lookout_tests::{body_json, send, send_body, start_gateway_to, Reply, TestUpstream};
@@ -74,5 +75,28 @@ async fn without_a_token_only_requests_to_loopback_names_are_answered() {
         let local = send(admin, Method::GET, "/admin/stats", &[("host", &host)]).await;
         assert_eq!(local.status, StatusCode::OK, "{host}");
     }
+    gateway.shutdown().await;
+}
+
+/// A page of another site can make the browser POST a form here (a reload, a query) though it
+/// cannot read the answer: a write whose `Origin` is not the listener's own is refused.
+#[tokio::test]
+async fn writes_from_pages_of_other_origins_are_refused() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway_to(upstream.addr).await;
+    let admin = gateway.admin_addr();
+    let query = |origin: String| async move {
+        let headers = [("origin", origin.as_str()), ("content-type", "text/plain")];
+        send_body(admin, Method::POST, "/api/sql", &headers, "SELECT 1").await
+    };
+    let forged = query("http://evil.example".to_owned()).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(body_json(&forged)["error"]["code"], "cross_site_request");
+    let reload = send(admin, Method::POST, "/admin/reload", &[("origin", "null")]).await;
+    assert_eq!(body_json(&reload)["error"]["code"], "cross_site_request");
+
+    // The listener's own pages (the SQL console) get past, to the store this gateway lacks.
+    let own = query(format!("http://{admin}")).await;
+    assert_eq!(body_json(&own)["error"]["code"], "analytics_off");
     gateway.shutdown().await;
 }
