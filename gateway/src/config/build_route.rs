@@ -74,7 +74,11 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         None => upstream_destination(p, field, raw, shared),
     };
     let matcher = RequestMatcher {
-        host: raw.matches.host.as_ref().map(build_host),
+        host: raw
+            .matches
+            .host
+            .as_ref()
+            .and_then(|host| build_host(p, &format!("{field}.match.host"), host)),
         path,
         methods,
         headers: build_headers(p, &format!("{field}.match.headers"), &raw.matches),
@@ -194,11 +198,39 @@ fn compose_destination(
     })
 }
 
-fn build_host(text: &Text) -> HostMatch {
-    let host = text.trim().to_ascii_lowercase();
-    match host.strip_prefix('*') {
-        Some(suffix) => HostMatch::Suffix(suffix.to_owned()),
-        None => HostMatch::Exact(host),
+/// `api.example.com`, or `*.example.com` for any subdomain: a host name or address, compared
+/// as requests' hosts are, without a port or a final dot.
+fn build_host(p: &mut Problems, field: &str, text: &Text) -> Option<HostMatch> {
+    let lower = text.trim().to_ascii_lowercase();
+    let host = lower.strip_suffix('.').unwrap_or(&lower);
+    let (name, any_subdomain) = match host.strip_prefix("*.") {
+        Some(parent) => (parent, true),
+        None => (host, false),
+    };
+    if let Some(problem) = host_problem(name) {
+        p.at(text.span(), field, format!("`{}` {problem}", &**text));
+        return None;
+    }
+    Some(if any_subdomain {
+        HostMatch::Suffix(format!(".{name}"))
+    } else {
+        HostMatch::Exact(name.to_owned())
+    })
+}
+
+fn host_problem(name: &str) -> Option<&'static str> {
+    if name.contains('*') {
+        return Some("may hold `*` only as its first label (`*.example.com`: any subdomain)");
+    }
+    match name.parse::<http::uri::Authority>() {
+        Ok(authority) if name.contains('@') || authority.host().is_empty() => {
+            Some("is not a host name or address")
+        }
+        Ok(authority) if authority.as_str().len() != authority.host().len() => {
+            Some("has a port, but hosts are compared without one: remove it")
+        }
+        Ok(_) => None,
+        Err(_) => Some("is not a host name or address"),
     }
 }
 
@@ -240,6 +272,17 @@ fn build_path_match(p: &mut Problems, field: &str, raw: &RawMatch) -> (PathMatch
                 );
             }
             let captures = crate::routing::capture_names(text).unwrap_or_default();
+            if let Some(twice) = captures
+                .iter()
+                .enumerate()
+                .find_map(|(i, name)| captures[..i].contains(name).then_some(name))
+            {
+                p.at(
+                    text.span(),
+                    format!("{field}.template"),
+                    format!("template `{}` captures `{twice}` twice", &**text),
+                );
+            }
             (PathMatch::Template(router), captures)
         }
     }

@@ -72,7 +72,10 @@ pub(crate) fn instance(p: &mut Problems, field: &str, text: &Text) -> Option<Aut
     let rest = rest.trim_end_matches('/');
     let parsed = match rest.parse::<Authority>() {
         Ok(a) if a.host().is_empty() => Err(format!("instance `{raw}` has no host")),
-        Ok(a) if a.port_u16().is_some() => Ok(a),
+        Ok(a) if a.port_u16().is_some_and(|port| port > 0) => Ok(a),
+        Ok(a) if a.as_str().len() > a.host().len() => {
+            Err(format!("instance `{raw}` has no valid port (1 to 65535)"))
+        }
         Ok(a) => match scheme {
             Scheme::Bare => Err(format!("instance `{raw}` needs a port (host:port)")),
             Scheme::Http => with_port(&a, 80),

@@ -61,6 +61,36 @@ listeners:
 }
 
 #[test]
+fn hosts_ports_and_templates_that_could_never_work_are_rejected() {
+    let text = "\
+upstreams:
+  - { name: a, instances: [\"127.0.0.1:3000\", \"b.internal:99999\", \"c.internal:0\"] }
+routes:
+  - { name: any, match: { host: \"*\" }, upstream: a }
+  - { name: glued, match: { host: \"*example.com\" }, upstream: a }
+  - { name: port, match: { host: \"api.example.com:8443\" }, upstream: a }
+  - { name: space, match: { host: \"api example\" }, upstream: a }
+  - { name: twice, match: { template: \"/a/{id}/b/{id}\" }, upstream: a }
+  - { name: fine, match: { host: \"*.Example.com.\", template: \"/x/{id}\" }, upstream: a }
+";
+    let all = errors(text);
+    for (field, line, says) in [
+        ("upstreams[0].instances[1]", 2, "no valid port (1 to 65535)"),
+        ("upstreams[0].instances[2]", 2, "no valid port"),
+        ("routes[0].match.host", 4, "`*` only as its first label"),
+        ("routes[1].match.host", 5, "`*` only as its first label"),
+        ("routes[2].match.host", 6, "remove it"),
+        ("routes[3].match.host", 7, "not a host name or address"),
+        ("routes[4].match.template", 8, "captures `id` twice"),
+    ] {
+        let error = find(&all, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(all.len(), 7, "{all:#?}");
+}
+
+#[test]
 fn unknown_fields_and_wrong_types_are_rejected_with_their_place() {
     let unknown = errors("upstreams:\n  - name: a\n    instances: [\"127.0.0.1:1\"]\n    retries: 3\n");
     assert_eq!(unknown.len(), 1);
