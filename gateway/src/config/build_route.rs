@@ -259,6 +259,16 @@ fn build_path_match(p: &mut Problems, field: &str, raw: &RawMatch) -> (PathMatch
             format!("`{}` must start with `/`", &**text),
         );
     }
+    if let Some(normal) = crate::routing::normal_form(text) {
+        p.at(
+            text.span(),
+            format!("{field}.{kind}"),
+            format!(
+                "`{}` never matches: requests are routed on their path in normal form (`{normal}`)",
+                &**text
+            ),
+        );
+    }
     match kind {
         "path" => (PathMatch::Exact(text.to_string()), Vec::new()),
         "prefix" => (PathMatch::Prefix(text.to_string()), Vec::new()),

@@ -5,11 +5,13 @@
 
 mod matcher;
 mod mirror;
+mod normal_path;
 mod rewrite;
 mod variants;
 
 pub(crate) use matcher::{HeaderCondition, HostMatch, PathMatch, RequestMatcher};
 pub(crate) use mirror::{Mirror, MirrorCounters, MirrorSlot};
+pub(crate) use normal_path::normal_form;
 pub(crate) use rewrite::{capture_names, parse_rewrite, PathRewrite};
 pub(crate) use variants::{
     sticky_cookie, Variant, VariantWeights, Variants, WeightsError, MAX_VARIANTS, MAX_WEIGHT,

@@ -61,7 +61,7 @@ listeners:
 }
 
 #[test]
-fn hosts_ports_and_templates_that_could_never_work_are_rejected() {
+fn hosts_ports_and_paths_that_could_never_work_are_rejected() {
     let text = "\
 upstreams:
   - { name: a, instances: [\"127.0.0.1:3000\", \"b.internal:99999\", \"c.internal:0\"] }
@@ -72,6 +72,7 @@ routes:
   - { name: space, match: { host: \"api example\" }, upstream: a }
   - { name: twice, match: { template: \"/a/{id}/b/{id}\" }, upstream: a }
   - { name: fine, match: { host: \"*.Example.com.\", template: \"/x/{id}\" }, upstream: a }
+  - { name: dots, match: { prefix: \"/api/./v1//\" }, upstream: a }
 ";
     let all = errors(text);
     for (field, line, says) in [
@@ -82,12 +83,13 @@ routes:
         ("routes[2].match.host", 6, "remove it"),
         ("routes[3].match.host", 7, "not a host name or address"),
         ("routes[4].match.template", 8, "captures `id` twice"),
+        ("routes[6].match.prefix", 10, "normal form (`/api/v1/`)"),
     ] {
         let error = find(&all, field);
         assert_eq!(error.line, line, "{error:?}");
         assert!(error.message.contains(says), "{error:?}");
     }
-    assert_eq!(all.len(), 7, "{all:#?}");
+    assert_eq!(all.len(), 8, "{all:#?}");
 }
 
 #[test]
