@@ -1,7 +1,7 @@
-//! Phase 0, before the path's normal form: the host routes the request, so an HTTP/1.1 request
-//! names exactly one valid host (RFC 9112 §3.2). One with no `Host`, two of them, or one that is
-//! no host at all is 400: never routed on the first of two `Host` headers while the upstream
-//! reads the other.
+//! Part of [`super::match_route`], before the route is looked up: the host routes the request,
+//! so an HTTP/1.1 request names exactly one valid host (RFC 9112 §3.2). One with no `Host`, two
+//! of them, or one that is no host at all is 400: never routed on the first of two `Host`
+//! headers while the upstream reads the other.
 
 use super::error::ProxyError;
 use http::header::{HeaderValue, HOST};

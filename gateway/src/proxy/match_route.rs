@@ -1,21 +1,27 @@
 //! Phase 1: find the route and, on a route with variants, the variant. The route's name and
 //! statistics are recorded even if a later phase fails; a request that matches nothing is
 //! counted as unmatched. A head over the gateway's limits is refused here, counted where it
-//! would have gone.
+//! would have gone; one without a valid host, or whose path cannot be put in normal form, is
+//! refused and counted as unmatched, since no route is looked up for it.
 
 use super::context::RequestContext;
 use super::error::ProxyError;
 use super::request_limits;
+use super::{check_host, normalize_path};
 use crate::routing::{RouteMatch, RouteTable, TargetRef};
 use http::request::Parts;
 use lookout_analytics::StepKind;
 
 pub(super) fn run<'r>(
     routes: &'r RouteTable,
-    parts: &Parts,
+    parts: &mut Parts,
     ctx: &mut RequestContext,
 ) -> Result<RouteMatch<'r>, ProxyError> {
-    let mut found = routes.find(parts, ctx.host.as_deref());
+    let routable = check_host::run(parts).and_then(|()| normalize_path::run(parts));
+    let mut found = match routable {
+        Ok(()) => routes.find(parts, ctx.host.as_deref()),
+        Err(_) => None,
+    };
     if let Some(matched) = found.as_mut() {
         matched.pick_variant(parts, ctx.client_ip);
     }
@@ -26,6 +32,7 @@ pub(super) fn run<'r>(
     let stats = found.as_ref().map_or(&routes.unmatched, |m| m.stats());
     stats.started();
     ctx.stats = Some(stats.clone());
+    routable?;
     request_limits::check_head(&routes.head_limits, parts)?;
     let Some(mut matched) = found else {
         return Err(ProxyError::NoRoute);

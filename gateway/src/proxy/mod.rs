@@ -1,10 +1,10 @@
 //! The request path, as an ordered pipeline of phases. Each phase is a module:
 //!
-//! 0. [`check_host`]: one valid `Host` (400 otherwise); [`normalize_path`]: the path in normal
+//! 1. [`match_route`]: pick the route (404 when none) and the upstream path; the head is held
+//!    to the gateway's [`request_limits`] (414, 431) on the way. Before the route is looked up,
+//!    [`check_host`] wants one valid `Host` (400) and [`normalize_path`] puts the path in normal
 //!    form (dot segments, unreserved escapes and runs of slashes resolved), so that routes and
 //!    policies apply to what the upstream will serve.
-//! 1. [`match_route`]: pick the route (404 when none) and the upstream path; the head is held
-//!    to the gateway's [`request_limits`] (414, 431) on the way.
 //! 2. Edge policies: [`ip_filter`] (403), [`cors`] (preflights answered here), the body's
 //!    [`request_limits`] (413, 408), [`authenticate`] (the consumer, by API key or JWT; 401
 //!    without valid credentials, 403 when not allowed), [`rate_limit`] (429) and the
@@ -116,12 +116,10 @@ async fn pipeline(
     request: Request<Incoming>,
 ) -> Result<Answer, ProxyError> {
     let (mut parts, body) = request.into_parts();
-    check_host::run(&parts)?;
-    normalize_path::run(&mut parts)?;
     ctx.client_ip = routes
         .trusted_proxies
         .client_ip(ctx.conn.peer.ip(), &parts.headers);
-    let matched = match_route::run(routes, &parts, ctx)?;
+    let matched = match_route::run(routes, &mut parts, ctx)?;
     let route = matched.route;
     past_the_route(matched, parts, body, ctx)
         .await

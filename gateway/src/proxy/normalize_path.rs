@@ -1,6 +1,6 @@
-//! Phase 0: the path in [normal form](crate::routing::normal_form), before anything reads it,
-//! so that the route the gateway picks (and the policies it applies) are those of the resource
-//! the upstream serves. Left as sent, `/public/../admin`, `/%61dmin` or `//admin` would miss
+//! Part of [`super::match_route`]: the path in [normal form](crate::routing::normal_form) before
+//! the route is looked up, so that the route the gateway picks (and the policies it applies) are
+//! those of the resource the upstream serves. Left as sent, `/public/../admin`, `/%61dmin` or `//admin` would miss
 //! the `/admin` route and its authentication, and reach an upstream that resolves them to
 //! `/admin` all the same. The query is left as sent, and the request's event keeps the path as
 //! the client sent it.

@@ -175,6 +175,15 @@ async fn a_request_names_exactly_one_valid_host() {
         );
     }
     assert_eq!(upstream.hits(), 0, "no refused request reached the upstream");
+    let stats = body_json(&send(gateway.admin_addr(), Method::GET, "/admin/stats", &[]).await);
+    let unmatched = stats["routes"]
+        .as_array()
+        .and_then(|routes| routes.iter().find(|r| r["route"] == "unmatched"))
+        .expect("the unmatched figures");
+    assert_eq!(
+        unmatched["status_codes"]["400"], 3,
+        "refused before any route was looked up"
+    );
     let old_client = raw(gateway.proxy_addr(), "GET /x HTTP/1.0\r\n\r\n").await;
     assert!(
         old_client.starts_with("HTTP/1.0 200"),
