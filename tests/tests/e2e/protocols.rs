@@ -54,9 +54,20 @@ async fn http2_clients_are_served_with_prior_knowledge() {
         assert_eq!(echoed["path"], format!("/h2/{i}"));
         assert_eq!(
             echoed["headers"]["host"],
-            gateway.proxy_addr().ip().to_string(),
+            gateway.proxy_addr().to_string(),
             "the :authority becomes Host"
         );
         assert_eq!(echoed["headers"]["via"], "2 lookout");
     }
+    let two_hosts = Request::get(format!("http://{}/h2/other", gateway.proxy_addr()))
+        .header("host", "other.example")
+        .body(Empty::new())
+        .expect("request");
+    let response = client.request(two_hosts).await.expect("h2 response");
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "a Host that contradicts :authority is malformed (RFC 9113 §8.3.1)"
+    );
+    assert_eq!(upstream.hits(), 3);
 }

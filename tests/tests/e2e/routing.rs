@@ -147,7 +147,8 @@ async fn raw(addr: SocketAddr, head: &str) -> String {
 }
 
 /// The host routes a request, so an HTTP/1.1 request names exactly one valid host: none, two,
-/// or one that is no host is 400 before any route is picked (RFC 9112 §3.2).
+/// or one that is no host is 400 before any route is picked (RFC 9112 §3.2); an absolute
+/// target's host overrides `Host`, upstream too.
 #[tokio::test]
 async fn a_request_names_exactly_one_valid_host() {
     let upstream = TestUpstream::start("svc").await;
@@ -188,5 +189,14 @@ async fn a_request_names_exactly_one_valid_host() {
     assert!(
         old_client.starts_with("HTTP/1.0 200"),
         "HTTP/1.0 may omit Host: {old_client}"
+    );
+    let absolute = raw(
+        gateway.proxy_addr(),
+        "GET http://svc.example:81/x HTTP/1.1\r\nhost: other.example\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        absolute.starts_with("HTTP/1.1 200") && absolute.contains(r#""host":"svc.example:81""#),
+        "an absolute target's host is the one sent upstream: {absolute}"
     );
 }
