@@ -3,7 +3,7 @@
 
 use super::error::Problems;
 use super::raw::{RawAttackFilter, RawCors, RawHeadLimits, RawIpFilter, RawSecurity, Text};
-use super::values::{bytes, duration, header_name};
+use super::values::{bytes, duration, header_name, positive};
 use crate::edge::attack::{AttackFilter, Mode};
 use crate::edge::cors::Cors;
 use crate::edge::ip::{IpFilter, TrustedProxies};
@@ -43,6 +43,12 @@ pub(super) fn build_head_limits(p: &mut Problems, raw: &RawHeadLimits) -> HeadLi
             raw.header_read_timeout.as_ref(),
             defaults.header_read_timeout,
         ),
+        max_connections: raw
+            .max_connections
+            .as_ref()
+            .map_or(defaults.max_connections, |max| {
+                positive(p, "limits.max_connections", Some(max), 1) as usize
+            }),
     }
 }
 

@@ -257,6 +257,9 @@ pub(crate) struct RawHeadLimits {
     pub(crate) max_uri_length: Option<Text>,
     pub(crate) max_header_size: Option<Text>,
     pub(crate) header_read_timeout: Option<Text>,
+    /// Client connections the proxy listener keeps open at most (default: half the process's
+    /// file descriptor limit).
+    pub(crate) max_connections: Option<marked_yaml::Spanned<u32>>,
 }
 
 /// Edge policies; each field a route leaves out comes from the top-level `security:`.

@@ -22,6 +22,9 @@ pub(crate) struct HeadLimits {
     /// Time a client has to send a complete request head (slowloris protection); the
     /// connection is closed after it.
     pub(crate) header_read_timeout: Duration,
+    /// Client connections the proxy listener keeps open at most; one more is closed as soon as
+    /// it is accepted.
+    pub(crate) max_connections: usize,
 }
 
 impl Default for HeadLimits {
@@ -30,8 +33,18 @@ impl Default for HeadLimits {
             max_uri_length: 8 * 1024,
             max_header_size: 32 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            max_connections: default_max_connections(),
         }
     }
+}
+
+/// Half the process's file descriptor limit (its soft limit, at least 64 connections): the other
+/// half is left for upstream connections, the store's files and the admin listener, which a
+/// flood of client connections must not starve.
+fn default_max_connections() -> usize {
+    let (soft, _) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    usize::try_from(soft / 2).unwrap_or(usize::MAX).max(64)
 }
 
 impl HeadLimits {

@@ -88,6 +88,10 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     let upstreams: Vec<_> = routes.upstreams().iter().map(|u| u.status()).collect();
     Json(json!({
         "generation": shared.generation.load(Ordering::Acquire),
+        "connections": {
+            "open": shared.connections.open(),
+            "max": shared.connections.max(),
+        },
         "analytics": shared.proxy.events.stats(),
         "store": shared.store.as_ref().map(|store| store.stats()),
         "traces": shared.proxy.tracing.as_ref().map(|tracing| tracing.stats()),
@@ -98,6 +102,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn prometheus_metrics(State(shared): State<Arc<Shared>>) -> Response {
+    shared.connections.publish();
     let store = shared.store.as_ref().map(|store| store.stats());
     let traces = shared.proxy.tracing.as_ref().map(|tracing| tracing.stats());
     let text = shared

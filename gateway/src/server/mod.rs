@@ -4,6 +4,7 @@
 mod admin;
 mod admin_guards;
 mod cache_api;
+mod connection_limit;
 mod json_refusals;
 mod proxy_listener;
 mod redirect_listener;
@@ -18,6 +19,7 @@ use crate::tls::HandshakeMetrics;
 use crate::traces::{TraceSetupError, Tracing};
 use crate::upstream::spawn_health_checks;
 use arc_swap::ArcSwap;
+use connection_limit::ConnectionLimit;
 use lookout_analytics::{
     spawn_writer, EventQueue, EventSink, JsonLinesSink, QueueStats, Store, StoreError, WriterHandle,
 };
@@ -100,6 +102,8 @@ pub(crate) struct Shared {
     pub(crate) listeners: crate::config::Listeners,
     /// The proxy listener's TLS, whose settings a reload swaps.
     tls: Option<Arc<ListenerTls>>,
+    /// The proxy listener's cap on open client connections (read at start).
+    pub(crate) connections: Arc<ConnectionLimit>,
     pub(crate) registry: Arc<Registry>,
     /// The analytics store, when on.
     pub(crate) store: Option<Store>,
@@ -153,6 +157,10 @@ impl Gateway {
                 metrics: HandshakeMetrics::new(config.registry.metrics()),
             })
         });
+        let connections = Arc::new(ConnectionLimit::new(
+            config.routes.head_limits.max_connections,
+            config.registry.metrics(),
+        ));
         let shared = Arc::new(Shared {
             proxy: Arc::new(ProxyState {
                 routes: ArcSwap::new(config.routes),
@@ -166,6 +174,7 @@ impl Gateway {
             generation: AtomicU64::new(1),
             listeners,
             tls: tls.clone(),
+            connections: connections.clone(),
             registry: config.registry.clone(),
             store,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -179,6 +188,7 @@ impl Gateway {
             proxy_listener,
             shared.proxy.clone(),
             tls,
+            connections,
             stopped.clone(),
             config.drain_timeout,
         ));

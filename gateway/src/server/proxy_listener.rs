@@ -2,6 +2,7 @@
 //! upgrades; over TLS when configured (HTTP/2 chosen by ALPN), else plain (HTTP/2 by prior
 //! knowledge). On shutdown it stops accepting and drains open connections.
 
+use super::connection_limit::ConnectionLimit;
 use crate::proxy::{serve as serve_request, ConnInfo, ProxyState};
 use crate::tls::{accept, HandshakeMetrics, ServerTls};
 use arc_swap::ArcSwap;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 
 /// TLS on the listener: the current generation's settings (a reload swaps them) and the
 /// handshake counters.
@@ -27,6 +28,7 @@ pub(super) async fn serve(
     listener: TcpListener,
     state: Arc<ProxyState>,
     tls: Option<Arc<ListenerTls>>,
+    limit: Arc<ConnectionLimit>,
     mut stop: watch::Receiver<bool>,
     drain_timeout: Duration,
 ) {
@@ -45,12 +47,17 @@ pub(super) async fn serve(
             },
             _ = stop.changed() => break,
         };
+        let Some(permit) = limit.admit() else {
+            // Closed at once (dropped), and counted by the limit.
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
             builder: builder.clone(),
             state: state.clone(),
             watcher: graceful.watcher(),
             peer,
+            _permit: permit,
         };
         tokio::spawn(connection.run(stream, tls.clone()));
     }
@@ -89,6 +96,8 @@ struct Connection {
     state: Arc<ProxyState>,
     watcher: Watcher,
     peer: SocketAddr,
+    /// Held while the connection is open: see [`ConnectionLimit`].
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Connection {
@@ -113,6 +122,7 @@ impl Connection {
             state,
             watcher,
             peer,
+            _permit,
         } = self;
         let conn_info = ConnInfo::new(peer, tls_version);
         let service = service_fn(move |request| serve_request(state.clone(), conn_info.clone(), request));

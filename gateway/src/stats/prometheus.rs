@@ -51,6 +51,9 @@ pub(crate) const CONSUMER_REQUESTS: &str = "lookout_consumer_requests_total";
 pub(crate) const TLS_HANDSHAKES: &str = "lookout_tls_handshakes_total";
 pub(crate) const TLS_HANDSHAKE_FAILURES: &str = "lookout_tls_handshake_failures_total";
 pub(crate) const TLS_CERTIFICATE_EXPIRY: &str = "lookout_tls_certificate_expiry_timestamp_seconds";
+pub(crate) const CONNECTIONS_OPEN: &str = "lookout_proxy_connections_open";
+pub(crate) const CONNECTIONS_MAX: &str = "lookout_proxy_connections_max";
+pub(crate) const CONNECTIONS_REJECTED: &str = "lookout_proxy_connections_rejected_total";
 
 /// The bucket boundaries OpenTelemetry advises for `http.server.request.duration`, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -62,7 +65,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 44] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 47] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -138,6 +141,21 @@ const DESCRIPTIONS: [(&str, Unit, &str); 44] = [
         "Times the trace exporter, idle by default, was raised to normal scheduling because it fell behind.",
     ),
     (CONFIG_RELOADS, Unit::Count, "Config reloads, by result."),
+    (
+        CONNECTIONS_OPEN,
+        Unit::Count,
+        "Client connections open on the proxy listener.",
+    ),
+    (
+        CONNECTIONS_MAX,
+        Unit::Count,
+        "Client connections the proxy listener keeps open at most (limits.max_connections).",
+    ),
+    (
+        CONNECTIONS_REJECTED,
+        Unit::Count,
+        "Client connections closed as soon as accepted because max_connections were open.",
+    ),
     (
         STORE_UP,
         Unit::Count,

@@ -1,5 +1,5 @@
 //! Edge limits and policies: request head limits (414, 431), body limits (413, also chunked,
-//! and 408 for a stalled body), slowloris clients cut off, IP allow/deny lists behind trusted
+//! and 408 for a stalled body), slowloris clients cut off, the cap on open connections, IP allow/deny lists behind trusted
 //! proxies, and CORS preflights answered by the gateway. Every refusal names its phase in the
 //! request's event (`blocked_by`) and in `lookout_requests_blocked_total`.
 
@@ -367,4 +367,57 @@ async fn read_status(stream: &mut TcpStream) -> Option<String> {
         .ok()?;
     let text = String::from_utf8_lossy(&buf[..n]).to_string();
     text.split_whitespace().nth(1).map(str::to_owned)
+}
+
+/// Sends one request on a connection it keeps open; the status it got.
+async fn open_connection(proxy: SocketAddr) -> (TcpStream, Option<String>) {
+    let mut stream = TcpStream::connect(proxy).await.expect("connect");
+    stream
+        .write_all(b"GET /svc HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let status = read_status(&mut stream).await;
+    (stream, status)
+}
+
+/// Past `limits.max_connections` open client connections, a new one is closed as soon as it is
+/// accepted, and counted; once one closes, the next is served.
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_at_once_and_counted() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\n\
+         limits: {{ max_connections: 2 }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\n\
+         routes:\n  - {{ name: svc, upstream: svc }}\n",
+        upstream.addr
+    ))
+    .await;
+    let proxy = gateway.proxy_addr();
+    let (first, status) = open_connection(proxy).await;
+    assert_eq!(status.as_deref(), Some("200"));
+    let (_second, status) = open_connection(proxy).await;
+    assert_eq!(status.as_deref(), Some("200"));
+    let (_third, status) = open_connection(proxy).await;
+    assert_eq!(status, None, "closed without an answer");
+
+    let admin = gateway.admin_addr();
+    let series = |name: &'static str| scraped_sample(admin, TOKEN, name);
+    assert_eq!(
+        series("lookout_proxy_connections_rejected_total").await,
+        Some(1.0)
+    );
+    assert_eq!(series("lookout_proxy_connections_open").await, Some(2.0));
+    assert_eq!(series("lookout_proxy_connections_max").await, Some(2.0));
+
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_again, status) = open_connection(proxy).await;
+        if status.as_deref() == Some("200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a freed place is never given again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
