@@ -75,11 +75,32 @@ async fn run_named(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let store = store_of(&shared)?;
+    refuse_unknown_params(&name, &params)?;
     let format = result_format(&headers);
     Ok(respond(format, move || {
         store.query_canned(&name, |param| params.get(param).map(String::as_str))
     })
     .await)
+}
+
+/// A parameter the named query does not take is refused rather than ignored: a caller who
+/// believes `?minutes=5` narrows a query must not be answered for the whole hour.
+fn refuse_unknown_params(name: &str, given: &HashMap<String, String>) -> Result<(), Refusal> {
+    let Some(query) = CANNED_QUERIES.iter().find(|q| q.name == name) else {
+        return Ok(()); // the store answers 404 for the name itself
+    };
+    let Some(unknown) = given.keys().find(|key| !query.params.contains(&key.as_str())) else {
+        return Ok(());
+    };
+    let takes = match query.params {
+        [] => "none".to_owned(),
+        params => params.join(", "),
+    };
+    Err(Refusal {
+        status: StatusCode::BAD_REQUEST,
+        code: "unknown_parameter",
+        message: format!("query `{name}` takes no parameter `{unknown}` (it takes: {takes})"),
+    })
 }
 
 fn store_of(shared: &Shared) -> Result<Store, Refusal> {

@@ -246,6 +246,21 @@ async fn results_come_as_json_csv_or_parquet_and_named_queries_run() {
     )
     .await;
     assert_eq!(body_json(&slowest)["row_count"], 3);
+    let ignored = send(
+        admin,
+        Method::GET,
+        "/api/queries/slowest_requests?route=all&minutes=5",
+        &headers,
+    )
+    .await;
+    assert_eq!(
+        (ignored.status, error_code(&ignored).as_str()),
+        (StatusCode::BAD_REQUEST, "unknown_parameter"),
+        "a parameter the query does not take is refused, not ignored"
+    );
+    assert!(body_json(&ignored)["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("`minutes` (it takes: route)")));
     let unknown = send(admin, Method::GET, "/api/queries/nope", &headers).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     gateway.shutdown().await;
