@@ -370,7 +370,16 @@ fn build_rewrite(p: &mut Problems, field: &str, raw: &RawRoute, captures: &[Stri
             );
             PathRewrite::Keep
         }
-        (Some(prefix), None) => PathRewrite::StripPrefix(prefix.trim_end_matches('/').to_owned()),
+        (Some(prefix), None) => {
+            if let Some(normal) = crate::routing::normal_form(prefix) {
+                let message = format!(
+                    "`{}` never matches: it is stripped from the path in normal form (`{normal}`)",
+                    &**prefix
+                );
+                p.at(prefix.span(), format!("{field}.strip_prefix"), message);
+            }
+            PathRewrite::StripPrefix(prefix.trim_end_matches('/').to_owned())
+        }
         (None, Some(template)) => match crate::routing::parse_rewrite(template) {
             Ok(rewrite) => {
                 for name in crate::routing::capture_names(template).unwrap_or_default() {

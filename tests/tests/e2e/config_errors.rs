@@ -73,6 +73,7 @@ routes:
   - { name: twice, match: { template: \"/a/{id}/b/{id}\" }, upstream: a }
   - { name: fine, match: { host: \"*.Example.com.\", template: \"/x/{id}\" }, upstream: a }
   - { name: dots, match: { prefix: \"/api/./v1//\" }, upstream: a }
+  - { name: strip, match: { prefix: /s }, strip_prefix: \"/s//\", upstream: a }
 limits: { max_connections: 0 }
 ";
     let all = errors(text);
@@ -85,13 +86,14 @@ limits: { max_connections: 0 }
         ("routes[3].match.host", 7, "not a host name or address"),
         ("routes[4].match.template", 8, "captures `id` twice"),
         ("routes[6].match.prefix", 10, "normal form (`/api/v1/`)"),
-        ("limits.max_connections", 11, "at least 1"),
+        ("routes[7].strip_prefix", 11, "normal form (`/s/`)"),
+        ("limits.max_connections", 12, "at least 1"),
     ] {
         let error = find(&all, field);
         assert_eq!(error.line, line, "{error:?}");
         assert!(error.message.contains(says), "{error:?}");
     }
-    assert_eq!(all.len(), 9, "{all:#?}");
+    assert_eq!(all.len(), 10, "{all:#?}");
 }
 
 #[test]
