@@ -31,15 +31,15 @@ pub(super) fn build_upstreams(
     let mut upstreams = HashMap::new();
     for (i, upstream) in raw.iter().enumerate() {
         let field = format!("upstreams[{i}]");
+        // A duplicate is still checked, so that its other problems are reported at once too.
+        let built = build_upstream(p, &field, upstream, registry);
         if upstreams.contains_key(upstream.name.as_str()) {
             p.at(
                 upstream.name.span(),
                 format!("{field}.name"),
                 format!("duplicate upstream name `{}`", &*upstream.name),
             );
-            continue;
-        }
-        if let Some(built) = build_upstream(p, &field, upstream, registry) {
+        } else if let Some(built) = built {
             upstreams.insert(upstream.name.to_string(), Arc::new(built));
         }
     }

@@ -293,6 +293,8 @@ impl Shared {
         };
         let config = config.inspect_err(|errors| {
             self.reloads.failure.increment(1);
+            // The rejected config's routes and instances were registered while it was checked.
+            self.proxy.routes.load().retain_in(&self.registry);
             tracing::error!("reload rejected, keeping the running config: {errors}");
         })?;
         self.reloads.success.increment(1);

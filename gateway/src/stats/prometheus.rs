@@ -322,6 +322,38 @@ impl Metrics {
     }
 }
 
+/// Gauges read from the gateway's live state at each scrape (instance health, requests in
+/// flight), kept by a recorder made for that scrape alone. In the gateway's lasting recorder a
+/// series outlives its route or instance, standing at its last value for good: an instance a
+/// reload removed while it was unhealthy would keep its alert firing.
+pub(crate) struct ScrapeGauges(PrometheusRecorder);
+
+impl ScrapeGauges {
+    pub(crate) fn new() -> Self {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        for (name, unit, description) in DESCRIPTIONS {
+            if matches!(name, INSTANCE_HEALTHY | ACTIVE_REQUESTS) {
+                recorder.describe_gauge(
+                    KeyName::from_const_str(name),
+                    Some(unit),
+                    SharedString::const_str(description),
+                );
+            }
+        }
+        ScrapeGauges(recorder)
+    }
+
+    pub(crate) fn set(&self, name: &'static str, labels: Vec<Label>, value: f64) {
+        self.0
+            .register_gauge(&Key::from_parts(name, labels), &METADATA)
+            .set(value);
+    }
+
+    pub(crate) fn render(&self) -> String {
+        self.0.handle().render()
+    }
+}
+
 /// The `http_request_method` label: the standard methods, everything else `_OTHER` (as the
 /// OpenTelemetry conventions ask, to keep the label bounded).
 pub(crate) fn method_label(method: &http::Method) -> &'static str {

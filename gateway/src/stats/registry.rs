@@ -3,7 +3,7 @@
 //! creates them); the hot path only ever holds the `Arc`s it was given, so the registry's locks
 //! are never taken while proxying.
 
-use super::prometheus::{self, Metrics};
+use super::prometheus::{self, Metrics, ScrapeGauges};
 use super::{RouteSnapshot, RouteStats};
 use crate::cache::{CacheCounts, ResponseCache};
 use crate::ratelimit::{LocalLimiter, Quota};
@@ -11,6 +11,7 @@ use crate::routing::VariantWeights;
 use crate::traces::TraceStats;
 use crate::upstream::InstanceState;
 use lookout_analytics::{QueueStats, StoreStats};
+use metrics::Label;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -281,14 +282,7 @@ impl Registry {
         store: Option<&StoreStats>,
         traces: Option<&TraceStats>,
     ) -> String {
-        let instances: Vec<_> = self.instances.lock().values().cloned().collect();
-        for instance in instances {
-            instance.publish_health();
-        }
-        let routes: Vec<_> = self.routes.lock().values().cloned().collect();
-        for route in routes.iter().chain([&self.unmatched]) {
-            route.publish_in_flight();
-        }
+        let live = self.live_gauges();
         let m = &self.metrics;
         m.gauge(prometheus::EVENTS_QUEUED, vec![])
             .set(events.queued as f64);
@@ -306,6 +300,31 @@ impl Registry {
             self.publish_traces(traces);
         }
         self.publish_cache();
-        m.render()
+        m.render() + &live.render()
+    }
+
+    /// Instance health and requests in flight of the routes and instances the config has now:
+    /// those a reload removed are gone from the next scrape.
+    fn live_gauges(&self) -> ScrapeGauges {
+        let live = ScrapeGauges::new();
+        for ((upstream, addr), instance) in self.instances.lock().iter() {
+            let labels = vec![
+                Label::new("upstream", upstream.to_string()),
+                Label::new("instance", addr.to_string()),
+            ];
+            let healthy = if instance.available() { 1.0 } else { 0.0 };
+            live.set(prometheus::INSTANCE_HEALTHY, labels, healthy);
+        }
+        // A route with variants has figures per variant: its gauge is their sum.
+        let mut in_flight: HashMap<Arc<str>, i64> = HashMap::new();
+        for ((route, _), stats) in self.routes.lock().iter() {
+            *in_flight.entry(route.clone()).or_default() += stats.in_flight();
+        }
+        in_flight.insert("unmatched".into(), self.unmatched.in_flight());
+        for (route, count) in in_flight {
+            let labels = vec![Label::new("http_route", route.to_string())];
+            live.set(prometheus::ACTIVE_REQUESTS, labels, count as f64);
+        }
+        live
     }
 }

@@ -6,7 +6,7 @@ use super::latency::{Latency, LatencySnapshot};
 use super::prometheus::{self, method_label, Metrics};
 use arc_swap::ArcSwap;
 use http::Method;
-use metrics::{Gauge, Histogram, Label};
+use metrics::{Histogram, Label};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -111,16 +111,10 @@ impl RouteStats {
         self.latency.record(duration);
     }
 
-    /// Brings the in-flight gauge up to date (at scrape time): the atomic counter is the source,
-    /// so requests pay for one counter, not two.
+    /// Requests in flight; the in-flight gauge is read from it at scrape time, so requests pay
+    /// for one counter, not two.
     pub(crate) fn in_flight(&self) -> i64 {
         self.in_flight.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn publish_in_flight(&self) {
-        self.prometheus
-            .active
-            .set(self.in_flight.load(Ordering::Relaxed) as f64);
     }
 
     pub(crate) fn rotate(&self) {
@@ -164,7 +158,6 @@ fn find<'a>(outcomes: &'a [Outcome], method: &str, status: u16) -> Option<&'a Ou
 struct RouteMetrics {
     route: String,
     upstream: String,
-    active: Gauge,
     /// Handles per (method, status) seen so far; read without a lock, replaced when one is added.
     outcomes: ArcSwap<Vec<Outcome>>,
     adding: Mutex<()>,
@@ -182,14 +175,9 @@ struct Outcome {
 
 impl RouteMetrics {
     fn new(route: &str, upstream: &str, metrics: Arc<Metrics>) -> Self {
-        let active = metrics.gauge(
-            prometheus::ACTIVE_REQUESTS,
-            vec![Label::new("http_route", route.to_owned())],
-        );
         RouteMetrics {
             route: route.to_owned(),
             upstream: upstream.to_owned(),
-            active,
             outcomes: ArcSwap::default(),
             adding: Mutex::new(()),
             metrics,

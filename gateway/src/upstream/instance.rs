@@ -6,10 +6,10 @@
 
 use super::pool::{ConnectionPool, Exchange, SendError, Sender};
 use crate::body::UpstreamBody;
-use crate::stats::{Latency, LatencySnapshot, Metrics, EJECTIONS, INSTANCE_HEALTHY};
+use crate::stats::{Latency, LatencySnapshot, Metrics, EJECTIONS};
 use crate::tls::TlsTarget;
 use http::uri::Authority;
-use metrics::{Counter, Gauge, Label};
+use metrics::{Counter, Label};
 use serde::Serialize;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -59,7 +59,6 @@ pub(crate) struct InstanceState {
     pub(crate) pool: ConnectionPool,
     /// Time to response headers of the attempts sent to this instance.
     pub(crate) latency: Latency,
-    healthy_gauge: Gauge,
     ejections_total: Counter,
     healthy: AtomicBool,
     check_streak: AtomicU32,
@@ -149,7 +148,6 @@ impl InstanceState {
         };
         InstanceState {
             addr: addr.into(),
-            healthy_gauge: metrics.gauge(INSTANCE_HEALTHY, labels()),
             ejections_total: metrics.counter(EJECTIONS, labels()),
             pool: ConnectionPool::new(),
             latency: Latency::new(),
@@ -238,10 +236,9 @@ impl InstanceState {
         }
     }
 
-    /// Brings the health gauge up to date (at scrape time).
-    pub(crate) fn publish_health(&self) {
-        self.healthy_gauge
-            .set(if self.is_available(now_ms()) { 1.0 } else { 0.0 });
+    /// Whether it takes requests now: healthy and not ejected (the health gauge, at scrape time).
+    pub(crate) fn available(&self) -> bool {
+        self.is_available(now_ms())
     }
 
     pub(crate) fn status(&self) -> InstanceStatus {

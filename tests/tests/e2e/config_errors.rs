@@ -65,6 +65,7 @@ fn hosts_ports_and_paths_that_could_never_work_are_rejected() {
     let text = "\
 upstreams:
   - { name: a, instances: [\"127.0.0.1:3000\", \"b.internal:99999\", \"c.internal:0\"] }
+  - { name: a, instances: [\"no-port\"] }
 routes:
   - { name: any, match: { host: \"*\" }, upstream: a }
   - { name: glued, match: { host: \"*example.com\" }, upstream: a }
@@ -80,20 +81,22 @@ limits: { max_connections: 0 }
     for (field, line, says) in [
         ("upstreams[0].instances[1]", 2, "no valid port (1 to 65535)"),
         ("upstreams[0].instances[2]", 2, "no valid port"),
-        ("routes[0].match.host", 4, "`*` only as its first label"),
-        ("routes[1].match.host", 5, "`*` only as its first label"),
-        ("routes[2].match.host", 6, "remove it"),
-        ("routes[3].match.host", 7, "not a host name or address"),
-        ("routes[4].match.template", 8, "captures `id` twice"),
-        ("routes[6].match.prefix", 10, "normal form (`/api/v1/`)"),
-        ("routes[7].strip_prefix", 11, "normal form (`/s/`)"),
-        ("limits.max_connections", 12, "at least 1"),
+        ("upstreams[1].name", 3, "duplicate upstream name `a`"),
+        ("upstreams[1].instances[0]", 3, "needs a port"),
+        ("routes[0].match.host", 5, "`*` only as its first label"),
+        ("routes[1].match.host", 6, "`*` only as its first label"),
+        ("routes[2].match.host", 7, "remove it"),
+        ("routes[3].match.host", 8, "not a host name or address"),
+        ("routes[4].match.template", 9, "captures `id` twice"),
+        ("routes[6].match.prefix", 11, "normal form (`/api/v1/`)"),
+        ("routes[7].strip_prefix", 12, "normal form (`/s/`)"),
+        ("limits.max_connections", 13, "at least 1"),
     ] {
         let error = find(&all, field);
         assert_eq!(error.line, line, "{error:?}");
         assert!(error.message.contains(says), "{error:?}");
     }
-    assert_eq!(all.len(), 10, "{all:#?}");
+    assert_eq!(all.len(), 12, "{all:#?}");
 }
 
 #[test]

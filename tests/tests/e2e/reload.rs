@@ -40,18 +40,28 @@ async fn a_bad_reload_keeps_the_old_routes_and_a_good_one_replaces_them() {
         "both series exist from the start, so the first failure is an increase an alert sees"
     );
 
-    std::fs::write(&path, "routes:\n  - { name: r, upstream: missing }\n").expect("write bad config");
+    let bad = "upstreams:\n  - { name: ghost, instances: [\"127.0.0.1:9\"] }\n\
+               routes:\n  - { name: r, upstream: missing }\n  - { name: g, upstream: ghost }\n";
+    std::fs::write(&path, bad).expect("write bad config");
     let rejected = send(admin, Method::POST, "/admin/reload", &[]).await;
     assert_eq!(rejected.status, StatusCode::UNPROCESSABLE_ENTITY);
     let problem = &body_json(&rejected)["error"]["problems"][0];
     assert_eq!(problem["field"], "routes[0].upstream");
-    assert_eq!(problem["line"], 2);
+    assert_eq!(problem["line"], 4);
     assert_eq!(
         send(proxy, Method::GET, "/old", &[]).await.status,
         StatusCode::OK,
         "old routes still serve"
     );
     assert_eq!(reloads_counted(admin).await, [Some(0.0), Some(1.0)]);
+    assert_eq!(
+        healthy_series(admin).await,
+        [format!(
+            "lookout_upstream_instance_healthy{{upstream=\"svc\",instance=\"{}\"}} 1",
+            upstream.addr
+        )],
+        "the rejected config's instance is not reported"
+    );
 
     std::fs::write(&path, config("/new", &upstream)).expect("write new config");
     let reloaded = send(admin, Method::POST, "/admin/reload", &[]).await;
@@ -63,6 +73,55 @@ async fn a_bad_reload_keeps_the_old_routes_and_a_good_one_replaces_them() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(reloads_counted(admin).await, [Some(1.0), Some(1.0)]);
+}
+
+/// The instance health series in `/metrics`.
+async fn healthy_series(admin: std::net::SocketAddr) -> Vec<String> {
+    let metrics = send(admin, Method::GET, "/metrics", &[]).await;
+    String::from_utf8_lossy(&metrics.body)
+        .lines()
+        .filter(|line| line.starts_with("lookout_upstream_instance_healthy{"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A reload that removes an instance removes its health series: one last seen unhealthy would
+/// otherwise stand at 0, and keep its alert firing, for good.
+#[tokio::test]
+async fn a_reload_that_removes_an_instance_removes_its_health_series() {
+    let upstream = TestUpstream::start("svc").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("lookout.yaml");
+    let with_dead = format!(
+        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\n\
+         access_log: {{ path: off }}\nanalytics: {{ store: off }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{}\", \"127.0.0.1:9\"],\n\
+         \x20   health_check: {{ path: /, interval: 100ms, unhealthy_threshold: 1 }} }}\n\
+         routes:\n  - {{ name: r, upstream: svc }}\n",
+        upstream.addr
+    );
+    std::fs::write(&path, with_dead).expect("write config");
+    let gateway = start_gateway_with(ConfigSource::File(path.clone())).await;
+    let admin = gateway.admin_addr();
+    let dead = "lookout_upstream_instance_healthy{upstream=\"svc\",instance=\"127.0.0.1:9\"} 0";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !healthy_series(admin).await.iter().any(|s| s == dead) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead instance is never found out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    std::fs::write(&path, config("/", &upstream)).expect("write config without it");
+    let reloaded = send(admin, Method::POST, "/admin/reload", &[]).await;
+    assert_eq!(reloaded.status, StatusCode::OK);
+    assert_eq!(
+        healthy_series(admin).await,
+        [format!(
+            "lookout_upstream_instance_healthy{{upstream=\"svc\",instance=\"{}\"}} 1",
+            upstream.addr
+        )]
+    );
 }
 
 #[tokio::test]
