@@ -7,6 +7,7 @@ use super::admin_guards::{refuse_cross_site_writes, require_loopback_name, requi
 use super::json_refusals::json_refusals;
 use super::Shared;
 use crate::config::ConfigErrors;
+use crate::stats::ScrapeGauges;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::middleware;
@@ -105,9 +106,16 @@ async fn prometheus_metrics(State(shared): State<Arc<Shared>>) -> Response {
     shared.connections.publish();
     let store = shared.store.as_ref().map(|store| store.stats());
     let traces = shared.proxy.tracing.as_ref().map(|tracing| tracing.stats());
-    let text = shared
-        .registry
-        .render_metrics(&shared.proxy.events.stats(), store.as_ref(), traces.as_ref());
+    let live = ScrapeGauges::new();
+    if let Some(tls) = &shared.tls {
+        tls.current.load().record_expiries(&live);
+    }
+    let text = shared.registry.render_metrics(
+        &shared.proxy.events.stats(),
+        store.as_ref(),
+        traces.as_ref(),
+        live,
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,

@@ -151,7 +151,6 @@ impl Gateway {
             .map(Arc::new);
         spawn_health_checks(config.routes.upstreams());
         let tls = config.tls.map(|settings| {
-            settings.record_expiries(config.registry.metrics());
             Arc::new(ListenerTls {
                 current: Arc::new(ArcSwap::new(settings)),
                 metrics: HandshakeMetrics::new(config.registry.metrics()),
@@ -302,10 +301,7 @@ impl Shared {
             tracing::warn!("listener addresses changed in the config; they take effect on restart");
         }
         match (&self.tls, &config.tls) {
-            (Some(listener), Some(settings)) => {
-                settings.record_expiries(self.registry.metrics());
-                listener.current.store(settings.clone());
-            }
+            (Some(listener), Some(settings)) => listener.current.store(settings.clone()),
             (None, None) => {}
             _ => tracing::warn!("TLS was turned on or off in the config; that takes effect on restart"),
         }

@@ -323,7 +323,7 @@ impl Metrics {
 }
 
 /// Gauges read from the gateway's live state at each scrape (instance health, requests in
-/// flight), kept by a recorder made for that scrape alone. In the gateway's lasting recorder a
+/// flight, certificate expiry), kept by a recorder made for that scrape alone. In the gateway's lasting recorder a
 /// series outlives its route or instance, standing at its last value for good: an instance a
 /// reload removed while it was unhealthy would keep its alert firing.
 pub(crate) struct ScrapeGauges(PrometheusRecorder);
@@ -332,7 +332,7 @@ impl ScrapeGauges {
     pub(crate) fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         for (name, unit, description) in DESCRIPTIONS {
-            if matches!(name, INSTANCE_HEALTHY | ACTIVE_REQUESTS) {
+            if matches!(name, INSTANCE_HEALTHY | ACTIVE_REQUESTS | TLS_CERTIFICATE_EXPIRY) {
                 recorder.describe_gauge(
                     KeyName::from_const_str(name),
                     Some(unit),

@@ -281,8 +281,9 @@ impl Registry {
         events: &QueueStats,
         store: Option<&StoreStats>,
         traces: Option<&TraceStats>,
+        live: ScrapeGauges,
     ) -> String {
-        let live = self.live_gauges();
+        self.live_gauges(&live);
         let m = &self.metrics;
         m.gauge(prometheus::EVENTS_QUEUED, vec![])
             .set(events.queued as f64);
@@ -305,8 +306,7 @@ impl Registry {
 
     /// Instance health and requests in flight of the routes and instances the config has now:
     /// those a reload removed are gone from the next scrape.
-    fn live_gauges(&self) -> ScrapeGauges {
-        let live = ScrapeGauges::new();
+    fn live_gauges(&self, live: &ScrapeGauges) {
         for ((upstream, addr), instance) in self.instances.lock().iter() {
             let labels = vec![
                 Label::new("upstream", upstream.to_string()),
@@ -325,6 +325,5 @@ impl Registry {
             let labels = vec![Label::new("http_route", route.to_string())];
             live.set(prometheus::ACTIVE_REQUESTS, labels, count as f64);
         }
-        live
     }
 }

@@ -3,7 +3,7 @@
 
 use super::certificate::ServingCertificate;
 use super::sni::SniResolver;
-use crate::stats::{Metrics, TLS_CERTIFICATE_EXPIRY};
+use crate::stats::{ScrapeGauges, TLS_CERTIFICATE_EXPIRY};
 use metrics::Label;
 use rustls::server::{NoServerSessionStorage, ProducesTickets};
 use rustls::ServerConfig;
@@ -36,14 +36,15 @@ static TICKETER: LazyLock<Option<Arc<dyn ProducesTickets>>> =
     LazyLock::new(|| rustls::crypto::ring::Ticketer::new().ok());
 
 impl ServerTls {
-    /// Sets each certificate's expiry gauge, so alerts can fire weeks before a renewal is late.
-    pub(crate) fn record_expiries(&self, metrics: &Metrics) {
+    /// Sets each certificate's expiry gauge, so alerts can fire weeks before a renewal is late;
+    /// at scrape time, so a certificate a reload removed leaves no expiry behind.
+    pub(crate) fn record_expiries(&self, live: &ScrapeGauges) {
         for (name, not_after) in &self.expiries {
             let seconds = not_after
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64());
             let labels = vec![Label::new("certificate", name.clone())];
-            metrics.gauge(TLS_CERTIFICATE_EXPIRY, labels).set(seconds);
+            live.set(TLS_CERTIFICATE_EXPIRY, labels, seconds);
         }
     }
 

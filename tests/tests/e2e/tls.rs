@@ -310,6 +310,15 @@ async fn certificates_reload_with_the_config() {
     );
     let presented = tls_get(addr, "api.test", client(), "/").await.expect("handshake");
     assert_eq!(presented.certificate, renewed_der);
+
+    // A certificate the config no longer has leaves no expiry behind, for an alert to fire on.
+    let other = pki.issue("other", &["other.test"]);
+    std::fs::write(&file, tls_config(&[&other], "", "", upstream.addr)).expect("write config");
+    gateway.reload().await.expect("reload");
+    let text = metrics_text(&gateway).await;
+    assert!(sample(&text, expiry).is_none(), "{text}");
+    let other_expiry = "lookout_tls_certificate_expiry_timestamp_seconds{certificate=\"other.test\"}";
+    assert!(sample(&text, other_expiry).is_some(), "{text}");
 }
 
 /// Upstream TLS: an instance whose certificate the configured CA signed.
