@@ -1,9 +1,9 @@
 //! Part of [`super::match_route`]: the path in [normal form](crate::routing::normal_form) before
 //! the route is looked up, so that the route the gateway picks (and the policies it applies) are
-//! those of the resource the upstream serves. Left as sent, `/public/../admin`, `/%61dmin` or `//admin` would miss
-//! the `/admin` route and its authentication, and reach an upstream that resolves them to
-//! `/admin` all the same. The query is left as sent, and the request's event keeps the path as
-//! the client sent it.
+//! those of the resource the upstream serves. Left as sent, `/public/../admin`, `/%61dmin` or
+//! `//admin` would miss the `/admin` route and its authentication, and reach an upstream that
+//! resolves them to `/admin` all the same. The query is left as sent, and the request's event
+//! keeps the path as the client sent it.
 
 use super::error::ProxyError;
 use crate::routing::normal_form;

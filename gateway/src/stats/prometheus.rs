@@ -323,9 +323,10 @@ impl Metrics {
 }
 
 /// Gauges read from the gateway's live state at each scrape (instance health, requests in
-/// flight, certificate expiry), kept by a recorder made for that scrape alone. In the gateway's lasting recorder a
-/// series outlives its route or instance, standing at its last value for good: an instance a
-/// reload removed while it was unhealthy would keep its alert firing.
+/// flight, certificate expiry), kept by a recorder made for that scrape alone. In the gateway's
+/// lasting recorder a series outlives its route, instance or certificate, standing at its last
+/// value for good: an instance a reload removed while it was unhealthy would keep its alert
+/// firing.
 pub(crate) struct ScrapeGauges(PrometheusRecorder);
 
 impl ScrapeGauges {

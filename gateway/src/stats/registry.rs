@@ -304,8 +304,8 @@ impl Registry {
         m.render() + &live.render()
     }
 
-    /// Instance health and requests in flight of the routes and instances the config has now:
-    /// those a reload removed are gone from the next scrape.
+    /// Instance health and requests in flight of the routes and instances the registry holds
+    /// now (those of the running config): those a reload removed are gone from the next scrape.
     fn live_gauges(&self, live: &ScrapeGauges) {
         for ((upstream, addr), instance) in self.instances.lock().iter() {
             let labels = vec![
