@@ -15,6 +15,7 @@ use lookout_analytics::{ErrorKind, PathStep, PathSteps, RequestId, StepKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::OwnedSemaphorePermit;
 
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 /// Longest client-supplied request id the gateway keeps; longer ones are replaced.
@@ -31,10 +32,18 @@ pub(crate) struct ConnInfo {
     pub(crate) forwarded: HeaderValue,
     /// The TLS version the connection settled on (`1.3`); `None` for plain HTTP.
     pub(crate) tls_version: Option<&'static str>,
+    /// The connection's place under `limits.max_connections`, shared by its requests and by a
+    /// protocol upgrade's tunnel, which outlives the HTTP connection: the place is given back
+    /// when the last of them ends.
+    pub(crate) place: Arc<OwnedSemaphorePermit>,
 }
 
 impl ConnInfo {
-    pub(crate) fn new(peer: SocketAddr, tls_version: Option<&'static str>) -> Self {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        tls_version: Option<&'static str>,
+        place: OwnedSemaphorePermit,
+    ) -> Self {
         let ip = peer.ip();
         let proto = scheme(tls_version);
         let forwarded = if ip.is_ipv6() {
@@ -47,6 +56,7 @@ impl ConnInfo {
             forwarded_for: header_value(ip.to_string()),
             forwarded: header_value(forwarded),
             tls_version,
+            place: Arc::new(place),
         }
     }
 

@@ -69,7 +69,11 @@ pub(super) async fn run(
     }
     let response = outcome.into_result(upstream)?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(upgrade::tunnel(response, outgoing.client_upgrade));
+        return Ok(upgrade::tunnel(
+            response,
+            outgoing.client_upgrade,
+            ctx.conn.place.clone(),
+        ));
     }
     Ok(response)
 }

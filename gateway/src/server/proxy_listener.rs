@@ -57,7 +57,7 @@ pub(super) async fn serve(
             state: state.clone(),
             watcher: graceful.watcher(),
             peer,
-            _permit: permit,
+            place: permit,
         };
         tokio::spawn(connection.run(stream, tls.clone()));
     }
@@ -96,8 +96,9 @@ struct Connection {
     state: Arc<ProxyState>,
     watcher: Watcher,
     peer: SocketAddr,
-    /// Held while the connection is open: see [`ConnectionLimit`].
-    _permit: OwnedSemaphorePermit,
+    /// Its place under the cap ([`ConnectionLimit`]), held from the accept (through the TLS
+    /// handshake) and then by its requests and any upgrade's tunnel.
+    place: OwnedSemaphorePermit,
 }
 
 impl Connection {
@@ -122,9 +123,9 @@ impl Connection {
             state,
             watcher,
             peer,
-            _permit,
+            place,
         } = self;
-        let conn_info = ConnInfo::new(peer, tls_version);
+        let conn_info = ConnInfo::new(peer, tls_version, place);
         let service = service_fn(move |request| serve_request(state.clone(), conn_info.clone(), request));
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -1,4 +1,5 @@
-//! Protocols through the gateway: WebSocket upgrades and HTTP/2 clients.
+//! Protocols through the gateway: WebSocket upgrades (which keep their place under the
+//! connection cap) and HTTP/2 clients.
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -6,7 +7,10 @@ use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use lookout_tests::{start_gateway_to, TestUpstream};
+use lookout_tests::{start_gateway, start_gateway_to, TestUpstream};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -70,4 +74,49 @@ async fn http2_clients_are_served_with_prior_knowledge() {
         "a Host that contradicts :authority is malformed (RFC 9113 §8.3.1)"
     );
     assert_eq!(upstream.hits(), 3);
+}
+
+/// Whether a plain request on a new connection is answered (the gateway closes a connection
+/// past its cap without a word).
+async fn answered(proxy: SocketAddr) -> bool {
+    let mut stream = tokio::net::TcpStream::connect(proxy).await.expect("connect");
+    let head = b"GET /x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    if stream.write_all(head).await.is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+    read.await.is_ok_and(|r| r.is_ok()) && answer.starts_with(b"HTTP/1.1 200")
+}
+
+/// A WebSocket outlives the HTTP connection that carried its upgrade, and keeps that
+/// connection's place under `limits.max_connections` until it closes.
+#[tokio::test]
+async fn a_websocket_keeps_its_place_under_the_connection_cap() {
+    let upstream = TestUpstream::start("ws").await;
+    let gateway = start_gateway(&format!(
+        "limits: {{ max_connections: 1 }}\n\
+         upstreams:\n  - {{ name: ws, instances: [\"{}\"] }}\n\
+         routes:\n  - {{ name: ws, upstream: ws }}\n",
+        upstream.addr
+    ))
+    .await;
+    let proxy = gateway.proxy_addr();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{proxy}/ws"))
+        .await
+        .expect("websocket handshake");
+    socket.send(Message::text("held")).await.expect("send");
+    socket.next().await.expect("a reply").expect("a message");
+    assert!(!answered(proxy).await, "the WebSocket holds the only place");
+
+    socket.close(None).await.expect("close");
+    drop(socket);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !answered(proxy).await {
+        assert!(
+            Instant::now() < deadline,
+            "the closed WebSocket never gave its place back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
