@@ -9,7 +9,7 @@ use http::{HeaderValue, Method};
 pub(crate) struct RequestMatcher {
     pub(crate) host: Option<HostMatch>,
     pub(crate) path: PathMatch,
-    /// Empty means any method.
+    /// Empty means any method but those of [`only_when_named`].
     pub(crate) methods: Vec<Method>,
     pub(crate) headers: Vec<HeaderCondition>,
 }
@@ -40,6 +40,13 @@ pub(crate) struct HeaderCondition {
     pub(crate) value: Option<HeaderValue>,
 }
 
+/// Methods a route takes only when its `match.methods` names them: `TRACE` echoes the request
+/// back, with the headers the gateway added for the upstream (forwarding, the consumer), and
+/// `CONNECT` asks for a tunnel to wherever the client says, which is not a reverse proxy's job.
+fn only_when_named(method: &Method) -> bool {
+    *method == Method::TRACE || *method == Method::CONNECT
+}
+
 /// Values captured by a template, by name, borrowed from the request path.
 pub(crate) type Params<'p> = Vec<(&'p str, &'p str)>;
 
@@ -58,7 +65,12 @@ impl RequestMatcher {
         host: Option<&str>,
         path: &'p str,
     ) -> Option<Params<'p>> {
-        if !self.methods.is_empty() && !self.accepts_method(request) {
+        let accepted = if self.methods.is_empty() {
+            !only_when_named(&request.method)
+        } else {
+            self.accepts_method(request)
+        };
+        if !accepted {
             return None;
         }
         if let Some(expected) = &self.host {

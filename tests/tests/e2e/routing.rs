@@ -1,6 +1,6 @@
 //! The routing matrix: host (exact and wildcard), path (exact, prefix, template), method and
-//! header conditions, first match wins, the path the upstream sees, and the one host a request
-//! must name.
+//! header conditions (`TRACE` and `CONNECT` only where a route names them), first match wins,
+//! the path the upstream sees, and the one host a request must name.
 
 use http::{Method, StatusCode};
 use lookout_tests::{body_json, send, start_gateway, start_gateway_to, TestUpstream};
@@ -41,6 +41,7 @@ async fn requests_reach_the_route_their_host_path_method_and_headers_select() {
   - {{ name: exact, match: {{ path: /exact }}, upstream: exact }}
   - {{ name: template, match: {{ template: "/books/{{id}}" }}, rewrite: "/v2/items/{{id}}", upstream: template }}
   - {{ name: method, match: {{ prefix: /m, methods: [POST, put] }}, upstream: method }}
+  - {{ name: trace, match: {{ prefix: /trace, methods: [TRACE] }}, upstream: method }}
   - {{ name: header, match: {{ prefix: /h, headers: {{ x-env: staging, x-team: "*" }} }}, upstream: header }}
   - {{ name: prefix, match: {{ prefix: /api }}, strip_prefix: /api, upstream: prefix }}
   - {{ name: fallback, match: {{ prefix: /fallback/ }}, upstream: fallback }}
@@ -76,6 +77,8 @@ async fn requests_reach_the_route_their_host_path_method_and_headers_select() {
         (Method::POST, "gw", "/m/1", &[], "method", "/m/1"),
         (Method::PUT, "gw", "/m", &[], "method", "/m"),
         (Method::GET, "gw", "/m/1", &[], "", ""),
+        (Method::TRACE, "gw", "/trace/x", &[], "method", "/trace/x"),
+        (Method::TRACE, "gw", "/fallback/x", &[], "", ""),
         (
             Method::GET,
             "gw",
@@ -184,6 +187,15 @@ async fn a_request_names_exactly_one_valid_host() {
     assert_eq!(
         unmatched["status_codes"]["400"], 3,
         "refused before any route was looked up"
+    );
+    let tunnel = raw(
+        gateway.proxy_addr(),
+        "CONNECT internal.example:22 HTTP/1.1\r\nhost: internal.example:22\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        tunnel.starts_with("HTTP/1.1 404"),
+        "no route takes CONNECT here: {tunnel}"
     );
     let old_client = raw(gateway.proxy_addr(), "GET /x HTTP/1.0\r\n\r\n").await;
     assert!(
