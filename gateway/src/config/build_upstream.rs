@@ -46,6 +46,23 @@ pub(super) fn build_upstreams(
     upstreams
 }
 
+/// Whether `Host` names the instance (`host_header: instance`) rather than the client's host
+/// (`client`, the default, as Envoy and Traefik do).
+fn build_host_header(p: &mut Problems, field: &str, raw: &RawUpstream) -> bool {
+    let Some(text) = &raw.host_header else {
+        return false;
+    };
+    match text.trim() {
+        "client" => false,
+        "instance" => true,
+        other => {
+            let message = format!("`{other}` is not `client` or `instance`");
+            p.at(text.span(), format!("{field}.host_header"), message);
+            false
+        }
+    }
+}
+
 fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &Registry) -> Option<Upstream> {
     if raw.name.trim().is_empty() {
         p.at(raw.name.span(), format!("{field}.name"), "must not be empty");
@@ -57,6 +74,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         .filter_map(|(j, text)| instance(p, &format!("{field}.instances[{j}]"), text))
         .collect();
     let tls = upstream_tls(p, field, raw);
+    let send_own_host = build_host_header(p, field, raw);
     let instances: Vec<Instance> = addresses
         .into_iter()
         .map(|authority| {
@@ -70,7 +88,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
                 None => authority.to_string(),
             };
             let state = registry.instance(&raw.name, &key);
-            Instance::new(authority, target, state)
+            Instance::new(authority, target, send_own_host, state)
         })
         .collect();
     if raw.instances.is_empty() {

@@ -188,6 +188,8 @@ pub(crate) struct RawUpstream {
     pub(crate) retry: Option<RawRetry>,
     /// TLS to the instances (also implied by `https://` instances).
     pub(crate) tls: Option<RawClientTls>,
+    /// `client` (default): `Host` as the client sent it; `instance`: the instance's own name.
+    pub(crate) host_header: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

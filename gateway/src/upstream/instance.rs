@@ -8,6 +8,7 @@ use super::pool::{ConnectionPool, Exchange, SendError, Sender};
 use crate::body::UpstreamBody;
 use crate::stats::{Latency, LatencySnapshot, Metrics, EJECTIONS};
 use crate::tls::TlsTarget;
+use http::header::{HeaderMap, HeaderValue, HOST};
 use http::uri::Authority;
 use metrics::{Counter, Label};
 use serde::Serialize;
@@ -20,6 +21,9 @@ pub(crate) struct Instance {
     pub(crate) authority: Authority,
     /// Present when the instance speaks TLS.
     tls: Option<TlsTarget>,
+    /// The instance's own name for `Host`, when its upstream sends that instead of the client's
+    /// (`host_header: instance`).
+    own_host: Option<HeaderValue>,
     pub(crate) state: Arc<InstanceState>,
 }
 
@@ -32,15 +36,28 @@ impl std::fmt::Debug for Instance {
 }
 
 impl Instance {
-    /// Names the instance in `Host` when the request has none: an HTTP/1.0 client may send no
-    /// host at all, and HTTP/1.1 upstreams require one.
-    pub(crate) fn give_host(&self, headers: &mut http::HeaderMap) {
-        if !headers.contains_key(http::header::HOST) {
-            if let Ok(host) = http::HeaderValue::from_str(self.authority.as_str()) {
-                headers.insert(http::header::HOST, host);
+    /// Sets `Host`: the instance's own name when its upstream says so (a virtual-hosted service
+    /// answers only to its name), else the client's, or the instance's when the request has
+    /// none (an HTTP/1.0 client may send none, and HTTP/1.1 upstreams require one).
+    pub(crate) fn give_host(&self, headers: &mut HeaderMap) {
+        if let Some(own) = &self.own_host {
+            headers.insert(HOST, own.clone());
+        } else if !headers.contains_key(HOST) {
+            if let Ok(host) = HeaderValue::from_str(self.authority.as_str()) {
+                headers.insert(HOST, host);
             }
         }
     }
+}
+
+/// The instance's name as `Host` writes it: without the port when it is its scheme's default.
+fn own_host(authority: &Authority, tls: bool) -> Option<HeaderValue> {
+    let default_port = if tls { 443 } else { 80 };
+    let name = match authority.port_u16() {
+        Some(port) if port != default_port => authority.as_str(),
+        _ => authority.host(),
+    };
+    HeaderValue::from_str(name).ok()
 }
 
 /// An instance is used through its state.
@@ -100,10 +117,20 @@ pub(crate) fn ms_at(at: Instant) -> u64 {
 }
 
 impl Instance {
-    pub(crate) fn new(authority: Authority, tls: Option<TlsTarget>, state: Arc<InstanceState>) -> Self {
+    /// `send_own_host`: `Host` names this instance rather than the client's host.
+    pub(crate) fn new(
+        authority: Authority,
+        tls: Option<TlsTarget>,
+        send_own_host: bool,
+        state: Arc<InstanceState>,
+    ) -> Self {
+        let own_host = send_own_host
+            .then(|| own_host(&authority, tls.is_some()))
+            .flatten();
         Instance {
             authority,
             tls,
+            own_host,
             state,
         }
     }
@@ -259,5 +286,21 @@ pub(crate) struct InFlightGuard<'a>(&'a AtomicUsize);
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instances_own_host_drops_its_schemes_default_port() {
+        let name = |authority: &'static str, tls: bool| {
+            own_host(&Authority::from_static(authority), tls).expect("a header value")
+        };
+        assert_eq!(name("api.example.com:443", true), "api.example.com");
+        assert_eq!(name("api.example.com:80", false), "api.example.com");
+        assert_eq!(name("api.example.com:80", true), "api.example.com:80");
+        assert_eq!(name("[::1]:8080", false), "[::1]:8080");
     }
 }

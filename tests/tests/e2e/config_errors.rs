@@ -65,7 +65,7 @@ fn hosts_ports_and_paths_that_could_never_work_are_rejected() {
     let text = "\
 upstreams:
   - { name: a, instances: [\"127.0.0.1:3000\", \"b.internal:99999\", \"c.internal:0\"] }
-  - { name: a, instances: [\"no-port\"] }
+  - { name: a, instances: [\"no-port\"], host_header: upstream }
 routes:
   - { name: any, match: { host: \"*\" }, upstream: a }
   - { name: glued, match: { host: \"*example.com\" }, upstream: a }
@@ -83,6 +83,7 @@ limits: { max_connections: 0 }
         ("upstreams[0].instances[2]", 2, "no valid port"),
         ("upstreams[1].name", 3, "duplicate upstream name `a`"),
         ("upstreams[1].instances[0]", 3, "needs a port"),
+        ("upstreams[1].host_header", 3, "is not `client` or `instance`"),
         ("routes[0].match.host", 5, "`*` only as its first label"),
         ("routes[1].match.host", 6, "`*` only as its first label"),
         ("routes[2].match.host", 7, "remove it"),
@@ -96,7 +97,7 @@ limits: { max_connections: 0 }
         assert_eq!(error.line, line, "{error:?}");
         assert!(error.message.contains(says), "{error:?}");
     }
-    assert_eq!(all.len(), 12, "{all:#?}");
+    assert_eq!(all.len(), 13, "{all:#?}");
 }
 
 #[test]

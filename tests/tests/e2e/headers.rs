@@ -1,8 +1,8 @@
 //! What crosses the gateway in headers: hop-by-hop headers stop, forwarding headers and a
-//! request id are added.
+//! request id are added, and `Host` is the client's or, where the upstream asks, the instance's.
 
 use http::{Method, StatusCode};
-use lookout_tests::{body_json, send, start_gateway_to, TestUpstream};
+use lookout_tests::{body_json, send, start_gateway, start_gateway_to, TestUpstream};
 
 #[tokio::test]
 async fn hop_by_hop_headers_are_removed_and_forwarding_headers_set() {
@@ -61,4 +61,28 @@ async fn a_client_request_id_is_kept() {
     .await;
     assert_eq!(reply.headers["x-request-id"], "abc-123");
     assert_eq!(body_json(&reply)["headers"]["x-request-id"], "abc-123");
+}
+
+/// A virtual-hosted service answers only to its own name: `host_header: instance` sends the
+/// instance's name as `Host`, while `X-Forwarded-Host` keeps the client's.
+#[tokio::test]
+async fn host_is_the_clients_unless_the_upstream_wants_the_instances() {
+    let upstream = TestUpstream::start("echo").await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  \
+         - {{ name: own, instances: [\"{0}\"], host_header: instance }}\n  \
+         - {{ name: client, instances: [\"{0}\"] }}\n\
+         routes:\n  \
+         - {{ name: own, match: {{ prefix: /own }}, upstream: own }}\n  \
+         - {{ name: client, upstream: client }}\n",
+        upstream.addr
+    ))
+    .await;
+    let client_host = [("host", "shop.example.com")];
+    let own = send(gateway.proxy_addr(), Method::GET, "/own", &client_host).await;
+    let seen = &body_json(&own)["headers"];
+    assert_eq!(seen["host"], upstream.addr.to_string());
+    assert_eq!(seen["x-forwarded-host"], "shop.example.com");
+    let kept = send(gateway.proxy_addr(), Method::GET, "/other", &client_host).await;
+    assert_eq!(body_json(&kept)["headers"]["host"], "shop.example.com");
 }
