@@ -79,7 +79,12 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn reload(State(shared): State<Arc<Shared>>) -> Response {
     match shared.reload().await {
-        Ok(generation) => Json(json!({"status": "reloaded", "generation": generation})).into_response(),
+        Ok(reloaded) => Json(json!({
+            "status": "reloaded",
+            "generation": reloaded.generation,
+            "on_restart": reloaded.on_restart,
+        }))
+        .into_response(),
         Err(errors) => invalid_config(&errors),
     }
 }

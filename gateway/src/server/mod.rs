@@ -104,6 +104,8 @@ pub(crate) struct Shared {
     tls: Option<Arc<ListenerTls>>,
     /// The proxy listener's cap on open client connections (read at start).
     pub(crate) connections: Arc<ConnectionLimit>,
+    /// The head limits the gateway started with: the parser's and the cap's are read only then.
+    started_limits: crate::edge::HeadLimits,
     pub(crate) registry: Arc<Registry>,
     /// The analytics store, when on.
     pub(crate) store: Option<Store>,
@@ -156,8 +158,9 @@ impl Gateway {
                 metrics: HandshakeMetrics::new(config.registry.metrics()),
             })
         });
+        let started_limits = config.routes.head_limits;
         let connections = Arc::new(ConnectionLimit::new(
-            config.routes.head_limits.max_connections,
+            started_limits.max_connections,
             config.registry.metrics(),
         ));
         let shared = Arc::new(Shared {
@@ -174,6 +177,7 @@ impl Gateway {
             listeners,
             tls: tls.clone(),
             connections: connections.clone(),
+            started_limits,
             registry: config.registry.clone(),
             store,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -230,7 +234,7 @@ impl Gateway {
 
     /// Reloads the config from its source; on error the running config stays.
     pub async fn reload(&self) -> Result<u64, ConfigErrors> {
-        self.shared.reload().await
+        self.shared.reload().await.map(|reloaded| reloaded.generation)
     }
 
     /// The queue request events go through, for the demo's history.
@@ -276,8 +280,14 @@ impl Gateway {
     }
 }
 
+/// A config now running, and the settings it changed that take effect only on restart.
+pub(crate) struct Reloaded {
+    pub(crate) generation: u64,
+    pub(crate) on_restart: Vec<&'static str>,
+}
+
 impl Shared {
-    pub(crate) async fn reload(&self) -> Result<u64, ConfigErrors> {
+    pub(crate) async fn reload(&self) -> Result<Reloaded, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let source = self.source.clone();
         let registry = self.registry.clone();
@@ -297,23 +307,51 @@ impl Shared {
             tracing::error!("reload rejected, keeping the running config: {errors}");
         })?;
         self.reloads.success.increment(1);
-        if config.listeners != self.listeners {
-            tracing::warn!("listener addresses changed in the config; they take effect on restart");
+        if let (Some(listener), Some(settings)) = (&self.tls, &config.tls) {
+            listener.current.store(settings.clone());
         }
-        match (&self.tls, &config.tls) {
-            (Some(listener), Some(settings)) => listener.current.store(settings.clone()),
-            (None, None) => {}
-            _ => tracing::warn!("TLS was turned on or off in the config; that takes effect on restart"),
-        }
-        if config.analytics.as_ref() != self.store.as_ref().map(Store::settings) {
-            tracing::warn!("analytics settings changed in the config; they take effect on restart");
+        let on_restart = self.changed_on_restart(&config);
+        if !on_restart.is_empty() {
+            tracing::warn!(
+                ?on_restart,
+                "these settings changed in the config; they take effect on restart"
+            );
         }
         spawn_health_checks(config.routes.upstreams());
         config.routes.retain_in(&self.registry);
         self.proxy.routes.store(config.routes);
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         tracing::info!(generation, "config reloaded");
-        Ok(generation)
+        Ok(Reloaded {
+            generation,
+            on_restart,
+        })
+    }
+
+    /// The settings `config` changes against those the gateway started with, which it reads
+    /// only at start.
+    fn changed_on_restart(&self, config: &Config) -> Vec<&'static str> {
+        let started = &self.started_limits;
+        let limits = &config.routes.head_limits;
+        [
+            ("listeners", config.listeners != self.listeners),
+            ("tls", self.tls.is_some() != config.tls.is_some()),
+            (
+                "analytics",
+                config.analytics.as_ref() != self.store.as_ref().map(Store::settings),
+            ),
+            (
+                "limits.header_read_timeout",
+                limits.header_read_timeout != started.header_read_timeout,
+            ),
+            (
+                "limits.max_connections",
+                limits.max_connections != started.max_connections,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(setting, changed)| changed.then_some(setting))
+        .collect()
     }
 }
 

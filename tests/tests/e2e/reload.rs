@@ -67,6 +67,7 @@ async fn a_bad_reload_keeps_the_old_routes_and_a_good_one_replaces_them() {
     let reloaded = send(admin, Method::POST, "/admin/reload", &[]).await;
     assert_eq!(reloaded.status, StatusCode::OK);
     assert_eq!(body_json(&reloaded)["generation"], 2);
+    assert_eq!(body_json(&reloaded)["on_restart"], serde_json::json!([]));
     assert_eq!(send(proxy, Method::GET, "/new", &[]).await.status, StatusCode::OK);
     assert_eq!(
         send(proxy, Method::GET, "/old", &[]).await.status,
@@ -215,5 +216,33 @@ async fn requests_in_flight_finish_on_the_config_they_started_with() {
         in_flight.await.expect("request task").status,
         StatusCode::OK,
         "the old request completed"
+    );
+}
+
+/// Settings read only at start are not applied by a reload, and the reload says which changed.
+#[tokio::test]
+async fn a_reload_names_the_changes_that_wait_for_a_restart() {
+    let upstream = TestUpstream::start("svc").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("lookout.yaml");
+    std::fs::write(&path, config("/", &upstream)).expect("write config");
+    let gateway = start_gateway_with(ConfigSource::File(path.clone())).await;
+    let admin = gateway.admin_addr();
+    let started_max =
+        body_json(&send(admin, Method::GET, "/admin/stats", &[]).await)["connections"]["max"].clone();
+    let changed = format!(
+        "{}limits: {{ max_connections: 5, header_read_timeout: 3s }}\n",
+        config("/", &upstream)
+    );
+    std::fs::write(&path, changed).expect("write config");
+    let reloaded = body_json(&send(admin, Method::POST, "/admin/reload", &[]).await);
+    assert_eq!(
+        reloaded["on_restart"],
+        serde_json::json!(["limits.header_read_timeout", "limits.max_connections"])
+    );
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    assert_eq!(
+        stats["connections"]["max"], started_max,
+        "the cap stays until a restart"
     );
 }
