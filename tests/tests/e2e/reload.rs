@@ -3,15 +3,27 @@
 
 use super::metrics::{sample, scrape};
 use http::{Method, StatusCode};
-use lookout_gateway::ConfigSource;
+use lookout_gateway::{ConfigSource, Gateway};
 use lookout_tests::{body_json, send, start_gateway_with, TestUpstream};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use tempfile::TempDir;
 
 fn config(route_path: &str, upstream: &TestUpstream) -> String {
     format!(
         "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\nupstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: r, match: {{ prefix: {route_path} }}, upstream: svc }}\n",
         upstream.addr
     )
+}
+
+/// A gateway started from a config file holding `text`: the file's path, to rewrite before a
+/// reload, and its directory, removed when dropped.
+async fn from_file(text: &str) -> (Gateway, PathBuf, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("lookout.yaml");
+    std::fs::write(&path, text).expect("write config");
+    let gateway = start_gateway_with(ConfigSource::File(path.clone())).await;
+    (gateway, path, dir)
 }
 
 /// `lookout_config_reloads_total` for success and for failure, in that order.
@@ -28,10 +40,7 @@ async fn reloads_counted(admin: SocketAddr) -> [Option<f64>; 2] {
 #[tokio::test]
 async fn a_bad_reload_keeps_the_old_routes_and_a_good_one_replaces_them() {
     let upstream = TestUpstream::start("svc").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("lookout.yaml");
-    std::fs::write(&path, config("/old", &upstream)).expect("write config");
-    let gateway = start_gateway_with(ConfigSource::File(path.clone())).await;
+    let (gateway, path, _dir) = from_file(&config("/old", &upstream)).await;
     let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
     assert_eq!(send(proxy, Method::GET, "/old", &[]).await.status, StatusCode::OK);
     assert_eq!(
@@ -91,8 +100,6 @@ async fn healthy_series(admin: std::net::SocketAddr) -> Vec<String> {
 #[tokio::test]
 async fn a_reload_that_removes_an_instance_removes_its_health_series() {
     let upstream = TestUpstream::start("svc").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("lookout.yaml");
     let with_dead = format!(
         "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\n\
          access_log: {{ path: off }}\nanalytics: {{ store: off }}\n\
@@ -101,8 +108,7 @@ async fn a_reload_that_removes_an_instance_removes_its_health_series() {
          routes:\n  - {{ name: r, upstream: svc }}\n",
         upstream.addr
     );
-    std::fs::write(&path, with_dead).expect("write config");
-    let gateway = start_gateway_with(ConfigSource::File(path.clone())).await;
+    let (gateway, path, _dir) = from_file(&with_dead).await;
     let admin = gateway.admin_addr();
     let dead = "lookout_upstream_instance_healthy{upstream=\"svc\",instance=\"127.0.0.1:9\"} 0";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -168,14 +174,11 @@ async fn the_admin_api_requires_its_token_when_one_is_set() {
 async fn a_reload_keeps_the_health_of_unchanged_instances() {
     let mut down = TestUpstream::start("down").await;
     let up = TestUpstream::start("up").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("lookout.yaml");
     let text = format!(
         "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\nupstreams:\n  - {{ name: svc, instances: [\"{}\", \"{}\"], outlier: {{ consecutive_failures: 1, base_ejection: 60s }} }}\nroutes:\n  - {{ name: r, upstream: svc }}\n",
         down.addr, up.addr
     );
-    std::fs::write(&path, &text).expect("write config");
-    let gateway = start_gateway_with(ConfigSource::File(path.clone())).await;
+    let (gateway, path, _dir) = from_file(&text).await;
     let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
     down.kill().await;
     for _ in 0..4 {
@@ -198,10 +201,7 @@ async fn a_reload_keeps_the_health_of_unchanged_instances() {
 #[tokio::test]
 async fn requests_in_flight_finish_on_the_config_they_started_with() {
     let upstream = TestUpstream::start("svc").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("lookout.yaml");
-    std::fs::write(&path, config("/slow", &upstream)).expect("write config");
-    let gateway = start_gateway_with(ConfigSource::File(path.clone())).await;
+    let (gateway, path, _dir) = from_file(&config("/slow", &upstream)).await;
     let proxy = gateway.proxy_addr();
     let in_flight = tokio::spawn(async move { send(proxy, Method::GET, "/slow/600", &[]).await });
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
@@ -223,10 +223,7 @@ async fn requests_in_flight_finish_on_the_config_they_started_with() {
 #[tokio::test]
 async fn a_reload_names_the_changes_that_wait_for_a_restart() {
     let upstream = TestUpstream::start("svc").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("lookout.yaml");
-    std::fs::write(&path, config("/", &upstream)).expect("write config");
-    let gateway = start_gateway_with(ConfigSource::File(path.clone())).await;
+    let (gateway, path, _dir) = from_file(&config("/", &upstream)).await;
     let admin = gateway.admin_addr();
     let started_max =
         body_json(&send(admin, Method::GET, "/admin/stats", &[]).await)["connections"]["max"].clone();
