@@ -1,6 +1,7 @@
-//! A test upstream: a hyper server that echoes requests as JSON and can stream, sink, sleep,
-//! add the response headers a request asks for (`x-reply-header`), echo bodies,
-//! fail on demand, echo WebSockets, and be killed (all connections closed) and restarted.
+//! A test upstream: a hyper server (HTTP/1.1, or HTTP/2 to clients that start with its preface)
+//! that echoes requests as JSON and can stream, sink, sleep, answer with trailers, add the
+//! response headers a request asks for (`x-reply-header`), echo bodies, fail on demand, echo
+//! WebSockets, count its connections, and be killed (all connections closed) and restarted.
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -30,6 +31,7 @@ struct Behaviour {
     /// When non-zero, every request but `/healthz` gets this status.
     fail_with: AtomicU16,
     hits: AtomicUsize,
+    connections: AtomicUsize,
 }
 
 /// One upstream instance. Requests are counted; `/healthz` is not.
@@ -56,6 +58,7 @@ impl TestUpstream {
             name,
             fail_with: AtomicU16::new(0),
             hits: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
         });
         Self::serve("127.0.0.1:0".parse().expect("address"), behaviour, tls).await
     }
@@ -75,6 +78,7 @@ impl TestUpstream {
             let mut connections = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
                 let behaviour = accept_behaviour.clone();
+                behaviour.connections.fetch_add(1, Ordering::SeqCst);
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
                     match acceptor {
@@ -113,6 +117,11 @@ impl TestUpstream {
 
     pub fn hits(&self) -> usize {
         self.behaviour.hits.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted since the start.
+    pub fn connections(&self) -> usize {
+        self.behaviour.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -155,6 +164,7 @@ async fn handle(behaviour: Arc<Behaviour>, request: Request<Incoming>) -> Result
             tokio::time::sleep(Duration::from_millis(ms)).await;
             echo(&behaviour, &request)
         }
+        ["trailers"] => with_trailers(&behaviour),
         ["download", bytes] => reply(&behaviour, StatusCode::OK, download(bytes.parse().unwrap_or(0))),
         ["echo-body"] => {
             let content_type = request.headers().get("content-type").cloned();
@@ -217,10 +227,21 @@ fn echo(behaviour: &Behaviour, request: &Request<Incoming>) -> Response<Body> {
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_default();
+    let version = format!("{:?}", request.version());
     json_reply(
         behaviour,
-        json!({"instance": behaviour.name, "method": request.method().as_str(), "path": path, "headers": headers}),
+        json!({"instance": behaviour.name, "method": request.method().as_str(), "path": path, "version": version, "headers": headers}),
     )
+}
+
+/// A body, then trailers, as gRPC answers: `grpc-status: 0` and `x-checksum: 2a`.
+fn with_trailers(behaviour: &Behaviour) -> Response<Body> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    trailers.insert("x-checksum", http::HeaderValue::from_static("2a"));
+    let frames = [Frame::data(Bytes::from("payload")), Frame::trailers(trailers)];
+    let body = StreamBody::new(futures_util::stream::iter(frames.map(Ok::<_, Infallible>)));
+    reply(behaviour, StatusCode::OK, BodyExt::boxed(body))
 }
 
 fn json_reply(behaviour: &Behaviour, value: serde_json::Value) -> Response<Body> {

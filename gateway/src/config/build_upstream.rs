@@ -8,7 +8,7 @@ use super::values::{duration, instance, positive, Scheme};
 use crate::stats::{Registry, RETRIES};
 use crate::tls::TlsTarget;
 use crate::upstream::{
-    Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, RetryBudget, RetryPolicy, Upstream,
+    Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, Protocol, RetryBudget, RetryPolicy, Upstream,
 };
 use http::header::HeaderName;
 use http::uri::Authority;
@@ -46,6 +46,22 @@ pub(super) fn build_upstreams(
     upstreams
 }
 
+/// `http1` (the default) or `http2`.
+fn build_protocol(p: &mut Problems, field: &str, raw: &RawUpstream) -> Protocol {
+    let Some(text) = &raw.protocol else {
+        return Protocol::Http1;
+    };
+    match text.trim() {
+        "http1" => Protocol::Http1,
+        "http2" => Protocol::Http2,
+        other => {
+            let message = format!("`{other}` is not `http1` or `http2`");
+            p.at(text.span(), format!("{field}.protocol"), message);
+            Protocol::Http1
+        }
+    }
+}
+
 /// Whether `Host` names the instance (`host_header: instance`) rather than the client's host
 /// (`client`, the default, as Envoy and Traefik do).
 fn build_host_header(p: &mut Problems, field: &str, raw: &RawUpstream) -> bool {
@@ -73,7 +89,8 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         .enumerate()
         .filter_map(|(j, text)| instance(p, &format!("{field}.instances[{j}]"), text))
         .collect();
-    let tls = upstream_tls(p, field, raw);
+    let protocol = build_protocol(p, field, raw);
+    let tls = upstream_tls(p, field, raw, protocol);
     let send_own_host = build_host_header(p, field, raw);
     let instances: Vec<Instance> = addresses
         .into_iter()
@@ -88,7 +105,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
                 None => authority.to_string(),
             };
             let state = registry.instance(&raw.name, &key);
-            Instance::new(authority, target, send_own_host, state)
+            Instance::new(authority, target, protocol, send_own_host, state)
         })
         .collect();
     if raw.instances.is_empty() {
@@ -121,6 +138,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         name: raw.name.as_str().into(),
         instances: instances.into_boxed_slice(),
         balancer,
+        protocol,
         connect_timeout,
         request_timeout,
         health_check,
@@ -135,7 +153,12 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
 
 /// The client config of an upstream that speaks TLS: one with a `tls:` block or `https://`
 /// instances. An `http://` instance in such an upstream is a contradiction, not a fallback.
-fn upstream_tls(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<Arc<ClientConfig>> {
+fn upstream_tls(
+    p: &mut Problems,
+    field: &str,
+    raw: &RawUpstream,
+    protocol: Protocol,
+) -> Option<Arc<ClientConfig>> {
     let schemes: Vec<Scheme> = raw
         .instances
         .iter()
@@ -152,9 +175,14 @@ fn upstream_tls(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<Arc<
     }
     let defaults = RawClientTls::default();
     let tls = raw.tls.as_ref().unwrap_or(&defaults);
-    // The pool speaks HTTP/1.1 to upstreams.
+    // ALPN offers only the protocol the upstream is configured for, never a fallback: an instance
+    // that cannot speak it fails the connection, counted against its health like any other.
+    let alpn: &[u8] = match protocol {
+        Protocol::Http1 => b"http/1.1",
+        Protocol::Http2 => b"h2",
+    };
     let block = format!("{field}.tls");
-    client_config(p, &block, &format!("{block}.ca"), tls, &[b"http/1.1"])
+    client_config(p, &block, &format!("{block}.ca"), tls, &[alpn])
 }
 
 /// The name an instance's certificate must carry: `tls.server_name`, else the instance's host.

@@ -190,6 +190,8 @@ pub(crate) struct RawUpstream {
     pub(crate) tls: Option<RawClientTls>,
     /// `client` (default): `Host` as the client sent it; `instance`: the instance's own name.
     pub(crate) host_header: Option<Text>,
+    /// `http1` (default) or `http2` (gRPC services).
+    pub(crate) protocol: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

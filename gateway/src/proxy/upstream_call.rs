@@ -13,8 +13,9 @@ use crate::body::{ClientBody, PooledBody, RequestBody, UpstreamBody};
 use crate::routing::RouteMatch;
 use crate::traces::random_span_id;
 use crate::upstream::one_shot::{exchange_until, Exchanged, Failure};
-use crate::upstream::{balancer_key, ms_at, Instance, Upstream};
+use crate::upstream::{balancer_key, ms_at, Instance, Protocol, Upstream};
 use bytes::Bytes;
+use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
@@ -103,7 +104,16 @@ impl Outgoing {
         let body = OutgoingBody::new(body, ctx);
         let retryable =
             is_idempotent(&parts.method) && body.replayable() && !upgrade && upstream.instances.len() > 1;
+        // HTTP/2 lets `TE: trailers` through (RFC 9113 §8.2.2): gRPC servers want to know that
+        // the client, here through the gateway, reads trailers.
+        let trailers =
+            upstream.protocol == Protocol::Http2 && forward_headers::accepts_trailers(&parts.headers);
         forward_headers::to_upstream(&mut parts.headers, ctx, upgrade);
+        if trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         let path = match matched.upstream_path {
             Some(rewritten) => PathAndQuery::try_from(rewritten)
                 .map_err(|_| ProxyError::BadRequest("the rewritten path is not a valid URI"))?,

@@ -4,7 +4,7 @@
 //! for a back-off that doubles with each ejection. Health is atomics: the hot path reads and
 //! updates it without locks.
 
-use super::pool::{ConnectionPool, Exchange, SendError, Sender};
+use super::pool::{ConnectionPool, Exchange, Protocol, SendError, Sender, Target};
 use crate::body::UpstreamBody;
 use crate::stats::{Latency, LatencySnapshot, Metrics, EJECTIONS};
 use crate::tls::TlsTarget;
@@ -21,6 +21,7 @@ pub(crate) struct Instance {
     pub(crate) authority: Authority,
     /// Present when the instance speaks TLS.
     tls: Option<TlsTarget>,
+    protocol: Protocol,
     /// The instance's own name for `Host`, when its upstream sends that instead of the client's
     /// (`host_header: instance`).
     own_host: Option<HeaderValue>,
@@ -121,17 +122,29 @@ impl Instance {
     pub(crate) fn new(
         authority: Authority,
         tls: Option<TlsTarget>,
+        protocol: Protocol,
         send_own_host: bool,
         state: Arc<InstanceState>,
     ) -> Self {
         let own_host = send_own_host
             .then(|| own_host(&authority, tls.is_some()))
             .flatten();
+        state.pool.keep_only(protocol);
         Instance {
             authority,
             tls,
+            protocol,
             own_host,
             state,
+        }
+    }
+
+    fn target(&self, connect_timeout: Duration) -> Target<'_> {
+        Target {
+            authority: &self.authority,
+            tls: self.tls.as_ref(),
+            protocol: self.protocol,
+            connect_timeout,
         }
     }
 
@@ -142,13 +155,12 @@ impl Instance {
         connect_timeout: Duration,
         request: http::Request<UpstreamBody>,
     ) -> impl Future<Output = Result<Exchange, SendError>> + '_ {
-        self.pool
-            .send(&self.authority, self.tls.as_ref(), connect_timeout, request)
+        self.pool.send(self.target(connect_timeout), request)
     }
 
     /// Opens a connection of its own (health checks prove new connections can be opened).
     pub(crate) async fn connect(&self, connect_timeout: Duration) -> Result<Sender, SendError> {
-        super::pool::connect(&self.authority, self.tls.as_ref(), connect_timeout).await
+        super::pool::connect(self.target(connect_timeout)).await
     }
 
     pub(crate) fn health(&self, now_ms: u64) -> lookout_dashboard::InstanceHealth {

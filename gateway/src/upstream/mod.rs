@@ -4,6 +4,7 @@
 
 mod balancer;
 mod health;
+mod http2;
 mod instance;
 pub(crate) mod one_shot;
 mod pool;
@@ -12,7 +13,7 @@ mod retry;
 pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
 pub(crate) use health::{spawn_health_checks, HealthCheck};
 pub(crate) use instance::{ms_at, now_ms, Instance, InstanceState, OutlierPolicy};
-pub(crate) use pool::{Exchange, ReturnTicket};
+pub(crate) use pool::{Exchange, Protocol, ReturnTicket};
 pub(crate) use retry::{RetryBudget, RetryPolicy};
 
 use serde::Serialize;
@@ -24,6 +25,8 @@ pub(crate) struct Upstream {
     pub(crate) name: Arc<str>,
     pub(crate) instances: Box<[Instance]>,
     pub(crate) balancer: Balancer,
+    /// What its instances speak; every instance of an upstream speaks the same.
+    pub(crate) protocol: Protocol,
     pub(crate) connect_timeout: Duration,
     /// Default per-try timeout for routes that do not set one.
     pub(crate) request_timeout: Duration,

@@ -1,8 +1,11 @@
-//! Keep-alive connections to one instance. Idle connections wait in a bounded lock-free queue;
-//! a request takes one (or opens a new one) and its response body puts it back when it ends.
-//! This is Pingora's shape rather than hyper-util's pooled client: no map keyed by host, no
-//! lock, and the gateway knows exactly when a request paid for a new connection.
+//! Connections to one instance. HTTP/1.1 keep-alive connections carry one request at a time:
+//! idle ones wait in a bounded lock-free queue, a request takes one (or opens a new one) and its
+//! response body puts it back when it ends. HTTP/2 carries every request at once over one
+//! shared connection (see [`super::http2`]). This is Pingora's shape rather than hyper-util's
+//! pooled client: no map keyed by host, no lock on the way of a request, and the gateway knows
+//! exactly when a request paid for a new connection.
 
+use super::http2::{self, Multiplexed};
 use super::InstanceState;
 use crate::body::UpstreamBody;
 use crate::tls::TlsTarget;
@@ -10,7 +13,7 @@ use crossbeam_queue::ArrayQueue;
 use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,17 +25,65 @@ const MAX_IDLE: usize = 256;
 /// idle keep-alive connections after a minute or two, and a reused, just-closed one costs a try).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub(crate) type Sender = SendRequest<UpstreamBody>;
+/// The protocol an upstream's instances speak, from `upstreams[].protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Http1,
+    /// Over TLS, negotiated by ALPN (`h2`); in the clear, with prior knowledge (h2c): gRPC's way.
+    Http2,
+}
+
+/// The sending side of one connection.
+#[derive(Debug)]
+pub(crate) enum Sender {
+    Http1(http1::SendRequest<UpstreamBody>),
+    /// Requests go out in absolute form: `tls` says which scheme they name.
+    Http2 {
+        sender: hyper::client::conn::http2::SendRequest<UpstreamBody>,
+        tls: bool,
+    },
+}
+
+impl Sender {
+    /// Sends one request; an HTTP/2 connection takes it however many others it carries.
+    pub(crate) async fn send_request(
+        &mut self,
+        mut request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, hyper::Error> {
+        match self {
+            Sender::Http1(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await
+            }
+            Sender::Http2 { sender, tls } => {
+                http2::to_absolute_form(&mut request, *tls);
+                sender.send_request(request).await
+            }
+        }
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct ConnectionPool {
+    /// HTTP/1.1 connections waiting for a request.
     idle: ArrayQueue<Idle>,
+    /// The HTTP/2 connection every request shares.
+    multiplexed: Multiplexed,
 }
 
 #[derive(Debug)]
 struct Idle {
-    sender: Sender,
+    sender: http1::SendRequest<UpstreamBody>,
     since: Instant,
+}
+
+/// Where and how to reach an instance.
+#[derive(Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub(crate) authority: &'a Authority,
+    pub(crate) tls: Option<&'a TlsTarget>,
+    pub(crate) protocol: Protocol,
+    pub(crate) connect_timeout: Duration,
 }
 
 /// Why no response came back from an instance.
@@ -60,27 +111,48 @@ impl ConnectionPool {
     pub(crate) fn new() -> Self {
         ConnectionPool {
             idle: ArrayQueue::new(MAX_IDLE),
+            multiplexed: Multiplexed::default(),
         }
     }
 
-    /// Returns a connection whose response has ended; it is dropped (closed) if the pool is full
-    /// or the connection is no longer usable.
+    /// Returns a connection whose response has ended; an HTTP/1.1 one is dropped (closed) if the
+    /// pool is full or the connection is no longer usable. An HTTP/2 one was never taken out.
     pub(crate) fn put(&self, sender: Sender) {
-        if !sender.is_closed() {
-            let _ = self.idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+        if let Sender::Http1(sender) = sender {
+            if !sender.is_closed() {
+                let _ = self.idle.push(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+
+    /// Closes the connections of the other protocol, left from before a reload changed it.
+    pub(crate) fn keep_only(&self, protocol: Protocol) {
+        match protocol {
+            Protocol::Http1 => self.multiplexed.close(),
+            Protocol::Http2 => while self.idle.pop().is_some() {},
+        }
+    }
+
+    /// Sends `request` to the instance, over a connection of the protocol it speaks.
+    pub(crate) async fn send(
+        &self,
+        target: Target<'_>,
+        request: Request<UpstreamBody>,
+    ) -> Result<Exchange, SendError> {
+        match target.protocol {
+            Protocol::Http1 => self.send_http1(target, request).await,
+            Protocol::Http2 => self.multiplexed.send(target, request).await,
         }
     }
 
     /// Sends `request` over an idle connection, or a new one when none is usable. A request that
     /// an idle connection could not even send (it was closing) goes out on a new connection.
-    pub(crate) async fn send(
+    async fn send_http1(
         &self,
-        authority: &Authority,
-        tls: Option<&TlsTarget>,
-        connect_timeout: Duration,
+        target: Target<'_>,
         mut request: Request<UpstreamBody>,
     ) -> Result<Exchange, SendError> {
         while let Some(idle) = self.idle.pop() {
@@ -95,7 +167,7 @@ impl ConnectionPool {
                 Ok(response) => {
                     return Ok(Exchange {
                         response,
-                        sender,
+                        sender: Sender::Http1(sender),
                         connect_time: None,
                     })
                 }
@@ -109,9 +181,8 @@ impl ConnectionPool {
         // Boxed: opening a connection (TCP, TLS, handshake) is a large future, and every
         // request's future would otherwise carry room for it, and be copied with it, even the
         // many that reuse a pooled connection.
-        let mut sender = Box::pin(connect(authority, tls, connect_timeout)).await?;
+        let mut sender = Box::pin(connect(target)).await?;
         let connect_time = started.elapsed();
-        sender.ready().await?;
         let response = sender.send_request(request).await?;
         Ok(Exchange {
             response,
@@ -121,23 +192,20 @@ impl ConnectionPool {
     }
 }
 
-/// Opens an HTTP/1.1 connection (upgrades allowed), over TLS when the instance speaks it, and
-/// drives it in a task of its own. `timeout` covers the TCP connect and the TLS handshake.
-pub(crate) async fn connect(
-    authority: &Authority,
-    tls: Option<&TlsTarget>,
-    timeout: Duration,
-) -> Result<Sender, SendError> {
+/// Opens a connection, over TLS when the instance speaks it, and drives it in a task of its own.
+/// The connect timeout covers the TCP connect, the TLS handshake and HTTP/2's preface.
+pub(crate) async fn connect(target: Target<'_>) -> Result<Sender, SendError> {
+    let authority = target.authority;
     let port = authority.port_u16().unwrap_or(80);
     let opening = async {
         let stream = TcpStream::connect((authority.host(), port))
             .await
             .map_err(SendError::Connect)?;
         let _ = stream.set_nodelay(true);
-        match tls {
-            None => start_http1(stream).await,
-            Some(target) => match target.connect(stream).await {
-                Ok(stream) => start_http1(stream).await,
+        match target.tls {
+            None => start(stream, target.protocol, false).await,
+            Some(tls) => match tls.connect(stream).await {
+                Ok(stream) => start(stream, target.protocol, true).await,
                 Err(error) => {
                     // Usually a certificate the configured trust does not accept: say so loudly,
                     // as retries will not fix it.
@@ -147,22 +215,28 @@ pub(crate) async fn connect(
             },
         }
     };
-    tokio::time::timeout(timeout, opening)
+    tokio::time::timeout(target.connect_timeout, opening)
         .await
         .map_err(|_| SendError::ConnectTimeout)?
 }
 
-async fn start_http1<S>(stream: S) -> Result<Sender, SendError>
+async fn start<S>(stream: S, protocol: Protocol, tls: bool) -> Result<Sender, SendError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    if protocol == Protocol::Http2 {
+        return Ok(Sender::Http2 {
+            sender: http2::handshake(stream).await?,
+            tls,
+        });
+    }
     let (sender, connection) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.with_upgrades().await {
             tracing::debug!(%error, "upstream connection ended with an error");
         }
     });
-    Ok(sender)
+    Ok(Sender::Http1(sender))
 }
 
 /// Puts a pooled connection back when the response body it carries ends.

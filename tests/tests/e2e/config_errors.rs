@@ -65,7 +65,7 @@ fn hosts_ports_and_paths_that_could_never_work_are_rejected() {
     let text = "\
 upstreams:
   - { name: a, instances: [\"127.0.0.1:3000\", \"b.internal:99999\", \"c.internal:0\"] }
-  - { name: a, instances: [\"no-port\"], host_header: upstream }
+  - { name: a, instances: [\"no-port\"], host_header: upstream, protocol: grpc }
 routes:
   - { name: any, match: { host: \"*\" }, upstream: a }
   - { name: glued, match: { host: \"*example.com\" }, upstream: a }
@@ -84,6 +84,7 @@ limits: { max_connections: 0 }
         ("upstreams[1].name", 3, "duplicate upstream name `a`"),
         ("upstreams[1].instances[0]", 3, "needs a port"),
         ("upstreams[1].host_header", 3, "is not `client` or `instance`"),
+        ("upstreams[1].protocol", 3, "`grpc` is not `http1` or `http2`"),
         ("routes[0].match.host", 5, "`*` only as its first label"),
         ("routes[1].match.host", 6, "`*` only as its first label"),
         ("routes[2].match.host", 7, "remove it"),
@@ -97,7 +98,7 @@ limits: { max_connections: 0 }
         assert_eq!(error.line, line, "{error:?}");
         assert!(error.message.contains(says), "{error:?}");
     }
-    assert_eq!(all.len(), 13, "{all:#?}");
+    assert_eq!(all.len(), 14, "{all:#?}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod compose;
 mod config_errors;
 mod edge;
 mod events;
+mod grpc;
 mod headers;
 mod jwt;
 mod metrics;
