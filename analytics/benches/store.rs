@@ -252,6 +252,7 @@ fn event(i: usize, timestamp_us: u64, traced: bool) -> RequestEvent {
         mirrored: false,
         blocked_by: None,
         block_reason: None,
+        grpc_status: None,
         threat: None,
         // The common path, but for the timeouts, whose steps are stored as rows of their own.
         steps: smallvec::smallvec![

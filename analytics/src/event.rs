@@ -272,6 +272,9 @@ pub struct RequestEvent {
     /// `auth`, `attack_filter`, `rate_limit`), and why, in the words of the error it answered.
     pub blocked_by: Option<&'static str>,
     pub block_reason: Option<Arc<str>>,
+    /// How a gRPC call ended (`grpc-status`, 0 to 16); `None` for requests that are not gRPC
+    /// calls.
+    pub grpc_status: Option<u8>,
     /// An attack the filter saw (`sqli in query`), whether it blocked or only logged it.
     pub threat: Option<Arc<str>>,
     /// The request's path, in order: route match, then each upstream attempt.
@@ -310,6 +313,7 @@ pub(crate) mod tests {
             mirrored: false,
             blocked_by: None,
             block_reason: None,
+            grpc_status: None,
             threat: None,
             steps: smallvec::smallvec![
                 PathStep::timed(StepKind::RouteMatch, 0, 2),
@@ -330,7 +334,8 @@ pub(crate) mod tests {
         assert_eq!(json["error_kind"], "upstream_timeout");
         assert_eq!(json["client_ip"], "127.0.0.1");
         assert!(json["variant"].is_null() && json["consumer"].is_null() && json["cache_status"].is_null());
-        assert_eq!(json.as_object().map(|o| o.len()), Some(28));
+        assert!(json["grpc_status"].is_null());
+        assert_eq!(json.as_object().map(|o| o.len()), Some(29));
         assert_eq!(json["steps"][1]["kind"], "upstream_attempt");
         assert_eq!(json["steps"][1]["instance"], "127.0.0.1:3000");
         assert_eq!(json["request_id"], "req-7");

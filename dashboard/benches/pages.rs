@@ -73,6 +73,7 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
         mirrored: false,
         blocked_by: None,
         block_reason: None,
+        grpc_status: None,
         threat: None,
         // Path steps for one request in a thousand: enough for the request page, without the
         // spans table doubling the time it takes to fill the store.

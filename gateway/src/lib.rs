@@ -15,6 +15,7 @@ mod compose;
 pub mod config;
 pub mod demo;
 mod edge;
+mod grpc;
 mod probe;
 mod proxy;
 mod ratelimit;

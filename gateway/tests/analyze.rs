@@ -40,6 +40,7 @@ fn event(n: u64, minute: u64, status: u16, duration_us: u64, variant: &str) -> R
         mirrored: false,
         blocked_by: None,
         block_reason: None,
+        grpc_status: None,
         threat: None,
         steps: Default::default(),
     }

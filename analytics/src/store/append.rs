@@ -8,7 +8,7 @@ use super::database::ArrowAppender;
 use crate::{PathStep, RequestEvent, StepKind};
 use arrow::array::{
     ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray, UInt16Array,
-    UInt32Array, UInt64Array,
+    UInt32Array, UInt64Array, UInt8Array,
 };
 use duckdb::Connection;
 use std::fmt::Write;
@@ -137,6 +137,10 @@ fn requests(
         ("route_match_us", common_path(|c| c.route_match_us)),
         ("attempt_start_us", common_path(|c| c.attempt_start_us)),
         ("attempt_us", common_path(|c| c.attempt_us)),
+        (
+            "grpc_status",
+            Arc::new(UInt8Array::from_iter(events.iter().map(|e| e.grpc_status))),
+        ),
     ])
 }
 

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (6, include_str!("migrations/0006_tls.sql")),
     (7, include_str!("migrations/0007_request_key.sql")),
     (8, include_str!("migrations/0008_common_path.sql")),
+    (9, include_str!("migrations/0009_grpc_status.sql")),
 ];
 
 /// The schema version this build writes.

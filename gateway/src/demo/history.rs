@@ -108,6 +108,7 @@ fn event(rng: &mut fastrand::Rng, route: &'static str, path: &str, minute: u64, 
         mirrored: false,
         blocked_by: None,
         block_reason: None,
+        grpc_status: None,
         threat: None,
         steps: smallvec::smallvec![
             PathStep::timed(StepKind::RouteMatch, 0, match_us),

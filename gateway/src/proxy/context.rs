@@ -4,6 +4,7 @@ use super::ProxyState;
 use crate::body::BodyMeter;
 use crate::edge::attack::Threat;
 use crate::edge::cors::Cors;
+use crate::grpc::GrpcStatus;
 use crate::ratelimit::{Decision, RateLimit};
 use crate::stats::RouteStats;
 use crate::traces::RequestTrace;
@@ -128,6 +129,8 @@ pub(crate) struct RequestContext {
     pub(crate) upstream_connect: Duration,
     pub(crate) upstream_ttfb: Duration,
     pub(crate) error_kind: Option<ErrorKind>,
+    /// How a gRPC call ended, from the upstream's `grpc-status`.
+    pub(crate) grpc_status: Option<GrpcStatus>,
     /// The steps of the request's path, for its event (the dashboard's waterfall) and spans.
     pub(crate) steps: PathSteps,
     /// Ids for the request's spans, when tracing is on.
@@ -171,6 +174,7 @@ impl RequestContext {
             upstream_connect: Duration::ZERO,
             upstream_ttfb: Duration::ZERO,
             error_kind: None,
+            grpc_status: None,
             steps: PathSteps::new(),
             trace: None,
             body: None,

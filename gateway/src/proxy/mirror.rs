@@ -98,6 +98,7 @@ fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
         mirrored: true,
         blocked_by: None,
         block_reason: None,
+        grpc_status: None,
         threat: None,
         steps: PathSteps::new(),
     }

@@ -9,6 +9,7 @@
 
 use super::context::{method_name, version_names, RequestContext};
 use crate::cache::FetchedBody;
+use crate::grpc::{self, GrpcStatus};
 use crate::traces::{Finished, RequestTrace};
 use bytes::Bytes;
 use http::Response;
@@ -50,8 +51,12 @@ pin_project_lite::pin_project! {
     }
 }
 
-pub(super) fn attach(response: Response<ResponseBody>, ctx: Box<RequestContext>) -> Response<ProxyBody> {
+pub(super) fn attach(response: Response<ResponseBody>, mut ctx: Box<RequestContext>) -> Response<ProxyBody> {
     let status = response.status().as_u16();
+    if grpc::is_grpc(response.headers()) {
+        // A call that failed before any message says so in the headers ("trailers-only").
+        ctx.grpc_status = GrpcStatus::in_headers(response.headers());
+    }
     response.map(|inner| ProxyBody {
         inner,
         ctx,
@@ -72,7 +77,14 @@ impl Body for ProxyBody {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
         match &polled {
-            Poll::Ready(Some(Ok(frame))) => *this.bytes_out += frame.data_ref().map_or(0, |d| d.len() as u64),
+            Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
+                Some(data) => *this.bytes_out += data.len() as u64,
+                None => {
+                    if let Some(status) = frame.trailers_ref().and_then(GrpcStatus::in_headers) {
+                        this.ctx.grpc_status = Some(status);
+                    }
+                }
+            },
             Poll::Ready(None) => *this.finished = Some(this.ctx.started.elapsed()),
             _ => {}
         }
@@ -107,8 +119,12 @@ impl RequestContext {
             .error_kind
             .or((!complete).then_some(ErrorKind::ClientAborted));
         let bytes_in = self.body.as_ref().map_or(0, |meter| meter.bytes());
+        let grpc_status = self.grpc_status;
         if let Some(stats) = &self.stats {
             stats.finished(&self.method, status, bytes_in, bytes_out, duration);
+            if let Some(grpc) = grpc_status {
+                stats.grpc_response(grpc);
+            }
             if let Some(consumer) = &self.consumer_label {
                 stats.consumer_request(consumer, status);
             }
@@ -148,6 +164,7 @@ impl RequestContext {
             mirrored: false,
             blocked_by,
             block_reason,
+            grpc_status: grpc_status.map(GrpcStatus::code),
             threat: self
                 .threat
                 .map(|t| format!("{} in {}", t.kind_label(), t.place_label()).into()),
@@ -165,7 +182,8 @@ fn export_trace(
     duration: Duration,
     error_kind: Option<ErrorKind>,
 ) {
-    trace.finish(status, || Finished {
+    let failed = status >= 500 || ctx.grpc_status.is_some_and(GrpcStatus::is_server_error);
+    trace.finish(failed, || Finished {
         started_wall: ctx.started_wall,
         duration,
         method: ctx.method.clone(),
@@ -177,6 +195,7 @@ fn export_trace(
         protocol_version: version_names(ctx.version).number,
         status,
         error: error_kind.map(ErrorKind::as_str),
+        grpc_status: ctx.grpc_status,
         request_id: ctx.request_id.clone(),
         steps: ctx.steps.clone(),
     });

@@ -48,6 +48,7 @@ pub(crate) const COMPOSE_CALLS: &str = "lookout_compose_calls_total";
 pub(crate) const REQUESTS_BLOCKED: &str = "lookout_requests_blocked_total";
 pub(crate) const THREATS: &str = "lookout_attack_filter_detections_total";
 pub(crate) const CONSUMER_REQUESTS: &str = "lookout_consumer_requests_total";
+pub(crate) const GRPC_RESPONSES: &str = "lookout_grpc_responses_total";
 pub(crate) const TLS_HANDSHAKES: &str = "lookout_tls_handshakes_total";
 pub(crate) const TLS_HANDSHAKE_FAILURES: &str = "lookout_tls_handshake_failures_total";
 pub(crate) const TLS_CERTIFICATE_EXPIRY: &str = "lookout_tls_certificate_expiry_timestamp_seconds";
@@ -65,7 +66,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 47] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 48] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -249,6 +250,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 47] = [
         CONSUMER_REQUESTS,
         Unit::Count,
         "Requests by route, consumer (a configured consumer's name, `other` for a token subject none names) and status code.",
+    ),
+    (
+        GRPC_RESPONSES,
+        Unit::Count,
+        "gRPC calls by route, upstream and the status they ended with (rpc_grpc_status_code, from grpc-status): a failed call still answers HTTP 200.",
     ),
     (
         TLS_HANDSHAKES,

@@ -4,14 +4,15 @@
 
 use super::latency::{Latency, LatencySnapshot};
 use super::prometheus::{self, method_label, Metrics};
+use crate::grpc::{self, GrpcStatus};
 use arc_swap::ArcSwap;
 use http::Method;
-use metrics::{Histogram, Label};
+use metrics::{Counter, Histogram, Label};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Status codes 100 to 599 are counted one by one (anything outside counts as 599).
@@ -21,6 +22,7 @@ const STATUS_CODES: usize = 500;
 pub(crate) struct RouteStats {
     prometheus: RouteMetrics,
     statuses: Box<[AtomicU64]>,
+    grpc_statuses: [AtomicU64; grpc::CODES],
     in_flight: AtomicI64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
@@ -41,6 +43,10 @@ pub struct RouteSnapshot {
     pub status_classes: BTreeMap<String, u64>,
     /// `"200": n`, … (only codes seen).
     pub status_codes: BTreeMap<u16, u64>,
+    /// gRPC calls by the status they ended with, `"14": n`, … (only codes seen; absent when
+    /// the route has served no gRPC call).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub grpc_status_codes: BTreeMap<u8, u64>,
     pub latency_us: LatencySnapshot,
     pub upstream_latency_us: LatencySnapshot,
 }
@@ -56,6 +62,7 @@ impl RouteStats {
         RouteStats {
             prometheus: RouteMetrics::new(route, upstream, metrics),
             statuses: (0..STATUS_CODES).map(|_| AtomicU64::new(0)).collect(),
+            grpc_statuses: Default::default(),
             in_flight: AtomicI64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
@@ -87,6 +94,13 @@ impl RouteStats {
             prometheus::CONSUMER_REQUESTS,
             [("consumer", consumer), ("http_response_status_code", &status)],
         );
+    }
+
+    /// Counts how a gRPC call ended.
+    pub(crate) fn grpc_response(&self, status: GrpcStatus) {
+        let code = usize::from(status.code());
+        self.grpc_statuses[code].fetch_add(1, Ordering::Relaxed);
+        self.prometheus.grpc_response(code);
     }
 
     pub(crate) fn started(&self) {
@@ -133,6 +147,11 @@ impl RouteStats {
                 *status_classes.entry(format!("{}xx", code / 100)).or_insert(0) += count;
             }
         }
+        let grpc_status_codes = (0..)
+            .zip(&self.grpc_statuses)
+            .map(|(code, count)| (code, count.load(Ordering::Relaxed)))
+            .filter(|(_, count)| *count > 0)
+            .collect();
         RouteSnapshot {
             route: route.to_owned(),
             upstream: self.prometheus.upstream.clone(),
@@ -142,6 +161,7 @@ impl RouteStats {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             status_classes,
             status_codes,
+            grpc_status_codes,
             latency_us: self.latency.snapshot(),
             upstream_latency_us: self.upstream_latency.snapshot(),
         }
@@ -161,6 +181,8 @@ struct RouteMetrics {
     /// Handles per (method, status) seen so far; read without a lock, replaced when one is added.
     outcomes: ArcSwap<Vec<Outcome>>,
     adding: Mutex<()>,
+    /// `lookout_grpc_responses_total` by code, registered when a code is first seen.
+    grpc: [OnceLock<Counter>; grpc::CODES],
     metrics: Arc<Metrics>,
 }
 
@@ -180,6 +202,7 @@ impl RouteMetrics {
             upstream: upstream.to_owned(),
             outcomes: ArcSwap::default(),
             adding: Mutex::new(()),
+            grpc: Default::default(),
             metrics,
         }
     }
@@ -195,6 +218,18 @@ impl RouteMetrics {
                 .map(|(key, value)| Label::new(*key, value.to_string())),
         );
         self.metrics.counter(name, all).increment(1);
+    }
+
+    fn grpc_response(&self, code: usize) {
+        let counter = self.grpc[code].get_or_init(|| {
+            let labels = vec![
+                Label::new("http_route", self.route.clone()),
+                Label::new("upstream", self.upstream.clone()),
+                Label::new("rpc_grpc_status_code", code.to_string()),
+            ];
+            self.metrics.counter(prometheus::GRPC_RESPONSES, labels)
+        });
+        counter.increment(1);
     }
 
     fn finished(&self, method: &'static str, status: u16, bytes_in: u64, bytes_out: u64, duration: Duration) {

@@ -70,9 +70,9 @@ impl RequestTrace {
 
     /// Hands the request's spans to the exporter if the request is kept (sampled, or failed
     /// when errors are always kept): `finished` is only called then.
-    pub(crate) fn finish(self, status: u16, finished: impl FnOnce() -> Finished) {
-        // As in OpenTelemetry's HTTP conventions, a server request fails on 5xx only.
-        let failed = status >= 500;
+    /// `failed`: by OpenTelemetry's conventions, a 5xx, or a gRPC call that failed on the
+    /// server's side (see [`Finished::failed`]).
+    pub(crate) fn finish(self, failed: bool, finished: impl FnOnce() -> Finished) {
         if !(self.sampled || (failed && self.tracing.settings.always_sample_errors)) {
             return;
         }

@@ -4,6 +4,7 @@
 //! OpenTelemetry HTTP semantic conventions.
 
 use super::request::AttemptSpans;
+use crate::grpc::GrpcStatus;
 use compact_str::CompactString;
 use lookout_analytics::{PathStep, PathSteps, StepKind};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
@@ -28,6 +29,8 @@ pub(crate) struct Finished {
     pub(crate) status: u16,
     /// The gateway's error kind, when the request failed at the gateway.
     pub(crate) error: Option<&'static str>,
+    /// How the gRPC call ended, for a gRPC request.
+    pub(crate) grpc_status: Option<GrpcStatus>,
     pub(crate) request_id: http::HeaderValue,
     pub(crate) steps: PathSteps,
 }
@@ -110,8 +113,7 @@ fn server_parts(done: &Finished, id: SpanId) -> SpanParts {
         Some(route) => format!("{} {route}", done.method),
         None => done.method.to_string(),
     };
-    // As in OpenTelemetry's HTTP conventions, a server span fails on 5xx only.
-    let status = match done.status >= 500 {
+    let status = match done.failed() {
         true => Status::error(done.error.unwrap_or("server error")),
         false => Status::Unset,
     };
@@ -170,6 +172,12 @@ fn child_parts(done: &Finished, step: &PathStep, id: SpanId, attempts: &mut usiz
 }
 
 impl Finished {
+    /// As in OpenTelemetry's conventions, a server span fails on 5xx, and a gRPC call on the
+    /// codes that are the server's fault.
+    pub(crate) fn failed(&self) -> bool {
+        self.status >= 500 || self.grpc_status.is_some_and(GrpcStatus::is_server_error)
+    }
+
     /// The wall-clock time `micros` after the request started.
     fn offset(&self, micros: u64) -> SystemTime {
         self.started_wall + Duration::from_micros(micros)
@@ -199,6 +207,10 @@ fn server_attributes(done: &Finished) -> Vec<KeyValue> {
         attributes.push(KeyValue::new("error.type", error));
     } else if done.status >= 500 {
         attributes.push(KeyValue::new("error.type", done.status.to_string()));
+    }
+    if let Some(grpc) = done.grpc_status {
+        attributes.push(KeyValue::new("rpc.system", "grpc"));
+        attributes.push(KeyValue::new("rpc.grpc.status_code", i64::from(grpc.code())));
     }
     attributes
 }

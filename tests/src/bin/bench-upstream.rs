@@ -1,17 +1,18 @@
 //! The benchmark's upstream: answers `/small` with the 13-byte `Hello, World!` and `/large` with
 //! 64 KiB, as fast as hyper can, so that the proxies in front of it are what is measured; and
 //! `/work` with `Hello, World!` after 2 ms, like a service that does some work (for the cache);
-//! and any path under `/json` with a small JSON object (for composition).
+//! and any path under `/json` with a small JSON object (for composition). HTTP/1.1 on the first
+//! address; HTTP/2 with prior knowledge (h2c) on the second, when given (for `http2.sh`).
 //!
-//! Usage: `bench-upstream 127.0.0.1:PORT`.
+//! Usage: `bench-upstream 127.0.0.1:PORT [127.0.0.1:H2PORT]`.
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 
 const SMALL: &[u8] = b"Hello, World!";
@@ -20,14 +21,26 @@ const WORK: std::time::Duration = std::time::Duration::from_millis(2);
 
 fn main() -> anyhow::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:3000".into());
+    let h2_addr = std::env::args().nth(2);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(addr))
+    runtime.block_on(async move {
+        if let Some(h2_addr) = h2_addr {
+            tokio::spawn(serve(h2_addr, Protocol::Http2));
+        }
+        serve(addr, Protocol::Http1).await
+    })
 }
 
-async fn serve(addr: String) -> anyhow::Result<()> {
+#[derive(Clone, Copy)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+async fn serve(addr: String, protocol: Protocol) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let large = Bytes::from(vec![b'L'; 64 * 1024]);
     loop {
@@ -49,9 +62,15 @@ async fn serve(addr: String) -> anyhow::Result<()> {
                     Ok::<_, Infallible>(Response::new(Full::new(body)))
                 }
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let io = TokioIo::new(stream);
+            let _ = match protocol {
+                Protocol::Http1 => http1::Builder::new().serve_connection(io, service).await,
+                Protocol::Http2 => {
+                    http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await
+                }
+            };
         });
     }
 }

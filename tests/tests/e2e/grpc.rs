@@ -1,18 +1,24 @@
 //! HTTP/2 upstreams (`protocol: http2`): gRPC calls from a real gRPC client to a real gRPC
-//! server through the gateway, trailers passed on, one connection carrying concurrent requests,
-//! and HTTP/2 negotiated over TLS.
+//! server through the gateway, their status recorded (statistics, Prometheus, events, traces),
+//! trailers passed on, one connection carrying concurrent requests, and HTTP/2 negotiated over
+//! TLS.
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use lookout_gateway::Gateway;
 use lookout_tests::tls::TestPki;
-use lookout_tests::{body_json, send};
+use lookout_tests::{body_json, send, sql_rows, wait_for_stored};
 use lookout_tests::{single_upstream, start_gateway, OtlpReceiver, TestUpstream};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use serde_json::json;
 use std::time::Duration;
 
 fn one_span(name: &str) -> ExportTraceServiceRequest {
@@ -33,28 +39,20 @@ fn one_span(name: &str) -> ExportTraceServiceRequest {
     }
 }
 
-#[tokio::test]
-async fn grpc_calls_go_through_to_an_http2_upstream() {
-    // The OTLP receiver is a real gRPC service (tonic, the collector's own definition).
-    let receiver = OtlpReceiver::grpc().await;
-    let gateway = start_gateway(&single_upstream(receiver.addr, "protocol: http2", "")).await;
-    let mut client = TraceServiceClient::connect(format!("http://{}", gateway.proxy_addr()))
-        .await
-        .expect("a gRPC channel to the gateway");
-    for i in 0..3 {
-        client
-            .export(one_span(&format!("through-lookout-{i}")))
-            .await
-            .expect("the call succeeds through the gateway");
-    }
-    let mut names: Vec<String> = receiver.wait_for(3).await.into_iter().map(|s| s.name).collect();
-    names.sort();
-    assert_eq!(
-        names,
-        ["through-lookout-0", "through-lookout-1", "through-lookout-2"]
-    );
+/// A gateway with an in-memory store and traces (none sampled, errors kept) in front of the
+/// gRPC service at `service`.
+async fn grpc_gateway(service: &OtlpReceiver, traces: &OtlpReceiver) -> Gateway {
+    start_gateway(&format!(
+        "analytics: {{ store: memory }}\ntraces: {{ endpoint: \"http://{}\", sample_ratio: 0.0 }}\n{}",
+        traces.addr,
+        single_upstream(service.addr, "protocol: http2", "")
+    ))
+    .await
+}
 
-    // A method the service lacks: its gRPC status reaches the client as the server sent it.
+/// A call of a method the service lacks, over plain HTTP/2: the service answers
+/// `UNIMPLEMENTED` (12) in the headers, with no message ("trailers-only").
+async fn call_unknown_method(gateway: &Gateway) -> http::Response<hyper::body::Incoming> {
     let h2: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http();
@@ -66,9 +64,84 @@ async fn grpc_calls_go_through_to_an_http2_upstream() {
     .header("te", "trailers")
     .body(Empty::new())
     .expect("request");
-    let response = h2.request(unknown).await.expect("a response");
+    h2.request(unknown).await.expect("a response")
+}
+
+#[tokio::test]
+async fn grpc_calls_go_through_to_an_http2_upstream_and_their_status_is_recorded() {
+    // The OTLP receiver is a real gRPC service (tonic, the collector's own definition).
+    let service = OtlpReceiver::grpc().await;
+    let traces = OtlpReceiver::grpc().await;
+    let gateway = grpc_gateway(&service, &traces).await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", gateway.proxy_addr()))
+        .await
+        .expect("a gRPC channel to the gateway");
+    for i in 0..3 {
+        client
+            .export(one_span(&format!("through-lookout-{i}")))
+            .await
+            .expect("the call succeeds through the gateway");
+    }
+    let mut names: Vec<String> = service.wait_for(3).await.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["through-lookout-0", "through-lookout-1", "through-lookout-2"]
+    );
+
+    let response = call_unknown_method(&gateway).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["grpc-status"], "12", "UNIMPLEMENTED");
+    assert_eq!(
+        response.headers()["grpc-status"],
+        "12",
+        "UNIMPLEMENTED, as the service said"
+    );
+    drop(response);
+
+    // The failed call counts as one, though its HTTP status is 200: in the statistics, ...
+    let admin = gateway.admin_addr();
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    assert_eq!(
+        stats["routes"][0]["grpc_status_codes"],
+        json!({"0": 3, "12": 1}),
+        "{stats}"
+    );
+    // ... in Prometheus, ...
+    let metrics = String::from_utf8_lossy(&send(admin, Method::GET, "/metrics", &[]).await.body).into_owned();
+    let failed = metrics
+        .lines()
+        .find(|l| l.starts_with("lookout_grpc_responses_total{") && l.contains("rpc_grpc_status_code=\"12\""))
+        .unwrap_or_else(|| panic!("no UNIMPLEMENTED series in {metrics}"));
+    assert!(
+        failed.contains("http_route=\"all\"") && failed.ends_with(" 1"),
+        "{failed}"
+    );
+    // ... in the request events, ...
+    wait_for_stored(&gateway, 4).await;
+    let rows = sql_rows(
+        admin,
+        "",
+        "SELECT grpc_status, status, count(*) FROM requests GROUP BY ALL ORDER BY grpc_status",
+    )
+    .await;
+    assert_eq!(rows, json!([[0, 200, 3], [12, 200, 1]]));
+    // ... and in traces: it is kept though none is sampled, as a failed request.
+    let spans = traces.wait_for(1).await;
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .expect("the failed call's server span");
+    let code = server
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "rpc.grpc.status_code")
+        .and_then(|kv| kv.value.clone()?.value);
+    assert_eq!(code, Some(Value::IntValue(12)));
+    assert_eq!(
+        server.status.as_ref().map(|s| s.code),
+        Some(SpanStatus::Error as i32)
+    );
+    gateway.shutdown().await;
 }
 
 #[tokio::test]
@@ -101,6 +174,12 @@ async fn an_http2_upstream_takes_concurrent_requests_on_one_connection_and_sends
         upstream.connections(),
         1,
         "one HTTP/2 connection carries them all"
+    );
+    let stats = body_json(&send(gateway.admin_addr(), Method::GET, "/admin/stats", &[]).await);
+    assert_eq!(
+        stats["routes"][0]["grpc_status_codes"],
+        json!({"0": 20}),
+        "read from the trailers: {stats}"
     );
 
     // An HTTP/1.1 client's request goes upstream over HTTP/2 too, named by :authority.
