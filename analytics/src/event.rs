@@ -228,6 +228,11 @@ impl Serialize for TraceId {
     }
 }
 
+/// The gRPC status codes that mean a call failed on the server's side, by OpenTelemetry's gRPC
+/// conventions: `UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE` and
+/// `DATA_LOSS`. The others (`NOT_FOUND`, `INVALID_ARGUMENT`, ...) are the caller's, like 4xx.
+pub const GRPC_SERVER_ERRORS: [u8; 6] = [2, 4, 12, 13, 14, 15];
+
 /// The steps of one request's path: the common path's two fit without an allocation of their own.
 pub type PathSteps = SmallVec<[PathStep; 2]>;
 

@@ -27,7 +27,10 @@ pub mod sql;
 mod store;
 mod writer;
 
-pub use event::{ErrorKind, InvalidTraceId, PathStep, PathSteps, RequestEvent, RequestId, StepKind, TraceId};
+pub use event::{
+    ErrorKind, InvalidTraceId, PathStep, PathSteps, RequestEvent, RequestId, StepKind, TraceId,
+    GRPC_SERVER_ERRORS,
+};
 pub use jsonl::JsonLinesSink;
 pub use queue::{EventQueue, EventReceiver, QueueStats};
 pub use store::{

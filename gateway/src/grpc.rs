@@ -4,6 +4,7 @@
 //! traces carry it, so failing calls are not counted as successes.
 
 use http::header::{HeaderMap, HeaderName, CONTENT_TYPE};
+use lookout_analytics::GRPC_SERVER_ERRORS;
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
@@ -32,11 +33,9 @@ impl GrpcStatus {
         self.0
     }
 
-    /// Whether the call failed on the server's side, by OpenTelemetry's gRPC conventions:
-    /// `UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`.
-    /// The others (`NOT_FOUND`, `INVALID_ARGUMENT`, ...) are the caller's, like HTTP's 4xx.
+    /// Whether the call failed on the server's side (see [`GRPC_SERVER_ERRORS`]).
     pub(crate) fn is_server_error(self) -> bool {
-        matches!(self.0, 2 | 4 | 12 | 13 | 14 | 15)
+        GRPC_SERVER_ERRORS.contains(&self.0)
     }
 }
 

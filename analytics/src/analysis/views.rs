@@ -4,6 +4,7 @@
 //! with the steps of their paths.
 
 use super::{at, now_us};
+use crate::GRPC_SERVER_ERRORS;
 use duckdb::{Connection, Row};
 use serde::Serialize;
 
@@ -159,11 +160,24 @@ pub struct RequestRow {
     pub client_ip: String,
     pub consumer: Option<String>,
     pub variant: Option<String>,
+    /// How a gRPC call ended; `None` for other requests.
+    pub grpc_status: Option<u8>,
+}
+
+impl RequestRow {
+    /// A 5xx, an error at the gateway, or a gRPC call that failed on the server's side.
+    pub fn failed(&self) -> bool {
+        self.status >= 500
+            || self.error_kind.is_some()
+            || self
+                .grpc_status
+                .is_some_and(|code| GRPC_SERVER_ERRORS.contains(&code))
+    }
 }
 
 const REQUEST_COLUMNS: &str =
     "epoch_us(ts), request_key, request_id, trace_id, route, method, path, status, duration_us,
-     instance, attempts, error_kind, bytes_in, bytes_out, client_ip, consumer, variant";
+     instance, attempts, error_kind, bytes_in, bytes_out, client_ip, consumer, variant, grpc_status";
 
 fn request_row(row: &Row<'_>) -> duckdb::Result<RequestRow> {
     Ok(RequestRow {
@@ -184,6 +198,7 @@ fn request_row(row: &Row<'_>) -> duckdb::Result<RequestRow> {
         client_ip: row.get(14)?,
         consumer: row.get(15)?,
         variant: row.get(16)?,
+        grpc_status: row.get(17)?,
     })
 }
 
@@ -191,10 +206,13 @@ fn request_row(row: &Row<'_>) -> duckdb::Result<RequestRow> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pick {
     Slowest,
-    /// 5xx or a gateway error, latest first.
+    /// 5xx, a gateway error or a gRPC call failed on the server's side, latest first.
     Failed,
     Latest,
 }
+
+/// [`RequestRow::failed`] in SQL.
+const FAILED: &str = "(status >= 500 OR error_kind IS NOT NULL OR grpc_status IN (2, 4, 12, 13, 14, 15))";
 
 /// Up to `limit` requests of `route` in `[since_us, until_us)`.
 pub fn requests(
@@ -207,7 +225,7 @@ pub fn requests(
 ) -> duckdb::Result<Vec<RequestRow>> {
     let (filter, order) = match pick {
         Pick::Slowest => ("TRUE", "duration_us DESC"),
-        Pick::Failed => ("(status >= 500 OR error_kind IS NOT NULL)", "ts DESC"),
+        Pick::Failed => (FAILED, "ts DESC"),
         Pick::Latest => ("TRUE", "ts DESC"),
     };
     let sql = format!(
@@ -291,4 +309,18 @@ pub fn steps(conn: &Connection, request_key: u64) -> duckdb::Result<Vec<Step>> {
         })
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failed_filter_names_every_grpc_server_error() {
+        let codes: Vec<String> = GRPC_SERVER_ERRORS.iter().map(u8::to_string).collect();
+        assert!(
+            FAILED.contains(&format!("grpc_status IN ({})", codes.join(", "))),
+            "{FAILED}"
+        );
+    }
 }

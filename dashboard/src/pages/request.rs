@@ -99,7 +99,7 @@ pub(super) async fn page(
     let page = RequestPage {
         nav: "requests",
         status: request.status,
-        failed: request.status >= 500 || request.error_kind.is_some(),
+        failed: request.failed(),
         duration: duration(request.duration_us as f64),
         attempts: request.attempts,
         bytes_in: bytes(request.bytes_in),
@@ -118,7 +118,7 @@ fn waterfall(request: &RequestRow, steps: &[Step]) -> Waterfall {
         detail: format!("{} in {}", request.status, duration(request.duration_us as f64)),
         start_us: 0,
         duration_us: request.duration_us,
-        failed: request.status >= 500,
+        failed: request.failed(),
     };
     let mut attempt = 0;
     let spans = std::iter::once(whole).chain(steps.iter().map(|step| {
@@ -161,10 +161,19 @@ fn fields(r: &RequestRow) -> Vec<(&'static str, String)> {
         ("path", r.path.clone()),
         ("status", r.status.to_string()),
         ("error", or_none(&r.error_kind)),
+        (
+            "gRPC status",
+            r.grpc_status.map_or_else(|| "–".into(), grpc_status),
+        ),
         ("instance", or_none(&r.instance)),
         ("trace id", or_none(&r.trace_id)),
         ("client", r.client_ip.clone()),
         ("consumer", or_none(&r.consumer)),
         ("variant", or_none(&r.variant)),
     ]
+}
+
+/// `14 Unavailable`: the code and its name, as tonic names gRPC's codes.
+fn grpc_status(code: u8) -> String {
+    format!("{code} {:?}", tonic::Code::from_i32(i32::from(code)))
 }

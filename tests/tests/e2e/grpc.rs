@@ -96,6 +96,10 @@ async fn grpc_calls_go_through_to_an_http2_upstream_and_their_status_is_recorded
         "12",
         "UNIMPLEMENTED, as the service said"
     );
+    let failed_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     drop(response);
 
     // The failed call counts as one, though its HTTP status is 200: in the statistics, ...
@@ -125,6 +129,16 @@ async fn grpc_calls_go_through_to_an_http2_upstream_and_their_status_is_recorded
     )
     .await;
     assert_eq!(rows, json!([[0, 200, 3], [12, 200, 1]]));
+    // ... on the dashboard's page of the request, ...
+    let page = send(
+        admin,
+        Method::GET,
+        &format!("/dashboard/requests/{failed_id}"),
+        &[],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&page.body).contains("12 Unimplemented"));
     // ... and in traces: it is kept though none is sampled, as a failed request.
     let spans = traces.wait_for(1).await;
     let server = spans
