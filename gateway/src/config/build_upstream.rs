@@ -8,7 +8,8 @@ use super::values::{duration, instance, positive, Scheme};
 use crate::stats::{Registry, RETRIES};
 use crate::tls::TlsTarget;
 use crate::upstream::{
-    Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, Protocol, RetryBudget, RetryPolicy, Upstream,
+    grpc_health, Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, Probe, Protocol, RetryBudget,
+    RetryPolicy, Upstream,
 };
 use http::header::HeaderName;
 use http::uri::Authority;
@@ -131,7 +132,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
     let health_check = raw
         .health_check
         .as_ref()
-        .and_then(|hc| build_health_check(p, field, hc));
+        .and_then(|hc| build_health_check(p, field, raw, hc, protocol));
     let outlier = build_outlier(p, field, raw.outlier.as_ref());
     let retry = build_retry(p, field, raw);
     Some(Upstream {
@@ -207,6 +208,44 @@ fn tls_target(
                 Some(text) => p.at(text.span(), format!("{field}.tls.server_name"), message),
                 None => p.at(raw.name.span(), format!("{field}.instances"), message),
             }
+            None
+        }
+    }
+}
+
+/// What the check asks: `GET path`, or the gRPC health service (which needs HTTP/2).
+fn build_probe(
+    p: &mut Problems,
+    f: &str,
+    raw: &RawUpstream,
+    hc: &RawHealthCheck,
+    protocol: Protocol,
+) -> Option<Probe> {
+    match (&hc.path, &hc.grpc_service) {
+        (Some(path), None) => match path.parse::<http::uri::PathAndQuery>() {
+            Ok(parsed) if path.starts_with('/') => Some(Probe::Http(parsed)),
+            _ => {
+                let message = format!("`{}` is not a path starting with `/`", &**path);
+                p.at(path.span(), format!("{f}.path"), message);
+                None
+            }
+        },
+        (None, Some(service)) if protocol == Protocol::Http2 => {
+            Some(Probe::Grpc(grpc_health::request_body(service.trim())))
+        }
+        (None, Some(service)) => {
+            let message = "the gRPC health protocol needs HTTP/2: set the upstream's `protocol: http2`";
+            p.at(service.span(), format!("{f}.grpc_service"), message);
+            None
+        }
+        (Some(_), Some(service)) => {
+            let message = "a check is `path` (HTTP) or `grpc_service` (gRPC), not both";
+            p.at(service.span(), format!("{f}.grpc_service"), message);
+            None
+        }
+        (None, None) => {
+            let message = "a health check needs `path` (GET it, 2xx passes) or `grpc_service` (the gRPC health protocol; \"\" for the whole server)";
+            p.at(raw.name.span(), f, message);
             None
         }
     }
@@ -294,16 +333,15 @@ pub(super) fn hash_on(p: &mut Problems, field: &str, text: &Text) -> Option<Hash
     None
 }
 
-fn build_health_check(p: &mut Problems, field: &str, hc: &RawHealthCheck) -> Option<HealthCheck> {
+fn build_health_check(
+    p: &mut Problems,
+    field: &str,
+    raw: &RawUpstream,
+    hc: &RawHealthCheck,
+    protocol: Protocol,
+) -> Option<HealthCheck> {
     let f = format!("{field}.health_check");
-    let path = match hc.path.parse::<http::uri::PathAndQuery>() {
-        Ok(path) if hc.path.starts_with('/') => Some(path),
-        _ => {
-            let message = format!("`{}` is not a path starting with `/`", &*hc.path);
-            p.at(hc.path.span(), format!("{f}.path"), message);
-            None
-        }
-    };
+    let probe = build_probe(p, &f, raw, hc, protocol);
     let interval = duration(
         p,
         &format!("{f}.interval"),
@@ -329,7 +367,7 @@ fn build_health_check(p: &mut Problems, field: &str, hc: &RawHealthCheck) -> Opt
         3,
     );
     Some(HealthCheck {
-        path: path?,
+        probe: probe?,
         interval,
         timeout,
         healthy_threshold: healthy,

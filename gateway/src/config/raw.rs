@@ -197,7 +197,10 @@ pub(crate) struct RawUpstream {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHealthCheck {
-    pub(crate) path: Text,
+    /// `GET` this path (HTTP services) ...
+    pub(crate) path: Option<Text>,
+    /// ... or ask the gRPC health service about this service (`""`: the whole server).
+    pub(crate) grpc_service: Option<Text>,
     pub(crate) interval: Option<Text>,
     pub(crate) timeout: Option<Text>,
     pub(crate) healthy_threshold: Option<Spanned<u32>>,

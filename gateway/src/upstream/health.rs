@@ -1,10 +1,12 @@
-//! Active health checks: a background task per upstream sends `GET <path>` to every instance at
-//! an interval; a 2xx within the timeout passes. The task holds only a weak reference, so it ends
-//! by itself when a reload retires the upstream.
+//! Active health checks: a background task per upstream probes every instance at an interval,
+//! with `GET <path>` (a 2xx within the timeout passes) or, for gRPC services, the gRPC health
+//! checking protocol (see [`super::grpc_health`]). The task holds only a weak reference, so it
+//! ends by itself when a reload retires the upstream.
 
+use super::grpc_health;
 use super::Upstream;
 use bytes::Bytes;
-use http::{Request, Uri};
+use http::{Method, Request, Uri};
 use http_body_util::{Either, Full};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -12,12 +14,20 @@ use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone)]
 pub(crate) struct HealthCheck {
-    /// Path and query, already validated as a URI path.
-    pub(crate) path: http::uri::PathAndQuery,
+    pub(crate) probe: Probe,
     pub(crate) interval: Duration,
     pub(crate) timeout: Duration,
     pub(crate) healthy_threshold: u32,
     pub(crate) unhealthy_threshold: u32,
+}
+
+/// What an instance is asked.
+#[derive(Debug, Clone)]
+pub(crate) enum Probe {
+    /// `GET` of a path and query, already validated as a URI path.
+    Http(http::uri::PathAndQuery),
+    /// `grpc.health.v1.Health/Check` with this framed request (naming a service, or none).
+    Grpc(Bytes),
 }
 
 /// Starts the checks of every upstream that has them.
@@ -53,15 +63,34 @@ async fn probe(upstream: &Upstream, check: &HealthCheck, index: usize) {
 /// One probe on a connection of its own: it also proves that new connections can be opened.
 async fn probe_once(upstream: &Upstream, check: &HealthCheck, index: usize) -> bool {
     let instance = &upstream.instances[index];
-    let Ok(request) = Request::get(Uri::from(check.path.clone()))
+    let (method, target, body) = match &check.probe {
+        Probe::Http(path) => (Method::GET, Uri::from(path.clone()), Bytes::new()),
+        Probe::Grpc(body) => (
+            Method::POST,
+            Uri::from_static(grpc_health::CHECK_PATH),
+            body.clone(),
+        ),
+    };
+    let Ok(mut request) = Request::builder()
+        .method(method)
+        .uri(target)
         .header(http::header::HOST, instance.authority.as_str())
         .header(http::header::USER_AGENT, "lookout-health-check")
-        .body(Either::Right(Full::new(Bytes::new())))
+        .body(Either::Right(Full::new(body)))
     else {
         return false;
     };
+    if let Probe::Grpc(_) = check.probe {
+        grpc_health::prepare(&mut request);
+    }
     let Ok(mut sender) = instance.connect(upstream.connect_timeout).await else {
         return false;
     };
-    matches!(sender.send_request(request).await, Ok(response) if response.status().is_success())
+    let Ok(response) = sender.send_request(request).await else {
+        return false;
+    };
+    match check.probe {
+        Probe::Http(_) => response.status().is_success(),
+        Probe::Grpc(_) => grpc_health::is_serving(response).await,
+    }
 }

@@ -3,6 +3,7 @@
 //! keep-alive connections per instance) and how much retrying they may absorb (a retry budget).
 
 mod balancer;
+pub(crate) mod grpc_health;
 mod health;
 mod http2;
 mod instance;
@@ -11,7 +12,7 @@ mod pool;
 mod retry;
 
 pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
-pub(crate) use health::{spawn_health_checks, HealthCheck};
+pub(crate) use health::{spawn_health_checks, HealthCheck, Probe};
 pub(crate) use instance::{ms_at, now_ms, Instance, InstanceState, OutlierPolicy};
 pub(crate) use pool::{Exchange, Protocol, ReturnTicket};
 pub(crate) use retry::{RetryBudget, RetryPolicy};

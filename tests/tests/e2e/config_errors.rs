@@ -370,3 +370,27 @@ routes:
         .message
         .contains("needs `tls:`"));
 }
+
+#[test]
+fn health_checks_name_one_probe_their_protocol_can_send() {
+    let text = "\
+upstreams:
+  - { name: a, instances: [\"127.0.0.1:1\"], health_check: { grpc_service: books.v1.Books } }
+  - { name: b, instances: [\"127.0.0.1:2\"], protocol: http2, health_check: { path: /, grpc_service: \"\" } }
+  - { name: c, instances: [\"127.0.0.1:3\"], health_check: { interval: 1s } }
+  - { name: d, instances: [\"127.0.0.1:4\"], protocol: http2, health_check: { grpc_service: \"\" } }
+routes:
+  - { name: all, upstream: a }
+";
+    let all = errors(text);
+    for (field, line, says) in [
+        ("upstreams[0].health_check.grpc_service", 2, "needs HTTP/2"),
+        ("upstreams[1].health_check.grpc_service", 3, "not both"),
+        ("upstreams[2].health_check", 4, "needs `path`"),
+    ] {
+        let error = find(&all, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(all.len(), 3, "{all:#?}");
+}

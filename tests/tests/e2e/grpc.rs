@@ -1,7 +1,7 @@
 //! HTTP/2 upstreams (`protocol: http2`): gRPC calls from a real gRPC client to a real gRPC
 //! server through the gateway, their status recorded (statistics, Prometheus, events, traces),
-//! trailers passed on, one connection carrying concurrent requests, and HTTP/2 negotiated over
-//! TLS.
+//! trailers passed on, one connection carrying concurrent requests, HTTP/2 negotiated over TLS,
+//! and health checks by the gRPC health protocol.
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lookout_gateway::Gateway;
 use lookout_tests::tls::TestPki;
-use lookout_tests::{body_json, send, sql_rows, wait_for_stored};
+use lookout_tests::{body_json, send, sql_rows, wait_for_stored, wait_until};
 use lookout_tests::{single_upstream, start_gateway, OtlpReceiver, TestUpstream};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -19,7 +19,14 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use serde_json::json;
+use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::net::TcpListener;
+use tonic_health::pb::health_check_response::ServingStatus as Answered;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
 
 fn one_span(name: &str) -> ExportTraceServiceRequest {
     let span = Span {
@@ -222,4 +229,83 @@ async fn http2_is_negotiated_with_tls_upstreams() {
     let echoed = body_json(&reply);
     assert_eq!(echoed["version"], "HTTP/2.0");
     assert_eq!(echoed["path"], "/over-tls");
+}
+
+/// A gRPC server whose only service is the standard health service, on a port chosen by the OS.
+async fn health_service() -> (HealthReporter, SocketAddr) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    (reporter, addr)
+}
+
+/// `healthy` of the upstream `upstream`'s first instance, by `/admin/stats`.
+async fn healthy(gateway: &Gateway, upstream: &str) -> serde_json::Value {
+    let stats = body_json(&send(gateway.admin_addr(), Method::GET, "/admin/stats", &[]).await);
+    let upstreams = stats["upstreams"].as_array().expect("upstreams").clone();
+    let found = upstreams
+        .into_iter()
+        .find(|u| u["name"] == upstream)
+        .expect("the upstream");
+    found["instances"][0]["healthy"].clone()
+}
+
+#[tokio::test]
+async fn grpc_health_checks_follow_the_services_serving_status() {
+    let (reporter, addr) = health_service().await;
+    reporter
+        .set_service_status("books.v1.Books", ServingStatus::NotServing)
+        .await;
+    let check = "interval: 50ms, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1";
+    let gateway = start_gateway(&format!(
+        "upstreams:\n\
+         \x20 - {{ name: books, instances: [\"{addr}\"], protocol: http2, health_check: {{ grpc_service: books.v1.Books, {check} }} }}\n\
+         \x20 - {{ name: nobody, instances: [\"{addr}\"], protocol: http2, health_check: {{ grpc_service: no.such.Service, {check} }} }}\n\
+         routes:\n  - {{ name: all, upstream: books }}\n"
+    ))
+    .await;
+    let wait = |upstream: &'static str, expected: bool| {
+        let gateway = &gateway;
+        async move {
+            wait_until(Duration::from_secs(5), || async {
+                healthy(gateway, upstream).await == expected
+            })
+            .await
+        }
+    };
+    assert!(
+        wait("books", false).await,
+        "NOT_SERVING marks the instance unhealthy"
+    );
+    assert!(
+        wait("nobody", false).await,
+        "a service the server does not know is not serving"
+    );
+    let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    reporter
+        .set_service_status("books.v1.Books", ServingStatus::Serving)
+        .await;
+    assert!(wait("books", true).await, "SERVING marks it healthy again");
+    // And a gRPC client's own health check goes through the gateway to the same service.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gateway.proxy_addr()))
+        .expect("a URI")
+        .connect()
+        .await
+        .expect("a gRPC channel to the gateway");
+    let mut client = HealthClient::new(channel);
+    let answer = client
+        .check(HealthCheckRequest {
+            service: "books.v1.Books".into(),
+        })
+        .await
+        .expect("the call succeeds");
+    assert_eq!(answer.into_inner().status, Answered::Serving as i32);
+    assert_eq!(healthy(&gateway, "nobody").await, false);
 }
