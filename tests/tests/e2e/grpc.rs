@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic_health::pb::health_check_response::ServingStatus as Answered;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
@@ -308,4 +308,25 @@ async fn grpc_health_checks_follow_the_services_serving_status() {
         .expect("the call succeeds");
     assert_eq!(answer.into_inner().status, Answered::Serving as i32);
     assert_eq!(healthy(&gateway, "nobody").await, false);
+
+    // A server-streaming call (`Watch`) stays open through the gateway, and each message reaches
+    // the client as the service sends it, not when the stream ends.
+    let watched = HealthCheckRequest {
+        service: "books.v1.Books".into(),
+    };
+    let mut stream = client.watch(watched).await.expect("a stream").into_inner();
+    assert_eq!(next_status(&mut stream).await, Answered::Serving as i32);
+    reporter
+        .set_service_status("books.v1.Books", ServingStatus::NotServing)
+        .await;
+    assert_eq!(next_status(&mut stream).await, Answered::NotServing as i32);
+}
+
+/// The status in a `Watch` stream's next message, which must come within 5 s.
+async fn next_status(stream: &mut tonic::codec::Streaming<HealthCheckResponse>) -> i32 {
+    let message = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("a message in time")
+        .expect("no error");
+    message.expect("the stream is open").status
 }
