@@ -23,6 +23,8 @@ struct DemoUpstreams {
     reviews: SocketAddr,
     inventory: SocketAddr,
     web: SocketAddr,
+    /// The gRPC health service, reached over HTTP/2.
+    status: SocketAddr,
     /// The demo identity provider's JWKS.
     idp: SocketAddr,
 }
@@ -38,6 +40,7 @@ async fn start_upstreams() -> std::io::Result<DemoUpstreams> {
         reviews: services::spawn(services::reviews(), LOOPBACK_ANY_PORT).await?,
         inventory: services::spawn(services::inventory(), LOOPBACK_ANY_PORT).await?,
         web: services::spawn(services::web(), LOOPBACK_ANY_PORT).await?,
+        status: services::spawn(services::status(), LOOPBACK_ANY_PORT).await?,
         idp: services::spawn(identity::jwks_app(), LOOPBACK_ANY_PORT).await?,
     })
 }
@@ -90,6 +93,10 @@ upstreams:
     outlier: {{ consecutive_failures: 20 }}
   - name: web
     instances: ["{web}"]
+  - name: status
+    instances: ["{status}"]
+    protocol: http2
+    health_check: {{ grpc_service: "", interval: 2s }}
 routes:
   - name: books-v2-beta
     match: {{ prefix: /books, headers: {{ x-books-version: "2" }} }}
@@ -148,12 +155,16 @@ routes:
   - name: web
     match: {{ prefix: /app }}
     upstream: web
+  - name: grpc-health
+    match: {{ prefix: /grpc.health.v1.Health, methods: [POST] }}
+    upstream: status
 "#,
         v2 = up.books_v2,
         shadow = up.books_shadow,
         reviews = up.reviews,
         inventory = up.inventory,
         web = up.web,
+        status = up.status,
         idp = up.idp,
         jwks_path = identity::JWKS_PATH,
         issuer = identity::ISSUER,
@@ -223,6 +234,7 @@ fn print_welcome(gateway: &Gateway, rps: u32, access_log: &std::path::Path, trac
          \x20 curl -i \"http://{proxy}/books?q=1'%20OR%20'1'='1\"   (the attack filter: 403)\n\
          \x20 curl http://{proxy}/books/3/full    (a book, its reviews and its stock: three calls, one JSON)\n\
          \x20 curl http://{proxy}/inventory/3     (fails now and then; retried)\n\
+         \x20 grpc_health_probe -addr={proxy} -service=inventory   (gRPC to an HTTP/2 upstream; flips every 30 s)\n\
          Web app:    http://{proxy}/app/   (a static front end calling the API through the gateway)\n\
          Dashboard:  http://{admin}/dashboard   (with an hour of made-up history: anomalies, a canary)\n\
          Admin:      http://{admin}/admin/stats   http://{admin}/metrics   http://{admin}/healthz\n\

@@ -48,9 +48,26 @@ pub(super) async fn generate(proxy: SocketAddr, rps: u32, mut stop: watch::Recei
     }
 }
 
+/// A gRPC call to the health service: mostly `Check` of a service it knows (inventory's status
+/// flips), now and then of one it does not (`NOT_FOUND`), or a method it lacks
+/// (`UNIMPLEMENTED`). Sent over HTTP/1.1: the gateway speaks HTTP/2 to the service.
+fn grpc_call(proxy: SocketAddr) -> Request<Full<Bytes>> {
+    let (method, service) = match fastrand::u8(..10) {
+        0..=6 => ("Check", ["books", "reviews", "inventory"][fastrand::usize(..3)]),
+        7..=8 => ("Check", "payments"),
+        _ => ("List", ""),
+    };
+    Request::post(format!("http://{proxy}/grpc.health.v1.Health/{method}"))
+        .header("user-agent", "lookout-demo-traffic")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(crate::upstream::grpc_health::request_body(service)))
+        .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+}
+
 /// One request of the mix: mostly reads of books, some writes, searches (rate limited),
-/// reviews (cached), books with their reviews (composed), inventory, a v2 beta tester, the web front end's page, and a few requests
-/// for paths that do not exist.
+/// reviews (cached), books with their reviews (composed), inventory, a v2 beta tester, the web front end's page, gRPC calls,
+/// and a few requests for paths that do not exist.
 fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
     let id = 1 + fastrand::u32(..BOOK_COUNT + 2);
     let (method, path, beta) = match fastrand::u8(..100) {
@@ -77,7 +94,8 @@ fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
             HOSTILE[fastrand::usize(..HOSTILE.len())].to_owned(),
             false,
         ),
-        _ => (Method::GET, "/admin.php".to_owned(), false),
+        98 => (Method::GET, "/admin.php".to_owned(), false),
+        _ => return grpc_call(proxy),
     };
     let body = if method == Method::POST {
         Bytes::from_static(br#"{"title":"New Book"}"#)

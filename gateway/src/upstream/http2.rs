@@ -8,7 +8,8 @@ use crate::body::UpstreamBody;
 use arc_swap::ArcSwapOption;
 use http::header::HOST;
 use http::uri::{Authority, Scheme};
-use http::{Request, Uri};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::sync::Arc;
@@ -24,39 +25,53 @@ type Http2Sender = SendRequest<UpstreamBody>;
 /// The connection an instance's requests share, once one is open.
 #[derive(Debug, Default)]
 pub(crate) struct Multiplexed {
-    live: ArcSwapOption<Live>,
+    live: ArcSwapOption<Http2Sender>,
     /// Held while a connection opens, so that concurrent requests wait for it instead of
     /// opening their own.
     opening: tokio::sync::Mutex<()>,
 }
 
-#[derive(Debug)]
-struct Live {
+/// The exchange's sender goes with its response body, as an HTTP/1.1 one does; an HTTP/2 one
+/// is a handle on the shared connection, which the pool does not take back.
+fn exchange(
+    response: Response<Incoming>,
     sender: Http2Sender,
     tls: bool,
+    connect_time: Option<Duration>,
+) -> Exchange {
+    Exchange {
+        response,
+        sender: Sender::Http2 { sender, tls },
+        connect_time,
+    }
 }
 
 impl Multiplexed {
+    /// Sends `request` over the live connection, or a new one when there is none. A request
+    /// that the live connection could not even take (it had just closed: a peer's `GOAWAY`, as
+    /// gRPC servers send when a connection reaches its maximum age) goes out on a new one.
     pub(crate) async fn send(
         &self,
         target: Target<'_>,
-        request: Request<UpstreamBody>,
+        mut request: Request<UpstreamBody>,
     ) -> Result<Exchange, SendError> {
-        let (sender, connect_time) = match self.open_one() {
-            Some(live) => (live, None),
-            // Boxed for the same reason as HTTP/1.1's: a large future few requests need.
-            None => Box::pin(self.connect(target)).await?,
-        };
-        let mut sender = Sender::Http2 {
-            sender: sender.sender.clone(),
-            tls: sender.tls,
-        };
+        let tls = target.tls.is_some();
+        to_absolute_form(&mut request, tls);
+        if let Some(live) = self.open_one() {
+            let mut sender = Http2Sender::clone(&live);
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(exchange(response, sender, tls, None)),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(error.into_error().into()),
+                },
+            }
+        }
+        // Boxed for the same reason as HTTP/1.1's: a large future few requests need.
+        let (live, connect_time) = Box::pin(self.connect(target)).await?;
+        let mut sender = Http2Sender::clone(&live);
         let response = sender.send_request(request).await?;
-        Ok(Exchange {
-            response,
-            sender,
-            connect_time,
-        })
+        Ok(exchange(response, sender, tls, connect_time))
     }
 
     /// Lets the connection close once the requests it carries have ended.
@@ -64,21 +79,21 @@ impl Multiplexed {
         self.live.store(None);
     }
 
-    fn open_one(&self) -> Option<Arc<Live>> {
-        self.live.load_full().filter(|live| !live.sender.is_closed())
+    fn open_one(&self) -> Option<Arc<Http2Sender>> {
+        self.live.load_full().filter(|live| !live.is_closed())
     }
 
     /// The connection another request has just opened, or a new one (and how long it took).
-    async fn connect(&self, target: Target<'_>) -> Result<(Arc<Live>, Option<Duration>), SendError> {
+    async fn connect(&self, target: Target<'_>) -> Result<(Arc<Http2Sender>, Option<Duration>), SendError> {
         let _opening = self.opening.lock().await;
         if let Some(live) = self.open_one() {
             return Ok((live, None));
         }
         let started = Instant::now();
-        let Sender::Http2 { sender, tls } = connect(target).await? else {
+        let Sender::Http2 { sender, .. } = connect(target).await? else {
             unreachable!("an HTTP/2 target opens HTTP/2 connections")
         };
-        let live = Arc::new(Live { sender, tls });
+        let live = Arc::new(sender);
         self.live.store(Some(live.clone()));
         Ok((live, Some(started.elapsed())))
     }

@@ -330,3 +330,17 @@ async fn next_status(stream: &mut tonic::codec::Streaming<HealthCheckResponse>) 
         .expect("no error");
     message.expect("the stream is open").status
 }
+
+#[tokio::test]
+async fn a_closed_http2_connection_is_replaced_for_the_next_request() {
+    let mut upstream = TestUpstream::start("h2-restarting").await;
+    let gateway = start_gateway(&single_upstream(upstream.addr, "protocol: http2", "")).await;
+    let post = || send(gateway.proxy_addr(), Method::POST, "/", &[]);
+    assert_eq!(post().await.status, StatusCode::OK);
+    // The shared connection is now closed; a POST is never retried, so the gateway must open a
+    // new connection rather than send on the dead one.
+    upstream.kill().await;
+    upstream.restart().await;
+    assert_eq!(post().await.status, StatusCode::OK);
+    assert_eq!(upstream.connections(), 2);
+}

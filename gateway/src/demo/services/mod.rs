@@ -1,14 +1,17 @@
 //! The demo's upstreams, as small axum apps: the books REST API (v1 and v2), a slower reviews
-//! service, an inventory service that fails now and then, and a static web front end. `lookout
+//! service, an inventory service that fails now and then, a static web front end, and a gRPC
+//! health service (in-process demo only). `lookout
 //! demo` runs them all in its own process; `lookout demo-service NAME` runs one on its own, so
 //! the same binary (and container image) plays every role of a deployment.
 
 mod backends;
 mod books;
+mod status;
 mod web;
 
 pub use backends::{inventory, reviews};
 pub use books::{books, BOOK_COUNT};
+pub use status::status;
 pub use web::web;
 
 use axum::Router;
