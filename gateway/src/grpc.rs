@@ -1,12 +1,18 @@
-//! What the gateway reads of gRPC: the status a call ended with. A gRPC call that fails still
-//! answers HTTP 200; its outcome is `grpc-status`, in the trailers (or, when the call failed
-//! before any message, in the headers: a "trailers-only" response). Requests, metrics and
-//! traces carry it, so failing calls are not counted as successes.
+//! What the gateway reads and writes of gRPC: the status a call ended with. A gRPC call that
+//! fails still answers HTTP 200; its outcome is `grpc-status`, in the trailers (or, when the
+//! call failed before any message, in the headers: a "trailers-only" response). Requests,
+//! metrics and traces carry it, so failing calls are not counted as successes; and the
+//! gateway's own refusals of a gRPC call are given in that form, with a code and a message.
 
-use http::header::{HeaderMap, HeaderName, CONTENT_TYPE};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use http::StatusCode;
 use lookout_analytics::GRPC_SERVER_ERRORS;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+/// `grpc-message` is percent-encoded: every byte outside printable ASCII, and `%` itself.
+const MESSAGE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
 
 /// The codes gRPC defines, 0 (`OK`) to 16 (`UNAUTHENTICATED`).
 pub(crate) const CODES: usize = 17;
@@ -39,6 +45,36 @@ impl GrpcStatus {
     }
 }
 
+/// The code a gRPC client gets for a refusal the gateway would answer with `status`: the gRPC
+/// spec's mapping of HTTP statuses, but for those whose meaning a gRPC code says better. A
+/// timeout is `DEADLINE_EXCEEDED` and a rate limit or a size limit `RESOURCE_EXHAUSTED`, which
+/// clients do not retry at once, where the spec's `UNAVAILABLE` invites them to (a timed-out
+/// call may have run, and a limited client should slow down).
+fn code_for(status: StatusCode) -> u8 {
+    match status.as_u16() {
+        400 => 13,                  // INTERNAL: the request is not one the gateway can forward
+        401 => 16,                  // UNAUTHENTICATED
+        403 => 7,                   // PERMISSION_DENIED
+        404 => 12,                  // UNIMPLEMENTED: no route, no such method
+        408 | 504 => 4,             // DEADLINE_EXCEEDED
+        413 | 414 | 431 | 429 => 8, // RESOURCE_EXHAUSTED
+        502 | 503 => 14,            // UNAVAILABLE
+        _ => 2,                     // UNKNOWN
+    }
+}
+
+/// Turns a refusal's headers into a trailers-only gRPC answer: `grpc-status` (by [`code_for`]
+/// the refusal's HTTP status) and `grpc-message`, with `content-type: application/grpc`. The
+/// answer's HTTP status is then 200, as gRPC requires of any answer that has a `grpc-status`.
+pub(crate) fn refusal(status: StatusCode, message: &str, headers: &mut HeaderMap) {
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(GRPC_STATUS, HeaderValue::from(u16::from(code_for(status))));
+    let escaped = utf8_percent_encode(message, MESSAGE_ESCAPES).to_string();
+    if let Ok(value) = HeaderValue::try_from(escaped) {
+        headers.insert(GRPC_MESSAGE, value);
+    }
+}
+
 /// Whether a message is gRPC's (`application/grpc`, `application/grpc+proto`, ...): only those
 /// are looked at for a status.
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
@@ -66,6 +102,26 @@ mod tests {
         assert_eq!(status("-1"), Some(2));
         assert_eq!(status("ok"), Some(2));
         assert_eq!(GrpcStatus::in_headers(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn refusals_get_a_code_and_an_escaped_message() {
+        let mut headers = HeaderMap::new();
+        refusal(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream `b` did not respond: 100% late\n",
+            &mut headers,
+        );
+        assert_eq!(headers[CONTENT_TYPE], "application/grpc");
+        assert_eq!(headers[GRPC_STATUS], "4");
+        assert_eq!(
+            headers[GRPC_MESSAGE],
+            "upstream `b` did not respond: 100%25 late%0A"
+        );
+        let codes: Vec<u8> = [401, 403, 404, 429, 502, 503, 500]
+            .map(|s| code_for(StatusCode::from_u16(s).expect("a status")))
+            .into();
+        assert_eq!(codes, [16, 7, 12, 8, 14, 14, 2]);
     }
 
     #[test]

@@ -40,12 +40,14 @@ pub fn minutes(conn: &Connection, route: &str, since_us: i64, until_us: i64) -> 
 
 /// Per-second figures of all routes since `since_us` (from the requests: only for a few minutes).
 pub fn seconds(conn: &Connection, since_us: i64) -> duckdb::Result<Vec<Point>> {
-    let mut statement = conn.prepare(
+    let mut statement = conn.prepare(concat!(
         "SELECT epoch_us(date_trunc('second', ts)) AS second, count(*),
-                count(*) FILTER (WHERE status >= 500),
+                count(*) FILTER (WHERE ",
+        server_error!(),
+        "),
                 quantile_cont(duration_us, [0.5, 0.95, 0.99])
-         FROM requests WHERE ts >= ? AND NOT mirrored GROUP BY second ORDER BY second",
-    )?;
+         FROM requests WHERE ts >= ? AND NOT mirrored GROUP BY second ORDER BY second"
+    ))?;
     let rows = statement.query_map([at(since_us)], |row| {
         let q = super::quantile_list(row.get_ref(3)?);
         Ok(Point {
@@ -212,7 +214,7 @@ pub enum Pick {
 }
 
 /// [`RequestRow::failed`] in SQL.
-const FAILED: &str = "(status >= 500 OR error_kind IS NOT NULL OR grpc_status IN (2, 4, 12, 13, 14, 15))";
+const FAILED: &str = concat!("(", server_error!(), " OR error_kind IS NOT NULL)");
 
 /// Up to `limit` requests of `route` in `[since_us, until_us)`.
 pub fn requests(
@@ -316,11 +318,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_failed_filter_names_every_grpc_server_error() {
+    fn server_errors_in_sql_are_the_grpc_server_errors() {
         let codes: Vec<String> = GRPC_SERVER_ERRORS.iter().map(u8::to_string).collect();
-        assert!(
-            FAILED.contains(&format!("grpc_status IN ({})", codes.join(", "))),
-            "{FAILED}"
-        );
+        let listed = format!("grpc_status IN ({})", codes.join(", "));
+        assert!(server_error!().contains(&listed), "{}", server_error!());
+        assert!(FAILED.contains(server_error!()), "{FAILED}");
     }
 }

@@ -19,15 +19,19 @@ pub const CANNED_QUERIES: &[CannedQuery] = &[
         name: "route_latency_per_minute",
         description: "Requests, errors and p50/p95/p99 latency per route per minute, last hour",
         params: &[],
-        sql: "SELECT route, date_trunc('minute', ts) AS minute, count(*) AS requests,
-                     count(*) FILTER (WHERE status >= 500) AS errors,
+        sql: concat!(
+            "SELECT route, date_trunc('minute', ts) AS minute, count(*) AS requests,
+                     count(*) FILTER (WHERE ",
+            server_error!(),
+            ") AS errors,
                      quantile_cont(duration_us, 0.5) AS p50_us,
                      quantile_cont(duration_us, 0.95) AS p95_us,
                      quantile_cont(duration_us, 0.99) AS p99_us
               FROM requests
               WHERE ts >= now()::TIMESTAMP - INTERVAL 1 HOUR
               GROUP BY ALL
-              ORDER BY minute, route",
+              ORDER BY minute, route"
+        ),
     },
     CannedQuery {
         name: "status_classes_per_minute",
@@ -43,14 +47,18 @@ pub const CANNED_QUERIES: &[CannedQuery] = &[
         name: "top_routes",
         description: "Routes by traffic over the last hour, with error ratio and p99 latency",
         params: &[],
-        sql: "SELECT route, count(*) AS requests,
-                     round(count(*) FILTER (WHERE status >= 500) / count(*), 4) AS error_ratio,
+        sql: concat!(
+            "SELECT route, count(*) AS requests,
+                     round(count(*) FILTER (WHERE ",
+            server_error!(),
+            ") / count(*), 4) AS error_ratio,
                      quantile_cont(duration_us, 0.99) AS p99_us,
                      sum(bytes_out)::UBIGINT AS bytes_out
               FROM requests
               WHERE ts >= now()::TIMESTAMP - INTERVAL 1 HOUR
               GROUP BY route
-              ORDER BY requests DESC",
+              ORDER BY requests DESC"
+        ),
     },
     CannedQuery {
         name: "traffic_by_consumer",
@@ -75,13 +83,17 @@ pub const CANNED_QUERIES: &[CannedQuery] = &[
     },
     CannedQuery {
         name: "failed_requests",
-        description: "The 50 latest failed requests (5xx or gateway error) of a route",
+        description: "The 50 latest failed requests (5xx, gRPC server error or gateway error) of a route",
         params: &["route"],
-        sql: "SELECT ts, request_id, trace_id, method, path, status, error_kind, duration_us, instance
+        sql: concat!(
+            "SELECT ts, request_id, trace_id, method, path, status, grpc_status, error_kind, duration_us, instance
               FROM requests
-              WHERE route = ? AND (status >= 500 OR error_kind IS NOT NULL)
+              WHERE route = ? AND (",
+            server_error!(),
+            " OR error_kind IS NOT NULL)
               ORDER BY ts DESC
-              LIMIT 50",
+              LIMIT 50"
+        ),
     },
     CannedQuery {
         name: "request",

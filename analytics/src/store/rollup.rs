@@ -8,7 +8,8 @@ use super::in_transaction;
 use crate::analysis::{at, minute_of, MINUTE_US};
 use duckdb::Connection;
 
-const REFRESH: &str = "
+const REFRESH: &str = concat!(
+    "
 INSERT INTO rollup_minute
 SELECT minute, route, class::VARCHAR || 'xx', variant, consumer, requests, errors, bytes_in,
        bytes_out, duration_sum_us, q[1], q[2], q[3], q[4], max_us
@@ -21,7 +22,9 @@ FROM (
            variant,
            consumer,
            count(*) AS requests,
-           count(*) FILTER (WHERE status >= 500) AS errors,
+           count(*) FILTER (WHERE ",
+    server_error!(),
+    ") AS errors,
            sum(bytes_in)::UBIGINT AS bytes_in,
            sum(bytes_out)::UBIGINT AS bytes_out,
            sum(duration_us)::UBIGINT AS duration_sum_us,
@@ -30,17 +33,21 @@ FROM (
     FROM requests
     WHERE ts >= ? AND ts < ? AND NOT mirrored
     GROUP BY ALL
-)";
+)",
+);
 
 /// The same minutes per route, and for all routes together (route `'*'`).
-const REFRESH_ROUTES: &str = "
+const REFRESH_ROUTES: &str = concat!(
+    "
 INSERT INTO route_minute
 SELECT minute, coalesce(route, '*'), requests, errors, bytes_in, bytes_out, q[1], q[2], q[3], max_us
 FROM (
     SELECT date_trunc('minute', ts) AS minute,
            coalesce(route, 'unmatched') AS route,
            count(*) AS requests,
-           count(*) FILTER (WHERE status >= 500) AS errors,
+           count(*) FILTER (WHERE ",
+    server_error!(),
+    ") AS errors,
            sum(bytes_in)::UBIGINT AS bytes_in,
            sum(bytes_out)::UBIGINT AS bytes_out,
            quantile_cont(duration_us, [0.5, 0.95, 0.99]) AS q,
@@ -48,7 +55,8 @@ FROM (
     FROM requests
     WHERE ts >= ? AND ts < ? AND NOT mirrored
     GROUP BY GROUPING SETS ((minute, coalesce(route, 'unmatched')), (minute))
-)";
+)",
+);
 
 /// How long after a minute ends it is rolled up: requests in flight at its end mostly finish.
 pub(crate) const GRACE_US: i64 = 5_000_000;

@@ -75,6 +75,9 @@ fn rollups_follow_the_appends() {
     let (store, mut sink) = memory_store();
     let mut events: Vec<_> = (0..10).map(sample_event).collect();
     events[0].status = 503;
+    // gRPC calls answer 200: UNAVAILABLE failed on the server's side, NOT_FOUND did not.
+    events[1].grpc_status = Some(14);
+    events[2].grpc_status = Some(5);
     sink.write_batch(&events).expect("append");
     sink.close();
     let json = json_of(
@@ -83,7 +86,15 @@ fn rollups_follow_the_appends() {
     );
     assert_eq!(
         json["rows"],
-        serde_json::json!([["2xx", 9, 0, 1500], ["5xx", 1, 1, 1500]])
+        serde_json::json!([["2xx", 9, 1, 1500], ["5xx", 1, 1, 1500]])
+    );
+    let routes = json_of(
+        &store,
+        "SELECT route, requests, errors FROM route_minute ORDER BY route",
+    );
+    assert_eq!(
+        routes["rows"],
+        serde_json::json!([["*", 10, 2], ["books", 10, 2]])
     );
 }
 

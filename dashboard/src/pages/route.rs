@@ -61,7 +61,7 @@ impl RequestTable {
                 method: r.method.clone(),
                 path: r.path.clone(),
                 status: r.status,
-                failed: r.status >= 500 || r.error_kind.is_some(),
+                failed: r.failed(),
                 duration: duration(r.duration_us as f64),
                 instance: r.instance.clone().unwrap_or_default(),
                 attempts: r.attempts,

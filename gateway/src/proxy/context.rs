@@ -129,6 +129,9 @@ pub(crate) struct RequestContext {
     pub(crate) upstream_connect: Duration,
     pub(crate) upstream_ttfb: Duration,
     pub(crate) error_kind: Option<ErrorKind>,
+    /// The request is a gRPC call (`content-type: application/grpc...`): the gateway's own
+    /// refusals are given as gRPC statuses.
+    pub(crate) grpc_call: bool,
     /// How a gRPC call ended, from the upstream's `grpc-status`.
     pub(crate) grpc_status: Option<GrpcStatus>,
     /// The steps of the request's path, for its event (the dashboard's waterfall) and spans.
@@ -174,6 +177,7 @@ impl RequestContext {
             upstream_connect: Duration::ZERO,
             upstream_ttfb: Duration::ZERO,
             error_kind: None,
+            grpc_call: crate::grpc::is_grpc(request.headers()),
             grpc_status: None,
             steps: PathSteps::new(),
             trace: None,

@@ -6,6 +6,7 @@ use super::forward_headers;
 use super::record::ResponseBody;
 use crate::body::PooledBody;
 use crate::cache::Ticket;
+use crate::grpc;
 use crate::ratelimit;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, SET_COOKIE, WWW_AUTHENTICATE};
@@ -54,6 +55,9 @@ fn stamp(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: bool) {
 static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 pub(super) fn from_error(error: &ProxyError, ctx: &RequestContext) -> Response<ResponseBody> {
+    if ctx.grpc_call {
+        return grpc_refusal(error, ctx);
+    }
     let body = Full::new(Bytes::from(error.body(ctx.request_id_str())));
     let mut response = Response::new(Either::Right(body));
     *response.status_mut() = error.status();
@@ -65,6 +69,23 @@ pub(super) fn from_error(error: &ProxyError, ctx: &RequestContext) -> Response<R
     stamp(headers, ctx, false);
     response
 }
+
+/// A refusal of a gRPC call, as gRPC clients read one: HTTP 200, no body, the code and message
+/// in `grpc-status` and `grpc-message` (the record phase reads the code back, as it would an
+/// upstream's). The JSON error's `code` goes in `x-lookout-error`, for logs and curl.
+fn grpc_refusal(error: &ProxyError, ctx: &RequestContext) -> Response<ResponseBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
+    let headers = response.headers_mut();
+    grpc::refusal(error.status(), &error.to_string(), headers);
+    headers.insert(X_LOOKOUT_ERROR.clone(), HeaderValue::from_static(error.code()));
+    if let ProxyError::Unauthorized(_, challenge) = error {
+        headers.insert(WWW_AUTHENTICATE, challenge.clone());
+    }
+    stamp(headers, ctx, false);
+    response
+}
+
+static X_LOOKOUT_ERROR: HeaderName = HeaderName::from_static("x-lookout-error");
 
 /// `RateLimit-Policy` and `RateLimit` (and `Retry-After` on a 429) on a limited route.
 fn give_rate_limit(headers: &mut HeaderMap, ctx: &RequestContext) {

@@ -344,3 +344,77 @@ async fn a_closed_http2_connection_is_replaced_for_the_next_request() {
     assert_eq!(post().await.status, StatusCode::OK);
     assert_eq!(upstream.connections(), 2);
 }
+
+const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+#[tokio::test]
+async fn the_gateways_own_refusals_of_grpc_calls_are_grpc_statuses() {
+    let upstream = TestUpstream::start("slow").await;
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let nowhere = closed.local_addr().expect("address");
+    drop(closed);
+    let gateway = start_gateway(&format!(
+        "analytics: {{ store: memory }}\n\
+         upstreams:\n\
+         \x20 - {{ name: gone, instances: [\"{nowhere}\"], protocol: http2 }}\n\
+         \x20 - {{ name: slow, instances: [\"{}\"] }}\n\
+         routes:\n\
+         \x20 - {{ name: limited, match: {{ path: {EXPORT}, headers: {{ x-case: limited }} }}, upstream: gone,\n\
+         \x20     rate_limit: {{ rate: 1/min, burst: 1, key: route }} }}\n\
+         \x20 - {{ name: late, match: {{ path: {EXPORT}, headers: {{ x-case: late }} }}, upstream: slow,\n\
+         \x20     rewrite: /slow/2000, timeout: 200ms }}\n\
+         \x20 - {{ name: gone, match: {{ path: {EXPORT}, headers: {{ x-case: gone }} }}, upstream: gone }}\n",
+        upstream.addr
+    ))
+    .await;
+    let call = |case: &'static str| {
+        let gateway = &gateway;
+        async move {
+            let mut client = TraceServiceClient::connect(format!("http://{}", gateway.proxy_addr()))
+                .await
+                .expect("a gRPC channel to the gateway");
+            let mut request = tonic::Request::new(one_span("refused"));
+            request
+                .metadata_mut()
+                .insert("x-case", case.parse().expect("metadata"));
+            client
+                .export(request)
+                .await
+                .expect_err("the gateway refuses the call")
+        }
+    };
+    let gone = call("gone").await;
+    assert_eq!(gone.code(), tonic::Code::Unavailable, "{gone:?}");
+    assert!(
+        gone.message().contains("upstream `gone` could not be reached"),
+        "{gone:?}"
+    );
+    let late = call("late").await;
+    assert_eq!(late.code(), tonic::Code::DeadlineExceeded, "{late:?}");
+    let unmatched = call("none").await;
+    assert_eq!(unmatched.code(), tonic::Code::Unimplemented, "{unmatched:?}");
+    assert_eq!(unmatched.message(), "no route matches this request");
+    // The limit's one call goes through (and finds the upstream gone); the next is refused.
+    assert_eq!(call("limited").await.code(), tonic::Code::Unavailable);
+    let limited = call("limited").await;
+    assert_eq!(limited.code(), tonic::Code::ResourceExhausted, "{limited:?}");
+
+    // Each is recorded as what the client got, a gRPC failure, with the gateway's error.
+    wait_for_stored(&gateway, 5).await;
+    let rows = sql_rows(
+        gateway.admin_addr(),
+        "",
+        "SELECT coalesce(route, '-'), status, grpc_status, error_kind FROM requests ORDER BY ts",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        json!([
+            ["gone", 200, 14, "upstream_unreachable"],
+            ["late", 200, 4, "upstream_timeout"],
+            ["-", 200, 12, "no_route"],
+            ["limited", 200, 14, "upstream_unreachable"],
+            ["limited", 200, 8, "rate_limited"]
+        ])
+    );
+}

@@ -301,12 +301,14 @@ pub fn report(
 }
 
 fn variant_stats(conn: &Connection, route: &str, since_us: i64) -> duckdb::Result<Vec<VariantStats>> {
-    let mut statement = conn.prepare(
-        "SELECT variant, count(*), count(*) FILTER (WHERE status >= 500),
+    let mut statement = conn.prepare(concat!(
+        "SELECT variant, count(*), count(*) FILTER (WHERE ",
+        server_error!(),
+        "),
                 quantile_cont(duration_us, [0.5, 0.95, 0.99])
          FROM requests WHERE route = ? AND ts >= ? AND variant IS NOT NULL
-         GROUP BY variant ORDER BY variant",
-    )?;
+         GROUP BY variant ORDER BY variant"
+    ))?;
     let rows = statement.query_map(duckdb::params![route, at(since_us)], |row| {
         let quantiles = quantile_list(row.get_ref(3)?);
         let requests: u64 = row.get(1)?;
