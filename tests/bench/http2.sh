@@ -49,17 +49,8 @@ wait_port "$lookout_port"
 nginx_port=""
 if command -v nginx >/dev/null; then
   nginx_port=$(free_port)
-  mkdir -p "$work/nginx"
-  cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  nginx_config "access_log off;" >"$work/nginx.conf"
+  cat >>"$work/nginx.conf" <<NGINX
   # nginx sends one request at a time per upstream connection (it does not multiplex), so
   # the pool holds one per stream in flight: 500.
   upstream h2 { server 127.0.0.1:$h2_port; keepalive 512; keepalive_requests 1000000; }

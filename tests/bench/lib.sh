@@ -61,6 +61,24 @@ start_bench_upstream() {
   wait_port "$upstream_port"
 }
 
+# Prints the start of an nginx config for one worker in the foreground, its files under
+# $work/nginx, up to the opening of its http block, which gets $1 (its access log setting); the
+# caller writes the rest of the block and closes it.
+nginx_config() {
+  mkdir -p "$work/nginx"
+  cat <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  $1
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+NGINX
+}
+
 # Starts nginx (1 worker, its process id in $nginx_worker) as a proxy to bench-upstream on
 # $nginx_port, when nginx is installed; $nginx_port stays empty otherwise. The same worker also
 # serves $nginx_fwd_port, where nginx does the header work Lookout does on every request: the
@@ -104,17 +122,8 @@ start_nginx() {
     $location
   }"
   fi
-  mkdir -p "$work/nginx"
-  cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log $work/nginx/access.log;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  nginx_config "access_log $work/nginx/access.log;" >"$work/nginx.conf"
+  cat >>"$work/nginx.conf" <<NGINX
   upstream bench { server 127.0.0.1:$upstream_port; keepalive 128; }
   server {
     listen 127.0.0.1:$nginx_port;
