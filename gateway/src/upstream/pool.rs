@@ -10,11 +10,13 @@ use super::InstanceState;
 use crate::body::UpstreamBody;
 use crate::tls::TlsTarget;
 use crossbeam_queue::ArrayQueue;
+use futures_util::future::Either;
 use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -136,15 +138,17 @@ impl ConnectionPool {
         }
     }
 
-    /// Sends `request` to the instance, over a connection of the protocol it speaks.
-    pub(crate) async fn send(
-        &self,
-        target: Target<'_>,
+    /// Sends `request` to the instance, over a connection of the protocol it speaks. The chosen
+    /// protocol's future itself, not one awaiting it: each async layer would add to the request's
+    /// future (see `Instance::exchange`).
+    pub(crate) fn send<'a>(
+        &'a self,
+        target: Target<'a>,
         request: Request<UpstreamBody>,
-    ) -> Result<Exchange, SendError> {
+    ) -> impl Future<Output = Result<Exchange, SendError>> + 'a {
         match target.protocol {
-            Protocol::Http1 => self.send_http1(target, request).await,
-            Protocol::Http2 => self.multiplexed.send(target, request).await,
+            Protocol::Http1 => Either::Left(self.send_http1(target, request)),
+            Protocol::Http2 => Either::Right(self.multiplexed.send(target, request)),
         }
     }
 
