@@ -211,8 +211,18 @@ fn server_attributes(done: &Finished) -> Vec<KeyValue> {
     if let Some(grpc) = done.grpc_status {
         attributes.push(KeyValue::new("rpc.system", "grpc"));
         attributes.push(KeyValue::new("rpc.grpc.status_code", i64::from(grpc.code())));
+        if let Some((service, method)) = grpc_method(&done.path) {
+            attributes.push(KeyValue::new("rpc.service", service.to_owned()));
+            attributes.push(KeyValue::new("rpc.method", method.to_owned()));
+        }
     }
     attributes
+}
+
+/// A gRPC call's service and method, from its path `/package.Service/Method`.
+fn grpc_method(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/')).then_some((service, method))
 }
 
 fn attempt_attributes(method: &str, attempt: &PathStep, number: usize) -> Vec<KeyValue> {

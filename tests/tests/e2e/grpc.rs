@@ -152,12 +152,21 @@ async fn grpc_calls_go_through_to_an_http2_upstream_and_their_status_is_recorded
         .iter()
         .find(|s| s.kind == SpanKind::Server as i32)
         .expect("the failed call's server span");
-    let code = server
-        .attributes
-        .iter()
-        .find(|kv| kv.key == "rpc.grpc.status_code")
-        .and_then(|kv| kv.value.clone()?.value);
-    assert_eq!(code, Some(Value::IntValue(12)));
+    let attribute = |key: &str| {
+        server
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone()?.value)
+    };
+    assert_eq!(attribute("rpc.grpc.status_code"), Some(Value::IntValue(12)));
+    assert_eq!(
+        attribute("rpc.service"),
+        Some(Value::StringValue(
+            "opentelemetry.proto.collector.trace.v1.TraceService".into()
+        ))
+    );
+    assert_eq!(attribute("rpc.method"), Some(Value::StringValue("Nope".into())));
     assert_eq!(
         server.status.as_ref().map(|s| s.code),
         Some(SpanStatus::Error as i32)
