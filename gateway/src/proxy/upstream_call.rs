@@ -12,7 +12,7 @@ use super::upgrade;
 use crate::body::{ClientBody, PooledBody, RequestBody, UpstreamBody};
 use crate::routing::RouteMatch;
 use crate::traces::random_span_id;
-use crate::upstream::one_shot::{exchange_until, Exchanged, Failure};
+use crate::upstream::one_shot::{exchange_until, Exchanged, Failure, Unanswered};
 use crate::upstream::{balancer_key, ms_at, Instance, Protocol, Upstream};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -40,7 +40,17 @@ pub(super) async fn run(
     let _request_slot = upstream.retry.budget.request();
     let mut tried = Vec::with_capacity(outgoing.max_attempts as usize);
     let mut outcome = Outcome::NoInstance;
-    while (tried.len() as u32) < outgoing.max_attempts {
+    loop {
+        // A request that never left (no connection could be opened for it) may go to another
+        // instance whatever its method, as nginx does, within the upstream's attempts.
+        let unsent = outcome.take_unsent();
+        let limit = match unsent {
+            Some(_) => outgoing.max_attempts.max(upstream.retry.attempts),
+            None => outgoing.max_attempts,
+        };
+        if tried.len() as u32 >= limit {
+            break;
+        }
         let _retry_slot = match tried.len() {
             0 => None,
             _ => match upstream.retry.budget.try_retry() {
@@ -60,8 +70,10 @@ pub(super) async fn run(
             break;
         };
         tried.push(index);
-        let last_try = tried.len() as u32 == outgoing.max_attempts;
-        let request = outgoing.request(last_try);
+        let request = match unsent {
+            Some(request) => *request,
+            None => outgoing.request(tried.len() as u32 == outgoing.max_attempts),
+        };
         let per_try = Deadline::from_std(sent + route.timeouts.per_try);
         outcome = attempt(upstream, index, request, sent, per_try.min(deadline), ctx).await;
         if !outcome.should_retry() {
@@ -191,6 +203,8 @@ enum Outcome {
     NoInstance,
     Response(Response<PooledBody>),
     Unreachable,
+    /// Unreachable before the request left: here it is, to go elsewhere.
+    NotSent(Box<Request<UpstreamBody>>),
     TimedOut,
 }
 
@@ -198,8 +212,19 @@ impl Outcome {
     fn should_retry(&self) -> bool {
         match self {
             Outcome::Response(response) => is_gateway_error(response.status()),
-            Outcome::Unreachable | Outcome::TimedOut => true,
+            Outcome::Unreachable | Outcome::NotSent(_) | Outcome::TimedOut => true,
             Outcome::NoInstance => false,
+        }
+    }
+
+    /// The request of a `NotSent` outcome, which is then a plain `Unreachable`.
+    fn take_unsent(&mut self) -> Option<Box<Request<UpstreamBody>>> {
+        match std::mem::replace(self, Outcome::Unreachable) {
+            Outcome::NotSent(request) => Some(request),
+            other => {
+                *self = other;
+                None
+            }
         }
     }
 
@@ -207,7 +232,9 @@ impl Outcome {
         match self {
             Outcome::Response(response) => Ok(response),
             Outcome::NoInstance => Err(ProxyError::NoHealthyInstance(upstream.name.clone())),
-            Outcome::Unreachable => Err(ProxyError::UpstreamUnreachable(upstream.name.clone())),
+            Outcome::Unreachable | Outcome::NotSent(_) => {
+                Err(ProxyError::UpstreamUnreachable(upstream.name.clone()))
+            }
             Outcome::TimedOut => Err(ProxyError::UpstreamTimeout(upstream.name.clone())),
         }
     }
@@ -240,8 +267,15 @@ async fn attempt(
             ctx.upstream_connect = connect_time.unwrap_or_default();
             Outcome::Response(response)
         }
-        Err(Failure::TimedOut) => Outcome::TimedOut,
-        Err(Failure::Unreachable | Failure::NoInstance) => Outcome::Unreachable,
+        Err(Unanswered {
+            failure: Failure::TimedOut,
+            ..
+        }) => Outcome::TimedOut,
+        Err(Unanswered {
+            unsent: Some(request),
+            ..
+        }) => Outcome::NotSent(request),
+        Err(Unanswered { .. }) => Outcome::Unreachable,
     };
     let answered = Instant::now();
     ctx.upstream_ttfb = answered
@@ -282,7 +316,9 @@ fn note_attempt(
     match outcome {
         Outcome::Response(response) => step.status = Some(response.status().as_u16()),
         Outcome::TimedOut => step.error = Some("timeout"),
-        Outcome::Unreachable | Outcome::NoInstance => step.error = Some("connection_error"),
+        Outcome::Unreachable | Outcome::NotSent(_) | Outcome::NoInstance => {
+            step.error = Some("connection_error")
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! one, when there is none or it closed, is serialized per instance, so a burst of requests to a
 //! fresh instance opens one connection rather than one each.
 
-use super::pool::{connect, Exchange, SendError, Sender, Target};
+use super::pool::{connect, Exchange, Failed, SendError, Sender, Target};
 use crate::body::UpstreamBody;
 use arc_swap::ArcSwapOption;
 use http::header::HOST;
@@ -54,7 +54,7 @@ impl Multiplexed {
         &self,
         target: Target<'_>,
         mut request: Request<UpstreamBody>,
-    ) -> Result<Exchange, SendError> {
+    ) -> Result<Exchange, Failed> {
         let tls = target.tls.is_some();
         to_absolute_form(&mut request, tls);
         if let Some(live) = self.open_one() {
@@ -68,7 +68,10 @@ impl Multiplexed {
             }
         }
         // Boxed for the same reason as HTTP/1.1's: a large future few requests need.
-        let (live, connect_time) = Box::pin(self.connect(target)).await?;
+        let (live, connect_time) = match Box::pin(self.connect(target)).await {
+            Ok(opened) => opened,
+            Err(error) => return Err(Failed::unsent(error, request)),
+        };
         let mut sender = Http2Sender::clone(&live);
         let response = sender.send_request(request).await?;
         Ok(exchange(response, sender, tls, connect_time))

@@ -4,7 +4,7 @@
 //! for a back-off that doubles with each ejection. Health is atomics: the hot path reads and
 //! updates it without locks.
 
-use super::pool::{ConnectionPool, Exchange, Protocol, SendError, Sender, Target};
+use super::pool::{ConnectionPool, Exchange, Failed, Protocol, SendError, Sender, Target};
 use crate::body::UpstreamBody;
 use crate::stats::{Latency, LatencySnapshot, Metrics, EJECTIONS};
 use crate::tls::TlsTarget;
@@ -154,7 +154,7 @@ impl Instance {
         &self,
         connect_timeout: Duration,
         request: http::Request<UpstreamBody>,
-    ) -> impl Future<Output = Result<Exchange, SendError>> + '_ {
+    ) -> impl Future<Output = Result<Exchange, Failed>> + '_ {
         self.pool.send(self.target(connect_timeout), request)
     }
 

@@ -3,6 +3,7 @@
 //! balancer, and its health learns from the outcome like any attempt's. The exchange itself,
 //! [`exchange_until`], is the one a route's attempts make too.
 
+use super::pool::Failed;
 use super::{now_ms, Exchange, Instance, ReturnTicket, Upstream};
 use crate::body::{PooledBody, UpstreamBody};
 use http::{Request, Response};
@@ -70,9 +71,9 @@ pub(crate) async fn send(upstream: &Upstream, mut request: Request<UpstreamBody>
                 ttfb,
             })
         }
-        Err(failure) => {
+        Err(unanswered) => {
             instance.record_failure(&upstream.outlier);
-            Err(failure)
+            Err(unanswered.failure)
         }
     };
     OneShot {
@@ -88,6 +89,12 @@ pub(crate) struct Exchanged {
     pub(crate) connect_time: Option<Duration>,
 }
 
+/// Why an exchange brought no response, and the request when it never left (see [`Failed`]).
+pub(crate) struct Unanswered {
+    pub(crate) failure: Failure,
+    pub(crate) unsent: Option<Box<Request<UpstreamBody>>>,
+}
+
 /// One exchange with `instance`, given up at `deadline`: the part a route's attempt and a one-shot
 /// request share. What the outcome means for the instance's health is the caller's to record.
 pub(crate) async fn exchange_until(
@@ -95,7 +102,7 @@ pub(crate) async fn exchange_until(
     connect_timeout: Duration,
     request: Request<UpstreamBody>,
     deadline: Deadline,
-) -> Result<Exchanged, Failure> {
+) -> Result<Exchanged, Unanswered> {
     match timeout_at(deadline, instance.exchange(connect_timeout, request)).await {
         Ok(Ok(Exchange {
             response,
@@ -111,10 +118,16 @@ pub(crate) async fn exchange_until(
                 connect_time,
             })
         }
-        Ok(Err(error)) => {
+        Ok(Err(Failed { error, unsent })) => {
             tracing::debug!(instance = %instance.addr, %error, "upstream request failed");
-            Err(Failure::Unreachable)
+            Err(Unanswered {
+                failure: Failure::Unreachable,
+                unsent,
+            })
         }
-        Err(_) => Err(Failure::TimedOut),
+        Err(_) => Err(Unanswered {
+            failure: Failure::TimedOut,
+            unsent: None,
+        }),
     }
 }

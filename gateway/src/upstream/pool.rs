@@ -101,6 +101,33 @@ pub(crate) enum SendError {
     Http(#[from] hyper::Error),
 }
 
+/// Why no response came back, and the request itself when it never left: no connection could be
+/// opened for it, so another instance may take it whatever its method (boxed: it is rare, and
+/// the exchange's result would otherwise make room for a request in every request's future).
+pub(crate) struct Failed {
+    pub(crate) error: SendError,
+    pub(crate) unsent: Option<Box<Request<UpstreamBody>>>,
+}
+
+impl Failed {
+    pub(crate) fn unsent(error: SendError, request: Request<UpstreamBody>) -> Self {
+        Failed {
+            error,
+            unsent: Some(Box::new(request)),
+        }
+    }
+}
+
+impl From<hyper::Error> for Failed {
+    /// A failure once the request was handed to a connection: it may have been sent.
+    fn from(error: hyper::Error) -> Self {
+        Failed {
+            error: error.into(),
+            unsent: None,
+        }
+    }
+}
+
 /// A response, the connection it came over and, when the connection was opened for it, how
 /// long opening took.
 pub(crate) struct Exchange {
@@ -145,7 +172,7 @@ impl ConnectionPool {
         &'a self,
         target: Target<'a>,
         request: Request<UpstreamBody>,
-    ) -> impl Future<Output = Result<Exchange, SendError>> + 'a {
+    ) -> impl Future<Output = Result<Exchange, Failed>> + 'a {
         match target.protocol {
             Protocol::Http1 => Either::Left(self.send_http1(target, request)),
             Protocol::Http2 => Either::Right(self.multiplexed.send(target, request)),
@@ -158,7 +185,7 @@ impl ConnectionPool {
         &self,
         target: Target<'_>,
         mut request: Request<UpstreamBody>,
-    ) -> Result<Exchange, SendError> {
+    ) -> Result<Exchange, Failed> {
         while let Some(idle) = self.idle.pop() {
             if idle.since.elapsed() > IDLE_TIMEOUT || idle.sender.is_closed() {
                 continue;
@@ -185,7 +212,10 @@ impl ConnectionPool {
         // Boxed: opening a connection (TCP, TLS, handshake) is a large future, and every
         // request's future would otherwise carry room for it, and be copied with it, even the
         // many that reuse a pooled connection.
-        let mut sender = Box::pin(connect(target)).await?;
+        let mut sender = match Box::pin(connect(target)).await {
+            Ok(sender) => sender,
+            Err(error) => return Err(Failed::unsent(error, request)),
+        };
         let connect_time = started.elapsed();
         let response = sender.send_request(request).await?;
         Ok(Exchange {

@@ -2,7 +2,7 @@
 
 use http::{Method, StatusCode};
 use lookout_tests::{
-    body_json, send, single_upstream, start_gateway, start_gateway_to, wait_until, TestUpstream,
+    body_json, send, send_body, single_upstream, start_gateway, start_gateway_to, wait_until, TestUpstream,
 };
 use std::time::Duration;
 
@@ -53,6 +53,36 @@ async fn post_is_never_retried() {
     assert_eq!(failing.hits() + healthy.hits(), 6, "one attempt per POST");
     assert_eq!(unavailable, failing.hits());
     assert_eq!(unavailable, 3);
+}
+
+#[tokio::test]
+async fn a_post_no_connection_could_take_goes_to_another_instance() {
+    let healthy = TestUpstream::start("healthy").await;
+    let mut down = TestUpstream::start("down").await;
+    down.kill().await;
+    let gateway = start_gateway(&svc(&healthy, &down, "")).await;
+    for i in 0..6 {
+        let body = format!("order {i}");
+        let reply = send_body(
+            gateway.proxy_addr(),
+            Method::POST,
+            "/echo-body",
+            &[],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "the body was never sent, so it may go elsewhere"
+        );
+        assert_eq!(reply.body, body.as_bytes(), "and arrives whole");
+    }
+    assert_eq!(healthy.hits(), 6);
+    // With no other instance to go to, the POST fails as before.
+    let alone = start_gateway(&single_upstream(down.addr, "", "")).await;
+    let reply = send_body(alone.proxy_addr(), Method::POST, "/", &[], "order").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
 }
 
 #[tokio::test]
