@@ -228,9 +228,12 @@ fn echo(behaviour: &Behaviour, request: &Request<Incoming>) -> Response<Body> {
         .map(|p| p.to_string())
         .unwrap_or_default();
     let version = format!("{:?}", request.version());
+    // HTTP/2 names the site in the target's authority, not in `Host`.
+    let authority = request.uri().authority().map(|a| a.to_string());
     json_reply(
         behaviour,
-        json!({"instance": behaviour.name, "method": request.method().as_str(), "path": path, "version": version, "headers": headers}),
+        json!({"instance": behaviour.name, "method": request.method().as_str(), "path": path,
+               "version": version, "authority": authority, "headers": headers}),
     )
 }
 

@@ -223,6 +223,11 @@ async fn an_http2_upstream_takes_concurrent_requests_on_one_connection_and_sends
         gateway.proxy_addr().to_string()
     );
     assert!(echoed["headers"].get("host").is_none(), "{echoed}");
+    assert_eq!(
+        echoed["authority"],
+        gateway.proxy_addr().to_string(),
+        "the client's host"
+    );
     assert_eq!(upstream.connections(), 1);
 }
 
@@ -238,6 +243,12 @@ async fn http2_is_negotiated_with_tls_upstreams() {
     let echoed = body_json(&reply);
     assert_eq!(echoed["version"], "HTTP/2.0");
     assert_eq!(echoed["path"], "/over-tls");
+
+    // `host_header: instance` names the instance in :authority, as it would in `Host`.
+    let own = format!("{extra}, host_header: instance");
+    let gateway = start_gateway(&single_upstream(secure.addr, &own, "")).await;
+    let echoed = body_json(&send(gateway.proxy_addr(), Method::GET, "/", &[]).await);
+    assert_eq!(echoed["authority"], secure.addr.to_string(), "{echoed}");
 }
 
 /// A gRPC server whose only service is the standard health service, on a port chosen by the OS.
