@@ -14,6 +14,11 @@ pub(crate) fn duration(us: f64) -> String {
     }
 }
 
+/// A gRPC status code and its name, as tonic names gRPC's codes: `14 Unavailable`.
+pub(crate) fn grpc_code(code: u8) -> String {
+    format!("{code} {:?}", tonic::Code::from_i32(i32::from(code)))
+}
+
 pub(crate) fn percent(ratio: f64) -> String {
     format!("{:.2}%", ratio * 100.0)
 }

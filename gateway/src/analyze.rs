@@ -59,7 +59,7 @@ pub(crate) fn canary(store: &Path, route: &str, since: Duration, json: bool) -> 
         } else {
             for v in &report.variants {
                 println!(
-                    "{:<12} share {:>6.2}%  requests {:>8}  5xx {:.2}% ({:.2}%–{:.2}%)  p50 {:.0} µs  p95 {:.0} µs  p99 {:.0} µs",
+                    "{:<12} share {:>6.2}%  requests {:>8}  errors {:.2}% ({:.2}%–{:.2}%)  p50 {:.0} µs  p95 {:.0} µs  p99 {:.0} µs",
                     v.variant,
                     v.share * 100.0,
                     v.requests,

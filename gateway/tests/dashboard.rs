@@ -61,7 +61,7 @@ async fn an_engineer_walks_the_dashboard_in_a_browser() {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let (status, body) = page(admin, "/dashboard/anomalies").await;
-        if status == 200 && body.contains("p99 latency<") && body.contains("5xx ratio<") {
+        if status == 200 && body.contains("p99 latency<") && body.contains("error ratio<") {
             break;
         }
         assert!(

@@ -69,7 +69,7 @@ try {
   // Anomalies: the demo's error burst on reviews and latency spike on inventory, with examples.
   await open('/dashboard/anomalies');
   const anomalies = await page.textContent('#anomalies');
-  assert.match(anomalies, /reviews\s*5xx ratio/);
+  assert.match(anomalies, /reviews\s*error ratio/);
   assert.match(anomalies, /inventory\s*p99 latency/);
   await shot('anomalies');
   await Promise.all([page.waitForURL(/\/dashboard\/requests\//), page.locator('a.example').first().click()]);

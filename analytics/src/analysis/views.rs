@@ -118,6 +118,20 @@ pub fn latency_histogram(conn: &Connection, route: &str, since_us: i64) -> duckd
     rows.collect()
 }
 
+/// gRPC calls of `route` since `since_us` by the status they ended with (`grpc_status`), most
+/// frequent first; empty for a route that served none.
+pub fn grpc_statuses(conn: &Connection, route: &str, since_us: i64) -> duckdb::Result<Vec<(u8, u64)>> {
+    let mut statement = conn.prepare(
+        "SELECT grpc_status, count(*) FROM requests
+         WHERE route = ? AND ts >= ? AND grpc_status IS NOT NULL AND NOT mirrored
+         GROUP BY grpc_status ORDER BY 2 DESC, 1",
+    )?;
+    let rows = statement.query_map(duckdb::params![route, at(since_us)], |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })?;
+    rows.collect()
+}
+
 /// Requests per status class per minute.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusMinute {

@@ -102,7 +102,7 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
 fn metric_label(metric: Metric) -> &'static str {
     match metric {
         Metric::RequestRate => "request rate",
-        Metric::ErrorRatio => "5xx ratio",
+        Metric::ErrorRatio => "error ratio",
         Metric::P99Latency => "p99 latency",
     }
 }

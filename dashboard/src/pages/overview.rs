@@ -12,7 +12,7 @@ use lookout_analytics::analysis::{now_us, HOUR_US, MINUTE_US};
 
 const LIVE_WINDOW_US: i64 = 5 * MINUTE_US;
 const TOP: usize = 5;
-/// A 5xx ratio shown in red from here.
+/// An error ratio shown in red from here.
 const BAD_ERROR_RATIO: f64 = 0.01;
 
 pub(super) struct TopRow {
@@ -172,7 +172,7 @@ pub(crate) fn rate_chart(title: &str, points: &[Point], label_x: fn(i64) -> Stri
             values: points.iter().map(|p| p.requests as f64).collect(),
         },
         Series {
-            name: "5xx",
+            name: "errors",
             values: points.iter().map(|p| p.errors as f64).collect(),
         },
     ];
@@ -186,10 +186,10 @@ fn error_chart(points: &[Point]) -> LineChart {
         .map(|p| p.errors as f64 / p.requests.max(1) as f64)
         .collect();
     let series = vec![Series {
-        name: "5xx ratio",
+        name: "error ratio",
         values: ratio,
     }];
-    LineChart::new("5xx ratio per minute", &xs, series, clock_minute, percent)
+    LineChart::new("Error ratio per minute", &xs, series, clock_minute, percent)
 }
 
 pub(crate) fn latency_chart(title: &str, points: &[Point], label_x: fn(i64) -> String) -> LineChart {
@@ -211,7 +211,7 @@ pub(crate) fn latency_chart(title: &str, points: &[Point], label_x: fn(i64) -> S
     LineChart::new(title, &xs, series, label_x, duration)
 }
 
-/// The routes three ways: by traffic, by 5xx ratio, by p99.
+/// The routes three ways: by traffic, by error ratio, by p99.
 fn tops(mut routes: Vec<RouteSummary>) -> Vec<(&'static str, Vec<TopRow>)> {
     let rows = |routes: &[RouteSummary]| routes.iter().take(TOP).map(top_row).collect();
     let by_traffic = rows(&routes);
@@ -221,7 +221,7 @@ fn tops(mut routes: Vec<RouteSummary>) -> Vec<(&'static str, Vec<TopRow>)> {
     let by_latency = rows(&routes);
     vec![
         ("By traffic", by_traffic),
-        ("By 5xx ratio", by_errors),
+        ("By error ratio", by_errors),
         ("By latency", by_latency),
     ]
 }

@@ -2,7 +2,7 @@
 
 use super::{fragment, read, render, segment, PageError, Shared};
 use crate::chart::{Span, Waterfall};
-use crate::format::{bytes, duration, timestamp};
+use crate::format::{bytes, duration, grpc_code, timestamp};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -161,19 +161,11 @@ fn fields(r: &RequestRow) -> Vec<(&'static str, String)> {
         ("path", r.path.clone()),
         ("status", r.status.to_string()),
         ("error", or_none(&r.error_kind)),
-        (
-            "gRPC status",
-            r.grpc_status.map_or_else(|| "–".into(), grpc_status),
-        ),
+        ("gRPC status", r.grpc_status.map_or_else(|| "–".into(), grpc_code)),
         ("instance", or_none(&r.instance)),
         ("trace id", or_none(&r.trace_id)),
         ("client", r.client_ip.clone()),
         ("consumer", or_none(&r.consumer)),
         ("variant", or_none(&r.variant)),
     ]
-}
-
-/// `14 Unavailable`: the code and its name, as tonic names gRPC's codes.
-fn grpc_status(code: u8) -> String {
-    format!("{code} {:?}", tonic::Code::from_i32(i32::from(code)))
 }

@@ -4,12 +4,13 @@
 use super::overview::latency_chart;
 use super::{fragment, last_hour, read, render, segment, PageError, Shared};
 use crate::chart::{BarChart, Column};
-use crate::format::{clock, clock_minute, count, duration, percent};
+use crate::format::{clock, clock_minute, count, duration, grpc_code, percent};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use lookout_analytics::analysis::now_us;
 use lookout_analytics::analysis::views::{self, Bucket, Pick, RequestRow, StatusMinute};
+use lookout_analytics::GRPC_SERVER_ERRORS;
 
 const LISTED: usize = 20;
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -25,6 +26,8 @@ struct RoutePage {
     histogram: String,
     percentiles: String,
     statuses: String,
+    /// gRPC calls by status, for a route that served any.
+    grpc: Option<String>,
     slowest: String,
     failed: String,
 }
@@ -65,10 +68,19 @@ impl RequestTable {
                 duration: duration(r.duration_us as f64),
                 instance: r.instance.clone().unwrap_or_default(),
                 attempts: r.attempts,
-                error: r.error_kind.clone().unwrap_or_default(),
+                error: listed_error(r),
             })
             .collect();
         RequestTable { id, rows }
+    }
+}
+
+/// What went wrong, in a list of requests: the gateway's error, else a failed gRPC call's status.
+fn listed_error(r: &RequestRow) -> String {
+    match (&r.error_kind, r.grpc_status) {
+        (Some(kind), _) => kind.clone(),
+        (None, Some(code)) if code != 0 => format!("gRPC {}", grpc_code(code)),
+        _ => String::new(),
     }
 }
 
@@ -84,12 +96,13 @@ pub(super) async fn page(
             views::minutes(conn, &name, since, until)?,
             views::latency_histogram(conn, &name, since)?,
             views::status_classes(conn, &name, since)?,
+            views::grpc_statuses(conn, &name, since)?,
             views::requests(conn, &name, Pick::Slowest, since, now, LISTED)?,
             views::requests(conn, &name, Pick::Failed, since, now, LISTED)?,
         ))
     })
     .await?;
-    let (minutes, buckets, statuses, slowest, failed) = figures;
+    let (minutes, buckets, statuses, grpc, slowest, failed) = figures;
     if minutes.is_empty() && buckets.is_empty() {
         return Err(PageError::NotFound(format!(
             "The route {route:?} has no requests in the last hour."
@@ -110,6 +123,7 @@ pub(super) async fn page(
             clock_minute,
         )),
         statuses: fragment(&status_chart(&statuses)),
+        grpc: (!grpc.is_empty()).then(|| fragment(&grpc_chart(&grpc))),
         slowest: fragment(&RequestTable::new("slowest", &slowest)),
         failed: fragment(&RequestTable::new("failed", &failed)),
         route,
@@ -128,6 +142,24 @@ fn histogram(buckets: &[Bucket]) -> BarChart {
     BarChart::new(
         "Latency distribution (requests per bucket)",
         &["requests"],
+        columns,
+        count,
+    )
+}
+
+/// gRPC calls by status code: a failed call answers HTTP 200, so the status classes alone would
+/// show a failing gRPC route as all 2xx.
+fn grpc_chart(statuses: &[(u8, u64)]) -> BarChart {
+    let columns = statuses
+        .iter()
+        .map(|&(code, calls)| Column {
+            label: grpc_code(code),
+            parts: vec![(usize::from(GRPC_SERVER_ERRORS.contains(&code)), calls as f64)],
+        })
+        .collect();
+    BarChart::new(
+        "gRPC calls by status (last hour)",
+        &["ok or the caller's", "failed on the server's side"],
         columns,
         count,
     )

@@ -146,6 +146,11 @@ async fn grpc_calls_go_through_to_an_http2_upstream_and_their_status_is_recorded
     .await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(String::from_utf8_lossy(&page.body).contains("12 Unimplemented"));
+    // ... and on its route's page, where the status classes alone would show only 2xx.
+    let page = send(admin, Method::GET, "/dashboard/routes/all", &[]).await;
+    let page = String::from_utf8_lossy(&page.body);
+    assert!(page.contains("gRPC calls by status"), "{page}");
+    assert!(page.contains("gRPC 12 Unimplemented"), "listed as failed: {page}");
     // ... and in traces: it is kept though none is sampled, as a failed request.
     let spans = traces.wait_for(1).await;
     let server = spans
