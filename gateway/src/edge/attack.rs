@@ -94,10 +94,7 @@ pub(crate) fn scan_uri(uri: &http::Uri) -> Option<Threat> {
 /// Checks the start of a body, read by its type: form fields, JSON strings, or else the text
 /// as one value.
 pub(crate) fn scan_body(content_type: Option<&str>, body: &[u8]) -> Option<Threat> {
-    let essence = content_type
-        .and_then(|t| t.split(';').next())
-        .map(|t| t.trim().to_ascii_lowercase())
-        .unwrap_or_default();
+    let essence = essence(content_type);
     let kind = if essence == "application/x-www-form-urlencoded" {
         scan_form(body)
     } else if essence == "application/json" || essence.ends_with("+json") {
@@ -134,8 +131,24 @@ fn scan_json(value: &serde_json::Value) -> Option<Kind> {
 }
 
 /// Media types whose bytes are not text a browser or a database would read as such.
+/// The media type without its parameters, in lower case (`""` when there is none).
+fn essence(content_type: Option<&str>) -> String {
+    content_type
+        .and_then(|t| t.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Whether a body of this type is worth reading the start of: not one of a binary type, which
+/// [`scan_body`] would skip anyway. Reading it would also hold up a stream whose client waits
+/// for an answer before sending more (a gRPC call, which may stream both ways), for as long as
+/// the inspection bound is not reached.
+pub(crate) fn inspects_body(content_type: Option<&str>) -> bool {
+    !is_binary(&essence(content_type))
+}
+
 fn is_binary(essence: &str) -> bool {
-    ["image/", "audio/", "video/", "font/"]
+    ["image/", "audio/", "video/", "font/", "application/grpc"]
         .iter()
         .any(|prefix| essence.starts_with(prefix))
         || matches!(
@@ -203,5 +216,19 @@ mod tests {
         let json = br#"{"title": "Where's my <b>bold</b> text?", "count": 3, "tags": ["a-b", "sql"]}"#;
         assert_eq!(scan_body(Some("application/json"), json), None);
         assert_eq!(scan_body(Some("image/png"), b"<script>"), None);
+    }
+
+    #[test]
+    fn binary_bodies_and_grpc_calls_are_not_read() {
+        assert!(inspects_body(Some("application/json; charset=utf-8")));
+        assert!(inspects_body(None), "an untyped body is read as text");
+        for binary in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Image/PNG",
+            "application/zip",
+        ] {
+            assert!(!inspects_body(Some(binary)), "{binary}");
+        }
     }
 }

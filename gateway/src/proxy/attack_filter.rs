@@ -6,7 +6,7 @@
 use super::context::RequestContext;
 use super::error::ProxyError;
 use crate::body::RequestBody;
-use crate::edge::attack::{scan_body, scan_uri, AttackFilter, Mode, Threat};
+use crate::edge::attack::{inspects_body, scan_body, scan_uri, AttackFilter, Mode, Threat};
 use crate::routing::Route;
 use http::request::Parts;
 
@@ -22,18 +22,21 @@ pub(super) async fn run(
     if let Some(threat) = scan_uri(&parts.uri) {
         seen(filter, threat, ctx)?;
     }
-    // Only `request_limits` makes bodies, and it makes a whole one only when there is none.
-    let RequestBody::Streaming(mut body) = body else {
-        return Ok(body);
-    };
-    let (start, whole) = body
-        .read_start(filter.inspect_body)
-        .await
-        .map_err(|_| ProxyError::BadRequest("the request body could not be read"))?;
     let content_type = parts
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    // Only `request_limits` makes bodies, and it makes a whole one only when there is none.
+    let RequestBody::Streaming(mut body) = body else {
+        return Ok(body);
+    };
+    if !inspects_body(content_type) {
+        return Ok(RequestBody::Streaming(body));
+    }
+    let (start, whole) = body
+        .read_start(filter.inspect_body)
+        .await
+        .map_err(|_| ProxyError::BadRequest("the request body could not be read"))?;
     if let Some(threat) = scan_body(content_type, &start) {
         seen(filter, threat, ctx)?;
     }

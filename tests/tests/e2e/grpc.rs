@@ -443,3 +443,56 @@ async fn the_gateways_own_refusals_of_grpc_calls_are_grpc_statuses() {
         ])
     );
 }
+
+#[tokio::test]
+async fn a_grpc_stream_is_forwarded_before_its_body_ends_under_the_attack_filter() {
+    let upstream = TestUpstream::start("h2-stream").await;
+    let gateway = start_gateway(&format!(
+        "security: {{ attack_filter: {{ mode: block }} }}\n{}",
+        single_upstream(upstream.addr, "protocol: http2", "")
+    ))
+    .await;
+    // A call whose client sends one message and then waits, its stream still open, as a
+    // bidirectional call's client does: the filter must not wait for more of the body.
+    let (mut messages, body) = channel_body();
+    messages
+        .send(Ok(http_body::Frame::data(Bytes::from_static(
+            b"\0\0\0\0\x05' OR 1",
+        ))))
+        .await
+        .expect("the first message");
+    let client: Client<_, StreamBody> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let request = Request::post(format!("http://{}/books.v1.Books/Chat", gateway.proxy_addr()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .expect("the answer's headers come while the stream is open")
+        .expect("a response");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "a binary body is not scanned, so not blocked"
+    );
+    drop(messages);
+}
+
+type StreamBody = http_body_util::StreamBody<
+    futures_util::stream::BoxStream<'static, Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
+>;
+
+/// A request body fed through a channel: it stays open until the sender is dropped.
+fn channel_body() -> (
+    tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
+    StreamBody,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let frames = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|frame| (frame, receiver))
+    });
+    (sender, http_body_util::StreamBody::new(Box::pin(frames)))
+}
