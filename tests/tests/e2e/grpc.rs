@@ -454,7 +454,7 @@ async fn a_grpc_stream_is_forwarded_before_its_body_ends_under_the_attack_filter
     .await;
     // A call whose client sends one message and then waits, its stream still open, as a
     // bidirectional call's client does: the filter must not wait for more of the body.
-    let (mut messages, body) = channel_body();
+    let (messages, body) = channel_body();
     messages
         .send(Ok(http_body::Frame::data(Bytes::from_static(
             b"\0\0\0\0\x05' OR 1",
