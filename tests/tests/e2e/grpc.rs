@@ -1,7 +1,8 @@
 //! HTTP/2 upstreams (`protocol: http2`): gRPC calls from a real gRPC client to a real gRPC
-//! server through the gateway, their status recorded (statistics, Prometheus, events, traces),
-//! trailers passed on, one connection carrying concurrent requests, HTTP/2 negotiated over TLS,
-//! and health checks by the gRPC health protocol.
+//! server through the gateway, their status recorded (statistics, Prometheus, events, traces,
+//! the dashboard), trailers passed on, one connection carrying concurrent requests, HTTP/2
+//! negotiated over TLS, health checks by the gRPC health protocol, streams that flow both ways
+//! (under the attack filter too), and the gateway's own refusals in gRPC form.
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
