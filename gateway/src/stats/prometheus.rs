@@ -14,6 +14,7 @@ pub(crate) const RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_byte
 pub(crate) const INSTANCE_HEALTHY: &str = "lookout_upstream_instance_healthy";
 pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
 pub(crate) const EJECTIONS: &str = "lookout_upstream_ejections_total";
+pub(crate) const CONNECTIONS_OPENED: &str = "lookout_upstream_connections_opened_total";
 pub(crate) const EVENTS_QUEUED: &str = "lookout_analytics_events_queued";
 pub(crate) const EVENTS_ACCEPTED: &str = "lookout_analytics_events_accepted_total";
 pub(crate) const EVENTS_DROPPED: &str = "lookout_analytics_events_dropped_total";
@@ -66,7 +67,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 48] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 49] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -89,6 +90,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 48] = [
         EJECTIONS,
         Unit::Count,
         "Outlier ejections of an upstream instance.",
+    ),
+    (
+        CONNECTIONS_OPENED,
+        Unit::Count,
+        "Connections opened to an upstream instance for requests: HTTP/1.1 when no pooled one was free, HTTP/2 when the shared one was missing or closed. Against the request rate it shows how well connections are reused.",
     ),
     (
         EVENTS_QUEUED,

@@ -12,6 +12,7 @@ use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use metrics::Counter;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,7 @@ impl Multiplexed {
         &self,
         target: Target<'_>,
         mut request: Request<UpstreamBody>,
+        opened: &Counter,
     ) -> Result<Exchange, Failed> {
         let tls = target.tls.is_some();
         to_absolute_form(&mut request, tls);
@@ -68,7 +70,7 @@ impl Multiplexed {
             }
         }
         // Boxed for the same reason as HTTP/1.1's: a large future few requests need.
-        let (live, connect_time) = match Box::pin(self.connect(target)).await {
+        let (live, connect_time) = match Box::pin(self.connect(target, opened)).await {
             Ok(opened) => opened,
             Err(error) => return Err(Failed::unsent(error, request)),
         };
@@ -87,7 +89,11 @@ impl Multiplexed {
     }
 
     /// The connection another request has just opened, or a new one (and how long it took).
-    async fn connect(&self, target: Target<'_>) -> Result<(Arc<Http2Sender>, Option<Duration>), SendError> {
+    async fn connect(
+        &self,
+        target: Target<'_>,
+        opened: &Counter,
+    ) -> Result<(Arc<Http2Sender>, Option<Duration>), SendError> {
         let _opening = self.opening.lock().await;
         if let Some(live) = self.open_one() {
             return Ok((live, None));
@@ -96,6 +102,7 @@ impl Multiplexed {
         let Sender::Http2 { sender, .. } = connect(target).await? else {
             unreachable!("an HTTP/2 target opens HTTP/2 connections")
         };
+        opened.increment(1);
         let live = Arc::new(sender);
         self.live.store(Some(live.clone()));
         Ok((live, Some(started.elapsed())))

@@ -16,6 +16,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use metrics::Counter;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,6 +72,8 @@ pub(crate) struct ConnectionPool {
     idle: ArrayQueue<Idle>,
     /// The HTTP/2 connection every request shares.
     multiplexed: Multiplexed,
+    /// `lookout_upstream_connections_opened_total` for this instance.
+    opened: Counter,
 }
 
 #[derive(Debug)]
@@ -137,10 +140,11 @@ pub(crate) struct Exchange {
 }
 
 impl ConnectionPool {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(opened: Counter) -> Self {
         ConnectionPool {
             idle: ArrayQueue::new(MAX_IDLE),
             multiplexed: Multiplexed::default(),
+            opened,
         }
     }
 
@@ -175,7 +179,7 @@ impl ConnectionPool {
     ) -> impl Future<Output = Result<Exchange, Failed>> + 'a {
         match target.protocol {
             Protocol::Http1 => Either::Left(self.send_http1(target, request)),
-            Protocol::Http2 => Either::Right(self.multiplexed.send(target, request)),
+            Protocol::Http2 => Either::Right(self.multiplexed.send(target, request, &self.opened)),
         }
     }
 
@@ -216,6 +220,7 @@ impl ConnectionPool {
             Ok(sender) => sender,
             Err(error) => return Err(Failed::unsent(error, request)),
         };
+        self.opened.increment(1);
         let connect_time = started.elapsed();
         let response = sender.send_request(request).await?;
         Ok(Exchange {

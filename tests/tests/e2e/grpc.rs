@@ -217,6 +217,19 @@ async fn an_http2_upstream_takes_concurrent_requests_on_one_connection_and_sends
         json!({"0": 20}),
         "read from the trailers: {stats}"
     );
+    let metrics = send(gateway.admin_addr(), Method::GET, "/metrics", &[])
+        .await
+        .body;
+    let opened = format!(
+        r#"lookout_upstream_connections_opened_total{{upstream="svc",instance="{}"}} 1"#,
+        upstream.addr
+    );
+    assert!(
+        String::from_utf8_lossy(&metrics)
+            .lines()
+            .any(|line| line == opened),
+        "the gateway counts the one connection it opened"
+    );
 
     // An HTTP/1.1 client's request goes upstream over HTTP/2 too, named by :authority.
     let reply = send(gateway.proxy_addr(), Method::GET, "/plain", &[("te", "trailers")]).await;

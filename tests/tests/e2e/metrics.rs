@@ -122,6 +122,15 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
         upstream.addr
     );
     assert_eq!(sample(&text, &healthy), Some(1.0));
+    let opened = format!(
+        r#"lookout_upstream_connections_opened_total{{upstream="svc",instance="{}"}}"#,
+        upstream.addr
+    );
+    assert_eq!(
+        sample(&text, &opened),
+        Some(1.0),
+        "seven requests one after the other reuse one pooled connection"
+    );
     assert_eq!(
         sample(&text, r#"lookout_config_reloads_total{result="success"}"#),
         Some(1.0)
