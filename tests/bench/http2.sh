@@ -69,16 +69,17 @@ fi
 
 # Prints "req/s mean-latency-us others" for one h2load run of $duration after a 1 s warm-up:
 # req/s counts 2xx answers only (h2load's own rate counts every answer, and a proxy that fails
-# fast would look fast), and others is how many requests got anything else or none.
+# fast would look fast), and others is how many requests got another status, an error or a
+# timeout.
 measure_h2() {
   local url=$1 seconds=${duration%s}
   h2load -c 50 -m 10 -t 1 -D 1 "$url" >/dev/null 2>&1
   h2load -c 50 -m 10 -t 1 -D "$seconds" "$url" 2>/dev/null | awk -v seconds="$seconds" '
     function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1000000; return v }
-    /^requests:/ { total=$2 }
-    /^status codes:/ { ok=$3 }
+    /^requests:/ { lost=$12+$14 }
+    /^status codes:/ { ok=$3; others=$5+$7+$9 }
     /^time for request:/ { mean=us($6) }
-    END { printf "%.0f %.0f %d\n", ok/seconds, mean, total-ok }'
+    END { printf "%.0f %.0f %d\n", ok/seconds, mean, others+lost }'
 }
 
 declare -A rps=()
