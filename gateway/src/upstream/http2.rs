@@ -123,7 +123,7 @@ where
         .await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
+            tracing::debug!(?error, "upstream HTTP/2 connection ended with an error");
         }
     });
     Ok(sender)
