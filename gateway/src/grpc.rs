@@ -75,8 +75,8 @@ pub(crate) fn refusal(status: StatusCode, message: &str, headers: &mut HeaderMap
     }
 }
 
-/// Whether a message is gRPC's (`application/grpc`, `application/grpc+proto`, ...): only those
-/// are looked at for a status.
+/// Whether a request is a gRPC call (`application/grpc`, `application/grpc+proto`, ...): only
+/// its response is looked at for a status in the headers, and only it is refused in gRPC form.
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)

@@ -16,6 +16,6 @@ pub use client::{body_json, send, send_body, send_from, sql_rows, Reply};
 pub use gateway::{
     single_upstream, start_gateway, start_gateway_to, start_gateway_with, wait_for_stored, wait_until,
 };
-pub use otlp::OtlpReceiver;
+pub use otlp::{span_attribute, OtlpReceiver};
 pub use redis::TestRedis;
 pub use upstream::TestUpstream;

@@ -9,7 +9,7 @@
 
 use super::context::{method_name, version_names, RequestContext};
 use crate::cache::FetchedBody;
-use crate::grpc::{self, GrpcStatus};
+use crate::grpc::GrpcStatus;
 use crate::traces::{Finished, RequestTrace};
 use bytes::Bytes;
 use http::Response;
@@ -53,8 +53,9 @@ pin_project_lite::pin_project! {
 
 pub(super) fn attach(response: Response<ResponseBody>, mut ctx: Box<RequestContext>) -> Response<ProxyBody> {
     let status = response.status().as_u16();
-    if grpc::is_grpc(response.headers()) {
-        // A call that failed before any message says so in the headers ("trailers-only").
+    if ctx.grpc_call {
+        // A call that failed before any message says so in the headers ("trailers-only"); the
+        // request's content type said it was a call, so other responses pay no lookup here.
         ctx.grpc_status = GrpcStatus::in_headers(response.headers());
     }
     response.map(|inner| ProxyBody {

@@ -55,14 +55,11 @@ fn stamp(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: bool) {
 static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 pub(super) fn from_error(error: &ProxyError, ctx: &RequestContext) -> Response<ResponseBody> {
-    if ctx.grpc_call {
-        return grpc_refusal(error, ctx);
-    }
-    let body = Full::new(Bytes::from(error.body(ctx.request_id_str())));
-    let mut response = Response::new(Either::Right(body));
-    *response.status_mut() = error.status();
+    let mut response = match ctx.grpc_call {
+        true => grpc_refusal(error),
+        false => json_refusal(error, ctx),
+    };
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let ProxyError::Unauthorized(_, challenge) = error {
         headers.insert(WWW_AUTHENTICATE, challenge.clone());
     }
@@ -70,18 +67,25 @@ pub(super) fn from_error(error: &ProxyError, ctx: &RequestContext) -> Response<R
     response
 }
 
+/// The error's status, and the JSON body every refusal but a gRPC call's gets.
+fn json_refusal(error: &ProxyError, ctx: &RequestContext) -> Response<ResponseBody> {
+    let body = Full::new(Bytes::from(error.body(ctx.request_id_str())));
+    let mut response = Response::new(Either::Right(body));
+    *response.status_mut() = error.status();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 /// A refusal of a gRPC call, as gRPC clients read one: HTTP 200, no body, the code and message
 /// in `grpc-status` and `grpc-message` (the record phase reads the code back, as it would an
 /// upstream's). The JSON error's `code` goes in `x-lookout-error`, for logs and curl.
-fn grpc_refusal(error: &ProxyError, ctx: &RequestContext) -> Response<ResponseBody> {
+fn grpc_refusal(error: &ProxyError) -> Response<ResponseBody> {
     let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
     let headers = response.headers_mut();
     grpc::refusal(error.status(), &error.to_string(), headers);
     headers.insert(X_LOOKOUT_ERROR.clone(), HeaderValue::from_static(error.code()));
-    if let ProxyError::Unauthorized(_, challenge) = error {
-        headers.insert(WWW_AUTHENTICATE, challenge.clone());
-    }
-    stamp(headers, ctx, false);
     response
 }
 

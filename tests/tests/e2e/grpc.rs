@@ -12,7 +12,7 @@ use hyper_util::rt::TokioExecutor;
 use lookout_gateway::Gateway;
 use lookout_tests::tls::TestPki;
 use lookout_tests::{body_json, send, sql_rows, wait_for_stored, wait_until};
-use lookout_tests::{single_upstream, start_gateway, OtlpReceiver, TestUpstream};
+use lookout_tests::{single_upstream, span_attribute, start_gateway, OtlpReceiver, TestUpstream};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -158,13 +158,7 @@ async fn grpc_calls_go_through_to_an_http2_upstream_and_their_status_is_recorded
         .iter()
         .find(|s| s.kind == SpanKind::Server as i32)
         .expect("the failed call's server span");
-    let attribute = |key: &str| {
-        server
-            .attributes
-            .iter()
-            .find(|kv| kv.key == key)
-            .and_then(|kv| kv.value.clone()?.value)
-    };
+    let attribute = |key: &str| span_attribute(server, key);
     assert_eq!(attribute("rpc.grpc.status_code"), Some(Value::IntValue(12)));
     assert_eq!(
         attribute("rpc.service"),
