@@ -15,6 +15,7 @@ pub(crate) const INSTANCE_HEALTHY: &str = "lookout_upstream_instance_healthy";
 pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
 pub(crate) const EJECTIONS: &str = "lookout_upstream_ejections_total";
 pub(crate) const CONNECTIONS_OPENED: &str = "lookout_upstream_connections_opened_total";
+pub(crate) const STREAMS_REFUSED: &str = "lookout_upstream_streams_refused_total";
 pub(crate) const EVENTS_QUEUED: &str = "lookout_analytics_events_queued";
 pub(crate) const EVENTS_ACCEPTED: &str = "lookout_analytics_events_accepted_total";
 pub(crate) const EVENTS_DROPPED: &str = "lookout_analytics_events_dropped_total";
@@ -67,7 +68,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 49] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 50] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -95,6 +96,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 49] = [
         CONNECTIONS_OPENED,
         Unit::Count,
         "Connections opened to an upstream instance for requests: HTTP/1.1 when no pooled one was free, HTTP/2 when the shared one was missing or closed. Against the request rate it shows how well connections are reused.",
+    ),
+    (
+        STREAMS_REFUSED,
+        Unit::Count,
+        "Requests an HTTP/2 upstream instance refused unprocessed (REFUSED_STREAM, or above a GOAWAY's last stream); each is sent once more when its body (up to 64 KiB) was kept.",
     ),
     (
         EVENTS_QUEUED,

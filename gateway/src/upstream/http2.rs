@@ -4,11 +4,13 @@
 //! fresh instance opens one connection rather than one each.
 
 use super::pool::{connect, Exchange, Failed, SendError, Sender, Target};
-use crate::body::UpstreamBody;
+use super::replay::{Replayable, REPLAY_LIMIT};
+use crate::body::{self, UpstreamBody};
 use arc_swap::ArcSwapOption;
 use http::header::HOST;
+use http::request::Parts;
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,16 +22,82 @@ use std::time::{Duration, Instant};
 /// [`PING_TIMEOUT`]: a peer that vanished without closing is found before requests pile onto it.
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request refused unprocessed is sent again at most this many times: a server at its stream
+/// limit refuses the streams a new connection sends before its settings arrive, and may again.
+const MAX_RESENDS: u32 = 2;
 
-type Http2Sender = SendRequest<UpstreamBody>;
+type Http2Sender = SendRequest<Replayable>;
+
+/// A request's head, kept to send the request again.
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Head {
+    fn of(parts: &Parts) -> Self {
+        Head {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+        }
+    }
+
+    fn request(&self, body: Replayable) -> Request<Replayable> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// Whether the request's stream was refused before the upstream did anything with it:
+/// - reset with `REFUSED_STREAM`;
+/// - above the last stream of a `GOAWAY` (h2 gives such streams the `GOAWAY` as their error;
+///   the streams the server did process get the connection's end);
+/// - never opened: hyper drops a request waiting for a stream slot (the upstream's
+///   `max_concurrent_streams`) when a `GOAWAY` ends the connection, and its only user errors on
+///   HTTP/2 are that dropped request's ("dispatch task is gone") and a `CONNECT` with a body,
+///   which the gateway does not send.
+fn is_refused(error: &SendError) -> bool {
+    let SendError::Http(error) = error else {
+        return false;
+    };
+    if error.is_user() {
+        return true;
+    }
+    let Some(h2) = std::error::Error::source(error).and_then(|e| e.downcast_ref::<h2::Error>()) else {
+        return false;
+    };
+    h2.is_remote() && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM))
+}
+
+/// No connection could be opened for `request`: it goes back to be sent elsewhere, when it
+/// still is as it came.
+fn unsent(error: SendError, request: Request<Replayable>) -> Failed {
+    let (parts, body) = request.into_parts();
+    Failed {
+        error,
+        unsent: body
+            .into_unsent()
+            .map(|body| Box::new(Request::from_parts(parts, body))),
+    }
+}
 
 /// The connection an instance's requests share, once one is open.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Multiplexed {
     live: ArcSwapOption<Http2Sender>,
     /// Held while a connection opens, so that concurrent requests wait for it instead of
     /// opening their own.
     opening: tokio::sync::Mutex<()>,
+    /// `lookout_upstream_streams_refused_total` for this instance.
+    refused: Counter,
 }
 
 /// The exchange's sender goes with its response body, as an HTTP/1.1 one does; an HTTP/2 one
@@ -48,9 +116,16 @@ fn exchange(
 }
 
 impl Multiplexed {
-    /// Sends `request` over the live connection, or a new one when there is none. A request
-    /// that the live connection could not even take (it had just closed: a peer's `GOAWAY`, as
-    /// gRPC servers send when a connection reaches its maximum age) goes out on a new one.
+    pub(crate) fn new(refused: Counter) -> Self {
+        Multiplexed {
+            live: ArcSwapOption::empty(),
+            opening: tokio::sync::Mutex::new(()),
+            refused,
+        }
+    }
+
+    /// Sends `request`, and sends it again (up to [`MAX_RESENDS`] times) when the upstream
+    /// refused its stream unprocessed (see [`super::replay`]) and its body could be kept.
     pub(crate) async fn send(
         &self,
         target: Target<'_>,
@@ -59,6 +134,42 @@ impl Multiplexed {
     ) -> Result<Exchange, Failed> {
         let tls = target.tls.is_some();
         to_absolute_form(&mut request, tls);
+        if body::declared_larger_than(request.headers(), REPLAY_LIMIT) {
+            return self
+                .send_once(target, request.map(Replayable::plain), opened)
+                .await;
+        }
+        let (parts, body) = request.into_parts();
+        let head = Head::of(&parts);
+        let (body, mut comeback) = Replayable::recorded(body);
+        let mut request = Request::from_parts(parts, body);
+        for resends in 0.. {
+            let failed = match self.send_once(target, request, opened).await {
+                Err(failed) if is_refused(&failed.error) => failed,
+                sent => return sent,
+            };
+            self.refused.increment(1);
+            let returned = match comeback.await {
+                Ok(returned) if resends < MAX_RESENDS => returned,
+                _ => return Err(failed),
+            };
+            let (body, next) = Replayable::again(returned);
+            request = head.request(body);
+            comeback = next;
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Sends `request` over the live connection, or a new one when there is none. A request
+    /// that the live connection could not even take (it had just closed: a peer's `GOAWAY`, as
+    /// gRPC servers send when a connection reaches its maximum age) goes out on a new one.
+    async fn send_once(
+        &self,
+        target: Target<'_>,
+        mut request: Request<Replayable>,
+        opened: &Counter,
+    ) -> Result<Exchange, Failed> {
+        let tls = target.tls.is_some();
         if let Some(live) = self.open_one() {
             let mut sender = Http2Sender::clone(&live);
             match sender.try_send_request(request).await {
@@ -72,7 +183,7 @@ impl Multiplexed {
         // Boxed for the same reason as HTTP/1.1's: a large future few requests need.
         let (live, connect_time) = match Box::pin(self.connect(target, opened)).await {
             Ok(opened) => opened,
-            Err(error) => return Err(Failed::unsent(error, request)),
+            Err(error) => return Err(unsent(error, request)),
         };
         let mut sender = Http2Sender::clone(&live);
         let response = sender.send_request(request).await?;
@@ -132,7 +243,7 @@ where
 /// HTTP/2 names the site in `:authority` and needs a scheme: the request's origin-form target
 /// becomes `scheme://host/path`, its `Host` the authority (and then dropped, as HTTP/2 carries
 /// it once).
-pub(crate) fn to_absolute_form(request: &mut Request<UpstreamBody>, tls: bool) {
+pub(crate) fn to_absolute_form<B>(request: &mut Request<B>, tls: bool) {
     let Some(authority) = request
         .headers_mut()
         .remove(HOST)
@@ -151,21 +262,19 @@ pub(crate) fn to_absolute_form(request: &mut Request<UpstreamBody>, tls: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use http_body_util::{Either, Full};
 
     #[test]
     fn the_host_becomes_the_authority_of_an_absolute_target() {
         let mut request = Request::get("/books/1?lang=en")
             .header(HOST, "api.example.com:8443")
-            .body(Either::Right(Full::new(Bytes::new())))
+            .body(())
             .expect("a request");
         to_absolute_form(&mut request, true);
         assert_eq!(request.uri(), "https://api.example.com:8443/books/1?lang=en");
         assert!(!request.headers().contains_key(HOST));
         let mut plain = Request::get("/")
             .header(HOST, "grpc.internal")
-            .body(Either::Right(Full::new(Bytes::new())))
+            .body(())
             .expect("a request");
         to_absolute_form(&mut plain, false);
         assert_eq!(plain.uri(), "http://grpc.internal/");

@@ -6,7 +6,7 @@
 
 use super::pool::{ConnectionPool, Exchange, Failed, Protocol, SendError, Sender, Target};
 use crate::body::UpstreamBody;
-use crate::stats::{Latency, LatencySnapshot, Metrics, CONNECTIONS_OPENED, EJECTIONS};
+use crate::stats::{Latency, LatencySnapshot, Metrics, CONNECTIONS_OPENED, EJECTIONS, STREAMS_REFUSED};
 use crate::tls::TlsTarget;
 use http::header::{HeaderMap, HeaderValue, HOST};
 use http::uri::Authority;
@@ -188,7 +188,10 @@ impl InstanceState {
         InstanceState {
             addr: addr.into(),
             ejections_total: metrics.counter(EJECTIONS, labels()),
-            pool: ConnectionPool::new(metrics.counter(CONNECTIONS_OPENED, labels())),
+            pool: ConnectionPool::new(
+                metrics.counter(CONNECTIONS_OPENED, labels()),
+                metrics.counter(STREAMS_REFUSED, labels()),
+            ),
             latency: Latency::new(),
             healthy: AtomicBool::new(true),
             check_streak: AtomicU32::new(0),

@@ -6,6 +6,7 @@
 //! exactly when a request paid for a new connection.
 
 use super::http2::{self, Multiplexed};
+use super::replay::Replayable;
 use super::InstanceState;
 use crate::body::UpstreamBody;
 use crate::tls::TlsTarget;
@@ -45,7 +46,7 @@ pub(crate) enum Sender {
     Http1(http1::SendRequest<UpstreamBody>),
     /// Requests go out in absolute form: `tls` says which scheme they name.
     Http2 {
-        sender: hyper::client::conn::http2::SendRequest<UpstreamBody>,
+        sender: hyper::client::conn::http2::SendRequest<Replayable>,
         tls: bool,
     },
 }
@@ -63,7 +64,7 @@ impl Sender {
             }
             Sender::Http2 { sender, tls } => {
                 http2::to_absolute_form(&mut request, *tls);
-                sender.send_request(request).await
+                sender.send_request(request.map(Replayable::plain)).await
             }
         }
     }
@@ -143,10 +144,10 @@ pub(crate) struct Exchange {
 }
 
 impl ConnectionPool {
-    pub(crate) fn new(opened: Counter) -> Self {
+    pub(crate) fn new(opened: Counter, refused: Counter) -> Self {
         ConnectionPool {
             idle: ArrayQueue::new(MAX_IDLE),
-            multiplexed: Multiplexed::default(),
+            multiplexed: Multiplexed::new(refused),
             opened,
         }
     }

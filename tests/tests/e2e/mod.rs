@@ -15,6 +15,7 @@ mod metrics;
 mod mirror;
 mod protocols;
 mod rate_limits;
+mod refused_streams;
 mod reload;
 mod resilience;
 mod routing;

@@ -1,0 +1,155 @@
+//! Streams an HTTP/2 upstream refused unprocessed — reset with `REFUSED_STREAM`, or above the
+//! last stream a `GOAWAY` named — are sent again, POSTs and their bodies included: RFC 9113
+//! §8.7 guarantees the server did nothing with them. The upstream is the `h2` crate's server.
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream};
+use http::{Method, Response, StatusCode};
+use lookout_tests::{send, send_body, single_upstream, start_gateway};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// What the test server does with the streams it accepts.
+#[derive(Clone, Copy)]
+enum Refusing {
+    /// Resets this many first streams with `REFUSED_STREAM` once it has read their bodies.
+    Streams(usize),
+    /// Takes one stream at a time, and sends its first connection's `GOAWAY` while that
+    /// connection's second stream is open, so the one waiting to open behind it is refused.
+    FirstConnection,
+}
+
+/// Counts of what the server saw.
+#[derive(Default)]
+struct Seen {
+    connections: AtomicUsize,
+    streams: AtomicUsize,
+}
+
+/// An HTTP/2 (h2c) server that echoes each request's body, but for the streams it refuses.
+async fn refusing_server(refusing: Refusing) -> (SocketAddr, Arc<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(Seen::default());
+    let counts = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let first = counts.connections.fetch_add(1, Ordering::SeqCst) == 0;
+            tokio::spawn(serve(socket, refusing, first, counts.clone()));
+        }
+    });
+    (addr, seen)
+}
+
+async fn serve(socket: tokio::net::TcpStream, refusing: Refusing, first: bool, seen: Arc<Seen>) {
+    let mut builder = h2::server::Builder::new();
+    if let Refusing::FirstConnection = refusing {
+        builder.max_concurrent_streams(1);
+    }
+    let Ok(mut connection) = builder.handshake::<_, Bytes>(socket).await else {
+        return;
+    };
+    let mut going_away = false;
+    loop {
+        // Accepting drives the connection; a pause in it is when the first connection goes away.
+        let request = match tokio::time::timeout(Duration::from_millis(50), connection.accept()).await {
+            Ok(Some(Ok(request))) => request,
+            Ok(_) => return,
+            Err(_) => {
+                if first && !going_away && seen.streams.load(Ordering::SeqCst) == 2 {
+                    connection.graceful_shutdown();
+                    going_away = true;
+                }
+                continue;
+            }
+        };
+        let (request, respond) = request;
+        let nth = seen.streams.fetch_add(1, Ordering::SeqCst) + 1;
+        eprintln!(
+            "stream {nth} on first connection: {first} at {:?}",
+            std::time::Instant::now()
+        );
+        let refuse = match refusing {
+            Refusing::Streams(count) => nth <= count,
+            Refusing::FirstConnection => false,
+        };
+        tokio::spawn(answer(request.into_body(), respond, refuse));
+    }
+}
+
+/// Reads the whole body, then refuses the stream or echoes the body (a moment later, so that
+/// streams queue behind a connection's only one).
+async fn answer(mut body: RecvStream, mut respond: SendResponse<Bytes>, refuse: bool) {
+    let mut read = Vec::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        read.extend_from_slice(&chunk);
+    }
+    if refuse {
+        respond.send_reset(Reason::REFUSED_STREAM);
+        return;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = Response::builder().status(200).body(()).expect("a response");
+    if let Ok(mut stream) = respond.send_response(response, false) {
+        let _ = stream.send_data(Bytes::from(read), true);
+    }
+}
+
+#[tokio::test]
+async fn a_stream_the_upstream_refused_is_sent_again_with_its_body() {
+    let (addr, seen) = refusing_server(Refusing::Streams(1)).await;
+    let gateway = start_gateway(&single_upstream(addr, "protocol: http2", "")).await;
+    let reply = send_body(gateway.proxy_addr(), Method::POST, "/orders", &[], "one order").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "one order");
+    assert_eq!(
+        seen.streams.load(Ordering::SeqCst),
+        2,
+        "refused once, then served"
+    );
+    let metrics = send(gateway.admin_addr(), Method::GET, "/metrics", &[])
+        .await
+        .body;
+    let refused = format!(r#"lookout_upstream_streams_refused_total{{upstream="svc",instance="{addr}"}} 1"#);
+    assert!(String::from_utf8_lossy(&metrics).contains(&refused));
+
+    // A body too large to keep for sending again is not: the client is told.
+    let (addr, _) = refusing_server(Refusing::Streams(1)).await;
+    let gateway = start_gateway(&single_upstream(addr, "protocol: http2", "")).await;
+    let large = vec![b'x'; 100 * 1024];
+    let reply = send_body(gateway.proxy_addr(), Method::POST, "/orders", &[], large).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+}
+
+/// The first connection's `GOAWAY` catches calls queued in hyper and one waiting for the
+/// connection's only stream slot; on the new connection, calls sent before the server's
+/// settings arrived are refused over its limit. Each is sent again until served.
+#[tokio::test]
+async fn calls_caught_by_a_goaway_or_a_stream_limit_are_sent_again() {
+    let (addr, seen) = refusing_server(Refusing::FirstConnection).await;
+    let gateway = start_gateway(&single_upstream(addr, "protocol: http2", "")).await;
+    // The first call opens the connection and learns its one-stream limit.
+    let reply = send_body(gateway.proxy_addr(), Method::POST, "/", &[], "first").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let calls = (0..4).map(|n| {
+        let proxy = gateway.proxy_addr();
+        tokio::spawn(async move { send_body(proxy, Method::POST, "/", &[], format!("call {n}")).await })
+    });
+    let calls: Vec<_> = calls.collect();
+    for (n, call) in calls.into_iter().enumerate() {
+        let reply = call.await.expect("the call ran");
+        assert_eq!(reply.status, StatusCode::OK, "call {n}: {:?}", reply.body);
+        assert_eq!(reply.body, format!("call {n}"));
+    }
+    eprintln!(
+        "connections {} streams {}",
+        seen.connections.load(Ordering::SeqCst),
+        seen.streams.load(Ordering::SeqCst)
+    );
+    assert!(seen.connections.load(Ordering::SeqCst) >= 2);
+}
