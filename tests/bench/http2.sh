@@ -9,10 +9,12 @@
 #   nginx h2:      through nginx (1 worker; `http2` listener, `grpc_pass` to the HTTP/2 port),
 #                  the usual way to put nginx in front of gRPC services.
 # Lookout runs with --workers 1 and its store, access log and traces off. Prints req/s (and
-# h2load's mean latency, or wrk's p50 and p99) and the ratios.
+# h2load's mean latency, or wrk's p50 and p99) and the ratios. A last case cuts bursts of
+# calls off in flight beside a steady client, and counts what the steady client lost.
 #
 #   tests/bench/http2.sh              # 10 s per run
 #   DURATION=30s tests/bench/http2.sh
+#   LOOKOUT=/tmp/lookout-before tests/bench/http2.sh   # another build of the gateway
 #
 # Needs wrk and h2load (apt install wrk nghttp2-client); nginx (apt install nginx) is optional.
 # This is a benchmark, not a test: nothing here passes or fails on a figure.
@@ -31,9 +33,9 @@ h1_port=$(free_port) h2_port=$(free_port)
 wait_port "$h1_port"
 wait_port "$h2_port"
 
-lookout_port=$(free_port)
+lookout_port=$(free_port) admin_port=$(free_port)
 cat >"$work/lookout.yaml" <<YAML
-listeners: { proxy: "127.0.0.1:$lookout_port", admin: "127.0.0.1:$(free_port)" }
+listeners: { proxy: "127.0.0.1:$lookout_port", admin: "127.0.0.1:$admin_port" }
 access_log: { path: off }
 analytics: { store: off }
 upstreams:
@@ -43,7 +45,7 @@ routes:
   - { name: via-h1, match: { prefix: /h1 }, strip_prefix: /h1, upstream: h1 }
   - { name: via-h2, match: { prefix: /h2 }, strip_prefix: /h2, upstream: h2 }
 YAML
-RUST_LOG=warn "$target/release/lookout" run -c "$work/lookout.yaml" --workers 1 >/dev/null & pids+=($!)
+RUST_LOG=warn "${LOOKOUT:-$target/release/lookout}" run -c "$work/lookout.yaml" --workers 1 >/dev/null & pids+=($!)
 wait_port "$lookout_port"
 
 nginx_port=""
@@ -103,6 +105,34 @@ run_h1() { # label url
 run_h1 "direct (h1)" "http://127.0.0.1:$h1_port/small"
 run_h1 "lookout h1 upstream, h1 client" "http://127.0.0.1:$lookout_port/h1/small"
 run_h1 "lookout h2 upstream, h1 client" "http://127.0.0.1:$lookout_port/h2/small"
+
+# Cancellations: a steady client (5 connections of 10 streams) while ten bursts of 500 streams
+# are cut off in flight (h2load killed after 0.3 s). The gateway resets the bursts' upstream
+# streams, and bench-upstream's HTTP/2 server, which guards against rapid resets as hyper's
+# does, answers with a GOAWAY: the steady client's calls on that connection must not fail.
+counter() { # metric name
+  curl -s "http://127.0.0.1:$admin_port/metrics" |
+    awk -v name="$1" '$1 ~ "^"name"\\{" && /upstream="h2"/ { sum += $2 } END { print sum+0 }'
+}
+cancellations() {
+  local url="http://127.0.0.1:$lookout_port/h2/small" seconds=${duration%s}
+  local opened refused
+  opened=$(counter lookout_upstream_connections_opened_total)
+  refused=$(counter lookout_upstream_streams_refused_total)
+  h2load -c 5 -m 10 -t 1 -D "$seconds" "$url" >"$work/steady.out" 2>/dev/null &
+  local steady=$!
+  for _ in $(seq 10); do
+    sleep "$(awk -v s="$seconds" 'BEGIN { print s / 12 }')"
+    (timeout -s KILL 0.3 h2load -c 50 -m 10 -t 1 -D 5 "$url" >/dev/null 2>&1 || true) 2>/dev/null
+  done
+  wait "$steady"
+  awk '/^status codes:/ { ok=$3; others=$5+$7+$9 } /^requests:/ { lost=$12+$14 }
+    END { printf "%-44s %12s %12s\n", "steady client beside 10 cut-off bursts", ok, others+lost }' "$work/steady.out"
+  printf "%-44s %12s\n" "upstream connections opened" "$(( $(counter lookout_upstream_connections_opened_total) - opened ))"
+  printf "%-44s %12s\n" "streams refused by the upstream (sent again)" "$(( $(counter lookout_upstream_streams_refused_total) - refused ))"
+}
+printf "\n%-44s %12s %12s\n" "Cancellations (lookout h2 upstream)" "2xx" "not 2xx"
+cancellations
 
 ratio() { awk -v a="$2" -v b="$3" -v t="$1" 'BEGIN { printf "%-56s %.2fx\n", t, a/b }'; }
 echo

@@ -286,7 +286,7 @@ async fn attempt(
     let client_fault = ctx.body.as_ref().is_some_and(|meter| meter.fault().is_some());
     match (client_fault, outcome.should_retry()) {
         (true, _) => {}
-        (false, true) => instance.record_failure(&upstream.outlier),
+        (false, true) => upstream.record_failure(index),
         (false, false) => instance.record_success(),
     }
     outcome

@@ -228,8 +228,9 @@ impl InstanceState {
         }
     }
 
-    /// A connect error, a timeout or a 502/503/504; enough in a row eject the instance.
-    pub(crate) fn record_failure(&self, policy: &OutlierPolicy) {
+    /// A connect error, a timeout or a 502/503/504; enough in a row eject the instance, unless
+    /// no other instance of its upstream is available (`others_available`, asked only then).
+    pub(crate) fn record_failure(&self, policy: &OutlierPolicy, others_available: impl FnOnce() -> bool) {
         let now = now_ms();
         if self.ejected_until_ms.load(Ordering::Relaxed) > now {
             // Requests already in flight when the instance was ejected fail too; they must not
@@ -241,6 +242,14 @@ impl InstanceState {
             return;
         }
         self.consecutive_failures.store(0, Ordering::Relaxed);
+        if !others_available() {
+            // Ejecting the last instance would turn every request away for the back-off, even
+            // after one connection-wide failure (an HTTP/2 connection's end fails all its
+            // streams at once) or once the instance has recovered. As nginx never marks a lone
+            // server down and Envoy routes to all hosts in panic, it keeps serving.
+            tracing::debug!(instance = %self.addr, "not ejected: the upstream's last available instance");
+            return;
+        }
         let ejections = self.ejections.fetch_add(1, Ordering::Relaxed);
         let backoff = policy
             .base_ejection

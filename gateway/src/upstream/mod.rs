@@ -47,6 +47,18 @@ pub(crate) struct UpstreamStatus {
 }
 
 impl Upstream {
+    /// A failure of instance `index`, which outlier detection counts: it ejects an instance after
+    /// enough in a row, but never the upstream's last available one.
+    pub(crate) fn record_failure(&self, index: usize) {
+        self.instances[index].record_failure(&self.outlier, || {
+            let now = instance::now_ms();
+            self.instances
+                .iter()
+                .enumerate()
+                .any(|(other, instance)| other != index && instance.is_available(now))
+        });
+    }
+
     /// The instances' state as the dashboard shows it.
     pub(crate) fn health(&self) -> lookout_dashboard::UpstreamHealth {
         let now = instance::now_ms();

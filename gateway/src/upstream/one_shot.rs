@@ -72,7 +72,7 @@ pub(crate) async fn send(upstream: &Upstream, mut request: Request<UpstreamBody>
             })
         }
         Err(unanswered) => {
-            instance.record_failure(&upstream.outlier);
+            upstream.record_failure(index);
             Err(unanswered.failure)
         }
     };
