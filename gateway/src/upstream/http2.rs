@@ -71,10 +71,14 @@ fn is_refused(error: &SendError) -> bool {
     if error.is_user() {
         return true;
     }
-    let Some(h2) = std::error::Error::source(error).and_then(|e| e.downcast_ref::<h2::Error>()) else {
-        return false;
-    };
-    h2.is_remote() && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM))
+    h2_error(error).is_some_and(|h2| {
+        h2.is_remote() && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM))
+    })
+}
+
+/// The HTTP/2 error under hyper's, if the exchange failed on one.
+fn h2_error(error: &hyper::Error) -> Option<&h2::Error> {
+    std::error::Error::source(error)?.downcast_ref::<h2::Error>()
 }
 
 /// No connection could be opened for `request`: it goes back to be sent elsewhere, when it
@@ -176,7 +180,7 @@ impl Multiplexed {
                 Ok(response) => return Ok(exchange(response, sender, tls, None)),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => request = unsent,
-                    None => return Err(error.into_error().into()),
+                    None => return Err(self.broke(&live, error.into_error())),
                 },
             }
         }
@@ -186,8 +190,20 @@ impl Multiplexed {
             Err(error) => return Err(unsent(error, request)),
         };
         let mut sender = Http2Sender::clone(&live);
-        let response = sender.send_request(request).await?;
-        Ok(exchange(response, sender, tls, connect_time))
+        match sender.send_request(request).await {
+            Ok(response) => Ok(exchange(response, sender, tls, connect_time)),
+            Err(error) => Err(self.broke(&live, error)),
+        }
+    }
+
+    /// A failed exchange. When the connection failed, not the stream alone, it is forgotten at
+    /// once: the requests after it, a retry among them, open a new one rather than find this
+    /// one before hyper has marked it closed.
+    fn broke(&self, live: &Arc<Http2Sender>, error: hyper::Error) -> Failed {
+        if !h2_error(&error).is_some_and(h2::Error::is_reset) {
+            self.live.compare_and_swap(live, None::<Arc<Http2Sender>>);
+        }
+        error.into()
     }
 
     /// Lets the connection close once the requests it carries have ended.

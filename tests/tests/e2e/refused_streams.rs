@@ -1,6 +1,7 @@
 //! Streams an HTTP/2 upstream refused unprocessed — reset with `REFUSED_STREAM`, or above the
 //! last stream a `GOAWAY` named — are sent again, POSTs and their bodies included: RFC 9113
-//! §8.7 guarantees the server did nothing with them. The upstream is the `h2` crate's server.
+//! §8.7 guarantees the server did nothing with them. A stream the server took and lost with
+//! its connection is retried only when idempotent. The upstream is the `h2` crate's server.
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -18,6 +19,9 @@ use tokio::net::TcpListener;
 enum Refusing {
     /// Resets this many first streams with `REFUSED_STREAM` once it has read their bodies.
     Streams(usize),
+    /// Closes its first connection once that connection's first stream has arrived: the
+    /// stream was taken, and breaks with the connection.
+    Dropping,
     /// Takes one stream at a time, and sends its first connection's `GOAWAY` while that
     /// connection's second stream is open, so the one waiting to open behind it is refused.
     FirstConnection,
@@ -53,6 +57,8 @@ async fn serve(socket: tokio::net::TcpStream, refusing: Refusing, first: bool, s
     let Ok(mut connection) = builder.handshake::<_, Bytes>(socket).await else {
         return;
     };
+    // The connection that goes away once its second stream is open, and whether it has.
+    let goes_away = first && matches!(refusing, Refusing::FirstConnection);
     let mut going_away = false;
     loop {
         // Accepting drives the connection; a pause in it is when the first connection goes away.
@@ -60,7 +66,7 @@ async fn serve(socket: tokio::net::TcpStream, refusing: Refusing, first: bool, s
             Ok(Some(Ok(request))) => request,
             Ok(_) => return,
             Err(_) => {
-                if first && !going_away && seen.streams.load(Ordering::SeqCst) == 2 {
+                if goes_away && !going_away && seen.streams.load(Ordering::SeqCst) == 2 {
                     connection.graceful_shutdown();
                     going_away = true;
                 }
@@ -69,13 +75,10 @@ async fn serve(socket: tokio::net::TcpStream, refusing: Refusing, first: bool, s
         };
         let (request, respond) = request;
         let nth = seen.streams.fetch_add(1, Ordering::SeqCst) + 1;
-        eprintln!(
-            "stream {nth} on first connection: {first} at {:?}",
-            std::time::Instant::now()
-        );
         let refuse = match refusing {
             Refusing::Streams(count) => nth <= count,
-            Refusing::FirstConnection => false,
+            Refusing::Dropping if first => return,
+            Refusing::Dropping | Refusing::FirstConnection => false,
         };
         tokio::spawn(answer(request.into_body(), respond, refuse));
     }
@@ -146,10 +149,21 @@ async fn calls_caught_by_a_goaway_or_a_stream_limit_are_sent_again() {
         assert_eq!(reply.status, StatusCode::OK, "call {n}: {:?}", reply.body);
         assert_eq!(reply.body, format!("call {n}"));
     }
-    eprintln!(
-        "connections {} streams {}",
-        seen.connections.load(Ordering::SeqCst),
-        seen.streams.load(Ordering::SeqCst)
-    );
     assert!(seen.connections.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test]
+async fn a_get_whose_connection_broke_under_it_is_retried_on_a_new_one() {
+    let (addr, seen) = refusing_server(Refusing::Dropping).await;
+    let gateway = start_gateway(&single_upstream(addr, "protocol: http2", "")).await;
+    let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
+
+    // A POST the server took may have done its work: it is not sent again.
+    let (addr, seen) = refusing_server(Refusing::Dropping).await;
+    let gateway = start_gateway(&single_upstream(addr, "protocol: http2", "")).await;
+    let reply = send_body(gateway.proxy_addr(), Method::POST, "/", &[], "an order").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(seen.streams.load(Ordering::SeqCst), 1);
 }
