@@ -100,7 +100,7 @@ const DESCRIPTIONS: [(&str, Unit, &str); 50] = [
     (
         STREAMS_REFUSED,
         Unit::Count,
-        "Requests an HTTP/2 upstream instance refused unprocessed (REFUSED_STREAM, or above a GOAWAY's last stream); each is sent once more when its body (up to 64 KiB) was kept.",
+        "Requests an HTTP/2 upstream instance refused unprocessed (REFUSED_STREAM, above a GOAWAY's last stream, or waiting for a stream slot when a GOAWAY came); each is sent again, up to twice, when its body (up to 64 KiB) was kept.",
     ),
     (
         EVENTS_QUEUED,

@@ -147,7 +147,8 @@ impl Multiplexed {
         let head = Head::of(&parts);
         let (body, mut comeback) = Replayable::recorded(body);
         let mut request = Request::from_parts(parts, body);
-        for resends in 0.. {
+        let mut resends = 0;
+        loop {
             let failed = match self.send_once(target, request, opened).await {
                 Err(failed) if is_refused(&failed.error) => failed,
                 sent => return sent,
@@ -157,11 +158,11 @@ impl Multiplexed {
                 Ok(returned) if resends < MAX_RESENDS => returned,
                 _ => return Err(failed),
             };
+            resends += 1;
             let (body, next) = Replayable::again(returned);
             request = head.request(body);
             comeback = next;
         }
-        unreachable!("the loop returns")
     }
 
     /// Sends `request` over the live connection, or a new one when there is none. A request

@@ -90,6 +90,11 @@ impl Replayable {
         let Some(recording) = &mut self.recording else {
             return;
         };
+        if recording.back.is_closed() {
+            // The response came (a stream's body may flow on long after): nothing will be resent.
+            self.recording = None;
+            return;
+        }
         let copy = if let Some(data) = frame.data_ref() {
             recording.bytes += data.len() as u64;
             Frame::data(data.clone())
@@ -188,6 +193,14 @@ mod tests {
         let (again, _) = Replayable::again(comeback.await.expect("the body came back again"));
         let bytes = again.collect().await.expect("no error").to_bytes();
         assert_eq!(bytes, "one order");
+    }
+
+    #[tokio::test]
+    async fn a_body_is_no_longer_kept_once_answered() {
+        let (mut body, comeback) = Replayable::recorded(whole(b"one order"));
+        drop(comeback);
+        let _ = body.frame().await;
+        assert!(body.recording.is_none());
     }
 
     #[tokio::test]
