@@ -63,6 +63,21 @@ fn build_protocol(p: &mut Problems, field: &str, raw: &RawUpstream) -> Protocol 
     }
 }
 
+/// `max_concurrent_streams`: HTTP/2's streams per connection before another is opened (the
+/// upstream's own `SETTINGS_MAX_CONCURRENT_STREAMS`, which hyper does not read); unset, one
+/// connection carries every request.
+fn build_max_streams(p: &mut Problems, field: &str, raw: &RawUpstream, protocol: Protocol) -> usize {
+    let Some(max) = &raw.max_concurrent_streams else {
+        return usize::MAX;
+    };
+    let field = format!("{field}.max_concurrent_streams");
+    if protocol != Protocol::Http2 {
+        let message = "streams are HTTP/2's: set the upstream's `protocol: http2`, or remove this";
+        p.at(max.span(), &field, message);
+    }
+    positive(p, &field, Some(max), 1) as usize
+}
+
 /// Whether `Host` names the instance (`host_header: instance`) rather than the client's host
 /// (`client`, the default, as Envoy and Traefik do).
 fn build_host_header(p: &mut Problems, field: &str, raw: &RawUpstream) -> bool {
@@ -91,6 +106,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         .filter_map(|(j, text)| instance(p, &format!("{field}.instances[{j}]"), text))
         .collect();
     let protocol = build_protocol(p, field, raw);
+    let max_streams = build_max_streams(p, field, raw, protocol);
     let tls = upstream_tls(p, field, raw, protocol);
     let send_own_host = build_host_header(p, field, raw);
     let instances: Vec<Instance> = addresses
@@ -106,7 +122,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
                 None => authority.to_string(),
             };
             let state = registry.instance(&raw.name, &key);
-            Instance::new(authority, target, protocol, send_own_host, state)
+            Instance::new(authority, target, protocol, max_streams, send_own_host, state)
         })
         .collect();
     if raw.instances.is_empty() {

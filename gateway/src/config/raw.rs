@@ -192,6 +192,8 @@ pub(crate) struct RawUpstream {
     pub(crate) host_header: Option<Text>,
     /// `http1` (default) or `http2` (gRPC services).
     pub(crate) protocol: Option<Text>,
+    /// HTTP/2: the most streams a connection carries before another is opened.
+    pub(crate) max_concurrent_streams: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -22,6 +22,8 @@ pub(crate) struct Instance {
     /// Present when the instance speaks TLS.
     tls: Option<TlsTarget>,
     protocol: Protocol,
+    /// HTTP/2: the most streams a connection carries before another is opened.
+    max_streams: usize,
     /// The instance's own name for `Host`, when its upstream sends that instead of the client's
     /// (`host_header: instance`).
     own_host: Option<HeaderValue>,
@@ -118,11 +120,13 @@ pub(crate) fn ms_at(at: Instant) -> u64 {
 }
 
 impl Instance {
-    /// `send_own_host`: `Host` names this instance rather than the client's host.
+    /// `send_own_host`: `Host` names this instance rather than the client's host;
+    /// `max_streams`: HTTP/2's streams per connection before another is opened.
     pub(crate) fn new(
         authority: Authority,
         tls: Option<TlsTarget>,
         protocol: Protocol,
+        max_streams: usize,
         send_own_host: bool,
         state: Arc<InstanceState>,
     ) -> Self {
@@ -134,6 +138,7 @@ impl Instance {
             authority,
             tls,
             protocol,
+            max_streams,
             own_host,
             state,
         }
@@ -145,6 +150,7 @@ impl Instance {
             tls: self.tls.as_ref(),
             protocol: self.protocol,
             connect_timeout,
+            max_streams: self.max_streams,
         }
     }
 

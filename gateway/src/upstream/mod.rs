@@ -9,7 +9,6 @@ mod http2;
 mod instance;
 pub(crate) mod one_shot;
 mod pool;
-mod replay;
 mod retry;
 
 pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};

@@ -106,11 +106,11 @@ pub(crate) async fn exchange_until(
     match timeout_at(deadline, instance.exchange(connect_timeout, request)).await {
         Ok(Ok(Exchange {
             response,
-            sender,
+            held,
             connect_time,
         })) => {
             let ticket = ReturnTicket {
-                sender,
+                held,
                 instance: instance.state.clone(),
             };
             Ok(Exchanged {

@@ -5,8 +5,8 @@
 //! pooled client: no map keyed by host, no lock on the way of a request, and the gateway knows
 //! exactly when a request paid for a new connection.
 
-use super::http2::{self, Multiplexed};
-use super::replay::Replayable;
+use super::http2::replay::Replayable;
+use super::http2::{self, Multiplexed, Stream};
 use super::InstanceState;
 use crate::body::UpstreamBody;
 use crate::tls::TlsTarget;
@@ -93,6 +93,8 @@ pub(crate) struct Target<'a> {
     pub(crate) tls: Option<&'a TlsTarget>,
     pub(crate) protocol: Protocol,
     pub(crate) connect_timeout: Duration,
+    /// HTTP/2: the most streams a connection carries before another is opened.
+    pub(crate) max_streams: usize,
 }
 
 /// Why no response came back from an instance.
@@ -135,12 +137,21 @@ impl From<hyper::Error> for Failed {
     }
 }
 
-/// A response, the connection it came over and, when the connection was opened for it, how
-/// long opening took.
+/// A response, what its exchange holds until the response ends and, when a connection was
+/// opened for it, how long opening took.
 pub(crate) struct Exchange {
     pub(crate) response: Response<Incoming>,
-    pub(crate) sender: Sender,
+    pub(crate) held: Held,
     pub(crate) connect_time: Option<Duration>,
+}
+
+/// What an exchange holds until its response ends.
+#[derive(Debug)]
+pub(crate) enum Held {
+    /// An HTTP/1.1 connection, to put back in the pool.
+    Connection(http1::SendRequest<UpstreamBody>),
+    /// A stream counted on a shared HTTP/2 connection.
+    Stream(Stream),
 }
 
 impl ConnectionPool {
@@ -152,16 +163,19 @@ impl ConnectionPool {
         }
     }
 
-    /// Returns a connection whose response has ended; an HTTP/1.1 one is dropped (closed) if the
-    /// pool is full or the connection is no longer usable. An HTTP/2 one was never taken out.
-    pub(crate) fn put(&self, sender: Sender) {
-        if let Sender::Http1(sender) = sender {
-            if !sender.is_closed() {
+    /// Takes back what an exchange held once its response has ended: an HTTP/1.1 connection is
+    /// dropped (closed) if the pool is full or the connection is no longer usable; an HTTP/2
+    /// stream ends its count.
+    pub(crate) fn put(&self, held: Held) {
+        match held {
+            Held::Connection(sender) if !sender.is_closed() => {
                 let _ = self.idle.push(Idle {
                     sender,
                     since: Instant::now(),
                 });
             }
+            Held::Connection(_) => {}
+            Held::Stream(stream) => drop(stream),
         }
     }
 
@@ -206,7 +220,7 @@ impl ConnectionPool {
                 Ok(response) => {
                     return Ok(Exchange {
                         response,
-                        sender: Sender::Http1(sender),
+                        held: Held::Connection(sender),
                         connect_time: None,
                     })
                 }
@@ -221,15 +235,17 @@ impl ConnectionPool {
         // request's future would otherwise carry room for it, and be copied with it, even the
         // many that reuse a pooled connection.
         let mut sender = match Box::pin(connect(target)).await {
-            Ok(sender) => sender,
+            Ok(Sender::Http1(sender)) => sender,
+            Ok(Sender::Http2 { .. }) => unreachable!("an HTTP/1.1 target opens HTTP/1.1 connections"),
             Err(error) => return Err(Failed::unsent(error, request)),
         };
         self.opened.increment(1);
         let connect_time = started.elapsed();
+        sender.ready().await?;
         let response = sender.send_request(request).await?;
         Ok(Exchange {
             response,
-            sender,
+            held: Held::Connection(sender),
             connect_time: Some(connect_time),
         })
     }
@@ -284,12 +300,12 @@ where
 
 /// Puts a pooled connection back when the response body it carries ends.
 pub(crate) struct ReturnTicket {
-    pub(crate) sender: Sender,
+    pub(crate) held: Held,
     pub(crate) instance: Arc<InstanceState>,
 }
 
 impl ReturnTicket {
     pub(crate) fn redeem(self) {
-        self.instance.pool.put(self.sender);
+        self.instance.pool.put(self.held);
     }
 }

@@ -394,3 +394,25 @@ routes:
     }
     assert_eq!(all.len(), 3, "{all:#?}");
 }
+
+#[test]
+fn max_concurrent_streams_is_a_positive_count_for_http2_upstreams() {
+    let text = "\
+upstreams:
+  - { name: a, instances: [\"127.0.0.1:1\"], max_concurrent_streams: 100 }
+  - { name: b, instances: [\"127.0.0.1:2\"], protocol: http2, max_concurrent_streams: 0 }
+  - { name: c, instances: [\"127.0.0.1:3\"], protocol: http2, max_concurrent_streams: 100 }
+routes:
+  - { name: all, upstream: a }
+";
+    let all = errors(text);
+    for (field, line, says) in [
+        ("upstreams[0].max_concurrent_streams", 2, "protocol: http2"),
+        ("upstreams[1].max_concurrent_streams", 3, "at least 1"),
+    ] {
+        let error = find(&all, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(all.len(), 2, "{all:#?}");
+}

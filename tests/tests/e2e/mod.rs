@@ -10,12 +10,13 @@ mod edge;
 mod events;
 mod grpc;
 mod headers;
+mod http2_connections;
 mod jwt;
 mod metrics;
 mod mirror;
 mod protocols;
 mod rate_limits;
-mod refused_streams;
+
 mod reload;
 mod resilience;
 mod routing;

@@ -1,12 +1,15 @@
-//! HTTP/2 to an instance (`protocol: http2`): one connection carries every request at once, as
-//! gRPC services expect. Requests read the live connection without a lock; only opening a new
-//! one, when there is none or it closed, is serialized per instance, so a burst of requests to a
-//! fresh instance opens one connection rather than one each.
+//! HTTP/2 to an instance (`protocol: http2`): a connection carries many requests at once, as
+//! gRPC services expect (one takes them all unless the upstream sets `max_concurrent_streams`;
+//! see [`connections`]), and a request the upstream refused unprocessed is sent again (see
+//! [`replay`]).
 
-use super::pool::{connect, Exchange, Failed, SendError, Sender, Target};
-use super::replay::{Replayable, REPLAY_LIMIT};
+mod connections;
+pub(crate) mod replay;
+
+use super::pool::{Exchange, Failed, Held, SendError, Target};
 use crate::body::{self, UpstreamBody};
-use arc_swap::ArcSwapOption;
+use connections::Connections;
+pub(crate) use connections::Stream;
 use http::header::HOST;
 use http::request::Parts;
 use http::uri::{Authority, Scheme};
@@ -15,8 +18,9 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics::Counter;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use replay::{Replayable, REPLAY_LIMIT};
+
+use std::time::Duration;
 
 /// A silent connection is pinged this often, and dropped when a ping goes unanswered for
 /// [`PING_TIMEOUT`]: a peer that vanished without closing is found before requests pile onto it.
@@ -26,7 +30,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// limit refuses the streams a new connection sends before its settings arrive, and may again.
 const MAX_RESENDS: u32 = 2;
 
-type Http2Sender = SendRequest<Replayable>;
+pub(crate) type Http2Sender = SendRequest<Replayable>;
 
 /// A request's head, kept to send the request again.
 struct Head {
@@ -93,28 +97,20 @@ fn unsent(error: SendError, request: Request<Replayable>) -> Failed {
     }
 }
 
-/// The connection an instance's requests share, once one is open.
+/// An instance's HTTP/2 connections, and what it counts of them.
 #[derive(Debug)]
 pub(crate) struct Multiplexed {
-    live: ArcSwapOption<Http2Sender>,
-    /// Held while a connection opens, so that concurrent requests wait for it instead of
-    /// opening their own.
-    opening: tokio::sync::Mutex<()>,
+    connections: Connections,
     /// `lookout_upstream_streams_refused_total` for this instance.
     refused: Counter,
 }
 
-/// The exchange's sender goes with its response body, as an HTTP/1.1 one does; an HTTP/2 one
-/// is a handle on the shared connection, which the pool does not take back.
-fn exchange(
-    response: Response<Incoming>,
-    sender: Http2Sender,
-    tls: bool,
-    connect_time: Option<Duration>,
-) -> Exchange {
+/// The exchange's stream goes with its response body, which counts it on its connection until
+/// it ends.
+fn exchange(response: Response<Incoming>, stream: Stream, connect_time: Option<Duration>) -> Exchange {
     Exchange {
         response,
-        sender: Sender::Http2 { sender, tls },
+        held: Held::Stream(stream),
         connect_time,
     }
 }
@@ -122,8 +118,7 @@ fn exchange(
 impl Multiplexed {
     pub(crate) fn new(refused: Counter) -> Self {
         Multiplexed {
-            live: ArcSwapOption::empty(),
-            opening: tokio::sync::Mutex::new(()),
+            connections: Connections::default(),
             refused,
         }
     }
@@ -165,75 +160,48 @@ impl Multiplexed {
         }
     }
 
-    /// Sends `request` over the live connection, or a new one when there is none. A request
-    /// that the live connection could not even take (it had just closed: a peer's `GOAWAY`, as
-    /// gRPC servers send when a connection reaches its maximum age) goes out on a new one.
+    /// Sends `request` over an open connection with room, or a new one when there is none. A
+    /// request that the connection could not even take (it had just closed: a peer's `GOAWAY`,
+    /// as gRPC servers send when a connection reaches its maximum age) goes out on a new one.
     async fn send_once(
         &self,
         target: Target<'_>,
         mut request: Request<Replayable>,
         opened: &Counter,
     ) -> Result<Exchange, Failed> {
-        let tls = target.tls.is_some();
-        if let Some(live) = self.open_one() {
-            let mut sender = Http2Sender::clone(&live);
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok(exchange(response, sender, tls, None)),
+        if let Some(stream) = self.connections.stream(target.max_streams) {
+            match stream.sender().try_send_request(request).await {
+                Ok(response) => return Ok(exchange(response, stream, None)),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => request = unsent,
-                    None => return Err(self.broke(&live, error.into_error())),
+                    None => return Err(self.broke(&stream, error.into_error())),
                 },
             }
         }
         // Boxed for the same reason as HTTP/1.1's: a large future few requests need.
-        let (live, connect_time) = match Box::pin(self.connect(target, opened)).await {
+        let (stream, connect_time) = match Box::pin(self.connections.open(target, opened)).await {
             Ok(opened) => opened,
             Err(error) => return Err(unsent(error, request)),
         };
-        let mut sender = Http2Sender::clone(&live);
-        match sender.send_request(request).await {
-            Ok(response) => Ok(exchange(response, sender, tls, connect_time)),
-            Err(error) => Err(self.broke(&live, error)),
+        match stream.sender().send_request(request).await {
+            Ok(response) => Ok(exchange(response, stream, connect_time)),
+            Err(error) => Err(self.broke(&stream, error)),
         }
     }
 
     /// A failed exchange. When the connection failed, not the stream alone, it is forgotten at
     /// once: the requests after it, a retry among them, open a new one rather than find this
     /// one before hyper has marked it closed.
-    fn broke(&self, live: &Arc<Http2Sender>, error: hyper::Error) -> Failed {
+    fn broke(&self, stream: &Stream, error: hyper::Error) -> Failed {
         if !h2_error(&error).is_some_and(h2::Error::is_reset) {
-            self.live.compare_and_swap(live, None::<Arc<Http2Sender>>);
+            self.connections.forget(stream.connection());
         }
         error.into()
     }
 
-    /// Lets the connection close once the requests it carries have ended.
+    /// Lets the connections close once the requests they carry have ended.
     pub(crate) fn close(&self) {
-        self.live.store(None);
-    }
-
-    fn open_one(&self) -> Option<Arc<Http2Sender>> {
-        self.live.load_full().filter(|live| !live.is_closed())
-    }
-
-    /// The connection another request has just opened, or a new one (and how long it took).
-    async fn connect(
-        &self,
-        target: Target<'_>,
-        opened: &Counter,
-    ) -> Result<(Arc<Http2Sender>, Option<Duration>), SendError> {
-        let _opening = self.opening.lock().await;
-        if let Some(live) = self.open_one() {
-            return Ok((live, None));
-        }
-        let started = Instant::now();
-        let Sender::Http2 { sender, .. } = connect(target).await? else {
-            unreachable!("an HTTP/2 target opens HTTP/2 connections")
-        };
-        opened.increment(1);
-        let live = Arc::new(sender);
-        self.live.store(Some(live.clone()));
-        Ok((live, Some(started.elapsed())))
+        self.connections.close();
     }
 }
 

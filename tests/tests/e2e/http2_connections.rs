@@ -1,7 +1,9 @@
-//! Streams an HTTP/2 upstream refused unprocessed — reset with `REFUSED_STREAM`, or above the
-//! last stream a `GOAWAY` named — are sent again, POSTs and their bodies included: RFC 9113
-//! §8.7 guarantees the server did nothing with them. A stream the server took and lost with
-//! its connection is retried only when idempotent. The upstream is the `h2` crate's server.
+//! How the gateway uses its HTTP/2 connections to an upstream. Streams the upstream refused
+//! unprocessed — reset with `REFUSED_STREAM`, or above the last stream a `GOAWAY` named — are
+//! sent again, POSTs and their bodies included: RFC 9113 §8.7 guarantees the server did nothing
+//! with them. A stream the server took and lost with its connection is retried only when
+//! idempotent. `max_concurrent_streams` opens more connections rather than queue requests. The
+//! upstream is the `h2` crate's server.
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -25,6 +27,8 @@ enum Refusing {
     /// Takes one stream at a time, and sends its first connection's `GOAWAY` while that
     /// connection's second stream is open, so the one waiting to open behind it is refused.
     FirstConnection,
+    /// Takes this many streams at a time on a connection, and refuses none.
+    Limited(u32),
 }
 
 /// Counts of what the server saw.
@@ -32,6 +36,8 @@ enum Refusing {
 struct Seen {
     connections: AtomicUsize,
     streams: AtomicUsize,
+    /// The most streams one connection had open at once.
+    peak_streams: AtomicUsize,
 }
 
 /// An HTTP/2 (h2c) server that echoes each request's body, but for the streams it refuses.
@@ -51,9 +57,12 @@ async fn refusing_server(refusing: Refusing) -> (SocketAddr, Arc<Seen>) {
 
 async fn serve(socket: tokio::net::TcpStream, refusing: Refusing, first: bool, seen: Arc<Seen>) {
     let mut builder = h2::server::Builder::new();
-    if let Refusing::FirstConnection = refusing {
-        builder.max_concurrent_streams(1);
-    }
+    match refusing {
+        Refusing::FirstConnection => builder.max_concurrent_streams(1),
+        Refusing::Limited(streams) => builder.max_concurrent_streams(streams),
+        _ => &mut builder,
+    };
+    let open = Arc::new(AtomicUsize::new(0));
     let Ok(mut connection) = builder.handshake::<_, Bytes>(socket).await else {
         return;
     };
@@ -78,9 +87,15 @@ async fn serve(socket: tokio::net::TcpStream, refusing: Refusing, first: bool, s
         let refuse = match refusing {
             Refusing::Streams(count) => nth <= count,
             Refusing::Dropping if first => return,
-            Refusing::Dropping | Refusing::FirstConnection => false,
+            _ => false,
         };
-        tokio::spawn(answer(request.into_body(), respond, refuse));
+        let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
+        seen.peak_streams.fetch_max(now_open, Ordering::SeqCst);
+        let open = open.clone();
+        tokio::spawn(async move {
+            answer(request.into_body(), respond, refuse).await;
+            open.fetch_sub(1, Ordering::SeqCst);
+        });
     }
 }
 
@@ -166,4 +181,36 @@ async fn a_get_whose_connection_broke_under_it_is_retried_on_a_new_one() {
     let reply = send_body(gateway.proxy_addr(), Method::POST, "/", &[], "an order").await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert_eq!(seen.streams.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn past_max_concurrent_streams_another_connection_is_opened() {
+    // The server would take 100 streams at once: the gateway keeps to the 2 it was told.
+    let (addr, seen) = refusing_server(Refusing::Limited(100)).await;
+    let upstream = "protocol: http2, max_concurrent_streams: 2";
+    let gateway = start_gateway(&single_upstream(addr, upstream, "")).await;
+    let calls: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(send(gateway.proxy_addr(), Method::GET, "/", &[])))
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.expect("the call ran").status, StatusCode::OK);
+    }
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 3, "two streams on each");
+    assert_eq!(seen.peak_streams.load(Ordering::SeqCst), 2);
+
+    // Unset, one connection takes every request, and the upstream's own limit queues them.
+    let (addr, seen) = refusing_server(Refusing::Limited(2)).await;
+    let gateway = start_gateway(&single_upstream(addr, "protocol: http2", "")).await;
+    // The first call learns the connection's limit; the others then wait their turn on it.
+    assert_eq!(
+        send(gateway.proxy_addr(), Method::GET, "/", &[]).await.status,
+        StatusCode::OK
+    );
+    let calls: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(send(gateway.proxy_addr(), Method::GET, "/", &[])))
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.expect("the call ran").status, StatusCode::OK);
+    }
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
 }
