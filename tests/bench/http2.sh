@@ -5,7 +5,8 @@
 # wrk (HTTP/1.1, 50 connections):
 #   direct:        the client straight to bench-upstream (h2 or h1, as the client speaks);
 #   lookout h1:    through Lookout to the HTTP/1.1 port (pooled keep-alive connections);
-#   lookout h2:    through Lookout to the HTTP/2 port (one shared connection);
+#   lookout h2:    through Lookout to the HTTP/2 port (one shared connection, or, with
+#                  `max_concurrent_streams: 100`, one per 100 streams in flight: 5);
 #   nginx h2:      through nginx (1 worker; `http2` listener, `grpc_pass` to the HTTP/2 port),
 #                  the usual way to put nginx in front of gRPC services.
 # Lookout runs with --workers 1 and its store, access log and traces off. Prints req/s (and
@@ -41,9 +42,11 @@ analytics: { store: off }
 upstreams:
   - { name: h1, instances: ["127.0.0.1:$h1_port"] }
   - { name: h2, instances: ["127.0.0.1:$h2_port"], protocol: http2 }
+  - { name: h2-100, instances: ["127.0.0.1:$h2_port"], protocol: http2, max_concurrent_streams: 100 }
 routes:
   - { name: via-h1, match: { prefix: /h1 }, strip_prefix: /h1, upstream: h1 }
-  - { name: via-h2, match: { prefix: /h2 }, strip_prefix: /h2, upstream: h2 }
+  - { name: via-h2, match: { prefix: /h2/ }, strip_prefix: /h2, upstream: h2 }
+  - { name: via-h2-100, match: { prefix: /h2-100/ }, strip_prefix: /h2-100, upstream: h2-100 }
 YAML
 RUST_LOG=warn "${LOOKOUT:-$target/release/lookout}" run -c "$work/lookout.yaml" --workers 1 >/dev/null & pids+=($!)
 wait_port "$lookout_port"
@@ -94,6 +97,7 @@ run_h2() { # label url
 run_h2 "direct (h2c)" "http://127.0.0.1:$h2_port/small"
 run_h2 "lookout h1 upstream" "http://127.0.0.1:$lookout_port/h1/small"
 run_h2 "lookout h2 upstream" "http://127.0.0.1:$lookout_port/h2/small"
+run_h2 "lookout h2 upstream, 100 streams/conn" "http://127.0.0.1:$lookout_port/h2-100/small"
 [ -n "$nginx_port" ] && run_h2 "nginx h2 upstream (grpc_pass)" "http://127.0.0.1:$nginx_port/small"
 
 printf "\n%-44s %12s %12s %10s\n" "HTTP/1.1 clients (wrk, 50 connections)" "req/s" "p50 (us)" "p99 (us)"

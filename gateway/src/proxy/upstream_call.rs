@@ -2,8 +2,8 @@
 //! instance when it is safe, within the per-try and total timeouts and the retry budget.
 //!
 //! A request is retried only when it is idempotent and has no body: the body is streamed, so
-//! once sent it cannot be sent again. Connect errors, timeouts and 502/503/504 are retried (on an
-//! instance not tried yet while there is one) and count as failures for outlier ejection.
+//! once sent it cannot be sent again. Connect errors, timeouts and 502/503/504 are retried and
+//! count as failures for outlier ejection.
 
 use super::context::RequestContext;
 use super::error::ProxyError;
@@ -63,7 +63,10 @@ pub(super) async fn run(
         };
         // One clock read serves the balancer, the per-try deadline and the attempt's timing.
         let sent = Instant::now();
-        let Some(index) = pick_next(upstream, outgoing.hash, &tried, ms_at(sent)) else {
+        let Some(index) = upstream
+            .balancer
+            .pick(&upstream.instances, outgoing.hash, &tried, ms_at(sent))
+        else {
             break;
         };
         tried.push(index);
@@ -88,14 +91,6 @@ pub(super) async fn run(
     Ok(response)
 }
 
-/// The instance for the next attempt: one not tried yet, or, when every available one was, one
-/// of those again. A lone instance is retried, as Envoy does: it is often a Kubernetes Service's
-/// address, which stands for many pods, or an HTTP/2 connection's end broke the first attempt.
-fn pick_next(upstream: &Upstream, hash: Option<u64>, tried: &[usize], now_ms: u64) -> Option<usize> {
-    let pick = |tried: &[usize]| upstream.balancer.pick(&upstream.instances, hash, tried, now_ms);
-    pick(tried).or_else(|| if tried.is_empty() { None } else { pick(&[]) })
-}
-
 /// The request as it will go upstream, ready to be sent once or, when retryable, again.
 struct Outgoing {
     method: Method,
@@ -117,8 +112,10 @@ impl Outgoing {
     ) -> Result<Outgoing, ProxyError> {
         let upgrade = forward_headers::is_upgrade(&parts.headers);
         let client_upgrade = upgrade.then(|| parts.extensions.remove::<OnUpgrade>()).flatten();
+        // Retries go to an instance not tried yet, so a single-instance upstream never retries.
         let body = OutgoingBody::new(body, ctx);
-        let retryable = is_idempotent(&parts.method) && body.replayable() && !upgrade;
+        let retryable =
+            is_idempotent(&parts.method) && body.replayable() && !upgrade && upstream.instances.len() > 1;
         // HTTP/2 lets `TE: trailers` through (RFC 9113 §8.2.2): gRPC servers want to know that
         // the client, here through the gateway, reads trailers.
         let trailers =

@@ -33,22 +33,6 @@ async fn idempotent_requests_are_retried_on_another_instance() {
 }
 
 #[tokio::test]
-async fn a_lone_instance_is_retried_on_itself() {
-    let lone = TestUpstream::start("lone").await;
-    lone.fail_with(503);
-    let gateway = start_gateway(&single_upstream(lone.addr, "", "")).await;
-    let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
-    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        lone.hits(),
-        2,
-        "the default two attempts, both on the lone instance"
-    );
-    send(gateway.proxy_addr(), Method::POST, "/", &[]).await;
-    assert_eq!(lone.hits(), 3, "a POST is not retried");
-}
-
-#[tokio::test]
 async fn post_is_never_retried() {
     let failing = TestUpstream::start("failing").await;
     let healthy = TestUpstream::start("healthy").await;
