@@ -21,6 +21,7 @@
 #   tests/bench/run.sh                      # 3 rounds of 5 s per target and case
 #   ROUNDS=5 DURATION=10s tests/bench/run.sh
 #   ROUNDS=16 TARGETS="quiet stored" CASES="small c=50" tests/bench/run.sh   # one cost, more rounds
+#   LOOKOUT=/tmp/lookout-before tests/bench/run.sh   # another build of the gateway, same baselines
 #
 # Needs wrk (apt install wrk); nginx is measured when installed (apt install nginx-light).
 # This is a benchmark, not a test: nothing here passes or fails on a figure.
@@ -50,7 +51,7 @@ routes:
   - { name: all, upstream: bench }
 $2
 YAML
-  RUST_LOG=warn "$target/release/lookout" run -c "$work/$1.yaml" --workers 1 >/dev/null & pids+=($!)
+  RUST_LOG=warn "${LOOKOUT:-$target/release/lookout}" run -c "$work/$1.yaml" --workers 1 >/dev/null & pids+=($!)
   pid[$1]=$!
   wait_port "${ports[$1]}"
 }

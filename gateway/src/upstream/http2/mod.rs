@@ -4,6 +4,7 @@
 //! [`replay`]).
 
 mod connections;
+mod refused;
 pub(crate) mod replay;
 
 use super::pool::{Exchange, Failed, Held, SendError, Target};
@@ -11,15 +12,14 @@ use crate::body::{self, UpstreamBody};
 use connections::Connections;
 pub(crate) use connections::Stream;
 use http::header::HOST;
-use http::request::Parts;
 use http::uri::{Authority, Scheme};
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics::Counter;
+use refused::{h2_error, is_refused, Head};
 use replay::{Replayable, REPLAY_LIMIT};
-
 use std::time::Duration;
 
 /// A silent connection is pinged this often, and dropped when a ping goes unanswered for
@@ -31,59 +31,6 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESENDS: u32 = 2;
 
 pub(crate) type Http2Sender = SendRequest<Replayable>;
-
-/// A request's head, kept to send the request again.
-struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-}
-
-impl Head {
-    fn of(parts: &Parts) -> Self {
-        Head {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers: parts.headers.clone(),
-        }
-    }
-
-    fn request(&self, body: Replayable) -> Request<Replayable> {
-        let mut request = Request::new(body);
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
-        request
-    }
-}
-
-/// Whether the request's stream was refused before the upstream did anything with it:
-/// - reset with `REFUSED_STREAM`;
-/// - above the last stream of a `GOAWAY` (h2 gives such streams the `GOAWAY` as their error;
-///   the streams the server did process get the connection's end);
-/// - never opened: hyper drops a request waiting for a stream slot (the upstream's
-///   `max_concurrent_streams`) when a `GOAWAY` ends the connection, and its only user errors on
-///   HTTP/2 are that dropped request's ("dispatch task is gone") and a `CONNECT` with a body,
-///   which the gateway does not send.
-fn is_refused(error: &SendError) -> bool {
-    let SendError::Http(error) = error else {
-        return false;
-    };
-    if error.is_user() {
-        return true;
-    }
-    h2_error(error).is_some_and(|h2| {
-        h2.is_remote() && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM))
-    })
-}
-
-/// The HTTP/2 error under hyper's, if the exchange failed on one.
-fn h2_error(error: &hyper::Error) -> Option<&h2::Error> {
-    std::error::Error::source(error)?.downcast_ref::<h2::Error>()
-}
 
 /// No connection could be opened for `request`: it goes back to be sent elsewhere, when it
 /// still is as it came.
@@ -124,7 +71,7 @@ impl Multiplexed {
     }
 
     /// Sends `request`, and sends it again (up to [`MAX_RESENDS`] times) when the upstream
-    /// refused its stream unprocessed (see [`super::replay`]) and its body could be kept.
+    /// refused its stream unprocessed (see [`refused`]) and its body could be kept (see [`replay`]).
     pub(crate) async fn send(
         &self,
         target: Target<'_>,

@@ -1,0 +1,60 @@
+//! What a refused request is: one whose stream the upstream refused before doing anything with
+//! it (RFC 9113 §8.7), which may be sent again whatever its method; and the head kept to send it.
+
+use super::replay::Replayable;
+use crate::upstream::pool::SendError;
+use http::request::Parts;
+use http::{HeaderMap, Method, Request, Uri, Version};
+
+/// A request's head, kept to send the request again.
+pub(super) struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Head {
+    pub(super) fn of(parts: &Parts) -> Self {
+        Head {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+        }
+    }
+
+    pub(super) fn request(&self, body: Replayable) -> Request<Replayable> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// Whether the request's stream was refused before the upstream did anything with it:
+/// - reset with `REFUSED_STREAM`;
+/// - above the last stream of a `GOAWAY` (h2 gives such streams the `GOAWAY` as their error;
+///   the streams the server did process get the connection's end);
+/// - never opened: hyper drops a request waiting for a stream slot (the upstream's
+///   `max_concurrent_streams`) when a `GOAWAY` ends the connection, and its only user errors on
+///   HTTP/2 are that dropped request's ("dispatch task is gone") and a `CONNECT` with a body,
+///   which the gateway does not send.
+pub(super) fn is_refused(error: &SendError) -> bool {
+    let SendError::Http(error) = error else {
+        return false;
+    };
+    if error.is_user() {
+        return true;
+    }
+    h2_error(error).is_some_and(|h2| {
+        h2.is_remote() && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM))
+    })
+}
+
+/// The HTTP/2 error under hyper's, if the exchange failed on one.
+pub(super) fn h2_error(error: &hyper::Error) -> Option<&h2::Error> {
+    std::error::Error::source(error)?.downcast_ref::<h2::Error>()
+}
