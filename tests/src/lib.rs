@@ -18,4 +18,4 @@ pub use gateway::{
 };
 pub use otlp::{span_attribute, OtlpReceiver};
 pub use redis::TestRedis;
-pub use upstream::TestUpstream;
+pub use upstream::{refusing_address, TestUpstream};

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -41,6 +41,24 @@ pub struct TestUpstream {
     /// Present when the upstream speaks HTTPS.
     tls: Option<Arc<rustls::ServerConfig>>,
     server: JoinSet<()>,
+    /// While killed, the address held by a socket that does not listen: connects are refused,
+    /// and no other test's listener can take the port.
+    held: Option<TcpSocket>,
+}
+
+/// An address nothing listens on, held (bound, not listening) so that no other test's listener
+/// takes it: connects to it are refused while the socket lives.
+pub fn refusing_address() -> (TcpSocket, SocketAddr) {
+    let socket = hold("127.0.0.1:0".parse().expect("address")).expect("bind a refusing address");
+    let addr = socket.local_addr().expect("local address");
+    (socket, addr)
+}
+
+fn hold(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
 }
 
 impl TestUpstream {
@@ -97,16 +115,19 @@ impl TestUpstream {
             behaviour,
             tls,
             server,
+            held: None,
         }
     }
 
     /// Closes the listener and every open connection: the instance is down.
     pub async fn kill(&mut self) {
         self.server.shutdown().await;
+        self.held = Some(hold(self.addr).expect("hold the killed upstream's address"));
     }
 
     /// Listens again on the same address.
     pub async fn restart(&mut self) {
+        self.held = None;
         let again = Self::serve(self.addr, self.behaviour.clone(), self.tls.clone()).await;
         self.server = again.server;
     }

@@ -14,6 +14,7 @@ pub(crate) const RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_byte
 pub(crate) const INSTANCE_HEALTHY: &str = "lookout_upstream_instance_healthy";
 pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
 pub(crate) const EJECTIONS: &str = "lookout_upstream_ejections_total";
+pub(crate) const EJECTIONS_SKIPPED: &str = "lookout_upstream_ejections_skipped_total";
 pub(crate) const CONNECTIONS_OPENED: &str = "lookout_upstream_connections_opened_total";
 pub(crate) const STREAMS_REFUSED: &str = "lookout_upstream_streams_refused_total";
 pub(crate) const EVENTS_QUEUED: &str = "lookout_analytics_events_queued";
@@ -68,7 +69,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 50] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 51] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -91,6 +92,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 50] = [
         EJECTIONS,
         Unit::Count,
         "Outlier ejections of an upstream instance.",
+    ),
+    (
+        EJECTIONS_SKIPPED,
+        Unit::Count,
+        "Outlier ejections not made because the instance was its upstream's last available one, which keeps taking requests (Envoy's ejections_overflow).",
     ),
     (
         CONNECTIONS_OPENED,

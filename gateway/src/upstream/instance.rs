@@ -6,7 +6,9 @@
 
 use super::pool::{ConnectionPool, Exchange, Failed, Protocol, SendError, Sender, Target};
 use crate::body::UpstreamBody;
-use crate::stats::{Latency, LatencySnapshot, Metrics, CONNECTIONS_OPENED, EJECTIONS, STREAMS_REFUSED};
+use crate::stats::{
+    Latency, LatencySnapshot, Metrics, CONNECTIONS_OPENED, EJECTIONS, EJECTIONS_SKIPPED, STREAMS_REFUSED,
+};
 use crate::tls::TlsTarget;
 use http::header::{HeaderMap, HeaderValue, HOST};
 use http::uri::Authority;
@@ -80,6 +82,9 @@ pub(crate) struct InstanceState {
     /// Time to response headers of the attempts sent to this instance.
     pub(crate) latency: Latency,
     ejections_total: Counter,
+    /// `lookout_upstream_ejections_skipped_total`: ejections not made, the instance being its
+    /// upstream's last available one.
+    ejections_skipped: Counter,
     healthy: AtomicBool,
     check_streak: AtomicU32,
     consecutive_failures: AtomicU32,
@@ -194,6 +199,7 @@ impl InstanceState {
         InstanceState {
             addr: addr.into(),
             ejections_total: metrics.counter(EJECTIONS, labels()),
+            ejections_skipped: metrics.counter(EJECTIONS_SKIPPED, labels()),
             pool: ConnectionPool::new(
                 metrics.counter(CONNECTIONS_OPENED, labels()),
                 metrics.counter(STREAMS_REFUSED, labels()),
@@ -254,6 +260,7 @@ impl InstanceState {
             // streams at once) or once the instance has recovered. As nginx never marks a lone
             // server down and Envoy routes to all hosts in panic, it keeps serving.
             tracing::debug!(instance = %self.addr, "not ejected: the upstream's last available instance");
+            self.ejections_skipped.increment(1);
             return;
         }
         let ejections = self.ejections.fetch_add(1, Ordering::Relaxed);

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lookout_gateway::Gateway;
 use lookout_tests::tls::TestPki;
-use lookout_tests::{body_json, send, sql_rows, wait_for_stored, wait_until};
+use lookout_tests::{body_json, refusing_address, send, sql_rows, wait_for_stored, wait_until};
 use lookout_tests::{single_upstream, span_attribute, start_gateway, OtlpReceiver, TestUpstream};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -383,9 +383,7 @@ const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Expor
 #[tokio::test]
 async fn the_gateways_own_refusals_of_grpc_calls_are_grpc_statuses() {
     let upstream = TestUpstream::start("slow").await;
-    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let nowhere = closed.local_addr().expect("address");
-    drop(closed);
+    let (_held, nowhere) = refusing_address();
     let gateway = start_gateway(&format!(
         "analytics: {{ store: memory }}\n\
          upstreams:\n\

@@ -3,7 +3,9 @@
 
 use http::{Method, StatusCode};
 use lookout_gateway::Gateway;
-use lookout_tests::{body_json, send, send_body, start_gateway, wait_for_stored, OtlpReceiver, TestUpstream};
+use lookout_tests::{
+    body_json, refusing_address, send, send_body, start_gateway, wait_for_stored, OtlpReceiver, TestUpstream,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -247,9 +249,7 @@ async fn trace_stats_reach(
 #[tokio::test]
 async fn spans_that_cannot_be_exported_are_counted_and_the_proxy_carries_on() {
     // A port nothing listens on: every export is refused.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let nowhere = closed.local_addr().expect("addr");
-    drop(closed);
+    let (_held, nowhere) = refusing_address();
     let (_upstream, gateway) =
         traced_gateway(&format!("traces: {{ endpoint: \"http://{nowhere}\" }}\n")).await;
     get_ok(&gateway, "/", 3).await;
