@@ -3,14 +3,17 @@
 //! call failed before any message, in the headers: a "trailers-only" response). Requests,
 //! metrics and traces carry it, so failing calls are not counted as successes; and the
 //! gateway's own refusals of a gRPC call are given in that form, with a code and a message.
+//! It also reads the deadline a client gave its call (`grpc-timeout`).
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use http::StatusCode;
 use lookout_analytics::GRPC_SERVER_ERRORS;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use std::time::Duration;
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 /// `grpc-message` is percent-encoded: every byte outside printable ASCII, and `%` itself.
 const MESSAGE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
 
@@ -83,10 +86,51 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
 }
 
+/// The deadline a gRPC client gave its call, from `grpc-timeout`: up to 8 digits and a unit
+/// (`H`, `M`, `S`, `m`, `u`, `n`), as the gRPC over HTTP/2 spec writes it. A malformed value
+/// is ignored, as gRPC servers do: the route's own timeouts still apply.
+pub(crate) fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(GRPC_TIMEOUT)?.as_bytes();
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    fn timeout(value: &'static str) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        headers.insert(GRPC_TIMEOUT, HeaderValue::from_static(value));
+        client_timeout(&headers)
+    }
+
+    #[test]
+    fn a_clients_deadline_reads_in_each_unit_and_a_malformed_one_is_ignored() {
+        assert_eq!(timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(timeout("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(timeout("7n"), Some(Duration::from_nanos(7)));
+        for malformed in ["", "m", "100", "123456789m", "-5S", "1.5S", "10x", "5 S"] {
+            assert_eq!(timeout(malformed), None, "{malformed:?}");
+        }
+        assert_eq!(client_timeout(&HeaderMap::new()), None);
+    }
 
     fn status(value: &'static str) -> Option<u8> {
         let mut headers = HeaderMap::new();

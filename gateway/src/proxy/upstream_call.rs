@@ -35,8 +35,14 @@ pub(super) async fn run(
     ctx: &mut RequestContext,
 ) -> Result<Response<PooledBody>, ProxyError> {
     let route = matched.route;
+    let total = match ctx.grpc_call {
+        // A gRPC client's deadline, when shorter, is the call's: past it the client has given up.
+        true => crate::grpc::client_timeout(&parts.headers)
+            .map_or(route.timeouts.total, |client| client.min(route.timeouts.total)),
+        false => route.timeouts.total,
+    };
     let mut outgoing = Outgoing::prepare(upstream, matched, parts, body, ctx)?;
-    let deadline = Deadline::from_std(ctx.started + route.timeouts.total);
+    let deadline = Deadline::from_std(ctx.started + total);
     let _request_slot = upstream.retry.budget.request();
     let mut tried = Vec::with_capacity(outgoing.max_attempts as usize);
     let mut outcome = Outcome::NoInstance;

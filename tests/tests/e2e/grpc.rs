@@ -451,6 +451,37 @@ async fn the_gateways_own_refusals_of_grpc_calls_are_grpc_statuses() {
 }
 
 #[tokio::test]
+async fn a_grpc_clients_deadline_bounds_the_gateways_wait() {
+    let upstream = TestUpstream::start("slow").await;
+    let gateway = start_gateway(&format!(
+        "analytics: {{ store: memory }}\n{}",
+        single_upstream(upstream.addr, "", "rewrite: /slow/2000")
+    ))
+    .await;
+    // A call whose client gives it 200 ms (tonic's client would enforce the deadline itself, so
+    // the call goes over plain HTTP/2): the route's 30 s would let the upstream's 2 s through.
+    let h2: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let call = Request::post(format!("http://{}{EXPORT}", gateway.proxy_addr()))
+        .header("content-type", "application/grpc")
+        .header("grpc-timeout", "200m")
+        .body(Empty::new())
+        .expect("request");
+    let response = h2.request(call).await.expect("a response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["grpc-status"], "4", "DEADLINE_EXCEEDED");
+    wait_for_stored(&gateway, 1).await;
+    let rows = sql_rows(
+        gateway.admin_addr(),
+        "",
+        "SELECT grpc_status, error_kind FROM requests",
+    )
+    .await;
+    assert_eq!(rows, json!([[4, "upstream_timeout"]]));
+}
+
+#[tokio::test]
 async fn a_grpc_stream_is_forwarded_before_its_body_ends_under_the_attack_filter() {
     let upstream = TestUpstream::start("h2-stream").await;
     let gateway = start_gateway(&format!(
