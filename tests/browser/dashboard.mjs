@@ -96,7 +96,7 @@ try {
 
   // SQL console: an example runs; a write is refused with DuckDB's reason.
   await open('/dashboard/sql');
-  await page.click('button.example >> text=5xx by instance');
+  await page.click('button.example >> text=Errors by instance');
   await page.waitForSelector('#sql-result');
   assert.ok(await page.locator('#sql-result tr').count() > 1);
   await shot('sql');

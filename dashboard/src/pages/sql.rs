@@ -6,18 +6,28 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 
+/// The examples count errors as everything else does (5xx, and gRPC calls that failed on the
+/// server's side), and show that definition, to edit.
 const EXAMPLES: &[(&str, &str)] = &[
     (
         "Routes, last hour",
-        "SELECT route, count(*) AS requests,\n       round(avg((status >= 500)::INT), 4) AS error_ratio,\n       quantile_cont(duration_us, 0.99) AS p99_us\nFROM requests\nWHERE ts >= now()::TIMESTAMP - INTERVAL 1 HOUR\nGROUP BY route ORDER BY requests DESC",
+        concat!(
+            "SELECT route, count(*) AS requests,\n       round(avg(",
+            lookout_analytics::server_error!(),
+            "::INT), 4) AS error_ratio,\n       quantile_cont(duration_us, 0.99) AS p99_us\nFROM requests\nWHERE ts >= now()::TIMESTAMP - INTERVAL 1 HOUR\nGROUP BY route ORDER BY requests DESC"
+        ),
     ),
     (
         "Slowest requests",
         "SELECT ts, request_id, route, path, status, duration_us, instance\nFROM requests ORDER BY duration_us DESC LIMIT 20",
     ),
     (
-        "5xx by instance",
-        "SELECT instance, count(*) AS errors\nFROM requests WHERE status >= 500\nGROUP BY instance ORDER BY errors DESC",
+        "Errors by instance",
+        concat!(
+            "SELECT instance, count(*) AS errors\nFROM requests WHERE ",
+            lookout_analytics::server_error!(),
+            "\nGROUP BY instance ORDER BY errors DESC"
+        ),
     ),
     (
         "Retried requests",
@@ -49,4 +59,20 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
         max_rows: limits.max_rows,
         timeout: format!("{:?} each", limits.timeout),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EXAMPLES;
+    use lookout_analytics::{Store, StoreLocation, StoreSettings};
+
+    #[test]
+    fn every_example_runs_under_the_sql_guard() {
+        let (store, _sink) = Store::open(StoreSettings::new(StoreLocation::Memory)).expect("a store");
+        for (name, sql) in EXAMPLES {
+            if let Err(error) = store.query(sql) {
+                panic!("the example `{name}` fails: {error}\n{sql}");
+            }
+        }
+    }
 }
