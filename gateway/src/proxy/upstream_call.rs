@@ -13,7 +13,7 @@ use crate::body::{ClientBody, PooledBody, RequestBody, UpstreamBody};
 use crate::routing::RouteMatch;
 use crate::traces::random_span_id;
 use crate::upstream::one_shot::{exchange_until, Exchanged, Failure, Unanswered};
-use crate::upstream::{balancer_key, ms_at, Instance, Protocol, Upstream};
+use crate::upstream::{balancer_key, is_idempotent, ms_at, Instance, Protocol, Upstream};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
@@ -326,13 +326,6 @@ fn note_attempt(
             step.error = Some("connection_error")
         }
     }
-}
-
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
 }
 
 fn is_gateway_error(status: StatusCode) -> bool {

@@ -2,7 +2,17 @@
 //! percentage of the requests in flight (with a floor), so a failing upstream sees at most a
 //! bounded amplification of its load. Two atomics, no lock.
 
+use http::Method;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Whether sending a request twice does what sending it once does (RFC 9110 §9.2.2): only
+/// such a request is retried once it may have reached the upstream.
+pub(crate) fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
 
 #[derive(Debug)]
 pub(crate) struct RetryPolicy {

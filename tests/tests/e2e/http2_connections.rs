@@ -1,8 +1,8 @@
 //! How the gateway uses its HTTP/2 connections to an upstream. Streams the upstream refused
 //! unprocessed — reset with `REFUSED_STREAM`, or above the last stream a `GOAWAY` named — are
 //! sent again, POSTs and their bodies included: RFC 9113 §8.7 guarantees the server did nothing
-//! with them. A stream the server took and lost with its connection is not, and the next
-//! request opens a new connection. `max_concurrent_streams` opens more connections rather than
+//! with them. A request the server took and lost with its connection is sent again only when
+//! idempotent, and the next request opens a new connection. `max_concurrent_streams` opens more connections rather than
 //! queue requests. The upstream is the `h2` crate's server.
 
 use bytes::Bytes;
@@ -169,10 +169,17 @@ async fn calls_caught_by_a_goaway_or_a_stream_limit_are_sent_again() {
 }
 
 #[tokio::test]
-async fn a_stream_lost_with_its_connection_fails_and_the_next_request_opens_another() {
+async fn a_get_lost_with_its_connection_is_sent_again_and_a_post_is_not() {
     let (addr, seen) = refusing_server(Refusing::Dropping).await;
     let gateway = start_gateway(&single_upstream(addr, "protocol: http2", "")).await;
-    // The server took the POST and may have done its work: it is not sent again.
+    let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "sent again on a new connection");
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
+
+    // The server took the POST and may have done its work: it is not sent again, and the next
+    // request opens a new connection.
+    let (addr, seen) = refusing_server(Refusing::Dropping).await;
+    let gateway = start_gateway(&single_upstream(addr, "protocol: http2", "")).await;
     let reply = send_body(gateway.proxy_addr(), Method::POST, "/", &[], "an order").await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert_eq!(seen.streams.load(Ordering::SeqCst), 1);

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics::Counter;
-use refused::{h2_error, is_refused, Head};
+use refused::{is_refused, lost_with_connection, Head};
 use replay::{Replayable, REPLAY_LIMIT};
 use std::time::Duration;
 
@@ -71,7 +71,8 @@ impl Multiplexed {
     }
 
     /// Sends `request`, and sends it again (up to [`MAX_RESENDS`] times) when the upstream
-    /// refused its stream unprocessed (see [`refused`]) and its body could be kept (see [`replay`]).
+    /// refused its stream unprocessed, or once when its connection failed under it and it is
+    /// idempotent (see [`refused`]), if its body could be kept (see [`replay`]).
     pub(crate) async fn send(
         &self,
         target: Target<'_>,
@@ -89,18 +90,29 @@ impl Multiplexed {
         let head = Head::of(&parts);
         let (body, mut comeback) = Replayable::recorded(body);
         let mut request = Request::from_parts(parts, body);
-        let mut resends = 0;
+        let (mut resends, mut lost_before) = (0, false);
         loop {
             let failed = match self.send_once(target, request, opened).await {
-                Err(failed) if is_refused(&failed.error) => failed,
+                Err(failed) => failed,
                 sent => return sent,
             };
-            self.refused.increment(1);
-            let returned = match comeback.await {
-                Ok(returned) if resends < MAX_RESENDS => returned,
-                _ => return Err(failed),
+            let refused = is_refused(&failed.error);
+            if refused {
+                self.refused.increment(1);
+            }
+            // One the connection lost may have been processed: only an idempotent one goes
+            // again, and once (a lone instance has no other to retry it on).
+            let lost = !refused
+                && !lost_before
+                && head.is_idempotent()
+                && matches!(&failed.error, SendError::Http(error) if lost_with_connection(error));
+            if !(refused || lost) || resends == MAX_RESENDS {
+                return Err(failed);
+            }
+            let Ok(returned) = comeback.await else {
+                return Err(failed);
             };
-            resends += 1;
+            (resends, lost_before) = (resends + 1, lost_before || lost);
             let (body, next) = Replayable::again(returned);
             request = head.request(body);
             comeback = next;
@@ -140,7 +152,7 @@ impl Multiplexed {
     /// once: the requests after it, a retry among them, open a new one rather than find this
     /// one before hyper has marked it closed.
     fn broke(&self, stream: &Stream, error: hyper::Error) -> Failed {
-        if !h2_error(&error).is_some_and(h2::Error::is_reset) {
+        if lost_with_connection(&error) {
             self.connections.forget(stream.connection());
         }
         error.into()

@@ -1,5 +1,6 @@
-//! What a refused request is: one whose stream the upstream refused before doing anything with
-//! it (RFC 9113 §8.7), which may be sent again whatever its method; and the head kept to send it.
+//! Why a failed request may be sent again: its stream was refused before the upstream did
+//! anything with it (RFC 9113 §8.7), whatever its method; or it was lost with its connection and
+//! is idempotent. And the head kept to send it.
 
 use super::replay::Replayable;
 use crate::upstream::pool::SendError;
@@ -22,6 +23,10 @@ impl Head {
             version: parts.version,
             headers: parts.headers.clone(),
         }
+    }
+
+    pub(super) fn is_idempotent(&self) -> bool {
+        crate::upstream::is_idempotent(&self.method)
     }
 
     pub(super) fn request(&self, body: Replayable) -> Request<Replayable> {
@@ -52,6 +57,12 @@ pub(super) fn is_refused(error: &SendError) -> bool {
     h2_error(error).is_some_and(|h2| {
         h2.is_remote() && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM))
     })
+}
+
+/// Whether the connection failed under the request, not the request's stream alone: the server
+/// may have processed the request before its connection ended.
+pub(super) fn lost_with_connection(error: &hyper::Error) -> bool {
+    !h2_error(error).is_some_and(h2::Error::is_reset)
 }
 
 /// The HTTP/2 error under hyper's, if the exchange failed on one.
