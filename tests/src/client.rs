@@ -23,6 +23,12 @@ impl Reply {
     }
 }
 
+/// The gateway's Prometheus exposition, from its admin listener at `admin`.
+pub async fn metrics_text(admin: SocketAddr) -> String {
+    let reply = send(admin, Method::GET, "/metrics", &[]).await;
+    String::from_utf8_lossy(&reply.body).into_owned()
+}
+
 /// Sends one HTTP/1.1 request to `addr` with the given extra headers.
 pub async fn send(addr: SocketAddr, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
     send_body(addr, method, path, headers, Bytes::new()).await

@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lookout_gateway::Gateway;
+use lookout_tests::metrics_text;
 use lookout_tests::tls::TestPki;
 use lookout_tests::{body_json, refusing_address, send, sql_rows, wait_for_stored, wait_until};
 use lookout_tests::{single_upstream, span_attribute, start_gateway, OtlpReceiver, TestUpstream};
@@ -119,7 +120,7 @@ async fn grpc_calls_go_through_to_an_http2_upstream_and_their_status_is_recorded
         "{stats}"
     );
     // ... in Prometheus, ...
-    let metrics = String::from_utf8_lossy(&send(admin, Method::GET, "/metrics", &[]).await.body).into_owned();
+    let metrics = metrics_text(admin).await;
     let failed = metrics
         .lines()
         .find(|l| l.starts_with("lookout_grpc_responses_total{") && l.contains("rpc_grpc_status_code=\"12\""))
@@ -211,17 +212,13 @@ async fn an_http2_upstream_takes_concurrent_requests_on_one_connection_and_sends
         json!({"0": 20}),
         "read from the trailers: {stats}"
     );
-    let metrics = send(gateway.admin_addr(), Method::GET, "/metrics", &[])
-        .await
-        .body;
+    let metrics = metrics_text(gateway.admin_addr()).await;
     let opened = format!(
         r#"lookout_upstream_connections_opened_total{{upstream="svc",instance="{}"}} 1"#,
         upstream.addr
     );
     assert!(
-        String::from_utf8_lossy(&metrics)
-            .lines()
-            .any(|line| line == opened),
+        metrics.lines().any(|line| line == opened),
         "the gateway counts the one connection it opened"
     );
 

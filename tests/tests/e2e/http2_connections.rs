@@ -9,7 +9,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use http::{Method, Response, StatusCode};
-use lookout_tests::{send, send_body, single_upstream, start_gateway};
+use lookout_tests::{metrics_text, send, send_body, single_upstream, start_gateway};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -130,11 +130,8 @@ async fn a_stream_the_upstream_refused_is_sent_again_with_its_body() {
         2,
         "refused once, then served"
     );
-    let metrics = send(gateway.admin_addr(), Method::GET, "/metrics", &[])
-        .await
-        .body;
     let refused = format!(r#"lookout_upstream_streams_refused_total{{upstream="svc",instance="{addr}"}} 1"#);
-    assert!(String::from_utf8_lossy(&metrics).contains(&refused));
+    assert!(metrics_text(gateway.admin_addr()).await.contains(&refused));
 
     // A body too large to keep for sending again is not: the client is told.
     let (addr, _) = refusing_server(Refusing::Streams(1)).await;

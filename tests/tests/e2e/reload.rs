@@ -4,6 +4,7 @@
 use super::metrics::{sample, scrape};
 use http::{Method, StatusCode};
 use lookout_gateway::{ConfigSource, Gateway};
+use lookout_tests::metrics_text;
 use lookout_tests::{body_json, send, start_gateway_with, TestUpstream};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,8 +88,8 @@ async fn a_bad_reload_keeps_the_old_routes_and_a_good_one_replaces_them() {
 
 /// The instance health series in `/metrics`.
 async fn healthy_series(admin: std::net::SocketAddr) -> Vec<String> {
-    let metrics = send(admin, Method::GET, "/metrics", &[]).await;
-    String::from_utf8_lossy(&metrics.body)
+    metrics_text(admin)
+        .await
         .lines()
         .filter(|line| line.starts_with("lookout_upstream_instance_healthy{"))
         .map(str::to_owned)

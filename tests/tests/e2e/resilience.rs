@@ -1,6 +1,7 @@
 //! Retries, timeouts, outlier ejection and active health checks.
 
 use http::{Method, StatusCode};
+use lookout_tests::metrics_text;
 use lookout_tests::{
     body_json, send, send_body, single_upstream, start_gateway, start_gateway_to, wait_until, TestUpstream,
 };
@@ -117,15 +118,12 @@ async fn an_unreachable_upstream_gives_502_and_its_last_instance_is_not_ejected(
         assert_eq!(body_json(&reply)["error"]["code"], "upstream_unreachable");
     }
     assert_eq!(instance_state(gateway.admin_addr(), 0).await["ejected"], false);
-    let metrics = send(gateway.admin_addr(), Method::GET, "/metrics", &[])
-        .await
-        .body;
     let skipped = format!(
         r#"lookout_upstream_ejections_skipped_total{{upstream="svc",instance="{}"}} 2"#,
         gone.addr
     );
     assert!(
-        String::from_utf8_lossy(&metrics).contains(&skipped),
+        metrics_text(gateway.admin_addr()).await.contains(&skipped),
         "two ejections skipped"
     );
     // Back, it serves at once rather than after the back-off.

@@ -3,6 +3,7 @@
 
 use http::{Method, StatusCode};
 use lookout_gateway::Gateway;
+use lookout_tests::metrics_text;
 use lookout_tests::{
     body_json, refusing_address, send, send_body, start_gateway, wait_for_stored, OtlpReceiver, TestUpstream,
 };
@@ -263,8 +264,7 @@ async fn spans_that_cannot_be_exported_are_counted_and_the_proxy_carries_on() {
         (&json!(9), &json!(0), &json!(3)),
         "three spans each for three requests, all lost: {counted}"
     );
-    let metrics = send(gateway.admin_addr(), Method::GET, "/metrics", &[]).await;
-    let text = String::from_utf8_lossy(&metrics.body);
+    let text = metrics_text(gateway.admin_addr()).await;
     assert!(text.contains("lookout_trace_spans_failed_total 9"), "{text}");
     assert!(text.contains("lookout_traces_dropped_total 0"), "{text}");
     super::metrics::promtool_check(&text);

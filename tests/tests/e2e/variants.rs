@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lookout_gateway::{load_str, ConfigSource, Gateway};
+use lookout_tests::metrics_text;
 use lookout_tests::{body_json, send, send_body, start_gateway, start_gateway_with, TestUpstream};
 use std::net::SocketAddr;
 
@@ -257,7 +258,7 @@ async fn every_event_and_the_route_figures_carry_the_variant() {
         })
         .collect();
     assert_eq!(per_upstream, [("canary".to_owned(), 2), ("stable".to_owned(), 1)]);
-    let metrics = String::from_utf8_lossy(&send(admin, Method::GET, "/metrics", &[]).await.body).into_owned();
+    let metrics = metrics_text(admin).await;
     assert!(
         metrics.contains(r#"http_route="book",upstream="canary""#),
         "{metrics}"
