@@ -1,4 +1,5 @@
-//! `deploy/prometheus`: the scrape config and the alerting rules it loads pass `promtool`.
+//! `deploy/prometheus`: the scrape config and the alerting rules it loads pass `promtool`, and
+//! the rules' unit tests (`alerts.test.yml`) pass `promtool test rules`.
 
 use super::{repo, succeed, tool};
 use std::process::Command;
@@ -26,5 +27,11 @@ fn promtool_accepts_the_scrape_config_and_the_alerting_rules() {
         Command::new(&promtool)
             .args(["check", "rules"])
             .arg(dir.join("alerts.yml")),
+    );
+    // And the rules' unit tests: made-up series, the alerts they must (and must not) raise.
+    succeed(
+        Command::new(&promtool)
+            .args(["test", "rules"])
+            .arg(dir.join("alerts.test.yml")),
     );
 }
