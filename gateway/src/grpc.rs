@@ -107,6 +107,20 @@ pub(crate) fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
     })
 }
 
+/// Gives the upstream what is left of the client's deadline: the time the gateway spent on the
+/// call is not the service's to spend (gRPC's deadline propagation). In milliseconds, at least
+/// one, or in seconds when that is over 8 digits.
+pub(crate) fn set_remaining(headers: &mut HeaderMap, remaining: Duration) {
+    let millis = remaining.as_millis().max(1);
+    let value = match millis {
+        ..=99_999_999 => format!("{millis}m"),
+        _ => format!("{}S", remaining.as_secs().min(99_999_999)),
+    };
+    if let Ok(value) = HeaderValue::try_from(value) {
+        headers.insert(GRPC_TIMEOUT, value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +144,24 @@ mod tests {
             assert_eq!(timeout(malformed), None, "{malformed:?}");
         }
         assert_eq!(client_timeout(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn what_is_left_of_a_deadline_is_written_in_milliseconds_or_seconds() {
+        for (left, written, read) in [
+            (Duration::from_micros(10), "1m", Duration::from_millis(1)),
+            (Duration::from_millis(1850), "1850m", Duration::from_millis(1850)),
+            (
+                Duration::from_secs(200_000),
+                "200000S",
+                Duration::from_secs(200_000),
+            ),
+        ] {
+            let mut headers = HeaderMap::new();
+            set_remaining(&mut headers, left);
+            assert_eq!(headers[GRPC_TIMEOUT], written);
+            assert_eq!(client_timeout(&headers), Some(read));
+        }
     }
 
     fn status(value: &'static str) -> Option<u8> {

@@ -24,21 +24,19 @@ use http_body_util::{Either, Full};
 use hyper::upgrade::OnUpgrade;
 use lookout_analytics::StepKind;
 use opentelemetry::trace::SpanId;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::time::Instant as Deadline;
 
 pub(super) async fn run(
     upstream: &Upstream,
     matched: RouteMatch<'_>,
-    parts: Parts,
+    mut parts: Parts,
     body: RequestBody,
     ctx: &mut RequestContext,
 ) -> Result<Response<PooledBody>, ProxyError> {
     let route = matched.route;
     let total = match ctx.grpc_call {
-        // A gRPC client's deadline, when shorter, is the call's: past it the client has given up.
-        true => crate::grpc::client_timeout(&parts.headers)
-            .map_or(route.timeouts.total, |client| client.min(route.timeouts.total)),
+        true => grpc_deadline(&mut parts.headers, route.timeouts.total, ctx),
         false => route.timeouts.total,
     };
     let mut outgoing = Outgoing::prepare(upstream, matched, parts, body, ctx)?;
@@ -95,6 +93,18 @@ pub(super) async fn run(
         ));
     }
     Ok(response)
+}
+
+/// A gRPC call's time to wait for: its client's deadline (`grpc-timeout`), when shorter than the
+/// route's `total`, as past it the client has given up. The upstream is told what is left of
+/// that deadline; the route's own timeout is not sent, as it bounds only the wait for response
+/// headers and a stream may rightly last longer.
+fn grpc_deadline(headers: &mut HeaderMap, total: Duration, ctx: &RequestContext) -> Duration {
+    let Some(client) = crate::grpc::client_timeout(headers) else {
+        return total;
+    };
+    crate::grpc::set_remaining(headers, client.saturating_sub(ctx.started.elapsed()));
+    client.min(total)
 }
 
 /// The request as it will go upstream, ready to be sent once or, when retryable, again.

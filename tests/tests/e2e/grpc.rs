@@ -476,6 +476,24 @@ async fn a_grpc_clients_deadline_bounds_the_gateways_wait() {
     )
     .await;
     assert_eq!(rows, json!([[4, "upstream_timeout"]]));
+
+    // A deadline the upstream can keep goes to it less what the gateway spent on the call.
+    let call = Request::post(format!("http://{}/", gateway.proxy_addr()))
+        .header("content-type", "application/grpc")
+        .header("grpc-timeout", "5S")
+        .body(Empty::new())
+        .expect("request");
+    let response = h2.request(call).await.expect("a response");
+    let body = response.into_body().collect().await.expect("a body").to_bytes();
+    let echoed: serde_json::Value = serde_json::from_slice(&body).expect("the upstream's echo");
+    let sent = echoed["headers"]["grpc-timeout"]
+        .as_str()
+        .expect("a grpc-timeout upstream");
+    let millis: u64 = sent
+        .strip_suffix('m')
+        .and_then(|n| n.parse().ok())
+        .expect("milliseconds");
+    assert!((1..=5000).contains(&millis), "{sent}");
 }
 
 #[tokio::test]
