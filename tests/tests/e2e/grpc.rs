@@ -59,21 +59,29 @@ async fn grpc_gateway(service: &OtlpReceiver, traces: &OtlpReceiver) -> Gateway 
     .await
 }
 
-/// A call of a method the service lacks, over plain HTTP/2: the service answers
-/// `UNIMPLEMENTED` (12) in the headers, with no message ("trailers-only").
-async fn call_unknown_method(gateway: &Gateway) -> http::Response<hyper::body::Incoming> {
+/// A gRPC call over plain HTTP/2, with no message, to `path` on the gateway, with `header`
+/// besides the gRPC ones: what a test needs that tonic's client would not send as it is.
+async fn plain_call(
+    gateway: &Gateway,
+    path: &str,
+    header: (&str, &str),
+) -> http::Response<hyper::body::Incoming> {
     let h2: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http();
-    let unknown = Request::post(format!(
-        "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Nope",
-        gateway.proxy_addr()
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(Empty::new())
-    .expect("request");
-    h2.request(unknown).await.expect("a response")
+    let call = Request::post(format!("http://{}{path}", gateway.proxy_addr()))
+        .header("content-type", "application/grpc")
+        .header(header.0, header.1)
+        .body(Empty::new())
+        .expect("request");
+    h2.request(call).await.expect("a response")
+}
+
+/// A call of a method the service lacks, over plain HTTP/2: the service answers
+/// `UNIMPLEMENTED` (12) in the headers, with no message ("trailers-only").
+async fn call_unknown_method(gateway: &Gateway) -> http::Response<hyper::body::Incoming> {
+    let unknown = "/opentelemetry.proto.collector.trace.v1.TraceService/Nope";
+    plain_call(gateway, unknown, ("te", "trailers")).await
 }
 
 #[tokio::test]
@@ -457,15 +465,7 @@ async fn a_grpc_clients_deadline_bounds_the_gateways_wait() {
     .await;
     // A call whose client gives it 200 ms (tonic's client would enforce the deadline itself, so
     // the call goes over plain HTTP/2): the route's 30 s would let the upstream's 2 s through.
-    let h2: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
-    let call = Request::post(format!("http://{}{EXPORT}", gateway.proxy_addr()))
-        .header("content-type", "application/grpc")
-        .header("grpc-timeout", "200m")
-        .body(Empty::new())
-        .expect("request");
-    let response = h2.request(call).await.expect("a response");
+    let response = plain_call(&gateway, EXPORT, ("grpc-timeout", "200m")).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["grpc-status"], "4", "DEADLINE_EXCEEDED");
     wait_for_stored(&gateway, 1).await;
@@ -478,12 +478,7 @@ async fn a_grpc_clients_deadline_bounds_the_gateways_wait() {
     assert_eq!(rows, json!([[4, "upstream_timeout"]]));
 
     // A deadline the upstream can keep goes to it less what the gateway spent on the call.
-    let call = Request::post(format!("http://{}/", gateway.proxy_addr()))
-        .header("content-type", "application/grpc")
-        .header("grpc-timeout", "5S")
-        .body(Empty::new())
-        .expect("request");
-    let response = h2.request(call).await.expect("a response");
+    let response = plain_call(&gateway, "/", ("grpc-timeout", "5S")).await;
     let body = response.into_body().collect().await.expect("a body").to_bytes();
     let echoed: serde_json::Value = serde_json::from_slice(&body).expect("the upstream's echo");
     let sent = echoed["headers"]["grpc-timeout"]
