@@ -59,6 +59,12 @@ pub(crate) const CONNECTIONS_OPEN: &str = "lookout_proxy_connections_open";
 pub(crate) const CONNECTIONS_MAX: &str = "lookout_proxy_connections_max";
 pub(crate) const CONNECTIONS_REJECTED: &str = "lookout_proxy_connections_rejected_total";
 
+/// The label naming an upstream instance (its configured address). Not `instance`: Prometheus
+/// gives every scraped series an `instance` label naming the target, here the gateway, and
+/// renames a scraped `instance` to `exported_instance`, so dashboards and alerts keyed on it
+/// would have grouped by gateway.
+pub(crate) const UPSTREAM_INSTANCE: &str = "upstream_instance";
+
 /// The bucket boundaries OpenTelemetry advises for `http.server.request.duration`, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,

@@ -310,7 +310,7 @@ impl Registry {
         for ((upstream, addr), instance) in self.instances.lock().iter() {
             let labels = vec![
                 Label::new("upstream", upstream.to_string()),
-                Label::new("instance", addr.to_string()),
+                Label::new(prometheus::UPSTREAM_INSTANCE, addr.to_string()),
             ];
             let healthy = if instance.available() { 1.0 } else { 0.0 };
             live.set(prometheus::INSTANCE_HEALTHY, labels, healthy);

@@ -8,6 +8,7 @@ use super::pool::{ConnectionPool, Exchange, Failed, Protocol, SendError, Sender,
 use crate::body::UpstreamBody;
 use crate::stats::{
     Latency, LatencySnapshot, Metrics, CONNECTIONS_OPENED, EJECTIONS, EJECTIONS_SKIPPED, STREAMS_REFUSED,
+    UPSTREAM_INSTANCE,
 };
 use crate::tls::TlsTarget;
 use http::header::{HeaderMap, HeaderValue, HOST};
@@ -193,7 +194,7 @@ impl InstanceState {
         let labels = || {
             vec![
                 Label::new("upstream", upstream.to_owned()),
-                Label::new("instance", addr.to_owned()),
+                Label::new(UPSTREAM_INSTANCE, addr.to_owned()),
             ]
         };
         InstanceState {

@@ -14,41 +14,46 @@ use std::convert::Infallible;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const DASHBOARDS: [&str; 4] = ["overview", "upstreams", "canary", "analytics"];
+pub(crate) const DASHBOARDS: [&str; 4] = ["overview", "upstreams", "canary", "analytics"];
 /// Grafana's own variables, which need no definition.
-const BUILTIN_VARIABLES: [&str; 3] = ["__rate_interval", "__interval", "__range"];
+pub(crate) const BUILTIN_VARIABLES: [&str; 3] = ["__rate_interval", "__interval", "__range"];
 
-fn dashboard(name: &str) -> Value {
+pub(crate) fn dashboard(name: &str) -> Value {
     serde_json::from_str(&read(format!("grafana/dashboards/{name}.json")))
         .unwrap_or_else(|e| panic!("grafana/dashboards/{name}.json: {e}"))
 }
 
-/// Every `expr` anywhere in a JSON value (panel targets, nested rows).
-fn exprs_in(value: &Value, found: &mut Vec<String>) {
+/// Every query anywhere in a JSON value (panel targets, nested rows): the objects with an `expr`.
+fn targets_in<'a>(value: &'a Value, found: &mut Vec<&'a Value>) {
     match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                match (key.as_str(), child) {
-                    ("expr", Value::String(expr)) => found.push(expr.clone()),
-                    _ => exprs_in(child, found),
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|item| exprs_in(item, found)),
+        Value::Object(map) if map.get("expr").is_some_and(Value::is_string) => found.push(value),
+        Value::Object(map) => map.values().for_each(|child| targets_in(child, found)),
+        Value::Array(items) => items.iter().for_each(|item| targets_in(item, found)),
         _ => {}
     }
+}
+
+/// A dashboard's panel queries: (expression, legend format, empty when it has none).
+pub(crate) fn panel_queries(board: &Value) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    targets_in(&board["panels"], &mut found);
+    found
+        .into_iter()
+        .map(|target| {
+            let text = |key: &str| target[key].as_str().unwrap_or_default().to_owned();
+            (text("expr"), text("legendFormat"))
+        })
+        .collect()
 }
 
 /// (where, expression) for every dashboard panel query and alerting rule.
 fn expressions() -> Vec<(String, String)> {
     let mut all = Vec::new();
     for name in DASHBOARDS {
-        let mut found = Vec::new();
-        exprs_in(&dashboard(name)["panels"], &mut found);
         all.extend(
-            found
+            panel_queries(&dashboard(name))
                 .into_iter()
-                .map(|e| (format!("grafana/dashboards/{name}.json"), e)),
+                .map(|(expr, _)| (format!("grafana/dashboards/{name}.json"), expr)),
         );
     }
     let rules = yaml(&read("deploy/prometheus/alerts.yml"));
@@ -67,7 +72,7 @@ fn expressions() -> Vec<(String, String)> {
 }
 
 /// The variables (`$name` or `${name}`) an expression uses.
-fn variables(expr: &str) -> BTreeSet<String> {
+pub(crate) fn variables(expr: &str) -> BTreeSet<String> {
     expr.split('$')
         .skip(1)
         .map(|rest| {

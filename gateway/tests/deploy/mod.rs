@@ -1,6 +1,7 @@
 //! The deployment files — `deploy/` (Kubernetes, compose, Prometheus) and `grafana/` — checked
 //! offline with the real tools: kustomize (`kubectl kustomize`), the Kubernetes schemas
-//! (`kubernetes-validate`), `promtool`, and live gateways for the metric names. `.ci/run`
+//! (`kubernetes-validate`), `promtool`, live gateways for the metric names, and a real
+//! Prometheus scraping a live gateway for the labels, rules and panel queries. `.ci/run`
 //! installs the tools and sets LOOKOUT_REQUIRE_DEPLOY_TOOLS (and LOOKOUT_REQUIRE_PROMTOOL), so
 //! that a missing one fails there; elsewhere those tests are skipped.
 
@@ -8,6 +9,7 @@ mod compose;
 mod grafana;
 mod kubernetes;
 mod prometheus;
+mod scrape;
 mod services;
 
 use serde_json::Value;

@@ -9,6 +9,11 @@ pub(crate) fn promtool() -> Option<std::path::PathBuf> {
     tool("promtool", "LOOKOUT_REQUIRE_PROMTOOL")
 }
 
+/// The Prometheus server, of the same package as promtool.
+pub(crate) fn prometheus() -> Option<std::path::PathBuf> {
+    tool("prometheus", "LOOKOUT_REQUIRE_PROMTOOL")
+}
+
 #[test]
 fn promtool_accepts_the_scrape_config_and_the_alerting_rules() {
     let Some(promtool) = promtool() else {

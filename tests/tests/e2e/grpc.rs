@@ -222,7 +222,7 @@ async fn an_http2_upstream_takes_concurrent_requests_on_one_connection_and_sends
     );
     let metrics = metrics_text(gateway.admin_addr()).await;
     let opened = format!(
-        r#"lookout_upstream_connections_opened_total{{upstream="svc",instance="{}"}} 1"#,
+        r#"lookout_upstream_connections_opened_total{{upstream="svc",upstream_instance="{}"}} 1"#,
         upstream.addr
     );
     assert!(

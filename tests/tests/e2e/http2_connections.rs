@@ -130,7 +130,8 @@ async fn a_stream_the_upstream_refused_is_sent_again_with_its_body() {
         2,
         "refused once, then served"
     );
-    let refused = format!(r#"lookout_upstream_streams_refused_total{{upstream="svc",instance="{addr}"}} 1"#);
+    let refused =
+        format!(r#"lookout_upstream_streams_refused_total{{upstream="svc",upstream_instance="{addr}"}} 1"#);
     assert!(metrics_text(gateway.admin_addr()).await.contains(&refused));
 
     // A body too large to keep for sending again is not: the client is told.

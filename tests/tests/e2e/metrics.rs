@@ -118,12 +118,12 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
         Some(0.0)
     );
     let healthy = format!(
-        r#"lookout_upstream_instance_healthy{{upstream="svc",instance="{}"}}"#,
+        r#"lookout_upstream_instance_healthy{{upstream="svc",upstream_instance="{}"}}"#,
         upstream.addr
     );
     assert_eq!(sample(&text, &healthy), Some(1.0));
     let opened = format!(
-        r#"lookout_upstream_connections_opened_total{{upstream="svc",instance="{}"}}"#,
+        r#"lookout_upstream_connections_opened_total{{upstream="svc",upstream_instance="{}"}}"#,
         upstream.addr
     );
     assert_eq!(

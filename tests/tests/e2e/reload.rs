@@ -67,7 +67,7 @@ async fn a_bad_reload_keeps_the_old_routes_and_a_good_one_replaces_them() {
     assert_eq!(
         healthy_series(admin).await,
         [format!(
-            "lookout_upstream_instance_healthy{{upstream=\"svc\",instance=\"{}\"}} 1",
+            "lookout_upstream_instance_healthy{{upstream=\"svc\",upstream_instance=\"{}\"}} 1",
             upstream.addr
         )],
         "the rejected config's instance is not reported"
@@ -111,7 +111,7 @@ async fn a_reload_that_removes_an_instance_removes_its_health_series() {
     );
     let (gateway, path, _dir) = from_file(&with_dead).await;
     let admin = gateway.admin_addr();
-    let dead = "lookout_upstream_instance_healthy{upstream=\"svc\",instance=\"127.0.0.1:9\"} 0";
+    let dead = "lookout_upstream_instance_healthy{upstream=\"svc\",upstream_instance=\"127.0.0.1:9\"} 0";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !healthy_series(admin).await.iter().any(|s| s == dead) {
         assert!(
@@ -126,7 +126,7 @@ async fn a_reload_that_removes_an_instance_removes_its_health_series() {
     assert_eq!(
         healthy_series(admin).await,
         [format!(
-            "lookout_upstream_instance_healthy{{upstream=\"svc\",instance=\"{}\"}} 1",
+            "lookout_upstream_instance_healthy{{upstream=\"svc\",upstream_instance=\"{}\"}} 1",
             upstream.addr
         )]
     );

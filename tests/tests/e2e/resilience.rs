@@ -119,7 +119,7 @@ async fn an_unreachable_upstream_gives_502_and_its_last_instance_is_not_ejected(
     }
     assert_eq!(instance_state(gateway.admin_addr(), 0).await["ejected"], false);
     let skipped = format!(
-        r#"lookout_upstream_ejections_skipped_total{{upstream="svc",instance="{}"}} 2"#,
+        r#"lookout_upstream_ejections_skipped_total{{upstream="svc",upstream_instance="{}"}} 2"#,
         gone.addr
     );
     assert!(
