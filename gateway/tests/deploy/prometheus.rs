@@ -1,7 +1,9 @@
 //! `deploy/prometheus`: the scrape config and the alerting rules it loads pass `promtool`, and
 //! the rules' unit tests (`alerts.test.yml`) pass `promtool test rules`.
 
-use super::{repo, succeed, tool};
+use super::{read, repo, succeed, tool, yaml};
+use serde_json::Value;
+use std::collections::BTreeSet;
 use std::process::Command;
 
 /// promtool, required where `.ci/run` installs it.
@@ -38,5 +40,35 @@ fn promtool_accepts_the_scrape_config_and_the_alerting_rules() {
         Command::new(&promtool)
             .args(["test", "rules"])
             .arg(dir.join("alerts.test.yml")),
+    );
+}
+
+#[test]
+fn every_alerting_rule_has_a_unit_test() {
+    let names = |doc: &Value, pointer: &str, field: &str| -> BTreeSet<String> {
+        let mut found = BTreeSet::new();
+        for item in doc[pointer].as_array().expect("a list") {
+            let inner = if pointer == "groups" {
+                &item["rules"]
+            } else {
+                &item["alert_rule_test"]
+            };
+            for entry in inner.as_array().into_iter().flatten() {
+                found.extend(entry[field].as_str().map(str::to_owned));
+            }
+        }
+        found
+    };
+    let rules = names(&yaml(&read("deploy/prometheus/alerts.yml")), "groups", "alert");
+    let tested = names(
+        &yaml(&read("deploy/prometheus/alerts.test.yml")),
+        "tests",
+        "alertname",
+    );
+    let untested: Vec<&String> = rules.difference(&tested).collect();
+    assert!(rules.len() >= 10, "{rules:?}");
+    assert!(
+        untested.is_empty(),
+        "alerts without a case in alerts.test.yml: {untested:?}"
     );
 }
