@@ -194,6 +194,7 @@ fn export_trace(
         host: ctx.host.clone(),
         client_ip: ctx.client_ip,
         protocol_version: version_names(ctx.version).number,
+        scheme: ctx.conn.scheme(),
         status,
         error: error_kind.map(ErrorKind::as_str),
         grpc_status: ctx.grpc_status,

@@ -26,6 +26,8 @@ pub(crate) struct Finished {
     pub(crate) host: Option<CompactString>,
     pub(crate) client_ip: IpAddr,
     pub(crate) protocol_version: &'static str,
+    /// `http` or `https`, as the client connected.
+    pub(crate) scheme: &'static str,
     pub(crate) status: u16,
     /// The gateway's error kind, when the request failed at the gateway.
     pub(crate) error: Option<&'static str>,
@@ -188,7 +190,7 @@ fn server_attributes(done: &Finished) -> Vec<KeyValue> {
     let mut attributes = vec![
         KeyValue::new("http.request.method", done.method.to_string()),
         KeyValue::new("url.path", done.path.to_string()),
-        KeyValue::new("url.scheme", "http"),
+        KeyValue::new("url.scheme", done.scheme),
         KeyValue::new("http.response.status_code", i64::from(done.status)),
         KeyValue::new("client.address", done.client_ip.to_string()),
         KeyValue::new("network.protocol.version", done.protocol_version),

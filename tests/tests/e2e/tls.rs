@@ -3,7 +3,7 @@
 //! turned off; a name no certificate covers ends the handshake; curl, an independent client,
 //! agrees; handshakes are counted by outcome; a plain-HTTP listener redirects to HTTPS;
 //! certificates reload with the config; upstreams are reached over TLS with a custom CA (and a
-//! client certificate when they ask); and a JWKS is fetched over HTTPS.
+//! client certificate when they ask); a JWKS is fetched over HTTPS; and spans say `https`.
 
 use super::metrics::{promtool_check, sample};
 use http::{Method, StatusCode};
@@ -12,8 +12,11 @@ use lookout_gateway::{ConfigSource, Gateway};
 use lookout_tests::jwt::{mint, now, JwksServer};
 use lookout_tests::tls::{curl, tls_get, CurlRun, Leaf, TestPki};
 use lookout_tests::{
-    body_json, send, sql_rows, start_gateway, start_gateway_with, wait_for_stored, TestUpstream,
+    body_json, send, span_attribute, sql_rows, start_gateway, start_gateway_with, wait_for_stored,
+    OtlpReceiver, TestUpstream,
 };
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use rustls::version::{TLS12, TLS13};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -76,6 +79,34 @@ fn failures(reason: &str) -> String {
 
 async fn metric(gateway: &Gateway, series: &str) -> f64 {
     sample(&metrics_text(gateway).await, series).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_request_over_https_is_traced_with_its_scheme_and_protocol() {
+    let upstream = TestUpstream::start("svc").await;
+    let receiver = OtlpReceiver::grpc().await;
+    let pki = TestPki::new();
+    let api = pki.issue("api", &["api.test"]);
+    let traces = format!("traces: {{ endpoint: \"http://{}\" }}\n", receiver.addr);
+    let gateway = start(tls_config(&[&api], "", "", upstream.addr) + &traces).await;
+    let reply = tls_get(
+        gateway.proxy_addr(),
+        "api.test",
+        pki.client_config(H2_AND_H1, BOTH),
+        "/a",
+    )
+    .await
+    .expect("handshake");
+    assert_eq!(reply.status, StatusCode::OK);
+    let spans = receiver.wait_for(3).await;
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .expect("server span");
+    let text = |value: &str| Some(Value::StringValue(value.into()));
+    assert_eq!(span_attribute(server, "url.scheme"), text("https"));
+    assert_eq!(span_attribute(server, "network.protocol.version"), text("2"));
+    gateway.shutdown().await;
 }
 
 #[tokio::test]

@@ -100,6 +100,10 @@ async fn spans_form_a_tree_and_the_upstream_joins_the_trace() {
         attribute(server, "server.address"),
         Some(Value::StringValue("shop".into()))
     );
+    assert_eq!(
+        attribute(server, "url.scheme"),
+        Some(Value::StringValue("http".into()))
+    );
     assert!(spans
         .iter()
         .filter(|s| s.span_id != server.span_id)
