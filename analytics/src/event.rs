@@ -92,10 +92,17 @@ impl Serialize for ErrorKind {
 pub enum StepKind {
     /// Finding the route.
     RouteMatch,
+    /// Checking the credentials (an API key, or a JWT's signature, with the provider's keys
+    /// fetched when they are not cached).
+    Authenticate,
     /// Checking the route's rate limit (a Redis round trip in cluster mode).
     RateLimit,
+    /// Scanning the path, the query and the start of the body for attacks.
+    AttackFilter,
     /// Looking the request up in the response cache.
     CacheLookup,
+    /// Reading the request body whole and editing it (a JSON body transformation).
+    TransformRequest,
     /// One attempt at the upstream: its instance, status or error.
     UpstreamAttempt,
     /// One call of a composition route, named by the step's `name`.
@@ -107,8 +114,11 @@ impl StepKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::RouteMatch => "route_match",
+            StepKind::Authenticate => "authenticate",
             StepKind::RateLimit => "rate_limit",
+            StepKind::AttackFilter => "attack_filter",
             StepKind::CacheLookup => "cache_lookup",
+            StepKind::TransformRequest => "transform_request",
             StepKind::UpstreamAttempt => "upstream_attempt",
             StepKind::ComposeCall => "compose_call",
         }

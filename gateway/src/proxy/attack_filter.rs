@@ -9,6 +9,8 @@ use crate::body::RequestBody;
 use crate::edge::attack::{inspects_body, scan_body, scan_uri, AttackFilter, Mode, Threat};
 use crate::routing::Route;
 use http::request::Parts;
+use lookout_analytics::StepKind;
+use std::time::Instant;
 
 pub(super) async fn run(
     route: &Route,
@@ -19,6 +21,18 @@ pub(super) async fn run(
     let Some(filter) = route.edge.attack_filter.as_deref() else {
         return Ok(body);
     };
+    let started = Instant::now();
+    let scanned = scan(filter, parts, body, ctx).await;
+    ctx.step(StepKind::AttackFilter, started);
+    scanned
+}
+
+async fn scan(
+    filter: &AttackFilter,
+    parts: &Parts,
+    body: RequestBody,
+    ctx: &mut RequestContext,
+) -> Result<RequestBody, ProxyError> {
     if let Some(threat) = scan_uri(&parts.uri) {
         seen(filter, threat, ctx)?;
     }

@@ -12,7 +12,9 @@ use crate::auth::{Identity, RouteAuth, Verdict};
 use crate::routing::RouteMatch;
 use http::header::{HeaderValue, AUTHORIZATION};
 use http::request::Parts;
+use lookout_analytics::StepKind;
 use std::sync::{Arc, LazyLock};
+use std::time::Instant;
 
 /// The consumer label of an identity no consumer in config is named after (bounded metrics);
 /// made once, so labelling such a request costs a reference count, not an allocation.
@@ -26,7 +28,9 @@ pub(super) async fn run(
     let Some(auth) = &matched.route.auth else {
         return Ok(());
     };
+    let started = Instant::now();
     let verdict = auth.check(parts).await;
+    ctx.step(StepKind::Authenticate, started);
     strip_credentials(auth, parts);
     match verdict {
         Verdict::Anonymous => Ok(()),

@@ -141,8 +141,11 @@ fn child_parts(done: &Finished, step: &PathStep, id: SpanId, attempts: &mut usiz
                 .collect();
             (SpanKind::Internal, "match route".into(), attributes)
         }
+        StepKind::Authenticate => (SpanKind::Internal, "authenticate".into(), Vec::new()),
         StepKind::RateLimit => (SpanKind::Internal, "rate limit".into(), Vec::new()),
+        StepKind::AttackFilter => (SpanKind::Internal, "attack filter".into(), Vec::new()),
         StepKind::CacheLookup => (SpanKind::Internal, "cache lookup".into(), Vec::new()),
+        StepKind::TransformRequest => (SpanKind::Internal, "transform request".into(), Vec::new()),
         StepKind::UpstreamAttempt => {
             *attempts += 1;
             let name = format!(

@@ -2,7 +2,8 @@
 
 use http::{Method, StatusCode};
 use lookout_gateway::{ConfigSource, Gateway};
-use lookout_tests::{send, start_gateway_with, TestUpstream};
+use lookout_tests::{body_json, send, send_body, start_gateway_with, OtlpReceiver, TestUpstream};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// A gateway with `body` (upstreams and routes) whose access log goes to a file in `dir`.
@@ -121,4 +122,67 @@ async fn a_client_that_leaves_before_the_response_still_gets_one_event() {
     assert_eq!(lines[0]["status"], 499);
     assert_eq!(lines[0]["error_kind"], "client_aborted");
     assert_eq!(lines[0]["path"], "/slow/1000");
+}
+
+#[tokio::test]
+async fn policy_phases_are_steps_of_the_path_and_spans_of_the_trace() {
+    // `lookout hash-key acme-key`.
+    const ACME: &str = "sha256:afacab3575137afa4e00d9cbcafcb14c9ae25f779d964eb0ea5b2c4eb5dfd163";
+    let upstream = TestUpstream::start("svc").await;
+    let receiver = OtlpReceiver::grpc().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes = format!(
+        "traces: {{ endpoint: \"http://{}\" }}\n\
+         consumers:\n  - {{ name: acme, api_keys: [\"{ACME}\"] }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\n\
+         routes:\n  - name: orders\n    upstream: svc\n    auth: {{ api_key: {{ header: x-api-key }} }}\n    \
+         security: {{ attack_filter: {{ mode: block }} }}\n    \
+         transform: {{ request_body: {{ add: {{ /source: gateway }} }} }}\n",
+        receiver.addr, upstream.addr
+    );
+    let (gateway, log) = logging_gateway(dir.path(), &routes).await;
+    let headers = [("x-api-key", "acme-key"), ("content-type", "application/json")];
+    let reply = send_body(
+        gateway.proxy_addr(),
+        Method::POST,
+        "/echo-body",
+        &headers,
+        r#"{"n":1}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(body_json(&reply), json!({"n": 1, "source": "gateway"}));
+    let spans = receiver.wait_for(6).await;
+    gateway.shutdown().await;
+
+    let events = read_events(&log);
+    let kinds: Vec<&str> = events[0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|step| step["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "route_match",
+            "authenticate",
+            "attack_filter",
+            "transform_request",
+            "upstream_attempt"
+        ]
+    );
+    let mut names: Vec<&str> = spans.iter().map(|span| span.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "POST orders",
+            "POST svc",
+            "attack filter",
+            "authenticate",
+            "match route",
+            "transform request"
+        ]
+    );
 }
