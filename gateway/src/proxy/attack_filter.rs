@@ -21,18 +21,6 @@ pub(super) async fn run(
     let Some(filter) = route.edge.attack_filter.as_deref() else {
         return Ok(body);
     };
-    let started = Instant::now();
-    let scanned = scan(filter, parts, body, ctx).await;
-    ctx.step(StepKind::AttackFilter, started);
-    scanned
-}
-
-async fn scan(
-    filter: &AttackFilter,
-    parts: &Parts,
-    body: RequestBody,
-    ctx: &mut RequestContext,
-) -> Result<RequestBody, ProxyError> {
     if let Some(threat) = scan_uri(&parts.uri) {
         seen(filter, threat, ctx)?;
     }
@@ -47,11 +35,18 @@ async fn scan(
     if !inspects_body(content_type) {
         return Ok(RequestBody::Streaming(body));
     }
-    let (start, whole) = body
-        .read_start(filter.inspect_body)
-        .await
-        .map_err(|_| ProxyError::BadRequest("the request body could not be read"))?;
-    if let Some(threat) = scan_body(content_type, &start) {
+    // A step of the request's path when it reads the body, which waits on the client's upload
+    // (scanning the path and query alone takes microseconds, and every request of a
+    // gateway-wide filter would otherwise carry the step).
+    let started = Instant::now();
+    let read = body.read_start(filter.inspect_body).await;
+    let threat = read
+        .as_ref()
+        .ok()
+        .and_then(|(start, _)| scan_body(content_type, start));
+    ctx.step(StepKind::AttackFilter, started);
+    let (start, whole) = read.map_err(|_| ProxyError::BadRequest("the request body could not be read"))?;
+    if let Some(threat) = threat {
         seen(filter, threat, ctx)?;
     }
     Ok(if whole {
