@@ -238,6 +238,46 @@ pub(crate) struct WaterfallRow {
     pub(crate) width: f64,
     pub(crate) y: f64,
     pub(crate) color: &'static str,
+    pub(crate) detail_at: DetailPlace,
+}
+
+/// Where a bar's detail text goes: right of the bar where it fits, else left of it, else inside
+/// it, so that no detail runs off the chart.
+pub(crate) struct DetailPlace {
+    pub(crate) x: f64,
+    pub(crate) anchor: &'static str,
+    pub(crate) class: &'static str,
+}
+
+/// The waterfall's column of step names, left of the bars.
+const WATERFALL_LABELS: f64 = 220.0;
+/// About the width of one character of the charts' 11px text, in the charts' units.
+const CHAR_WIDTH: f64 = 6.2;
+
+impl DetailPlace {
+    fn for_bar(x: f64, width: f64, detail: &str) -> DetailPlace {
+        let text = detail.chars().count() as f64 * CHAR_WIDTH;
+        let (anchor, class) = ("end", "muted");
+        if x + width + 4.0 + text <= WIDTH {
+            DetailPlace {
+                x: x + width + 4.0,
+                anchor: "start",
+                class,
+            }
+        } else if x - 4.0 - text >= WATERFALL_LABELS {
+            DetailPlace {
+                x: x - 4.0,
+                anchor,
+                class,
+            }
+        } else {
+            DetailPlace {
+                x: x + width - 4.0,
+                anchor,
+                class: "inside",
+            }
+        }
+    }
 }
 
 #[derive(Template)]
@@ -260,7 +300,7 @@ pub(crate) struct Span {
 
 impl Waterfall {
     pub(crate) fn new(total_us: u64, spans: Vec<Span>) -> Waterfall {
-        const LABEL: f64 = 220.0;
+        const LABEL: f64 = WATERFALL_LABELS;
         const ROW: f64 = 26.0;
         let plot_w = WIDTH - LABEL - 8.0;
         let total = total_us
@@ -275,19 +315,24 @@ impl Waterfall {
         let rows: Vec<_> = spans
             .into_iter()
             .enumerate()
-            .map(|(i, s)| WaterfallRow {
-                x: LABEL + s.start_us as f64 / total * plot_w,
-                width: (s.duration_us as f64 / total * plot_w).max(1.5),
-                y: 20.0 + i as f64 * ROW,
-                color: if s.failed {
-                    PALETTE[2]
-                } else if i == 0 {
-                    PALETTE[4]
-                } else {
-                    PALETTE[0]
-                },
-                label: s.label,
-                detail: s.detail,
+            .map(|(i, s)| {
+                let x = LABEL + s.start_us as f64 / total * plot_w;
+                let width = (s.duration_us as f64 / total * plot_w).max(1.5);
+                WaterfallRow {
+                    x,
+                    width,
+                    y: 20.0 + i as f64 * ROW,
+                    color: if s.failed {
+                        PALETTE[2]
+                    } else if i == 0 {
+                        PALETTE[4]
+                    } else {
+                        PALETTE[0]
+                    },
+                    detail_at: DetailPlace::for_bar(x, width, &s.detail),
+                    label: s.label,
+                    detail: s.detail,
+                }
             })
             .collect();
         let ticks = (0..=TICKS)
@@ -301,6 +346,44 @@ impl Waterfall {
             height: 28.0 + rows.len() as f64 * ROW,
             rows,
             ticks,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Span, Waterfall, WIDTH};
+
+    fn span(start_us: u64, duration_us: u64, detail: &str) -> Span {
+        Span {
+            label: "step".into(),
+            detail: detail.into(),
+            start_us,
+            duration_us,
+            failed: false,
+        }
+    }
+
+    #[test]
+    fn every_detail_stays_on_the_chart() {
+        let detail = "105 µs · 127.0.0.1:35197 200";
+        let chart = Waterfall::new(
+            1_000,
+            vec![
+                span(0, 1_000, "200 in 1.0 ms"),
+                span(0, 10, detail),
+                span(900, 100, detail),
+            ],
+        );
+        let places: Vec<(&str, &str)> = chart
+            .rows
+            .iter()
+            .map(|r| (r.detail_at.anchor, r.detail_at.class))
+            .collect();
+        // The whole request inside its bar, a short early step right of it, a late one left.
+        assert_eq!(places, [("end", "inside"), ("start", "muted"), ("end", "muted")]);
+        for row in &chart.rows {
+            assert!(row.detail_at.x <= WIDTH, "{}", row.detail_at.x);
         }
     }
 }
