@@ -21,8 +21,33 @@ pub(crate) struct Tick {
 pub(crate) struct Line {
     pub(crate) name: String,
     pub(crate) color: &'static str,
-    /// SVG `points` of a polyline.
-    pub(crate) points: String,
+    /// SVG `points` of each polyline: a series is drawn in runs, broken where it has no value.
+    pub(crate) runs: Vec<String>,
+    /// The values with none beside them, which a polyline would not show: drawn as dots.
+    pub(crate) dots: Vec<(f64, f64)>,
+}
+
+/// A series' runs of values (polylines' `points`) and its lone values (dots), placed by `at`.
+fn runs_and_dots(
+    values: &[(i64, f64)],
+    at: impl Fn((i64, f64)) -> (f64, f64),
+) -> (Vec<String>, Vec<(f64, f64)>) {
+    let (mut runs, mut dots) = (Vec::new(), Vec::new());
+    for run in values.split(|(_, y)| !y.is_finite()) {
+        match run {
+            [] => {}
+            [alone] => dots.push(at(*alone)),
+            _ => {
+                let points: Vec<String> = run
+                    .iter()
+                    .map(|&value| at(value))
+                    .map(|(x, y)| format!("{x:.1},{y:.1}"))
+                    .collect();
+                runs.push(points.join(" "));
+            }
+        }
+    }
+    (runs, dots)
 }
 
 #[derive(Template)]
@@ -66,18 +91,19 @@ impl LineChart {
         let plot_h = HEIGHT - BOTTOM - TOP;
         let x_of = |x: i64| LEFT + (x - x_min) as f64 / x_span * plot_w;
         let y_of = |y: f64| TOP + plot_h - y / y_max * plot_h;
+        let at = |(x, y): (i64, f64)| (x_of(x), y_of(y));
         let lines = series
             .iter()
             .zip(PALETTE.iter().cycle())
-            .map(|(s, color)| Line {
-                name: s.name.to_owned(),
-                color,
-                points: xs
-                    .iter()
-                    .zip(&s.values)
-                    .map(|(&x, &y)| format!("{:.1},{:.1}", x_of(x), y_of(y)))
-                    .collect::<Vec<_>>()
-                    .join(" "),
+            .map(|(s, color)| {
+                let values: Vec<(i64, f64)> = xs.iter().copied().zip(s.values.iter().copied()).collect();
+                let (runs, dots) = runs_and_dots(&values, at);
+                Line {
+                    name: s.name.to_owned(),
+                    color,
+                    runs,
+                    dots,
+                }
             })
             .collect();
         let x_ticks = (0..=TICKS)
@@ -107,7 +133,8 @@ impl LineChart {
             lines,
             x_ticks,
             y_ticks,
-            empty: xs.is_empty(),
+            // Idle buckets have no latency: a window of them has nothing to draw.
+            empty: !series.iter().flat_map(|s| &s.values).any(|y| y.is_finite()),
         }
     }
 }
@@ -352,7 +379,27 @@ impl Waterfall {
 
 #[cfg(test)]
 mod tests {
-    use super::{Span, Waterfall, WIDTH};
+    use super::{LineChart, Series, Span, Waterfall, WIDTH};
+
+    fn chart(values: Vec<f64>) -> LineChart {
+        let xs: Vec<i64> = (0..values.len() as i64).collect();
+        let series = vec![Series { name: "p99", values }];
+        LineChart::new("t", &xs, series, |x| x.to_string(), |y| y.to_string())
+    }
+
+    #[test]
+    fn a_line_breaks_where_its_series_has_no_value() {
+        let broken = chart(vec![1.0, 2.0, f64::NAN, f64::NAN, 3.0]);
+        let runs: Vec<usize> = broken.lines[0]
+            .runs
+            .iter()
+            .map(|r| r.split(' ').count())
+            .collect();
+        assert_eq!(runs, [2], "one run of two values");
+        assert_eq!(broken.lines[0].dots.len(), 1, "and a value alone, as a dot");
+        assert!(!broken.empty);
+        assert!(chart(vec![f64::NAN; 3]).empty, "nothing to draw");
+    }
 
     fn span(start_us: u64, duration_us: u64, detail: &str) -> Span {
         Span {

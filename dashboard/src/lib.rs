@@ -17,6 +17,7 @@ mod chart;
 mod format;
 mod pages;
 mod refusals;
+mod timeline;
 
 pub use access::Access;
 pub use refusals::PlainRefusal;

@@ -4,6 +4,7 @@
 use super::{fragment, last_hour, no_store_cache, read, render, segment, PageError, Shared};
 use crate::chart::{LineChart, Series};
 use crate::format::{clock, clock_minute, count, duration, percent};
+use crate::timeline::{MINUTES, SECONDS};
 use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
@@ -62,6 +63,7 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
         .store
         .map_or(0, |store| store.active_anomalies.len());
     let error_ratio = errors as f64 / requests.max(1) as f64;
+    let drawn = MINUTES.fill(&minutes, since, now);
     let page = OverviewPage {
         nav: "overview",
         rate: count(requests as f64 / (HOUR_US / 1_000_000) as f64),
@@ -71,9 +73,9 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
         p95: last.map_or("–".into(), |p| duration(p.p95_us)),
         p99: last.map_or("–".into(), |p| duration(p.p99_us)),
         active_anomalies,
-        rate_chart: fragment(&rate_chart("Requests per minute", &minutes, clock_minute)),
-        error_chart: fragment(&error_chart(&minutes)),
-        latency_chart: fragment(&latency_chart("Latency per minute", &minutes, clock_minute)),
+        rate_chart: fragment(&rate_chart("Requests per minute", &drawn, clock_minute)),
+        error_chart: fragment(&error_chart(&drawn)),
+        latency_chart: fragment(&latency_chart("Latency per minute", &drawn, clock_minute)),
         live,
         tops: tops(routes),
     };
@@ -120,6 +122,7 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
         Some(_) => read(dashboard, move |conn| views::seconds(conn, since)).await?,
         None => Vec::new(),
     };
+    let seconds = SECONDS.fill(&seconds, since, now);
     let live = dashboard.live.live();
     let instances = live
         .upstreams
@@ -183,7 +186,8 @@ fn error_chart(points: &[Point]) -> LineChart {
     let xs: Vec<i64> = points.iter().map(|p| p.at_us).collect();
     let ratio = points
         .iter()
-        .map(|p| p.errors as f64 / p.requests.max(1) as f64)
+        // No requests, no ratio: a gap rather than a fall to 0%.
+        .map(|p| p.errors as f64 / p.requests as f64)
         .collect();
     let series = vec![Series {
         name: "error ratio",

@@ -5,6 +5,7 @@ use super::overview::latency_chart;
 use super::{fragment, last_hour, read, render, segment, PageError, Shared};
 use crate::chart::{BarChart, Column};
 use crate::format::{clock, clock_minute, count, duration, grpc_code, percent};
+use crate::timeline::MINUTES;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -119,7 +120,7 @@ pub(super) async fn page(
         histogram: fragment(&histogram(&buckets)),
         percentiles: fragment(&latency_chart(
             "Latency percentiles per minute",
-            &minutes,
+            &MINUTES.fill(&minutes, since, now),
             clock_minute,
         )),
         statuses: fragment(&status_chart(&statuses)),
