@@ -11,6 +11,7 @@ mod fleet;
 mod retention;
 mod rollup;
 pub(crate) mod schema;
+mod serving;
 mod sink;
 mod uncommitted;
 

@@ -43,6 +43,7 @@ fn delete_before(conn: &Connection, cutoff_us: i64) -> duckdb::Result<u64> {
             "DELETE FROM anomalies WHERE last_minute < date_trunc('minute', ?)",
             [&cutoff],
         )?;
+        conn.execute("DELETE FROM serving_periods WHERE last_seen < ?", [&cutoff])?;
         Ok(deleted as u64)
     })
 }

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (7, include_str!("migrations/0007_request_key.sql")),
     (8, include_str!("migrations/0008_common_path.sql")),
     (9, include_str!("migrations/0009_grpc_status.sql")),
+    (10, include_str!("migrations/0010_serving_periods.sql")),
 ];
 
 /// The schema version this build writes.
@@ -104,6 +105,28 @@ mod tests {
             .expect("rows");
         let expected: Vec<_> = (0..3).map(|i| (format!("r{i}"), i + 1, 2)).collect();
         assert_eq!(rows, expected);
+    }
+
+    #[test]
+    fn events_stored_before_serving_periods_count_as_served() {
+        let conn = Connection::open_in_memory().expect("open");
+        migrate_up_to(&conn, 9).expect("the schema before serving periods");
+        conn.execute_batch(
+            "INSERT INTO requests (ts, request_id, method, path, client_ip, http_version, attempts, status,
+                 bytes_in, bytes_out, duration_us, upstream_connect_us, upstream_ttfb_us, request_key)
+             SELECT make_timestamp(i * 60000000), 'r' || i, 'GET', '/', '::1', 'HTTP/1.1', 1, 200, 0, 0, 1, 0, 0, i + 1
+             FROM range(3) AS t(i);",
+        )
+        .expect("old rows");
+        migrate(&conn).expect("migrate");
+        let period: (i64, i64) = conn
+            .query_row(
+                "SELECT epoch_us(started), epoch_us(last_seen) FROM serving_periods",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("one period");
+        assert_eq!(period, (0, 120_000_000));
     }
 
     #[test]

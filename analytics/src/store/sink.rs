@@ -4,6 +4,7 @@
 //! again.
 
 use super::database::ArrowAppender;
+use super::serving::ServingPeriod;
 use super::uncommitted::{Uncommitted, COMMIT_ROWS};
 use super::{
     append, fleet, in_transaction, lock, now_us, open_database, retention, rollup, Store, StoreError, CATALOG,
@@ -38,6 +39,8 @@ pub struct StoreSink {
     pending: rollup::Pending,
     /// Minutes before this one (microseconds since the epoch) have been judged for anomalies.
     judged_until_us: i64,
+    /// When this run was serving, for the anomaly detector.
+    serving: ServingPeriod,
     last_rollup: Instant,
     last_housekeeping: Instant,
     retry_at: Instant,
@@ -62,6 +65,7 @@ impl StoreSink {
             next_key: None,
             pending: rollup::Pending::default(),
             judged_until_us: 0,
+            serving: ServingPeriod::begin(now_us()),
             last_rollup: now,
             last_housekeeping: now,
             retry_at: now,
@@ -162,6 +166,7 @@ impl StoreSink {
         match appended {
             Ok(first_key) => {
                 self.next_key = Some(first_key + events.len() as u64);
+                self.serving.note_event(earliest);
                 if let Some(open) = &mut self.uncommitted {
                     open.note(events.len(), earliest, latest);
                     if open.due() {
@@ -185,9 +190,11 @@ impl StoreSink {
         self.last_rollup = Instant::now();
         let now = now_us();
         let closed_until = minute_of(now - rollup::GRACE_US);
+        // Before the detector reads it: the minutes just closed were served whole.
         let detected = self
-            .pending
-            .refresh(conn, now, include_open)
+            .serving
+            .record(conn, now)
+            .and_then(|()| self.pending.refresh(conn, now, include_open))
             .and_then(|rolled_up| {
                 if rolled_up || closed_until > self.judged_until_us {
                     self.judged_until_us = closed_until;

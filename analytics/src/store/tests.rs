@@ -222,6 +222,33 @@ fn request_keys_go_on_from_the_last_one_stored_after_a_restart() {
 }
 
 #[test]
+fn each_run_records_when_it_was_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = StoreSettings::new(StoreLocation::File(dir.path().join("store.duckdb")));
+    let before = now_us();
+    // The first run writes events older than itself (as the demo's history is): its period
+    // reaches back to them. The second writes none.
+    let (_store, mut sink) = Store::open(settings.clone()).expect("open");
+    sink.write_batch(&(0..3).map(sample_event).collect::<Vec<_>>())
+        .expect("append");
+    sink.close();
+    let (_store, mut sink) = Store::open(settings.clone()).expect("open");
+    sink.close();
+    let (store, _sink) = Store::open(settings).expect("open");
+    let json = json_of(
+        &store,
+        "SELECT epoch_us(started), epoch_us(last_seen) FROM serving_periods ORDER BY opened",
+    );
+    let periods: Vec<(i64, i64)> = serde_json::from_value(json["rows"].clone()).expect("pairs");
+    assert_eq!(periods.len(), 2, "{periods:?}");
+    assert_eq!(periods[0].0, sample_event(0).timestamp_us as i64);
+    assert!(
+        periods[1].0 >= before && periods[1].1 >= periods[1].0,
+        "{periods:?}"
+    );
+}
+
+#[test]
 fn a_large_batch_is_committed_a_whole_row_group_at_a_time_straight_to_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = StoreSettings::new(StoreLocation::File(dir.path().join("store.duckdb")));

@@ -30,13 +30,15 @@ const PACE_AT: usize = 4_096;
 pub(super) async fn seed(events: &EventQueue, rps: u32) -> u64 {
     let per_minute_total = u64::from(rps).max(MIN_RPS) * 60;
     let pace_at = PACE_AT.min(events.stats().capacity / 2);
-    let first_minute = (now_us() as u64 / MINUTE_US - MINUTES) * MINUTE_US;
+    // Up to the moment the demo starts, so that its first minute is whole: the live traffic
+    // goes on where the history stops (a partial minute would read as a fall in traffic).
+    let start = now_us() as u64 - MINUTES * MINUTE_US;
     let mut rng = fastrand::Rng::with_seed(2026);
     let mut offered = 0;
     for minute in 0..MINUTES {
         for &(route, path, share) in ROUTES {
             for _ in 0..per_minute_total * share / 100 {
-                let at = first_minute + minute * MINUTE_US + rng.u64(0..MINUTE_US);
+                let at = start + minute * MINUTE_US + rng.u64(0..MINUTE_US);
                 events.offer(event(&mut rng, route, path, minute, at));
                 offered += 1;
                 while events.stats().queued >= pace_at {

@@ -117,13 +117,40 @@ pub struct Anomaly {
     pub severity: Severity,
 }
 
+/// When the gateway was serving: periods `(start, end)`, microseconds since the epoch. A
+/// minute's request count speaks of the traffic only when the gateway served the whole minute:
+/// the minutes it was down, starting or stopping in would otherwise read as a collapse, and after
+/// them as a surge against a baseline of idle minutes.
+#[derive(Debug, Clone, Default)]
+pub struct Served(Vec<(i64, i64)>);
+
+impl Served {
+    pub fn new(periods: Vec<(i64, i64)>) -> Self {
+        Served(periods)
+    }
+
+    /// Every minute, for a series known to be whole.
+    pub fn always() -> Self {
+        Served(vec![(i64::MIN, i64::MAX)])
+    }
+
+    fn whole_minute(&self, minute_us: i64) -> bool {
+        let end = minute_us.saturating_add(MINUTE_US);
+        self.0
+            .iter()
+            .any(|&(start, until)| start <= minute_us && until >= end)
+    }
+}
+
 /// Finds the anomalies in one route's series (minutes in order, gaps allowed: a missing minute
 /// had no requests, also after the last one given). The minutes in `judged` are judged, each
-/// against the minutes before it.
+/// against the minutes before it; request rates only of the minutes `served` whole, against
+/// such minutes.
 pub fn detect(
     route: &str,
     series: &[MinutePoint],
     judged: Range<i64>,
+    served: &Served,
     settings: &DetectorSettings,
 ) -> Vec<Anomaly> {
     let minutes = fill_gaps(series, judged.end);
@@ -139,6 +166,7 @@ pub fn detect(
                         metric,
                         &minutes[index.saturating_sub(settings.baseline_minutes)..index],
                         point,
+                        served,
                         settings,
                     )
                 })
@@ -207,14 +235,19 @@ fn judge(
     metric: Metric,
     baseline: &[MinutePoint],
     point: &MinutePoint,
+    served: &Served,
     settings: &DetectorSettings,
 ) -> Option<(f64, f64, f64)> {
     let busy = |p: &&MinutePoint| p.requests >= settings.min_requests;
+    let whole = |p: &&MinutePoint| served.whole_minute(p.minute_us);
     let (history, observed): (Vec<f64>, f64) = match metric {
-        Metric::RequestRate => (
-            baseline.iter().map(|p| p.requests as f64).collect(),
-            point.requests as f64,
-        ),
+        Metric::RequestRate => {
+            whole(&point).then_some(())?;
+            (
+                baseline.iter().filter(whole).map(|p| p.requests as f64).collect(),
+                point.requests as f64,
+            )
+        }
         Metric::ErrorRatio => {
             busy(&point).then_some(())?;
             let ratio = |p: &MinutePoint| p.errors as f64 / p.requests as f64;
@@ -281,6 +314,7 @@ pub fn find(
          WHERE route <> '*' AND minute >= ? AND minute < ?
          ORDER BY route, minute",
     )?;
+    let served = served(conn, from, until_us)?;
     let rows = statement.query_map([at(from), at(until_us)], |row| {
         Ok((
             row.get::<_, String>(0)?,
@@ -298,16 +332,26 @@ pub fn find(
     for row in rows {
         let (name, point) = row?;
         if name != route && !series.is_empty() {
-            found.extend(detect(&route, &series, judged.clone(), settings));
+            found.extend(detect(&route, &series, judged.clone(), &served, settings));
             series.clear();
         }
         route = name;
         series.push(point);
     }
     if !series.is_empty() {
-        found.extend(detect(&route, &series, judged.clone(), settings));
+        found.extend(detect(&route, &series, judged.clone(), &served, settings));
     }
     Ok(found)
+}
+
+/// The periods the gateway was serving in that overlap `[from_us, until_us)`.
+fn served(conn: &Connection, from_us: i64, until_us: i64) -> duckdb::Result<Served> {
+    let mut statement = conn.prepare(
+        "SELECT epoch_us(started), epoch_us(last_seen) FROM serving_periods
+         WHERE last_seen >= ? AND started < ?",
+    )?;
+    let periods = statement.query_map([at(from_us), at(until_us)], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    periods.collect::<duckdb::Result<_>>().map(Served)
 }
 
 /// The anomalies the gateway stored, latest first, that were still going on at or after

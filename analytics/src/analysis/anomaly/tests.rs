@@ -21,7 +21,13 @@ fn steady(seed: u64) -> Vec<MinutePoint> {
 
 fn detect_all(series: &[MinutePoint]) -> Vec<Anomaly> {
     let end = series.last().map_or(START, |p| p.minute_us + MINUTE_US);
-    detect("books", series, START..end, &DetectorSettings::default())
+    detect(
+        "books",
+        series,
+        START..end,
+        &Served::always(),
+        &DetectorSettings::default(),
+    )
 }
 
 fn minute(i: i64) -> i64 {
@@ -112,6 +118,7 @@ fn a_route_that_falls_silent_is_an_anomaly_up_to_the_end_of_the_judged_minutes()
         "books",
         &series[..150],
         START..minute(155),
+        &Served::always(),
         &DetectorSettings::default(),
     );
     let summary: Vec<_> = found
@@ -119,6 +126,35 @@ fn a_route_that_falls_silent_is_an_anomaly_up_to_the_end_of_the_judged_minutes()
         .map(|a| (a.metric, a.start_us, a.last_minute_us))
         .collect();
     assert_eq!(summary, vec![(Metric::RequestRate, minute(150), minute(154))]);
+}
+
+#[test]
+fn minutes_the_gateway_did_not_serve_whole_are_no_change_of_rate() {
+    // The gateway stopped 20 s into minute 120 and was back 40 s into minute 125: the minutes
+    // from 120 to 125 have few requests or none, and the next ones its full traffic again.
+    let mut series = steady(5);
+    for point in &mut series[120..=125] {
+        point.requests /= 4;
+        point.errors = 0;
+    }
+    series.drain(121..125);
+    let restarted = Served::new(vec![
+        (START, minute(120) + 20_000_000),
+        (minute(125) + 40_000_000, minute(180)),
+    ]);
+    let settings = DetectorSettings::default();
+    let judged = START..minute(180);
+    assert_eq!(
+        detect("books", &series, judged.clone(), &restarted, &settings),
+        vec![]
+    );
+    // Served all along, the same minutes are a collapse.
+    let found = detect("books", &series, judged, &Served::always(), &settings);
+    let summary: Vec<_> = found
+        .iter()
+        .map(|a| (a.metric, a.start_us, a.last_minute_us))
+        .collect();
+    assert_eq!(summary, vec![(Metric::RequestRate, minute(120), minute(125))]);
 }
 
 fn stored_runs(conn: &Connection) -> Vec<(i64, i64)> {
