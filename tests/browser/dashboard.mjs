@@ -66,11 +66,11 @@ try {
   await shot('overview');
   step('overview and live refresh');
 
-  // Anomalies: the demo's error burst on reviews and latency spike on inventory, with examples.
+  // Anomalies: the demo's error burst on reviews and latency spike on books-list, with examples.
   await open('/dashboard/anomalies');
   const anomalies = await page.textContent('#anomalies');
   assert.match(anomalies, /reviews\s*error ratio/);
-  assert.match(anomalies, /inventory\s*p99 latency/);
+  assert.match(anomalies, /books-list\s*p99 latency/);
   await shot('anomalies');
   await Promise.all([page.waitForURL(/\/dashboard\/requests\//), page.locator('a.example').first().click()]);
   assert.ok(await page.locator('.waterfall rect').count() >= 3, 'request, route match, attempt');

@@ -1,11 +1,12 @@
 //! An hour of made-up past traffic for the demo's store, so the dashboard has something to show
 //! from the first second: per-minute charts, anomalies (a burst of errors on `reviews`, a latency
-//! spike on `inventory`, each detected by the gateway's own detector) and a canary on `book`
-//! (v2 takes a tenth of the traffic and is slower: the verdict is to roll back). Events go
+//! spike on `books-list`, each detected by the gateway's own detector) and a canary on `book`
+//! (v2 takes a tenth of the traffic and is slower: the verdict is to roll back). Otherwise each
+//! route answers as the demo's services do, so the live traffic raises no anomaly of its own. Events go
 //! through the gateway's event queue like any other, paced so that none is dropped.
 
 use lookout_analytics::analysis::now_us;
-use lookout_analytics::{EventQueue, PathStep, RequestEvent, StepKind};
+use lookout_analytics::{ErrorKind, EventQueue, PathStep, RequestEvent, StepKind};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,15 +16,44 @@ const MINUTE_US: u64 = lookout_analytics::analysis::MINUTE_US as u64;
 /// Each route's share (percent) of the traffic, as in the demo generator's mix, so the live
 /// traffic continues the history instead of looking like a change of rate.
 const ROUTES: &[(&str, &str, u64)] = &[
-    ("books-list", "/books", 30),
+    ("books-list", "/books", 27),
     ("book", "/books/", 25),
-    ("reviews", "/reviews/", 15),
+    ("reviews", "/reviews/", 10),
     ("inventory", "/inventory/", 15),
 ];
 /// The history's rate when the demo generates less (or no) traffic of its own.
 const MIN_RPS: u64 = 10;
 /// Queued events above which the seeding waits for the writer.
 const PACE_AT: usize = 4_096;
+
+/// A request's status and duration as the demo's live services answer it (`services/`), so that
+/// the live traffic goes on from the history with nothing the detector would call a change;
+/// and, `ago` minutes before the start, the two incidents the history is there to show.
+fn outcome(rng: &mut fastrand::Rng, route: &str, variant: Option<&str>, ago: u64) -> (u16, u64) {
+    match route {
+        // A slow query in one request of twenty, 10 to 12 minutes ago.
+        "books-list" if (10..=12).contains(&ago) && rng.f64() < 0.05 => (200, rng.u64(40_000..80_000)),
+        "books-list" => (200, rng.u64(120..400)),
+        // The canary, v2: 5 to 25 ms, and 4% failed.
+        "book" if variant == Some("v2") => {
+            let status = if rng.f64() < 0.04 { 500 } else { 200 };
+            (status, rng.u64(5_000..25_000))
+        }
+        "book" => (200, rng.u64(100..300)),
+        // A burst of failures 22 to 25 minutes ago.
+        "reviews" if (22..=25).contains(&ago) && rng.f64() < 0.2 => (503, rng.u64(40..120)),
+        // Cached for 10 s: a miss waits 40 to 160 ms for the slow service.
+        "reviews" if rng.f64() < 0.12 => (200, rng.u64(40_000..160_000)),
+        "reviews" => (200, rng.u64(40..120)),
+        // Inventory fails now and then, and its slow answers time out at 400 ms.
+        _ => match rng.u8(..100) {
+            0..=8 => (503, rng.u64(100..250)),
+            9..=11 => (500, rng.u64(100..250)),
+            12..=14 => (504, rng.u64(400_000..402_000)),
+            _ => (200, rng.u64(100..250)),
+        },
+    }
+}
 
 /// Offers the last hour's events at `rps` to `events`, oldest first, never more than the writer
 /// keeps up with.
@@ -51,27 +81,8 @@ pub(super) async fn seed(events: &EventQueue, rps: u32) -> u64 {
 }
 
 fn event(rng: &mut fastrand::Rng, route: &'static str, path: &str, minute: u64, at_us: u64) -> RequestEvent {
-    let ago = MINUTES - minute;
     let variant = (route == "book").then(|| if rng.f64() < 0.1 { "v2" } else { "v1" });
-    // Latency: a long-tailed spread around each route's usual time.
-    let mut typical_us = match route {
-        "inventory" => 9_000.0,
-        "reviews" => 4_000.0,
-        _ => 2_500.0,
-    };
-    if variant == Some("v2") {
-        typical_us *= 1.6;
-    }
-    if route == "inventory" && (10..=12).contains(&ago) {
-        typical_us *= 6.0;
-    }
-    let duration_us = (typical_us * (0.5 + -(1.0 - rng.f64()).ln())) as u64;
-    let error_rate = match (route, variant) {
-        ("reviews", _) if (22..=25).contains(&ago) => 0.2,
-        (_, Some("v2")) => 0.03,
-        _ => 0.004,
-    };
-    let status = if rng.f64() < error_rate { 503 } else { 200 };
+    let (status, duration_us) = outcome(rng, route, variant, MINUTES - minute);
     let id = format!("hist-{:016x}", rng.u64(..));
     let instance: Arc<str> = format!("127.0.0.1:{}", 18_000 + rng.u16(0..2)).into();
     let path = if path.ends_with('/') {
@@ -103,7 +114,8 @@ fn event(rng: &mut fastrand::Rng, route: &'static str, path: &str, minute: u64, 
         duration_us,
         upstream_connect_us: 0,
         upstream_ttfb_us: duration_us.saturating_sub(match_us + 20),
-        error_kind: None,
+        // The gateway answers 504 itself when the upstream is too slow.
+        error_kind: (status == 504).then_some(ErrorKind::UpstreamTimeout),
         consumer: None,
         variant: variant.map(Arc::from),
         cache_status: None,
