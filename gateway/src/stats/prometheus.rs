@@ -363,7 +363,10 @@ impl ScrapeGauges {
     pub(crate) fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         for (name, unit, description) in DESCRIPTIONS {
-            if matches!(name, INSTANCE_HEALTHY | ACTIVE_REQUESTS | TLS_CERTIFICATE_EXPIRY) {
+            if matches!(
+                name,
+                INSTANCE_HEALTHY | ACTIVE_REQUESTS | TLS_CERTIFICATE_EXPIRY | ANOMALY_SCORE
+            ) {
                 recorder.describe_gauge(
                     KeyName::from_const_str(name),
                     Some(unit),

@@ -10,6 +10,7 @@ use crate::ratelimit::{LocalLimiter, Quota};
 use crate::routing::VariantWeights;
 use crate::traces::TraceStats;
 use crate::upstream::InstanceState;
+use lookout_analytics::analysis::anomaly::Metric;
 use lookout_analytics::{QueueStats, StoreStats};
 use metrics::Label;
 use parking_lot::Mutex;
@@ -33,8 +34,6 @@ pub struct Registry {
     /// Local rate limiters by route, so that a reload keeps every client's budget.
     limiters: Mutex<HashMap<Arc<str>, Arc<LocalLimiter>>>,
     unmatched: Arc<RouteStats>,
-    /// `(route, metric)` pairs that had an anomaly score published, so it returns to 0 after.
-    anomaly_series: Mutex<HashSet<(String, &'static str)>>,
 }
 
 impl Default for Registry {
@@ -49,7 +48,6 @@ impl Default for Registry {
             limiters: Mutex::default(),
             response_cache: Mutex::default(),
             cache_counts: Mutex::default(),
-            anomaly_series: Mutex::default(),
         }
     }
 }
@@ -253,25 +251,10 @@ impl Registry {
         }
     }
 
-    /// Each active anomaly's robust z-score by route and metric, and 0 for those that ended.
     fn publish_anomalies(&self, store: &StoreStats) {
-        let m = &self.metrics;
-        m.gauge(prometheus::ANOMALIES_ACTIVE, vec![])
+        self.metrics
+            .gauge(prometheus::ANOMALIES_ACTIVE, vec![])
             .set(store.active_anomalies.len() as f64);
-        let mut series = self.anomaly_series.lock();
-        let mut active = HashMap::new();
-        for anomaly in &store.active_anomalies {
-            active.insert((anomaly.route.clone(), anomaly.metric.name()), anomaly.score);
-            series.insert((anomaly.route.clone(), anomaly.metric.name()));
-        }
-        for key in series.iter() {
-            let labels = vec![
-                metrics::Label::new("http_route", key.0.clone()),
-                metrics::Label::new("metric", key.1),
-            ];
-            m.gauge(prometheus::ANOMALY_SCORE, labels)
-                .set(active.get(key).copied().unwrap_or(0.0));
-        }
     }
 
     /// The Prometheus exposition text, with the figures sampled at scrape time (instance health,
@@ -283,7 +266,7 @@ impl Registry {
         traces: Option<&TraceStats>,
         live: ScrapeGauges,
     ) -> String {
-        self.live_gauges(&live);
+        self.live_gauges(&live, store);
         let m = &self.metrics;
         m.gauge(prometheus::EVENTS_QUEUED, vec![])
             .set(events.queued as f64);
@@ -304,9 +287,10 @@ impl Registry {
         m.render() + &live.render()
     }
 
-    /// Instance health and requests in flight of the routes and instances the registry holds
-    /// now (those of the running config): those a reload removed are gone from the next scrape.
-    fn live_gauges(&self, live: &ScrapeGauges) {
+    /// Instance health, requests in flight and anomaly scores of the routes and instances the
+    /// registry holds now (those of the running config): those a reload removed are gone from the
+    /// next scrape.
+    fn live_gauges(&self, live: &ScrapeGauges, store: Option<&StoreStats>) {
         for ((upstream, addr), instance) in self.instances.lock().iter() {
             let labels = vec![
                 Label::new("upstream", upstream.to_string()),
@@ -321,9 +305,36 @@ impl Registry {
             *in_flight.entry(route.clone()).or_default() += stats.in_flight();
         }
         in_flight.insert("unmatched".into(), self.unmatched.in_flight());
-        for (route, count) in in_flight {
+        for (route, count) in &in_flight {
             let labels = vec![Label::new("http_route", route.to_string())];
-            live.set(prometheus::ACTIVE_REQUESTS, labels, count as f64);
+            live.set(prometheus::ACTIVE_REQUESTS, labels, *count as f64);
+        }
+        if let Some(store) = store {
+            anomaly_scores(live, in_flight.keys().map(|r| r.to_string()), store);
+        }
+    }
+}
+
+/// Every route's score for each metric the detector judges: the active anomaly's robust z-score,
+/// else 0, so the series exist from the start (a route whose anomaly a reload removed keeps its
+/// series while the anomaly goes on).
+fn anomaly_scores(live: &ScrapeGauges, routes: impl Iterator<Item = String>, store: &StoreStats) {
+    let active: HashMap<(&str, &str), f64> = store
+        .active_anomalies
+        .iter()
+        .map(|a| ((a.route.as_str(), a.metric.name()), a.score))
+        .collect();
+    let routes: HashSet<String> = routes
+        .chain(store.active_anomalies.iter().map(|a| a.route.clone()))
+        .collect();
+    for route in &routes {
+        for metric in Metric::ALL.map(Metric::name) {
+            let labels = vec![
+                Label::new("http_route", route.clone()),
+                Label::new("metric", metric),
+            ];
+            let score = active.get(&(route.as_str(), metric)).copied().unwrap_or(0.0);
+            live.set(prometheus::ANOMALY_SCORE, labels, score);
         }
     }
 }

@@ -142,6 +142,30 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
         [Some(0.0), Some(0.0)],
         "access log and store off: no event is made, so none is dropped"
     );
+    assert!(
+        !text.contains("lookout_anomaly_score{"),
+        "no store, no anomaly detection"
+    );
+    promtool_check(&text);
+}
+
+#[tokio::test]
+async fn every_route_has_its_anomaly_scores_from_the_start() {
+    let upstream = TestUpstream::start("svc").await;
+    let config = format!(
+        "analytics: {{ store: memory }}
+{}",
+        single_upstream(upstream.addr, "", "")
+    );
+    let gateway = start_gateway(&config).await;
+    let text = scrape(gateway.admin_addr()).await;
+    for route in ["all", "unmatched"] {
+        for metric in ["request_rate", "error_ratio", "p99_latency"] {
+            let series = format!(r#"lookout_anomaly_score{{http_route="{route}",metric="{metric}"}}"#);
+            assert_eq!(sample(&text, &series), Some(0.0), "{series} in {text}");
+        }
+    }
+    assert_eq!(sample(&text, "lookout_anomalies_active"), Some(0.0));
     promtool_check(&text);
 }
 
