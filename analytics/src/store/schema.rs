@@ -78,20 +78,26 @@ mod tests {
         assert_eq!(applied as usize, MIGRATIONS.len());
     }
 
+    /// A store at schema `version` holding the rows `old_rows` inserts, migrated to the current one.
+    fn migrated_from(version: u32, old_rows: &str) -> Connection {
+        let conn = Connection::open_in_memory().expect("open");
+        migrate_up_to(&conn, version).expect("the older schema");
+        conn.execute_batch(old_rows).expect("old rows");
+        assert_eq!(migrate(&conn).expect("migrate"), version);
+        conn
+    }
+
     #[test]
     fn steps_stored_before_request_keys_stay_with_their_requests() {
-        let conn = Connection::open_in_memory().expect("open");
-        migrate_up_to(&conn, 6).expect("the schema before request keys");
-        conn.execute_batch(
+        let conn = migrated_from(
+            6,
             "INSERT INTO requests (ts, request_id, method, path, client_ip, http_version, attempts, status,
                  bytes_in, bytes_out, duration_us, upstream_connect_us, upstream_ttfb_us)
              SELECT make_timestamp(i), 'r' || i, 'GET', '/', '::1', 'HTTP/1.1', 1, 200, 0, 0, 1, 0, 0
              FROM range(3) AS t(i);
              INSERT INTO request_spans (ts, request_id, seq, kind, start_us, duration_us)
              SELECT make_timestamp(i), 'r' || i, seq, 'step', 0, 1 FROM range(3) AS t(i), range(2) AS s(seq);",
-        )
-        .expect("old rows");
-        assert_eq!(migrate(&conn).expect("migrate"), 6);
+        );
         let mut statement = conn
             .prepare(
                 "SELECT r.request_id, r.request_key, count(*) FROM requests AS r JOIN request_spans USING (request_key)
@@ -109,16 +115,13 @@ mod tests {
 
     #[test]
     fn events_stored_before_serving_periods_count_as_served() {
-        let conn = Connection::open_in_memory().expect("open");
-        migrate_up_to(&conn, 9).expect("the schema before serving periods");
-        conn.execute_batch(
+        let conn = migrated_from(
+            9,
             "INSERT INTO requests (ts, request_id, method, path, client_ip, http_version, attempts, status,
                  bytes_in, bytes_out, duration_us, upstream_connect_us, upstream_ttfb_us, request_key)
              SELECT make_timestamp(i * 60000000), 'r' || i, 'GET', '/', '::1', 'HTTP/1.1', 1, 200, 0, 0, 1, 0, 0, i + 1
              FROM range(3) AS t(i);",
-        )
-        .expect("old rows");
-        migrate(&conn).expect("migrate");
+        );
         let period: (i64, i64) = conn
             .query_row(
                 "SELECT epoch_us(started), epoch_us(last_seen) FROM serving_periods",
