@@ -17,6 +17,7 @@ pub(crate) const EJECTIONS: &str = "lookout_upstream_ejections_total";
 pub(crate) const EJECTIONS_SKIPPED: &str = "lookout_upstream_ejections_skipped_total";
 pub(crate) const CONNECTIONS_OPENED: &str = "lookout_upstream_connections_opened_total";
 pub(crate) const STREAMS_REFUSED: &str = "lookout_upstream_streams_refused_total";
+pub(crate) const STALE_CONNECTIONS: &str = "lookout_upstream_stale_connections_total";
 pub(crate) const EVENTS_QUEUED: &str = "lookout_analytics_events_queued";
 pub(crate) const EVENTS_ACCEPTED: &str = "lookout_analytics_events_accepted_total";
 pub(crate) const EVENTS_DROPPED: &str = "lookout_analytics_events_dropped_total";
@@ -75,7 +76,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 51] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 52] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -113,6 +114,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 51] = [
         STREAMS_REFUSED,
         Unit::Count,
         "Requests an HTTP/2 upstream instance refused unprocessed (REFUSED_STREAM, above a GOAWAY's last stream, or waiting for a stream slot when a GOAWAY came); each is sent again, up to twice, when its body (up to 64 KiB) was kept.",
+    ),
+    (
+        STALE_CONNECTIONS,
+        Unit::Count,
+        "HTTP/1.1 requests that a pooled connection idle for a second or more lost as the upstream instance closed it (its keep-alive ending as the request went out); each idempotent, bodiless one is sent again on a new connection.",
     ),
     (
         EVENTS_QUEUED,

@@ -7,8 +7,8 @@
 use super::pool::{ConnectionPool, Exchange, Failed, Protocol, SendError, Sender, Target};
 use crate::body::UpstreamBody;
 use crate::stats::{
-    Latency, LatencySnapshot, Metrics, CONNECTIONS_OPENED, EJECTIONS, EJECTIONS_SKIPPED, STREAMS_REFUSED,
-    UPSTREAM_INSTANCE,
+    Latency, LatencySnapshot, Metrics, CONNECTIONS_OPENED, EJECTIONS, EJECTIONS_SKIPPED, STALE_CONNECTIONS,
+    STREAMS_REFUSED, UPSTREAM_INSTANCE,
 };
 use crate::tls::TlsTarget;
 use http::header::{HeaderMap, HeaderValue, HOST};
@@ -204,6 +204,7 @@ impl InstanceState {
             pool: ConnectionPool::new(
                 metrics.counter(CONNECTIONS_OPENED, labels()),
                 metrics.counter(STREAMS_REFUSED, labels()),
+                metrics.counter(STALE_CONNECTIONS, labels()),
             ),
             latency: Latency::new(),
             healthy: AtomicBool::new(true),

@@ -4,6 +4,7 @@
 
 mod balancer;
 pub(crate) mod grpc_health;
+mod head;
 mod health;
 mod http2;
 mod instance;

@@ -5,15 +5,18 @@
 //! pooled client: no map keyed by host, no lock on the way of a request, and the gateway knows
 //! exactly when a request paid for a new connection.
 
+use super::head::Head;
 use super::http2::replay::Replayable;
 use super::http2::{self, Multiplexed, Stream};
 use super::InstanceState;
 use crate::body::UpstreamBody;
 use crate::tls::TlsTarget;
+use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
-use futures_util::future::Either;
+use futures_util::future::Either as EitherFuture;
 use http::uri::Authority;
 use http::{Request, Response};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -31,6 +34,11 @@ const MAX_IDLE: usize = 1024;
 /// Idle connections older than this are closed rather than reused (upstreams commonly close
 /// idle keep-alive connections after a minute or two, and a reused, just-closed one costs a try).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection idle this long may reach the upstream's keep-alive timeout (seconds, for every
+/// common server) just as a request goes out on it, and the upstream closes it under the request:
+/// the head of a request that may be sent again is kept when it goes out on such a connection.
+/// Connections reused sooner, as under load, cost no copy.
+const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// The protocol an upstream's instances speak, from `upstreams[].protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +86,8 @@ pub(crate) struct ConnectionPool {
     multiplexed: Multiplexed,
     /// `lookout_upstream_connections_opened_total` for this instance.
     opened: Counter,
+    /// `lookout_upstream_stale_connections_total` for this instance.
+    stale: Counter,
 }
 
 #[derive(Debug)]
@@ -155,11 +165,12 @@ pub(crate) enum Held {
 }
 
 impl ConnectionPool {
-    pub(crate) fn new(opened: Counter, refused: Counter) -> Self {
+    pub(crate) fn new(opened: Counter, refused: Counter, stale: Counter) -> Self {
         ConnectionPool {
             idle: ArrayQueue::new(MAX_IDLE),
             multiplexed: Multiplexed::new(refused),
             opened,
+            stale,
         }
     }
 
@@ -196,26 +207,34 @@ impl ConnectionPool {
         request: Request<UpstreamBody>,
     ) -> impl Future<Output = Result<Exchange, Failed>> + 'a {
         match target.protocol {
-            Protocol::Http1 => Either::Left(self.send_http1(target, request)),
-            Protocol::Http2 => Either::Right(self.multiplexed.send(target, request, &self.opened)),
+            Protocol::Http1 => EitherFuture::Left(self.send_http1(target, request)),
+            Protocol::Http2 => EitherFuture::Right(self.multiplexed.send(target, request, &self.opened)),
         }
     }
 
     /// Sends `request` over an idle connection, or a new one when none is usable. A request that
-    /// an idle connection could not even send (it was closing) goes out on a new connection.
+    /// an idle connection could not even send (it was closing) goes out on a new connection, and
+    /// so does one that a connection idle for [`STALE_AFTER`] lost as the upstream closed it,
+    /// when it may be sent again (idempotent, without a body).
     async fn send_http1(
         &self,
         target: Target<'_>,
         mut request: Request<UpstreamBody>,
     ) -> Result<Exchange, Failed> {
         while let Some(idle) = self.idle.pop() {
-            if idle.since.elapsed() > IDLE_TIMEOUT || idle.sender.is_closed() {
+            let idle_for = idle.since.elapsed();
+            if idle_for > IDLE_TIMEOUT || idle.sender.is_closed() {
                 continue;
             }
             let mut sender = idle.sender;
             if sender.ready().await.is_err() {
                 continue;
             }
+            // Boxed: held across the send, it would otherwise widen every request's future.
+            let kept = match idle_for >= STALE_AFTER {
+                true => Head::of_bodiless_idempotent(&request).map(Box::new),
+                false => None,
+            };
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     return Ok(Exchange {
@@ -224,9 +243,15 @@ impl ConnectionPool {
                         connect_time: None,
                     })
                 }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => return Err(error.into_error().into()),
+                Err(mut error) => match (error.take_message(), kept) {
+                    (Some(unsent), _) => request = unsent,
+                    (None, Some(head)) if closed_under(error.error()) => {
+                        // The other idle connections are as old: a new one takes it.
+                        self.stale.increment(1);
+                        request = head.request(Either::Right(Full::new(Bytes::new())));
+                        break;
+                    }
+                    (None, _) => return Err(error.into_error().into()),
                 },
             }
         }
@@ -249,6 +274,19 @@ impl ConnectionPool {
             connect_time: Some(connect_time),
         })
     }
+}
+
+/// Whether the upstream closed the connection under the request, before any of its response:
+/// the end of its keep-alive, as the request went out.
+fn closed_under(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() {
+        return true;
+    }
+    let io = std::error::Error::source(error).and_then(|source| source.downcast_ref::<std::io::Error>());
+    io.is_some_and(|io| {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted)
+    })
 }
 
 /// Opens a connection, over TLS when the instance speaks it, and drives it in a task of its own.

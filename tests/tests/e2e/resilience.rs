@@ -1,11 +1,16 @@
-//! Retries, timeouts, outlier ejection and active health checks.
+//! Retries, timeouts, outlier ejection, active health checks, and requests lost on connections
+//! the upstream closed.
 
 use http::{Method, StatusCode};
 use lookout_tests::metrics_text;
 use lookout_tests::{
     body_json, send, send_body, single_upstream, start_gateway, start_gateway_to, wait_until, TestUpstream,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 fn svc(a: &TestUpstream, b: &TestUpstream, extra: &str) -> String {
     format!(
@@ -194,4 +199,66 @@ async fn a_post_after_the_upstream_dropped_its_connections_still_succeeds() {
         let reply = send(gateway.proxy_addr(), Method::POST, "/", &[]).await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     }
+}
+
+/// An upstream that answers the first request of each connection, keeps the connection, and
+/// closes it when the next request comes: its keep-alive ending just as the gateway sends on it.
+/// Counts the connections it accepted.
+async fn closing_after_one_request() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                for answer in [true, false] {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read_exact(&mut byte).await.is_err() {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    if answer {
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                // Dropped: closed under the second request, unanswered.
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_get_lost_on_a_connection_the_upstream_just_closed_is_sent_again() {
+    let (addr, accepted) = closing_after_one_request().await;
+    let gateway = start_gateway_to(addr).await;
+    let proxy = gateway.proxy_addr();
+    assert_eq!(send(proxy, Method::GET, "/", &[]).await.status, StatusCode::OK);
+    // Idle for over a second: the head of a request that may be sent again is kept.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let reply = send(proxy, Method::GET, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "sent again on a new connection"
+    );
+    let stale =
+        format!(r#"lookout_upstream_stale_connections_total{{upstream="svc",upstream_instance="{addr}"}} 1"#);
+    let metrics = metrics_text(gateway.admin_addr()).await;
+    assert!(metrics.contains(&stale), "{metrics}");
+
+    // A POST may have been processed: it is not sent again.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let post = send(proxy, Method::POST, "/", &[]).await;
+    assert_eq!(post.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }

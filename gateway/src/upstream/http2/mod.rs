@@ -7,6 +7,7 @@ mod connections;
 mod refused;
 pub(crate) mod replay;
 
+use super::head::Head;
 use super::pool::{Exchange, Failed, Held, SendError, Target};
 use crate::body::{self, UpstreamBody};
 use connections::Connections;
@@ -18,7 +19,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics::Counter;
-use refused::{is_refused, lost_with_connection, Head};
+use refused::{is_refused, lost_with_connection};
 use replay::{Replayable, REPLAY_LIMIT};
 use std::time::Duration;
 

@@ -1,43 +1,8 @@
 //! Why a failed request may be sent again: its stream was refused before the upstream did
 //! anything with it (RFC 9113 §8.7), whatever its method; or it was lost with its connection and
-//! is idempotent. And the head kept to send it.
+//! is idempotent.
 
-use super::replay::Replayable;
 use crate::upstream::pool::SendError;
-use http::request::Parts;
-use http::{HeaderMap, Method, Request, Uri, Version};
-
-/// A request's head, kept to send the request again.
-pub(super) struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-}
-
-impl Head {
-    pub(super) fn of(parts: &Parts) -> Self {
-        Head {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers: parts.headers.clone(),
-        }
-    }
-
-    pub(super) fn is_idempotent(&self) -> bool {
-        crate::upstream::is_idempotent(&self.method)
-    }
-
-    pub(super) fn request(&self, body: Replayable) -> Request<Replayable> {
-        let mut request = Request::new(body);
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
-        request
-    }
-}
 
 /// Whether the request's stream was refused before the upstream did anything with it:
 /// - reset with `REFUSED_STREAM`;
