@@ -28,7 +28,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<u32, StoreError> {
 }
 
 /// Applies the migrations not applied yet, up to `last`; returns the version it found.
-fn migrate_up_to(conn: &Connection, last: u32) -> Result<u32, StoreError> {
+pub(crate) fn migrate_up_to(conn: &Connection, last: u32) -> Result<u32, StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version UINTEGER PRIMARY KEY,

@@ -344,8 +344,19 @@ pub fn find(
     Ok(found)
 }
 
-/// The periods the gateway was serving in that overlap `[from_us, until_us)`.
+/// The periods the gateway was serving in that overlap `[from_us, until_us)`. A store written
+/// before they were recorded (read as it is by `lookout analyze`) counts as served throughout,
+/// as it was judged then.
 fn served(conn: &Connection, from_us: i64, until_us: i64) -> duckdb::Result<Served> {
+    let recorded: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM duckdb_tables()
+         WHERE table_name = 'serving_periods' AND database_name = current_database()",
+        [],
+        |row| row.get(0),
+    )?;
+    if !recorded {
+        return Ok(Served::always());
+    }
     let mut statement = conn.prepare(
         "SELECT epoch_us(started), epoch_us(last_seen) FROM serving_periods
          WHERE last_seen >= ? AND started < ?",

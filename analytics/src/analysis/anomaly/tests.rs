@@ -157,6 +157,28 @@ fn minutes_the_gateway_did_not_serve_whole_are_no_change_of_rate() {
     assert_eq!(summary, vec![(Metric::RequestRate, minute(120), minute(125))]);
 }
 
+#[test]
+fn a_store_from_before_serving_periods_is_judged_as_served_throughout() {
+    let conn = Connection::open_in_memory().expect("open");
+    crate::store::schema::migrate_up_to(&conn, 9).expect("the schema before serving periods");
+    let mut series = steady(6);
+    for point in &mut series[120..123] {
+        point.requests = 0;
+    }
+    for p in &series {
+        conn.execute(
+            "INSERT INTO route_minute (minute, route, requests, errors, bytes_in, bytes_out,
+                 p50_us, p95_us, p99_us, max_us)
+             VALUES (make_timestamp(?), 'books', ?, ?, 0, 0, 0, 0, ?, 0)",
+            duckdb::params![p.minute_us, p.requests, p.errors, p.p99_us],
+        )
+        .expect("insert");
+    }
+    let found = find(&conn, minute(100), minute(180), &DetectorSettings::default()).expect("find");
+    let summary: Vec<_> = found.iter().map(|a| (a.metric, a.start_us)).collect();
+    assert_eq!(summary, vec![(Metric::RequestRate, minute(120))]);
+}
+
 fn stored_runs(conn: &Connection) -> Vec<(i64, i64)> {
     stored(conn, 0)
         .expect("stored")
