@@ -2,8 +2,8 @@
 //! from the first second: per-minute charts, anomalies (a burst of errors on `reviews`, a latency
 //! spike on `books-list`, each detected by the gateway's own detector) and a canary on `book`
 //! (v2 takes a tenth of the traffic and is slower: the verdict is to roll back). Otherwise each
-//! route answers as the demo's services do, so the live traffic raises no anomaly of its own. Events go
-//! through the gateway's event queue like any other, paced so that none is dropped.
+//! route answers as the demo's services do, so the live traffic raises no anomaly of its own.
+//! Events go through the gateway's event queue like any other, paced so that none is dropped.
 
 use lookout_analytics::analysis::now_us;
 use lookout_analytics::{ErrorKind, EventQueue, PathStep, RequestEvent, StepKind};

@@ -246,7 +246,7 @@ impl ConnectionPool {
                 Err(mut error) => match (error.take_message(), kept) {
                     (Some(unsent), _) => request = unsent,
                     (None, Some(head)) if closed_under(error.error()) => {
-                        // The other idle connections are as old: a new one takes it.
+                        // Not on another idle connection, which may be as stale: on a new one.
                         self.stale.increment(1);
                         request = head.request(Either::Right(Full::new(Bytes::new())));
                         break;
