@@ -56,7 +56,6 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
     let live = live_fragment(&dashboard, now).await?;
     let requests: u64 = minutes.iter().map(|p| p.requests).sum();
     let errors: u64 = minutes.iter().map(|p| p.errors).sum();
-    let last = minutes.last();
     let active_anomalies = dashboard
         .live
         .live()
@@ -64,6 +63,7 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
         .map_or(0, |store| store.active_anomalies.len());
     let error_ratio = errors as f64 / requests.max(1) as f64;
     let drawn = MINUTES.fill(&minutes, since, now);
+    let last = latest_busy(&drawn);
     let page = OverviewPage {
         nav: "overview",
         rate: count(requests as f64 / (HOUR_US / 1_000_000) as f64),
@@ -167,6 +167,12 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
     Ok(fragment(&fragment_html))
 }
 
+/// The latest minute drawn, when it had requests: an idle one has no percentiles to show, and
+/// the cards must not show an hour-old minute's as the last minute's.
+fn latest_busy(drawn: &[Point]) -> Option<&Point> {
+    drawn.last().filter(|p| p.requests > 0)
+}
+
 pub(crate) fn rate_chart(title: &str, points: &[Point], label_x: fn(i64) -> String) -> LineChart {
     let xs: Vec<i64> = points.iter().map(|p| p.at_us).collect();
     let series = vec![
@@ -238,5 +244,28 @@ fn top_row(route: &RouteSummary) -> TopRow {
         error_ratio: percent(route.error_ratio),
         error_bad: route.error_ratio >= BAD_ERROR_RATIO,
         p99: duration(route.worst_p99_us),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{latest_busy, Point, MINUTES};
+
+    #[test]
+    fn the_cards_show_no_percentiles_for_an_idle_last_minute() {
+        let busy = Point {
+            at_us: 0,
+            requests: 10,
+            errors: 0,
+            p50_us: 100.0,
+            p95_us: 200.0,
+            p99_us: 300.0,
+        };
+        // Traffic in the first minute of the hour, none since: the last minute drawn is idle.
+        let hour = 60 * 60_000_000;
+        let drawn = MINUTES.fill(std::slice::from_ref(&busy), 0, hour + 30_000_000);
+        assert_eq!(drawn.len(), 60);
+        assert_eq!(latest_busy(&drawn), None);
+        assert_eq!(latest_busy(&drawn[..1]), Some(&busy));
     }
 }
