@@ -27,6 +27,8 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 #[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
+    /// The port the client connected to (the proxy listener's).
+    pub(crate) port: u16,
     /// The client IP, as `X-Forwarded-For` carries it.
     pub(crate) forwarded_for: HeaderValue,
     /// This hop's `Forwarded` element: `for=IP;proto=https` (IPv6 quoted, RFC 7239).
@@ -42,6 +44,7 @@ pub(crate) struct ConnInfo {
 impl ConnInfo {
     pub(crate) fn new(
         peer: SocketAddr,
+        port: u16,
         tls_version: Option<&'static str>,
         place: OwnedSemaphorePermit,
     ) -> Self {
@@ -54,6 +57,7 @@ impl ConnInfo {
         };
         ConnInfo {
             peer,
+            port,
             forwarded_for: header_value(ip.to_string()),
             forwarded: header_value(forwarded),
             tls_version,

@@ -195,6 +195,7 @@ fn export_trace(
         client_ip: ctx.client_ip,
         protocol_version: version_names(ctx.version).number,
         scheme: ctx.conn.scheme(),
+        server_port: ctx.conn.port,
         status,
         error: error_kind.map(ErrorKind::as_str),
         grpc_status: ctx.grpc_status,

@@ -34,6 +34,8 @@ pub(super) async fn serve(
 ) {
     let builder = Arc::new(http_builder(&state));
     let graceful = GracefulShutdown::new();
+    // The port clients connect to, read once: spans name it as `server.port`.
+    let port = listener.local_addr().map_or(0, |addr| addr.port());
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -57,6 +59,7 @@ pub(super) async fn serve(
             state: state.clone(),
             watcher: graceful.watcher(),
             peer,
+            port,
             place: permit,
         };
         tokio::spawn(connection.run(stream, tls.clone()));
@@ -96,6 +99,8 @@ struct Connection {
     state: Arc<ProxyState>,
     watcher: Watcher,
     peer: SocketAddr,
+    /// The listener's port.
+    port: u16,
     /// Its place under the cap ([`ConnectionLimit`]), held from the accept (through the TLS
     /// handshake) and then by its requests and any upgrade's tunnel.
     place: OwnedSemaphorePermit,
@@ -123,9 +128,10 @@ impl Connection {
             state,
             watcher,
             peer,
+            port,
             place,
         } = self;
-        let conn_info = ConnInfo::new(peer, tls_version, place);
+        let conn_info = ConnInfo::new(peer, port, tls_version, place);
         let service = service_fn(move |request| serve_request(state.clone(), conn_info.clone(), request));
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -28,6 +28,8 @@ pub(crate) struct Finished {
     pub(crate) protocol_version: &'static str,
     /// `http` or `https`, as the client connected.
     pub(crate) scheme: &'static str,
+    /// The port the client connected to.
+    pub(crate) server_port: u16,
     pub(crate) status: u16,
     /// The gateway's error kind, when the request failed at the gateway.
     pub(crate) error: Option<&'static str>,
@@ -194,6 +196,7 @@ fn server_attributes(done: &Finished) -> Vec<KeyValue> {
         KeyValue::new("http.request.method", done.method.to_string()),
         KeyValue::new("url.path", done.path.to_string()),
         KeyValue::new("url.scheme", done.scheme),
+        KeyValue::new("server.port", i64::from(done.server_port)),
         KeyValue::new("http.response.status_code", i64::from(done.status)),
         KeyValue::new("client.address", done.client_ip.to_string()),
         KeyValue::new("network.protocol.version", done.protocol_version),

@@ -104,6 +104,10 @@ async fn spans_form_a_tree_and_the_upstream_joins_the_trace() {
         attribute(server, "url.scheme"),
         Some(Value::StringValue("http".into()))
     );
+    assert_eq!(
+        attribute(server, "server.port"),
+        Some(Value::IntValue(i64::from(gateway.proxy_addr().port())))
+    );
     assert!(spans
         .iter()
         .filter(|s| s.span_id != server.span_id)
