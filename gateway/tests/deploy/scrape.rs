@@ -44,23 +44,14 @@ impl Server {
         let file = dir.path().join("prometheus.yml");
         // JSON is YAML.
         std::fs::write(&file, config.to_string()).expect("write the config");
-        let addr: SocketAddr = nowhere_endpoint()
-            .trim_start_matches("http://")
-            .parse()
-            .expect("an address");
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", file.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts");
+        let (child, addr) = (0..3)
+            .find_map(|_| listening(binary, &file, dir.path()))
+            .unwrap_or_else(|| panic!("Prometheus never listened:\n{}", log_of(dir.path())));
         Server { child, addr, dir }
+    }
+
+    fn log(&self) -> String {
+        log_of(self.dir.path())
     }
 
     /// The `data` of an API answer; panics with Prometheus's error (and its log) otherwise.
@@ -88,9 +79,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         let ready = format!(r#"count_over_time(up{{job="lookout"}}[1m]) >= {scrapes}"#);
         loop {
-            let listening = tokio::net::TcpStream::connect(self.addr).await.is_ok();
-            if listening
-                && get(self.addr, "/-/ready").await.0 == 200
+            if get(self.addr, "/-/ready").await.0 == 200
                 && !self.query(&ready).await.is_empty()
                 && self.rules().await.iter().all(|rule| rule["health"] != "unknown")
             {
@@ -113,10 +102,41 @@ impl Server {
             .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
             .collect()
     }
+}
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+/// Prometheus on a free port, once it listens; `None` when it exited first (another process
+/// took the port between its choice and Prometheus's bind).
+fn listening(binary: &Path, config: &Path, dir: &Path) -> Option<(Child, SocketAddr)> {
+    let addr: SocketAddr = nowhere_endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("an address");
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("log");
+    let mut child = Command::new(binary)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("prometheus starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Some((child, addr));
+        }
+        if child.try_wait().expect("wait").is_some() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
 }
 
 #[test]
