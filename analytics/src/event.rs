@@ -97,7 +97,8 @@ pub enum StepKind {
     Authenticate,
     /// Checking the route's rate limit (a Redis round trip in cluster mode).
     RateLimit,
-    /// Scanning the path, the query and the start of the body for attacks.
+    /// Reading the start of the body and scanning it for attacks (a filter that scans only the
+    /// path and query, in microseconds, makes no step).
     AttackFilter,
     /// Looking the request up in the response cache.
     CacheLookup,

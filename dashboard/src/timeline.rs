@@ -38,6 +38,8 @@ impl Buckets {
         let mut filled = Vec::with_capacity(points.len());
         let mut at = (since_us + step - 1).div_euclid(step) * step;
         while at + step <= settled_until {
+            // The bucket `since_us` falls in, when it is not a bucket's start: its rows from
+            // `since_us` on are kept as they are.
             filled.extend(present.next_if(|p| p.at_us < at).cloned());
             match present.next_if(|p| p.at_us == at) {
                 Some(point) => filled.push(point.clone()),

@@ -30,6 +30,14 @@ fn detect_all(series: &[MinutePoint]) -> Vec<Anomaly> {
     )
 }
 
+/// Each anomaly found as (metric, first minute, last minute).
+fn runs(found: &[Anomaly]) -> Vec<(Metric, i64, i64)> {
+    found
+        .iter()
+        .map(|a| (a.metric, a.start_us, a.last_minute_us))
+        .collect()
+}
+
 fn minute(i: i64) -> i64 {
     START + i * MINUTE_US
 }
@@ -69,10 +77,7 @@ fn a_latency_spike_and_an_outage_are_found_and_faster_responses_are_not() {
         point.errors = 0;
     }
     let found = detect_all(&series);
-    let summary: Vec<_> = found
-        .iter()
-        .map(|a| (a.metric, a.start_us, a.last_minute_us))
-        .collect();
+    let summary = runs(&found);
     assert_eq!(
         summary,
         vec![
@@ -121,10 +126,7 @@ fn a_route_that_falls_silent_is_an_anomaly_up_to_the_end_of_the_judged_minutes()
         &Served::always(),
         &DetectorSettings::default(),
     );
-    let summary: Vec<_> = found
-        .iter()
-        .map(|a| (a.metric, a.start_us, a.last_minute_us))
-        .collect();
+    let summary = runs(&found);
     assert_eq!(summary, vec![(Metric::RequestRate, minute(150), minute(154))]);
 }
 
@@ -150,10 +152,7 @@ fn minutes_the_gateway_did_not_serve_whole_are_no_change_of_rate() {
     );
     // Served all along, the same minutes are a collapse.
     let found = detect("books", &series, judged, &Served::always(), &settings);
-    let summary: Vec<_> = found
-        .iter()
-        .map(|a| (a.metric, a.start_us, a.last_minute_us))
-        .collect();
+    let summary = runs(&found);
     assert_eq!(summary, vec![(Metric::RequestRate, minute(120), minute(125))]);
 }
 
@@ -175,8 +174,10 @@ fn a_store_from_before_serving_periods_is_judged_as_served_throughout() {
         .expect("insert");
     }
     let found = find(&conn, minute(100), minute(180), &DetectorSettings::default()).expect("find");
-    let summary: Vec<_> = found.iter().map(|a| (a.metric, a.start_us)).collect();
-    assert_eq!(summary, vec![(Metric::RequestRate, minute(120))]);
+    assert_eq!(
+        runs(&found),
+        vec![(Metric::RequestRate, minute(120), minute(122))]
+    );
 }
 
 fn stored_runs(conn: &Connection) -> Vec<(i64, i64)> {
