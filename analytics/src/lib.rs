@@ -29,6 +29,15 @@ macro_rules! server_error {
     };
 }
 
+/// In SQL over `requests` or `rollup_minute`: the row's route is the one a `?` names, the
+/// unmatched requests' (a NULL route) under [`UNMATCHED_ROUTE`]. A macro for `concat!`, as
+/// [`server_error!`].
+macro_rules! route_is {
+    () => {
+        "coalesce(route, 'unmatched') = ?"
+    };
+}
+
 pub mod analysis;
 mod event;
 mod jsonl;
@@ -49,6 +58,11 @@ pub use store::{
     StoreSettings, StoreSink, StoreStats,
 };
 pub use writer::{spawn_writer, EventSink, WriterHandle};
+
+/// The name that stands for the requests no route matched, wherever routes are named: the store's
+/// per-route rollups, the metrics' `http_route`, `/admin/stats`, the dashboard's route pages.
+/// The config refuses it as a route's name, so it never means two things.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// The DuckDB binding the analyses read through, for callers of [`Store::read`].
 pub use duckdb;

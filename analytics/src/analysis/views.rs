@@ -103,10 +103,12 @@ pub struct Bucket {
 }
 
 pub fn latency_histogram(conn: &Connection, route: &str, since_us: i64) -> duckdb::Result<Vec<Bucket>> {
-    let mut statement = conn.prepare(
+    let mut statement = conn.prepare(concat!(
         "SELECT floor(log2(greatest(duration_us, 1)))::UTINYINT AS power, count(*)
-         FROM requests WHERE route = ? AND ts >= ? AND NOT mirrored GROUP BY power ORDER BY power",
-    )?;
+         FROM requests WHERE ",
+        route_is!(),
+        " AND ts >= ? AND NOT mirrored GROUP BY power ORDER BY power"
+    ))?;
     let rows = statement.query_map(duckdb::params![route, at(since_us)], |row| {
         let power: u8 = row.get(0)?;
         Ok(Bucket {
@@ -121,11 +123,12 @@ pub fn latency_histogram(conn: &Connection, route: &str, since_us: i64) -> duckd
 /// gRPC calls of `route` since `since_us` by the status they ended with (`grpc_status`), most
 /// frequent first; empty for a route that served none.
 pub fn grpc_statuses(conn: &Connection, route: &str, since_us: i64) -> duckdb::Result<Vec<(u8, u64)>> {
-    let mut statement = conn.prepare(
-        "SELECT grpc_status, count(*) FROM requests
-         WHERE route = ? AND ts >= ? AND grpc_status IS NOT NULL AND NOT mirrored
-         GROUP BY grpc_status ORDER BY 2 DESC, 1",
-    )?;
+    let mut statement = conn.prepare(concat!(
+        "SELECT grpc_status, count(*) FROM requests WHERE ",
+        route_is!(),
+        " AND ts >= ? AND grpc_status IS NOT NULL AND NOT mirrored
+         GROUP BY grpc_status ORDER BY 2 DESC, 1"
+    ))?;
     let rows = statement.query_map(duckdb::params![route, at(since_us)], |row| {
         Ok((row.get(0)?, row.get(1)?))
     })?;
@@ -141,10 +144,11 @@ pub struct StatusMinute {
 }
 
 pub fn status_classes(conn: &Connection, route: &str, since_us: i64) -> duckdb::Result<Vec<StatusMinute>> {
-    let mut statement = conn.prepare(
-        "SELECT epoch_us(minute), status_class, sum(requests)::UBIGINT FROM rollup_minute
-         WHERE route = ? AND minute >= ? GROUP BY ALL ORDER BY 1, 2",
-    )?;
+    let mut statement = conn.prepare(concat!(
+        "SELECT epoch_us(minute), status_class, sum(requests)::UBIGINT FROM rollup_minute WHERE ",
+        route_is!(),
+        " AND minute >= ? GROUP BY ALL ORDER BY 1, 2"
+    ))?;
     let rows = statement.query_map(duckdb::params![route, at(since_us)], |row| {
         Ok(StatusMinute {
             minute_us: row.get(0)?,
@@ -246,7 +250,8 @@ pub fn requests(
     };
     let sql = format!(
         "SELECT {REQUEST_COLUMNS} FROM requests
-         WHERE route = ? AND ts >= ? AND ts < ? AND {filter} ORDER BY {order} LIMIT {limit}"
+         WHERE {} AND ts >= ? AND ts < ? AND {filter} ORDER BY {order} LIMIT {limit}",
+        route_is!()
     );
     let mut statement = conn.prepare(&sql)?;
     let rows = statement.query_map(duckdb::params![route, at(since_us), at(until_us)], request_row)?;
@@ -337,5 +342,11 @@ mod tests {
         let listed = format!("grpc_status IN ({})", codes.join(", "));
         assert!(server_error!().contains(&listed), "{}", server_error!());
         assert!(FAILED.contains(server_error!()), "{FAILED}");
+    }
+
+    #[test]
+    fn the_unmatched_requests_go_by_the_reserved_name_in_sql() {
+        let unmatched = format!("coalesce(route, '{}')", crate::UNMATCHED_ROUTE);
+        assert!(route_is!().contains(&unmatched), "{}", route_is!());
     }
 }

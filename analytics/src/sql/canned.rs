@@ -75,11 +75,15 @@ pub const CANNED_QUERIES: &[CannedQuery] = &[
         name: "slowest_requests",
         description: "The 20 slowest requests of a route over the last hour",
         params: &["route"],
-        sql: "SELECT ts, request_id, trace_id, method, path, status, duration_us, instance, attempts
+        sql: concat!(
+            "SELECT ts, request_id, trace_id, method, path, status, duration_us, instance, attempts
               FROM requests
-              WHERE route = ? AND ts >= now()::TIMESTAMP - INTERVAL 1 HOUR
+              WHERE ",
+            route_is!(),
+            " AND ts >= now()::TIMESTAMP - INTERVAL 1 HOUR
               ORDER BY duration_us DESC
-              LIMIT 20",
+              LIMIT 20"
+        ),
     },
     CannedQuery {
         name: "failed_requests",
@@ -88,7 +92,9 @@ pub const CANNED_QUERIES: &[CannedQuery] = &[
         sql: concat!(
             "SELECT ts, request_id, trace_id, method, path, status, grpc_status, error_kind, duration_us, instance
               FROM requests
-              WHERE route = ? AND (",
+              WHERE ",
+            route_is!(),
+            " AND (",
             server_error!(),
             " OR error_kind IS NOT NULL)
               ORDER BY ts DESC

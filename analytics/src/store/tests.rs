@@ -4,7 +4,7 @@ use super::*;
 use crate::analysis::views;
 use crate::event::tests::sample_event;
 use crate::sql::{ResultFormat, SqlError};
-use crate::{EventSink, PathStep, RequestEvent, StepKind};
+use crate::{EventSink, PathStep, RequestEvent, StepKind, UNMATCHED_ROUTE};
 
 fn memory_store() -> (Store, StoreSink) {
     Store::open(StoreSettings::new(StoreLocation::Memory)).expect("open")
@@ -425,4 +425,38 @@ fn requests_are_found_by_either_id_old_or_new() {
     assert_eq!(found("old-client-id"), Some(5), "an id past the recent window");
     assert_eq!(found("018bcfe5-6800-7abc-8def-0123456789ac"), None);
     assert_eq!(found("nobody"), None);
+}
+
+/// The unmatched requests have no route in the store, and go by `unmatched` in the rollups: a
+/// route page for them reads them under that name too.
+#[test]
+fn the_unmatched_requests_are_read_under_their_reserved_name() {
+    let now = crate::analysis::now_us() as u64;
+    let events: Vec<_> = (0..4)
+        .map(|n| RequestEvent {
+            timestamp_us: now - 1_000 * n,
+            route: (n == 0).then(|| "books".into()),
+            status: 404,
+            ..sample_event(n)
+        })
+        .collect();
+    let (store, mut sink) = memory_store();
+    sink.write_batch(&events).expect("append");
+    sink.close();
+    let since = now as i64 - 60_000_000;
+    let until = now as i64 + 1;
+    let (listed, histogram, classes) = store
+        .read(move |conn| {
+            Ok((
+                views::requests(conn, UNMATCHED_ROUTE, views::Pick::Latest, since, until, 10)?,
+                views::latency_histogram(conn, UNMATCHED_ROUTE, since)?,
+                views::status_classes(conn, UNMATCHED_ROUTE, since)?,
+            ))
+        })
+        .expect("read");
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|r| r.route.is_none()));
+    assert_eq!(histogram.iter().map(|b| b.requests).sum::<u64>(), 3);
+    assert_eq!(classes.iter().map(|c| c.requests).sum::<u64>(), 3);
+    assert_eq!(classes[0].status_class, "4xx");
 }

@@ -23,6 +23,7 @@ use crate::stats::{Registry, RouteStats, MIRROR_REQUESTS};
 use crate::upstream::Upstream;
 use http::header::HeaderName;
 use http::{HeaderValue, Method};
+use lookout_analytics::UNMATCHED_ROUTE;
 use metrics::Label;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,7 +43,8 @@ pub(super) struct Shared<'a> {
     pub(super) cache: Option<&'a Arc<ResponseCache>>,
 }
 
-/// Builds every route; names must be unique (they label metrics and events) and non-empty.
+/// Builds every route; names must be unique (they label metrics and events), non-empty, and not
+/// the name the unmatched requests go by.
 pub(super) fn build_routes(p: &mut Problems, raw: &[RawRoute], shared: &Shared<'_>) -> Vec<Route> {
     let mut seen = std::collections::HashSet::new();
     for (i, route) in raw.iter().enumerate() {
@@ -52,6 +54,9 @@ pub(super) fn build_routes(p: &mut Problems, raw: &[RawRoute], shared: &Shared<'
                 format!("routes[{i}].name"),
                 "must not be empty",
             );
+        } else if route.name.as_str() == UNMATCHED_ROUTE {
+            let message = format!("`{UNMATCHED_ROUTE}` is reserved for the requests no route matches");
+            p.at(route.name.span(), format!("routes[{i}].name"), message);
         } else if !seen.insert(route.name.as_str()) {
             let message = format!("duplicate route name `{}`", &*route.name);
             p.at(route.name.span(), format!("routes[{i}].name"), message);

@@ -11,7 +11,7 @@ use crate::routing::VariantWeights;
 use crate::traces::TraceStats;
 use crate::upstream::InstanceState;
 use lookout_analytics::analysis::anomaly::Metric;
-use lookout_analytics::{QueueStats, StoreStats};
+use lookout_analytics::{QueueStats, StoreStats, UNMATCHED_ROUTE};
 use metrics::Label;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
@@ -40,7 +40,7 @@ impl Default for Registry {
     fn default() -> Self {
         let metrics = Arc::new(Metrics::default());
         Registry {
-            unmatched: Arc::new(RouteStats::new("unmatched", "", metrics.clone())),
+            unmatched: Arc::new(RouteStats::new(UNMATCHED_ROUTE, "", metrics.clone())),
             metrics,
             routes: Mutex::default(),
             instances: Mutex::default(),
@@ -183,7 +183,7 @@ impl Registry {
             .iter()
             .map(|((name, _), stats)| stats.snapshot(name))
             .collect();
-        snapshots.push(self.unmatched.snapshot("unmatched"));
+        snapshots.push(self.unmatched.snapshot(UNMATCHED_ROUTE));
         snapshots
     }
 
@@ -304,7 +304,7 @@ impl Registry {
         for ((route, _), stats) in self.routes.lock().iter() {
             *in_flight.entry(route.clone()).or_default() += stats.in_flight();
         }
-        in_flight.insert("unmatched".into(), self.unmatched.in_flight());
+        in_flight.insert(UNMATCHED_ROUTE.into(), self.unmatched.in_flight());
         for (route, count) in &in_flight {
             let labels = vec![Label::new("http_route", route.to_string())];
             live.set(prometheus::ACTIVE_REQUESTS, labels, *count as f64);

@@ -60,6 +60,23 @@ listeners:
     );
 }
 
+/// The unmatched requests are counted, charted and stored as `unmatched`: a route of that name
+/// would be counted with them.
+#[test]
+fn a_route_cannot_take_the_name_of_the_unmatched_requests() {
+    let all = errors(
+        "upstreams: [{ name: a, instances: [\"127.0.0.1:3000\"] }]\n\
+         routes:\n  - { name: unmatched, upstream: a }\n",
+    );
+    let reserved = find(&all, "routes[0].name");
+    assert_eq!(reserved.line, 3);
+    assert!(
+        reserved.message.contains("`unmatched` is reserved"),
+        "{reserved:?}"
+    );
+    assert_eq!(all.len(), 1, "{all:#?}");
+}
+
 #[test]
 fn hosts_ports_and_paths_that_could_never_work_are_rejected() {
     let text = "\
