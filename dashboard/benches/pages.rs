@@ -149,10 +149,16 @@ async fn main() {
         "/dashboard/anomalies".to_owned(),
         "/dashboard/canary".to_owned(),
         format!("/dashboard/requests/{request_id}"),
+        "/dashboard/requests".to_owned(),
+        "/dashboard/requests?route=r3&status=5xx".to_owned(),
+        // Half a day back, as after following the link to older requests many times.
+        format!("/dashboard/requests?after={}.{}", now_us() - DAY_US as i64 / 2, u64::MAX),
+        // A search nothing meets reads the last hour, then the whole store.
+        "/dashboard/requests?path=%2Fnowhere".to_owned(),
         "/dashboard/sql".to_owned(),
     ];
     println!(
-        "{:<32} {:>6} {:>10} {:>10}   (target < 200 ms)",
+        "{:<48} {:>6} {:>10} {:>10}   (target < 200 ms)",
         "page", "status", "p50 ms", "max ms"
     );
     for page in &pages {
@@ -165,7 +171,7 @@ async fn main() {
         }
         times.sort();
         println!(
-            "{page:<32} {status:>6} {:>10.1} {:>10.1}",
+            "{page:<48} {status:>6} {:>10.1} {:>10.1}",
             times[ROUNDS / 2].as_secs_f64() * 1e3,
             times[ROUNDS - 1].as_secs_f64() * 1e3
         );

@@ -61,6 +61,13 @@ pub(crate) fn clock(us: i64) -> String {
         .unwrap_or_default()
 }
 
+/// `MM-DD HH:MM:SS` (UTC).
+pub(crate) fn day_clock(us: i64) -> String {
+    at(us)
+        .and_then(|t| t.format(format_description!("[month]-[day] [hour]:[minute]:[second]")).ok())
+        .unwrap_or_default()
+}
+
 /// `YYYY-MM-DD HH:MM:SS.mmm UTC`.
 pub(crate) fn timestamp(us: i64) -> String {
     at(us)

@@ -86,6 +86,25 @@ try {
   assert.match(await page.textContent('#request-status'), /\d{3}/);
   step('route to its slowest request');
 
+  // The list of requests: a route's failed ones, then a search typed into the form, then older.
+  await open('/dashboard/routes/inventory');
+  await Promise.all([page.waitForURL(/\/dashboard\/requests\?/), page.click('#more-failed')]);
+  assert.equal(await page.inputValue('select[name=status]'), 'failed');
+  assert.ok(await page.locator('#found a[title]').count() > 0, 'failed inventory requests listed');
+  await page.selectOption('select[name=status]', '2xx');
+  await page.fill('input[name=route]', 'book');
+  await Promise.all([page.waitForURL(/status=2xx/), page.click('#search button')]);
+  const rows = await page.locator('#found tr').count();
+  assert.equal(rows, 51, 'a full page of the busy route');
+  await shot('requests');
+  await Promise.all([page.waitForURL(/after=/), page.click('#older')]);
+  assert.ok(await page.locator('#latest').count() === 1, 'a way back to the latest');
+  await page.fill('input[name=slower_than]', 'soon');
+  await page.click('#search button');
+  await page.waitForSelector('#bad-search');
+  expectRefusal(400);
+  step('request list: filters and pages');
+
   // Finding a request: an unknown id says so.
   await open('/dashboard/requests');
   await page.fill('input[name=id] >> nth=1', 'no-such-request');

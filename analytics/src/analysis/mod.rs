@@ -7,6 +7,7 @@
 
 pub mod anomaly;
 pub mod canary;
+pub mod search;
 pub mod views;
 
 use crate::store::StoreError;

@@ -195,11 +195,11 @@ impl RequestRow {
     }
 }
 
-const REQUEST_COLUMNS: &str =
+pub(super) const REQUEST_COLUMNS: &str =
     "epoch_us(ts), request_key, request_id, trace_id, route, method, path, status, duration_us,
      instance, attempts, error_kind, bytes_in, bytes_out, client_ip, consumer, variant, grpc_status";
 
-fn request_row(row: &Row<'_>) -> duckdb::Result<RequestRow> {
+pub(super) fn request_row(row: &Row<'_>) -> duckdb::Result<RequestRow> {
     Ok(RequestRow {
         ts_us: row.get(0)?,
         request_key: row.get(1)?,
@@ -232,7 +232,7 @@ pub enum Pick {
 }
 
 /// [`RequestRow::failed`] in SQL.
-const FAILED: &str = concat!("(", server_error!(), " OR error_kind IS NOT NULL)");
+pub(super) const FAILED: &str = concat!("(", server_error!(), " OR error_kind IS NOT NULL)");
 
 /// Up to `limit` requests of `route` in `[since_us, until_us)`.
 pub fn requests(

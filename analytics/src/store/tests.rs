@@ -460,3 +460,82 @@ fn the_unmatched_requests_are_read_under_their_reserved_name() {
     assert_eq!(classes.iter().map(|c| c.requests).sum::<u64>(), 3);
     assert_eq!(classes[0].status_class, "4xx");
 }
+
+/// The list of requests: each filter keeps what it says, pages follow each other without a gap or
+/// a repeat (also across requests of the same microsecond, and past the last hour), and mirrored
+/// copies are left out.
+#[test]
+fn a_search_pages_through_the_requests_it_keeps() {
+    use crate::analysis::search::{search, Cursor, Outcome, Search};
+    let now = crate::analysis::now_us() as u64;
+    let mut events: Vec<_> = (0..30)
+        .map(|n| RequestEvent {
+            timestamp_us: now - 1_000 * n,
+            route: [Some("books"), None, Some("reviews")][n as usize % 3].map(Into::into),
+            status: [503, 404, 200, 200, 200][n as usize % 5],
+            duration_us: 100 * n,
+            path: if n % 2 == 0 { format!("/books/{n}") } else { format!("/other/{n}") }.into(),
+            ..sample_event(n)
+        })
+        .collect();
+    // Two of the same microsecond, and two from two hours ago.
+    for n in 30..34 {
+        let timestamp_us = if n < 32 { now - 40_000 } else { now - 7_200_000_000 };
+        events.push(RequestEvent {
+            timestamp_us,
+            ..sample_event(n)
+        });
+    }
+    events.push(RequestEvent {
+        mirrored: true,
+        ..sample_event(34)
+    });
+    let (store, mut sink) = memory_store();
+    sink.write_batch(&events).expect("append");
+    sink.commit();
+    let ids = |wanted: Search, limit: usize| {
+        let mut pages = Vec::new();
+        let mut wanted = wanted;
+        loop {
+            let query = wanted.clone();
+            let page = store.read(move |conn| search(conn, &query, limit)).expect("search");
+            assert!(page.requests.len() <= limit);
+            pages.extend(page.requests.iter().map(|r| r.request_id.clone()));
+            match page.next {
+                Some(next) => {
+                    assert_eq!(page.requests.last().map(Cursor::of), Some(next));
+                    wanted.after = Some(next);
+                }
+                None => return pages,
+            }
+        }
+    };
+    let named = |ns: &mut dyn Iterator<Item = u64>| ns.map(|n| format!("req-{n}")).collect::<Vec<_>>();
+    // Of the same microsecond, the one stored later first.
+    let everything = named(&mut (0..30).chain([31, 30, 33, 32]));
+    assert_eq!(ids(Search::default(), 7), everything);
+    assert_eq!(ids(Search::default(), 1), everything, "a page of one");
+    assert_eq!(ids(Search::default(), 100), everything, "one page");
+    let unmatched = Search {
+        route: Some(UNMATCHED_ROUTE.into()),
+        ..Search::default()
+    };
+    assert_eq!(ids(unmatched, 4), named(&mut (1..30).step_by(3)));
+    let failed = Search {
+        outcome: Outcome::Failed,
+        ..Search::default()
+    };
+    assert_eq!(ids(failed, 4), named(&mut (0..30).step_by(5)));
+    let client_errors = Search {
+        outcome: Outcome::Class(4),
+        route: Some("reviews".into()),
+        ..Search::default()
+    };
+    assert_eq!(ids(client_errors, 4), named(&mut (11..30).step_by(15)));
+    let slow = Search {
+        slower_than_us: Some(2_000),
+        path_prefix: Some("/other/".into()),
+        ..Search::default()
+    };
+    assert_eq!(ids(slow, 4), named(&mut (21..30).step_by(2)));
+}

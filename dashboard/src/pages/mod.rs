@@ -8,6 +8,8 @@ mod login;
 mod overview;
 mod refusals;
 mod request;
+mod request_table;
+mod requests;
 mod route;
 mod sql;
 
@@ -33,7 +35,7 @@ pub(crate) fn router(dashboard: Shared) -> Router {
         .route("/dashboard/routes/{route}", get(route::page))
         .route("/dashboard/anomalies", get(anomalies::page))
         .route("/dashboard/canary", get(canary::page))
-        .route("/dashboard/requests", get(request::find))
+        .route("/dashboard/requests", get(requests::list))
         .route("/dashboard/requests/{id}", get(request::page))
         .route("/dashboard/sql", get(sql::page))
         .route("/dashboard/logout", axum::routing::post(login::logout))

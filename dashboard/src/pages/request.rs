@@ -1,56 +1,12 @@
-//! One request: found by request id or trace id, its figures and the waterfall of its path.
+//! One request, by request id or trace id: its figures and the waterfall of its path.
 
 use super::{fragment, read, render, segment, PageError, Shared};
 use crate::chart::{Span, Waterfall};
 use crate::format::{bytes, duration, grpc_code, timestamp};
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use lookout_analytics::analysis::views::{self, RequestRow, Step};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-pub(super) struct Lookup {
-    id: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "requests.html")]
-struct FindPage {
-    nav: &'static str,
-    missing: Option<String>,
-}
-
-/// `/dashboard/requests?id=...`: to the request's page when the id is known.
-pub(super) async fn find(
-    State(dashboard): State<Shared>,
-    Query(lookup): Query<Lookup>,
-) -> Result<Response, PageError> {
-    let Some(id) = lookup
-        .id
-        .map(|id| id.trim().to_owned())
-        .filter(|id| !id.is_empty())
-    else {
-        return Ok(render(&FindPage {
-            nav: "requests",
-            missing: None,
-        }));
-    };
-    let wanted = id.clone();
-    match read(&dashboard, move |conn| views::request(conn, &wanted)).await? {
-        Some(request) => Ok(
-            Redirect::to(&format!("/dashboard/requests/{}", segment(&request.request_id))).into_response(),
-        ),
-        None => Ok((
-            axum::http::StatusCode::NOT_FOUND,
-            render(&FindPage {
-                nav: "requests",
-                missing: Some(id),
-            }),
-        )
-            .into_response()),
-    }
-}
 
 #[derive(Template)]
 #[template(path = "request.html")]

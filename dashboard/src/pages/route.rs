@@ -2,15 +2,16 @@
 //! and failed recent requests.
 
 use super::overview::latency_chart;
+use super::request_table::RequestTable;
 use super::{fragment, last_hour, read, render, segment, PageError, Shared};
 use crate::chart::{BarChart, Column};
-use crate::format::{clock, clock_minute, count, duration, grpc_code, percent};
+use crate::format::{clock_minute, count, duration, grpc_code, percent};
 use crate::timeline::MINUTES;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use lookout_analytics::analysis::now_us;
-use lookout_analytics::analysis::views::{self, Bucket, Pick, RequestRow, StatusMinute};
+use lookout_analytics::analysis::views::{self, Bucket, Pick, StatusMinute};
 use lookout_analytics::GRPC_SERVER_ERRORS;
 
 const LISTED: usize = 20;
@@ -21,6 +22,8 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 struct RoutePage {
     nav: &'static str,
     route: String,
+    /// The route's name in an address.
+    link: String,
     requests: String,
     error_ratio: String,
     worst_p99: String,
@@ -31,58 +34,6 @@ struct RoutePage {
     grpc: Option<String>,
     slowest: String,
     failed: String,
-}
-
-pub(crate) struct Listed {
-    time: String,
-    request_id: String,
-    link: String,
-    method: String,
-    path: String,
-    status: u16,
-    failed: bool,
-    duration: String,
-    instance: String,
-    attempts: u32,
-    error: String,
-}
-
-#[derive(Template)]
-#[template(path = "request_table.html")]
-pub(crate) struct RequestTable {
-    id: &'static str,
-    rows: Vec<Listed>,
-}
-
-impl RequestTable {
-    pub(crate) fn new(id: &'static str, rows: &[RequestRow]) -> RequestTable {
-        let rows = rows
-            .iter()
-            .map(|r| Listed {
-                time: clock(r.ts_us),
-                request_id: r.request_id.clone(),
-                link: segment(&r.request_id),
-                method: r.method.clone(),
-                path: r.path.clone(),
-                status: r.status,
-                failed: r.failed(),
-                duration: duration(r.duration_us as f64),
-                instance: r.instance.clone().unwrap_or_default(),
-                attempts: r.attempts,
-                error: listed_error(r),
-            })
-            .collect();
-        RequestTable { id, rows }
-    }
-}
-
-/// What went wrong, in a list of requests: the gateway's error, else a failed gRPC call's status.
-fn listed_error(r: &RequestRow) -> String {
-    match (&r.error_kind, r.grpc_status) {
-        (Some(kind), _) => kind.clone(),
-        (None, Some(code)) if code != 0 => format!("gRPC {}", grpc_code(code)),
-        _ => String::new(),
-    }
 }
 
 pub(super) async fn page(
@@ -125,8 +76,9 @@ pub(super) async fn page(
         )),
         statuses: fragment(&status_chart(&statuses)),
         grpc: (!grpc.is_empty()).then(|| fragment(&grpc_chart(&grpc))),
-        slowest: fragment(&RequestTable::new("slowest", &slowest)),
-        failed: fragment(&RequestTable::new("failed", &failed)),
+        slowest: fragment(&RequestTable::of_route("slowest", &slowest)),
+        failed: fragment(&RequestTable::of_route("failed", &failed)),
+        link: segment(&route),
         route,
     };
     Ok(render(&page))

@@ -18,6 +18,7 @@ mod protocols;
 mod rate_limits;
 
 mod reload;
+mod request_list;
 mod resilience;
 mod routing;
 mod shutdown;

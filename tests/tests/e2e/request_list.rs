@@ -1,0 +1,126 @@
+//! The dashboard's list of requests over a real store: latest first, each filter keeps what it
+//! says, the link to older requests pages through all of them once, and a bad search is refused
+//! with every problem named.
+
+use http::{Method, StatusCode};
+use lookout_gateway::Gateway;
+use lookout_tests::{send, start_gateway, wait_for_stored, Reply, TestUpstream};
+use std::net::SocketAddr;
+
+const TOKEN: &str = "list-token";
+
+async fn page(admin: SocketAddr, address: &str) -> Reply {
+    let bearer = format!("Bearer {TOKEN}");
+    send(admin, Method::GET, address, &[("authorization", &bearer)]).await
+}
+
+fn html(reply: &Reply) -> String {
+    String::from_utf8_lossy(&reply.body).into_owned()
+}
+
+/// The request ids a list shows, in order (each link's title holds its whole id).
+fn listed(html: &str) -> Vec<String> {
+    html.split("href=\"/dashboard/requests/")
+        .skip(1)
+        .filter_map(|link| {
+            let title = link.split_once("title=\"")?.1;
+            Some(title.split_once('"')?.0.to_owned())
+        })
+        .collect()
+}
+
+/// The address of the link to older requests, when the page has one.
+fn older(html: &str) -> Option<String> {
+    let link = html.split_once("id=\"older\" href=\"")?.1;
+    Some(link.split_once('"')?.0.replace("&#38;", "&"))
+}
+
+/// Every id of a search, page after page.
+async fn every_page(admin: SocketAddr, first: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut next = Some(first.to_owned());
+    while let Some(address) = next {
+        let reply = page(admin, &address).await;
+        assert_eq!(reply.status, StatusCode::OK, "{address}: {}", html(&reply));
+        let body = html(&reply);
+        ids.extend(listed(&body));
+        next = older(&body);
+        assert!(ids.len() <= 200, "pages without end");
+    }
+    ids
+}
+
+fn named(prefix: &str, ns: impl DoubleEndedIterator<Item = usize>) -> Vec<String> {
+    ns.rev().map(|n| format!("{prefix}-{n:02}")).collect()
+}
+
+async fn gateway(upstream: SocketAddr) -> Gateway {
+    start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\n\
+         analytics: {{ store: memory }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{upstream}\"] }}\n\
+         routes:\n  - {{ name: files, match: {{ prefix: /download }}, upstream: svc }}\n  \
+         - {{ name: echo, match: {{ prefix: /echo }}, upstream: svc }}\n"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn the_list_of_requests_filters_and_pages_through_the_store() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = gateway(upstream.addr).await;
+    let proxy = gateway.proxy_addr();
+    // One after another, so that their order in time is the order sent.
+    for i in 0..60 {
+        let id = format!("list-{i:02}");
+        send(proxy, Method::GET, &format!("/echo/{i}"), &[("x-request-id", &id)]).await;
+    }
+    upstream.fail_with(503);
+    for i in 0..5 {
+        let id = format!("fail-{i:02}");
+        send(proxy, Method::GET, "/download/x", &[("x-request-id", &id)]).await;
+    }
+    for i in 0..3 {
+        let id = format!("lost-{i:02}");
+        send(proxy, Method::GET, "/nowhere", &[("x-request-id", &id)]).await;
+    }
+    wait_for_stored(&gateway, 68).await;
+    let admin = gateway.admin_addr();
+
+    let first = html(&page(admin, "/dashboard/requests").await);
+    assert_eq!(listed(&first).len(), 50, "a page");
+    let mut everything = named("lost", 0..3);
+    everything.extend(named("fail", 0..5));
+    everything.extend(named("list", 0..60));
+    assert_eq!(every_page(admin, "/dashboard/requests").await, everything);
+
+    assert_eq!(
+        every_page(admin, "/dashboard/requests?status=5xx").await,
+        named("fail", 0..5)
+    );
+    assert_eq!(
+        every_page(admin, "/dashboard/requests?status=failed&route=files").await,
+        named("fail", 0..5)
+    );
+    assert_eq!(
+        every_page(admin, "/dashboard/requests?route=unmatched").await,
+        named("lost", 0..3)
+    );
+    let mut ones = named("list", 10..20);
+    ones.push("list-01".into());
+    assert_eq!(
+        every_page(admin, "/dashboard/requests?route=echo&path=%2Fecho%2F1").await,
+        ones
+    );
+    let none = html(&page(admin, "/dashboard/requests?slower_than=1h").await);
+    assert!(listed(&none).is_empty() && none.contains("id=\"end\""), "{none}");
+
+    let refused = page(admin, "/dashboard/requests?status=6xx&slower_than=soon&after=x").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let refused = html(&refused);
+    for field in ["status: ", "slower_than: ", "after: "] {
+        assert!(refused.contains(field), "{field} in {refused}");
+    }
+    assert!(refused.contains("value=\"soon\""), "the form keeps what was typed");
+    gateway.shutdown().await;
+}
