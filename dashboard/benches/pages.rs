@@ -152,7 +152,11 @@ async fn main() {
         "/dashboard/requests".to_owned(),
         "/dashboard/requests?route=r3&status=5xx".to_owned(),
         // Half a day back, as after following the link to older requests many times.
-        format!("/dashboard/requests?after={}.{}", now_us() - DAY_US as i64 / 2, u64::MAX),
+        format!(
+            "/dashboard/requests?after={}.{}",
+            now_us() - DAY_US as i64 / 2,
+            u64::MAX
+        ),
         // A search nothing meets reads the last hour, then the whole store.
         "/dashboard/requests?path=%2Fnowhere".to_owned(),
         "/dashboard/sql".to_owned(),

@@ -64,7 +64,10 @@ pub(crate) fn clock(us: i64) -> String {
 /// `MM-DD HH:MM:SS` (UTC).
 pub(crate) fn day_clock(us: i64) -> String {
     at(us)
-        .and_then(|t| t.format(format_description!("[month]-[day] [hour]:[minute]:[second]")).ok())
+        .and_then(|t| {
+            t.format(format_description!("[month]-[day] [hour]:[minute]:[second]"))
+                .ok()
+        })
         .unwrap_or_default()
 }
 

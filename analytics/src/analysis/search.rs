@@ -127,7 +127,11 @@ fn read(
     }
     if let Some(after) = search.after {
         conditions.push("(ts < ? OR (ts = ? AND request_key < ?))");
-        params.extend([at(after.ts_us), at(after.ts_us), Value::UBigInt(after.request_key)]);
+        params.extend([
+            at(after.ts_us),
+            at(after.ts_us),
+            Value::UBigInt(after.request_key),
+        ]);
     }
     if let Some(route) = &search.route {
         conditions.push(route_is!());

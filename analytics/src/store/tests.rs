@@ -474,7 +474,12 @@ fn a_search_pages_through_the_requests_it_keeps() {
             route: [Some("books"), None, Some("reviews")][n as usize % 3].map(Into::into),
             status: [503, 404, 200, 200, 200][n as usize % 5],
             duration_us: 100 * n,
-            path: if n % 2 == 0 { format!("/books/{n}") } else { format!("/other/{n}") }.into(),
+            path: if n % 2 == 0 {
+                format!("/books/{n}")
+            } else {
+                format!("/other/{n}")
+            }
+            .into(),
             ..sample_event(n)
         })
         .collect();
@@ -498,7 +503,9 @@ fn a_search_pages_through_the_requests_it_keeps() {
         let mut wanted = wanted;
         loop {
             let query = wanted.clone();
-            let page = store.read(move |conn| search(conn, &query, limit)).expect("search");
+            let page = store
+                .read(move |conn| search(conn, &query, limit))
+                .expect("search");
             assert!(page.requests.len() <= limit);
             pages.extend(page.requests.iter().map(|r| r.request_id.clone()));
             match page.next {

@@ -72,7 +72,10 @@ impl RequestsPage {
     }
 }
 
-pub(super) async fn list(State(dashboard): State<Shared>, Query(form): Query<Form>) -> Result<Response, PageError> {
+pub(super) async fn list(
+    State(dashboard): State<Shared>,
+    Query(form): Query<Form>,
+) -> Result<Response, PageError> {
     let id = form.id.trim().to_owned();
     if !id.is_empty() {
         return find(&dashboard, id, form).await;
@@ -137,7 +140,10 @@ fn search_of(form: &Form) -> Result<Search, Vec<String>> {
     let slower_than_us = given(&form.slower_than).and_then(|text| match humantime::parse_duration(&text) {
         Ok(d) => Some(d.as_micros().min(u128::from(u64::MAX)) as u64),
         Err(error) => {
-            problem("slower_than", format!("{error} in {text:?}: write a duration such as 250ms or 2s"));
+            problem(
+                "slower_than",
+                format!("{error} in {text:?}: write a duration such as 250ms or 2s"),
+            );
             None
         }
     });
@@ -234,7 +240,13 @@ mod tests {
         };
         let next = address(&typed, Some(cursor));
         let again = parsed(next.split_once('?').expect("a query").1);
-        assert_eq!(search_of(&again), Ok(Search { after: Some(cursor), ..search }));
+        assert_eq!(
+            search_of(&again),
+            Ok(Search {
+                after: Some(cursor),
+                ..search
+            })
+        );
         assert_eq!(search_of(&Form::default()), Ok(Search::default()));
         assert_eq!(address(&Form::default(), None), "/dashboard/requests?");
     }
@@ -248,9 +260,15 @@ mod tests {
             ("after", "yesterday"),
         ]))
         .expect_err("refused");
-        let fields: Vec<_> = problems.iter().map(|p| p.split(':').next().unwrap_or("")).collect();
+        let fields: Vec<_> = problems
+            .iter()
+            .map(|p| p.split(':').next().unwrap_or(""))
+            .collect();
         assert_eq!(fields, ["status", "slower_than", "path", "after"], "{problems:?}");
-        assert!(problems[0].contains("failed, 1xx, 2xx, 3xx, 4xx, 5xx, got \"6xx\""), "{problems:?}");
+        assert!(
+            problems[0].contains("failed, 1xx, 2xx, 3xx, 4xx, 5xx, got \"6xx\""),
+            "{problems:?}"
+        );
         assert!(problems[1].contains("250ms"), "{problems:?}");
         for status in ["0xx", "9xx", "xx", "5XX", "500"] {
             assert_eq!(outcome_of(status), None, "{status}");

@@ -73,7 +73,13 @@ async fn the_list_of_requests_filters_and_pages_through_the_store() {
     // One after another, so that their order in time is the order sent.
     for i in 0..60 {
         let id = format!("list-{i:02}");
-        send(proxy, Method::GET, &format!("/echo/{i}"), &[("x-request-id", &id)]).await;
+        send(
+            proxy,
+            Method::GET,
+            &format!("/echo/{i}"),
+            &[("x-request-id", &id)],
+        )
+        .await;
     }
     upstream.fail_with(503);
     for i in 0..5 {
@@ -121,6 +127,9 @@ async fn the_list_of_requests_filters_and_pages_through_the_store() {
     for field in ["status: ", "slower_than: ", "after: "] {
         assert!(refused.contains(field), "{field} in {refused}");
     }
-    assert!(refused.contains("value=\"soon\""), "the form keeps what was typed");
+    assert!(
+        refused.contains("value=\"soon\""),
+        "the form keeps what was typed"
+    );
     gateway.shutdown().await;
 }
