@@ -100,11 +100,17 @@ pub struct Bucket {
     pub low_us: u64,
     pub high_us: u64,
     pub requests: u64,
+    /// Of those, the ones that failed on the server's side.
+    pub errors: u64,
 }
 
+/// The requests of `route` since `since_us`, up to the latest stored, per latency bucket.
 pub fn latency_histogram(conn: &Connection, route: &str, since_us: i64) -> duckdb::Result<Vec<Bucket>> {
     let mut statement = conn.prepare(concat!(
-        "SELECT floor(log2(greatest(duration_us, 1)))::UTINYINT AS power, count(*)
+        "SELECT floor(log2(greatest(duration_us, 1)))::UTINYINT AS power, count(*),
+                count(*) FILTER (WHERE ",
+        server_error!(),
+        ")
          FROM requests WHERE ",
         route_is!(),
         " AND ts >= ? AND NOT mirrored GROUP BY power ORDER BY power"
@@ -115,6 +121,7 @@ pub fn latency_histogram(conn: &Connection, route: &str, since_us: i64) -> duckd
             low_us: 1 << power,
             high_us: 1 << (power + 1),
             requests: row.get(1)?,
+            errors: row.get(2)?,
         })
     })?;
     rows.collect()

@@ -25,6 +25,8 @@ struct RoutePage {
     /// The route's name in an address.
     link: String,
     requests: String,
+    /// The start of the window the cards count.
+    since: String,
     error_ratio: String,
     worst_p99: String,
     histogram: String,
@@ -60,12 +62,15 @@ pub(super) async fn page(
             "The route {route:?} has no requests in the last hour."
         )));
     }
-    let requests: u64 = minutes.iter().map(|p| p.requests).sum();
-    let errors: u64 = minutes.iter().map(|p| p.errors).sum();
+    // From the histogram's buckets, which read the requests up to the latest stored: the
+    // minutes' rollups lag the open minute, and a new route would show none beside its lists.
+    let requests: u64 = buckets.iter().map(|b| b.requests).sum();
+    let errors: u64 = buckets.iter().map(|b| b.errors).sum();
     let worst_p99 = minutes.iter().map(|p| p.p99_us).fold(0.0, f64::max);
     let page = RoutePage {
         nav: "",
         requests: count(requests as f64),
+        since: clock_minute(since),
         error_ratio: percent(errors as f64 / requests.max(1) as f64),
         worst_p99: duration(worst_p99),
         histogram: fragment(&histogram(&buckets)),

@@ -1,6 +1,6 @@
 //! The dashboard's list of requests over a real store: latest first, each filter keeps what it
 //! says, the link to older requests pages through all of them once, and a bad search is refused
-//! with every problem named.
+//! with every problem named. The route pages count the same requests.
 
 use http::{Method, StatusCode};
 use lookout_gateway::Gateway;
@@ -120,6 +120,27 @@ async fn the_list_of_requests_filters_and_pages_through_the_store() {
     );
     let none = html(&page(admin, "/dashboard/requests?slower_than=1h").await);
     assert!(listed(&none).is_empty() && none.contains("id=\"end\""), "{none}");
+
+    // The route pages count the requests just sent, whose minute is not rolled up yet, and the
+    // unmatched requests' page reads them under that name.
+    // Listed: the 20 slowest, then the failed (a 5xx, or the gateway's error such as no_route).
+    let pages = [
+        ("echo", 60, "0.00%", 20),
+        ("files", 5, "100.00%", 5 + 5),
+        ("unmatched", 3, "0.00%", 3 + 3),
+    ];
+    for (route, requests, errors, rows) in pages {
+        let body = html(&page(admin, &format!("/dashboard/routes/{route}")).await);
+        assert!(
+            body.contains(&format!("id=\"route-requests\">{requests}<")),
+            "{route}: {body}"
+        );
+        assert!(
+            body.contains(&format!("id=\"route-errors\">{errors}<")),
+            "{route}: {body}"
+        );
+        assert_eq!(listed(&body).len(), rows, "{route}: slowest and failed");
+    }
 
     let refused = page(admin, "/dashboard/requests?status=6xx&slower_than=soon&after=x").await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
