@@ -105,6 +105,14 @@ try {
   expectRefusal(400);
   step('request list: filters and pages');
 
+  // From one request to the other requests of its consumer.
+  await open('/dashboard/requests?route=partner-books&status=2xx');
+  await Promise.all([page.waitForURL(/\/dashboard\/requests\/[^?]/), page.locator('#found a[title]').first().click()]);
+  await Promise.all([page.waitForURL(/consumer=demo-partner/), page.click('#request-fields a[href*="consumer="]')]);
+  assert.equal(await page.inputValue('input[name=consumer]'), 'demo-partner');
+  assert.ok(await page.locator('#found a[title]').count() > 0, "the consumer's requests listed");
+  step("a request's consumer to its other requests");
+
   // Finding a request: an unknown id says so.
   await open('/dashboard/requests');
   await page.fill('input[name=id] >> nth=1', 'no-such-request');

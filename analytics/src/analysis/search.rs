@@ -1,5 +1,5 @@
-//! Requests that meet a search (route, outcome, duration, path), latest first, a page at a time:
-//! the dashboard's list of requests.
+//! Requests that meet a search (route, outcome, duration, path, client, consumer), latest first,
+//! a page at a time: the dashboard's list of requests.
 //!
 //! A page is read from the last hour before its start first. Each block of the store keeps the
 //! range of its timestamps, so that read skips every older block, however large the store; only
@@ -10,6 +10,7 @@ use super::{at, now_us, HOUR_US};
 use duckdb::types::Value;
 use duckdb::Connection;
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 /// What a list of requests keeps.
@@ -22,6 +23,10 @@ pub struct Search {
     pub slower_than_us: Option<u64>,
     /// Only requests whose path starts with this.
     pub path_prefix: Option<String>,
+    /// Only requests from this client address.
+    pub client_ip: Option<IpAddr>,
+    /// Only requests of this consumer (an API key's or a token's).
+    pub consumer: Option<String>,
     /// Only requests listed after this one: older, or as old and stored before it.
     pub after: Option<Cursor>,
 }
@@ -152,6 +157,15 @@ fn read(
     if let Some(prefix) = &search.path_prefix {
         conditions.push("starts_with(path, ?)");
         params.push(Value::Text(prefix.clone()));
+    }
+    if let Some(client_ip) = search.client_ip {
+        // As the gateway records clients: an IPv4 address mapped into IPv6 as the IPv4 one.
+        conditions.push("client_ip = ?");
+        params.push(Value::Text(client_ip.to_canonical().to_string()));
+    }
+    if let Some(consumer) = &search.consumer {
+        conditions.push("consumer = ?");
+        params.push(Value::Text(consumer.clone()));
     }
     let sql = format!(
         "SELECT {REQUEST_COLUMNS} FROM requests WHERE {}

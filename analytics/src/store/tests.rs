@@ -5,6 +5,7 @@ use crate::analysis::views;
 use crate::event::tests::sample_event;
 use crate::sql::{ResultFormat, SqlError};
 use crate::{EventSink, PathStep, RequestEvent, StepKind, UNMATCHED_ROUTE};
+use std::net::IpAddr;
 
 fn memory_store() -> (Store, StoreSink) {
     Store::open(StoreSettings::new(StoreLocation::Memory)).expect("open")
@@ -480,6 +481,8 @@ fn a_search_pages_through_the_requests_it_keeps() {
                 format!("/other/{n}")
             }
             .into(),
+            client_ip: IpAddr::from([10, 0, 0, (n % 4) as u8]),
+            consumer: (n % 10 == 3).then(|| "acme".into()),
             ..sample_event(n)
         })
         .collect();
@@ -545,4 +548,10 @@ fn a_search_pages_through_the_requests_it_keeps() {
         ..Search::default()
     };
     assert_eq!(ids(slow, 4), named(&mut (21..30).step_by(2)));
+    let acme_from_one_client = Search {
+        client_ip: Some("::ffff:10.0.0.3".parse().expect("an address")),
+        consumer: Some("acme".into()),
+        ..Search::default()
+    };
+    assert_eq!(ids(acme_from_one_client, 4), named(&mut [3, 23].into_iter()));
 }

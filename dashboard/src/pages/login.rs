@@ -55,8 +55,3 @@ fn safe_next(next: Option<&str>) -> String {
         _ => "/dashboard".to_owned(),
     }
 }
-
-/// Percent-encodes a value for a URL's path segment or query.
-pub(crate) fn encode(value: &str) -> String {
-    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
-}

@@ -24,6 +24,7 @@ use axum::Router;
 use lookout_analytics::analysis::{minute_of, HOUR_US};
 use lookout_analytics::duckdb::{self, Connection};
 use lookout_analytics::sql::SqlError;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::sync::Arc;
 
 type Shared = Arc<Dashboard>;
@@ -58,7 +59,7 @@ async fn require_access(State(dashboard): State<Shared>, request: Request, next:
         .uri()
         .path_and_query()
         .map_or("/dashboard", |p| p.as_str());
-    Redirect::to(&format!("/dashboard/login?next={}", login::encode(back))).into_response()
+    Redirect::to(&format!("/dashboard/login?next={}", query_value(back))).into_response()
 }
 
 /// Why a page could not be shown.
@@ -149,9 +150,24 @@ pub(crate) fn last_hour(now_us: i64) -> (i64, i64) {
     (until - HOUR_US, until)
 }
 
+/// What a link's query value holds as it is: RFC 3986's unreserved characters.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+/// A path segment's dots are encoded too: `.` or `..` alone is a dot-segment, which a browser
+/// resolves before asking.
+const SEGMENT: &AsciiSet = &QUERY_VALUE.add(b'.');
+
 /// A path segment for a link to `/dashboard/routes/{route}` or `/dashboard/requests/{id}`.
 pub(crate) fn segment(value: &str) -> String {
-    login::encode(value)
+    utf8_percent_encode(value, SEGMENT).to_string()
+}
+
+/// A value for a link's query string: `?client=10.0.0.7`.
+pub(crate) fn query_value(value: &str) -> String {
+    utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
 pub(crate) fn no_store_cache(mut response: Response) -> Response {
@@ -160,4 +176,19 @@ pub(crate) fn no_store_cache(mut response: Response) -> Response {
         header::HeaderValue::from_static("no-store"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_encode_what_would_change_their_meaning() {
+        assert_eq!(query_value("10.0.0.7"), "10.0.0.7");
+        assert_eq!(query_value("demo-partner_~"), "demo-partner_~");
+        assert_eq!(query_value("/a b&c=d#e?f+g%"), "%2Fa%20b%26c%3Dd%23e%3Ff%2Bg%25");
+        assert_eq!(segment(".."), "%2E%2E", "not a dot-segment");
+        assert_eq!(segment("books-v2/x"), "books-v2%2Fx");
+        assert_eq!(segment("żółw"), "%C5%BC%C3%B3%C5%82w");
+    }
 }

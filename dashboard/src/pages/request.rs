@@ -1,12 +1,13 @@
 //! One request, by request id or trace id: its figures and the waterfall of its path.
 
-use super::{fragment, read, render, segment, PageError, Shared};
+use super::{fragment, query_value, read, render, segment, PageError, Shared};
 use crate::chart::{Span, Waterfall};
 use crate::format::{bytes, duration, grpc_code, timestamp};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use lookout_analytics::analysis::views::{self, RequestRow, Step};
+use lookout_analytics::UNMATCHED_ROUTE;
 
 #[derive(Template)]
 #[template(path = "request.html")]
@@ -20,7 +21,7 @@ struct RequestPage {
     bytes_in: String,
     bytes_out: String,
     waterfall: String,
-    fields: Vec<(&'static str, String)>,
+    fields: Vec<Field>,
     jaeger: Option<String>,
 }
 
@@ -108,20 +109,46 @@ fn waterfall(request: &RequestRow, steps: &[Step]) -> Waterfall {
     Waterfall::new(request.duration_us, spans.collect())
 }
 
-fn fields(r: &RequestRow) -> Vec<(&'static str, String)> {
+/// One line of a request's details, and where it leads: the route's page, or the list of the
+/// requests that share the value.
+struct Field {
+    name: &'static str,
+    value: String,
+    link: Option<String>,
+}
+
+fn fields(r: &RequestRow) -> Vec<Field> {
     let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".into());
+    let plain = |name, value| Field {
+        name,
+        value,
+        link: None,
+    };
+    // A field the list of requests can search by, under the same name.
+    let searchable = |name: &'static str, value: &str| Field {
+        name,
+        value: value.to_owned(),
+        link: Some(format!("/dashboard/requests?{name}={}", query_value(value))),
+    };
+    let route = r.route.as_deref().unwrap_or(UNMATCHED_ROUTE);
     vec![
-        ("time", timestamp(r.ts_us)),
-        ("route", or_none(&r.route)),
-        ("method", r.method.clone()),
-        ("path", r.path.clone()),
-        ("status", r.status.to_string()),
-        ("error", or_none(&r.error_kind)),
-        ("gRPC status", r.grpc_status.map_or_else(|| "–".into(), grpc_code)),
-        ("instance", or_none(&r.instance)),
-        ("trace id", or_none(&r.trace_id)),
-        ("client", r.client_ip.clone()),
-        ("consumer", or_none(&r.consumer)),
-        ("variant", or_none(&r.variant)),
+        plain("time", timestamp(r.ts_us)),
+        Field {
+            link: Some(format!("/dashboard/routes/{}", segment(route))),
+            ..plain("route", route.to_owned())
+        },
+        plain("method", r.method.clone()),
+        plain("path", r.path.clone()),
+        plain("status", r.status.to_string()),
+        plain("error", or_none(&r.error_kind)),
+        plain("gRPC status", r.grpc_status.map_or_else(|| "–".into(), grpc_code)),
+        plain("instance", or_none(&r.instance)),
+        plain("trace id", or_none(&r.trace_id)),
+        searchable("client", &r.client_ip),
+        match &r.consumer {
+            Some(consumer) => searchable("consumer", consumer),
+            None => plain("consumer", "–".into()),
+        },
+        plain("variant", or_none(&r.variant)),
     ]
 }

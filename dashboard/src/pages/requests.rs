@@ -1,8 +1,8 @@
-//! `/dashboard/requests`: the requests that meet a search (route, outcome, duration, path),
-//! latest first, a page at a time; or, given an id, the way to that request's page.
+//! `/dashboard/requests`: the requests that meet a search (route, outcome, duration, path,
+//! client, consumer), latest first, a page at a time; or, given an id, the way to that request's page.
 
 use super::request_table::RequestTable;
-use super::{fragment, read, render, segment, PageError, Shared};
+use super::{fragment, query_value, read, render, segment, PageError, Shared};
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use lookout_analytics::analysis::search::{self, Cursor, Outcome, Search};
 use lookout_analytics::analysis::{now_us, views, HOUR_US};
 use serde::Deserialize;
+use std::net::IpAddr;
 
 /// Requests per page.
 const PAGE: usize = 50;
@@ -36,6 +37,8 @@ pub(super) struct Form {
     status: String,
     slower_than: String,
     path: String,
+    client: String,
+    consumer: String,
     after: String,
 }
 
@@ -151,6 +154,16 @@ fn search_of(form: &Form) -> Result<Search, Vec<String>> {
     if path_prefix.as_ref().is_some_and(|p| !p.starts_with('/')) {
         problem("path", format!("a path starts with /, got {:?}", form.path));
     }
+    let client_ip = given(&form.client).and_then(|text| match text.parse::<IpAddr>() {
+        Ok(address) => Some(address),
+        Err(_) => {
+            problem(
+                "client",
+                format!("expected an IP address such as 10.0.0.7 or ::1, got {text:?}"),
+            );
+            None
+        }
+    });
     let after = given(&form.after).and_then(|text| match text.parse::<Cursor>() {
         Ok(cursor) => Some(cursor),
         Err(error) => {
@@ -166,6 +179,8 @@ fn search_of(form: &Form) -> Result<Search, Vec<String>> {
         outcome,
         slower_than_us,
         path_prefix,
+        client_ip,
+        consumer: given(&form.consumer),
         after,
     })
 }
@@ -190,12 +205,14 @@ fn address(form: &Form, after: Option<Cursor>) -> String {
         ("status", form.status.trim()),
         ("slower_than", form.slower_than.trim()),
         ("path", form.path.trim()),
+        ("client", form.client.trim()),
+        ("consumer", form.consumer.trim()),
         ("after", after.as_str()),
     ];
     let query: Vec<String> = fields
         .iter()
         .filter(|(_, value)| !value.is_empty())
-        .map(|(name, value)| format!("{name}={}", segment(value)))
+        .map(|(name, value)| format!("{name}={}", query_value(value)))
         .collect();
     format!("/dashboard/requests?{}", query.join("&"))
 }
@@ -211,7 +228,10 @@ mod tests {
     }
 
     fn form(pairs: &[(&str, &str)]) -> Form {
-        let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={}", segment(v))).collect();
+        let query: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", query_value(v)))
+            .collect();
         parsed(&query.join("&"))
     }
 
@@ -222,6 +242,8 @@ mod tests {
             ("status", "5xx"),
             ("slower_than", "1s 500ms"),
             ("path", "/books/"),
+            ("client", "::ffff:10.0.0.7"),
+            ("consumer", "acme"),
         ]);
         let search = search_of(&typed).expect("a search");
         assert_eq!(
@@ -231,6 +253,8 @@ mod tests {
                 outcome: Outcome::Class(5),
                 slower_than_us: Some(1_500_000),
                 path_prefix: Some("/books/".into()),
+                client_ip: Some("::ffff:10.0.0.7".parse().expect("an address")),
+                consumer: Some("acme".into()),
                 after: None,
             }
         );
@@ -257,6 +281,7 @@ mod tests {
             ("status", "6xx"),
             ("slower_than", "soon"),
             ("path", "books"),
+            ("client", "10.0.0"),
             ("after", "yesterday"),
         ]))
         .expect_err("refused");
@@ -264,7 +289,11 @@ mod tests {
             .iter()
             .map(|p| p.split(':').next().unwrap_or(""))
             .collect();
-        assert_eq!(fields, ["status", "slower_than", "path", "after"], "{problems:?}");
+        assert_eq!(
+            fields,
+            ["status", "slower_than", "path", "client", "after"],
+            "{problems:?}"
+        );
         assert!(
             problems[0].contains("failed, 1xx, 2xx, 3xx, 4xx, 5xx, got \"6xx\""),
             "{problems:?}"

@@ -3,7 +3,7 @@
 
 use super::overview::latency_chart;
 use super::request_table::RequestTable;
-use super::{fragment, last_hour, read, render, segment, PageError, Shared};
+use super::{fragment, last_hour, query_value, read, render, PageError, Shared};
 use crate::chart::{BarChart, Column};
 use crate::format::{clock_minute, count, duration, grpc_code, percent};
 use crate::timeline::MINUTES;
@@ -22,7 +22,7 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 struct RoutePage {
     nav: &'static str,
     route: String,
-    /// The route's name in an address.
+    /// The route's name in a link's query.
     link: String,
     requests: String,
     /// The start of the window the cards count.
@@ -83,7 +83,7 @@ pub(super) async fn page(
         grpc: (!grpc.is_empty()).then(|| fragment(&grpc_chart(&grpc))),
         slowest: fragment(&RequestTable::of_route("slowest", &slowest)),
         failed: fragment(&RequestTable::of_route("failed", &failed)),
-        link: segment(&route),
+        link: query_value(&route),
         route,
     };
     Ok(render(&page))

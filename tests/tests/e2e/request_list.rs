@@ -142,10 +142,25 @@ async fn the_list_of_requests_filters_and_pages_through_the_store() {
         assert_eq!(listed(&body).len(), rows, "{route}: slowest and failed");
     }
 
-    let refused = page(admin, "/dashboard/requests?status=6xx&slower_than=soon&after=x").await;
+    // A request's page leads to the requests of its client.
+    let request = html(&page(admin, "/dashboard/requests/list-05").await);
+    let client = request
+        .split_once("href=\"/dashboard/requests?client=")
+        .and_then(|(_, link)| link.split_once('"'))
+        .map(|(client, _)| format!("/dashboard/requests?client={client}"))
+        .expect("a link to the client's requests");
+    assert_eq!(every_page(admin, &client).await, everything);
+    let nobody = html(&page(admin, "/dashboard/requests?client=10.9.9.9").await);
+    assert!(listed(&nobody).is_empty(), "{nobody}");
+
+    let refused = page(
+        admin,
+        "/dashboard/requests?status=6xx&slower_than=soon&after=x&client=10.0.0",
+    )
+    .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     let refused = html(&refused);
-    for field in ["status: ", "slower_than: ", "after: "] {
+    for field in ["status: ", "slower_than: ", "client: ", "after: "] {
         assert!(refused.contains(field), "{field} in {refused}");
     }
     assert!(
