@@ -105,8 +105,14 @@ try {
   expectRefusal(400);
   step('request list: filters and pages');
 
-  // From one request to the other requests of its consumer.
+  // From one request to the other requests of its consumer. The demo's partner calls with its
+  // key every few seconds: the list is read again until one is there (15 s at most).
   await open('/dashboard/requests?route=partner-books&status=2xx');
+  for (let tries = 1; (await page.locator('#found a[title]').count()) === 0; tries++) {
+    assert.ok(tries < 30, "a partner's call with its key within 15 s");
+    await page.waitForTimeout(500);
+    await open('/dashboard/requests?route=partner-books&status=2xx');
+  }
   await Promise.all([page.waitForURL(/\/dashboard\/requests\/[^?]/), page.locator('#found a[title]').first().click()]);
   await Promise.all([page.waitForURL(/consumer=demo-partner/), page.click('#request-fields a[href*="consumer="]')]);
   assert.equal(await page.inputValue('input[name=consumer]'), 'demo-partner');
