@@ -59,6 +59,7 @@ try {
   const before = await page.textContent('#live');
   await page.waitForFunction((old) => document.getElementById('live').textContent !== old, before, { timeout: 10000 });
   assert.ok(await page.locator('#upstreams tr').count() > 3, 'upstream instances listed');
+  assert.ok(await page.locator('#latest-failed a[title]').count() > 0, 'the latest failed requests listed');
   // The demo's traces go where nothing listens: every export fails, and the live cards say so.
   assert.equal((await page.textContent('#spans-exported')).trim(), '0');
   assert.notEqual((await page.textContent('#spans-failed')).trim(), '0');

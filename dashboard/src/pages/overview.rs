@@ -1,6 +1,8 @@
-//! The overview: the last hour per minute, the last five minutes per second (refreshed live),
-//! top routes by traffic, errors and latency, upstream instances and the analytics pipeline.
+//! The overview: the last hour per minute, the last five minutes per second and the latest failed
+//! requests (refreshed live), top routes by traffic, errors and latency, upstream instances and
+//! the analytics pipeline.
 
+use super::request_table::RequestTable;
 use super::{fragment, last_hour, no_store_cache, read, render, segment, PageError, Shared};
 use crate::chart::{LineChart, Series};
 use crate::format::{clock, clock_minute, count, duration, percent};
@@ -8,11 +10,14 @@ use crate::timeline::{MINUTES, SECONDS};
 use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
+use lookout_analytics::analysis::search::{self, Outcome, Search};
 use lookout_analytics::analysis::views::{self, Point, RouteSummary};
 use lookout_analytics::analysis::{now_us, HOUR_US, MINUTE_US};
 
 const LIVE_WINDOW_US: i64 = 5 * MINUTE_US;
 const TOP: usize = 5;
+/// Failed requests the live fragment lists.
+const LATEST_FAILED: usize = 10;
 /// An error ratio shown in red from here.
 const BAD_ERROR_RATIO: f64 = 0.01;
 
@@ -107,6 +112,8 @@ struct LiveFragment {
     rate_chart: String,
     latency_chart: String,
     instances: Vec<InstanceRow>,
+    /// The latest failed requests, when the store is on.
+    failed: Option<String>,
 }
 
 /// The trace exporter's figures, as the live fragment shows them.
@@ -118,9 +125,21 @@ struct TraceCards {
 
 async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError> {
     let since = now - LIVE_WINDOW_US;
-    let seconds = match dashboard.store {
-        Some(_) => read(dashboard, move |conn| views::seconds(conn, since)).await?,
-        None => Vec::new(),
+    let (seconds, failed) = match dashboard.store {
+        Some(_) => {
+            read(dashboard, move |conn| {
+                let failed = Search {
+                    outcome: Outcome::Failed,
+                    ..Search::default()
+                };
+                Ok((
+                    views::seconds(conn, since)?,
+                    Some(search::search(conn, &failed, LATEST_FAILED)?.requests),
+                ))
+            })
+            .await?
+        }
+        None => (Vec::new(), None),
     };
     let seconds = SECONDS.fill(&seconds, since, now);
     let live = dashboard.live.live();
@@ -163,6 +182,7 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
         rate_chart: fragment(&rate_chart("Requests per second", &seconds, clock)),
         latency_chart: fragment(&latency_chart("Latency per second", &seconds, clock)),
         instances,
+        failed: failed.map(|rows| fragment(&RequestTable::of_any_route("latest-failed", &rows))),
     };
     Ok(fragment(&fragment_html))
 }

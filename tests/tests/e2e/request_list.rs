@@ -142,6 +142,12 @@ async fn the_list_of_requests_filters_and_pages_through_the_store() {
         assert_eq!(listed(&body).len(), rows, "{route}: slowest and failed");
     }
 
+    // The overview's live part lists the latest failed requests: the 503s, and the unmatched.
+    let live = html(&page(admin, "/dashboard/live").await);
+    let mut latest_failed = named("lost", 0..3);
+    latest_failed.extend(named("fail", 0..5));
+    assert_eq!(listed(&live), latest_failed);
+
     // A request's page leads to the requests of its client.
     let request = html(&page(admin, "/dashboard/requests/list-05").await);
     let client = request
