@@ -29,6 +29,8 @@ pub struct Search {
     pub consumer: Option<String>,
     /// Only requests listed after this one: older, or as old and stored before it.
     pub after: Option<Cursor>,
+    /// Only requests that started at or after this, microseconds since the Unix epoch.
+    pub since_us: Option<i64>,
 }
 
 /// Which outcomes a search keeps.
@@ -95,11 +97,18 @@ pub struct Page {
 pub fn search(conn: &Connection, search: &Search, limit: usize) -> duckdb::Result<Page> {
     let start_us = search.after.map_or_else(now_us, |c| c.ts_us);
     let hour_ago = start_us - HOUR_US;
+    let recent_since = search.since_us.map_or(hour_ago, |since| since.max(hour_ago));
     // One more than the page, to know whether there is a next one.
     let wanted = limit + 1;
-    let mut requests = read(conn, search, Some(hour_ago), None, wanted)?;
-    if requests.len() < wanted {
-        let older = read(conn, search, None, Some(hour_ago), wanted - requests.len())?;
+    let mut requests = read(conn, search, Some(recent_since), None, wanted)?;
+    if requests.len() < wanted && search.since_us.is_none_or(|since| since < hour_ago) {
+        let older = read(
+            conn,
+            search,
+            search.since_us,
+            Some(hour_ago),
+            wanted - requests.len(),
+        )?;
         requests.extend(older);
     }
     let next = (requests.len() > limit).then(|| {

@@ -548,6 +548,16 @@ fn a_search_pages_through_the_requests_it_keeps() {
         ..Search::default()
     };
     assert_eq!(ids(slow, 4), named(&mut (21..30).step_by(2)));
+    let recent = Search {
+        since_us: Some(now as i64 - 35_000),
+        ..Search::default()
+    };
+    assert_eq!(ids(recent, 7), everything[..30], "not before the time given");
+    let since_long_ago = Search {
+        since_us: Some(now as i64 - 3 * 3_600_000_000),
+        ..Search::default()
+    };
+    assert_eq!(ids(since_long_ago, 7), everything, "also past the last hour");
     let acme_from_one_client = Search {
         client_ip: Some("::ffff:10.0.0.3".parse().expect("an address")),
         consumer: Some("acme".into()),

@@ -112,7 +112,7 @@ struct LiveFragment {
     rate_chart: String,
     latency_chart: String,
     instances: Vec<InstanceRow>,
-    /// The latest failed requests, when the store is on.
+    /// The latest failed requests of the live window, when the store is on.
     failed: Option<String>,
 }
 
@@ -128,8 +128,11 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
     let (seconds, failed) = match dashboard.store {
         Some(_) => {
             read(dashboard, move |conn| {
+                // Of the live window only: the failures going on, and a read of minutes, not
+                // of the hour, every two seconds.
                 let failed = Search {
                     outcome: Outcome::Failed,
+                    since_us: Some(since),
                     ..Search::default()
                 };
                 Ok((

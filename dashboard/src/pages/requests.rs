@@ -182,6 +182,7 @@ fn search_of(form: &Form) -> Result<Search, Vec<String>> {
         client_ip,
         consumer: given(&form.consumer),
         after,
+        since_us: None,
     })
 }
 
@@ -256,6 +257,7 @@ mod tests {
                 client_ip: Some("::ffff:10.0.0.7".parse().expect("an address")),
                 consumer: Some("acme".into()),
                 after: None,
+                since_us: None,
             }
         );
         let cursor = Cursor {
