@@ -53,6 +53,15 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The place right after every request of the microsecond `ts_us`: a list from it begins
+    /// with them, then the older ones.
+    pub fn from_moment(ts_us: i64) -> Cursor {
+        Cursor {
+            ts_us,
+            request_key: u64::MAX,
+        }
+    }
+
     pub fn of(request: &RequestRow) -> Cursor {
         Cursor {
             ts_us: request.ts_us,

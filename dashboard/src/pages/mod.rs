@@ -11,6 +11,7 @@ mod request;
 mod request_table;
 mod requests;
 mod route;
+mod search_form;
 mod sql;
 
 use crate::Dashboard;

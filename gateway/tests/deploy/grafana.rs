@@ -1,7 +1,8 @@
 //! `grafana/` dashboards and the alerting rules: every PromQL expression parses (promql-parser
 //! here, then `promtool check rules` on a generated rules file), every variable an expression
 //! uses is defined, the layout is sound, and every metric they read is exposed by a live
-//! gateway's `/metrics` after traffic — so no panel silently shows "No data".
+//! gateway's `/metrics` after traffic — so no panel silently shows "No data"; every data link
+//! opens a page of that gateway's dashboard.
 
 use super::prometheus::promtool;
 use super::{read, succeed, yaml};
@@ -17,6 +18,10 @@ use std::time::{Duration, Instant};
 pub(crate) const DASHBOARDS: [&str; 4] = ["overview", "upstreams", "canary", "analytics"];
 /// Grafana's own variables, which need no definition.
 pub(crate) const BUILTIN_VARIABLES: [&str; 3] = ["__rate_interval", "__interval", "__range"];
+
+/// Grafana's variables in data links: the field's labels (`${__field.labels.NAME}`) and the
+/// time range (`${__from}`, `${__to}`, in milliseconds).
+const LINK_VARIABLES: [&str; 3] = ["__field", "__from", "__to"];
 
 pub(crate) fn dashboard(name: &str) -> Value {
     serde_json::from_str(&read(format!("grafana/dashboards/{name}.json")))
@@ -69,6 +74,34 @@ fn expressions() -> Vec<(String, String)> {
         all.len()
     );
     all
+}
+
+/// Every data link of a dashboard's panels: (panel title, URL).
+fn data_links(board: &Value) -> Vec<(String, String)> {
+    let panels = board["panels"].as_array().expect("panels");
+    panels
+        .iter()
+        .flat_map(|panel| {
+            let links = panel["fieldConfig"]["defaults"]["links"].as_array();
+            links.into_iter().flatten().map(|link| {
+                let title = panel["title"].as_str().unwrap_or_default().to_owned();
+                (title, link["url"].as_str().expect("a link's url").to_owned())
+            })
+        })
+        .collect()
+}
+
+/// A data link's address as Grafana opens it from a series of `route`, over the last hour, with
+/// the dashboard's `lookout` variable left empty: the path and query on Lookout's listener.
+fn opened(url: &str, route: &str) -> String {
+    let to = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    url.replace("${lookout}", "")
+        .replace("${__field.labels.http_route}", route)
+        .replace("${__from}", &(to - 3_600_000).to_string())
+        .replace("${__to}", &to.to_string())
 }
 
 /// The variables (`$name` or `${name}`) an expression uses.
@@ -198,6 +231,19 @@ fn dashboards_define_their_variables_and_lay_out_their_panels() {
             for cell in (x..x + w).flat_map(|cx| (y..y + h).map(move |cy| (cx, cy))) {
                 assert!(cells.insert(cell), "{name}: panel {title} overlaps another");
             }
+            for link in panel["fieldConfig"]["defaults"]["links"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let url = link["url"].as_str().expect("a link's url");
+                for variable in variables(url) {
+                    assert!(
+                        defined.contains(&variable) || LINK_VARIABLES.contains(&variable.as_str()),
+                        "{name}: a link of panel {title} uses ${variable}, which the dashboard does not define"
+                    );
+                }
+            }
             for target in panel["targets"].as_array().into_iter().flatten() {
                 assert_eq!(target["datasource"]["uid"], "${datasource}", "{name}: {title}");
                 let expr = target["expr"].as_str().expect("expr");
@@ -242,6 +288,16 @@ fn every_metric_the_dashboards_and_alerts_read_is_exposed_by_a_live_gateway() {
         missing.is_empty(),
         "dashboards or alerts read metrics the gateway does not expose: {missing:?}"
     );
+    // Each data link opens Lookout's list of the route's requests in the panel's time range.
+    let links = data_links(&dashboard("overview"));
+    assert!(links.len() >= 4, "{links:?}");
+    runtime.block_on(async {
+        for (title, url) in &links {
+            let (status, page) = crate::cli::get(admin, &opened(url, "book")).await;
+            assert_eq!(status, 200, "{title}: {url}: {page}");
+            assert!(page.contains("id=\"found\""), "{title}: {url}: no list in {page}");
+        }
+    });
     eprintln!("{} metric names, all exposed: {wanted:?}", wanted.len());
 }
 

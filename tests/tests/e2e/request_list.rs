@@ -4,7 +4,7 @@
 
 use http::{Method, StatusCode};
 use lookout_gateway::Gateway;
-use lookout_tests::{send, start_gateway, wait_for_stored, Reply, TestUpstream};
+use lookout_tests::{body_json, send, send_body, start_gateway, wait_for_stored, Reply, TestUpstream};
 use std::net::SocketAddr;
 
 const TOKEN: &str = "list-token";
@@ -48,6 +48,15 @@ async fn every_page(admin: SocketAddr, first: &str) -> Vec<String> {
         assert!(ids.len() <= 200, "pages without end");
     }
     ids
+}
+
+/// The rows of a query through the SQL endpoint.
+async fn sql(admin: SocketAddr, query: &str) -> serde_json::Value {
+    let bearer = format!("Bearer {TOKEN}");
+    let headers = [("authorization", bearer.as_str()), ("content-type", "text/plain")];
+    let reply = send_body(admin, Method::POST, "/api/sql", &headers, query.to_owned()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{query}: {}", html(&reply));
+    body_json(&reply)["rows"].clone()
 }
 
 fn named(prefix: &str, ns: impl DoubleEndedIterator<Item = usize>) -> Vec<String> {
@@ -142,6 +151,41 @@ async fn the_list_of_requests_filters_and_pages_through_the_store() {
         assert_eq!(listed(&body).len(), rows, "{route}: slowest and failed");
     }
 
+    // A window of time, in milliseconds as Grafana's links give it: the requests that SQL
+    // finds in it.
+    let millis = |id: &'static str| async move {
+        let found = sql(
+            admin,
+            &format!("SELECT epoch_ms(ts) FROM requests WHERE request_id = '{id}'"),
+        )
+        .await;
+        found[0][0].as_i64().expect("a time")
+    };
+    let (since, until) = (millis("list-10").await, millis("list-30").await);
+    let window = sql(
+        admin,
+        &format!(
+            "SELECT request_id FROM requests WHERE route = 'echo'
+             AND epoch_ms(ts) BETWEEN {since} AND {until} ORDER BY ts DESC"
+        ),
+    )
+    .await;
+    let expected: Vec<String> = window
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| row[0].as_str().expect("an id").to_owned())
+        .collect();
+    assert!(expected.len() >= 21, "{expected:?}");
+    assert_eq!(
+        every_page(
+            admin,
+            &format!("/dashboard/requests?route=echo&since={since}&until={until}")
+        )
+        .await,
+        expected
+    );
+
     // The overview's live part lists the latest failed requests: the 503s, and the unmatched.
     let live = html(&page(admin, "/dashboard/live").await);
     let mut latest_failed = named("lost", 0..3);
@@ -161,12 +205,12 @@ async fn the_list_of_requests_filters_and_pages_through_the_store() {
 
     let refused = page(
         admin,
-        "/dashboard/requests?status=6xx&slower_than=soon&after=x&client=10.0.0",
+        "/dashboard/requests?status=6xx&slower_than=soon&after=x&client=10.0.0&since=noon",
     )
     .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     let refused = html(&refused);
-    for field in ["status: ", "slower_than: ", "client: ", "after: "] {
+    for field in ["status: ", "slower_than: ", "client: ", "since: ", "after: "] {
         assert!(refused.contains(field), "{field} in {refused}");
     }
     assert!(
