@@ -64,5 +64,9 @@ pub use writer::{spawn_writer, EventSink, WriterHandle};
 /// The config refuses it as a route's name, so it never means two things.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
+/// The name the store's per-route rollups give all routes together; the config refuses it as a
+/// route's name too.
+pub const ALL_ROUTES: &str = "*";
+
 /// The DuckDB binding the analyses read through, for callers of [`Store::read`].
 pub use duckdb;

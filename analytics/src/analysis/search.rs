@@ -38,7 +38,8 @@ pub struct Search {
 pub enum Outcome {
     #[default]
     Any,
-    /// What every error count counts ([`RequestRow::failed`]), and errors at the gateway.
+    /// As [`RequestRow::failed`]: a 5xx, a gRPC call that failed on the server's side, or an
+    /// error at the gateway (`rate_limited`, `no_route`, ...).
     Failed,
     /// One status class: `1` to `5` for 1xx to 5xx.
     Class(u8),

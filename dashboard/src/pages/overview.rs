@@ -13,6 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use lookout_analytics::analysis::search::{self, Outcome, Search};
 use lookout_analytics::analysis::views::{self, Point, RouteSummary};
 use lookout_analytics::analysis::{now_us, HOUR_US, MINUTE_US};
+use lookout_analytics::ALL_ROUTES;
 
 const LIVE_WINDOW_US: i64 = 5 * MINUTE_US;
 const TOP: usize = 5;
@@ -53,7 +54,7 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
     let (since, until) = last_hour(now);
     let (minutes, routes) = read(&dashboard, move |conn| {
         Ok((
-            views::minutes(conn, "*", since, until)?,
+            views::minutes(conn, ALL_ROUTES, since, until)?,
             views::routes(conn, since, until)?,
         ))
     })

@@ -23,7 +23,7 @@ use crate::stats::{Registry, RouteStats, MIRROR_REQUESTS};
 use crate::upstream::Upstream;
 use http::header::HeaderName;
 use http::{HeaderValue, Method};
-use lookout_analytics::UNMATCHED_ROUTE;
+use lookout_analytics::{ALL_ROUTES, UNMATCHED_ROUTE};
 use metrics::Label;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,8 +43,17 @@ pub(super) struct Shared<'a> {
     pub(super) cache: Option<&'a Arc<ResponseCache>>,
 }
 
+/// What a name reserved for the store and the metrics stands for; `None` for a route's own name.
+fn reserved(name: &str) -> Option<&'static str> {
+    match name {
+        UNMATCHED_ROUTE => Some("the requests no route matches"),
+        ALL_ROUTES => Some("all routes together"),
+        _ => None,
+    }
+}
+
 /// Builds every route; names must be unique (they label metrics and events), non-empty, and not
-/// the name the unmatched requests go by.
+/// reserved (the unmatched requests', all routes').
 pub(super) fn build_routes(p: &mut Problems, raw: &[RawRoute], shared: &Shared<'_>) -> Vec<Route> {
     let mut seen = std::collections::HashSet::new();
     for (i, route) in raw.iter().enumerate() {
@@ -54,8 +63,8 @@ pub(super) fn build_routes(p: &mut Problems, raw: &[RawRoute], shared: &Shared<'
                 format!("routes[{i}].name"),
                 "must not be empty",
             );
-        } else if route.name.as_str() == UNMATCHED_ROUTE {
-            let message = format!("`{UNMATCHED_ROUTE}` is reserved for the requests no route matches");
+        } else if let Some(meaning) = reserved(route.name.as_str()) {
+            let message = format!("`{}` is reserved for {meaning}", &*route.name);
             p.at(route.name.span(), format!("routes[{i}].name"), message);
         } else if !seen.insert(route.name.as_str()) {
             let message = format!("duplicate route name `{}`", &*route.name);

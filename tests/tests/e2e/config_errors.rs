@@ -60,21 +60,29 @@ listeners:
     );
 }
 
-/// The unmatched requests are counted, charted and stored as `unmatched`: a route of that name
-/// would be counted with them.
+/// The unmatched requests are counted, charted and stored as `unmatched`, and the store's
+/// rollups sum all routes as `*`: a route of either name would be counted with them.
 #[test]
-fn a_route_cannot_take_the_name_of_the_unmatched_requests() {
+fn a_route_cannot_take_a_name_the_store_and_metrics_reserve() {
     let all = errors(
         "upstreams: [{ name: a, instances: [\"127.0.0.1:3000\"] }]\n\
-         routes:\n  - { name: unmatched, upstream: a }\n",
+         routes:\n  - { name: unmatched, upstream: a }\n  - { name: \"*\", upstream: a }\n",
     );
-    let reserved = find(&all, "routes[0].name");
-    assert_eq!(reserved.line, 3);
+    let unmatched = find(&all, "routes[0].name");
+    assert_eq!(unmatched.line, 3);
     assert!(
-        reserved.message.contains("`unmatched` is reserved"),
-        "{reserved:?}"
+        unmatched
+            .message
+            .contains("`unmatched` is reserved for the requests no route matches"),
+        "{unmatched:?}"
     );
-    assert_eq!(all.len(), 1, "{all:#?}");
+    let every = find(&all, "routes[1].name");
+    assert_eq!(every.line, 4);
+    assert!(
+        every.message.contains("`*` is reserved for all routes together"),
+        "{every:?}"
+    );
+    assert_eq!(all.len(), 2, "{all:#?}");
 }
 
 #[test]
