@@ -292,6 +292,7 @@ fn build_retry(p: &mut Problems, field: &str, raw: &RawUpstream) -> RetryPolicy 
             2,
         ),
         budget: RetryBudget::new(percent, min_per_second),
+        same_instance: retry.and_then(|r| r.same_instance).unwrap_or(false),
     }
 }
 

@@ -223,6 +223,7 @@ pub(crate) struct RawRetry {
     pub(crate) attempts: Option<Spanned<u32>>,
     pub(crate) budget_percent: Option<Spanned<f32>>,
     pub(crate) min_per_second: Option<Spanned<u32>>,
+    pub(crate) same_instance: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,6 @@
 //! Phase 5: forward the request to an instance of the route's upstream, retrying on another
-//! instance when it is safe, within the per-try and total timeouts and the retry budget.
+//! instance when it is safe (or on the same one, on a new connection, when the upstream allows
+//! it), within the per-try and total timeouts and the retry budget.
 //!
 //! A request is retried only when it is idempotent and has no body: the body is streamed, so
 //! once sent it cannot be sent again. Connect errors, timeouts and 502/503/504 are retried and
@@ -67,10 +68,7 @@ pub(super) async fn run(
         };
         // One clock read serves the balancer, the per-try deadline and the attempt's timing.
         let sent = Instant::now();
-        let Some(index) = upstream
-            .balancer
-            .pick(&upstream.instances, outgoing.hash, &tried, ms_at(sent))
-        else {
+        let Some((index, again)) = next_instance(upstream, outgoing.hash, &tried, ms_at(sent)) else {
             break;
         };
         tried.push(index);
@@ -79,7 +77,7 @@ pub(super) async fn run(
             None => outgoing.request(tried.len() as u32 == outgoing.max_attempts),
         };
         let per_try = Deadline::from_std(sent + route.timeouts.per_try);
-        outcome = attempt(upstream, index, request, sent, per_try.min(deadline), ctx).await;
+        outcome = attempt(upstream, index, request, sent, per_try.min(deadline), again, ctx).await;
         if !outcome.should_retry() {
             break;
         }
@@ -93,6 +91,25 @@ pub(super) async fn run(
         ));
     }
     Ok(response)
+}
+
+/// The instance for the next attempt: one not tried yet, else, when the upstream allows it
+/// (`retry.same_instance`), one tried already, then on a new connection (`true`).
+fn next_instance(
+    upstream: &Upstream,
+    hash: Option<u64>,
+    tried: &[usize],
+    now_ms: u64,
+) -> Option<(usize, bool)> {
+    let instances = &upstream.instances;
+    if let Some(index) = upstream.balancer.pick(instances, hash, tried, now_ms) {
+        return Some((index, false));
+    }
+    let again = upstream.retry.same_instance && !tried.is_empty();
+    again
+        .then(|| upstream.balancer.pick(instances, hash, &[], now_ms))
+        .flatten()
+        .map(|index| (index, true))
 }
 
 /// A gRPC call's time to wait for: its client's deadline (`grpc-timeout`), when shorter than the
@@ -128,10 +145,11 @@ impl Outgoing {
     ) -> Result<Outgoing, ProxyError> {
         let upgrade = forward_headers::is_upgrade(&parts.headers);
         let client_upgrade = upgrade.then(|| parts.extensions.remove::<OnUpgrade>()).flatten();
-        // Retries go to an instance not tried yet, so a single-instance upstream never retries.
+        // Retries go to an instance not tried yet, so a single-instance upstream retries only
+        // when it may go to the same instance again.
         let body = OutgoingBody::new(body, ctx);
-        let retryable =
-            is_idempotent(&parts.method) && body.replayable() && !upgrade && upstream.instances.len() > 1;
+        let another = upstream.instances.len() > 1 || upstream.retry.same_instance;
+        let retryable = is_idempotent(&parts.method) && body.replayable() && !upgrade && another;
         // HTTP/2 lets `TE: trailers` through (RFC 9113 §8.2.2): gRPC servers want to know that
         // the client, here through the gateway, reads trailers.
         let trailers =
@@ -256,12 +274,14 @@ impl Outcome {
     }
 }
 
+/// One attempt on the instance at `index`; `again`: it was tried already, so on a new connection.
 async fn attempt(
     upstream: &Upstream,
     index: usize,
     mut request: Request<UpstreamBody>,
     sent: Instant,
     deadline: Deadline,
+    again: bool,
     ctx: &mut RequestContext,
 ) -> Outcome {
     let instance = &upstream.instances[index];
@@ -275,7 +295,8 @@ async fn attempt(
         trace.inject(span, request.headers_mut());
         span
     });
-    let outcome = match exchange_until(instance, upstream.connect_timeout, request, deadline).await {
+    let exchange = exchange_until(instance, upstream.connect_timeout, request, deadline, again);
+    let outcome = match exchange.await {
         Ok(Exchanged {
             response,
             connect_time,

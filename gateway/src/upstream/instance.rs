@@ -150,29 +150,32 @@ impl Instance {
         }
     }
 
-    fn target(&self, connect_timeout: Duration) -> Target<'_> {
+    fn target(&self, connect_timeout: Duration, fresh: bool) -> Target<'_> {
         Target {
             authority: &self.authority,
             tls: self.tls.as_ref(),
             protocol: self.protocol,
             connect_timeout,
             max_streams: self.max_streams,
+            fresh,
         }
     }
 
-    /// Sends `request` over a pooled connection or a new one. The pool's future itself, not
-    /// one wrapping it: each async layer adds its callee's size to the request's future.
+    /// Sends `request` over a pooled connection or a new one (always a new one when `fresh`).
+    /// The pool's future itself, not one wrapping it: each async layer adds its callee's size to
+    /// the request's future.
     pub(crate) fn exchange(
         &self,
         connect_timeout: Duration,
         request: http::Request<UpstreamBody>,
+        fresh: bool,
     ) -> impl Future<Output = Result<Exchange, Failed>> + '_ {
-        self.pool.send(self.target(connect_timeout), request)
+        self.pool.send(self.target(connect_timeout, fresh), request)
     }
 
     /// Opens a connection of its own (health checks prove new connections can be opened).
     pub(crate) async fn connect(&self, connect_timeout: Duration) -> Result<Sender, SendError> {
-        super::pool::connect(self.target(connect_timeout)).await
+        super::pool::connect(self.target(connect_timeout, true)).await
     }
 
     pub(crate) fn health(&self, now_ms: u64) -> lookout_dashboard::InstanceHealth {

@@ -57,7 +57,7 @@ pub(crate) async fn send(upstream: &Upstream, mut request: Request<UpstreamBody>
     instance.give_host(request.headers_mut());
     let sent = Instant::now();
     let deadline = Deadline::now() + wait;
-    let outcome = match exchange_until(instance, upstream.connect_timeout, request, deadline).await {
+    let outcome = match exchange_until(instance, upstream.connect_timeout, request, deadline, false).await {
         Ok(Exchanged {
             response,
             connect_time,
@@ -102,8 +102,9 @@ pub(crate) async fn exchange_until(
     connect_timeout: Duration,
     request: Request<UpstreamBody>,
     deadline: Deadline,
+    fresh: bool,
 ) -> Result<Exchanged, Unanswered> {
-    match timeout_at(deadline, instance.exchange(connect_timeout, request)).await {
+    match timeout_at(deadline, instance.exchange(connect_timeout, request, fresh)).await {
         Ok(Ok(Exchange {
             response,
             held,

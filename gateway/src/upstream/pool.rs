@@ -105,6 +105,9 @@ pub(crate) struct Target<'a> {
     pub(crate) connect_timeout: Duration,
     /// HTTP/2: the most streams a connection carries before another is opened.
     pub(crate) max_streams: usize,
+    /// HTTP/1.1: open a new connection rather than take an idle one (a retry to an instance
+    /// already tried). HTTP/2 requests share the instance's connection whatever this says.
+    pub(crate) fresh: bool,
 }
 
 /// Why no response came back from an instance.
@@ -221,7 +224,7 @@ impl ConnectionPool {
         target: Target<'_>,
         mut request: Request<UpstreamBody>,
     ) -> Result<Exchange, Failed> {
-        while let Some(idle) = self.idle.pop() {
+        while let Some(idle) = self.idle.pop().filter(|_| !target.fresh) {
             let idle_for = idle.since.elapsed();
             if idle_for > IDLE_TIMEOUT || idle.sender.is_closed() {
                 continue;

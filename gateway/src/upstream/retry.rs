@@ -19,6 +19,10 @@ pub(crate) struct RetryPolicy {
     /// Attempts in all, the first included.
     pub(crate) attempts: u32,
     pub(crate) budget: RetryBudget,
+    /// When every available instance has been tried, a retry may go to one tried already, on a
+    /// new connection: behind a single address that balances connections (a Kubernetes
+    /// Service), that reaches another backend.
+    pub(crate) same_instance: bool,
 }
 
 #[derive(Debug)]

@@ -262,3 +262,80 @@ async fn a_get_lost_on_a_connection_the_upstream_just_closed_is_sent_again() {
     assert_eq!(post.status, StatusCode::BAD_GATEWAY);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+/// One address in front of two backends, as a Kubernetes Service is: the first `sick`
+/// connections land on a backend that answers 503 to everything (after 100 ms), every later one
+/// on a healthy backend. Counts the connections it accepted.
+async fn one_address_two_backends(sick: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let is_sick = counter.fetch_add(1, Ordering::SeqCst) < sick;
+            let reply: &[u8] = match is_sick {
+                true => b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nsick",
+                false => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            };
+            tokio::spawn(async move {
+                // Bodiless requests, kept alive: each head gets the backend's answer.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while stream.read_exact(&mut byte).await.is_ok() {
+                    head.push(byte[0]);
+                    if head.ends_with(b"\r\n\r\n") {
+                        head.clear();
+                        if is_sick {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        if stream.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_lone_address_is_retried_on_a_new_connection_when_the_upstream_allows_it() {
+    let same_instance = "retry: { same_instance: true }";
+    let (addr, accepted) = one_address_two_backends(2).await;
+    let gateway = start_gateway(&single_upstream(addr, same_instance, "")).await;
+    let proxy = gateway.proxy_addr();
+    // Two POSTs at once (a POST is never sent again): two connections, both to the sick
+    // backend, both kept in the pool once answered.
+    let (a, b) = tokio::join!(
+        send(proxy, Method::POST, "/", &[]),
+        send(proxy, Method::POST, "/", &[])
+    );
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE)
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    // A GET fails on one of them; its retry takes not the other but a new connection, which
+    // reaches the healthy backend.
+    let reply = send(proxy, Method::GET, "/", &[]).await;
+    assert_eq!((reply.status, &reply.body[..]), (StatusCode::OK, &b"ok"[..]));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "a new connection for the retry"
+    );
+    let metrics = metrics_text(gateway.admin_addr()).await;
+    assert!(
+        metrics.contains(r#"lookout_upstream_retries_total{upstream="svc"} 1"#),
+        "{metrics}"
+    );
+
+    // Not allowed (the default): a lone instance is not retried.
+    let (addr, accepted) = one_address_two_backends(1).await;
+    let gateway = start_gateway(&single_upstream(addr, "", "")).await;
+    let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
