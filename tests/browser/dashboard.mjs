@@ -79,6 +79,13 @@ try {
   await shot('request-from-anomaly');
   step('anomaly to its waterfall');
 
+  // An anomaly's requests: the latency spike's, slower than the p99 expected, in its minutes.
+  await open('/dashboard/anomalies');
+  const spike = page.locator('#anomalies tr', { hasText: 'p99 latency' }).first();
+  await Promise.all([page.waitForURL(/slower_than=\d+us/), spike.locator('a.behind').click()]);
+  assert.ok(await page.locator('#found a[title]').count() > 0, 'the slow requests of the spike listed');
+  step('anomaly to the requests behind it');
+
   // A route: distribution, statuses, slowest requests; the slowest leads to its waterfall.
   await open('/dashboard/routes/book');
   assert.ok(await page.locator('rect').count() > 5, 'histogram and status bars');

@@ -1,11 +1,12 @@
-//! The anomalies the gateway detected, with example requests from each.
+//! The anomalies the gateway detected, with example requests from each and a link to the list of
+//! the requests that made it.
 
-use super::{read, render, segment, PageError, Shared};
+use super::{query_value, read, render, segment, PageError, Shared};
 use crate::format::{clock_minute, count, duration, percent};
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-use lookout_analytics::analysis::anomaly::{self, DetectorSettings, Metric, Severity};
+use lookout_analytics::analysis::anomaly::{self, Anomaly, DetectorSettings, Metric, Severity};
 use lookout_analytics::analysis::views::{self, Pick};
 use lookout_analytics::analysis::{minute_of, now_us, MINUTE_US};
 
@@ -27,6 +28,8 @@ pub(crate) struct Row {
     severity: &'static str,
     critical: bool,
     examples: Vec<(String, String)>,
+    /// The list of the requests behind the anomaly.
+    requests: String,
 }
 
 #[derive(Template)]
@@ -77,6 +80,7 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
             score: format!("{:+.1}", a.score),
             severity: a.severity.name(),
             critical: a.severity == Severity::Critical,
+            requests: requests_behind(a),
             examples: examples
                 .into_iter()
                 .map(|r| {
@@ -99,6 +103,23 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
     }))
 }
 
+/// The list of the route's requests in the anomaly's minutes that made it: the failed ones of an
+/// error ratio, those slower than the expected p99 of a latency, all of a request rate.
+fn requests_behind(a: &Anomaly) -> String {
+    let since_ms = a.start_us / 1_000;
+    // `until` takes in its whole millisecond: the last one of the anomaly's last minute.
+    let until_ms = (a.last_minute_us + MINUTE_US) / 1_000 - 1;
+    let kept = match a.metric {
+        Metric::ErrorRatio => "&status=failed".to_owned(),
+        Metric::P99Latency => format!("&slower_than={}us", a.expected.max(0.0).round() as u64),
+        Metric::RequestRate => String::new(),
+    };
+    format!(
+        "/dashboard/requests?route={}&since={since_ms}&until={until_ms}{kept}",
+        query_value(&a.route)
+    )
+}
+
 fn metric_label(metric: Metric) -> &'static str {
     match metric {
         Metric::RequestRate => "request rate",
@@ -112,5 +133,35 @@ fn value(metric: Metric, v: f64) -> String {
         Metric::RequestRate => format!("{}/min", count(v)),
         Metric::ErrorRatio => percent(v),
         Metric::P99Latency => duration(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_anomaly_links_to_the_requests_that_made_it() {
+        let start_us = 1_796_600_400_000_000;
+        let anomaly = |metric| Anomaly {
+            route: "books list".into(),
+            metric,
+            start_us,
+            last_minute_us: start_us + 2 * MINUTE_US,
+            observed: 250_000.0,
+            expected: 41_999.6,
+            score: 12.0,
+            severity: Severity::Critical,
+        };
+        let window = "/dashboard/requests?route=books%20list&since=1796600400000&until=1796600579999";
+        assert_eq!(requests_behind(&anomaly(Metric::RequestRate)), window);
+        assert_eq!(
+            requests_behind(&anomaly(Metric::ErrorRatio)),
+            format!("{window}&status=failed")
+        );
+        assert_eq!(
+            requests_behind(&anomaly(Metric::P99Latency)),
+            format!("{window}&slower_than=42000us")
+        );
     }
 }

@@ -304,6 +304,14 @@ mod tests {
     }
 
     #[test]
+    fn durations_are_read_as_people_and_the_anomaly_links_write_them() {
+        assert_eq!(duration_us("250ms"), Ok(250_000));
+        assert_eq!(duration_us("42000us"), Ok(42_000));
+        assert_eq!(duration_us("1s 500ms"), Ok(1_500_000));
+        assert!(duration_us("fast").is_err());
+    }
+
+    #[test]
     fn moments_are_read_in_milliseconds_or_as_utc_times() {
         assert_eq!(moment_us("1796600000123"), Ok(1_796_600_000_123_000));
         assert_eq!(
