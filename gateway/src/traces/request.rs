@@ -27,6 +27,9 @@ pub(crate) struct RequestTrace {
     pub(crate) sampled: bool,
     /// The span id given to each upstream attempt, in order.
     pub(crate) attempt_spans: AttemptSpans,
+    /// The client's `User-Agent`, for the server span: the header's own bytes, shared, as the
+    /// request takes its headers upstream.
+    user_agent: Option<HeaderValue>,
 }
 
 impl RequestTrace {
@@ -49,6 +52,7 @@ impl RequestTrace {
             parent,
             sampled,
             attempt_spans: AttemptSpans::new(),
+            user_agent: headers.get(http::header::USER_AGENT).cloned(),
         }
     }
 
@@ -82,6 +86,7 @@ impl RequestTrace {
             server_span,
             parent,
             attempt_spans,
+            user_agent,
             ..
         } = self;
         tracing.offer(KeptTrace {
@@ -89,6 +94,7 @@ impl RequestTrace {
             server_span,
             parent,
             attempt_spans,
+            user_agent,
             finished: finished(),
         });
     }

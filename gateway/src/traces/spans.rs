@@ -47,6 +47,8 @@ pub(super) struct KeptTrace {
     pub(super) parent: Option<SpanContext>,
     /// The span id each upstream attempt (or composition call) was given, in order.
     pub(super) attempt_spans: AttemptSpans,
+    /// The client's `User-Agent`.
+    pub(super) user_agent: Option<http::HeaderValue>,
     pub(super) finished: Finished,
 }
 
@@ -57,10 +59,17 @@ pub(super) fn build(kept: KeptTrace, scope: &InstrumentationScope, out: &mut Vec
         server_span,
         parent,
         attempt_spans,
+        user_agent,
         finished: done,
     } = kept;
     let parent_id = parent.as_ref().map_or(SpanId::INVALID, SpanContext::span_id);
-    let mut server = span_data(trace_id, parent_id, server_parts(&done, server_span), scope);
+    let mut parts = server_parts(&done, server_span);
+    if let Some(agent) = user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+        parts
+            .attributes
+            .push(KeyValue::new("user_agent.original", agent.to_owned()));
+    }
+    let mut server = span_data(trace_id, parent_id, parts, scope);
     server.parent_span_is_remote = parent.is_some();
     out.push(server);
     let mut attempt_spans = attempt_spans.into_iter();

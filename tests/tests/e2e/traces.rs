@@ -58,7 +58,8 @@ async fn spans_form_a_tree_and_the_upstream_joins_the_trace() {
     ))
     .await;
     // Round robin sends the first attempt to the failing instance: one retry, two attempts.
-    let reply = send(gateway.proxy_addr(), Method::GET, "/books/1", &[("host", "shop")]).await;
+    let headers = [("host", "shop"), ("user-agent", "shelf-app/2.1")];
+    let reply = send(gateway.proxy_addr(), Method::GET, "/books/1", &headers).await;
     assert_eq!(reply.status, StatusCode::OK);
     let trace_id = reply.headers["x-trace-id"].to_str().expect("ASCII").to_owned();
     let traceparent = body_json(&reply)["headers"]["traceparent"]
@@ -107,6 +108,10 @@ async fn spans_form_a_tree_and_the_upstream_joins_the_trace() {
     assert_eq!(
         attribute(server, "server.port"),
         Some(Value::IntValue(i64::from(gateway.proxy_addr().port())))
+    );
+    assert_eq!(
+        attribute(server, "user_agent.original"),
+        Some(Value::StringValue("shelf-app/2.1".into()))
     );
     assert!(spans
         .iter()
