@@ -242,15 +242,30 @@ fn grpc_method(path: &str) -> Option<(&str, &str)> {
     (!service.is_empty() && !method.is_empty() && !method.contains('/')).then_some((service, method))
 }
 
+/// An instance's name (`10.0.0.7:8080`, `https://api.internal:443`, `[::1]:8080`) as
+/// `server.address` and `server.port`: the host without scheme or IPv6 brackets, and the port.
+fn host_and_port(instance: &str) -> (&str, Option<i64>) {
+    let authority = instance.strip_prefix("https://").unwrap_or(instance);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !port.contains(']') => (host, port.parse().ok()),
+        _ => (authority, None),
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    (host, port)
+}
+
 fn attempt_attributes(method: &str, attempt: &PathStep, number: usize) -> Vec<KeyValue> {
     let instance = attempt.instance.as_deref().unwrap_or_default();
-    let (host, port) = instance.rsplit_once(':').unwrap_or((instance, ""));
+    let (host, port) = host_and_port(instance);
     let mut attributes = vec![
         KeyValue::new("http.request.method", method.to_owned()),
         KeyValue::new("server.address", host.to_owned()),
         KeyValue::new("lookout.instance", instance.to_owned()),
     ];
-    if let Ok(port) = port.parse::<i64>() {
+    if let Some(port) = port {
         attributes.push(KeyValue::new("server.port", port));
     }
     if number > 0 {
@@ -263,4 +278,22 @@ fn attempt_attributes(method: &str, attempt: &PathStep, number: usize) -> Vec<Ke
         attributes.push(KeyValue::new("error.type", error));
     }
     attributes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_name_gives_the_server_address_and_port_of_its_spans() {
+        assert_eq!(host_and_port("10.0.0.7:8080"), ("10.0.0.7", Some(8080)));
+        assert_eq!(
+            host_and_port("https://api.internal:443"),
+            ("api.internal", Some(443))
+        );
+        assert_eq!(host_and_port("[::1]:8080"), ("::1", Some(8080)));
+        assert_eq!(host_and_port("https://[fd00::7]:8443"), ("fd00::7", Some(8443)));
+        assert_eq!(host_and_port("[::1]"), ("::1", None));
+        assert_eq!(host_and_port(""), ("", None));
+    }
 }
