@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 fn svc(a: &TestUpstream, b: &TestUpstream, extra: &str) -> String {
     format!(
@@ -201,39 +201,52 @@ async fn a_post_after_the_upstream_dropped_its_connections_still_succeeds() {
     }
 }
 
-/// An upstream that answers the first request of each connection, keeps the connection, and
-/// closes it when the next request comes: its keep-alive ending just as the gateway sends on it.
-/// Counts the connections it accepted.
-async fn closing_after_one_request() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// A raw HTTP/1.1 server on a loopback port: each connection it accepts goes to `serve` with its
+/// number, from 0. Counts the connections it accepted.
+async fn raw_server<F, Serving>(serve: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(usize, TcpStream) -> Serving + Send + 'static,
+    Serving: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                for answer in [true, false] {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if stream.read_exact(&mut byte).await.is_err() {
-                            return;
-                        }
-                        head.push(byte[0]);
-                    }
-                    if answer {
-                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if stream.write_all(reply).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                // Dropped: closed under the second request, unanswered.
-            });
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(counter.fetch_add(1, Ordering::SeqCst), stream));
         }
     });
     (addr, accepted)
+}
+
+/// Reads a bodiless request's head; `false` once the connection has closed.
+async fn read_head(stream: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read_exact(&mut byte).await.is_err() {
+            return false;
+        }
+        head.push(byte[0]);
+    }
+    true
+}
+
+/// An upstream that answers the first request of each connection, keeps the connection, and
+/// closes it when the next request comes: its keep-alive ending just as the gateway sends on it.
+/// Counts the connections it accepted.
+async fn closing_after_one_request() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    raw_server(|_, mut stream| async move {
+        if read_head(&mut stream).await {
+            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            if stream.write_all(reply).await.is_ok() {
+                // Dropped once the next request's head is in: closed under it, unanswered.
+                read_head(&mut stream).await;
+            }
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -267,37 +280,23 @@ async fn a_get_lost_on_a_connection_the_upstream_just_closed_is_sent_again() {
 /// connections land on a backend that answers 503 to everything (after 100 ms), every later one
 /// on a healthy backend. Counts the connections it accepted.
 async fn one_address_two_backends(sick: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let is_sick = counter.fetch_add(1, Ordering::SeqCst) < sick;
-            let reply: &[u8] = match is_sick {
-                true => b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nsick",
-                false => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
-            };
-            tokio::spawn(async move {
-                // Bodiless requests, kept alive: each head gets the backend's answer.
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while stream.read_exact(&mut byte).await.is_ok() {
-                    head.push(byte[0]);
-                    if head.ends_with(b"\r\n\r\n") {
-                        head.clear();
-                        if is_sick {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        if stream.write_all(reply).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
+    raw_server(move |number, mut stream| async move {
+        let is_sick = number < sick;
+        let reply: &[u8] = match is_sick {
+            true => b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nsick",
+            false => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        };
+        // Kept alive: each request gets the backend's answer.
+        while read_head(&mut stream).await {
+            if is_sick {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if stream.write_all(reply).await.is_err() {
+                return;
+            }
         }
-    });
-    (addr, accepted)
+    })
+    .await
 }
 
 #[tokio::test]
