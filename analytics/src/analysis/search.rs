@@ -121,14 +121,14 @@ pub fn search(conn: &Connection, search: &Search, limit: usize) -> duckdb::Resul
         )?;
         requests.extend(older);
     }
-    let next = (requests.len() > limit).then(|| {
-        requests.truncate(limit);
-        requests.last().map(Cursor::of)
-    });
-    Ok(Page {
-        requests,
-        next: next.flatten(),
-    })
+    let next = match requests.len() > limit {
+        true => {
+            requests.truncate(limit);
+            requests.last().map(Cursor::of)
+        }
+        false => None,
+    };
+    Ok(Page { requests, next })
 }
 
 /// The requests that meet `search` in `[since_us, before_us)`, latest first.

@@ -1,7 +1,8 @@
 //! The anomalies the gateway detected, with example requests from each and a link to the list of
 //! the requests that made it.
 
-use super::{query_value, read, render, segment, PageError, Shared};
+use super::search_form::Form;
+use super::{read, render, segment, PageError, Shared};
 use crate::format::{clock_minute, count, duration, percent};
 use askama::Template;
 use axum::extract::State;
@@ -109,15 +110,24 @@ fn requests_behind(a: &Anomaly) -> String {
     let since_ms = a.start_us / 1_000;
     // `until` takes in its whole millisecond: the last one of the anomaly's last minute.
     let until_ms = (a.last_minute_us + MINUTE_US) / 1_000 - 1;
-    let kept = match a.metric {
-        Metric::ErrorRatio => "&status=failed".to_owned(),
-        Metric::P99Latency => format!("&slower_than={}us", a.expected.max(0.0).round() as u64),
-        Metric::RequestRate => String::new(),
+    let window = Form {
+        route: a.route.clone(),
+        since: since_ms.to_string(),
+        until: until_ms.to_string(),
+        ..Form::default()
     };
-    format!(
-        "/dashboard/requests?route={}&since={since_ms}&until={until_ms}{kept}",
-        query_value(&a.route)
-    )
+    let search = match a.metric {
+        Metric::ErrorRatio => Form {
+            status: "failed".into(),
+            ..window
+        },
+        Metric::P99Latency => Form {
+            slower_than: format!("{}us", a.expected.max(0.0).round() as u64),
+            ..window
+        },
+        Metric::RequestRate => window,
+    };
+    search.address(None)
 }
 
 fn metric_label(metric: Metric) -> &'static str {

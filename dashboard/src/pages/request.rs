@@ -1,6 +1,7 @@
 //! One request, by request id or trace id: its figures and the waterfall of its path.
 
-use super::{fragment, query_value, read, render, segment, PageError, Shared};
+use super::search_form::Form;
+use super::{fragment, read, render, segment, PageError, Shared};
 use crate::chart::{Span, Waterfall};
 use crate::format::{bytes, duration, grpc_code, timestamp};
 use askama::Template;
@@ -124,11 +125,11 @@ fn fields(r: &RequestRow) -> Vec<Field> {
         value,
         link: None,
     };
-    // A field the list of requests can search by, under the same name.
-    let searchable = |name: &'static str, value: &str| Field {
+    // A field the list of requests can search by: its link lists the requests that share it.
+    let searchable = |name: &'static str, value: &str, search: Form| Field {
         name,
         value: value.to_owned(),
-        link: Some(format!("/dashboard/requests?{name}={}", query_value(value))),
+        link: Some(search.address(None)),
     };
     let route = r.route.as_deref().unwrap_or(UNMATCHED_ROUTE);
     vec![
@@ -144,9 +145,23 @@ fn fields(r: &RequestRow) -> Vec<Field> {
         plain("gRPC status", r.grpc_status.map_or_else(|| "–".into(), grpc_code)),
         plain("instance", or_none(&r.instance)),
         plain("trace id", or_none(&r.trace_id)),
-        searchable("client", &r.client_ip),
+        searchable(
+            "client",
+            &r.client_ip,
+            Form {
+                client: r.client_ip.clone(),
+                ..Form::default()
+            },
+        ),
         match &r.consumer {
-            Some(consumer) => searchable("consumer", consumer),
+            Some(consumer) => searchable(
+                "consumer",
+                consumer,
+                Form {
+                    consumer: consumer.clone(),
+                    ..Form::default()
+                },
+            ),
             None => plain("consumer", "–".into()),
         },
         plain("variant", or_none(&r.variant)),

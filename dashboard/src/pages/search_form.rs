@@ -82,15 +82,16 @@ impl Form {
     /// The address of the list with this search, from `after` on.
     pub(super) fn address(&self, after: Option<Cursor>) -> String {
         let after = after.map(|cursor| cursor.to_string()).unwrap_or_default();
+        // Where and when first, then what: an anomaly's link reads `route`, its window, its kind.
         let fields = [
             ("route", self.route.trim()),
+            ("since", self.since.trim()),
+            ("until", self.until.trim()),
             ("status", self.status.trim()),
             ("slower_than", self.slower_than.trim()),
             ("path", self.path.trim()),
             ("client", self.client.trim()),
             ("consumer", self.consumer.trim()),
-            ("since", self.since.trim()),
-            ("until", self.until.trim()),
             ("after", after.as_str()),
         ];
         let query: Vec<String> = fields

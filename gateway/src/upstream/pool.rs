@@ -224,7 +224,8 @@ impl ConnectionPool {
         target: Target<'_>,
         mut request: Request<UpstreamBody>,
     ) -> Result<Exchange, Failed> {
-        while let Some(idle) = self.idle.pop().filter(|_| !target.fresh) {
+        // A fresh connection leaves the idle ones in the pool for other requests.
+        while let Some(idle) = (!target.fresh).then(|| self.idle.pop()).flatten() {
             let idle_for = idle.since.elapsed();
             if idle_for > IDLE_TIMEOUT || idle.sender.is_closed() {
                 continue;
