@@ -18,6 +18,7 @@ mod edge;
 mod grpc;
 mod probe;
 mod proxy;
+mod query;
 mod ratelimit;
 mod routing;
 mod server;

@@ -14,8 +14,9 @@ use super::error::Problems;
 use super::raw::{RawConfig, RawTraces};
 use super::values::{duration, priority, socket_addr};
 use super::{AccessLogTarget, Config, ConfigErrors, Listeners, OtlpProtocol, TraceSettings};
-use crate::routing::RouteTable;
+use crate::routing::{Route, RouteTable};
 use crate::stats::Registry;
+use crate::traces::QuerySecrets;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,6 +119,7 @@ pub(super) fn build(
         cache: cache.as_ref(),
     };
     let routes = build_routes(&mut p, &raw.routes, &shared);
+    let query_secrets = Arc::new(QuerySecrets::new(routes.iter().filter_map(api_key_param)));
     let config = Config {
         listeners,
         tls,
@@ -135,11 +137,17 @@ pub(super) fn build(
             unmatched: registry.unmatched(),
             head_limits,
             trusted_proxies,
+            query_secrets,
         }),
         registry,
     };
     check_admin_exposure(&mut p, &raw, &config);
     p.finish(config)
+}
+
+/// The query parameter `route` reads an API key from, if any.
+fn api_key_param(route: &Route) -> Option<&str> {
+    route.auth.as_ref()?.api_key.as_ref()?.query.as_deref()
 }
 
 /// An admin listener off loopback must be protected by a token.

@@ -2,17 +2,21 @@
 //! whether the route admits them: 401 with a `WWW-Authenticate` challenge without valid
 //! credentials, 403 when they are valid but not enough (consumer, group, scope, claim). The
 //! consumer is recorded for the event, the consumer metric, the rate limit's key and
-//! `${consumer}`. Credentials are removed before the request goes on, and so are the headers a
-//! provider forwards claims in, so a client can never set them itself.
+//! `${consumer}`. Credentials (a key's header or query parameter, a token) are removed before the
+//! request goes on, and so are the headers a provider forwards claims in, so a client can never
+//! set them itself.
 
 use super::context::RequestContext;
 use super::error::ProxyError;
 use crate::auth::jwt::{claim_text, Provider};
 use crate::auth::{Identity, RouteAuth, Verdict};
+use crate::query::{self, Edit};
 use crate::routing::RouteMatch;
 use http::header::{HeaderValue, AUTHORIZATION};
 use http::request::Parts;
+use http::uri::{PathAndQuery, Uri};
 use lookout_analytics::StepKind;
+use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
@@ -21,7 +25,7 @@ use std::time::Instant;
 static OTHER_CONSUMER: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("other"));
 
 pub(super) async fn run(
-    matched: &RouteMatch<'_>,
+    matched: &mut RouteMatch<'_>,
     parts: &mut Parts,
     ctx: &mut RequestContext,
 ) -> Result<(), ProxyError> {
@@ -31,7 +35,7 @@ pub(super) async fn run(
     let started = Instant::now();
     let verdict = auth.check(parts).await;
     ctx.step(StepKind::Authenticate, started);
-    strip_credentials(auth, parts);
+    strip_credentials(auth, parts, &mut matched.upstream_path)?;
     match verdict {
         Verdict::Anonymous => Ok(()),
         Verdict::Admitted(identity) => {
@@ -66,9 +70,19 @@ fn note(identity: Identity, ctx: &mut RequestContext) {
     ctx.consumer = Some(identity.name);
 }
 
-fn strip_credentials(auth: &RouteAuth, parts: &mut Parts) {
-    if let Some(header) = auth.api_key.as_ref().and_then(|place| place.header.as_ref()) {
-        parts.headers.remove(header);
+/// `upstream_path`: the route's rewrite of the path, which carries the client's query.
+fn strip_credentials(
+    auth: &RouteAuth,
+    parts: &mut Parts,
+    upstream_path: &mut Option<String>,
+) -> Result<(), ProxyError> {
+    if let Some(place) = &auth.api_key {
+        if let Some(header) = &place.header {
+            parts.headers.remove(header);
+        }
+        if let Some(name) = &place.query {
+            remove_query_param(name, parts, upstream_path)?;
+        }
     }
     if let Some(provider) = &auth.jwt {
         if !provider.forward_token {
@@ -78,6 +92,46 @@ fn strip_credentials(auth: &RouteAuth, parts: &mut Parts) {
             parts.headers.remove(header);
         }
     }
+    Ok(())
+}
+
+/// Takes every `name` parameter out of the query the request goes on with, leaving the rest as
+/// the client wrote it. Nothing is copied when the query has none.
+fn remove_query_param(
+    name: &str,
+    parts: &mut Parts,
+    upstream_path: &mut Option<String>,
+) -> Result<(), ProxyError> {
+    let remove = |param: &str| match param == name {
+        true => Edit::Remove,
+        false => Edit::Keep,
+    };
+    if let Some(Cow::Owned(rest)) = parts.uri.query().map(|q| query::edit(q, remove)) {
+        let target = with_query(parts.uri.path(), &rest);
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.path_and_query = Some(PathAndQuery::try_from(target).map_err(|_| invalid())?);
+        parts.uri = Uri::from_parts(uri).map_err(|_| invalid())?;
+    }
+    if let Some(rewritten) = upstream_path {
+        if let Some((path, q)) = rewritten.split_once('?') {
+            if let Cow::Owned(rest) = query::edit(q, remove) {
+                *rewritten = with_query(path, &rest);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn with_query(path: &str, query: &str) -> String {
+    match query.is_empty() {
+        true => path.to_owned(),
+        false => format!("{path}?{query}"),
+    }
+}
+
+/// Never met: dropping whole parameters keeps a valid target valid.
+fn invalid() -> ProxyError {
+    ProxyError::BadRequest("the request target could not be rewritten without its API key")
 }
 
 fn forward_claims(provider: &Provider, identity: &Identity, parts: &mut Parts) {

@@ -16,7 +16,7 @@ use crate::body::{declared_larger_than, PooledBody};
 use crate::cache::Ticket;
 use crate::compose::{merged_body, Call, CallError, Composition, Inputs, OnError};
 use crate::routing::Route;
-use crate::traces::{random_span_id, RequestTrace};
+use crate::traces::{random_span_id, AttemptSpan, RequestTrace};
 use crate::upstream::one_shot::{self, Failure};
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
@@ -72,7 +72,7 @@ struct Env<'a> {
 struct Finished {
     result: Result<CallResult, CallError>,
     step: PathStep,
-    span: Option<SpanId>,
+    span: Option<AttemptSpan>,
 }
 
 struct CallResult {
@@ -141,11 +141,15 @@ async fn make_call<'a>(
 impl Env<'_> {
     async fn send(&self, call: &Call, path: http::uri::PathAndQuery, span: Option<SpanId>) -> Finished {
         let started = Instant::now();
+        let span = span.map(|id| AttemptSpan {
+            id,
+            target: Some(path.clone()),
+        });
         let mut request = Request::new(Either::Right(Full::new(Bytes::new())));
         *request.uri_mut() = path.into();
         *request.headers_mut() = self.headers.clone();
-        if let (Some(trace), Some(span)) = (self.trace, span) {
-            trace.inject(span, request.headers_mut());
+        if let (Some(trace), Some(span)) = (self.trace, &span) {
+            trace.inject(span.id, request.headers_mut());
         }
         let deadline = (Deadline::now() + call.timeout).min(self.deadline);
         let wait = deadline.saturating_duration_since(Deadline::now());
@@ -165,6 +169,7 @@ impl Env<'_> {
 
     /// A call that was not sent: a call it needs failed, or its path could not be made.
     fn unsent(&self, call: &Call, error: CallError, span: Option<SpanId>) -> Finished {
+        let span = span.map(|id| AttemptSpan { id, target: None });
         finish(call, Err(error), self.step(call, Instant::now()), span)
     }
 
@@ -181,7 +186,7 @@ fn finish(
     call: &Call,
     result: Result<CallResult, CallError>,
     mut step: PathStep,
-    span: Option<SpanId>,
+    span: Option<AttemptSpan>,
 ) -> Finished {
     let code = result.as_ref().err().map(CallError::code);
     call.counters.count(code.unwrap_or("ok"));
@@ -247,8 +252,8 @@ fn note_calls(composition: &Composition, finished: &[Option<Arc<Finished>>], ctx
         };
         ctx.attempts += u32::from(done.step.instance.is_some());
         ctx.steps.push(done.step.clone());
-        if let (Some(trace), Some(span)) = (ctx.trace.as_mut(), done.span) {
-            trace.attempt_spans.push(span);
+        if let (Some(trace), Some(span)) = (ctx.trace.as_mut(), &done.span) {
+            trace.attempt_spans.push(span.clone());
         }
     }
 }

@@ -83,7 +83,7 @@ pub(crate) async fn serve(
     let trace = state
         .tracing
         .as_ref()
-        .map(|tracing| RequestTrace::begin(tracing, request.headers()));
+        .map(|tracing| RequestTrace::begin(tracing, request.uri(), request.headers()));
     // Boxed: the response body carries the context to the end of the request, and hyper moves
     // that body several times; 8 bytes move instead of 800.
     let mut ctx = Box::new(RequestContext::start(&request, conn, state));
@@ -140,7 +140,7 @@ async fn past_the_route(
         return Ok(Answer::Whole(preflight));
     }
     let body = request_limits::guard_body(route, &parts, body, ctx)?;
-    authenticate::run(&matched, &mut parts, ctx).await?;
+    authenticate::run(&mut matched, &mut parts, ctx).await?;
     rate_limit::run(&matched, &parts, ctx).await?;
     let body = attack_filter::run(route, &parts, body, ctx).await?;
     let ticket = match cache_lookup::run(&matched, &parts, ctx) {

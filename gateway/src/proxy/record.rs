@@ -8,6 +8,7 @@
 //! "client closed request").
 
 use super::context::{method_name, version_names, RequestContext};
+use super::ProxyState;
 use crate::cache::FetchedBody;
 use crate::grpc::GrpcStatus;
 use crate::traces::{Finished, RequestTrace};
@@ -132,7 +133,7 @@ impl RequestContext {
         }
         let trace_id = self.trace.as_ref().map(|t| TraceId(t.trace_id.to_bytes()));
         if let Some(trace) = self.trace.take() {
-            export_trace(trace, self, status, duration, error_kind);
+            export_trace(trace, &state, self, status, duration, error_kind);
         }
         if !state.events.is_on() {
             return;
@@ -178,6 +179,7 @@ impl RequestContext {
 /// need is copied only for the requests that are kept.
 fn export_trace(
     trace: RequestTrace,
+    state: &ProxyState,
     ctx: &RequestContext,
     status: u16,
     duration: Duration,
@@ -201,5 +203,8 @@ fn export_trace(
         grpc_status: ctx.grpc_status,
         request_id: ctx.request_id.clone(),
         steps: ctx.steps.clone(),
+        // The table now in force: after a reload, a request served by the one before is
+        // redacted by the new one's rules.
+        query_secrets: state.routes.load().query_secrets.clone(),
     });
 }

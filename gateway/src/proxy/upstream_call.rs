@@ -12,7 +12,7 @@ use super::forward_headers;
 use super::upgrade;
 use crate::body::{ClientBody, PooledBody, RequestBody, UpstreamBody};
 use crate::routing::RouteMatch;
-use crate::traces::random_span_id;
+use crate::traces::{random_span_id, AttemptSpan};
 use crate::upstream::one_shot::{exchange_until, Exchanged, Failure, Unanswered};
 use crate::upstream::{balancer_key, is_idempotent, ms_at, Instance, Protocol, Upstream};
 use bytes::Bytes;
@@ -24,7 +24,6 @@ use http_body::Body;
 use http_body_util::{Either, Full};
 use hyper::upgrade::OnUpgrade;
 use lookout_analytics::StepKind;
-use opentelemetry::trace::SpanId;
 use std::time::{Duration, Instant};
 use tokio::time::Instant as Deadline;
 
@@ -291,9 +290,12 @@ async fn attempt(
     instance.give_host(request.headers_mut());
     // The attempt's span id goes upstream in `traceparent`, so the upstream's spans join the trace.
     let span = ctx.trace.as_ref().map(|trace| {
-        let span = random_span_id();
-        trace.inject(span, request.headers_mut());
-        span
+        let id = random_span_id();
+        trace.inject(id, request.headers_mut());
+        AttemptSpan {
+            id,
+            target: request.uri().path_and_query().cloned(),
+        }
     });
     let exchange = exchange_until(instance, upstream.connect_timeout, request, deadline, again);
     let outcome = match exchange.await {
@@ -337,7 +339,7 @@ fn note_attempt(
     outcome: &Outcome,
     sent: Instant,
     answered: Instant,
-    span: Option<SpanId>,
+    span: Option<AttemptSpan>,
 ) {
     if let Outcome::Response(_) = outcome {
         instance.latency.record(ctx.upstream_ttfb);

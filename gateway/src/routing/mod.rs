@@ -24,6 +24,7 @@ use crate::edge::ip::TrustedProxies;
 use crate::edge::{EdgePolicy, HeadLimits};
 use crate::ratelimit::RateLimit;
 use crate::stats::RouteStats;
+use crate::traces::QuerySecrets;
 use crate::transform::Transform;
 use crate::upstream::Upstream;
 use http::header::HeaderValue;
@@ -43,6 +44,8 @@ pub struct RouteTable {
     pub(crate) head_limits: HeadLimits,
     /// Whose `X-Forwarded-For` names the client.
     pub(crate) trusted_proxies: TrustedProxies,
+    /// The query parameters that carry credentials, which spans redact.
+    pub(crate) query_secrets: Arc<QuerySecrets>,
 }
 
 #[derive(Debug)]

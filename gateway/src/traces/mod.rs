@@ -5,10 +5,12 @@
 //! exports them over OTLP in batches, never on the proxy's thread, and never woken by it.
 
 mod exporter;
+mod redact;
 mod request;
 mod spans;
 
-pub(crate) use request::{random_span_id, RequestTrace};
+pub(crate) use redact::QuerySecrets;
+pub(crate) use request::{random_span_id, AttemptSpan, RequestTrace};
 pub(crate) use spans::Finished;
 
 use crate::config::TraceSettings;

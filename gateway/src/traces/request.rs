@@ -5,7 +5,8 @@
 use super::spans::{Finished, KeptTrace};
 use super::Tracing;
 use http::header::{HeaderName, HeaderValue};
-use http::HeaderMap;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Uri};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceId};
 use opentelemetry_http::HeaderExtractor;
@@ -13,9 +14,18 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use smallvec::SmallVec;
 use std::sync::Arc;
 
-/// The span ids of a request's upstream attempts (or composition calls), in order. Inline for the
+/// The spans of a request's upstream attempts (or composition calls), in order. Inline for the
 /// usual one or two, so that tracing a request takes no heap block for them.
-pub(crate) type AttemptSpans = SmallVec<[SpanId; 2]>;
+pub(crate) type AttemptSpans = SmallVec<[AttemptSpan; 2]>;
+
+/// An upstream attempt's (or composition call's) span id, given before it is sent, and the
+/// request target it sent, for its `url.full` (`None` for a call never sent). The target is the
+/// request's own, shared: a reference count, not a copy.
+#[derive(Clone)]
+pub(crate) struct AttemptSpan {
+    pub(crate) id: SpanId,
+    pub(crate) target: Option<PathAndQuery>,
+}
 
 pub(crate) struct RequestTrace {
     pub(crate) tracing: Arc<Tracing>,
@@ -25,16 +35,19 @@ pub(crate) struct RequestTrace {
     pub(crate) parent: Option<SpanContext>,
     /// The head decision: parent-based, else the configured ratio.
     pub(crate) sampled: bool,
-    /// The span id given to each upstream attempt, in order.
+    /// The span given to each upstream attempt, in order.
     pub(crate) attempt_spans: AttemptSpans,
     /// The client's `User-Agent`, for the server span: the header's own bytes, shared, as the
     /// request takes its headers upstream.
     user_agent: Option<HeaderValue>,
+    /// The client's request target when it has a query, for the server span's `url.query`:
+    /// shared too.
+    client_target: Option<PathAndQuery>,
 }
 
 impl RequestTrace {
     /// Continues the client's trace (W3C `traceparent`/`tracestate`) or starts one.
-    pub(crate) fn begin(tracing: &Arc<Tracing>, headers: &HeaderMap) -> RequestTrace {
+    pub(crate) fn begin(tracing: &Arc<Tracing>, uri: &Uri, headers: &HeaderMap) -> RequestTrace {
         // Most requests carry no trace context: skip the propagator's parsing for them.
         let parent = headers.contains_key(TRACEPARENT).then(|| {
             let propagated = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
@@ -53,6 +66,7 @@ impl RequestTrace {
             sampled,
             attempt_spans: AttemptSpans::new(),
             user_agent: headers.get(http::header::USER_AGENT).cloned(),
+            client_target: uri.path_and_query().filter(|t| t.query().is_some()).cloned(),
         }
     }
 
@@ -87,6 +101,7 @@ impl RequestTrace {
             parent,
             attempt_spans,
             user_agent,
+            client_target,
             ..
         } = self;
         tracing.offer(KeptTrace {
@@ -95,6 +110,7 @@ impl RequestTrace {
             parent,
             attempt_spans,
             user_agent,
+            client_target,
             finished: finished(),
         });
     }

@@ -3,9 +3,11 @@
 //! phase, and one client span per upstream attempt or composition call. Attributes follow the
 //! OpenTelemetry HTTP semantic conventions.
 
-use super::request::AttemptSpans;
+use super::redact::QuerySecrets;
+use super::request::{AttemptSpan, AttemptSpans};
 use crate::grpc::GrpcStatus;
 use compact_str::CompactString;
+use http::uri::PathAndQuery;
 use lookout_analytics::{PathStep, PathSteps, StepKind};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue};
@@ -37,6 +39,8 @@ pub(crate) struct Finished {
     pub(crate) grpc_status: Option<GrpcStatus>,
     pub(crate) request_id: http::HeaderValue,
     pub(crate) steps: PathSteps,
+    /// The query parameters whose values the spans' URLs leave out.
+    pub(crate) query_secrets: Arc<QuerySecrets>,
 }
 
 /// A kept request, queued for the exporter: its ids, and what it looked like.
@@ -49,6 +53,8 @@ pub(super) struct KeptTrace {
     pub(super) attempt_spans: AttemptSpans,
     /// The client's `User-Agent`.
     pub(super) user_agent: Option<http::HeaderValue>,
+    /// The client's request target, when it has a query.
+    pub(super) client_target: Option<PathAndQuery>,
     pub(super) finished: Finished,
 }
 
@@ -60,6 +66,7 @@ pub(super) fn build(kept: KeptTrace, scope: &InstrumentationScope, out: &mut Vec
         parent,
         attempt_spans,
         user_agent,
+        client_target,
         finished: done,
     } = kept;
     let parent_id = parent.as_ref().map_or(SpanId::INVALID, SpanContext::span_id);
@@ -69,20 +76,27 @@ pub(super) fn build(kept: KeptTrace, scope: &InstrumentationScope, out: &mut Vec
             .attributes
             .push(KeyValue::new("user_agent.original", agent.to_owned()));
     }
+    if let Some(query) = client_target.as_ref().and_then(PathAndQuery::query) {
+        let query = done.query_secrets.redact(query).into_owned();
+        parts.attributes.push(KeyValue::new("url.query", query));
+    }
     let mut server = span_data(trace_id, parent_id, parts, scope);
     server.parent_span_is_remote = parent.is_some();
     out.push(server);
     let mut attempt_spans = attempt_spans.into_iter();
     let mut attempts = 0;
     for step in &done.steps {
-        let id = match step.kind {
+        let span = match step.kind {
             StepKind::UpstreamAttempt | StepKind::ComposeCall => match attempt_spans.next() {
-                Some(id) => id,
+                Some(span) => span,
                 None => continue,
             },
-            _ => super::random_span_id(),
+            _ => AttemptSpan {
+                id: super::random_span_id(),
+                target: None,
+            },
         };
-        let parts = child_parts(&done, step, id, &mut attempts);
+        let parts = child_parts(&done, step, span, &mut attempts);
         out.push(span_data(trace_id, server_span, parts, scope));
     }
 }
@@ -142,7 +156,13 @@ fn server_parts(done: &Finished, id: SpanId) -> SpanParts {
 
 /// A step's span: internal for the gateway's own phases, a client span for each call upstream
 /// (`attempts` counts the upstream attempts so far, for the resend count).
-fn child_parts(done: &Finished, step: &PathStep, id: SpanId, attempts: &mut usize) -> SpanParts {
+fn child_parts(done: &Finished, step: &PathStep, span: AttemptSpan, attempts: &mut usize) -> SpanParts {
+    let AttemptSpan { id, target } = span;
+    let call = Call {
+        step,
+        target: target.as_ref(),
+        secrets: &done.query_secrets,
+    };
     let (kind, name, attributes): (_, Cow<'static, str>, _) = match step.kind {
         StepKind::RouteMatch => {
             let attributes = done
@@ -164,14 +184,14 @@ fn child_parts(done: &Finished, step: &PathStep, id: SpanId, attempts: &mut usiz
                 done.method,
                 done.upstream.as_deref().unwrap_or("upstream")
             );
-            let attributes = attempt_attributes(done.method.as_str(), step, *attempts - 1);
+            let attributes = call.attributes(done.method.as_str(), *attempts - 1);
             (SpanKind::Client, name.into(), attributes)
         }
         StepKind::ComposeCall => {
-            let call = step.name.as_deref().unwrap_or("call");
-            let mut attributes = attempt_attributes("GET", step, 0);
-            attributes.push(KeyValue::new("lookout.compose.call", call.to_owned()));
-            (SpanKind::Client, format!("GET {call}").into(), attributes)
+            let name = step.name.as_deref().unwrap_or("call");
+            let mut attributes = call.attributes("GET", 0);
+            attributes.push(KeyValue::new("lookout.compose.call", name.to_owned()));
+            (SpanKind::Client, format!("GET {name}").into(), attributes)
         }
     };
     SpanParts {
@@ -257,27 +277,60 @@ fn host_and_port(instance: &str) -> (&str, Option<i64>) {
     (host, port)
 }
 
-fn attempt_attributes(method: &str, attempt: &PathStep, number: usize) -> Vec<KeyValue> {
-    let instance = attempt.instance.as_deref().unwrap_or_default();
-    let (host, port) = host_and_port(instance);
-    let mut attributes = vec![
-        KeyValue::new("http.request.method", method.to_owned()),
-        KeyValue::new("server.address", host.to_owned()),
-        KeyValue::new("lookout.instance", instance.to_owned()),
-    ];
-    if let Some(port) = port {
-        attributes.push(KeyValue::new("server.port", port));
+/// A call upstream (an attempt or a composition call), as its client span shows it.
+struct Call<'a> {
+    step: &'a PathStep,
+    /// What it sent: its path and query.
+    target: Option<&'a PathAndQuery>,
+    secrets: &'a QuerySecrets,
+}
+
+impl Call<'_> {
+    /// `number`: how many times the request was sent before.
+    fn attributes(&self, method: &str, number: usize) -> Vec<KeyValue> {
+        let instance = self.step.instance.as_deref().unwrap_or_default();
+        let (host, port) = host_and_port(instance);
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", method.to_owned()),
+            KeyValue::new("server.address", host.to_owned()),
+            KeyValue::new("lookout.instance", instance.to_owned()),
+        ];
+        if let Some(port) = port {
+            attributes.push(KeyValue::new("server.port", port));
+        }
+        if let Some(url) = self.url(instance) {
+            attributes.push(KeyValue::new("url.full", url));
+        }
+        if number > 0 {
+            attributes.push(KeyValue::new("http.request.resend_count", number as i64));
+        }
+        if let Some(status) = self.step.status {
+            attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
+        }
+        if let Some(error) = self.step.error {
+            attributes.push(KeyValue::new("error.type", error));
+        }
+        attributes
     }
-    if number > 0 {
-        attributes.push(KeyValue::new("http.request.resend_count", number as i64));
+
+    /// The URL sent to `instance` (`10.0.0.7:8080` or `https://api.internal:443`), its secret
+    /// query values redacted; `None` when nothing was sent.
+    fn url(&self, instance: &str) -> Option<String> {
+        let target = self.target.filter(|_| !instance.is_empty())?;
+        let scheme = match instance.starts_with("https://") {
+            true => "",
+            false => "http://",
+        };
+        let url = match target.query() {
+            Some(query) => format!(
+                "{scheme}{instance}{}?{}",
+                target.path(),
+                self.secrets.redact(query)
+            ),
+            None => format!("{scheme}{instance}{}", target.path()),
+        };
+        Some(url)
     }
-    if let Some(status) = attempt.status {
-        attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
-    }
-    if let Some(error) = attempt.error {
-        attributes.push(KeyValue::new("error.type", error));
-    }
-    attributes
 }
 
 #[cfg(test)]
@@ -295,5 +348,31 @@ mod tests {
         assert_eq!(host_and_port("https://[fd00::7]:8443"), ("fd00::7", Some(8443)));
         assert_eq!(host_and_port("[::1]"), ("::1", None));
         assert_eq!(host_and_port(""), ("", None));
+    }
+
+    #[test]
+    fn a_call_url_names_its_instance_and_redacts_the_query() {
+        let secrets = QuerySecrets::new(["key"]);
+        let step = PathStep::timed(StepKind::UpstreamAttempt, 0, 0);
+        let target = PathAndQuery::from_static("/v1/a%20b?key=k&x=1");
+        let call = Call {
+            step: &step,
+            target: Some(&target),
+            secrets: &secrets,
+        };
+        let query = "?key=REDACTED&x=1";
+        for (instance, url) in [
+            ("10.0.0.7:8080", format!("http://10.0.0.7:8080/v1/a%20b{query}")),
+            (
+                "https://api.internal:443",
+                format!("https://api.internal:443/v1/a%20b{query}"),
+            ),
+            ("[::1]:8080", format!("http://[::1]:8080/v1/a%20b{query}")),
+        ] {
+            assert_eq!(call.url(instance), Some(url));
+        }
+        assert_eq!(call.url(""), None, "no instance was reached");
+        let unsent = Call { target: None, ..call };
+        assert_eq!(unsent.url("10.0.0.7:8080"), None);
     }
 }

@@ -27,6 +27,9 @@ async fn gateway(upstream: &TestUpstream) -> Gateway {
          - name: limited\n    match: {{ prefix: /limited }}\n    upstream: svc\n    \
            auth: {{ api_key: {{ query: key }} }}\n    \
            rate_limit: {{ rate: 1/min, burst: 2, key: consumer }}\n  \
+         - name: renamed\n    match: {{ template: \"/renamed/{{rest}}\" }}\n    \
+           rewrite: \"/v2/{{rest}}\"\n    upstream: svc\n    \
+           auth: {{ api_key: {{ query: key }} }}\n  \
          - name: open\n    upstream: svc\n    auth: {{ optional: true }}\n    \
            transform: {{ request_headers: {{ set: {{ x-consumer: \"${{consumer}}\" }} }} }}\n",
         upstream.addr
@@ -146,6 +149,29 @@ async fn a_consumer_keyed_limit_gives_each_consumer_its_own_budget() {
     assert_eq!(
         missing.headers["www-authenticate"],
         "ApiKey realm=\"lookout\", query=\"key\""
+    );
+}
+
+#[tokio::test]
+async fn a_key_in_the_query_is_taken_out_of_the_query_that_goes_upstream() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = gateway(&upstream).await;
+    let proxy = gateway.proxy_addr();
+    let forwarded = |target: &'static str| async move {
+        let reply = send(proxy, Method::GET, target, &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{target}");
+        body_json(&reply)["path"].clone()
+    };
+    assert_eq!(forwarded("/limited/a?key=acme-key").await, "/limited/a");
+    assert_eq!(
+        forwarded("/limited/b?page=2&k%65y=acme-key&monkey=1&key=acme-key&q=a+b%26c").await,
+        "/limited/b?page=2&monkey=1&q=a+b%26c",
+        "every occurrence, however encoded; the rest as sent"
+    );
+    assert_eq!(
+        forwarded("/renamed/c?key=globex-key&page=3").await,
+        "/v2/c?page=3",
+        "and from a rewritten path, which carries the query"
     );
 }
 

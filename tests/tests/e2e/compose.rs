@@ -8,6 +8,7 @@ use super::metrics::scraped_sample;
 use http::{Method, StatusCode};
 use lookout_gateway::Gateway;
 use lookout_tests::{body_json, send, sql_rows, start_gateway, wait_for_stored, OtlpReceiver, TestUpstream};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Attribute;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::{json, Value};
 
@@ -236,6 +237,12 @@ async fn each_call_is_a_client_span_whose_id_goes_upstream() {
             .expect("traceparent");
         let span_id: String = span.span_id.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(traceparent.split('-').nth(2), Some(span_id.as_str()));
+        let path = body[call]["path"].as_str().expect("the path the upstream saw");
+        assert_eq!(
+            lookout_tests::span_attribute(span, "url.full"),
+            Some(Attribute::StringValue(format!("http://{}{path}", books.addr))),
+            "the call's URL, as sent"
+        );
     }
     let first = spans.iter().find(|s| s.name == "GET first").unwrap();
     let second = spans.iter().find(|s| s.name == "GET second").unwrap();

@@ -152,6 +152,65 @@ async fn spans_form_a_tree_and_the_upstream_joins_the_trace() {
     gateway.shutdown().await;
 }
 
+/// The URLs spans carry: the client's query on the server span, what was sent on each attempt's,
+/// with the API key's parameter and signed URLs' signatures redacted (and the key, taken out
+/// before the request goes upstream, not in the attempt's URL at all).
+#[tokio::test]
+async fn span_urls_show_what_was_sent_without_credentials() {
+    let receiver = OtlpReceiver::grpc().await;
+    let upstream = TestUpstream::start("svc").await;
+    // `lookout hash-key acme-key`.
+    let acme = "sha256:afacab3575137afa4e00d9cbcafcb14c9ae25f779d964eb0ea5b2c4eb5dfd163";
+    let gateway = start_gateway(&format!(
+        "{}consumers:\n  - {{ name: acme, api_keys: [\"{acme}\"] }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\n\
+         routes:\n  - name: book\n    match: {{ template: \"/books/{{id}}\" }}\n    \
+         rewrite: \"/v1/books/{{id}}\"\n    upstream: svc\n    \
+         auth: {{ api_key: {{ query: key }} }}\n",
+        traces_config(&receiver, "grpc", ", sample_ratio: 1.0"),
+        upstream.addr
+    ))
+    .await;
+    let reply = send(
+        gateway.proxy_addr(),
+        Method::GET,
+        "/books/7?lang=en&key=acme-key&sig=c2ln",
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        body_json(&reply)["path"],
+        "/v1/books/7?lang=en&sig=c2ln",
+        "the key stays at the gateway; the rest of the query goes on as sent"
+    );
+    let spans = receiver.wait_for(3).await;
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .expect("server span");
+    assert_eq!(
+        attribute(server, "url.path"),
+        Some(Value::StringValue("/books/7".into()))
+    );
+    assert_eq!(
+        attribute(server, "url.query"),
+        Some(Value::StringValue("lang=en&key=REDACTED&sig=REDACTED".into()))
+    );
+    let attempt = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Client as i32)
+        .expect("client span");
+    assert_eq!(
+        attribute(attempt, "url.full"),
+        Some(Value::StringValue(format!(
+            "http://{}/v1/books/7?lang=en&sig=REDACTED",
+            upstream.addr
+        )))
+    );
+    gateway.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_client_trace_is_continued_over_otlp_http() {
     let receiver = OtlpReceiver::http().await;
