@@ -41,6 +41,9 @@ pub enum Outcome {
     /// As [`RequestRow::failed`]: a 5xx, a gRPC call that failed on the server's side, or an
     /// error at the gateway (`rate_limited`, `no_route`, ...).
     Failed,
+    /// The server errors error ratios count: a 5xx, or a gRPC call that failed on the server's
+    /// side; not the gateway's refusals (429, 401, ...).
+    ServerError,
     /// One status class: `1` to `5` for 1xx to 5xx.
     Class(u8),
 }
@@ -164,6 +167,7 @@ fn read(
     match search.outcome {
         Outcome::Any => {}
         Outcome::Failed => conditions.push(FAILED),
+        Outcome::ServerError => conditions.push(server_error!()),
         Outcome::Class(class) => {
             conditions.push("status // 100 = ?");
             params.push(Value::USmallInt(u16::from(class)));

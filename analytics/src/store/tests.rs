@@ -486,6 +486,10 @@ fn a_search_pages_through_the_requests_it_keeps() {
             ..sample_event(n)
         })
         .collect();
+    // A refusal of the gateway's own, and a gRPC call that failed on the server's side.
+    events[6].status = 429;
+    events[6].error_kind = Some(crate::ErrorKind::RateLimited);
+    events[12].grpc_status = Some(14);
     // Two of the same microsecond, and two from two hours ago.
     for n in 30..34 {
         let timestamp_us = if n < 32 { now - 40_000 } else { now - 7_200_000_000 };
@@ -535,7 +539,19 @@ fn a_search_pages_through_the_requests_it_keeps() {
         outcome: Outcome::Failed,
         ..Search::default()
     };
-    assert_eq!(ids(failed, 4), named(&mut (0..30).step_by(5)));
+    assert_eq!(
+        ids(failed, 4),
+        named(&mut [0, 5, 6, 10, 12, 15, 20, 25].into_iter())
+    );
+    let server_errors = Search {
+        outcome: Outcome::ServerError,
+        ..Search::default()
+    };
+    assert_eq!(
+        ids(server_errors, 4),
+        named(&mut [0, 5, 10, 12, 15, 20, 25].into_iter()),
+        "not the gateway's refusals"
+    );
     let client_errors = Search {
         outcome: Outcome::Class(4),
         route: Some("reviews".into()),

@@ -104,7 +104,7 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
     }))
 }
 
-/// The list of the route's requests in the anomaly's minutes that made it: the failed ones of an
+/// The list of the route's requests in the anomaly's minutes that made it: the server errors of an
 /// error ratio, those slower than the expected p99 of a latency, all of a request rate.
 fn requests_behind(a: &Anomaly) -> String {
     let since_ms = a.start_us / 1_000;
@@ -118,7 +118,7 @@ fn requests_behind(a: &Anomaly) -> String {
     };
     let search = match a.metric {
         Metric::ErrorRatio => Form {
-            status: "failed".into(),
+            status: "server_error".into(),
             ..window
         },
         Metric::P99Latency => Form {
@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(requests_behind(&anomaly(Metric::RequestRate)), window);
         assert_eq!(
             requests_behind(&anomaly(Metric::ErrorRatio)),
-            format!("{window}&status=failed")
+            format!("{window}&status=server_error")
         );
         assert_eq!(
             requests_behind(&anomaly(Metric::P99Latency)),

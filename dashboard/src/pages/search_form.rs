@@ -8,9 +8,10 @@ use std::net::IpAddr;
 use std::time::UNIX_EPOCH;
 
 /// The status choices: the value in the address, and what the form shows.
-pub(super) const STATUSES: [(&str, &str); 7] = [
+pub(super) const STATUSES: [(&str, &str); 8] = [
     ("", "any status"),
     ("failed", "failed: 5xx or the gateway's error"),
+    ("server_error", "server errors: 5xx or a failed gRPC call"),
     ("1xx", "1xx"),
     ("2xx", "2xx"),
     ("3xx", "3xx"),
@@ -136,6 +137,7 @@ fn outcome_of(status: &str) -> Result<Outcome, String> {
     match status {
         "any" => Ok(Outcome::Any),
         "failed" => Ok(Outcome::Failed),
+        "server_error" => Ok(Outcome::ServerError),
         _ => class().ok_or_else(|| {
             let choices: Vec<_> = STATUSES.iter().skip(1).map(|(value, _)| *value).collect();
             format!("expected one of {}, got {status:?}", choices.join(", "))
@@ -288,7 +290,7 @@ mod tests {
             "{problems:?}"
         );
         assert!(
-            problems[0].contains("failed, 1xx, 2xx, 3xx, 4xx, 5xx, got \"6xx\""),
+            problems[0].contains("failed, server_error, 1xx, 2xx, 3xx, 4xx, 5xx, got \"6xx\""),
             "{problems:?}"
         );
         assert!(problems[1].contains("250ms"), "{problems:?}");
@@ -301,6 +303,7 @@ mod tests {
             assert!(outcome_of(status).is_err(), "{status}");
         }
         assert_eq!(outcome_of("failed"), Ok(Outcome::Failed));
+        assert_eq!(outcome_of("server_error"), Ok(Outcome::ServerError));
         assert_eq!(outcome_of("any"), Ok(Outcome::Any));
     }
 

@@ -121,6 +121,18 @@ async fn the_list_of_requests_filters_and_pages_through_the_store() {
         every_page(admin, "/dashboard/requests?route=unmatched").await,
         named("lost", 0..3)
     );
+    let mut failed = named("lost", 0..3);
+    failed.extend(named("fail", 0..5));
+    assert_eq!(
+        every_page(admin, "/dashboard/requests?status=failed").await,
+        failed,
+        "the 503s and the gateway's 404s"
+    );
+    assert_eq!(
+        every_page(admin, "/dashboard/requests?status=server_error").await,
+        named("fail", 0..5),
+        "the 503s only"
+    );
     let mut ones = named("list", 10..20);
     ones.push("list-01".into());
     assert_eq!(
