@@ -299,6 +299,43 @@ async fn one_address_two_backends(sick: usize) -> (std::net::SocketAddr, Arc<Ato
     .await
 }
 
+/// One address in front of two test upstreams, balancing connections as a Kubernetes Service
+/// does: the first `sick` connections are spliced to `failing`, every later one to `healthy`.
+/// Counts the connections it accepted.
+async fn service_of(
+    sick: usize,
+    failing: std::net::SocketAddr,
+    healthy: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    raw_server(move |number, mut client| async move {
+        let backend = if number < sick { failing } else { healthy };
+        if let Ok(mut server) = TcpStream::connect(backend).await {
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_http2_retry_to_a_lone_address_takes_a_new_connection() {
+    let failing = TestUpstream::start("failing").await;
+    failing.fail_with(503);
+    let healthy = TestUpstream::start("healthy").await;
+    let (addr, accepted) = service_of(1, failing.addr, healthy.addr).await;
+    let upstream = "protocol: http2, retry: { same_instance: true }";
+    let gateway = start_gateway(&single_upstream(addr, upstream, "")).await;
+    let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(body_json(&reply)["instance"], "healthy");
+    assert_eq!(body_json(&reply)["version"], "HTTP/2.0");
+    assert_eq!(
+        (failing.hits(), healthy.hits()),
+        (1, 1),
+        "the retry did not take the first connection's stream"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "it opened a second one");
+}
+
 #[tokio::test]
 async fn a_lone_address_is_retried_on_a_new_connection_when_the_upstream_allows_it() {
     let same_instance = "retry: { same_instance: true }";

@@ -72,14 +72,15 @@ impl Connections {
     }
 
     /// A stream on a connection another request has just opened, or on a new one (and how long
-    /// opening it took).
+    /// opening it took); always a new one for a `fresh` target.
     pub(super) async fn open(
         &self,
         target: Target<'_>,
         opened: &Counter,
     ) -> Result<(Stream, Option<Duration>), SendError> {
         let _opening = self.opening.lock().await;
-        if let Some(stream) = self.stream(target.max_streams) {
+        let other = (!target.fresh).then(|| self.stream(target.max_streams)).flatten();
+        if let Some(stream) = other {
             return Ok((stream, None));
         }
         let started = Instant::now();

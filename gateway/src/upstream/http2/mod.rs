@@ -76,7 +76,7 @@ impl Multiplexed {
     /// idempotent (see [`refused`]), if its body could be kept (see [`replay`]).
     pub(crate) async fn send(
         &self,
-        target: Target<'_>,
+        mut target: Target<'_>,
         mut request: Request<UpstreamBody>,
         opened: &Counter,
     ) -> Result<Exchange, Failed> {
@@ -114,22 +114,28 @@ impl Multiplexed {
                 return Err(failed);
             };
             (resends, lost_before) = (resends + 1, lost_before || lost);
+            // A new connection was opened for the first send; the next goes on any.
+            target.fresh = false;
             let (body, next) = Replayable::again(returned);
             request = head.request(body);
             comeback = next;
         }
     }
 
-    /// Sends `request` over an open connection with room, or a new one when there is none. A
-    /// request that the connection could not even take (it had just closed: a peer's `GOAWAY`,
-    /// as gRPC servers send when a connection reaches its maximum age) goes out on a new one.
+    /// Sends `request` over an open connection with room, or a new one when there is none (or
+    /// when the target asks for a fresh one: it joins the others once open). A request that the
+    /// connection could not even take (it had just closed: a peer's `GOAWAY`, as gRPC servers
+    /// send when a connection reaches its maximum age) goes out on a new one.
     async fn send_once(
         &self,
         target: Target<'_>,
         mut request: Request<Replayable>,
         opened: &Counter,
     ) -> Result<Exchange, Failed> {
-        if let Some(stream) = self.connections.stream(target.max_streams) {
+        let open = (!target.fresh)
+            .then(|| self.connections.stream(target.max_streams))
+            .flatten();
+        if let Some(stream) = open {
             match stream.sender().try_send_request(request).await {
                 Ok(response) => return Ok(exchange(response, stream, None)),
                 Err(mut error) => match error.take_message() {
