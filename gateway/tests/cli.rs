@@ -328,6 +328,16 @@ async fn demo_serves_its_routes_and_generates_traffic() {
     })
     .await;
     assert!(generated, "the traffic generator produced requests");
+    // The inventory answers 503 to one request in 12 or so, and its lone instance is retried
+    // (on a new connection): at 100 requests/s, some within seconds.
+    let retried = wait_for(Duration::from_secs(20), || async {
+        let (_, metrics) = get(admin, "/metrics").await;
+        metrics.lines().any(|l| {
+            l.starts_with(r#"lookout_upstream_retries_total{upstream="inventory"}"#) && !l.ends_with(" 0")
+        })
+    })
+    .await;
+    assert!(retried, "the demo's inventory is retried");
 }
 
 #[tokio::test]

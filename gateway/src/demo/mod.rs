@@ -89,7 +89,7 @@ upstreams:
     balance: least_request
   - name: inventory
     instances: ["{inventory}"]
-    retry: {{ attempts: 2 }}
+    retry: {{ attempts: 2, same_instance: true }}
     outlier: {{ consecutive_failures: 20 }}
   - name: web
     instances: ["{web}"]
