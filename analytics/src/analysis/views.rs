@@ -306,6 +306,56 @@ fn latest_request(conn: &Connection, id: &str, since_us: Option<i64>) -> duckdb:
     rows.next().transpose()
 }
 
+/// What else the store knows of one request, beyond what lists show: for its own page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestDetails {
+    /// The `Host` (or HTTP/2 authority) the client named.
+    pub host: Option<String>,
+    pub http_version: String,
+    /// On the TLS listener, the version the client negotiated.
+    pub tls_version: Option<String>,
+    pub upstream: Option<String>,
+    /// Opening the connection of the last upstream attempt; 0 when it went on a pooled one.
+    pub upstream_connect_us: u64,
+    /// From sending the last attempt (its connection open) to the upstream's response head.
+    pub upstream_ttfb_us: u64,
+    /// `HIT`, `MISS`, ... on a cached route.
+    pub cache_status: Option<String>,
+    /// A copy the gateway sent to a mirror, not a client's request.
+    pub mirrored: bool,
+    /// The policy that refused the request, and why.
+    pub blocked_by: Option<String>,
+    pub block_reason: Option<String>,
+    /// An attack the filter saw, blocked or only logged (`sqli in query`).
+    pub threat: Option<String>,
+}
+
+/// The details of `request` (found by [`request`]): by its time and key, so that the blocks'
+/// time bounds leave one block or two to read.
+pub fn request_details(conn: &Connection, request: &RequestRow) -> duckdb::Result<Option<RequestDetails>> {
+    let mut statement = conn.prepare(
+        "SELECT host, http_version, tls_version, upstream, upstream_connect_us, upstream_ttfb_us,
+                cache_status, mirrored, blocked_by, block_reason, threat
+         FROM requests WHERE ts = ? AND request_key = ?",
+    )?;
+    let mut found = statement.query_map(duckdb::params![at(request.ts_us), request.request_key], |row| {
+        Ok(RequestDetails {
+            host: row.get(0)?,
+            http_version: row.get(1)?,
+            tls_version: row.get(2)?,
+            upstream: row.get(3)?,
+            upstream_connect_us: row.get(4)?,
+            upstream_ttfb_us: row.get(5)?,
+            cache_status: row.get(6)?,
+            mirrored: row.get(7)?,
+            blocked_by: row.get(8)?,
+            block_reason: row.get(9)?,
+            threat: row.get(10)?,
+        })
+    })?;
+    found.next().transpose()
+}
+
 /// One step of a request's path, timed from the request's start.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {

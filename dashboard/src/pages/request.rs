@@ -7,7 +7,7 @@ use crate::format::{bytes, duration, grpc_code, timestamp};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use lookout_analytics::analysis::views::{self, RequestRow, Step};
+use lookout_analytics::analysis::views::{self, RequestDetails, RequestRow, Step};
 use lookout_analytics::UNMATCHED_ROUTE;
 
 #[derive(Template)]
@@ -36,10 +36,11 @@ pub(super) async fn page(
             return Ok(None);
         };
         let steps = views::steps(conn, request.request_key)?;
-        Ok(Some((request, steps)))
+        let details = views::request_details(conn, &request)?;
+        Ok(Some((request, details, steps)))
     })
     .await?;
-    let Some((request, steps)) = found else {
+    let Some((request, details, steps)) = found else {
         return Err(PageError::NotFound(format!(
             "No request with id or trace id {id:?} in the store."
         )));
@@ -63,7 +64,7 @@ pub(super) async fn page(
         bytes_in: bytes(request.bytes_in),
         bytes_out: bytes(request.bytes_out),
         waterfall: fragment(&waterfall(&request, &steps)),
-        fields: fields(&request),
+        fields: fields(&request, details.as_ref()),
         jaeger,
         request_id: request.request_id,
     };
@@ -118,8 +119,11 @@ struct Field {
     link: Option<String>,
 }
 
-fn fields(r: &RequestRow) -> Vec<Field> {
-    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".into());
+/// The request's details, in the order an investigation reads them: what came in, what the
+/// gateway made of it, where it went, who sent it. `details` is `None` only if the request left
+/// the store between the two reads.
+fn fields(r: &RequestRow, details: Option<&RequestDetails>) -> Vec<Field> {
+    let or_none = |v: Option<&str>| v.unwrap_or("–").to_owned();
     let plain = |name, value| Field {
         name,
         value,
@@ -131,20 +135,29 @@ fn fields(r: &RequestRow) -> Vec<Field> {
         value: value.to_owned(),
         link: Some(search.address(None)),
     };
+    let d = details;
     let route = r.route.as_deref().unwrap_or(UNMATCHED_ROUTE);
-    vec![
+    let mut fields = vec![
         plain("time", timestamp(r.ts_us)),
         Field {
             link: Some(format!("/dashboard/routes/{}", segment(route))),
             ..plain("route", route.to_owned())
         },
         plain("method", r.method.clone()),
+        plain("host", or_none(d.and_then(|d| d.host.as_deref()))),
         plain("path", r.path.clone()),
+        plain("protocol", d.map_or_else(|| "–".into(), protocol)),
         plain("status", r.status.to_string()),
-        plain("error", or_none(&r.error_kind)),
+        plain("error", or_none(r.error_kind.as_deref())),
+        plain("refused by", d.map_or_else(|| "–".into(), refusal)),
+        plain("threat", or_none(d.and_then(|d| d.threat.as_deref()))),
         plain("gRPC status", r.grpc_status.map_or_else(|| "–".into(), grpc_code)),
-        plain("instance", or_none(&r.instance)),
-        plain("trace id", or_none(&r.trace_id)),
+        plain("cache", or_none(d.and_then(|d| d.cache_status.as_deref()))),
+        plain("upstream", or_none(d.and_then(|d| d.upstream.as_deref()))),
+        plain("instance", or_none(r.instance.as_deref())),
+        plain("upstream connect", connect_time(r, d)),
+        plain("upstream first byte", first_byte_time(r, d)),
+        plain("trace id", or_none(r.trace_id.as_deref())),
         searchable(
             "client",
             &r.client_ip,
@@ -164,6 +177,45 @@ fn fields(r: &RequestRow) -> Vec<Field> {
             ),
             None => plain("consumer", "–".into()),
         },
-        plain("variant", or_none(&r.variant)),
-    ]
+        plain("variant", or_none(r.variant.as_deref())),
+    ];
+    if d.is_some_and(|d| d.mirrored) {
+        fields.push(plain("mirrored", "a copy sent to the route's mirror".into()));
+    }
+    fields
+}
+
+/// `HTTP/1.1`, or `HTTP/2 over TLSv1.3` on the TLS listener.
+fn protocol(d: &RequestDetails) -> String {
+    match &d.tls_version {
+        Some(tls) => format!("{} over {tls}", d.http_version),
+        None => d.http_version.clone(),
+    }
+}
+
+/// The policy that refused the request and why: `rate_limit: too many requests ...`.
+fn refusal(d: &RequestDetails) -> String {
+    match (&d.blocked_by, &d.block_reason) {
+        (Some(by), Some(reason)) => format!("{by}: {reason}"),
+        (Some(by), None) => by.clone(),
+        _ => "–".into(),
+    }
+}
+
+/// The last upstream attempt's details, when the request was proxied to an upstream (not
+/// refused, served from the cache or composed of calls).
+fn proxied<'d>(r: &RequestRow, d: Option<&'d RequestDetails>) -> Option<&'d RequestDetails> {
+    d.filter(|d| r.attempts > 0 && d.upstream.is_some())
+}
+
+fn connect_time(r: &RequestRow, d: Option<&RequestDetails>) -> String {
+    match proxied(r, d).map(|d| d.upstream_connect_us) {
+        None => "–".into(),
+        Some(0) => "none: a connection already open".into(),
+        Some(us) => duration(us as f64),
+    }
+}
+
+fn first_byte_time(r: &RequestRow, d: Option<&RequestDetails>) -> String {
+    proxied(r, d).map_or_else(|| "–".into(), |d| duration(d.upstream_ttfb_us as f64))
 }

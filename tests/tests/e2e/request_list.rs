@@ -1,6 +1,7 @@
 //! The dashboard's list of requests over a real store: latest first, each filter keeps what it
 //! says, the link to older requests pages through all of them once, and a bad search is refused
-//! with every problem named. The route pages count the same requests.
+//! with every problem named. The route pages count the same requests, and a request's own page
+//! shows what the store knows of it.
 
 use http::{Method, StatusCode};
 use lookout_gateway::Gateway;
@@ -228,6 +229,111 @@ async fn the_list_of_requests_filters_and_pages_through_the_store() {
     assert!(
         refused.contains("value=\"soon\""),
         "the form keeps what was typed"
+    );
+    gateway.shutdown().await;
+}
+
+/// A request page's details: each row's name and its text, tags and entities left out.
+fn details(html: &str) -> Vec<(String, String)> {
+    let table = html.split_once("id=\"request-fields\"").expect("details").1;
+    let table = table.split_once("</table>").expect("the table's end").0;
+    table
+        .split("<tr><th>")
+        .skip(1)
+        .map(|row| {
+            let (name, rest) = row.split_once("</th>").expect("a name");
+            let cell = rest.split_once("</td>").expect("a value").0;
+            let text: String = cell
+                .split('<')
+                .map(|part| part.split_once('>').map_or(part, |(_, text)| text))
+                .collect();
+            (name.to_owned(), text.replace("&#39;", "'").replace("&#34;", "\""))
+        })
+        .collect()
+}
+
+async fn detail(admin: SocketAddr, id: &str, name: &str) -> String {
+    let reply = page(admin, &format!("/dashboard/requests/{id}")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{id}: {}", html(&reply));
+    let rows = details(&html(&reply));
+    let found = rows.iter().find(|(n, _)| n == name);
+    found
+        .unwrap_or_else(|| panic!("{id}: no {name} in {rows:?}"))
+        .1
+        .clone()
+}
+
+#[tokio::test]
+async fn a_request_page_shows_what_the_store_knows_of_it() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\n\
+         analytics: {{ store: memory }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\n\
+         routes:\n  \
+         - {{ name: cached, match: {{ prefix: /cached }}, upstream: svc, cache: {{ ttl: 60s }} }}\n  \
+         - {{ name: copied, match: {{ prefix: /copied }}, upstream: svc, mirror: {{ upstream: svc, percent: 100 }} }}\n  \
+         - {{ name: guarded, match: {{ prefix: /guarded }}, upstream: svc, security: {{ attack_filter: {{ mode: block }} }} }}\n  \
+         - {{ name: echo, upstream: svc }}\n",
+        upstream.addr
+    ))
+    .await;
+    let proxy = gateway.proxy_addr();
+    let sent = [
+        ("opened", "/echo/1", StatusCode::OK),
+        ("reused", "/echo/2", StatusCode::OK),
+        ("miss", "/cached/1", StatusCode::OK),
+        ("hit", "/cached/1", StatusCode::OK),
+        ("attack", "/guarded?q=1'%20OR%20'1'='1", StatusCode::FORBIDDEN),
+        ("copied", "/copied/1", StatusCode::OK),
+    ];
+    for (id, path, status) in sent {
+        let headers = [("x-request-id", id), ("host", "shop.example")];
+        assert_eq!(
+            send(proxy, Method::GET, path, &headers).await.status,
+            status,
+            "{id}"
+        );
+    }
+    // The mirror's copy is an event of its own.
+    wait_for_stored(&gateway, sent.len() + 1).await;
+    let admin = gateway.admin_addr();
+
+    assert_eq!(detail(admin, "opened", "host").await, "shop.example");
+    assert_eq!(detail(admin, "opened", "protocol").await, "HTTP/1.1");
+    assert_eq!(detail(admin, "opened", "upstream").await, "svc");
+    let connect = detail(admin, "opened", "upstream connect").await;
+    assert!(connect.ends_with("µs") || connect.ends_with("ms"), "{connect}");
+    assert_eq!(
+        detail(admin, "reused", "upstream connect").await,
+        "none: a connection already open"
+    );
+    let first_byte = detail(admin, "reused", "upstream first byte").await;
+    assert!(
+        first_byte.ends_with("µs") || first_byte.ends_with("ms"),
+        "{first_byte}"
+    );
+    assert_eq!(detail(admin, "miss", "cache").await, "MISS");
+    assert_eq!(detail(admin, "hit", "cache").await, "HIT");
+    assert_eq!(
+        detail(admin, "hit", "upstream connect").await,
+        "–",
+        "nothing sent upstream"
+    );
+    assert_eq!(detail(admin, "reused", "refused by").await, "–");
+    assert_eq!(
+        detail(admin, "attack", "refused by").await,
+        "attack_filter: the request was refused by the attack filter: SQL injection in the query"
+    );
+    assert_eq!(detail(admin, "attack", "threat").await, "sqli in query");
+    assert_eq!(
+        detail(admin, "attack", "upstream first byte").await,
+        "–",
+        "refused before it was sent"
+    );
+    assert_eq!(
+        detail(admin, "copied-mirror", "mirrored").await,
+        "a copy sent to the route's mirror"
     );
     gateway.shutdown().await;
 }
