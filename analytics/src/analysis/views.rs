@@ -206,6 +206,8 @@ pub(super) const REQUEST_COLUMNS: &str =
     "epoch_us(ts), request_key, request_id, trace_id, route, method, path, status, duration_us,
      instance, attempts, error_kind, bytes_in, bytes_out, client_ip, consumer, variant, grpc_status";
 
+const REQUEST_COLUMN_COUNT: usize = 18;
+
 pub(super) fn request_row(row: &Row<'_>) -> duckdb::Result<RequestRow> {
     Ok(RequestRow {
         ts_us: row.get(0)?,
@@ -276,7 +278,7 @@ pub const RECENT_LOOKUP_US: i64 = 15 * 60 * 1_000_000;
 /// A request id the gateway made begins with its request's start (UUID version 7), so the
 /// store's per-block bounds on `request_id` leave only the blocks of that moment to read,
 /// however large the store.
-pub fn request(conn: &Connection, id: &str) -> duckdb::Result<Option<RequestRow>> {
+pub fn request(conn: &Connection, id: &str) -> duckdb::Result<Option<(RequestRow, RequestDetails)>> {
     match latest_request(conn, id, Some(now_us() - RECENT_LOOKUP_US))? {
         Some(request) => Ok(Some(request)),
         None => latest_request(conn, id, None),
@@ -288,20 +290,24 @@ pub fn request(conn: &Connection, id: &str) -> duckdb::Result<Option<RequestRow>
 /// Two lookups rather than one `OR`, as the named query `request` does: the request id's can use
 /// the blocks' bounds, and the trace id's runs only for an id of a trace id's length (the gateway
 /// writes every trace id as 32 hex digits), which DuckDB settles once per query, not per row.
-fn latest_request(conn: &Connection, id: &str, since_us: Option<i64>) -> duckdb::Result<Option<RequestRow>> {
+fn latest_request(
+    conn: &Connection,
+    id: &str,
+    since_us: Option<i64>,
+) -> duckdb::Result<Option<(RequestRow, RequestDetails)>> {
     let since = if since_us.is_some() { "AND ts >= $2" } else { "" };
     // The first column is the request's time.
     let sql = format!(
-        "SELECT {REQUEST_COLUMNS} FROM requests WHERE request_id = $1 {since}
+        "SELECT {REQUEST_COLUMNS}, {DETAIL_COLUMNS} FROM requests WHERE request_id = $1 {since}
          UNION ALL
-         SELECT {REQUEST_COLUMNS} FROM requests
+         SELECT {REQUEST_COLUMNS}, {DETAIL_COLUMNS} FROM requests
          WHERE length($1) = 32 AND trace_id = $1 AND request_id <> $1 {since}
          ORDER BY 1 DESC LIMIT 1"
     );
     let mut statement = conn.prepare(&sql)?;
     let mut rows = match since_us {
-        Some(since_us) => statement.query_map(duckdb::params![id, at(since_us)], request_row)?,
-        None => statement.query_map([id], request_row)?,
+        Some(since_us) => statement.query_map(duckdb::params![id, at(since_us)], row_and_details)?,
+        None => statement.query_map([id], row_and_details)?,
     };
     rows.next().transpose()
 }
@@ -330,30 +336,28 @@ pub struct RequestDetails {
     pub threat: Option<String>,
 }
 
-/// The details of `request` (found by [`request`]): by its time and key, so that the blocks'
-/// time bounds leave one block or two to read.
-pub fn request_details(conn: &Connection, request: &RequestRow) -> duckdb::Result<Option<RequestDetails>> {
-    let mut statement = conn.prepare(
-        "SELECT host, http_version, tls_version, upstream, upstream_connect_us, upstream_ttfb_us,
-                cache_status, mirrored, blocked_by, block_reason, threat
-         FROM requests WHERE ts = ? AND request_key = ?",
-    )?;
-    let mut found = statement.query_map(duckdb::params![at(request.ts_us), request.request_key], |row| {
-        Ok(RequestDetails {
-            host: row.get(0)?,
-            http_version: row.get(1)?,
-            tls_version: row.get(2)?,
-            upstream: row.get(3)?,
-            upstream_connect_us: row.get(4)?,
-            upstream_ttfb_us: row.get(5)?,
-            cache_status: row.get(6)?,
-            mirrored: row.get(7)?,
-            blocked_by: row.get(8)?,
-            block_reason: row.get(9)?,
-            threat: row.get(10)?,
-        })
-    })?;
-    found.next().transpose()
+fn row_and_details(row: &Row<'_>) -> duckdb::Result<(RequestRow, RequestDetails)> {
+    Ok((request_row(row)?, request_details(row, REQUEST_COLUMN_COUNT)?))
+}
+
+const DETAIL_COLUMNS: &str = "host, http_version, tls_version, upstream, upstream_connect_us,
+     upstream_ttfb_us, cache_status, mirrored, blocked_by, block_reason, threat";
+
+/// [`RequestDetails`] from the columns of [`DETAIL_COLUMNS`], the first at `at`.
+fn request_details(row: &Row<'_>, at: usize) -> duckdb::Result<RequestDetails> {
+    Ok(RequestDetails {
+        host: row.get(at)?,
+        http_version: row.get(at + 1)?,
+        tls_version: row.get(at + 2)?,
+        upstream: row.get(at + 3)?,
+        upstream_connect_us: row.get(at + 4)?,
+        upstream_ttfb_us: row.get(at + 5)?,
+        cache_status: row.get(at + 6)?,
+        mirrored: row.get(at + 7)?,
+        blocked_by: row.get(at + 8)?,
+        block_reason: row.get(at + 9)?,
+        threat: row.get(at + 10)?,
+    })
 }
 
 /// One step of a request's path, timed from the request's start.
@@ -392,6 +396,11 @@ pub fn steps(conn: &Connection, request_key: u64) -> duckdb::Result<Vec<Step>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_s_details_are_read_after_its_row() {
+        assert_eq!(REQUEST_COLUMNS.split(',').count(), REQUEST_COLUMN_COUNT);
+    }
 
     #[test]
     fn server_errors_in_sql_are_the_grpc_server_errors() {

@@ -400,7 +400,11 @@ fn requests_are_found_by_either_id_old_or_new() {
     sink.write_batch(&events).expect("append");
     sink.commit();
     let conn = &sink.conn.as_ref().expect("the store is up").conn;
-    let found = |id: &str| views::request(conn, id).expect("lookup").map(|r| r.request_key);
+    let found = |id: &str| {
+        views::request(conn, id)
+            .expect("lookup")
+            .map(|(r, _)| r.request_key)
+    };
     // The named query `request` finds every request with the id, oldest first.
     let all_found = |id: &str| {
         let result = store.query_canned("request", |_| Some(id)).expect("named query");

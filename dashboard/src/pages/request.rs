@@ -32,11 +32,10 @@ pub(super) async fn page(
 ) -> Result<Response, PageError> {
     let wanted = id.clone();
     let found = read(&dashboard, move |conn| {
-        let Some(request) = views::request(conn, &wanted)? else {
+        let Some((request, details)) = views::request(conn, &wanted)? else {
             return Ok(None);
         };
         let steps = views::steps(conn, request.request_key)?;
-        let details = views::request_details(conn, &request)?;
         Ok(Some((request, details, steps)))
     })
     .await?;
@@ -64,7 +63,7 @@ pub(super) async fn page(
         bytes_in: bytes(request.bytes_in),
         bytes_out: bytes(request.bytes_out),
         waterfall: fragment(&waterfall(&request, &steps)),
-        fields: fields(&request, details.as_ref()),
+        fields: fields(&request, &details),
         jaeger,
         request_id: request.request_id,
     };
@@ -120,9 +119,8 @@ struct Field {
 }
 
 /// The request's details, in the order an investigation reads them: what came in, what the
-/// gateway made of it, where it went, who sent it. `details` is `None` only if the request left
-/// the store between the two reads.
-fn fields(r: &RequestRow, details: Option<&RequestDetails>) -> Vec<Field> {
+/// gateway made of it, where it went, who sent it.
+fn fields(r: &RequestRow, d: &RequestDetails) -> Vec<Field> {
     let or_none = |v: Option<&str>| v.unwrap_or("–").to_owned();
     let plain = |name, value| Field {
         name,
@@ -135,7 +133,6 @@ fn fields(r: &RequestRow, details: Option<&RequestDetails>) -> Vec<Field> {
         value: value.to_owned(),
         link: Some(search.address(None)),
     };
-    let d = details;
     let route = r.route.as_deref().unwrap_or(UNMATCHED_ROUTE);
     let mut fields = vec![
         plain("time", timestamp(r.ts_us)),
@@ -144,16 +141,16 @@ fn fields(r: &RequestRow, details: Option<&RequestDetails>) -> Vec<Field> {
             ..plain("route", route.to_owned())
         },
         plain("method", r.method.clone()),
-        plain("host", or_none(d.and_then(|d| d.host.as_deref()))),
+        plain("host", or_none(d.host.as_deref())),
         plain("path", r.path.clone()),
-        plain("protocol", d.map_or_else(|| "–".into(), protocol)),
+        plain("protocol", protocol(d)),
         plain("status", r.status.to_string()),
         plain("error", or_none(r.error_kind.as_deref())),
-        plain("refused by", d.map_or_else(|| "–".into(), refusal)),
-        plain("threat", or_none(d.and_then(|d| d.threat.as_deref()))),
+        plain("refused by", refusal(d)),
+        plain("threat", or_none(d.threat.as_deref())),
         plain("gRPC status", r.grpc_status.map_or_else(|| "–".into(), grpc_code)),
-        plain("cache", or_none(d.and_then(|d| d.cache_status.as_deref()))),
-        plain("upstream", or_none(d.and_then(|d| d.upstream.as_deref()))),
+        plain("cache", or_none(d.cache_status.as_deref())),
+        plain("upstream", or_none(d.upstream.as_deref())),
         plain("instance", or_none(r.instance.as_deref())),
         plain("upstream connect", connect_time(r, d)),
         plain("upstream first byte", first_byte_time(r, d)),
@@ -179,7 +176,7 @@ fn fields(r: &RequestRow, details: Option<&RequestDetails>) -> Vec<Field> {
         },
         plain("variant", or_none(r.variant.as_deref())),
     ];
-    if d.is_some_and(|d| d.mirrored) {
+    if d.mirrored {
         fields.push(plain("mirrored", "a copy sent to the route's mirror".into()));
     }
     fields
@@ -204,18 +201,21 @@ fn refusal(d: &RequestDetails) -> String {
 
 /// The last upstream attempt's details, when the request was proxied to an upstream (not
 /// refused, served from the cache or composed of calls).
-fn proxied<'d>(r: &RequestRow, d: Option<&'d RequestDetails>) -> Option<&'d RequestDetails> {
-    d.filter(|d| r.attempts > 0 && d.upstream.is_some())
+fn proxied(r: &RequestRow, d: &RequestDetails) -> bool {
+    r.attempts > 0 && d.upstream.is_some()
 }
 
-fn connect_time(r: &RequestRow, d: Option<&RequestDetails>) -> String {
-    match proxied(r, d).map(|d| d.upstream_connect_us) {
-        None => "–".into(),
-        Some(0) => "none: a connection already open".into(),
-        Some(us) => duration(us as f64),
+fn connect_time(r: &RequestRow, d: &RequestDetails) -> String {
+    match (proxied(r, d), d.upstream_connect_us) {
+        (false, _) => "–".into(),
+        (true, 0) => "none: a connection already open".into(),
+        (true, us) => duration(us as f64),
     }
 }
 
-fn first_byte_time(r: &RequestRow, d: Option<&RequestDetails>) -> String {
-    proxied(r, d).map_or_else(|| "–".into(), |d| duration(d.upstream_ttfb_us as f64))
+fn first_byte_time(r: &RequestRow, d: &RequestDetails) -> String {
+    match proxied(r, d) {
+        true => duration(d.upstream_ttfb_us as f64),
+        false => "–".into(),
+    }
 }

@@ -88,9 +88,11 @@ pub(super) async fn list(
 async fn find(dashboard: &Shared, id: String, form: Form) -> Result<Response, PageError> {
     let wanted = id.clone();
     match read(dashboard, move |conn| views::request(conn, &wanted)).await? {
-        Some(request) => Ok(
-            Redirect::to(&format!("/dashboard/requests/{}", segment(&request.request_id))).into_response(),
-        ),
+        Some((request, _)) => Ok(Redirect::to(&format!(
+            "/dashboard/requests/{}",
+            segment(&request.request_id)
+        ))
+        .into_response()),
         None => {
             let page = RequestsPage {
                 missing: Some(id),
