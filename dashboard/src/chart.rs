@@ -11,7 +11,14 @@ const LEFT: f64 = 64.0;
 const BOTTOM: f64 = 22.0;
 const TOP: f64 = 8.0;
 const TICKS: usize = 4;
-pub(crate) const PALETTE: [&str; 5] = ["#2563eb", "#d97706", "#dc2626", "#059669", "#7c3aed"];
+// Colours that mean the same on every chart: red is failure, amber a warning (a client's error,
+// a p95), green success, blue the plain figure, violet the request as a whole, grey the rest.
+pub(crate) const BLUE: &str = "#2563eb";
+pub(crate) const AMBER: &str = "#d97706";
+pub(crate) const RED: &str = "#dc2626";
+pub(crate) const GREEN: &str = "#059669";
+pub(crate) const VIOLET: &str = "#7c3aed";
+pub(crate) const GREY: &str = "#6b7280";
 
 pub(crate) struct Tick {
     pub(crate) at: f64,
@@ -67,6 +74,7 @@ pub(crate) struct LineChart {
 /// Series sharing an x axis (microseconds since the epoch) and a y axis.
 pub(crate) struct Series<'a> {
     pub(crate) name: &'a str,
+    pub(crate) color: &'static str,
     pub(crate) values: Vec<f64>,
 }
 
@@ -94,13 +102,12 @@ impl LineChart {
         let at = |(x, y): (i64, f64)| (x_of(x), y_of(y));
         let lines = series
             .iter()
-            .zip(PALETTE.iter().cycle())
-            .map(|(s, color)| {
+            .map(|s| {
                 let values: Vec<(i64, f64)> = xs.iter().copied().zip(s.values.iter().copied()).collect();
                 let (runs, dots) = runs_and_dots(&values, at);
                 Line {
                     name: s.name.to_owned(),
-                    color,
+                    color: s.color,
                     runs,
                     dots,
                 }
@@ -183,10 +190,10 @@ pub(crate) struct Column {
 }
 
 impl BarChart {
-    /// Stacked columns; `parts` names the stack's parts (each gets a colour).
+    /// Stacked columns; `parts` names the stack's parts and their colours.
     pub(crate) fn new(
         title: &str,
-        parts: &[&str],
+        parts: &[(&str, &'static str)],
         columns: Vec<Column>,
         label_y: fn(f64) -> String,
     ) -> BarChart {
@@ -212,11 +219,11 @@ impl BarChart {
                     y: TOP + plot_h - base - height,
                     width: slot * 0.8,
                     height,
-                    color: PALETTE[part % PALETTE.len()],
+                    color: parts.get(part).map_or(GREY, |p| p.1),
                     tip: format!(
                         "{} {}: {}",
                         column.label,
-                        parts.get(part).unwrap_or(&""),
+                        parts.get(part).map_or("", |p| p.0),
                         crate::format::count(value)
                     ),
                 });
@@ -250,8 +257,7 @@ impl BarChart {
             y_ticks,
             legend: parts
                 .iter()
-                .enumerate()
-                .map(|(i, p)| ((*p).to_owned(), PALETTE[i % PALETTE.len()]))
+                .map(|&(name, color)| (name.to_owned(), color))
                 .collect(),
         }
     }
@@ -350,11 +356,11 @@ impl Waterfall {
                     width,
                     y: 20.0 + i as f64 * ROW,
                     color: if s.failed {
-                        PALETTE[2]
+                        RED
                     } else if i == 0 {
-                        PALETTE[4]
+                        VIOLET
                     } else {
-                        PALETTE[0]
+                        BLUE
                     },
                     detail_at: DetailPlace::for_bar(x, width, &s.detail),
                     label: s.label,
@@ -379,11 +385,15 @@ impl Waterfall {
 
 #[cfg(test)]
 mod tests {
-    use super::{LineChart, Series, Span, Waterfall, WIDTH};
+    use super::{LineChart, Series, Span, Waterfall, RED, WIDTH};
 
     fn chart(values: Vec<f64>) -> LineChart {
         let xs: Vec<i64> = (0..values.len() as i64).collect();
-        let series = vec![Series { name: "p99", values }];
+        let series = vec![Series {
+            name: "p99",
+            color: RED,
+            values,
+        }];
         LineChart::new("t", &xs, series, |x| x.to_string(), |y| y.to_string())
     }
 

@@ -4,7 +4,7 @@
 
 use super::request_table::RequestTable;
 use super::{fragment, last_hour, no_store_cache, read, render, segment, PageError, Shared};
-use crate::chart::{LineChart, Series};
+use crate::chart::{LineChart, Series, AMBER, BLUE, RED};
 use crate::format::{clock, clock_minute, count, duration, percent};
 use crate::timeline::{MINUTES, SECONDS};
 use askama::Template;
@@ -202,10 +202,12 @@ pub(crate) fn rate_chart(title: &str, points: &[Point], label_x: fn(i64) -> Stri
     let series = vec![
         Series {
             name: "requests",
+            color: BLUE,
             values: points.iter().map(|p| p.requests as f64).collect(),
         },
         Series {
             name: "errors",
+            color: RED,
             values: points.iter().map(|p| p.errors as f64).collect(),
         },
     ];
@@ -221,6 +223,7 @@ fn error_chart(points: &[Point]) -> LineChart {
         .collect();
     let series = vec![Series {
         name: "error ratio",
+        color: RED,
         values: ratio,
     }];
     LineChart::new("Error ratio per minute", &xs, series, clock_minute, percent)
@@ -231,14 +234,17 @@ pub(crate) fn latency_chart(title: &str, points: &[Point], label_x: fn(i64) -> S
     let series = vec![
         Series {
             name: "p50",
+            color: BLUE,
             values: points.iter().map(|p| p.p50_us).collect(),
         },
         Series {
             name: "p95",
+            color: AMBER,
             values: points.iter().map(|p| p.p95_us).collect(),
         },
         Series {
             name: "p99",
+            color: RED,
             values: points.iter().map(|p| p.p99_us).collect(),
         },
     ];

@@ -4,7 +4,7 @@
 use super::overview::latency_chart;
 use super::request_table::RequestTable;
 use super::{fragment, last_hour, query_value, read, render, PageError, Shared};
-use crate::chart::{BarChart, Column};
+use crate::chart::{BarChart, Column, AMBER, BLUE, GREEN, GREY, RED};
 use crate::format::{clock_minute, count, duration, grpc_code, percent};
 use crate::timeline::MINUTES;
 use askama::Template;
@@ -15,7 +15,13 @@ use lookout_analytics::analysis::views::{self, Bucket, Pick, StatusMinute};
 use lookout_analytics::GRPC_SERVER_ERRORS;
 
 const LISTED: usize = 20;
-const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const STATUS_CLASSES: [(&str, &str); 5] = [
+    ("1xx", GREY),
+    ("2xx", GREEN),
+    ("3xx", BLUE),
+    ("4xx", AMBER),
+    ("5xx", RED),
+];
 
 #[derive(Template)]
 #[template(path = "route.html")]
@@ -99,7 +105,7 @@ fn histogram(buckets: &[Bucket]) -> BarChart {
         .collect();
     BarChart::new(
         "Latency distribution (requests per bucket)",
-        &["requests"],
+        &[("requests", BLUE)],
         columns,
         count,
     )
@@ -117,7 +123,7 @@ fn grpc_chart(statuses: &[(u8, u64)]) -> BarChart {
         .collect();
     BarChart::new(
         "gRPC calls by status (last hour)",
-        &["ok or the caller's", "failed on the server's side"],
+        &[("ok or the caller's", BLUE), ("failed on the server's side", RED)],
         columns,
         count,
     )
@@ -136,11 +142,34 @@ fn status_chart(statuses: &[StatusMinute]) -> BarChart {
         }
         let part = STATUS_CLASSES
             .iter()
-            .position(|c| *c == s.status_class)
+            .position(|(class, _)| *class == s.status_class)
             .unwrap_or(4);
         if let Some(column) = columns.last_mut() {
             column.parts.push((part, s.requests as f64));
         }
     }
     BarChart::new("Status classes per minute", &STATUS_CLASSES, columns, count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes_keep_their_colours_whichever_a_minute_has() {
+        let minute = |class: &str, requests| StatusMinute {
+            minute_us: 60_000_000,
+            status_class: class.to_owned(),
+            requests,
+        };
+        let chart = status_chart(&[minute("2xx", 90), minute("5xx", 10)]);
+        let colours: Vec<(&str, &str)> = chart.bars.iter().map(|b| (&*b.tip, b.color)).collect();
+        assert_eq!(
+            colours,
+            [("00:01 2xx: 90", GREEN), ("00:01 5xx: 10", RED)],
+            "success green, server errors red"
+        );
+        let grpc = grpc_chart(&[(0, 5), (14, 2)]);
+        assert_eq!(grpc.bars[1].color, RED, "a call that failed on the server's side");
+    }
 }
