@@ -92,6 +92,7 @@ try {
   await shot('route');
   await Promise.all([page.waitForURL(/\/dashboard\/requests\//), page.locator('#slowest a').first().click()]);
   assert.match(await page.textContent('#request-status'), /\d{3}/);
+  assert.match(await page.textContent('#request-fields'), /upstream first byte\s*[\d.]+ ?(µs|ms|s)/);
   step('route to its slowest request');
 
   // The list of requests: a route's failed ones, then a search typed into the form, then older.
