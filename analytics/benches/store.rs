@@ -229,6 +229,7 @@ fn event(i: usize, timestamp_us: u64, traced: bool) -> RequestEvent {
         timestamp_us,
         request_id: request_id(i, timestamp_us),
         trace_id: traced.then(|| trace_id(i)),
+        trace_sampled: traced && i.is_multiple_of(10),
         route: Some(route.clone()),
         method: "GET".into(),
         path: compact_str::format_compact!("/{route}/{}", i % 1000),

@@ -256,6 +256,9 @@ pub struct RequestEvent {
     pub timestamp_us: u64,
     pub request_id: RequestId,
     pub trace_id: Option<TraceId>,
+    /// Whether the gateway kept the request's trace and queued its spans for export (sampled,
+    /// failed, or slow, as the tracing settings say); false without tracing.
+    pub trace_sampled: bool,
     /// The configured name of the matched route; `None` when no route matched.
     pub route: Option<Arc<str>>,
     pub method: Arc<str>,
@@ -306,6 +309,7 @@ pub(crate) mod tests {
             timestamp_us: 1_700_000_000_000_000 + n,
             request_id: format!("req-{n}").into(),
             trace_id: None,
+            trace_sampled: false,
             route: Some("books".into()),
             method: "GET".into(),
             path: "/books/1".into(),
@@ -351,7 +355,8 @@ pub(crate) mod tests {
         assert_eq!(json["client_ip"], "127.0.0.1");
         assert!(json["variant"].is_null() && json["consumer"].is_null() && json["cache_status"].is_null());
         assert!(json["grpc_status"].is_null());
-        assert_eq!(json.as_object().map(|o| o.len()), Some(29));
+        assert_eq!(json["trace_sampled"], false);
+        assert_eq!(json.as_object().map(|o| o.len()), Some(30));
         assert_eq!(json["steps"][1]["kind"], "upstream_attempt");
         assert_eq!(json["steps"][1]["instance"], "127.0.0.1:3000");
         assert_eq!(json["request_id"], "req-7");

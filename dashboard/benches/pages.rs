@@ -44,6 +44,7 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
         timestamp_us: start_us + i * step_us,
         request_id: format!("req-{i}").into(),
         trace_id: None,
+        trace_sampled: false,
         route: Some(format!("r{route}").into()),
         method: "GET".into(),
         path: format!("/r{route}/{}", i % 1_000).into(),

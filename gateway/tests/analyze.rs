@@ -17,6 +17,7 @@ fn event(n: u64, minute: u64, status: u16, duration_us: u64, variant: &str) -> R
         timestamp_us: START_US + minute * MINUTE_US + n % MINUTE_US,
         request_id: format!("r-{minute}-{n}").into(),
         trace_id: None,
+        trace_sampled: false,
         route: Some("api".into()),
         method: "GET".into(),
         path: "/api".into(),

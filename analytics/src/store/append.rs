@@ -141,6 +141,12 @@ fn requests(
             "grpc_status",
             Arc::new(UInt8Array::from_iter(events.iter().map(|e| e.grpc_status))),
         ),
+        (
+            "trace_sampled",
+            Arc::new(BooleanArray::from_iter(
+                events.iter().map(|e| Some(e.trace_sampled)),
+            )),
+        ),
     ])
 }
 

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (8, include_str!("migrations/0008_common_path.sql")),
     (9, include_str!("migrations/0009_grpc_status.sql")),
     (10, include_str!("migrations/0010_serving_periods.sql")),
+    (11, include_str!("migrations/0011_trace_sampled.sql")),
 ];
 
 /// The schema version this build writes.

@@ -29,7 +29,8 @@ fn json_of(store: &Store, sql: &str) -> serde_json::Value {
 #[test]
 fn appended_events_come_back_field_for_field() {
     let (store, mut sink) = memory_store();
-    let events: Vec<_> = (0..3).map(sample_event).collect();
+    let mut events: Vec<_> = (0..3).map(sample_event).collect();
+    events[2].trace_sampled = true;
     sink.write_batch(&events).expect("append");
     assert_eq!(
         json_of(&store, "SELECT count(*) FROM requests")["rows"],
@@ -39,7 +40,8 @@ fn appended_events_come_back_field_for_field() {
     sink.commit();
     let json = json_of(
         &store,
-        "SELECT request_id, route, status, bytes_out, client_ip, http_version, epoch_us(ts) AS ts_us
+        "SELECT request_id, route, status, bytes_out, client_ip, http_version, epoch_us(ts) AS ts_us,
+                trace_sampled
          FROM requests ORDER BY request_id",
     );
     assert_eq!(json["row_count"], 3);
@@ -53,7 +55,8 @@ fn appended_events_come_back_field_for_field() {
             2,
             "127.0.0.1",
             "HTTP/1.1",
-            1_700_000_000_000_002_i64
+            1_700_000_000_000_002_i64,
+            true
         ])
     );
     let steps = json_of(

@@ -50,8 +50,10 @@ pub(super) async fn page(
             Redirect::to(&format!("/dashboard/requests/{}", segment(&request.request_id))).into_response(),
         );
     }
+    // A trace the gateway did not keep was never exported: no link to a page that would say so.
+    let exported = details.trace_sampled != Some(false);
     let jaeger = match (&dashboard.jaeger_ui, &request.trace_id) {
-        (Some(ui), Some(trace)) => Some(format!("{}/trace/{trace}", ui.trim_end_matches('/'))),
+        (Some(ui), Some(trace)) if exported => Some(format!("{}/trace/{trace}", ui.trim_end_matches('/'))),
         _ => None,
     };
     let page = RequestPage {
@@ -154,7 +156,7 @@ fn fields(r: &RequestRow, d: &RequestDetails) -> Vec<Field> {
         plain("instance", or_none(r.instance.as_deref())),
         plain("upstream connect", connect_time(r, d)),
         plain("upstream first byte", first_byte_time(r, d)),
-        plain("trace id", or_none(r.trace_id.as_deref())),
+        plain("trace id", trace(r, d)),
         searchable(
             "client",
             &r.client_ip,
@@ -180,6 +182,15 @@ fn fields(r: &RequestRow, d: &RequestDetails) -> Vec<Field> {
         fields.push(plain("mirrored", "a copy sent to the route's mirror".into()));
     }
     fields
+}
+
+/// The trace id, and whether its spans were exported.
+fn trace(r: &RequestRow, d: &RequestDetails) -> String {
+    match (&r.trace_id, d.trace_sampled) {
+        (None, _) => "–".into(),
+        (Some(id), Some(false)) => format!("{id} (not sampled: its spans were not exported)"),
+        (Some(id), _) => id.clone(),
+    }
 }
 
 /// `HTTP/1.1`, or `HTTP/2 over TLSv1.3` on the TLS listener.

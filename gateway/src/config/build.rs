@@ -197,6 +197,10 @@ fn build_traces(p: &mut Problems, raw: &RawTraces) -> Option<TraceSettings> {
         protocol,
         sample_ratio,
         always_sample_errors: raw.always_sample_errors.unwrap_or(true),
+        always_sample_slower_than: raw
+            .always_sample_slower_than
+            .as_ref()
+            .map(|limit| duration(p, "traces.always_sample_slower_than", Some(limit), Duration::MAX)),
         trace_id_header: raw.trace_id_header.unwrap_or(false),
         exporter_priority: priority(p, "traces.exporter_priority", raw.exporter_priority.as_ref()),
         service_name: raw

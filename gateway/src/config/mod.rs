@@ -76,6 +76,8 @@ pub struct TraceSettings {
     pub sample_ratio: f64,
     /// Requests that end in a 5xx are exported even when not sampled.
     pub always_sample_errors: bool,
+    /// Requests that take at least this long are exported even when not sampled.
+    pub always_sample_slower_than: Option<Duration>,
     /// Return the trace id to clients in `x-trace-id`.
     pub trace_id_header: bool,
     pub service_name: String,

@@ -125,6 +125,8 @@ pub(crate) struct RawTraces {
     pub(crate) protocol: Option<Text>,
     pub(crate) sample_ratio: Option<Spanned<f64>>,
     pub(crate) always_sample_errors: Option<bool>,
+    /// Requests that take at least this long are exported even when not sampled.
+    pub(crate) always_sample_slower_than: Option<Text>,
     pub(crate) trace_id_header: Option<bool>,
     pub(crate) service_name: Option<Text>,
     /// `auto` (default), `idle` or `normal`: how the exporter's thread is scheduled.

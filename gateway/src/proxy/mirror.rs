@@ -75,6 +75,7 @@ fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
         timestamp_us: ctx.timestamp_us(),
         request_id: format!("{}-mirror", ctx.request_id_str()).into(),
         trace_id: None,
+        trace_sampled: false,
         route: ctx.route.clone(),
         method: method_name(&ctx.method),
         path: ctx.path.clone(),

@@ -132,9 +132,10 @@ impl RequestContext {
             }
         }
         let trace_id = self.trace.as_ref().map(|t| TraceId(t.trace_id.to_bytes()));
-        if let Some(trace) = self.trace.take() {
-            export_trace(trace, &state, self, status, duration, error_kind);
-        }
+        let trace_sampled = match self.trace.take() {
+            Some(trace) => export_trace(trace, &state, self, status, duration, error_kind),
+            None => false,
+        };
         if !state.events.is_on() {
             return;
         }
@@ -143,6 +144,7 @@ impl RequestContext {
             timestamp_us: self.timestamp_us(),
             request_id: self.event_request_id(),
             trace_id,
+            trace_sampled,
             route: self.route.take(),
             method: method_name(&self.method),
             path: std::mem::take(&mut self.path),
@@ -175,8 +177,8 @@ impl RequestContext {
     }
 }
 
-/// Hands a finished request's trace to the exporter (which keeps it or not). What its spans
-/// need is copied only for the requests that are kept.
+/// Hands a finished request's trace to the exporter (which keeps it or not); `true` when its
+/// spans were queued. What its spans need is copied only for the requests that are kept.
 fn export_trace(
     trace: RequestTrace,
     state: &ProxyState,
@@ -184,9 +186,9 @@ fn export_trace(
     status: u16,
     duration: Duration,
     error_kind: Option<ErrorKind>,
-) {
+) -> bool {
     let failed = status >= 500 || ctx.grpc_status.is_some_and(GrpcStatus::is_server_error);
-    trace.finish(failed, || Finished {
+    trace.finish(failed, duration, || Finished {
         started_wall: ctx.started_wall,
         duration,
         method: ctx.method.clone(),
@@ -206,5 +208,5 @@ fn export_trace(
         // The table now in force: after a reload, a request served by the one before is
         // redacted by the new one's rules.
         query_secrets: state.routes.load().query_secrets.clone(),
-    });
+    })
 }

@@ -81,12 +81,15 @@ impl Tracing {
         })
     }
 
-    /// Queues a kept request's spans for export, or drops them if the queue is full.
-    fn offer(&self, kept: KeptTrace) {
-        match self.queue.push(kept) {
-            Ok(()) => self.counters.queued.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.counters.dropped.fetch_add(1, Ordering::Relaxed),
+    /// Queues a kept request's spans for export, or drops them if the queue is full; `true`
+    /// when queued.
+    fn offer(&self, kept: KeptTrace) -> bool {
+        let queued = self.queue.push(kept).is_ok();
+        match queued {
+            true => self.counters.queued.fetch_add(1, Ordering::Relaxed),
+            false => self.counters.dropped.fetch_add(1, Ordering::Relaxed),
         };
+        queued
     }
 
     pub(crate) fn stats(&self) -> TraceStats {

@@ -13,6 +13,7 @@ use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use smallvec::SmallVec;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The spans of a request's upstream attempts (or composition calls), in order. Inline for the
 /// usual one or two, so that tracing a request takes no heap block for them.
@@ -86,13 +87,18 @@ impl RequestTrace {
         out
     }
 
-    /// Hands the request's spans to the exporter if the request is kept (sampled, or failed
-    /// when errors are always kept): `finished` is only called then.
+    /// Hands the request's spans to the exporter if the request is kept (sampled, failed when
+    /// errors are always kept, or as slow as `always_sample_slower_than`): `finished` is only
+    /// called then. `true` when its spans were queued for export.
     /// `failed`: by OpenTelemetry's conventions, a 5xx, or a gRPC call that failed on the
     /// server's side (see [`Finished::failed`]).
-    pub(crate) fn finish(self, failed: bool, finished: impl FnOnce() -> Finished) {
-        if !(self.sampled || (failed && self.tracing.settings.always_sample_errors)) {
-            return;
+    pub(crate) fn finish(self, failed: bool, took: Duration, finished: impl FnOnce() -> Finished) -> bool {
+        let settings = &self.tracing.settings;
+        let slow = settings
+            .always_sample_slower_than
+            .is_some_and(|limit| took >= limit);
+        if !(self.sampled || (failed && settings.always_sample_errors) || slow) {
+            return false;
         }
         let RequestTrace {
             tracing,
@@ -112,7 +118,7 @@ impl RequestTrace {
             user_agent,
             client_target,
             finished: finished(),
-        });
+        })
     }
 }
 

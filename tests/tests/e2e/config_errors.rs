@@ -441,3 +441,33 @@ routes:
     }
     assert_eq!(all.len(), 2, "{all:#?}");
 }
+
+#[test]
+fn trace_settings_name_their_field() {
+    let text = "\
+traces:
+  endpoint: http://127.0.0.1:4317
+  protocol: zipkin
+  sample_ratio: 1.5
+  always_sample_slower_than: a while
+upstreams:
+  - { name: a, instances: [\"127.0.0.1:3000\"] }
+routes:
+  - { name: all, upstream: a }
+";
+    let all = errors(text);
+    for (field, line, says) in [
+        ("traces.protocol", 3, "unknown protocol `zipkin`"),
+        ("traces.sample_ratio", 4, "between 0 and 1"),
+        (
+            "traces.always_sample_slower_than",
+            5,
+            "invalid duration `a while`",
+        ),
+    ] {
+        let error = find(&all, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(all.len(), 3, "{all:#?}");
+}

@@ -305,6 +305,67 @@ async fn unsampled_requests_are_not_exported_but_errors_are() {
     gateway.shutdown().await;
 }
 
+/// With `always_sample_slower_than`, a slow request's trace is kept though it was not sampled;
+/// each request's event says whether its trace was, and the request page links only those to
+/// Jaeger.
+#[tokio::test]
+async fn slow_requests_are_kept_and_the_store_says_which_traces_were() {
+    let receiver = OtlpReceiver::grpc().await;
+    let traces = traces_config(
+        &receiver,
+        "grpc",
+        ", sample_ratio: 0.0, always_sample_slower_than: 150ms",
+    );
+    let jaeger = "dashboard: { jaeger_ui: \"http://127.0.0.1:16686\" }\n";
+    let (_upstream, gateway) =
+        traced_gateway(&format!("{traces}analytics: {{ store: memory }}\n{jaeger}")).await;
+    for (id, path) in [("fast", "/fast"), ("slow", "/slow/300")] {
+        let reply = send(gateway.proxy_addr(), Method::GET, path, &[("x-request-id", id)]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let spans = receiver.wait_for(2).await;
+    // Spans are exported in order: had the fast request's been kept, they would be here too.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let spans = if spans.len() < 3 {
+        receiver.wait_for(3).await
+    } else {
+        spans
+    };
+    let paths: Vec<_> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Server as i32)
+        .map(|s| attribute(s, "url.path"))
+        .collect();
+    assert_eq!(paths, [Some(Value::StringValue("/slow/300".into()))]);
+
+    wait_for_stored(&gateway, 2).await;
+    let stored = send_body(
+        gateway.admin_addr(),
+        Method::POST,
+        "/api/sql",
+        &[("content-type", "text/plain")],
+        "SELECT request_id, trace_sampled, trace_id IS NOT NULL FROM requests ORDER BY ts".to_owned(),
+    )
+    .await;
+    assert_eq!(
+        body_json(&stored)["rows"],
+        json!([["fast", false, true], ["slow", true, true]])
+    );
+    for (id, linked) in [("fast", false), ("slow", true)] {
+        let page = send(
+            gateway.admin_addr(),
+            Method::GET,
+            &format!("/dashboard/requests/{id}"),
+            &[],
+        )
+        .await;
+        let html = String::from_utf8_lossy(&page.body);
+        assert_eq!(html.contains("id=\"jaeger-link\""), linked, "{id}: {html}");
+        assert_eq!(html.contains("not sampled"), !linked, "{id}");
+    }
+    gateway.shutdown().await;
+}
+
 /// Waits (at most 10 s) until `/admin/stats`'s `traces` figures pass `done`, and returns them.
 async fn trace_stats_reach(
     admin: std::net::SocketAddr,
