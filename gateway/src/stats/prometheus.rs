@@ -153,7 +153,7 @@ const DESCRIPTIONS: [(&str, Unit, &str); 52] = [
     (
         TRACES_QUEUED,
         Unit::Count,
-        "Kept (sampled or failed) requests handed to the trace exporter.",
+        "Kept requests handed to the trace exporter, by why they were kept: sampled, error (always_sample_errors) or slow (always_sample_slower_than).",
     ),
     (
         TRACES_DROPPED,

@@ -8,7 +8,7 @@ use super::{RouteSnapshot, RouteStats};
 use crate::cache::{CacheCounts, ResponseCache};
 use crate::ratelimit::{LocalLimiter, Quota};
 use crate::routing::VariantWeights;
-use crate::traces::TraceStats;
+use crate::traces::{Kept, TraceStats};
 use crate::upstream::InstanceState;
 use lookout_analytics::analysis::anomaly::Metric;
 use lookout_analytics::{QueueStats, StoreStats, UNMATCHED_ROUTE};
@@ -205,8 +205,13 @@ impl Registry {
     }
 
     fn publish_traces(&self, traces: &TraceStats) {
+        for why in Kept::ALL {
+            let reason = vec![Label::new("reason", why.label())];
+            self.metrics
+                .counter(prometheus::TRACES_QUEUED, reason)
+                .absolute(traces.queued_because.of(why));
+        }
         self.set_counters([
-            (prometheus::TRACES_QUEUED, traces.queued),
             (prometheus::TRACES_DROPPED, traces.dropped),
             (prometheus::SPANS_EXPORTED, traces.spans_exported),
             (prometheus::SPANS_FAILED, traces.spans_failed),

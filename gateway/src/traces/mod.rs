@@ -35,10 +35,35 @@ pub(crate) struct Tracing {
     exporter: Mutex<Option<ExporterThread>>,
 }
 
+/// Why a request's trace was kept, in the order the reasons are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kept {
+    /// Sampled: by the client's `traceparent`, else by `sample_ratio`.
+    Sampled,
+    /// Not sampled, but failed (`always_sample_errors`).
+    Failed,
+    /// Not sampled, but slow (`always_sample_slower_than`).
+    Slow,
+}
+
+impl Kept {
+    pub(crate) const ALL: [Kept; 3] = [Kept::Sampled, Kept::Failed, Kept::Slow];
+
+    /// The `reason` label of `lookout_traces_queued_total`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Kept::Sampled => "sampled",
+            Kept::Failed => "error",
+            Kept::Slow => "slow",
+        }
+    }
+}
+
 /// What happened to kept requests and their spans.
 #[derive(Debug, Default)]
 struct TraceCounters {
-    queued: AtomicU64,
+    /// By [`Kept`], in its order.
+    queued: [AtomicU64; 3],
     dropped: AtomicU64,
     spans_exported: AtomicU64,
     spans_failed: AtomicU64,
@@ -50,6 +75,8 @@ struct TraceCounters {
 pub(crate) struct TraceStats {
     /// Kept requests handed to the exporter.
     pub(crate) queued: u64,
+    /// The same, by why they were kept.
+    pub(crate) queued_because: QueuedBecause,
     /// Kept requests dropped because the exporter's queue was full.
     pub(crate) dropped: u64,
     pub(crate) spans_exported: u64,
@@ -57,6 +84,24 @@ pub(crate) struct TraceStats {
     pub(crate) spans_failed: u64,
     /// Times the exporter's thread was raised from `SCHED_IDLE` because it fell behind.
     pub(crate) exporter_raised: u64,
+}
+
+/// Kept requests handed to the exporter, by why they were kept.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct QueuedBecause {
+    pub(crate) sampled: u64,
+    pub(crate) error: u64,
+    pub(crate) slow: u64,
+}
+
+impl QueuedBecause {
+    pub(crate) fn of(&self, kept: Kept) -> u64 {
+        match kept {
+            Kept::Sampled => self.sampled,
+            Kept::Failed => self.error,
+            Kept::Slow => self.slow,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,19 +128,25 @@ impl Tracing {
 
     /// Queues a kept request's spans for export, or drops them if the queue is full; `true`
     /// when queued.
-    fn offer(&self, kept: KeptTrace) -> bool {
-        let queued = self.queue.push(kept).is_ok();
-        match queued {
-            true => self.counters.queued.fetch_add(1, Ordering::Relaxed),
-            false => self.counters.dropped.fetch_add(1, Ordering::Relaxed),
+    fn offer(&self, trace: KeptTrace, why: Kept) -> bool {
+        let queued = self.queue.push(trace).is_ok();
+        let counter = match queued {
+            true => &self.counters.queued[why as usize],
+            false => &self.counters.dropped,
         };
+        counter.fetch_add(1, Ordering::Relaxed);
         queued
     }
 
     pub(crate) fn stats(&self) -> TraceStats {
         let c = &self.counters;
         TraceStats {
-            queued: c.queued.load(Ordering::Relaxed),
+            queued: c.queued.iter().map(|n| n.load(Ordering::Relaxed)).sum(),
+            queued_because: QueuedBecause {
+                sampled: c.queued[Kept::Sampled as usize].load(Ordering::Relaxed),
+                error: c.queued[Kept::Failed as usize].load(Ordering::Relaxed),
+                slow: c.queued[Kept::Slow as usize].load(Ordering::Relaxed),
+            },
             dropped: c.dropped.load(Ordering::Relaxed),
             spans_exported: c.spans_exported.load(Ordering::Relaxed),
             spans_failed: c.spans_failed.load(Ordering::Relaxed),

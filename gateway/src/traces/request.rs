@@ -3,7 +3,7 @@
 //! request context's, shared with the request event.
 
 use super::spans::{Finished, KeptTrace};
-use super::Tracing;
+use super::{Kept, Tracing};
 use http::header::{HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Uri};
@@ -97,9 +97,15 @@ impl RequestTrace {
         let slow = settings
             .always_sample_slower_than
             .is_some_and(|limit| took >= limit);
-        if !(self.sampled || (failed && settings.always_sample_errors) || slow) {
+        let why = if self.sampled {
+            Kept::Sampled
+        } else if failed && settings.always_sample_errors {
+            Kept::Failed
+        } else if slow {
+            Kept::Slow
+        } else {
             return false;
-        }
+        };
         let RequestTrace {
             tracing,
             trace_id,
@@ -110,15 +116,18 @@ impl RequestTrace {
             client_target,
             ..
         } = self;
-        tracing.offer(KeptTrace {
-            trace_id,
-            server_span,
-            parent,
-            attempt_spans,
-            user_agent,
-            client_target,
-            finished: finished(),
-        })
+        tracing.offer(
+            KeptTrace {
+                trace_id,
+                server_span,
+                parent,
+                attempt_spans,
+                user_agent,
+                client_target,
+                finished: finished(),
+            },
+            why,
+        )
     }
 }
 

@@ -302,6 +302,7 @@ async fn unsampled_requests_are_not_exported_but_errors_are() {
         (&json!(1), &json!(0), &json!(0)),
         "{counted}"
     );
+    assert_eq!(counted["queued_because"]["error"], 1, "{counted}");
     gateway.shutdown().await;
 }
 
@@ -362,6 +363,17 @@ async fn slow_requests_are_kept_and_the_store_says_which_traces_were() {
         let html = String::from_utf8_lossy(&page.body);
         assert_eq!(html.contains("id=\"jaeger-link\""), linked, "{id}: {html}");
         assert_eq!(html.contains("not sampled"), !linked, "{id}");
+    }
+    let counted = trace_stats_reach(gateway.admin_addr(), |t| t["queued"] == 1).await;
+    assert_eq!(
+        counted["queued_because"],
+        json!({"sampled": 0, "error": 0, "slow": 1}),
+        "{counted}"
+    );
+    let metrics = metrics_text(gateway.admin_addr()).await;
+    for (reason, kept) in [("sampled", 0), ("error", 0), ("slow", 1)] {
+        let line = format!("lookout_traces_queued_total{{reason=\"{reason}\"}} {kept}");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
     }
     gateway.shutdown().await;
 }
