@@ -1,5 +1,6 @@
-//! Cache keys: the route, the path, and what else the route's key takes (the host always,
-//! the query unless told otherwise, chosen request headers), then any `Vary` values.
+//! Cache keys: the route, the path, who the request was authenticated as, and what else the
+//! route's key takes (the host always, the query unless told otherwise, chosen request headers),
+//! then any `Vary` values.
 
 use http::header::{HeaderMap, HeaderName};
 use http::request::Parts;
@@ -15,13 +16,23 @@ pub(crate) struct KeyParts {
 pub(crate) struct CacheKey {
     route: Arc<str>,
     path: Box<str>,
+    /// The consumer (or token subject) the route authenticated. Authentication removes the
+    /// credentials before the lookup, so the cache cannot see them and pass the request by, as
+    /// a shared cache must (RFC 9111 §3.5): each identity gets its own entries instead.
+    identity: Option<Arc<str>>,
     /// Host, query, chosen headers and `Vary` values, each after a separator byte that cannot
     /// appear in a header value.
     rest: Box<str>,
 }
 
 impl CacheKey {
-    pub(crate) fn of(route: &Arc<str>, parts: &KeyParts, request: &Parts, host: Option<&str>) -> Self {
+    pub(crate) fn of(
+        route: &Arc<str>,
+        parts: &KeyParts,
+        request: &Parts,
+        host: Option<&str>,
+        identity: Option<&Arc<str>>,
+    ) -> Self {
         let mut rest = String::from(host.unwrap_or(""));
         if parts.query {
             rest.push('\0');
@@ -33,6 +44,7 @@ impl CacheKey {
         CacheKey {
             route: route.clone(),
             path: request.uri.path().into(),
+            identity: identity.cloned(),
             rest: rest.into(),
         }
     }
@@ -47,6 +59,7 @@ impl CacheKey {
         CacheKey {
             route: self.route.clone(),
             path: self.path.clone(),
+            identity: self.identity.clone(),
             rest: rest.into(),
         }
     }
@@ -56,7 +69,8 @@ impl CacheKey {
     }
 
     pub(crate) fn weight(&self) -> u32 {
-        (self.path.len() + self.rest.len()) as u32
+        let identity = self.identity.as_ref().map_or(0, |i| i.len());
+        (self.path.len() + identity + self.rest.len()) as u32
     }
 }
 

@@ -20,12 +20,18 @@ pub(crate) enum Lookup {
 }
 
 impl RouteCache {
-    pub(crate) fn lookup(self: &Arc<Self>, request: &Parts, host: Option<&str>) -> Lookup {
+    /// `identity`: who the route authenticated the request as (see [`CacheKey`]).
+    pub(crate) fn lookup(
+        self: &Arc<Self>,
+        request: &Parts,
+        host: Option<&str>,
+        identity: Option<&Arc<str>>,
+    ) -> Lookup {
         if !self.applies_to(request) {
             self.counts.bypasses.fetch_add(1, Ordering::Relaxed);
             return Lookup::Bypass;
         }
-        let key = CacheKey::of(&self.route, &self.key, request, host);
+        let key = CacheKey::of(&self.route, &self.key, request, host, identity);
         if let Some(hit) = self.fresh(&key, request) {
             self.counts.hits.fetch_add(1, Ordering::Relaxed);
             return Lookup::Hit(hit);

@@ -21,7 +21,7 @@ pub(super) fn run(matched: &RouteMatch<'_>, parts: &Parts, ctx: &mut RequestCont
         return Cached::Fetch(None);
     };
     let started = Instant::now();
-    let lookup = cache.lookup(parts, ctx.host.as_deref());
+    let lookup = cache.lookup(parts, ctx.host.as_deref(), ctx.consumer.as_ref());
     ctx.step(StepKind::CacheLookup, started);
     let (status, outcome) = match lookup {
         Lookup::Hit(response) => ("HIT", Cached::Hit(response)),

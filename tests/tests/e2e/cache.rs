@@ -185,3 +185,46 @@ async fn purge_errors_are_json_and_purge_nothing() {
     assert_eq!(body_json(&narrowed)["error"]["code"], "invalid_query");
     assert_eq!(x_cache(&get(&gateway, "/reviews/3", &[FRESH]).await), "HIT");
 }
+
+/// On a route with authentication the gateway removes the credentials before the lookup, which
+/// would otherwise make the cache pass the request by: each consumer gets its own entries, so
+/// one consumer's answer never reaches another.
+#[tokio::test]
+async fn on_an_authenticated_route_each_consumer_has_its_own_entries() {
+    let upstream = TestUpstream::start("me").await;
+    // `lookout hash-key acme-key` and `lookout hash-key globex-key`.
+    let acme = "sha256:afacab3575137afa4e00d9cbcafcb14c9ae25f779d964eb0ea5b2c4eb5dfd163";
+    let globex = "sha256:f2a455b59b858a04c51108416af2042203cb6ac35fa4141fba4148bc856e78d4";
+    let gateway = start_gateway(&format!(
+        "consumers:\n  - {{ name: acme, api_keys: [\"{acme}\"] }}\n  - {{ name: globex, api_keys: [\"{globex}\"] }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\n\
+         routes:\n  - name: me\n    upstream: svc\n    cache: {{ ttl: 60s }}\n    \
+         auth: {{ api_key: {{ header: x-api-key }}, optional: true }}\n    \
+         transform: {{ request_headers: {{ set: {{ x-consumer: \"${{consumer}}\" }} }} }}\n",
+        upstream.addr
+    ))
+    .await;
+    let as_consumer = |key: &'static str| {
+        let gateway = &gateway;
+        async move {
+            let headers: Vec<(&str, &str)> = match key {
+                "" => vec![],
+                key => vec![("x-api-key", key)],
+            };
+            let reply = get(gateway, "/me/orders", &headers).await;
+            let consumer = body_json(&reply)["headers"]["x-consumer"].clone();
+            (x_cache(&reply).to_owned(), consumer)
+        }
+    };
+    assert_eq!(as_consumer("acme-key").await, ("MISS".into(), "acme".into()));
+    assert_eq!(
+        as_consumer("globex-key").await,
+        ("MISS".into(), "globex".into()),
+        "not acme's answer"
+    );
+    assert_eq!(as_consumer("acme-key").await, ("HIT".into(), "acme".into()));
+    assert_eq!(as_consumer("globex-key").await, ("HIT".into(), "globex".into()));
+    assert_eq!(as_consumer("").await, ("MISS".into(), "".into()), "no consumer");
+    assert_eq!(as_consumer("").await, ("HIT".into(), "".into()));
+    assert_eq!(upstream.hits(), 3);
+}
