@@ -201,6 +201,27 @@ fn closed_hours_are_exported_as_hive_partitions_that_queries_can_read() {
         ]),
         "a step names its request by id outside the store"
     );
+
+    // An hour an older version wrote, before `trace_sampled`: read by name, its rows have none.
+    let older = fleet.dir.join("requests/date=2023-11-14/hour=21");
+    std::fs::create_dir_all(&older).expect("folder");
+    let older_file = older.join("gw-2.parquet");
+    conn.execute_batch(&format!(
+        "COPY (SELECT * EXCLUDE (trace_sampled), 'gw-2' AS replica FROM requests LIMIT 2)
+         TO '{}' (FORMAT parquet)",
+        older_file.display()
+    ))
+    .expect("an older hour");
+    let glob = format!("{}/requests/**/*.parquet", fleet.dir.display());
+    let json = json_of(
+        &store,
+        &format!(
+            "SELECT replica, count(*), count(trace_sampled)
+             FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)
+             GROUP BY ALL ORDER BY ALL"
+        ),
+    );
+    assert_eq!(json["rows"], serde_json::json!([["gw-1", 5, 5], ["gw-2", 2, 0]]));
 }
 
 #[test]
