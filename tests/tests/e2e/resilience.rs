@@ -301,19 +301,26 @@ async fn one_address_two_backends(sick: usize) -> (std::net::SocketAddr, Arc<Ato
 
 /// One address in front of two test upstreams, balancing connections as a Kubernetes Service
 /// does: the first `sick` connections are spliced to `failing`, every later one to `healthy`.
-/// Counts the connections it accepted.
+/// Counts the connections it accepted, and those the gateway has closed.
 async fn service_of(
     sick: usize,
     failing: std::net::SocketAddr,
     healthy: std::net::SocketAddr,
-) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    raw_server(move |number, mut client| async move {
-        let backend = if number < sick { failing } else { healthy };
-        if let Ok(mut server) = TcpStream::connect(backend).await {
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+) -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let closed = Arc::new(AtomicUsize::new(0));
+    let counter = closed.clone();
+    let (addr, accepted) = raw_server(move |number, mut client| {
+        let closed = counter.clone();
+        async move {
+            let backend = if number < sick { failing } else { healthy };
+            if let Ok(mut server) = TcpStream::connect(backend).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            }
+            closed.fetch_add(1, Ordering::SeqCst);
         }
     })
-    .await
+    .await;
+    (addr, accepted, closed)
 }
 
 #[tokio::test]
@@ -321,19 +328,31 @@ async fn an_http2_retry_to_a_lone_address_takes_a_new_connection() {
     let failing = TestUpstream::start("failing").await;
     failing.fail_with(503);
     let healthy = TestUpstream::start("healthy").await;
-    let (addr, accepted) = service_of(1, failing.addr, healthy.addr).await;
+    let (addr, accepted, closed) = service_of(1, failing.addr, healthy.addr).await;
     let upstream = "protocol: http2, retry: { same_instance: true }";
     let gateway = start_gateway(&single_upstream(addr, upstream, "")).await;
-    let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
-    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    assert_eq!(body_json(&reply)["instance"], "healthy");
-    assert_eq!(body_json(&reply)["version"], "HTTP/2.0");
-    assert_eq!(
-        (failing.hits(), healthy.hits()),
-        (1, 1),
-        "the retry did not take the first connection's stream"
-    );
-    assert_eq!(accepted.load(Ordering::SeqCst), 2, "it opened a second one");
+    for retried in 1..=2 {
+        let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(body_json(&reply)["instance"], "healthy");
+        assert_eq!(body_json(&reply)["version"], "HTTP/2.0");
+        assert_eq!(
+            (failing.hits(), healthy.hits()),
+            (retried, retried),
+            "the retry did not take the first connection's stream"
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1 + retried,
+            "it opened one of its own"
+        );
+    }
+    // Each retry's connection served it alone and closed; the first one stays for others.
+    let settled = wait_until(Duration::from_secs(5), || async {
+        closed.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert!(settled, "closed: {}", closed.load(Ordering::SeqCst));
 }
 
 #[tokio::test]

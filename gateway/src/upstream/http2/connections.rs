@@ -72,7 +72,8 @@ impl Connections {
     }
 
     /// A stream on a connection another request has just opened, or on a new one (and how long
-    /// opening it took); always a new one for a `fresh` target.
+    /// opening it took). A `fresh` target always gets a new one of its own, which closes when
+    /// its stream ends: kept, every such retry would leave one more idle connection open.
     pub(super) async fn open(
         &self,
         target: Target<'_>,
@@ -92,6 +93,9 @@ impl Connections {
             sender,
             streams: AtomicUsize::new(1),
         });
+        if target.fresh {
+            return Ok((Stream(connection), Some(started.elapsed())));
+        }
         // The closed ones go as the new one comes.
         self.live.rcu(|live| {
             let mut open: Vec<_> = live.iter().filter(|c| !c.sender.is_closed()).cloned().collect();

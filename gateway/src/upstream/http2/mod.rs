@@ -123,7 +123,7 @@ impl Multiplexed {
     }
 
     /// Sends `request` over an open connection with room, or a new one when there is none (or
-    /// when the target asks for a fresh one: it joins the others once open). A request that the
+    /// when the target asks for a fresh one, which serves this request alone). A request that the
     /// connection could not even take (it had just closed: a peer's `GOAWAY`, as gRPC servers
     /// send when a connection reaches its maximum age) goes out on a new one.
     async fn send_once(
