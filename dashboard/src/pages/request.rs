@@ -152,7 +152,7 @@ fn fields(r: &RequestRow, d: &RequestDetails) -> Vec<Field> {
         plain("threat", or_none(d.threat.as_deref())),
         plain("gRPC status", r.grpc_status.map_or_else(|| "–".into(), grpc_code)),
         plain("cache", or_none(d.cache_status.as_deref())),
-        plain("upstream", or_none(d.upstream.as_deref())),
+        plain("upstream", upstream(r, d)),
         plain("instance", or_none(r.instance.as_deref())),
         plain("upstream connect", connect_time(r, d)),
         plain("upstream first byte", first_byte_time(r, d)),
@@ -212,6 +212,16 @@ fn refusal(d: &RequestDetails) -> String {
 
 /// The last upstream attempt's details, when the request was proxied to an upstream (not
 /// refused, served from the cache or composed of calls).
+/// The route's upstream, and whether it was asked at all (a refused request, or a cache hit,
+/// was not).
+fn upstream(r: &RequestRow, d: &RequestDetails) -> String {
+    match (&d.upstream, r.attempts) {
+        (None, _) => "–".into(),
+        (Some(name), 0) => format!("{name} (not asked)"),
+        (Some(name), _) => name.clone(),
+    }
+}
+
 fn proxied(r: &RequestRow, d: &RequestDetails) -> bool {
     r.attempts > 0 && d.upstream.is_some()
 }

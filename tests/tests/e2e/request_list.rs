@@ -331,6 +331,8 @@ async fn a_request_page_shows_what_the_store_knows_of_it() {
         "–",
         "refused before it was sent"
     );
+    assert_eq!(detail(admin, "attack", "upstream").await, "svc (not asked)");
+    assert_eq!(detail(admin, "hit", "upstream").await, "svc (not asked)");
     assert_eq!(
         detail(admin, "copied-mirror", "mirrored").await,
         "a copy sent to the route's mirror"
