@@ -124,6 +124,7 @@ impl RequestTrace {
                 attempt_spans,
                 user_agent,
                 client_target,
+                why,
                 finished: finished(),
             },
             why,

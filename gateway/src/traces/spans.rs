@@ -5,6 +5,7 @@
 
 use super::redact::QuerySecrets;
 use super::request::{AttemptSpan, AttemptSpans};
+use super::Kept;
 use crate::grpc::GrpcStatus;
 use compact_str::CompactString;
 use http::uri::PathAndQuery;
@@ -55,6 +56,8 @@ pub(super) struct KeptTrace {
     pub(super) user_agent: Option<http::HeaderValue>,
     /// The client's request target, when it has a query.
     pub(super) client_target: Option<PathAndQuery>,
+    /// Why it was kept.
+    pub(super) why: Kept,
     pub(super) finished: Finished,
 }
 
@@ -67,6 +70,7 @@ pub(super) fn build(kept: KeptTrace, scope: &InstrumentationScope, out: &mut Vec
         attempt_spans,
         user_agent,
         client_target,
+        why,
         finished: done,
     } = kept;
     let parent_id = parent.as_ref().map_or(SpanId::INVALID, SpanContext::span_id);
@@ -76,6 +80,8 @@ pub(super) fn build(kept: KeptTrace, scope: &InstrumentationScope, out: &mut Vec
             .attributes
             .push(KeyValue::new("user_agent.original", agent.to_owned()));
     }
+    // Searchable in the trace backend: the traces kept for being slow, or failed.
+    parts.attributes.push(KeyValue::new("lookout.kept", why.label()));
     if let Some(query) = client_target.as_ref().and_then(PathAndQuery::query) {
         let query = done.query_secrets.redact(query).into_owned();
         parts.attributes.push(KeyValue::new("url.query", query));

@@ -296,6 +296,10 @@ async fn unsampled_requests_are_not_exported_but_errors_are() {
         attribute(servers[0], "error.type"),
         Some(Value::StringValue("502".into()))
     );
+    assert_eq!(
+        attribute(servers[0], "lookout.kept"),
+        Some(Value::StringValue("error".into()))
+    );
     let counted = trace_stats_reach(gateway.admin_addr(), |t| t["spans_exported"] == 3).await;
     assert_eq!(
         (&counted["queued"], &counted["dropped"], &counted["spans_failed"]),
@@ -338,6 +342,15 @@ async fn slow_requests_are_kept_and_the_store_says_which_traces_were() {
         .map(|s| attribute(s, "url.path"))
         .collect();
     assert_eq!(paths, [Some(Value::StringValue("/slow/300".into()))]);
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .expect("server span");
+    assert_eq!(
+        attribute(server, "lookout.kept"),
+        Some(Value::StringValue("slow".into())),
+        "why it was kept, to search by"
+    );
 
     wait_for_stored(&gateway, 2).await;
     let stored = send_body(
