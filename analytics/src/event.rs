@@ -148,6 +148,9 @@ pub struct PathStep {
     /// Why an attempt got no response (`timeout`, `connection_error`), or why a composition call
     /// failed.
     pub error: Option<&'static str>,
+    /// How long an attempt spent opening a new connection (and its TLS handshake); 0 on a
+    /// connection already open, and for the other steps.
+    pub connect_us: u64,
 }
 
 impl PathStep {
@@ -162,6 +165,7 @@ impl PathStep {
             instance: None,
             status: None,
             error: None,
+            connect_us: 0,
         }
     }
 }

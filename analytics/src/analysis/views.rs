@@ -375,13 +375,16 @@ pub struct Step {
     pub error: Option<String>,
     /// A composition call's name.
     pub name: Option<String>,
+    /// An upstream attempt's time opening a new connection: 0 on one already open; `None` for
+    /// the other steps, and for attempts stored before it was recorded.
+    pub connect_us: Option<u64>,
 }
 
 /// The steps of the request the store keeps under `request_key`, in order.
 pub fn steps(conn: &Connection, request_key: u64) -> duckdb::Result<Vec<Step>> {
     let mut statement = conn.prepare(
-        "SELECT kind, start_us, duration_us, instance, status, error, name FROM request_spans
-         WHERE request_key = ? ORDER BY seq",
+        "SELECT kind, start_us, duration_us, instance, status, error, name, connect_us
+         FROM request_spans WHERE request_key = ? ORDER BY seq",
     )?;
     let rows = statement.query_map([request_key], |row| {
         Ok(Step {
@@ -392,6 +395,7 @@ pub fn steps(conn: &Connection, request_key: u64) -> duckdb::Result<Vec<Step>> {
             status: row.get(4)?,
             error: row.get(5)?,
             name: row.get(6)?,
+            connect_us: row.get(7)?,
         })
     })?;
     rows.collect()

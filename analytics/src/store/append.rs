@@ -52,7 +52,8 @@ impl CommonPath {
         let is_answer = attempt.kind == StepKind::UpstreamAttempt
             && bare(attempt)
             && attempt.instance == event.instance
-            && attempt.status == Some(event.status);
+            && attempt.status == Some(event.status)
+            && attempt.connect_us == event.upstream_connect_us;
         (is_match && is_answer).then_some(CommonPath {
             route_match_us: route_match.duration_us,
             attempt_start_us: attempt.start_us,
@@ -218,6 +219,12 @@ fn steps(
             Arc::new(StringArray::from_iter(
                 rows().map(|(_, _, _, s)| s.name.as_deref()),
             )),
+        ),
+        (
+            "connect_us",
+            Arc::new(UInt64Array::from_iter(rows().map(|(_, _, _, s)| {
+                (s.kind == StepKind::UpstreamAttempt).then_some(s.connect_us)
+            }))),
         ),
     ])
 }

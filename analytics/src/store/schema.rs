@@ -18,6 +18,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (9, include_str!("migrations/0009_grpc_status.sql")),
     (10, include_str!("migrations/0010_serving_periods.sql")),
     (11, include_str!("migrations/0011_trace_sampled.sql")),
+    (12, include_str!("migrations/0012_attempt_connect.sql")),
 ];
 
 /// The schema version this build writes.

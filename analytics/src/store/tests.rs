@@ -328,9 +328,18 @@ fn every_shape_of_path_comes_back_step_for_step() {
         ..PathStep::timed(StepKind::UpstreamAttempt, start_us, 40)
     };
     let route_match = PathStep::timed(StepKind::RouteMatch, 0, 2);
+    let on_a_new_connection = |step: PathStep| PathStep {
+        connect_us: 250,
+        ..step
+    };
     let paths = [
-        // The common path, kept as three numbers of the request's row.
+        // The common path, kept as three numbers of the request's row (its attempt's connect
+        // time is the request's).
         vec![route_match.clone(), attempt(10, Some(200), None)],
+        vec![
+            route_match.clone(),
+            on_a_new_connection(attempt(10, Some(200), None)),
+        ],
         // Every other shape, kept as rows of their own.
         vec![
             PathStep::timed(StepKind::RouteMatch, 1, 2),
@@ -341,7 +350,7 @@ fn every_shape_of_path_comes_back_step_for_step() {
         vec![
             route_match.clone(),
             attempt(10, Some(503), None),
-            attempt(60, Some(200), None),
+            on_a_new_connection(attempt(60, Some(200), None)),
         ],
         vec![
             route_match.clone(),
@@ -356,6 +365,8 @@ fn every_shape_of_path_comes_back_step_for_step() {
         .zip(0..)
         .map(|(steps, n)| RequestEvent {
             steps: steps.as_slice().into(),
+            // As the gateway records it: the last attempt's.
+            upstream_connect_us: steps.last().map_or(0, |s| s.connect_us),
             ..sample_event(n)
         })
         .collect();
@@ -377,7 +388,7 @@ fn every_shape_of_path_comes_back_step_for_step() {
     let rows: u64 = conn
         .query_row("SELECT count(*) FROM request_steps", [], |row| row.get(0))
         .expect("count");
-    let stored_as_rows: usize = paths[1..].iter().map(Vec::len).sum();
+    let stored_as_rows: usize = paths[2..].iter().map(Vec::len).sum();
     assert_eq!(
         rows as usize, stored_as_rows,
         "only the common path is kept in the request's row"
@@ -394,6 +405,7 @@ fn as_read_back(step: &PathStep) -> views::Step {
         status: step.status,
         error: step.error.map(str::to_owned),
         name: step.name.as_deref().map(str::to_owned),
+        connect_us: (step.kind == StepKind::UpstreamAttempt).then_some(step.connect_us),
     }
 }
 

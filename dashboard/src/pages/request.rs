@@ -101,9 +101,14 @@ fn waterfall(request: &RequestRow, steps: &[Step]) -> Waterfall {
             .as_deref()
             .map(|i| format!(" · {i}"))
             .unwrap_or_default();
+        // Only a new connection is worth a word: most attempts reuse one.
+        let connecting = match step.connect_us {
+            Some(us) if us > 0 => format!(" · {} connecting", duration(us as f64)),
+            _ => String::new(),
+        };
         Span {
             label,
-            detail: format!("{}{at} {outcome}", duration(step.duration_us as f64)),
+            detail: format!("{}{at} {outcome}{connecting}", duration(step.duration_us as f64)),
             start_us: step.start_us,
             duration_us: step.duration_us,
             failed: step.error.is_some() || step.status.is_some_and(|s| s >= 500),

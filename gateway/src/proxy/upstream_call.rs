@@ -298,6 +298,8 @@ async fn attempt(
         }
     });
     let exchange = exchange_until(instance, upstream.connect_timeout, request, deadline, again);
+    // An attempt that got no answer tells no connect time: not the attempt's before it.
+    ctx.upstream_connect = Duration::ZERO;
     let outcome = match exchange.await {
         Ok(Exchanged {
             response,
@@ -350,8 +352,10 @@ fn note_attempt(
     if let (Some(trace), Some(span)) = (&mut ctx.trace, span) {
         trace.attempt_spans.push(span);
     }
+    let connect = ctx.upstream_connect;
     let step = ctx.step_until(StepKind::UpstreamAttempt, sent, answered);
     step.instance = Some(instance.addr.clone());
+    step.connect_us = connect.as_micros() as u64;
     match outcome {
         Outcome::Response(response) => step.status = Some(response.status().as_u16()),
         Outcome::TimedOut => step.error = Some("timeout"),

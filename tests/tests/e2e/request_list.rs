@@ -308,6 +308,18 @@ async fn a_request_page_shows_what_the_store_knows_of_it() {
         detail(admin, "reused", "upstream connect").await,
         "none: a connection already open"
     );
+    // The waterfall says when an attempt opened its connection, and for how long.
+    for (id, opened) in [("opened", true), ("reused", false)] {
+        let waterfall = html(&page(admin, &format!("/dashboard/requests/{id}")).await);
+        assert_eq!(waterfall.contains(" connecting"), opened, "{id}: {waterfall}");
+    }
+    let connects = sql(
+        admin,
+        "SELECT r.request_id, s.connect_us > 0 FROM request_spans AS s JOIN requests AS r USING (request_key)
+         WHERE s.kind = 'upstream_attempt' AND r.request_id IN ('opened', 'reused') ORDER BY 1",
+    )
+    .await;
+    assert_eq!(connects, serde_json::json!([["opened", true], ["reused", false]]));
     let first_byte = detail(admin, "reused", "upstream first byte").await;
     assert!(
         first_byte.ends_with("µs") || first_byte.ends_with("ms"),
