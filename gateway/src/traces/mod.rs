@@ -128,7 +128,8 @@ impl Tracing {
 
     /// Queues a kept request's spans for export, or drops them if the queue is full; `true`
     /// when queued.
-    fn offer(&self, trace: KeptTrace, why: Kept) -> bool {
+    fn offer(&self, trace: KeptTrace) -> bool {
+        let why = trace.why;
         let queued = self.queue.push(trace).is_ok();
         let counter = match queued {
             true => &self.counters.queued[why as usize],

@@ -116,19 +116,16 @@ impl RequestTrace {
             client_target,
             ..
         } = self;
-        tracing.offer(
-            KeptTrace {
-                trace_id,
-                server_span,
-                parent,
-                attempt_spans,
-                user_agent,
-                client_target,
-                why,
-                finished: finished(),
-            },
+        tracing.offer(KeptTrace {
+            trace_id,
+            server_span,
+            parent,
+            attempt_spans,
+            user_agent,
+            client_target,
             why,
-        )
+            finished: finished(),
+        })
     }
 }
 
