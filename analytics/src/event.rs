@@ -148,8 +148,8 @@ pub struct PathStep {
     /// Why an attempt got no response (`timeout`, `connection_error`), or why a composition call
     /// failed.
     pub error: Option<&'static str>,
-    /// How long an attempt spent opening a new connection (and its TLS handshake); 0 on a
-    /// connection already open, and for the other steps.
+    /// How long an attempt or a composition call spent opening a new connection (and its TLS
+    /// handshake); 0 on a connection already open, and for the other steps.
     pub connect_us: u64,
 }
 

@@ -375,8 +375,8 @@ pub struct Step {
     pub error: Option<String>,
     /// A composition call's name.
     pub name: Option<String>,
-    /// An upstream attempt's time opening a new connection: 0 on one already open; `None` for
-    /// the other steps, and for attempts stored before it was recorded.
+    /// An upstream attempt's or composition call's time opening a new connection: 0 on one
+    /// already open; `None` for the other steps, and for steps stored before it was recorded.
     pub connect_us: Option<u64>,
 }
 

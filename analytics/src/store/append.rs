@@ -222,9 +222,11 @@ fn steps(
         ),
         (
             "connect_us",
-            Arc::new(UInt64Array::from_iter(rows().map(|(_, _, _, s)| {
-                (s.kind == StepKind::UpstreamAttempt).then_some(s.connect_us)
-            }))),
+            // Only the steps that went to an instance (attempts and composition calls) open
+            // connections.
+            Arc::new(UInt64Array::from_iter(
+                rows().map(|(_, _, _, s)| s.instance.is_some().then_some(s.connect_us)),
+            )),
         ),
     ])
 }

@@ -405,7 +405,7 @@ fn as_read_back(step: &PathStep) -> views::Step {
         status: step.status,
         error: step.error.map(str::to_owned),
         name: step.name.as_deref().map(str::to_owned),
-        connect_us: (step.kind == StepKind::UpstreamAttempt).then_some(step.connect_us),
+        connect_us: step.instance.is_some().then_some(step.connect_us),
     }
 }
 

@@ -159,6 +159,7 @@ impl Env<'_> {
         let result = match sent.outcome {
             Ok(answered) => {
                 step.status = Some(answered.response.status().as_u16());
+                step.connect_us = answered.connect_time.as_micros() as u64;
                 read_json(answered.response, deadline, self.max_size, call.feeds_later).await
             }
             Err(failure) => Err(CallError::Upstream(failure)),

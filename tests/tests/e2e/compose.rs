@@ -164,6 +164,18 @@ async fn a_slow_and_a_failing_call_give_a_partial_answer_with_an_error_list() {
             ["discount", null, "skipped", false],
         ])
     );
+    // The first call to each upstream opened its connection; a call never sent has no time.
+    let connects = sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT name, connect_us > 0 FROM request_spans
+         WHERE name IN ('book', 'price', 'discount') ORDER BY seq",
+    )
+    .await;
+    assert_eq!(
+        connects,
+        json!([["book", true], ["price", true], ["discount", null]])
+    );
     let timed_out = sql_rows(
         gateway.admin_addr(),
         TOKEN,

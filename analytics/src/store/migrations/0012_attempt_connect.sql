@@ -1,6 +1,6 @@
--- The time an upstream attempt spent opening a new connection (TCP, and TLS to an https
--- instance): 0 on a connection already open, NULL for the other steps and for attempts stored
--- before. The common path's one attempt shows the request's own `upstream_connect_us`.
+-- The time an upstream attempt or a composition call spent opening a new connection (TCP, and
+-- TLS to an https instance): 0 on a connection already open, NULL for the other steps and for
+-- steps stored before. The common path's one attempt shows the request's own `upstream_connect_us`.
 ALTER TABLE request_steps ADD COLUMN connect_us UBIGINT;
 CREATE OR REPLACE VIEW request_spans AS
     SELECT ts, request_key, 0::USMALLINT AS seq, 'route_match' AS kind, 0::UBIGINT AS start_us,
