@@ -269,6 +269,8 @@ pub(crate) struct WaterfallRow {
     pub(crate) detail: String,
     pub(crate) x: f64,
     pub(crate) width: f64,
+    /// The part of the bar spent opening a connection, shaded at its start; 0 for none.
+    pub(crate) lead_width: f64,
     pub(crate) y: f64,
     pub(crate) color: &'static str,
     pub(crate) detail_at: DetailPlace,
@@ -328,6 +330,8 @@ pub(crate) struct Span {
     pub(crate) detail: String,
     pub(crate) start_us: u64,
     pub(crate) duration_us: u64,
+    /// Of `duration_us`, the time spent opening a connection first.
+    pub(crate) lead_us: u64,
     pub(crate) failed: bool,
 }
 
@@ -351,9 +355,11 @@ impl Waterfall {
             .map(|(i, s)| {
                 let x = LABEL + s.start_us as f64 / total * plot_w;
                 let width = (s.duration_us as f64 / total * plot_w).max(1.5);
+                let lead_width = (s.lead_us.min(s.duration_us) as f64 / total * plot_w).min(width);
                 WaterfallRow {
                     x,
                     width,
+                    lead_width,
                     y: 20.0 + i as f64 * ROW,
                     color: if s.failed {
                         RED
@@ -417,6 +423,7 @@ mod tests {
             detail: detail.into(),
             start_us,
             duration_us,
+            lead_us: 0,
             failed: false,
         }
     }
@@ -442,5 +449,20 @@ mod tests {
         for row in &chart.rows {
             assert!(row.detail_at.x <= WIDTH, "{}", row.detail_at.x);
         }
+    }
+
+    #[test]
+    fn a_connect_time_shades_the_start_of_its_bar() {
+        let connecting = Span {
+            lead_us: 250,
+            ..span(500, 500, "500 µs")
+        };
+        let chart = Waterfall::new(1_000, vec![span(0, 1_000, "1.0 ms"), connecting]);
+        let (whole, attempt) = (&chart.rows[0], &chart.rows[1]);
+        assert_eq!(whole.lead_width, 0.0);
+        assert!(
+            (attempt.lead_width * 2.0 - attempt.width).abs() < 1e-9,
+            "half of it"
+        );
     }
 }

@@ -78,6 +78,7 @@ fn waterfall(request: &RequestRow, steps: &[Step]) -> Waterfall {
         detail: format!("{} in {}", request.status, duration(request.duration_us as f64)),
         start_us: 0,
         duration_us: request.duration_us,
+        lead_us: 0,
         failed: request.failed(),
     };
     let mut attempt = 0;
@@ -111,6 +112,7 @@ fn waterfall(request: &RequestRow, steps: &[Step]) -> Waterfall {
             detail: format!("{}{at} {outcome}{connecting}", duration(step.duration_us as f64)),
             start_us: step.start_us,
             duration_us: step.duration_us,
+            lead_us: step.connect_us.unwrap_or(0),
             failed: step.error.is_some() || step.status.is_some_and(|s| s >= 500),
         }
     }));
