@@ -312,7 +312,11 @@ async fn a_request_page_shows_what_the_store_knows_of_it() {
     for (id, opened) in [("opened", true), ("reused", false)] {
         let waterfall = html(&page(admin, &format!("/dashboard/requests/{id}")).await);
         assert_eq!(waterfall.contains(" connecting"), opened, "{id}: {waterfall}");
-        assert_eq!(waterfall.contains("class=\"lead\""), opened, "{id}: the bar's shaded start");
+        assert_eq!(
+            waterfall.contains("class=\"lead\""),
+            opened,
+            "{id}: the bar's shaded start"
+        );
     }
     let connects = sql(
         admin,
