@@ -29,6 +29,14 @@ macro_rules! server_error {
     };
 }
 
+/// In SQL over `requests`: the request failed, as [`analysis::views::RequestRow::failed`] says (a
+/// server error, or an error at the gateway). A macro for `concat!`, as [`server_error!`].
+macro_rules! failed {
+    () => {
+        concat!("(", server_error!(), " OR error_kind IS NOT NULL)")
+    };
+}
+
 /// In SQL over `requests` or `rollup_minute`: the row's route is the one a `?` names, the
 /// unmatched requests' (a NULL route) under [`UNMATCHED_ROUTE`]. A macro for `concat!`, as
 /// [`server_error!`].

@@ -241,7 +241,7 @@ pub enum Pick {
 }
 
 /// [`RequestRow::failed`] in SQL.
-pub(super) const FAILED: &str = concat!("(", server_error!(), " OR error_kind IS NOT NULL)");
+pub(super) const FAILED: &str = failed!();
 
 /// Up to `limit` requests of `route` in `[since_us, until_us)`.
 pub fn requests(

@@ -94,9 +94,9 @@ pub const CANNED_QUERIES: &[CannedQuery] = &[
               FROM requests
               WHERE ",
             route_is!(),
-            " AND (",
-            server_error!(),
-            " OR error_kind IS NOT NULL)
+            " AND ",
+            failed!(),
+            "
               ORDER BY ts DESC
               LIMIT 50"
         ),

@@ -2,7 +2,7 @@
 //! the requests that made it.
 
 use super::search_form::Form;
-use super::{read, render, segment, PageError, Shared};
+use super::{read, render, request_address, segment, PageError, Shared};
 use crate::format::{clock_minute, count, duration, percent};
 use askama::Template;
 use axum::extract::State;
@@ -28,6 +28,7 @@ pub(crate) struct Row {
     score: String,
     severity: &'static str,
     critical: bool,
+    /// Example requests: their page's address, and a line about each.
     examples: Vec<(String, String)>,
     /// The list of the requests behind the anomaly.
     requests: String,
@@ -86,7 +87,7 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
                 .into_iter()
                 .map(|r| {
                     (
-                        segment(&r.request_id),
+                        request_address(&r.request_id),
                         format!("{} {} · {}", r.status, r.path, duration(r.duration_us as f64)),
                     )
                 })

@@ -166,6 +166,11 @@ pub(crate) fn segment(value: &str) -> String {
     utf8_percent_encode(value, SEGMENT).to_string()
 }
 
+/// The address of a request's page.
+pub(crate) fn request_address(id: &str) -> String {
+    format!("/dashboard/requests/{}", segment(id))
+}
+
 /// A value for a link's query string: `?client=10.0.0.7`.
 pub(crate) fn query_value(value: &str) -> String {
     utf8_percent_encode(value, QUERY_VALUE).to_string()

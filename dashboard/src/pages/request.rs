@@ -1,7 +1,7 @@
 //! One request, by request id or trace id: its figures and the waterfall of its path.
 
 use super::search_form::Form;
-use super::{fragment, read, render, segment, PageError, Shared};
+use super::{fragment, read, render, request_address, segment, PageError, Shared};
 use crate::chart::{Span, Waterfall};
 use crate::format::{bytes, duration, grpc_code, timestamp};
 use askama::Template;
@@ -46,9 +46,7 @@ pub(super) async fn page(
     };
     if request.request_id != id {
         // Found by trace id: the request's own address is the one to share.
-        return Ok(
-            Redirect::to(&format!("/dashboard/requests/{}", segment(&request.request_id))).into_response(),
-        );
+        return Ok(Redirect::to(&request_address(&request.request_id)).into_response());
     }
     // A trace the gateway did not keep was never exported: no link to a page that would say so.
     let exported = details.trace_sampled != Some(false);

@@ -1,7 +1,7 @@
 //! A table of requests, each linking to its page: a route's slowest and failed requests, and the
 //! list of requests that meet a search.
 
-use super::segment;
+use super::{request_address, segment};
 use crate::format::{clock, day_clock, duration, grpc_code};
 use askama::Template;
 use lookout_analytics::analysis::views::RequestRow;
@@ -12,6 +12,7 @@ struct Listed {
     request_id: String,
     /// The id as the table shows it: its end, for a long one (the page shows it whole).
     shown_id: String,
+    /// Its page's address.
     link: String,
     /// The route's name and its page's address segment, when the table has the column.
     route: Option<(String, String)>,
@@ -62,7 +63,7 @@ fn listed(r: &RequestRow, time: fn(i64) -> String, with_route: bool) -> Listed {
         time: time(r.ts_us),
         request_id: r.request_id.clone(),
         shown_id: shortened(&r.request_id),
-        link: segment(&r.request_id),
+        link: request_address(&r.request_id),
         route,
         method: r.method.clone(),
         path: r.path.clone(),

@@ -3,7 +3,7 @@
 
 use super::request_table::RequestTable;
 use super::search_form::{Form, STATUSES};
-use super::{fragment, read, render, segment, PageError, Shared};
+use super::{fragment, read, render, request_address, PageError, Shared};
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -88,11 +88,7 @@ pub(super) async fn list(
 async fn find(dashboard: &Shared, id: String, form: Form) -> Result<Response, PageError> {
     let wanted = id.clone();
     match read(dashboard, move |conn| views::request(conn, &wanted)).await? {
-        Some((request, _)) => Ok(Redirect::to(&format!(
-            "/dashboard/requests/{}",
-            segment(&request.request_id)
-        ))
-        .into_response()),
+        Some((request, _)) => Ok(Redirect::to(&request_address(&request.request_id)).into_response()),
         None => {
             let page = RequestsPage {
                 missing: Some(id),

@@ -3,7 +3,8 @@
 
 use super::overview::latency_chart;
 use super::request_table::RequestTable;
-use super::{fragment, last_hour, query_value, read, render, PageError, Shared};
+use super::search_form::Form;
+use super::{fragment, last_hour, read, render, PageError, Shared};
 use crate::chart::{BarChart, Column, AMBER, BLUE, GREEN, GREY, RED};
 use crate::format::{clock_minute, count, duration, grpc_code, percent};
 use crate::timeline::MINUTES;
@@ -28,8 +29,9 @@ const STATUS_CLASSES: [(&str, &str); 5] = [
 struct RoutePage {
     nav: &'static str,
     route: String,
-    /// The route's name in a link's query.
-    link: String,
+    /// The list of the route's requests, and of its failed ones.
+    all_requests: String,
+    failed_requests: String,
     requests: String,
     /// The start of the window the cards count.
     since: String,
@@ -73,6 +75,10 @@ pub(super) async fn page(
     let requests: u64 = buckets.iter().map(|b| b.requests).sum();
     let errors: u64 = buckets.iter().map(|b| b.errors).sum();
     let worst_p99 = minutes.iter().map(|p| p.p99_us).fold(0.0, f64::max);
+    let list = Form {
+        route: route.clone(),
+        ..Form::default()
+    };
     let page = RoutePage {
         nav: "",
         requests: count(requests as f64),
@@ -89,7 +95,12 @@ pub(super) async fn page(
         grpc: (!grpc.is_empty()).then(|| fragment(&grpc_chart(&grpc))),
         slowest: fragment(&RequestTable::of_route("slowest", &slowest)),
         failed: fragment(&RequestTable::of_route("failed", &failed)),
-        link: query_value(&route),
+        all_requests: list.address(None),
+        failed_requests: Form {
+            status: "failed".into(),
+            ..list
+        }
+        .address(None),
         route,
     };
     Ok(render(&page))

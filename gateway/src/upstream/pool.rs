@@ -105,8 +105,8 @@ pub(crate) struct Target<'a> {
     pub(crate) connect_timeout: Duration,
     /// HTTP/2: the most streams a connection carries before another is opened.
     pub(crate) max_streams: usize,
-    /// HTTP/1.1: open a new connection rather than take an idle one (a retry to an instance
-    /// already tried). HTTP/2 requests share the instance's connection whatever this says.
+    /// Open a new connection rather than take an idle (HTTP/1.1) or shared (HTTP/2) one: a retry
+    /// to an instance already tried.
     pub(crate) fresh: bool,
 }
 
