@@ -74,7 +74,12 @@ pub(super) async fn page(
     // minutes' rollups lag the open minute, and a new route would show none beside its lists.
     let requests: u64 = buckets.iter().map(|b| b.requests).sum();
     let errors: u64 = buckets.iter().map(|b| b.errors).sum();
-    let worst_p99 = minutes.iter().map(|p| p.p99_us).fold(0.0, f64::max);
+    // None before the route's first busy minute is rolled up: not a p99 of 0.
+    let worst_p99 = minutes
+        .iter()
+        .map(|p| p.p99_us)
+        .filter(|us| !us.is_nan())
+        .reduce(f64::max);
     let list = Form {
         route: route.clone(),
         ..Form::default()
@@ -84,7 +89,7 @@ pub(super) async fn page(
         requests: count(requests as f64),
         since: clock_minute(since),
         error_ratio: percent(errors as f64 / requests.max(1) as f64),
-        worst_p99: duration(worst_p99),
+        worst_p99: worst_p99.map_or("–".into(), duration),
         histogram: fragment(&histogram(&buckets)),
         percentiles: fragment(&latency_chart(
             "Latency percentiles per minute",
