@@ -1,12 +1,13 @@
 //! Analyses over the store, shared by the dashboard, the gateway's continuous anomaly detection
 //! and `lookout analyze`: what each page shows ([`views`]), the requests that meet a search
-//! ([`search`]), anomalies against a robust baseline ([`anomaly`]) and canary / A-B verdicts
+//! ([`search`]), the busiest callers ([`callers`]), anomalies against a robust baseline ([`anomaly`]) and canary / A-B verdicts
 //! ([`canary`]). Each reads through a plain
 //! [`duckdb::Connection`], so the same code runs on the live store ([`crate::Store::read`]) and on
 //! a store file opened read-only ([`open_read_only`]). The statistics themselves are pure
 //! functions over series and samples, tested on synthetic data.
 
 pub mod anomaly;
+pub mod callers;
 pub mod canary;
 pub mod search;
 pub mod views;

@@ -44,6 +44,8 @@ pub enum Outcome {
     /// The server errors error ratios count: a 5xx, or a gRPC call that failed on the server's
     /// side; not the gateway's refusals (429, 401, ...).
     ServerError,
+    /// Turned away by a policy at the edge (auth, rate limit, attack filter, ...).
+    Refused,
     /// One status class: `1` to `5` for 1xx to 5xx.
     Class(u8),
 }
@@ -168,6 +170,7 @@ fn read(
         Outcome::Any => {}
         Outcome::Failed => conditions.push(FAILED),
         Outcome::ServerError => conditions.push(server_error!()),
+        Outcome::Refused => conditions.push("blocked_by IS NOT NULL"),
         Outcome::Class(class) => {
             conditions.push("status // 100 = ?");
             params.push(Value::USmallInt(u16::from(class)));

@@ -529,6 +529,7 @@ fn a_search_pages_through_the_requests_it_keeps() {
     // A refusal of the gateway's own, and a gRPC call that failed on the server's side.
     events[6].status = 429;
     events[6].error_kind = Some(crate::ErrorKind::RateLimited);
+    events[6].blocked_by = Some("rate_limit");
     events[12].grpc_status = Some(14);
     // Two of the same microsecond, and two from two hours ago.
     for n in 30..34 {
@@ -592,6 +593,15 @@ fn a_search_pages_through_the_requests_it_keeps() {
         named(&mut [0, 5, 10, 12, 15, 20, 25].into_iter()),
         "not the gateway's refusals"
     );
+    let refused = Search {
+        outcome: Outcome::Refused,
+        ..Search::default()
+    };
+    assert_eq!(
+        ids(refused, 4),
+        named(&mut [6].into_iter()),
+        "only the policies' refusals"
+    );
     let client_errors = Search {
         outcome: Outcome::Class(4),
         route: Some("reviews".into()),
@@ -620,4 +630,99 @@ fn a_search_pages_through_the_requests_it_keeps() {
         ..Search::default()
     };
     assert_eq!(ids(acme_from_one_client, 4), named(&mut [3, 23].into_iter()));
+}
+
+/// The busiest callers: counted, ranked each way and cut at the limit, over the window only,
+/// mirrored copies left out; the requests no consumer was named for are one caller.
+#[test]
+fn the_busiest_callers_are_counted_and_ranked_each_way() {
+    use crate::analysis::callers::{top, Caller, CallerKind, Rank};
+    let now = crate::analysis::now_us() as u64;
+    // acme: 6 requests, 1 server error; globex: 3, 2 refused; no consumer: 2; hooli: 1 gRPC
+    // call that failed on the server's side.
+    let callers = [
+        (Some("acme"), 500),
+        (Some("acme"), 200),
+        (Some("acme"), 200),
+        (Some("acme"), 200),
+        (Some("acme"), 200),
+        (Some("acme"), 200),
+        (Some("globex"), 429),
+        (Some("globex"), 401),
+        (Some("globex"), 200),
+        (None, 200),
+        (None, 200),
+        (Some("hooli"), 200),
+    ];
+    let mut events: Vec<_> = callers
+        .iter()
+        .enumerate()
+        .map(|(n, &(consumer, status))| RequestEvent {
+            timestamp_us: now - 1_000 * n as u64,
+            consumer: consumer.map(Into::into),
+            client_ip: IpAddr::from([10, 0, 0, (n % 2) as u8]),
+            status,
+            blocked_by: (status == 429 || status == 401).then_some("rate_limit"),
+            duration_us: 100 * (n as u64 + 1),
+            bytes_out: 10,
+            ..sample_event(n as u64)
+        })
+        .collect();
+    events[11].grpc_status = Some(13);
+    // Before the window, and a mirrored copy: neither counts.
+    events.push(RequestEvent {
+        timestamp_us: now - 120_000_000,
+        consumer: Some("hooli".into()),
+        ..sample_event(20)
+    });
+    events.push(RequestEvent {
+        mirrored: true,
+        consumer: Some("hooli".into()),
+        ..sample_event(21)
+    });
+    let (store, mut sink) = memory_store();
+    sink.write_batch(&events).expect("append");
+    sink.commit();
+    let since = now as i64 - 60_000_000;
+    let read = |kind, rank, limit| {
+        store
+            .read(move |conn| top(conn, kind, rank, since, limit))
+            .expect("callers")
+    };
+    let names =
+        |callers: &[Caller]| -> Vec<Option<String>> { callers.iter().map(|c| c.name.clone()).collect() };
+    let name = |n: &str| Some(n.to_owned());
+
+    let busiest = read(CallerKind::Consumer, Rank::Requests, 3);
+    assert_eq!(names(&busiest.top), [name("acme"), name("globex"), None]);
+    assert_eq!(
+        (busiest.requests, busiest.callers),
+        (12, 4),
+        "all of them, listed or not"
+    );
+    let acme = &busiest.top[0];
+    assert_eq!(
+        (acme.requests, acme.server_errors, acme.refused, acme.bytes_out),
+        (6, 1, 0, 60)
+    );
+    // Durations 100 to 600 µs: the exact p99 of six, as quantile_cont interpolates it.
+    assert!((acme.p99_us - 595.0).abs() < 1e-9, "{}", acme.p99_us);
+
+    let erring = read(CallerKind::Consumer, Rank::ServerErrors, 2);
+    assert_eq!(
+        names(&erring.top),
+        [name("acme"), name("hooli")],
+        "a failed gRPC call counts"
+    );
+    let refused = read(CallerKind::Consumer, Rank::Refused, 1);
+    assert_eq!(names(&refused.top), [name("globex")]);
+    assert_eq!(refused.top[0].refused, 2);
+
+    let clients = read(CallerKind::Client, Rank::Requests, 10);
+    assert_eq!(
+        names(&clients.top),
+        [name("10.0.0.0"), name("10.0.0.1")],
+        "ties by name"
+    );
+    assert_eq!(clients.top.iter().map(|c| c.requests).sum::<u64>(), 12);
 }
