@@ -62,7 +62,8 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
         upstream_connect_us: 0,
         upstream_ttfb_us: duration_us / 2,
         error_kind: None,
-        consumer: None,
+        // Three requests in four from one of 50 consumers.
+        consumer: (!i.is_multiple_of(4)).then(|| format!("c{}", i % 50).into()),
         variant: (route == 0).then(|| {
             if i.is_multiple_of(10) {
                 "v2".into()
@@ -160,6 +161,9 @@ async fn main() {
         ),
         // A search nothing meets reads the last hour, then the whole store.
         "/dashboard/requests?path=%2Fnowhere".to_owned(),
+        // Every request of the window, grouped by consumer and by client.
+        "/dashboard/callers".to_owned(),
+        "/dashboard/callers?window=1h&by=server_errors".to_owned(),
         "/dashboard/sql".to_owned(),
     ];
     println!(

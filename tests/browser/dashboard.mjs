@@ -1,6 +1,7 @@
 // Walks the dashboard in a real browser (Debian's chromium, driven by playwright-core) as an
 // on-call engineer would: signs in, opens every page, follows an anomaly and a slow request to
-// their waterfalls, runs SQL. Fails on any console error or failed check; screenshots every page.
+// their waterfalls, a caller to its requests, runs SQL. Fails on any console error or failed
+// check; screenshots every page.
 // Usage: node dashboard.mjs <base-url> <admin-token> <screenshot-dir>
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
@@ -127,6 +128,19 @@ try {
   assert.equal(await page.inputValue('input[name=consumer]'), 'demo-partner');
   assert.ok(await page.locator('#found a[title]').count() > 0, "the consumer's requests listed");
   step("a request's consumer to its other requests");
+
+  // Callers: the partner among the consumers, by requests and by refusals; on to its requests.
+  await open('/dashboard/callers');
+  assert.match(await page.textContent('#consumers'), /demo-partner/);
+  assert.ok(await page.locator('#clients a.caller').count() > 0, 'client addresses listed');
+  await shot('callers');
+  await page.selectOption('select[name=by]', 'refused');
+  await Promise.all([page.waitForURL(/by=refused/), page.click('#choice button')]);
+  await Promise.all([page.waitForURL(/consumer=demo-partner/),
+    page.locator('#consumers a.caller', { hasText: 'demo-partner' }).click()]);
+  assert.equal(await page.inputValue('input[name=consumer]'), 'demo-partner');
+  assert.ok(await page.locator('#found a[title]').count() > 0, "the partner's requests in the window");
+  step('callers to their requests');
 
   // Finding a request: an unknown id says so.
   await open('/dashboard/requests');

@@ -3,6 +3,7 @@
 //! agree with each other and the async workers never wait on the store.
 
 mod anomalies;
+mod callers;
 mod canary;
 mod login;
 mod overview;
@@ -37,6 +38,7 @@ pub(crate) fn router(dashboard: Shared) -> Router {
         .route("/dashboard/routes/{route}", get(route::page))
         .route("/dashboard/anomalies", get(anomalies::page))
         .route("/dashboard/canary", get(canary::page))
+        .route("/dashboard/callers", get(callers::page))
         .route("/dashboard/requests", get(requests::list))
         .route("/dashboard/requests/{id}", get(request::page))
         .route("/dashboard/sql", get(sql::page))

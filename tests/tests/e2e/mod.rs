@@ -4,6 +4,7 @@ mod api_keys;
 mod attack_filter;
 mod balancing;
 mod cache;
+mod callers;
 mod compose;
 mod config_errors;
 mod edge;
