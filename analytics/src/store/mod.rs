@@ -83,6 +83,10 @@ pub struct StoreSettings {
     /// more CPU per event at 40,000 events/s; and on a small machine a parallel query takes the
     /// proxy's cores.
     pub threads: u32,
+    /// How much a query may write to disk of what does not fit in `memory_limit` (large sorts,
+    /// joins and aggregates), beside the store's file; `None`: nothing, the query fails instead.
+    /// A store in memory never spills.
+    pub max_spill: Option<u64>,
 }
 
 impl StoreSettings {
@@ -94,6 +98,7 @@ impl StoreSettings {
             sql: SqlLimits::default(),
             memory_limit: "1GB".into(),
             threads: 1,
+            max_spill: Some(1 << 30),
         }
     }
 }
@@ -248,7 +253,7 @@ pub(crate) fn open_database(settings: &StoreSettings) -> Result<(Database, Conne
         location: describe(&settings.location),
         source,
     };
-    let options = [
+    let mut options = vec![
         ("threads", settings.threads.max(1).to_string()),
         ("max_memory", settings.memory_limit.clone()),
         ("autoinstall_known_extensions", "false".into()),
@@ -264,6 +269,7 @@ pub(crate) fn open_database(settings: &StoreSettings) -> Result<(Database, Conne
         // WAL replayed after a crash grows to match.
         ("checkpoint_threshold", "128MB".into()),
     ];
+    options.extend(spill_options(settings));
     let target = match &settings.location {
         StoreLocation::File(path) => {
             create_parent(path)?;
@@ -292,6 +298,20 @@ pub(crate) fn open_database(settings: &StoreSettings) -> Result<(Database, Conne
     }
     lock_down(&conn, settings.fleet.as_ref().map(|f| f.dir.as_path()))?;
     Ok((database, conn))
+}
+
+/// Where DuckDB writes what a query cannot hold in `memory_limit`, and how much: beside the
+/// store's file, bounded; never for a store in memory. DuckDB's own default, for the in-memory
+/// database the store is attached to, is `.tmp` in the working directory, up to 90% of the free
+/// disk: one query could fill the disk the store writes to.
+fn spill_options(settings: &StoreSettings) -> Vec<(&'static str, String)> {
+    match (&settings.location, settings.max_spill) {
+        (StoreLocation::File(path), Some(max)) => vec![
+            ("temp_directory", format!("{}.tmp", path.display())),
+            ("max_temp_directory_size", format!("{max}B")),
+        ],
+        _ => vec![("temp_directory", String::new())],
+    }
 }
 
 /// A new connection to the store's database.

@@ -726,3 +726,52 @@ fn the_busiest_callers_are_counted_and_ranked_each_way() {
     );
     assert_eq!(clients.top.iter().map(|c| c.requests).sum::<u64>(), 12);
 }
+
+/// What a query cannot hold in memory goes beside the store's file, within `max_spill`; a store
+/// in memory never writes it anywhere (DuckDB's own default is `.tmp` in the working directory,
+/// up to 90% of the free disk).
+#[test]
+fn a_query_spills_beside_the_store_file_within_its_bound_and_a_memory_store_never() {
+    // Four million strings sorted in 32 MB: it spills, or it fails.
+    const SORT: &str = "SELECT count(*) FROM (SELECT x::VARCHAR || 'abcdefghijklmnop' AS s
+                        FROM range(4000000) t(x) ORDER BY hash(x))";
+    let spill = |store: &Store| {
+        store
+            .read(|conn| {
+                conn.query_row(
+                    "SELECT current_setting('temp_directory'), current_setting('max_temp_directory_size')",
+                    [],
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+                )
+            })
+            .expect("settings")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("spill.duckdb");
+    let settings = StoreSettings {
+        memory_limit: "32MB".into(),
+        max_spill: Some(256 << 20),
+        ..StoreSettings::new(StoreLocation::File(path.clone()))
+    };
+    let (store, _sink) = Store::open(settings).expect("open");
+    assert_eq!(
+        spill(&store),
+        (format!("{}.tmp", path.display()), "256.0 MiB".to_owned())
+    );
+    let sorted = json_of(&store, SORT);
+    assert_eq!(sorted["rows"][0][0], 4_000_000, "spilled");
+
+    let settings = StoreSettings {
+        memory_limit: "32MB".into(),
+        ..StoreSettings::new(StoreLocation::Memory)
+    };
+    let (store, _sink) = Store::open(settings).expect("open");
+    assert_eq!(spill(&store).0, "", "no spilling");
+    match store.query(SORT) {
+        Err(SqlError::Failed(message)) => assert!(message.contains("Out of Memory"), "{message}"),
+        other => panic!(
+            "expected the sort to fail for want of memory, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+}

@@ -1,5 +1,5 @@
 //! The `analytics` section: where the DuckDB store lives, how much it keeps, the fleet's Parquet
-//! directory, and the SQL endpoint's limits.
+//! directory, the SQL endpoint's limits, and DuckDB's memory, disk and threads.
 
 use super::error::Problems;
 use super::raw::{RawAnalytics, RawFleet};
@@ -62,6 +62,12 @@ pub(super) fn build_analytics(p: &mut Problems, raw: &RawAnalytics) -> Option<St
         if bytes(p, "analytics.memory_limit", limit).is_some() {
             settings.memory_limit = limit.trim().to_owned();
         }
+    }
+    if let Some(spill) = &raw.max_spill {
+        settings.max_spill = match spill.trim() {
+            "off" => None,
+            _ => bytes(p, "analytics.max_spill", spill),
+        };
     }
     settings.threads = positive(p, "analytics.threads", raw.threads.as_ref(), settings.threads);
     Some(settings)

@@ -149,6 +149,8 @@ pub(crate) struct RawAnalytics {
     pub(crate) fleet: Option<RawFleet>,
     pub(crate) sql: Option<RawSql>,
     pub(crate) memory_limit: Option<Text>,
+    /// A size, or `off`: what queries may write to disk beyond `memory_limit`.
+    pub(crate) max_spill: Option<Text>,
     pub(crate) threads: Option<Spanned<u32>>,
     /// How the event writer (store and access log) is scheduled: `idle` or `normal`.
     pub(crate) writer_priority: Option<Text>,

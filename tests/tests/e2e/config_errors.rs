@@ -471,3 +471,29 @@ routes:
     }
     assert_eq!(all.len(), 3, "{all:#?}");
 }
+
+#[test]
+fn store_limits_name_their_field_and_spilling_can_be_turned_off() {
+    let with = |analytics: &str| {
+        format!(
+            "analytics:\n{analytics}upstreams:\n  - {{ name: a, instances: [\"127.0.0.1:3000\"] }}\n\
+             routes:\n  - {{ name: all, upstream: a }}\n"
+        )
+    };
+    let all = errors(&with("  memory_limit: plenty\n  max_spill: 0GB\n"));
+    let memory = find(&all, "analytics.memory_limit");
+    assert_eq!(memory.line, 2);
+    assert!(memory.message.contains("invalid size `plenty`"), "{memory:?}");
+    let spill = find(&all, "analytics.max_spill");
+    assert_eq!(spill.line, 3);
+    assert!(spill.message.contains("greater than zero"), "{spill:?}");
+    assert_eq!(all.len(), 2, "{all:#?}");
+
+    let spill_of = |analytics: &str| {
+        let config = load_str("gw.yaml", &with(analytics)).expect("valid");
+        config.analytics.expect("the store is on").max_spill
+    };
+    assert_eq!(spill_of("  max_spill: off\n"), None);
+    assert_eq!(spill_of("  max_spill: 512MiB\n"), Some(512 << 20));
+    assert_eq!(spill_of("  threads: 1\n"), Some(1 << 30), "1 GiB by default");
+}
