@@ -185,10 +185,11 @@ impl Span {
     }
 
     /// The list of the caller's requests in the window (the ends in milliseconds, as the list
-    /// reads them), all of them and by outcome.
+    /// reads them; the start rounded up, so that it takes in nothing from before the window),
+    /// all of them and by outcome.
     fn links(&self, name: &str, filter: Filter) -> Links {
         let mut list = Form {
-            since: (self.since / 1_000).to_string(),
+            since: ((self.since + 999) / 1_000).to_string(),
             until: (self.until / 1_000).to_string(),
             ..Form::default()
         };
