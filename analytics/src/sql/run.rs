@@ -76,20 +76,32 @@ impl Store {
 
     /// Runs `work` on a connection of its own (a counted query slot), in a read-only transaction
     /// that is rolled back after, interrupted at the time limit.
+    /// The writer may stop it too, when it needs the memory (see `store::room`).
     fn read_only<T>(&self, work: impl FnOnce(&Connection) -> Result<T, SqlError>) -> Result<T, SqlError> {
         let timeout = self.shared.settings.sql.timeout;
+        let running = &self.shared.running;
         let slot = QuerySlot::take(self)?;
         let conn = slot.conn()?;
         conn.execute_batch("BEGIN TRANSACTION READ ONLY")
             .map_err(failed)?;
+        let stops = running.stops();
+        let registration = running.register(conn.interrupt_handle());
+        // Registered after the writer began to stop the queries: it would not be stopped.
+        if running.making_room() {
+            return Err(SqlError::GaveWay);
+        }
         let watchdog = Watchdog::arm(conn.interrupt_handle(), timeout);
         let outcome = work(conn);
         let fired = watchdog.fired();
+        drop(registration);
         let _ = conn.execute_batch("ROLLBACK");
         if fired {
             return Err(SqlError::Timeout(timeout));
         }
-        outcome
+        match outcome {
+            Err(_) if running.stops() != stops => Err(SqlError::GaveWay),
+            outcome => outcome,
+        }
     }
 }
 
@@ -157,6 +169,9 @@ impl<'a> QuerySlot<'a> {
         let shared = &store.shared;
         let database = lock(&shared.database);
         let database = database.as_ref().ok_or(SqlError::Unavailable)?;
+        if shared.running.making_room() {
+            return Err(SqlError::GaveWay);
+        }
         let max = shared.settings.sql.max_concurrent;
         // Counted while the database is locked: the writer takes it away under the same lock,
         // then waits for the count to reach zero.

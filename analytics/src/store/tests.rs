@@ -6,6 +6,8 @@ use crate::event::tests::sample_event;
 use crate::sql::{ResultFormat, SqlError};
 use crate::{EventSink, PathStep, RequestEvent, StepKind, UNMATCHED_ROUTE};
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 fn memory_store() -> (Store, StoreSink) {
     Store::open(StoreSettings::new(StoreLocation::Memory)).expect("open")
@@ -774,4 +776,49 @@ fn a_query_spills_beside_the_store_file_within_its_bound_and_a_memory_store_neve
             other.map(|_| ())
         ),
     }
+}
+
+/// A query holding the memory the writer needs gives way: the writer stops it and writes its
+/// transaction again, and no event is lost; the query answers that it gave way.
+#[test]
+fn a_query_holding_the_memory_gives_way_to_the_events() {
+    // A join whose build side holds most of 64 MB while its probe runs for seconds, with
+    // nowhere to spill.
+    const HOLDER: &str = "SELECT count(*) FROM range(300000000) a(x)
+        JOIN (SELECT x, x::VARCHAR || 'abcdefghij' AS s FROM range(1300000) t(x)) b ON a.x = b.x";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = StoreSettings {
+        memory_limit: "64MB".into(),
+        max_spill: None,
+        ..StoreSettings::new(StoreLocation::File(dir.path().join("room.duckdb")))
+    };
+    let (store, mut sink) = Store::open(settings).expect("open");
+    let holder = {
+        let store = store.clone();
+        std::thread::spawn(move || store.query(HOLDER).map(|result| result.rows))
+    };
+    let started = Instant::now();
+    while store.shared.queries_running.load(Ordering::Acquire) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the query never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Its build side filled.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut written = 0;
+    while store.stats().memory_reclaims == 0 && started.elapsed() < Duration::from_secs(30) {
+        let events: Vec<_> = (written..written + 2_000).map(sample_event).collect();
+        sink.write_batch(&events).expect("written");
+        sink.commit();
+        written += 2_000;
+    }
+    let answer = holder.join().expect("the query's thread");
+    assert!(matches!(answer, Err(SqlError::GaveWay)), "{answer:?}");
+    let stats = store.stats();
+    assert!(stats.memory_reclaims >= 1, "{stats:?}");
+    assert_eq!((stats.events_lost, stats.write_failures), (0, 0), "{stats:?}");
+    let stored = json_of(&store, "SELECT count(*) FROM requests");
+    assert_eq!(stored["rows"][0][0], written);
 }
