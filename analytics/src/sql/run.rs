@@ -75,8 +75,8 @@ impl Store {
     }
 
     /// Runs `work` on a connection of its own (a counted query slot), in a read-only transaction
-    /// that is rolled back after, interrupted at the time limit.
-    /// The writer may stop it too, when it needs the memory (see `store::room`).
+    /// that is rolled back after, interrupted at the time limit, or by the writer when it needs
+    /// the memory (see `store::room`).
     fn read_only<T>(&self, work: impl FnOnce(&Connection) -> Result<T, SqlError>) -> Result<T, SqlError> {
         let timeout = self.shared.settings.sql.timeout;
         let running = &self.shared.running;

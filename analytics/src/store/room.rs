@@ -76,9 +76,10 @@ impl Drop for Room<'_> {
 
 impl Store {
     /// Stops every running query and waits (a little) for them to end, and refuses new ones
-    /// until the room returned is dropped.
+    /// until the room returned is dropped. Counted in `memory_reclaims`.
     pub(crate) fn make_room(&self) -> Room<'_> {
         let shared = &self.shared;
+        shared.counters.memory_reclaims.fetch_add(1, Ordering::Relaxed);
         let queries = &shared.running;
         queries.making_room.store(true, Ordering::Release);
         queries.stop_all();

@@ -220,11 +220,6 @@ impl StoreSink {
     /// anyway (it works on committed events, and keeps what it has still to do).
     fn skip_for_room(&self, pass: &str, error: &dyn std::fmt::Display) {
         tracing::warn!(%error, "the analytics store ran out of memory {pass}; it stops the queries running and tries again on its next pass");
-        self.store
-            .shared
-            .counters
-            .memory_reclaims
-            .fetch_add(1, Ordering::Relaxed);
         drop(self.store.make_room());
     }
 
@@ -291,11 +286,6 @@ fn again_with_room(
         events = open.events,
         "the analytics store ran out of memory for the events it was writing; it stops the queries running and writes them again"
     );
-    store
-        .shared
-        .counters
-        .memory_reclaims
-        .fetch_add(1, Ordering::Relaxed);
     // A failed statement may already have ended the transaction, and then there is nothing to
     // roll back: what matters is that none is open for the next BEGIN.
     let _ = writer.appender.rollback();
