@@ -7,6 +7,7 @@
 mod client;
 mod gateway;
 pub mod jwt;
+pub mod keys;
 mod otlp;
 mod redis;
 pub mod tls;

@@ -9,9 +9,7 @@ use lookout_tests::{body_json, send, sql_rows, start_gateway, wait_for_stored, T
 use serde_json::json;
 
 const TOKEN: &str = "api-keys-test-token";
-/// `lookout hash-key acme-key` and `lookout hash-key globex-key`.
-const ACME: &str = "sha256:afacab3575137afa4e00d9cbcafcb14c9ae25f779d964eb0ea5b2c4eb5dfd163";
-const GLOBEX: &str = "sha256:f2a455b59b858a04c51108416af2042203cb6ac35fa4141fba4148bc856e78d4";
+use lookout_tests::keys::{ACME_DIGEST as ACME, GLOBEX_DIGEST as GLOBEX};
 
 async fn gateway(upstream: &TestUpstream) -> Gateway {
     start_gateway(&format!(

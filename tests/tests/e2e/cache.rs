@@ -5,7 +5,7 @@
 use super::metrics::{sample, scrape};
 use http::{Method, StatusCode};
 use lookout_gateway::Gateway;
-use lookout_tests::{body_json, send, single_upstream, start_gateway, Reply, TestUpstream};
+use lookout_tests::{body_json, keys, send, single_upstream, start_gateway, Reply, TestUpstream};
 
 const FRESH: (&str, &str) = ("x-reply-header", "cache-control: max-age=60");
 
@@ -192,9 +192,7 @@ async fn purge_errors_are_json_and_purge_nothing() {
 #[tokio::test]
 async fn on_an_authenticated_route_each_consumer_has_its_own_entries() {
     let upstream = TestUpstream::start("me").await;
-    // `lookout hash-key acme-key` and `lookout hash-key globex-key`.
-    let acme = "sha256:afacab3575137afa4e00d9cbcafcb14c9ae25f779d964eb0ea5b2c4eb5dfd163";
-    let globex = "sha256:f2a455b59b858a04c51108416af2042203cb6ac35fa4141fba4148bc856e78d4";
+    let (acme, globex) = (keys::ACME_DIGEST, keys::GLOBEX_DIGEST);
     let gateway = start_gateway(&format!(
         "consumers:\n  - {{ name: acme, api_keys: [\"{acme}\"] }}\n  - {{ name: globex, api_keys: [\"{globex}\"] }}\n\
          upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\n\

@@ -7,9 +7,7 @@ use lookout_tests::{send, send_from, start_gateway, wait_for_stored, Reply, Test
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 const TOKEN: &str = "callers-token";
-/// `lookout hash-key acme-key` and `lookout hash-key globex-key`.
-const ACME: &str = "sha256:afacab3575137afa4e00d9cbcafcb14c9ae25f779d964eb0ea5b2c4eb5dfd163";
-const GLOBEX: &str = "sha256:f2a455b59b858a04c51108416af2042203cb6ac35fa4141fba4148bc856e78d4";
+use lookout_tests::keys::{ACME_DIGEST as ACME, GLOBEX_DIGEST as GLOBEX};
 const SECOND_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 async fn page(admin: SocketAddr, address: &str) -> Reply {

@@ -249,7 +249,7 @@ routes:
 
 #[test]
 fn consumer_and_auth_errors_name_their_field() {
-    let key = "sha256:afacab3575137afa4e00d9cbcafcb14c9ae25f779d964eb0ea5b2c4eb5dfd163";
+    let key = lookout_tests::keys::ACME_DIGEST;
     let text = format!(
         "\
 consumers:

@@ -126,8 +126,7 @@ async fn a_client_that_leaves_before_the_response_still_gets_one_event() {
 
 #[tokio::test]
 async fn policy_phases_are_steps_of_the_path_and_spans_of_the_trace() {
-    // `lookout hash-key acme-key`.
-    const ACME: &str = "sha256:afacab3575137afa4e00d9cbcafcb14c9ae25f779d964eb0ea5b2c4eb5dfd163";
+    const ACME: &str = lookout_tests::keys::ACME_DIGEST;
     let upstream = TestUpstream::start("svc").await;
     let receiver = OtlpReceiver::grpc().await;
     let dir = tempfile::tempdir().expect("temp dir");

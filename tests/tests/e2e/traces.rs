@@ -159,8 +159,7 @@ async fn spans_form_a_tree_and_the_upstream_joins_the_trace() {
 async fn span_urls_show_what_was_sent_without_credentials() {
     let receiver = OtlpReceiver::grpc().await;
     let upstream = TestUpstream::start("svc").await;
-    // `lookout hash-key acme-key`.
-    let acme = "sha256:afacab3575137afa4e00d9cbcafcb14c9ae25f779d964eb0ea5b2c4eb5dfd163";
+    let acme = lookout_tests::keys::ACME_DIGEST;
     let gateway = start_gateway(&format!(
         "{}consumers:\n  - {{ name: acme, api_keys: [\"{acme}\"] }}\n\
          upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\n\
