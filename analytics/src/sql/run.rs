@@ -99,7 +99,9 @@ impl Store {
             return Err(SqlError::Timeout(timeout));
         }
         match outcome {
-            Err(_) if running.stops() != stops => Err(SqlError::GaveWay),
+            Err(SqlError::Failed(message)) if interrupted(&message) && running.stops() != stops => {
+                Err(SqlError::GaveWay)
+            }
             outcome => outcome,
         }
     }
@@ -143,6 +145,12 @@ fn truncate(
 
 fn failed(error: duckdb::Error) -> SqlError {
     SqlError::Failed(error.to_string())
+}
+
+/// Whether DuckDB's message says the query was interrupted (by the writer, when the time limit
+/// did not fire).
+fn interrupted(message: &str) -> bool {
+    message.starts_with("INTERRUPT Error")
 }
 
 /// DuckDB's message, sorted by what it means for the caller.

@@ -21,8 +21,8 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 pub(crate) struct RunningQueries {
     handles: Mutex<Vec<(u64, Arc<InterruptHandle>)>>,
     next_id: AtomicU64,
-    /// How many times the writer stopped the queries: a query that fails while this changed
-    /// was (or may have been) stopped by it.
+    /// How many times the writer stopped the queries: a query interrupted while this changed
+    /// was stopped by it (or by its time limit, which it tells apart itself).
     stops: AtomicU64,
     /// Set while the writer makes room: new queries are refused.
     making_room: AtomicBool,
