@@ -7,7 +7,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use duckdb::{Connection, InterruptHandle};
 use serde::Serialize;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -50,10 +50,11 @@ impl Store {
         result
     }
 
-    /// Runs the store's own reads (the analyses behind the dashboard) under the same limits as
-    /// any query. Their SQL is ours, so it skips the guard; the transaction still forbids writes.
+    /// Runs the store's own reads (the analyses behind the dashboard) under the same time limit
+    /// as any query, in slots of their own: queries filling theirs never lock the dashboard out.
+    /// Their SQL is ours, so it skips the guard; the transaction still forbids writes.
     pub fn read<T>(&self, read: impl FnOnce(&Connection) -> duckdb::Result<T>) -> Result<T, SqlError> {
-        self.read_only(|conn| read(conn).map_err(classify))
+        self.read_only(Reader::Store, |conn| read(conn).map_err(classify))
     }
 
     fn run(&self, sql: &str, params: &[&str], started: Instant) -> Result<QueryResult, SqlError> {
@@ -64,7 +65,7 @@ impl Store {
             return Err(SqlError::Empty);
         }
         let max_rows = self.shared.settings.sql.max_rows;
-        let (schema, batches) = self.read_only(|conn| {
+        let (schema, batches) = self.read_only(Reader::Sql, |conn| {
             guard::check(conn, sql)?;
             // The guard parsed `sql` as one complete statement, so it nests as a subquery; the
             // limit lets DuckDB stop at one row past what is returned.
@@ -77,10 +78,14 @@ impl Store {
     /// Runs `work` on a connection of its own (a counted query slot), in a read-only transaction
     /// that is rolled back after, interrupted at the time limit, or by the writer when it needs
     /// the memory (see `store::room`).
-    fn read_only<T>(&self, work: impl FnOnce(&Connection) -> Result<T, SqlError>) -> Result<T, SqlError> {
+    fn read_only<T>(
+        &self,
+        reader: Reader,
+        work: impl FnOnce(&Connection) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
         let timeout = self.shared.settings.sql.timeout;
         let running = &self.shared.running;
-        let slot = QuerySlot::take(self)?;
+        let slot = QuerySlot::take(self, reader)?;
         let conn = slot.conn()?;
         conn.execute_batch("BEGIN TRANSACTION READ ONLY")
             .map_err(failed)?;
@@ -165,30 +170,49 @@ fn classify(error: duckdb::Error) -> SqlError {
     }
 }
 
+/// Whose query a slot is for: each has slots of its own.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// Queries sent to the SQL endpoint, up to `sql.max_concurrent` at once.
+    Sql,
+    /// The store's own reads, the dashboard's pages: quick, and needed most when someone is
+    /// also running queries.
+    Store,
+}
+
+/// The store's own reads at once.
+const STORE_READS: usize = 8;
+
 /// A running query's claim on the store: counted, so that the writer never reopens the database
-/// under it, and bounded in number.
+/// under it, and bounded in number, per [`Reader`].
 struct QuerySlot<'a> {
     store: &'a Store,
+    reader: Reader,
     conn: Option<Connection>,
 }
 
 impl<'a> QuerySlot<'a> {
-    fn take(store: &'a Store) -> Result<Self, SqlError> {
+    fn take(store: &'a Store, reader: Reader) -> Result<Self, SqlError> {
         let shared = &store.shared;
         let database = lock(&shared.database);
         let database = database.as_ref().ok_or(SqlError::Unavailable)?;
         if shared.running.making_room() {
             return Err(SqlError::GaveWay);
         }
-        let max = shared.settings.sql.max_concurrent;
-        // Counted while the database is locked: the writer takes it away under the same lock,
-        // then waits for the count to reach zero.
-        if shared.queries_running.fetch_add(1, Ordering::AcqRel) >= max {
-            shared.queries_running.fetch_sub(1, Ordering::AcqRel);
+        let (taken, max) = slots(store, reader);
+        if taken.fetch_add(1, Ordering::AcqRel) >= max {
+            taken.fetch_sub(1, Ordering::AcqRel);
             return Err(SqlError::Busy(max));
         }
-        // From here the slot's drop gives the count back, also if connecting fails.
-        let mut slot = QuerySlot { store, conn: None };
+        // Counted while the database is locked: the writer takes it away under the same lock,
+        // then waits for the count to reach zero.
+        shared.queries_running.fetch_add(1, Ordering::AcqRel);
+        // From here the slot's drop gives the counts back, also if connecting fails.
+        let mut slot = QuerySlot {
+            store,
+            reader,
+            conn: None,
+        };
         slot.conn = Some(connect(database).map_err(|_| SqlError::Unavailable)?);
         Ok(slot)
     }
@@ -203,6 +227,16 @@ impl Drop for QuerySlot<'_> {
         // The connection goes first: the count says no connection to the old database is left.
         drop(self.conn.take());
         self.store.shared.queries_running.fetch_sub(1, Ordering::AcqRel);
+        slots(self.store, self.reader).0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The count of `reader`'s slots taken, and how many it has.
+fn slots(store: &Store, reader: Reader) -> (&AtomicUsize, usize) {
+    let shared = &store.shared;
+    match reader {
+        Reader::Sql => (&shared.sql_running, shared.settings.sql.max_concurrent),
+        Reader::Store => (&shared.reads_running, STORE_READS),
     }
 }
 

@@ -133,6 +133,9 @@ pub(crate) struct Shared {
     /// The database queries connect to; `None` while it is down.
     pub(crate) database: Mutex<Option<Database>>,
     pub(crate) queries_running: AtomicUsize,
+    /// Of those, the SQL endpoint's, and the store's own reads (the dashboard's).
+    pub(crate) sql_running: AtomicUsize,
+    pub(crate) reads_running: AtomicUsize,
     /// The running queries, for the writer to stop when it needs their memory.
     pub(crate) running: RunningQueries,
     pub(crate) counters: StoreCounters,
@@ -199,6 +202,8 @@ impl Store {
                 database: Mutex::new(Some(database)),
                 settings,
                 queries_running: AtomicUsize::new(0),
+                sql_running: AtomicUsize::new(0),
+                reads_running: AtomicUsize::new(0),
                 running: RunningQueries::default(),
                 counters: StoreCounters::default(),
                 last_error: Mutex::new(None),

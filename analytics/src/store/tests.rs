@@ -822,3 +822,32 @@ fn a_query_holding_the_memory_gives_way_to_the_events() {
     let stored = json_of(&store, "SELECT count(*) FROM requests");
     assert_eq!(stored["rows"][0][0], written);
 }
+
+/// Queries filling the SQL endpoint's slots never lock the store's own reads (the dashboard's)
+/// out: each has slots of its own.
+#[test]
+fn the_dashboards_reads_have_slots_the_queries_cannot_take() {
+    let mut settings = StoreSettings::new(StoreLocation::Memory);
+    settings.sql.max_concurrent = 1;
+    settings.sql.timeout = Duration::from_secs(2);
+    let (store, _sink) = Store::open(settings).expect("open");
+    let slow = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store.query("SELECT count(*) FROM range(100000000000) t(x) WHERE x % 7 = 1")
+        })
+    };
+    let started = Instant::now();
+    while store.shared.queries_running.load(Ordering::Acquire) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the query never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(matches!(store.query("SELECT 1"), Err(SqlError::Busy(1))));
+    let read = store.read(|conn| conn.query_row("SELECT 42", [], |row| row.get::<_, u32>(0)));
+    assert_eq!(read.expect("the store's own read"), 42);
+    let slow = slow.join().expect("the query's thread");
+    assert!(matches!(slow, Err(SqlError::Timeout(_))), "{slow:?}");
+}
