@@ -26,9 +26,8 @@ impl CallerKind {
 }
 
 /// What the callers are ranked by, most first.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rank {
-    #[default]
     Requests,
     /// A 5xx, or a gRPC call that failed on the server's side, as error ratios count.
     ServerErrors,
