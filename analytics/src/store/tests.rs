@@ -3,7 +3,7 @@
 use super::*;
 use crate::analysis::views;
 use crate::event::tests::sample_event;
-use crate::sql::{ResultFormat, SqlError};
+use crate::sql::{QueryResult, ResultFormat, SqlError};
 use crate::{EventSink, PathStep, RequestEvent, StepKind, UNMATCHED_ROUTE};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -793,18 +793,8 @@ fn a_query_holding_the_memory_gives_way_to_the_events() {
         ..StoreSettings::new(StoreLocation::File(dir.path().join("room.duckdb")))
     };
     let (store, mut sink) = Store::open(settings).expect("open");
-    let holder = {
-        let store = store.clone();
-        std::thread::spawn(move || store.query(HOLDER).map(|result| result.rows))
-    };
     let started = Instant::now();
-    while store.shared.queries_running.load(Ordering::Acquire) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the query never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let holder = running_query(&store, HOLDER);
     // Its build side filled.
     std::thread::sleep(Duration::from_millis(500));
     let mut written = 0;
@@ -814,7 +804,10 @@ fn a_query_holding_the_memory_gives_way_to_the_events() {
         sink.commit();
         written += 2_000;
     }
-    let answer = holder.join().expect("the query's thread");
+    let answer = holder
+        .join()
+        .expect("the query's thread")
+        .map(|result| result.rows);
     assert!(matches!(answer, Err(SqlError::GaveWay)), "{answer:?}");
     let stats = store.stats();
     assert!(stats.memory_reclaims >= 1, "{stats:?}");
@@ -831,23 +824,30 @@ fn the_dashboards_reads_have_slots_the_queries_cannot_take() {
     settings.sql.max_concurrent = 1;
     settings.sql.timeout = Duration::from_secs(2);
     let (store, _sink) = Store::open(settings).expect("open");
-    let slow = {
-        let store = store.clone();
-        std::thread::spawn(move || {
-            store.query("SELECT count(*) FROM range(100000000000) t(x) WHERE x % 7 = 1")
-        })
-    };
-    let started = Instant::now();
-    while store.shared.queries_running.load(Ordering::Acquire) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "the query never started"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let slow = running_query(
+        &store,
+        "SELECT count(*) FROM range(100000000000) t(x) WHERE x % 7 = 1",
+    );
     assert!(matches!(store.query("SELECT 1"), Err(SqlError::Busy(1))));
     let read = store.read(|conn| conn.query_row("SELECT 42", [], |row| row.get::<_, u32>(0)));
     assert_eq!(read.expect("the store's own read"), 42);
     let slow = slow.join().expect("the query's thread");
     assert!(matches!(slow, Err(SqlError::Timeout(_))), "{slow:?}");
+}
+
+/// `sql` running on a thread of its own, once it holds its slot.
+fn running_query(store: &Store, sql: &'static str) -> std::thread::JoinHandle<Result<QueryResult, SqlError>> {
+    let query = {
+        let store = store.clone();
+        std::thread::spawn(move || store.query(sql))
+    };
+    let started = Instant::now();
+    while store.shared.queries_running.load(Ordering::Acquire) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the query never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    query
 }
