@@ -3,7 +3,8 @@
 //!
 //! - A bounded queue the proxy offers events to without ever waiting ([`EventQueue`]), and a
 //!   writer on its own OS thread that drains it in batches into [`EventSink`]s: the JSON-lines
-//!   access log ([`JsonLinesSink`]) and the store ([`StoreSink`]).
+//!   access log ([`JsonLinesSink`]; in a file, followed through log rotation, [`AccessLogFile`])
+//!   and the store ([`StoreSink`]).
 //! - The store ([`Store`]): requests, the steps of their paths, per-minute rollups, retention,
 //!   hourly Parquet partitions for the fleet; it survives a failing database by reopening it,
 //!   and running out of memory by stopping the queries that hold it.
@@ -47,6 +48,7 @@ macro_rules! route_is {
     };
 }
 
+mod access_log;
 pub mod analysis;
 mod event;
 mod jsonl;
@@ -56,6 +58,7 @@ pub mod sql;
 mod store;
 mod writer;
 
+pub use access_log::AccessLogFile;
 pub use event::{
     ErrorKind, InvalidTraceId, PathStep, PathSteps, RequestEvent, RequestId, StepKind, TraceId,
     GRPC_SERVER_ERRORS,

@@ -21,7 +21,8 @@ use crate::upstream::spawn_health_checks;
 use arc_swap::ArcSwap;
 use connection_limit::ConnectionLimit;
 use lookout_analytics::{
-    spawn_writer, EventQueue, EventSink, JsonLinesSink, QueueStats, Store, StoreError, WriterHandle,
+    spawn_writer, AccessLogFile, EventQueue, EventSink, JsonLinesSink, QueueStats, Store, StoreError,
+    WriterHandle,
 };
 use proxy_listener::ListenerTls;
 use std::net::SocketAddr;
@@ -409,15 +410,11 @@ fn start_event_pipeline(
         AccessLogTarget::Off => {}
         AccessLogTarget::Stdout => sinks.push(Box::new(JsonLinesSink::new(std::io::stdout()))),
         AccessLogTarget::File(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|source| StartError::AccessLog {
-                    path: path.clone(),
-                    source,
-                })?;
-            sinks.push(Box::new(JsonLinesSink::new(file)));
+            let file = AccessLogFile::open(path.clone()).map_err(|source| StartError::AccessLog {
+                path: path.clone(),
+                source,
+            })?;
+            sinks.push(Box::new(file));
         }
     }
     let store = match &config.analytics {

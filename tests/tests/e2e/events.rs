@@ -2,9 +2,10 @@
 
 use http::{Method, StatusCode};
 use lookout_gateway::{ConfigSource, Gateway};
-use lookout_tests::{body_json, send, send_body, start_gateway_with, OtlpReceiver, TestUpstream};
+use lookout_tests::{body_json, send, send_body, start_gateway_with, wait_until, OtlpReceiver, TestUpstream};
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A gateway with `body` (upstreams and routes) whose access log goes to a file in `dir`.
 async fn logging_gateway(dir: &Path, body: &str) -> (Gateway, PathBuf) {
@@ -192,5 +193,65 @@ async fn policy_phases_are_steps_of_the_path_and_spans_of_the_trace() {
             "match route",
             "transform request"
         ]
+    );
+}
+
+/// Log rotation: once the access log is moved (as logrotate does) or removed, the next events
+/// go into a new file at its path; across the moved file and the new one, every event is
+/// written once.
+#[tokio::test]
+async fn the_access_log_follows_its_rotation() {
+    let upstream = TestUpstream::start("svc").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes = format!(
+        "upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
+        upstream.addr
+    );
+    let (gateway, log) = logging_gateway(dir.path(), &routes).await;
+    let proxy = gateway.proxy_addr();
+    let lines = |path: &Path| std::fs::read_to_string(path).map_or(0, |text| text.lines().count());
+    // Requests to `path` until the access log is at its path again (the writer looks once a
+    // second); how many were sent.
+    let send_until_reopened = |path: &'static str| {
+        let log = log.clone();
+        async move {
+            let mut sent = 0;
+            while !log.exists() {
+                assert!(sent < 200, "no new access log after {sent} requests");
+                send(proxy, Method::GET, path, &[]).await;
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            sent
+        }
+    };
+
+    send(proxy, Method::GET, "/before", &[]).await;
+    assert!(wait_until(Duration::from_secs(10), || async { lines(&log) == 1 }).await);
+    let moved = dir.path().join("access.jsonl.1");
+    std::fs::rename(&log, &moved).expect("rotate");
+    let after = send_until_reopened("/after").await;
+    let all_written = wait_until(Duration::from_secs(10), || async {
+        lines(&moved) + lines(&log) == 1 + after
+    })
+    .await;
+    assert!(
+        all_written,
+        "{} + {} lines for {} requests",
+        lines(&moved),
+        lines(&log),
+        1 + after
+    );
+    assert_eq!(read_events(&moved)[0]["path"], "/before");
+    assert!(read_events(&log).iter().all(|e| e["path"] == "/after"));
+
+    std::fs::remove_file(&moved).expect("remove the moved log");
+    std::fs::remove_file(&log).expect("remove the log");
+    send_until_reopened("/removed").await;
+    gateway.shutdown().await;
+    let last = read_events(&log);
+    assert!(
+        !last.is_empty() && last.iter().all(|e| e["path"] == "/removed"),
+        "{last:?}"
     );
 }
