@@ -112,8 +112,15 @@ enum AnalyzeCommand {
     },
     /// A route's canary / A-B verdict. Exit code: 0 promote, 2 roll back, 3 keep watching.
     Canary {
-        #[arg(long)]
-        store: PathBuf,
+        /// A store's DuckDB file (one no gateway has open, as a copy).
+        #[arg(long, required_unless_present = "admin")]
+        store: Option<PathBuf>,
+        /// Or a running gateway's admin listener, e.g. http://127.0.0.1:9901.
+        #[arg(long, conflicts_with = "store")]
+        admin: Option<String>,
+        /// The admin token, for `--admin`.
+        #[arg(long, env = "LOOKOUT_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         /// The route whose variants are compared.
         #[arg(long)]
         route: String,
@@ -156,10 +163,21 @@ pub fn main() -> ExitCode {
         }
         Command::Analyze(AnalyzeCommand::Canary {
             store,
+            admin,
+            token,
             route,
             since,
             json,
-        }) => return crate::analyze::canary(store, route, *since, *json),
+        }) => {
+            let source = match (store, admin) {
+                (Some(store), _) => crate::analyze::Source::Store(store),
+                (None, admin) => crate::analyze::Source::Admin {
+                    url: admin.as_deref().unwrap_or_default(),
+                    token: token.as_deref(),
+                },
+            };
+            return crate::analyze::canary(source, route, *since, *json);
+        }
         _ => {}
     }
     let runtime = match build_runtime(cli.workers) {

@@ -1,12 +1,13 @@
 //! `lookout analyze` on a store file written by the analytics crate, as a copy from another
 //! machine would be: an injected error burst is reported, and a canary's verdict is the exit code.
 
-use crate::cli::LOOKOUT;
+use crate::cli::{addr_in, spawn_demo, wait_for, LOOKOUT};
 use lookout_analytics::{EventSink, RequestEvent, Store, StoreLocation, StoreSettings};
 use serde_json::Value;
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 const MINUTE_US: u64 = 60_000_000;
 /// A fixed past hour: the analyses take their times from the store, not the clock.
@@ -113,4 +114,43 @@ fn analyze_reports_the_burst_and_gates_on_the_canary() {
 
     let (code, _) = analyze(&["canary", "--store", store, "--route", "nope"]);
     assert_eq!(code, Some(1));
+}
+
+/// The canary gate against a running gateway, whose store's file a second process cannot open:
+/// the demo's made-up history rolls `book`'s v2 back, read through the admin API; a route
+/// without variants fails with the gateway's reason.
+#[tokio::test]
+async fn the_canary_gate_reads_a_running_gateway() {
+    let demo = spawn_demo("20", &[]);
+    let admin = format!("http://{}", addr_in(&demo.line_with("Admin:"), 0));
+    let gate = |route: &'static str| {
+        let admin = admin.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new(LOOKOUT)
+                    .args(["analyze", "canary", "--admin", &admin, "--route", route, "--json"])
+                    .output()
+                    .expect("runs")
+            })
+            .await
+            .expect("the gate's thread")
+        }
+    };
+    // The history is seeded in the background: the verdict settles once v2 has enough requests.
+    let rolled_back = wait_for(Duration::from_secs(30), || async {
+        gate("book").await.status.code() == Some(2)
+    })
+    .await;
+    assert!(rolled_back, "roll back");
+    let report: Value = serde_json::from_slice(&gate("book").await.stdout).expect("a JSON report");
+    assert_eq!(report["route"], "book");
+    assert_eq!(report["comparisons"][0]["verdict"], "roll_back");
+
+    let none = gate("reviews").await;
+    assert_eq!(none.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        said.contains("404") && said.contains("two or more variants"),
+        "{said}"
+    );
 }

@@ -43,6 +43,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/admin/stats", get(stats))
         .route("/metrics", get(prometheus_metrics))
         .merge(super::sql_api::routes())
+        .merge(super::canary_api::routes())
         .merge(super::variants_api::routes())
         .merge(super::cache_api::routes())
         .route_layer(middleware::from_fn_with_state(shared.clone(), require_token));

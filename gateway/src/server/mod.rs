@@ -4,6 +4,7 @@
 mod admin;
 mod admin_guards;
 mod cache_api;
+mod canary_api;
 mod connection_limit;
 mod json_refusals;
 mod proxy_listener;

@@ -40,10 +40,10 @@ struct SqlRequest {
 }
 
 /// A refusal before the query runs.
-struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
+pub(super) struct Refusal {
+    pub(super) status: StatusCode,
+    pub(super) code: &'static str,
+    pub(super) message: String,
 }
 
 impl IntoResponse for Refusal {
@@ -103,7 +103,7 @@ fn refuse_unknown_params(name: &str, given: &HashMap<String, String>) -> Result<
     })
 }
 
-fn store_of(shared: &Shared) -> Result<Store, Refusal> {
+pub(super) fn store_of(shared: &Shared) -> Result<Store, Refusal> {
     shared.store.clone().ok_or_else(|| Refusal {
         status: StatusCode::NOT_FOUND,
         code: "analytics_off",

@@ -310,3 +310,48 @@ fn variant_config_errors_name_their_field() {
         assert!(error.line >= 5, "{field} is located: {error:?}");
     }
 }
+
+/// `GET /api/canary/{route}`: the report the Canary page shows, as JSON; a window or parameter
+/// it does not take, and a route without variants, are refused with their reason.
+#[tokio::test]
+async fn the_canary_report_is_served_as_json() {
+    let a = TestUpstream::start("stable").await;
+    let b = TestUpstream::start("canary").await;
+    let config = canary_config(a.addr, b.addr, (50, 50), "");
+    let gateway = start_gateway(&format!("analytics: {{ store: memory }}\n{config}")).await;
+    send_many(gateway.proxy_addr(), 40).await;
+    lookout_tests::wait_for_stored(&gateway, 40).await;
+    let admin = gateway.admin_addr();
+    let get = |address: &'static str| async move { send(admin, Method::GET, address, &[]).await };
+
+    let reply = get("/api/canary/book?since=10m").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let report = body_json(&reply);
+    assert_eq!(report["route"], "book");
+    let requests: u64 = report["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .map(|v| v["requests"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(requests, 40);
+    assert_eq!(
+        report["comparisons"][0]["verdict"], "keep_watching",
+        "too few requests to judge"
+    );
+
+    for (address, status, code) in [
+        ("/api/canary/book?since=soon", 400, "invalid_since"),
+        ("/api/canary/book?since=9d", 400, "invalid_since"),
+        ("/api/canary/book?minutes=5", 400, "bad_request"),
+        ("/api/canary/nope", 404, "no_variants"),
+    ] {
+        let reply = get(address).await;
+        assert_eq!(reply.status.as_u16(), status, "{address}");
+        assert_eq!(body_json(&reply)["error"]["code"], code, "{address}");
+    }
+    let (_a, _b, without_store) = canary((50, 50), "").await;
+    let reply = send(without_store.admin_addr(), Method::GET, "/api/canary/book", &[]).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(body_json(&reply)["error"]["code"], "analytics_off");
+}

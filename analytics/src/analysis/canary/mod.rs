@@ -7,7 +7,7 @@
 
 use super::{at, quantile_list};
 use duckdb::Connection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 use statrs::stats_tests::mannwhitneyu::{mannwhitneyu, MannWhitneyUMethod};
 use statrs::stats_tests::Alternative;
@@ -41,7 +41,7 @@ impl Default for CanarySettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VariantStats {
     pub variant: String,
     pub requests: u64,
@@ -60,7 +60,7 @@ pub struct VariantStats {
     pub samples: Vec<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Promote,
@@ -79,7 +79,7 @@ impl Verdict {
 }
 
 /// One variant judged against the baseline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     pub variant: String,
     pub baseline: String,
@@ -92,7 +92,7 @@ pub struct Comparison {
     pub p95_ratio: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CanaryReport {
     pub route: String,
     pub since_us: i64,
