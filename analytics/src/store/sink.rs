@@ -223,30 +223,39 @@ impl StoreSink {
         drop(self.store.make_room());
     }
 
-    fn housekeeping(&mut self) {
+    /// Retention, then the fleet's export. A failed export (a fleet directory that cannot be
+    /// written: a full or missing mount) is the export's failure, not the database's: it is
+    /// counted and logged, and the hour tried again at the next pass.
+    pub(super) fn housekeeping(&mut self) {
         let Some(Writer { conn, .. }) = &self.conn else {
             return;
         };
         self.last_housekeeping = Instant::now();
         let shared = &self.store.shared;
-        let run = || -> Result<(), StoreError> {
-            let expired = retention::enforce(conn, &shared.settings.retention)?;
-            shared.counters.rows_expired.fetch_add(expired, Ordering::Relaxed);
-            if let Some(fleet) = &shared.settings.fleet {
-                let exported = fleet::export_closed_hours(conn, fleet)?.len() as u64;
-                shared
-                    .counters
-                    .partitions_exported
-                    .fetch_add(exported, Ordering::Relaxed);
+        let counters = &shared.counters;
+        match retention::enforce(conn, &shared.settings.retention) {
+            Ok(expired) => {
+                counters.rows_expired.fetch_add(expired, Ordering::Relaxed);
             }
-            Ok(())
+            Err(error) if out_of_memory(&error) => return self.skip_for_room("enforcing retention", &error),
+            Err(error) => return self.fail(&error),
+        }
+        let Some(fleet) = &shared.settings.fleet else {
+            return;
         };
-        match run() {
-            Err(StoreError::Database(error)) if out_of_memory(&error) => {
-                self.skip_for_room("keeping the store", &error)
+        match fleet::export_closed_hours(conn, fleet) {
+            Ok(exported) => {
+                counters
+                    .partitions_exported
+                    .fetch_add(exported.len() as u64, Ordering::Relaxed);
             }
-            Err(error) => self.fail(&error),
-            Ok(()) => {}
+            Err(StoreError::Database(error)) if out_of_memory(&error) => {
+                self.skip_for_room("exporting closed hours", &error)
+            }
+            Err(error) => {
+                counters.export_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, dir = %fleet.dir.display(), "cannot export the closed hours to the fleet directory; trying again in a minute");
+            }
         }
     }
 }

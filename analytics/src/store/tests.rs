@@ -851,3 +851,39 @@ fn running_query(store: &Store, sql: &'static str) -> std::thread::JoinHandle<Re
     }
     query
 }
+
+/// A fleet directory that cannot be written (a full or missing mount) fails the export, not the
+/// store: the database stays open with every event, and the hour is tried again later.
+#[test]
+fn an_export_that_fails_leaves_the_store_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet = dir.path().join("fleet");
+    std::fs::create_dir_all(&fleet).expect("fleet dir");
+    // Where the export's folders should go, a file.
+    std::fs::write(fleet.join("requests"), "not a folder").expect("a file in the way");
+    let mut settings = StoreSettings::new(StoreLocation::Memory);
+    settings.fleet = Some(FleetSettings {
+        dir: fleet.clone(),
+        replica: "gw-1".into(),
+    });
+    let (store, mut sink) = Store::open(settings).expect("open");
+    sink.write_batch(&(0..5).map(sample_event).collect::<Vec<_>>())
+        .expect("append");
+    sink.commit();
+    sink.housekeeping();
+    let stats = store.stats();
+    assert!(stats.up, "{stats:?}");
+    assert_eq!(
+        (
+            stats.write_failures,
+            stats.export_failures,
+            stats.partitions_exported
+        ),
+        (0, 1, 0)
+    );
+    assert_eq!(json_of(&store, "SELECT count(*) FROM requests")["rows"][0][0], 5);
+
+    std::fs::remove_file(fleet.join("requests")).expect("out of the way");
+    sink.housekeeping();
+    assert_eq!(store.stats().partitions_exported, 1, "tried again");
+}

@@ -38,6 +38,7 @@ pub(crate) const STORE_REOPENS: &str = "lookout_analytics_store_reopens_total";
 pub(crate) const STORE_MEMORY_RECLAIMS: &str = "lookout_analytics_store_memory_reclaims_total";
 pub(crate) const STORE_EXPIRED: &str = "lookout_analytics_store_rows_expired_total";
 pub(crate) const PARTITIONS_EXPORTED: &str = "lookout_analytics_partitions_exported_total";
+pub(crate) const EXPORT_FAILURES: &str = "lookout_analytics_partition_export_failures_total";
 pub(crate) const SQL_QUERIES: &str = "lookout_analytics_sql_queries_total";
 pub(crate) const ANOMALIES_ACTIVE: &str = "lookout_anomalies_active";
 pub(crate) const ANOMALY_SCORE: &str = "lookout_anomaly_score";
@@ -77,7 +78,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 53] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 54] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -223,6 +224,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 53] = [
         PARTITIONS_EXPORTED,
         Unit::Count,
         "Hourly Parquet partitions written to the fleet directory.",
+    ),
+    (
+        EXPORT_FAILURES,
+        Unit::Count,
+        "Passes whose export of closed hours to the fleet directory failed (tried again each minute).",
     ),
     (SQL_QUERIES, Unit::Count, "Queries run through the SQL endpoint."),
     (

@@ -199,6 +199,7 @@ impl Registry {
             (prometheus::STORE_MEMORY_RECLAIMS, store.memory_reclaims),
             (prometheus::STORE_EXPIRED, store.rows_expired),
             (prometheus::PARTITIONS_EXPORTED, store.partitions_exported),
+            (prometheus::EXPORT_FAILURES, store.export_failures),
             (prometheus::SQL_QUERIES, store.queries),
             (prometheus::SQL_QUERIES_FAILED, store.queries_failed),
         ]);
