@@ -4,8 +4,12 @@
 use super::error::Problems;
 use super::raw::{RawAnalytics, RawFleet};
 use super::values::{bytes, duration, positive};
+use bytesize::ByteSize;
 use lookout_analytics::{FleetSettings, Retention, SqlLimits, StoreLocation, StoreSettings};
 use std::path::PathBuf;
+
+/// DuckDB's memory limit when the config sets none: `StoreSettings`' `1GB`.
+const DEFAULT_MEMORY_LIMIT: u64 = 1_000_000_000;
 
 /// The store's file when the config names none (relative to the config file's folder).
 pub(crate) const DEFAULT_STORE: &str = "lookout-data/analytics.duckdb";
@@ -58,10 +62,18 @@ pub(super) fn build_analytics(p: &mut Problems, raw: &RawAnalytics) -> Option<St
             ) as usize,
         };
     }
-    if let Some(limit) = &raw.memory_limit {
-        if bytes(p, "analytics.memory_limit", limit).is_some() {
-            settings.memory_limit = limit.trim().to_owned();
+    let memory_bytes = match &raw.memory_limit {
+        Some(limit) => {
+            let memory = bytes(p, "analytics.memory_limit", limit);
+            if memory.is_some() {
+                settings.memory_limit = limit.trim().to_owned();
+            }
+            memory
         }
+        None => Some(DEFAULT_MEMORY_LIMIT),
+    };
+    if let (StoreLocation::Memory, Some(memory)) = (&settings.location, memory_bytes) {
+        bound_in_memory(p, raw, &mut settings.retention, memory);
     }
     if let Some(spill) = &raw.max_spill {
         settings.max_spill = match spill.trim() {
@@ -71,6 +83,29 @@ pub(super) fn build_analytics(p: &mut Problems, raw: &RawAnalytics) -> Option<St
     }
     settings.threads = positive(p, "analytics.threads", raw.threads.as_ref(), settings.threads);
     Some(settings)
+}
+
+/// A store in memory never spills, so its events must leave room in `memory_limit` for the
+/// writer's batches and the queries: it keeps at most half of it (the default of
+/// `retention.max_size`), the oldest events going first. Unbounded, it would fill the memory,
+/// and the writer, failing, would reopen it empty.
+fn bound_in_memory(p: &mut Problems, raw: &RawAnalytics, retention: &mut Retention, memory: u64) {
+    let half = memory / 2;
+    match retention.max_bytes {
+        None => retention.max_bytes = Some(half),
+        Some(max) if max > half => {
+            // A size came from the config, so it has a place there.
+            if let Some(size) = raw.retention.as_ref().and_then(|r| r.max_size.as_ref()) {
+                let message = format!(
+                    "a store in memory keeps its events in memory_limit, which the writer and the queries share: at most half of it ({}), not {}",
+                    ByteSize(half),
+                    ByteSize(max)
+                );
+                p.at(size.span(), "analytics.retention.max_size", message);
+            }
+        }
+        Some(_) => {}
+    }
 }
 
 fn build_fleet(p: &mut Problems, raw: &RawFleet) -> Option<FleetSettings> {

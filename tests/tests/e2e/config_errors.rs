@@ -496,4 +496,28 @@ fn store_limits_name_their_field_and_spilling_can_be_turned_off() {
     assert_eq!(spill_of("  max_spill: off\n"), None);
     assert_eq!(spill_of("  max_spill: 512MiB\n"), Some(512 << 20));
     assert_eq!(spill_of("  threads: 1\n"), Some(1 << 30), "1 GiB by default");
+
+    // A store in memory, which cannot spill, keeps at most half of memory_limit.
+    let kept_of = |analytics: &str| {
+        let config = load_str("gw.yaml", &with(analytics)).expect("valid");
+        config.analytics.expect("the store is on").retention.max_bytes
+    };
+    assert_eq!(kept_of("  store: memory\n"), Some(500_000_000));
+    assert_eq!(
+        kept_of("  store: memory\n  memory_limit: 200MB\n"),
+        Some(100_000_000)
+    );
+    assert_eq!(
+        kept_of("  store: memory\n  retention: { max_size: 50MB }\n"),
+        Some(50_000_000)
+    );
+    assert_eq!(
+        kept_of("  store: data.duckdb\n"),
+        None,
+        "a file's size is unbounded by default"
+    );
+    let all = errors(&with("  store: memory\n  retention: { max_size: 2GB }\n"));
+    let kept = find(&all, "analytics.retention.max_size");
+    assert_eq!(kept.line, 3);
+    assert!(kept.message.contains("at most half of it"), "{kept:?}");
 }
