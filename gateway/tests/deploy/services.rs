@@ -63,7 +63,10 @@ async fn the_gateway_proxies_to_demo_services_running_as_their_own_processes() {
         ("web:8080", web.to_string()),
         ("0.0.0.0:8080", "127.0.0.1:0".into()),
         ("0.0.0.0:9901", "127.0.0.1:0".into()),
-        ("/var/lib/lookout/analytics.duckdb", "memory".into()),
+        (
+            "/var/lib/lookout/analytics.duckdb",
+            scratch.path().join("analytics.duckdb").display().to_string(),
+        ),
         // Nothing listens on the discard port: spans are dropped, as with Jaeger down.
         ("http://jaeger:4317", "http://127.0.0.1:9".into()),
         ("path: stdout", "path: off".into()),
