@@ -4,7 +4,7 @@
 //! while the gateway writes it.
 
 use super::admin::error;
-use super::sql_api::{store_of, Refusal};
+use super::sql_api::{panicked, sql_refusal, store_of, Refusal};
 use super::Shared;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -55,18 +55,8 @@ async fn report(
                 humantime::format_duration(since)
             ),
         ),
-        Ok(Err(sql_error)) => {
-            let status = StatusCode::from_u16(sql_error.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            error(status, sql_error.code(), sql_error.to_string())
-        }
-        Err(join_error) => {
-            tracing::error!(%join_error, "a canary report panicked");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the report failed".into(),
-            )
-        }
+        Ok(Err(sql_error)) => sql_refusal(&sql_error),
+        Err(join_error) => panicked(&join_error),
     })
 }
 

@@ -191,17 +191,23 @@ where
             );
             response
         }
-        Ok(Err(sql_error)) => {
-            let status = StatusCode::from_u16(sql_error.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            error(status, sql_error.code(), sql_error.to_string())
-        }
-        Err(join_error) => {
-            tracing::error!(%join_error, "a SQL query panicked");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the query failed unexpectedly".into(),
-            )
-        }
+        Ok(Err(sql_error)) => sql_refusal(&sql_error),
+        Err(join_error) => panicked(&join_error),
     }
+}
+
+/// The store's refusal of a query, with its status and code.
+pub(super) fn sql_refusal(sql_error: &SqlError) -> Response {
+    let status = StatusCode::from_u16(sql_error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    error(status, sql_error.code(), sql_error.to_string())
+}
+
+/// A query whose blocking thread panicked (a bug): logged, and answered 500.
+pub(super) fn panicked(join_error: &tokio::task::JoinError) -> Response {
+    tracing::error!(%join_error, "a query of the store panicked");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the query failed unexpectedly".into(),
+    )
 }
