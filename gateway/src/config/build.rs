@@ -14,7 +14,7 @@ use super::error::Problems;
 use super::raw::{RawConfig, RawTraces};
 use super::values::{duration, priority, socket_addr};
 use super::{AccessLogTarget, Config, ConfigErrors, Listeners, OtlpProtocol, TraceSettings};
-use crate::routing::{Route, RouteTable};
+use crate::routing::{Route, RouteIndex, RouteTable};
 use crate::stats::Registry;
 use crate::traces::QuerySecrets;
 use std::path::PathBuf;
@@ -132,6 +132,7 @@ pub(super) fn build(
         writer_priority,
         jaeger_ui,
         routes: Arc::new(RouteTable {
+            index: RouteIndex::new(&first_segments(&routes)),
             routes,
             upstreams: upstreams.into_values().collect(),
             unmatched: registry.unmatched(),
@@ -143,6 +144,11 @@ pub(super) fn build(
     };
     check_admin_exposure(&mut p, &raw, &config);
     p.finish(config)
+}
+
+/// Each route's first path segment, for the route index.
+fn first_segments(routes: &[Route]) -> Vec<Option<&str>> {
+    routes.iter().map(|r| r.matcher.path.first_segment()).collect()
 }
 
 /// The query parameter `route` reads an API key from, if any.

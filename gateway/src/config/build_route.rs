@@ -307,7 +307,7 @@ fn build_path_match(p: &mut Problems, field: &str, raw: &RawMatch) -> (PathMatch
                     format!("template `{}` captures `{twice}` twice", &**text),
                 );
             }
-            (PathMatch::Template(router), captures)
+            (PathMatch::Template(router, text.to_string()), captures)
         }
     }
 }

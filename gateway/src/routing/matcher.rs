@@ -29,8 +29,9 @@ pub(crate) enum PathMatch {
     /// Matches the prefix itself and anything below it: `/api` matches `/api` and `/api/x`, not
     /// `/apix` (a prefix ending in `/` matches anything that starts with it).
     Prefix(String),
-    /// `/books/{id}`, `/files/{*rest}`; matched by `matchit`, the router axum uses.
-    Template(matchit::Router<()>),
+    /// `/books/{id}`, `/files/{*rest}`; matched by `matchit`, the router axum uses. With the
+    /// template as written.
+    Template(matchit::Router<()>, String),
 }
 
 #[derive(Debug)]
@@ -106,6 +107,20 @@ impl HostMatch {
 }
 
 impl PathMatch {
+    /// The first segment of every path this matches (`books` for `/books/{id}`), when they
+    /// share one: `None` for any path, `/`, or a template capturing its first segment.
+    pub(crate) fn first_segment(&self) -> Option<&str> {
+        match self {
+            PathMatch::Any => None,
+            PathMatch::Exact(path) => Some(first_segment(path)),
+            // `/` takes every path; `/api` and `/api/` take `/api` and what is below it.
+            PathMatch::Prefix(prefix) => Some(first_segment(prefix)).filter(|s| !s.is_empty()),
+            PathMatch::Template(_, template) => {
+                Some(first_segment(template)).filter(|s| !s.contains(['{', '}']))
+            }
+        }
+    }
+
     /// The template's captures when `path` matches (none for the other kinds).
     pub(crate) fn matches<'p>(&'p self, path: &'p str) -> Option<Params<'p>> {
         let matched = match self {
@@ -117,11 +132,17 @@ impl PathMatch {
                         || path.len() == prefix.len()
                         || path.as_bytes()[prefix.len()] == b'/')
             }
-            PathMatch::Template(router) => {
+            PathMatch::Template(router, _) => {
                 let found = router.at(path).ok()?;
                 return Some(found.params.iter().collect());
             }
         };
         matched.then(Vec::new)
     }
+}
+
+/// The first segment of a path: `books` of `/books/7`, empty for `/`.
+pub(crate) fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or_default()
 }

@@ -3,12 +3,14 @@
 //! Routes are tried in the order they are configured; the first whose every condition holds
 //! wins, as in Envoy. Everything here was compiled from config at load time.
 
+mod index;
 mod matcher;
 mod mirror;
 mod normal_path;
 mod rewrite;
 mod variants;
 
+pub(crate) use index::RouteIndex;
 pub(crate) use matcher::{HeaderCondition, HostMatch, PathMatch, RequestMatcher};
 pub(crate) use mirror::{Mirror, MirrorCounters, MirrorSlot};
 pub(crate) use normal_path::normal_form;
@@ -37,6 +39,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct RouteTable {
     pub(crate) routes: Vec<Route>,
+    /// Which of `routes` a request's path may take.
+    pub(crate) index: RouteIndex,
     pub(crate) upstreams: Vec<Arc<Upstream>>,
     /// Where requests that match no route are counted.
     pub(crate) unmatched: Arc<RouteStats>,
@@ -135,7 +139,8 @@ impl<'a> RouteMatch<'a> {
 impl RouteTable {
     pub(crate) fn find(&self, request: &Parts, host: Option<&str>) -> Option<RouteMatch<'_>> {
         let path = request.uri.path();
-        self.routes.iter().find_map(|route| {
+        self.index.candidates(path).iter().find_map(|&candidate| {
+            let route = &self.routes[candidate];
             let params = route.matcher.matches(request, host, path)?;
             let upstream_path = route.rewrite.apply(path, &params).map(|mut rewritten| {
                 if let Some(query) = request.uri.query() {
