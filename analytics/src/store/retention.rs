@@ -48,12 +48,19 @@ fn delete_before(conn: &Connection, cutoff_us: i64) -> duckdb::Result<u64> {
     })
 }
 
-/// Bytes of blocks in use: for a file, its used blocks; in memory, the memory DuckDB holds.
+/// Bytes the store's data takes: for a file, its blocks in use; in memory, the memory its
+/// tables hold (an in-memory database has no blocks: it reports none in use, however full).
 fn used_bytes(conn: &Connection) -> duckdb::Result<u64> {
     conn.query_row(
-        "SELECT greatest(used_blocks * block_size, 0)::UBIGINT FROM pragma_database_size()",
+        "SELECT CASE WHEN block_size > 0 THEN used_blocks * block_size
+                ELSE (SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()
+                      WHERE tag = 'IN_MEMORY_TABLE') END
+         FROM pragma_database_size() WHERE database_name = current_database()",
         [],
-        |row| row.get(0),
+        |row| {
+            row.get::<_, i128>(0)
+                .map(|bytes| bytes.clamp(0, u64::MAX.into()) as u64)
+        },
     )
 }
 

@@ -887,3 +887,32 @@ fn an_export_that_fails_leaves_the_store_up() {
     sink.housekeeping();
     assert_eq!(store.stats().partitions_exported, 1, "tried again");
 }
+
+/// `retention.max_size` bounds a store in a file (its blocks in use) and one in memory, which
+/// has no blocks (its tables' memory counts): the oldest events go.
+#[test]
+fn the_size_bound_holds_in_a_file_and_in_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for location in [
+        StoreLocation::File(dir.path().join("bounded.duckdb")),
+        StoreLocation::Memory,
+    ] {
+        let mut settings = StoreSettings::new(location.clone());
+        settings.retention.max_bytes = Some(1 << 20);
+        let (store, mut sink) = Store::open(settings).expect("open");
+        // In the writer's batches: each commit a whole row group, straight into blocks.
+        for batch in 0..25u64 {
+            let events: Vec<_> = (batch * 8_000..(batch + 1) * 8_000).map(sample_event).collect();
+            sink.write_batch(&events).expect("written");
+        }
+        sink.commit();
+        sink.housekeeping();
+        let stats = store.stats();
+        assert!(stats.rows_expired > 0, "{location:?}: {stats:?}");
+        let left = json_of(&store, "SELECT count(*) FROM requests")["rows"][0][0]
+            .as_u64()
+            .expect("a count");
+        assert_eq!(left + stats.rows_expired, 200_000, "{location:?}");
+        assert_eq!(stats.write_failures, 0, "{location:?}");
+    }
+}
