@@ -6,8 +6,7 @@
 //!   access log ([`JsonLinesSink`]; in a file, followed through log rotation, [`AccessLogFile`])
 //!   and the store ([`StoreSink`]).
 //! - The store ([`Store`]): requests, the steps of their paths, per-minute rollups, retention,
-//!   hourly Parquet partitions for the fleet; it survives a failing database by reopening it,
-//!   and running out of memory by stopping the queries that hold it.
+//!   hourly Parquet partitions for the fleet; it survives a failing database by reopening it.
 //! - The scheduling of that writer, and of the gateway's other background threads, at
 //!   `SCHED_IDLE` and raised while they fall behind ([`pacing`]).
 //! - Analyses over the store ([`analysis`]): the dashboard's figures, anomaly detection against

@@ -43,8 +43,6 @@ pub enum SqlError {
     Busy(usize),
     #[error("the analytics store is unavailable; the gateway is reopening it")]
     Unavailable,
-    #[error("stopped: the store needed the memory to write incoming request events; a query that needs less (a shorter window, fewer groups) can run, or try again shortly")]
-    GaveWay,
     #[error("unknown query {0:?}")]
     UnknownQuery(String),
     #[error("missing parameter {0:?}")]
@@ -68,7 +66,7 @@ impl SqlError {
             SqlError::Timeout(_) => 408,
             SqlError::Busy(_) => 429,
             SqlError::Encode(_) => 500,
-            SqlError::Unavailable | SqlError::GaveWay => 503,
+            SqlError::Unavailable => 503,
         }
     }
 
@@ -84,7 +82,6 @@ impl SqlError {
             SqlError::Timeout(_) => "timeout",
             SqlError::Busy(_) => "busy",
             SqlError::Unavailable => "store_unavailable",
-            SqlError::GaveWay => "gave_way_to_events",
             SqlError::UnknownQuery(_) => "unknown_query",
             SqlError::MissingParameter(_) => "missing_parameter",
             SqlError::Encode(_) => "encode_failed",

@@ -76,39 +76,25 @@ impl Store {
     }
 
     /// Runs `work` on a connection of its own (a counted query slot), in a read-only transaction
-    /// that is rolled back after, interrupted at the time limit, or by the writer when it needs
-    /// the memory (see `store::room`).
+    /// that is rolled back after, interrupted at the time limit.
     fn read_only<T>(
         &self,
         reader: Reader,
         work: impl FnOnce(&Connection) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
         let timeout = self.shared.settings.sql.timeout;
-        let running = &self.shared.running;
         let slot = QuerySlot::take(self, reader)?;
         let conn = slot.conn()?;
         conn.execute_batch("BEGIN TRANSACTION READ ONLY")
             .map_err(failed)?;
-        let stops = running.stops();
-        let registration = running.register(conn.interrupt_handle());
-        // Registered after the writer began to stop the queries: it would not be stopped.
-        if running.making_room() {
-            return Err(SqlError::GaveWay);
-        }
         let watchdog = Watchdog::arm(conn.interrupt_handle(), timeout);
         let outcome = work(conn);
         let fired = watchdog.fired();
-        drop(registration);
         let _ = conn.execute_batch("ROLLBACK");
         if fired {
             return Err(SqlError::Timeout(timeout));
         }
-        match outcome {
-            Err(SqlError::Failed(message)) if interrupted(&message) && running.stops() != stops => {
-                Err(SqlError::GaveWay)
-            }
-            outcome => outcome,
-        }
+        outcome
     }
 }
 
@@ -152,12 +138,6 @@ fn failed(error: duckdb::Error) -> SqlError {
     SqlError::Failed(error.to_string())
 }
 
-/// Whether DuckDB's message says the query was interrupted (by the writer, when the time limit
-/// did not fire).
-fn interrupted(message: &str) -> bool {
-    message.starts_with("INTERRUPT Error")
-}
-
 /// DuckDB's message, sorted by what it means for the caller.
 fn classify(error: duckdb::Error) -> SqlError {
     let message = error.to_string();
@@ -196,9 +176,6 @@ impl<'a> QuerySlot<'a> {
         let shared = &store.shared;
         let database = lock(&shared.database);
         let database = database.as_ref().ok_or(SqlError::Unavailable)?;
-        if shared.running.making_room() {
-            return Err(SqlError::GaveWay);
-        }
         let (taken, max) = slots(store, reader);
         if taken.fetch_add(1, Ordering::AcqRel) >= max {
             taken.fetch_sub(1, Ordering::AcqRel);

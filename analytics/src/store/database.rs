@@ -137,8 +137,7 @@ impl ArrowAppender {
                 Ok(())
             } else {
                 let message = ffi::duckdb_result_error(&mut result);
-                let kind = ffi::duckdb_result_error_type(&mut result);
-                Err(failure_of(kind, state, borrowed_message(message)))
+                Err(failure(state, borrowed_message(message)))
             };
             ffi::duckdb_destroy_result(&mut result);
             outcome
@@ -189,12 +188,6 @@ impl ArrowAppender {
     pub(crate) fn commit(&mut self) -> duckdb::Result<()> {
         self.flush()?;
         self.execute("COMMIT")
-    }
-
-    /// Drops the rows held and rolls the open transaction back.
-    pub(crate) fn rollback(&mut self) -> duckdb::Result<()> {
-        self.held.clear();
-        self.execute("ROLLBACK")
     }
 }
 
@@ -338,8 +331,7 @@ unsafe fn check(mut error: ffi::duckdb_error_data) -> duckdb::Result<()> {
     unsafe {
         let outcome = if ffi::duckdb_error_data_has_error(error) {
             let message = borrowed_message(ffi::duckdb_error_data_message(error));
-            let kind = ffi::duckdb_error_data_error_type(error);
-            Err(failure_of(kind, ffi::DuckDBError, message))
+            Err(failure(ffi::DuckDBError, message))
         } else {
             Ok(())
         };
@@ -373,24 +365,6 @@ unsafe fn take_message(message: *mut c_char) -> Option<String> {
 
 fn failure(state: ffi::duckdb_state, message: Option<String>) -> duckdb::Error {
     duckdb::Error::DuckDBFailure(ffi::Error::new(state), message)
-}
-
-/// A failure of DuckDB's error type `kind`: running out of memory is told apart (see
-/// [`super::out_of_memory`]), as the writer recovers from it.
-fn failure_of(
-    kind: ffi::duckdb_error_type,
-    state: ffi::duckdb_state,
-    message: Option<String>,
-) -> duckdb::Error {
-    let code = match kind {
-        ffi::duckdb_error_type_DUCKDB_ERROR_OUT_OF_MEMORY => ffi::ErrorCode::OutOfMemory,
-        _ => ffi::ErrorCode::Unknown,
-    };
-    let error = ffi::Error {
-        code,
-        extended_code: state,
-    };
-    duckdb::Error::DuckDBFailure(error, message)
 }
 
 fn conversion(error: arrow::error::ArrowError) -> duckdb::Error {

@@ -10,13 +10,10 @@ mod database;
 mod fleet;
 mod retention;
 mod rollup;
-mod room;
 pub(crate) mod schema;
 mod serving;
 mod sink;
 mod uncommitted;
-
-pub(crate) use room::{out_of_memory, RunningQueries};
 
 pub use fleet::{export_store, ExportedPartition};
 pub use sink::StoreSink;
@@ -136,8 +133,6 @@ pub(crate) struct Shared {
     /// Of those, the SQL endpoint's, and the store's own reads (the dashboard's).
     pub(crate) sql_running: AtomicUsize,
     pub(crate) reads_running: AtomicUsize,
-    /// The running queries, for the writer to stop when it needs their memory.
-    pub(crate) running: RunningQueries,
     pub(crate) counters: StoreCounters,
     pub(crate) last_error: Mutex<Option<(SystemTime, String)>>,
     /// The anomalies going on in the latest closed minute, as the writer last detected them.
@@ -168,7 +163,6 @@ pub(crate) struct StoreCounters {
     pub(crate) rows_expired: AtomicU64,
     pub(crate) queries: AtomicU64,
     pub(crate) queries_failed: AtomicU64,
-    pub(crate) memory_reclaims: AtomicU64,
 }
 
 /// A snapshot of the store's health, for the admin API and metrics.
@@ -187,8 +181,6 @@ pub struct StoreStats {
     pub rows_expired: u64,
     pub queries: u64,
     pub queries_failed: u64,
-    /// Times the writer ran out of memory and stopped the running queries to write again.
-    pub memory_reclaims: u64,
     pub last_error: Option<String>,
     /// Anomalies going on in the latest closed minute.
     pub active_anomalies: Vec<Anomaly>,
@@ -207,7 +199,6 @@ impl Store {
                 queries_running: AtomicUsize::new(0),
                 sql_running: AtomicUsize::new(0),
                 reads_running: AtomicUsize::new(0),
-                running: RunningQueries::default(),
                 counters: StoreCounters::default(),
                 last_error: Mutex::new(None),
                 anomalies: ActiveAnomalies::default(),
@@ -236,7 +227,6 @@ impl Store {
             rows_expired: load(&c.rows_expired),
             queries: load(&c.queries),
             queries_failed: load(&c.queries_failed),
-            memory_reclaims: load(&c.memory_reclaims),
             last_error: lock(&self.shared.last_error).as_ref().map(|(_, e)| e.clone()),
             active_anomalies: self.shared.anomalies.current(),
         }

@@ -20,12 +20,24 @@ pub(crate) fn enforce(conn: &Connection, retention: &Retention) -> duckdb::Resul
             if used_bytes(conn)? <= max_bytes {
                 break;
             }
-            let Some(cutoff) = oldest_tenth(conn)? else { break };
-            expired += delete_before(conn, cutoff)?;
-            conn.execute_batch("CHECKPOINT")?;
+            match drop_oldest_tenth(conn)? {
+                0 => break,
+                dropped => expired += dropped,
+            }
         }
     }
     Ok(expired)
+}
+
+/// Deletes the oldest tenth of the events and returns their blocks (or memory) for reuse; how
+/// many request rows went.
+fn drop_oldest_tenth(conn: &Connection) -> duckdb::Result<u64> {
+    let Some(cutoff) = oldest_tenth(conn)? else {
+        return Ok(0);
+    };
+    let dropped = delete_before(conn, cutoff)?;
+    conn.execute_batch("CHECKPOINT")?;
+    Ok(dropped)
 }
 
 fn delete_before(conn: &Connection, cutoff_us: i64) -> duckdb::Result<u64> {

@@ -3,14 +3,11 @@
 //! database fails, drops it, counts what is lost and reopens it with back-off until it works
 //! again.
 
-use super::append::{self, Rows};
+use super::append;
 use super::database::ArrowAppender;
 use super::serving::ServingPeriod;
 use super::uncommitted::{Uncommitted, COMMIT_ROWS};
-use super::{
-    fleet, in_transaction, lock, now_us, open_database, out_of_memory, retention, rollup, Store, StoreError,
-    CATALOG,
-};
+use super::{fleet, in_transaction, lock, now_us, open_database, retention, rollup, Store, CATALOG};
 use crate::analysis::{anomaly, minute_of, MINUTE_US};
 use crate::{EventSink, RequestEvent};
 use duckdb::Connection;
@@ -75,20 +72,13 @@ impl StoreSink {
         }
     }
 
-    /// Commits the events appended so far. A commit that fails for want of memory is tried
-    /// again once, with room made (see `room`); else a failed commit loses them all: they are
-    /// counted, and the database is reopened.
+    /// Commits the events appended so far. A failed commit loses them all: they are counted,
+    /// and the database is reopened.
     pub fn commit(&mut self) {
         let (Some(writer), Some(open)) = (&mut self.conn, self.uncommitted.take()) else {
             return;
         };
-        let committed = match writer.appender.commit() {
-            Err(error) if out_of_memory(&error) => {
-                again_with_room(&self.store, writer, &open, None).and_then(|()| writer.appender.commit())
-            }
-            committed => committed,
-        };
-        match committed {
+        match writer.appender.commit() {
             Ok(()) => {
                 let counters = &self.store.shared.counters;
                 let events = open.events as u64;
@@ -163,17 +153,21 @@ impl StoreSink {
         let first_key = self
             .next_key
             .map_or_else(|| append::last_key(&writer.conn).map(|key| key + 1), Ok);
+        let uncommitted = &mut self.uncommitted;
         let appended = first_key.and_then(|first_key| {
-            let rows = append::rows(events, first_key)?;
-            append_rows(&self.store, writer, &mut self.uncommitted, &rows)?;
-            Ok((first_key, rows))
+            if uncommitted.is_none() {
+                writer.appender.execute("BEGIN TRANSACTION")?;
+                *uncommitted = Some(Uncommitted::new());
+            }
+            append::append(&mut writer.appender, &append::rows(events, first_key)?)?;
+            Ok(first_key)
         });
         match appended {
-            Ok((first_key, rows)) => {
+            Ok(first_key) => {
                 self.next_key = Some(first_key + events.len() as u64);
                 self.serving.note_event(earliest);
                 if let Some(open) = &mut self.uncommitted {
-                    open.note(rows, events.len(), earliest, latest);
+                    open.note(events.len(), earliest, latest);
                     if open.due() {
                         self.commit();
                     }
@@ -208,19 +202,9 @@ impl StoreSink {
                     Ok(())
                 }
             });
-        match detected {
-            Err(error) if out_of_memory(&error) => self.skip_for_room("rolling minutes up", &error),
-            Err(error) => self.fail(&error),
-            Ok(()) => {}
+        if let Err(error) = detected {
+            self.fail(&error);
         }
-    }
-
-    /// A pass of the writer's own upkeep (rollups, retention, export) ran out of memory: the
-    /// queries that likely hold it are stopped, and the pass runs again next time, as it would
-    /// anyway (it works on committed events, and keeps what it has still to do).
-    fn skip_for_room(&self, pass: &str, error: &dyn std::fmt::Display) {
-        tracing::warn!(%error, "the analytics store ran out of memory {pass}; it stops the queries running and tries again on its next pass");
-        drop(self.store.make_room());
     }
 
     /// Retention, then the fleet's export. A failed export (a fleet directory that cannot be
@@ -237,7 +221,6 @@ impl StoreSink {
             Ok(expired) => {
                 counters.rows_expired.fetch_add(expired, Ordering::Relaxed);
             }
-            Err(error) if out_of_memory(&error) => return self.skip_for_room("enforcing retention", &error),
             Err(error) => return self.fail(&error),
         }
         let Some(fleet) = &shared.settings.fleet else {
@@ -249,61 +232,12 @@ impl StoreSink {
                     .partitions_exported
                     .fetch_add(exported.len() as u64, Ordering::Relaxed);
             }
-            Err(StoreError::Database(error)) if out_of_memory(&error) => {
-                self.skip_for_room("exporting closed hours", &error)
-            }
             Err(error) => {
                 counters.export_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, dir = %fleet.dir.display(), "cannot export the closed hours to the fleet directory; trying again in a minute");
             }
         }
     }
-}
-
-/// Appends `rows` into the open transaction, opening one if none is; when DuckDB runs out of
-/// memory, it is tried again once, with room made.
-fn append_rows(
-    store: &Store,
-    writer: &mut Writer,
-    open: &mut Option<Uncommitted>,
-    rows: &Rows,
-) -> duckdb::Result<()> {
-    let open = match open {
-        Some(open) => open,
-        None => {
-            writer.appender.execute("BEGIN TRANSACTION")?;
-            open.insert(Uncommitted::new())
-        }
-    };
-    match append::append(&mut writer.appender, rows) {
-        Err(error) if out_of_memory(&error) => again_with_room(store, writer, open, Some(rows)),
-        appended => appended,
-    }
-}
-
-/// After DuckDB ran out of memory for the open transaction: rolls it back, stops the queries
-/// (whose memory it most likely was: the writer's own use is bounded by its batches), and
-/// appends the transaction's rows, and `more`, again into a new one, flushed before any query
-/// may start again.
-fn again_with_room(
-    store: &Store,
-    writer: &mut Writer,
-    open: &Uncommitted,
-    more: Option<&Rows>,
-) -> duckdb::Result<()> {
-    tracing::warn!(
-        events = open.events,
-        "the analytics store ran out of memory for the events it was writing; it stops the queries running and writes them again"
-    );
-    // A failed statement may already have ended the transaction, and then there is nothing to
-    // roll back: what matters is that none is open for the next BEGIN.
-    let _ = writer.appender.rollback();
-    let _room = store.make_room();
-    writer.appender.execute("BEGIN TRANSACTION")?;
-    for rows in open.rows.iter().chain(more) {
-        append::append(&mut writer.appender, rows)?;
-    }
-    writer.appender.flush()
 }
 
 impl EventSink for StoreSink {

@@ -778,44 +778,6 @@ fn a_query_spills_beside_the_store_file_within_its_bound_and_a_memory_store_neve
     }
 }
 
-/// A query holding the memory the writer needs gives way: the writer stops it and writes its
-/// transaction again, and no event is lost; the query answers that it gave way.
-#[test]
-fn a_query_holding_the_memory_gives_way_to_the_events() {
-    // A join whose build side holds most of 64 MB while its probe runs for seconds, with
-    // nowhere to spill.
-    const HOLDER: &str = "SELECT count(*) FROM range(300000000) a(x)
-        JOIN (SELECT x, x::VARCHAR || 'abcdefghij' AS s FROM range(1300000) t(x)) b ON a.x = b.x";
-    let dir = tempfile::tempdir().expect("tempdir");
-    let settings = StoreSettings {
-        memory_limit: "64MB".into(),
-        max_spill: None,
-        ..StoreSettings::new(StoreLocation::File(dir.path().join("room.duckdb")))
-    };
-    let (store, mut sink) = Store::open(settings).expect("open");
-    let started = Instant::now();
-    let holder = running_query(&store, HOLDER);
-    // Its build side filled.
-    std::thread::sleep(Duration::from_millis(500));
-    let mut written = 0;
-    while store.stats().memory_reclaims == 0 && started.elapsed() < Duration::from_secs(30) {
-        let events: Vec<_> = (written..written + 2_000).map(sample_event).collect();
-        sink.write_batch(&events).expect("written");
-        sink.commit();
-        written += 2_000;
-    }
-    let answer = holder
-        .join()
-        .expect("the query's thread")
-        .map(|result| result.rows);
-    assert!(matches!(answer, Err(SqlError::GaveWay)), "{answer:?}");
-    let stats = store.stats();
-    assert!(stats.memory_reclaims >= 1, "{stats:?}");
-    assert_eq!((stats.events_lost, stats.write_failures), (0, 0), "{stats:?}");
-    let stored = json_of(&store, "SELECT count(*) FROM requests");
-    assert_eq!(stored["rows"][0][0], written);
-}
-
 /// Queries filling the SQL endpoint's slots never lock the store's own reads (the dashboard's)
 /// out: each has slots of its own.
 #[test]

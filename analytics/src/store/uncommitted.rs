@@ -5,7 +5,6 @@
 //! Under load, where the cost matters, commits fill whole row groups; the store stays at most a
 //! second behind the proxy.
 
-use super::append::Rows;
 use super::ROW_GROUP_ROWS;
 use std::time::{Duration, Instant};
 
@@ -24,9 +23,6 @@ pub(crate) struct Uncommitted {
     /// The earliest and latest event times in it, microseconds since the epoch.
     pub(crate) earliest_us: i64,
     pub(crate) latest_us: i64,
-    /// What was appended, to append again into a new transaction should this one be rolled
-    /// back for want of memory (see `room`).
-    pub(crate) rows: Vec<Rows>,
 }
 
 impl Uncommitted {
@@ -36,14 +32,11 @@ impl Uncommitted {
             events: 0,
             earliest_us: i64::MAX,
             latest_us: i64::MIN,
-            rows: Vec::new(),
         }
     }
 
-    /// Notes a batch of `events` appended as `rows`, with the times of its earliest and latest
-    /// event.
-    pub(crate) fn note(&mut self, rows: Rows, events: usize, earliest_us: i64, latest_us: i64) {
-        self.rows.push(rows);
+    /// Notes a batch of `events` appended, with the times of its earliest and latest event.
+    pub(crate) fn note(&mut self, events: usize, earliest_us: i64, latest_us: i64) {
         self.events += events;
         self.earliest_us = self.earliest_us.min(earliest_us);
         self.latest_us = self.latest_us.max(latest_us);

@@ -35,7 +35,6 @@ pub(crate) const STORE_WRITTEN: &str = "lookout_analytics_store_events_written_t
 pub(crate) const STORE_LOST: &str = "lookout_analytics_store_events_lost_total";
 pub(crate) const STORE_FAILURES: &str = "lookout_analytics_store_write_failures_total";
 pub(crate) const STORE_REOPENS: &str = "lookout_analytics_store_reopens_total";
-pub(crate) const STORE_MEMORY_RECLAIMS: &str = "lookout_analytics_store_memory_reclaims_total";
 pub(crate) const STORE_EXPIRED: &str = "lookout_analytics_store_rows_expired_total";
 pub(crate) const PARTITIONS_EXPORTED: &str = "lookout_analytics_partitions_exported_total";
 pub(crate) const EXPORT_FAILURES: &str = "lookout_analytics_partition_export_failures_total";
@@ -78,7 +77,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 54] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 53] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -213,11 +212,6 @@ const DESCRIPTIONS: [(&str, Unit, &str); 54] = [
         STORE_REOPENS,
         Unit::Count,
         "Times the analytics store was reopened after a failure.",
-    ),
-    (
-        STORE_MEMORY_RECLAIMS,
-        Unit::Count,
-        "Times the analytics store ran out of memory writing and stopped the running SQL queries to write again.",
     ),
     (STORE_EXPIRED, Unit::Count, "Request rows deleted by retention."),
     (

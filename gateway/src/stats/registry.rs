@@ -196,7 +196,6 @@ impl Registry {
             (prometheus::STORE_LOST, store.events_lost),
             (prometheus::STORE_FAILURES, store.write_failures),
             (prometheus::STORE_REOPENS, store.reopens),
-            (prometheus::STORE_MEMORY_RECLAIMS, store.memory_reclaims),
             (prometheus::STORE_EXPIRED, store.rows_expired),
             (prometheus::PARTITIONS_EXPORTED, store.partitions_exported),
             (prometheus::EXPORT_FAILURES, store.export_failures),
