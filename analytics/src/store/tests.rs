@@ -878,3 +878,59 @@ fn the_size_bound_holds_in_a_file_and_in_memory() {
         assert_eq!(stats.write_failures, 0, "{location:?}");
     }
 }
+
+/// A query holding the memory the writer needs makes the append fail: the events not yet
+/// committed are counted as lost and the store reopens, with every committed event still there
+/// (DuckDB leaves a table inconsistent after such an append, so it is not appended to again).
+#[test]
+fn a_query_holding_the_memory_costs_the_uncommitted_events_only() {
+    // A join whose build side holds most of 64 MB while its probe runs for seconds, with
+    // nowhere to spill.
+    const HOLDER: &str = "SELECT count(*) FROM range(300000000) a(x)
+        JOIN (SELECT x, x::VARCHAR || 'abcdefghij' AS s FROM range(1300000) t(x)) b ON a.x = b.x";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = StoreSettings {
+        memory_limit: "64MB".into(),
+        max_spill: None,
+        ..StoreSettings::new(StoreLocation::File(dir.path().join("oom.duckdb")))
+    };
+    let (store, mut sink) = Store::open(settings).expect("open");
+    sink.write_batch(&(0..1_000).map(sample_event).collect::<Vec<_>>())
+        .expect("written");
+    sink.commit();
+    let started = Instant::now();
+    let mut holder = running_query(&store, HOLDER);
+    let mut written = 1_000;
+    while store.stats().write_failures == 0 && started.elapsed() < Duration::from_secs(30) {
+        // Should the query end first, another takes the memory.
+        if holder.is_finished() {
+            holder = running_query(&store, HOLDER);
+        }
+        let events: Vec<_> = (written..written + 2_000).map(sample_event).collect();
+        if sink.write_batch(&events).is_ok() {
+            sink.commit();
+        }
+        written += 2_000;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = holder.join().expect("the query's thread");
+    assert!(
+        store.stats().write_failures >= 1,
+        "the append failed for want of memory"
+    );
+    let reopened = Instant::now();
+    while !store.stats().up {
+        assert!(
+            reopened.elapsed() < Duration::from_secs(10),
+            "the store never reopened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        sink.maintain();
+    }
+    let stats = store.stats();
+    let stored = json_of(&store, "SELECT count(*) FROM requests")["rows"][0][0]
+        .as_u64()
+        .expect("a count");
+    assert!(stored >= 1_000, "the committed events are there: {stored}");
+    assert_eq!(stored + stats.events_lost, written, "{stats:?}");
+}
