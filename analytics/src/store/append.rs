@@ -14,28 +14,15 @@ use duckdb::Connection;
 use std::fmt::Write;
 use std::sync::Arc;
 
-/// A part of a batch of events as the store's tables take it: the requests and their steps.
-/// Cheap to clone (its columns are shared), so the writer keeps the open transaction's, to
-/// append them again should it have to roll the transaction back.
-#[derive(Clone)]
-pub(crate) struct Rows {
-    requests: RecordBatch,
-    steps: RecordBatch,
-}
-
-/// `events` as rows, under the keys `first_key`, `first_key + 1`, ...
-pub(crate) fn rows(events: &[RequestEvent], first_key: u64) -> duckdb::Result<Rows> {
+/// Appends `events` under the keys `first_key`, `first_key + 1`, ...
+pub(crate) fn append(
+    appender: &mut ArrowAppender,
+    events: &[RequestEvent],
+    first_key: u64,
+) -> duckdb::Result<()> {
     let common: Vec<Option<CommonPath>> = events.iter().map(CommonPath::of).collect();
-    Ok(Rows {
-        requests: requests(events, &common, first_key)?,
-        steps: steps(events, &common, first_key)?,
-    })
-}
-
-/// Appends `rows` into the open transaction.
-pub(crate) fn append(appender: &mut ArrowAppender, rows: &Rows) -> duckdb::Result<()> {
-    appender.append(c"requests", rows.requests.clone())?;
-    appender.append(c"request_steps", rows.steps.clone())
+    appender.append(c"requests", requests(events, &common, first_key)?)?;
+    appender.append(c"request_steps", steps(events, &common, first_key)?)
 }
 
 /// The path most requests take: the route match, from the request's start, then one upstream

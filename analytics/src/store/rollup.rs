@@ -123,8 +123,7 @@ fn refresh(conn: &Connection, from_us: i64, until_us: i64) -> duckdb::Result<()>
 mod tests {
     use super::*;
     use crate::event::tests::sample_event;
-    use crate::store::append::{append, rows};
-    use crate::store::{database::Database, schema::migrate};
+    use crate::store::{append::append, database::Database, schema::migrate};
 
     fn rolled_up(conn: &Connection) -> Vec<(i64, u64)> {
         let mut statement = conn
@@ -149,8 +148,7 @@ mod tests {
         let mut add = |at: i64, pending: &mut Pending| {
             let mut event = sample_event(0);
             event.timestamp_us = at as u64;
-            let rows = rows(&[event], at as u64).expect("rows");
-            append(&mut appender, &rows).expect("append");
+            append(&mut appender, &[event], at as u64).expect("append");
             appender.flush().expect("flush");
             pending.note(at, at);
         };

@@ -3,11 +3,10 @@
 //! database fails, drops it, counts what is lost and reopens it with back-off until it works
 //! again.
 
-use super::append;
 use super::database::ArrowAppender;
 use super::serving::ServingPeriod;
 use super::uncommitted::{Uncommitted, COMMIT_ROWS};
-use super::{fleet, in_transaction, lock, now_us, open_database, retention, rollup, Store, CATALOG};
+use super::{append, fleet, in_transaction, lock, now_us, open_database, retention, rollup, Store, CATALOG};
 use crate::analysis::{anomaly, minute_of, MINUTE_US};
 use crate::{EventSink, RequestEvent};
 use duckdb::Connection;
@@ -159,7 +158,7 @@ impl StoreSink {
                 writer.appender.execute("BEGIN TRANSACTION")?;
                 *uncommitted = Some(Uncommitted::new());
             }
-            append::append(&mut writer.appender, &append::rows(events, first_key)?)?;
+            append::append(&mut writer.appender, events, first_key)?;
             Ok(first_key)
         });
         match appended {
