@@ -4,11 +4,8 @@
 //! gateway writes it. Over a file, times are taken relative to the store's latest request, not
 //! the clock, so an old copy reads as it did when it was written.
 
+use crate::admin_client;
 use anyhow::{anyhow, Context};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use lookout_analytics::analysis::anomaly::{self, DetectorSettings};
 use lookout_analytics::analysis::canary::{self, CanaryReport, CanarySettings, Verdict};
 use lookout_analytics::analysis::{minute_of, open_read_only, MINUTE_US};
@@ -144,7 +141,7 @@ fn fetch_report(
         .enable_all()
         .build()?;
     let (status, body) = runtime
-        .block_on(async { tokio::time::timeout(ADMIN_TIMEOUT, get(&address, token)).await })
+        .block_on(async { tokio::time::timeout(ADMIN_TIMEOUT, admin_client::get(&address, token)).await })
         .map_err(|_| anyhow!("{address} did not answer within {ADMIN_TIMEOUT:?}"))??;
     if !status.is_success() {
         let said: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -153,22 +150,6 @@ fn fetch_report(
     }
     serde_json::from_slice(&body)
         .with_context(|| format!("{address} answered something other than a canary report"))
-}
-
-async fn get(address: &str, token: Option<&str>) -> anyhow::Result<(http::StatusCode, Bytes)> {
-    let mut request = http::Request::get(address);
-    if let Some(token) = token {
-        request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let request = request.body(Empty::<Bytes>::new()).context("the admin URL")?;
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let response = client
-        .request(request)
-        .await
-        .with_context(|| format!("cannot reach {address}"))?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, body))
 }
 
 /// Opens the store read-only and runs `analysis` with the time of its latest request.

@@ -6,6 +6,7 @@
 //! only through a bounded queue that drops (and counts) what does not fit. Config strings are
 //! compiled into typed structures at load time and never read while proxying.
 
+mod admin_client;
 mod analyze;
 mod auth;
 mod body;

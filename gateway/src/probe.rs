@@ -1,10 +1,6 @@
 //! `lookout health-check [URL]`: a container health check without a shell or curl in the
 //! image. Exits 0 when the URL answers 2xx within the timeout, 1 otherwise.
 
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -37,8 +33,8 @@ pub(crate) fn health_check(url: &str, timeout: Duration) -> ExitCode {
 }
 
 async fn get_status(url: &str) -> Result<http::StatusCode, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let response = client.get(uri).await.map_err(|e| e.to_string())?;
-    Ok(response.status())
+    let (status, _) = crate::admin_client::get(url, None)
+        .await
+        .map_err(|error| format!("{error:#}"))?;
+    Ok(status)
 }
