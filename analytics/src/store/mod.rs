@@ -76,8 +76,8 @@ pub struct StoreSettings {
     pub retention: Retention,
     pub fleet: Option<FleetSettings>,
     pub sql: SqlLimits,
-    /// DuckDB's `memory_limit`, e.g. `1GB`.
-    pub memory_limit: String,
+    /// DuckDB's `memory_limit`, in bytes.
+    pub memory_limit: u64,
     /// DuckDB's worker threads, shared by the writer and the queries. One by default: with more,
     /// a commit hands its work to another thread and polls for it, which cost the writer 20–45%
     /// more CPU per event at 40,000 events/s; and on a small machine a parallel query takes the
@@ -96,9 +96,29 @@ impl StoreSettings {
             retention: Retention::default(),
             fleet: None,
             sql: SqlLimits::default(),
-            memory_limit: "1GB".into(),
+            memory_limit: 1_000_000_000,
             threads: 1,
             max_spill: Some(1 << 30),
+        }
+    }
+
+    /// The most a store in memory keeps: half of `memory_limit`. It never spills, so its events
+    /// must leave the writer's batches and the queries room; unbounded, they would fill the
+    /// memory, and the writer, failing, would reopen it empty.
+    pub fn memory_store_bound(&self) -> u64 {
+        self.memory_limit / 2
+    }
+
+    /// What retention holds the store to: as configured, and a store in memory to
+    /// [`Self::memory_store_bound`] when no size is.
+    pub fn kept(&self) -> Retention {
+        let in_memory = self.location == StoreLocation::Memory;
+        Retention {
+            max_bytes: self
+                .retention
+                .max_bytes
+                .or(in_memory.then(|| self.memory_store_bound())),
+            ..self.retention
         }
     }
 }
@@ -264,7 +284,7 @@ pub(crate) fn open_database(settings: &StoreSettings) -> Result<(Database, Conne
     };
     let mut options = vec![
         ("threads", settings.threads.max(1).to_string()),
-        ("max_memory", settings.memory_limit.clone()),
+        ("max_memory", format!("{}B", settings.memory_limit)),
         ("autoinstall_known_extensions", "false".into()),
         ("autoload_known_extensions", "false".into()),
         // A new file is written in DuckDB 1.5's format rather than the default one that 0.10.2

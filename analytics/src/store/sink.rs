@@ -216,7 +216,7 @@ impl StoreSink {
         self.last_housekeeping = Instant::now();
         let shared = &self.store.shared;
         let counters = &shared.counters;
-        match retention::enforce(conn, &shared.settings.retention) {
+        match retention::enforce(conn, &shared.settings.kept()) {
             Ok(expired) => {
                 counters.rows_expired.fetch_add(expired, Ordering::Relaxed);
             }

@@ -751,7 +751,7 @@ fn a_query_spills_beside_the_store_file_within_its_bound_and_a_memory_store_neve
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("spill.duckdb");
     let settings = StoreSettings {
-        memory_limit: "32MB".into(),
+        memory_limit: 32_000_000,
         max_spill: Some(256 << 20),
         ..StoreSettings::new(StoreLocation::File(path.clone()))
     };
@@ -764,7 +764,7 @@ fn a_query_spills_beside_the_store_file_within_its_bound_and_a_memory_store_neve
     assert_eq!(sorted["rows"][0][0], 4_000_000, "spilled");
 
     let settings = StoreSettings {
-        memory_limit: "32MB".into(),
+        memory_limit: 32_000_000,
         ..StoreSettings::new(StoreLocation::Memory)
     };
     let (store, _sink) = Store::open(settings).expect("open");
@@ -890,7 +890,7 @@ fn a_query_holding_the_memory_costs_the_uncommitted_events_only() {
         JOIN (SELECT x, x::VARCHAR || 'abcdefghij' AS s FROM range(1300000) t(x)) b ON a.x = b.x";
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = StoreSettings {
-        memory_limit: "64MB".into(),
+        memory_limit: 64_000_000,
         max_spill: None,
         ..StoreSettings::new(StoreLocation::File(dir.path().join("oom.duckdb")))
     };

@@ -8,9 +8,6 @@ use bytesize::ByteSize;
 use lookout_analytics::{FleetSettings, Retention, SqlLimits, StoreLocation, StoreSettings};
 use std::path::PathBuf;
 
-/// DuckDB's memory limit when the config sets none: `StoreSettings`' `1GB`.
-const DEFAULT_MEMORY_LIMIT: u64 = 1_000_000_000;
-
 /// The store's file when the config names none (relative to the config file's folder).
 pub(crate) const DEFAULT_STORE: &str = "lookout-data/analytics.duckdb";
 
@@ -62,18 +59,15 @@ pub(super) fn build_analytics(p: &mut Problems, raw: &RawAnalytics) -> Option<St
             ) as usize,
         };
     }
-    let memory_bytes = match &raw.memory_limit {
-        Some(limit) => {
-            let memory = bytes(p, "analytics.memory_limit", limit);
-            if memory.is_some() {
-                settings.memory_limit = limit.trim().to_owned();
-            }
-            memory
-        }
-        None => Some(DEFAULT_MEMORY_LIMIT),
-    };
-    if let (StoreLocation::Memory, Some(memory)) = (&settings.location, memory_bytes) {
-        bound_in_memory(p, raw, &mut settings.retention, memory);
+    if let Some(memory) = raw
+        .memory_limit
+        .as_ref()
+        .and_then(|limit| bytes(p, "analytics.memory_limit", limit))
+    {
+        settings.memory_limit = memory;
+    }
+    if settings.location == StoreLocation::Memory {
+        refuse_more_than_memory_holds(p, raw, &settings);
     }
     if let Some(spill) = &raw.max_spill {
         settings.max_spill = match spill.trim() {
@@ -85,26 +79,20 @@ pub(super) fn build_analytics(p: &mut Problems, raw: &RawAnalytics) -> Option<St
     Some(settings)
 }
 
-/// A store in memory never spills, so its events must leave room in `memory_limit` for the
-/// writer's batches and the queries: it keeps at most half of it (the default of
-/// `retention.max_size`), the oldest events going first. Unbounded, it would fill the memory,
-/// and the writer, failing, would reopen it empty.
-fn bound_in_memory(p: &mut Problems, raw: &RawAnalytics, retention: &mut Retention, memory: u64) {
-    let half = memory / 2;
-    match retention.max_bytes {
-        None => retention.max_bytes = Some(half),
-        Some(max) if max > half => {
-            // A size came from the config, so it has a place there.
-            if let Some(size) = raw.retention.as_ref().and_then(|r| r.max_size.as_ref()) {
-                let message = format!(
-                    "a store in memory keeps its events in memory_limit, which the writer and the queries share: at most half of it ({}), not {}",
-                    ByteSize(half),
-                    ByteSize(max)
-                );
-                p.at(size.span(), "analytics.retention.max_size", message);
-            }
+/// A store in memory keeps at most [`StoreSettings::memory_store_bound`]: a larger
+/// `retention.max_size` is refused.
+fn refuse_more_than_memory_holds(p: &mut Problems, raw: &RawAnalytics, settings: &StoreSettings) {
+    let bound = settings.memory_store_bound();
+    let asked = raw.retention.as_ref().and_then(|r| r.max_size.as_ref());
+    if let (Some(size), Some(max)) = (asked, settings.retention.max_bytes) {
+        if max > bound {
+            let message = format!(
+                "a store in memory keeps its events in memory_limit, which the writer and the queries share: at most half of it ({}), not {}",
+                ByteSize(bound),
+                ByteSize(max)
+            );
+            p.at(size.span(), "analytics.retention.max_size", message);
         }
-        Some(_) => {}
     }
 }
 

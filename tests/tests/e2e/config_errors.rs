@@ -500,7 +500,7 @@ fn store_limits_name_their_field_and_spilling_can_be_turned_off() {
     // A store in memory, which cannot spill, keeps at most half of memory_limit.
     let kept_of = |analytics: &str| {
         let config = load_str("gw.yaml", &with(analytics)).expect("valid");
-        config.analytics.expect("the store is on").retention.max_bytes
+        config.analytics.expect("the store is on").kept().max_bytes
     };
     assert_eq!(kept_of("  store: memory\n"), Some(500_000_000));
     assert_eq!(
