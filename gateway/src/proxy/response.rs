@@ -10,7 +10,7 @@ use crate::grpc;
 use crate::ratelimit;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, SET_COOKIE, WWW_AUTHENTICATE};
-use http::{Response, StatusCode};
+use http::{Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 
 pub(super) fn from_upstream(
@@ -23,6 +23,10 @@ pub(super) fn from_upstream(
         Some(ticket) => ticket.fill(response),
         None => response.map(Either::Left),
     };
+    // The gateway answers in its own version (RFC 9110 §6.2), not the upstream's: an HTTP/1.0
+    // answer would make hyper close an HTTP/1.1 client's connection. hyper still answers an
+    // HTTP/1.0 client in 1.0, and an HTTP/2 client in frames, whatever this says.
+    *response.version_mut() = Version::HTTP_11;
     let upgrade = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     stamp(response.headers_mut(), ctx, upgrade);
     response.map(Either::Left)

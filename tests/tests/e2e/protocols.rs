@@ -120,3 +120,61 @@ async fn a_websocket_keeps_its_place_under_the_connection_cap() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// An upstream that speaks HTTP/1.0: each connection answers one request, its body ending when
+/// the connection closes (no `Content-Length`), as old servers and simple ones do.
+async fn http10_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let reply = b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nold server";
+                let _ = stream.write_all(reply).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The gateway answers in its own HTTP version (RFC 9110 §6.2), not the upstream's: an
+/// HTTP/1.1 client of an HTTP/1.0 upstream gets HTTP/1.1 answers, fresh or cached, and keeps
+/// its connection.
+#[tokio::test]
+async fn an_http10_upstream_does_not_close_the_clients_connection() {
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - {{ name: old, instances: [\"{}\"] }}\n\
+         routes:\n  - {{ name: old, upstream: old, cache: {{ ttl: 30s }} }}\n",
+        http10_upstream().await
+    ))
+    .await;
+    let stream = tokio::net::TcpStream::connect(gateway.proxy_addr())
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(connection);
+    for (i, cache) in ["MISS", "HIT", "HIT"].into_iter().enumerate() {
+        sender.ready().await.expect("the connection is kept");
+        let request = Request::get("/old")
+            .header("host", "svc.example")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let response = sender.send_request(request).await.expect("answered");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.version(), Version::HTTP_11, "request {i}");
+        assert_eq!(response.headers()["x-cache"], cache, "request {i}");
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(body, "old server");
+    }
+}
