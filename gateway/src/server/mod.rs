@@ -5,7 +5,9 @@ mod admin;
 mod admin_guards;
 mod cache_api;
 mod canary_api;
+mod connection_errors;
 mod connection_limit;
+mod first_bytes;
 mod json_refusals;
 mod proxy_listener;
 mod redirect_listener;
@@ -20,6 +22,7 @@ use crate::tls::HandshakeMetrics;
 use crate::traces::{TraceSetupError, Tracing};
 use crate::upstream::spawn_health_checks;
 use arc_swap::ArcSwap;
+use connection_errors::ConnectionErrors;
 use connection_limit::ConnectionLimit;
 use lookout_analytics::{
     spawn_writer, AccessLogFile, EventQueue, EventSink, JsonLinesSink, QueueStats, Store, StoreError,
@@ -194,6 +197,7 @@ impl Gateway {
             shared.proxy.clone(),
             tls,
             connections,
+            Arc::new(ConnectionErrors::new(config.registry.metrics())),
             stopped.clone(),
             config.drain_timeout,
         ));

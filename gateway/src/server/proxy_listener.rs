@@ -2,7 +2,9 @@
 //! upgrades; over TLS when configured (HTTP/2 chosen by ALPN), else plain (HTTP/2 by prior
 //! knowledge). On shutdown it stops accepting and drains open connections.
 
+use super::connection_errors::ConnectionErrors;
 use super::connection_limit::ConnectionLimit;
+use super::first_bytes::FirstBytes;
 use crate::proxy::{serve as serve_request, ConnInfo, ProxyState};
 use crate::tls::{accept, HandshakeMetrics, ServerTls};
 use arc_swap::ArcSwap;
@@ -29,10 +31,12 @@ pub(super) async fn serve(
     state: Arc<ProxyState>,
     tls: Option<Arc<ListenerTls>>,
     limit: Arc<ConnectionLimit>,
+    errors: Arc<ConnectionErrors>,
     mut stop: watch::Receiver<bool>,
     drain_timeout: Duration,
 ) {
     let builder = Arc::new(http_builder(&state));
+    let first_request_timeout = state.routes.load().head_limits.header_read_timeout;
     let graceful = GracefulShutdown::new();
     // The port clients connect to, read once: spans name it as `server.port`.
     let port = listener.local_addr().map_or(0, |addr| addr.port());
@@ -58,6 +62,8 @@ pub(super) async fn serve(
             builder: builder.clone(),
             state: state.clone(),
             watcher: graceful.watcher(),
+            errors: errors.clone(),
+            first_request_timeout,
             peer,
             port,
             place: permit,
@@ -98,6 +104,9 @@ struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
     state: Arc<ProxyState>,
     watcher: Watcher,
+    errors: Arc<ConnectionErrors>,
+    /// How long a new connection (after its TLS handshake) has to show its protocol.
+    first_request_timeout: Duration,
     peer: SocketAddr,
     /// The listener's port.
     port: u16,
@@ -127,17 +136,20 @@ impl Connection {
             builder,
             state,
             watcher,
+            errors,
+            first_request_timeout,
             peer,
             port,
             place,
         } = self;
         let conn_info = ConnInfo::new(peer, port, tls_version, place);
         let service = service_fn(move |request| serve_request(state.clone(), conn_info.clone(), request));
+        let stream = FirstBytes::new(stream, first_request_timeout);
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         if let Err(error) = watcher.watch(connection).await {
-            tracing::debug!(%error, %peer, "client connection ended with an error");
+            errors.record(&*error, peer);
         }
     }
 }

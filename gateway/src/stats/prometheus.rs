@@ -60,6 +60,7 @@ pub(crate) const TLS_CERTIFICATE_EXPIRY: &str = "lookout_tls_certificate_expiry_
 pub(crate) const CONNECTIONS_OPEN: &str = "lookout_proxy_connections_open";
 pub(crate) const CONNECTIONS_MAX: &str = "lookout_proxy_connections_max";
 pub(crate) const CONNECTIONS_REJECTED: &str = "lookout_proxy_connections_rejected_total";
+pub(crate) const CONNECTION_ERRORS: &str = "lookout_proxy_connection_errors_total";
 
 /// The label naming an upstream instance (its configured address). Not `instance`: Prometheus
 /// gives every scraped series an `instance` label naming the target, here the gateway, and
@@ -77,7 +78,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 53] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 54] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -187,6 +188,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 53] = [
         CONNECTIONS_REJECTED,
         Unit::Count,
         "Client connections closed as soon as accepted because max_connections were open.",
+    ),
+    (
+        CONNECTION_ERRORS,
+        Unit::Count,
+        "Client connections closed before a request reached the pipeline: a head the parser refused (400 or 431), nothing sent within header_read_timeout of connecting, or a head cut off by the client.",
     ),
     (
         STORE_UP,

@@ -215,6 +215,70 @@ async fn a_client_trickling_its_headers_is_cut_off() {
     assert_eq!(upstream.hits(), 0);
 }
 
+/// Whether the gateway closes `stream` within 10 s (the test's limit is 1 s), reading and
+/// dropping whatever it answers first.
+async fn closed_by_gateway(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    let wait = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait).await.is_ok()
+}
+
+/// A connection that sends nothing, or only the start of HTTP/2's preface, is closed after
+/// `header_read_timeout` as a trickled head is: before the protocol is known hyper-util's
+/// server sets no timer, and such connections would hold their places under the connection cap
+/// for ever. Every connection the parser refuses is counted by why, as no event records it.
+#[tokio::test]
+async fn connections_that_never_make_a_request_are_closed_and_counted() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = gateway(&upstream).await;
+    let proxy = gateway.proxy_addr();
+    for start in [&b""[..], b"PRI * HTTP/2"] {
+        let mut stream = TcpStream::connect(proxy).await.expect("connect");
+        stream.write_all(start).await.expect("write");
+        assert!(
+            closed_by_gateway(&mut stream).await,
+            "a connection that sent {start:?} is still open"
+        );
+    }
+    let status = raw_status(proxy, "NOT HTTP AT ALL\r\n\r\n").await;
+    assert_eq!(status.as_deref(), Some("400"));
+    let fields: String = (0..101).map(|i| format!("x-field-{i}: v\r\n")).collect();
+    let status = raw_status(proxy, &format!("GET /svc HTTP/1.1\r\nhost: x\r\n{fields}\r\n")).await;
+    assert_eq!(status.as_deref(), Some("431"), "over hyper's 100 header fields");
+    let mut cut = TcpStream::connect(proxy).await.expect("connect");
+    cut.write_all(b"GET /svc HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    drop(cut);
+    assert_eq!(upstream.hits(), 0);
+
+    let expected = [
+        ("no_request", 2.0),
+        ("malformed_request", 1.0),
+        ("head_too_large", 1.0),
+        ("incomplete_request", 1.0),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (reason, count) in expected {
+        let series = format!("lookout_proxy_connection_errors_total{{reason=\"{reason}\"}}");
+        loop {
+            let seen = scraped_sample(gateway.admin_addr(), TOKEN, &series).await;
+            if seen == Some(count) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{series}: {seen:?}, not {count}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn ip_lists_apply_to_the_client_behind_trusted_proxies() {
     let upstream = TestUpstream::start("svc").await;
