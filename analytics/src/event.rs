@@ -17,8 +17,11 @@ pub enum ErrorKind {
     NoHealthyInstance,
     /// Every attempt failed to connect or broke before a response arrived.
     UpstreamUnreachable,
-    /// The upstream did not answer within the per-try or total timeout.
+    /// The upstream did not answer within the per-try or total timeout, or paused its response
+    /// body longer than its `read_timeout`.
     UpstreamTimeout,
+    /// The upstream broke its response off mid-body (its connection closed or failed).
+    UpstreamAborted,
     /// The client went away before the response was complete.
     ClientAborted,
     /// The gateway could not build the upstream request (e.g. a rewrite produced a bad URI).
@@ -61,6 +64,7 @@ impl ErrorKind {
             ErrorKind::NoHealthyInstance => "no_healthy_instance",
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::UpstreamAborted => "upstream_aborted",
             ErrorKind::ClientAborted => "client_aborted",
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::BodyTooLarge => "body_too_large",

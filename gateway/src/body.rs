@@ -204,22 +204,34 @@ impl Body for ClientBody {
     }
 }
 
+/// An upstream response body that paused longer than its upstream's `read_timeout`: it is cut
+/// off, and its connection closed.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream paused its response body for {0:?} (read_timeout)")]
+pub(crate) struct UpstreamPaused(Duration);
+
 pin_project_lite::pin_project! {
     /// An upstream response body that returns its connection to the pool when it ends. Dropped
     /// before its end (the client went away, or a retry discarded it), it lets the connection
-    /// close instead, as a half-read response cannot be reused.
+    /// close instead, as a half-read response cannot be reused. A pause longer than
+    /// `read_timeout` ends it in [`UpstreamPaused`].
     pub(crate) struct PooledBody {
         #[pin]
         inner: Incoming,
         ticket: Option<ReturnTicket>,
+        read_timeout: Option<Duration>,
+        // Armed while waiting for the upstream; allocated once, on the first wait.
+        idle: Option<Pin<Box<Sleep>>>,
     }
 }
 
 impl PooledBody {
-    pub(crate) fn new(inner: Incoming, ticket: ReturnTicket) -> Self {
+    pub(crate) fn new(inner: Incoming, ticket: ReturnTicket, read_timeout: Option<Duration>) -> Self {
         let mut body = PooledBody {
             inner,
             ticket: Some(ticket),
+            read_timeout,
+            idle: None,
         };
         if body.inner.is_end_stream() {
             return_connection(&mut body.ticket);
@@ -236,23 +248,41 @@ fn return_connection(ticket: &mut Option<ReturnTicket>) {
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
-        let ended = match &polled {
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
-            _ => false,
-        };
-        if ended {
-            return_connection(this.ticket);
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if this.inner.is_end_stream() {
+                    return_connection(this.ticket);
+                }
+                if let (Some(idle), Some(timeout)) = (this.idle.as_mut(), *this.read_timeout) {
+                    idle.as_mut().reset(Instant::now() + timeout);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(None) => {
+                return_connection(this.ticket);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let Some(timeout) = *this.read_timeout else {
+                    return Poll::Pending;
+                };
+                let idle = this
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match idle.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(UpstreamPaused(timeout).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

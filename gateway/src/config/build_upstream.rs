@@ -23,6 +23,8 @@ use std::time::Duration;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Also the per-try timeout of routes that set none.
 pub(super) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// nginx's `proxy_read_timeout`: a response body that stalls longer is cut off.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(super) fn build_upstreams(
     p: &mut Problems,
@@ -145,6 +147,15 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         raw.request_timeout.as_ref(),
         DEFAULT_REQUEST_TIMEOUT,
     );
+    let read_timeout = match raw.read_timeout.as_ref() {
+        Some(text) if text.trim() == "off" => None,
+        text => Some(duration(
+            p,
+            &format!("{field}.read_timeout"),
+            text,
+            DEFAULT_READ_TIMEOUT,
+        )),
+    };
     let health_check = raw
         .health_check
         .as_ref()
@@ -158,6 +169,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         protocol,
         connect_timeout,
         request_timeout,
+        read_timeout,
         health_check,
         outlier,
         retry,

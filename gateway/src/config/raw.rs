@@ -187,6 +187,8 @@ pub(crate) struct RawUpstream {
     pub(crate) hash_on: Option<Text>,
     pub(crate) connect_timeout: Option<Text>,
     pub(crate) request_timeout: Option<Text>,
+    /// The longest pause within a response body; `off`: none.
+    pub(crate) read_timeout: Option<Text>,
     pub(crate) health_check: Option<RawHealthCheck>,
     pub(crate) outlier: Option<RawOutlier>,
     pub(crate) retry: Option<RawRetry>,

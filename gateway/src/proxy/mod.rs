@@ -156,7 +156,7 @@ async fn past_the_route(
     let body = transform_request::run(&mut matched, &mut parts, body, ctx).await?;
     mirror::run(&matched, &parts, &body, ctx);
     let fetched = upstream_call::run(upstream, matched, parts, body, ctx).await?;
-    transform_response::run(route, fetched, ticket).await
+    transform_response::run(route, upstream, fetched, ticket).await
 }
 
 /// Notes the error for the request's event and, when an edge policy refused the request, who

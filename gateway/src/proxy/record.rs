@@ -9,6 +9,7 @@
 
 use super::context::{method_name, version_names, RequestContext};
 use super::ProxyState;
+use crate::body::UpstreamPaused;
 use crate::cache::FetchedBody;
 use crate::grpc::GrpcStatus;
 use crate::traces::{Finished, RequestTrace};
@@ -88,7 +89,15 @@ impl Body for ProxyBody {
                 }
             },
             Poll::Ready(None) => *this.finished = Some(this.ctx.started.elapsed()),
-            _ => {}
+            Poll::Ready(Some(Err(error))) => {
+                // The client is still there: the upstream's body broke off, or stalled.
+                let kind = match error.is::<UpstreamPaused>() {
+                    true => ErrorKind::UpstreamTimeout,
+                    false => ErrorKind::UpstreamAborted,
+                };
+                this.ctx.error_kind = this.ctx.error_kind.or(Some(kind));
+            }
+            Poll::Pending => {}
         }
         polled
     }
@@ -187,7 +196,12 @@ fn export_trace(
     duration: Duration,
     error_kind: Option<ErrorKind>,
 ) -> bool {
-    let failed = status >= 500 || ctx.grpc_status.is_some_and(GrpcStatus::is_server_error);
+    // A body the upstream broke off or stalled failed the client whatever its status said.
+    let body_failed = matches!(
+        error_kind,
+        Some(ErrorKind::UpstreamAborted | ErrorKind::UpstreamTimeout)
+    );
+    let failed = status >= 500 || body_failed || ctx.grpc_status.is_some_and(GrpcStatus::is_server_error);
     trace.finish(failed, duration, || Finished {
         started_wall: ctx.started_wall,
         duration,

@@ -297,7 +297,7 @@ async fn attempt(
             target: request.uri().path_and_query().cloned(),
         }
     });
-    let exchange = exchange_until(instance, upstream.connect_timeout, request, deadline, again);
+    let exchange = exchange_until(instance, upstream, request, deadline, again);
     // An attempt that got no answer tells no connect time: not the attempt's before it.
     ctx.upstream_connect = Duration::ZERO;
     let outcome = match exchange.await {

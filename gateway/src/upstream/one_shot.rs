@@ -57,7 +57,7 @@ pub(crate) async fn send(upstream: &Upstream, mut request: Request<UpstreamBody>
     instance.give_host(request.headers_mut());
     let sent = Instant::now();
     let deadline = Deadline::now() + wait;
-    let outcome = match exchange_until(instance, upstream.connect_timeout, request, deadline, false).await {
+    let outcome = match exchange_until(instance, upstream, request, deadline, false).await {
         Ok(Exchanged {
             response,
             connect_time,
@@ -95,16 +95,17 @@ pub(crate) struct Unanswered {
     pub(crate) unsent: Option<Box<Request<UpstreamBody>>>,
 }
 
-/// One exchange with `instance`, given up at `deadline`: the part a route's attempt and a one-shot
-/// request share. What the outcome means for the instance's health is the caller's to record.
+/// One exchange with `instance` (one of `upstream`'s), given up at `deadline`: the part a route's
+/// attempt and a one-shot request share. What the outcome means for the instance's health is the caller's to record.
 pub(crate) async fn exchange_until(
     instance: &Instance,
-    connect_timeout: Duration,
+    upstream: &Upstream,
     request: Request<UpstreamBody>,
     deadline: Deadline,
     fresh: bool,
 ) -> Result<Exchanged, Unanswered> {
-    match timeout_at(deadline, instance.exchange(connect_timeout, request, fresh)).await {
+    let exchange = instance.exchange(upstream.connect_timeout, request, fresh);
+    match timeout_at(deadline, exchange).await {
         Ok(Ok(Exchange {
             response,
             held,
@@ -115,7 +116,7 @@ pub(crate) async fn exchange_until(
                 instance: instance.state.clone(),
             };
             Ok(Exchanged {
-                response: response.map(|body| PooledBody::new(body, ticket)),
+                response: response.map(|body| PooledBody::new(body, ticket, upstream.read_timeout)),
                 connect_time,
             })
         }

@@ -521,3 +521,21 @@ fn store_limits_name_their_field_and_spilling_can_be_turned_off() {
     assert_eq!(kept.line, 3);
     assert!(kept.message.contains("at most half of it"), "{kept:?}");
 }
+
+/// `read_timeout` takes a duration or `off` (for streams that may pause longer), nothing else.
+#[test]
+fn an_upstreams_read_timeout_is_a_duration_or_off() {
+    let config = |value: &str| {
+        format!(
+            "upstreams: [{{ name: a, instances: [\"127.0.0.1:3000\"], read_timeout: {value} }}]\n\
+             routes: [{{ name: a, upstream: a }}]\n"
+        )
+    };
+    for fine in ["off", "5m", "250ms"] {
+        assert!(load_str("gw.yaml", &config(fine)).is_ok(), "{fine}");
+    }
+    let all = errors(&config("never"));
+    let error = find(&all, "upstreams[0].read_timeout");
+    assert!(error.message.contains("invalid duration `never`"), "{error:?}");
+    assert_eq!(find(&errors(&config("0s")), "upstreams[0].read_timeout").line, 1);
+}

@@ -6,6 +6,8 @@ use lookout_tests::metrics_text;
 use lookout_tests::{
     body_json, send, send_body, single_upstream, start_gateway, start_gateway_to, wait_until, TestUpstream,
 };
+use lookout_tests::{span_attribute, OtlpReceiver};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -393,4 +395,109 @@ async fn a_lone_address_is_retried_on_a_new_connection_when_the_upstream_allows_
     let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+/// An upstream whose answers declare 100 bytes and send 10: then, for `/cut`, it closes the
+/// connection; for any other path it holds the connection, silent.
+async fn breaking_off_bodies() -> std::net::SocketAddr {
+    let (addr, _) = raw_server(|_, mut stream| async move {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read_exact(&mut byte).await.is_err() {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
+        if stream.write_all(reply).await.is_err() || head.starts_with(b"GET /cut ") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    })
+    .await;
+    addr
+}
+
+/// Sends `GET path` and reads the answer until the gateway closes the connection (at most 10 s);
+/// `None` when it was still open then.
+async fn read_to_close(proxy: std::net::SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(proxy).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_all)
+        .await
+        .ok()?;
+    Some(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// A response body the upstream breaks off is the upstream's failure, not the client's
+/// (`upstream_aborted`), and one it stalls in is cut off after the upstream's `read_timeout`
+/// (`upstream_timeout`) instead of holding the client, the gateway's connections and the event
+/// for ever. Both are errors whose traces are kept.
+#[tokio::test]
+async fn a_response_body_the_upstream_breaks_off_or_stalls_is_its_failure() {
+    const TOKEN: &str = "resilience-token";
+    let upstream = breaking_off_bodies().await;
+    let receiver = OtlpReceiver::grpc().await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\nanalytics: {{ store: memory }}\n\
+         traces: {{ endpoint: \"http://{}\", sample_ratio: 0.0 }}\n{}",
+        receiver.addr,
+        single_upstream(upstream, "read_timeout: 1s", "")
+    ))
+    .await;
+    for path in ["/cut", "/stall"] {
+        let answer = read_to_close(gateway.proxy_addr(), path).await;
+        let answer = answer.unwrap_or_else(|| panic!("{path}: the client was held"));
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.ends_with("0123456789"),
+            "{path}: cut after the 10 bytes sent: {answer}"
+        );
+    }
+    lookout_tests::wait_for_stored(&gateway, 2).await;
+    let rows = lookout_tests::sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT path, status, error_kind, bytes_out FROM requests ORDER BY ts",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            ["/cut", 200, "upstream_aborted", 10],
+            ["/stall", 200, "upstream_timeout", 10]
+        ])
+    );
+    // Each request's server span and its attempt's client span, kept though none was sampled.
+    let spans = receiver.wait_for(4).await;
+    let kept: Vec<_> = spans
+        .iter()
+        .filter(|span| span_attribute(span, "lookout.kept").is_some())
+        .map(|span| {
+            (
+                span_attribute(span, "url.path"),
+                span_attribute(span, "error.type"),
+            )
+        })
+        .collect();
+    let text = |s: &str| Some(Value::StringValue(s.into()));
+    assert_eq!(
+        kept,
+        [
+            (text("/cut"), text("upstream_aborted")),
+            (text("/stall"), text("upstream_timeout"))
+        ]
+    );
 }
