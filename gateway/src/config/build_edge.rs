@@ -43,6 +43,12 @@ pub(super) fn build_head_limits(p: &mut Problems, raw: &RawHeadLimits) -> HeadLi
             raw.header_read_timeout.as_ref(),
             defaults.header_read_timeout,
         ),
+        idle_timeout: duration(
+            p,
+            "limits.idle_timeout",
+            raw.idle_timeout.as_ref(),
+            defaults.idle_timeout,
+        ),
         max_connections: raw
             .max_connections
             .as_ref()

@@ -22,6 +22,10 @@ pub(crate) struct HeadLimits {
     /// Time a client has to send a complete request head (slowloris protection); the
     /// connection is closed after it.
     pub(crate) header_read_timeout: Duration,
+    /// Time a connection may stay open with nothing read or written and no request in flight
+    /// (HTTP/2 connections and WebSocket tunnels: hyper already closes an idle HTTP/1.1
+    /// connection at `header_read_timeout`).
+    pub(crate) idle_timeout: Duration,
     /// Client connections the proxy listener keeps open at most; one more is closed as soon as
     /// it is accepted.
     pub(crate) max_connections: usize,
@@ -33,6 +37,7 @@ impl Default for HeadLimits {
             max_uri_length: 8 * 1024,
             max_header_size: 32 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
             max_connections: default_max_connections(),
         }
     }

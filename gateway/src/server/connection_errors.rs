@@ -3,7 +3,7 @@
 //! or 431 and closes the connection; no route, event or span ever sees it, so without this count
 //! a client (or an attack) failing that way would leave no trace in the gateway's figures.
 
-use super::first_bytes::NoRequest;
+use super::client_io::NoRequest;
 use crate::stats::{Metrics, CONNECTION_ERRORS};
 use metrics::{Counter, Label};
 use std::error::Error as StdError;

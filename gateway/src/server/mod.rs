@@ -5,9 +5,9 @@ mod admin;
 mod admin_guards;
 mod cache_api;
 mod canary_api;
+mod client_io;
 mod connection_errors;
 mod connection_limit;
-mod first_bytes;
 mod json_refusals;
 mod proxy_listener;
 mod redirect_listener;
@@ -350,6 +350,7 @@ impl Shared {
                 "limits.header_read_timeout",
                 limits.header_read_timeout != started.header_read_timeout,
             ),
+            ("limits.idle_timeout", limits.idle_timeout != started.idle_timeout),
             (
                 "limits.max_connections",
                 limits.max_connections != started.max_connections,

@@ -2,9 +2,9 @@
 //! upgrades; over TLS when configured (HTTP/2 chosen by ALPN), else plain (HTTP/2 by prior
 //! knowledge). On shutdown it stops accepting and drains open connections.
 
+use super::client_io::{ClientIo, Deadlines};
 use super::connection_errors::ConnectionErrors;
 use super::connection_limit::ConnectionLimit;
-use super::first_bytes::FirstBytes;
 use crate::proxy::{serve as serve_request, ConnInfo, ProxyState};
 use crate::tls::{accept, HandshakeMetrics, ServerTls};
 use arc_swap::ArcSwap;
@@ -36,7 +36,11 @@ pub(super) async fn serve(
     drain_timeout: Duration,
 ) {
     let builder = Arc::new(http_builder(&state));
-    let first_request_timeout = state.routes.load().head_limits.header_read_timeout;
+    let limits = state.routes.load().head_limits;
+    let deadlines = Deadlines {
+        first_request: limits.header_read_timeout,
+        idle: limits.idle_timeout,
+    };
     let graceful = GracefulShutdown::new();
     // The port clients connect to, read once: spans name it as `server.port`.
     let port = listener.local_addr().map_or(0, |addr| addr.port());
@@ -63,7 +67,7 @@ pub(super) async fn serve(
             state: state.clone(),
             watcher: graceful.watcher(),
             errors: errors.clone(),
-            first_request_timeout,
+            deadlines,
             peer,
             port,
             place: permit,
@@ -105,8 +109,9 @@ struct Connection {
     state: Arc<ProxyState>,
     watcher: Watcher,
     errors: Arc<ConnectionErrors>,
-    /// How long a new connection (after its TLS handshake) has to show its protocol.
-    first_request_timeout: Duration,
+    /// How long a new connection (after its TLS handshake) has to show its protocol, and how
+    /// long it may stay idle.
+    deadlines: Deadlines,
     peer: SocketAddr,
     /// The listener's port.
     port: u16,
@@ -137,14 +142,14 @@ impl Connection {
             state,
             watcher,
             errors,
-            first_request_timeout,
+            deadlines,
             peer,
             port,
             place,
         } = self;
         let conn_info = ConnInfo::new(peer, port, tls_version, place);
+        let stream = ClientIo::new(stream, deadlines, Arc::downgrade(&conn_info.place));
         let service = service_fn(move |request| serve_request(state.clone(), conn_info.clone(), request));
-        let stream = FirstBytes::new(stream, first_request_timeout);
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();

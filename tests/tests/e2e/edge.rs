@@ -5,6 +5,7 @@
 
 use super::metrics::scraped_sample;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper_util::client::legacy::Client;
@@ -277,6 +278,47 @@ async fn connections_that_never_make_a_request_are_closed_and_counted() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// An HTTP/2 connection with no stream open, and a WebSocket with nothing crossing it, are
+/// closed after `limits.idle_timeout` (hyper closes only idle HTTP/1.1 connections itself); a
+/// request in flight keeps its connection open however long it takes.
+#[tokio::test]
+async fn idle_connections_are_closed_but_not_under_a_request() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&format!(
+        "limits: {{ idle_timeout: 1s }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\n\
+         routes:\n  - {{ name: svc, upstream: svc }}\n",
+        upstream.addr
+    ))
+    .await;
+    let proxy = gateway.proxy_addr();
+    let stream = TcpStream::connect(proxy).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    let mut connection = tokio::spawn(connection);
+    // Three idle periods and more under one request: it is in flight, so nothing is closed.
+    let slow = Request::get(format!("http://{proxy}/slow/3500"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(slow).await.expect("answered");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.expect("body");
+    assert!(!connection.is_finished(), "closed right after its request");
+    let closed = tokio::time::timeout(Duration::from_secs(10), &mut connection).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection is still open");
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{proxy}/ws"))
+        .await
+        .expect("websocket handshake");
+    let ended = tokio::time::timeout(Duration::from_secs(10), socket.next()).await;
+    assert!(
+        matches!(ended, Ok(None | Some(Err(_)))),
+        "a silent WebSocket is still open: {ended:?}"
+    );
 }
 
 #[tokio::test]

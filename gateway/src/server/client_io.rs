@@ -1,0 +1,203 @@
+//! A client connection's two deadlines that hyper leaves unbounded.
+//!
+//! - **The first request.** hyper-util's `auto` server reads a connection's first bytes to tell
+//!   HTTP/1 from HTTP/2's preface, and starts hyper's `header_read_timeout` only once it knows:
+//!   until then nothing bounds the wait (hyper#3756, hyper#3962). A client that connects and
+//!   sends nothing, or a few bytes of the preface, would hold its place under
+//!   `limits.max_connections` for as long as it liked, so a few thousand such connections would
+//!   shut everyone else out.
+//! - **Idleness.** hyper closes an HTTP/1.1 keep-alive connection left idle for
+//!   `header_read_timeout`, but an HTTP/2 connection with no stream open, or a WebSocket tunnel
+//!   with nothing crossing it, stays open for ever.
+//!
+//! [`ClientIo`] wraps the connection's stream: its reads fail with `TimedOut` when the protocol is
+//! not known by the first deadline, and, after that, once a whole `idle_timeout` passed with no
+//! byte read or written and no request in flight. Its one timer is armed only while a read
+//! waits, and re-armed at most once per `idle_timeout`.
+
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Weak;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, Sleep};
+
+/// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4); hyper-util reads as
+/// far as it matches to choose the protocol.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The two timeouts, from `limits`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deadlines {
+    /// To show the protocol, from the connection's start (after its TLS handshake).
+    pub(super) first_request: Duration,
+    /// With nothing read or written and no request in flight.
+    pub(super) idle: Duration,
+}
+
+pin_project! {
+    /// A client stream held to its [`Deadlines`].
+    pub(super) struct ClientIo<S> {
+        #[pin]
+        inner: S,
+        deadlines: Deadlines,
+        // The first request's deadline, then the idle one; allocated at the start, or on the
+        // first wait for the idle one.
+        timer: Option<Pin<Box<Sleep>>>,
+        // How many of the bytes read so far match the HTTP/2 preface; `None` once the protocol
+        // is known.
+        matched: Option<usize>,
+        // Whether a byte was read or written since the idle timer was last armed.
+        active: bool,
+        // The connection's place under the cap: every request in flight, and a protocol
+        // upgrade's tunnel, holds a strong reference besides the connection's own.
+        place: Weak<OwnedSemaphorePermit>,
+    }
+}
+
+/// Why a connection was closed before its protocol was known.
+#[derive(Debug, thiserror::Error)]
+#[error("no request within {0:?} of connecting (limits.header_read_timeout)")]
+pub(super) struct NoRequest(Duration);
+
+/// Why a connection was closed after its protocol was known.
+#[derive(Debug, thiserror::Error)]
+#[error("idle for {0:?} (limits.idle_timeout)")]
+struct Idle(Duration);
+
+impl<S> ClientIo<S> {
+    pub(super) fn new(inner: S, deadlines: Deadlines, place: Weak<OwnedSemaphorePermit>) -> Self {
+        ClientIo {
+            inner,
+            deadlines,
+            timer: Some(Box::pin(tokio::time::sleep(deadlines.first_request))),
+            matched: Some(0),
+            active: false,
+            place,
+        }
+    }
+}
+
+/// Whether `read` (the bytes after the first `matched`) settles the protocol as hyper-util
+/// decides it: a byte that leaves the HTTP/2 preface means HTTP/1, the whole preface HTTP/2.
+/// Returns the new count of matching bytes, or `None` once the protocol is known.
+fn still_undecided(matched: usize, read: &[u8]) -> Option<usize> {
+    let expected = &H2_PREFACE[matched..];
+    let compared = read.len().min(expected.len());
+    let agrees = read[..compared] == expected[..compared];
+    let matched = matched + compared;
+    (agrees && matched < H2_PREFACE.len()).then_some(matched)
+}
+
+impl<S: AsyncRead> AsyncRead for ClientIo<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let polled = this.inner.poll_read(cx, buf);
+        match (&polled, *this.matched) {
+            (Poll::Ready(Ok(())), None) => *this.active |= buf.filled().len() > before,
+            (Poll::Ready(Ok(())), Some(matched)) => {
+                *this.matched = still_undecided(matched, &buf.filled()[before..]);
+                if this.matched.is_none() {
+                    // From here the idle deadline, armed on the first wait.
+                    *this.timer = None;
+                }
+            }
+            (Poll::Pending, Some(_)) => {
+                let expired = this
+                    .timer
+                    .as_mut()
+                    .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                if expired {
+                    let error = NoRequest(this.deadlines.first_request);
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, error)));
+                }
+            }
+            (Poll::Pending, None) => {
+                let idle = this.deadlines.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if idle_for_a_whole_period(timer, cx, this.active, this.place, idle) {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, Idle(idle))));
+                }
+            }
+            (Poll::Ready(Err(_)), _) => {}
+        }
+        polled
+    }
+}
+
+/// Whether the idle timer ran out with nothing read or written since it was armed and no
+/// request in flight; if not, it is armed again (a connection is closed between one and two
+/// idle periods after its last activity).
+fn idle_for_a_whole_period(
+    timer: &mut Pin<Box<Sleep>>,
+    cx: &mut Context<'_>,
+    active: &mut bool,
+    place: &Weak<OwnedSemaphorePermit>,
+    idle: Duration,
+) -> bool {
+    while timer.as_mut().poll(cx).is_ready() {
+        let in_flight = place.strong_count() > 1;
+        if !*active && !in_flight {
+            return true;
+        }
+        *active = false;
+        timer.as_mut().reset(Instant::now() + idle);
+    }
+    false
+}
+
+impl<S: AsyncWrite> AsyncWrite for ClientIo<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let polled = this.inner.poll_write(cx, buf);
+        *this.active |= matches!(polled, Poll::Ready(Ok(n)) if n > 0);
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let polled = this.inner.poll_write_vectored(cx, bufs);
+        *this.active |= matches!(polled, Poll::Ready(Ok(n)) if n > 0);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_protocol_is_known_at_the_first_byte_off_the_preface_or_at_its_end() {
+        assert_eq!(still_undecided(0, b"GET / HTTP/1.1\r\n"), None, "HTTP/1 at once");
+        assert_eq!(still_undecided(0, b"P"), Some(1));
+        assert_eq!(still_undecided(0, b"PRI * HTTP/2"), Some(12));
+        assert_eq!(still_undecided(12, b".0\r\n\r\nSM\r\n\r"), Some(23));
+        assert_eq!(still_undecided(23, b"\n"), None, "the whole preface: HTTP/2");
+        assert_eq!(still_undecided(0, H2_PREFACE), None);
+        assert_eq!(still_undecided(3, b"T /"), None, "`PRIT` is not the preface");
+        assert_eq!(still_undecided(4, b""), Some(4), "nothing read: still waiting");
+    }
+}
