@@ -22,9 +22,8 @@ pub(crate) struct HeadLimits {
     /// Time a client has to send a complete request head (slowloris protection); the
     /// connection is closed after it.
     pub(crate) header_read_timeout: Duration,
-    /// Time a connection may stay open with nothing read or written and no request in flight
-    /// (HTTP/2 connections and WebSocket tunnels: hyper already closes an idle HTTP/1.1
-    /// connection at `header_read_timeout`).
+    /// Time an HTTP/2 connection may stay open with nothing read or written and no request in
+    /// flight (hyper already closes an idle HTTP/1.1 connection at `header_read_timeout`).
     pub(crate) idle_timeout: Duration,
     /// Client connections the proxy listener keeps open at most; one more is closed as soon as
     /// it is accepted.

@@ -7,13 +7,14 @@
 //!   `limits.max_connections` for as long as it liked, so a few thousand such connections would
 //!   shut everyone else out.
 //! - **Idleness.** hyper closes an HTTP/1.1 keep-alive connection left idle for
-//!   `header_read_timeout`, but an HTTP/2 connection with no stream open, or a WebSocket tunnel
-//!   with nothing crossing it, stays open for ever.
+//!   `header_read_timeout`, but an HTTP/2 connection with no stream open stays open for ever.
 //!
 //! [`ClientIo`] wraps the connection's stream: its reads fail with `TimedOut` when the protocol is
-//! not known by the first deadline, and, after that, once a whole `idle_timeout` passed with no
-//! byte read or written and no request in flight. Its one timer is armed only while a read
-//! waits, and re-armed at most once per `idle_timeout`.
+//! not known by the first deadline, and, on an HTTP/2 connection, once a whole `idle_timeout`
+//! passed with no byte read or written and no request in flight. Its one timer is polled only
+//! while a read waits, and re-armed at most once per `idle_timeout`. HTTP/1.1 connections poll
+//! none once their protocol is known: polling a timer at each wait for the next request cost
+//! 0.4 µs of CPU per request (`tests/bench/HISTORY.md`), for what hyper already does.
 
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -51,6 +52,8 @@ pin_project! {
         // How many of the bytes read so far match the HTTP/2 preface; `None` once the protocol
         // is known.
         matched: Option<usize>,
+        // Whether the connection turned out to speak HTTP/2, whose idleness this watches.
+        http2: bool,
         // Whether a byte was read or written since the idle timer was last armed.
         active: bool,
         // The connection's place under the cap: every request in flight, and a protocol
@@ -76,21 +79,34 @@ impl<S> ClientIo<S> {
             deadlines,
             timer: Some(Box::pin(tokio::time::sleep(deadlines.first_request))),
             matched: Some(0),
+            http2: false,
             active: false,
             place,
         }
     }
 }
 
-/// Whether `read` (the bytes after the first `matched`) settles the protocol as hyper-util
-/// decides it: a byte that leaves the HTTP/2 preface means HTTP/1, the whole preface HTTP/2.
-/// Returns the new count of matching bytes, or `None` once the protocol is known.
-fn still_undecided(matched: usize, read: &[u8]) -> Option<usize> {
+/// What a connection's first bytes tell of its protocol.
+#[derive(Debug, PartialEq, Eq)]
+enum Detected {
+    /// This many bytes match the HTTP/2 preface so far.
+    Undecided(usize),
+    Http1,
+    Http2,
+}
+
+/// What `read` (the bytes after the first `matched`) tells, as hyper-util decides it: a byte that
+/// leaves the HTTP/2 preface means HTTP/1, the whole preface HTTP/2.
+fn detect(matched: usize, read: &[u8]) -> Detected {
     let expected = &H2_PREFACE[matched..];
     let compared = read.len().min(expected.len());
-    let agrees = read[..compared] == expected[..compared];
-    let matched = matched + compared;
-    (agrees && matched < H2_PREFACE.len()).then_some(matched)
+    if read[..compared] != expected[..compared] {
+        return Detected::Http1;
+    }
+    match matched + compared {
+        all if all == H2_PREFACE.len() => Detected::Http2,
+        some => Detected::Undecided(some),
+    }
 }
 
 impl<S: AsyncRead> AsyncRead for ClientIo<S> {
@@ -101,10 +117,14 @@ impl<S: AsyncRead> AsyncRead for ClientIo<S> {
         match (&polled, *this.matched) {
             (Poll::Ready(Ok(())), None) => *this.active |= buf.filled().len() > before,
             (Poll::Ready(Ok(())), Some(matched)) => {
-                *this.matched = still_undecided(matched, &buf.filled()[before..]);
-                if this.matched.is_none() {
-                    // From here the idle deadline, armed on the first wait.
+                let detected = detect(matched, &buf.filled()[before..]);
+                if let Detected::Undecided(matched) = detected {
+                    *this.matched = Some(matched);
+                } else {
+                    // From here the idle deadline, armed on the first wait, for HTTP/2 alone.
+                    *this.matched = None;
                     *this.timer = None;
+                    *this.http2 = detected == Detected::Http2;
                 }
             }
             (Poll::Pending, Some(_)) => {
@@ -117,7 +137,7 @@ impl<S: AsyncRead> AsyncRead for ClientIo<S> {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, error)));
                 }
             }
-            (Poll::Pending, None) => {
+            (Poll::Pending, None) if *this.http2 => {
                 let idle = this.deadlines.idle;
                 let timer = this
                     .timer
@@ -126,7 +146,7 @@ impl<S: AsyncRead> AsyncRead for ClientIo<S> {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, Idle(idle))));
                 }
             }
-            (Poll::Ready(Err(_)), _) => {}
+            (Poll::Ready(Err(_)), _) | (Poll::Pending, None) => {}
         }
         polled
     }
@@ -191,13 +211,22 @@ mod tests {
 
     #[test]
     fn the_protocol_is_known_at_the_first_byte_off_the_preface_or_at_its_end() {
-        assert_eq!(still_undecided(0, b"GET / HTTP/1.1\r\n"), None, "HTTP/1 at once");
-        assert_eq!(still_undecided(0, b"P"), Some(1));
-        assert_eq!(still_undecided(0, b"PRI * HTTP/2"), Some(12));
-        assert_eq!(still_undecided(12, b".0\r\n\r\nSM\r\n\r"), Some(23));
-        assert_eq!(still_undecided(23, b"\n"), None, "the whole preface: HTTP/2");
-        assert_eq!(still_undecided(0, H2_PREFACE), None);
-        assert_eq!(still_undecided(3, b"T /"), None, "`PRIT` is not the preface");
-        assert_eq!(still_undecided(4, b""), Some(4), "nothing read: still waiting");
+        assert_eq!(detect(0, b"GET / HTTP/1.1\r\n"), Detected::Http1, "at once");
+        assert_eq!(detect(0, b"P"), Detected::Undecided(1));
+        assert_eq!(detect(0, b"PRI * HTTP/2"), Detected::Undecided(12));
+        assert_eq!(detect(12, b".0\r\n\r\nSM\r\n\r"), Detected::Undecided(23));
+        assert_eq!(detect(23, b"\n"), Detected::Http2, "the whole preface");
+        assert_eq!(detect(0, H2_PREFACE), Detected::Http2);
+        assert_eq!(
+            detect(0, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"),
+            Detected::Http2,
+            "and a frame"
+        );
+        assert_eq!(detect(3, b"T /"), Detected::Http1, "`PRIT` is not the preface");
+        assert_eq!(
+            detect(4, b""),
+            Detected::Undecided(4),
+            "nothing read: still waiting"
+        );
     }
 }
