@@ -54,6 +54,19 @@ pub fn refusing_address() -> (TcpSocket, SocketAddr) {
     (socket, addr)
 }
 
+/// Reads a bodiless request's head off a raw upstream's connection, for tests whose upstream
+/// answers in bytes no HTTP library would send; `None` once the connection has closed.
+pub async fn read_request_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.ok()?;
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
 fn hold(addr: SocketAddr) -> std::io::Result<TcpSocket> {
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;

@@ -129,13 +129,8 @@ async fn http10_upstream() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if stream.read_exact(&mut byte).await.is_err() {
-                        return;
-                    }
-                    head.push(byte[0]);
+                if lookout_tests::read_request_head(&mut stream).await.is_none() {
+                    return;
                 }
                 let reply = b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nold server";
                 let _ = stream.write_all(reply).await;

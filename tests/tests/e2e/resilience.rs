@@ -224,15 +224,7 @@ where
 
 /// Reads a bodiless request's head; `false` once the connection has closed.
 async fn read_head(stream: &mut TcpStream) -> bool {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read_exact(&mut byte).await.is_err() {
-            return false;
-        }
-        head.push(byte[0]);
-    }
-    true
+    lookout_tests::read_request_head(stream).await.is_some()
 }
 
 /// An upstream that answers the first request of each connection, keeps the connection, and
@@ -401,14 +393,9 @@ async fn a_lone_address_is_retried_on_a_new_connection_when_the_upstream_allows_
 /// connection; for any other path it holds the connection, silent.
 async fn breaking_off_bodies() -> std::net::SocketAddr {
     let (addr, _) = raw_server(|_, mut stream| async move {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if stream.read_exact(&mut byte).await.is_err() {
-                return;
-            }
-            head.push(byte[0]);
-        }
+        let Some(head) = lookout_tests::read_request_head(&mut stream).await else {
+            return;
+        };
         let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
         if stream.write_all(reply).await.is_err() || head.starts_with(b"GET /cut ") {
             return;
