@@ -91,9 +91,10 @@ impl Body for ProxyBody {
             Poll::Ready(None) => *this.finished = Some(this.ctx.started.elapsed()),
             Poll::Ready(Some(Err(error))) => {
                 // The client is still there: the upstream's body broke off, or stalled.
-                let kind = match error.is::<UpstreamPaused>() {
-                    true => ErrorKind::UpstreamTimeout,
-                    false => ErrorKind::UpstreamAborted,
+                let kind = if error.is::<UpstreamPaused>() {
+                    ErrorKind::UpstreamTimeout
+                } else {
+                    ErrorKind::UpstreamAborted
                 };
                 this.ctx.error_kind = this.ctx.error_kind.or(Some(kind));
             }
