@@ -932,5 +932,14 @@ fn a_query_holding_the_memory_costs_the_uncommitted_events_only() {
         .as_u64()
         .expect("a count");
     assert!(stored >= 1_000, "the committed events are there: {stored}");
-    assert_eq!(stored + stats.events_lost, written, "{stats:?}");
+    assert_eq!(
+        stats.events_written + stats.events_lost,
+        written,
+        "every event is counted once, written or lost: {stats:?}"
+    );
+    // A commit DuckDB fails after writing it may still have kept its events (counted lost).
+    assert!(
+        (stats.events_written..=written).contains(&stored),
+        "every event counted written is there, and no other: {stored} {stats:?}"
+    );
 }
