@@ -222,21 +222,16 @@ where
     (addr, accepted)
 }
 
-/// Reads a bodiless request's head; `false` once the connection has closed.
-async fn read_head(stream: &mut TcpStream) -> bool {
-    lookout_tests::read_request_head(stream).await.is_some()
-}
-
 /// An upstream that answers the first request of each connection, keeps the connection, and
 /// closes it when the next request comes: its keep-alive ending just as the gateway sends on it.
 /// Counts the connections it accepted.
 async fn closing_after_one_request() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     raw_server(|_, mut stream| async move {
-        if read_head(&mut stream).await {
+        if lookout_tests::read_request_head(&mut stream).await.is_some() {
             let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
             if stream.write_all(reply).await.is_ok() {
                 // Dropped once the next request's head is in: closed under it, unanswered.
-                read_head(&mut stream).await;
+                lookout_tests::read_request_head(&mut stream).await;
             }
         }
     })
@@ -281,7 +276,7 @@ async fn one_address_two_backends(sick: usize) -> (std::net::SocketAddr, Arc<Ato
             false => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
         };
         // Kept alive: each request gets the backend's answer.
-        while read_head(&mut stream).await {
+        while lookout_tests::read_request_head(&mut stream).await.is_some() {
             if is_sick {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
