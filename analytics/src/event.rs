@@ -17,6 +17,8 @@ pub enum ErrorKind {
     NoHealthyInstance,
     /// Every attempt failed to connect or broke before a response arrived.
     UpstreamUnreachable,
+    /// The last attempt's answer was not a valid HTTP response (502).
+    UpstreamInvalidResponse,
     /// The upstream did not answer within the per-try or total timeout, or paused its response
     /// body longer than its `read_timeout`.
     UpstreamTimeout,
@@ -63,6 +65,7 @@ impl ErrorKind {
             ErrorKind::NoRoute => "no_route",
             ErrorKind::NoHealthyInstance => "no_healthy_instance",
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
+            ErrorKind::UpstreamInvalidResponse => "upstream_invalid_response",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamAborted => "upstream_aborted",
             ErrorKind::ClientAborted => "client_aborted",

@@ -110,6 +110,9 @@ impl CallError {
             CallError::Upstream(Failure::Unreachable) => {
                 format!("upstream `{upstream}` could not be reached")
             }
+            CallError::Upstream(Failure::InvalidResponse) => {
+                format!("upstream `{upstream}` answered with a response that is not valid HTTP")
+            }
             CallError::Upstream(Failure::TimedOut) | CallError::BodyTimedOut => {
                 format!("upstream `{upstream}` did not answer within {:?}", call.timeout)
             }
@@ -133,10 +136,11 @@ pub(crate) struct CallCounters {
 
 impl CallCounters {
     /// Every result a call can have, so each counter exists (at zero) from the start.
-    pub(crate) const RESULTS: [&'static str; 11] = [
+    pub(crate) const RESULTS: [&'static str; 12] = [
         "ok",
         "no_healthy_instance",
         "connection_error",
+        "invalid_response",
         "timeout",
         "bad_status",
         "too_large",

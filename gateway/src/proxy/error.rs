@@ -15,6 +15,8 @@ pub(crate) enum ProxyError {
     NoHealthyInstance(Arc<str>),
     #[error("upstream `{0}` could not be reached")]
     UpstreamUnreachable(Arc<str>),
+    #[error("upstream `{0}` answered with a response that is not valid HTTP")]
+    UpstreamInvalidResponse(Arc<str>),
     #[error("upstream `{0}` did not respond in time")]
     UpstreamTimeout(Arc<str>),
     #[error("the request could not be forwarded: {0}")]
@@ -58,7 +60,9 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoHealthyInstance(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamUnreachable(_) | ProxyError::UpstreamInvalidResponse(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -85,6 +89,7 @@ impl ProxyError {
             ProxyError::NoRoute => "no_route",
             ProxyError::NoHealthyInstance(_) => "no_healthy_instance",
             ProxyError::UpstreamUnreachable(_) => "upstream_unreachable",
+            ProxyError::UpstreamInvalidResponse(_) => "upstream_invalid_response",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::BodyTooLarge(_) => "body_too_large",
@@ -125,6 +130,7 @@ impl ProxyError {
             ProxyError::NoRoute => ErrorKind::NoRoute,
             ProxyError::NoHealthyInstance(_) => ErrorKind::NoHealthyInstance,
             ProxyError::UpstreamUnreachable(_) => ErrorKind::UpstreamUnreachable,
+            ProxyError::UpstreamInvalidResponse(_) => ErrorKind::UpstreamInvalidResponse,
             ProxyError::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
             ProxyError::BadRequest(_) => ErrorKind::BadRequest,
             ProxyError::BodyTooLarge(_) => ErrorKind::BodyTooLarge,

@@ -132,6 +132,7 @@ async fn send(
             let (status, kind) = match failure {
                 Failure::NoInstance => (503, ErrorKind::NoHealthyInstance),
                 Failure::Unreachable => (502, ErrorKind::UpstreamUnreachable),
+                Failure::InvalidResponse => (502, ErrorKind::UpstreamInvalidResponse),
                 Failure::TimedOut => (504, ErrorKind::UpstreamTimeout),
             };
             (event.status, event.error_kind) = (status, Some(kind));

@@ -238,6 +238,8 @@ enum Outcome {
     Unreachable,
     /// Unreachable before the request left: here it is, to go elsewhere.
     NotSent(Box<Request<UpstreamBody>>),
+    /// The instance's answer was not valid HTTP.
+    InvalidResponse,
     TimedOut,
 }
 
@@ -245,7 +247,7 @@ impl Outcome {
     fn should_retry(&self) -> bool {
         match self {
             Outcome::Response(response) => is_gateway_error(response.status()),
-            Outcome::Unreachable | Outcome::NotSent(_) | Outcome::TimedOut => true,
+            Outcome::Unreachable | Outcome::NotSent(_) | Outcome::InvalidResponse | Outcome::TimedOut => true,
             Outcome::NoInstance => false,
         }
     }
@@ -268,6 +270,7 @@ impl Outcome {
             Outcome::Unreachable | Outcome::NotSent(_) => {
                 Err(ProxyError::UpstreamUnreachable(upstream.name.clone()))
             }
+            Outcome::InvalidResponse => Err(ProxyError::UpstreamInvalidResponse(upstream.name.clone())),
             Outcome::TimedOut => Err(ProxyError::UpstreamTimeout(upstream.name.clone())),
         }
     }
@@ -312,6 +315,10 @@ async fn attempt(
             failure: Failure::TimedOut,
             ..
         }) => Outcome::TimedOut,
+        Err(Unanswered {
+            failure: Failure::InvalidResponse,
+            ..
+        }) => Outcome::InvalidResponse,
         Err(Unanswered {
             unsent: Some(request),
             ..
@@ -358,9 +365,10 @@ fn note_attempt(
     step.connect_us = connect.as_micros() as u64;
     match outcome {
         Outcome::Response(response) => step.status = Some(response.status().as_u16()),
-        Outcome::TimedOut => step.error = Some("timeout"),
+        Outcome::TimedOut => step.error = Some(Failure::TimedOut.as_str()),
+        Outcome::InvalidResponse => step.error = Some(Failure::InvalidResponse.as_str()),
         Outcome::Unreachable | Outcome::NotSent(_) | Outcome::NoInstance => {
-            step.error = Some("connection_error")
+            step.error = Some(Failure::Unreachable.as_str())
         }
     }
 }

@@ -3,7 +3,7 @@
 //! balancer, and its health learns from the outcome like any attempt's. The exchange itself,
 //! [`exchange_until`], is the one a route's attempts make too.
 
-use super::pool::Failed;
+use super::pool::{Failed, SendError};
 use super::{now_ms, Exchange, Instance, ReturnTicket, Upstream};
 use crate::body::{PooledBody, UpstreamBody};
 use http::{Request, Response};
@@ -30,6 +30,9 @@ pub(crate) struct Answered {
 pub(crate) enum Failure {
     NoInstance,
     Unreachable,
+    /// The instance answered with something that is not a valid HTTP response head (garbage,
+    /// conflicting lengths, a head over the parser's limit).
+    InvalidResponse,
     TimedOut,
 }
 
@@ -39,6 +42,7 @@ impl Failure {
         match self {
             Failure::NoInstance => "no_healthy_instance",
             Failure::Unreachable => "connection_error",
+            Failure::InvalidResponse => "invalid_response",
             Failure::TimedOut => "timeout",
         }
     }
@@ -122,10 +126,11 @@ pub(crate) async fn exchange_until(
         }
         Ok(Err(Failed { error, unsent })) => {
             tracing::debug!(instance = %instance.addr, %error, "upstream request failed");
-            Err(Unanswered {
-                failure: Failure::Unreachable,
-                unsent,
-            })
+            let failure = match error {
+                SendError::Http(error) if error.is_parse() => Failure::InvalidResponse,
+                _ => Failure::Unreachable,
+            };
+            Err(Unanswered { failure, unsent })
         }
         Err(_) => Err(Unanswered {
             failure: Failure::TimedOut,

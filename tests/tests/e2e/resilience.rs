@@ -483,3 +483,86 @@ async fn a_response_body_the_upstream_breaks_off_or_stalls_is_its_failure() {
         ]
     );
 }
+
+/// An upstream that answers, but not in HTTP, is named for what it did: 502
+/// `upstream_invalid_response`, not "could not be reached", and its attempts' steps say
+/// `invalid_response`. The request is retried on another instance, as after a 502.
+#[tokio::test]
+async fn an_upstream_answering_invalid_http_is_named_so() {
+    const TOKEN: &str = "resilience-token";
+    let invalid = invalid_answers().await;
+    let sound = TestUpstream::start("sound").await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\nanalytics: {{ store: memory }}\n\
+         upstreams:\n  - {{ name: odd, instances: [\"{invalid}\"] }}\n\
+         \x20 - {{ name: mixed, instances: [\"{invalid}\", \"{}\"], balance: round_robin }}\n\
+         routes:\n  - {{ name: mixed, match: {{ path: /mixed }}, upstream: mixed }}\n  - {{ name: odd, upstream: odd }}\n",
+        sound.addr
+    ))
+    .await;
+    for path in ["/garbage", "/lengths", "/huge"] {
+        let reply = send(gateway.proxy_addr(), Method::GET, path, &[]).await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{path}");
+        let error = &body_json(&reply)["error"];
+        assert_eq!(error["code"], "upstream_invalid_response", "{path}");
+        assert_eq!(
+            error["message"],
+            "upstream `odd` answered with a response that is not valid HTTP"
+        );
+    }
+    for _ in 0..2 {
+        let reply = send(gateway.proxy_addr(), Method::GET, "/mixed", &[]).await;
+        assert_eq!((reply.status, reply.instance()), (StatusCode::OK, "sound"));
+    }
+    lookout_tests::wait_for_stored(&gateway, 5).await;
+    let rows = lookout_tests::sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT path, status, error_kind, (SELECT list(s.error ORDER BY s.seq) FROM request_spans s
+           WHERE s.request_key = r.request_key AND s.kind = 'upstream_attempt')
+         FROM requests r WHERE path <> '/mixed' ORDER BY ts",
+    )
+    .await;
+    let invalid = |path| serde_json::json!([path, 502, "upstream_invalid_response", ["invalid_response"]]);
+    assert_eq!(
+        rows,
+        serde_json::json!([invalid("/garbage"), invalid("/lengths"), invalid("/huge")])
+    );
+    let retried = lookout_tests::sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT count(*) > 0 FROM request_spans WHERE kind = 'upstream_attempt' AND error = 'invalid_response'
+           AND request_key IN (SELECT request_key FROM requests WHERE path = '/mixed')",
+    )
+    .await;
+    assert_eq!(
+        retried,
+        serde_json::json!([[true]]),
+        "a request went first to the invalid instance, and was retried"
+    );
+}
+
+/// An upstream that answers each request with something that is not a valid HTTP response:
+/// `/garbage` a line that is no status line, `/lengths` two different `Content-Length`s, any
+/// other path a 512 KiB header, over the parser's limit.
+async fn invalid_answers() -> std::net::SocketAddr {
+    let (addr, _) = raw_server(|_, mut stream| async move {
+        while let Some(head) = lookout_tests::read_request_head(&mut stream).await {
+            let reply = if head.starts_with(b"GET /garbage ") {
+                b"hello there\r\n\r\n".to_vec()
+            } else if head.starts_with(b"GET /lengths ") {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nokk".to_vec()
+            } else {
+                let mut reply = b"HTTP/1.1 200 OK\r\nx-huge: ".to_vec();
+                reply.resize(reply.len() + 512 * 1024, b'a');
+                reply.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
+                reply
+            };
+            if stream.write_all(&reply).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    addr
+}
