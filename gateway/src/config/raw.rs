@@ -187,7 +187,7 @@ pub(crate) struct RawUpstream {
     pub(crate) hash_on: Option<Text>,
     pub(crate) connect_timeout: Option<Text>,
     pub(crate) request_timeout: Option<Text>,
-    /// The longest pause within a response body; `off`: none.
+    /// The longest pause within a response body or an upgraded tunnel; `off`: none.
     pub(crate) read_timeout: Option<Text>,
     pub(crate) health_check: Option<RawHealthCheck>,
     pub(crate) outlier: Option<RawOutlier>,

@@ -1,12 +1,21 @@
 //! Protocol upgrades (WebSocket and other `Upgrade` requests): once the upstream answers 101, the
-//! two upgraded connections are spliced together by a task of their own.
+//! two upgraded connections are spliced together by a task of their own, until either side
+//! closes or, when the upstream has a `read_timeout`, nothing has crossed the tunnel either way
+//! for that long (as nginx's `proxy_read_timeout` closes a silent WebSocket).
 
 use crate::body::PooledBody;
 use http::Response;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 /// Splices the client's and the upstream's upgraded connections and returns the 101 response
 /// for the client. The tunnel keeps the client connection's `place` under the connection cap
@@ -15,6 +24,7 @@ pub(super) fn tunnel(
     mut response: Response<PooledBody>,
     client: Option<OnUpgrade>,
     place: Arc<OwnedSemaphorePermit>,
+    idle_timeout: Option<Duration>,
 ) -> Response<PooledBody> {
     let upstream = hyper::upgrade::on(&mut response);
     let Some(client) = client else {
@@ -30,10 +40,111 @@ pub(super) fn tunnel(
                 return;
             }
         };
-        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            tracing::debug!(%error, "upgraded connection ended with an error");
-        }
+        splice(TokioIo::new(client), TokioIo::new(upstream), idle_timeout).await;
     });
     response
+}
+
+/// Copies both ways until either side closes or the tunnel stays silent for `idle_timeout`;
+/// returning drops (closes) both connections.
+async fn splice<C, U>(client: C, upstream: U, idle_timeout: Option<Duration>)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let activity = Activity::new();
+    let mut client = Watched {
+        io: client,
+        activity: &activity,
+    };
+    let mut upstream = Watched {
+        io: upstream,
+        activity: &activity,
+    };
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    let Some(idle_timeout) = idle_timeout else {
+        log_end(copy.await);
+        return;
+    };
+    tokio::select! {
+        ended = copy => log_end(ended),
+        () = activity.silent_for(idle_timeout) => {
+            tracing::debug!(?idle_timeout, "upgraded connection closed: silent past the upstream's read_timeout");
+        }
+    }
+}
+
+fn log_end(ended: io::Result<(u64, u64)>) {
+    if let Err(error) = ended {
+        tracing::debug!(%error, "upgraded connection ended with an error");
+    }
+}
+
+/// When bytes last crossed the tunnel. Reads alone are stamped: every byte written was read
+/// first, and a side that stops reading stalls the other's reads in turn.
+struct Activity {
+    opened: Instant,
+    /// Milliseconds from `opened` to the last read that brought bytes.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            opened: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.opened.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Ends once nothing has been read for `limit`.
+    async fn silent_for(&self, limit: Duration) {
+        loop {
+            let last = self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let until = last + limit;
+            if Instant::now() >= until {
+                return;
+            }
+            tokio::time::sleep_until(until).await;
+        }
+    }
+}
+
+/// One side of the tunnel, stamping [`Activity`] on each read that brings bytes.
+struct Watched<'a, T> {
+    io: T,
+    activity: &'a Activity,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<'_, T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }

@@ -87,6 +87,7 @@ pub(super) async fn run(
             response,
             outgoing.client_upgrade,
             ctx.conn.place.clone(),
+            upstream.read_timeout,
         ));
     }
     Ok(response)

@@ -32,7 +32,8 @@ pub(crate) struct Upstream {
     pub(crate) connect_timeout: Duration,
     /// Default per-try timeout for routes that do not set one.
     pub(crate) request_timeout: Duration,
-    /// The longest pause within a response body (`None`: no limit); a stalled body is cut off.
+    /// The longest pause within a response body or an upgraded tunnel (`None`: no limit); a
+    /// stalled body is cut off, a silent tunnel closed.
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) health_check: Option<HealthCheck>,
     pub(crate) outlier: OutlierPolicy,

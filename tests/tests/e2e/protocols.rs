@@ -173,3 +173,41 @@ async fn an_http10_upstream_does_not_close_the_clients_connection() {
         assert_eq!(body, "old server");
     }
 }
+
+/// A WebSocket nothing crosses for the upstream's `read_timeout` is closed, as nginx closes one
+/// after `proxy_read_timeout`; one in use stays open however long it lasts.
+#[tokio::test]
+async fn a_silent_websocket_is_closed_after_the_read_timeout() {
+    let upstream = TestUpstream::start("ws").await;
+    let gateway = start_gateway(&lookout_tests::single_upstream(
+        upstream.addr,
+        "read_timeout: 1s",
+        "",
+    ))
+    .await;
+    let url = format!("ws://{}/ws", gateway.proxy_addr());
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket handshake");
+    // Three read timeouts' worth of traffic, a message every 300 ms.
+    for i in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let text = format!("message {i}");
+        socket
+            .send(Message::text(text.clone()))
+            .await
+            .expect("the tunnel is open");
+        let echoed = socket.next().await.expect("a reply").expect("a message");
+        assert_eq!(echoed, Message::text(text));
+    }
+    let silent = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), socket.next()).await;
+    assert!(
+        matches!(ended, Ok(None | Some(Err(_)))),
+        "a silent tunnel is closed: {ended:?}"
+    );
+    assert!(
+        silent.elapsed() >= Duration::from_millis(900),
+        "not before the timeout"
+    );
+}
