@@ -107,10 +107,16 @@ pub(crate) fn to_upstream(headers: &mut HeaderMap, ctx: &RequestContext, upgrade
     }
 }
 
-/// Prepares an upstream response's headers for the client.
-pub(crate) fn to_client(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: bool) {
+/// Prepares an upstream response's headers for the client. `Via` names the version the response
+/// came in (RFC 9110 §7.6.3), as the request's names the client's.
+pub(crate) fn to_client(
+    headers: &mut HeaderMap,
+    ctx: &RequestContext,
+    upgrade: bool,
+    received: http::Version,
+) {
     remove_hop_by_hop(headers, upgrade);
-    append_via(headers, ctx.version);
+    append_via(headers, received);
     headers.insert(REQUEST_ID_HEADER, ctx.request_id.clone());
     if let Some(trace) = ctx.trace.as_ref().filter(|t| t.tracing.settings.trace_id_header) {
         if let Ok(value) = HeaderValue::from_bytes(&trace.trace_id_hex()) {

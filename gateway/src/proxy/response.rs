@@ -23,24 +23,29 @@ pub(super) fn from_upstream(
         Some(ticket) => ticket.fill(response),
         None => response.map(Either::Left),
     };
+    let received = response.version();
     // The gateway answers in its own version (RFC 9110 §6.2), not the upstream's: an HTTP/1.0
     // answer would make hyper close an HTTP/1.1 client's connection. hyper still answers an
     // HTTP/1.0 client in 1.0, and an HTTP/2 client in frames, whatever this says.
     *response.version_mut() = Version::HTTP_11;
     let upgrade = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    stamp(response.headers_mut(), ctx, upgrade);
+    stamp(response.headers_mut(), ctx, upgrade, received);
     response.map(Either::Left)
 }
 
 pub(super) fn from_whole(response: Response<Bytes>, ctx: &RequestContext) -> Response<ResponseBody> {
+    // A response edited from the upstream's keeps its version; one the gateway made (a cache
+    // hit, a composition, a preflight) is HTTP/1.1's.
+    let received = response.version();
     let mut response = response.map(|body| Either::Right(Full::new(body)));
-    stamp(response.headers_mut(), ctx, false);
+    *response.version_mut() = Version::HTTP_11;
+    stamp(response.headers_mut(), ctx, false, received);
     response
 }
 
-/// What every answer gets, whatever its source.
-fn stamp(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: bool) {
-    forward_headers::to_client(headers, ctx, upgrade);
+/// What every answer gets, whatever its source; `received`: the version it came to the gateway in.
+fn stamp(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: bool, received: Version) {
+    forward_headers::to_client(headers, ctx, upgrade, received);
     give_sticky_cookie(headers, ctx);
     give_rate_limit(headers, ctx);
     if let Some((cors, origin)) = &ctx.cors {
@@ -67,7 +72,7 @@ pub(super) fn from_error(error: &ProxyError, ctx: &RequestContext) -> Response<R
     if let ProxyError::Unauthorized(_, challenge) = error {
         headers.insert(WWW_AUTHENTICATE, challenge.clone());
     }
-    stamp(headers, ctx, false);
+    stamp(headers, ctx, false, Version::HTTP_11);
     response
 }
 

@@ -53,6 +53,7 @@ async fn http2_clients_are_served_with_prior_knowledge() {
         assert_eq!(response.version(), Version::HTTP_2);
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.headers().get("x-request-id").is_some());
+        let response_via = response.headers()["via"].clone();
         let body = response.into_body().collect().await.expect("body").to_bytes();
         let echoed: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(echoed["path"], format!("/h2/{i}"));
@@ -62,6 +63,10 @@ async fn http2_clients_are_served_with_prior_knowledge() {
             "the :authority becomes Host"
         );
         assert_eq!(echoed["headers"]["via"], "2 lookout");
+        assert_eq!(
+            response_via, "1.1 lookout",
+            "the answer came from an HTTP/1.1 upstream"
+        );
     }
     let two_hosts = Request::get(format!("http://{}/h2/other", gateway.proxy_addr()))
         .header("host", "other.example")
@@ -132,7 +137,7 @@ async fn http10_upstream() -> SocketAddr {
                 if lookout_tests::read_request_head(&mut stream).await.is_none() {
                     return;
                 }
-                let reply = b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nold server";
+                let reply = b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{\"server\":\"old\",\"internal\":1}";
                 let _ = stream.write_all(reply).await;
             });
         }
@@ -141,13 +146,15 @@ async fn http10_upstream() -> SocketAddr {
 }
 
 /// The gateway answers in its own HTTP version (RFC 9110 §6.2), not the upstream's: an
-/// HTTP/1.1 client of an HTTP/1.0 upstream gets HTTP/1.1 answers, fresh or cached, and keeps
-/// its connection.
+/// HTTP/1.1 client of an HTTP/1.0 upstream gets HTTP/1.1 answers, fresh, cached or edited, and
+/// keeps its connection. `Via` names the version each answer came to the gateway in.
 #[tokio::test]
 async fn an_http10_upstream_does_not_close_the_clients_connection() {
     let gateway = start_gateway(&format!(
         "upstreams:\n  - {{ name: old, instances: [\"{}\"] }}\n\
-         routes:\n  - {{ name: old, upstream: old, cache: {{ ttl: 30s }} }}\n",
+         routes:\n  - {{ name: edited, match: {{ path: /edited }}, upstream: old,\n\
+         \x20   transform: {{ response_body: {{ remove: [/internal] }} }} }}\n\
+         \x20 - {{ name: old, upstream: old, cache: {{ ttl: 30s }} }}\n",
         http10_upstream().await
     ))
     .await;
@@ -159,18 +166,44 @@ async fn an_http10_upstream_does_not_close_the_clients_connection() {
             .await
             .expect("handshake");
     tokio::spawn(connection);
-    for (i, cache) in ["MISS", "HIT", "HIT"].into_iter().enumerate() {
+    let answers = [
+        (
+            "/old",
+            Some("MISS"),
+            "1.0 lookout",
+            r#"{"server":"old","internal":1}"#,
+        ),
+        (
+            "/old",
+            Some("HIT"),
+            "1.1 lookout",
+            r#"{"server":"old","internal":1}"#,
+        ),
+        ("/edited", None, "1.0 lookout", r#"{"server":"old"}"#),
+        (
+            "/old",
+            Some("HIT"),
+            "1.1 lookout",
+            r#"{"server":"old","internal":1}"#,
+        ),
+    ];
+    for (i, (path, cache, via, body)) in answers.into_iter().enumerate() {
         sender.ready().await.expect("the connection is kept");
-        let request = Request::get("/old")
+        let request = Request::get(path)
             .header("host", "svc.example")
             .body(Empty::<Bytes>::new())
             .expect("request");
         let response = sender.send_request(request).await.expect("answered");
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.version(), Version::HTTP_11, "request {i}");
-        assert_eq!(response.headers()["x-cache"], cache, "request {i}");
-        let body = response.into_body().collect().await.expect("body").to_bytes();
-        assert_eq!(body, "old server");
+        assert_eq!(response.version(), Version::HTTP_11, "answer {i}");
+        let cached = response
+            .headers()
+            .get("x-cache")
+            .map(|v| v.to_str().expect("ascii"));
+        assert_eq!(cached, cache, "answer {i}");
+        assert_eq!(response.headers()["via"], via, "answer {i}");
+        let received = response.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(received, body, "answer {i}");
     }
 }
 
