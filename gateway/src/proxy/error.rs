@@ -23,6 +23,8 @@ pub(crate) enum ProxyError {
     BadRequest(&'static str),
     #[error("the request body is larger than this route's limit of {0} bytes")]
     BodyTooLarge(u64),
+    #[error("the request body's transfer coding is not supported: chunked is the only one")]
+    UnsupportedTransferCoding,
     #[error("the request body could not be transformed: {0}")]
     InvalidBody(String),
     #[error("the upstream's response is larger than this route's transformation limit of {0} bytes")]
@@ -67,6 +69,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::InvalidBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             ProxyError::ResponseTransformFailed(_) => StatusCode::BAD_GATEWAY,
             ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -94,6 +97,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::BodyTooLarge(_) => "body_too_large",
             ProxyError::InvalidBody(_) => "invalid_body",
+            ProxyError::UnsupportedTransferCoding => "unsupported_transfer_coding",
             ProxyError::ResponseTransformFailed(_) => "response_transform_failed",
             ProxyError::RateLimited => "rate_limited",
             ProxyError::RateLimitUnavailable => "rate_limit_unavailable",
@@ -134,7 +138,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
             ProxyError::BadRequest(_) => ErrorKind::BadRequest,
             ProxyError::BodyTooLarge(_) => ErrorKind::BodyTooLarge,
-            ProxyError::InvalidBody(_) => ErrorKind::BadRequest,
+            ProxyError::InvalidBody(_) | ProxyError::UnsupportedTransferCoding => ErrorKind::BadRequest,
             ProxyError::ResponseTransformFailed(_) => ErrorKind::TransformFailed,
             ProxyError::RateLimited => ErrorKind::RateLimited,
             ProxyError::RateLimitUnavailable => ErrorKind::RateLimitUnavailable,

@@ -10,7 +10,9 @@ use crate::body::{declared_larger_than, BodyFault, ClientBody, RequestBody};
 use crate::edge::HeadLimits;
 use crate::routing::Route;
 use bytes::Bytes;
+use http::header::TRANSFER_ENCODING;
 use http::request::Parts;
+use http::HeaderMap;
 use http_body::Body;
 use hyper::body::Incoming;
 
@@ -42,6 +44,9 @@ pub(super) fn guard_body(
     if body.is_end_stream() {
         return Ok(RequestBody::Whole(Bytes::new()));
     }
+    if has_coding_beyond_chunked(&parts.headers) {
+        return Err(ProxyError::UnsupportedTransferCoding);
+    }
     let limits = route.edge.body;
     if declared_larger_than(&parts.headers, limits.max_size) {
         return Err(ProxyError::BodyTooLarge(limits.max_size));
@@ -51,6 +56,18 @@ pub(super) fn guard_body(
         limits,
         ctx.body_meter(),
     )))
+}
+
+/// Whether the body has a transfer coding other than `chunked` (`gzip, chunked`): hyper takes
+/// off the chunking alone, so the rest would go upstream still coded, and unlabelled once the
+/// hop-by-hop `Transfer-Encoding` is dropped. Such a request is refused (501, RFC 9112 §6.1), as
+/// nginx and Envoy refuse it.
+fn has_coding_beyond_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
 /// The error a request whose body was cut off gets, whatever the phase that was reading it

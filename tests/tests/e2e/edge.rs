@@ -1,5 +1,5 @@
 //! Edge limits and policies: request head limits (414, 431), body limits (413, also chunked,
-//! and 408 for a stalled body), slowloris clients cut off, the cap on open connections, IP allow/deny lists behind trusted
+//! and 408 for a stalled body), transfer codings (501 for any but chunked), slowloris clients cut off, the cap on open connections, IP allow/deny lists behind trusted
 //! proxies, and CORS preflights answered by the gateway. Every refusal names its phase in the
 //! request's event (`blocked_by`) and in `lookout_requests_blocked_total`.
 
@@ -177,6 +177,44 @@ async fn bodies_over_the_limit_are_413_even_chunked_and_stalled_bodies_408() {
         text.lines().any(|l| l.starts_with(healthy) && l.ends_with(" 1")),
         "a client's oversized body does not count against the upstream"
     );
+}
+
+/// A body with a transfer coding the gateway does not undo (`gzip, chunked`: hyper takes off the
+/// chunking alone) is refused with 501 (RFC 9112 §6.1), never sent upstream still gzipped and no
+/// longer labelled so; chunked alone passes.
+#[tokio::test]
+async fn a_body_in_a_transfer_coding_other_than_chunked_is_501() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = gateway(&upstream).await;
+    let chunked_body = "3\r\nabc\r\n0\r\n\r\n";
+    for (coding, status) in [("gzip, chunked", "501"), ("chunked", "200"), ("Chunked", "200")] {
+        let request = format!(
+            "POST /coded HTTP/1.1\r\nhost: x\r\ntransfer-encoding: {coding}\r\nconnection: close\r\n\r\n{chunked_body}"
+        );
+        let answered = raw_status(gateway.proxy_addr(), &request).await;
+        assert_eq!(answered.as_deref(), Some(status), "{coding}");
+    }
+    // Two header lines say the same as one.
+    let request = format!(
+        "POST /coded HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n{chunked_body}"
+    );
+    assert_eq!(
+        raw_status(gateway.proxy_addr(), &request).await.as_deref(),
+        Some("501")
+    );
+    assert_eq!(
+        upstream.hits(),
+        2,
+        "only the plainly chunked bodies went upstream"
+    );
+    wait_for_stored(&gateway, 4).await;
+    let rows = sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT status, error_kind FROM requests WHERE status = 501",
+    )
+    .await;
+    assert_eq!(rows, json!([[501, "bad_request"], [501, "bad_request"]]));
 }
 
 #[tokio::test]
