@@ -29,6 +29,16 @@ pub(crate) fn declared_larger_than(headers: &http::HeaderMap, limit: u64) -> boo
         .is_some_and(|size| size > limit)
 }
 
+/// Whether a message's body has a transfer coding other than `chunked` (`gzip, chunked`), the
+/// only one hyper undoes.
+pub(crate) fn has_coding_beyond_chunked(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
 /// The client's request body as the pipeline holds it.
 pub(crate) enum RequestBody {
     /// Still arriving from the client: streamed upstream, never buffered whole.

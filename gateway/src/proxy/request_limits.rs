@@ -6,13 +6,11 @@
 
 use super::context::RequestContext;
 use super::error::ProxyError;
-use crate::body::{declared_larger_than, BodyFault, ClientBody, RequestBody};
+use crate::body::{declared_larger_than, has_coding_beyond_chunked, BodyFault, ClientBody, RequestBody};
 use crate::edge::HeadLimits;
 use crate::routing::Route;
 use bytes::Bytes;
-use http::header::TRANSFER_ENCODING;
 use http::request::Parts;
-use http::HeaderMap;
 use http_body::Body;
 use hyper::body::Incoming;
 
@@ -44,6 +42,9 @@ pub(super) fn guard_body(
     if body.is_end_stream() {
         return Ok(RequestBody::Whole(Bytes::new()));
     }
+    // hyper takes off the chunking alone: the rest would go upstream still coded, and
+    // unlabelled once the hop-by-hop `Transfer-Encoding` is dropped. Refused, as nginx and
+    // Envoy refuse it (501, RFC 9112 §6.1).
     if has_coding_beyond_chunked(&parts.headers) {
         return Err(ProxyError::UnsupportedTransferCoding);
     }
@@ -56,18 +57,6 @@ pub(super) fn guard_body(
         limits,
         ctx.body_meter(),
     )))
-}
-
-/// Whether the body has a transfer coding other than `chunked` (`gzip, chunked`): hyper takes
-/// off the chunking alone, so the rest would go upstream still coded, and unlabelled once the
-/// hop-by-hop `Transfer-Encoding` is dropped. Such a request is refused (501, RFC 9112 §6.1), as
-/// nginx and Envoy refuse it.
-fn has_coding_beyond_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
-        .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
 /// The error a request whose body was cut off gets, whatever the phase that was reading it

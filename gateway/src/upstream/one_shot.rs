@@ -5,7 +5,7 @@
 
 use super::pool::{Failed, SendError};
 use super::{now_ms, Exchange, Instance, ReturnTicket, Upstream};
-use crate::body::{PooledBody, UpstreamBody};
+use crate::body::{has_coding_beyond_chunked, PooledBody, UpstreamBody};
 use http::{Request, Response};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,8 @@ pub(crate) enum Failure {
     NoInstance,
     Unreachable,
     /// The instance answered with something that is not a valid HTTP response head (garbage,
-    /// conflicting lengths, a head over the parser's limit).
+    /// conflicting lengths, a head over the parser's limit) or a body in a transfer coding
+    /// other than chunked.
     InvalidResponse,
     TimedOut,
 }
@@ -110,6 +111,15 @@ pub(crate) async fn exchange_until(
 ) -> Result<Exchanged, Unanswered> {
     let exchange = instance.exchange(upstream.connect_timeout, request, fresh);
     match timeout_at(deadline, exchange).await {
+        // Its body would reach the client still coded, and unlabelled once the hop-by-hop
+        // `Transfer-Encoding` is dropped: refused, as nginx refuses it (dropping the exchange
+        // closes the connection, its body unread).
+        Ok(Ok(Exchange { response, .. })) if has_coding_beyond_chunked(response.headers()) => {
+            Err(Unanswered {
+                failure: Failure::InvalidResponse,
+                unsent: None,
+            })
+        }
         Ok(Ok(Exchange {
             response,
             held,

@@ -500,7 +500,7 @@ async fn an_upstream_answering_invalid_http_is_named_so() {
         sound.addr
     ))
     .await;
-    for path in ["/garbage", "/lengths", "/huge"] {
+    for path in ["/garbage", "/lengths", "/coded", "/huge"] {
         let reply = send(gateway.proxy_addr(), Method::GET, path, &[]).await;
         assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{path}");
         let error = &body_json(&reply)["error"];
@@ -514,7 +514,7 @@ async fn an_upstream_answering_invalid_http_is_named_so() {
         let reply = send(gateway.proxy_addr(), Method::GET, "/mixed", &[]).await;
         assert_eq!((reply.status, reply.instance()), (StatusCode::OK, "sound"));
     }
-    lookout_tests::wait_for_stored(&gateway, 5).await;
+    lookout_tests::wait_for_stored(&gateway, 6).await;
     let rows = lookout_tests::sql_rows(
         gateway.admin_addr(),
         TOKEN,
@@ -526,7 +526,12 @@ async fn an_upstream_answering_invalid_http_is_named_so() {
     let invalid = |path| serde_json::json!([path, 502, "upstream_invalid_response", ["invalid_response"]]);
     assert_eq!(
         rows,
-        serde_json::json!([invalid("/garbage"), invalid("/lengths"), invalid("/huge")])
+        serde_json::json!([
+            invalid("/garbage"),
+            invalid("/lengths"),
+            invalid("/coded"),
+            invalid("/huge")
+        ])
     );
     let retried = lookout_tests::sql_rows(
         gateway.admin_addr(),
@@ -543,8 +548,9 @@ async fn an_upstream_answering_invalid_http_is_named_so() {
 }
 
 /// An upstream that answers each request with something that is not a valid HTTP response:
-/// `/garbage` a line that is no status line, `/lengths` two different `Content-Length`s, any
-/// other path a 512 KiB header, over the parser's limit.
+/// `/garbage` a line that is no status line, `/lengths` two different `Content-Length`s,
+/// `/coded` a body gzipped as well as chunked, which the gateway could pass on only unlabelled,
+/// any other path a 512 KiB header, over the parser's limit.
 async fn invalid_answers() -> std::net::SocketAddr {
     let (addr, _) = raw_server(|_, mut stream| async move {
         while let Some(head) = lookout_tests::read_request_head(&mut stream).await {
@@ -552,6 +558,8 @@ async fn invalid_answers() -> std::net::SocketAddr {
                 b"hello there\r\n\r\n".to_vec()
             } else if head.starts_with(b"GET /lengths ") {
                 b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nokk".to_vec()
+            } else if head.starts_with(b"GET /coded ") {
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec()
             } else {
                 let mut reply = b"HTTP/1.1 200 OK\r\nx-huge: ".to_vec();
                 reply.resize(reply.len() + 512 * 1024, b'a');
