@@ -47,6 +47,8 @@ pub enum SqlError {
     UnknownQuery(String),
     #[error("missing parameter {0:?}")]
     MissingParameter(&'static str),
+    #[error("a single row of the result is over the {0}-byte result limit (analytics.sql.max_result_size); select fewer or shorter columns")]
+    ResultTooLarge(usize),
     #[error("cannot encode the result: {0}")]
     Encode(String),
 }
@@ -61,6 +63,7 @@ impl SqlError {
             | SqlError::Syntax(_)
             | SqlError::Failed(_)
             | SqlError::MissingParameter(_) => 400,
+            SqlError::ResultTooLarge(_) => 422,
             SqlError::Forbidden(_) => 403,
             SqlError::UnknownQuery(_) => 404,
             SqlError::Timeout(_) => 408,
@@ -84,6 +87,7 @@ impl SqlError {
             SqlError::Unavailable => "store_unavailable",
             SqlError::UnknownQuery(_) => "unknown_query",
             SqlError::MissingParameter(_) => "missing_parameter",
+            SqlError::ResultTooLarge(_) => "result_too_large",
             SqlError::Encode(_) => "encode_failed",
         }
     }

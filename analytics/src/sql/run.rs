@@ -1,8 +1,9 @@
 //! Running one query: a connection of its own, the guard, a read-only transaction, a watchdog
-//! that interrupts it at the time limit, and a row limit applied by DuckDB itself.
+//! that interrupts it at the time limit, a row limit applied by DuckDB itself, and a size limit
+//! on what is read of the result.
 
 use super::{guard, SqlError};
-use crate::store::{connect, lock, Store};
+use crate::store::{connect, lock, SqlLimits, Store};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use duckdb::{Connection, InterruptHandle};
@@ -64,15 +65,21 @@ impl Store {
         if sql.is_empty() {
             return Err(SqlError::Empty);
         }
-        let max_rows = self.shared.settings.sql.max_rows;
-        let (schema, batches) = self.read_only(Reader::Sql, |conn| {
+        let limits = self.shared.settings.sql;
+        let (schema, kept) = self.read_only(Reader::Sql, |conn| {
             guard::check(conn, sql)?;
             // The guard parsed `sql` as one complete statement, so it nests as a subquery; the
             // limit lets DuckDB stop at one row past what is returned.
-            let limited = format!("SELECT * FROM (\n{sql}\n) LIMIT {}", max_rows + 1);
-            fetch(conn, &limited, params)
+            let limited = format!("SELECT * FROM (\n{sql}\n) LIMIT {}", limits.max_rows + 1);
+            fetch(conn, &limited, params, &limits)
         })?;
-        Ok(truncate(schema, batches, max_rows, started.elapsed()))
+        Ok(QueryResult {
+            schema,
+            batches: kept.batches,
+            rows: kept.rows,
+            truncated: kept.truncated,
+            elapsed: started.elapsed(),
+        })
     }
 
     /// Runs `work` on a connection of its own (a counted query slot), in a read-only transaction
@@ -98,39 +105,63 @@ impl Store {
     }
 }
 
-fn fetch(conn: &Connection, sql: &str, params: &[&str]) -> Result<(SchemaRef, Vec<RecordBatch>), SqlError> {
+/// Runs `sql` and reads its batches as long as they fit `limits`: reading stops there, and
+/// DuckDB with it.
+fn fetch(
+    conn: &Connection,
+    sql: &str,
+    params: &[&str],
+    limits: &SqlLimits,
+) -> Result<(SchemaRef, Kept), SqlError> {
     let mut statement = conn.prepare(sql).map_err(classify)?;
     let arrow = statement
         .query_arrow(duckdb::params_from_iter(params))
         .map_err(classify)?;
     let schema = arrow.get_schema();
-    Ok((schema, arrow.collect()))
+    Ok((schema, Kept::within(arrow, limits)?))
 }
 
-fn truncate(
-    schema: SchemaRef,
-    mut batches: Vec<RecordBatch>,
-    max_rows: usize,
-    elapsed: Duration,
-) -> QueryResult {
-    let mut rows = 0;
-    let mut truncated = false;
-    for (index, batch) in batches.iter_mut().enumerate() {
-        if rows + batch.num_rows() > max_rows {
-            *batch = batch.slice(0, max_rows - rows);
-            truncated = true;
-            rows = max_rows;
-            batches.truncate(index + 1);
-            break;
+/// The batches of a result that fit its limits.
+#[derive(Debug, Default)]
+struct Kept {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+    /// Whether rows were left out.
+    truncated: bool,
+}
+
+impl Kept {
+    /// Takes batches until one goes past `max_rows` or `max_result_bytes`, and of that one the
+    /// rows that fit (by its average row size). A first row over the size limit alone is an
+    /// error: an empty result would say there was nothing.
+    fn within(batches: impl Iterator<Item = RecordBatch>, limits: &SqlLimits) -> Result<Kept, SqlError> {
+        let mut kept = Kept::default();
+        for batch in batches {
+            let size = batch.get_array_memory_size();
+            let rows = batch.num_rows();
+            let room = limits.max_result_bytes.saturating_sub(kept.bytes);
+            let fitting = match size <= room {
+                true => rows,
+                false => (room as u128 * rows as u128 / size.max(1) as u128) as usize,
+            };
+            let taken = fitting.min(limits.max_rows - kept.rows);
+            if taken < rows {
+                kept.truncated = true;
+                if taken > 0 {
+                    kept.batches.push(batch.slice(0, taken));
+                    kept.rows += taken;
+                }
+                break;
+            }
+            kept.bytes += size;
+            kept.rows += rows;
+            kept.batches.push(batch);
         }
-        rows += batch.num_rows();
-    }
-    QueryResult {
-        schema,
-        batches,
-        rows,
-        truncated,
-        elapsed,
+        if kept.truncated && kept.rows == 0 {
+            return Err(SqlError::ResultTooLarge(limits.max_result_bytes));
+        }
+        Ok(kept)
     }
 }
 

@@ -56,6 +56,9 @@ pub struct FleetSettings {
 pub struct SqlLimits {
     pub timeout: Duration,
     pub max_rows: usize,
+    /// The most result data a query may hold, as Arrow holds it in memory (the JSON is up to a
+    /// few times that): rows past it are cut, as past `max_rows`.
+    pub max_result_bytes: usize,
     /// Queries running at once; more are refused (429) rather than queued.
     pub max_concurrent: usize,
 }
@@ -65,6 +68,7 @@ impl Default for SqlLimits {
         SqlLimits {
             timeout: Duration::from_secs(10),
             max_rows: 10_000,
+            max_result_bytes: 32 << 20,
             max_concurrent: 4,
         }
     }

@@ -121,6 +121,35 @@ fn results_are_cut_at_the_row_limit_and_say_so() {
     assert_eq!(&parquet[..4], b"PAR1");
 }
 
+/// Rows past the size limit are cut as past the row limit; a row over it alone is an error,
+/// not an empty result; a result within it is whole.
+#[test]
+fn results_are_cut_at_the_size_limit_and_a_row_over_it_alone_is_refused() {
+    let mut settings = StoreSettings::new(StoreLocation::Memory);
+    settings.sql.max_result_bytes = 1 << 20;
+    let (store, _sink) = Store::open(settings).expect("open");
+    let wide = store
+        .query("SELECT repeat('x', 10000) AS wide FROM range(1000)")
+        .expect("query");
+    assert!(wide.truncated, "10 MB of rows against a 1 MiB limit");
+    assert!(
+        (50..=104).contains(&wide.rows),
+        "about 1 MiB of 10 KB rows: {}",
+        wide.rows
+    );
+
+    let whole = store
+        .query("SELECT repeat('x', 100) AS narrow FROM range(1000)")
+        .expect("query");
+    assert_eq!((whole.rows, whole.truncated), (1000, false));
+
+    let refused = store
+        .query("SELECT repeat('x', 2000000) AS huge")
+        .expect_err("over the limit alone");
+    assert_eq!(refused.code(), "result_too_large");
+    assert_eq!(refused.status(), 422);
+}
+
 #[test]
 fn a_long_query_is_interrupted_at_the_time_limit() {
     let mut settings = StoreSettings::new(StoreLocation::Memory);

@@ -51,6 +51,11 @@ pub(super) fn build_analytics(p: &mut Problems, raw: &RawAnalytics) -> Option<St
                 sql.max_rows.as_ref(),
                 defaults.max_rows as u32,
             ) as usize,
+            max_result_bytes: sql
+                .max_result_size
+                .as_ref()
+                .and_then(|size| bytes(p, "analytics.sql.max_result_size", size))
+                .map_or(defaults.max_result_bytes, |size| size as usize),
             max_concurrent: positive(
                 p,
                 "analytics.sql.max_concurrent",

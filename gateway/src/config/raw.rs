@@ -175,6 +175,7 @@ pub(crate) struct RawFleet {
 pub(crate) struct RawSql {
     pub(crate) timeout: Option<Text>,
     pub(crate) max_rows: Option<Spanned<u32>>,
+    pub(crate) max_result_size: Option<Text>,
     pub(crate) max_concurrent: Option<Spanned<u32>>,
 }
 

@@ -86,6 +86,7 @@ async fn harmful_statements_are_refused_and_the_store_stays_intact() {
         ("SELEC * FROM requests", 400, "syntax_error"),
         ("SELECT * FROM no_such_table", 400, "query_failed"),
         ("   ", 400, "empty_query"),
+        ("SELECT repeat('x', 40000000)", 422, "result_too_large"),
     ];
     for (query, status, code) in refused {
         let reply = sql_text(admin, query).await;
