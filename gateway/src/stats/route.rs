@@ -7,6 +7,7 @@ use super::prometheus::{self, method_label, Metrics};
 use crate::grpc::{self, GrpcStatus};
 use arc_swap::ArcSwap;
 use http::Method;
+use lookout_analytics::ErrorKind;
 use metrics::{Counter, Histogram, Label};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -111,13 +112,18 @@ impl RouteStats {
         &self,
         method: &Method,
         status: u16,
-        bytes_in: u64,
-        bytes_out: u64,
+        error: Option<ErrorKind>,
+        bytes: (u64, u64),
         duration: Duration,
     ) {
+        let (bytes_in, bytes_out) = bytes;
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.prometheus
-            .finished(method_label(method), status, bytes_in, bytes_out, duration);
+        let outcome = OutcomeKey {
+            method: method_label(method),
+            status,
+            error,
+        };
+        self.prometheus.finished(outcome, bytes, duration);
         let index = usize::from(status.saturating_sub(FIRST_STATUS)).min(STATUS_CODES - 1);
         self.statuses[index].fetch_add(1, Ordering::Relaxed);
         self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
@@ -169,16 +175,38 @@ impl RouteStats {
 }
 
 /// The handles already registered for a (method, status), if any.
-fn find<'a>(outcomes: &'a [Outcome], method: &str, status: u16) -> Option<&'a Outcome> {
-    outcomes.iter().find(|o| o.status == status && o.method == method)
+fn find(outcomes: &[Outcome], key: OutcomeKey) -> Option<&Outcome> {
+    outcomes.iter().find(|o| o.key == key)
+}
+
+/// What a request's series are told apart by, beside its route and upstream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct OutcomeKey {
+    method: &'static str,
+    status: u16,
+    /// Why the request failed, when it did: a refusal, a failed upstream, a broken-off body
+    /// (whatever the status said), the client leaving.
+    error: Option<ErrorKind>,
+}
+
+impl OutcomeKey {
+    /// OpenTelemetry's `error.type`: the gateway's error kind, else a 5xx status's code, else
+    /// none (the label is left off).
+    fn error_type(self) -> Option<String> {
+        match self.error {
+            Some(kind) => Some(kind.as_str().to_owned()),
+            None if self.status >= 500 => Some(self.status.to_string()),
+            None => None,
+        }
+    }
 }
 
 /// The route's Prometheus series. Label sets are bounded: the route's configured name, its
-/// upstream's, a standard method (or `_OTHER`) and a status code.
+/// upstream's, a standard method (or `_OTHER`), a status code and an error kind.
 struct RouteMetrics {
     route: String,
     upstream: String,
-    /// Handles per (method, status) seen so far; read without a lock, replaced when one is added.
+    /// Handles per outcome seen so far; read without a lock, replaced when one is added.
     outcomes: ArcSwap<Vec<Outcome>>,
     adding: Mutex<()>,
     /// `lookout_grpc_responses_total` by code, registered when a code is first seen.
@@ -188,8 +216,7 @@ struct RouteMetrics {
 
 #[derive(Clone)]
 struct Outcome {
-    method: &'static str,
-    status: u16,
+    key: OutcomeKey,
     duration: Histogram,
     request_size: Histogram,
     response_size: Histogram,
@@ -232,7 +259,7 @@ impl RouteMetrics {
         counter.increment(1);
     }
 
-    fn finished(&self, method: &'static str, status: u16, bytes_in: u64, bytes_out: u64, duration: Duration) {
+    fn finished(&self, key: OutcomeKey, (bytes_in, bytes_out): (u64, u64), duration: Duration) {
         let record = |outcome: &Outcome| {
             outcome.duration.record(duration.as_secs_f64());
             outcome.request_size.record(bytes_in as f64);
@@ -240,20 +267,20 @@ impl RouteMetrics {
         };
         // Recorded through the loaded list, not a copy of its handles: a copy would cost three
         // reference-count increments and decrements per request.
-        match find(&self.outcomes.load(), method, status) {
+        match find(&self.outcomes.load(), key) {
             Some(outcome) => record(outcome),
-            None => record(&self.add(method, status)),
+            None => record(&self.add(key)),
         }
     }
 
-    /// The handles of a (method, status) not seen before, registered once.
-    fn add(&self, method: &'static str, status: u16) -> Outcome {
+    /// The handles of an outcome not seen before, registered once.
+    fn add(&self, key: OutcomeKey) -> Outcome {
         let _one_writer = self.adding.lock();
         let current = self.outcomes.load_full();
-        if let Some(outcome) = find(&current, method, status) {
+        if let Some(outcome) = find(&current, key) {
             return outcome.clone();
         }
-        let outcome = self.register(method, status);
+        let outcome = self.register(key);
         let mut grown = Vec::with_capacity(current.len() + 1);
         grown.extend(current.iter().cloned());
         grown.push(outcome.clone());
@@ -261,21 +288,24 @@ impl RouteMetrics {
         outcome
     }
 
-    fn register(&self, method: &'static str, status: u16) -> Outcome {
+    fn register(&self, key: OutcomeKey) -> Outcome {
+        let error_type = key.error_type();
         let labels = |with_upstream: bool| {
             let mut labels = vec![
-                Label::new("http_request_method", method),
-                Label::new("http_response_status_code", status.to_string()),
+                Label::new("http_request_method", key.method),
+                Label::new("http_response_status_code", key.status.to_string()),
                 Label::new("http_route", self.route.clone()),
             ];
             if with_upstream {
                 labels.push(Label::new("upstream", self.upstream.clone()));
             }
+            if let Some(error_type) = &error_type {
+                labels.push(Label::new("error_type", error_type.clone()));
+            }
             labels
         };
         Outcome {
-            method,
-            status,
+            key,
             duration: self.metrics.histogram(prometheus::REQUEST_DURATION, labels(true)),
             request_size: self
                 .metrics

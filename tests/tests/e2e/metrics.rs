@@ -91,6 +91,11 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
             StatusCode::NOT_FOUND
         );
     }
+    upstream.fail_with(503);
+    assert_eq!(
+        send(proxy, Method::GET, "/api/c", &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     gateway.reload().await.expect("reload");
     let text = scrape(admin).await;
 
@@ -102,8 +107,13 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
         r#"{duration}{{http_request_method="POST",http_response_status_code="200",http_route="all",upstream="svc"}}"#
     );
     let unmatched = format!(
-        r#"{duration}{{http_request_method="GET",http_response_status_code="404",http_route="unmatched",upstream=""}}"#
+        r#"{duration}{{http_request_method="GET",http_response_status_code="404",http_route="unmatched",upstream="",error_type="no_route"}}"#
     );
+    // OpenTelemetry's `error.type`: the gateway's error kind, else a server error's status.
+    let failed = format!(
+        r#"{duration}{{http_request_method="GET",http_response_status_code="503",http_route="all",upstream="svc",error_type="503"}}"#
+    );
+    assert_eq!(sample(&text, &failed), Some(1.0), "{text}");
     assert_eq!(sample(&text, &get), Some(5.0), "{text}");
     assert_eq!(sample(&text, &post), Some(2.0));
     assert_eq!(sample(&text, &unmatched), Some(3.0));
@@ -129,7 +139,7 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
     assert_eq!(
         sample(&text, &opened),
         Some(1.0),
-        "seven requests one after the other reuse one pooled connection"
+        "eight requests one after the other reuse one pooled connection"
     );
     assert_eq!(
         sample(&text, r#"lookout_config_reloads_total{result="success"}"#),

@@ -462,6 +462,15 @@ async fn a_response_body_the_upstream_breaks_off_or_stalls_is_its_failure() {
             ["/stall", 200, "upstream_timeout", 10]
         ])
     );
+    // Prometheus tells them from the requests that went well, though their status says 200.
+    for error_type in ["upstream_aborted", "upstream_timeout"] {
+        let series = format!(
+            "http_server_request_duration_seconds_count{{http_request_method=\"GET\",http_response_status_code=\"200\",\
+             http_route=\"all\",upstream=\"svc\",error_type=\"{error_type}\"}}"
+        );
+        let value = super::metrics::scraped_sample(gateway.admin_addr(), TOKEN, &series).await;
+        assert_eq!(value, Some(1.0), "{series}");
+    }
     // Each request's server span and its attempt's client span, kept though none was sampled.
     let spans = receiver.wait_for(4).await;
     let kept: Vec<_> = spans
