@@ -19,14 +19,16 @@
 //! directory, or change a setting. It knows nothing of the gateway's internals; the gateway
 //! depends on it, never the reverse.
 
-/// In SQL over `requests`: the request failed on the server's side, a 5xx or a gRPC call whose
-/// status is one of [`GRPC_SERVER_ERRORS`] (it answered HTTP 200). What every error count, error
-/// ratio and verdict of the store and its analyses counts; a macro, so that the queries that use it
+/// In SQL over `requests`: the request failed on the server's side, a 5xx, a gRPC call whose
+/// status is one of [`GRPC_SERVER_ERRORS`] (it answered HTTP 200), or a response body the upstream
+/// broke off or stalled in (its headers had gone with their status, mostly 200). What every error
+/// count, error ratio and verdict of the store and its analyses counts; a macro, so that the queries that use it
 /// stay constant strings (`concat!`); exported for the dashboard's SQL console examples.
 #[macro_export]
 macro_rules! server_error {
     () => {
-        "(status >= 500 OR grpc_status IN (2, 4, 12, 13, 14, 15))"
+        "(status >= 500 OR grpc_status IN (2, 4, 12, 13, 14, 15) \
+         OR error_kind IN ('upstream_aborted', 'upstream_timeout'))"
     };
 }
 

@@ -404,6 +404,7 @@ pub fn steps(conn: &Connection, request_key: u64) -> duckdb::Result<Vec<Step>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     #[test]
     fn a_request_s_details_are_read_after_its_row() {
@@ -414,6 +415,11 @@ mod tests {
     fn server_errors_in_sql_are_the_grpc_server_errors() {
         let codes: Vec<String> = GRPC_SERVER_ERRORS.iter().map(u8::to_string).collect();
         let listed = format!("grpc_status IN ({})", codes.join(", "));
+        assert!(server_error!().contains(&listed), "{}", server_error!());
+        let body_failures = [ErrorKind::UpstreamAborted, ErrorKind::UpstreamTimeout]
+            .map(|kind| format!("'{}'", kind.as_str()))
+            .join(", ");
+        let listed = format!("error_kind IN ({body_failures})");
         assert!(server_error!().contains(&listed), "{}", server_error!());
         assert!(FAILED.contains(server_error!()), "{FAILED}");
     }

@@ -4,7 +4,7 @@ use super::*;
 use crate::analysis::views;
 use crate::event::tests::sample_event;
 use crate::sql::{QueryResult, ResultFormat, SqlError};
-use crate::{EventSink, PathStep, RequestEvent, StepKind, UNMATCHED_ROUTE};
+use crate::{ErrorKind, EventSink, PathStep, RequestEvent, StepKind, UNMATCHED_ROUTE};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -84,6 +84,11 @@ fn rollups_follow_the_appends() {
     // gRPC calls answer 200: UNAVAILABLE failed on the server's side, NOT_FOUND did not.
     events[1].grpc_status = Some(14);
     events[2].grpc_status = Some(5);
+    // A body the upstream broke off (or stalled in) under a 200 failed too.
+    events[3].error_kind = Some(ErrorKind::UpstreamAborted);
+    events[4].error_kind = Some(ErrorKind::UpstreamTimeout);
+    // A refusal is the client's doing.
+    events[5].error_kind = Some(ErrorKind::RateLimited);
     sink.write_batch(&events).expect("append");
     sink.close();
     let json = json_of(
@@ -92,7 +97,7 @@ fn rollups_follow_the_appends() {
     );
     assert_eq!(
         json["rows"],
-        serde_json::json!([["2xx", 9, 1, 1500], ["5xx", 1, 1, 1500]])
+        serde_json::json!([["2xx", 9, 3, 1500], ["5xx", 1, 1, 1500]])
     );
     let routes = json_of(
         &store,
@@ -100,7 +105,7 @@ fn rollups_follow_the_appends() {
     );
     assert_eq!(
         routes["rows"],
-        serde_json::json!([["*", 10, 2], ["books", 10, 2]])
+        serde_json::json!([["*", 10, 4], ["books", 10, 4]])
     );
 }
 
