@@ -2,6 +2,7 @@
 //! (reference-counted, not copied) until it ends, then stored whole. A body over the route's
 //! size bound, an error, or a client that leaves first means nothing is stored.
 
+use super::coalesce::FillLock;
 use super::lookup::has_directive;
 use super::{CacheKey, Entry, RouteCache, Stored};
 use crate::body::{declared_larger_than, PooledBody};
@@ -27,10 +28,17 @@ pub(crate) struct Ticket {
     /// The request's method, URI and headers, which the stored policy keeps (for `Vary`);
     /// boxed, as only misses of cached routes carry one.
     request: Box<Request<()>>,
+    /// Held while the response is fetched and stored, when other misses wait for it.
+    lock: Option<FillLock>,
 }
 
 impl Ticket {
-    pub(super) fn new(route: Arc<RouteCache>, key: CacheKey, request: &Parts) -> Self {
+    pub(super) fn new(
+        route: Arc<RouteCache>,
+        key: CacheKey,
+        request: &Parts,
+        lock: Option<FillLock>,
+    ) -> Self {
         let mut copy = Request::new(());
         *copy.method_mut() = request.method.clone();
         *copy.uri_mut() = request.uri.clone();
@@ -39,6 +47,7 @@ impl Ticket {
             route,
             key,
             request: Box::new(copy),
+            lock,
         }
     }
 
@@ -105,6 +114,7 @@ impl Ticket {
             key,
             policy,
             ttl,
+            _lock: self.lock,
         })
     }
 }
@@ -157,6 +167,8 @@ struct Pending {
     key: Slot,
     policy: CachePolicy,
     ttl: Duration,
+    /// Released when the response is stored, or when it is dropped unstored.
+    _lock: Option<FillLock>,
 }
 
 impl Pending {

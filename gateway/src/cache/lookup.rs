@@ -1,5 +1,6 @@
 //! Answering from the cache, when a stored response is fresh for this request.
 
+use super::coalesce::Claim;
 use super::{CacheKey, Entry, RouteCache, Ticket};
 use bytes::Bytes;
 use http::header::{HeaderMap, AUTHORIZATION, CACHE_CONTROL};
@@ -8,24 +9,30 @@ use http::{Method, Response, Uri};
 use http_cache_semantics::{BeforeRequest, RequestLike};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
 
 pub(crate) enum Lookup {
     /// A fresh stored response, its `Age` and `Date` brought up to date.
     Hit(Response<Bytes>),
     /// Go to the upstream; a GET's response may then be stored with the ticket.
     Miss(Option<Ticket>),
+    /// Another request that missed is fetching this key: wait for it, at most this long, then
+    /// look again.
+    Wait(watch::Receiver<()>, Duration),
     /// The cache is not for this request (not GET/HEAD, credentials, `no-store`).
     Bypass,
 }
 
 impl RouteCache {
-    /// `identity`: who the route authenticated the request as (see [`CacheKey`]).
+    /// `identity`: who the route authenticated the request as (see [`CacheKey`]); `may_wait`:
+    /// whether a miss may wait for another's fetch (not after it has waited once).
     pub(crate) fn lookup(
         self: &Arc<Self>,
         request: &Parts,
         host: Option<&str>,
         identity: Option<&Arc<str>>,
+        may_wait: bool,
     ) -> Lookup {
         if !self.applies_to(request) {
             self.counts.bypasses.fetch_add(1, Ordering::Relaxed);
@@ -36,9 +43,21 @@ impl RouteCache {
             self.counts.hits.fetch_add(1, Ordering::Relaxed);
             return Lookup::Hit(hit);
         }
-        self.counts.misses.fetch_add(1, Ordering::Relaxed);
         // A HEAD's answer has no body to keep.
-        Lookup::Miss((request.method == Method::GET).then(|| Ticket::new(self.clone(), key, request)))
+        if request.method != Method::GET {
+            self.counts.misses.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Miss(None);
+        }
+        let lock = match self.coalesce.filter(|_| may_wait) {
+            None => None,
+            Some(bound) => match self.cache.fills.claim(&key) {
+                Claim::Lead(lock) => Some(lock),
+                // Counted once it has waited, as the hit or miss it turns out to be.
+                Claim::Follow(filled) => return Lookup::Wait(filled, bound),
+            },
+        };
+        self.counts.misses.fetch_add(1, Ordering::Relaxed);
+        Lookup::Miss(Some(Ticket::new(self.clone(), key, request, lock)))
     }
 
     /// Only GET and HEAD, without credentials (a shared cache must not answer one client with

@@ -9,13 +9,17 @@
 //! the names of the varying headers, and the request's with their values, which holds the
 //! response. Bodies are copied into the cache as they stream to the first client.
 
+mod coalesce;
 mod fill;
 mod key;
 mod lookup;
 
+pub(crate) use coalesce::wait_for;
 pub(crate) use fill::{FetchedBody, Ticket};
 pub(crate) use key::{CacheKey, KeyParts};
 pub(crate) use lookup::Lookup;
+
+use coalesce::Fills;
 
 use bytes::Bytes;
 use http::header::HeaderName;
@@ -73,6 +77,8 @@ impl moka::Expiry<CacheKey, Entry> for Freshness {
 pub(crate) struct ResponseCache {
     entries: Cache<CacheKey, Entry>,
     capacity: u64,
+    /// The keys a miss is fetching, which other misses wait for.
+    fills: Arc<Fills>,
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -91,7 +97,11 @@ impl ResponseCache {
             .expire_after(Freshness)
             .support_invalidation_closures()
             .build();
-        ResponseCache { entries, capacity }
+        ResponseCache {
+            entries,
+            capacity,
+            fills: Arc::default(),
+        }
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -150,5 +160,7 @@ pub(crate) struct RouteCache {
     pub(crate) default_ttl: Option<Duration>,
     /// Larger responses are passed through, not stored.
     pub(crate) max_entry_size: u64,
+    /// How long a miss waits for another's fetch of the same key (`None`: it does not).
+    pub(crate) coalesce: Option<Duration>,
     pub(crate) counts: Arc<CacheCounts>,
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 const DEFAULT_CAPACITY: u64 = 64 * 1024 * 1024;
 const DEFAULT_MAX_ENTRY: u64 = 1024 * 1024;
+/// nginx's `proxy_cache_lock_timeout`: past it a waiting miss goes to the upstream itself.
+const DEFAULT_COALESCE: Duration = Duration::from_secs(5);
 
 /// The gateway's response cache: the one it had when the bound is unchanged (so a reload keeps
 /// what is stored), else a new one.
@@ -58,6 +60,10 @@ pub(super) fn build_route_cache(
             },
         )
         .collect();
+    let coalesce = match raw.coalesce.as_ref() {
+        Some(text) if text.trim() == "off" => None,
+        text => Some(duration(p, &format!("{field}.coalesce"), text, DEFAULT_COALESCE)),
+    };
     Some(Arc::new(RouteCache {
         route: route.into(),
         cache: store.clone(),
@@ -67,6 +73,7 @@ pub(super) fn build_route_cache(
         },
         default_ttl: default_ttl.filter(|ttl| !ttl.is_zero()),
         max_entry_size,
+        coalesce,
         counts: registry.cache_counts(route),
     }))
 }

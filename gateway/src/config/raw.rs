@@ -519,6 +519,8 @@ pub(crate) struct RawRouteCache {
     pub(crate) max_entry_size: Option<Text>,
     /// Whether the query string is part of the key (default true).
     pub(crate) key_query: Option<bool>,
+    /// How long a miss waits for another request's fetch of the same key (default `5s`; `off`).
+    pub(crate) coalesce: Option<Text>,
     /// Request headers that are part of the key (beyond those the response's `Vary` names).
     #[serde(default)]
     pub(crate) key_headers: Vec<Text>,

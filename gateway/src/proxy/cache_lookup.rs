@@ -1,8 +1,9 @@
 //! Phase 3: the response cache, on a route that has one. A fresh stored response answers the
-//! request here; a miss goes on to the upstream with a ticket to store what comes back.
+//! request here; a miss goes on to the upstream with a ticket to store what comes back, or,
+//! when another request is already fetching the same key, waits for it and looks again.
 
 use super::context::RequestContext;
-use crate::cache::{Lookup, Ticket};
+use crate::cache::{self, Lookup, Ticket};
 use crate::routing::RouteMatch;
 use bytes::Bytes;
 use http::request::Parts;
@@ -16,17 +17,23 @@ pub(super) enum Cached {
     Fetch(Option<Ticket>),
 }
 
-pub(super) fn run(matched: &RouteMatch<'_>, parts: &Parts, ctx: &mut RequestContext) -> Cached {
+pub(super) async fn run(matched: &RouteMatch<'_>, parts: &Parts, ctx: &mut RequestContext) -> Cached {
     let Some(cache) = &matched.route.cache else {
         return Cached::Fetch(None);
     };
     let started = Instant::now();
-    let lookup = cache.lookup(parts, ctx.host.as_deref(), ctx.consumer.as_ref());
+    let (host, identity) = (ctx.host.as_deref(), ctx.consumer.as_ref());
+    let mut lookup = cache.lookup(parts, host, identity, true);
+    if let Lookup::Wait(filled, bound) = lookup {
+        cache::wait_for(filled, bound).await;
+        lookup = cache.lookup(parts, host, identity, false);
+    }
+    // The step's time includes the wait, so the request's waterfall shows it.
     ctx.step(StepKind::CacheLookup, started);
     let (status, outcome) = match lookup {
         Lookup::Hit(response) => ("HIT", Cached::Hit(response)),
         Lookup::Miss(ticket) => ("MISS", Cached::Fetch(ticket)),
-        Lookup::Bypass => ("BYPASS", Cached::Fetch(None)),
+        Lookup::Wait(..) | Lookup::Bypass => ("BYPASS", Cached::Fetch(None)),
     };
     ctx.cache_status = Some(status);
     outcome

@@ -143,7 +143,7 @@ async fn past_the_route(
     authenticate::run(&mut matched, &mut parts, ctx).await?;
     rate_limit::run(&matched, &parts, ctx).await?;
     let body = attack_filter::run(route, &parts, body, ctx).await?;
-    let ticket = match cache_lookup::run(&matched, &parts, ctx) {
+    let ticket = match cache_lookup::run(&matched, &parts, ctx).await {
         Cached::Hit(stored) => return Ok(Answer::Whole(stored)),
         Cached::Fetch(ticket) => ticket,
     };

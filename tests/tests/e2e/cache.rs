@@ -226,3 +226,48 @@ async fn on_an_authenticated_route_each_consumer_has_its_own_entries() {
     assert_eq!(as_consumer("").await, ("HIT".into(), "".into()));
     assert_eq!(upstream.hits(), 3);
 }
+
+/// Twenty clients missing one key at once: the first fetches it and the others wait for its
+/// response and are answered from the cache (collapsed forwarding), so an entry expiring under
+/// load costs the upstream one request, not twenty. A response that may not be stored frees
+/// the waiters to fetch their own, and `coalesce: off` sends every miss upstream.
+#[tokio::test]
+async fn concurrent_misses_of_one_key_send_one_request_upstream() {
+    let burst = |gateway: &Gateway, path: &'static str, header: (&'static str, &'static str)| {
+        let proxy = gateway.proxy_addr();
+        let requests = (0..20).map(move |_| async move { send(proxy, Method::GET, path, &[header]).await });
+        futures_util::future::join_all(requests)
+    };
+    let caches = |replies: &[Reply]| {
+        let mut seen: Vec<&str> = replies.iter().map(x_cache).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.into_iter()
+            .map(|status| {
+                let count = replies.iter().filter(|r| x_cache(r) == status).count();
+                (status.to_owned(), count)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (upstream, gateway) = cached("").await;
+    let replies = burst(&gateway, "/slow/300", FRESH).await;
+    assert!(replies.iter().all(|r| r.status == StatusCode::OK));
+    assert_eq!(caches(&replies), [("HIT".to_owned(), 19), ("MISS".to_owned(), 1)]);
+    assert_eq!(upstream.hits(), 1, "one request went upstream");
+    assert!(replies.iter().all(|r| r.body == replies[0].body));
+
+    let no_store = ("x-reply-header", "cache-control: no-store");
+    let replies = burst(&gateway, "/slow/300?uncacheable", no_store).await;
+    assert!(replies.iter().all(|r| r.status == StatusCode::OK));
+    assert_eq!(caches(&replies), [("MISS".to_owned(), 20)]);
+    assert_eq!(
+        upstream.hits(),
+        21,
+        "each fetched its own once the first was not stored"
+    );
+
+    let (upstream, gateway) = cached("coalesce: off").await;
+    let replies = burst(&gateway, "/slow/300", FRESH).await;
+    assert_eq!(caches(&replies), [("MISS".to_owned(), 20)]);
+    assert_eq!(upstream.hits(), 20);
+}

@@ -539,3 +539,20 @@ fn an_upstreams_read_timeout_is_a_duration_or_off() {
     assert!(error.message.contains("invalid duration `never`"), "{error:?}");
     assert_eq!(find(&errors(&config("0s")), "upstreams[0].read_timeout").line, 1);
 }
+
+#[test]
+fn a_routes_cache_coalesce_is_a_duration_or_off() {
+    let config = |value: &str| {
+        format!(
+            "upstreams: [{{ name: a, instances: [\"127.0.0.1:3000\"] }}]\n\
+             routes: [{{ name: a, upstream: a, cache: {{ coalesce: {value} }} }}]\n"
+        )
+    };
+    for fine in ["off", "2s", "500ms"] {
+        assert!(load_str("gw.yaml", &config(fine)).is_ok(), "{fine}");
+    }
+    let all = errors(&config("soon"));
+    let error = find(&all, "routes[0].cache.coalesce");
+    assert!(error.message.contains("invalid duration `soon`"), "{error:?}");
+    assert_eq!(find(&errors(&config("0s")), "routes[0].cache.coalesce").line, 2);
+}
