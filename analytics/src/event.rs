@@ -294,7 +294,8 @@ pub struct RequestEvent {
     pub error_kind: Option<ErrorKind>,
     pub consumer: Option<Arc<str>>,
     pub variant: Option<Arc<str>>,
-    /// `HIT`, `MISS` or `BYPASS` on a route with a response cache.
+    /// `HIT`, `MISS`, `BYPASS` or `STALE` (a stale response answered for a failed upstream) on a
+    /// route with a response cache.
     pub cache_status: Option<&'static str>,
     /// A copy sent to a route's shadow upstream (mirroring), not a client's request.
     pub mirrored: bool,

@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Either;
 use http_cache_semantics::{CacheOptions, CachePolicy};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -30,6 +31,9 @@ pub(crate) struct Ticket {
     request: Box<Request<()>>,
     /// Held while the response is fetched and stored, when other misses wait for it.
     lock: Option<FillLock>,
+    /// The stale response kept for this key, to answer with if the upstream fails
+    /// (`stale_if_error`).
+    stale: Option<Arc<Stored>>,
 }
 
 impl Ticket {
@@ -38,6 +42,7 @@ impl Ticket {
         key: CacheKey,
         request: &Parts,
         lock: Option<FillLock>,
+        stale: Option<Arc<Stored>>,
     ) -> Self {
         let mut copy = Request::new(());
         *copy.method_mut() = request.method.clone();
@@ -48,7 +53,17 @@ impl Ticket {
             key,
             request: Box::new(copy),
             lock,
+            stale,
         }
+    }
+
+    /// The stale response to answer with now that the upstream failed: when the route serves
+    /// one (`stale_if_error`), the cache still holds it, and its origin did not forbid it.
+    /// Counted as a stale answer.
+    pub(crate) fn stale_answer(&self) -> Option<Response<Bytes>> {
+        let answer = super::lookup::stale_answer(self.stale.as_deref()?, &self.request)?;
+        self.route.counts.stale_answers.fetch_add(1, Ordering::Relaxed);
+        Some(answer)
     }
 
     /// The response, its body stored as it streams if the response may be kept.
@@ -94,10 +109,12 @@ impl Ticket {
             ..CacheOptions::default()
         };
         let policy = CachePolicy::new_options(&*self.request, &view, now, options);
-        let ttl = policy.time_to_live(now);
-        if !policy.is_storable() || ttl.is_zero() {
+        let fresh_for = policy.time_to_live(now);
+        if !policy.is_storable() || fresh_for.is_zero() {
             return None;
         }
+        // Kept past its freshness for as long as it may still answer when the upstream fails.
+        let ttl = fresh_for + self.route.stale_if_error.unwrap_or_default();
         let key = match vary_names(view.headers())? {
             names if names.is_empty() => Slot::Single(self.key),
             names => {

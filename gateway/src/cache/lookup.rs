@@ -1,11 +1,11 @@
 //! Answering from the cache, when a stored response is fresh for this request.
 
 use super::coalesce::Claim;
-use super::{CacheKey, Entry, RouteCache, Ticket};
+use super::{CacheKey, Entry, RouteCache, Stored, Ticket};
 use bytes::Bytes;
-use http::header::{HeaderMap, AUTHORIZATION, CACHE_CONTROL};
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CACHE_CONTROL, PRAGMA};
 use http::request::Parts;
-use http::{Method, Response, Uri};
+use http::{Method, Request, Response, Uri};
 use http_cache_semantics::{BeforeRequest, RequestLike};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -39,10 +39,14 @@ impl RouteCache {
             return Lookup::Bypass;
         }
         let key = CacheKey::of(&self.route, &self.key, request, host, identity);
-        if let Some(hit) = self.fresh(&key, request) {
-            self.counts.hits.fetch_add(1, Ordering::Relaxed);
-            return Lookup::Hit(hit);
-        }
+        let stale = match self.stored(&key, request) {
+            Some(Found::Fresh(hit)) => {
+                self.counts.hits.fetch_add(1, Ordering::Relaxed);
+                return Lookup::Hit(hit);
+            }
+            Some(Found::Stale(stored)) if self.stale_if_error.is_some() => Some(stored),
+            _ => None,
+        };
         // A HEAD's answer has no body to keep.
         if request.method != Method::GET {
             self.counts.misses.fetch_add(1, Ordering::Relaxed);
@@ -57,7 +61,7 @@ impl RouteCache {
             },
         };
         self.counts.misses.fetch_add(1, Ordering::Relaxed);
-        Lookup::Miss(Some(Ticket::new(self.clone(), key, request, lock)))
+        Lookup::Miss(Some(Ticket::new(self.clone(), key, request, lock, stale)))
     }
 
     /// Only GET and HEAD, without credentials (a shared cache must not answer one client with
@@ -69,7 +73,9 @@ impl RouteCache {
             && !has_directive(&request.headers, "no-store")
     }
 
-    fn fresh(&self, key: &CacheKey, request: &Parts) -> Option<Response<Bytes>> {
+    /// The response stored for the request: fresh, ready to answer it, or stale (kept past
+    /// its freshness for `stale_if_error`).
+    fn stored(&self, key: &CacheKey, request: &Parts) -> Option<Found> {
         let entries = &self.cache.entries;
         let entry = match entries.get(key)? {
             Entry::Vary { names, .. } => entries.get(&key.varied(&names, &request.headers))?,
@@ -78,17 +84,48 @@ impl RouteCache {
         let Entry::Response(stored) = entry else {
             return None;
         };
-        match stored.policy.before_request(&AsGet(request), SystemTime::now()) {
-            BeforeRequest::Fresh(parts) => {
-                let body = if request.method == Method::HEAD {
-                    Bytes::new()
-                } else {
-                    stored.body.clone()
-                };
-                Some(Response::from_parts(parts, body))
-            }
+        match stored
+            .policy
+            .before_request(&AsGet::of(request), SystemTime::now())
+        {
+            BeforeRequest::Fresh(parts) => Some(Found::Fresh(answer(parts, &stored, &request.method))),
+            BeforeRequest::Stale { matches: true, .. } => Some(Found::Stale(stored)),
             BeforeRequest::Stale { .. } => None,
         }
+    }
+}
+
+enum Found {
+    Fresh(Response<Bytes>),
+    Stale(Arc<Stored>),
+}
+
+/// The stored response as the answer to a request: its head (`Age` up to date), and its body
+/// unless the request is a HEAD.
+fn answer(parts: http::response::Parts, stored: &Stored, method: &Method) -> Response<Bytes> {
+    let body = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        stored.body.clone()
+    };
+    Response::from_parts(parts, body)
+}
+
+/// A stale stored response as the answer to `request` when the upstream failed, unless its
+/// origin forbade serving it stale (`must-revalidate`): asked for as a client that accepts any
+/// staleness would ask (`max-stale`), so that the policy applies that rule and brings `Age` up
+/// to date.
+pub(super) fn stale_answer(stored: &Stored, request: &Request<()>) -> Option<Response<Bytes>> {
+    let mut headers = request.headers().clone();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("max-stale"));
+    headers.remove(PRAGMA);
+    let asking = AsGet {
+        uri: request.uri(),
+        headers: &headers,
+    };
+    match stored.policy.before_request(&asking, SystemTime::now()) {
+        BeforeRequest::Fresh(parts) => Some(answer(parts, stored, request.method())),
+        BeforeRequest::Stale { .. } => None,
     }
 }
 
@@ -110,11 +147,23 @@ static GET: Method = Method::GET;
 
 /// The request as the cache sees it: the key already decided which URI it stands for, and a
 /// HEAD is answered from a stored GET.
-pub(super) struct AsGet<'a>(pub(super) &'a Parts);
+struct AsGet<'a> {
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+}
+
+impl<'a> AsGet<'a> {
+    fn of(request: &'a Parts) -> Self {
+        AsGet {
+            uri: &request.uri,
+            headers: &request.headers,
+        }
+    }
+}
 
 impl RequestLike for AsGet<'_> {
     fn uri(&self) -> Uri {
-        self.0.uri.clone()
+        self.uri.clone()
     }
 
     fn is_same_uri(&self, _other: &Uri) -> bool {
@@ -126,6 +175,6 @@ impl RequestLike for AsGet<'_> {
     }
 
     fn headers(&self) -> &HeaderMap {
-        &self.0.headers
+        self.headers
     }
 }

@@ -135,6 +135,8 @@ pub(crate) struct CacheCounts {
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) bypasses: AtomicU64,
+    /// Misses answered with a stale response because the upstream failed.
+    pub(crate) stale_answers: AtomicU64,
 }
 
 impl CacheCounts {
@@ -162,5 +164,7 @@ pub(crate) struct RouteCache {
     pub(crate) max_entry_size: u64,
     /// How long a miss waits for another's fetch of the same key (`None`: it does not).
     pub(crate) coalesce: Option<Duration>,
+    /// How long past its freshness a stored response may still answer when the upstream fails.
+    pub(crate) stale_if_error: Option<Duration>,
     pub(crate) counts: Arc<CacheCounts>,
 }

@@ -64,6 +64,10 @@ pub(super) fn build_route_cache(
         Some(text) if text.trim() == "off" => None,
         text => Some(duration(p, &format!("{field}.coalesce"), text, DEFAULT_COALESCE)),
     };
+    let stale_if_error = raw
+        .stale_if_error
+        .as_ref()
+        .map(|text| duration(p, &format!("{field}.stale_if_error"), Some(text), Duration::ZERO));
     Some(Arc::new(RouteCache {
         route: route.into(),
         cache: store.clone(),
@@ -74,6 +78,7 @@ pub(super) fn build_route_cache(
         default_ttl: default_ttl.filter(|ttl| !ttl.is_zero()),
         max_entry_size,
         coalesce,
+        stale_if_error,
         counts: registry.cache_counts(route),
     }))
 }

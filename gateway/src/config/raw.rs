@@ -521,6 +521,9 @@ pub(crate) struct RawRouteCache {
     pub(crate) key_query: Option<bool>,
     /// How long a miss waits for another request's fetch of the same key (default `5s`; `off`).
     pub(crate) coalesce: Option<Text>,
+    /// How long past its freshness a stored response may answer when the upstream fails
+    /// (default: not at all).
+    pub(crate) stale_if_error: Option<Text>,
     /// Request headers that are part of the key (beyond those the response's `Vary` names).
     #[serde(default)]
     pub(crate) key_headers: Vec<Text>,

@@ -14,7 +14,8 @@
 //! 4. [`transform_request`]: headers, path and JSON body as the route rewrites them.
 //! 5. [`mirror`]: copy a share of the requests to a shadow upstream, without waiting for it.
 //! 6. [`upstream_call`]: pick an instance, forward (with [`forward_headers`]), retry, time out;
-//!    then [`transform_response`] edits a JSON body when the route says so.
+//!    when it fails, [`serve_stale`] may answer with a stale cached response; then
+//!    [`transform_response`] edits a JSON body when the route says so.
 //! 7. [`response`]: clean the response and stamp it (`x-request-id`, `Via`, `x-cache`, limits,
 //!    CORS, the route's response headers); a cacheable one is stored as it streams.
 //! 8. [`record`]: when the response body ends (or the client leaves), emit one request event.
@@ -39,6 +40,7 @@ mod rate_limit;
 mod record;
 mod request_limits;
 mod response;
+mod serve_stale;
 mod transform_request;
 mod transform_response;
 mod upgrade;
@@ -155,8 +157,11 @@ async fn past_the_route(
     };
     let body = transform_request::run(&mut matched, &mut parts, body, ctx).await?;
     mirror::run(&matched, &parts, &body, ctx);
-    let fetched = upstream_call::run(upstream, matched, parts, body, ctx).await?;
-    transform_response::run(route, upstream, fetched, ticket).await
+    let fetched = upstream_call::run(upstream, matched, parts, body, ctx).await;
+    if let Some(stale) = serve_stale::instead_of(&fetched, ticket.as_ref(), ctx) {
+        return Ok(Answer::Whole(stale));
+    }
+    transform_response::run(route, upstream, fetched?, ticket).await
 }
 
 /// Notes the error for the request's event and, when an edge policy refused the request, who

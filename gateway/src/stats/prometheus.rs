@@ -47,6 +47,7 @@ pub(crate) const RATE_LIMIT_BACKEND_ERRORS: &str = "lookout_rate_limit_backend_e
 pub(crate) const MIRROR_REQUESTS: &str = "lookout_mirror_requests_total";
 pub(crate) const CACHE_LOOKUPS: &str = "lookout_cache_lookups_total";
 pub(crate) const CACHE_HIT_RATIO: &str = "lookout_cache_hit_ratio";
+pub(crate) const CACHE_STALE_ANSWERS: &str = "lookout_cache_stale_answers_total";
 pub(crate) const CACHE_ENTRIES: &str = "lookout_cache_entries";
 pub(crate) const CACHE_BYTES: &str = "lookout_cache_size_bytes";
 pub(crate) const COMPOSE_CALLS: &str = "lookout_compose_calls_total";
@@ -78,7 +79,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 54] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 55] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -260,6 +261,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 54] = [
         CACHE_LOOKUPS,
         Unit::Count,
         "Response cache lookups by route and result: hit, miss, or bypass (not cacheable).",
+    ),
+    (
+        CACHE_STALE_ANSWERS,
+        Unit::Count,
+        "Misses answered with a stale stored response because the upstream failed (the route's stale_if_error).",
     ),
     (
         CACHE_HIT_RATIO,

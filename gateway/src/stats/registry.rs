@@ -249,6 +249,8 @@ impl Registry {
             }
             m.gauge(prometheus::CACHE_HIT_RATIO, vec![route_label()])
                 .set(counts.hit_ratio());
+            m.counter(prometheus::CACHE_STALE_ANSWERS, vec![route_label()])
+                .absolute(counts.stale_answers.load(std::sync::atomic::Ordering::Relaxed));
         }
         if let Some(cache) = self.current_response_cache() {
             let (entries, bytes) = cache.usage();

@@ -271,3 +271,68 @@ async fn concurrent_misses_of_one_key_send_one_request_upstream() {
     assert_eq!(caches(&replies), [("MISS".to_owned(), 20)]);
     assert_eq!(upstream.hits(), 20);
 }
+
+/// With `stale_if_error`, a response past its freshness still answers when the upstream fails
+/// (a 503, then no upstream at all), as `x-cache: STALE` with the body it had, unless its origin
+/// said `must-revalidate`; the event keeps the failure, and the answers are counted. Without it,
+/// the failure reaches the client.
+#[tokio::test]
+async fn a_stale_response_answers_when_the_upstream_fails() {
+    const TOKEN: &str = "cache-token";
+    let mut upstream = TestUpstream::start("reviews").await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\nanalytics: {{ store: memory }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\n\
+         routes:\n  - {{ name: plain, match: {{ prefix: /plain }}, upstream: svc, cache: {{}} }}\n\
+         \x20 - {{ name: all, upstream: svc, cache: {{ stale_if_error: 1m }} }}\n",
+        upstream.addr
+    ))
+    .await;
+    let brief = ("x-reply-header", "cache-control: max-age=1");
+    let strict = ("x-reply-header", "cache-control: max-age=1, must-revalidate");
+    let first = get(&gateway, "/reviews/1", &[brief]).await;
+    assert_eq!((first.status, x_cache(&first)), (StatusCode::OK, "MISS"));
+    for (path, header) in [("/reviews/2", strict), ("/plain/1", brief)] {
+        assert_eq!(x_cache(&get(&gateway, path, &[header]).await), "MISS");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    upstream.fail_with(503);
+    let stale = get(&gateway, "/reviews/1", &[brief]).await;
+    assert_eq!((stale.status, x_cache(&stale)), (StatusCode::OK, "STALE"));
+    assert_eq!(stale.body, first.body, "the stored body");
+    let age: u64 = stale.headers["age"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("age");
+    assert!(age >= 1, "its age says it is stale: {age}");
+    for path in ["/reviews/2", "/plain/1"] {
+        let failed = get(&gateway, path, &[strict]).await;
+        assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+    }
+
+    upstream.kill().await;
+    let stale = get(&gateway, "/reviews/1", &[brief]).await;
+    assert_eq!((stale.status, x_cache(&stale)), (StatusCode::OK, "STALE"));
+    assert_eq!(stale.body, first.body);
+
+    lookout_tests::wait_for_stored(&gateway, 7).await;
+    let rows = lookout_tests::sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT status, cache_status, error_kind FROM requests WHERE cache_status = 'STALE' ORDER BY ts",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        serde_json::json!([[200, "STALE", null], [200, "STALE", "upstream_unreachable"]])
+    );
+    let counted = super::metrics::scraped_sample(
+        gateway.admin_addr(),
+        TOKEN,
+        r#"lookout_cache_stale_answers_total{http_route="all"}"#,
+    )
+    .await;
+    assert_eq!(counted, Some(2.0));
+}

@@ -541,18 +541,26 @@ fn an_upstreams_read_timeout_is_a_duration_or_off() {
 }
 
 #[test]
-fn a_routes_cache_coalesce_is_a_duration_or_off() {
-    let config = |value: &str| {
+fn a_routes_cache_coalesce_is_a_duration_or_off_and_stale_if_error_a_duration() {
+    let config = |field: &str, value: &str| {
         format!(
             "upstreams: [{{ name: a, instances: [\"127.0.0.1:3000\"] }}]\n\
-             routes: [{{ name: a, upstream: a, cache: {{ coalesce: {value} }} }}]\n"
+             routes: [{{ name: a, upstream: a, cache: {{ {field}: {value} }} }}]\n"
         )
     };
     for fine in ["off", "2s", "500ms"] {
-        assert!(load_str("gw.yaml", &config(fine)).is_ok(), "{fine}");
+        assert!(load_str("gw.yaml", &config("coalesce", fine)).is_ok(), "{fine}");
     }
-    let all = errors(&config("soon"));
-    let error = find(&all, "routes[0].cache.coalesce");
-    assert!(error.message.contains("invalid duration `soon`"), "{error:?}");
-    assert_eq!(find(&errors(&config("0s")), "routes[0].cache.coalesce").line, 2);
+    assert!(load_str("gw.yaml", &config("stale_if_error", "10m")).is_ok());
+    for field in ["coalesce", "stale_if_error"] {
+        let all = errors(&config(field, "soon"));
+        let error = find(&all, &format!("routes[0].cache.{field}"));
+        assert!(error.message.contains("invalid duration `soon`"), "{error:?}");
+        let zero = errors(&config(field, "0s"));
+        assert_eq!(find(&zero, &format!("routes[0].cache.{field}")).line, 2);
+    }
+    assert!(
+        !errors(&config("stale_if_error", "off")).is_empty(),
+        "it is off by default, not `off`"
+    );
 }
