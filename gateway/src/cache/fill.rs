@@ -90,6 +90,37 @@ impl Ticket {
     }
 
     fn admit<B>(self, response: &Response<B>) -> Option<Pending> {
+        let Some((policy, fresh_for, names)) = self.storable(response) else {
+            if self.lock.is_some() {
+                pass(&self.route, self.key);
+            }
+            return None;
+        };
+        // Kept past its freshness for as long as it may still answer when the upstream fails.
+        let ttl = fresh_for + self.route.stale_if_error.unwrap_or_default();
+        let key = match names {
+            names if names.is_empty() => Slot::Single(self.key),
+            names => {
+                let varied = self.key.varied(&names, self.request.headers());
+                Slot::Varied {
+                    primary: self.key,
+                    names: names.into(),
+                    varied,
+                }
+            }
+        };
+        Some(Pending {
+            route: self.route,
+            key,
+            policy,
+            ttl,
+            lock: self.lock,
+        })
+    }
+
+    /// The response's policy, how long it stays fresh and the request headers it varies on,
+    /// when it may be stored.
+    fn storable<B>(&self, response: &Response<B>) -> Option<(CachePolicy, Duration, Vec<HeaderName>)> {
         // A response that sets a cookie is one client's: handing it to others would share a session.
         if declared_larger_than(response.headers(), self.route.max_entry_size)
             || response.headers().contains_key(SET_COOKIE)
@@ -113,27 +144,25 @@ impl Ticket {
         if !policy.is_storable() || fresh_for.is_zero() {
             return None;
         }
-        // Kept past its freshness for as long as it may still answer when the upstream fails.
-        let ttl = fresh_for + self.route.stale_if_error.unwrap_or_default();
-        let key = match vary_names(view.headers())? {
-            names if names.is_empty() => Slot::Single(self.key),
-            names => {
-                let varied = self.key.varied(&names, self.request.headers());
-                Slot::Varied {
-                    primary: self.key,
-                    names: names.into(),
-                    varied,
-                }
-            }
-        };
-        Some(Pending {
-            route: self.route,
-            key,
-            policy,
-            ttl,
-            _lock: self.lock,
-        })
+        let names = vary_names(view.headers())?;
+        Some((policy, fresh_for, names))
     }
+}
+
+/// How long misses of a key whose response could not be stored go straight to the upstream.
+const PASS_FOR: Duration = Duration::from_secs(30);
+
+/// After a response that may not be stored, later misses of its key go straight to the
+/// upstream for [`PASS_FOR`] instead of waiting for one another's fetch (Varnish's
+/// hit-for-miss): an uncacheable resource on a cached route would otherwise make every request
+/// but one wait for another's answer first. Marked only by a miss that others waited for; an
+/// entry already there (a stale response kept for `stale_if_error`) stays.
+fn pass(route: &RouteCache, key: CacheKey) {
+    route
+        .cache
+        .entries
+        .entry(key)
+        .or_insert(Entry::Pass { ttl: PASS_FOR });
 }
 
 /// A response that gives no lifetime of its own gets the route's, as `s-maxage` (which only
@@ -185,10 +214,20 @@ struct Pending {
     policy: CachePolicy,
     ttl: Duration,
     /// Released when the response is stored, or when it is dropped unstored.
-    _lock: Option<FillLock>,
+    lock: Option<FillLock>,
 }
 
 impl Pending {
+    /// The body turned out larger than the route keeps: marked as one not to wait for.
+    fn too_large(self) {
+        if self.lock.is_some() {
+            let primary = match self.key {
+                Slot::Single(key) | Slot::Varied { primary: key, .. } => key,
+            };
+            pass(&self.route, primary);
+        }
+    }
+
     fn store(self, body: Bytes) {
         let entries = &self.route.cache.entries;
         let ttl = self.ttl;
@@ -249,7 +288,9 @@ impl Body for CacheFill {
                 if let (Some(data), Some(pending)) = (frame.data_ref(), this.pending.as_ref()) {
                     *this.size += data.len() as u64;
                     if *this.size > pending.route.max_entry_size {
-                        *this.pending = None;
+                        if let Some(pending) = this.pending.take() {
+                            pending.too_large();
+                        }
                         this.chunks.clear();
                     } else {
                         this.chunks.push(data.clone());

@@ -1,4 +1,5 @@
-//! Answering from the cache, when a stored response is fresh for this request.
+//! Answering from the cache, when a stored response is fresh for this request; finding the stale
+//! one a failed upstream may be answered with (`stale_if_error`).
 
 use super::coalesce::Claim;
 use super::{CacheKey, Entry, RouteCache, Stored, Ticket};
@@ -39,20 +40,22 @@ impl RouteCache {
             return Lookup::Bypass;
         }
         let key = CacheKey::of(&self.route, &self.key, request, host, identity);
-        let stale = match self.stored(&key, request) {
+        let found = self.stored(&key, request);
+        let stale = match found {
             Some(Found::Fresh(hit)) => {
                 self.counts.hits.fetch_add(1, Ordering::Relaxed);
                 return Lookup::Hit(hit);
             }
-            Some(Found::Stale(stored)) if self.stale_if_error.is_some() => Some(stored),
+            Some(Found::Stale(ref stored)) if self.stale_if_error.is_some() => Some(stored.clone()),
             _ => None,
         };
+        let passed = matches!(found, Some(Found::Pass));
         // A HEAD's answer has no body to keep.
         if request.method != Method::GET {
             self.counts.misses.fetch_add(1, Ordering::Relaxed);
             return Lookup::Miss(None);
         }
-        let lock = match self.coalesce.filter(|_| may_wait) {
+        let lock = match self.coalesce.filter(|_| may_wait && !passed) {
             None => None,
             Some(bound) => match self.cache.fills.claim(&key) {
                 Claim::Lead(lock) => Some(lock),
@@ -81,8 +84,10 @@ impl RouteCache {
             Entry::Vary { names, .. } => entries.get(&key.varied(&names, &request.headers))?,
             entry => entry,
         };
-        let Entry::Response(stored) = entry else {
-            return None;
+        let stored = match entry {
+            Entry::Response(stored) => stored,
+            Entry::Pass { .. } => return Some(Found::Pass),
+            Entry::Vary { .. } => return None,
         };
         match stored
             .policy
@@ -98,6 +103,8 @@ impl RouteCache {
 enum Found {
     Fresh(Response<Bytes>),
     Stale(Arc<Stored>),
+    /// Marked as a key whose response could not be stored.
+    Pass,
 }
 
 /// The stored response as the answer to a request: its head (`Age` up to date), and its body

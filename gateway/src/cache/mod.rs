@@ -38,6 +38,11 @@ pub(crate) enum Entry {
         ttl: Duration,
     },
     Response(Arc<Stored>),
+    /// A response for this key could not be stored: misses go straight to the upstream,
+    /// without waiting for one another.
+    Pass {
+        ttl: Duration,
+    },
 }
 
 pub(crate) struct Stored {
@@ -49,7 +54,7 @@ pub(crate) struct Stored {
 impl Entry {
     fn ttl(&self) -> Duration {
         match self {
-            Entry::Vary { ttl, .. } => *ttl,
+            Entry::Vary { ttl, .. } | Entry::Pass { ttl } => *ttl,
             Entry::Response(stored) => stored.ttl,
         }
     }
@@ -59,6 +64,7 @@ impl Entry {
         let size = match self {
             Entry::Vary { names, .. } => names.iter().map(|n| n.as_str().len()).sum(),
             Entry::Response(stored) => stored.body.len() + 1024,
+            Entry::Pass { .. } => 0,
         };
         u32::try_from(size).unwrap_or(u32::MAX)
     }

@@ -336,3 +336,53 @@ async fn a_stale_response_answers_when_the_upstream_fails() {
     .await;
     assert_eq!(counted, Some(2.0));
 }
+
+/// A key whose response may not be stored is marked so for a while: after one burst of misses
+/// waited for the first one's answer and found nothing stored, the next burst goes to the
+/// upstream at once, rather than each request after the first waiting out another's fetch.
+#[tokio::test]
+async fn misses_of_an_uncacheable_key_stop_waiting_for_one_another() {
+    const TOKEN: &str = "cache-token";
+    let upstream = TestUpstream::start("reviews").await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\nanalytics: {{ store: memory }}\n{}",
+        single_upstream(upstream.addr, "", "cache: {}")
+    ))
+    .await;
+    let proxy = gateway.proxy_addr();
+    let no_store = ("x-reply-header", "cache-control: no-store");
+    for _ in 0..2 {
+        let requests =
+            (0..10).map(|_| async move { send(proxy, Method::GET, "/slow/400", &[no_store]).await });
+        let replies = futures_util::future::join_all(requests).await;
+        assert!(replies.iter().all(|r| x_cache(r) == "MISS"));
+    }
+    assert_eq!(upstream.hits(), 20);
+    lookout_tests::wait_for_stored(&gateway, 20).await;
+    // How long each lookup took, the first burst's then the second's: a wait lasts as long as
+    // the upstream's 400 ms answer.
+    let rows = lookout_tests::sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT s.duration_us >= 300000 FROM request_spans AS s JOIN requests AS r USING (request_key)
+         WHERE s.kind = 'cache_lookup' ORDER BY r.ts",
+    )
+    .await;
+    let waited: Vec<bool> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| row[0].as_bool().expect("bool"))
+        .collect();
+    assert_eq!(waited.len(), 20);
+    assert_eq!(
+        waited[..10].iter().filter(|&&w| w).count(),
+        9,
+        "all but the first waited"
+    );
+    assert_eq!(
+        waited[10..].iter().filter(|&&w| w).count(),
+        0,
+        "none waited: {waited:?}"
+    );
+}
