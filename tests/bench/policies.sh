@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Lookout's traffic policies, benchmarked with wrk against baselines measured in the same run:
 #   cache:      an upstream that takes 2 ms per request (/work), direct vs through a plain route
-#               vs through a cached route (every request after the first a hit);
+#               vs through a cached route (every request after the first a hit); and /small
+#               through a cached route whose answers may not be stored (every request a miss,
+#               its key marked as one not to wait on) vs the plain route;
 #   rate limit: /small through a plain route vs a local limit vs a cluster-wide (Redis) limit,
 #               each with a quota far above the load, so every request is checked and allowed;
 #   composition: a route of three calls (two in parallel, the third using a field of the first)
@@ -45,6 +47,7 @@ upstreams:
   - { name: bench, instances: ["127.0.0.1:$upstream_port"] }
 routes:
   - { name: cached, match: { prefix: /cached }, strip_prefix: /cached, upstream: bench, cache: { ttl: 60s } }
+  - { name: uncacheable, match: { prefix: /missing }, strip_prefix: /missing, upstream: bench, cache: {} }
   - { name: local-limit, match: { prefix: /local }, strip_prefix: /local, upstream: bench,
       rate_limit: { rate: 1000000/s, burst: 1000000 } }
 $redis_route
@@ -74,6 +77,7 @@ run "lookout plain /work" "$lookout/work"
 run "lookout cached /work" "$lookout/cached/work"
 run "direct /small" "$direct/small"
 run "lookout plain /small" "$lookout/small"
+run "lookout cached, all misses /small" "$lookout/missing/small"
 run "lookout local limit /small" "$lookout/local/small"
 [ -n "$redis_port" ] && run "lookout redis limit /small" "$lookout/redis/small"
 run "direct /json" "$direct/json"
@@ -84,6 +88,7 @@ ratio() { awk -v a="$2" -v b="$3" -v t="$1" 'BEGIN { printf "%-50s %.2fx\n", t, 
 echo
 ratio "cached route / direct to the 2 ms upstream" "${rps[lookout cached /work]}" "${rps[direct /work (2 ms upstream)]}"
 ratio "cached route / plain route (2 ms upstream)" "${rps[lookout cached /work]}" "${rps[lookout plain /work]}"
+ratio "cached route, every request a miss / plain route" "${rps[lookout cached, all misses /small]}" "${rps[lookout plain /small]}"
 ratio "local limit / plain route" "${rps[lookout local limit /small]}" "${rps[lookout plain /small]}"
 [ -n "$redis_port" ] && ratio "redis limit / plain route" "${rps[lookout redis limit /small]}" "${rps[lookout plain /small]}"
 ratio "composition (3 calls) / plain route (1 call)" "${rps[lookout composition of 3 calls]}" "${rps[lookout plain /json]}"
