@@ -98,15 +98,21 @@ mod tests {
         CacheKey::of(&Arc::from("route"), &parts, &request, Some("host"), None)
     }
 
+    /// Two misses of `path`: the first leads, the second waits on it.
+    fn lead_and_follow(fills: &Arc<Fills>, path: &str) -> (FillLock, watch::Receiver<()>) {
+        let Claim::Lead(lock) = fills.claim(&key(path)) else {
+            panic!("the first miss leads");
+        };
+        let Claim::Follow(waiting) = fills.claim(&key(path)) else {
+            panic!("the second waits");
+        };
+        (lock, waiting)
+    }
+
     #[tokio::test]
     async fn the_first_miss_leads_and_the_others_wait_until_its_lock_is_dropped() {
         let fills = Arc::new(Fills::default());
-        let Claim::Lead(lock) = fills.claim(&key("/a")) else {
-            panic!("the first miss leads");
-        };
-        let Claim::Follow(waiting) = fills.claim(&key("/a")) else {
-            panic!("the second waits");
-        };
+        let (lock, waiting) = lead_and_follow(&fills, "/a");
         assert!(
             matches!(fills.claim(&key("/b")), Claim::Lead(_)),
             "another key leads its own"
@@ -126,12 +132,7 @@ mod tests {
     #[tokio::test]
     async fn a_wait_that_starts_after_the_lock_went_returns_at_once() {
         let fills = Arc::new(Fills::default());
-        let Claim::Lead(lock) = fills.claim(&key("/a")) else {
-            panic!("leads");
-        };
-        let Claim::Follow(waiting) = fills.claim(&key("/a")) else {
-            panic!("waits");
-        };
+        let (lock, waiting) = lead_and_follow(&fills, "/a");
         drop(lock);
         tokio::time::timeout(Duration::from_secs(5), wait_for(waiting, Duration::from_secs(30)))
             .await
