@@ -294,8 +294,9 @@ pub struct RequestEvent {
     pub error_kind: Option<ErrorKind>,
     pub consumer: Option<Arc<str>>,
     pub variant: Option<Arc<str>>,
-    /// `HIT`, `MISS`, `BYPASS` or `STALE` (a stale response answered for a failed upstream) on a
-    /// route with a response cache.
+    /// `HIT`, `MISS`, `BYPASS`, `STALE` (a stale response answered for a failed upstream) or
+    /// `REVALIDATED` (a stale response the upstream confirmed current) on a route with a
+    /// response cache.
     pub cache_status: Option<&'static str>,
     /// A copy sent to a route's shadow upstream (mirroring), not a client's request.
     pub mirrored: bool,

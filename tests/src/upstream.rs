@@ -199,6 +199,7 @@ async fn handle(behaviour: Arc<Behaviour>, request: Request<Incoming>) -> Result
             echo(&behaviour, &request)
         }
         ["trailers"] => with_trailers(&behaviour),
+        ["etag"] => versioned(&behaviour, &request),
         ["download", bytes] => reply(&behaviour, StatusCode::OK, download(bytes.parse().unwrap_or(0))),
         ["echo-body"] => {
             let content_type = request.headers().get("content-type").cloned();
@@ -222,6 +223,30 @@ async fn handle(behaviour: Arc<Behaviour>, request: Request<Incoming>) -> Result
     };
     response.headers_mut().extend(reply_headers);
     Ok(response)
+}
+
+/// A resource whose current version (its `ETag`) is the request's `x-current-etag`: 304 Not
+/// Modified when `If-None-Match` names it, else the echo with that `ETag`.
+fn versioned(behaviour: &Behaviour, request: &Request<Incoming>) -> Response<Body> {
+    let current = request
+        .headers()
+        .get("x-current-etag")
+        .and_then(|v| v.to_str().ok())
+        .map(|tag| format!("\"{tag}\""))
+        .unwrap_or_else(|| "\"v1\"".to_owned());
+    let asked = request.headers().get(http::header::IF_NONE_MATCH);
+    let mut response = match asked.is_some_and(|tags| tags.to_str().is_ok_and(|t| t.contains(&current))) {
+        true => reply(
+            behaviour,
+            StatusCode::NOT_MODIFIED,
+            Full::new(Bytes::new()).boxed(),
+        ),
+        false => echo(behaviour, request),
+    };
+    if let Ok(tag) = http::HeaderValue::try_from(current) {
+        response.headers_mut().insert(http::header::ETAG, tag);
+    }
+    response
 }
 
 /// Headers the test asks the reply to carry: each `x-reply-header: NAME: VALUE` of the request

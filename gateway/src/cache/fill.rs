@@ -7,12 +7,15 @@ use super::lookup::has_directive;
 use super::{CacheKey, Entry, RouteCache, Stored};
 use crate::body::{declared_larger_than, PooledBody};
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, EXPIRES, SET_COOKIE, VARY};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, SET_COOKIE, VARY,
+};
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Either;
-use http_cache_semantics::{CacheOptions, CachePolicy};
+use http_cache_semantics::{AfterResponse, CacheOptions, CachePolicy};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,9 +34,12 @@ pub(crate) struct Ticket {
     request: Box<Request<()>>,
     /// Held while the response is fetched and stored, when other misses wait for it.
     lock: Option<FillLock>,
-    /// The stale response kept for this key, to answer with if the upstream fails
-    /// (`stale_if_error`).
+    /// The stale response kept for this key: to revalidate, or to answer with if the upstream
+    /// fails (`stale_if_error`).
     stale: Option<Arc<Stored>>,
+    /// Whether the request asks the upstream, with the stale response's validators, whether
+    /// that response is still current.
+    revalidating: bool,
 }
 
 impl Ticket {
@@ -54,13 +60,57 @@ impl Ticket {
             request: Box::new(copy),
             lock,
             stale,
+            revalidating: false,
         }
+    }
+
+    /// Asks the upstream whether the stale response kept for this key is still current
+    /// (`If-None-Match`, `If-Modified-Since`, from its validators), unless the client asked a
+    /// question of its own; a 304 then refreshes it (see [`Ticket::refresh`]).
+    pub(crate) fn ask_if_modified(&mut self, headers: &mut HeaderMap) {
+        let Some(stale) = self.stale.as_deref().filter(|stale| stale.revalidatable) else {
+            return;
+        };
+        if headers.contains_key(IF_NONE_MATCH) || headers.contains_key(IF_MODIFIED_SINCE) {
+            return;
+        }
+        let mut conditions = super::lookup::revalidation_headers(stale, &self.request);
+        for name in [IF_NONE_MATCH, IF_MODIFIED_SINCE] {
+            if let Some(value) = conditions.remove(&name) {
+                headers.insert(name, value);
+                self.revalidating = true;
+            }
+        }
+    }
+
+    /// The stale response brought up to date, when the upstream answered the gateway's own
+    /// question with 304 Not Modified: stored again for its new lifetime and answered whole.
+    /// The ticket back otherwise.
+    pub(crate) fn refresh<B>(self, response: &Response<B>) -> Result<Response<Bytes>, Ticket> {
+        let stale = match &self.stale {
+            Some(stale) if self.revalidating => stale.clone(),
+            _ => return Err(self),
+        };
+        let now = SystemTime::now();
+        let AfterResponse::NotModified(policy, head) =
+            stale.policy.after_response(&*self.request, response, now)
+        else {
+            return Err(self);
+        };
+        let fresh_for = policy.time_to_live(now);
+        let names = vary_names(&head.headers);
+        if let (true, false, Some(names)) = (policy.is_storable(), fresh_for.is_zero(), names) {
+            self.pending(policy, fresh_for, names, stale.revalidatable)
+                .store(stale.body.clone());
+        }
+        Ok(Response::from_parts(head, stale.body.clone()))
     }
 
     /// The stale response to answer with now that the upstream failed: when the route serves
     /// one (`stale_if_error`), the cache still holds it, and its origin did not forbid it.
     /// Counted as a stale answer.
     pub(crate) fn stale_answer(&self) -> Option<Response<Bytes>> {
+        self.route.stale_if_error?;
         let answer = super::lookup::stale_answer(self.stale.as_deref()?, &self.request)?;
         self.route.counts.stale_answers.fetch_add(1, Ordering::Relaxed);
         Some(answer)
@@ -96,8 +146,22 @@ impl Ticket {
             }
             return None;
         };
-        // Kept past its freshness for as long as it may still answer when the upstream fails.
-        let ttl = fresh_for + self.route.stale_if_error.unwrap_or_default();
+        let headers = response.headers();
+        let revalidatable = headers.contains_key(ETAG) || headers.contains_key(LAST_MODIFIED);
+        Some(self.pending(policy, fresh_for, names, revalidatable))
+    }
+
+    fn pending(
+        self,
+        policy: CachePolicy,
+        fresh_for: Duration,
+        names: Vec<HeaderName>,
+        revalidatable: bool,
+    ) -> Pending {
+        // Kept past its freshness for as long as it may still answer when the upstream fails,
+        // or, with a validator, as long again as it was fresh, to be revalidated.
+        let revalidation = if revalidatable { fresh_for } else { Duration::ZERO };
+        let ttl = fresh_for + revalidation.max(self.route.stale_if_error.unwrap_or_default());
         let key = match names {
             names if names.is_empty() => Slot::Single(self.key),
             names => {
@@ -109,13 +173,14 @@ impl Ticket {
                 }
             }
         };
-        Some(Pending {
+        Pending {
             route: self.route,
             key,
             policy,
             ttl,
+            revalidatable,
             lock: self.lock,
-        })
+        }
     }
 
     /// The response's policy, how long it stays fresh and the request headers it varies on,
@@ -213,6 +278,7 @@ struct Pending {
     key: Slot,
     policy: CachePolicy,
     ttl: Duration,
+    revalidatable: bool,
     /// Released when the response is stored, or when it is dropped unstored.
     lock: Option<FillLock>,
 }
@@ -234,6 +300,7 @@ impl Pending {
         let response = Entry::Response(Arc::new(Stored {
             policy: self.policy,
             body,
+            revalidatable: self.revalidatable,
             ttl,
         }));
         match self.key {

@@ -46,7 +46,9 @@ impl RouteCache {
                 self.counts.hits.fetch_add(1, Ordering::Relaxed);
                 return Lookup::Hit(hit);
             }
-            Some(Found::Stale(ref stored)) if self.stale_if_error.is_some() => Some(stored.clone()),
+            Some(Found::Stale(ref stored)) if self.stale_if_error.is_some() || stored.revalidatable => {
+                Some(stored.clone())
+            }
             _ => None,
         };
         let passed = matches!(found, Some(Found::Pass));
@@ -116,6 +118,18 @@ fn answer(parts: http::response::Parts, stored: &Stored, method: &Method) -> Res
         stored.body.clone()
     };
     Response::from_parts(parts, body)
+}
+
+/// The conditional headers that ask the upstream whether `stored` is still current.
+pub(super) fn revalidation_headers(stored: &Stored, request: &Request<()>) -> HeaderMap {
+    let asking = AsGet {
+        uri: request.uri(),
+        headers: request.headers(),
+    };
+    match stored.policy.before_request(&asking, SystemTime::now()) {
+        BeforeRequest::Stale { request, .. } => request.headers,
+        BeforeRequest::Fresh(_) => HeaderMap::new(),
+    }
 }
 
 /// A stale stored response as the answer to `request` when the upstream failed, unless its

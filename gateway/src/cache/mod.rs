@@ -8,6 +8,10 @@
 //! Each response varying on request headers is kept under two keys: the request's, which holds
 //! the names of the varying headers, and the request's with their values, which holds the
 //! response. Bodies are copied into the cache as they stream to the first client.
+//!
+//! A response is kept past its freshness when it may still serve: to answer for a failed
+//! upstream (`stale_if_error`), or, with a validator, to be revalidated with a conditional
+//! request. Concurrent misses of one key wait for the first one's fetch ([`coalesce`]).
 
 mod coalesce;
 mod fill;
@@ -48,6 +52,9 @@ pub(crate) enum Entry {
 pub(crate) struct Stored {
     pub(crate) policy: CachePolicy,
     pub(crate) body: Bytes,
+    /// Whether it has a validator (`ETag`, `Last-Modified`): once stale, it is kept as long
+    /// again, for the upstream to confirm with a 304 rather than send it all again.
+    pub(crate) revalidatable: bool,
     pub(crate) ttl: Duration,
 }
 

@@ -14,7 +14,8 @@
 //! 4. [`transform_request`]: headers, path and JSON body as the route rewrites them.
 //! 5. [`mirror`]: copy a share of the requests to a shadow upstream, without waiting for it.
 //! 6. [`upstream_call`]: pick an instance, forward (with [`forward_headers`]), retry, time out;
-//!    when it fails, [`serve_stale`] may answer with a stale cached response; then
+//!    when it fails, [`serve_stale`] may answer with a stale cached response, and when it
+//!    confirms a stale one current, [`revalidate`] answers with it; then
 //!    [`transform_response`] edits a JSON body when the route says so.
 //! 7. [`response`]: clean the response and stamp it (`x-request-id`, `Via`, `x-cache`, limits,
 //!    CORS, the route's response headers); a cacheable one is stored as it streams.
@@ -40,6 +41,7 @@ mod rate_limit;
 mod record;
 mod request_limits;
 mod response;
+mod revalidate;
 mod serve_stale;
 mod transform_request;
 mod transform_response;
@@ -62,6 +64,7 @@ use http::request::Parts;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use lookout_analytics::EventQueue;
+use revalidate::Revalidated;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -145,7 +148,7 @@ async fn past_the_route(
     authenticate::run(&mut matched, &mut parts, ctx).await?;
     rate_limit::run(&matched, &parts, ctx).await?;
     let body = attack_filter::run(route, &parts, body, ctx).await?;
-    let ticket = match cache_lookup::run(&matched, &parts, ctx).await {
+    let mut ticket = match cache_lookup::run(&matched, &parts, ctx).await {
         Cached::Hit(stored) => return Ok(Answer::Whole(stored)),
         Cached::Fetch(ticket) => ticket,
     };
@@ -157,11 +160,17 @@ async fn past_the_route(
     };
     let body = transform_request::run(&mut matched, &mut parts, body, ctx).await?;
     mirror::run(&matched, &parts, &body, ctx);
+    revalidate::ask(ticket.as_mut(), &mut parts);
     let fetched = upstream_call::run(upstream, matched, parts, body, ctx).await;
     if let Some(stale) = serve_stale::instead_of(&fetched, ticket.as_ref(), ctx) {
         return Ok(Answer::Whole(stale));
     }
-    transform_response::run(route, upstream, fetched?, ticket).await
+    match revalidate::answer(fetched?, ticket, ctx) {
+        Revalidated::Current(stored) => Ok(Answer::Whole(stored)),
+        Revalidated::Fetched(fetched, ticket) => {
+            transform_response::run(route, upstream, fetched, ticket).await
+        }
+    }
 }
 
 /// Notes the error for the request's event and, when an edge policy refused the request, who

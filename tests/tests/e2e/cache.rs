@@ -386,3 +386,41 @@ async fn misses_of_an_uncacheable_key_stop_waiting_for_one_another() {
         "none waited: {waited:?}"
     );
 }
+
+/// A stale response with a validator is revalidated: the upstream is asked whether it changed
+/// (`If-None-Match`), and its 304 refreshes the stored response, which answers whole
+/// (`x-cache: REVALIDATED`, then hits again); a changed resource is fetched and stored anew; a
+/// client's own conditional request gets the upstream's 304 itself.
+#[tokio::test]
+async fn a_stale_response_is_revalidated_with_its_etag() {
+    let (upstream, gateway) = cached("").await;
+    let brief = ("x-reply-header", "cache-control: max-age=1");
+    let first = get(&gateway, "/etag", &[brief]).await;
+    assert_eq!((first.status, x_cache(&first)), (StatusCode::OK, "MISS"));
+    assert_eq!(first.headers["etag"], "\"v1\"");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let revalidated = get(&gateway, "/etag", &[brief]).await;
+    assert_eq!(
+        (revalidated.status, x_cache(&revalidated)),
+        (StatusCode::OK, "REVALIDATED")
+    );
+    assert_eq!(revalidated.body, first.body, "the stored body, not sent again");
+    assert_eq!(upstream.hits(), 2, "the upstream was asked");
+    let again = get(&gateway, "/etag", &[brief]).await;
+    assert_eq!((x_cache(&again), upstream.hits()), ("HIT", 2), "fresh again");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let own_question = get(&gateway, "/etag", &[brief, ("if-none-match", "\"v1\"")]).await;
+    assert_eq!(
+        own_question.status,
+        StatusCode::NOT_MODIFIED,
+        "the client's own question gets the upstream's answer"
+    );
+    let changed = get(&gateway, "/etag", &[brief, ("x-current-etag", "v2")]).await;
+    assert_eq!((changed.status, x_cache(&changed)), (StatusCode::OK, "MISS"));
+    assert_eq!(changed.headers["etag"], "\"v2\"");
+    assert_ne!(changed.body, first.body);
+    let stored = get(&gateway, "/etag", &[brief]).await;
+    assert_eq!((x_cache(&stored), &stored.body), ("HIT", &changed.body));
+}
