@@ -226,7 +226,8 @@ async fn handle(behaviour: Arc<Behaviour>, request: Request<Incoming>) -> Result
 }
 
 /// A resource whose current version (its `ETag`) is the request's `x-current-etag`: 304 Not
-/// Modified when `If-None-Match` names it, else the echo with that `ETag`.
+/// Modified when `If-None-Match` names it (without the `ETag` when asked `x-bare-304`), else
+/// the echo with that `ETag`.
 fn versioned(behaviour: &Behaviour, request: &Request<Incoming>) -> Response<Body> {
     let current = request
         .headers()
@@ -243,7 +244,9 @@ fn versioned(behaviour: &Behaviour, request: &Request<Incoming>) -> Response<Bod
         ),
         false => echo(behaviour, request),
     };
-    if let Ok(tag) = http::HeaderValue::try_from(current) {
+    // `x-bare-304`: a 304 without its `ETag`, as some servers send it.
+    let bare = response.status() == StatusCode::NOT_MODIFIED && request.headers().contains_key("x-bare-304");
+    if let (false, Ok(tag)) = (bare, http::HeaderValue::try_from(current)) {
         response.headers_mut().insert(http::header::ETAG, tag);
     }
     response

@@ -92,8 +92,10 @@ impl Ticket {
             _ => return Err(self),
         };
         let now = SystemTime::now();
+        let asked = super::lookup::revalidation_headers(&stale, &self.request);
+        let answered = with_validators_asked(response, &asked);
         let AfterResponse::NotModified(policy, head) =
-            stale.policy.after_response(&*self.request, response, now)
+            stale.policy.after_response(&*self.request, &answered, now)
         else {
             return Err(self);
         };
@@ -212,6 +214,23 @@ impl Ticket {
         let names = vary_names(view.headers())?;
         Some((policy, fresh_for, names))
     }
+}
+
+/// The head of a 304 to the gateway's own question, with the validators it asked with where
+/// it gives none: some servers leave `ETag` out of a 304, and the question named one stored
+/// response only, so the answer is about that one.
+fn with_validators_asked<B>(response: &Response<B>, asked: &HeaderMap) -> Response<()> {
+    let mut head = Response::new(());
+    *head.status_mut() = response.status();
+    *head.headers_mut() = response.headers().clone();
+    let headers = head.headers_mut();
+    let given = headers.contains_key(ETAG) || headers.contains_key(LAST_MODIFIED);
+    for (asked_with, validator) in [(IF_NONE_MATCH, ETAG), (IF_MODIFIED_SINCE, LAST_MODIFIED)] {
+        if let (false, Some(value)) = (given, asked.get(&asked_with)) {
+            headers.insert(validator, value.clone());
+        }
+    }
+    head
 }
 
 /// How long misses of a key whose response could not be stored go straight to the upstream.

@@ -84,6 +84,19 @@ impl moka::Expiry<CacheKey, Entry> for Freshness {
     fn expire_after_create(&self, _key: &CacheKey, entry: &Entry, _now: Instant) -> Option<Duration> {
         Some(entry.ttl())
     }
+
+    /// An entry stored again lives for its own lifetime: moka's default keeps the old entry's
+    /// expiry, which cut short a refreshed response, and a `Vary` entry stored again for a later
+    /// variant, which then left every variant unreachable when the first one's time was up.
+    fn expire_after_update(
+        &self,
+        _key: &CacheKey,
+        entry: &Entry,
+        _now: Instant,
+        _until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl())
+    }
 }
 
 /// One gateway's cache, shared by its cached routes and kept over reloads.

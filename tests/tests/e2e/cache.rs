@@ -411,6 +411,12 @@ async fn a_stale_response_is_revalidated_with_its_etag() {
     assert_eq!((x_cache(&again), upstream.hits()), ("HIT", 2), "fresh again");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 
+    // A 304 that leaves its `ETag` out answers the gateway's question all the same.
+    let bare = get(&gateway, "/etag", &[brief, ("x-bare-304", "1")]).await;
+    assert_eq!((bare.status, x_cache(&bare)), (StatusCode::OK, "REVALIDATED"));
+    assert_eq!(bare.body, first.body);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
     let own_question = get(&gateway, "/etag", &[brief, ("if-none-match", "\"v1\"")]).await;
     assert_eq!(
         own_question.status,
@@ -423,4 +429,39 @@ async fn a_stale_response_is_revalidated_with_its_etag() {
     assert_ne!(changed.body, first.body);
     let stored = get(&gateway, "/etag", &[brief]).await;
     assert_eq!((x_cache(&stored), &stored.body), ("HIT", &changed.body));
+}
+
+/// An entry stored again lives for its own lifetime, not what was left of the one it replaced:
+/// a variant stored after another keeps its `Vary` entry alive past the first one's time.
+#[tokio::test]
+async fn a_later_variant_outlives_the_first_ones_lifetime() {
+    let (upstream, gateway) = cached("").await;
+    let varied = |lifetime: &'static str| ("x-reply-header", lifetime);
+    let vary = ("x-reply-header", "vary: accept-language");
+    let short = get(
+        &gateway,
+        "/v",
+        &[
+            ("accept-language", "fr"),
+            varied("cache-control: max-age=1"),
+            vary,
+        ],
+    )
+    .await;
+    assert_eq!(x_cache(&short), "MISS");
+    let long = get(
+        &gateway,
+        "/v",
+        &[
+            ("accept-language", "de"),
+            varied("cache-control: max-age=60"),
+            vary,
+        ],
+    )
+    .await;
+    assert_eq!(x_cache(&long), "MISS");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let again = get(&gateway, "/v", &[("accept-language", "de")]).await;
+    assert_eq!((x_cache(&again), &again.body), ("HIT", &long.body));
+    assert_eq!(upstream.hits(), 2);
 }
