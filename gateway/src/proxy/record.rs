@@ -133,7 +133,15 @@ impl RequestContext {
         let bytes_in = self.body.as_ref().map_or(0, |meter| meter.bytes());
         let grpc_status = self.grpc_status;
         if let Some(stats) = &self.stats {
-            stats.finished(&self.method, status, error_kind, (bytes_in, bytes_out), duration);
+            let secure = self.conn.tls_version.is_some();
+            stats.finished(
+                &self.method,
+                secure,
+                status,
+                error_kind,
+                (bytes_in, bytes_out),
+                duration,
+            );
             if let Some(grpc) = grpc_status {
                 stats.grpc_response(grpc);
             }

@@ -111,6 +111,7 @@ impl RouteStats {
     pub(crate) fn finished(
         &self,
         method: &Method,
+        secure: bool,
         status: u16,
         error: Option<ErrorKind>,
         bytes: (u64, u64),
@@ -120,6 +121,7 @@ impl RouteStats {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let outcome = OutcomeKey {
             method: method_label(method),
+            secure,
             status,
             error,
         };
@@ -183,6 +185,8 @@ fn find(outcomes: &[Outcome], key: OutcomeKey) -> Option<&Outcome> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct OutcomeKey {
     method: &'static str,
+    /// Whether the client connected over TLS (`url_scheme`).
+    secure: bool,
     status: u16,
     /// Why the request failed, when it did: a refusal, a failed upstream, a broken-off body
     /// (whatever the status said), the client leaving.
@@ -202,7 +206,7 @@ impl OutcomeKey {
 }
 
 /// The route's Prometheus series. Label sets are bounded: the route's configured name, its
-/// upstream's, a standard method (or `_OTHER`), a status code and an error kind.
+/// upstream's, a standard method (or `_OTHER`), the scheme, a status code and an error kind.
 struct RouteMetrics {
     route: String,
     upstream: String,
@@ -295,6 +299,7 @@ impl RouteMetrics {
                 Label::new("http_request_method", key.method),
                 Label::new("http_response_status_code", key.status.to_string()),
                 Label::new("http_route", self.route.clone()),
+                Label::new("url_scheme", if key.secure { "https" } else { "http" }),
             ];
             if with_upstream {
                 labels.push(Label::new("upstream", self.upstream.clone()));

@@ -101,23 +101,23 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
 
     let duration = "http_server_request_duration_seconds_count";
     let get = format!(
-        r#"{duration}{{http_request_method="GET",http_response_status_code="200",http_route="all",upstream="svc"}}"#
+        r#"{duration}{{http_request_method="GET",http_response_status_code="200",http_route="all",url_scheme="http",upstream="svc"}}"#
     );
     let post = format!(
-        r#"{duration}{{http_request_method="POST",http_response_status_code="200",http_route="all",upstream="svc"}}"#
+        r#"{duration}{{http_request_method="POST",http_response_status_code="200",http_route="all",url_scheme="http",upstream="svc"}}"#
     );
     let unmatched = format!(
-        r#"{duration}{{http_request_method="GET",http_response_status_code="404",http_route="unmatched",upstream="",error_type="no_route"}}"#
+        r#"{duration}{{http_request_method="GET",http_response_status_code="404",http_route="unmatched",url_scheme="http",upstream="",error_type="no_route"}}"#
     );
     // OpenTelemetry's `error.type`: the gateway's error kind, else a server error's status.
     let failed = format!(
-        r#"{duration}{{http_request_method="GET",http_response_status_code="503",http_route="all",upstream="svc",error_type="503"}}"#
+        r#"{duration}{{http_request_method="GET",http_response_status_code="503",http_route="all",url_scheme="http",upstream="svc",error_type="503"}}"#
     );
     assert_eq!(sample(&text, &failed), Some(1.0), "{text}");
     assert_eq!(sample(&text, &get), Some(5.0), "{text}");
     assert_eq!(sample(&text, &post), Some(2.0));
     assert_eq!(sample(&text, &unmatched), Some(3.0));
-    let le = r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_response_status_code="200",http_route="all",upstream="svc",le="10"}"#;
+    let le = r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_response_status_code="200",http_route="all",url_scheme="http",upstream="svc",le="10"}"#;
     assert_eq!(
         sample(&text, le),
         Some(5.0),

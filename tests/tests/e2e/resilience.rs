@@ -466,7 +466,7 @@ async fn a_response_body_the_upstream_breaks_off_or_stalls_is_its_failure() {
     for error_type in ["upstream_aborted", "upstream_timeout"] {
         let series = format!(
             "http_server_request_duration_seconds_count{{http_request_method=\"GET\",http_response_status_code=\"200\",\
-             http_route=\"all\",upstream=\"svc\",error_type=\"{error_type}\"}}"
+             http_route=\"all\",url_scheme=\"http\",upstream=\"svc\",error_type=\"{error_type}\"}}"
         );
         let value = super::metrics::scraped_sample(gateway.admin_addr(), TOKEN, &series).await;
         assert_eq!(value, Some(1.0), "{series}");

@@ -82,7 +82,7 @@ async fn metric(gateway: &Gateway, series: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn a_request_over_https_is_traced_with_its_scheme_and_protocol() {
+async fn a_request_over_https_is_traced_and_measured_with_its_scheme_and_protocol() {
     let upstream = TestUpstream::start("svc").await;
     let receiver = OtlpReceiver::grpc().await;
     let pki = TestPki::new();
@@ -106,6 +106,10 @@ async fn a_request_over_https_is_traced_with_its_scheme_and_protocol() {
     let text = |value: &str| Some(Value::StringValue(value.into()));
     assert_eq!(span_attribute(server, "url.scheme"), text("https"));
     assert_eq!(span_attribute(server, "network.protocol.version"), text("2"));
+    // The HTTP metrics carry the scheme as OpenTelemetry's `url.scheme` too.
+    let series = "http_server_request_duration_seconds_count{http_request_method=\"GET\",\
+                  http_response_status_code=\"200\",http_route=\"all\",url_scheme=\"https\",upstream=\"svc\"}";
+    assert_eq!(metric(&gateway, series).await, 1.0);
     gateway.shutdown().await;
 }
 
