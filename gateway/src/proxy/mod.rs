@@ -148,7 +148,9 @@ async fn past_the_route(
     authenticate::run(&mut matched, &mut parts, ctx).await?;
     rate_limit::run(&matched, &parts, ctx).await?;
     let body = attack_filter::run(route, &parts, body, ctx).await?;
-    let mut ticket = match cache_lookup::run(&matched, &parts, ctx).await {
+    // Awaited apart from the `match`, which would keep a copy of the lookup's future.
+    let cached = cache_lookup::run(&matched, &parts, ctx).await;
+    let mut ticket = match cached {
         Cached::Hit(stored) => return Ok(Answer::Whole(stored)),
         Cached::Fetch(ticket) => ticket,
     };
@@ -165,12 +167,11 @@ async fn past_the_route(
     if let Some(stale) = serve_stale::instead_of(&fetched, ticket.as_ref(), ctx) {
         return Ok(Answer::Whole(stale));
     }
-    match revalidate::answer(fetched?, ticket, ctx) {
-        Revalidated::Current(stored) => Ok(Answer::Whole(stored)),
-        Revalidated::Fetched(fetched, ticket) => {
-            transform_response::run(route, upstream, fetched, ticket).await
-        }
-    }
+    let (fetched, ticket) = match revalidate::answer(fetched?, ticket, ctx) {
+        Revalidated::Current(stored) => return Ok(Answer::Whole(stored)),
+        Revalidated::Fetched(fetched, ticket) => (fetched, ticket),
+    };
+    transform_response::run(route, upstream, fetched, ticket).await
 }
 
 /// Notes the error for the request's event and, when an edge policy refused the request, who
