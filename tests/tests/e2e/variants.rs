@@ -260,7 +260,7 @@ async fn every_event_and_the_route_figures_carry_the_variant() {
     assert_eq!(per_upstream, [("canary".to_owned(), 2), ("stable".to_owned(), 1)]);
     let metrics = metrics_text(admin).await;
     assert!(
-        metrics.contains(r#"http_route="book",upstream="canary""#),
+        metrics.contains(r#"http_route="book",url_scheme="http",upstream="canary""#),
         "{metrics}"
     );
     gateway.shutdown().await;
