@@ -40,18 +40,20 @@ impl RouteCache {
             return Lookup::Bypass;
         }
         let key = CacheKey::of(&self.route, &self.key, request, host, identity);
-        let found = self.stored(&key, request);
-        let stale = match found {
+        // A stale response is kept for a failed upstream or to revalidate; a passed key is not
+        // waited on.
+        let (stale, passed) = match self.stored(&key, request) {
             Some(Found::Fresh(hit)) => {
                 self.counts.hits.fetch_add(1, Ordering::Relaxed);
                 return Lookup::Hit(hit);
             }
-            Some(Found::Stale(ref stored)) if self.stale_if_error.is_some() || stored.revalidatable => {
-                Some(stored.clone())
+            Some(Found::Stale(stored)) => {
+                let usable = self.stale_if_error.is_some() || stored.revalidatable;
+                (usable.then_some(stored), false)
             }
-            _ => None,
+            Some(Found::Pass) => (None, true),
+            None => (None, false),
         };
-        let passed = matches!(found, Some(Found::Pass));
         // A HEAD's answer has no body to keep.
         if request.method != Method::GET {
             self.counts.misses.fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,7 @@
 
 use super::context::RequestContext;
 use super::error::ProxyError;
+use super::upstream_call;
 use crate::body::PooledBody;
 use crate::cache::Ticket;
 use bytes::Bytes;
@@ -28,14 +29,9 @@ pub(super) fn instead_of(
     Some(stale)
 }
 
+/// A 500, or a status the retries treat as the instance's failure (502, 503, 504).
 fn is_server_failure(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::INTERNAL_SERVER_ERROR
-            | StatusCode::BAD_GATEWAY
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::GATEWAY_TIMEOUT
-    )
+    status == StatusCode::INTERNAL_SERVER_ERROR || upstream_call::is_gateway_error(status)
 }
 
 fn is_upstream_failure(error: &ProxyError) -> bool {

@@ -374,7 +374,8 @@ fn note_attempt(
     }
 }
 
-fn is_gateway_error(status: StatusCode) -> bool {
+/// 502, 503, 504: what an instance answers when it cannot serve, retried and counted against it.
+pub(super) fn is_gateway_error(status: StatusCode) -> bool {
     matches!(
         status,
         StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT

@@ -176,7 +176,7 @@ impl RouteStats {
     }
 }
 
-/// The handles already registered for a (method, status), if any.
+/// The handles already registered for an outcome, if any.
 fn find(outcomes: &[Outcome], key: OutcomeKey) -> Option<&Outcome> {
     outcomes.iter().find(|o| o.key == key)
 }
