@@ -27,6 +27,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// How many headers `to_upstream` may add: forwarding (4), `Via`, `x-request-id`, `Host`.
 const ADDED_UPSTREAM: usize = 7;
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
 
@@ -85,10 +86,61 @@ pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
 }
 
-/// Whether a request asks to switch protocols (`Connection: upgrade` with an `Upgrade` header).
-pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+/// Whether a request asks to switch protocols (`Connection: upgrade` with an `Upgrade` header)
+/// to one the gateway tunnels to the upstream.
+///
+/// An offer of HTTP itself (`h2c`, `h2`, `HTTP/2.0`) is withdrawn from `Upgrade` first, with
+/// h2c's `HTTP2-Settings`: once switched, the tunnel would carry the client's next requests to
+/// the upstream past every route, policy and record of the gateway ("h2c smuggling"). The request
+/// goes on as the plain HTTP/1.1 request it also is, since a server may ignore `Upgrade` (RFC
+/// 9110 §7.8), as Envoy drops h2c upgrades; other protocols offered beside it are kept.
+pub(crate) fn tunneled_upgrade(headers: &mut HeaderMap) -> bool {
+    if !headers.contains_key(header::UPGRADE)
+        || !connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+    {
+        return false;
+    }
+    let mut kept = String::new();
+    let mut withdrawn = false;
+    for value in headers.get_all(header::UPGRADE) {
+        // A value that is not text cannot be told apart, so it is not passed on either.
+        let Ok(value) = value.to_str() else {
+            withdrawn = true;
+            continue;
+        };
+        for protocol in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if is_http(protocol) {
+                withdrawn = true;
+            } else {
+                if !kept.is_empty() {
+                    kept.push_str(", ");
+                }
+                kept.push_str(protocol);
+            }
+        }
+    }
+    if !withdrawn {
+        return true;
+    }
+    headers.remove(HTTP2_SETTINGS);
+    match HeaderValue::from_str(&kept) {
+        Ok(value) if !kept.is_empty() => {
+            headers.insert(header::UPGRADE, value);
+            true
+        }
+        _ => {
+            headers.remove(header::UPGRADE);
+            false
+        }
+    }
+}
+
+/// Whether an `Upgrade` protocol (`name[/version]`) is a version of HTTP.
+fn is_http(protocol: &str) -> bool {
+    let name = protocol.split('/').next().unwrap_or_default().trim();
+    ["h2c", "h2", "http"]
+        .iter()
+        .any(|http| name.eq_ignore_ascii_case(http))
 }
 
 /// Prepares a client request's headers for the upstream.
@@ -215,9 +267,45 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        assert!(is_upgrade(&headers));
+        assert!(tunneled_upgrade(&mut headers));
         remove_hop_by_hop(&mut headers, true);
         assert_eq!(headers[header::UPGRADE], "websocket");
         assert_eq!(headers[header::CONNECTION], "upgrade");
+    }
+
+    #[test]
+    fn upgrades_to_http_are_withdrawn() {
+        let offer = |upgrade: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            headers.insert(
+                HTTP2_SETTINGS,
+                HeaderValue::from_static("AAMAAABkAARAAAAAAAIAAAAA"),
+            );
+            for value in upgrade {
+                headers.append(header::UPGRADE, HeaderValue::from_static(value));
+            }
+            let tunneled = tunneled_upgrade(&mut headers);
+            let left: Vec<_> = headers.get_all(header::UPGRADE).iter().cloned().collect();
+            (tunneled, left, headers.contains_key(HTTP2_SETTINGS))
+        };
+        for http in [
+            &["h2c"][..],
+            &["H2C"],
+            &["HTTP/2.0"],
+            &["h2"],
+            &["h2c", "http/1.1"],
+        ] {
+            assert_eq!(offer(http), (false, vec![], false), "{http:?}");
+        }
+        assert_eq!(
+            offer(&["h2c, websocket", "HTTP/2.0"]),
+            (true, vec![HeaderValue::from_static("websocket")], false)
+        );
+        assert_eq!(
+            offer(&["websocket"]),
+            (true, vec![HeaderValue::from_static("websocket")], true),
+            "other offers are left as they were"
+        );
     }
 }

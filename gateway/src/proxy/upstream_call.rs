@@ -143,7 +143,7 @@ impl Outgoing {
         body: RequestBody,
         ctx: &mut RequestContext,
     ) -> Result<Outgoing, ProxyError> {
-        let upgrade = forward_headers::is_upgrade(&parts.headers);
+        let upgrade = forward_headers::tunneled_upgrade(&mut parts.headers);
         let client_upgrade = upgrade.then(|| parts.extensions.remove::<OnUpgrade>()).flatten();
         // Retries go to an instance not tried yet, so a single-instance upstream retries only
         // when it may go to the same instance again.

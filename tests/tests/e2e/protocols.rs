@@ -244,3 +244,119 @@ async fn a_silent_websocket_is_closed_after_the_read_timeout() {
         "not before the timeout"
     );
 }
+
+/// An offer to switch to HTTP itself (h2c) is withdrawn before the request goes upstream: were
+/// the upstream to accept it, the tunnel would carry the client's next requests to it past every
+/// route, policy and record of the gateway ("h2c smuggling"). The request is served as the plain
+/// HTTP/1.1 request it also is, on a connection that goes on serving; another protocol offered
+/// beside h2c is still passed on.
+#[tokio::test]
+async fn an_upgrade_to_h2c_is_not_tunneled() {
+    let (upstream, heads) = switching_upstream().await;
+    let gateway = start_gateway_to(upstream).await;
+    let mut client = tokio::net::TcpStream::connect(gateway.proxy_addr())
+        .await
+        .expect("connect");
+    let smuggling = "GET /public HTTP/1.1\r\nhost: svc\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\
+                     http2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+    client.write_all(smuggling.as_bytes()).await.expect("send");
+    let answer = read_answer(&mut client).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    client
+        .write_all(b"GET /next HTTP/1.1\r\nhost: svc\r\n\r\n")
+        .await
+        .expect("send");
+    let answer = read_answer(&mut client).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200 "),
+        "the connection serves on: {answer}"
+    );
+    let mut offered = tokio::net::TcpStream::connect(gateway.proxy_addr())
+        .await
+        .expect("connect");
+    let both = "GET /chat HTTP/1.1\r\nhost: svc\r\nconnection: Upgrade\r\nupgrade: h2c, websocket\r\n\r\n";
+    offered.write_all(both.as_bytes()).await.expect("send");
+    let answer = read_answer(&mut offered).await;
+    assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+    let heads = heads.lock().expect("heads").clone();
+    let upgrade_lines = |head: &String| -> Vec<String> {
+        head.lines()
+            .filter(|line| {
+                let line = line.to_ascii_lowercase();
+                line.starts_with("upgrade:")
+                    || line.starts_with("http2-settings:")
+                    || line.starts_with("connection:")
+            })
+            .map(str::to_ascii_lowercase)
+            .collect()
+    };
+    let seen: Vec<_> = heads.iter().map(upgrade_lines).collect();
+    assert_eq!(
+        seen,
+        [
+            vec![],
+            vec![],
+            vec![
+                "upgrade: websocket".to_string(),
+                "connection: upgrade".to_string()
+            ]
+        ],
+        "{heads:?}"
+    );
+}
+
+/// An upstream that switches to any protocol offered (101, then echoes what crosses the tunnel)
+/// and answers 200 to any other request; it keeps the heads it received.
+async fn switching_upstream() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                while let Some(head) = lookout_tests::read_request_head(&mut stream).await {
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let switch = head.to_ascii_lowercase().contains("\r\nupgrade:");
+                    kept.lock().expect("heads").push(head);
+                    if switch {
+                        let reply = b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n";
+                        if stream.write_all(reply).await.is_ok() {
+                            let (mut read, mut write) = stream.split();
+                            let _ = tokio::io::copy(&mut read, &mut write).await;
+                        }
+                        return;
+                    }
+                    if stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+/// What the gateway answered, read until the end of its head and the 2-byte body, if any.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let complete = |answer: &[u8]| {
+        let text = String::from_utf8_lossy(answer);
+        text.contains("\r\n\r\n") && (text.starts_with("HTTP/1.1 101") || text.ends_with("\r\n\r\nok"))
+    };
+    while !complete(&answer) {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        assert!(read > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..read]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
