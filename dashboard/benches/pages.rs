@@ -31,6 +31,7 @@ impl LiveSource for Idle {
             store: None,
             traces: None,
             requests_in_flight: 0,
+            tunnels_open: 0,
         }
     }
 }

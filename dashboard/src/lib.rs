@@ -36,6 +36,8 @@ pub struct Live {
     /// `None` when the gateway exports no traces.
     pub traces: Option<TraceFigures>,
     pub requests_in_flight: u64,
+    /// Upgraded connections (WebSockets) open, whose requests ended at the switch.
+    pub tunnels_open: u64,
 }
 
 /// What became of the spans of the requests the gateway kept for tracing, since it started.

@@ -105,6 +105,7 @@ pub(super) struct InstanceRow {
 #[template(path = "live.html")]
 struct LiveFragment {
     in_flight: u64,
+    tunnels_open: u64,
     queued: String,
     dropped: String,
     store_ok: bool,
@@ -174,6 +175,7 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
     };
     let fragment_html = LiveFragment {
         in_flight: live.requests_in_flight,
+        tunnels_open: live.tunnels_open,
         queued: count(live.queue.queued as f64),
         dropped: count(live.queue.dropped as f64),
         store_ok,

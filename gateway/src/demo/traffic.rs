@@ -3,6 +3,7 @@
 
 use super::services::BOOK_COUNT;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -13,6 +14,9 @@ use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 
 const MAX_IN_FLIGHT: usize = 64;
+/// Readers of the web page's live feed, each keeping its WebSocket open for a while, so the
+/// gateway has tunnels open and closing.
+const LIVE_READERS: usize = 2;
 
 /// SQL injection and XSS, as scanners send them.
 const HOSTILE: [&str; 4] = [
@@ -24,6 +28,9 @@ const HOSTILE: [&str; 4] = [
 
 /// Sends about `rps` requests per second to `proxy` until `stop` changes.
 pub(super) async fn generate(proxy: SocketAddr, rps: u32, mut stop: watch::Receiver<bool>) {
+    for _ in 0..LIVE_READERS {
+        tokio::spawn(read_live_feed(proxy, stop.clone()));
+    }
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / rps.max(1));
@@ -45,6 +52,27 @@ pub(super) async fn generate(proxy: SocketAddr, rps: u32, mut stop: watch::Recei
             }
             drop(permit);
         });
+    }
+}
+
+/// A reader of the web page's live feed (`/app/live`, a WebSocket): open for 5 to 20 s at a
+/// time, then closed and, a second later, opened again, until `stop` changes.
+async fn read_live_feed(proxy: SocketAddr, mut stop: watch::Receiver<bool>) {
+    let url = format!("ws://{proxy}/app/live");
+    loop {
+        if let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&url).await {
+            let reading = Duration::from_secs(5 + fastrand::u64(..16));
+            let read = async { while let Some(Ok(_)) = socket.next().await {} };
+            tokio::select! {
+                _ = tokio::time::timeout(reading, read) => {}
+                _ = stop.changed() => return,
+            }
+            let _ = socket.close(None).await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 

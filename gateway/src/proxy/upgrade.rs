@@ -1,9 +1,12 @@
 //! Protocol upgrades (WebSocket and other `Upgrade` requests): once the upstream answers 101, the
 //! two upgraded connections are spliced together by a task of their own, until either side
 //! closes or, when the upstream has a `read_timeout`, nothing has crossed the tunnel either way
-//! for that long (as nginx's `proxy_read_timeout` closes a silent WebSocket).
+//! for that long (as nginx's `proxy_read_timeout` closes a silent WebSocket). The request's own
+//! record ends at the switch; the tunnel's life (how long, how many bytes each way, how it
+//! ended) goes to its route's tunnel figures when it closes.
 
 use crate::body::PooledBody;
+use crate::stats::{RouteStats, TunnelClose, TunnelEnd};
 use http::Response;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -17,14 +20,23 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+/// What a tunnel keeps besides its two connections.
+pub(super) struct Keep {
+    /// The client connection's place under the connection cap.
+    pub(super) place: Arc<OwnedSemaphorePermit>,
+    /// The upstream's `read_timeout`: the longest silence allowed.
+    pub(super) idle_timeout: Option<Duration>,
+    /// The route's figures, told when the tunnel opens and closes.
+    pub(super) stats: Option<Arc<RouteStats>>,
+}
+
 /// Splices the client's and the upstream's upgraded connections and returns the 101 response
-/// for the client. The tunnel keeps the client connection's `place` under the connection cap
+/// for the client. The tunnel keeps the client connection's place under the connection cap
 /// until it closes: the HTTP connection that carried the upgrade ends at once.
 pub(super) fn tunnel(
     mut response: Response<PooledBody>,
     client: Option<OnUpgrade>,
-    place: Arc<OwnedSemaphorePermit>,
-    idle_timeout: Option<Duration>,
+    keep: Keep,
 ) -> Response<PooledBody> {
     let upstream = hyper::upgrade::on(&mut response);
     let Some(client) = client else {
@@ -32,7 +44,7 @@ pub(super) fn tunnel(
         return response;
     };
     tokio::spawn(async move {
-        let _place = place;
+        let _place = keep.place;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(error) => {
@@ -40,14 +52,21 @@ pub(super) fn tunnel(
                 return;
             }
         };
-        splice(TokioIo::new(client), TokioIo::new(upstream), idle_timeout).await;
+        if let Some(stats) = &keep.stats {
+            stats.tunnel_opened();
+        }
+        let end = splice(TokioIo::new(client), TokioIo::new(upstream), keep.idle_timeout).await;
+        tracing::debug!(?end, "upgraded connection closed");
+        if let Some(stats) = &keep.stats {
+            stats.tunnel_closed(&end);
+        }
     });
     response
 }
 
-/// Copies both ways until either side closes or the tunnel stays silent for `idle_timeout`;
-/// returning drops (closes) both connections.
-async fn splice<C, U>(client: C, upstream: U, idle_timeout: Option<Duration>)
+/// Copies both ways until both sides close, either fails, or the tunnel stays silent for
+/// `idle_timeout`; returning drops (closes) both connections.
+async fn splice<C, U>(client: C, upstream: U, idle_timeout: Option<Duration>) -> TunnelEnd
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -56,27 +75,37 @@ where
     let mut client = Watched {
         io: client,
         activity: &activity,
+        read: &activity.from_client,
     };
     let mut upstream = Watched {
         io: upstream,
         activity: &activity,
+        read: &activity.from_upstream,
     };
     let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-    let Some(idle_timeout) = idle_timeout else {
-        log_end(copy.await);
-        return;
+    let close = match idle_timeout {
+        None => closed_by(copy.await),
+        Some(idle_timeout) => tokio::select! {
+            ended = copy => closed_by(ended),
+            () = activity.silent_for(idle_timeout) => TunnelClose::IdleTimeout,
+        },
     };
-    tokio::select! {
-        ended = copy => log_end(ended),
-        () = activity.silent_for(idle_timeout) => {
-            tracing::debug!(?idle_timeout, "upgraded connection closed: silent past the upstream's read_timeout");
-        }
+    // Bytes read from one side were written to the other, but for those a failure cut off.
+    TunnelEnd {
+        close,
+        lifetime: activity.opened.elapsed(),
+        to_upstream: activity.from_client.load(Ordering::Relaxed),
+        to_client: activity.from_upstream.load(Ordering::Relaxed),
     }
 }
 
-fn log_end(ended: io::Result<(u64, u64)>) {
-    if let Err(error) = ended {
-        tracing::debug!(%error, "upgraded connection ended with an error");
+fn closed_by(ended: io::Result<(u64, u64)>) -> TunnelClose {
+    match ended {
+        Ok(_) => TunnelClose::Closed,
+        Err(error) => {
+            tracing::debug!(%error, "upgraded connection ended with an error");
+            TunnelClose::Error
+        }
     }
 }
 
@@ -86,6 +115,9 @@ struct Activity {
     opened: Instant,
     /// Milliseconds from `opened` to the last read that brought bytes.
     last_ms: AtomicU64,
+    /// Bytes read from each side.
+    from_client: AtomicU64,
+    from_upstream: AtomicU64,
 }
 
 impl Activity {
@@ -93,6 +125,8 @@ impl Activity {
         Activity {
             opened: Instant::now(),
             last_ms: AtomicU64::new(0),
+            from_client: AtomicU64::new(0),
+            from_upstream: AtomicU64::new(0),
         }
     }
 
@@ -114,10 +148,12 @@ impl Activity {
     }
 }
 
-/// One side of the tunnel, stamping [`Activity`] on each read that brings bytes.
+/// One side of the tunnel, stamping [`Activity`] on each read that brings bytes and counting
+/// them in `read`.
 struct Watched<'a, T> {
     io: T,
     activity: &'a Activity,
+    read: &'a AtomicU64,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<'_, T> {
@@ -128,8 +164,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<'_, T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        let read = buf.filled().len() - before;
+        if matches!(polled, Poll::Ready(Ok(()))) && read > 0 {
             self.activity.touch();
+            self.read.fetch_add(read as u64, Ordering::Relaxed);
         }
         polled
     }

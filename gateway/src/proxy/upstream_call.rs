@@ -83,12 +83,12 @@ pub(super) async fn run(
     }
     let response = outcome.into_result(upstream)?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(upgrade::tunnel(
-            response,
-            outgoing.client_upgrade,
-            ctx.conn.place.clone(),
-            upstream.read_timeout,
-        ));
+        let keep = upgrade::Keep {
+            place: ctx.conn.place.clone(),
+            idle_timeout: upstream.read_timeout,
+            stats: ctx.stats.clone(),
+        };
+        return Ok(upgrade::tunnel(response, outgoing.client_upgrade, keep));
     }
     Ok(response)
 }

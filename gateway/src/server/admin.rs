@@ -169,6 +169,7 @@ impl LiveSource for GatewayLive {
                 }
             }),
             requests_in_flight: shared.registry.requests_in_flight(),
+            tunnels_open: shared.registry.tunnels_open(),
         }
     }
 }

@@ -6,6 +6,7 @@ mod latency;
 mod prometheus;
 mod registry;
 mod route;
+mod tunnel;
 
 pub(crate) use latency::{Latency, ROTATION};
 pub use latency::{LatencySnapshot, Percentiles};
@@ -18,3 +19,4 @@ pub(crate) use prometheus::{
 pub use registry::Registry;
 pub use route::RouteSnapshot;
 pub(crate) use route::RouteStats;
+pub(crate) use tunnel::{TunnelClose, TunnelEnd};

@@ -67,11 +67,18 @@ pub(crate) const CONNECTION_ERRORS: &str = "lookout_proxy_connection_errors_tota
 /// gives every scraped series an `instance` label naming the target, here the gateway, and
 /// renames a scraped `instance` to `exported_instance`, so dashboards and alerts keyed on it
 /// would have grouped by gateway.
+pub(crate) const TUNNELS_OPEN: &str = "lookout_tunnels_open";
+pub(crate) const TUNNEL_DURATION: &str = "lookout_tunnel_duration_seconds";
+pub(crate) const TUNNEL_BYTES: &str = "lookout_tunnel_bytes_total";
 pub(crate) const UPSTREAM_INSTANCE: &str = "upstream_instance";
 
 /// The bucket boundaries OpenTelemetry advises for `http.server.request.duration`, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// Tunnel lifetimes, from a second to a day: WebSockets live for minutes or hours.
+const TUNNEL_BUCKETS: [f64; 12] = [
+    1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
 ];
 /// Body sizes, by powers of four from 64 bytes to 64 MiB.
 const SIZE_BUCKETS: [f64; 12] = [
@@ -79,7 +86,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 55] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 58] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -91,6 +98,21 @@ const DESCRIPTIONS: [(&str, Unit, &str); 55] = [
         "HTTP server requests in flight, by route.",
     ),
     (REQUEST_BODY_SIZE, Unit::Bytes, "Size of HTTP request bodies."),
+    (
+        TUNNELS_OPEN,
+        Unit::Count,
+        "Upgraded connections (WebSockets) open now, by route; the requests that opened them ended at the switch (101).",
+    ),
+    (
+        TUNNEL_DURATION,
+        Unit::Seconds,
+        "Lifetime of upgraded connections (WebSockets), by route and how they ended: closed, idle_timeout (nothing crossed for the upstream's read_timeout) or error.",
+    ),
+    (
+        TUNNEL_BYTES,
+        Unit::Bytes,
+        "Bytes that crossed upgraded connections (WebSockets), by route and direction (to_upstream, to_client), counted when each closes.",
+    ),
     (RESPONSE_BODY_SIZE, Unit::Bytes, "Size of HTTP response bodies."),
     (
         INSTANCE_HEALTHY,
@@ -335,6 +357,7 @@ impl Default for Metrics {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &DURATION_BUCKETS)
             .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_body_size_bytes".into()), &SIZE_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(TUNNEL_DURATION.into()), &TUNNEL_BUCKETS))
             .expect("bucket lists are non-empty");
         let recorder = builder.build_recorder();
         for (name, unit, description) in DESCRIPTIONS {
@@ -389,7 +412,7 @@ impl ScrapeGauges {
         for (name, unit, description) in DESCRIPTIONS {
             if matches!(
                 name,
-                INSTANCE_HEALTHY | ACTIVE_REQUESTS | TLS_CERTIFICATE_EXPIRY | ANOMALY_SCORE
+                INSTANCE_HEALTHY | ACTIVE_REQUESTS | TUNNELS_OPEN | TLS_CERTIFICATE_EXPIRY | ANOMALY_SCORE
             ) {
                 recorder.describe_gauge(
                     KeyName::from_const_str(name),

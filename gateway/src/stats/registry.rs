@@ -165,6 +165,12 @@ impl Registry {
 
     /// Every route's figures, by name, then the unmatched requests' as `unmatched`.
     /// Requests in flight on every route, unmatched included.
+    /// Upgraded connections (WebSockets) open on every route.
+    pub(crate) fn tunnels_open(&self) -> u64 {
+        let open: i64 = self.routes.lock().values().map(|s| s.tunnels_open()).sum();
+        open.max(0) as u64
+    }
+
     pub(crate) fn requests_in_flight(&self) -> u64 {
         let routed: i64 = self.routes.lock().values().map(|s| s.in_flight()).sum();
         (routed + self.unmatched.in_flight()).max(0) as u64
@@ -307,15 +313,25 @@ impl Registry {
             let healthy = if instance.available() { 1.0 } else { 0.0 };
             live.set(prometheus::INSTANCE_HEALTHY, labels, healthy);
         }
-        // A route with variants has figures per variant: its gauge is their sum.
+        // A route with variants has figures per variant: its gauges are their sums.
         let mut in_flight: HashMap<Arc<str>, i64> = HashMap::new();
+        let mut tunnels: HashMap<Arc<str>, i64> = HashMap::new();
         for ((route, _), stats) in self.routes.lock().iter() {
             *in_flight.entry(route.clone()).or_default() += stats.in_flight();
+            let open = stats.tunnels_open();
+            if open != 0 {
+                *tunnels.entry(route.clone()).or_default() += open;
+            }
         }
         in_flight.insert(UNMATCHED_ROUTE.into(), self.unmatched.in_flight());
         for (route, count) in &in_flight {
             let labels = vec![Label::new("http_route", route.to_string())];
             live.set(prometheus::ACTIVE_REQUESTS, labels, *count as f64);
+        }
+        // Only routes with a tunnel open: most routes never upgrade.
+        for (route, count) in &tunnels {
+            let labels = vec![Label::new("http_route", route.to_string())];
+            live.set(prometheus::TUNNELS_OPEN, labels, *count as f64);
         }
         if let Some(store) = store {
             anomaly_scores(live, in_flight.keys().map(|r| r.to_string()), store);

@@ -4,6 +4,7 @@
 
 use super::latency::{Latency, LatencySnapshot};
 use super::prometheus::{self, method_label, Metrics};
+use super::tunnel::{TunnelEnd, TunnelStats};
 use crate::grpc::{self, GrpcStatus};
 use arc_swap::ArcSwap;
 use http::Method;
@@ -25,6 +26,7 @@ pub(crate) struct RouteStats {
     statuses: Box<[AtomicU64]>,
     grpc_statuses: [AtomicU64; grpc::CODES],
     in_flight: AtomicI64,
+    tunnels: TunnelStats,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     pub(crate) latency: Latency,
@@ -38,6 +40,8 @@ pub struct RouteSnapshot {
     pub upstream: String,
     pub requests: u64,
     pub in_flight: i64,
+    /// Upgraded connections (WebSockets) open now; their requests ended at the switch.
+    pub tunnels_open: i64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// `"2xx": n`, …
@@ -65,6 +69,7 @@ impl RouteStats {
             statuses: (0..STATUS_CODES).map(|_| AtomicU64::new(0)).collect(),
             grpc_statuses: Default::default(),
             in_flight: AtomicI64::new(0),
+            tunnels: TunnelStats::default(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             latency: Latency::new(),
@@ -139,6 +144,22 @@ impl RouteStats {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// An upgraded connection (WebSocket) opened: the request's own figures ended at the switch.
+    pub(crate) fn tunnel_opened(&self) {
+        self.tunnels.opened();
+    }
+
+    pub(crate) fn tunnel_closed(&self, end: &TunnelEnd) {
+        let metrics = &self.prometheus;
+        self.tunnels
+            .closed(end, &metrics.metrics, &metrics.route, &metrics.upstream);
+    }
+
+    /// Upgraded connections open now, read into a gauge at scrape time.
+    pub(crate) fn tunnels_open(&self) -> i64 {
+        self.tunnels.open()
+    }
+
     pub(crate) fn rotate(&self) {
         self.latency.rotate();
         self.upstream_latency.rotate();
@@ -165,6 +186,7 @@ impl RouteStats {
             upstream: self.prometheus.upstream.clone(),
             requests: status_codes.values().sum(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            tunnels_open: self.tunnels.open(),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             status_classes,

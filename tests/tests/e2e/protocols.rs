@@ -360,3 +360,104 @@ async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
     }
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// A WebSocket's life is in its route's tunnel figures: open while it lasts (Prometheus,
+/// `/admin/stats` and the dashboard's live figures), then its lifetime by how it ended and the bytes that crossed it each way.
+/// The request that opened it ended at the switch.
+#[tokio::test]
+async fn a_websockets_life_is_in_its_routes_tunnel_figures() {
+    const TOKEN: &str = "tunnel-token";
+    let upstream = TestUpstream::start("ws").await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\n{}",
+        lookout_tests::single_upstream(upstream.addr, "read_timeout: 1s", "")
+    ))
+    .await;
+    let admin = gateway.admin_addr();
+    let url = format!("ws://{}/ws", gateway.proxy_addr());
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("websocket handshake");
+    let message = "x".repeat(1000);
+    for _ in 0..3 {
+        socket.send(Message::text(message.clone())).await.expect("send");
+        socket.next().await.expect("a reply").expect("a message");
+    }
+    let open = "lookout_tunnels_open{http_route=\"all\"}";
+    assert_eq!(
+        super::metrics::scraped_sample(admin, TOKEN, open).await,
+        Some(1.0)
+    );
+    let auth = format!("Bearer {TOKEN}");
+    let stats = lookout_tests::body_json(
+        &lookout_tests::send(
+            admin,
+            http::Method::GET,
+            "/admin/stats",
+            &[("authorization", &auth)],
+        )
+        .await,
+    );
+    let live = lookout_tests::send(
+        admin,
+        http::Method::GET,
+        "/dashboard/live",
+        &[("authorization", &auth)],
+    )
+    .await;
+    let live = String::from_utf8_lossy(&live.body);
+    assert!(
+        live.contains(r#"id="tunnels-open">1<"#),
+        "the dashboard's live figures: {live}"
+    );
+    let route = &stats["routes"][0];
+    assert_eq!(
+        (&route["route"], &route["tunnels_open"], &route["in_flight"]),
+        (&"all".into(), &1.into(), &0.into())
+    );
+
+    socket.close(None).await.expect("close");
+    while socket.next().await.is_some_and(|m| m.is_ok()) {}
+    drop(socket);
+    let closed =
+        "lookout_tunnel_duration_seconds_count{http_route=\"all\",upstream=\"svc\",reason=\"closed\"}";
+    assert_eq!(tunnel_figure(admin, TOKEN, closed, 1.0).await, 1.0);
+    assert_eq!(
+        super::metrics::scraped_sample(admin, TOKEN, open).await,
+        None,
+        "none open"
+    );
+    // Three 1000-byte messages and a close each way, with their frames' heads (and the client's masks).
+    for direction in ["to_upstream", "to_client"] {
+        let series = format!(
+            "lookout_tunnel_bytes_total{{http_route=\"all\",upstream=\"svc\",direction=\"{direction}\"}}"
+        );
+        let bytes = tunnel_figure(admin, TOKEN, &series, 3000.0).await;
+        assert!((3000.0..3100.0).contains(&bytes), "{direction}: {bytes}");
+    }
+
+    // A second one, left silent, is closed after the upstream's read_timeout.
+    let (mut silent, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("websocket handshake");
+    while silent.next().await.is_some_and(|m| m.is_ok()) {}
+    let idle =
+        "lookout_tunnel_duration_seconds_count{http_route=\"all\",upstream=\"svc\",reason=\"idle_timeout\"}";
+    assert_eq!(tunnel_figure(admin, TOKEN, idle, 1.0).await, 1.0);
+    let scrape = lookout_tests::send(admin, http::Method::GET, "/metrics", &[("authorization", &auth)]).await;
+    super::metrics::promtool_check(&String::from_utf8_lossy(&scrape.body));
+}
+
+/// A tunnel figure, once it has reached `at_least`: a tunnel's end is counted by its own task,
+/// just after the client sees it close.
+async fn tunnel_figure(admin: SocketAddr, token: &str, series: &str, at_least: f64) -> f64 {
+    let mut value = None;
+    for _ in 0..50 {
+        value = super::metrics::scraped_sample(admin, token, series).await;
+        if let Some(value) = value.filter(|v| *v >= at_least) {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{series} stayed at {value:?}");
+}

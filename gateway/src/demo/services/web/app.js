@@ -44,4 +44,16 @@ async function listBooks() {
   }
 }
 
+// The live feed, a WebSocket through the same gateway: how many readers are online.
+function watchReaders() {
+  const status = document.getElementById("live");
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  const socket = new WebSocket(scheme + location.host + "/app/live");
+  socket.onmessage = (event) => {
+    status.textContent = "Readers online: " + JSON.parse(event.data).readers_online;
+  };
+  socket.onclose = () => { status.textContent = "Live feed closed."; };
+}
+
 listBooks();
+watchReaders();
