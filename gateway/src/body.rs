@@ -39,6 +39,15 @@ pub(crate) fn has_coding_beyond_chunked(headers: &http::HeaderMap) -> bool {
         .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
+/// Whether an upstream's response cannot be passed on as it is framed: its body is in a transfer
+/// coding other than `chunked`, or it has a `Content-Length` beside `Transfer-Encoding` (RFC 9112
+/// §6.3: hyper reads the chunks, and the length, wrong, would reach the client as if it were
+/// right, which would wait for bytes that never come). nginx and Envoy refuse both.
+pub(crate) fn is_misframed_response(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        && (headers.contains_key(http::header::CONTENT_LENGTH) || has_coding_beyond_chunked(headers))
+}
+
 /// The client's request body as the pipeline holds it.
 pub(crate) enum RequestBody {
     /// Still arriving from the client: streamed upstream, never buffered whole.

@@ -5,7 +5,7 @@
 
 use super::pool::{Failed, SendError};
 use super::{now_ms, Exchange, Instance, ReturnTicket, Upstream};
-use crate::body::{has_coding_beyond_chunked, PooledBody, UpstreamBody};
+use crate::body::{is_misframed_response, PooledBody, UpstreamBody};
 use http::{Request, Response, StatusCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +32,8 @@ pub(crate) enum Failure {
     Unreachable,
     /// The instance answered with something that is not a valid HTTP response head (garbage,
     /// conflicting lengths, a head over the parser's limit), a body in a transfer coding
-    /// other than chunked, or a switch of protocols the request did not ask for.
+    /// other than chunked or with a length beside its chunks, or a switch of protocols the
+    /// request did not ask for.
     InvalidResponse,
     TimedOut,
 }
@@ -112,13 +113,13 @@ pub(crate) async fn exchange_until(
     let asked_to_switch = request.headers().contains_key(http::header::UPGRADE);
     let exchange = instance.exchange(upstream.connect_timeout, request, fresh);
     match timeout_at(deadline, exchange).await {
-        // Its body would reach the client still coded, and unlabelled once the hop-by-hop
-        // `Transfer-Encoding` is dropped: refused, as nginx refuses it (dropping the exchange
-        // closes the connection, its body unread). So is a switch of protocols the request did
-        // not ask for (RFC 9110 §15.2.2), which would leave the client's connection in a protocol
-        // it never offered, and an HTTP/2 client's stream in error.
+        // Its body would reach the client still coded, or with a wrong length: refused, as nginx
+        // refuses it (dropping the exchange closes the connection, its body unread). So is a
+        // switch of protocols the request did not ask for (RFC 9110 §15.2.2), which would leave
+        // the client's connection in a protocol it never offered, and an HTTP/2 client's stream
+        // in error.
         Ok(Ok(Exchange { response, .. }))
-            if has_coding_beyond_chunked(response.headers())
+            if is_misframed_response(response.headers())
                 || (response.status() == StatusCode::SWITCHING_PROTOCOLS && !asked_to_switch) =>
         {
             Err(Unanswered {

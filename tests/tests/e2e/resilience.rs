@@ -509,7 +509,7 @@ async fn an_upstream_answering_invalid_http_is_named_so() {
         sound.addr
     ))
     .await;
-    for path in ["/garbage", "/lengths", "/coded", "/switch", "/huge"] {
+    for path in ["/garbage", "/lengths", "/coded", "/framed", "/switch", "/huge"] {
         let reply = send(gateway.proxy_addr(), Method::GET, path, &[]).await;
         assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{path}");
         let error = &body_json(&reply)["error"];
@@ -523,7 +523,7 @@ async fn an_upstream_answering_invalid_http_is_named_so() {
         let reply = send(gateway.proxy_addr(), Method::GET, "/mixed", &[]).await;
         assert_eq!((reply.status, reply.instance()), (StatusCode::OK, "sound"));
     }
-    lookout_tests::wait_for_stored(&gateway, 7).await;
+    lookout_tests::wait_for_stored(&gateway, 8).await;
     let rows = lookout_tests::sql_rows(
         gateway.admin_addr(),
         TOKEN,
@@ -539,6 +539,7 @@ async fn an_upstream_answering_invalid_http_is_named_so() {
             invalid("/garbage"),
             invalid("/lengths"),
             invalid("/coded"),
+            invalid("/framed"),
             invalid("/switch"),
             invalid("/huge")
         ])
@@ -560,7 +561,7 @@ async fn an_upstream_answering_invalid_http_is_named_so() {
 /// An upstream that answers each request with something that is not a valid HTTP response:
 /// `/garbage` a line that is no status line, `/lengths` two different `Content-Length`s,
 /// `/coded` a body gzipped as well as chunked, which the gateway could pass on only unlabelled,
-/// `/switch` a switch of protocols the request did not ask for, any other path a 512 KiB
+/// `/framed` a chunked body with a `Content-Length` that is not its length, `/switch` a switch of protocols the request did not ask for, any other path a 512 KiB
 /// header, over the parser's limit.
 async fn invalid_answers() -> std::net::SocketAddr {
     let (addr, _) = raw_server(|_, mut stream| async move {
@@ -571,6 +572,8 @@ async fn invalid_answers() -> std::net::SocketAddr {
                 b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nokk".to_vec()
             } else if head.starts_with(b"GET /coded ") {
                 b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec()
+            } else if head.starts_with(b"GET /framed ") {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n".to_vec()
             } else if head.starts_with(b"GET /switch ") {
                 b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n".to_vec()
             } else {
