@@ -62,14 +62,14 @@ pub(crate) const CONNECTIONS_OPEN: &str = "lookout_proxy_connections_open";
 pub(crate) const CONNECTIONS_MAX: &str = "lookout_proxy_connections_max";
 pub(crate) const CONNECTIONS_REJECTED: &str = "lookout_proxy_connections_rejected_total";
 pub(crate) const CONNECTION_ERRORS: &str = "lookout_proxy_connection_errors_total";
+pub(crate) const TUNNELS_OPEN: &str = "lookout_tunnels_open";
+pub(crate) const TUNNEL_DURATION: &str = "lookout_tunnel_duration_seconds";
+pub(crate) const TUNNEL_BYTES: &str = "lookout_tunnel_bytes_total";
 
 /// The label naming an upstream instance (its configured address). Not `instance`: Prometheus
 /// gives every scraped series an `instance` label naming the target, here the gateway, and
 /// renames a scraped `instance` to `exported_instance`, so dashboards and alerts keyed on it
 /// would have grouped by gateway.
-pub(crate) const TUNNELS_OPEN: &str = "lookout_tunnels_open";
-pub(crate) const TUNNEL_DURATION: &str = "lookout_tunnel_duration_seconds";
-pub(crate) const TUNNEL_BYTES: &str = "lookout_tunnel_bytes_total";
 pub(crate) const UPSTREAM_INSTANCE: &str = "upstream_instance";
 
 /// The bucket boundaries OpenTelemetry advises for `http.server.request.duration`, in seconds.

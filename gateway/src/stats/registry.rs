@@ -163,19 +163,19 @@ impl Registry {
         self.metrics.upkeep();
     }
 
-    /// Every route's figures, by name, then the unmatched requests' as `unmatched`.
-    /// Requests in flight on every route, unmatched included.
     /// Upgraded connections (WebSockets) open on every route.
     pub(crate) fn tunnels_open(&self) -> u64 {
         let open: i64 = self.routes.lock().values().map(|s| s.tunnels_open()).sum();
         open.max(0) as u64
     }
 
+    /// Requests in flight on every route, unmatched included.
     pub(crate) fn requests_in_flight(&self) -> u64 {
         let routed: i64 = self.routes.lock().values().map(|s| s.in_flight()).sum();
         (routed + self.unmatched.in_flight()).max(0) as u64
     }
 
+    /// Every route's figures, by name, then the unmatched requests' as `unmatched`.
     pub(crate) fn route_snapshots(&self) -> Vec<RouteSnapshot> {
         let mut routes: Vec<_> = self
             .routes
