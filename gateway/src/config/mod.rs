@@ -185,7 +185,10 @@ fn load_text(
     let parsed = if text.trim().is_empty() {
         Ok(raw::RawConfig::default())
     } else {
-        marked_yaml::from_yaml::<raw::RawConfig>(0, text)
+        // A key given twice would have its second value win silently, with the first one's
+        // problems reported against the second: a mistake, so it is refused.
+        let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
+        marked_yaml::from_yaml_with_options::<raw::RawConfig>(0, text, options)
     };
     let raw = match parsed {
         Ok(raw) => raw,
@@ -199,6 +202,17 @@ fn load_text(
 
 fn report_parse_error(problems: &mut Problems, error: FromYamlError) {
     match error {
+        FromYamlError::ParseYaml(marked_yaml::LoadError::DuplicateKey(keys)) => {
+            let first = keys.prev_key.span().start().map_or(0, |m| m.line());
+            let key = keys.key.as_str();
+            let message = format!("`{key}` is given twice (first at line {first}); give it once");
+            problems.at(keys.key.span(), "(yaml)", message);
+        }
+        FromYamlError::ParseYaml(marked_yaml::LoadError::UnexpectedAnchor(at)) => {
+            let message =
+                "YAML anchors and aliases (`&name`, `*name`) are not supported: write the value out";
+            problems.at(&marked_yaml::Span::new_start(at), "(yaml)", message);
+        }
         FromYamlError::ParseYaml(load) => {
             let span = load_error_span(&load);
             problems.at(&span, "(yaml)", load.to_string());
@@ -218,7 +232,6 @@ fn load_error_span(error: &marked_yaml::LoadError) -> marked_yaml::Span {
     let mark = match error {
         TopLevelMustBeMapping(m)
         | TopLevelMustBeSequence(m)
-        | UnexpectedAnchor(m)
         | MappingKeyMustBeScalar(m)
         | UnexpectedTag(m)
         | ScanError(m, _) => Some(*m),

@@ -145,6 +145,38 @@ fn unknown_fields_and_wrong_types_are_rejected_with_their_place() {
     assert!(bad_yaml[0].line >= 1, "{bad_yaml:?}");
 }
 
+/// A key given twice would otherwise have its second value win in silence: the first block of
+/// upstreams gone, and its routes reported as naming an unknown upstream.
+#[test]
+fn a_key_given_twice_is_an_error_naming_both_places() {
+    let text = "\
+upstreams:
+  - { name: a, instances: [\"127.0.0.1:1\"] }
+routes:
+  - { name: r, upstream: a, timeout: 1s, timeout: 2s }
+upstreams:
+  - { name: b, instances: [\"127.0.0.1:2\"] }
+";
+    let all = errors(text);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!((all[0].line, &*all[0].field), (4, "(yaml)"), "{all:?}");
+    assert_eq!(
+        all[0].message,
+        "`timeout` is given twice (first at line 4); give it once"
+    );
+    let later = errors("upstreams: []\nroutes: []\nupstreams: []\n");
+    assert_eq!(
+        (later[0].line, &*later[0].message),
+        (3, "`upstreams` is given twice (first at line 1); give it once")
+    );
+    let anchored = errors("upstreams:\n  - &svc { name: a, instances: [\"127.0.0.1:1\"] }\nroutes: []\n");
+    assert_eq!(anchored[0].line, 2, "{anchored:?}");
+    assert!(
+        anchored[0].message.contains("anchors and aliases"),
+        "{anchored:?}"
+    );
+}
+
 #[test]
 fn an_exposed_admin_listener_needs_a_token() {
     let exposed = errors("listeners:\n  admin: 0.0.0.0:9901\n");
