@@ -71,6 +71,13 @@ pub(crate) fn instance(p: &mut Problems, field: &str, text: &Text) -> Option<Aut
     let (scheme, rest) = Scheme::split(raw);
     let rest = rest.trim_end_matches('/');
     let parsed = match rest.parse::<Authority>() {
+        // Told apart from other parse errors, which only say "invalid uri character".
+        Err(_) if rest.contains("://") => Err(format!(
+            "instance `{raw}`: only http:// and https:// instances are supported"
+        )),
+        Err(_) if rest.contains('/') => Err(format!(
+            "instance `{raw}` has a path: an instance is an address (a route's `rewrite` or `strip_prefix` sets the path)"
+        )),
         Ok(a) if a.host().is_empty() => Err(format!("instance `{raw}` has no host")),
         Ok(a) if a.port_u16().is_some_and(|port| port > 0) => Ok(a),
         Ok(a) if a.as_str().len() > a.host().len() => {

@@ -145,6 +145,29 @@ fn unknown_fields_and_wrong_types_are_rejected_with_their_place() {
     assert!(bad_yaml[0].line >= 1, "{bad_yaml:?}");
 }
 
+/// An instance with another scheme, or with a path, is told so rather than "invalid uri character".
+#[test]
+fn an_instance_with_another_scheme_or_a_path_is_told_so() {
+    let all = errors(
+        "upstreams:\n  - { name: a, instances: [\"ftp://files:21\", \"http://books:8080/api/v1\"] }\n\
+         routes: [{ name: r, upstream: a }]\n",
+    );
+    let messages: Vec<_> = all.iter().map(|e| (&*e.field, &*e.message)).collect();
+    assert_eq!(
+        messages,
+        [
+            (
+                "upstreams[0].instances[0]",
+                "instance `ftp://files:21`: only http:// and https:// instances are supported"
+            ),
+            (
+                "upstreams[0].instances[1]",
+                "instance `http://books:8080/api/v1` has a path: an instance is an address (a route's `rewrite` or `strip_prefix` sets the path)"
+            )
+        ]
+    );
+}
+
 /// A key given twice would otherwise have its second value win in silence: the first block of
 /// upstreams gone, and its routes reported as naming an unknown upstream.
 #[test]
