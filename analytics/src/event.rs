@@ -15,6 +15,8 @@ pub enum ErrorKind {
     NoRoute,
     /// The upstream had no instance that was healthy and not ejected.
     NoHealthyInstance,
+    /// The upstream had its `max_in_flight` requests waiting for it already (503).
+    UpstreamOverloaded,
     /// Every attempt failed to connect or broke before a response arrived.
     UpstreamUnreachable,
     /// The last attempt's answer was not a valid HTTP response (502).
@@ -64,6 +66,7 @@ impl ErrorKind {
         match self {
             ErrorKind::NoRoute => "no_route",
             ErrorKind::NoHealthyInstance => "no_healthy_instance",
+            ErrorKind::UpstreamOverloaded => "upstream_overloaded",
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
             ErrorKind::UpstreamInvalidResponse => "upstream_invalid_response",
             ErrorKind::UpstreamTimeout => "upstream_timeout",

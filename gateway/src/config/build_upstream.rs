@@ -5,7 +5,7 @@ use super::error::Problems;
 use super::raw::RawClientTls;
 use super::raw::{RawHealthCheck, RawOutlier, RawUpstream, Text};
 use super::values::{duration, instance, positive, Scheme};
-use crate::stats::{Registry, RETRIES};
+use crate::stats::{Registry, OVERLOADED, RETRIES};
 use crate::tls::TlsTarget;
 use crate::upstream::{
     grpc_health, Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, Probe, Protocol, RetryBudget,
@@ -162,6 +162,10 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         .and_then(|hc| build_health_check(p, field, raw, hc, protocol));
     let outlier = build_outlier(p, field, raw.outlier.as_ref());
     let retry = build_retry(p, field, raw);
+    let max_in_flight = raw.max_in_flight.as_ref().map_or(usize::MAX, |max| {
+        positive(p, &format!("{field}.max_in_flight"), Some(max), 1) as usize
+    });
+    let upstream_label = || vec![metrics::Label::new("upstream", raw.name.to_string())];
     Some(Upstream {
         name: raw.name.as_str().into(),
         instances: instances.into_boxed_slice(),
@@ -173,10 +177,9 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         health_check,
         outlier,
         retry,
-        retries: registry.metrics().counter(
-            RETRIES,
-            vec![metrics::Label::new("upstream", raw.name.to_string())],
-        ),
+        max_in_flight,
+        retries: registry.metrics().counter(RETRIES, upstream_label()),
+        overloaded: registry.metrics().counter(OVERLOADED, upstream_label()),
     })
 }
 

@@ -201,6 +201,8 @@ pub(crate) struct RawUpstream {
     pub(crate) protocol: Option<Text>,
     /// HTTP/2: the most streams a connection carries before another is opened.
     pub(crate) max_concurrent_streams: Option<Spanned<u32>>,
+    /// The most requests waiting for the upstream's answer at once; more are refused (503).
+    pub(crate) max_in_flight: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

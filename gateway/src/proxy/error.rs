@@ -13,6 +13,8 @@ pub(crate) enum ProxyError {
     NoRoute,
     #[error("upstream `{0}` has no healthy instance")]
     NoHealthyInstance(Arc<str>),
+    #[error("upstream `{0}` has as many requests waiting for it as it takes (max_in_flight)")]
+    UpstreamOverloaded(Arc<str>),
     #[error("upstream `{0}` could not be reached")]
     UpstreamUnreachable(Arc<str>),
     #[error("upstream `{0}` answered with a response that is not valid HTTP")]
@@ -61,7 +63,9 @@ impl ProxyError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoHealthyInstance(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoHealthyInstance(_) | ProxyError::UpstreamOverloaded(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::UpstreamUnreachable(_) | ProxyError::UpstreamInvalidResponse(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -91,6 +95,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "no_route",
             ProxyError::NoHealthyInstance(_) => "no_healthy_instance",
+            ProxyError::UpstreamOverloaded(_) => "upstream_overloaded",
             ProxyError::UpstreamUnreachable(_) => "upstream_unreachable",
             ProxyError::UpstreamInvalidResponse(_) => "upstream_invalid_response",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
@@ -133,6 +138,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => ErrorKind::NoRoute,
             ProxyError::NoHealthyInstance(_) => ErrorKind::NoHealthyInstance,
+            ProxyError::UpstreamOverloaded(_) => ErrorKind::UpstreamOverloaded,
             ProxyError::UpstreamUnreachable(_) => ErrorKind::UpstreamUnreachable,
             ProxyError::UpstreamInvalidResponse(_) => ErrorKind::UpstreamInvalidResponse,
             ProxyError::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,

@@ -38,6 +38,7 @@ fn is_upstream_failure(error: &ProxyError) -> bool {
     matches!(
         error,
         ProxyError::NoHealthyInstance(_)
+            | ProxyError::UpstreamOverloaded(_)
             | ProxyError::UpstreamUnreachable(_)
             | ProxyError::UpstreamInvalidResponse(_)
             | ProxyError::UpstreamTimeout(_)

@@ -13,6 +13,7 @@ pub(crate) const REQUEST_BODY_SIZE: &str = "http_server_request_body_size_bytes"
 pub(crate) const RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_bytes";
 pub(crate) const INSTANCE_HEALTHY: &str = "lookout_upstream_instance_healthy";
 pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
+pub(crate) const OVERLOADED: &str = "lookout_upstream_overloaded_total";
 pub(crate) const EJECTIONS: &str = "lookout_upstream_ejections_total";
 pub(crate) const EJECTIONS_SKIPPED: &str = "lookout_upstream_ejections_skipped_total";
 pub(crate) const CONNECTIONS_OPENED: &str = "lookout_upstream_connections_opened_total";
@@ -86,7 +87,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 58] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 59] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -120,6 +121,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 58] = [
         "1 when an upstream instance is healthy and not ejected, else 0.",
     ),
     (RETRIES, Unit::Count, "Retries sent to an upstream."),
+    (
+        OVERLOADED,
+        Unit::Count,
+        "Requests refused at once (503 upstream_overloaded) because the upstream had its max_in_flight requests waiting for it already.",
+    ),
     (
         EJECTIONS,
         Unit::Count,

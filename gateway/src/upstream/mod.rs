@@ -38,8 +38,12 @@ pub(crate) struct Upstream {
     pub(crate) health_check: Option<HealthCheck>,
     pub(crate) outlier: OutlierPolicy,
     pub(crate) retry: RetryPolicy,
+    /// The most requests waiting for its answer at once (`usize::MAX`: no limit).
+    pub(crate) max_in_flight: usize,
     /// `lookout_upstream_retries_total` for this upstream.
     pub(crate) retries: metrics::Counter,
+    /// `lookout_upstream_overloaded_total`: requests refused at `max_in_flight`.
+    pub(crate) overloaded: metrics::Counter,
 }
 
 /// The state of an upstream's instances, for the admin API.

@@ -1,6 +1,7 @@
 //! Retry policy and budget. The budget follows Envoy's: retries in flight may not exceed a
 //! percentage of the requests in flight (with a floor), so a failing upstream sees at most a
-//! bounded amplification of its load. Two atomics, no lock.
+//! bounded amplification of its load. The same count of requests in flight bounds them, when
+//! the upstream sets `max_in_flight` (Envoy's circuit breaker). Two atomics, no lock.
 
 use http::Method;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,10 +53,12 @@ impl RetryBudget {
         }
     }
 
-    /// Counts a request in flight to the upstream.
-    pub(crate) fn request(&self) -> BudgetSlot<'_> {
-        self.active_requests.fetch_add(1, Ordering::Relaxed);
-        BudgetSlot(&self.active_requests)
+    /// Counts a request in flight to the upstream, unless `max` are already: `None` then.
+    pub(crate) fn request(&self, max: usize) -> Option<BudgetSlot<'_>> {
+        let before = self.active_requests.fetch_add(1, Ordering::Relaxed);
+        // Taken first, so that a refusal gives its count back when dropped.
+        let slot = BudgetSlot(&self.active_requests);
+        (before < max).then_some(slot)
     }
 
     /// A retry slot when the budget allows one more, `None` when it is spent.

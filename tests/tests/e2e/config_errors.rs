@@ -476,12 +476,13 @@ routes:
 }
 
 #[test]
-fn max_concurrent_streams_is_a_positive_count_for_http2_upstreams() {
+fn max_concurrent_streams_is_a_positive_count_for_http2_upstreams_and_max_in_flight_one_for_any() {
     let text = "\
 upstreams:
   - { name: a, instances: [\"127.0.0.1:1\"], max_concurrent_streams: 100 }
   - { name: b, instances: [\"127.0.0.1:2\"], protocol: http2, max_concurrent_streams: 0 }
-  - { name: c, instances: [\"127.0.0.1:3\"], protocol: http2, max_concurrent_streams: 100 }
+  - { name: c, instances: [\"127.0.0.1:3\"], protocol: http2, max_concurrent_streams: 100, max_in_flight: 0 }
+  - { name: d, instances: [\"127.0.0.1:4\"], max_in_flight: 64 }
 routes:
   - { name: all, upstream: a }
 ";
@@ -489,12 +490,13 @@ routes:
     for (field, line, says) in [
         ("upstreams[0].max_concurrent_streams", 2, "protocol: http2"),
         ("upstreams[1].max_concurrent_streams", 3, "at least 1"),
+        ("upstreams[2].max_in_flight", 4, "at least 1"),
     ] {
         let error = find(&all, field);
         assert_eq!(error.line, line, "{error:?}");
         assert!(error.message.contains(says), "{error:?}");
     }
-    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(all.len(), 3, "{all:#?}");
 }
 
 #[test]

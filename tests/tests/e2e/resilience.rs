@@ -590,3 +590,55 @@ async fn invalid_answers() -> std::net::SocketAddr {
     .await;
     addr
 }
+
+/// An upstream with `max_in_flight: 2` has two requests waiting for its answer at most: a third
+/// is refused at once, 503 `upstream_overloaded`, without reaching it, and counted; once the
+/// two are answered, the next one is sent.
+#[tokio::test]
+async fn an_upstream_at_its_max_in_flight_refuses_more_without_sending_them() {
+    const TOKEN: &str = "resilience-token";
+    let upstream = TestUpstream::start("slow").await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\nanalytics: {{ store: memory }}\n{}",
+        single_upstream(upstream.addr, "max_in_flight: 2", "")
+    ))
+    .await;
+    let proxy = gateway.proxy_addr();
+    let waiting: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { send(proxy, Method::GET, "/slow/1500", &[]).await }))
+        .collect();
+    let both_sent = wait_until(Duration::from_secs(5), || async { upstream.hits() == 2 }).await;
+    assert!(both_sent, "the two requests reached the upstream");
+    let refused = send(proxy, Method::GET, "/slow/1500", &[]).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    let error = &body_json(&refused)["error"];
+    assert_eq!(error["code"], "upstream_overloaded");
+    assert_eq!(
+        error["message"],
+        "upstream `svc` has as many requests waiting for it as it takes (max_in_flight)"
+    );
+    assert_eq!(
+        upstream.hits(),
+        2,
+        "the refused request never reached the upstream"
+    );
+    for request in waiting {
+        assert_eq!(request.await.expect("sent").status, StatusCode::OK);
+    }
+    assert_eq!(
+        send(proxy, Method::GET, "/again", &[]).await.status,
+        StatusCode::OK
+    );
+
+    let series = "lookout_upstream_overloaded_total{upstream=\"svc\"}";
+    let refusals = super::metrics::scraped_sample(gateway.admin_addr(), TOKEN, series).await;
+    assert_eq!(refusals, Some(1.0), "{series}");
+    lookout_tests::wait_for_stored(&gateway, 4).await;
+    let rows = lookout_tests::sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT status, error_kind, attempts, instance FROM requests WHERE error_kind IS NOT NULL",
+    )
+    .await;
+    assert_eq!(rows, serde_json::json!([[503, "upstream_overloaded", 0, null]]));
+}
