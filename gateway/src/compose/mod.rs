@@ -107,6 +107,11 @@ impl CallError {
             CallError::Upstream(Failure::NoInstance) => {
                 format!("upstream `{upstream}` has no healthy instance")
             }
+            CallError::Upstream(Failure::Overloaded) => {
+                format!(
+                    "upstream `{upstream}` has as many requests waiting for it as it takes (max_in_flight)"
+                )
+            }
             CallError::Upstream(Failure::Unreachable) => {
                 format!("upstream `{upstream}` could not be reached")
             }
@@ -136,9 +141,10 @@ pub(crate) struct CallCounters {
 
 impl CallCounters {
     /// Every result a call can have, so each counter exists (at zero) from the start.
-    pub(crate) const RESULTS: [&'static str; 12] = [
+    pub(crate) const RESULTS: [&'static str; 13] = [
         "ok",
         "no_healthy_instance",
+        "upstream_overloaded",
         "connection_error",
         "invalid_response",
         "timeout",

@@ -131,6 +131,7 @@ async fn send(
         Err(failure) => {
             let (status, kind) = match failure {
                 Failure::NoInstance => (503, ErrorKind::NoHealthyInstance),
+                Failure::Overloaded => (503, ErrorKind::UpstreamOverloaded),
                 Failure::Unreachable => (502, ErrorKind::UpstreamUnreachable),
                 Failure::InvalidResponse => (502, ErrorKind::UpstreamInvalidResponse),
                 Failure::TimedOut => (504, ErrorKind::UpstreamTimeout),

@@ -29,6 +29,8 @@ pub(crate) struct Answered {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
     NoInstance,
+    /// The upstream had its `max_in_flight` requests waiting already: not sent.
+    Overloaded,
     Unreachable,
     /// The instance answered with something that is not a valid HTTP response head (garbage,
     /// conflicting lengths, a head over the parser's limit), a body in a transfer coding
@@ -43,6 +45,7 @@ impl Failure {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Failure::NoInstance => "no_healthy_instance",
+            Failure::Overloaded => "upstream_overloaded",
             Failure::Unreachable => "connection_error",
             Failure::InvalidResponse => "invalid_response",
             Failure::TimedOut => "timeout",
@@ -52,6 +55,14 @@ impl Failure {
 
 /// Sends `request` and waits at most `wait` for the response's headers.
 pub(crate) async fn send(upstream: &Upstream, mut request: Request<UpstreamBody>, wait: Duration) -> OneShot {
+    // Counted with the routes' requests, so that calls and copies keep within `max_in_flight` too.
+    let Some(_in_flight) = upstream.retry.budget.request(upstream.max_in_flight) else {
+        upstream.overloaded.increment(1);
+        return OneShot {
+            instance: None,
+            outcome: Err(Failure::Overloaded),
+        };
+    };
     let Some(index) = upstream.balancer.pick(&upstream.instances, None, &[], now_ms()) else {
         return OneShot {
             instance: None,

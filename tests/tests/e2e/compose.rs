@@ -297,3 +297,40 @@ async fn a_whole_answer_is_cached_and_served_again() {
         "a composition answers GET and HEAD only"
     );
 }
+
+/// A composition's calls keep within their upstream's `max_in_flight`: of two calls made at once
+/// to an upstream that takes one, the second is refused without being sent, and named so.
+#[tokio::test]
+async fn a_call_past_its_upstreams_max_in_flight_is_refused_and_named_so() {
+    let slow = TestUpstream::start("slow").await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\n\
+         upstreams:\n  - {{ name: slow, instances: [\"{}\"], max_in_flight: 1 }}\n\
+         routes:\n  - name: full\n    match: {{ path: /both }}\n    compose:\n      on_error: partial\n      calls:\n        \
+         - {{ name: a, upstream: slow, path: /slow/300 }}\n        \
+         - {{ name: b, upstream: slow, path: /slow/300 }}\n",
+        slow.addr
+    ))
+    .await;
+    let reply = send(gateway.proxy_addr(), Method::GET, "/both", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = body_json(&reply);
+    let errors = body["errors"].as_array().expect("an error list");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["code"], "upstream_overloaded", "{body}");
+    assert_eq!(
+        errors[0]["message"],
+        "upstream `slow` has as many requests waiting for it as it takes (max_in_flight)"
+    );
+    assert_eq!(slow.hits(), 1, "the refused call was not sent");
+    let refused = errors[0]["call"].as_str().expect("call");
+    assert_eq!(
+        compose_counter(&gateway, refused, "upstream_overloaded").await,
+        Some(1.0)
+    );
+    let series = "lookout_upstream_overloaded_total{upstream=\"slow\"}";
+    assert_eq!(
+        scraped_sample(gateway.admin_addr(), TOKEN, series).await,
+        Some(1.0)
+    );
+}
