@@ -43,8 +43,7 @@ pub(super) async fn run(
     let deadline = Deadline::from_std(ctx.started + total);
     // A slow upstream is not sent more than it can take: past `max_in_flight` the request is
     // refused at once, before it waits for a connection or holds the client.
-    let Some(_request_slot) = upstream.retry.budget.request(upstream.max_in_flight) else {
-        upstream.overloaded.increment(1);
+    let Some(_request_slot) = upstream.admit() else {
         return Err(ProxyError::UpstreamOverloaded(upstream.name.clone()));
     };
     let mut tried = Vec::with_capacity(outgoing.max_attempts as usize);

@@ -54,6 +54,17 @@ pub(crate) struct UpstreamStatus {
 }
 
 impl Upstream {
+    /// Counts a request (or a composition call, or a mirrored copy) waiting for the upstream's
+    /// answer until the slot is dropped; `None`, counted as a refusal, when `max_in_flight` are
+    /// waiting already.
+    pub(crate) fn admit(&self) -> Option<retry::BudgetSlot<'_>> {
+        let slot = self.retry.budget.request(self.max_in_flight);
+        if slot.is_none() {
+            self.overloaded.increment(1);
+        }
+        slot
+    }
+
     /// A failure of instance `index`, which outlier detection counts: it ejects an instance after
     /// enough in a row, but never the upstream's last available one.
     pub(crate) fn record_failure(&self, index: usize) {

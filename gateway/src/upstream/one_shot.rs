@@ -56,8 +56,7 @@ impl Failure {
 /// Sends `request` and waits at most `wait` for the response's headers.
 pub(crate) async fn send(upstream: &Upstream, mut request: Request<UpstreamBody>, wait: Duration) -> OneShot {
     // Counted with the routes' requests, so that calls and copies keep within `max_in_flight` too.
-    let Some(_in_flight) = upstream.retry.budget.request(upstream.max_in_flight) else {
-        upstream.overloaded.increment(1);
+    let Some(_in_flight) = upstream.admit() else {
         return OneShot {
             instance: None,
             outcome: Err(Failure::Overloaded),
