@@ -14,7 +14,7 @@ use crate::cache::FetchedBody;
 use crate::grpc::GrpcStatus;
 use crate::traces::{Finished, RequestTrace};
 use bytes::Bytes;
-use http::Response;
+use http::{Method, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use lookout_analytics::{ErrorKind, RequestEvent, TraceId};
@@ -46,7 +46,10 @@ pin_project_lite::pin_project! {
     impl PinnedDrop for ProxyBody {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            let complete = this.finished.is_some() || this.inner.is_end_stream();
+            // The answer to a HEAD, a 204's or a 304's has no body to send: hyper drops it unread
+            // (a composed or edited answer to a HEAD still holds one, for its length).
+            let bodiless = || this.ctx.method == Method::HEAD || matches!(*this.status, 204 | 304);
+            let complete = this.finished.is_some() || this.inner.is_end_stream() || bodiless();
             let duration = this.finished.unwrap_or_else(|| this.ctx.started.elapsed());
             this.ctx.record(*this.status, *this.bytes_out, duration, complete);
         }

@@ -125,6 +125,37 @@ async fn a_client_that_leaves_before_the_response_still_gets_one_event() {
     assert_eq!(lines[0]["path"], "/slow/1000");
 }
 
+/// A HEAD's answer has no body to send, whatever the gateway holds: an answer composed or
+/// edited whole (kept for its length) is complete, not a client that left.
+#[tokio::test]
+async fn head_answers_are_complete_whatever_body_the_gateway_holds() {
+    let upstream = TestUpstream::start("svc").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes = format!(
+        "upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\n\
+         routes:\n  - name: both\n    match: {{ path: /both }}\n    compose:\n      calls:\n        \
+         - {{ name: a, upstream: svc, path: /a }}\n        \
+         - {{ name: b, upstream: svc, path: /b }}\n  \
+         - {{ name: plain, upstream: svc }}\n",
+        upstream.addr
+    );
+    let (gateway, log) = logging_gateway(dir.path(), &routes).await;
+    for path in ["/both", "/plain"] {
+        let reply = send(gateway.proxy_addr(), Method::HEAD, path, &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert!(reply.body.is_empty(), "{path}");
+    }
+    gateway.shutdown().await;
+    let outcomes: Vec<_> = read_events(&log)
+        .iter()
+        .map(|e| json!([e["path"], e["status"], e["error_kind"], e["bytes_out"]]))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [json!(["/both", 200, null, 0]), json!(["/plain", 200, null, 0])]
+    );
+}
+
 #[tokio::test]
 async fn policy_phases_are_steps_of_the_path_and_spans_of_the_trace() {
     const ACME: &str = lookout_tests::keys::ACME_DIGEST;
