@@ -80,6 +80,20 @@ pub(crate) struct BodyLimits {
 pub(crate) enum BodyFault {
     TooLarge,
     TimedOut,
+    /// The client's body broke off: it closed or reset its connection (or its HTTP/2 stream)
+    /// before sending all of it.
+    ClientGone,
+}
+
+impl BodyFault {
+    /// As the attempt's step names what ended it: the request's error kind.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            BodyFault::TooLarge => "body_too_large",
+            BodyFault::TimedOut => "body_timeout",
+            BodyFault::ClientGone => "client_aborted",
+        }
+    }
 }
 
 /// What the request body's reader saw: bytes so far and the fault that ended it, if any. Shared,
@@ -103,6 +117,7 @@ impl BodyMeter {
         match self.fault.load(Ordering::Relaxed) {
             1 => Some(BodyFault::TooLarge),
             2 => Some(BodyFault::TimedOut),
+            3 => Some(BodyFault::ClientGone),
             _ => None,
         }
     }
@@ -111,6 +126,7 @@ impl BodyMeter {
         let (code, message) = match fault {
             BodyFault::TooLarge => (1, "the request body is over the route's limit"),
             BodyFault::TimedOut => (2, "the client paused its request body too long"),
+            BodyFault::ClientGone => (3, "the client's request body broke off"),
         };
         self.fault.store(code, Ordering::Relaxed);
         message.into()
@@ -189,7 +205,12 @@ impl Body for ClientBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            // Whatever phase reads the body, and the upstream exchange it breaks, the client is
+            // the one that left: not a malformed request, nor the instance's failure.
+            Poll::Ready(Some(Err(error))) => {
+                tracing::debug!(%error, "the client's request body broke off");
+                Poll::Ready(Some(Err(this.meter.set_fault(BodyFault::ClientGone))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let timeout = this.limits.read_timeout;

@@ -45,6 +45,8 @@ pub(crate) enum ProxyError {
     HeadersTooLarge(usize),
     #[error("the request body did not arrive in time: the client paused longer than this route allows")]
     BodyTimeout,
+    #[error("the client closed the connection before sending its whole request body")]
+    ClientGone,
     #[error("this route does not accept requests from the client's address")]
     IpDenied,
     #[error("CORS: {0}")]
@@ -82,6 +84,8 @@ impl ProxyError {
             ProxyError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ProxyError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            // nginx's "client closed request": no one reads it, the record keeps it.
+            ProxyError::ClientGone => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             ProxyError::IpDenied | ProxyError::CorsRejected(_) | ProxyError::AttackBlocked(_) => {
                 StatusCode::FORBIDDEN
             }
@@ -111,6 +115,7 @@ impl ProxyError {
             ProxyError::UriTooLong(_) => "uri_too_long",
             ProxyError::HeadersTooLarge(_) => "headers_too_large",
             ProxyError::BodyTimeout => "body_timeout",
+            ProxyError::ClientGone => "client_aborted",
             ProxyError::IpDenied => "ip_denied",
             ProxyError::CorsRejected(_) => "cors_rejected",
             ProxyError::AttackBlocked(_) => "attack_blocked",
@@ -153,6 +158,7 @@ impl ProxyError {
             ProxyError::UriTooLong(_) => ErrorKind::UriTooLong,
             ProxyError::HeadersTooLarge(_) => ErrorKind::HeadersTooLarge,
             ProxyError::BodyTimeout => ErrorKind::BodyTimeout,
+            ProxyError::ClientGone => ErrorKind::ClientAborted,
             ProxyError::IpDenied => ErrorKind::IpDenied,
             ProxyError::CorsRejected(_) => ErrorKind::CorsRejected,
             ProxyError::AttackBlocked(_) => ErrorKind::AttackBlocked,

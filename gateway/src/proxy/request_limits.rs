@@ -65,5 +65,6 @@ pub(super) fn body_fault(route: &Route, ctx: &RequestContext) -> Option<ProxyErr
     match ctx.body.as_ref()?.fault()? {
         BodyFault::TooLarge => Some(ProxyError::BodyTooLarge(route.edge.body.max_size)),
         BodyFault::TimedOut => Some(ProxyError::BodyTimeout),
+        BodyFault::ClientGone => Some(ProxyError::ClientGone),
     }
 }

@@ -10,7 +10,7 @@ use super::context::RequestContext;
 use super::error::ProxyError;
 use super::forward_headers;
 use super::upgrade;
-use crate::body::{ClientBody, PooledBody, RequestBody, UpstreamBody};
+use crate::body::{BodyFault, ClientBody, PooledBody, RequestBody, UpstreamBody};
 use crate::routing::RouteMatch;
 use crate::traces::{random_span_id, AttemptSpan};
 use crate::upstream::one_shot::{exchange_until, Exchanged, Failure, Unanswered};
@@ -334,10 +334,11 @@ async fn attempt(
     ctx.upstream_ttfb = answered
         .saturating_duration_since(sent)
         .saturating_sub(ctx.upstream_connect);
-    note_attempt(ctx, instance, &outcome, sent, answered, span);
-    // A client's body that broke the exchange (too large, too slow) is not the instance's doing.
-    let client_fault = ctx.body.as_ref().is_some_and(|meter| meter.fault().is_some());
-    match (client_fault, outcome.should_retry()) {
+    // A client's body that broke the exchange (too large, too slow, cut off) is not the
+    // instance's doing, and the attempt's step says what it was.
+    let client_fault = ctx.body.as_ref().and_then(|meter| meter.fault());
+    note_attempt(ctx, instance, &outcome, sent, answered, span, client_fault);
+    match (client_fault.is_some(), outcome.should_retry()) {
         (true, _) => {}
         (false, true) => upstream.record_failure(index),
         (false, false) => instance.record_success(),
@@ -354,6 +355,7 @@ fn note_attempt(
     sent: Instant,
     answered: Instant,
     span: Option<AttemptSpan>,
+    client_fault: Option<BodyFault>,
 ) {
     if let Outcome::Response(_) = outcome {
         instance.latency.record(ctx.upstream_ttfb);
@@ -370,6 +372,7 @@ fn note_attempt(
     step.connect_us = connect.as_micros() as u64;
     match outcome {
         Outcome::Response(response) => step.status = Some(response.status().as_u16()),
+        _ if client_fault.is_some() => step.error = client_fault.map(BodyFault::as_str),
         Outcome::TimedOut => step.error = Some(Failure::TimedOut.as_str()),
         Outcome::InvalidResponse => step.error = Some(Failure::InvalidResponse.as_str()),
         Outcome::Unreachable | Outcome::NotSent(_) | Outcome::NoInstance => {

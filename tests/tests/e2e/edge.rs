@@ -179,6 +179,63 @@ async fn bodies_over_the_limit_are_413_even_chunked_and_stalled_bodies_408() {
     );
 }
 
+/// A client that abandons its upload mid-body is the one that left: 499 `client_aborted`,
+/// whichever phase was reading the body (the attack filter, or the upstream exchange it was
+/// streamed into), never a 400 for a malformed request or a 502 counted against the instance.
+#[tokio::test]
+async fn an_upload_the_client_abandons_is_client_aborted_not_the_upstreams_failure() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\nanalytics: {{ store: memory }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{}\"], outlier: {{ consecutive_failures: 1 }} }}\n\
+         routes:\n  \
+         - {{ name: scanned, match: {{ prefix: /scanned }}, upstream: svc, security: {{ attack_filter: {{ mode: block }} }} }}\n  \
+         - {{ name: svc, upstream: svc }}\n",
+        upstream.addr
+    ))
+    .await;
+    for path in ["/upload", "/scanned/upload"] {
+        let mut stream = TcpStream::connect(gateway.proxy_addr()).await.expect("connect");
+        let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        stream.write_all(&[b'a'; 5000]).await.expect("write");
+        // Let the start of the body reach the upstream (or the filter), then leave.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(stream);
+    }
+    wait_for_stored(&gateway, 2).await;
+    let rows = sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT path, status, error_kind, (SELECT list(s.error ORDER BY s.seq) FROM request_spans s
+           WHERE s.request_key = r.request_key AND s.kind = 'upstream_attempt')
+         FROM requests r ORDER BY path",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        json!([
+            ["/scanned/upload", 499, "client_aborted", null],
+            ["/upload", 499, "client_aborted", ["client_aborted"]]
+        ])
+    );
+    let skipped = "lookout_upstream_ejections_skipped_total{upstream=\"svc\",upstream_instance=\"";
+    let auth = format!("Bearer {TOKEN}");
+    let scrape = send(
+        gateway.admin_addr(),
+        Method::GET,
+        "/metrics",
+        &[("authorization", &auth)],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&scrape.body);
+    let counted: Vec<_> = text.lines().filter(|l| l.starts_with(skipped)).collect();
+    assert!(
+        counted.iter().all(|l| l.ends_with(" 0")),
+        "no failure counted against the instance: {counted:?}"
+    );
+}
+
 /// A body with a transfer coding the gateway does not undo (`gzip, chunked`: hyper takes off the
 /// chunking alone) is refused with 501 (RFC 9112 §6.1), never sent upstream still gzipped and no
 /// longer labelled so; chunked alone passes.
