@@ -12,7 +12,7 @@ use http::header::{
     LAST_MODIFIED, SET_COOKIE, VARY,
 };
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Either;
 use http_cache_semantics::{AfterResponse, CacheOptions, CachePolicy};
@@ -40,6 +40,9 @@ pub(crate) struct Ticket {
     /// Whether the request asks the upstream, with the stale response's validators, whether
     /// that response is still current.
     revalidating: bool,
+    /// The client asked HEAD: the response is fetched with a GET, to be stored, and the client
+    /// given its head alone (nginx's `proxy_cache_convert_head`, Varnish's default).
+    head: bool,
 }
 
 impl Ticket {
@@ -50,8 +53,9 @@ impl Ticket {
         lock: Option<FillLock>,
         stale: Option<Arc<Stored>>,
     ) -> Self {
+        // What the upstream is asked, and what the stored response answers: a GET.
         let mut copy = Request::new(());
-        *copy.method_mut() = request.method.clone();
+        *copy.method_mut() = Method::GET;
         *copy.uri_mut() = request.uri.clone();
         *copy.headers_mut() = request.headers.clone();
         Ticket {
@@ -61,7 +65,14 @@ impl Ticket {
             lock,
             stale,
             revalidating: false,
+            head: request.method == Method::HEAD,
         }
+    }
+
+    /// Whether the client asked HEAD, so that the upstream is to be asked GET instead and the
+    /// body stored without reaching the client (see [`Ticket::fill_for_head`]).
+    pub(crate) fn for_head(&self) -> bool {
+        self.head
     }
 
     /// Asks the upstream whether the stale response kept for this key is still current
@@ -129,6 +140,17 @@ impl Ticket {
             Some(pending) => response.map(|body| Either::Right(CacheFill::new(body, pending))),
             None => response.map(Either::Left),
         }
+    }
+
+    /// The answer to a HEAD fetched with a GET: the response's head, its body read into the cache
+    /// by a task of its own (the client's connection never reads it), as far as the route keeps
+    /// it. A body that may not be stored is dropped unread.
+    pub(crate) fn fill_for_head(self, response: Response<PooledBody>) -> Response<()> {
+        let (head, body) = self.fill(response).into_parts();
+        if let Either::Right(fill) = body {
+            tokio::spawn(fill.drain());
+        }
+        Response::from_parts(head, ())
     }
 
     /// Stores a response the gateway made whole (a composition's), if it may be kept.
@@ -355,6 +377,20 @@ impl CacheFill {
             chunks: Vec::new(),
             size: 0,
             pending: Some(Box::new(pending)),
+        }
+    }
+}
+
+impl CacheFill {
+    /// Reads the body to its end, storing it, or until it turns out larger than the route keeps
+    /// (or fails): read by no one else, it is read only as far as it may be stored.
+    async fn drain(self) {
+        let mut fill = std::pin::pin!(self);
+        while fill.pending.is_some() {
+            match std::future::poll_fn(|cx| fill.as_mut().poll_frame(cx)).await {
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            }
         }
     }
 }

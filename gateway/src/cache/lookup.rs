@@ -16,7 +16,8 @@ use tokio::sync::watch;
 pub(crate) enum Lookup {
     /// A fresh stored response, its `Age` and `Date` brought up to date.
     Hit(Response<Bytes>),
-    /// Go to the upstream; a GET's response may then be stored with the ticket.
+    /// Go to the upstream; the response may then be stored with the ticket (a HEAD's is fetched
+    /// with a GET, see [`Ticket::for_head`]).
     Miss(Option<Ticket>),
     /// Another request that missed is fetching this key: wait for it, at most this long, then
     /// look again.
@@ -54,11 +55,6 @@ impl RouteCache {
             Some(Found::Pass) => (None, true),
             None => (None, false),
         };
-        // A HEAD's answer has no body to keep.
-        if request.method != Method::GET {
-            self.counts.misses.fetch_add(1, Ordering::Relaxed);
-            return Lookup::Miss(None);
-        }
         let lock = match self.coalesce.filter(|_| may_wait && !passed) {
             None => None,
             Some(bound) => match self.cache.fills.claim(&key) {

@@ -163,6 +163,10 @@ async fn past_the_route(
     let body = transform_request::run(&mut matched, &mut parts, body, ctx).await?;
     mirror::run(&matched, &parts, &body, ctx);
     revalidate::ask(ticket.as_mut(), &mut parts);
+    if ticket.as_ref().is_some_and(Ticket::for_head) {
+        // Fetched with a GET, so that the response can be stored for the GETs after it.
+        parts.method = http::Method::GET;
+    }
     let fetched = upstream_call::run(upstream, matched, parts, body, ctx).await;
     if let Some(stale) = serve_stale::instead_of(&fetched, ticket.as_ref(), ctx) {
         return Ok(Answer::Whole(stale));

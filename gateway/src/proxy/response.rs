@@ -19,9 +19,13 @@ pub(super) fn from_upstream(
     ctx: &RequestContext,
 ) -> Response<ResponseBody> {
     // Stored as the upstream sent it: what differs per client is stamped below, on each answer.
-    let mut response = match ticket {
-        Some(ticket) => ticket.fill(response),
-        None => response.map(Either::Left),
+    let mut response: Response<ResponseBody> = match ticket {
+        // A HEAD fetched with a GET: the body goes to the cache alone.
+        Some(ticket) if ticket.for_head() => ticket
+            .fill_for_head(response)
+            .map(|()| Either::Right(Full::new(Bytes::new()))),
+        Some(ticket) => ticket.fill(response).map(Either::Left),
+        None => response.map(|body| Either::Left(Either::Left(body))),
     };
     let received = response.version();
     // The gateway answers in its own version (RFC 9110 §6.2), not the upstream's: an HTTP/1.0
@@ -30,7 +34,7 @@ pub(super) fn from_upstream(
     *response.version_mut() = Version::HTTP_11;
     let upgrade = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     stamp(response.headers_mut(), ctx, upgrade, received);
-    response.map(Either::Left)
+    response
 }
 
 pub(super) fn from_whole(response: Response<Bytes>, ctx: &RequestContext) -> Response<ResponseBody> {

@@ -1,6 +1,7 @@
 //! The response cache: hits and misses with `x-cache`, `Vary`, what is never stored
 //! (`no-store`, `private`, credentials, oversized bodies), the route's default lifetime,
-//! `s-maxage`, HEAD answered from a stored GET, purges through the admin API, and metrics.
+//! `s-maxage`, HEAD answered from a stored GET (and a HEAD's miss fetched with a GET and
+//! stored), purges through the admin API, and metrics.
 
 use super::metrics::{sample, scrape};
 use http::{Method, StatusCode};
@@ -276,6 +277,28 @@ async fn concurrent_misses_of_one_key_send_one_request_upstream() {
 /// (a 503, then no upstream at all), as `x-cache: STALE` with the body it had, unless its origin
 /// said `must-revalidate`; the event keeps the failure, and the answers are counted. Without it,
 /// the failure reaches the client.
+/// A HEAD that misses is fetched with a GET, as nginx and Varnish do: the response is stored for
+/// the requests after it, and the HEAD gets its head alone, with the GET's length. A GET that
+/// comes while the body is still being stored waits for it, as for any fetch.
+#[tokio::test]
+async fn a_head_that_misses_is_fetched_with_a_get_and_stored() {
+    let (upstream, gateway) = cached("").await;
+    let head = send(gateway.proxy_addr(), Method::HEAD, "/reviews/9", &[FRESH]).await;
+    assert_eq!(
+        (head.status, x_cache(&head), head.body.len()),
+        (StatusCode::OK, "MISS", 0)
+    );
+    let after = get(&gateway, "/reviews/9", &[FRESH]).await;
+    assert_eq!(x_cache(&after), "HIT");
+    assert_eq!(upstream.hits(), 1);
+    assert_eq!(body_json(&after)["method"], "GET", "the upstream was asked GET");
+    assert_eq!(
+        head.headers["content-length"].to_str().expect("ascii"),
+        after.body.len().to_string(),
+        "the HEAD told the GET's length"
+    );
+}
+
 #[tokio::test]
 async fn a_stale_response_answers_when_the_upstream_fails() {
     const TOKEN: &str = "cache-token";
