@@ -128,6 +128,8 @@ pub(crate) struct RequestContext {
     pub(crate) transform: Option<Arc<Transform>>,
     /// `HIT`, `MISS` or `BYPASS` on a route with a cache.
     pub(crate) cache_status: Option<&'static str>,
+    /// The client's HEAD went upstream as a GET, to fill the cache (its attempts' spans say GET).
+    pub(crate) head_as_get: bool,
     pub(crate) instance: Option<Arc<str>>,
     pub(crate) attempts: u32,
     pub(crate) upstream_connect: Duration,
@@ -176,6 +178,7 @@ impl RequestContext {
             rate_limit: None,
             transform: None,
             cache_status: None,
+            head_as_get: false,
             instance: None,
             attempts: 0,
             upstream_connect: Duration::ZERO,

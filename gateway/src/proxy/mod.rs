@@ -166,6 +166,7 @@ async fn past_the_route(
     if ticket.as_ref().is_some_and(Ticket::for_head) {
         // Fetched with a GET, so that the response can be stored for the GETs after it.
         parts.method = http::Method::GET;
+        ctx.head_as_get = true;
     }
     let fetched = upstream_call::run(upstream, matched, parts, body, ctx).await;
     if let Some(stale) = serve_stale::instead_of(&fetched, ticket.as_ref(), ctx) {

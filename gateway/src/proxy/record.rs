@@ -218,6 +218,10 @@ fn export_trace(
         started_wall: ctx.started_wall,
         duration,
         method: ctx.method.clone(),
+        upstream_method: match ctx.head_as_get {
+            true => Method::GET,
+            false => ctx.method.clone(),
+        },
         path: ctx.path.clone(),
         route: ctx.route.clone(),
         upstream: ctx.upstream.clone(),

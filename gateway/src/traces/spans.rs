@@ -23,6 +23,8 @@ pub(crate) struct Finished {
     pub(crate) started_wall: SystemTime,
     pub(crate) duration: Duration,
     pub(crate) method: http::Method,
+    /// The method the upstream was asked: the client's, but for a HEAD fetched with a GET.
+    pub(crate) upstream_method: http::Method,
     pub(crate) path: CompactString,
     pub(crate) route: Option<Arc<str>>,
     pub(crate) upstream: Option<Arc<str>>,
@@ -187,10 +189,10 @@ fn child_parts(done: &Finished, step: &PathStep, span: AttemptSpan, attempts: &m
             *attempts += 1;
             let name = format!(
                 "{} {}",
-                done.method,
+                done.upstream_method,
                 done.upstream.as_deref().unwrap_or("upstream")
             );
-            let attributes = call.attributes(done.method.as_str(), *attempts - 1);
+            let attributes = call.attributes(done.upstream_method.as_str(), *attempts - 1);
             (SpanKind::Client, name.into(), attributes)
         }
         StepKind::ComposeCall => {

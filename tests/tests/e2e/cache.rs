@@ -279,10 +279,18 @@ async fn concurrent_misses_of_one_key_send_one_request_upstream() {
 /// the failure reaches the client.
 /// A HEAD that misses is fetched with a GET, as nginx and Varnish do: the response is stored for
 /// the requests after it, and the HEAD gets its head alone, with the GET's length. A GET that
-/// comes while the body is still being stored waits for it, as for any fetch.
+/// comes while the body is still being stored waits for it, as for any fetch. The HEAD's trace
+/// says what the upstream was asked.
 #[tokio::test]
 async fn a_head_that_misses_is_fetched_with_a_get_and_stored() {
-    let (upstream, gateway) = cached("").await;
+    let upstream = TestUpstream::start("reviews").await;
+    let receiver = lookout_tests::OtlpReceiver::grpc().await;
+    let gateway = start_gateway(&format!(
+        "traces: {{ endpoint: \"http://{}\", sample_ratio: 1.0 }}\n{}",
+        receiver.addr,
+        single_upstream(upstream.addr, "", "cache: {}")
+    ))
+    .await;
     let head = send(gateway.proxy_addr(), Method::HEAD, "/reviews/9", &[FRESH]).await;
     assert_eq!(
         (head.status, x_cache(&head), head.body.len()),
@@ -296,6 +304,18 @@ async fn a_head_that_misses_is_fetched_with_a_get_and_stored() {
         head.headers["content-length"].to_str().expect("ascii"),
         after.body.len().to_string(),
         "the HEAD told the GET's length"
+    );
+    let spans = receiver.wait_for(4).await;
+    let mut names: Vec<_> = spans
+        .iter()
+        .filter(|span| span.kind == opentelemetry_proto::tonic::trace::v1::span::SpanKind::Client as i32)
+        .map(|span| span.name.as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["GET svc"],
+        "the HEAD's attempt asked GET; the GET was a hit"
     );
 }
 
