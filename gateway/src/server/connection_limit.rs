@@ -47,6 +47,14 @@ impl ConnectionLimit {
         self.max - self.permits.available_permits()
     }
 
+    /// Ends once every connection has closed, upgraded ones (tunnels) included: for the drain,
+    /// once the listener accepts no more.
+    pub(crate) async fn all_closed(&self) {
+        while self.open() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Brings the open-connections gauge up to date (at scrape time).
     pub(crate) fn publish(&self) {
         self.open.set(self.open() as f64);

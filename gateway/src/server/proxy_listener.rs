@@ -75,13 +75,27 @@ pub(super) async fn serve(
         tokio::spawn(connection.run(stream, tls.clone()));
     }
     drop(listener);
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+    let deadline = tokio::time::Instant::now() + drain_timeout;
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!(
             ?drain_timeout,
             "drain timeout reached with requests still in flight"
+        );
+    }
+    // An upgraded connection (a WebSocket) is no longer one of hyper's, which the drain above
+    // waited for, but it keeps its place under the cap: it gets what is left of the drain
+    // timeout to close, as a long request does, and is cut when the gateway exits.
+    if tokio::time::timeout_at(deadline, limit.all_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?drain_timeout,
+            open = limit.open(),
+            "drain timeout reached with upgraded connections open"
         );
     }
 }
