@@ -161,7 +161,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         .as_ref()
         .and_then(|hc| build_health_check(p, field, raw, hc, protocol));
     let outlier = build_outlier(p, field, raw.outlier.as_ref());
-    let retry = build_retry(p, field, raw);
+    let retry = build_retry(p, field, raw, registry);
     let max_in_flight = raw.max_in_flight.as_ref().map_or(usize::MAX, |max| {
         positive(p, &format!("{field}.max_in_flight"), Some(max), 1) as usize
     });
@@ -282,7 +282,7 @@ fn build_probe(
     }
 }
 
-fn build_retry(p: &mut Problems, field: &str, raw: &RawUpstream) -> RetryPolicy {
+fn build_retry(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &Registry) -> RetryPolicy {
     let retry = raw.retry.as_ref();
     let percent = match retry.and_then(|r| r.budget_percent.as_ref()) {
         Some(v) if !(0.0..=100.0).contains(&**v) => {
@@ -306,7 +306,7 @@ fn build_retry(p: &mut Problems, field: &str, raw: &RawUpstream) -> RetryPolicy 
             retry.and_then(|r| r.attempts.as_ref()),
             2,
         ),
-        budget: RetryBudget::new(percent, min_per_second),
+        budget: RetryBudget::new(percent, min_per_second, registry.upstream_load(&raw.name)),
         same_instance: retry.and_then(|r| r.same_instance).unwrap_or(false),
     }
 }

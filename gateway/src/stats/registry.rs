@@ -9,7 +9,7 @@ use crate::cache::{CacheCounts, ResponseCache};
 use crate::ratelimit::{LocalLimiter, Quota};
 use crate::routing::VariantWeights;
 use crate::traces::{Kept, TraceStats};
-use crate::upstream::InstanceState;
+use crate::upstream::{InstanceState, UpstreamLoad};
 use lookout_analytics::analysis::anomaly::Metric;
 use lookout_analytics::{QueueStats, StoreStats, UNMATCHED_ROUTE};
 use metrics::Label;
@@ -33,6 +33,8 @@ pub struct Registry {
     cache_counts: Mutex<HashMap<Arc<str>, Arc<CacheCounts>>>,
     /// Local rate limiters by route, so that a reload keeps every client's budget.
     limiters: Mutex<HashMap<Arc<str>, Arc<LocalLimiter>>>,
+    /// Requests and retries in flight by upstream, so that a reload goes on counting them.
+    loads: Mutex<HashMap<Arc<str>, Arc<UpstreamLoad>>>,
     unmatched: Arc<RouteStats>,
 }
 
@@ -46,6 +48,7 @@ impl Default for Registry {
             instances: Mutex::default(),
             variant_weights: Mutex::default(),
             limiters: Mutex::default(),
+            loads: Mutex::default(),
             response_cache: Mutex::default(),
             cache_counts: Mutex::default(),
         }
@@ -99,6 +102,11 @@ impl Registry {
         let fresh = Arc::new(LocalLimiter::new(quota)?);
         all.insert(route.into(), fresh.clone());
         Some(fresh)
+    }
+
+    /// `upstream`'s requests and retries in flight, counted across config generations.
+    pub(crate) fn upstream_load(&self, upstream: &str) -> Arc<UpstreamLoad> {
+        self.loads.lock().entry(upstream.into()).or_default().clone()
     }
 
     /// The response cache holding up to `capacity` bytes.

@@ -16,7 +16,7 @@ pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
 pub(crate) use health::{spawn_health_checks, HealthCheck, Probe};
 pub(crate) use instance::{ms_at, now_ms, Instance, InstanceState, OutlierPolicy};
 pub(crate) use pool::{Exchange, Protocol, ReturnTicket};
-pub(crate) use retry::{is_idempotent, RetryBudget, RetryPolicy};
+pub(crate) use retry::{is_idempotent, RetryBudget, RetryPolicy, UpstreamLoad};
 
 use serde::Serialize;
 use std::sync::Arc;

@@ -5,6 +5,7 @@
 
 use http::Method;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Whether sending a request twice does what sending it once does (RFC 9110 §9.2.2): only
 /// such a request is retried once it may have reached the upstream.
@@ -30,8 +31,16 @@ pub(crate) struct RetryPolicy {
 pub(crate) struct RetryBudget {
     percent: f32,
     min_concurrency: usize,
-    active_requests: AtomicUsize,
-    active_retries: AtomicUsize,
+    load: Arc<UpstreamLoad>,
+}
+
+/// An upstream's requests and retries in flight. Kept by the registry under the upstream's
+/// name, so that a reload's new budget goes on counting the requests sent under the old one
+/// (else, until they were answered, `max_in_flight` would let twice as many wait).
+#[derive(Debug, Default)]
+pub(crate) struct UpstreamLoad {
+    requests: AtomicUsize,
+    retries: AtomicUsize,
 }
 
 /// Holds a slot in a budget counter until dropped.
@@ -44,32 +53,31 @@ impl Drop for BudgetSlot<'_> {
 }
 
 impl RetryBudget {
-    pub(crate) fn new(percent: f32, min_concurrency: usize) -> Self {
+    pub(crate) fn new(percent: f32, min_concurrency: usize, load: Arc<UpstreamLoad>) -> Self {
         RetryBudget {
             percent,
             min_concurrency,
-            active_requests: AtomicUsize::new(0),
-            active_retries: AtomicUsize::new(0),
+            load,
         }
     }
 
     /// Counts a request in flight to the upstream, unless `max` are already: `None` then.
     pub(crate) fn request(&self, max: usize) -> Option<BudgetSlot<'_>> {
-        let before = self.active_requests.fetch_add(1, Ordering::Relaxed);
+        let before = self.load.requests.fetch_add(1, Ordering::Relaxed);
         // Taken first, so that a refusal gives its count back when dropped.
-        let slot = BudgetSlot(&self.active_requests);
+        let slot = BudgetSlot(&self.load.requests);
         (before < max).then_some(slot)
     }
 
     /// A retry slot when the budget allows one more, `None` when it is spent.
     pub(crate) fn try_retry(&self) -> Option<BudgetSlot<'_>> {
-        let requests = self.active_requests.load(Ordering::Relaxed);
+        let requests = self.load.requests.load(Ordering::Relaxed);
         let allowed = ((requests as f32 * self.percent / 100.0) as usize).max(self.min_concurrency);
-        let retries = self.active_retries.fetch_add(1, Ordering::Relaxed);
+        let retries = self.load.retries.fetch_add(1, Ordering::Relaxed);
         if retries < allowed {
-            Some(BudgetSlot(&self.active_retries))
+            Some(BudgetSlot(&self.load.retries))
         } else {
-            self.active_retries.fetch_sub(1, Ordering::Relaxed);
+            self.load.retries.fetch_sub(1, Ordering::Relaxed);
             None
         }
     }

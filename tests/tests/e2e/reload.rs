@@ -244,3 +244,40 @@ async fn a_reload_names_the_changes_that_wait_for_a_restart() {
         "the cap stays until a restart"
     );
 }
+
+/// An upstream's requests in flight outlive a reload: with `max_in_flight: 1`, a request sent
+/// under the old config still holds the one place, and one sent under the new config is refused
+/// until it is answered, not let through as if the count had started again.
+#[tokio::test]
+async fn requests_in_flight_count_against_max_in_flight_across_a_reload() {
+    let upstream = TestUpstream::start("slow").await;
+    let text = |timeout: &str| {
+        format!(
+            "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\n\
+             upstreams:\n  - {{ name: svc, instances: [\"{}\"], max_in_flight: 1 }}\n\
+             routes:\n  - {{ name: r, upstream: svc, timeout: {timeout} }}\n",
+            upstream.addr
+        )
+    };
+    let (gateway, path, _dir) = from_file(&text("10s")).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    let waiting = tokio::spawn(async move { send(proxy, Method::GET, "/slow/1500", &[]).await });
+    let sent = lookout_tests::wait_until(std::time::Duration::from_secs(5), || async {
+        upstream.hits() == 1
+    })
+    .await;
+    assert!(sent, "the first request reached the upstream");
+    std::fs::write(&path, text("20s")).expect("rewrite config");
+    assert_eq!(
+        send(admin, Method::POST, "/admin/reload", &[]).await.status,
+        StatusCode::OK
+    );
+    let refused = send(proxy, Method::GET, "/slow/0", &[]).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body_json(&refused)["error"]["code"], "upstream_overloaded");
+    assert_eq!(waiting.await.expect("sent").status, StatusCode::OK);
+    assert_eq!(
+        send(proxy, Method::GET, "/slow/0", &[]).await.status,
+        StatusCode::OK
+    );
+}
