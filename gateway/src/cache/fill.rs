@@ -29,8 +29,9 @@ pub(crate) type FetchedBody = Either<PooledBody, CacheFill>;
 pub(crate) struct Ticket {
     route: Arc<RouteCache>,
     key: CacheKey,
-    /// The request's method, URI and headers, which the stored policy keeps (for `Vary`);
-    /// boxed, as only misses of cached routes carry one.
+    /// The request as a GET (what the upstream is asked, a HEAD's miss included): its URI and
+    /// headers, which the stored policy keeps (for `Vary`); boxed, as only misses of cached
+    /// routes carry one.
     request: Box<Request<()>>,
     /// Held while the response is fetched and stored, when other misses wait for it.
     lock: Option<FillLock>,

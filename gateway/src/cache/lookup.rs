@@ -130,10 +130,11 @@ pub(super) fn revalidation_headers(stored: &Stored, request: &Request<()>) -> He
     }
 }
 
-/// A stale stored response as the answer to `request` when the upstream failed, unless its
-/// origin forbade serving it stale (`must-revalidate`): asked for as a client that accepts any
-/// staleness would ask (`max-stale`), so that the policy applies that rule and brings `Age` up
-/// to date.
+/// A stale stored response as the answer to `request` (a ticket's, which is a GET: a HEAD's
+/// answer keeps its body for its length, and hyper does not send it) when the upstream failed,
+/// unless its origin forbade serving it stale (`must-revalidate`): asked for as a client that
+/// accepts any staleness would ask (`max-stale`), so that the policy applies that rule and
+/// brings `Age` up to date.
 pub(super) fn stale_answer(stored: &Stored, request: &Request<()>) -> Option<Response<Bytes>> {
     let mut headers = request.headers().clone();
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("max-stale"));
@@ -143,7 +144,7 @@ pub(super) fn stale_answer(stored: &Stored, request: &Request<()>) -> Option<Res
         headers: &headers,
     };
     match stored.policy.before_request(&asking, SystemTime::now()) {
-        BeforeRequest::Fresh(parts) => Some(answer(parts, stored, request.method())),
+        BeforeRequest::Fresh(parts) => Some(Response::from_parts(parts, stored.body.clone())),
         BeforeRequest::Stale { .. } => None,
     }
 }
