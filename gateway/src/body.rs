@@ -251,26 +251,26 @@ impl Body for ClientBody {
 pub(crate) struct UpstreamPaused(Duration);
 
 pin_project_lite::pin_project! {
-    /// An upstream response body that returns its connection to the pool when it ends. Dropped
-    /// before its end (the client went away, or a retry discarded it), it lets the connection
-    /// close instead, as a half-read response cannot be reused. A pause longer than
+    /// An upstream response body that returns its connection to the pool when it ends, and
+    /// tells the instance's health how it ended (see [`ReturnTicket`]). Dropped before its end
+    /// (the client went away, or a retry discarded it), it lets the connection close instead,
+    /// as a half-read response cannot be reused, and tells nothing. A pause longer than
     /// `read_timeout` ends it in [`UpstreamPaused`].
     pub(crate) struct PooledBody {
         #[pin]
         inner: Incoming,
+        // Until the body ends; it also knows the upstream's `read_timeout`.
         ticket: Option<ReturnTicket>,
-        read_timeout: Option<Duration>,
         // Armed while waiting for the upstream; allocated once, on the first wait.
         idle: Option<Pin<Box<Sleep>>>,
     }
 }
 
 impl PooledBody {
-    pub(crate) fn new(inner: Incoming, ticket: ReturnTicket, read_timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(inner: Incoming, ticket: ReturnTicket) -> Self {
         let mut body = PooledBody {
             inner,
             ticket: Some(ticket),
-            read_timeout,
             idle: None,
         };
         if body.inner.is_end_stream() {
@@ -282,7 +282,13 @@ impl PooledBody {
 
 fn return_connection(ticket: &mut Option<ReturnTicket>) {
     if let Some(ticket) = ticket.take() {
-        ticket.redeem();
+        ticket.ended();
+    }
+}
+
+fn close_connection(ticket: &mut Option<ReturnTicket>) {
+    if let Some(ticket) = ticket.take() {
+        ticket.failed();
     }
 }
 
@@ -300,25 +306,32 @@ impl Body for PooledBody {
                 if this.inner.is_end_stream() {
                     return_connection(this.ticket);
                 }
-                if let (Some(idle), Some(timeout)) = (this.idle.as_mut(), *this.read_timeout) {
+                let timeout = this.ticket.as_ref().and_then(ReturnTicket::read_timeout);
+                if let (Some(idle), Some(timeout)) = (this.idle.as_mut(), timeout) {
                     idle.as_mut().reset(Instant::now() + timeout);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Some(Err(error))) => {
+                close_connection(this.ticket);
+                Poll::Ready(Some(Err(error.into())))
+            }
             Poll::Ready(None) => {
                 return_connection(this.ticket);
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let Some(timeout) = *this.read_timeout else {
+                let Some(timeout) = this.ticket.as_ref().and_then(ReturnTicket::read_timeout) else {
                     return Poll::Pending;
                 };
                 let idle = this
                     .idle
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 match idle.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(UpstreamPaused(timeout).into()))),
+                    Poll::Ready(()) => {
+                        close_connection(this.ticket);
+                        Poll::Ready(Some(Err(UpstreamPaused(timeout).into())))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }

@@ -7,9 +7,9 @@
 
 use super::context::RequestContext;
 use super::error::ProxyError;
-use super::upstream_call;
 use crate::body::PooledBody;
 use crate::cache::Ticket;
+use crate::upstream::is_gateway_error;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 
@@ -31,7 +31,7 @@ pub(super) fn instead_of(
 
 /// A 500, or a status the retries treat as the instance's failure (502, 503, 504).
 fn is_server_failure(status: StatusCode) -> bool {
-    status == StatusCode::INTERNAL_SERVER_ERROR || upstream_call::is_gateway_error(status)
+    status == StatusCode::INTERNAL_SERVER_ERROR || is_gateway_error(status)
 }
 
 fn is_upstream_failure(error: &ProxyError) -> bool {

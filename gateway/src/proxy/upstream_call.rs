@@ -4,7 +4,8 @@
 //!
 //! A request is retried only when it is idempotent and has no body: the body is streamed, so
 //! once sent it cannot be sent again. Connect errors, timeouts and 502/503/504 are retried and
-//! count as failures for outlier ejection.
+//! count as failures for outlier ejection; another answer counts when its body ends, as a
+//! success if whole (see [`crate::upstream::ReturnTicket`]).
 
 use super::context::RequestContext;
 use super::error::ProxyError;
@@ -14,7 +15,7 @@ use crate::body::{BodyFault, ClientBody, PooledBody, RequestBody, UpstreamBody};
 use crate::routing::RouteMatch;
 use crate::traces::{random_span_id, AttemptSpan};
 use crate::upstream::one_shot::{exchange_until, Exchanged, Failure, Unanswered};
-use crate::upstream::{balancer_key, is_idempotent, ms_at, Instance, Protocol, Upstream};
+use crate::upstream::{balancer_key, is_gateway_error, is_idempotent, ms_at, Instance, Protocol, Upstream};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
@@ -24,11 +25,12 @@ use http_body::Body;
 use http_body_util::{Either, Full};
 use hyper::upgrade::OnUpgrade;
 use lookout_analytics::StepKind;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::time::Instant as Deadline;
 
 pub(super) async fn run(
-    upstream: &Upstream,
+    upstream: &Arc<Upstream>,
     matched: RouteMatch<'_>,
     mut parts: Parts,
     body: RequestBody,
@@ -283,7 +285,7 @@ impl Outcome {
 
 /// One attempt on the instance at `index`; `again`: it was tried already, so on a new connection.
 async fn attempt(
-    upstream: &Upstream,
+    upstream: &Arc<Upstream>,
     index: usize,
     mut request: Request<UpstreamBody>,
     sent: Instant,
@@ -305,7 +307,7 @@ async fn attempt(
             target: request.uri().path_and_query().cloned(),
         }
     });
-    let exchange = exchange_until(instance, upstream, request, deadline, again);
+    let exchange = exchange_until(upstream, index, request, deadline, again);
     // An attempt that got no answer tells no connect time: not the attempt's before it.
     ctx.upstream_connect = Duration::ZERO;
     let outcome = match exchange.await {
@@ -338,10 +340,9 @@ async fn attempt(
     // instance's doing, and the attempt's step says what it was.
     let client_fault = ctx.body.as_ref().and_then(|meter| meter.fault());
     note_attempt(ctx, instance, &outcome, sent, answered, span, client_fault);
-    match (client_fault.is_some(), outcome.should_retry()) {
-        (true, _) => {}
-        (false, true) => upstream.record_failure(index),
-        (false, false) => instance.record_success(),
+    // An answer's health is judged when its body ends (see `ReturnTicket`).
+    if client_fault.is_none() && outcome.should_retry() {
+        upstream.record_failure(index);
     }
     outcome
 }
@@ -379,12 +380,4 @@ fn note_attempt(
             step.error = Some(Failure::Unreachable.as_str())
         }
     }
-}
-
-/// 502, 503, 504: what an instance answers when it cannot serve, retried and counted against it.
-pub(super) fn is_gateway_error(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
-    )
 }

@@ -11,13 +11,16 @@ mod instance;
 pub(crate) mod one_shot;
 mod pool;
 mod retry;
+mod ticket;
 
 pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
 pub(crate) use health::{spawn_health_checks, HealthCheck, Probe};
 pub(crate) use instance::{ms_at, now_ms, Instance, InstanceState, OutlierPolicy};
-pub(crate) use pool::{Exchange, Protocol, ReturnTicket};
+pub(crate) use pool::{Exchange, Protocol};
 pub(crate) use retry::{is_idempotent, RetryBudget, RetryPolicy, UpstreamLoad};
+pub(crate) use ticket::ReturnTicket;
 
+use http::StatusCode;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,4 +95,12 @@ impl Upstream {
             instances: self.instances.iter().map(Instance::status).collect(),
         }
     }
+}
+
+/// 502, 503, 504: what an instance answers when it cannot serve, retried and counted against it.
+pub(crate) fn is_gateway_error(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    )
 }

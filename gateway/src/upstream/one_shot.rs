@@ -4,7 +4,7 @@
 //! [`exchange_until`], is the one a route's attempts make too.
 
 use super::pool::{Failed, SendError};
-use super::{now_ms, Exchange, Instance, ReturnTicket, Upstream};
+use super::{is_gateway_error, now_ms, Exchange, ReturnTicket, Upstream};
 use crate::body::{is_misframed_response, PooledBody, UpstreamBody};
 use http::{Request, Response, StatusCode};
 use std::sync::Arc;
@@ -54,7 +54,11 @@ impl Failure {
 }
 
 /// Sends `request` and waits at most `wait` for the response's headers.
-pub(crate) async fn send(upstream: &Upstream, mut request: Request<UpstreamBody>, wait: Duration) -> OneShot {
+pub(crate) async fn send(
+    upstream: &Arc<Upstream>,
+    mut request: Request<UpstreamBody>,
+    wait: Duration,
+) -> OneShot {
     // Counted with the routes' requests, so that calls and copies keep within `max_in_flight` too.
     let Some(_in_flight) = upstream.admit() else {
         return OneShot {
@@ -73,13 +77,16 @@ pub(crate) async fn send(upstream: &Upstream, mut request: Request<UpstreamBody>
     instance.give_host(request.headers_mut());
     let sent = Instant::now();
     let deadline = Deadline::now() + wait;
-    let outcome = match exchange_until(instance, upstream, request, deadline, false).await {
+    let outcome = match exchange_until(upstream, index, request, deadline, false).await {
         Ok(Exchanged {
             response,
             connect_time,
         }) => {
             let ttfb = sent.elapsed();
-            instance.record_success();
+            // Other answers are judged when their body ends (see `ReturnTicket`).
+            if is_gateway_error(response.status()) {
+                upstream.record_failure(index);
+            }
             instance.latency.record(ttfb);
             Ok(Answered {
                 response,
@@ -111,15 +118,18 @@ pub(crate) struct Unanswered {
     pub(crate) unsent: Option<Box<Request<UpstreamBody>>>,
 }
 
-/// One exchange with `instance` (one of `upstream`'s), given up at `deadline`: the part a route's
-/// attempt and a one-shot request share. What the outcome means for the instance's health is the caller's to record.
+/// One exchange with `upstream`'s instance `index`, given up at `deadline`: the part a route's
+/// attempt and a one-shot request share. What an exchange without an answer, or a 502/503/504,
+/// means for the instance's health is the caller's to record; an answer's body records its own
+/// end (see [`ReturnTicket`]).
 pub(crate) async fn exchange_until(
-    instance: &Instance,
-    upstream: &Upstream,
+    upstream: &Arc<Upstream>,
+    index: usize,
     request: Request<UpstreamBody>,
     deadline: Deadline,
     fresh: bool,
 ) -> Result<Exchanged, Unanswered> {
+    let instance = &upstream.instances[index];
     let asked_to_switch = request.headers().contains_key(http::header::UPGRADE);
     let exchange = instance.exchange(upstream.connect_timeout, request, fresh);
     match timeout_at(deadline, exchange).await {
@@ -142,12 +152,10 @@ pub(crate) async fn exchange_until(
             held,
             connect_time,
         })) => {
-            let ticket = ReturnTicket {
-                held,
-                instance: instance.state.clone(),
-            };
+            let judged = !is_gateway_error(response.status());
+            let ticket = ReturnTicket::new(held, upstream.clone(), index, judged);
             Ok(Exchanged {
-                response: response.map(|body| PooledBody::new(body, ticket, upstream.read_timeout)),
+                response: response.map(|body| PooledBody::new(body, ticket)),
                 connect_time,
             })
         }

@@ -8,7 +8,6 @@
 use super::head::Head;
 use super::http2::replay::Replayable;
 use super::http2::{self, Multiplexed, Stream};
-use super::InstanceState;
 use crate::body::UpstreamBody;
 use crate::tls::TlsTarget;
 use bytes::Bytes;
@@ -22,7 +21,6 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use metrics::Counter;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -338,16 +336,4 @@ where
         }
     });
     Ok(Sender::Http1(sender))
-}
-
-/// Puts a pooled connection back when the response body it carries ends.
-pub(crate) struct ReturnTicket {
-    pub(crate) held: Held,
-    pub(crate) instance: Arc<InstanceState>,
-}
-
-impl ReturnTicket {
-    pub(crate) fn redeem(self) {
-        self.instance.pool.put(self.held);
-    }
 }

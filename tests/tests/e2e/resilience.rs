@@ -401,11 +401,11 @@ async fn breaking_off_bodies() -> std::net::SocketAddr {
     addr
 }
 
-/// Sends `GET path` and reads the answer until the gateway closes the connection (at most 10 s);
-/// `None` when it was still open then.
+/// Sends `GET path` on a connection of its own, closed after it, and reads the answer until the
+/// gateway closes the connection (at most 10 s); `None` when it was still open then.
 async fn read_to_close(proxy: std::net::SocketAddr, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(proxy).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
@@ -491,6 +491,64 @@ async fn a_response_body_the_upstream_breaks_off_or_stalls_is_its_failure() {
             (text("/stall"), text("upstream_timeout"))
         ]
     );
+}
+
+/// An instance whose answers begin well and then break off (its first connection) or stall (the
+/// others) fails its clients as surely as one that refuses connections: outlier detection ejects
+/// it, though each of its answers came with a 200, and the requests after go whole to the other.
+#[tokio::test]
+async fn an_instance_that_breaks_off_its_bodies_is_ejected() {
+    let (broken, accepted) = raw_server(|connection, mut stream| async move {
+        if lookout_tests::read_request_head(&mut stream).await.is_none() {
+            return;
+        }
+        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
+        if stream.write_all(reply).await.is_ok() && connection > 0 {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    })
+    .await;
+    let healthy = TestUpstream::start("healthy").await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - {{ name: svc, instances: [\"{broken}\", \"{}\"], read_timeout: 300ms, \
+         outlier: {{ consecutive_failures: 2, base_ejection: 60s }} }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
+        healthy.addr
+    ))
+    .await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    let mut cut_short = 0;
+    for _ in 0..8 {
+        let answer = read_to_close(proxy, "/").await.expect("the client is not held");
+        cut_short += usize::from(answer.ends_with("0123456789"));
+        if instance_state(admin, 0).await["ejected"] == true {
+            break;
+        }
+    }
+    assert_eq!(
+        instance_state(admin, 0).await["ejected"],
+        true,
+        "the broken instance is ejected"
+    );
+    assert_eq!(
+        (cut_short, accepted.load(Ordering::SeqCst)),
+        (2, 2),
+        "one broken off, one stalled"
+    );
+    for _ in 0..4 {
+        let answer = read_to_close(proxy, "/").await.expect("the client is not held");
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.contains("healthy"),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "nothing more went to the ejected instance"
+    );
+    let ejections =
+        format!(r#"lookout_upstream_ejections_total{{upstream="svc",upstream_instance="{broken}"}} 1"#);
+    assert!(metrics_text(admin).await.contains(&ejections), "{ejections}");
 }
 
 /// An upstream that answers, but not in HTTP, is named for what it did: 502
