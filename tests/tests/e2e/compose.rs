@@ -334,3 +334,27 @@ async fn a_call_past_its_upstreams_max_in_flight_is_refused_and_named_so() {
         Some(1.0)
     );
 }
+
+/// A call answered 502/503/504 is its instance's failure, as a route's attempt answered so is:
+/// enough in a row eject it, and the calls after go to its upstream's other instance.
+#[tokio::test]
+async fn an_instance_failing_calls_is_ejected() {
+    let services = Services::start().await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - {{ name: pair, instances: [\"{}\", \"{}\"], outlier: {{ consecutive_failures: 2, base_ejection: 60s }} }}\n\
+         routes:\n  - name: one\n    match: {{ path: /one }}\n    compose:\n      on_error: partial\n      calls:\n        \
+         - {{ name: a, upstream: pair, path: /books/1 }}\n",
+        services.broken.addr, services.books.addr
+    ))
+    .await;
+    for _ in 0..4 {
+        send(gateway.proxy_addr(), Method::GET, "/one", &[]).await;
+    }
+    let stats = body_json(&send(gateway.admin_addr(), Method::GET, "/admin/stats", &[]).await);
+    assert_eq!(stats["upstreams"][0]["instances"][0]["ejected"], true, "{stats}");
+    for _ in 0..3 {
+        let reply = send(gateway.proxy_addr(), Method::GET, "/one", &[]).await;
+        assert_eq!(body_json(&reply)["a"]["instance"], "books", "{:?}", reply.body);
+    }
+    assert_eq!(services.broken.hits(), 2, "nothing more went to the ejected instance");
+}
