@@ -7,11 +7,14 @@
 //! not to be storable, or fails: dropping the lock wakes every waiter. A waiter that still
 //! misses then (the response was not stored, or the wait timed out) goes to the upstream
 //! itself, without waiting again, so an uncacheable resource does not turn its requests into
-//! a queue.
+//! a queue. When the upstream failed the first, the lock says so ([`UpstreamFailed`]): a
+//! waiter that may answer stale then does at once, rather than each trying the failing
+//! upstream in turn and making its client wait for the same failure.
 
 use super::CacheKey;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use lookout_analytics::ErrorKind;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -19,15 +22,23 @@ use tokio::sync::watch;
 /// cached routes come here, and each takes one shard's lock for an insert or a removal.
 #[derive(Debug, Default)]
 pub(crate) struct Fills {
-    filling: DashMap<CacheKey, watch::Receiver<()>>,
+    filling: DashMap<CacheKey, Watched>,
 }
+
+/// What a waiter watches: `Some` once the leading request found the upstream failing.
+pub(crate) type Watched = watch::Receiver<Option<UpstreamFailed>>;
+
+/// The upstream failed the leading request: with no answer (why, as its event says), or with a
+/// 500/502/503/504 (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UpstreamFailed(pub(crate) Option<ErrorKind>);
 
 /// Who fetches a key that missed.
 pub(crate) enum Claim {
     /// This request: the others wait until the lock is dropped.
     Lead(FillLock),
     /// Another request, whose lock ends when this channel closes.
-    Follow(watch::Receiver<()>),
+    Follow(Watched),
 }
 
 impl Fills {
@@ -35,13 +46,13 @@ impl Fills {
         match self.filling.entry(key.clone()) {
             Entry::Occupied(filling) => Claim::Follow(filling.get().clone()),
             Entry::Vacant(vacant) => {
-                let (done, watched) = watch::channel(());
+                let (done, watched) = watch::channel(None);
                 vacant.insert(watched);
                 Claim::Lead(FillLock {
                     _held: Box::new(Held {
                         fills: self.clone(),
                         key: key.clone(),
-                        _done: done,
+                        done,
                     }),
                 })
             }
@@ -62,11 +73,18 @@ pub(crate) struct FillLock {
     _held: Box<Held>,
 }
 
+impl FillLock {
+    /// Tells the waiters, when the lock is dropped, that the upstream failed.
+    pub(crate) fn upstream_failed(&self, failed: UpstreamFailed) {
+        self._held.done.send_replace(Some(failed));
+    }
+}
+
 struct Held {
     fills: Arc<Fills>,
     key: CacheKey,
     /// Dropped with the lock: the waiters' `changed()` then returns.
-    _done: watch::Sender<()>,
+    done: watch::Sender<Option<UpstreamFailed>>,
 }
 
 impl Drop for Held {
@@ -77,10 +95,12 @@ impl Drop for Held {
     }
 }
 
-/// Waits for the leading request of `claim` to be done, at most `bound`.
-pub(crate) async fn wait_for(mut filled: watch::Receiver<()>, bound: std::time::Duration) {
-    // `changed` returns an error once the sender is gone, also if it already was.
+/// Waits for the leading request of `claim` to be done, at most `bound`; what it found, when
+/// the upstream failed it.
+pub(crate) async fn wait_for(mut filled: Watched, bound: std::time::Duration) -> Option<UpstreamFailed> {
+    // `changed` returns once a failure is told or the sender is gone (also if it already was).
     let _ = tokio::time::timeout(bound, filled.changed()).await;
+    *filled.borrow()
 }
 
 #[cfg(test)]
@@ -99,7 +119,7 @@ mod tests {
     }
 
     /// Two misses of `path`: the first leads, the second waits on it.
-    fn lead_and_follow(fills: &Arc<Fills>, path: &str) -> (FillLock, watch::Receiver<()>) {
+    fn lead_and_follow(fills: &Arc<Fills>, path: &str) -> (FillLock, Watched) {
         let Claim::Lead(lock) = fills.claim(&key(path)) else {
             panic!("the first miss leads");
         };
@@ -121,10 +141,11 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         drop(lock);
-        tokio::time::timeout(Duration::from_secs(5), waiter)
+        let found = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("woken when the lock goes")
             .expect("task");
+        assert_eq!(found, None, "stored, or not storable: no failure to tell");
         assert_eq!(fills.len(), 0, "the key is free again");
         assert!(matches!(fills.claim(&key("/a")), Claim::Lead(_)));
     }
@@ -137,5 +158,25 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), wait_for(waiting, Duration::from_secs(30)))
             .await
             .expect("no wake-up is missed");
+    }
+
+    #[tokio::test]
+    async fn the_waiters_learn_that_the_upstream_failed_the_leader() {
+        let fills = Arc::new(Fills::default());
+        let (lock, early) = lead_and_follow(&fills, "/a");
+        let late = early.clone();
+        let waiter = tokio::spawn(wait_for(early, Duration::from_secs(30)));
+        let failed = UpstreamFailed(Some(ErrorKind::UpstreamTimeout));
+        lock.upstream_failed(failed);
+        drop(lock);
+        let found = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert_eq!(found, Some(failed));
+        let found = tokio::time::timeout(Duration::from_secs(5), wait_for(late, Duration::from_secs(30)))
+            .await
+            .expect("a later wait returns at once");
+        assert_eq!(found, Some(failed), "and learns it too");
     }
 }

@@ -2,7 +2,7 @@
 //! (reference-counted, not copied) until it ends, then stored whole. A body over the route's
 //! size bound, an error, or a client that leaves first means nothing is stored.
 
-use super::coalesce::FillLock;
+use super::coalesce::{FillLock, UpstreamFailed};
 use super::lookup::has_directive;
 use super::{CacheKey, Entry, RouteCache, Stored};
 use crate::body::{declared_larger_than, PooledBody};
@@ -118,6 +118,14 @@ impl Ticket {
                 .store(stale.body.clone());
         }
         Ok(Response::from_parts(head, stale.body.clone()))
+    }
+
+    /// Tells the requests waiting for this one's fetch that the upstream failed it, so that
+    /// they answer stale at once rather than try it each in turn.
+    pub(crate) fn upstream_failed(&self, failed: UpstreamFailed) {
+        if let Some(lock) = &self.lock {
+            lock.upstream_failed(failed);
+        }
     }
 
     /// The stale response to answer with now that the upstream failed: when the route serves

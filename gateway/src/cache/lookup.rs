@@ -1,7 +1,7 @@
 //! Answering from the cache, when a stored response is fresh for this request; finding the stale
 //! one a failed upstream may be answered with (`stale_if_error`).
 
-use super::coalesce::Claim;
+use super::coalesce::{Claim, Watched};
 use super::{CacheKey, Entry, RouteCache, Stored, Ticket};
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CACHE_CONTROL, PRAGMA};
@@ -11,7 +11,6 @@ use http_cache_semantics::{BeforeRequest, RequestLike};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::watch;
 
 pub(crate) enum Lookup {
     /// A fresh stored response, its `Age` and `Date` brought up to date.
@@ -21,7 +20,7 @@ pub(crate) enum Lookup {
     Miss(Option<Ticket>),
     /// Another request that missed is fetching this key: wait for it, at most this long, then
     /// look again.
-    Wait(watch::Receiver<()>, Duration),
+    Wait(Watched, Duration),
     /// The cache is not for this request (not GET/HEAD, credentials, `no-store`).
     Bypass,
 }

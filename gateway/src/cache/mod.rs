@@ -18,7 +18,7 @@ mod fill;
 mod key;
 mod lookup;
 
-pub(crate) use coalesce::wait_for;
+pub(crate) use coalesce::{wait_for, UpstreamFailed};
 pub(crate) use fill::{FetchedBody, Ticket};
 pub(crate) use key::{CacheKey, KeyParts};
 pub(crate) use lookup::Lookup;

@@ -3,12 +3,13 @@
 //! stale stored response answers instead (`x-cache: STALE`), as nginx's `proxy_cache_use_stale
 //! error timeout http_5xx` and RFC 5861's `stale-if-error` do, unless its origin said
 //! `must-revalidate`. A failure with no answer stays in the event's `error_kind`, so the
-//! failing upstream still shows behind the stale answers it is hidden by.
+//! failing upstream still shows behind the stale answers it is hidden by. The requests that
+//! waited for this one's fetch are told of the failure (see [`crate::cache::UpstreamFailed`]).
 
 use super::context::RequestContext;
 use super::error::ProxyError;
 use crate::body::PooledBody;
-use crate::cache::Ticket;
+use crate::cache::{Ticket, UpstreamFailed};
 use crate::upstream::is_gateway_error;
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -23,7 +24,9 @@ pub(super) fn instead_of(
         Err(error) if is_upstream_failure(error) => Some(error.kind()),
         _ => return None,
     };
-    let stale = ticket?.stale_answer()?;
+    let ticket = ticket?;
+    ticket.upstream_failed(UpstreamFailed(failure));
+    let stale = ticket.stale_answer()?;
     ctx.cache_status = Some("STALE");
     ctx.error_kind = failure;
     Some(stale)

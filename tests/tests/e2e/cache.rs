@@ -7,6 +7,11 @@ use super::metrics::{sample, scrape};
 use http::{Method, StatusCode};
 use lookout_gateway::Gateway;
 use lookout_tests::{body_json, keys, send, single_upstream, start_gateway, Reply, TestUpstream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
 const FRESH: (&str, &str) = ("x-reply-header", "cache-control: max-age=60");
 
@@ -338,7 +343,7 @@ async fn a_stale_response_answers_when_the_upstream_fails() {
     for (path, header) in [("/reviews/2", strict), ("/plain/1", brief)] {
         assert_eq!(x_cache(&get(&gateway, path, &[header]).await), "MISS");
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     upstream.fail_with(503);
     let stale = get(&gateway, "/reviews/1", &[brief]).await;
@@ -378,6 +383,70 @@ async fn a_stale_response_answers_when_the_upstream_fails() {
     )
     .await;
     assert_eq!(counted, Some(2.0));
+}
+
+/// An upstream whose first answer is fresh for a second (`v1`), and which then never answers.
+/// Counts the requests it read.
+async fn fresh_once_then_silent() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                while lookout_tests::read_request_head(&mut stream).await.is_some() {
+                    if counter.fetch_add(1, Ordering::SeqCst) > 0 {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\ncache-control: max-age=1\r\ncontent-length: 2\r\n\r\nv1";
+                    if stream.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, requests)
+}
+
+/// Misses waiting for another's fetch of an expired entry learn that the upstream failed it,
+/// and answer stale at once, as it did: one request finds the upstream failing, not each of
+/// them in turn, each client waiting out its own timeout. Their events name the failure.
+#[tokio::test]
+async fn waiters_answer_stale_at_once_when_the_upstream_failed_the_fetch_they_waited_for() {
+    const TOKEN: &str = "cache-token";
+    let (upstream, requests) = fresh_once_then_silent().await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\nanalytics: {{ store: memory }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{upstream}\"], request_timeout: 300ms }}\n\
+         routes:\n  - {{ name: all, upstream: svc, cache: {{ stale_if_error: 1m }} }}\n"
+    ))
+    .await;
+    assert_eq!(x_cache(&get(&gateway, "/reviews/1", &[]).await), "MISS");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let proxy = gateway.proxy_addr();
+    let burst = (0..10).map(|_| async move { send(proxy, Method::GET, "/reviews/1", &[]).await });
+    let replies = futures_util::future::join_all(burst).await;
+    for reply in &replies {
+        assert_eq!((reply.status, x_cache(reply)), (StatusCode::OK, "STALE"));
+        assert_eq!(&reply.body[..], b"v1");
+    }
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        2,
+        "the fill, then one fetch the others waited for"
+    );
+    lookout_tests::wait_for_stored(&gateway, 11).await;
+    let rows = lookout_tests::sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT count(*) FROM requests WHERE cache_status = 'STALE' AND error_kind = 'upstream_timeout'",
+    )
+    .await;
+    assert_eq!(rows, serde_json::json!([[10]]));
 }
 
 /// A key whose response may not be stored is marked so for a while: after one burst of misses
@@ -441,7 +510,7 @@ async fn a_stale_response_is_revalidated_with_its_etag() {
     let first = get(&gateway, "/etag", &[brief]).await;
     assert_eq!((first.status, x_cache(&first)), (StatusCode::OK, "MISS"));
     assert_eq!(first.headers["etag"], "\"v1\"");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let revalidated = get(&gateway, "/etag", &[brief]).await;
     assert_eq!(
@@ -452,13 +521,13 @@ async fn a_stale_response_is_revalidated_with_its_etag() {
     assert_eq!(upstream.hits(), 2, "the upstream was asked");
     let again = get(&gateway, "/etag", &[brief]).await;
     assert_eq!((x_cache(&again), upstream.hits()), ("HIT", 2), "fresh again");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     // A 304 that leaves its `ETag` out answers the gateway's question all the same.
     let bare = get(&gateway, "/etag", &[brief, ("x-bare-304", "1")]).await;
     assert_eq!((bare.status, x_cache(&bare)), (StatusCode::OK, "REVALIDATED"));
     assert_eq!(bare.body, first.body);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let own_question = get(&gateway, "/etag", &[brief, ("if-none-match", "\"v1\"")]).await;
     assert_eq!(
@@ -503,7 +572,7 @@ async fn a_later_variant_outlives_the_first_ones_lifetime() {
     )
     .await;
     assert_eq!(x_cache(&long), "MISS");
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let again = get(&gateway, "/v", &[("accept-language", "de")]).await;
     assert_eq!((x_cache(&again), &again.body), ("HIT", &long.body));
     assert_eq!(upstream.hits(), 2);

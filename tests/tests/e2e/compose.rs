@@ -356,5 +356,9 @@ async fn an_instance_failing_calls_is_ejected() {
         let reply = send(gateway.proxy_addr(), Method::GET, "/one", &[]).await;
         assert_eq!(body_json(&reply)["a"]["instance"], "books", "{:?}", reply.body);
     }
-    assert_eq!(services.broken.hits(), 2, "nothing more went to the ejected instance");
+    assert_eq!(
+        services.broken.hits(),
+        2,
+        "nothing more went to the ejected instance"
+    );
 }
