@@ -132,7 +132,7 @@ pub(super) fn build(
         writer_priority,
         jaeger_ui,
         routes: Arc::new(RouteTable {
-            index: RouteIndex::new(&first_segments(&routes)),
+            index: RouteIndex::new(&literal_segments(&routes)),
             routes,
             upstreams: upstreams.into_values().collect(),
             unmatched: registry.unmatched(),
@@ -146,9 +146,9 @@ pub(super) fn build(
     p.finish(config)
 }
 
-/// Each route's first path segment, for the route index.
-fn first_segments(routes: &[Route]) -> Vec<Option<&str>> {
-    routes.iter().map(|r| r.matcher.path.first_segment()).collect()
+/// The literal segments each route's paths start with, for the route index.
+fn literal_segments(routes: &[Route]) -> Vec<Vec<&str>> {
+    routes.iter().map(|r| r.matcher.path.literal_segments()).collect()
 }
 
 /// The query parameter `route` reads an API key from, if any.

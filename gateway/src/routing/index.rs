@@ -1,51 +1,88 @@
-//! Which routes a request may take, by the first segment of its path.
+//! Which routes a request may take, by the literal segments its path starts with.
 
-use super::matcher::first_segment;
 use std::collections::HashMap;
 
-/// The routes a request may take, by the first segment of its path (`books` of `/books/7`):
-/// those whose path condition names that segment, with those that take any first segment, in
-/// config order. Routing tries only these, not every route, and the first that matches still
-/// wins: a route that names another first segment could never have matched. With a thousand
-/// prefix routes, a request for the last one was served at about three quarters of the rate of
-/// one for the first.
+/// The routes a request may take, by the segments its path starts with: a tree of the literal
+/// segments each route's path condition begins with (`api`, `v1`, `books` of
+/// `/api/v1/books/{id}`). A request's path walks it as deep as its own segments go, and may
+/// take the routes along the way, with those that take any path, in config order. Routing tries
+/// only these, not every route, and the first that matches still wins: a route whose literal
+/// segments the path does not start with could never have matched. So a table of a thousand
+/// routes under one `/api/v1/` costs a request about what a table of a few would.
 #[derive(Debug)]
 pub(crate) struct RouteIndex {
-    by_segment: HashMap<Box<str>, Box<[usize]>>,
-    /// The routes that take any first segment: all a path whose segment no route names may take.
-    any: Box<[usize]>,
+    root: Node,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    /// The routes a path whose walk ends here may take, in config order: those placed here or
+    /// above.
+    candidates: Box<[usize]>,
+    children: HashMap<Box<str>, Node>,
 }
 
 impl RouteIndex {
-    /// The index of routes whose first segments are `segments`, in config order (`None`: any).
-    pub(crate) fn new(segments: &[Option<&str>]) -> RouteIndex {
-        let taking = |segment: Option<&str>| -> Box<[usize]> {
-            (0..segments.len())
-                .filter(|&i| segments[i].is_none() || segments[i] == segment)
-                .collect()
-        };
-        let mut by_segment = HashMap::new();
-        for segment in segments.iter().flatten() {
-            if !by_segment.contains_key(*segment) {
-                by_segment.insert(Box::from(*segment), taking(Some(segment)));
+    /// The index of routes whose paths start with the literal segments `prefixes`, in config
+    /// order (none: the route may take any path).
+    pub(crate) fn new(prefixes: &[Vec<&str>]) -> RouteIndex {
+        let mut placed = Placed::default();
+        for (route, segments) in prefixes.iter().enumerate() {
+            let mut node = &mut placed;
+            for &segment in segments {
+                node = node.children.entry(segment).or_default();
             }
+            node.routes.push(route);
         }
         RouteIndex {
-            by_segment,
-            any: taking(None),
+            root: placed.into_node(&[]),
         }
     }
 
     /// The routes `path` may take, in config order.
     pub(crate) fn candidates(&self, path: &str) -> &[usize] {
-        // No route names a segment (a catch-all table): no hashing of the path.
-        if self.by_segment.is_empty() {
-            return &self.any;
+        let mut node = &self.root;
+        // A table whose routes name no segment (a catch-all) never hashes the path.
+        for segment in segments(path) {
+            if node.children.is_empty() {
+                break;
+            }
+            match node.children.get(segment) {
+                Some(child) => node = child,
+                None => break,
+            }
         }
-        self.by_segment
-            .get(first_segment(path))
-            .map_or(&self.any, |routes| routes)
+        &node.candidates
     }
+}
+
+/// The routes as placed while the index is built: each at the node of its literal segments.
+#[derive(Default)]
+struct Placed<'a> {
+    routes: Vec<usize>,
+    children: HashMap<&'a str, Placed<'a>>,
+}
+
+impl Placed<'_> {
+    /// The node, with the routes placed above it (`above`, in config order).
+    fn into_node(self, above: &[usize]) -> Node {
+        let mut candidates = [above, &self.routes].concat();
+        candidates.sort_unstable();
+        let children = self
+            .children
+            .into_iter()
+            .map(|(segment, child)| (Box::from(segment), child.into_node(&candidates)))
+            .collect();
+        Node {
+            candidates: candidates.into(),
+            children,
+        }
+    }
+}
+
+/// The segments of a path: `books`, `7` of `/books/7`; one empty segment for `/`.
+pub(crate) fn segments(path: &str) -> std::str::Split<'_, char> {
+    path.strip_prefix('/').unwrap_or(path).split('/')
 }
 
 #[cfg(test)]
@@ -71,10 +108,14 @@ mod tests {
             PathMatch::Exact("/".into()),
             template("/files/{*rest}"),
             PathMatch::Prefix("/apix".into()),
+            PathMatch::Exact("/api/v2/users".into()),
+            template("/api/{version}/x"),
+            template("/api/v2/users/{id}"),
+            PathMatch::Prefix("/api/v2/users/7".into()),
         ]
     }
 
-    const PATHS: [&str; 12] = [
+    const PATHS: [&str; 19] = [
         "/",
         "/api",
         "/api/",
@@ -87,6 +128,13 @@ mod tests {
         "/acme/orders",
         "/nowhere",
         "/api%2Fv2",
+        "/api/v2",
+        "/api/v2/users",
+        "/api/v2/users/7",
+        "/api/v2/users/7/x",
+        "/api/v3/x",
+        "/api/v2/x/y",
+        "//api",
     ];
 
     /// Every route that matches a path is among its candidates, in order: the index never
@@ -94,7 +142,7 @@ mod tests {
     #[test]
     fn a_path_takes_the_first_route_that_matches_as_without_the_index() {
         let patterns = patterns();
-        let segments: Vec<Option<&str>> = patterns.iter().map(PathMatch::first_segment).collect();
+        let segments: Vec<Vec<&str>> = patterns.iter().map(PathMatch::literal_segments).collect();
         let index = RouteIndex::new(&segments);
         for path in PATHS {
             let matching: Vec<usize> = (0..patterns.len())
@@ -115,27 +163,36 @@ mod tests {
     }
 
     #[test]
-    fn a_route_names_a_first_segment_only_when_all_its_paths_share_it() {
-        let named: Vec<Option<String>> = patterns()
-            .iter()
-            .map(|p| p.first_segment().map(str::to_owned))
-            .collect();
-        let expected = [
-            Some("api"),
-            None,
-            Some("books"),
-            Some("books"),
-            None,
-            None,
-            Some("api"),
-            Some(""),
-            Some("files"),
-            Some("apix"),
+    fn a_route_is_placed_at_the_literal_segments_all_its_paths_start_with() {
+        let patterns = patterns();
+        let placed: Vec<Vec<&str>> = patterns.iter().map(PathMatch::literal_segments).collect();
+        let expected: [&[&str]; 14] = [
+            &["api"],
+            &[],
+            &["books"],
+            &["books"],
+            &[],
+            &[],
+            &["api", "v2"],
+            &[""],
+            &["files"],
+            &["apix"],
+            &["api", "v2", "users"],
+            &["api"],
+            &["api", "v2", "users"],
+            &["api", "v2", "users", "7"],
         ];
-        assert_eq!(named, expected.map(|s| s.map(str::to_owned)));
+        assert_eq!(placed, expected);
+        let index = RouteIndex::new(&placed);
         // `/nowhere` is named by no route: it may take only the routes that take any path.
-        let index = RouteIndex::new(&expected);
         assert_eq!(index.candidates("/nowhere"), [1, 4, 5]);
         assert_eq!(index.candidates("/books/7"), [1, 2, 3, 4, 5]);
+        // The walk goes as deep as the path's segments are in the tree.
+        assert_eq!(index.candidates("/api/v3/x"), [0, 1, 4, 5, 11]);
+        assert_eq!(index.candidates("/api/v2/users/8"), [0, 1, 4, 5, 6, 10, 11, 12]);
+        assert_eq!(
+            index.candidates("/api/v2/users/7/x"),
+            [0, 1, 4, 5, 6, 10, 11, 12, 13]
+        );
     }
 }

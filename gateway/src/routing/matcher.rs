@@ -1,5 +1,6 @@
 //! Request matching on host, path (exact, prefix, template), method and headers.
 
+use super::index::segments;
 use crate::edge::cors::preflight_method;
 use http::header::HeaderName;
 use http::request::Parts;
@@ -107,17 +108,21 @@ impl HostMatch {
 }
 
 impl PathMatch {
-    /// The first segment of every path this matches (`books` for `/books/{id}`), when they
-    /// share one: `None` for any path, `/`, or a template capturing its first segment.
-    pub(crate) fn first_segment(&self) -> Option<&str> {
+    /// The literal segments every path this matches starts with (`books` of `/books/{id}`,
+    /// `api`, `v1` of the prefix `/api/v1/`); none for any path, the prefix `/`, or a template
+    /// capturing its first segment.
+    pub(crate) fn literal_segments(&self) -> Vec<&str> {
         match self {
-            PathMatch::Any => None,
-            PathMatch::Exact(path) => Some(first_segment(path)),
-            // `/` takes every path; `/api` and `/api/` take `/api` and what is below it.
-            PathMatch::Prefix(prefix) => Some(first_segment(prefix)).filter(|s| !s.is_empty()),
-            PathMatch::Template(_, template) => {
-                Some(first_segment(template)).filter(|s| !s.contains(['{', '}']))
+            PathMatch::Any => Vec::new(),
+            PathMatch::Exact(path) => segments(path).collect(),
+            // Segment-bounded: `/api` and `/api/` take `/api` and what is below it.
+            PathMatch::Prefix(prefix) => {
+                let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+                segments(prefix).filter(|_| !prefix.is_empty()).collect()
             }
+            PathMatch::Template(_, template) => segments(template)
+                .take_while(|segment| !segment.contains(['{', '}']))
+                .collect(),
         }
     }
 
@@ -139,10 +144,4 @@ impl PathMatch {
         };
         matched.then(Vec::new)
     }
-}
-
-/// The first segment of a path: `books` of `/books/7`, empty for `/`.
-pub(crate) fn first_segment(path: &str) -> &str {
-    let rest = path.strip_prefix('/').unwrap_or(path);
-    rest.split('/').next().unwrap_or_default()
 }
