@@ -36,11 +36,13 @@ pub enum StoreLocation {
     Memory,
 }
 
-/// How much history the store keeps. Either bound, when set, is enforced every minute.
+/// How much history the store keeps: the age bound is enforced every minute, the size bound
+/// after every commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Retention {
     pub max_age: Option<Duration>,
-    /// Bytes of database blocks in use; the oldest tenth of the events goes while above.
+    /// Bytes of database blocks in use (in memory: events at 1 KiB each); the oldest events go
+    /// while above.
     pub max_bytes: Option<u64>,
 }
 

@@ -83,11 +83,26 @@ impl StoreSink {
                 let events = open.events as u64;
                 counters.events_written.fetch_add(events, Ordering::Relaxed);
                 self.pending.note(open.earliest_us, open.latest_us);
+                self.bound_size();
             }
             Err(error) => {
                 self.count_lost(open.events);
                 self.fail(&error);
             }
+        }
+    }
+
+    /// Holds the store to its size bound, now that a commit added to it.
+    fn bound_size(&mut self) {
+        let Some(Writer { conn, .. }) = &self.conn else {
+            return;
+        };
+        let counters = &self.store.shared.counters;
+        match retention::bound_size(conn, &self.store.shared.settings.kept()) {
+            Ok(expired) => {
+                counters.rows_expired.fetch_add(expired, Ordering::Relaxed);
+            }
+            Err(error) => self.fail(&error),
         }
     }
 

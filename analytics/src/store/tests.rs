@@ -977,3 +977,33 @@ fn a_query_holding_the_memory_costs_the_uncommitted_events_only() {
         "every event counted written is there, and no other: {stored} {stats:?}"
     );
 }
+
+/// A store in memory is held to its bound as fast as events arrive: a burst of more than its
+/// `memory_limit` in events within the minute between two housekeeping passes leaves it within
+/// its bound, where it used to fill the memory, fail the writer and be reopened empty. (Its
+/// events are counted, not its memory: DuckDB stops reporting an in-memory table's rows once a
+/// checkpoint has vacuumed them, and a bound by the memory it reported let them grow until a
+/// checkpoint failed for want of memory.)
+#[test]
+fn a_burst_never_fills_a_store_in_memory() {
+    let settings = StoreSettings {
+        memory_limit: 200_000_000,
+        ..StoreSettings::new(StoreLocation::Memory)
+    };
+    let bound = settings.memory_store_bound() / retention::EVENT_BYTES_IN_MEMORY;
+    let (store, mut sink) = Store::open(settings).expect("open");
+    // About 370 MB of events, in the writer's batches, with no housekeeping pass.
+    for batch in 0..125u64 {
+        let events: Vec<_> = (batch * 8_000..(batch + 1) * 8_000).map(sample_event).collect();
+        sink.write_batch(&events).expect("written");
+    }
+    sink.commit();
+    let stats = store.stats();
+    assert_eq!(stats.write_failures, 0, "{stats:?}");
+    let left = json_of(&store, "SELECT count(*) FROM requests")["rows"][0][0]
+        .as_u64()
+        .expect("a count");
+    assert!(left <= bound, "{left} events kept, over {bound}");
+    assert!(left >= bound / 2, "{left} events kept: no more went than needed");
+    assert_eq!(left + stats.rows_expired, 1_000_000);
+}
