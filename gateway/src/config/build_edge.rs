@@ -49,6 +49,15 @@ pub(super) fn build_head_limits(p: &mut Problems, raw: &RawHeadLimits) -> HeadLi
             raw.idle_timeout.as_ref(),
             defaults.idle_timeout,
         ),
+        send_timeout: match raw.send_timeout.as_ref() {
+            Some(text) if text.trim() == "off" => None,
+            text => Some(duration(
+                p,
+                "limits.send_timeout",
+                text,
+                defaults.send_timeout.unwrap_or_default(),
+            )),
+        },
         max_connections: raw
             .max_connections
             .as_ref()

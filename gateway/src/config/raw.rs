@@ -277,6 +277,8 @@ pub(crate) struct RawHeadLimits {
     pub(crate) max_header_size: Option<Text>,
     pub(crate) header_read_timeout: Option<Text>,
     pub(crate) idle_timeout: Option<Text>,
+    /// A duration, or `off`.
+    pub(crate) send_timeout: Option<Text>,
     /// Client connections the proxy listener keeps open at most (default: half the process's
     /// file descriptor limit).
     pub(crate) max_connections: Option<marked_yaml::Spanned<u32>>,

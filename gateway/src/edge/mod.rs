@@ -25,6 +25,9 @@ pub(crate) struct HeadLimits {
     /// Time an HTTP/2 connection may stay open with nothing read or written and no request in
     /// flight (hyper already closes an idle HTTP/1.1 connection at `header_read_timeout`).
     pub(crate) idle_timeout: Duration,
+    /// Time a client may take none of its response while the gateway has more to send (nginx's
+    /// `send_timeout`); the connection is closed after it. `None`: no limit.
+    pub(crate) send_timeout: Option<Duration>,
     /// Client connections the proxy listener keeps open at most; one more is closed as soon as
     /// it is accepted.
     pub(crate) max_connections: usize,
@@ -37,6 +40,7 @@ impl Default for HeadLimits {
             max_header_size: 32 * 1024,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            send_timeout: Some(Duration::from_secs(60)),
             max_connections: default_max_connections(),
         }
     }

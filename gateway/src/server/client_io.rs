@@ -1,4 +1,4 @@
-//! A client connection's two deadlines that hyper leaves unbounded.
+//! A client connection's three deadlines that hyper leaves unbounded.
 //!
 //! - **The first request.** hyper-util's `auto` server reads a connection's first bytes to tell
 //!   HTTP/1 from HTTP/2's preface, and starts hyper's `header_read_timeout` only once it knows:
@@ -8,13 +8,20 @@
 //!   shut everyone else out.
 //! - **Idleness.** hyper closes an HTTP/1.1 keep-alive connection left idle for
 //!   `header_read_timeout`, but an HTTP/2 connection with no stream open stays open for ever.
+//! - **A client that stops reading.** hyper waits for as long as it takes to write a response a
+//!   client does not read (a "slow read" attack asks for large answers and takes none of them):
+//!   the connection, its place under the cap and the upstream connection its response streams
+//!   from are held for ever.
 //!
 //! [`ClientIo`] wraps the connection's stream: its reads fail with `TimedOut` when the protocol is
 //! not known by the first deadline, and, on an HTTP/2 connection, once a whole `idle_timeout`
-//! passed with no byte read or written and no request in flight. Its one timer is polled only
-//! while a read waits, and re-armed at most once per `idle_timeout`. HTTP/1.1 connections poll
-//! none once their protocol is known: polling a timer at each wait for the next request cost
-//! 0.4 µs of CPU per request (`tests/bench/HISTORY.md`), for what hyper already does.
+//! passed with no byte read or written and no request in flight. Its one read timer is polled
+//! only while a read waits, and re-armed at most once per `idle_timeout`. HTTP/1.1 connections
+//! poll none once their protocol is known: polling a timer at each wait for the next request cost
+//! 0.4 µs of CPU per request (`tests/bench/HISTORY.md`), for what hyper already does. Its writes
+//! fail with `TimedOut` once one has waited `send_timeout` for the client to take a byte (nginx's
+//! `send_timeout`): the write timer is allocated at a connection's first write that has to wait,
+//! which a small answer to a client that reads never does.
 
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -38,10 +45,13 @@ pub(super) struct Deadlines {
     pub(super) first_request: Duration,
     /// With nothing read or written and no request in flight.
     pub(super) idle: Duration,
+    /// For a waiting write to make progress (`None`: no limit).
+    pub(super) send: Option<Duration>,
 }
 
 pin_project! {
     /// A client stream held to its [`Deadlines`].
+    #[project = ClientIoProj]
     pub(super) struct ClientIo<S> {
         #[pin]
         inner: S,
@@ -56,6 +66,10 @@ pin_project! {
         http2: bool,
         // Whether a byte was read or written since the idle timer was last armed.
         active: bool,
+        // Armed when a write has to wait, from then; allocated at the first such wait.
+        send_timer: Option<Pin<Box<Sleep>>>,
+        // Whether the last write waited (the send timer is armed for that wait).
+        write_waiting: bool,
         // The connection's place under the cap: every request in flight, and a protocol
         // upgrade's tunnel, holds a strong reference besides the connection's own.
         place: Weak<OwnedSemaphorePermit>,
@@ -72,6 +86,11 @@ pub(super) struct NoRequest(Duration);
 #[error("idle for {0:?} (limits.idle_timeout)")]
 struct Idle(Duration);
 
+/// Why a connection was closed while a response was being written to it.
+#[derive(Debug, thiserror::Error)]
+#[error("the client took nothing of its response for {0:?} (limits.send_timeout)")]
+pub(super) struct SendTimeout(Duration);
+
 impl<S> ClientIo<S> {
     pub(super) fn new(inner: S, deadlines: Deadlines, place: Weak<OwnedSemaphorePermit>) -> Self {
         ClientIo {
@@ -81,6 +100,8 @@ impl<S> ClientIo<S> {
             matched: Some(0),
             http2: false,
             active: false,
+            send_timer: None,
+            write_waiting: false,
             place,
         }
     }
@@ -175,10 +196,9 @@ fn idle_for_a_whole_period(
 
 impl<S: AsyncWrite> AsyncWrite for ClientIo<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let polled = this.inner.poll_write(cx, buf);
-        *this.active |= matches!(polled, Poll::Ready(Ok(n)) if n > 0);
-        polled
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_write(cx, buf);
+        this.note_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -186,10 +206,9 @@ impl<S: AsyncWrite> AsyncWrite for ClientIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let polled = this.inner.poll_write_vectored(cx, bufs);
-        *this.active |= matches!(polled, Poll::Ready(Ok(n)) if n > 0);
-        polled
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_write_vectored(cx, bufs);
+        this.note_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -197,11 +216,50 @@ impl<S: AsyncWrite> AsyncWrite for ClientIo<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_flush(cx);
+        if polled.is_pending() {
+            return this.wait_for_client(cx).map_or(Poll::Pending, Poll::Ready);
+        }
+        *this.write_waiting = false;
+        polled
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_shutdown(cx)
+    }
+}
+
+impl<S> ClientIoProj<'_, S> {
+    /// Notes a write's progress, or its wait, which fails once it is `send_timeout` long.
+    fn note_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match &polled {
+            Poll::Pending => return self.wait_for_client(cx).map_or(Poll::Pending, Poll::Ready),
+            Poll::Ready(written) => {
+                *self.write_waiting = false;
+                *self.active |= matches!(written, Ok(n) if *n > 0);
+            }
+        }
+        polled
+    }
+
+    /// A write has to wait for the client: the error to fail it with once the client has taken
+    /// nothing for `send_timeout`, counted from the first of the waits in a row.
+    fn wait_for_client<T>(&mut self, cx: &mut Context<'_>) -> Option<io::Result<T>> {
+        let limit = self.deadlines.send?;
+        let timer = self
+            .send_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if !*self.write_waiting {
+            *self.write_waiting = true;
+            timer.as_mut().reset(Instant::now() + limit);
+        }
+        let expired = timer.as_mut().poll(cx).is_ready();
+        expired.then(|| Err(io::Error::new(io::ErrorKind::TimedOut, SendTimeout(limit))))
     }
 }
 

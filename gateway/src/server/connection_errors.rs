@@ -1,9 +1,11 @@
-//! Client connections that ended before a request reached the pipeline, counted by why
-//! (`lookout_proxy_connection_errors_total`). hyper answers a head it cannot parse with a bare 400
-//! or 431 and closes the connection; no route, event or span ever sees it, so without this count
-//! a client (or an attack) failing that way would leave no trace in the gateway's figures.
+//! Client connections that ended in error, counted by why (`lookout_proxy_connection_errors_total`):
+//! before a request reached the pipeline, and so with no event, route or span to say it — hyper
+//! answers a head it cannot parse with a bare 400 or 431 and closes the connection, so without
+//! this count a client (or an attack) failing that way would leave no trace in the gateway's
+//! figures — and closed because the client stopped reading its response (whose request's event
+//! says `client_aborted`, as if it had left).
 
-use super::client_io::NoRequest;
+use super::client_io::{NoRequest, SendTimeout};
 use crate::stats::{Metrics, CONNECTION_ERRORS};
 use metrics::{Counter, Label};
 use std::error::Error as StdError;
@@ -20,14 +22,17 @@ enum Reason {
     NoRequest,
     /// The client closed the connection in the middle of a request's head.
     Incomplete,
+    /// The client took nothing of a response for `send_timeout`.
+    SendTimeout,
 }
 
 impl Reason {
-    const ALL: [Reason; 4] = [
+    const ALL: [Reason; 5] = [
         Reason::Malformed,
         Reason::HeadTooLarge,
         Reason::NoRequest,
         Reason::Incomplete,
+        Reason::SendTimeout,
     ];
 
     fn label(self) -> &'static str {
@@ -36,6 +41,7 @@ impl Reason {
             Reason::HeadTooLarge => "head_too_large",
             Reason::NoRequest => "no_request",
             Reason::Incomplete => "incomplete_request",
+            Reason::SendTimeout => "send_timeout",
         }
     }
 
@@ -51,11 +57,23 @@ impl Reason {
             } else if error.is_incomplete_message() {
                 Some(Reason::Incomplete)
             } else {
-                None
+                // A write hyper was making failed: the client's stream says why.
+                error.source().and_then(Reason::of_io)
             };
         }
-        let io = error.downcast_ref::<io::Error>()?;
-        io.get_ref()?.is::<NoRequest>().then_some(Reason::NoRequest)
+        Reason::of_io(error)
+    }
+
+    /// The reason of one of the client stream's own errors (see `ClientIo`).
+    fn of_io(error: &(dyn StdError + 'static)) -> Option<Reason> {
+        let io = error.downcast_ref::<io::Error>()?.get_ref()?;
+        if io.is::<NoRequest>() {
+            Some(Reason::NoRequest)
+        } else if io.is::<SendTimeout>() {
+            Some(Reason::SendTimeout)
+        } else {
+            None
+        }
     }
 }
 

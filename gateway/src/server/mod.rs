@@ -351,6 +351,7 @@ impl Shared {
                 limits.header_read_timeout != started.header_read_timeout,
             ),
             ("limits.idle_timeout", limits.idle_timeout != started.idle_timeout),
+            ("limits.send_timeout", limits.send_timeout != started.send_timeout),
             (
                 "limits.max_connections",
                 limits.max_connections != started.max_connections,

@@ -40,6 +40,7 @@ pub(super) async fn serve(
     let deadlines = Deadlines {
         first_request: limits.header_read_timeout,
         idle: limits.idle_timeout,
+        send: limits.send_timeout,
     };
     let graceful = GracefulShutdown::new();
     // The port clients connect to, read once: spans name it as `server.port`.

@@ -221,7 +221,7 @@ const DESCRIPTIONS: [(&str, Unit, &str); 59] = [
     (
         CONNECTION_ERRORS,
         Unit::Count,
-        "Client connections closed before a request reached the pipeline: a head the parser refused (400 or 431), nothing sent within header_read_timeout of connecting, or a head cut off by the client.",
+        "Client connections closed in error: before a request reached the pipeline (a head the parser refused, 400 or 431; nothing sent within header_read_timeout of connecting; a head cut off by the client), or as the client took nothing of its response for send_timeout.",
     ),
     (
         STORE_UP,

@@ -341,7 +341,7 @@ routes:
 #[test]
 fn jwt_and_edge_errors_name_their_field() {
     let text = "\
-limits: { max_uri_length: huge }
+limits: { max_uri_length: huge, send_timeout: never }
 trusted_proxies: [10.0.0.0/8, not-a-network]
 jwt_providers:
   - { name: mixed, algorithms: [HS256, RS256], secret_env: NOPE }
@@ -365,6 +365,9 @@ routes:
     assert!(find(&all, "limits.max_uri_length")
         .message
         .contains("invalid size"));
+    assert!(find(&all, "limits.send_timeout")
+        .message
+        .contains("invalid duration `never`"));
     assert_eq!(find(&all, "trusted_proxies[1]").line, 2);
     assert!(find(&all, "jwt_providers[0].algorithms")
         .message

@@ -1,5 +1,6 @@
 //! Edge limits and policies: request head limits (414, 431), body limits (413, also chunked,
-//! and 408 for a stalled body), transfer codings (501 for any but chunked), slowloris clients cut off, the cap on open connections, IP allow/deny lists behind trusted
+//! and 408 for a stalled body), transfer codings (501 for any but chunked), slowloris clients and
+//! clients that stop reading cut off, the cap on open connections, IP allow/deny lists behind trusted
 //! proxies, and CORS preflights answered by the gateway. Every refusal names its phase in the
 //! request's event (`blocked_by`) and in `lookout_requests_blocked_total`.
 
@@ -404,6 +405,83 @@ async fn idle_connections_are_closed_but_not_under_a_request() {
     assert!(!connection.is_finished(), "closed right after its request");
     let closed = tokio::time::timeout(Duration::from_secs(10), &mut connection).await;
     assert!(closed.is_ok(), "an idle HTTP/2 connection is still open");
+}
+
+/// Reads what `stream` receives until the gateway closes it (at most 10 s): `None` when it was
+/// still open then.
+async fn bytes_until_closed(stream: &mut TcpStream, pause: Duration) -> Option<usize> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut received = 0;
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received += n,
+            }
+            tokio::time::sleep(pause).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_all)
+        .await
+        .ok()?;
+    Some(received)
+}
+
+/// A client that takes none of a large answer is disconnected after `limits.send_timeout` (as
+/// nginx's `send_timeout` does) instead of holding its connection, and the upstream connection
+/// its answer streams from, for ever; one that reads slowly but steadily gets it whole, though
+/// it takes longer than the timeout. The closing is counted, and the event says the response
+/// did not reach the client.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off() {
+    const LARGE: usize = 64 << 20;
+    const STEADY: usize = 4 << 20;
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\nanalytics: {{ store: memory }}\n\
+         limits: {{ send_timeout: 1s }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{}\"] }}\n\
+         routes:\n  - {{ name: svc, upstream: svc }}\n",
+        upstream.addr
+    ))
+    .await;
+    let proxy = gateway.proxy_addr();
+    let ask = |size: usize| format!("GET /download/{size} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    // Reads nothing for 3 s: the socket buffers fill, and the gateway's writes wait.
+    let mut stalled = TcpStream::connect(proxy).await.expect("connect");
+    stalled.write_all(ask(LARGE).as_bytes()).await.expect("write");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let received = bytes_until_closed(&mut stalled, Duration::ZERO).await;
+    let received = received.expect("the stalled client is still connected");
+    assert!(received < LARGE, "cut off, after {received} bytes");
+
+    let mut steady = TcpStream::connect(proxy).await.expect("connect");
+    steady.write_all(ask(STEADY).as_bytes()).await.expect("write");
+    let received = bytes_until_closed(&mut steady, Duration::from_millis(40)).await;
+    assert!(
+        received.expect("closed after the answer") > STEADY,
+        "the whole answer"
+    );
+
+    let series = "lookout_proxy_connection_errors_total{reason=\"send_timeout\"}";
+    assert_eq!(
+        scraped_sample(gateway.admin_addr(), TOKEN, series).await,
+        Some(1.0)
+    );
+    wait_for_stored(&gateway, 2).await;
+    let rows = sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT path, status, error_kind FROM requests ORDER BY ts",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        json!([
+            [format!("/download/{LARGE}"), 200, "client_aborted"],
+            [format!("/download/{STEADY}"), 200, null]
+        ])
+    );
 }
 
 #[tokio::test]
