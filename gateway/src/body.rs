@@ -254,8 +254,8 @@ pin_project_lite::pin_project! {
     /// An upstream response body that returns its connection to the pool when it ends, and
     /// tells the instance's health how it ended (see [`ReturnTicket`]). Dropped before its end
     /// (the client went away, or a retry discarded it), it lets the connection close instead,
-    /// as a half-read response cannot be reused, and tells nothing. A pause longer than
-    /// `read_timeout` ends it in [`UpstreamPaused`].
+    /// as a half-read response cannot be reused. A pause longer than `read_timeout` ends it in
+    /// [`UpstreamPaused`].
     pub(crate) struct PooledBody {
         #[pin]
         inner: Incoming,

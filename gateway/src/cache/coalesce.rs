@@ -49,7 +49,7 @@ impl Fills {
                 let (done, watched) = watch::channel(None);
                 vacant.insert(watched);
                 Claim::Lead(FillLock {
-                    _held: Box::new(Held {
+                    held: Box::new(Held {
                         fills: self.clone(),
                         key: key.clone(),
                         done,
@@ -70,13 +70,13 @@ impl Fills {
 /// Boxed: a ticket carries it through every request's future, cached route or not.
 pub(crate) struct FillLock {
     /// Released by its drop.
-    _held: Box<Held>,
+    held: Box<Held>,
 }
 
 impl FillLock {
     /// Tells the waiters, when the lock is dropped, that the upstream failed.
     pub(crate) fn upstream_failed(&self, failed: UpstreamFailed) {
-        self._held.done.send_replace(Some(failed));
+        self.held.done.send_replace(Some(failed));
     }
 }
 

@@ -4,8 +4,8 @@
 //!
 //! A request is retried only when it is idempotent and has no body: the body is streamed, so
 //! once sent it cannot be sent again. Connect errors, timeouts and 502/503/504 are retried and
-//! count as failures for outlier ejection; another answer counts when its body ends, as a
-//! success if whole (see [`crate::upstream::ReturnTicket`]).
+//! count as failures for outlier ejection; another answer counts when its body is done with, as
+//! a success unless the upstream broke it off or stalled it (see [`crate::upstream::ReturnTicket`]).
 
 use super::context::RequestContext;
 use super::error::ProxyError;

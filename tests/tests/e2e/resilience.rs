@@ -551,6 +551,70 @@ async fn an_instance_that_breaks_off_its_bodies_is_ejected() {
     assert!(metrics_text(admin).await.contains(&ejections), "{ejections}");
 }
 
+/// A stream the client closes (an event stream, a download given up) was served well: it ends
+/// its instance's failure streak as an answer read whole does, so an instance serving streams
+/// is not ejected for failures that were never in a row.
+#[tokio::test]
+async fn a_stream_the_client_closes_counts_as_served() {
+    // Its first and third connections are answered 503; the others stream a body without end.
+    let (streaming, accepted) = raw_server(|connection, mut stream| async move {
+        if lookout_tests::read_request_head(&mut stream).await.is_none() {
+            return;
+        }
+        if connection % 2 == 0 {
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+            return;
+        }
+        let head = b"HTTP/1.1 200 OK\r\nx-instance: streaming\r\ntransfer-encoding: chunked\r\n\r\n";
+        if stream.write_all(head).await.is_err() {
+            return;
+        }
+        while stream.write_all(b"6\r\nevent\n\r\n").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let healthy = TestUpstream::start("healthy").await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - {{ name: svc, instances: [\"{streaming}\", \"{}\"], \
+         outlier: {{ consecutive_failures: 2, base_ejection: 60s }} }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
+        healthy.addr
+    ))
+    .await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    // A 503 (retried on the other instance), a stream read a while and closed, another 503.
+    for _ in 0..12 {
+        if accepted.load(Ordering::SeqCst) >= 3 {
+            break;
+        }
+        let mut client = TcpStream::connect(proxy).await.expect("connect");
+        let request = "GET /events HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+        client.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = vec![0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut answer)).await;
+        let read = read.expect("an answer").expect("read");
+        assert!(
+            answer[..read].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            &answer[..read]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(client);
+        // Let the gateway see the stream's end before the next request.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3, "a 503, a stream, a 503");
+    assert_eq!(
+        instance_state(admin, 0).await["ejected"],
+        false,
+        "two failures, but not in a row"
+    );
+}
+
 /// An upstream that answers, but not in HTTP, is named for what it did: 502
 /// `upstream_invalid_response`, not "could not be reached", and its attempts' steps say
 /// `invalid_response`. The request is retried on another instance, as after a 502.
