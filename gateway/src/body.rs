@@ -280,6 +280,14 @@ impl PooledBody {
     }
 }
 
+impl PooledBody {
+    /// Gives the body up as its instance's failure: it did not come within the time its reader
+    /// had (a composition call's timeout, a mirrored copy's). The connection is closed.
+    pub(crate) fn give_up(mut self) {
+        close_connection(&mut self.ticket);
+    }
+}
+
 fn return_connection(ticket: &mut Option<ReturnTicket>) {
     if let Some(ticket) = ticket.take() {
         ticket.ended();

@@ -213,9 +213,15 @@ async fn read_json(
     if declared_larger_than(response.headers(), max_size) {
         return Err(CallError::TooLarge);
     }
-    let read = Limited::new(response.into_body(), max_size as usize).collect();
-    let json = match timeout_at(deadline, read).await {
-        Err(_) => return Err(CallError::BodyTimedOut),
+    let mut body = response.into_body();
+    let read = Limited::new(&mut body, max_size as usize).collect();
+    let read = timeout_at(deadline, read).await;
+    let json = match read {
+        Err(_) => {
+            // The instance did not send it in time: its failure, as a timed-out attempt's is.
+            body.give_up();
+            return Err(CallError::BodyTimedOut);
+        }
         Ok(Err(error)) if error.is::<LengthLimitError>() => return Err(CallError::TooLarge),
         Ok(Err(_)) => return Err(CallError::Upstream(Failure::Unreachable)),
         Ok(Ok(collected)) => collected.to_bytes(),

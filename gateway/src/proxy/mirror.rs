@@ -158,5 +158,10 @@ async fn discard(mut body: PooledBody, upstream: &Upstream) -> u64 {
         }
         size
     };
-    timeout(upstream.request_timeout, read).await.unwrap_or(0)
+    let read = timeout(upstream.request_timeout, read).await;
+    read.unwrap_or_else(|_| {
+        // The shadow did not send it in time: its failure, as a timed-out attempt's is.
+        body.give_up();
+        0
+    })
 }

@@ -362,3 +362,50 @@ async fn an_instance_failing_calls_is_ejected() {
         "nothing more went to the ejected instance"
     );
 }
+
+/// A call whose instance sends its answer's head and then too little of its body within the
+/// call's timeout is that instance's failure, as a call that gets no head in time is: enough in
+/// a row eject it.
+#[tokio::test]
+async fn an_instance_stalling_its_bodies_is_ejected() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let stalling = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if lookout_tests::read_request_head(&mut stream).await.is_some() {
+                    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"a\":";
+                    if stream.write_all(head).await.is_ok() {
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    }
+                }
+            });
+        }
+    });
+    let books = TestUpstream::start("books").await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - {{ name: pair, instances: [\"{stalling}\", \"{}\"], outlier: {{ consecutive_failures: 2, base_ejection: 60s }} }}\n\
+         routes:\n  - name: one\n    match: {{ path: /one }}\n    compose:\n      on_error: partial\n      calls:\n        \
+         - {{ name: a, upstream: pair, path: /books/1, timeout: 300ms }}\n",
+        books.addr
+    ))
+    .await;
+    let ejected = || async {
+        let stats = body_json(&send(gateway.admin_addr(), Method::GET, "/admin/stats", &[]).await);
+        stats["upstreams"][0]["instances"][0]["ejected"] == true
+    };
+    for _ in 0..8 {
+        let reply = send(gateway.proxy_addr(), Method::GET, "/one", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        if ejected().await {
+            break;
+        }
+    }
+    assert!(ejected().await, "the stalling instance is ejected");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "after two calls it stalled");
+}
