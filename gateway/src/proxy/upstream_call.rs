@@ -347,8 +347,8 @@ async fn attempt(
     outcome
 }
 
-/// Records an attempt in the statistics (latency, when the instance answered) and as a step of
-/// the request's path (and, when tracing, its span id).
+/// Records an attempt in the statistics (latency, when the instance answered; the instance's
+/// attempts by result) and as a step of the request's path (and, when tracing, its span id).
 fn note_attempt(
     ctx: &mut RequestContext,
     instance: &Instance,
@@ -371,13 +371,21 @@ fn note_attempt(
     let step = ctx.step_until(StepKind::UpstreamAttempt, sent, answered);
     step.instance = Some(instance.addr.clone());
     step.connect_us = connect.as_micros() as u64;
-    match outcome {
-        Outcome::Response(response) => step.status = Some(response.status().as_u16()),
-        _ if client_fault.is_some() => step.error = client_fault.map(BodyFault::as_str),
-        Outcome::TimedOut => step.error = Some(Failure::TimedOut.as_str()),
-        Outcome::InvalidResponse => step.error = Some(Failure::InvalidResponse.as_str()),
-        Outcome::Unreachable | Outcome::NotSent(_) | Outcome::NoInstance => {
-            step.error = Some(Failure::Unreachable.as_str())
+    let failure = match outcome {
+        Outcome::Response(response) => {
+            step.status = Some(response.status().as_u16());
+            instance.attempts.answered(response.status());
+            return;
         }
-    }
+        // The client's doing, not the instance's: not counted as its attempt's result.
+        _ if client_fault.is_some() => {
+            step.error = client_fault.map(BodyFault::as_str);
+            return;
+        }
+        Outcome::TimedOut => Failure::TimedOut,
+        Outcome::InvalidResponse => Failure::InvalidResponse,
+        Outcome::Unreachable | Outcome::NotSent(_) | Outcome::NoInstance => Failure::Unreachable,
+    };
+    step.error = Some(failure.as_str());
+    instance.attempts.failed(failure);
 }

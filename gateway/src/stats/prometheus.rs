@@ -15,6 +15,8 @@ pub(crate) const INSTANCE_HEALTHY: &str = "lookout_upstream_instance_healthy";
 pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
 pub(crate) const OVERLOADED: &str = "lookout_upstream_overloaded_total";
 pub(crate) const EJECTIONS: &str = "lookout_upstream_ejections_total";
+pub(crate) const UPSTREAM_ATTEMPTS: &str = "lookout_upstream_attempts_total";
+pub(crate) const UPSTREAM_BODY_FAILURES: &str = "lookout_upstream_body_failures_total";
 pub(crate) const EJECTIONS_SKIPPED: &str = "lookout_upstream_ejections_skipped_total";
 pub(crate) const CONNECTIONS_OPENED: &str = "lookout_upstream_connections_opened_total";
 pub(crate) const STREAMS_REFUSED: &str = "lookout_upstream_streams_refused_total";
@@ -87,7 +89,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 59] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 61] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -130,6 +132,16 @@ const DESCRIPTIONS: [(&str, Unit, &str); 59] = [
         EJECTIONS,
         Unit::Count,
         "Outlier ejections of an upstream instance.",
+    ),
+    (
+        UPSTREAM_ATTEMPTS,
+        Unit::Count,
+        "Requests sent to an upstream instance (a route's attempts, retries included, composition calls and mirrored copies), by result: the answer's status class, or connection_error, timeout, invalid_response.",
+    ),
+    (
+        UPSTREAM_BODY_FAILURES,
+        Unit::Count,
+        "Answers of an upstream instance whose body it then broke off, or paused past its upstream's read_timeout (each also counted in lookout_upstream_attempts_total by its status).",
     ),
     (
         EJECTIONS_SKIPPED,

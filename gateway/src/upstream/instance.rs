@@ -4,6 +4,7 @@
 //! for a back-off that doubles with each ejection. Health is atomics: the hot path reads and
 //! updates it without locks.
 
+use super::attempts::AttemptCounters;
 use super::pool::{ConnectionPool, Exchange, Failed, Protocol, SendError, Sender, Target};
 use crate::body::UpstreamBody;
 use crate::stats::{
@@ -82,6 +83,8 @@ pub(crate) struct InstanceState {
     pub(crate) pool: ConnectionPool,
     /// Time to response headers of the attempts sent to this instance.
     pub(crate) latency: Latency,
+    /// The attempts sent to it, by result, and the answers whose body it broke.
+    pub(crate) attempts: AttemptCounters,
     ejections_total: Counter,
     /// `lookout_upstream_ejections_skipped_total`: ejections not made, the instance being its
     /// upstream's last available one.
@@ -210,6 +213,7 @@ impl InstanceState {
                 metrics.counter(STALE_CONNECTIONS, labels()),
             ),
             latency: Latency::new(),
+            attempts: AttemptCounters::new(metrics, upstream, addr),
             healthy: AtomicBool::new(true),
             check_streak: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),

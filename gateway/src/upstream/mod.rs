@@ -2,6 +2,7 @@
 //! tracked (active checks and passive outlier ejection), how requests reach them (a pool of
 //! keep-alive connections per instance) and how much retrying they may absorb (a retry budget).
 
+mod attempts;
 mod balancer;
 pub(crate) mod grpc_health;
 mod head;

@@ -83,6 +83,7 @@ pub(crate) async fn send(
             connect_time,
         }) => {
             let ttfb = sent.elapsed();
+            instance.attempts.answered(response.status());
             // Other answers are judged when their body ends (see `ReturnTicket`).
             if is_gateway_error(response.status()) {
                 upstream.record_failure(index);
@@ -95,6 +96,7 @@ pub(crate) async fn send(
             })
         }
         Err(unanswered) => {
+            instance.attempts.failed(unanswered.failure);
             upstream.record_failure(index);
             Err(unanswered.failure)
         }

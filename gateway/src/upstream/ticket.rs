@@ -49,6 +49,7 @@ impl ReturnTicket {
     /// The body broke off, or paused past `read_timeout`: the connection is closed (dropped
     /// with the ticket), and the instance's failure counts toward its ejection.
     pub(crate) fn failed(mut self) {
+        self.upstream.instances[self.index].attempts.body_failed();
         if std::mem::take(&mut self.judged) {
             self.upstream.record_failure(self.index);
         }

@@ -105,6 +105,15 @@ async fn a_slow_upstream_gives_504() {
     let reply = send(gateway.proxy_addr(), Method::GET, "/slow/2000", &[]).await;
     assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(body_json(&reply)["error"]["code"], "upstream_timeout");
+    // The instance's attempts say how they ended: one timed out (the total timeout let no other).
+    let timed_out = format!(
+        r#"lookout_upstream_attempts_total{{upstream="svc",upstream_instance="{}",result="timeout"}} 1"#,
+        slow.addr
+    );
+    assert!(
+        metrics_text(gateway.admin_addr()).await.contains(&timed_out),
+        "{timed_out}"
+    );
 }
 
 #[tokio::test]
@@ -546,9 +555,18 @@ async fn an_instance_that_breaks_off_its_bodies_is_ejected() {
         2,
         "nothing more went to the ejected instance"
     );
-    let ejections =
-        format!(r#"lookout_upstream_ejections_total{{upstream="svc",upstream_instance="{broken}"}} 1"#);
-    assert!(metrics_text(admin).await.contains(&ejections), "{ejections}");
+    let metrics = metrics_text(admin).await;
+    let of_broken = |name: &str, result: &str, count: u32| {
+        format!(r#"lookout_upstream_{name}{{upstream="svc",upstream_instance="{broken}"{result}}} {count}"#)
+    };
+    for series in [
+        of_broken("ejections_total", "", 1),
+        of_broken("body_failures_total", "", 2),
+        of_broken("attempts_total", r#",result="2xx""#, 2),
+        of_broken("attempts_total", r#",result="timeout""#, 0),
+    ] {
+        assert!(metrics.contains(&series), "{series}");
+    }
 }
 
 /// A stream the client closes (an event stream, a download given up) was served well: it ends
