@@ -19,4 +19,4 @@ pub use gateway::{
 };
 pub use otlp::{span_attribute, OtlpReceiver};
 pub use redis::TestRedis;
-pub use upstream::{read_request_head, refusing_address, TestUpstream};
+pub use upstream::{raw_server, read_request_head, refusing_address, TestUpstream};

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -56,7 +56,7 @@ pub fn refusing_address() -> (TcpSocket, SocketAddr) {
 
 /// Reads a bodiless request's head off a raw upstream's connection, for tests whose upstream
 /// answers in bytes no HTTP library would send; `None` once the connection has closed.
-pub async fn read_request_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+pub async fn read_request_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -65,6 +65,25 @@ pub async fn read_request_head(stream: &mut tokio::net::TcpStream) -> Option<Vec
         head.push(byte[0]);
     }
     Some(head)
+}
+
+/// A raw HTTP/1.1 server on a loopback port: each connection it accepts goes to `serve` with its
+/// number, from 0. Counts the connections it accepted.
+pub async fn raw_server<F, Serving>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(usize, TcpStream) -> Serving + Send + 'static,
+    Serving: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(counter.fetch_add(1, Ordering::SeqCst), stream));
+        }
+    });
+    (addr, accepted)
 }
 
 fn hold(addr: SocketAddr) -> std::io::Result<TcpSocket> {

@@ -6,12 +6,13 @@
 use super::metrics::{sample, scrape};
 use http::{Method, StatusCode};
 use lookout_gateway::Gateway;
-use lookout_tests::{body_json, keys, send, single_upstream, start_gateway, Reply, TestUpstream};
+use lookout_tests::{
+    body_json, keys, raw_server, read_request_head, send, single_upstream, start_gateway, Reply, TestUpstream,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
 
 const FRESH: (&str, &str) = ("x-reply-header", "cache-control: max-age=60");
 
@@ -388,27 +389,24 @@ async fn a_stale_response_answers_when_the_upstream_fails() {
 /// An upstream whose first answer is fresh for a second (`v1`), and which then never answers.
 /// Counts the requests it read.
 async fn fresh_once_then_silent() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let requests = Arc::new(AtomicUsize::new(0));
     let counter = requests.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                while lookout_tests::read_request_head(&mut stream).await.is_some() {
-                    if counter.fetch_add(1, Ordering::SeqCst) > 0 {
-                        tokio::time::sleep(Duration::from_secs(30)).await;
-                        return;
-                    }
-                    let reply = b"HTTP/1.1 200 OK\r\ncache-control: max-age=1\r\ncontent-length: 2\r\n\r\nv1";
-                    if stream.write_all(reply).await.is_err() {
-                        return;
-                    }
+    let (addr, _) = raw_server(move |_, mut stream| {
+        let counter = counter.clone();
+        async move {
+            while read_request_head(&mut stream).await.is_some() {
+                if counter.fetch_add(1, Ordering::SeqCst) > 0 {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    return;
                 }
-            });
+                let reply = b"HTTP/1.1 200 OK\r\ncache-control: max-age=1\r\ncontent-length: 2\r\n\r\nv1";
+                if stream.write_all(reply).await.is_err() {
+                    return;
+                }
+            }
         }
-    });
+    })
+    .await;
     (addr, requests)
 }
 

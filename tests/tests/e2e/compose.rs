@@ -368,25 +368,17 @@ async fn an_instance_failing_calls_is_ejected() {
 /// a row eject it.
 #[tokio::test]
 async fn an_instance_stalling_its_bodies_is_ejected() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
     use tokio::io::AsyncWriteExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let stalling = listener.local_addr().expect("addr");
-    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                if lookout_tests::read_request_head(&mut stream).await.is_some() {
-                    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"a\":";
-                    if stream.write_all(head).await.is_ok() {
-                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-                    }
-                }
-            });
+    let (stalling, accepted) = lookout_tests::raw_server(|_, mut stream| async move {
+        if lookout_tests::read_request_head(&mut stream).await.is_some() {
+            let head = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"a\":";
+            if stream.write_all(head).await.is_ok() {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            }
         }
-    });
+    })
+    .await;
     let books = TestUpstream::start("books").await;
     let gateway = start_gateway(&format!(
         "upstreams:\n  - {{ name: pair, instances: [\"{stalling}\", \"{}\"], outlier: {{ consecutive_failures: 2, base_ejection: 60s }} }}\n\

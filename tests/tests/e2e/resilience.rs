@@ -4,7 +4,8 @@
 use http::{Method, StatusCode};
 use lookout_tests::metrics_text;
 use lookout_tests::{
-    body_json, send, send_body, single_upstream, start_gateway, start_gateway_to, wait_until, TestUpstream,
+    body_json, raw_server, send, send_body, single_upstream, start_gateway, start_gateway_to, wait_until,
+    TestUpstream,
 };
 use lookout_tests::{span_attribute, OtlpReceiver};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 fn svc(a: &TestUpstream, b: &TestUpstream, extra: &str) -> String {
     format!(
@@ -210,25 +211,6 @@ async fn a_post_after_the_upstream_dropped_its_connections_still_succeeds() {
         let reply = send(gateway.proxy_addr(), Method::POST, "/", &[]).await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     }
-}
-
-/// A raw HTTP/1.1 server on a loopback port: each connection it accepts goes to `serve` with its
-/// number, from 0. Counts the connections it accepted.
-async fn raw_server<F, Serving>(serve: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
-where
-    F: Fn(usize, TcpStream) -> Serving + Send + 'static,
-    Serving: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve(counter.fetch_add(1, Ordering::SeqCst), stream));
-        }
-    });
-    (addr, accepted)
 }
 
 /// An upstream that answers the first request of each connection, keeps the connection, and
