@@ -24,6 +24,10 @@ type Key = (Arc<str>, Arc<str>);
 pub struct Registry {
     metrics: Arc<Metrics>,
     routes: Mutex<HashMap<Key, Arc<RouteStats>>>,
+    /// Route figures a reload took out of the config (the route went, or changed upstream)
+    /// while requests or tunnels still held them: their requests in flight and tunnels open
+    /// still count in the totals and gauges, until they end.
+    retired: Mutex<Vec<(Key, Arc<RouteStats>)>>,
     instances: Mutex<HashMap<Key, Arc<InstanceState>>>,
     /// Variant weights by route, so that weights set at run time outlive reloads.
     variant_weights: Mutex<HashMap<Arc<str>, Arc<VariantWeights>>>,
@@ -45,6 +49,7 @@ impl Default for Registry {
             unmatched: Arc::new(RouteStats::new(UNMATCHED_ROUTE, "", metrics.clone())),
             metrics,
             routes: Mutex::default(),
+            retired: Mutex::default(),
             instances: Mutex::default(),
             variant_weights: Mutex::default(),
             limiters: Mutex::default(),
@@ -141,10 +146,19 @@ impl Registry {
             .clone()
     }
 
-    /// Forgets the routes and instances a config no longer has.
+    /// Forgets the routes and instances a config no longer has (a route's figures only once
+    /// its last request or tunnel has ended).
     pub(crate) fn retain(&self, routes: &[(&str, &str)], instances: &[(&str, &str)]) {
         let kept = |keys: &[(&str, &str)], (a, b): &Key| keys.contains(&(&**a, &**b));
-        self.routes.lock().retain(|key, _| kept(routes, key));
+        let mut retired = self.retired.lock();
+        self.routes.lock().retain(|key, stats| {
+            let keep = kept(routes, key);
+            if !keep && stats.busy() {
+                retired.push((key.clone(), stats.clone()));
+            }
+            keep
+        });
+        drop(retired);
         self.instances.lock().retain(|key, _| kept(instances, key));
         let routed = |name: &str| routes.iter().any(|(route, _)| *route == name);
         self.variant_weights.lock().retain(|route, _| routed(route));
@@ -155,6 +169,7 @@ impl Registry {
     /// Folds the latency shards into the rolling windows and the Prometheus histograms' samples
     /// into their buckets; called every [`super::ROTATION`].
     pub(crate) fn rotate(&self) {
+        self.retired.lock().retain(|(_, stats)| stats.busy());
         let routes: Vec<_> = self.routes.lock().values().cloned().collect();
         let instances: Vec<_> = self.instances.lock().values().cloned().collect();
         let limiters: Vec<_> = self.limiters.lock().values().cloned().collect();
@@ -173,14 +188,27 @@ impl Registry {
 
     /// Upgraded connections (WebSockets) open on every route.
     pub(crate) fn tunnels_open(&self) -> u64 {
-        let open: i64 = self.routes.lock().values().map(|s| s.tunnels_open()).sum();
+        let open: i64 = self.live_routes().iter().map(|(_, s)| s.tunnels_open()).sum();
         open.max(0) as u64
     }
 
     /// Requests in flight on every route, unmatched included.
     pub(crate) fn requests_in_flight(&self) -> u64 {
-        let routed: i64 = self.routes.lock().values().map(|s| s.in_flight()).sum();
+        let routed: i64 = self.live_routes().iter().map(|(_, s)| s.in_flight()).sum();
         (routed + self.unmatched.in_flight()).max(0) as u64
+    }
+
+    /// The routes' figures that may have requests in flight or tunnels open: the config's, and
+    /// the retired ones still in use.
+    fn live_routes(&self) -> Vec<(Key, Arc<RouteStats>)> {
+        let mut live: Vec<_> = self
+            .routes
+            .lock()
+            .iter()
+            .map(|(key, stats)| (key.clone(), stats.clone()))
+            .collect();
+        live.extend(self.retired.lock().iter().cloned());
+        live
     }
 
     /// Every route's figures, by name, then the unmatched requests' as `unmatched`.
@@ -324,7 +352,7 @@ impl Registry {
         // A route with variants has figures per variant: its gauges are their sums.
         let mut in_flight: HashMap<Arc<str>, i64> = HashMap::new();
         let mut tunnels: HashMap<Arc<str>, i64> = HashMap::new();
-        for ((route, _), stats) in self.routes.lock().iter() {
+        for ((route, _), stats) in &self.live_routes() {
             *in_flight.entry(route.clone()).or_default() += stats.in_flight();
             let open = stats.tunnels_open();
             if open != 0 {

@@ -160,6 +160,11 @@ impl RouteStats {
         self.tunnels.open()
     }
 
+    /// Whether a request or a tunnel still counts on these figures.
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight() > 0 || self.tunnels_open() > 0
+    }
+
     pub(crate) fn rotate(&self) {
         self.latency.rotate();
         self.upstream_latency.rotate();

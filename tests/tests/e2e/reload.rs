@@ -281,3 +281,47 @@ async fn requests_in_flight_count_against_max_in_flight_across_a_reload() {
         StatusCode::OK
     );
 }
+
+/// A reload that gives a route another upstream starts its figures afresh, but the requests in
+/// flight and the WebSockets open on its old figures still count, in Prometheus and in the
+/// dashboard's live figures, until they end.
+#[tokio::test]
+async fn work_in_flight_still_counts_after_a_reload_moves_its_route() {
+    use futures_util::StreamExt;
+    let upstream = TestUpstream::start("svc").await;
+    let (gateway, path, _dir) = from_file(&config("/", &upstream)).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{proxy}/ws"))
+        .await
+        .expect("websocket handshake");
+    let slow = tokio::spawn(async move { send(proxy, Method::GET, "/slow/1500", &[]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let moved = config("/", &upstream).replace("svc", "moved");
+    std::fs::write(&path, moved).expect("rewrite config");
+    gateway.reload().await.expect("the new config is valid");
+
+    let text = scrape(admin).await;
+    assert_eq!(
+        sample(&text, r#"lookout_tunnels_open{http_route="r"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, r#"http_server_active_requests{http_route="r"}"#),
+        Some(1.0)
+    );
+    let live = send(admin, Method::GET, "/dashboard/live", &[]).await;
+    let live = String::from_utf8_lossy(&live.body);
+    assert!(live.contains(r#"id="tunnels-open">1<"#), "{live}");
+
+    assert_eq!(slow.await.expect("request task").status, StatusCode::OK);
+    socket.close(None).await.expect("close");
+    while socket.next().await.is_some_and(|m| m.is_ok()) {}
+    drop(socket);
+    let ended = lookout_tests::wait_until(std::time::Duration::from_secs(5), || async {
+        let text = scrape(admin).await;
+        sample(&text, r#"http_server_active_requests{http_route="r"}"#) == Some(0.0)
+            && sample(&text, r#"lookout_tunnels_open{http_route="r"}"#).is_none()
+    })
+    .await;
+    assert!(ended, "both ended: {}", scrape(admin).await);
+}
