@@ -8,8 +8,8 @@ use super::values::{duration, instance, positive, Scheme};
 use crate::stats::{Registry, OVERLOADED, RETRIES};
 use crate::tls::TlsTarget;
 use crate::upstream::{
-    grpc_health, Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, Probe, Protocol, RetryBudget,
-    RetryPolicy, Upstream,
+    grpc_health, Balancer, HashOn, HealthCheck, Instance, OutlierPolicy, PassingStatuses, Probe, Protocol,
+    RetryBudget, RetryPolicy, Upstream,
 };
 use http::header::HeaderName;
 use http::uri::Authority;
@@ -252,15 +252,24 @@ fn build_probe(
     hc: &RawHealthCheck,
     protocol: Protocol,
 ) -> Option<Probe> {
+    if let (Some(_), Some(statuses)) = (&hc.grpc_service, &hc.expected_statuses) {
+        let message = "`expected_statuses` is for `path` checks: a gRPC check passes on SERVING";
+        if let Some(first) = statuses.first() {
+            p.at(first.span(), format!("{f}.expected_statuses"), message);
+        }
+    }
     match (&hc.path, &hc.grpc_service) {
-        (Some(path), None) => match path.parse::<http::uri::PathAndQuery>() {
-            Ok(parsed) if path.starts_with('/') => Some(Probe::Http(parsed)),
-            _ => {
-                let message = format!("`{}` is not a path starting with `/`", &**path);
-                p.at(path.span(), format!("{f}.path"), message);
-                None
+        (Some(path), None) => {
+            let passing = passing_statuses(p, f, raw, hc.expected_statuses.as_deref());
+            match path.parse::<http::uri::PathAndQuery>() {
+                Ok(parsed) if path.starts_with('/') => Some(Probe::Http(parsed, passing?)),
+                _ => {
+                    let message = format!("`{}` is not a path starting with `/`", &**path);
+                    p.at(path.span(), format!("{f}.path"), message);
+                    None
+                }
             }
-        },
+        }
         (None, Some(service)) if protocol == Protocol::Http2 => {
             Some(Probe::Grpc(grpc_health::request_body(service.trim())))
         }
@@ -279,6 +288,50 @@ fn build_probe(
             p.at(raw.name.span(), f, message);
             None
         }
+    }
+}
+
+/// The statuses that pass a `path` check: `2xx` unless listed; `None` when an entry is wrong.
+fn passing_statuses(
+    p: &mut Problems,
+    f: &str,
+    raw: &RawUpstream,
+    listed: Option<&[Text]>,
+) -> Option<PassingStatuses> {
+    let Some(listed) = listed else {
+        return Some(PassingStatuses::default());
+    };
+    if listed.is_empty() {
+        let message = "list at least one status, or leave `expected_statuses` out for 2xx";
+        p.at(raw.name.span(), format!("{f}.expected_statuses"), message);
+        return None;
+    }
+    let mut ranges = Vec::with_capacity(listed.len());
+    for (index, entry) in listed.iter().enumerate() {
+        match status_range(entry.trim()) {
+            Some(range) => ranges.push(range),
+            None => {
+                let message = format!(
+                    "`{}` is not a status (`204`), a class (`3xx`) or a range (`200-399`) within 100-599",
+                    &**entry
+                );
+                p.at(entry.span(), format!("{f}.expected_statuses[{index}]"), message);
+            }
+        }
+    }
+    (ranges.len() == listed.len()).then(|| PassingStatuses(ranges.into()))
+}
+
+/// `204` as (204, 204), `3xx` as (300, 399), `200-399` as (200, 399).
+fn status_range(text: &str) -> Option<(u16, u16)> {
+    let code = |digits: &str| digits.parse::<u16>().ok().filter(|c| (100..=599).contains(c));
+    if let Some(class) = text.strip_suffix("xx").or_else(|| text.strip_suffix("XX")) {
+        let class = class.parse::<u16>().ok().filter(|c| (1..=5).contains(c))?;
+        return Some((class * 100, class * 100 + 99));
+    }
+    match text.split_once('-') {
+        Some((low, high)) => Some((code(low.trim())?, code(high.trim())?)).filter(|(l, h)| l <= h),
+        None => code(text).map(|c| (c, c)),
     }
 }
 
@@ -428,5 +481,22 @@ fn build_outlier(p: &mut Problems, field: &str, raw: Option<&RawOutlier>) -> Out
             raw.and_then(|o| o.max_ejection.as_ref()),
             Duration::from_secs(300),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_range;
+
+    #[test]
+    fn a_passing_status_is_a_code_a_class_or_a_range_within_100_to_599() {
+        assert_eq!(status_range("204"), Some((204, 204)));
+        assert_eq!(status_range("3xx"), Some((300, 399)));
+        assert_eq!(status_range("2XX"), Some((200, 299)));
+        assert_eq!(status_range("200-399"), Some((200, 399)));
+        assert_eq!(status_range("200 - 204"), Some((200, 204)));
+        for wrong in ["99", "600", "6xx", "0xx", "399-300", "2x", "ok", "200-", ""] {
+            assert_eq!(status_range(wrong), None, "{wrong}");
+        }
     }
 }

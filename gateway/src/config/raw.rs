@@ -212,6 +212,9 @@ pub(crate) struct RawHealthCheck {
     pub(crate) path: Option<Text>,
     /// ... or ask the gRPC health service about this service (`""`: the whole server).
     pub(crate) grpc_service: Option<Text>,
+    /// The statuses that pass a `path` check: codes (`204`), classes (`3xx`) or ranges
+    /// (`200-399`); `2xx` when left out.
+    pub(crate) expected_statuses: Option<Vec<Text>>,
     pub(crate) interval: Option<Text>,
     pub(crate) timeout: Option<Text>,
     pub(crate) healthy_threshold: Option<Spanned<u32>>,

@@ -6,7 +6,7 @@
 use super::grpc_health;
 use super::Upstream;
 use bytes::Bytes;
-use http::{Method, Request, Uri};
+use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -24,10 +24,27 @@ pub(crate) struct HealthCheck {
 /// What an instance is asked.
 #[derive(Debug, Clone)]
 pub(crate) enum Probe {
-    /// `GET` of a path and query, already validated as a URI path.
-    Http(http::uri::PathAndQuery),
+    /// `GET` of a path and query, already validated as a URI path; the statuses that pass.
+    Http(http::uri::PathAndQuery, PassingStatuses),
     /// `grpc.health.v1.Health/Check` with this framed request (naming a service, or none).
     Grpc(Bytes),
+}
+
+/// The statuses that pass an HTTP check, as inclusive ranges (`2xx`: 200 to 299).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PassingStatuses(pub(crate) Box<[(u16, u16)]>);
+
+impl Default for PassingStatuses {
+    fn default() -> Self {
+        PassingStatuses(Box::new([(200, 299)]))
+    }
+}
+
+impl PassingStatuses {
+    fn pass(&self, status: StatusCode) -> bool {
+        let code = status.as_u16();
+        self.0.iter().any(|&(low, high)| (low..=high).contains(&code))
+    }
 }
 
 /// Starts the checks of every upstream that has them.
@@ -64,7 +81,7 @@ async fn probe(upstream: &Upstream, check: &HealthCheck, index: usize) {
 async fn probe_once(upstream: &Upstream, check: &HealthCheck, index: usize) -> bool {
     let instance = &upstream.instances[index];
     let (method, target, body) = match &check.probe {
-        Probe::Http(path) => (Method::GET, Uri::from(path.clone()), Bytes::new()),
+        Probe::Http(path, _) => (Method::GET, Uri::from(path.clone()), Bytes::new()),
         Probe::Grpc(body) => (
             Method::POST,
             Uri::from_static(grpc_health::CHECK_PATH),
@@ -89,8 +106,8 @@ async fn probe_once(upstream: &Upstream, check: &HealthCheck, index: usize) -> b
     let Ok(response) = sender.send_request(request).await else {
         return false;
     };
-    match check.probe {
-        Probe::Http(_) => response.status().is_success(),
+    match &check.probe {
+        Probe::Http(_, passing) => passing.pass(response.status()),
         Probe::Grpc(_) => grpc_health::is_serving(response).await,
     }
 }

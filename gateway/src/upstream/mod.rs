@@ -15,7 +15,7 @@ mod retry;
 mod ticket;
 
 pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
-pub(crate) use health::{spawn_health_checks, HealthCheck, Probe};
+pub(crate) use health::{spawn_health_checks, HealthCheck, PassingStatuses, Probe};
 pub(crate) use instance::{ms_at, now_ms, Instance, InstanceState, OutlierPolicy};
 pub(crate) use pool::{Exchange, Protocol};
 pub(crate) use retry::{is_idempotent, RetryBudget, RetryPolicy, UpstreamLoad};

@@ -462,6 +462,9 @@ upstreams:
   - { name: b, instances: [\"127.0.0.1:2\"], protocol: http2, health_check: { path: /, grpc_service: \"\" } }
   - { name: c, instances: [\"127.0.0.1:3\"], health_check: { interval: 1s } }
   - { name: d, instances: [\"127.0.0.1:4\"], protocol: http2, health_check: { grpc_service: \"\" } }
+  - { name: e, instances: [\"127.0.0.1:5\"], health_check: { path: /, expected_statuses: [204, 6xx, 399-300, 2xx] } }
+  - { name: f, instances: [\"127.0.0.1:6\"], protocol: http2, health_check: { grpc_service: \"\", expected_statuses: [200] } }
+  - { name: g, instances: [\"127.0.0.1:7\"], health_check: { path: /, expected_statuses: [] } }
 routes:
   - { name: all, upstream: a }
 ";
@@ -470,12 +473,28 @@ routes:
         ("upstreams[0].health_check.grpc_service", 2, "needs HTTP/2"),
         ("upstreams[1].health_check.grpc_service", 3, "not both"),
         ("upstreams[2].health_check", 4, "needs `path`"),
+        (
+            "upstreams[4].health_check.expected_statuses[1]",
+            6,
+            "`6xx` is not a status",
+        ),
+        ("upstreams[4].health_check.expected_statuses[2]", 6, "`399-300`"),
+        (
+            "upstreams[5].health_check.expected_statuses",
+            7,
+            "for `path` checks",
+        ),
+        (
+            "upstreams[6].health_check.expected_statuses",
+            8,
+            "at least one status",
+        ),
     ] {
         let error = find(&all, field);
         assert_eq!(error.line, line, "{error:?}");
         assert!(error.message.contains(says), "{error:?}");
     }
-    assert_eq!(all.len(), 3, "{all:#?}");
+    assert_eq!(all.len(), 7, "{all:#?}");
 }
 
 #[test]

@@ -195,6 +195,50 @@ async fn an_instance_that_goes_down_is_ejected_and_comes_back() {
     assert!(b.hits() > hits_while_down, "b serves traffic again");
 }
 
+/// An active check passes on the statuses `expected_statuses` lists (2xx when left out): the
+/// same instance, answering 200, is healthy to a check that takes 2xx or 200-399 and
+/// unhealthy to one that takes only 204.
+#[tokio::test]
+async fn a_health_check_passes_on_the_statuses_it_expects() {
+    let upstream = TestUpstream::start("svc").await;
+    let check =
+        "path: /healthz, interval: 100ms, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1";
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  \
+         - {{ name: strict, instances: [\"{addr}\"], health_check: {{ {check}, expected_statuses: [204] }} }}\n  \
+         - {{ name: lenient, instances: [\"{addr}\"], health_check: {{ {check}, expected_statuses: [200-399] }} }}\n  \
+         - {{ name: usual, instances: [\"{addr}\"], health_check: {{ {check} }} }}\n\
+         routes:\n  - {{ name: all, upstream: usual }}\n",
+        addr = upstream.addr
+    ))
+    .await;
+    let admin = gateway.admin_addr();
+    let healthy_by_upstream = || async {
+        let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+        let mut by_name: Vec<(String, bool)> = stats["upstreams"]
+            .as_array()
+            .expect("upstreams")
+            .iter()
+            .map(|u| {
+                let name = u["name"].as_str().unwrap_or_default().to_owned();
+                (name, u["instances"][0]["healthy"] == true)
+            })
+            .collect();
+        by_name.sort();
+        by_name
+    };
+    let expected = [
+        ("lenient".to_owned(), true),
+        ("strict".to_owned(), false),
+        ("usual".to_owned(), true),
+    ];
+    let settled = wait_until(Duration::from_secs(5), || async {
+        healthy_by_upstream().await == expected
+    })
+    .await;
+    assert!(settled, "{:?}", healthy_by_upstream().await);
+}
+
 #[tokio::test]
 async fn a_post_after_the_upstream_dropped_its_connections_still_succeeds() {
     let mut upstream = TestUpstream::start("restarting").await;
