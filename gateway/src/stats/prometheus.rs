@@ -12,6 +12,7 @@ pub(crate) const ACTIVE_REQUESTS: &str = "http_server_active_requests";
 pub(crate) const REQUEST_BODY_SIZE: &str = "http_server_request_body_size_bytes";
 pub(crate) const RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_bytes";
 pub(crate) const INSTANCE_HEALTHY: &str = "lookout_upstream_instance_healthy";
+pub(crate) const INSTANCE_LATENCY: &str = "lookout_upstream_instance_latency_seconds";
 pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
 pub(crate) const OVERLOADED: &str = "lookout_upstream_overloaded_total";
 pub(crate) const EJECTIONS: &str = "lookout_upstream_ejections_total";
@@ -89,7 +90,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 61] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 62] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -121,6 +122,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 61] = [
         INSTANCE_HEALTHY,
         Unit::Count,
         "1 when an upstream instance is healthy and not ejected, else 0.",
+    ),
+    (
+        INSTANCE_LATENCY,
+        Unit::Seconds,
+        "Time to response headers of an upstream instance's attempts over the last minute, exact percentiles (HDR histograms, within 1%), by percentile: p50, p90, p99, p999, max. Only instances answered in that minute have series.",
     ),
     (RETRIES, Unit::Count, "Retries sent to an upstream."),
     (
@@ -430,7 +436,12 @@ impl ScrapeGauges {
         for (name, unit, description) in DESCRIPTIONS {
             if matches!(
                 name,
-                INSTANCE_HEALTHY | ACTIVE_REQUESTS | TUNNELS_OPEN | TLS_CERTIFICATE_EXPIRY | ANOMALY_SCORE
+                INSTANCE_HEALTHY
+                    | INSTANCE_LATENCY
+                    | ACTIVE_REQUESTS
+                    | TUNNELS_OPEN
+                    | TLS_CERTIFICATE_EXPIRY
+                    | ANOMALY_SCORE
             ) {
                 recorder.describe_gauge(
                     KeyName::from_const_str(name),

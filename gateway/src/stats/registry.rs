@@ -4,7 +4,7 @@
 //! are never taken while proxying.
 
 use super::prometheus::{self, Metrics, ScrapeGauges};
-use super::{RouteSnapshot, RouteStats};
+use super::{Percentiles, RouteSnapshot, RouteStats};
 use crate::cache::{CacheCounts, ResponseCache};
 use crate::ratelimit::{LocalLimiter, Quota};
 use crate::routing::VariantWeights;
@@ -337,7 +337,7 @@ impl Registry {
         m.render() + &live.render()
     }
 
-    /// Instance health, requests in flight and anomaly scores of the routes and instances the
+    /// Instance health and latency, requests in flight and anomaly scores of the routes and instances the
     /// registry holds now (those of the running config): those a reload removed are gone from the
     /// next scrape.
     fn live_gauges(&self, live: &ScrapeGauges, store: Option<&StoreStats>) {
@@ -347,7 +347,8 @@ impl Registry {
                 Label::new(prometheus::UPSTREAM_INSTANCE, addr.to_string()),
             ];
             let healthy = if instance.available() { 1.0 } else { 0.0 };
-            live.set(prometheus::INSTANCE_HEALTHY, labels, healthy);
+            live.set(prometheus::INSTANCE_HEALTHY, labels.clone(), healthy);
+            instance_latency(live, labels, &instance.latency.snapshot().last_1m);
         }
         // A route with variants has figures per variant: its gauges are their sums.
         let mut in_flight: HashMap<Arc<str>, i64> = HashMap::new();
@@ -372,6 +373,27 @@ impl Registry {
         if let Some(store) = store {
             anomaly_scores(live, in_flight.keys().map(|r| r.to_string()), store);
         }
+    }
+}
+
+/// An instance's time to response headers over the last minute, exact percentiles from its HDR
+/// histograms, read at scrape time (nothing on the request path): which instance of an upstream
+/// is slow. None while it answered nothing in that minute.
+fn instance_latency(live: &ScrapeGauges, labels: Vec<Label>, last_minute: &Percentiles) {
+    if last_minute.count == 0 {
+        return;
+    }
+    let at = [
+        ("p50", last_minute.p50),
+        ("p90", last_minute.p90),
+        ("p99", last_minute.p99),
+        ("p999", last_minute.p999),
+        ("max", last_minute.max),
+    ];
+    for (percentile, micros) in at {
+        let mut labels = labels.clone();
+        labels.push(Label::new("percentile", percentile));
+        live.set(prometheus::INSTANCE_LATENCY, labels, micros as f64 / 1e6);
     }
 }
 

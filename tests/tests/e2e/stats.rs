@@ -77,6 +77,26 @@ async fn percentiles_match_a_known_latency_distribution() {
         260,
         "instance p99",
     );
+    // Prometheus has the instance's exact percentiles too, as `/admin/stats` has them.
+    let metrics = lookout_tests::metrics_text(admin).await;
+    let addr = upstream.addr;
+    for (percentile, low_ms, high_ms) in [("p50", 10, 30), ("p90", 50, 80), ("p99", 200, 260)] {
+        let series = format!(
+            "lookout_upstream_instance_latency_seconds{{upstream=\"svc\",upstream_instance=\"{addr}\",percentile=\"{percentile}\"}}"
+        );
+        let seconds: f64 =
+            super::metrics::sample(&metrics, &series).unwrap_or_else(|| panic!("{series} in {metrics}"));
+        let micros = (seconds * 1e6).round() as u64;
+        within(&micros.into(), low_ms, high_ms, &series);
+        // Within the windows' 1% (a rotation between the two reads folds figures into a slot).
+        let stats = instance["latency_us"]["last_1m"][percentile]
+            .as_u64()
+            .expect("a figure");
+        assert!(
+            micros.abs_diff(stats) * 50 <= stats,
+            "{series}: {micros} against {stats}"
+        );
+    }
 }
 
 #[tokio::test]
