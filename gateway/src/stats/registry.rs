@@ -201,24 +201,23 @@ impl Registry {
     /// The routes' figures that may have requests in flight or tunnels open: the config's, and
     /// the retired ones still in use.
     fn live_routes(&self) -> Vec<(Key, Arc<RouteStats>)> {
-        let mut live: Vec<_> = self
-            .routes
-            .lock()
-            .iter()
-            .map(|(key, stats)| (key.clone(), stats.clone()))
-            .collect();
+        let mut live = self.configured_routes();
         live.extend(self.retired.lock().iter().cloned());
         live
     }
 
+    /// The figures of the routes the running config has.
+    fn configured_routes(&self) -> Vec<(Key, Arc<RouteStats>)> {
+        let routes = self.routes.lock();
+        routes
+            .iter()
+            .map(|(key, stats)| (key.clone(), stats.clone()))
+            .collect()
+    }
+
     /// Every route's figures, by name, then the unmatched requests' as `unmatched`.
     pub(crate) fn route_snapshots(&self) -> Vec<RouteSnapshot> {
-        let mut routes: Vec<_> = self
-            .routes
-            .lock()
-            .iter()
-            .map(|(key, s)| (key.clone(), s.clone()))
-            .collect();
+        let mut routes = self.configured_routes();
         // By route, then upstream: a route with variants has one entry per variant's upstream.
         routes.sort_by(|a, b| a.0.cmp(&b.0));
         let mut snapshots: Vec<_> = routes

@@ -5,7 +5,7 @@
 //! counting one is an atomic add on a handle resolved then.
 
 use super::one_shot::Failure;
-use crate::stats::{Metrics, UPSTREAM_ATTEMPTS, UPSTREAM_BODY_FAILURES, UPSTREAM_INSTANCE};
+use crate::stats::{Metrics, UPSTREAM_ATTEMPTS, UPSTREAM_BODY_FAILURES};
 use http::StatusCode;
 use metrics::{Counter, Label};
 
@@ -28,13 +28,8 @@ pub(crate) struct AttemptCounters {
 }
 
 impl AttemptCounters {
-    pub(crate) fn new(metrics: &Metrics, upstream: &str, addr: &str) -> Self {
-        let labels = || {
-            vec![
-                Label::new("upstream", upstream.to_owned()),
-                Label::new(UPSTREAM_INSTANCE, addr.to_owned()),
-            ]
-        };
+    /// `labels`: the instance's (`upstream`, `upstream_instance`).
+    pub(crate) fn new(metrics: &Metrics, labels: impl Fn() -> Vec<Label>) -> Self {
         let by_result = RESULTS
             .iter()
             .map(|result| {

@@ -213,7 +213,7 @@ impl InstanceState {
                 metrics.counter(STALE_CONNECTIONS, labels()),
             ),
             latency: Latency::new(),
-            attempts: AttemptCounters::new(metrics, upstream, addr),
+            attempts: AttemptCounters::new(metrics, labels),
             healthy: AtomicBool::new(true),
             check_streak: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
