@@ -62,6 +62,9 @@ pub struct InstanceHealth {
     pub healthy: bool,
     pub ejected: bool,
     pub in_flight: u64,
+    /// Its p99 time to response headers over the last minute, in microseconds; `None` when it
+    /// answered nothing in that minute.
+    pub p99_last_minute_us: Option<u64>,
 }
 
 /// The gateway's side: a snapshot of its live state, cheap enough to take on every refresh.

@@ -99,6 +99,8 @@ pub(super) struct InstanceRow {
     state: &'static str,
     class: &'static str,
     in_flight: u64,
+    /// Its p99 time to response headers over the last minute, or `–`.
+    p99: String,
 }
 
 #[derive(Template)]
@@ -164,6 +166,9 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
                     state,
                     class,
                     in_flight: i.in_flight,
+                    p99: i
+                        .p99_last_minute_us
+                        .map_or_else(|| "–".to_owned(), |us| duration(us as f64)),
                 }
             })
         })

@@ -182,11 +182,13 @@ impl Instance {
     }
 
     pub(crate) fn health(&self, now_ms: u64) -> lookout_dashboard::InstanceHealth {
+        let last_minute = self.latency.snapshot().last_1m;
         lookout_dashboard::InstanceHealth {
             address: self.addr.to_string(),
             healthy: self.healthy.load(Ordering::Relaxed),
             ejected: self.is_ejected(now_ms),
             in_flight: self.in_flight() as u64,
+            p99_last_minute_us: (last_minute.count > 0).then_some(last_minute.p99),
         }
     }
 

@@ -97,6 +97,20 @@ async fn percentiles_match_a_known_latency_distribution() {
             "{series}: {micros} against {stats}"
         );
     }
+    // So does the dashboard's live table of instances: its p99 cell reads 200 to 260 ms.
+    let live = send(admin, Method::GET, "/dashboard/live", &[]).await;
+    let live = String::from_utf8_lossy(&live.body);
+    let row = live
+        .split("<tr>")
+        .find(|row| row.contains(&addr.to_string()))
+        .unwrap_or_else(|| panic!("the instance's row: {live}"));
+    let p99_ms: f64 = row
+        .rsplit("<td class=\"num\">")
+        .next()
+        .and_then(|cell| cell.split(" ms<").next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("a p99 in ms: {row}"));
+    assert!((200.0..=260.0).contains(&p99_ms), "{row}");
 }
 
 #[tokio::test]
