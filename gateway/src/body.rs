@@ -278,9 +278,7 @@ impl PooledBody {
         }
         body
     }
-}
 
-impl PooledBody {
     /// Gives the body up as its instance's failure: it did not come within the time its reader
     /// had (a composition call's timeout, a mirrored copy's). The connection is closed.
     pub(crate) fn give_up(mut self) {

@@ -3,11 +3,11 @@
 
 use super::error::Problems;
 use super::raw::{RawAttackFilter, RawCors, RawHeadLimits, RawIpFilter, RawSecurity, Text};
-use super::values::{bytes, duration, header_name, positive};
+use super::values::{bytes, duration, duration_or_off, header_name, positive};
 use crate::edge::attack::{AttackFilter, Mode};
 use crate::edge::cors::Cors;
 use crate::edge::ip::{IpFilter, TrustedProxies};
-use crate::edge::{EdgePolicy, HeadLimits};
+use crate::edge::{EdgePolicy, HeadLimits, DEFAULT_SEND_TIMEOUT};
 use http::header::{HeaderName, HeaderValue};
 use http::Method;
 use ipnet::IpNet;
@@ -49,15 +49,12 @@ pub(super) fn build_head_limits(p: &mut Problems, raw: &RawHeadLimits) -> HeadLi
             raw.idle_timeout.as_ref(),
             defaults.idle_timeout,
         ),
-        send_timeout: match raw.send_timeout.as_ref() {
-            Some(text) if text.trim() == "off" => None,
-            text => Some(duration(
-                p,
-                "limits.send_timeout",
-                text,
-                defaults.send_timeout.unwrap_or_default(),
-            )),
-        },
+        send_timeout: duration_or_off(
+            p,
+            "limits.send_timeout",
+            raw.send_timeout.as_ref(),
+            DEFAULT_SEND_TIMEOUT,
+        ),
         max_connections: raw
             .max_connections
             .as_ref()

@@ -4,7 +4,7 @@ use super::build_tls::client_config;
 use super::error::Problems;
 use super::raw::RawClientTls;
 use super::raw::{RawHealthCheck, RawOutlier, RawUpstream, Text};
-use super::values::{duration, instance, positive, Scheme};
+use super::values::{duration, duration_or_off, instance, positive, Scheme};
 use crate::stats::{Registry, OVERLOADED, RETRIES};
 use crate::tls::TlsTarget;
 use crate::upstream::{
@@ -147,15 +147,12 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         raw.request_timeout.as_ref(),
         DEFAULT_REQUEST_TIMEOUT,
     );
-    let read_timeout = match raw.read_timeout.as_ref() {
-        Some(text) if text.trim() == "off" => None,
-        text => Some(duration(
-            p,
-            &format!("{field}.read_timeout"),
-            text,
-            DEFAULT_READ_TIMEOUT,
-        )),
-    };
+    let read_timeout = duration_or_off(
+        p,
+        &format!("{field}.read_timeout"),
+        raw.read_timeout.as_ref(),
+        DEFAULT_READ_TIMEOUT,
+    );
     let health_check = raw
         .health_check
         .as_ref()

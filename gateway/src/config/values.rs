@@ -8,6 +8,19 @@ use lookout_analytics::pacing::BackgroundPriority;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// A duration as [`duration`] parses it, or `off` (`None`: no limit).
+pub(crate) fn duration_or_off(
+    p: &mut Problems,
+    field: &str,
+    value: Option<&Text>,
+    default: Duration,
+) -> Option<Duration> {
+    match value {
+        Some(text) if text.trim() == "off" => None,
+        value => Some(duration(p, field, value, default)),
+    }
+}
+
 /// Parses `250ms`, `2s`, `1m 30s`; a zero duration is refused as it would disable the timer.
 pub(crate) fn duration(p: &mut Problems, field: &str, value: Option<&Text>, default: Duration) -> Duration {
     let Some(text) = value else { return default };

@@ -12,6 +12,9 @@ use crate::body::BodyLimits;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// nginx's `send_timeout`: a client that takes none of its response for longer is disconnected.
+pub(crate) const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What every request head on the proxy listener is held to.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HeadLimits {
@@ -40,7 +43,7 @@ impl Default for HeadLimits {
             max_header_size: 32 * 1024,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
-            send_timeout: Some(Duration::from_secs(60)),
+            send_timeout: Some(DEFAULT_SEND_TIMEOUT),
             max_connections: default_max_connections(),
         }
     }

@@ -113,26 +113,41 @@ impl Latency {
     }
 
     pub(crate) fn snapshot(&self) -> LatencySnapshot {
-        let mut live = histogram(SIGFIG);
         let folded = self.folded.lock();
-        for shard in self.shards.iter() {
-            let _ = live.add(&*shard.lock());
-        }
-        let window = |slots: usize| {
-            let mut merged = live.clone();
-            for slot in folded.slots.iter().rev().take(slots) {
-                let _ = merged.add(slot);
-            }
-            percentiles(&merged)
-        };
+        let live = self.unfolded();
         let mut since_start = folded.since_start.clone();
         let _ = since_start.add(&live);
         LatencySnapshot {
-            last_1m: window(SLOTS_PER_MINUTE),
-            last_5m: window(SLOTS),
+            last_1m: window(live.clone(), &folded.slots, SLOTS_PER_MINUTE),
+            last_5m: window(live, &folded.slots, SLOTS),
             since_start: percentiles(&since_start),
         }
     }
+
+    /// The last minute's percentiles alone: what the instance figures read at each scrape and
+    /// dashboard refresh, without merging the longer windows.
+    pub(crate) fn last_minute(&self) -> Percentiles {
+        let folded = self.folded.lock();
+        window(self.unfolded(), &folded.slots, SLOTS_PER_MINUTE)
+    }
+
+    /// What the shards recorded since the last rotation, merged. Called with `folded` locked,
+    /// as `rotate` takes the locks in that order.
+    fn unfolded(&self) -> Histogram<u64> {
+        let mut live = histogram(SIGFIG);
+        for shard in self.shards.iter() {
+            let _ = live.add(&*shard.lock());
+        }
+        live
+    }
+}
+
+/// The percentiles of `live` with the newest `slots` rotated slots.
+fn window(mut live: Histogram<u64>, rotated: &VecDeque<Histogram<u64>>, slots: usize) -> Percentiles {
+    for slot in rotated.iter().rev().take(slots) {
+        let _ = live.add(slot);
+    }
+    percentiles(&live)
 }
 
 fn percentiles(h: &Histogram<u64>) -> Percentiles {
@@ -173,6 +188,11 @@ mod tests {
         latency.record(Duration::from_millis(5));
         let after = latency.snapshot();
         assert_eq!((after.last_1m.count, after.since_start.count), (1001, 1001));
+        assert_eq!(
+            latency.last_minute(),
+            after.last_1m,
+            "the last minute alone reads the same"
+        );
         // Six more rotations push the first slot out of the one-minute window only.
         for _ in 0..SLOTS_PER_MINUTE {
             latency.rotate();

@@ -336,8 +336,9 @@ impl Registry {
         m.render() + &live.render()
     }
 
-    /// Instance health and latency, requests in flight and anomaly scores of the routes and instances the
-    /// registry holds now (those of the running config): those a reload removed are gone from the
+    /// Instance health and latency, requests in flight and anomaly scores of the routes and
+    /// instances the registry holds now (those of the running config, and, for requests in flight
+    /// and tunnels, the retired routes still in use): those a reload removed are gone from the
     /// next scrape.
     fn live_gauges(&self, live: &ScrapeGauges, store: Option<&StoreStats>) {
         for ((upstream, addr), instance) in self.instances.lock().iter() {
@@ -347,7 +348,7 @@ impl Registry {
             ];
             let healthy = if instance.available() { 1.0 } else { 0.0 };
             live.set(prometheus::INSTANCE_HEALTHY, labels.clone(), healthy);
-            instance_latency(live, labels, &instance.latency.snapshot().last_1m);
+            instance_latency(live, labels, &instance.latency.last_minute());
         }
         // A route with variants has figures per variant: its gauges are their sums.
         let mut in_flight: HashMap<Arc<str>, i64> = HashMap::new();

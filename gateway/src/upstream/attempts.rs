@@ -23,21 +23,18 @@ const RESULTS: [&str; 8] = [
 ];
 
 pub(crate) struct AttemptCounters {
-    by_result: Vec<Counter>,
+    by_result: [Counter; RESULTS.len()],
     body_failures: Counter,
 }
 
 impl AttemptCounters {
     /// `labels`: the instance's (`upstream`, `upstream_instance`).
     pub(crate) fn new(metrics: &Metrics, labels: impl Fn() -> Vec<Label>) -> Self {
-        let by_result = RESULTS
-            .iter()
-            .map(|result| {
-                let mut labels = labels();
-                labels.push(Label::new("result", *result));
-                metrics.counter(UPSTREAM_ATTEMPTS, labels)
-            })
-            .collect();
+        let by_result = RESULTS.map(|result| {
+            let mut labels = labels();
+            labels.push(Label::new("result", result));
+            metrics.counter(UPSTREAM_ATTEMPTS, labels)
+        });
         AttemptCounters {
             by_result,
             body_failures: metrics.counter(UPSTREAM_BODY_FAILURES, labels()),

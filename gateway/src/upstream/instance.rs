@@ -182,7 +182,7 @@ impl Instance {
     }
 
     pub(crate) fn health(&self, now_ms: u64) -> lookout_dashboard::InstanceHealth {
-        let last_minute = self.latency.snapshot().last_1m;
+        let last_minute = self.latency.last_minute();
         lookout_dashboard::InstanceHealth {
             address: self.addr.to_string(),
             healthy: self.healthy.load(Ordering::Relaxed),
