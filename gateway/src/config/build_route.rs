@@ -9,7 +9,7 @@ use super::build_transform::build_transform;
 use super::build_upstream::DEFAULT_REQUEST_TIMEOUT;
 use super::error::Problems;
 use super::raw::{RawCompose, RawMatch, RawMirror, RawRoute, Text};
-use super::values::{duration, positive};
+use super::values::{duration, percent, positive};
 use crate::auth::jwt::Provider;
 use crate::auth::Consumers;
 use crate::cache::ResponseCache;
@@ -429,15 +429,7 @@ fn build_mirror(
         p.at(raw.upstream.span(), format!("{field}.upstream"), message);
     }
     let percent = match &raw.percent {
-        Some(percent) if !(0.0..=100.0).contains(&**percent) => {
-            p.at(
-                percent.span(),
-                format!("{field}.percent"),
-                "must be between 0 and 100",
-            );
-            None
-        }
-        Some(percent) => Some(**percent),
+        Some(given) => percent(p, &format!("{field}.percent"), given),
         None => Some(100.0),
     };
     let max_in_flight = positive(

@@ -227,13 +227,34 @@ pub(crate) struct RawOutlier {
     pub(crate) consecutive_failures: Option<Spanned<u32>>,
     pub(crate) base_ejection: Option<Text>,
     pub(crate) max_ejection: Option<Text>,
+    pub(crate) max_ejected_percent: Option<Spanned<f64>>,
+    /// How often the shares of failures are judged.
+    pub(crate) interval: Option<Text>,
+    pub(crate) failure_percentage: Option<RawFailurePercentage>,
+    pub(crate) success_rate: Option<RawSuccessRate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFailurePercentage {
+    pub(crate) threshold: Spanned<f64>,
+    pub(crate) min_requests: Option<Spanned<u32>>,
+    pub(crate) min_instances: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSuccessRate {
+    pub(crate) stdev_factor: Option<Spanned<f64>>,
+    pub(crate) min_requests: Option<Spanned<u32>>,
+    pub(crate) min_instances: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRetry {
     pub(crate) attempts: Option<Spanned<u32>>,
-    pub(crate) budget_percent: Option<Spanned<f32>>,
+    pub(crate) budget_percent: Option<Spanned<f64>>,
     pub(crate) min_per_second: Option<Spanned<u32>>,
     pub(crate) same_instance: Option<bool>,
 }

@@ -128,6 +128,15 @@ pub(crate) fn positive(
     }
 }
 
+/// A percentage, 0 to 100 (`None`, a problem reported, when outside).
+pub(crate) fn percent(p: &mut Problems, field: &str, value: &marked_yaml::Spanned<f64>) -> Option<f64> {
+    if (0.0..=100.0).contains(&**value) {
+        return Some(**value);
+    }
+    p.at(value.span(), field, "must be between 0 and 100");
+    None
+}
+
 /// Parses `512MB`, `2GiB`, `1073741824`; zero is refused.
 pub(crate) fn bytes(p: &mut Problems, field: &str, text: &Text) -> Option<u64> {
     match text.trim().parse::<bytesize::ByteSize>() {

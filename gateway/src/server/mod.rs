@@ -20,7 +20,7 @@ use crate::proxy::ProxyState;
 use crate::stats::{Registry, ROTATION};
 use crate::tls::HandshakeMetrics;
 use crate::traces::{TraceSetupError, Tracing};
-use crate::upstream::spawn_health_checks;
+use crate::upstream::spawn_watchers;
 use arc_swap::ArcSwap;
 use connection_errors::ConnectionErrors;
 use connection_limit::ConnectionLimit;
@@ -156,7 +156,7 @@ impl Gateway {
             .map(Tracing::start)
             .transpose()?
             .map(Arc::new);
-        spawn_health_checks(config.routes.upstreams());
+        spawn_watchers(config.routes.upstreams());
         let tls = config.tls.map(|settings| {
             Arc::new(ListenerTls {
                 current: Arc::new(ArcSwap::new(settings)),
@@ -323,7 +323,7 @@ impl Shared {
                 "these settings changed in the config; they take effect on restart"
             );
         }
-        spawn_health_checks(config.routes.upstreams());
+        spawn_watchers(config.routes.upstreams());
         config.routes.retain_in(&self.registry);
         self.proxy.routes.store(config.routes);
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;

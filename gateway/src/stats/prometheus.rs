@@ -137,7 +137,7 @@ const DESCRIPTIONS: [(&str, Unit, &str); 62] = [
     (
         EJECTIONS,
         Unit::Count,
-        "Outlier ejections of an upstream instance.",
+        "Outlier ejections of an upstream instance, by reason (consecutive_failures, failure_percentage, success_rate).",
     ),
     (
         UPSTREAM_ATTEMPTS,
@@ -152,7 +152,7 @@ const DESCRIPTIONS: [(&str, Unit, &str); 62] = [
     (
         EJECTIONS_SKIPPED,
         Unit::Count,
-        "Outlier ejections not made because the instance was its upstream's last available one, which keeps taking requests (Envoy's ejections_overflow).",
+        "Outlier ejections not made, by reason: the instance was its upstream's last available one (last_available), or max_ejected_percent of its instances were ejected already (max_ejected_percent); it keeps taking requests (Envoy's ejections_overflow).",
     ),
     (
         CONNECTIONS_OPENED,

@@ -10,7 +10,6 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone)]
 pub(crate) struct HealthCheck {
@@ -47,13 +46,11 @@ impl PassingStatuses {
     }
 }
 
-/// Starts the checks of every upstream that has them.
-pub(crate) fn spawn_health_checks(upstreams: &[Arc<Upstream>]) -> Vec<JoinHandle<()>> {
-    upstreams
-        .iter()
-        .filter(|u| u.health_check.is_some())
-        .map(|u| tokio::spawn(check_loop(Arc::downgrade(u))))
-        .collect()
+/// Starts the checks of every upstream that has them; each ends with its upstream.
+pub(super) fn spawn_health_checks(upstreams: &[Arc<Upstream>]) {
+    for upstream in upstreams.iter().filter(|u| u.health_check.is_some()) {
+        tokio::spawn(check_loop(Arc::downgrade(upstream)));
+    }
 }
 
 async fn check_loop(upstream: Weak<Upstream>) {

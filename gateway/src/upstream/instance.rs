@@ -1,10 +1,11 @@
 //! One upstream instance: its identity (address) and its state — health, connection pool and
 //! upstream latency — which lives in the gateway's registry so that it outlives reloads. Active
-//! checks flip `healthy`; passive outlier detection ejects an instance after consecutive failures
-//! for a back-off that doubles with each ejection. Health is atomics: the hot path reads and
-//! updates it without locks.
+//! checks flip `healthy`; passive outlier detection ejects an instance (after failures in a row,
+//! or for its share of failures, see `outlier`) for a back-off that doubles with each ejection.
+//! Health is atomics: the hot path reads and updates it without locks.
 
 use super::attempts::AttemptCounters;
+use super::outlier::{OutlierPolicy, Reason, Skipped, Tally};
 use super::pool::{ConnectionPool, Exchange, Failed, Protocol, SendError, Sender, Target};
 use crate::body::UpstreamBody;
 use crate::stats::{
@@ -85,23 +86,19 @@ pub(crate) struct InstanceState {
     pub(crate) latency: Latency,
     /// The attempts sent to it, by result, and the answers whose body it broke.
     pub(crate) attempts: AttemptCounters,
-    ejections_total: Counter,
-    /// `lookout_upstream_ejections_skipped_total`: ejections not made, the instance being its
-    /// upstream's last available one.
-    ejections_skipped: Counter,
+    /// `lookout_upstream_ejections_total`, by [`Reason`].
+    ejections_total: [Counter; Reason::ALL.len()],
+    /// `lookout_upstream_ejections_skipped_total`, by [`Skipped`].
+    ejections_skipped: [Counter; Skipped::ALL.len()],
     healthy: AtomicBool,
     check_streak: AtomicU32,
     consecutive_failures: AtomicU32,
+    /// Judged outcomes, counted only when a sweep reads them (`OutlierPolicy::rates`).
+    successes: AtomicU64,
+    failures: AtomicU64,
     ejections: AtomicU32,
     ejected_until_ms: AtomicU64,
     in_flight: AtomicUsize,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OutlierPolicy {
-    pub(crate) consecutive_failures: u32,
-    pub(crate) base_ejection: Duration,
-    pub(crate) max_ejection: Duration,
 }
 
 #[derive(Debug, Serialize)]
@@ -207,8 +204,16 @@ impl InstanceState {
         };
         InstanceState {
             addr: addr.into(),
-            ejections_total: metrics.counter(EJECTIONS, labels()),
-            ejections_skipped: metrics.counter(EJECTIONS_SKIPPED, labels()),
+            ejections_total: Reason::ALL.map(|reason| {
+                let mut labels = labels();
+                labels.push(Label::new("reason", reason.label()));
+                metrics.counter(EJECTIONS, labels)
+            }),
+            ejections_skipped: Skipped::ALL.map(|why| {
+                let mut labels = labels();
+                labels.push(Label::new("reason", why.label()));
+                metrics.counter(EJECTIONS_SKIPPED, labels)
+            }),
             pool: ConnectionPool::new(
                 metrics.counter(CONNECTIONS_OPENED, labels()),
                 metrics.counter(STREAMS_REFUSED, labels()),
@@ -219,6 +224,8 @@ impl InstanceState {
             healthy: AtomicBool::new(true),
             check_streak: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
+            successes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
@@ -230,7 +237,7 @@ impl InstanceState {
         self.healthy.load(Ordering::Relaxed) && !self.is_ejected(now_ms)
     }
 
-    fn is_ejected(&self, now_ms: u64) -> bool {
+    pub(crate) fn is_ejected(&self, now_ms: u64) -> bool {
         self.ejected_until_ms.load(Ordering::Relaxed) > now_ms
     }
 
@@ -244,45 +251,61 @@ impl InstanceState {
         InFlightGuard(&self.in_flight)
     }
 
-    /// A response came back that was not a gateway error: the failure streak ends.
-    pub(crate) fn record_success(&self) {
+    /// A response came back that was not a gateway error: the failure streak ends. `tallied`:
+    /// a sweep judges the instance's share of failures.
+    pub(crate) fn record_success(&self, tallied: bool) {
+        if tallied {
+            self.successes.fetch_add(1, Ordering::Relaxed);
+        }
         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
     }
 
-    /// A connect error, a timeout or a 502/503/504; enough in a row eject the instance, unless
-    /// no other instance of its upstream is available (`others_available`, asked only then).
-    pub(crate) fn record_failure(&self, policy: &OutlierPolicy, others_available: impl FnOnce() -> bool) {
-        let now = now_ms();
-        if self.ejected_until_ms.load(Ordering::Relaxed) > now {
+    /// A connect error, a timeout, a 502/503/504 or a broken body; whether it ends a streak of
+    /// `policy.consecutive_failures`, which ejects the instance (the streak starts again).
+    pub(crate) fn record_failure(&self, policy: &OutlierPolicy) -> bool {
+        if self.is_ejected(now_ms()) {
             // Requests already in flight when the instance was ejected fail too; they must not
             // eject it again and double the back-off within a millisecond.
-            return;
+            return false;
+        }
+        if policy.rates.is_some() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
         }
         let streak = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if streak < policy.consecutive_failures {
-            return;
+            return false;
         }
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        if !others_available() {
-            // Ejecting the last instance would turn every request away for the back-off, even
-            // after one connection-wide failure (an HTTP/2 connection's end fails all its
-            // streams at once) or once the instance has recovered. As nginx never marks a lone
-            // server down and Envoy routes to all hosts in panic, it keeps serving.
-            tracing::debug!(instance = %self.addr, "not ejected: the upstream's last available instance");
-            self.ejections_skipped.increment(1);
-            return;
+        true
+    }
+
+    /// Its judged outcomes since it started.
+    pub(crate) fn tally(&self) -> Tally {
+        Tally {
+            successes: self.successes.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
         }
+    }
+
+    /// Takes the instance out of balancing for a back-off that doubles with each ejection.
+    pub(crate) fn eject(&self, policy: &OutlierPolicy, reason: Reason, now_ms: u64) {
         let ejections = self.ejections.fetch_add(1, Ordering::Relaxed);
         let backoff = policy
             .base_ejection
             .saturating_mul(1u32 << ejections.min(16))
             .min(policy.max_ejection);
-        let until = now + backoff.as_millis() as u64;
+        let until = now_ms + backoff.as_millis() as u64;
         self.ejected_until_ms.store(until, Ordering::Relaxed);
-        self.ejections_total.increment(1);
-        tracing::warn!(instance = %self.addr, ?backoff, "instance ejected after consecutive failures");
+        self.ejections_total[reason as usize].increment(1);
+        tracing::warn!(instance = %self.addr, ?backoff, reason = reason.label(), "instance ejected");
+    }
+
+    /// An ejection not made (see `Upstream::eject`).
+    pub(crate) fn skip_ejection(&self, why: Skipped) {
+        tracing::debug!(instance = %self.addr, why = why.label(), "not ejected");
+        self.ejections_skipped[why as usize].increment(1);
     }
 
     /// Applies one active health-check result; the state flips after `threshold` results in a

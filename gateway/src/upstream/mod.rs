@@ -10,13 +10,15 @@ mod health;
 mod http2;
 mod instance;
 pub(crate) mod one_shot;
+mod outlier;
 mod pool;
 mod retry;
 mod ticket;
 
 pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
-pub(crate) use health::{spawn_health_checks, HealthCheck, PassingStatuses, Probe};
-pub(crate) use instance::{ms_at, now_ms, Instance, InstanceState, OutlierPolicy};
+pub(crate) use health::{HealthCheck, PassingStatuses, Probe};
+pub(crate) use instance::{ms_at, now_ms, Instance, InstanceState};
+pub(crate) use outlier::{FailurePercentage, Judged, OutlierPolicy, RateEjection, SuccessRate};
 pub(crate) use pool::{Exchange, Protocol};
 pub(crate) use retry::{is_idempotent, RetryBudget, RetryPolicy, UpstreamLoad};
 pub(crate) use ticket::ReturnTicket;
@@ -57,6 +59,13 @@ pub(crate) struct UpstreamStatus {
     instances: Vec<instance::InstanceStatus>,
 }
 
+/// Starts what watches the upstreams off the request path, each task ending with its upstream:
+/// active health checks, and outlier detection's sweeps of the shares of failures.
+pub(crate) fn spawn_watchers(upstreams: &[Arc<Upstream>]) {
+    health::spawn_health_checks(upstreams);
+    outlier::spawn_outlier_sweeps(upstreams);
+}
+
 impl Upstream {
     /// Counts a request (or a composition call, or a mirrored copy) waiting for the upstream's
     /// answer until the slot is dropped; `None`, counted as a refusal, when `max_in_flight` are
@@ -69,16 +78,47 @@ impl Upstream {
         slot
     }
 
-    /// A failure of instance `index`, which outlier detection counts: it ejects an instance after
-    /// enough in a row, but never the upstream's last available one.
+    /// A success of instance `index`: the answer's body was read whole, or let go.
+    pub(crate) fn record_success(&self, index: usize) {
+        self.instances[index].record_success(self.outlier.rates.is_some());
+    }
+
+    /// A failure of instance `index`, which outlier detection counts: enough in a row eject it.
     pub(crate) fn record_failure(&self, index: usize) {
-        self.instances[index].record_failure(&self.outlier, || {
-            let now = instance::now_ms();
+        if self.instances[index].record_failure(&self.outlier) {
+            self.eject(index, outlier::Reason::ConsecutiveFailures);
+        }
+    }
+
+    /// Ejects instance `index`, unless it is the upstream's last available one or as many as
+    /// `max_ejected_percent` allows are ejected already.
+    pub(crate) fn eject(&self, index: usize, reason: outlier::Reason) {
+        let now = instance::now_ms();
+        let instance = &self.instances[index];
+        let others = || {
             self.instances
                 .iter()
                 .enumerate()
-                .any(|(other, instance)| other != index && instance.is_available(now))
-        });
+                .filter(|&(other, _)| other != index)
+        };
+        if !others().any(|(_, other)| other.is_available(now)) {
+            // Ejecting the last instance would turn every request away for the back-off, even
+            // after one connection-wide failure (an HTTP/2 connection's end fails all its
+            // streams at once) or once the instance has recovered. As nginx never marks a lone
+            // server down and Envoy routes to all hosts in panic, it keeps serving.
+            instance.skip_ejection(outlier::Skipped::LastAvailable);
+            return;
+        }
+        let ejected = others().filter(|(_, other)| other.is_ejected(now)).count();
+        let most = (self.instances.len() * self.outlier.max_ejected_percent as usize / 100).max(1);
+        if ejected >= most {
+            // Envoy's `max_ejection_percent`: when many instances fail at once the fault is
+            // rarely theirs (a shared dependency, a bad deploy), and ejecting them all would
+            // pile their load onto the few left.
+            instance.skip_ejection(outlier::Skipped::MaxEjectedPercent);
+            return;
+        }
+        instance.eject(&self.outlier, reason, now);
     }
 
     /// The instances' state as the dashboard shows it.

@@ -29,7 +29,7 @@ pub(crate) struct RetryPolicy {
 
 #[derive(Debug)]
 pub(crate) struct RetryBudget {
-    percent: f32,
+    percent: f64,
     min_concurrency: usize,
     load: Arc<UpstreamLoad>,
 }
@@ -53,7 +53,7 @@ impl Drop for BudgetSlot<'_> {
 }
 
 impl RetryBudget {
-    pub(crate) fn new(percent: f32, min_concurrency: usize, load: Arc<UpstreamLoad>) -> Self {
+    pub(crate) fn new(percent: f64, min_concurrency: usize, load: Arc<UpstreamLoad>) -> Self {
         RetryBudget {
             percent,
             min_concurrency,
@@ -72,7 +72,7 @@ impl RetryBudget {
     /// A retry slot when the budget allows one more, `None` when it is spent.
     pub(crate) fn try_retry(&self) -> Option<BudgetSlot<'_>> {
         let requests = self.load.requests.load(Ordering::Relaxed);
-        let allowed = ((requests as f32 * self.percent / 100.0) as usize).max(self.min_concurrency);
+        let allowed = ((requests as f64 * self.percent / 100.0) as usize).max(self.min_concurrency);
         let retries = self.load.retries.fetch_add(1, Ordering::Relaxed);
         if retries < allowed {
             Some(BudgetSlot(&self.load.retries))

@@ -61,7 +61,7 @@ impl Drop for ReturnTicket {
     /// streak ends.
     fn drop(&mut self) {
         if self.judged {
-            self.upstream.instances[self.index].record_success();
+            self.upstream.record_success(self.index);
         }
     }
 }

@@ -498,6 +498,50 @@ routes:
 }
 
 #[test]
+fn outlier_rate_settings_name_their_field() {
+    let text = "\
+upstreams:
+  - { name: a, instances: [\"127.0.0.1:1\"], outlier: { max_ejected_percent: 120, failure_percentage: { threshold: 150 } } }
+  - { name: b, instances: [\"127.0.0.1:2\"], outlier: { success_rate: { stdev_factor: 0, min_requests: 0, min_instances: 0 } } }
+  - { name: c, instances: [\"127.0.0.1:3\"], outlier: { interval: 5s } }
+  - { name: d, instances: [\"127.0.0.1:4\"], outlier: { interval: 0s, failure_percentage: { threshold: 30, min_instances: 2 } } }
+routes:
+  - { name: all, upstream: a }
+";
+    let all = errors(text);
+    for (field, line, says) in [
+        ("upstreams[0].outlier.max_ejected_percent", 2, "between 0 and 100"),
+        (
+            "upstreams[0].outlier.failure_percentage.threshold",
+            2,
+            "between 0 and 100",
+        ),
+        (
+            "upstreams[1].outlier.success_rate.stdev_factor",
+            3,
+            "greater than 0",
+        ),
+        ("upstreams[1].outlier.success_rate.min_requests", 3, "at least 1"),
+        ("upstreams[1].outlier.success_rate.min_instances", 3, "at least 1"),
+        (
+            "upstreams[2].outlier.interval",
+            4,
+            "set `failure_percentage` or `success_rate`",
+        ),
+        ("upstreams[3].outlier.interval", 5, "greater than zero"),
+    ] {
+        let error = find(&all, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(all.len(), 7, "{all:#?}");
+    let missing = errors(
+        "upstreams:\n  - { name: a, instances: [\"127.0.0.1:1\"], outlier: { failure_percentage: { min_requests: 5 } } }\nroutes:\n  - { name: all, upstream: a }\n",
+    );
+    assert!(missing[0].message.contains("threshold"), "{missing:?}");
+}
+
+#[test]
 fn max_concurrent_streams_is_a_positive_count_for_http2_upstreams_and_max_in_flight_one_for_any() {
     let text = "\
 upstreams:

@@ -15,6 +15,7 @@ mod http2_connections;
 mod jwt;
 mod metrics;
 mod mirror;
+mod outlier_rates;
 mod protocols;
 mod rate_limits;
 

@@ -136,7 +136,7 @@ async fn an_unreachable_upstream_gives_502_and_its_last_instance_is_not_ejected(
     }
     assert_eq!(instance_state(gateway.admin_addr(), 0).await["ejected"], false);
     let skipped = format!(
-        r#"lookout_upstream_ejections_skipped_total{{upstream="svc",upstream_instance="{}"}} 2"#,
+        r#"lookout_upstream_ejections_skipped_total{{upstream="svc",upstream_instance="{}",reason="last_available"}} 2"#,
         gone.addr
     );
     assert!(
@@ -586,7 +586,7 @@ async fn an_instance_that_breaks_off_its_bodies_is_ejected() {
         format!(r#"lookout_upstream_{name}{{upstream="svc",upstream_instance="{broken}"{result}}} {count}"#)
     };
     for series in [
-        of_broken("ejections_total", "", 1),
+        of_broken("ejections_total", r#",reason="consecutive_failures""#, 1),
         of_broken("body_failures_total", "", 2),
         of_broken("attempts_total", r#",result="2xx""#, 2),
         of_broken("attempts_total", r#",result="timeout""#, 0),
