@@ -60,7 +60,9 @@ pub struct UpstreamHealth {
 pub struct InstanceHealth {
     pub address: String,
     pub healthy: bool,
-    pub ejected: bool,
+    /// Why outlier detection ejected it (`consecutive_failures`, `failure_percentage`,
+    /// `success_rate`), while it is ejected.
+    pub ejection: Option<String>,
     pub in_flight: u64,
     /// Its p99 time to response headers over the last minute, in microseconds; `None` when it
     /// answered nothing in that minute.

@@ -96,7 +96,8 @@ pub(super) async fn live(State(dashboard): State<Shared>) -> Result<Response, Pa
 pub(super) struct InstanceRow {
     upstream: String,
     address: String,
-    state: &'static str,
+    /// `healthy`, `unhealthy`, or `ejected: ` and why.
+    state: String,
     class: &'static str,
     in_flight: u64,
     /// Its p99 time to response headers over the last minute, or `–`.
@@ -155,10 +156,10 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
         .iter()
         .flat_map(|u| {
             u.instances.iter().map(|i| {
-                let (state, class) = match (i.healthy, i.ejected) {
-                    (_, true) => ("ejected", "bad"),
-                    (false, _) => ("unhealthy", "bad"),
-                    (true, false) => ("healthy", "good"),
+                let (state, class) = match (i.healthy, &i.ejection) {
+                    (_, Some(reason)) => (format!("ejected: {}", reason.replace('_', " ")), "bad"),
+                    (false, None) => ("unhealthy".to_owned(), "bad"),
+                    (true, None) => ("healthy".to_owned(), "good"),
                 };
                 InstanceRow {
                     upstream: u.name.clone(),

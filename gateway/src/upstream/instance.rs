@@ -18,7 +18,7 @@ use http::uri::Authority;
 use metrics::{Counter, Label};
 use serde::Serialize;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,8 @@ pub(crate) struct InstanceState {
     failures: AtomicU64,
     ejections: AtomicU32,
     ejected_until_ms: AtomicU64,
+    /// Why it was last ejected: a [`Reason`]'s index plus one, 0 before its first ejection.
+    ejected_for: AtomicU8,
     in_flight: AtomicUsize,
 }
 
@@ -106,6 +108,8 @@ pub(crate) struct InstanceStatus {
     addr: Arc<str>,
     healthy: bool,
     ejected: bool,
+    /// Why it is ejected, while it is.
+    ejected_for: Option<&'static str>,
     in_flight: usize,
     consecutive_failures: u32,
     ejections: u32,
@@ -183,7 +187,7 @@ impl Instance {
         lookout_dashboard::InstanceHealth {
             address: self.addr.to_string(),
             healthy: self.healthy.load(Ordering::Relaxed),
-            ejected: self.is_ejected(now_ms),
+            ejection: self.ejection(now_ms).map(|reason| reason.label().to_owned()),
             in_flight: self.in_flight() as u64,
             p99_last_minute_us: (last_minute.count > 0).then_some(last_minute.p99),
         }
@@ -228,6 +232,7 @@ impl InstanceState {
             failures: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
+            ejected_for: AtomicU8::new(0),
             in_flight: AtomicUsize::new(0),
         }
     }
@@ -239,6 +244,15 @@ impl InstanceState {
 
     pub(crate) fn is_ejected(&self, now_ms: u64) -> bool {
         self.ejected_until_ms.load(Ordering::Relaxed) > now_ms
+    }
+
+    /// Why it is ejected, while it is.
+    fn ejection(&self, now_ms: u64) -> Option<Reason> {
+        if !self.is_ejected(now_ms) {
+            return None;
+        }
+        let index = usize::from(self.ejected_for.load(Ordering::Relaxed)).checked_sub(1)?;
+        Reason::ALL.get(index).copied()
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -297,6 +311,7 @@ impl InstanceState {
             .saturating_mul(1u32 << ejections.min(16))
             .min(policy.max_ejection);
         let until = now_ms + backoff.as_millis() as u64;
+        self.ejected_for.store(reason as u8 + 1, Ordering::Relaxed);
         self.ejected_until_ms.store(until, Ordering::Relaxed);
         self.ejections_total[reason as usize].increment(1);
         tracing::warn!(instance = %self.addr, ?backoff, reason = reason.label(), "instance ejected");
@@ -340,10 +355,12 @@ impl InstanceState {
     }
 
     pub(crate) fn status(&self) -> InstanceStatus {
+        let now = now_ms();
         InstanceStatus {
             addr: self.addr.clone(),
             healthy: self.healthy.load(Ordering::Relaxed),
-            ejected: self.is_ejected(now_ms()),
+            ejected: self.is_ejected(now),
+            ejected_for: self.ejection(now).map(Reason::label),
             in_flight: self.in_flight(),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),

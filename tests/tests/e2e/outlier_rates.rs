@@ -67,6 +67,20 @@ async fn the_flaky_instance_is_ejected_for(outlier: &str, reason: &str) {
         "the flaky instance is ejected"
     );
     assert_eq!(ejected(admin).await, [false, false, true], "only the flaky one");
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    assert_eq!(stats["upstreams"][0]["instances"][2]["ejected_for"], reason);
+    assert_eq!(
+        stats["upstreams"][0]["instances"][0]["ejected_for"],
+        serde_json::Value::Null
+    );
+    let live = send(admin, Method::GET, "/dashboard/live", &[]).await;
+    let live = String::from_utf8_lossy(&live.body);
+    let row = live
+        .split("<tr>")
+        .find(|row| row.contains(&flaky.to_string()))
+        .unwrap_or_else(|| panic!("the flaky instance's row: {live}"));
+    let shown = format!("ejected: {}", reason.replace('_', " "));
+    assert!(row.contains(&shown), "the dashboard says why: {row}");
     let metrics = metrics_text(admin).await;
     for (instance, reason, count) in [
         (flaky.to_string(), reason, 1),
