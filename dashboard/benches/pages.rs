@@ -32,6 +32,7 @@ impl LiveSource for Idle {
             traces: None,
             requests_in_flight: 0,
             tunnels_open: 0,
+            ejections: Vec::new(),
         }
     }
 }

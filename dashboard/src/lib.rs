@@ -38,6 +38,27 @@ pub struct Live {
     pub requests_in_flight: u64,
     /// Upgraded connections (WebSockets) open, whose requests ended at the switch.
     pub tunnels_open: u64,
+    /// The latest ejections by outlier detection, newest first.
+    pub ejections: Vec<Ejection>,
+}
+
+/// One ejection by outlier detection, and the figures behind it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ejection {
+    /// When, in microseconds since the Unix epoch.
+    pub at_unix_us: i64,
+    pub upstream: String,
+    pub instance: String,
+    /// `consecutive_failures`, `failure_percentage` or `success_rate`.
+    pub reason: &'static str,
+    /// The outcomes judged, and how many were failures: the streak, or the interval's.
+    pub requests: u64,
+    pub failures: u64,
+    /// For the rate rules: the success rate, in percent, below which the instance was ejected
+    /// (`100 − threshold`, or the mean less `stdev_factor` deviations).
+    pub success_floor_percent: Option<f64>,
+    /// How long it is out (its back-off, doubling with each ejection).
+    pub ejected_for_ms: u64,
 }
 
 /// What became of the spans of the requests the gateway kept for tracing, since it started.

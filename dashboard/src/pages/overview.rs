@@ -5,8 +5,9 @@
 use super::request_table::RequestTable;
 use super::{fragment, last_hour, no_store_cache, read, render, segment, PageError, Shared};
 use crate::chart::{LineChart, Series, AMBER, BLUE, RED};
-use crate::format::{clock, clock_minute, count, duration, percent};
+use crate::format::{clock, clock_minute, count, day_clock, duration, percent};
 use crate::timeline::{MINUTES, SECONDS};
+use crate::Ejection;
 use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
@@ -104,6 +105,35 @@ pub(super) struct InstanceRow {
     p99: String,
 }
 
+/// One of the latest ejections, as the live view lists it.
+pub(super) struct EjectionRow {
+    at: String,
+    upstream: String,
+    instance: String,
+    reason: String,
+    /// `31 of 120 failed`.
+    judged: String,
+    /// The success rate it fell below, or `–` for failures in a row.
+    floor: String,
+    out_for: String,
+}
+
+impl EjectionRow {
+    fn new(ejection: &Ejection) -> Self {
+        EjectionRow {
+            at: day_clock(ejection.at_unix_us),
+            upstream: ejection.upstream.clone(),
+            instance: ejection.instance.clone(),
+            reason: ejection.reason.replace('_', " "),
+            judged: format!("{} of {} failed", ejection.failures, ejection.requests),
+            floor: ejection
+                .success_floor_percent
+                .map_or_else(|| "–".to_owned(), |floor| percent(floor / 100.0)),
+            out_for: duration(ejection.ejected_for_ms as f64 * 1_000.0),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "live.html")]
 struct LiveFragment {
@@ -117,6 +147,7 @@ struct LiveFragment {
     rate_chart: String,
     latency_chart: String,
     instances: Vec<InstanceRow>,
+    ejections: Vec<EjectionRow>,
     /// The latest failed requests of the live window, when the store is on.
     failed: Option<String>,
 }
@@ -194,6 +225,7 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
         rate_chart: fragment(&rate_chart("Requests per second", &seconds, clock)),
         latency_chart: fragment(&latency_chart("Latency per second", &seconds, clock)),
         instances,
+        ejections: live.ejections.iter().map(EjectionRow::new).collect(),
         failed: failed.map(|rows| fragment(&RequestTable::of_any_route("latest-failed", &rows))),
     };
     Ok(fragment(&fragment_html))

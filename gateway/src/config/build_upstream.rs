@@ -178,6 +178,7 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         max_in_flight,
         retries: registry.metrics().counter(RETRIES, upstream_label()),
         overloaded: registry.metrics().counter(OVERLOADED, upstream_label()),
+        ejections: registry.ejections().clone(),
     })
 }
 

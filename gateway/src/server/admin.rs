@@ -21,6 +21,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// The latest ejections the dashboard's live view lists.
+const LIVE_EJECTIONS: usize = 10;
+
 pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let app = router(shared);
     let stopped = async move {
@@ -104,6 +107,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
         "traces": shared.proxy.tracing.as_ref().map(|tracing| tracing.stats()),
         "routes": shared.registry.route_snapshots(),
         "upstreams": upstreams,
+        "ejections": shared.registry.ejections().latest(usize::MAX),
     }))
     .into_response()
 }
@@ -170,6 +174,7 @@ impl LiveSource for GatewayLive {
             }),
             requests_in_flight: shared.registry.requests_in_flight(),
             tunnels_open: shared.registry.tunnels_open(),
+            ejections: shared.registry.ejections().latest(LIVE_EJECTIONS),
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::cache::{CacheCounts, ResponseCache};
 use crate::ratelimit::{LocalLimiter, Quota};
 use crate::routing::VariantWeights;
 use crate::traces::{Kept, TraceStats};
-use crate::upstream::{InstanceState, UpstreamLoad};
+use crate::upstream::{EjectionLog, InstanceState, UpstreamLoad};
 use lookout_analytics::analysis::anomaly::Metric;
 use lookout_analytics::{QueueStats, StoreStats, UNMATCHED_ROUTE};
 use metrics::Label;
@@ -39,6 +39,8 @@ pub struct Registry {
     limiters: Mutex<HashMap<Arc<str>, Arc<LocalLimiter>>>,
     /// Requests and retries in flight by upstream, so that a reload goes on counting them.
     loads: Mutex<HashMap<Arc<str>, Arc<UpstreamLoad>>>,
+    /// The latest outlier ejections, over reloads.
+    ejections: Arc<EjectionLog>,
     unmatched: Arc<RouteStats>,
 }
 
@@ -54,6 +56,7 @@ impl Default for Registry {
             variant_weights: Mutex::default(),
             limiters: Mutex::default(),
             loads: Mutex::default(),
+            ejections: Arc::default(),
             response_cache: Mutex::default(),
             cache_counts: Mutex::default(),
         }
@@ -69,6 +72,10 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    pub(crate) fn ejections(&self) -> &Arc<EjectionLog> {
+        &self.ejections
     }
 
     pub(crate) fn route(&self, name: &str, upstream: &str) -> Arc<RouteStats> {

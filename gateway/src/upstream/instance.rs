@@ -303,8 +303,9 @@ impl InstanceState {
         }
     }
 
-    /// Takes the instance out of balancing for a back-off that doubles with each ejection.
-    pub(crate) fn eject(&self, policy: &OutlierPolicy, reason: Reason, now_ms: u64) {
+    /// Takes the instance out of balancing for a back-off that doubles with each ejection, which
+    /// it returns.
+    pub(crate) fn eject(&self, policy: &OutlierPolicy, reason: Reason, now_ms: u64) -> Duration {
         let ejections = self.ejections.fetch_add(1, Ordering::Relaxed);
         let backoff = policy
             .base_ejection
@@ -315,6 +316,7 @@ impl InstanceState {
         self.ejected_until_ms.store(until, Ordering::Relaxed);
         self.ejections_total[reason as usize].increment(1);
         tracing::warn!(instance = %self.addr, ?backoff, reason = reason.label(), "instance ejected");
+        backoff
     }
 
     /// An ejection not made (see `Upstream::eject`).

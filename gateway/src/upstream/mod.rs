@@ -4,6 +4,7 @@
 
 mod attempts;
 mod balancer;
+mod ejection_log;
 pub(crate) mod grpc_health;
 mod head;
 mod health;
@@ -16,6 +17,7 @@ mod retry;
 mod ticket;
 
 pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
+pub(crate) use ejection_log::EjectionLog;
 pub(crate) use health::{HealthCheck, PassingStatuses, Probe};
 pub(crate) use instance::{ms_at, now_ms, Instance, InstanceState};
 pub(crate) use outlier::{FailurePercentage, Judged, OutlierPolicy, RateEjection, SuccessRate};
@@ -50,6 +52,8 @@ pub(crate) struct Upstream {
     pub(crate) retries: metrics::Counter,
     /// `lookout_upstream_overloaded_total`: requests refused at `max_in_flight`.
     pub(crate) overloaded: metrics::Counter,
+    /// The gateway's log of the latest ejections, shared by every upstream.
+    pub(crate) ejections: Arc<EjectionLog>,
 }
 
 /// The state of an upstream's instances, for the admin API.
@@ -86,13 +90,14 @@ impl Upstream {
     /// A failure of instance `index`, which outlier detection counts: enough in a row eject it.
     pub(crate) fn record_failure(&self, index: usize) {
         if self.instances[index].record_failure(&self.outlier) {
-            self.eject(index, outlier::Reason::ConsecutiveFailures);
+            let evidence = outlier::Evidence::streak(&self.outlier);
+            self.eject(index, outlier::Reason::ConsecutiveFailures, evidence);
         }
     }
 
     /// Ejects instance `index`, unless it is the upstream's last available one or as many as
-    /// `max_ejected_percent` allows are ejected already.
-    pub(crate) fn eject(&self, index: usize, reason: outlier::Reason) {
+    /// `max_ejected_percent` allows are ejected already, and logs the ejection with `evidence`.
+    pub(crate) fn eject(&self, index: usize, reason: outlier::Reason, evidence: outlier::Evidence) {
         let now = instance::now_ms();
         let instance = &self.instances[index];
         let others = || {
@@ -118,7 +123,17 @@ impl Upstream {
             instance.skip_ejection(outlier::Skipped::MaxEjectedPercent);
             return;
         }
-        instance.eject(&self.outlier, reason, now);
+        let backoff = instance.eject(&self.outlier, reason, now);
+        self.ejections.record(lookout_dashboard::Ejection {
+            at_unix_us: unix_us(),
+            upstream: self.name.to_string(),
+            instance: instance.addr.to_string(),
+            reason: reason.label(),
+            requests: evidence.requests,
+            failures: evidence.failures,
+            success_floor_percent: evidence.success_floor_percent,
+            ejected_for_ms: backoff.as_millis() as u64,
+        });
     }
 
     /// The instances' state as the dashboard shows it.
@@ -136,6 +151,13 @@ impl Upstream {
             instances: self.instances.iter().map(Instance::status).collect(),
         }
     }
+}
+
+/// The wall clock, for the ejection log.
+fn unix_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as i64)
 }
 
 /// 502, 503, 504: what an instance answers when it cannot serve, retried and counted against it.

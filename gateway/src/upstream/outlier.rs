@@ -101,6 +101,44 @@ impl Skipped {
     }
 }
 
+/// The figures that judged an instance an outlier.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Evidence {
+    /// The outcomes judged, and how many were failures: a streak, or an interval's.
+    pub(crate) requests: u64,
+    pub(crate) failures: u64,
+    /// For the rate rules: the success rate, in percent, below which it is an outlier.
+    pub(crate) success_floor_percent: Option<f64>,
+}
+
+impl Evidence {
+    /// `policy.consecutive_failures` failures in a row.
+    pub(crate) fn streak(policy: &OutlierPolicy) -> Self {
+        let failures = u64::from(policy.consecutive_failures);
+        Evidence {
+            requests: failures,
+            failures,
+            success_floor_percent: None,
+        }
+    }
+
+    fn of(tally: Tally, floor: f64) -> Self {
+        Evidence {
+            requests: tally.requests(),
+            failures: tally.failures,
+            success_floor_percent: Some(floor),
+        }
+    }
+}
+
+/// An instance a rate rule would eject.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Outlier {
+    pub(crate) index: usize,
+    pub(crate) reason: Reason,
+    pub(crate) evidence: Evidence,
+}
+
 /// An instance's judged outcomes: since it started, or over an interval.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Tally {
@@ -127,14 +165,23 @@ impl Tally {
 
 /// The instances `rates` would eject for their outcomes over an interval (`tallies`, by
 /// instance), each once, worst first.
-pub(crate) fn outliers(rates: &RateEjection, tallies: &[Tally]) -> Vec<(usize, Reason)> {
-    let mut found: Vec<(usize, Reason, f64)> = Vec::new();
+pub(crate) fn outliers(rates: &RateEjection, tallies: &[Tally]) -> Vec<Outlier> {
+    let mut found: Vec<Outlier> = Vec::new();
+    let mut add = |index: usize, reason: Reason, floor: f64| {
+        if !found.iter().any(|o| o.index == index) {
+            let evidence = Evidence::of(tallies[index], floor);
+            found.push(Outlier {
+                index,
+                reason,
+                evidence,
+            });
+        }
+    };
     if let Some(judged) = &rates.failure_percentage {
         let floor = 100.0 - judged.rule.threshold;
         for index in judged_instances(judged, tallies) {
-            let rate = tallies[index].success_percent();
-            if rate <= floor {
-                found.push((index, Reason::FailurePercentage, rate));
+            if tallies[index].success_percent() <= floor {
+                add(index, Reason::FailurePercentage, floor);
             }
         }
     }
@@ -144,17 +191,17 @@ pub(crate) fn outliers(rates: &RateEjection, tallies: &[Tally]) -> Vec<(usize, R
         if !judged_ones.is_empty() {
             let floor = rates_of().mean() - judged.rule.stdev_factor * rates_of().population_std_dev();
             for (&index, rate) in judged_ones.iter().zip(rates_of()) {
-                if rate < floor && !found.iter().any(|&(i, ..)| i == index) {
-                    found.push((index, Reason::SuccessRate, rate));
+                if rate < floor {
+                    add(index, Reason::SuccessRate, floor);
                 }
             }
         }
     }
-    found.sort_by(|a, b| a.2.total_cmp(&b.2));
+    found.sort_by(|a, b| {
+        let rate = |o: &Outlier| tallies[o.index].success_percent();
+        rate(a).total_cmp(&rate(b))
+    });
     found
-        .into_iter()
-        .map(|(index, reason, _)| (index, reason))
-        .collect()
 }
 
 /// The instances that had enough requests to be judged, none when they are too few.
@@ -189,8 +236,8 @@ async fn sweep_loop(upstream: Weak<Upstream>, rates: RateEjection) {
         let Some(current) = upstream.upgrade() else { return };
         let now: Vec<Tally> = current.instances.iter().map(|i| i.tally()).collect();
         let interval: Vec<Tally> = now.iter().zip(&last).map(|(n, l)| n.since(*l)).collect();
-        for (index, reason) in outliers(&rates, &interval) {
-            current.eject(index, reason);
+        for outlier in outliers(&rates, &interval) {
+            current.eject(outlier.index, outlier.reason, outlier.evidence);
         }
         last = now;
     }
@@ -224,10 +271,20 @@ mod tests {
     fn failure_percentage_ejects_an_instance_failing_its_threshold_or_more() {
         let by_share = rates(Some(25.0), None);
         let tallies = [tally(75, 25), tally(76, 24), tally(10, 90), tally(100, 0)];
+        let found = outliers(&by_share, &tallies);
+        assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(
-            outliers(&by_share, &tallies),
-            [(2, Reason::FailurePercentage), (0, Reason::FailurePercentage)],
+            (found[0].index, found[0].reason, found[1].index),
+            (2, Reason::FailurePercentage, 0),
             "worst first"
+        );
+        assert_eq!(
+            found[1].evidence,
+            Evidence {
+                requests: 100,
+                failures: 25,
+                success_floor_percent: Some(75.0)
+            }
         );
         assert!(
             outliers(&by_share, &[tally(0, 49)]).is_empty(),
@@ -241,7 +298,11 @@ mod tests {
         let mut tallies = vec![tally(1000, 0); 5];
         tallies.push(tally(900, 100));
         // Mean 98.33%, population deviation 3.73 points: the floor is 91.25%.
-        assert_eq!(outliers(&by_spread, &tallies), [(5, Reason::SuccessRate)]);
+        let found = outliers(&by_spread, &tallies);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].index, found[0].reason), (5, Reason::SuccessRate));
+        let floor = found[0].evidence.success_floor_percent.expect("a floor");
+        assert!((floor - 91.25).abs() < 0.01, "{floor}");
 
         let alike = [
             tally(970, 30),
@@ -270,7 +331,9 @@ mod tests {
         let both = rates(Some(50.0), Some(1.0));
         let mut tallies = vec![tally(1000, 0); 5];
         tallies.push(tally(100, 900));
-        assert_eq!(outliers(&both, &tallies), [(5, Reason::FailurePercentage)]);
+        let found = outliers(&both, &tallies);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].index, found[0].reason), (5, Reason::FailurePercentage));
     }
 
     #[test]

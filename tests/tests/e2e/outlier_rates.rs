@@ -5,6 +5,7 @@
 
 use http::{Method, StatusCode};
 use lookout_tests::{body_json, metrics_text, raw_server, send, start_gateway, wait_until, TestUpstream};
+use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -51,7 +52,7 @@ async fn ejected(admin: SocketAddr) -> Vec<bool> {
 /// Starts two healthy instances and the flaky one, last, behind `outlier` (which never ejects
 /// for failures in a row), and loads them until the flaky one is ejected; then checks its
 /// ejection's `reason`, and that the healthy ones stayed.
-async fn the_flaky_instance_is_ejected_for(outlier: &str, reason: &str) {
+async fn the_flaky_instance_is_ejected_for(outlier: &str, reason: &str, min_requests: u64) {
     let (a, b) = (TestUpstream::start("a").await, TestUpstream::start("b").await);
     let flaky = failing_one_in_four().await;
     let gateway = start_gateway(&format!(
@@ -73,6 +74,22 @@ async fn the_flaky_instance_is_ejected_for(outlier: &str, reason: &str) {
         stats["upstreams"][0]["instances"][0]["ejected_for"],
         serde_json::Value::Null
     );
+    // The ejection log says when, why, and on what figures.
+    let logged = &stats["ejections"][0];
+    assert_eq!(
+        (&logged["instance"], &logged["reason"], &logged["ejected_for_ms"]),
+        (&json!(flaky.to_string()), &json!(reason), &json!(60_000)),
+        "{logged}"
+    );
+    let (requests, failures) = (logged["requests"].as_u64(), logged["failures"].as_u64());
+    let (requests, failures) = (requests.expect("requests"), failures.expect("failures"));
+    assert!(requests >= min_requests && failures * 6 >= requests, "{logged}");
+    let floor = logged["success_floor_percent"].as_f64().expect("a floor");
+    assert!(
+        floor > 100.0 * (requests - failures) as f64 / requests as f64,
+        "{logged}"
+    );
+    assert_eq!(stats["ejections"].as_array().map(Vec::len), Some(1), "{stats}");
     let live = send(admin, Method::GET, "/dashboard/live", &[]).await;
     let live = String::from_utf8_lossy(&live.body);
     let row = live
@@ -81,6 +98,16 @@ async fn the_flaky_instance_is_ejected_for(outlier: &str, reason: &str) {
         .unwrap_or_else(|| panic!("the flaky instance's row: {live}"));
     let shown = format!("ejected: {}", reason.replace('_', " "));
     assert!(row.contains(&shown), "the dashboard says why: {row}");
+    let ejections = live
+        .split("id=\"ejections\"")
+        .nth(1)
+        .expect("the latest ejections");
+    let listed = format!(
+        "{}</td><td class=\"bad\">{}</td>",
+        flaky,
+        reason.replace('_', " ")
+    );
+    assert!(ejections.contains(&listed), "{ejections}");
     let metrics = metrics_text(admin).await;
     for (instance, reason, count) in [
         (flaky.to_string(), reason, 1),
@@ -106,6 +133,7 @@ async fn an_instance_failing_a_quarter_of_its_requests_is_ejected_by_failure_per
     the_flaky_instance_is_ejected_for(
         "failure_percentage: { threshold: 20, min_requests: 8 }",
         "failure_percentage",
+        8,
     )
     .await;
 }
@@ -117,6 +145,7 @@ async fn an_instance_far_below_its_neighbours_success_rate_is_ejected_by_success
     the_flaky_instance_is_ejected_for(
         "success_rate: { stdev_factor: 1, min_requests: 8, min_instances: 3 }",
         "success_rate",
+        8,
     )
     .await;
 }

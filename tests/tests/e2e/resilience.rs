@@ -581,6 +581,17 @@ async fn an_instance_that_breaks_off_its_bodies_is_ejected() {
         2,
         "nothing more went to the ejected instance"
     );
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    let logged = &stats["ejections"][0];
+    assert_eq!(
+        (&logged["reason"], &logged["requests"], &logged["failures"]),
+        (
+            &serde_json::json!("consecutive_failures"),
+            &serde_json::json!(2),
+            &serde_json::json!(2)
+        ),
+        "{logged}"
+    );
     let metrics = metrics_text(admin).await;
     let of_broken = |name: &str, result: &str, count: u32| {
         format!(r#"lookout_upstream_{name}{{upstream="svc",upstream_instance="{broken}"{result}}} {count}"#)
