@@ -13,6 +13,7 @@ mod body;
 mod cache;
 pub mod cli;
 mod compose;
+mod compress;
 pub mod config;
 pub mod demo;
 mod edge;

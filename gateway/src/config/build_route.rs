@@ -3,6 +3,7 @@
 use super::build_auth::build_route_auth;
 use super::build_cache::build_route_cache;
 use super::build_compose::{build_composition, compose_methods, total_timeout};
+use super::build_compress::build_compress;
 use super::build_edge::build_policy;
 use super::build_rate_limit::build_rate_limit;
 use super::build_transform::build_transform;
@@ -128,6 +129,10 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         .transform
         .as_ref()
         .map(|t| build_transform(p, &format!("{field}.transform"), t));
+    let compress = raw.compress.as_ref().map(|settings| {
+        let field = format!("{field}.compress");
+        build_compress(p, &field, &raw.name, settings, shared.registry)
+    });
     let destination = destination?;
     Some(Route {
         name: raw.name.as_str().into(),
@@ -143,6 +148,7 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         cache,
         mirror,
         transform,
+        compress,
     })
 }
 

@@ -7,6 +7,7 @@ mod build_auth;
 pub(crate) use build_analytics::default_replica;
 mod build_cache;
 mod build_compose;
+mod build_compress;
 mod build_edge;
 mod build_jwt;
 mod build_rate_limit;

@@ -289,6 +289,9 @@ pub(crate) struct RawRoute {
     pub(crate) mirror: Option<RawMirror>,
     /// Headers, path and JSON bodies rewritten on the way.
     pub(crate) transform: Option<RawTransform>,
+    /// Compress text-like responses for clients that take br or gzip (`compress: {}` for the
+    /// defaults).
+    pub(crate) compress: Option<RawCompress>,
     /// API composition: the route answers with several upstream calls' merged results
     /// (instead of `upstream` or `variants`).
     pub(crate) compose: Option<RawCompose>,
@@ -535,6 +538,16 @@ pub(crate) struct RawRedis {
 pub(crate) struct RawCacheStore {
     /// The bound on what all cached responses hold, e.g. `64MiB` (the default).
     pub(crate) max_size: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompress {
+    /// Responses declared shorter are sent as they are (default `1KiB`).
+    pub(crate) min_size: Option<Text>,
+    /// The media types compressed (`text/*`, `application/json`, `application/*+json`, ...);
+    /// left out, text and the web's text-based formats.
+    pub(crate) types: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

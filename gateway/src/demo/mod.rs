@@ -105,6 +105,7 @@ routes:
     match: {{ path: /books, methods: [GET, POST] }}
     upstream: books
     mirror: {{ upstream: books-shadow, percent: 50 }}
+    compress: {{}}
   - name: search
     match: {{ path: /search, methods: [GET] }}
     upstream: books
@@ -155,6 +156,7 @@ routes:
   - name: web
     match: {{ prefix: /app }}
     upstream: web
+    compress: {{ min_size: 512 }}
   - name: grpc-health
     match: {{ prefix: /grpc.health.v1.Health, methods: [POST] }}
     upstream: status

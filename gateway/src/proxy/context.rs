@@ -2,6 +2,7 @@
 
 use super::ProxyState;
 use crate::body::BodyMeter;
+use crate::compress::Negotiated;
 use crate::edge::attack::Threat;
 use crate::edge::cors::Cors;
 use crate::grpc::GrpcStatus;
@@ -130,6 +131,8 @@ pub(crate) struct RequestContext {
     pub(crate) cache_status: Option<&'static str>,
     /// The client's HEAD went upstream as a GET, to fill the cache (its attempts' spans say GET).
     pub(crate) head_as_get: bool,
+    /// The route's compression, and the coding this client takes.
+    pub(crate) compress: Option<Negotiated>,
     pub(crate) instance: Option<Arc<str>>,
     pub(crate) attempts: u32,
     pub(crate) upstream_connect: Duration,
@@ -179,6 +182,7 @@ impl RequestContext {
             transform: None,
             cache_status: None,
             head_as_get: false,
+            compress: None,
             instance: None,
             attempts: 0,
             upstream_connect: Duration::ZERO,

@@ -18,7 +18,9 @@
 //!    confirms a stale one current, [`revalidate`] answers with it; then
 //!    [`transform_response`] edits a JSON body when the route says so.
 //! 7. [`response`]: clean the response and stamp it (`x-request-id`, `Via`, `x-cache`, limits,
-//!    CORS, the route's response headers); a cacheable one is stored as it streams.
+//!    CORS, the route's response headers); a cacheable one is stored as it streams. Then
+//!    [`compress_response`] compresses it for a client that takes br or gzip, on a route that
+//!    says so.
 //! 8. [`record`]: when the response body ends (or the client leaves), emit one request event.
 //!
 //! A [`context::RequestContext`] carries what the phases learn from one to the next and is,
@@ -29,6 +31,7 @@ mod authenticate;
 mod cache_lookup;
 mod check_host;
 mod compose;
+mod compress_response;
 mod context;
 mod cors;
 mod error;
@@ -53,6 +56,7 @@ pub(crate) use record::ProxyBody;
 
 use crate::body::PooledBody;
 use crate::cache::Ticket;
+use crate::compress::Negotiated;
 use crate::routing::{RouteMatch, RouteTable, TargetRef};
 use crate::traces::{RequestTrace, Tracing};
 use arc_swap::ArcSwap;
@@ -97,11 +101,13 @@ pub(crate) async fn serve(
     // which would keep a second copy of the pipeline's future in this one (5 KB per request).
     let answer = pipeline(&routes, &mut ctx, request).await;
     let response = match answer {
-        Ok(Answer::Upstream(fetched, ticket)) => response::from_upstream(fetched, ticket, &ctx),
-        Ok(Answer::Whole(whole)) => response::from_whole(whole, &ctx),
+        Ok(Answer::Upstream(fetched, ticket)) => {
+            compress_response::run(response::from_upstream(fetched, ticket, &ctx), &ctx)
+        }
+        Ok(Answer::Whole(whole)) => compress_response::run(response::from_whole(whole, &ctx), &ctx),
         Err(error) => {
             note_refusal(&error, &mut ctx);
-            response::from_error(&error, &ctx)
+            response::from_error(&error, &ctx).map(http_body_util::Either::Left)
         }
     };
     Ok(record::attach(response, ctx))
@@ -140,6 +146,10 @@ async fn past_the_route(
     ctx: &mut RequestContext,
 ) -> Result<Answer, ProxyError> {
     let route = matched.route;
+    ctx.compress = route
+        .compress
+        .as_ref()
+        .map(|policy| Negotiated::new(policy, &parts.method, &parts.headers));
     ip_filter::run(route, ctx)?;
     if let Some(preflight) = cors::run(route, &parts, ctx)? {
         return Ok(Answer::Whole(preflight));

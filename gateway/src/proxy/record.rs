@@ -7,6 +7,7 @@
 //! the request's future); the context then records itself when dropped, as a 499 (nginx's
 //! "client closed request").
 
+use super::compress_response::SentBody;
 use super::context::{method_name, version_names, RequestContext};
 use super::ProxyState;
 use crate::body::UpstreamPaused;
@@ -35,7 +36,7 @@ pin_project_lite::pin_project! {
     /// What the proxy's clients receive: the response body, counted and recorded.
     pub(crate) struct ProxyBody {
         #[pin]
-        inner: ResponseBody,
+        inner: SentBody,
         ctx: Box<RequestContext>,
         status: u16,
         bytes_out: u64,
@@ -56,7 +57,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-pub(super) fn attach(response: Response<ResponseBody>, mut ctx: Box<RequestContext>) -> Response<ProxyBody> {
+pub(super) fn attach(response: Response<SentBody>, mut ctx: Box<RequestContext>) -> Response<ProxyBody> {
     let status = response.status().as_u16();
     if ctx.grpc_call {
         // A call that failed before any message says so in the headers ("trailers-only"); the

@@ -22,6 +22,7 @@ pub(crate) use variants::{
 use crate::auth::RouteAuth;
 use crate::cache::RouteCache;
 use crate::compose::Composition;
+use crate::compress::CompressPolicy;
 use crate::edge::ip::TrustedProxies;
 use crate::edge::{EdgePolicy, HeadLimits};
 use crate::ratelimit::RateLimit;
@@ -73,6 +74,8 @@ pub(crate) struct Route {
     /// A share of the requests copied to a shadow upstream.
     pub(crate) mirror: Option<Mirror>,
     pub(crate) transform: Option<Arc<Transform>>,
+    /// Text-like responses compressed for clients that take it.
+    pub(crate) compress: Option<Arc<CompressPolicy>>,
 }
 
 /// What answers a route's requests.

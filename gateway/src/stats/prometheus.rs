@@ -49,6 +49,8 @@ pub(crate) const SQL_QUERIES_FAILED: &str = "lookout_analytics_sql_queries_faile
 pub(crate) const RATE_LIMIT_DECISIONS: &str = "lookout_rate_limit_decisions_total";
 pub(crate) const RATE_LIMIT_BACKEND_ERRORS: &str = "lookout_rate_limit_backend_errors_total";
 pub(crate) const MIRROR_REQUESTS: &str = "lookout_mirror_requests_total";
+pub(crate) const RESPONSES_COMPRESSED: &str = "lookout_responses_compressed_total";
+pub(crate) const COMPRESSION_BYTES: &str = "lookout_compression_bytes_total";
 pub(crate) const CACHE_LOOKUPS: &str = "lookout_cache_lookups_total";
 pub(crate) const CACHE_HIT_RATIO: &str = "lookout_cache_hit_ratio";
 pub(crate) const CACHE_STALE_ANSWERS: &str = "lookout_cache_stale_answers_total";
@@ -90,7 +92,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 62] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 64] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -323,6 +325,16 @@ const DESCRIPTIONS: [(&str, Unit, &str); 62] = [
         MIRROR_REQUESTS,
         Unit::Count,
         "Requests chosen for mirroring, by result: sent, dropped (too many in flight) or with_body (not copied).",
+    ),
+    (
+        RESPONSES_COMPRESSED,
+        Unit::Count,
+        "Responses the gateway compressed, by coding (br, gzip).",
+    ),
+    (
+        COMPRESSION_BYTES,
+        Unit::Bytes,
+        "Bytes of the responses the gateway compressed, as they went into the compressor (stage=in) and came out (stage=out).",
     ),
     (CACHE_BYTES, Unit::Bytes, "Approximate bytes held by the response cache."),
     (

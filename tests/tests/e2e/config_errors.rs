@@ -498,6 +498,34 @@ routes:
 }
 
 #[test]
+fn compression_settings_name_their_field() {
+    let text = "\
+upstreams:
+  - { name: a, instances: [\"127.0.0.1:1\"] }
+routes:
+  - { name: one, upstream: a, compress: { min_size: lots, types: [text/html, \"nonsense\", \"text/*+\"] } }
+  - { name: two, upstream: a, compress: { types: [] } }
+";
+    let all = errors(text);
+    for (field, line, says) in [
+        ("routes[0].compress.min_size", 4, "lots"),
+        ("routes[0].compress.types[1]", 4, "`nonsense` is not a media type"),
+        ("routes[0].compress.types[2]", 4, "`text/*+` is not a media type"),
+        ("routes[1].compress.types", 5, "lists no media type"),
+    ] {
+        let error = find(&all, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(all.len(), 4, "{all:#?}");
+    let unknown = errors(&text.replace("types: []", "level: 9"));
+    assert!(
+        unknown.iter().any(|e| e.message.contains("level")),
+        "{unknown:#?}"
+    );
+}
+
+#[test]
 fn outlier_rate_settings_name_their_field() {
     let text = "\
 upstreams:

@@ -6,6 +6,7 @@ mod balancing;
 mod cache;
 mod callers;
 mod compose;
+mod compression;
 mod config_errors;
 mod edge;
 mod events;

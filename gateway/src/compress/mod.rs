@@ -1,0 +1,269 @@
+//! Response compression, on routes that ask for it (`compress:`): the route's policy, which
+//! coding a client takes (`Accept-Encoding`, RFC 9110 §12.5.3), which responses are worth
+//! compressing, and the compressing body ([`body`]).
+//!
+//! Only text-like media types are compressed (images and archives are compressed already), and
+//! never an event stream or a gRPC call, whose messages a compressor would hold back until its
+//! buffer fills. Brotli is preferred when the client takes both (smaller at the fast quality
+//! used on the fly), then gzip.
+
+mod body;
+mod negotiate;
+
+pub(crate) use body::{compress, Compressed};
+pub(crate) use negotiate::Coding;
+
+use http::header::{HeaderMap, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, StatusCode};
+use metrics::Counter;
+use std::sync::Arc;
+
+/// What a route compresses.
+#[derive(Debug)]
+pub(crate) struct CompressPolicy {
+    /// Responses declared shorter are sent as they are (a length unknown is compressed).
+    pub(crate) min_size: u64,
+    pub(crate) types: Box<[MediaRange]>,
+    pub(crate) counters: CompressCounters,
+}
+
+/// `lookout_response_compressed_total` by coding, and the bytes that went into and came out
+/// of the compressor: how much a route's compression saves.
+#[derive(Debug)]
+pub(crate) struct CompressCounters {
+    /// By [`Coding`], in its order.
+    pub(crate) responses: [Counter; 2],
+    pub(crate) bytes_in: Counter,
+    pub(crate) bytes_out: Counter,
+}
+
+/// A media type a route compresses: `text/html`, `text/*` or `application/*+json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MediaRange {
+    kind: Box<str>,
+    subtype: Subtype,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Subtype {
+    Any,
+    Exactly(Box<str>),
+    /// `*+json`: any subtype with that structured syntax suffix.
+    Suffix(Box<str>),
+}
+
+/// Compressed by default, as nginx's and Traefik's lists: text and the text-based formats of
+/// the web.
+pub(crate) const DEFAULT_TYPES: [&str; 7] = [
+    "text/*",
+    "application/json",
+    "application/*+json",
+    "application/javascript",
+    "application/xml",
+    "application/*+xml",
+    "image/svg+xml",
+];
+
+impl MediaRange {
+    /// `type/subtype`, `type/*` or `type/*+suffix`; `None` when it is none of them.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let (kind, subtype) = text
+            .trim()
+            .to_ascii_lowercase()
+            .split_once('/')
+            .map(|(k, s)| (k.to_owned(), s.to_owned()))?;
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+        };
+        if !token(&kind) {
+            return None;
+        }
+        let subtype = match subtype.as_str() {
+            "*" => Subtype::Any,
+            s => match s.strip_prefix("*+") {
+                Some(suffix) if token(suffix) => Subtype::Suffix(suffix.into()),
+                None if token(s) => Subtype::Exactly(s.into()),
+                _ => return None,
+            },
+        };
+        Some(MediaRange {
+            kind: kind.into(),
+            subtype,
+        })
+    }
+
+    /// Whether `media_type` (lowercase, without parameters) is in this range.
+    fn covers(&self, media_type: &str) -> bool {
+        let Some((kind, subtype)) = media_type.split_once('/') else {
+            return false;
+        };
+        kind == &*self.kind
+            && match &self.subtype {
+                Subtype::Any => true,
+                Subtype::Exactly(exact) => subtype == &**exact,
+                Subtype::Suffix(suffix) => subtype.rsplit_once('+').is_some_and(|(_, s)| s == &**suffix),
+            }
+    }
+}
+
+/// A route's compression for one request: its policy, and the coding the client takes
+/// (`None`: it takes neither, and gets the response as it is).
+#[derive(Debug)]
+pub(crate) struct Negotiated {
+    pub(crate) policy: Arc<CompressPolicy>,
+    pub(crate) coding: Option<Coding>,
+}
+
+impl Negotiated {
+    /// The request side: a HEAD is answered as it is (its answer has no body to compress).
+    pub(crate) fn new(policy: &Arc<CompressPolicy>, method: &Method, headers: &HeaderMap) -> Self {
+        let coding = (method != Method::HEAD)
+            .then(|| negotiate::preferred(headers))
+            .flatten();
+        Negotiated {
+            policy: policy.clone(),
+            coding,
+        }
+    }
+}
+
+impl CompressPolicy {
+    /// Whether a response would be compressed for a client that takes a coding: then its
+    /// `Vary` names `Accept-Encoding`, whichever this client takes.
+    pub(crate) fn worth_it(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        let bodiless = status.is_informational()
+            || matches!(
+                status,
+                StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED | StatusCode::PARTIAL_CONTENT
+            );
+        if bodiless || headers.contains_key(CONTENT_ENCODING) || no_transform(headers) {
+            return false;
+        }
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length < self.min_size) {
+            return false;
+        }
+        let Some(media_type) = media_type(headers) else {
+            return false;
+        };
+        let streamed = media_type == "text/event-stream" || media_type.starts_with("application/grpc");
+        !streamed && self.types.iter().any(|range| range.covers(&media_type))
+    }
+}
+
+/// The response's media type, lowercase, without its parameters.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    let bare = value.split(';').next()?.trim();
+    Some(bare.to_ascii_lowercase())
+}
+
+/// `Cache-Control: no-transform`: the origin asks that the body reach the client as it is.
+fn no_transform(headers: &HeaderMap) -> bool {
+    headers.get_all(CACHE_CONTROL).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|directive| directive.trim().eq_ignore_ascii_case("no-transform"))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn policy(types: &[&str]) -> CompressPolicy {
+        let metrics = crate::stats::Metrics::default();
+        CompressPolicy {
+            min_size: 1024,
+            types: types
+                .iter()
+                .map(|t| MediaRange::parse(t).expect("a range"))
+                .collect(),
+            counters: CompressCounters {
+                responses: [metrics.counter("c", vec![]), metrics.counter("c", vec![])],
+                bytes_in: metrics.counter("i", vec![]),
+                bytes_out: metrics.counter("o", vec![]),
+            },
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|&(name, value)| {
+                (
+                    http::HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn media_ranges_are_types_wildcards_and_suffixes() {
+        let ranges =
+            ["text/*", "application/json", "application/*+json"].map(|t| MediaRange::parse(t).expect(t));
+        let covered = |media_type: &str| ranges.iter().any(|r| r.covers(media_type));
+        for yes in [
+            "text/html",
+            "text/css",
+            "application/json",
+            "application/problem+json",
+        ] {
+            assert!(covered(yes), "{yes}");
+        }
+        for no in [
+            "application/jsonx",
+            "image/png",
+            "application/octet-stream",
+            "texts/html",
+            "json",
+        ] {
+            assert!(!covered(no), "{no}");
+        }
+        for wrong in ["text", "/html", "text/", "*/*+", "te xt/html", "text/ht ml"] {
+            assert_eq!(MediaRange::parse(wrong), None, "{wrong}");
+        }
+    }
+
+    #[test]
+    fn only_text_like_bodies_long_enough_and_not_yet_encoded_are_worth_compressing() {
+        let policy = policy(&DEFAULT_TYPES);
+        let ok = StatusCode::OK;
+        assert!(policy.worth_it(ok, &headers(&[("content-type", "text/html; charset=utf-8")])));
+        assert!(policy.worth_it(
+            ok,
+            &headers(&[("content-type", "Application/JSON"), ("content-length", "4096")])
+        ));
+        let not = [
+            headers(&[("content-type", "text/html"), ("content-length", "100")]),
+            headers(&[("content-type", "image/png")]),
+            headers(&[("content-type", "text/event-stream")]),
+            headers(&[("content-type", "application/grpc+proto")]),
+            headers(&[("content-type", "text/html"), ("content-encoding", "gzip")]),
+            headers(&[
+                ("content-type", "text/html"),
+                ("cache-control", "public, No-Transform"),
+            ]),
+            headers(&[]),
+        ];
+        for response in not {
+            assert!(!policy.worth_it(ok, &response), "{response:?}");
+        }
+        let html = headers(&[("content-type", "text/html")]);
+        for status in [
+            StatusCode::NO_CONTENT,
+            StatusCode::NOT_MODIFIED,
+            StatusCode::PARTIAL_CONTENT,
+        ] {
+            assert!(!policy.worth_it(status, &html), "{status}");
+        }
+        assert!(policy.worth_it(StatusCode::NOT_FOUND, &html));
+    }
+}

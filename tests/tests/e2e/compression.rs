@@ -1,0 +1,221 @@
+//! Response compression: a route with `compress:` sends text-like responses in the coding the
+//! client takes best (br, then gzip), decodable by curl and by the codings' own decoders;
+//! responses not worth it pass as they are; the cache keeps the uncompressed answer and serves
+//! each client its own coding; and Prometheus counts what compression saved.
+
+use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use lookout_tests::tls::curl;
+use lookout_tests::{metrics_text, send, start_gateway, Reply, TestUpstream};
+use std::net::SocketAddr;
+use tokio::io::AsyncReadExt;
+
+const BODY: usize = 200_000;
+
+fn config(upstream: SocketAddr, route_extra: &str) -> String {
+    format!(
+        "cache: {{ max_size: 16MiB }}\n\
+         upstreams:\n  - {{ name: web, instances: [\"{upstream}\"] }}\n\
+         routes:\n  - {{ name: site, upstream: web, compress: {{}}{route_extra} }}\n"
+    )
+}
+
+/// `GET /download/200000` as `content_type`, with `accept_encoding` when given.
+async fn fetch(
+    proxy: SocketAddr,
+    content_type: &str,
+    accept_encoding: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let reply_type = format!("content-type: {content_type}");
+    let mut headers = vec![("x-reply-header", reply_type.as_str())];
+    headers.extend(accept_encoding.map(|coding| ("accept-encoding", coding)));
+    headers.extend_from_slice(extra);
+    send(proxy, Method::GET, &format!("/download/{BODY}"), &headers).await
+}
+
+async fn decoded(coding: &str, body: &Bytes) -> Vec<u8> {
+    let mut plain = Vec::new();
+    let read = match coding {
+        "gzip" => GzipDecoder::new(&body[..]).read_to_end(&mut plain).await,
+        "br" => BrotliDecoder::new(&body[..]).read_to_end(&mut plain).await,
+        other => panic!("no coding {other}"),
+    };
+    read.expect("the body decodes");
+    plain
+}
+
+fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+    reply.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn a_text_response_comes_in_the_coding_the_client_takes_best() {
+    let upstream = TestUpstream::start("web").await;
+    let gateway = start_gateway(&config(upstream.addr, "")).await;
+    let proxy = gateway.proxy_addr();
+    let etag = ("x-reply-header", "etag: \"v1\"");
+    for (accepts, coding) in [
+        ("gzip, deflate", "gzip"),
+        ("gzip, deflate, br", "br"),
+        ("br;q=0.5, gzip", "gzip"),
+    ] {
+        let reply = fetch(proxy, "text/plain; charset=utf-8", Some(accepts), &[etag]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(header(&reply, "content-encoding"), Some(coding), "{accepts}");
+        assert_eq!(header(&reply, "content-length"), None);
+        assert_eq!(header(&reply, "vary"), Some("accept-encoding"));
+        assert_eq!(
+            header(&reply, "etag"),
+            Some("W/\"v1\""),
+            "the bytes differ, the meaning not"
+        );
+        assert!(
+            reply.body.len() * 50 < BODY,
+            "{coding}: {} bytes",
+            reply.body.len()
+        );
+        assert_eq!(decoded(coding, &reply.body).await, vec![b'x'; BODY], "{coding}");
+    }
+    // A client that takes neither gets it as it is, told that others may not.
+    let plain = fetch(proxy, "text/plain", None, &[etag]).await;
+    assert_eq!(header(&plain, "content-encoding"), None);
+    assert_eq!(plain.body.len(), BODY);
+    assert_eq!(header(&plain, "vary"), Some("accept-encoding"));
+    assert_eq!(header(&plain, "etag"), Some("\"v1\""));
+
+    // An independent client decodes both.
+    let url = format!("http://{proxy}/download/{BODY}");
+    for coding in ["br", "gzip"] {
+        let accept = format!("accept-encoding: {coding}");
+        let Some(run) = curl(&[
+            "--compressed",
+            "-H",
+            &accept,
+            "-H",
+            "x-reply-header: content-type: text/html",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download} %{http_code}",
+            &url,
+        ])
+        .await
+        else {
+            return;
+        };
+        assert_eq!(run.exit_code, 0, "{}", run.stderr);
+        let (downloaded, status) = run.stdout.split_once(' ').expect("two figures");
+        assert_eq!(status, "200");
+        let downloaded: usize = downloaded.parse().expect("a size");
+        assert!(
+            downloaded * 50 < BODY,
+            "{coding}: curl downloaded {downloaded} bytes"
+        );
+    }
+
+    let metrics = metrics_text(gateway.admin_addr()).await;
+    let figure = |series: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .unwrap_or_else(|| panic!("{series}"));
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("a count")
+    };
+    assert_eq!(
+        figure(r#"lookout_responses_compressed_total{http_route="site",encoding="gzip"}"#),
+        3
+    );
+    assert_eq!(
+        figure(r#"lookout_responses_compressed_total{http_route="site",encoding="br"}"#),
+        2
+    );
+    let into = figure(r#"lookout_compression_bytes_total{http_route="site",stage="in"}"#);
+    let out = figure(r#"lookout_compression_bytes_total{http_route="site",stage="out"}"#);
+    assert_eq!(into, 5 * BODY as u64);
+    assert!(out * 50 < into, "{out} of {into}");
+}
+
+#[tokio::test]
+async fn responses_not_worth_compressing_pass_as_they_are() {
+    let upstream = TestUpstream::start("web").await;
+    let gateway = start_gateway(&config(upstream.addr, "")).await;
+    let proxy = gateway.proxy_addr();
+    let gzip = Some("gzip, br");
+    let cases: [(&str, Reply); 5] = [
+        ("an image", fetch(proxy, "image/png", gzip, &[]).await),
+        (
+            "an event stream",
+            fetch(proxy, "text/event-stream", gzip, &[]).await,
+        ),
+        (
+            "no-transform",
+            fetch(
+                proxy,
+                "text/html",
+                gzip,
+                &[("x-reply-header", "cache-control: no-transform")],
+            )
+            .await,
+        ),
+        (
+            "already encoded",
+            fetch(
+                proxy,
+                "text/html",
+                gzip,
+                &[("x-reply-header", "content-encoding: zstd")],
+            )
+            .await,
+        ),
+        (
+            "a HEAD",
+            send(
+                proxy,
+                Method::HEAD,
+                "/download/5000",
+                &[
+                    ("accept-encoding", "gzip"),
+                    ("x-reply-header", "content-type: text/html"),
+                ],
+            )
+            .await,
+        ),
+    ];
+    for (what, reply) in cases {
+        assert_eq!(reply.status, StatusCode::OK, "{what}");
+        assert_ne!(header(&reply, "content-encoding"), Some("gzip"), "{what}");
+        assert_ne!(header(&reply, "content-encoding"), Some("br"), "{what}");
+    }
+    // Shorter than `min_size` (1 KiB): the echo's JSON.
+    let small = send(proxy, Method::GET, "/small", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(header(&small, "content-type"), Some("application/json"));
+    assert_eq!(header(&small, "content-encoding"), None);
+    assert!(small.body.len() < 1024);
+}
+
+/// The cache stores the upstream's answer as it came; each client gets it in its own coding,
+/// the hits too.
+#[tokio::test]
+async fn the_cache_serves_each_client_its_own_coding() {
+    let upstream = TestUpstream::start("web").await;
+    let gateway = start_gateway(&config(upstream.addr, ", cache: { ttl: 60s }")).await;
+    let proxy = gateway.proxy_addr();
+    let first = fetch(proxy, "text/css", Some("gzip"), &[]).await;
+    assert_eq!(header(&first, "x-cache"), Some("MISS"));
+    assert_eq!(header(&first, "content-encoding"), Some("gzip"));
+    assert_eq!(decoded("gzip", &first.body).await.len(), BODY);
+    let plain = fetch(proxy, "text/css", None, &[]).await;
+    assert_eq!(header(&plain, "x-cache"), Some("HIT"));
+    assert_eq!(header(&plain, "content-encoding"), None);
+    assert_eq!(plain.body.len(), BODY);
+    let brotli = fetch(proxy, "text/css", Some("br"), &[]).await;
+    assert_eq!(header(&brotli, "x-cache"), Some("HIT"));
+    assert_eq!(header(&brotli, "content-encoding"), Some("br"));
+    assert_eq!(decoded("br", &brotli.body).await.len(), BODY);
+    assert_eq!(upstream.hits(), 1);
+}
