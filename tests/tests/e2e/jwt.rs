@@ -312,8 +312,10 @@ async fn a_rotated_key_is_fetched_once_and_unknown_kids_cannot_hammer_the_idp() 
         "key `a` is gone"
     );
 
-    // Made-up key ids: at most one fetch per `jwks_min_refetch` (1 s), however many tokens.
+    // Made-up key ids: at most one fetch per `jwks_min_refetch` (1 s), however many tokens:
+    // one at the start, and one more for each second the loop took (more on a loaded machine).
     let before = jwks.fetches();
+    let started = std::time::Instant::now();
     for i in 0..50 {
         let bogus = mint(
             "rsa-b",
@@ -326,9 +328,11 @@ async fn a_rotated_key_is_fetched_once_and_unknown_kids_cannot_hammer_the_idp() 
             StatusCode::UNAUTHORIZED
         );
     }
+    let allowed = 1 + started.elapsed().as_secs() as usize;
     assert!(
-        jwks.fetches() - before <= 2,
-        "{} fetches for 50 unknown kids",
-        jwks.fetches() - before
+        jwks.fetches() - before <= allowed.min(49),
+        "{} fetches for 50 unknown kids in {:?}",
+        jwks.fetches() - before,
+        started.elapsed()
     );
 }
