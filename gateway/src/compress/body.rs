@@ -1,12 +1,15 @@
 //! The compressing body: the response's data read through `async-compression`'s encoder as it
 //! streams, never whole. gzip at zlib's default level, brotli at quality 4 (as CDNs compress on
-//! the fly: its top quality costs some fifty times the CPU for a few percent).
+//! the fly: its top quality costs some fifty times the CPU for a few percent) and with a 512 KiB
+//! window, as nginx's brotli module: the library's 4 MiB default would be held by every response
+//! being compressed at once.
 //!
 //! An error of the body it reads (the upstream broke off, or stalled) comes out as that same
 //! error, so that the request's record still tells one from the other.
 
 use super::{Coding, CompressCounters};
 use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder};
+use async_compression::brotli::EncoderParams;
 use async_compression::Level;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
@@ -36,7 +39,7 @@ where
     let reader = StreamReader::new(read);
     let encoder: Pin<Box<dyn AsyncRead + Send>> = match coding {
         Coding::Gzip => Box::pin(GzipEncoder::with_quality(reader, Level::Default)),
-        Coding::Brotli => Box::pin(BrotliEncoder::with_quality(reader, Level::Precise(4))),
+        Coding::Brotli => Box::pin(BrotliEncoder::with_params(reader, brotli_params())),
     };
     let bytes_out = counters.bytes_out.clone();
     let frames = ReaderStream::new(encoder).map(move |chunk| match chunk {
@@ -48,6 +51,15 @@ where
     });
     StreamBody::new(frames).boxed_unsync()
 }
+
+fn brotli_params() -> EncoderParams {
+    EncoderParams::default()
+        .quality(Level::Precise(4))
+        .window_size(BROTLI_WINDOW_BITS)
+}
+
+/// Its base-2 logarithm: a 512 KiB window.
+const BROTLI_WINDOW_BITS: i32 = 19;
 
 /// The body's own error, out of the `io::Error` that carried it through the encoder.
 fn unwrapped(error: io::Error) -> BoxError {

@@ -1,7 +1,8 @@
 //! The benchmark's upstream: answers `/small` with the 13-byte `Hello, World!` and `/large` with
 //! 64 KiB, as fast as hyper can, so that the proxies in front of it are what is measured; and
 //! `/work` with `Hello, World!` after 2 ms, like a service that does some work (for the cache);
-//! and any path under `/json` with a small JSON object (for composition). HTTP/1.1 on the first
+//! and any path under `/json` with a small JSON object (for composition); and `/text` with a
+//! 16 KiB JSON list of books, `application/json` (for compression). HTTP/1.1 on the first
 //! address; HTTP/2 with prior knowledge (h2c) on the second, when given (for `http2.sh`).
 //!
 //! Usage: `bench-upstream 127.0.0.1:PORT [127.0.0.1:H2PORT]`.
@@ -34,6 +35,29 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// A JSON list of books of about 16 KiB, as an API answers: repeated keys, varied values.
+fn books() -> Bytes {
+    const WORDS: [&str; 12] = [
+        "river", "glass", "winter", "orchard", "signal", "harbor", "lantern", "meadow", "copper",
+        "echo", "garden", "atlas",
+    ];
+    let mut list = Vec::new();
+    for id in 0..150u32 {
+        let word = |k: u32| WORDS[((id * 7 + k * 5) % 12) as usize];
+        list.push(format!(
+            r#"{{"id":{id},"title":"The {} of the {}","author":"{} {}","year":{},"isbn":"978-{:010}","in_stock":{}}}"#,
+            word(1),
+            word(2),
+            word(3),
+            word(4),
+            1900 + (id * 37) % 125,
+            u64::from(id) * 7_919_993 % 10_000_000_000,
+            id % 3 != 0,
+        ));
+    }
+    Bytes::from(format!("[{}]", list.join(",")))
+}
+
 #[derive(Clone, Copy)]
 enum Protocol {
     Http1,
@@ -43,15 +67,17 @@ enum Protocol {
 async fn serve(addr: String, protocol: Protocol) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let large = Bytes::from(vec![b'L'; 64 * 1024]);
+    let text = books();
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let large = large.clone();
+        let (large, text) = (large.clone(), text.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
                 let path = request.uri().path().to_owned();
                 let body = match path.as_str() {
                     "/large" => large.clone(),
+                    "/text" => text.clone(),
                     json if json.starts_with("/json") => Bytes::from_static(JSON),
                     _ => Bytes::from_static(SMALL),
                 };
@@ -59,7 +85,12 @@ async fn serve(addr: String, protocol: Protocol) -> anyhow::Result<()> {
                     if path == "/work" {
                         tokio::time::sleep(WORK).await;
                     }
-                    Ok::<_, Infallible>(Response::new(Full::new(body)))
+                    let mut response = Response::new(Full::new(body));
+                    if path == "/text" {
+                        let json = http::HeaderValue::from_static("application/json");
+                        response.headers_mut().insert(http::header::CONTENT_TYPE, json);
+                    }
+                    Ok::<_, Infallible>(response)
                 }
             });
             let io = TokioIo::new(stream);
