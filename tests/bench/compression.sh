@@ -66,28 +66,21 @@ declare -A url=(
   ["Lookout, gzip"]="http://127.0.0.1:$lookout_port/compressed/text"
   ["Lookout, br"]="http://127.0.0.1:$lookout_port/compressed/text"
 )
-declare -A coding=(
-  ["nginx, as it is"]=gzip ["nginx, gzip"]=gzip ["Lookout, as it is"]=gzip
-  ["Lookout, gzip"]=gzip ["Lookout, br"]=br
+declare -A header=(
+  ["nginx, as it is"]="accept-encoding: gzip" ["nginx, gzip"]="accept-encoding: gzip"
+  ["Lookout, as it is"]="accept-encoding: gzip" ["Lookout, gzip"]="accept-encoding: gzip"
+  ["Lookout, br"]="accept-encoding: br"
 )
 cases=("nginx, as it is" "nginx, gzip" "Lookout, as it is" "Lookout, gzip" "Lookout, br")
 declare -A size=()
 for name in "${cases[@]}"; do
-  size[$name]=$(curl -s -o /dev/null -w '%{size_download}' -H "accept-encoding: ${coding[$name]}" "${url[$name]}")
-  warm_up "${url[$name]}" 50 -H "accept-encoding: ${coding[$name]}"
+  size[$name]=$(curl -s -o /dev/null -w '%{size_download}' -H "${header[$name]}" "${url[$name]}")
+  warm_up "${url[$name]}" 50 -H "${header[$name]}"
 done
 
 declare -A by_round=() p50s=() p99s=()
-for _ in $(seq "$rounds"); do
-  for name in "${cases[@]}"; do
-    read -r r a b _ < <(measure_window "${url[$name]}" 50 -H "accept-encoding: ${coding[$name]}")
-    by_round[$name]+="$r "
-    p50s[$name]+="$a "
-    p99s[$name]+="$b "
-  done
-done
+measure_rounds
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 printf "\n%-20s %9s %9s %9s %10s %12s %14s   %s\n" "case (c=50, 16 KiB)" "req/s" "p50 (us)" "p99 (us)" "bytes" "/nginx gzip" "/Lookout plain" "req/s by round"
 nginx_gzip=$(median <<<"${by_round[nginx, gzip]}")
 lookout_plain=$(median <<<"${by_round[Lookout, as it is]}")

@@ -148,3 +148,23 @@ NGINX
     sleep 0.05
   done
 }
+
+# The median of the numbers on stdin, one per line or spaced.
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Measures every case of "${cases[@]}" once per round, in turn, for $rounds rounds of wrk at 50
+# connections, appending each round's req/s, p50 and p99 to by_round, p50s and p99s (associative
+# arrays the caller declares, as url, and header when a case sends one: `name: value`).
+measure_rounds() {
+  local name r a b
+  for _ in $(seq "$rounds"); do
+    for name in "${cases[@]}"; do
+      local args=()
+      [ -z "${header[$name]:-}" ] || args=(-H "${header[$name]}")
+      read -r r a b _ < <(measure_window "${url[$name]}" 50 "${args[@]}")
+      by_round[$name]+="$r "
+      p50s[$name]+="$a "
+      p99s[$name]+="$b "
+    done
+  done
+}

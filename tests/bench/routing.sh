@@ -62,17 +62,9 @@ declare -A url=(
 cases=("one route" "1,000 under /api/v1/: the first" "1,000 under /api/v1/: the last" "1,000 first segments: the last")
 for name in "${cases[@]}"; do warm_up "${url[$name]}" 50; done
 
-declare -A by_round=() p50s=() p99s=()
-for _ in $(seq "$rounds"); do
-  for name in "${cases[@]}"; do
-    read -r r a b _ < <(measure_window "${url[$name]}" 50)
-    by_round[$name]+="$r "
-    p50s[$name]+="$a "
-    p99s[$name]+="$b "
-  done
-done
+declare -A by_round=() p50s=() p99s=() header=()
+measure_rounds
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 printf "\n%-34s %10s %10s %10s %8s   %s\n" "case (c=50)" "req/s" "p50 (us)" "p99 (us)" "/one" "req/s by round"
 base=$(median <<<"${by_round[one route]}")
 for name in "${cases[@]}"; do

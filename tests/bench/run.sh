@@ -115,7 +115,6 @@ cpu_of() {
 # works only for the traced gateways.
 sink_ticks() { cpu_ticks "$sink_pid" | cut -d' ' -f1; }
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # Each round's req/s of target $1 divided by target $2's in the same round.
 paired_ratios() {
   paste <(echo "${rps[$1]}" | tr ' ' '\n') <(echo "${rps[$2]}" | tr ' ' '\n') \
