@@ -8,8 +8,8 @@
 //! error, so that the request's record still tells one from the other.
 
 use super::{Coding, CompressCounters};
-use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder};
 use async_compression::brotli::EncoderParams;
+use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder};
 use async_compression::Level;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};

@@ -100,6 +100,10 @@ impl Upstream {
     pub(crate) fn eject(&self, index: usize, reason: outlier::Reason, evidence: outlier::Evidence) {
         let now = instance::now_ms();
         let instance = &self.instances[index];
+        if instance.is_ejected(now) {
+            // Judged again while out (a sweep counting its last requests): the back-off runs.
+            return;
+        }
         let others = || {
             self.instances
                 .iter()

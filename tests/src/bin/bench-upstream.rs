@@ -38,8 +38,8 @@ fn main() -> anyhow::Result<()> {
 /// A JSON list of books of about 16 KiB, as an API answers: repeated keys, varied values.
 fn books() -> Bytes {
     const WORDS: [&str; 12] = [
-        "river", "glass", "winter", "orchard", "signal", "harbor", "lantern", "meadow", "copper",
-        "echo", "garden", "atlas",
+        "river", "glass", "winter", "orchard", "signal", "harbor", "lantern", "meadow", "copper", "echo",
+        "garden", "atlas",
     ];
     let mut list = Vec::new();
     for id in 0..150u32 {
