@@ -23,6 +23,17 @@ impl Reply {
     }
 }
 
+/// The row of `instance` in the dashboard's live table of upstream instances (its HTML).
+pub async fn dashboard_instance_row(admin: SocketAddr, instance: &str) -> String {
+    let live = send(admin, Method::GET, "/dashboard/live", &[]).await;
+    let live = String::from_utf8_lossy(&live.body).into_owned();
+    let row = live
+        .split("<tr>")
+        .find(|row| row.contains(instance))
+        .map(str::to_owned);
+    row.unwrap_or_else(|| panic!("no row of {instance}: {live}"))
+}
+
 /// The gateway's Prometheus exposition, from its admin listener at `admin`.
 pub async fn metrics_text(admin: SocketAddr) -> String {
     let reply = send(admin, Method::GET, "/metrics", &[]).await;

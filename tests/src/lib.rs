@@ -13,7 +13,9 @@ mod redis;
 pub mod tls;
 mod upstream;
 
-pub use client::{body_json, metrics_text, send, send_body, send_from, sql_rows, Reply};
+pub use client::{
+    body_json, dashboard_instance_row, metrics_text, send, send_body, send_from, sql_rows, Reply,
+};
 pub use gateway::{
     single_upstream, start_gateway, start_gateway_to, start_gateway_with, wait_for_stored, wait_until,
 };

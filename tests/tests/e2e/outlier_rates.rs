@@ -4,7 +4,10 @@
 //! an upstream serving when many of its instances fail at once.
 
 use http::{Method, StatusCode};
-use lookout_tests::{body_json, metrics_text, raw_server, send, start_gateway, wait_until, TestUpstream};
+use lookout_tests::{
+    body_json, dashboard_instance_row, metrics_text, raw_server, send, start_gateway, wait_until,
+    TestUpstream,
+};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -90,14 +93,11 @@ async fn the_flaky_instance_is_ejected_for(outlier: &str, reason: &str, min_requ
         "{logged}"
     );
     assert_eq!(stats["ejections"].as_array().map(Vec::len), Some(1), "{stats}");
-    let live = send(admin, Method::GET, "/dashboard/live", &[]).await;
-    let live = String::from_utf8_lossy(&live.body);
-    let row = live
-        .split("<tr>")
-        .find(|row| row.contains(&flaky.to_string()))
-        .unwrap_or_else(|| panic!("the flaky instance's row: {live}"));
+    let row = dashboard_instance_row(admin, &flaky.to_string()).await;
     let shown = format!("ejected: {}", reason.replace('_', " "));
     assert!(row.contains(&shown), "the dashboard says why: {row}");
+    let live = send(admin, Method::GET, "/dashboard/live", &[]).await;
+    let live = String::from_utf8_lossy(&live.body);
     let ejections = live
         .split("id=\"ejections\"")
         .nth(1)

@@ -2,7 +2,7 @@
 //! that survive a reload.
 
 use http::{Method, StatusCode};
-use lookout_tests::{body_json, send, start_gateway_to, TestUpstream};
+use lookout_tests::{body_json, dashboard_instance_row, send, start_gateway_to, TestUpstream};
 use serde_json::Value;
 
 /// Asserts `value` (microseconds) lies in `[low_ms, high_ms]` milliseconds.
@@ -98,12 +98,7 @@ async fn percentiles_match_a_known_latency_distribution() {
         );
     }
     // So does the dashboard's live table of instances: its p99 cell reads 200 to 260 ms.
-    let live = send(admin, Method::GET, "/dashboard/live", &[]).await;
-    let live = String::from_utf8_lossy(&live.body);
-    let row = live
-        .split("<tr>")
-        .find(|row| row.contains(&addr.to_string()))
-        .unwrap_or_else(|| panic!("the instance's row: {live}"));
+    let row = dashboard_instance_row(admin, &addr.to_string()).await;
     let p99_ms: f64 = row
         .rsplit("<td class=\"num\">")
         .next()
