@@ -27,7 +27,7 @@ pub(crate) struct CompressPolicy {
     pub(crate) counters: CompressCounters,
 }
 
-/// `lookout_response_compressed_total` by coding, and the bytes that went into and came out
+/// `lookout_responses_compressed_total` by coding, and the bytes that went into and came out
 /// of the compressor: how much a route's compression saves.
 #[derive(Debug)]
 pub(crate) struct CompressCounters {
@@ -35,6 +35,18 @@ pub(crate) struct CompressCounters {
     pub(crate) responses: [Counter; 2],
     pub(crate) bytes_in: Counter,
     pub(crate) bytes_out: Counter,
+}
+
+#[cfg(test)]
+impl CompressCounters {
+    /// Counters under made-up names, for tests that do not read them.
+    pub(crate) fn unread(metrics: &crate::stats::Metrics) -> Self {
+        CompressCounters {
+            responses: [metrics.counter("r", vec![]), metrics.counter("r", vec![])],
+            bytes_in: metrics.counter("i", vec![]),
+            bytes_out: metrics.counter("o", vec![]),
+        }
+    }
 }
 
 /// A media type a route compresses: `text/html`, `text/*` or `application/*+json`.
@@ -185,11 +197,7 @@ mod tests {
                 .iter()
                 .map(|t| MediaRange::parse(t).expect("a range"))
                 .collect(),
-            counters: CompressCounters {
-                responses: [metrics.counter("c", vec![]), metrics.counter("c", vec![])],
-                bytes_in: metrics.counter("i", vec![]),
-                bytes_out: metrics.counter("o", vec![]),
-            },
+            counters: CompressCounters::unread(&metrics),
         }
     }
 
