@@ -10,6 +10,7 @@ mod build_compose;
 mod build_compress;
 mod build_edge;
 mod build_jwt;
+mod build_outlier;
 mod build_rate_limit;
 mod build_route;
 mod build_tls;

@@ -533,6 +533,7 @@ upstreams:
   - { name: b, instances: [\"127.0.0.1:2\"], outlier: { success_rate: { stdev_factor: 0, min_requests: 0, min_instances: 0 } } }
   - { name: c, instances: [\"127.0.0.1:3\"], outlier: { interval: 5s } }
   - { name: d, instances: [\"127.0.0.1:4\"], outlier: { interval: 0s, failure_percentage: { threshold: 30, min_instances: 2 } } }
+  - { name: e, instances: [\"127.0.0.1:5\"], outlier: { failure_percentage: { threshold: 0 } } }
 routes:
   - { name: all, upstream: a }
 ";
@@ -557,12 +558,13 @@ routes:
             "set `failure_percentage` or `success_rate`",
         ),
         ("upstreams[3].outlier.interval", 5, "greater than zero"),
+        ("upstreams[4].outlier.failure_percentage.threshold", 6, "greater than 0"),
     ] {
         let error = find(&all, field);
         assert_eq!(error.line, line, "{error:?}");
         assert!(error.message.contains(says), "{error:?}");
     }
-    assert_eq!(all.len(), 7, "{all:#?}");
+    assert_eq!(all.len(), 8, "{all:#?}");
     let missing = errors(
         "upstreams:\n  - { name: a, instances: [\"127.0.0.1:1\"], outlier: { failure_percentage: { min_requests: 5 } } }\nroutes:\n  - { name: all, upstream: a }\n",
     );
