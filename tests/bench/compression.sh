@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Response compression, benchmarked with wrk against baselines measured in the same run: a 16 KiB
+# Response compression, benchmarked with wrk against baselines measured in the same run: an 18 KB
 # JSON list (bench-upstream's `/text`) through nginx as a proxy, as it is and gzipped (level 6,
-# zlib's default, which Lookout's gzip uses too), and through Lookout as it is, gzipped and in
-# brotli (quality 4). Every client asks `Accept-Encoding` for the coding measured.
+# zlib's default, which Lookout's gzip uses too), and through Lookout as it is, gzipped, in
+# brotli (quality 4) and in zstd (level 3). Every client asks `Accept-Encoding` for the coding
+# measured.
 # Both proxies run one worker, Lookout with its store, access log and traces off, nginx without
 # an access log, so compression is what differs between the runs. Each case is measured in rounds,
 # every case once per round in turn; prints each round's req/s, the medians of req/s, p50 and p99,
@@ -65,13 +66,14 @@ declare -A url=(
   ["Lookout, as it is"]="http://127.0.0.1:$lookout_port/text"
   ["Lookout, gzip"]="http://127.0.0.1:$lookout_port/compressed/text"
   ["Lookout, br"]="http://127.0.0.1:$lookout_port/compressed/text"
+  ["Lookout, zstd"]="http://127.0.0.1:$lookout_port/compressed/text"
 )
 declare -A header=(
   ["nginx, as it is"]="accept-encoding: gzip" ["nginx, gzip"]="accept-encoding: gzip"
   ["Lookout, as it is"]="accept-encoding: gzip" ["Lookout, gzip"]="accept-encoding: gzip"
-  ["Lookout, br"]="accept-encoding: br"
+  ["Lookout, br"]="accept-encoding: br" ["Lookout, zstd"]="accept-encoding: zstd"
 )
-cases=("nginx, as it is" "nginx, gzip" "Lookout, as it is" "Lookout, gzip" "Lookout, br")
+cases=("nginx, as it is" "nginx, gzip" "Lookout, as it is" "Lookout, gzip" "Lookout, br" "Lookout, zstd")
 declare -A size=()
 for name in "${cases[@]}"; do
   size[$name]=$(curl -s -o /dev/null -w '%{size_download}' -H "${header[$name]}" "${url[$name]}")
@@ -81,7 +83,7 @@ done
 declare -A by_round=() p50s=() p99s=()
 measure_rounds
 
-printf "\n%-20s %9s %9s %9s %10s %12s %14s   %s\n" "case (c=50, 16 KiB)" "req/s" "p50 (us)" "p99 (us)" "bytes" "/nginx gzip" "/Lookout plain" "req/s by round"
+printf "\n%-20s %9s %9s %9s %10s %12s %14s   %s\n" "case (c=50, 18 KB)" "req/s" "p50 (us)" "p99 (us)" "bytes" "/nginx gzip" "/Lookout plain" "req/s by round"
 nginx_gzip=$(median <<<"${by_round[nginx, gzip]}")
 lookout_plain=$(median <<<"${by_round[Lookout, as it is]}")
 for name in "${cases[@]}"; do

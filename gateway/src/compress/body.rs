@@ -1,15 +1,16 @@
 //! The compressing body: the response's data read through `async-compression`'s encoder as it
-//! streams, never whole. gzip at zlib's default level, brotli at quality 4 (as CDNs compress on
-//! the fly: its top quality costs some fifty times the CPU for a few percent) and with a 512 KiB
-//! window, as nginx's brotli module: the library's 4 MiB default would be held by every response
-//! being compressed at once.
+//! streams, never whole. gzip at zlib's default level; zstd at its default level (3); brotli at
+//! quality 4 (as CDNs compress on the fly: its top quality costs some fifty times the CPU for a
+//! few percent). zstd and brotli with a 512 KiB window, as nginx's brotli module: their default
+//! windows (2 and 4 MiB) would be held by every response being compressed at once.
 //!
 //! An error of the body it reads (the upstream broke off, or stalled) comes out as that same
 //! error, so that the request's record still tells one from the other.
 
 use super::{Coding, CompressCounters};
 use async_compression::brotli::EncoderParams;
-use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder};
+use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZstdEncoder};
+use async_compression::zstd::CParameter;
 use async_compression::Level;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
@@ -40,6 +41,11 @@ where
     let encoder: Pin<Box<dyn AsyncRead + Send>> = match coding {
         Coding::Gzip => Box::pin(GzipEncoder::with_quality(reader, Level::Default)),
         Coding::Brotli => Box::pin(BrotliEncoder::with_params(reader, brotli_params())),
+        Coding::Zstd => Box::pin(ZstdEncoder::with_quality_and_params(
+            reader,
+            Level::Default,
+            &[CParameter::window_log(WINDOW_BITS as u32)],
+        )),
     };
     let bytes_out = counters.bytes_out.clone();
     let frames = ReaderStream::new(encoder).map(move |chunk| match chunk {
@@ -55,11 +61,11 @@ where
 fn brotli_params() -> EncoderParams {
     EncoderParams::default()
         .quality(Level::Precise(4))
-        .window_size(BROTLI_WINDOW_BITS)
+        .window_size(WINDOW_BITS)
 }
 
-/// Its base-2 logarithm: a 512 KiB window.
-const BROTLI_WINDOW_BITS: i32 = 19;
+/// The base-2 logarithm of zstd's and brotli's window: 512 KiB.
+const WINDOW_BITS: i32 = 19;
 
 /// The body's own error, out of the `io::Error` that carried it through the encoder.
 fn unwrapped(error: io::Error) -> BoxError {
@@ -76,7 +82,7 @@ fn unwrapped(error: io::Error) -> BoxError {
 mod tests {
     use super::*;
     use crate::stats::Metrics;
-    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder};
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
     use http_body_util::{Full, StreamBody};
     use tokio::io::AsyncReadExt;
 
@@ -86,6 +92,7 @@ mod tests {
         match coding {
             Coding::Gzip => GzipDecoder::new(input).read_to_end(&mut plain).await,
             Coding::Brotli => BrotliDecoder::new(input).read_to_end(&mut plain).await,
+            Coding::Zstd => ZstdDecoder::new(input).read_to_end(&mut plain).await,
         }
         .expect("decodes");
         plain

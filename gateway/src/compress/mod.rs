@@ -4,8 +4,8 @@
 //!
 //! Only text-like media types are compressed (images and archives are compressed already), and
 //! never an event stream or a gRPC call, whose messages a compressor would hold back until its
-//! buffer fills. Brotli is preferred when the client takes both (smaller at the fast quality
-//! used on the fly), then gzip.
+//! buffer fills. On equal quality zstd is preferred (about as small as brotli for a fraction of
+//! its CPU), then brotli, then gzip.
 
 mod body;
 mod negotiate;
@@ -32,7 +32,7 @@ pub(crate) struct CompressPolicy {
 #[derive(Debug)]
 pub(crate) struct CompressCounters {
     /// By [`Coding`], in its order.
-    pub(crate) responses: [Counter; 2],
+    pub(crate) responses: [Counter; Coding::ALL.len()],
     pub(crate) bytes_in: Counter,
     pub(crate) bytes_out: Counter,
 }
@@ -42,7 +42,7 @@ impl CompressCounters {
     /// Counters under made-up names, for tests that do not read them.
     pub(crate) fn unread(metrics: &crate::stats::Metrics) -> Self {
         CompressCounters {
-            responses: [metrics.counter("r", vec![]), metrics.counter("r", vec![])],
+            responses: Coding::ALL.map(|_| metrics.counter("r", vec![])),
             bytes_in: metrics.counter("i", vec![]),
             bytes_out: metrics.counter("o", vec![]),
         }

@@ -5,19 +5,22 @@
 
 use http::header::{HeaderMap, ACCEPT_ENCODING};
 
-/// The codings the gateway compresses with, in its order of preference on equal quality.
+/// The codings the gateway compresses with, in its order of preference on equal quality: zstd
+/// compresses about as small as brotli at a fraction of its CPU, then brotli, then gzip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Coding {
+    Zstd,
     Brotli,
     Gzip,
 }
 
 impl Coding {
-    pub(crate) const ALL: [Coding; 2] = [Coding::Brotli, Coding::Gzip];
+    pub(crate) const ALL: [Coding; 3] = [Coding::Zstd, Coding::Brotli, Coding::Gzip];
 
     /// Its name in `Content-Encoding`.
     pub(crate) fn name(self) -> &'static str {
         match self {
+            Coding::Zstd => "zstd",
             Coding::Brotli => "br",
             Coding::Gzip => "gzip",
         }
@@ -25,6 +28,7 @@ impl Coding {
 
     fn is_named(self, name: &str) -> bool {
         match self {
+            Coding::Zstd => name.eq_ignore_ascii_case("zstd"),
             Coding::Brotli => name.eq_ignore_ascii_case("br"),
             // RFC 9110 §8.4.1.3: `x-gzip` is the same coding.
             Coding::Gzip => name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip"),
@@ -91,18 +95,20 @@ mod tests {
     #[test]
     fn the_client_s_highest_quality_coding_wins_and_brotli_breaks_ties() {
         assert_eq!(taken("gzip, deflate, br"), Some(Coding::Brotli));
+        assert_eq!(taken("gzip, deflate, br, zstd"), Some(Coding::Zstd));
+        assert_eq!(taken("zstd;q=0.9, br"), Some(Coding::Brotli));
         assert_eq!(taken("gzip, deflate"), Some(Coding::Gzip));
         assert_eq!(taken("br;q=0.5, gzip;q=0.9"), Some(Coding::Gzip));
         assert_eq!(taken("GZIP ; Q = 0.7 , Br;q=0.6"), Some(Coding::Gzip));
         assert_eq!(taken("x-gzip"), Some(Coding::Gzip));
-        assert_eq!(taken("*"), Some(Coding::Brotli));
-        assert_eq!(taken("br;q=0, *;q=0.3"), Some(Coding::Gzip));
+        assert_eq!(taken("*"), Some(Coding::Zstd));
+        assert_eq!(taken("zstd;q=0, br;q=0, *;q=0.3"), Some(Coding::Gzip));
         assert_eq!(preferred(&HeaderMap::new()), None, "no header: the body as it is");
     }
 
     #[test]
     fn refused_unknown_or_malformed_codings_are_not_taken() {
-        for refused in ["identity", "deflate, zstd", "gzip;q=0, br;q=0", "*;q=0", ""] {
+        for refused in ["identity", "deflate, compress", "gzip;q=0, br;q=0", "*;q=0", ""] {
             assert_eq!(taken(refused), None, "{refused}");
         }
         // A quality out of range is ignored, so the coding keeps its default of 1.

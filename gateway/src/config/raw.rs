@@ -289,7 +289,7 @@ pub(crate) struct RawRoute {
     pub(crate) mirror: Option<RawMirror>,
     /// Headers, path and JSON bodies rewritten on the way.
     pub(crate) transform: Option<RawTransform>,
-    /// Compress text-like responses for clients that take br or gzip (`compress: {}` for the
+    /// Compress text-like responses for clients that take zstd, br or gzip (`compress: {}` for the
     /// defaults).
     pub(crate) compress: Option<RawCompress>,
     /// API composition: the route answers with several upstream calls' merged results

@@ -134,7 +134,7 @@ fn next_request(proxy: SocketAddr) -> Request<Full<Bytes>> {
         .method(method)
         .uri(format!("http://{proxy}{path}"))
         .header("user-agent", "lookout-demo-traffic")
-        .header("accept-encoding", "gzip, br")
+        .header("accept-encoding", "gzip, deflate, br, zstd")
         .header("content-type", "application/json");
     if beta {
         builder = builder.header("x-books-version", "2");

@@ -19,7 +19,7 @@
 //!    [`transform_response`] edits a JSON body when the route says so.
 //! 7. [`response`]: clean the response and stamp it (`x-request-id`, `Via`, `x-cache`, limits,
 //!    CORS, the route's response headers); a cacheable one is stored as it streams. Then
-//!    [`compress_response`] compresses it for a client that takes br or gzip, on a route that
+//!    [`compress_response`] compresses it for a client that takes zstd, br or gzip, on a route that
 //!    says so.
 //! 8. [`record`]: when the response body ends (or the client leaves), emit one request event.
 //!

@@ -329,7 +329,7 @@ const DESCRIPTIONS: [(&str, Unit, &str); 64] = [
     (
         RESPONSES_COMPRESSED,
         Unit::Count,
-        "Responses the gateway compressed, by coding (br, gzip).",
+        "Responses the gateway compressed, by coding (zstd, br, gzip).",
     ),
     (
         COMPRESSION_BYTES,

@@ -2,7 +2,7 @@
 //! 64 KiB, as fast as hyper can, so that the proxies in front of it are what is measured; and
 //! `/work` with `Hello, World!` after 2 ms, like a service that does some work (for the cache);
 //! and any path under `/json` with a small JSON object (for composition); and `/text` with a
-//! 16 KiB JSON list of books, `application/json` (for compression). HTTP/1.1 on the first
+//! JSON list of books of 18 KB, `application/json` (for compression). HTTP/1.1 on the first
 //! address; HTTP/2 with prior knowledge (h2c) on the second, when given (for `http2.sh`).
 //!
 //! Usage: `bench-upstream 127.0.0.1:PORT [127.0.0.1:H2PORT]`.
@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// A JSON list of books of about 16 KiB, as an API answers: repeated keys, varied values.
+/// A JSON list of books of about 18 KB, as an API answers: repeated keys, varied values.
 fn books() -> Bytes {
     const WORDS: [&str; 12] = [
         "river", "glass", "winter", "orchard", "signal", "harbor", "lantern", "meadow", "copper", "echo",

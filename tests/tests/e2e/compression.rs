@@ -1,9 +1,9 @@
 //! Response compression: a route with `compress:` sends text-like responses in the coding the
-//! client takes best (br, then gzip), decodable by curl and by the codings' own decoders;
+//! client takes best (zstd, br, then gzip), decodable by curl and by the codings' own decoders;
 //! responses not worth it pass as they are; the cache keeps the uncompressed answer and serves
 //! each client its own coding; and Prometheus counts what compression saved.
 
-use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder};
+use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use lookout_tests::tls::curl;
@@ -40,6 +40,7 @@ async fn decoded(coding: &str, body: &Bytes) -> Vec<u8> {
     let read = match coding {
         "gzip" => GzipDecoder::new(&body[..]).read_to_end(&mut plain).await,
         "br" => BrotliDecoder::new(&body[..]).read_to_end(&mut plain).await,
+        "zstd" => ZstdDecoder::new(&body[..]).read_to_end(&mut plain).await,
         other => panic!("no coding {other}"),
     };
     read.expect("the body decodes");
@@ -60,6 +61,7 @@ async fn a_text_response_comes_in_the_coding_the_client_takes_best() {
         ("gzip, deflate", "gzip"),
         ("gzip, deflate, br", "br"),
         ("br;q=0.5, gzip", "gzip"),
+        ("gzip, deflate, br, zstd", "zstd"),
     ] {
         let reply = fetch(proxy, "text/plain; charset=utf-8", Some(accepts), &[etag]).await;
         assert_eq!(reply.status, StatusCode::OK);
@@ -87,7 +89,7 @@ async fn a_text_response_comes_in_the_coding_the_client_takes_best() {
 
     // An independent client decodes both.
     let url = format!("http://{proxy}/download/{BODY}");
-    for coding in ["br", "gzip"] {
+    for coding in ["zstd", "br", "gzip"] {
         let accept = format!("accept-encoding: {coding}");
         let Some(run) = curl(&[
             "--compressed",
@@ -134,9 +136,13 @@ async fn a_text_response_comes_in_the_coding_the_client_takes_best() {
         figure(r#"lookout_responses_compressed_total{http_route="site",encoding="br"}"#),
         2
     );
+    assert_eq!(
+        figure(r#"lookout_responses_compressed_total{http_route="site",encoding="zstd"}"#),
+        2
+    );
     let into = figure(r#"lookout_compression_bytes_total{http_route="site",stage="in"}"#);
     let out = figure(r#"lookout_compression_bytes_total{http_route="site",stage="out"}"#);
-    assert_eq!(into, 5 * BODY as u64);
+    assert_eq!(into, 7 * BODY as u64);
     assert!(out * 50 < into, "{out} of {into}");
 }
 

@@ -558,7 +558,11 @@ routes:
             "set `failure_percentage` or `success_rate`",
         ),
         ("upstreams[3].outlier.interval", 5, "greater than zero"),
-        ("upstreams[4].outlier.failure_percentage.threshold", 6, "greater than 0"),
+        (
+            "upstreams[4].outlier.failure_percentage.threshold",
+            6,
+            "greater than 0",
+        ),
     ] {
         let error = find(&all, field);
         assert_eq!(error.line, line, "{error:?}");
