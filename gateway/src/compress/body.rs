@@ -7,7 +7,7 @@
 //! An error of the body it reads (the upstream broke off, or stalled) comes out as that same
 //! error, so that the request's record still tells one from the other.
 
-use super::{Coding, CompressCounters};
+use super::{Coding, CompressCounters, CompressSlot};
 use async_compression::brotli::EncoderParams;
 use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZstdEncoder};
 use async_compression::zstd::CParameter;
@@ -17,6 +17,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use http_body::{Body, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyDataStream, BodyExt, StreamBody};
+use metrics::Counter;
 use std::io;
 use std::pin::Pin;
 use tokio::io::AsyncRead;
@@ -27,9 +28,14 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A response body as the compressor sends it.
 pub(crate) type Compressed = UnsyncBoxBody<Bytes, BoxError>;
 
-/// `body`, compressed with `coding`; what goes in and out counts in `counters`. Trailers are
-/// dropped: only bodies without them (no gRPC) are compressed.
-pub(crate) fn compress<B>(body: B, coding: Coding, counters: &CompressCounters) -> Compressed
+/// `body`, compressed with `coding`, holding `slot` until it ends; what goes in and out counts
+/// in `counters`. Trailers are dropped: only bodies without them (no gRPC) are compressed.
+pub(crate) fn compress<B>(
+    body: B,
+    coding: Coding,
+    counters: &CompressCounters,
+    slot: CompressSlot,
+) -> Compressed
 where
     B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
 {
@@ -47,15 +53,33 @@ where
             &[CParameter::window_log(WINDOW_BITS as u32)],
         )),
     };
-    let bytes_out = counters.bytes_out.clone();
+    let out = Output {
+        bytes: counters.bytes_out.clone(),
+        _slot: slot,
+    };
     let frames = ReaderStream::new(encoder).map(move |chunk| match chunk {
         Ok(data) => {
-            bytes_out.increment(data.len() as u64);
+            out.sent(&data);
             Ok(Frame::data(data))
         }
         Err(error) => Err(unwrapped(error)),
     });
     StreamBody::new(frames).boxed_unsync()
+}
+
+/// What the compressed stream keeps to its end: the count of bytes sent, and its slot among the
+/// responses compressed at once. Used through a method, so that the stream's closure owns it
+/// whole: a closure that named only `bytes` would capture only that field, and the slot would
+/// be given back at once.
+struct Output {
+    bytes: Counter,
+    _slot: CompressSlot,
+}
+
+impl Output {
+    fn sent(&self, data: &Bytes) {
+        self.bytes.increment(data.len() as u64);
+    }
 }
 
 fn brotli_params() -> EncoderParams {
@@ -81,9 +105,10 @@ fn unwrapped(error: io::Error) -> BoxError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Metrics;
+    use crate::compress::CompressPolicy;
     use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
     use http_body_util::{Full, StreamBody};
+    use std::sync::atomic::Ordering;
     use tokio::io::AsyncReadExt;
 
     async fn decoded(coding: Coding, compressed: Bytes) -> Vec<u8> {
@@ -100,15 +125,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_comes_out_smaller_and_decodes_to_itself() {
-        let metrics = Metrics::default();
+        let policy = CompressPolicy::for_tests();
         let text = "the quick brown fox jumps over the lazy dog. ".repeat(2_000);
         for coding in Coding::ALL {
             let body = Full::new(Bytes::from(text.clone())).map_err(|never| match never {});
-            let compressed = compress(body.boxed_unsync(), coding, &CompressCounters::unread(&metrics));
+            let slot = CompressSlot::take(&policy).expect("a slot");
+            let compressed = compress(body.boxed_unsync(), coding, &policy.counters, slot);
+            assert_eq!(policy.in_flight.load(Ordering::Relaxed), 1, "held by the body");
             let bytes = compressed.collect().await.expect("compresses").to_bytes();
             assert!(bytes.len() * 20 < text.len(), "{coding:?}: {}", bytes.len());
             assert_eq!(decoded(coding, bytes).await, text.as_bytes(), "{coding:?}");
         }
+        assert_eq!(
+            policy.in_flight.load(Ordering::Relaxed),
+            0,
+            "each gave its slot back"
+        );
     }
 
     /// An error of the body read, as the upstream's broken or stalled body gives one.
@@ -118,16 +150,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_bodys_own_error_comes_through() {
-        let metrics = Metrics::default();
+        let policy = CompressPolicy::for_tests();
         let failing = futures_util::stream::iter([
             Ok(Frame::data(Bytes::from_static(b"partial"))),
             Err::<Frame<Bytes>, BoxError>(Box::new(BrokenOff)),
         ]);
-        let compressed = compress(
-            StreamBody::new(failing),
-            Coding::Gzip,
-            &CompressCounters::unread(&metrics),
-        );
+        let slot = CompressSlot::take(&policy).expect("a slot");
+        let compressed = compress(StreamBody::new(failing), Coding::Gzip, &policy.counters, slot);
         let error = compressed.collect().await.expect_err("the body failed");
         assert!(error.is::<BrokenOff>(), "{error:?}");
     }

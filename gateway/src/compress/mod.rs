@@ -16,6 +16,7 @@ pub(crate) use negotiate::Coding;
 use http::header::{HeaderMap, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, StatusCode};
 use metrics::Counter;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// What a route compresses.
@@ -24,7 +25,35 @@ pub(crate) struct CompressPolicy {
     /// Responses declared shorter are sent as they are (a length unknown is compressed).
     pub(crate) min_size: u64,
     pub(crate) types: Box<[MediaRange]>,
+    /// The most responses compressed at once; more are sent as they are. Each holds its
+    /// encoder's state (140 to 700 KiB) until it ends, so slow clients would otherwise hold
+    /// memory without bound.
+    pub(crate) max_in_flight: usize,
+    pub(crate) in_flight: AtomicUsize,
     pub(crate) counters: CompressCounters,
+}
+
+/// A response being compressed: counted in its policy's `in_flight` until dropped.
+pub(crate) struct CompressSlot(Arc<CompressPolicy>);
+
+impl CompressSlot {
+    /// `None`, counted, when `max_in_flight` responses are being compressed already.
+    pub(crate) fn take(policy: &Arc<CompressPolicy>) -> Option<Self> {
+        let before = policy.in_flight.fetch_add(1, Ordering::Relaxed);
+        // Taken first, so that a refusal gives its count back when dropped.
+        let slot = CompressSlot(policy.clone());
+        if before >= policy.max_in_flight {
+            policy.counters.at_limit.increment(1);
+            return None;
+        }
+        Some(slot)
+    }
+}
+
+impl Drop for CompressSlot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// `lookout_responses_compressed_total` by coding, and the bytes that went into and came out
@@ -35,18 +64,8 @@ pub(crate) struct CompressCounters {
     pub(crate) responses: [Counter; Coding::ALL.len()],
     pub(crate) bytes_in: Counter,
     pub(crate) bytes_out: Counter,
-}
-
-#[cfg(test)]
-impl CompressCounters {
-    /// Counters under made-up names, for tests that do not read them.
-    pub(crate) fn unread(metrics: &crate::stats::Metrics) -> Self {
-        CompressCounters {
-            responses: Coding::ALL.map(|_| metrics.counter("r", vec![])),
-            bytes_in: metrics.counter("i", vec![]),
-            bytes_out: metrics.counter("o", vec![]),
-        }
-    }
+    /// Responses sent as they are because `max_in_flight` were being compressed.
+    pub(crate) at_limit: Counter,
 }
 
 /// A media type a route compresses: `text/html`, `text/*` or `application/*+json`.
@@ -141,6 +160,29 @@ impl Negotiated {
     }
 }
 
+#[cfg(test)]
+impl CompressPolicy {
+    /// The default types, a `min_size` of 1 KiB, two at once, and counters nobody reads.
+    pub(crate) fn for_tests() -> Arc<Self> {
+        let metrics = crate::stats::Metrics::default();
+        Arc::new(CompressPolicy {
+            min_size: 1024,
+            types: DEFAULT_TYPES
+                .iter()
+                .filter_map(|t| MediaRange::parse(t))
+                .collect(),
+            max_in_flight: 2,
+            in_flight: AtomicUsize::new(0),
+            counters: CompressCounters {
+                responses: Coding::ALL.map(|_| metrics.counter("r", vec![])),
+                bytes_in: metrics.counter("i", vec![]),
+                bytes_out: metrics.counter("o", vec![]),
+                at_limit: metrics.counter("l", vec![]),
+            },
+        })
+    }
+}
+
 impl CompressPolicy {
     /// Whether a response would be compressed for a client that takes a coding: then its
     /// `Vary` names `Accept-Encoding`, whichever this client takes.
@@ -189,18 +231,6 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn policy(types: &[&str]) -> CompressPolicy {
-        let metrics = crate::stats::Metrics::default();
-        CompressPolicy {
-            min_size: 1024,
-            types: types
-                .iter()
-                .map(|t| MediaRange::parse(t).expect("a range"))
-                .collect(),
-            counters: CompressCounters::unread(&metrics),
-        }
-    }
-
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
             .iter()
@@ -211,6 +241,19 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn at_most_max_in_flight_responses_are_compressed_at_once() {
+        let policy = CompressPolicy::for_tests();
+        let first = CompressSlot::take(&policy).expect("a slot");
+        let second = CompressSlot::take(&policy).expect("a slot");
+        assert!(CompressSlot::take(&policy).is_none(), "two at once");
+        drop(first);
+        let third = CompressSlot::take(&policy).expect("one was given back");
+        assert_eq!(policy.in_flight.load(Ordering::Relaxed), 2);
+        drop((second, third));
+        assert_eq!(policy.in_flight.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -242,7 +285,12 @@ mod tests {
 
     #[test]
     fn only_text_like_bodies_long_enough_and_not_yet_encoded_are_worth_compressing() {
-        let policy = policy(&DEFAULT_TYPES);
+        let policy = CompressPolicy::for_tests();
+        assert_eq!(
+            policy.types.len(),
+            DEFAULT_TYPES.len(),
+            "every default type parses"
+        );
         let ok = StatusCode::OK;
         assert!(policy.worth_it(ok, &headers(&[("content-type", "text/html; charset=utf-8")])));
         assert!(policy.worth_it(

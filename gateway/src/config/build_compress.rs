@@ -2,15 +2,19 @@
 
 use super::error::Problems;
 use super::raw::{RawCompress, Text};
-use super::values::bytes;
+use super::values::{bytes, positive};
 use crate::compress::{Coding, CompressCounters, CompressPolicy, MediaRange, DEFAULT_TYPES};
-use crate::stats::{Registry, COMPRESSION_BYTES, RESPONSES_COMPRESSED};
+use crate::stats::{Registry, COMPRESSION_AT_LIMIT, COMPRESSION_BYTES, RESPONSES_COMPRESSED};
 use metrics::Label;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 /// nginx's `gzip_min_length` is 20 bytes; below a kilobyte the coding's own framing and the
 /// CPU spent win little.
 const DEFAULT_MIN_SIZE: u64 = 1024;
+
+/// About 180 MiB of encoders at the most, in brotli (140 to 700 KiB per response).
+const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
 
 /// `route`: the route's name, where a problem with no place of its own is reported.
 pub(super) fn build_compress(
@@ -49,9 +53,17 @@ pub(super) fn build_compress(
             parsed.collect()
         }
     };
+    let max_in_flight = positive(
+        p,
+        &format!("{field}.max_in_flight"),
+        raw.max_in_flight.as_ref(),
+        DEFAULT_MAX_IN_FLIGHT,
+    );
     Arc::new(CompressPolicy {
         min_size,
         types,
+        max_in_flight: max_in_flight as usize,
+        in_flight: AtomicUsize::new(0),
         counters: counters(route, registry),
     })
 }
@@ -69,5 +81,9 @@ fn counters(route: &str, registry: &Registry) -> CompressCounters {
             .map(|coding| metrics.counter(RESPONSES_COMPRESSED, labels("encoding", coding.name()))),
         bytes_in: metrics.counter(COMPRESSION_BYTES, labels("stage", "in")),
         bytes_out: metrics.counter(COMPRESSION_BYTES, labels("stage", "out")),
+        at_limit: metrics.counter(
+            COMPRESSION_AT_LIMIT,
+            vec![Label::new("http_route", route.to_owned())],
+        ),
     }
 }

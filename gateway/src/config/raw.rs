@@ -548,6 +548,8 @@ pub(crate) struct RawCompress {
     /// The media types compressed (`text/*`, `application/json`, `application/*+json`, ...);
     /// left out, text and the web's text-based formats.
     pub(crate) types: Option<Vec<Text>>,
+    /// The most responses compressed at once; more are sent as they are (default 256).
+    pub(crate) max_in_flight: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

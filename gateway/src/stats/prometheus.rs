@@ -51,6 +51,7 @@ pub(crate) const RATE_LIMIT_BACKEND_ERRORS: &str = "lookout_rate_limit_backend_e
 pub(crate) const MIRROR_REQUESTS: &str = "lookout_mirror_requests_total";
 pub(crate) const RESPONSES_COMPRESSED: &str = "lookout_responses_compressed_total";
 pub(crate) const COMPRESSION_BYTES: &str = "lookout_compression_bytes_total";
+pub(crate) const COMPRESSION_AT_LIMIT: &str = "lookout_compression_at_limit_total";
 pub(crate) const CACHE_LOOKUPS: &str = "lookout_cache_lookups_total";
 pub(crate) const CACHE_HIT_RATIO: &str = "lookout_cache_hit_ratio";
 pub(crate) const CACHE_STALE_ANSWERS: &str = "lookout_cache_stale_answers_total";
@@ -92,7 +93,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 64] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 65] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -335,6 +336,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 64] = [
         COMPRESSION_BYTES,
         Unit::Bytes,
         "Bytes of the responses the gateway compressed, as they went into the compressor (stage=in) and came out (stage=out).",
+    ),
+    (
+        COMPRESSION_AT_LIMIT,
+        Unit::Count,
+        "Responses sent uncompressed because the route's compress.max_in_flight were being compressed.",
     ),
     (CACHE_BYTES, Unit::Bytes, "Approximate bytes held by the response cache."),
     (

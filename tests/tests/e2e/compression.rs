@@ -7,9 +7,10 @@ use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder}
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use lookout_tests::tls::curl;
-use lookout_tests::{metrics_text, send, start_gateway, Reply, TestUpstream};
+use lookout_tests::{metrics_text, raw_server, send, start_gateway, Reply, TestUpstream};
 use std::net::SocketAddr;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const BODY: usize = 200_000;
 
@@ -224,4 +225,67 @@ async fn the_cache_serves_each_client_its_own_coding() {
     assert_eq!(header(&brotli, "content-encoding"), Some("br"));
     assert_eq!(decoded("br", &brotli.body).await.len(), BODY);
     assert_eq!(upstream.hits(), 1);
+}
+
+/// A text answer whose first part comes at once and whose end, for the first connection, comes
+/// a second later; the others come whole.
+async fn slow_to_end() -> SocketAddr {
+    let (addr, _) = raw_server(|connection, mut stream| async move {
+        if lookout_tests::read_request_head(&mut stream).await.is_none() {
+            return;
+        }
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+        let chunk = format!("800\r\n{}\r\n", "a".repeat(0x800));
+        if stream.write_all(format!("{head}{chunk}").as_bytes()).await.is_err() {
+            return;
+        }
+        if connection == 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        let _ = stream.write_all(format!("{chunk}0\r\n\r\n").as_bytes()).await;
+    })
+    .await;
+    addr
+}
+
+/// `max_in_flight` bounds the responses compressed at once (each holds its encoder until it
+/// ends): past it a response goes as it is, counted, and a slot comes back when one ends.
+#[tokio::test]
+async fn past_max_in_flight_a_response_goes_as_it_is() {
+    let upstream = slow_to_end().await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - {{ name: web, instances: [\"{upstream}\"] }}\n\
+         routes:\n  - {{ name: site, upstream: web, compress: {{ max_in_flight: 1 }} }}\n"
+    ))
+    .await;
+    let proxy = gateway.proxy_addr();
+    let gzip = [("accept-encoding", "gzip")];
+    let mut first = TcpStream::connect(proxy).await.expect("connect");
+    let request = "GET /first HTTP/1.1\r\nhost: x\r\naccept-encoding: gzip\r\nconnection: close\r\n\r\n";
+    first.write_all(request.as_bytes()).await.expect("write");
+    let head = lookout_tests::read_request_head(&mut first)
+        .await
+        .expect("a head");
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+
+    let second = send(proxy, Method::GET, "/second", &gzip).await;
+    assert_eq!(header(&second, "content-encoding"), None, "one at a time");
+    assert_eq!(second.body.len(), 0x1000);
+    assert_eq!(header(&second, "vary"), Some("accept-encoding"));
+    let at_limit = r#"lookout_compression_at_limit_total{http_route="site"} 1"#;
+    assert!(
+        metrics_text(gateway.admin_addr()).await.contains(at_limit),
+        "{at_limit}"
+    );
+
+    let mut rest = Vec::new();
+    first.read_to_end(&mut rest).await.expect("the first ends");
+    let third = send(proxy, Method::GET, "/third", &gzip).await;
+    assert_eq!(
+        header(&third, "content-encoding"),
+        Some("gzip"),
+        "its slot came back"
+    );
+    assert_eq!(decoded("gzip", &third.body).await.len(), 0x1000);
 }

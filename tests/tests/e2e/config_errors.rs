@@ -504,7 +504,7 @@ upstreams:
   - { name: a, instances: [\"127.0.0.1:1\"] }
 routes:
   - { name: one, upstream: a, compress: { min_size: lots, types: [text/html, \"nonsense\", \"text/*+\"] } }
-  - { name: two, upstream: a, compress: { types: [] } }
+  - { name: two, upstream: a, compress: { types: [], max_in_flight: 0 } }
 ";
     let all = errors(text);
     for (field, line, says) in [
@@ -512,12 +512,13 @@ routes:
         ("routes[0].compress.types[1]", 4, "`nonsense` is not a media type"),
         ("routes[0].compress.types[2]", 4, "`text/*+` is not a media type"),
         ("routes[1].compress.types", 5, "lists no media type"),
+        ("routes[1].compress.max_in_flight", 5, "at least 1"),
     ] {
         let error = find(&all, field);
         assert_eq!(error.line, line, "{error:?}");
         assert!(error.message.contains(says), "{error:?}");
     }
-    assert_eq!(all.len(), 4, "{all:#?}");
+    assert_eq!(all.len(), 5, "{all:#?}");
     let unknown = errors(&text.replace("types: []", "level: 9"));
     assert!(
         unknown.iter().any(|e| e.message.contains("level")),
