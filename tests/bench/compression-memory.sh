@@ -49,9 +49,7 @@ wait_port "$upstream_port"
 
 lookout_port=$(free_port)
 cat >"$work/lookout.yaml" <<YAML
-listeners: { proxy: "127.0.0.1:$lookout_port", admin: "127.0.0.1:$(free_port)" }
-access_log: { path: off }
-analytics: { store: off }
+$(quiet_lookout_head "$lookout_port")
 upstreams:
   - { name: slow, instances: ["127.0.0.1:$upstream_port"] }
 routes:

@@ -29,9 +29,7 @@ start_bench_upstream
 
 lookout_port=$(free_port)
 cat >"$work/lookout.yaml" <<YAML
-listeners: { proxy: "127.0.0.1:$lookout_port", admin: "127.0.0.1:$(free_port)" }
-access_log: { path: off }
-analytics: { store: off }
+$(quiet_lookout_head "$lookout_port")
 upstreams:
   - { name: bench, instances: ["127.0.0.1:$upstream_port"] }
 routes:

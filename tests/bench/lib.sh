@@ -168,3 +168,13 @@ measure_rounds() {
     done
   done
 }
+
+# Prints the start of a Lookout config whose proxy listens on port $1 (its admin on a free port),
+# with its store, access log and traces off, so that what a benchmark varies is what it measures.
+quiet_lookout_head() {
+  cat <<YAML
+listeners: { proxy: "127.0.0.1:$1", admin: "127.0.0.1:$(free_port)" }
+access_log: { path: off }
+analytics: { store: off }
+YAML
+}

@@ -30,9 +30,7 @@ declare -A port=()
 start_lookout() { # name routes-file
   port[$1]=$(free_port)
   {
-    echo "listeners: { proxy: \"127.0.0.1:${port[$1]}\", admin: \"127.0.0.1:$(free_port)\" }"
-    echo "access_log: { path: off }"
-    echo "analytics: { store: off }"
+    quiet_lookout_head "${port[$1]}"
     echo "upstreams:"
     echo "  - { name: bench, instances: [\"127.0.0.1:$upstream_port\"] }"
     echo "routes:"

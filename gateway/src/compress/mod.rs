@@ -26,7 +26,7 @@ pub(crate) struct CompressPolicy {
     pub(crate) min_size: u64,
     pub(crate) types: Box<[MediaRange]>,
     /// The most responses compressed at once; more are sent as they are. Each holds its
-    /// encoder's state (140 to 700 KiB) until it ends, so slow clients would otherwise hold
+    /// encoder's state (140 to 750 KiB) until it ends, so slow clients would otherwise hold
     /// memory without bound.
     pub(crate) max_in_flight: usize,
     pub(crate) in_flight: AtomicUsize,

@@ -13,7 +13,8 @@ use std::sync::Arc;
 /// CPU spent win little.
 const DEFAULT_MIN_SIZE: u64 = 1024;
 
-/// About 180 MiB of encoders at the most, in brotli (140 to 700 KiB per response).
+/// Under 190 MiB of encoders at the most, in brotli (140 to 750 KiB per response, measured by
+/// `tests/bench/compression-memory.sh`).
 const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
 
 /// `route`: the route's name, where a problem with no place of its own is reported.
