@@ -105,7 +105,7 @@ routes:
     match: {{ path: /books, methods: [GET, POST] }}
     upstream: books
     mirror: {{ upstream: books-shadow, percent: 50 }}
-    compress: {{}}
+    compress: {{ min_size: 512 }}
   - name: search
     match: {{ path: /search, methods: [GET] }}
     upstream: books
