@@ -125,16 +125,18 @@ impl MediaRange {
         })
     }
 
-    /// Whether `media_type` (lowercase, without parameters) is in this range.
+    /// Whether `media_type` (without parameters, in any case) is in this range.
     fn covers(&self, media_type: &str) -> bool {
         let Some((kind, subtype)) = media_type.split_once('/') else {
             return false;
         };
-        kind == &*self.kind
+        kind.eq_ignore_ascii_case(&self.kind)
             && match &self.subtype {
                 Subtype::Any => true,
-                Subtype::Exactly(exact) => subtype == &**exact,
-                Subtype::Suffix(suffix) => subtype.rsplit_once('+').is_some_and(|(_, s)| s == &**suffix),
+                Subtype::Exactly(exact) => subtype.eq_ignore_ascii_case(exact),
+                Subtype::Suffix(suffix) => subtype
+                    .rsplit_once('+')
+                    .is_some_and(|(_, s)| s.eq_ignore_ascii_case(suffix)),
             }
     }
 }
@@ -204,16 +206,23 @@ impl CompressPolicy {
         let Some(media_type) = media_type(headers) else {
             return false;
         };
-        let streamed = media_type == "text/event-stream" || media_type.starts_with("application/grpc");
-        !streamed && self.types.iter().any(|range| range.covers(&media_type))
+        !is_streamed(media_type) && self.types.iter().any(|range| range.covers(media_type))
     }
 }
 
-/// The response's media type, lowercase, without its parameters.
-fn media_type(headers: &HeaderMap) -> Option<String> {
+/// The response's media type, without its parameters (read in place: this runs per response).
+fn media_type(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    let bare = value.split(';').next()?.trim();
-    Some(bare.to_ascii_lowercase())
+    Some(value.split(';').next()?.trim())
+}
+
+/// An event stream or a gRPC call: messages a compressor would hold back until its buffer fills.
+fn is_streamed(media_type: &str) -> bool {
+    const GRPC: &str = "application/grpc";
+    media_type.eq_ignore_ascii_case("text/event-stream")
+        || media_type
+            .get(..GRPC.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(GRPC))
 }
 
 /// `Cache-Control: no-transform`: the origin asks that the body reach the client as it is.

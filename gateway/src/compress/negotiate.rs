@@ -39,9 +39,9 @@ impl Coding {
 /// The coding of the highest quality the client takes; `None` when it takes neither (no
 /// `Accept-Encoding` asks for the body as it is).
 pub(crate) fn preferred(headers: &HeaderMap) -> Option<Coding> {
+    let qualities = qualities(headers);
     let mut best: Option<(Coding, u16)> = None;
-    for coding in Coding::ALL {
-        let quality = quality_of(headers, coding);
+    for (coding, quality) in Coding::ALL.into_iter().zip(qualities) {
         if quality > 0 && best.is_none_or(|(_, q)| quality > q) {
             best = Some((coding, quality));
         }
@@ -49,8 +49,10 @@ pub(crate) fn preferred(headers: &HeaderMap) -> Option<Coding> {
     best.map(|(coding, _)| coding)
 }
 
-/// The quality the client gives `coding`, in thousandths: as named, else as `*`, else 0.
-fn quality_of(headers: &HeaderMap, coding: Coding) -> u16 {
+/// The quality the client gives each coding of [`Coding::ALL`], in thousandths: as named (the
+/// first time), else as `*`, else 0. One pass over the header.
+fn qualities(headers: &HeaderMap) -> [u16; Coding::ALL.len()] {
+    let mut named = [None; Coding::ALL.len()];
     let mut wildcard = 0;
     for value in headers.get_all(ACCEPT_ENCODING) {
         let Ok(value) = value.to_str() else { continue };
@@ -58,15 +60,14 @@ fn quality_of(headers: &HeaderMap, coding: Coding) -> u16 {
             let mut parts = member.split(';');
             let name = parts.next().unwrap_or_default().trim();
             let quality = parts.find_map(q_value).unwrap_or(1000);
-            if coding.is_named(name) {
-                return quality;
-            }
             if name == "*" {
                 wildcard = quality;
+            } else if let Some(i) = Coding::ALL.iter().position(|c| c.is_named(name)) {
+                named[i] = named[i].or(Some(quality));
             }
         }
     }
-    wildcard
+    named.map(|quality| quality.unwrap_or(wildcard))
 }
 
 /// `q=0.8` as 800; `None` for another parameter or a malformed value (which is then ignored).
@@ -104,6 +105,14 @@ mod tests {
         assert_eq!(taken("*"), Some(Coding::Zstd));
         assert_eq!(taken("zstd;q=0, br;q=0, *;q=0.3"), Some(Coding::Gzip));
         assert_eq!(preferred(&HeaderMap::new()), None, "no header: the body as it is");
+    }
+
+    /// The counters by coding are indexed by `coding as usize`.
+    #[test]
+    fn codings_are_listed_in_their_index_order() {
+        for (index, coding) in Coding::ALL.into_iter().enumerate() {
+            assert_eq!(coding as usize, index, "{coding:?}");
+        }
     }
 
     #[test]

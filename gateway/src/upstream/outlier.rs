@@ -336,6 +336,17 @@ mod tests {
         assert_eq!((found[0].index, found[0].reason), (5, Reason::FailurePercentage));
     }
 
+    /// Counters are indexed by `reason as usize`: `ALL` must list them in declaration order.
+    #[test]
+    fn reasons_are_listed_in_their_index_order() {
+        for (index, reason) in Reason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, index, "{reason:?}");
+        }
+        for (index, why) in Skipped::ALL.into_iter().enumerate() {
+            assert_eq!(why as usize, index, "{why:?}");
+        }
+    }
+
     #[test]
     fn an_interval_is_the_difference_of_two_readings() {
         assert_eq!(tally(150, 30).since(tally(100, 10)), tally(50, 20));
