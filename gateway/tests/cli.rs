@@ -221,7 +221,7 @@ fn the_documented_example_config_is_valid() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("5 routes, 3 upstreams"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("5 routes, 4 upstreams"));
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
     let example = std::fs::read_to_string(example).expect("example");

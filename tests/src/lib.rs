@@ -5,6 +5,7 @@
 //! It must not use fixed ports or global servers: every test starts what it needs.
 
 mod client;
+mod dns;
 mod gateway;
 pub mod jwt;
 pub mod keys;
@@ -16,6 +17,7 @@ mod upstream;
 pub use client::{
     body_json, dashboard_instance_row, metrics_text, send, send_body, send_from, sql_rows, Reply,
 };
+pub use dns::TestDns;
 pub use gateway::{
     single_upstream, start_gateway, start_gateway_to, start_gateway_with, wait_for_stored, wait_until,
 };

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::json;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +32,17 @@ struct Behaviour {
     fail_with: AtomicU16,
     hits: AtomicUsize,
     connections: AtomicUsize,
+}
+
+impl Behaviour {
+    fn named(name: &'static str) -> Behaviour {
+        Behaviour {
+            name,
+            fail_with: AtomicU16::new(0),
+            hits: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+        }
+    }
 }
 
 /// One upstream instance. Requests are counted; `/healthz` is not.
@@ -104,13 +115,36 @@ impl TestUpstream {
     }
 
     async fn start_with(name: &'static str, tls: Option<Arc<rustls::ServerConfig>>) -> TestUpstream {
-        let behaviour = Arc::new(Behaviour {
-            name,
-            fail_with: AtomicU16::new(0),
-            hits: AtomicUsize::new(0),
-            connections: AtomicUsize::new(0),
-        });
+        let behaviour = Arc::new(Behaviour::named(name));
         Self::serve("127.0.0.1:0".parse().expect("address"), behaviour, tls).await
+    }
+
+    /// Upstreams on one port of the loopback addresses 127.0.0.2, 127.0.0.3, ... (one per
+    /// name), as the addresses a DNS name resolves to serve one port.
+    pub async fn start_same_port(names: &[&'static str]) -> Vec<TestUpstream> {
+        for _ in 0..50 {
+            let first = TcpListener::bind("127.0.0.2:0")
+                .await
+                .expect("bind test upstream");
+            let port = first.local_addr().expect("local address").port();
+            let mut listeners = vec![first];
+            for i in 1..names.len() {
+                let ip = Ipv4Addr::new(127, 0, 0, 2 + i as u8);
+                match TcpListener::bind((ip, port)).await {
+                    Ok(listener) => listeners.push(listener),
+                    // Another test holds the port there: try another.
+                    Err(_) => break,
+                }
+            }
+            if listeners.len() == names.len() {
+                let servers = listeners
+                    .into_iter()
+                    .zip(names)
+                    .map(|(listener, name)| Self::serve_on(listener, Arc::new(Behaviour::named(name)), None));
+                return futures_util::future::join_all(servers).await;
+            }
+        }
+        panic!("no port free on 127.0.0.2 to 127.0.0.{}", 1 + names.len());
     }
 
     async fn serve(
@@ -119,6 +153,14 @@ impl TestUpstream {
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> TestUpstream {
         let listener = TcpListener::bind(addr).await.expect("bind test upstream");
+        Self::serve_on(listener, behaviour, tls).await
+    }
+
+    async fn serve_on(
+        listener: TcpListener,
+        behaviour: Arc<Behaviour>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> TestUpstream {
         let addr = listener.local_addr().expect("local address");
         let mut server = JoinSet::new();
         let accept_behaviour = behaviour.clone();

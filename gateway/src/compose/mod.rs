@@ -14,7 +14,7 @@ pub(crate) use merge::merged_body;
 pub(crate) use template::{Inputs, PathTemplate};
 
 use crate::upstream::one_shot::Failure;
-use crate::upstream::Upstream;
+use crate::upstream::UpstreamRef;
 use http::header::HeaderName;
 use metrics::Counter;
 use std::sync::Arc;
@@ -46,7 +46,7 @@ pub(crate) enum OnError {
 #[derive(Debug)]
 pub(crate) struct Call {
     pub(crate) name: Arc<str>,
-    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) upstream: UpstreamRef,
     pub(crate) path: PathTemplate,
     /// From sending the call to having read its whole response.
     pub(crate) timeout: Duration,
@@ -102,7 +102,7 @@ impl CallError {
 
     /// For people: what went wrong with `call`.
     pub(crate) fn describe(&self, call: &Call) -> String {
-        let upstream = &call.upstream.name;
+        let upstream = call.upstream.name();
         match self {
             CallError::Upstream(Failure::NoInstance) => {
                 format!("upstream `{upstream}` has no healthy instance")

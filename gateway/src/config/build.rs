@@ -80,7 +80,7 @@ pub(super) fn build(
         raw.shutdown.drain_timeout.as_ref(),
         DEFAULT_DRAIN_TIMEOUT,
     );
-    let upstreams = build_upstreams(&mut p, &raw.upstreams, &registry);
+    let upstreams = build_upstreams(&mut p, &raw.upstreams, raw.dns.as_ref(), &registry);
     let traces = raw.traces.as_ref().and_then(|t| build_traces(&mut p, t));
     let analytics = build_analytics(&mut p, &raw.analytics);
     // The writer serves the access log too, so its priority is read with the store off.

@@ -105,7 +105,7 @@ fn build_call(
         p,
         &format!("{field}.timeout"),
         raw.timeout.as_ref(),
-        upstream.request_timeout,
+        upstream.current().request_timeout,
     );
     let path = path?;
     Some(Call {

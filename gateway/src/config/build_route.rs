@@ -21,7 +21,7 @@ use crate::routing::{
     RouteTimeouts, Target, Variants,
 };
 use crate::stats::{Registry, RouteStats, MIRROR_REQUESTS};
-use crate::upstream::Upstream;
+use crate::upstream::UpstreamRef;
 use http::header::HeaderName;
 use http::{HeaderValue, Method};
 use lookout_analytics::{ALL_ROUTES, UNMATCHED_ROUTE};
@@ -36,7 +36,7 @@ pub(super) struct Shared<'a> {
     pub(super) edge_defaults: &'a EdgePolicy,
     pub(super) consumers: &'a Arc<Consumers>,
     pub(super) jwt_providers: &'a HashMap<String, Arc<Provider>>,
-    pub(super) upstreams: &'a HashMap<String, Arc<Upstream>>,
+    pub(super) upstreams: &'a HashMap<String, UpstreamRef>,
     pub(super) registry: &'a Registry,
     /// The Redis of cluster-wide rate limits, when configured.
     pub(super) redis: Option<&'a Arc<RedisBackend>>,
@@ -169,14 +169,14 @@ fn upstream_destination(
 ) -> Option<Destination> {
     let target = super::build_variants::build_target(p, field, raw, shared.upstreams, shared.registry);
     let upstream = target.as_ref().map(|t| &t.upstream);
-    let per_try_default = upstream.map_or(DEFAULT_REQUEST_TIMEOUT, |u| u.request_timeout);
+    let per_try_default = upstream.map_or(DEFAULT_REQUEST_TIMEOUT, |u| u.current().request_timeout);
     let per_try = duration(
         p,
         &format!("{field}.per_try_timeout"),
         raw.per_try_timeout.as_ref(),
         per_try_default,
     );
-    let attempts = upstream.map_or(1, |u| u.retry.attempts);
+    let attempts = upstream.map_or(1, |u| u.current().retry.attempts);
     let total = duration(
         p,
         &format!("{field}.timeout"),

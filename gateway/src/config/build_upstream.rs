@@ -1,16 +1,17 @@
 //! Validation of `upstreams:` entries.
 
+use super::build_discover::{build_discover, build_resolver, Discover};
 use super::build_outlier::build_outlier;
 use super::build_tls::client_config;
 use super::error::Problems;
 use super::raw::RawClientTls;
-use super::raw::{RawHealthCheck, RawUpstream, Text};
+use super::raw::{RawDns, RawHealthCheck, RawUpstream, Text};
 use super::values::{duration, duration_or_off, instance, percent, positive, Scheme};
 use crate::stats::{Registry, OVERLOADED, RETRIES};
 use crate::tls::TlsTarget;
 use crate::upstream::{
-    grpc_health, Balancer, HashOn, HealthCheck, Instance, PassingStatuses, Probe, Protocol, RetryBudget,
-    RetryPolicy, Upstream,
+    grpc_health, Balancer, Discovery, DnsSource, HashOn, HealthCheck, Instance, InstanceSettings,
+    PassingStatuses, Probe, Protocol, Resolver, RetryBudget, RetryPolicy, Upstream, UpstreamRef,
 };
 use http::header::HeaderName;
 use http::uri::Authority;
@@ -30,13 +31,16 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub(super) fn build_upstreams(
     p: &mut Problems,
     raw: &[RawUpstream],
-    registry: &Registry,
-) -> HashMap<String, Arc<Upstream>> {
+    dns: Option<&RawDns>,
+    registry: &Arc<Registry>,
+) -> HashMap<String, UpstreamRef> {
+    let discovers = raw.iter().any(|u| u.discover.is_some());
+    let resolver = discovers.then(|| build_resolver(p, dns)).flatten();
     let mut upstreams = HashMap::new();
     for (i, upstream) in raw.iter().enumerate() {
         let field = format!("upstreams[{i}]");
         // A duplicate is still checked, so that its other problems are reported at once too.
-        let built = build_upstream(p, &field, upstream, registry);
+        let built = build_upstream(p, &field, upstream, registry, resolver.as_ref());
         if upstreams.contains_key(upstream.name.as_str()) {
             p.at(
                 upstream.name.span(),
@@ -44,7 +48,7 @@ pub(super) fn build_upstreams(
                 format!("duplicate upstream name `{}`", &*upstream.name),
             );
         } else if let Some(built) = built {
-            upstreams.insert(upstream.name.to_string(), Arc::new(built));
+            upstreams.insert(upstream.name.to_string(), built);
         }
     }
     upstreams
@@ -98,43 +102,86 @@ fn build_host_header(p: &mut Problems, field: &str, raw: &RawUpstream) -> bool {
     }
 }
 
-fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &Registry) -> Option<Upstream> {
+/// Where an upstream's instances come from.
+enum Addresses {
+    Listed(Vec<Authority>),
+    Discovered(Discover),
+}
+
+/// `instances`, or `discover:` (one of the two).
+fn build_addresses(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<Addresses> {
+    match (&raw.discover, raw.instances.is_empty()) {
+        (None, false) => {
+            let addresses = raw.instances.iter().enumerate();
+            let listed =
+                addresses.filter_map(|(j, text)| instance(p, &format!("{field}.instances[{j}]"), text));
+            Some(Addresses::Listed(listed.collect()))
+        }
+        (Some(discover), true) => build_discover(p, field, discover).map(Addresses::Discovered),
+        (Some(discover), false) => {
+            let message = "an upstream lists its `instances` or discovers them (`discover`), not both";
+            p.at(discover.dns.span(), format!("{field}.discover"), message);
+            None
+        }
+        (None, true) => {
+            let message = "an upstream needs at least one instance, or `discover:` to find them in DNS";
+            p.at(raw.name.span(), format!("{field}.instances"), message);
+            None
+        }
+    }
+}
+
+fn build_upstream(
+    p: &mut Problems,
+    field: &str,
+    raw: &RawUpstream,
+    registry: &Arc<Registry>,
+    resolver: Option<&Arc<Resolver>>,
+) -> Option<UpstreamRef> {
     if raw.name.trim().is_empty() {
         p.at(raw.name.span(), format!("{field}.name"), "must not be empty");
     }
-    let addresses: Vec<Authority> = raw
-        .instances
-        .iter()
-        .enumerate()
-        .filter_map(|(j, text)| instance(p, &format!("{field}.instances[{j}]"), text))
-        .collect();
+    let addresses = build_addresses(p, field, raw);
     let protocol = build_protocol(p, field, raw);
-    let max_streams = build_max_streams(p, field, raw, protocol);
+    let settings = InstanceSettings {
+        protocol,
+        max_streams: build_max_streams(p, field, raw, protocol),
+        send_own_host: build_host_header(p, field, raw),
+    };
     let tls = upstream_tls(p, field, raw, protocol);
-    let send_own_host = build_host_header(p, field, raw);
-    let instances: Vec<Instance> = addresses
-        .into_iter()
-        .map(|authority| {
-            let target = tls
-                .as_ref()
-                .and_then(|config| tls_target(p, field, raw, config, &authority));
-            // A TLS instance is a different peer from a plain one at the same address: its own
-            // pool, statistics and name.
-            let key = match target {
-                Some(_) => format!("https://{authority}"),
-                None => authority.to_string(),
+    let tls_of = |p: &mut Problems, authority: &Authority| {
+        tls.as_ref()
+            .and_then(|config| tls_target(p, field, raw, config, authority))
+    };
+    let (instances, discovered) = match addresses? {
+        Addresses::Listed(listed) => {
+            let instances = listed.into_iter().map(|authority| {
+                let target = tls_of(p, &authority);
+                // A TLS instance is a different peer from a plain one at the same address: its
+                // own pool, statistics and name.
+                let key = match target {
+                    Some(_) => format!("https://{authority}"),
+                    None => authority.to_string(),
+                };
+                let state = registry.instance(&raw.name, &key);
+                Instance::new(authority.clone(), &authority, target, settings, state)
+            });
+            (instances.collect(), None)
+        }
+        Addresses::Discovered(discover) => {
+            let source = DnsSource {
+                tls: tls_of(p, &discover.named),
+                named: discover.named,
+                settings,
             };
-            let state = registry.instance(&raw.name, &key);
-            Instance::new(authority, target, protocol, max_streams, send_own_host, state)
-        })
-        .collect();
-    if raw.instances.is_empty() {
-        p.at(
-            raw.name.span(),
-            format!("{field}.instances"),
-            "an upstream needs at least one instance",
-        );
-    }
+            // A reload starts from the addresses the name last resolved to.
+            let last = registry.resolution(&raw.name, &source.label()).addresses();
+            (
+                source.instances(&raw.name, &last, registry),
+                Some((source, discover.refresh)),
+            )
+        }
+    };
     let balancer = build_balancer(p, field, raw);
     let connect_timeout = duration(
         p,
@@ -164,9 +211,9 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         positive(p, &format!("{field}.max_in_flight"), Some(max), 1) as usize
     });
     let upstream_label = || vec![metrics::Label::new("upstream", raw.name.to_string())];
-    Some(Upstream {
+    let upstream = Upstream {
         name: raw.name.as_str().into(),
-        instances: instances.into_boxed_slice(),
+        instances,
         balancer,
         protocol,
         connect_timeout,
@@ -179,7 +226,14 @@ fn build_upstream(p: &mut Problems, field: &str, raw: &RawUpstream, registry: &R
         retries: registry.metrics().counter(RETRIES, upstream_label()),
         overloaded: registry.metrics().counter(OVERLOADED, upstream_label()),
         ejections: registry.ejections().clone(),
-    })
+    };
+    match discovered {
+        None => Some(UpstreamRef::Fixed(Arc::new(upstream))),
+        Some((source, refresh)) => {
+            let discovery = Discovery::new(upstream, source, refresh, resolver?.clone(), registry.clone());
+            Some(UpstreamRef::Discovered(Arc::new(discovery)))
+        }
+    }
 }
 
 /// The client config of an upstream that speaks TLS: one with a `tls:` block or `https://`
@@ -190,18 +244,18 @@ fn upstream_tls(
     raw: &RawUpstream,
     protocol: Protocol,
 ) -> Option<Arc<ClientConfig>> {
-    let schemes: Vec<Scheme> = raw
-        .instances
+    let texts = address_texts(field, raw);
+    let schemes: Vec<Scheme> = texts
         .iter()
-        .map(|text| Scheme::split(text.trim()).0)
+        .map(|(text, _)| Scheme::split(text.trim()).0)
         .collect();
     if raw.tls.is_none() && !schemes.contains(&Scheme::Https) {
         return None;
     }
-    for (j, text) in raw.instances.iter().enumerate() {
-        if schemes[j] == Scheme::Http {
+    for ((text, at), scheme) in texts.iter().zip(&schemes) {
+        if *scheme == Scheme::Http {
             let message = "this upstream speaks TLS (a `tls:` block or an https:// instance), so no instance may be http://";
-            p.at(text.span(), format!("{field}.instances[{j}]"), message);
+            p.at(text.span(), at, message);
         }
     }
     let defaults = RawClientTls::default();
@@ -214,6 +268,17 @@ fn upstream_tls(
     };
     let block = format!("{field}.tls");
     client_config(p, &block, &format!("{block}.ca"), tls, &[alpn])
+}
+
+/// The addresses an upstream names, each with its field: its instances, or the name it discovers.
+fn address_texts<'a>(field: &str, raw: &'a RawUpstream) -> Vec<(&'a Text, String)> {
+    let listed = raw.instances.iter().enumerate();
+    let listed = listed.map(|(j, text)| (text, format!("{field}.instances[{j}]")));
+    let discovered = raw
+        .discover
+        .iter()
+        .map(|d| (&d.dns, format!("{field}.discover.dns")));
+    listed.chain(discovered).collect()
 }
 
 /// The name an instance's certificate must carry: `tls.server_name`, else the instance's host.

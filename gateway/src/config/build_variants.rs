@@ -6,7 +6,7 @@ use super::error::Problems;
 use super::raw::{RawRoute, RawVariant};
 use crate::routing::{sticky_cookie, Variant, Variants, MAX_VARIANTS, MAX_WEIGHT};
 use crate::stats::{Registry, RouteStats};
-use crate::upstream::{HashOn, Upstream};
+use crate::upstream::{HashOn, UpstreamRef};
 use http::header::HeaderName;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,12 +15,12 @@ const DEFAULT_FORCE_HEADER: &str = "x-lookout-variant";
 
 /// A route's upstream and statistics (its first variant's, when it has variants) and variants.
 pub(super) struct Target {
-    pub(super) upstream: Arc<Upstream>,
+    pub(super) upstream: UpstreamRef,
     pub(super) stats: Arc<RouteStats>,
     pub(super) variants: Option<Variants>,
 }
 
-type Upstreams = HashMap<String, Arc<Upstream>>;
+type Upstreams = HashMap<String, UpstreamRef>;
 
 pub(super) fn build_target(
     p: &mut Problems,

@@ -8,6 +8,7 @@ pub(crate) use build_analytics::default_replica;
 mod build_cache;
 mod build_compose;
 mod build_compress;
+mod build_discover;
 mod build_edge;
 mod build_jwt;
 mod build_outlier;

@@ -29,6 +29,8 @@ pub(crate) struct RawConfig {
     pub(crate) redis: Option<RawRedis>,
     /// The response cache that routes with `cache:` share.
     pub(crate) cache: Option<RawCacheStore>,
+    /// The resolver of upstreams with `discover:`.
+    pub(crate) dns: Option<RawDns>,
     /// What every request head is held to (414, 431, slowloris).
     #[serde(default)]
     pub(crate) limits: RawHeadLimits,
@@ -183,7 +185,10 @@ pub(crate) struct RawSql {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawUpstream {
     pub(crate) name: Text,
+    #[serde(default)]
     pub(crate) instances: Vec<Text>,
+    /// Instead of `instances`: every address a DNS name resolves to is an instance.
+    pub(crate) discover: Option<RawDiscover>,
     pub(crate) balance: Option<Text>,
     pub(crate) hash_on: Option<Text>,
     pub(crate) connect_timeout: Option<Text>,
@@ -203,6 +208,25 @@ pub(crate) struct RawUpstream {
     pub(crate) max_concurrent_streams: Option<Spanned<u32>>,
     /// The most requests waiting for the upstream's answer at once; more are refused (503).
     pub(crate) max_in_flight: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDiscover {
+    /// `host:port` or `https://host:port`: the name resolved, and the port its addresses serve.
+    pub(crate) dns: Text,
+    /// How often the name is resolved again.
+    pub(crate) refresh: Option<Text>,
+}
+
+/// The resolver `discover:` uses: the system's unless nameservers are named.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    /// `ip` or `ip:port` (53 when left out).
+    pub(crate) nameservers: Option<Vec<Text>>,
+    /// How long one query may take before it is tried again.
+    pub(crate) timeout: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

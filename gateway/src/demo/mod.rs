@@ -92,7 +92,7 @@ upstreams:
     retry: {{ attempts: 2, same_instance: true }}
     outlier: {{ consecutive_failures: 20 }}
   - name: web
-    instances: ["{web}"]
+    discover: {{ dns: "localhost:{web_port}" }}
   - name: status
     instances: ["{status}"]
     protocol: http2
@@ -165,7 +165,7 @@ routes:
         shadow = up.books_shadow,
         reviews = up.reviews,
         inventory = up.inventory,
-        web = up.web,
+        web_port = up.web.port(),
         status = up.status,
         idp = up.idp,
         jwks_path = identity::JWKS_PATH,

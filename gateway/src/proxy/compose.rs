@@ -153,7 +153,7 @@ impl Env<'_> {
         }
         let deadline = (Deadline::now() + call.timeout).min(self.deadline);
         let wait = deadline.saturating_duration_since(Deadline::now());
-        let sent = one_shot::send(&call.upstream, request, wait).await;
+        let sent = one_shot::send(&call.upstream.current(), request, wait).await;
         let mut step = self.step(call, started);
         step.instance = sent.instance;
         let result = match sent.outcome {

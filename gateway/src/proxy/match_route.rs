@@ -39,7 +39,7 @@ pub(super) fn run<'r>(
     };
     ctx.route = Some(matched.route.name.clone());
     if let TargetRef::Upstream(upstream) = matched.target() {
-        ctx.upstream = Some(upstream.name.clone());
+        ctx.upstream = Some(upstream.name().clone());
     }
     ctx.variant = matched.variant.map(|v| v.name.clone());
     ctx.set_cookie = matched.set_cookie.take();

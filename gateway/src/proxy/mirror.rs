@@ -41,8 +41,8 @@ pub(super) fn run(matched: &RouteMatch<'_>, parts: &Parts, body: &RequestBody, c
     };
     mirror.counters.sent.increment(1);
     let copy = shadow_request(matched, parts, body, ctx);
-    let event = shadow_event(ctx, &mirror.upstream.name);
-    let upstream = mirror.upstream.clone();
+    let event = shadow_event(ctx, mirror.upstream.name());
+    let upstream = Arc::clone(&mirror.upstream.current());
     tokio::spawn(send(upstream, copy, event, state.events.clone(), slot));
 }
 

@@ -165,7 +165,7 @@ async fn past_the_route(
         Cached::Fetch(ticket) => ticket,
     };
     let upstream = match matched.target() {
-        TargetRef::Upstream(upstream) => upstream,
+        TargetRef::Upstream(upstream) => upstream.current(),
         TargetRef::Compose(composition) => {
             return compose::run(composition, route, &parts, ticket, ctx).await;
         }
@@ -178,7 +178,7 @@ async fn past_the_route(
         parts.method = http::Method::GET;
         ctx.head_as_get = true;
     }
-    let fetched = upstream_call::run(upstream, matched, parts, body, ctx).await;
+    let fetched = upstream_call::run(&upstream, matched, parts, body, ctx).await;
     if let Some(stale) = serve_stale::instead_of(&fetched, ticket.as_ref(), ctx) {
         return Ok(Answer::Whole(stale));
     }
@@ -186,7 +186,7 @@ async fn past_the_route(
         Revalidated::Current(stored) => return Ok(Answer::Whole(stored)),
         Revalidated::Fetched(fetched, ticket) => (fetched, ticket),
     };
-    transform_response::run(route, upstream, fetched, ticket).await
+    transform_response::run(route, &upstream, fetched, ticket).await
 }
 
 /// Notes the error for the request's event and, when an edge policy refused the request, who

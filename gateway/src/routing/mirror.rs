@@ -1,14 +1,14 @@
 //! Traffic mirroring: a share of a route's requests copied to a shadow upstream. The copies
 //! are bounded in flight so that a slow or hanging shadow costs a fixed amount of memory.
 
-use crate::upstream::Upstream;
+use crate::upstream::UpstreamRef;
 use metrics::Counter;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug)]
 pub(crate) struct Mirror {
-    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) upstream: UpstreamRef,
     /// The share of requests copied, from 0 to 1.
     pub(crate) ratio: f64,
     pub(crate) max_in_flight: usize,

@@ -29,7 +29,7 @@ use crate::ratelimit::RateLimit;
 use crate::stats::RouteStats;
 use crate::traces::QuerySecrets;
 use crate::transform::Transform;
-use crate::upstream::Upstream;
+use crate::upstream::UpstreamRef;
 use http::header::HeaderValue;
 use http::request::Parts;
 use std::net::IpAddr;
@@ -42,7 +42,7 @@ pub struct RouteTable {
     pub(crate) routes: Vec<Route>,
     /// Which of `routes` a request's path may take.
     pub(crate) index: RouteIndex,
-    pub(crate) upstreams: Vec<Arc<Upstream>>,
+    pub(crate) upstreams: Vec<UpstreamRef>,
     /// Where requests that match no route are counted.
     pub(crate) unmatched: Arc<RouteStats>,
     /// What every request head is held to.
@@ -82,7 +82,7 @@ pub(crate) struct Route {
 #[derive(Debug)]
 pub(crate) enum Target {
     /// One upstream, which the request is forwarded to.
-    Upstream(Arc<Upstream>),
+    Upstream(UpstreamRef),
     /// Several upstream calls whose JSON results are merged (API composition).
     Compose(Arc<Composition>),
 }
@@ -111,7 +111,7 @@ pub(crate) struct RouteMatch<'a> {
 /// A request's [`Target`], its variant taken into account.
 #[derive(Clone, Copy)]
 pub(crate) enum TargetRef<'a> {
-    Upstream(&'a Arc<Upstream>),
+    Upstream(&'a UpstreamRef),
     Compose(&'a Arc<Composition>),
 }
 
@@ -161,7 +161,7 @@ impl RouteTable {
         })
     }
 
-    pub(crate) fn upstreams(&self) -> &[Arc<Upstream>] {
+    pub(crate) fn upstreams(&self) -> &[UpstreamRef] {
         &self.upstreams
     }
 
@@ -175,7 +175,7 @@ impl Target {
     /// The `upstream` label of the route's statistics: a composition has none of its own.
     pub(crate) fn stats_label(&self) -> &str {
         match self {
-            Target::Upstream(upstream) => &upstream.name,
+            Target::Upstream(upstream) => upstream.name(),
             Target::Compose(_) => "",
         }
     }
@@ -184,21 +184,46 @@ impl Target {
 impl RouteTable {
     /// Drops from `registry` the routes and instances this table no longer has.
     pub(crate) fn retain_in(&self, registry: &crate::stats::Registry) {
+        use crate::stats::Retained;
         let routes: Vec<(&str, &str)> = self
             .routes
             .iter()
             .flat_map(|r| {
                 let variants = r.variants.iter().flat_map(|v| v.list.iter());
                 std::iter::once((&*r.name, r.target.stats_label()))
-                    .chain(variants.map(|v| (&*r.name, &*v.upstream.name)))
+                    .chain(variants.map(|v| (&*r.name, &**v.upstream.name())))
             })
             .collect();
-        let instances: Vec<(&str, &str)> = self
-            .upstreams
+        let current: Vec<_> = self.upstreams.iter().map(UpstreamRef::current).collect();
+        let instances: Vec<(&str, &str)> = current
             .iter()
             .flat_map(|u| u.instances.iter().map(|i| (&*u.name, &*i.addr)))
             .collect();
-        registry.retain(&routes, &instances);
+        let sources: Vec<(&str, String)> = self
+            .upstreams
+            .iter()
+            .filter_map(|u| u.discovery())
+            .map(|d| (&*d.name, d.source_label()))
+            .collect();
+        let resolutions: Vec<(&str, &str)> = sources.iter().map(|(u, s)| (*u, s.as_str())).collect();
+        registry.retain(Retained {
+            routes: &routes,
+            instances: &instances,
+            resolutions: &resolutions,
+        });
+    }
+
+    /// Stops the DNS resolutions of this table's discovered upstreams: a reload replaced it.
+    pub(crate) fn retire(&self) {
+        for discovery in self.upstreams.iter().filter_map(UpstreamRef::discovery) {
+            discovery.retire();
+        }
+    }
+
+    /// The discovered upstreams whose name has not been resolved once yet.
+    pub(crate) fn unresolved(&self) -> Vec<&str> {
+        let discovered = self.upstreams.iter().filter_map(UpstreamRef::discovery);
+        discovered.filter(|d| !d.attempted()).map(|d| &*d.name).collect()
     }
 
     pub fn len(&self) -> usize {

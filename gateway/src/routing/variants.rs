@@ -4,7 +4,7 @@
 //! by weight. Weights are atomics that the admin API changes at run time.
 
 use crate::stats::RouteStats;
-use crate::upstream::{cookie, HashOn, Upstream};
+use crate::upstream::{cookie, HashOn, UpstreamRef};
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 use serde::Serialize;
@@ -28,7 +28,7 @@ pub(crate) struct Variants {
 #[derive(Debug)]
 pub(crate) struct Variant {
     pub(crate) name: Arc<str>,
-    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) upstream: UpstreamRef,
     /// The route's statistics for this variant's upstream.
     pub(crate) stats: Arc<RouteStats>,
     /// `Set-Cookie` that assigns this variant, on a cookie-sticky route (built at load).

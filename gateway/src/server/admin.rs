@@ -69,12 +69,18 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+    let unresolved = shared.proxy.routes.load().unresolved().join(", ");
     if shared.draining.load(Ordering::Acquire) {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
             "draining",
             "the gateway is shutting down".into(),
         )
+    } else if !unresolved.is_empty() {
+        // As Envoy waits for its clusters' first resolution before taking traffic: until then
+        // a discovered upstream has no instance, and its requests would all be refused.
+        let message = format!("waiting for the first DNS resolution of upstreams: {unresolved}");
+        error(StatusCode::SERVICE_UNAVAILABLE, "resolving", message)
     } else {
         Json(json!({"status": "ready", "generation": shared.generation.load(Ordering::Acquire)}))
             .into_response()

@@ -325,7 +325,7 @@ impl Shared {
         }
         spawn_watchers(config.routes.upstreams());
         config.routes.retain_in(&self.registry);
-        self.proxy.routes.store(config.routes);
+        self.proxy.routes.swap(config.routes).retire();
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         tracing::info!(generation, "config reloaded");
         Ok(Reloaded {

@@ -97,7 +97,7 @@ fn view(route: &Route) -> serde_json::Value {
         .iter()
         .zip(variants.list.iter())
         .map(|(w, v)| {
-            json!({"name": w.name, "upstream": v.upstream.name, "weight": w.weight, "configured_weight": w.configured_weight})
+            json!({"name": w.name, "upstream": v.upstream.name(), "weight": w.weight, "configured_weight": w.configured_weight})
         })
         .collect();
     json!({"route": route.name, "variants": list, "overridden": weights.overridden})

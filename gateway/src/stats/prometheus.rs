@@ -22,6 +22,7 @@ pub(crate) const EJECTIONS_SKIPPED: &str = "lookout_upstream_ejections_skipped_t
 pub(crate) const CONNECTIONS_OPENED: &str = "lookout_upstream_connections_opened_total";
 pub(crate) const STREAMS_REFUSED: &str = "lookout_upstream_streams_refused_total";
 pub(crate) const STALE_CONNECTIONS: &str = "lookout_upstream_stale_connections_total";
+pub(crate) const DNS_RESOLUTIONS: &str = "lookout_upstream_dns_resolutions_total";
 pub(crate) const EVENTS_QUEUED: &str = "lookout_analytics_events_queued";
 pub(crate) const EVENTS_ACCEPTED: &str = "lookout_analytics_events_accepted_total";
 pub(crate) const EVENTS_DROPPED: &str = "lookout_analytics_events_dropped_total";
@@ -93,7 +94,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 65] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 66] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -171,6 +172,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 65] = [
         STALE_CONNECTIONS,
         Unit::Count,
         "HTTP/1.1 requests that a pooled connection idle for a second or more lost as the upstream instance closed it (its keep-alive ending as the request went out); each idempotent, bodiless one is sent again on a new connection.",
+    ),
+    (
+        DNS_RESOLUTIONS,
+        Unit::Count,
+        "DNS resolutions of discovered upstreams' names, by upstream and result: success (an answer, which may hold no address) or failure (a timeout, a server error; the instances stay as they were).",
     ),
     (
         EVENTS_QUEUED,

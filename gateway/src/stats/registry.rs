@@ -9,7 +9,7 @@ use crate::cache::{CacheCounts, ResponseCache};
 use crate::ratelimit::{LocalLimiter, Quota};
 use crate::routing::VariantWeights;
 use crate::traces::{Kept, TraceStats};
-use crate::upstream::{EjectionLog, InstanceState, UpstreamLoad};
+use crate::upstream::{EjectionLog, InstanceState, Resolution, UpstreamLoad};
 use lookout_analytics::analysis::anomaly::Metric;
 use lookout_analytics::{QueueStats, StoreStats, UNMATCHED_ROUTE};
 use metrics::Label;
@@ -41,6 +41,9 @@ pub struct Registry {
     loads: Mutex<HashMap<Arc<str>, Arc<UpstreamLoad>>>,
     /// The latest outlier ejections, over reloads.
     ejections: Arc<EjectionLog>,
+    /// What each discovered upstream's DNS name last resolved to, by upstream and name, so that
+    /// a reload starts from those instances.
+    resolutions: Mutex<HashMap<Key, Arc<Resolution>>>,
     unmatched: Arc<RouteStats>,
 }
 
@@ -57,10 +60,19 @@ impl Default for Registry {
             limiters: Mutex::default(),
             loads: Mutex::default(),
             ejections: Arc::default(),
+            resolutions: Mutex::default(),
             response_cache: Mutex::default(),
             cache_counts: Mutex::default(),
         }
     }
+}
+
+/// What a config has, by name, for [`Registry::retain`]: (route, upstream), (upstream, instance)
+/// and (upstream, DNS name) pairs.
+pub(crate) struct Retained<'a> {
+    pub(crate) routes: &'a [(&'a str, &'a str)],
+    pub(crate) instances: &'a [(&'a str, &'a str)],
+    pub(crate) resolutions: &'a [(&'a str, &'a str)],
 }
 
 impl std::fmt::Debug for Registry {
@@ -153,20 +165,43 @@ impl Registry {
             .clone()
     }
 
-    /// Forgets the routes and instances a config no longer has (a route's figures only once
-    /// its last request or tunnel has ended).
-    pub(crate) fn retain(&self, routes: &[(&str, &str)], instances: &[(&str, &str)]) {
-        let kept = |keys: &[(&str, &str)], (a, b): &Key| keys.contains(&(&**a, &**b));
+    /// What the DNS name `source` of discovered upstream `upstream` last resolved to.
+    pub(crate) fn resolution(&self, upstream: &str, source: &str) -> Arc<Resolution> {
+        let key: Key = (upstream.into(), source.into());
+        let mut resolutions = self.resolutions.lock();
+        let entry = resolutions.entry(key);
+        entry
+            .or_insert_with(|| Arc::new(Resolution::new(upstream, self)))
+            .clone()
+    }
+
+    /// Forgets the instances of `upstream` not in `kept`: its DNS name no longer resolves to them.
+    pub(crate) fn retain_instances_of(&self, upstream: &str, kept: &[Arc<str>]) {
+        self.instances
+            .lock()
+            .retain(|(name, addr), _| &**name != upstream || kept.contains(addr));
+    }
+
+    /// Forgets the routes, instances and discovered upstreams' names a config no longer has (a
+    /// route's figures only once its last request or tunnel has ended).
+    pub(crate) fn retain(&self, kept: Retained<'_>) {
+        let Retained {
+            routes,
+            instances,
+            resolutions,
+        } = kept;
+        let listed = |keys: &[(&str, &str)], (a, b): &Key| keys.contains(&(&**a, &**b));
         let mut retired = self.retired.lock();
         self.routes.lock().retain(|key, stats| {
-            let keep = kept(routes, key);
+            let keep = listed(routes, key);
             if !keep && stats.busy() {
                 retired.push((key.clone(), stats.clone()));
             }
             keep
         });
         drop(retired);
-        self.instances.lock().retain(|key, _| kept(instances, key));
+        self.instances.lock().retain(|key, _| listed(instances, key));
+        self.resolutions.lock().retain(|key, _| listed(resolutions, key));
         let routed = |name: &str| routes.iter().any(|(route, _)| *route == name);
         self.variant_weights.lock().retain(|route, _| routed(route));
         self.limiters.lock().retain(|route, _| routed(route));

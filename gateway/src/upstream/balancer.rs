@@ -30,6 +30,15 @@ pub(crate) fn hash_key(key: impl Hash) -> u64 {
 }
 
 impl Balancer {
+    /// The same policy, starting afresh (a round robin from the first instance).
+    pub(crate) fn fresh(&self) -> Balancer {
+        match self {
+            Balancer::RoundRobin(_) => Balancer::RoundRobin(AtomicUsize::new(0)),
+            Balancer::LeastRequest => Balancer::LeastRequest,
+            Balancer::ConsistentHash(on) => Balancer::ConsistentHash(on.clone()),
+        }
+    }
+
     /// Picks an available instance not in `tried`. `hash` is the request's key under consistent
     /// hashing (`None` when the request has no key: it is then balanced at random).
     pub(crate) fn pick(

@@ -129,26 +129,36 @@ pub(crate) fn ms_at(at: Instant) -> u64 {
         .as_millis() as u64
 }
 
+/// What every instance of an upstream shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InstanceSettings {
+    pub(crate) protocol: Protocol,
+    /// HTTP/2: the most streams a connection carries before another is opened.
+    pub(crate) max_streams: usize,
+    /// `Host` names the instance rather than the client's host (`host_header: instance`).
+    pub(crate) send_own_host: bool,
+}
+
 impl Instance {
-    /// `send_own_host`: `Host` names this instance rather than the client's host;
-    /// `max_streams`: HTTP/2's streams per connection before another is opened.
+    /// The instance at `authority`, whose own name is `named`: its address when listed, the
+    /// name resolved when discovered (what `Host` then carries, as the service answers to it).
     pub(crate) fn new(
         authority: Authority,
+        named: &Authority,
         tls: Option<TlsTarget>,
-        protocol: Protocol,
-        max_streams: usize,
-        send_own_host: bool,
+        settings: InstanceSettings,
         state: Arc<InstanceState>,
     ) -> Self {
-        let own_host = send_own_host
-            .then(|| own_host(&authority, tls.is_some()))
+        let own_host = settings
+            .send_own_host
+            .then(|| own_host(named, tls.is_some()))
             .flatten();
-        state.pool.keep_only(protocol);
+        state.pool.keep_only(settings.protocol);
         Instance {
             authority,
             tls,
-            protocol,
-            max_streams,
+            protocol: settings.protocol,
+            max_streams: settings.max_streams,
             own_host,
             state,
         }

@@ -4,6 +4,7 @@
 
 mod attempts;
 mod balancer;
+mod discovery;
 mod ejection_log;
 pub(crate) mod grpc_health;
 mod head;
@@ -17,9 +18,10 @@ mod retry;
 mod ticket;
 
 pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
+pub(crate) use discovery::{Discovery, DnsSource, Resolution, Resolver};
 pub(crate) use ejection_log::EjectionLog;
 pub(crate) use health::{HealthCheck, PassingStatuses, Probe};
-pub(crate) use instance::{ms_at, now_ms, Instance, InstanceState};
+pub(crate) use instance::{ms_at, now_ms, Instance, InstanceSettings, InstanceState};
 pub(crate) use outlier::{FailurePercentage, Judged, OutlierPolicy, RateEjection, SuccessRate};
 pub(crate) use pool::{Exchange, Protocol};
 pub(crate) use retry::{is_idempotent, RetryBudget, RetryPolicy, UpstreamLoad};
@@ -56,18 +58,94 @@ pub(crate) struct Upstream {
     pub(crate) ejections: Arc<EjectionLog>,
 }
 
+/// An upstream as routes and the admin API hold it.
+#[derive(Debug, Clone)]
+pub(crate) enum UpstreamRef {
+    /// Its instances are listed in the config: it is fixed for the config's life.
+    Fixed(Arc<Upstream>),
+    /// Its instances are a DNS name's addresses: it is rebuilt when they change.
+    Discovered(Arc<Discovery>),
+}
+
+/// The upstream a request goes to, held to the request's end.
+pub(crate) enum Current<'a> {
+    Fixed(&'a Arc<Upstream>),
+    Discovered(Arc<Upstream>),
+}
+
+impl std::ops::Deref for Current<'_> {
+    type Target = Arc<Upstream>;
+
+    fn deref(&self) -> &Arc<Upstream> {
+        match self {
+            Current::Fixed(upstream) => upstream,
+            Current::Discovered(upstream) => upstream,
+        }
+    }
+}
+
+impl UpstreamRef {
+    /// The upstream as it is now. A discovered one's instances may change while a request is
+    /// under way; the request keeps the set it started with, and the indices into it.
+    pub(crate) fn current(&self) -> Current<'_> {
+        match self {
+            UpstreamRef::Fixed(upstream) => Current::Fixed(upstream),
+            UpstreamRef::Discovered(discovery) => Current::Discovered(discovery.current()),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &Arc<str> {
+        match self {
+            UpstreamRef::Fixed(upstream) => &upstream.name,
+            UpstreamRef::Discovered(discovery) => &discovery.name,
+        }
+    }
+
+    pub(crate) fn status(&self) -> UpstreamStatus {
+        let upstream = self.current();
+        UpstreamStatus {
+            name: upstream.name.clone(),
+            instances: upstream.instances.iter().map(Instance::status).collect(),
+            discovery: self.discovery().map(|d| d.status()),
+        }
+    }
+
+    pub(crate) fn health(&self) -> lookout_dashboard::UpstreamHealth {
+        self.current().health()
+    }
+
+    pub(crate) fn discovery(&self) -> Option<&Arc<Discovery>> {
+        match self {
+            UpstreamRef::Fixed(_) => None,
+            UpstreamRef::Discovered(discovery) => Some(discovery),
+        }
+    }
+}
+
 /// The state of an upstream's instances, for the admin API.
 #[derive(Debug, Serialize)]
 pub(crate) struct UpstreamStatus {
     name: Arc<str>,
     instances: Vec<instance::InstanceStatus>,
+    /// Where a discovered upstream's instances come from, and how its latest resolution went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discovery: Option<discovery::DiscoveryStatus>,
 }
 
 /// Starts what watches the upstreams off the request path, each task ending with its upstream:
-/// active health checks, and outlier detection's sweeps of the shares of failures.
-pub(crate) fn spawn_watchers(upstreams: &[Arc<Upstream>]) {
-    health::spawn_health_checks(upstreams);
-    outlier::spawn_outlier_sweeps(upstreams);
+/// active health checks, outlier detection's sweeps of the shares of failures, and the DNS
+/// resolutions of discovered upstreams.
+pub(crate) fn spawn_watchers(upstreams: &[UpstreamRef]) {
+    for upstream in upstreams {
+        match upstream {
+            UpstreamRef::Fixed(fixed) => {
+                let fixed = std::slice::from_ref(fixed);
+                health::spawn_health_checks(fixed);
+                outlier::spawn_outlier_sweeps(fixed);
+            }
+            UpstreamRef::Discovered(discovery) => discovery::spawn_discovery(discovery),
+        }
+    }
 }
 
 impl Upstream {
@@ -140,19 +218,32 @@ impl Upstream {
         });
     }
 
+    /// The same upstream with other instances (those its DNS name now resolves to).
+    fn with_instances(&self, instances: Box<[Instance]>) -> Upstream {
+        Upstream {
+            name: self.name.clone(),
+            instances,
+            balancer: self.balancer.fresh(),
+            protocol: self.protocol,
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            read_timeout: self.read_timeout,
+            health_check: self.health_check.clone(),
+            outlier: self.outlier,
+            retry: self.retry.clone(),
+            max_in_flight: self.max_in_flight,
+            retries: self.retries.clone(),
+            overloaded: self.overloaded.clone(),
+            ejections: self.ejections.clone(),
+        }
+    }
+
     /// The instances' state as the dashboard shows it.
-    pub(crate) fn health(&self) -> lookout_dashboard::UpstreamHealth {
+    fn health(&self) -> lookout_dashboard::UpstreamHealth {
         let now = instance::now_ms();
         lookout_dashboard::UpstreamHealth {
             name: self.name.to_string(),
             instances: self.instances.iter().map(|i| i.health(now)).collect(),
-        }
-    }
-
-    pub(crate) fn status(&self) -> UpstreamStatus {
-        UpstreamStatus {
-            name: self.name.clone(),
-            instances: self.instances.iter().map(Instance::status).collect(),
         }
     }
 }

@@ -16,7 +16,7 @@ pub(crate) fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct RetryPolicy {
     /// Attempts in all, the first included.
     pub(crate) attempts: u32,
@@ -27,7 +27,7 @@ pub(crate) struct RetryPolicy {
     pub(crate) same_instance: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct RetryBudget {
     percent: f64,
     min_concurrency: usize,

@@ -722,3 +722,38 @@ fn a_routes_cache_coalesce_is_a_duration_or_off_and_stale_if_error_a_duration() 
         "it is off by default, not `off`"
     );
 }
+
+#[test]
+fn discovery_settings_name_their_field() {
+    let text = "\
+dns: { nameservers: [\"10.0.0.1:53\", \"resolver.local\"], timeout: soon }
+upstreams:
+  - { name: a, instances: [\"127.0.0.1:1\"], discover: { dns: \"a.svc:80\" } }
+  - { name: b }
+  - { name: c, discover: { dns: \"10.0.0.5:8080\" } }
+  - { name: d, discover: { dns: \"d.svc\", refresh: 0s } }
+";
+    let all = errors(text);
+    for (field, line, says) in [
+        ("dns.nameservers[1]", 1, "`resolver.local` is not an IP address"),
+        ("dns.timeout", 1, "soon"),
+        ("upstreams[0].discover", 3, "not both"),
+        ("upstreams[1].instances", 4, "or `discover:` to find them in DNS"),
+        (
+            "upstreams[2].discover.dns",
+            5,
+            "needs no discovery: list it in `instances`",
+        ),
+        ("upstreams[3].discover.dns", 6, "needs a port"),
+        ("upstreams[3].discover.refresh", 6, "greater than zero"),
+    ] {
+        let error = find(&all, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(all.len(), 7, "{all:#?}");
+    let none =
+        errors("dns: { nameservers: [] }\nupstreams: [{ name: e, discover: { dns: \"e.svc:80\" } }]\n");
+    let error = find(&none, "dns.nameservers");
+    assert!(error.message.contains("at least one nameserver"), "{error:?}");
+}

@@ -8,6 +8,7 @@ mod callers;
 mod compose;
 mod compression;
 mod config_errors;
+mod discovery;
 mod edge;
 mod events;
 mod grpc;

@@ -1,0 +1,313 @@
+//! DNS service discovery (`discover: { dns: name:port }`, Envoy's STRICT_DNS): an upstream whose
+//! instances are the addresses a name resolves to, as a headless Kubernetes Service or Consul's
+//! DNS interface publish them. The name is resolved again every `refresh`, off the request path.
+//! When its addresses change, the upstream is rebuilt with the new set and swapped in: a request
+//! keeps the set it started with to its end. Each address's state (health, ejection, connection
+//! pool) is the registry's, so an address that stays keeps it, and a reload starts from the
+//! addresses last resolved rather than from none.
+//!
+//! A failed resolution (a timeout, SERVFAIL) keeps the instances it has: the name's servers are
+//! down, not its backends. An answer with no address (NXDOMAIN, or no record of the kind asked)
+//! empties the upstream, whose requests are then refused at once (503), as a Service scaled to
+//! zero has nothing to serve them.
+
+use super::{health, outlier, Instance, InstanceSettings, Upstream};
+use crate::stats::{Registry, DNS_RESOLUTIONS};
+use crate::tls::TlsTarget;
+use arc_swap::ArcSwap;
+use http::uri::Authority;
+use metrics::{Counter, Label};
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// The resolver every discovered upstream of a config shares.
+pub(crate) type Resolver = hickory_resolver::TokioResolver;
+
+/// An upstream whose instances come from DNS.
+pub(crate) struct Discovery {
+    pub(crate) name: Arc<str>,
+    current: ArcSwap<Upstream>,
+    /// The name resolved, and the port and scheme of its instances.
+    source: DnsSource,
+    refresh: Duration,
+    resolver: Arc<Resolver>,
+    registry: Arc<Registry>,
+    /// What the name last resolved to, kept over reloads.
+    resolution: Arc<Resolution>,
+    /// A reload replaced this upstream: its resolutions stop.
+    retired: AtomicBool,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery")
+            .field("name", &self.name)
+            .field("source", &self.source.named)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `discover.dns` names: `host:port` (or `https://host:port`), and how its instances are made.
+#[derive(Debug, Clone)]
+pub(crate) struct DnsSource {
+    /// The name with its port; the instances' own name (`Host` with `host_header: instance`).
+    pub(crate) named: Authority,
+    /// TLS to every instance, the certificate carrying the name (or `tls.server_name`).
+    pub(crate) tls: Option<TlsTarget>,
+    pub(crate) settings: InstanceSettings,
+}
+
+impl DnsSource {
+    /// The instances at `addresses`, each with the registry's state for its address.
+    pub(crate) fn instances(
+        &self,
+        upstream: &str,
+        addresses: &[IpAddr],
+        registry: &Registry,
+    ) -> Box<[Instance]> {
+        let port = self.named.port_u16().unwrap_or_default();
+        addresses
+            .iter()
+            .filter_map(|&ip| {
+                let authority: Authority = SocketAddr::new(ip, port).to_string().parse().ok()?;
+                let state = registry.instance(upstream, &self.key(&authority));
+                Some(Instance::new(
+                    authority,
+                    &self.named,
+                    self.tls.clone(),
+                    self.settings,
+                    state,
+                ))
+            })
+            .collect()
+    }
+
+    /// An instance's name in events, metrics and the registry: `https://` marks a TLS peer.
+    fn key(&self, authority: &Authority) -> String {
+        match self.tls {
+            Some(_) => format!("https://{authority}"),
+            None => authority.to_string(),
+        }
+    }
+
+    /// The registry's key of this source, so that a reload naming another keeps nothing of it.
+    pub(crate) fn label(&self) -> String {
+        self.key(&self.named)
+    }
+}
+
+/// What a discovered upstream's name last resolved to, and how its resolutions went.
+pub(crate) struct Resolution {
+    state: Mutex<ResolutionState>,
+    succeeded: Counter,
+    failed: Counter,
+}
+
+#[derive(Default)]
+struct ResolutionState {
+    /// Sorted; `None` until the first answer.
+    addresses: Option<Vec<IpAddr>>,
+    /// The first resolution has ended, well or not.
+    attempted: bool,
+    resolved_at_unix_us: Option<i64>,
+    last_error: Option<String>,
+}
+
+/// A discovered upstream's state for the admin API.
+#[derive(Debug, Serialize)]
+pub(crate) struct DiscoveryStatus {
+    dns: String,
+    refresh_ms: u64,
+    addresses: Vec<IpAddr>,
+    /// When the name last resolved (its answer may have been empty).
+    resolved_at_unix_us: Option<i64>,
+    /// Why the latest resolution failed, when it did; the instances stay as they were.
+    last_error: Option<String>,
+}
+
+impl Resolution {
+    pub(crate) fn new(upstream: &str, registry: &Registry) -> Self {
+        let counter = |result: &'static str| {
+            let labels = vec![
+                Label::new("upstream", upstream.to_owned()),
+                Label::new("result", result),
+            ];
+            registry.metrics().counter(DNS_RESOLUTIONS, labels)
+        };
+        Resolution {
+            state: Mutex::default(),
+            succeeded: counter("success"),
+            failed: counter("failure"),
+        }
+    }
+
+    /// The addresses last resolved (none before the first answer).
+    pub(crate) fn addresses(&self) -> Vec<IpAddr> {
+        self.state.lock().addresses.clone().unwrap_or_default()
+    }
+
+    /// Records an answer; `true` when its addresses differ from the last.
+    fn answered(&self, addresses: &[IpAddr]) -> bool {
+        self.succeeded.increment(1);
+        let mut state = self.state.lock();
+        state.attempted = true;
+        state.resolved_at_unix_us = Some(super::unix_us());
+        state.last_error = None;
+        let changed = state.addresses.as_deref() != Some(addresses);
+        state.addresses = Some(addresses.to_vec());
+        changed
+    }
+
+    fn failed(&self, error: String) {
+        self.failed.increment(1);
+        let mut state = self.state.lock();
+        state.attempted = true;
+        state.last_error = Some(error);
+    }
+}
+
+impl Discovery {
+    pub(crate) fn new(
+        upstream: Upstream,
+        source: DnsSource,
+        refresh: Duration,
+        resolver: Arc<Resolver>,
+        registry: Arc<Registry>,
+    ) -> Self {
+        let resolution = registry.resolution(&upstream.name, &source.label());
+        Discovery {
+            name: upstream.name.clone(),
+            current: ArcSwap::from_pointee(upstream),
+            source,
+            refresh,
+            resolver,
+            registry,
+            resolution,
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    /// The upstream as its latest resolution made it.
+    pub(crate) fn current(&self) -> Arc<Upstream> {
+        self.current.load_full()
+    }
+
+    /// Whether the name has been resolved (or has failed to be) once: until then a new gateway
+    /// has no instances for it, and is not ready.
+    pub(crate) fn attempted(&self) -> bool {
+        self.resolution.state.lock().attempted
+    }
+
+    /// A reload replaced this upstream: its resolutions stop.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    /// The registry's key of this upstream's source.
+    pub(crate) fn source_label(&self) -> String {
+        self.source.label()
+    }
+
+    pub(crate) fn status(&self) -> DiscoveryStatus {
+        let state = self.resolution.state.lock();
+        DiscoveryStatus {
+            dns: self.source.label(),
+            refresh_ms: self.refresh.as_millis() as u64,
+            addresses: state.addresses.clone().unwrap_or_default(),
+            resolved_at_unix_us: state.resolved_at_unix_us,
+            last_error: state.last_error.clone(),
+        }
+    }
+
+    /// Resolves the name once; when its addresses changed, swaps in an upstream made of them.
+    async fn resolve(&self) {
+        let host = self.source.named.host();
+        let mut addresses: Vec<IpAddr> = match self.resolver.lookup_ip(host).await {
+            Ok(lookup) => lookup.iter().collect(),
+            Err(error) if error.is_no_records_found() => Vec::new(),
+            Err(error) => {
+                tracing::warn!(upstream = %self.name, name = host, %error, "DNS resolution failed; keeping the instances");
+                self.resolution.failed(error.to_string());
+                return;
+            }
+        };
+        addresses.sort_unstable();
+        addresses.dedup();
+        if self.resolution.answered(&addresses) {
+            self.swap(&addresses);
+        }
+    }
+
+    fn swap(&self, addresses: &[IpAddr]) {
+        let instances = self.source.instances(&self.name, addresses, &self.registry);
+        let keys: Vec<&str> = instances.iter().map(|i| &*i.addr).collect();
+        tracing::info!(upstream = %self.name, instances = ?keys, "DNS: the upstream's instances changed");
+        let next = Arc::new(self.current.load().with_instances(instances));
+        let keep: Vec<Arc<str>> = next.instances.iter().map(|i| i.addr.clone()).collect();
+        spawn_checks(&next);
+        self.current.store(next);
+        self.registry.retain_instances_of(&self.name, &keep);
+    }
+}
+
+/// Starts resolving `discovery`'s name now and every `refresh`, until the upstream is retired
+/// or dropped, and checks on its current instances.
+pub(crate) fn spawn_discovery(discovery: &Arc<Discovery>) {
+    spawn_checks(&discovery.current());
+    tokio::spawn(resolve_loop(Arc::downgrade(discovery)));
+}
+
+/// Health checks and outlier sweeps of one set of instances; each ends with that set.
+fn spawn_checks(upstream: &Arc<Upstream>) {
+    let upstreams = std::slice::from_ref(upstream);
+    health::spawn_health_checks(upstreams);
+    outlier::spawn_outlier_sweeps(upstreams);
+}
+
+async fn resolve_loop(discovery: Weak<Discovery>) {
+    loop {
+        let Some(current) = discovery.upgrade() else {
+            return;
+        };
+        if current.retired.load(Ordering::Relaxed) {
+            return;
+        }
+        current.resolve().await;
+        let refresh = current.refresh;
+        drop(current);
+        tokio::time::sleep(refresh).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::Protocol;
+    use http::header::{HeaderMap, HOST};
+
+    #[test]
+    fn discovered_instances_are_their_addresses_on_the_names_port_and_answer_to_the_name() {
+        let source = DnsSource {
+            named: Authority::from_static("books.shop.svc:8080"),
+            tls: None,
+            settings: InstanceSettings {
+                protocol: Protocol::Http1,
+                max_streams: usize::MAX,
+                send_own_host: true,
+            },
+        };
+        let addresses = ["10.0.0.7".parse().unwrap(), "fd00::1".parse().unwrap()];
+        let instances = source.instances("books", &addresses, &Registry::default());
+        let names: Vec<&str> = instances.iter().map(|i| &*i.addr).collect();
+        assert_eq!(names, ["10.0.0.7:8080", "[fd00::1]:8080"]);
+        assert_eq!(instances[1].authority.as_str(), "[fd00::1]:8080");
+        let mut headers = HeaderMap::new();
+        instances[0].give_host(&mut headers);
+        assert_eq!(headers[HOST], "books.shop.svc:8080");
+        assert_eq!(source.label(), "books.shop.svc:8080");
+    }
+}

@@ -1,0 +1,224 @@
+//! DNS service discovery: an upstream whose instances are the addresses a name resolves to, on
+//! a real DNS server on loopback. The gateway balances across every address, follows the name
+//! as its addresses change, keeps its instances when resolution fails, empties the upstream on
+//! an answer with no address, starts a reload from the addresses last resolved, and is not
+//! ready until each name has been resolved once.
+
+use http::{Method, StatusCode};
+use lookout_tests::{body_json, metrics_text, send, start_gateway, wait_until, TestDns, TestUpstream};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn loopback(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, last)
+}
+
+/// One upstream `svc` discovering `name` on `port`, resolved every 100 ms by `dns`, and a
+/// catch-all route to it.
+fn config(dns: SocketAddr, name: &str, port: u16, dns_extra: &str) -> String {
+    format!(
+        "dns: {{ nameservers: [\"{dns}\"], timeout: 300ms{dns_extra} }}
+upstreams:
+  - {{ name: svc, discover: {{ dns: \"{name}:{port}\", refresh: 100ms }} }}
+routes:
+  - {{ name: all, upstream: svc }}
+"
+    )
+}
+
+/// The instances that answered `count` requests.
+async fn answering(proxy: SocketAddr, count: usize) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..count {
+        let reply = send(proxy, Method::GET, "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        seen.insert(reply.instance().to_owned());
+    }
+    seen
+}
+
+fn names(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|n| n.to_string()).collect()
+}
+
+async fn discovered(admin: SocketAddr) -> Value {
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    stats["upstreams"][0].clone()
+}
+
+async fn wait_ready(admin: SocketAddr) -> bool {
+    wait_until(WAIT, || async {
+        send(admin, Method::GET, "/readyz", &[]).await.status == StatusCode::OK
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_discovered_upstream_balances_across_every_address_and_follows_the_name() {
+    let upstreams = TestUpstream::start_same_port(&["a", "b", "c"]).await;
+    let port = upstreams[0].addr.port();
+    let dns = TestDns::start().await;
+    let name = TestDns::name("books");
+    dns.set(&name, &[loopback(2), loopback(3)]).await;
+    let gateway = start_gateway(&config(dns.addr(), &name, port, "")).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    assert!(wait_ready(admin).await, "the first resolution ends");
+    assert_eq!(answering(proxy, 10).await, names(&["a", "b"]));
+
+    dns.set(&name, &[loopback(3), loopback(4)]).await;
+    let followed = wait_until(WAIT, || async { answering(proxy, 4).await == names(&["b", "c"]) }).await;
+    assert!(followed, "the name's new addresses are the upstream's instances");
+    assert_eq!(answering(proxy, 10).await, names(&["b", "c"]));
+
+    let upstream = discovered(admin).await;
+    let instances: Vec<&str> = upstream["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .map(|i| i["addr"].as_str().expect("addr"))
+        .collect();
+    let (b, c) = (format!("127.0.0.3:{port}"), format!("127.0.0.4:{port}"));
+    assert_eq!(instances, [b.as_str(), c.as_str()], "{upstream}");
+    let discovery = &upstream["discovery"];
+    assert_eq!(discovery["dns"], format!("{name}:{port}"), "{discovery}");
+    assert_eq!(
+        discovery["addresses"],
+        serde_json::json!(["127.0.0.3", "127.0.0.4"])
+    );
+    assert_eq!(discovery["refresh_ms"], 100);
+    assert!(discovery["last_error"].is_null(), "{discovery}");
+
+    // The address the name dropped has no health any more; the resolutions are counted.
+    let metrics = metrics_text(admin).await;
+    let health = |addr: &str| {
+        format!("lookout_upstream_instance_healthy{{upstream=\"svc\",upstream_instance=\"{addr}\"}} 1")
+    };
+    assert!(
+        !metrics.contains(&health(&format!("127.0.0.2:{port}"))),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&health(&c)), "{metrics}");
+    let successes = counter(
+        &metrics,
+        "lookout_upstream_dns_resolutions_total{upstream=\"svc\",result=\"success\"}",
+    );
+    assert!(successes >= 2, "{metrics}");
+    gateway.shutdown().await;
+}
+
+/// The value of the series `series` in `metrics`.
+fn counter(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+}
+
+#[tokio::test]
+async fn an_empty_answer_empties_the_upstream_and_a_failed_resolution_keeps_it() {
+    let upstreams = TestUpstream::start_same_port(&["a"]).await;
+    let port = upstreams[0].addr.port();
+    let mut dns = TestDns::start().await;
+    let name = TestDns::name("reviews");
+    dns.set(&name, &[loopback(2)]).await;
+    let gateway = start_gateway(&config(dns.addr(), &name, port, "")).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    assert!(wait_ready(admin).await);
+    assert_eq!(answering(proxy, 3).await, names(&["a"]));
+
+    // NXDOMAIN: the Service has no backend, and its requests are refused at once.
+    dns.set(&name, &[]).await;
+    let emptied = wait_until(WAIT, || async {
+        send(proxy, Method::GET, "/", &[]).await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert!(emptied, "an answer with no address empties the upstream");
+    let refused = send(proxy, Method::GET, "/", &[]).await;
+    assert_eq!(
+        body_json(&refused)["error"]["code"],
+        "no_healthy_instance",
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(discovered(admin).await["instances"], serde_json::json!([]));
+
+    dns.set(&name, &[loopback(2)]).await;
+    let back = wait_until(WAIT, || async {
+        send(proxy, Method::GET, "/", &[]).await.status == StatusCode::OK
+    })
+    .await;
+    assert!(back, "the address is an instance again");
+
+    // The name's server is down: the instances stay, and the failure is told.
+    dns.stop().await;
+    let failed = wait_until(WAIT, || async {
+        !discovered(admin).await["discovery"]["last_error"].is_null()
+    })
+    .await;
+    assert!(failed, "the failed resolution is told in /admin/stats");
+    assert_eq!(answering(proxy, 5).await, names(&["a"]));
+    let metrics = metrics_text(admin).await;
+    let failures = counter(
+        &metrics,
+        "lookout_upstream_dns_resolutions_total{upstream=\"svc\",result=\"failure\"}",
+    );
+    assert!(failures >= 1, "{metrics}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_starts_from_the_addresses_last_resolved() {
+    let upstreams = TestUpstream::start_same_port(&["a", "b"]).await;
+    let port = upstreams[0].addr.port();
+    let mut dns = TestDns::start().await;
+    let name = TestDns::name("web");
+    dns.set(&name, &[loopback(2), loopback(3)]).await;
+    let gateway = start_gateway(&config(dns.addr(), &name, port, "")).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    assert!(wait_ready(admin).await);
+    assert_eq!(answering(proxy, 6).await, names(&["a", "b"]));
+
+    // With the name's server gone, the reloaded config could resolve nothing: it serves what the
+    // name last resolved to, at once, and is ready.
+    dns.stop().await;
+    gateway.reload().await.expect("the same config reloads");
+    assert_eq!(answering(proxy, 6).await, names(&["a", "b"]));
+    assert_eq!(
+        send(admin, Method::GET, "/readyz", &[]).await.status,
+        StatusCode::OK
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_gateway_is_not_ready_until_each_discovered_name_is_resolved_once() {
+    // A nameserver that never answers: the first resolution takes its timeouts.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let config = config(
+        silent.local_addr().expect("address"),
+        "slow.lookout.test",
+        8080,
+        "",
+    );
+    let gateway = start_gateway(&config.replace("timeout: 300ms", "timeout: 1s")).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    let waiting = send(admin, Method::GET, "/readyz", &[]).await;
+    assert_eq!(waiting.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = body_json(&waiting);
+    assert_eq!(body["error"]["code"], "resolving", "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("svc"), "{body}");
+
+    // Once it has failed, the gateway is ready, and the upstream without instances refuses.
+    assert!(
+        wait_ready(admin).await,
+        "ready once the first resolution has ended"
+    );
+    let refused = send(proxy, Method::GET, "/", &[]).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    gateway.shutdown().await;
+}
