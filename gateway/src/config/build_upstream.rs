@@ -10,8 +10,9 @@ use super::values::{duration, duration_or_off, instance, percent, positive, Sche
 use crate::stats::{Registry, OVERLOADED, RETRIES};
 use crate::tls::TlsTarget;
 use crate::upstream::{
-    grpc_health, Balancer, Discovery, DnsSource, HashOn, HealthCheck, Instance, InstanceSettings,
-    PassingStatuses, Probe, Protocol, Resolver, RetryBudget, RetryPolicy, Upstream, UpstreamRef,
+    grpc_health, instance_key, Balancer, Discovery, DnsSource, HashOn, HealthCheck, Instance,
+    InstanceSettings, PassingStatuses, Probe, Protocol, Resolver, RetryBudget, RetryPolicy, Upstream,
+    UpstreamRef,
 };
 use http::header::HeaderName;
 use http::uri::Authority;
@@ -153,33 +154,25 @@ fn build_upstream(
         tls.as_ref()
             .and_then(|config| tls_target(p, field, raw, config, authority))
     };
-    let (instances, discovered) = match addresses? {
-        Addresses::Listed(listed) => {
+    // Wrong addresses still let the upstream's other fields be checked, to report all at once.
+    let (instances, discovered) = match addresses {
+        None => (Box::default(), None),
+        Some(Addresses::Listed(listed)) => {
             let instances = listed.into_iter().map(|authority| {
                 let target = tls_of(p, &authority);
-                // A TLS instance is a different peer from a plain one at the same address: its
-                // own pool, statistics and name.
-                let key = match target {
-                    Some(_) => format!("https://{authority}"),
-                    None => authority.to_string(),
-                };
+                let key = instance_key(&authority, target.is_some());
                 let state = registry.instance(&raw.name, &key);
                 Instance::new(authority.clone(), &authority, target, settings, state)
             });
             (instances.collect(), None)
         }
-        Addresses::Discovered(discover) => {
+        Some(Addresses::Discovered(discover)) => {
             let source = DnsSource {
                 tls: tls_of(p, &discover.named),
                 named: discover.named,
                 settings,
             };
-            // A reload starts from the addresses the name last resolved to.
-            let last = registry.resolution(&raw.name, &source.label()).addresses();
-            (
-                source.instances(&raw.name, &last, registry),
-                Some((source, discover.refresh)),
-            )
+            (Box::default(), Some((source, discover.refresh)))
         }
     };
     let balancer = build_balancer(p, field, raw);
@@ -230,7 +223,7 @@ fn build_upstream(
     match discovered {
         None => Some(UpstreamRef::Fixed(Arc::new(upstream))),
         Some((source, refresh)) => {
-            let discovery = Discovery::new(upstream, source, refresh, resolver?.clone(), registry.clone());
+            let discovery = Discovery::new(&upstream, source, refresh, resolver?.clone(), registry.clone());
             Some(UpstreamRef::Discovered(Arc::new(discovery)))
         }
     }

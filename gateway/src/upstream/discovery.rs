@@ -11,7 +11,7 @@
 //! empties the upstream, whose requests are then refused at once (503), as a Service scaled to
 //! zero has nothing to serve them.
 
-use super::{health, outlier, Instance, InstanceSettings, Upstream};
+use super::{health, instance_key, outlier, Instance, InstanceSettings, Upstream};
 use crate::stats::{Registry, DNS_RESOLUTIONS};
 use crate::tls::TlsTarget;
 use arc_swap::ArcSwap;
@@ -38,6 +38,8 @@ pub(crate) struct Discovery {
     registry: Arc<Registry>,
     /// What the name last resolved to, kept over reloads.
     resolution: Arc<Resolution>,
+    /// The addresses of `current`'s instances, which only the resolving task changes.
+    serving: Mutex<Vec<IpAddr>>,
     /// A reload replaced this upstream: its resolutions stop.
     retired: AtomicBool,
 }
@@ -86,12 +88,8 @@ impl DnsSource {
             .collect()
     }
 
-    /// An instance's name in events, metrics and the registry: `https://` marks a TLS peer.
     fn key(&self, authority: &Authority) -> String {
-        match self.tls {
-            Some(_) => format!("https://{authority}"),
-            None => authority.to_string(),
-        }
+        instance_key(authority, self.tls.is_some())
     }
 
     /// The registry's key of this source, so that a reload naming another keeps nothing of it.
@@ -150,16 +148,13 @@ impl Resolution {
         self.state.lock().addresses.clone().unwrap_or_default()
     }
 
-    /// Records an answer; `true` when its addresses differ from the last.
-    fn answered(&self, addresses: &[IpAddr]) -> bool {
+    fn answered(&self, addresses: &[IpAddr]) {
         self.succeeded.increment(1);
         let mut state = self.state.lock();
         state.attempted = true;
         state.resolved_at_unix_us = Some(super::unix_us());
         state.last_error = None;
-        let changed = state.addresses.as_deref() != Some(addresses);
         state.addresses = Some(addresses.to_vec());
-        changed
     }
 
     fn failed(&self, error: String) {
@@ -171,22 +166,27 @@ impl Resolution {
 }
 
 impl Discovery {
+    /// `upstream` (its instances aside) with the instances its name last resolved to: none at
+    /// the gateway's start, those of the running config on a reload.
     pub(crate) fn new(
-        upstream: Upstream,
+        upstream: &Upstream,
         source: DnsSource,
         refresh: Duration,
         resolver: Arc<Resolver>,
         registry: Arc<Registry>,
     ) -> Self {
         let resolution = registry.resolution(&upstream.name, &source.label());
+        let serving = resolution.addresses();
+        let instances = source.instances(&upstream.name, &serving, &registry);
         Discovery {
             name: upstream.name.clone(),
-            current: ArcSwap::from_pointee(upstream),
+            current: ArcSwap::from_pointee(upstream.with_instances(instances)),
             source,
             refresh,
             resolver,
             registry,
             resolution,
+            serving: Mutex::new(serving),
             retired: AtomicBool::new(false),
         }
     }
@@ -237,8 +237,13 @@ impl Discovery {
         };
         addresses.sort_unstable();
         addresses.dedup();
-        if self.resolution.answered(&addresses) {
+        self.resolution.answered(&addresses);
+        // Compared with what this upstream serves, not with the last answer: a reload's upstream
+        // starts from the answers its predecessor had, which may have changed since.
+        let mut serving = self.serving.lock();
+        if *serving != addresses {
             self.swap(&addresses);
+            *serving = addresses;
         }
     }
 

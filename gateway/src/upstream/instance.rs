@@ -58,6 +58,15 @@ impl Instance {
     }
 }
 
+/// An instance's name in events, metrics and the registry. A TLS instance is a different peer
+/// from a plain one at the same address (its own pool, statistics and name): `https://` says so.
+pub(crate) fn instance_key(authority: &Authority, tls: bool) -> String {
+    match tls {
+        true => format!("https://{authority}"),
+        false => authority.to_string(),
+    }
+}
+
 /// The instance's name as `Host` writes it: without the port when it is its scheme's default.
 fn own_host(authority: &Authority, tls: bool) -> Option<HeaderValue> {
     let default_port = if tls { 443 } else { 80 };

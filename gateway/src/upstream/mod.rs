@@ -21,7 +21,7 @@ pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
 pub(crate) use discovery::{Discovery, DnsSource, Resolution, Resolver};
 pub(crate) use ejection_log::EjectionLog;
 pub(crate) use health::{HealthCheck, PassingStatuses, Probe};
-pub(crate) use instance::{ms_at, now_ms, Instance, InstanceSettings, InstanceState};
+pub(crate) use instance::{instance_key, ms_at, now_ms, Instance, InstanceSettings, InstanceState};
 pub(crate) use outlier::{FailurePercentage, Judged, OutlierPolicy, RateEjection, SuccessRate};
 pub(crate) use pool::{Exchange, Protocol};
 pub(crate) use retry::{is_idempotent, RetryBudget, RetryPolicy, UpstreamLoad};

@@ -83,7 +83,12 @@ fn the_gateway_runs_the_deploy_config_against_compose_services() {
     )));
     let config = yaml(&read("deploy/k8s/base/lookout.yaml"));
     for upstream in config["upstreams"].as_array().expect("upstreams") {
-        for instance in upstream["instances"].as_array().expect("instances") {
+        // Listed instances, or the name whose addresses are discovered (each replica's).
+        let addresses = match upstream["instances"].as_array() {
+            Some(instances) => instances.clone(),
+            None => vec![upstream["discover"]["dns"].clone()],
+        };
+        for instance in &addresses {
             let host = text(instance).split(':').next().expect("host");
             assert!(
                 services.contains_key(host),

@@ -1,6 +1,7 @@
 //! The deployment's topology as separate processes: each demo service is its own `lookout
 //! demo-service`, and a `lookout run` with the deploy config (deploy/k8s/base/lookout.yaml,
-//! its Service names replaced by the processes' loopback addresses) proxies to them by address.
+//! its Service names replaced by the processes' loopback addresses, or by `localhost` where it
+//! discovers them) proxies to them.
 
 use super::read;
 use crate::cli::{addr_in, get, get_with, Process, LOOKOUT};
@@ -54,13 +55,15 @@ async fn the_gateway_proxies_to_demo_services_running_as_their_own_processes() {
     let (_web, web) = demo_service("web", "web");
     let scratch = tempfile::tempdir().expect("tempdir");
     let config = deploy_config(&[
+        // Two processes on two ports, where the pods' addresses share one: listed.
         (
-            r#"["books:8080"]"#,
-            format!(r#"["{books_a_addr}", "{books_b_addr}"]"#),
+            r#"discover: { dns: "books:8080" }"#,
+            format!(r#"instances: ["{books_a_addr}", "{books_b_addr}"]"#),
         ),
         ("books-v2:8080", v2.to_string()),
         ("reviews:8080", reviews.to_string()),
-        ("web:8080", web.to_string()),
+        // Discovered still, as `localhost`, which /etc/hosts resolves.
+        ("web:8080", format!("localhost:{}", web.port())),
         ("0.0.0.0:8080", "127.0.0.1:0".into()),
         ("0.0.0.0:9901", "127.0.0.1:0".into()),
         (

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# DNS service discovery on the request path, benchmarked with wrk against a baseline measured
+# in the same run: the same upstream listed as an instance ("listed") and discovered through
+# DNS ("discovered": `discover: { dns: localhost:PORT }`, which the system's resolver answers
+# from /etc/hosts). A discovered upstream's instances sit behind an ArcSwap, loaded once per
+# request (an atomic reference count taken and given back); a listed one is borrowed from the
+# route. Each case is measured in rounds, every case once per round in turn; prints each
+# round's req/s, the medians of req/s, p50 and p99, and the ratios to "listed".
+# Lookout runs with --workers 1 and its store, access log and traces off.
+#
+#   tests/bench/discovery.sh                   # 3 rounds of 5 s
+#   ROUNDS=5 DURATION=10s tests/bench/discovery.sh
+#
+# Needs wrk (apt install wrk). This is a benchmark, not a test: nothing here passes or fails on
+# a figure.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+DURATION=${DURATION:-5s}
+rounds=${ROUNDS:-3}
+# shellcheck source=tests/bench/lib.sh
+source "$root/tests/bench/lib.sh"
+
+start_bench_upstream
+
+declare -A port=()
+start_lookout() { # name upstream-fields
+  port[$1]=$(free_port)
+  {
+    quiet_lookout_head "${port[$1]}"
+    echo "upstreams:"
+    echo "  - { name: bench, $2 }"
+    echo "routes:"
+    echo "  - { name: all, upstream: bench }"
+  } >"$work/$1.yaml"
+  RUST_LOG=warn "${LOOKOUT:-$target/release/lookout}" run -c "$work/$1.yaml" --workers 1 >/dev/null & pids+=($!)
+  wait_port "${port[$1]}"
+}
+start_lookout listed "instances: [\"127.0.0.1:$upstream_port\"]"
+start_lookout discovered "discover: { dns: \"localhost:$upstream_port\" }"
+
+declare -A url=(
+  [listed]="http://127.0.0.1:${port[listed]}/small"
+  [discovered]="http://127.0.0.1:${port[discovered]}/small"
+)
+cases=(listed discovered)
+# Until its first resolution ends a discovered upstream has no instance: wait for an answer.
+for _ in $(seq 100); do curl -sf -o /dev/null "${url[discovered]}" && break; sleep 0.05; done
+for name in "${cases[@]}"; do warm_up "${url[$name]}" 50; done
+
+declare -A by_round=() p50s=() p99s=() header=()
+measure_rounds
+
+printf "\n%-12s %10s %10s %10s %9s   %s\n" "case (c=50)" "req/s" "p50 (us)" "p99 (us)" "/listed" "req/s by round"
+base=$(median <<<"${by_round[listed]}")
+for name in "${cases[@]}"; do
+  r=$(median <<<"${by_round[$name]}")
+  printf "%-12s %10.0f %10.0f %10.0f %8.3fx   %s\n" "$name" "$r" "$(median <<<"${p50s[$name]}")" \
+    "$(median <<<"${p99s[$name]}")" "$(awk -v a="$r" -v b="$base" 'BEGIN { print a / b }')" "${by_round[$name]}"
+done
