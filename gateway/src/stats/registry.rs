@@ -14,6 +14,7 @@ use lookout_analytics::analysis::anomaly::Metric;
 use lookout_analytics::{QueueStats, StoreStats, UNMATCHED_ROUTE};
 use metrics::Label;
 use parking_lot::Mutex;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -157,12 +158,20 @@ impl Registry {
     }
 
     pub(crate) fn instance(&self, upstream: &str, addr: &str) -> Arc<InstanceState> {
+        self.instance_entry(upstream, addr).0
+    }
+
+    /// The state of instance `addr` of `upstream`, and whether it is new (not kept from before).
+    pub(crate) fn instance_entry(&self, upstream: &str, addr: &str) -> (Arc<InstanceState>, bool) {
         let key: Key = (upstream.into(), addr.into());
         let mut instances = self.instances.lock();
-        let entry = instances.entry(key);
-        entry
-            .or_insert_with(|| Arc::new(InstanceState::new(upstream, addr, &self.metrics)))
-            .clone()
+        match instances.entry(key) {
+            Entry::Occupied(kept) => (kept.get().clone(), false),
+            Entry::Vacant(place) => {
+                let state = Arc::new(InstanceState::new(upstream, addr, &self.metrics));
+                (place.insert(state).clone(), true)
+            }
+        }
     }
 
     /// What the DNS name `source` of discovered upstream `upstream` last resolved to.

@@ -64,19 +64,24 @@ pub(crate) struct DnsSource {
 }
 
 impl DnsSource {
-    /// The instances at `addresses`, each with the registry's state for its address.
-    pub(crate) fn instances(
+    /// The instances at `addresses`, each with the registry's state for its address; with
+    /// `checked`, those new to the registry wait for their first health check.
+    fn instances(
         &self,
         upstream: &str,
         addresses: &[IpAddr],
         registry: &Registry,
+        checked: bool,
     ) -> Box<[Instance]> {
         let port = self.named.port_u16().unwrap_or_default();
         addresses
             .iter()
             .filter_map(|&ip| {
                 let authority: Authority = SocketAddr::new(ip, port).to_string().parse().ok()?;
-                let state = registry.instance(upstream, &self.key(&authority));
+                let (state, new) = registry.instance_entry(upstream, &self.key(&authority));
+                if new && checked {
+                    state.await_first_check();
+                }
                 Some(Instance::new(
                     authority,
                     &self.named,
@@ -177,7 +182,7 @@ impl Discovery {
     ) -> Self {
         let resolution = registry.resolution(&upstream.name, &source.label());
         let serving = resolution.addresses();
-        let instances = source.instances(&upstream.name, &serving, &registry);
+        let instances = source.instances(&upstream.name, &serving, &registry, false);
         Discovery {
             name: upstream.name.clone(),
             current: ArcSwap::from_pointee(upstream.with_instances(instances)),
@@ -242,13 +247,19 @@ impl Discovery {
         // starts from the answers its predecessor had, which may have changed since.
         let mut serving = self.serving.lock();
         if *serving != addresses {
-            self.swap(&addresses);
+            self.swap(&addresses, !serving.is_empty());
             *serving = addresses;
         }
     }
 
-    fn swap(&self, addresses: &[IpAddr]) {
-        let instances = self.source.instances(&self.name, addresses, &self.registry);
+    /// Swaps in an upstream of `addresses`. When it `was_serving`, an address that joins it and
+    /// that it checks takes requests once its first check passes; an upstream with no instance
+    /// takes them at once, as listed instances are at the gateway's start.
+    fn swap(&self, addresses: &[IpAddr], was_serving: bool) {
+        let checked = was_serving && self.current.load().health_check.is_some();
+        let instances = self
+            .source
+            .instances(&self.name, addresses, &self.registry, checked);
         let keys: Vec<&str> = instances.iter().map(|i| &*i.addr).collect();
         tracing::info!(upstream = %self.name, instances = ?keys, "DNS: the upstream's instances changed");
         let next = Arc::new(self.current.load().with_instances(instances));
@@ -306,7 +317,7 @@ mod tests {
             },
         };
         let addresses = ["10.0.0.7".parse().unwrap(), "fd00::1".parse().unwrap()];
-        let instances = source.instances("books", &addresses, &Registry::default());
+        let instances = source.instances("books", &addresses, &Registry::default(), false);
         let names: Vec<&str> = instances.iter().map(|i| &*i.addr).collect();
         assert_eq!(names, ["10.0.0.7:8080", "[fd00::1]:8080"]);
         assert_eq!(instances[1].authority.as_str(), "[fd00::1]:8080");

@@ -100,6 +100,9 @@ pub(crate) struct InstanceState {
     /// `lookout_upstream_ejections_skipped_total`, by [`Skipped`].
     ejections_skipped: [Counter; Skipped::ALL.len()],
     healthy: AtomicBool,
+    /// Out until its first health check, which alone decides (an address joining a discovered
+    /// upstream that checks its instances).
+    first_check_pending: AtomicBool,
     check_streak: AtomicU32,
     consecutive_failures: AtomicU32,
     /// Judged outcomes, counted only when a sweep reads them (`OutlierPolicy::rates`).
@@ -245,6 +248,7 @@ impl InstanceState {
             latency: Latency::new(),
             attempts: AttemptCounters::new(metrics, labels),
             healthy: AtomicBool::new(true),
+            first_check_pending: AtomicBool::new(false),
             check_streak: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
             successes: AtomicU64::new(0),
@@ -344,9 +348,24 @@ impl InstanceState {
         self.ejections_skipped[why as usize].increment(1);
     }
 
+    /// Takes no request until its first health check passes: an address that joins a serving
+    /// upstream may list a backend not yet listening (Docker's DNS lists a container as it starts).
+    pub(crate) fn await_first_check(&self) {
+        self.healthy.store(false, Ordering::Relaxed);
+        self.first_check_pending.store(true, Ordering::Relaxed);
+    }
+
     /// Applies one active health-check result; the state flips after `threshold` results in a
     /// row that disagree with it.
     pub(crate) fn record_check(&self, passed: bool, healthy_threshold: u32, unhealthy_threshold: u32) {
+        if self.first_check_pending.swap(false, Ordering::Relaxed) {
+            // As Envoy at startup: one result decides a new instance, so a good one takes
+            // requests at once, not after `healthy_threshold` intervals.
+            self.healthy.store(passed, Ordering::Relaxed);
+            self.check_streak.store(0, Ordering::Relaxed);
+            tracing::info!(instance = %self.addr, healthy = passed, "first health check");
+            return;
+        }
         let healthy = self.healthy.load(Ordering::Relaxed);
         if passed == healthy {
             self.check_streak.store(0, Ordering::Relaxed);

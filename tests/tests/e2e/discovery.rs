@@ -17,13 +17,13 @@ fn loopback(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
 }
 
-/// One upstream `svc` discovering `name` on `port`, resolved every 100 ms by `dns`, and a
-/// catch-all route to it.
-fn config(dns: SocketAddr, name: &str, port: u16, dns_extra: &str) -> String {
+/// One upstream `svc` discovering `name` on `port`, resolved every 100 ms by `dns`, with
+/// `upstream_extra` fields, and a catch-all route to it.
+fn config(dns: SocketAddr, name: &str, port: u16, upstream_extra: &str) -> String {
     format!(
-        "dns: {{ nameservers: [\"{dns}\"], timeout: 300ms{dns_extra} }}
+        "dns: {{ nameservers: [\"{dns}\"], timeout: 300ms }}
 upstreams:
-  - {{ name: svc, discover: {{ dns: \"{name}:{port}\", refresh: 100ms }} }}
+  - {{ name: svc, discover: {{ dns: \"{name}:{port}\", refresh: 100ms }}{upstream_extra} }}
 routes:
   - {{ name: all, upstream: svc }}
 "
@@ -220,5 +220,45 @@ async fn the_gateway_is_not_ready_until_each_discovered_name_is_resolved_once() 
     );
     let refused = send(proxy, Method::GET, "/", &[]).await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_address_joining_a_checked_upstream_waits_for_its_first_check() {
+    let upstreams = TestUpstream::start_same_port(&["a", "b", "c"]).await;
+    let port = upstreams[0].addr.port();
+    // c fails every request, its health probe too (a path the upstream answers like any other).
+    upstreams[2].fail_with(503);
+    let dns = TestDns::start().await;
+    let name = TestDns::name("orders");
+    dns.set(&name, &[loopback(2)]).await;
+    // An hour between checks: each set of instances is checked once, as it starts.
+    let checked = ", health_check: { path: /probe, interval: 1h }";
+    let gateway = start_gateway(&config(dns.addr(), &name, port, checked)).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    assert!(wait_ready(admin).await);
+    assert_eq!(answering(proxy, 3).await, names(&["a"]));
+
+    dns.set(&name, &[loopback(2), loopback(3), loopback(4)]).await;
+    // b's one passing check lets it in at once (not after `healthy_threshold` of them).
+    let joined = wait_until(WAIT, || async { answering(proxy, 4).await.contains("b") }).await;
+    assert!(joined, "the new address that passes its check serves");
+    assert_eq!(answering(proxy, 20).await, names(&["a", "b"]));
+    let c = format!("127.0.0.4:{port}");
+    let upstream = discovered(admin).await;
+    let instances = upstream["instances"].as_array().expect("instances");
+    let state = instances
+        .iter()
+        .find(|i| i["addr"] == c.as_str())
+        .expect("c is an instance");
+    assert_eq!(state["healthy"], false, "{upstream}");
+    // No request went to c, not even one retried elsewhere.
+    let metrics = metrics_text(admin).await;
+    let attempts: u64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("lookout_upstream_attempts_total{") && line.contains(&c))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(attempts, 0, "{metrics}");
     gateway.shutdown().await;
 }
