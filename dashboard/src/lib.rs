@@ -75,6 +75,21 @@ pub struct TraceFigures {
 pub struct UpstreamHealth {
     pub name: String,
     pub instances: Vec<InstanceHealth>,
+    /// Where its instances come from, when it discovers them through DNS.
+    pub discovery: Option<DiscoveryHealth>,
+}
+
+/// How a discovered upstream's DNS name resolves.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiscoveryHealth {
+    /// The name with its port, as configured.
+    pub dns: String,
+    /// The addresses it last resolved to.
+    pub addresses: usize,
+    /// When it last resolved, in microseconds since the Unix epoch; `None` before it ever has.
+    pub resolved_at_unix_us: Option<i64>,
+    /// Why its latest resolution failed, while it does (its instances stay as they were).
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

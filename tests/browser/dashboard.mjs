@@ -60,6 +60,10 @@ try {
   const before = await page.textContent('#live');
   await page.waitForFunction((old) => document.getElementById('live').textContent !== old, before, { timeout: 10000 });
   assert.ok(await page.locator('#upstreams tr').count() > 3, 'upstream instances listed');
+  // The demo discovers its web front end through DNS (localhost, from /etc/hosts).
+  const web = page.locator('#discovered tr', { hasText: 'web' });
+  const resolved = await web.textContent();
+  assert.ok(resolved.includes('localhost:') && resolved.endsWith(' agook'), `the discovered upstream and how it resolves: ${resolved}`);
   assert.ok(await page.locator('#latest-failed a[title]').count() > 0, 'the latest failed requests listed');
   // The demo's traces go where nothing listens: every export fails, and the live cards say so.
   assert.equal((await page.textContent('#spans-exported')).trim(), '0');

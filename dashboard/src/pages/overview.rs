@@ -7,7 +7,7 @@ use super::{fragment, last_hour, no_store_cache, read, render, segment, PageErro
 use crate::chart::{LineChart, Series, AMBER, BLUE, RED};
 use crate::format::{clock, clock_minute, count, day_clock, duration, percent};
 use crate::timeline::{MINUTES, SECONDS};
-use crate::Ejection;
+use crate::{DiscoveryHealth, Ejection};
 use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
@@ -105,6 +105,39 @@ pub(super) struct InstanceRow {
     p99: String,
 }
 
+/// A discovered upstream's DNS name, as the live view lists it.
+pub(super) struct DiscoveryRow {
+    upstream: String,
+    dns: String,
+    addresses: usize,
+    /// `4s ago`, or `not yet`.
+    resolved: String,
+    /// `ok`, `no address`, or `failing: ` and why.
+    state: String,
+    class: &'static str,
+}
+
+impl DiscoveryRow {
+    fn new(upstream: &str, discovery: &DiscoveryHealth, now: i64) -> Self {
+        let (state, class) = match &discovery.last_error {
+            Some(error) => (format!("failing: {error}"), "bad"),
+            None if discovery.addresses == 0 => ("no address".to_owned(), "bad"),
+            None => ("ok".to_owned(), "good"),
+        };
+        DiscoveryRow {
+            upstream: upstream.to_owned(),
+            dns: discovery.dns.clone(),
+            addresses: discovery.addresses,
+            resolved: discovery.resolved_at_unix_us.map_or_else(
+                || "not yet".to_owned(),
+                |at| format!("{} ago", duration((now - at).max(0) as f64)),
+            ),
+            state,
+            class,
+        }
+    }
+}
+
 /// One of the latest ejections, as the live view lists it.
 pub(super) struct EjectionRow {
     at: String,
@@ -147,6 +180,7 @@ struct LiveFragment {
     rate_chart: String,
     latency_chart: String,
     instances: Vec<InstanceRow>,
+    discovered: Vec<DiscoveryRow>,
     ejections: Vec<EjectionRow>,
     /// The latest failed requests of the live window, when the store is on.
     failed: Option<String>,
@@ -225,6 +259,11 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
         rate_chart: fragment(&rate_chart("Requests per second", &seconds, clock)),
         latency_chart: fragment(&latency_chart("Latency per second", &seconds, clock)),
         instances,
+        discovered: live
+            .upstreams
+            .iter()
+            .filter_map(|u| Some(DiscoveryRow::new(&u.name, u.discovery.as_ref()?, now)))
+            .collect(),
         ejections: live.ejections.iter().map(EjectionRow::new).collect(),
         failed: failed.map(|rows| fragment(&RequestTable::of_any_route("latest-failed", &rows))),
     };

@@ -228,6 +228,17 @@ impl Discovery {
         }
     }
 
+    /// How the name resolves, as the dashboard shows it.
+    pub(crate) fn health(&self) -> lookout_dashboard::DiscoveryHealth {
+        let state = self.resolution.state.lock();
+        lookout_dashboard::DiscoveryHealth {
+            dns: self.source.label(),
+            addresses: state.addresses.as_ref().map_or(0, Vec::len),
+            resolved_at_unix_us: state.resolved_at_unix_us,
+            last_error: state.last_error.clone(),
+        }
+    }
+
     /// Resolves the name once; when its addresses changed, swaps in an upstream made of them.
     async fn resolve(&self) {
         let host = self.source.named.host();

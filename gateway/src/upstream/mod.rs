@@ -111,7 +111,9 @@ impl UpstreamRef {
     }
 
     pub(crate) fn health(&self) -> lookout_dashboard::UpstreamHealth {
-        self.current().health()
+        let mut health = self.current().health();
+        health.discovery = self.discovery().map(|d| d.health());
+        health
     }
 
     pub(crate) fn discovery(&self) -> Option<&Arc<Discovery>> {
@@ -244,6 +246,7 @@ impl Upstream {
         lookout_dashboard::UpstreamHealth {
             name: self.name.to_string(),
             instances: self.instances.iter().map(|i| i.health(now)).collect(),
+            discovery: None,
         }
     }
 }

@@ -5,7 +5,9 @@
 //! ready until each name has been resolved once.
 
 use http::{Method, StatusCode};
-use lookout_tests::{body_json, metrics_text, send, start_gateway, wait_until, TestDns, TestUpstream};
+use lookout_tests::{
+    body_json, dashboard_instance_row, metrics_text, send, start_gateway, wait_until, TestDns, TestUpstream,
+};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -91,6 +93,12 @@ async fn a_discovered_upstream_balances_across_every_address_and_follows_the_nam
     );
     assert_eq!(discovery["refresh_ms"], 100);
     assert!(discovery["last_error"].is_null(), "{discovery}");
+    // The dashboard's live view lists the name, its addresses, and how it resolves.
+    let row = dashboard_instance_row(admin, &format!("{name}:{port}")).await;
+    assert!(
+        row.contains(r#"<td class="num">2</td>"#) && row.contains(">ok<"),
+        "{row}"
+    );
 
     // The address the name dropped has no health any more; the resolutions are counted.
     let metrics = metrics_text(admin).await;
@@ -145,6 +153,8 @@ async fn an_empty_answer_empties_the_upstream_and_a_failed_resolution_keeps_it()
         refused.body
     );
     assert_eq!(discovered(admin).await["instances"], serde_json::json!([]));
+    let row = dashboard_instance_row(admin, &format!("{name}:{port}")).await;
+    assert!(row.contains(r#"class="bad">no address<"#), "{row}");
 
     dns.set(&name, &[loopback(2)]).await;
     let back = wait_until(WAIT, || async {
@@ -160,6 +170,8 @@ async fn an_empty_answer_empties_the_upstream_and_a_failed_resolution_keeps_it()
     })
     .await;
     assert!(failed, "the failed resolution is told in /admin/stats");
+    let row = dashboard_instance_row(admin, &format!("{name}:{port}")).await;
+    assert!(row.contains(r#"class="bad">failing: "#), "{row}");
     assert_eq!(answering(proxy, 5).await, names(&["a"]));
     let metrics = metrics_text(admin).await;
     let failures = counter(
