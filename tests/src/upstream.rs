@@ -122,6 +122,18 @@ impl TestUpstream {
     /// Upstreams on one port of the loopback addresses 127.0.0.2, 127.0.0.3, ... (one per
     /// name), as the addresses a DNS name resolves to serve one port.
     pub async fn start_same_port(names: &[&'static str]) -> Vec<TestUpstream> {
+        Self::same_port(names, None).await
+    }
+
+    /// As [`TestUpstream::start_same_port`], speaking HTTPS with `tls`.
+    pub async fn start_same_port_tls(
+        names: &[&'static str],
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Vec<TestUpstream> {
+        Self::same_port(names, Some(tls)).await
+    }
+
+    async fn same_port(names: &[&'static str], tls: Option<Arc<rustls::ServerConfig>>) -> Vec<TestUpstream> {
         for _ in 0..50 {
             let first = TcpListener::bind("127.0.0.2:0")
                 .await
@@ -137,10 +149,9 @@ impl TestUpstream {
                 }
             }
             if listeners.len() == names.len() {
-                let servers = listeners
-                    .into_iter()
-                    .zip(names)
-                    .map(|(listener, name)| Self::serve_on(listener, Arc::new(Behaviour::named(name)), None));
+                let servers = listeners.into_iter().zip(names).map(|(listener, name)| {
+                    Self::serve_on(listener, Arc::new(Behaviour::named(name)), tls.clone())
+                });
                 return futures_util::future::join_all(servers).await;
             }
         }

@@ -274,3 +274,30 @@ async fn an_address_joining_a_checked_upstream_waits_for_its_first_check() {
     assert_eq!(attempts, 0, "{metrics}");
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn discovered_https_instances_are_verified_against_the_name_resolved() {
+    let pki = lookout_tests::tls::TestPki::new();
+    let name = TestDns::name("secure");
+    let host = name.trim_end_matches('.');
+    let upstreams = TestUpstream::start_same_port_tls(&["a", "b"], pki.server_config(&[host], false)).await;
+    let port = upstreams[0].addr.port();
+    let dns = TestDns::start().await;
+    dns.set(&name, &[loopback(2), loopback(3)]).await;
+    let ca = pki.ca_file().display().to_string();
+    let tls = format!(", tls: {{ ca: \"{ca}\" }}");
+    let config = config(dns.addr(), &format!("https://{host}"), port, &tls);
+    let gateway = start_gateway(&config).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    assert!(wait_ready(admin).await);
+    // Each address's certificate names the host resolved, not the address.
+    assert_eq!(answering(proxy, 6).await, names(&["a", "b"]));
+    let upstream = discovered(admin).await;
+    assert_eq!(
+        upstream["instances"][0]["addr"],
+        format!("https://127.0.0.2:{port}"),
+        "{upstream}"
+    );
+    assert_eq!(upstream["discovery"]["dns"], format!("https://{host}:{port}"));
+    gateway.shutdown().await;
+}
