@@ -147,17 +147,16 @@ impl MediaRange {
 pub(crate) struct Negotiated {
     pub(crate) policy: Arc<CompressPolicy>,
     pub(crate) coding: Option<Coding>,
+    /// A HEAD: its answer has no body to compress, but the headers a GET's would have.
+    pub(crate) head: bool,
 }
 
 impl Negotiated {
-    /// The request side: a HEAD is answered as it is (its answer has no body to compress).
     pub(crate) fn new(policy: &Arc<CompressPolicy>, method: &Method, headers: &HeaderMap) -> Self {
-        let coding = (method != Method::HEAD)
-            .then(|| negotiate::preferred(headers))
-            .flatten();
         Negotiated {
             policy: policy.clone(),
-            coding,
+            coding: negotiate::preferred(headers),
+            head: method == Method::HEAD,
         }
     }
 }

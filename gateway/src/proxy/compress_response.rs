@@ -7,7 +7,7 @@
 
 use super::context::RequestContext;
 use super::record::ResponseBody;
-use crate::compress::{compress, CompressSlot, Compressed};
+use crate::compress::{compress, Coding, CompressSlot, Compressed};
 use http::header::{HeaderMap, HeaderValue, ACCEPT_RANGES, CONTENT_ENCODING, CONTENT_LENGTH, ETAG, VARY};
 use http::Response;
 use http_body_util::Either;
@@ -27,17 +27,26 @@ pub(super) fn run(mut response: Response<ResponseBody>, ctx: &RequestContext) ->
     let Some(coding) = negotiated.coding else {
         return response.map(Either::Left);
     };
+    if negotiated.head {
+        // The headers a GET's answer would have (RFC 9110 §9.3.2), and no body to compress.
+        as_compressed(response.headers_mut(), coding);
+        return response.map(Either::Left);
+    }
     let Some(slot) = CompressSlot::take(policy) else {
         // As many as `max_in_flight` are being compressed: this one goes as it is (counted).
         return response.map(Either::Left);
     };
-    let headers = response.headers_mut();
+    as_compressed(response.headers_mut(), coding);
+    policy.counters.responses[coding as usize].increment(1);
+    response.map(|body| Either::Right(compress(body, coding, &policy.counters, slot)))
+}
+
+/// A compressed answer's headers: its length and ranges were the uncompressed bytes'.
+fn as_compressed(headers: &mut HeaderMap, coding: Coding) {
     headers.remove(CONTENT_LENGTH);
     headers.remove(ACCEPT_RANGES);
     headers.insert(CONTENT_ENCODING, HeaderValue::from_static(coding.name()));
     weaken_etag(headers);
-    policy.counters.responses[coding as usize].increment(1);
-    response.map(|body| Either::Right(compress(body, coding, &policy.counters, slot)))
 }
 
 fn vary_on_accept_encoding(headers: &mut HeaderMap) {
