@@ -4,6 +4,7 @@
 use super::build_analytics::build_analytics;
 use super::build_auth::build_consumers;
 use super::build_cache::build_store;
+use super::build_compress::{build_settings, CompressSettings};
 use super::build_edge::{build_head_limits, build_policy, build_trusted_proxies};
 use super::build_jwt::build_providers;
 use super::build_rate_limit::build_redis;
@@ -109,6 +110,10 @@ pub(super) fn build(
     let head_limits = build_head_limits(&mut p, &raw.limits);
     let trusted_proxies = build_trusted_proxies(&mut p, &raw.trusted_proxies);
     let edge_defaults = build_policy(&mut p, "security", raw.security.as_ref(), &Default::default());
+    let compress_defaults = raw
+        .compress
+        .as_ref()
+        .map(|c| build_settings(&mut p, "compress", None, c, &CompressSettings::default()));
     let shared = Shared {
         edge_defaults: &edge_defaults,
         consumers: &consumers,
@@ -117,6 +122,7 @@ pub(super) fn build(
         registry: &registry,
         redis: redis.as_ref(),
         cache: cache.as_ref(),
+        compress_defaults: compress_defaults.as_ref(),
     };
     let routes = build_routes(&mut p, &raw.routes, &shared);
     let query_secrets = Arc::new(QuerySecrets::new(routes.iter().filter_map(api_key_param)));

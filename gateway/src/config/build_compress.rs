@@ -17,55 +17,111 @@ const DEFAULT_MIN_SIZE: u64 = 1024;
 /// `tests/bench/compression-memory.sh`).
 const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
 
-/// `route`: the route's name, where a problem with no place of its own is reported.
-pub(super) fn build_compress(
+/// `compress:` validated: the top-level block over the built-in defaults, or a route's own
+/// over those.
+#[derive(Debug, Clone)]
+pub(super) struct CompressSettings {
+    /// `enabled: false` turns compression off for a route (or, at the top, for the routes
+    /// that do not turn it on themselves).
+    enabled: bool,
+    min_size: u64,
+    types: Box<[MediaRange]>,
+    max_in_flight: usize,
+}
+
+impl Default for CompressSettings {
+    fn default() -> Self {
+        CompressSettings {
+            enabled: true,
+            min_size: DEFAULT_MIN_SIZE,
+            types: DEFAULT_TYPES
+                .iter()
+                .filter_map(|t| MediaRange::parse(t))
+                .collect(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT as usize,
+        }
+    }
+}
+
+/// `raw`'s fields over `base`'s. `route`: the route's name, where a problem with no place of its
+/// own is reported (none at the top level).
+pub(super) fn build_settings(
     p: &mut Problems,
     field: &str,
-    route: &Text,
+    route: Option<&Text>,
     raw: &RawCompress,
-    registry: &Registry,
-) -> Arc<CompressPolicy> {
+    base: &CompressSettings,
+) -> CompressSettings {
     let min_size = raw
         .min_size
         .as_ref()
         .and_then(|text| bytes(p, &format!("{field}.min_size"), text))
-        .unwrap_or(DEFAULT_MIN_SIZE);
+        .unwrap_or(base.min_size);
     let types = match &raw.types {
-        None => DEFAULT_TYPES
-            .iter()
-            .filter_map(|t| MediaRange::parse(t))
-            .collect(),
+        None => base.types.clone(),
         Some(listed) => {
             if listed.is_empty() {
-                let message = "lists no media type: name one, or remove `compress`";
-                p.at(route.span(), format!("{field}.types"), message);
-            }
-            let parsed = listed.iter().enumerate().filter_map(|(i, text)| {
-                let range = MediaRange::parse(text);
-                if range.is_none() {
-                    let message = format!(
-                        "`{}` is not a media type (e.g. `text/html`, `text/*`, `application/*+json`)",
-                        &**text
-                    );
-                    p.at(text.span(), format!("{field}.types[{i}]"), message);
+                let message = "lists no media type: name one, or set `enabled: false`";
+                match route {
+                    Some(route) => p.at(route.span(), format!("{field}.types"), message),
+                    None => p.nowhere(format!("{field}.types"), message),
                 }
-                range
-            });
-            parsed.collect()
+            }
+            media_ranges(p, field, listed)
         }
     };
-    let max_in_flight = positive(
-        p,
-        &format!("{field}.max_in_flight"),
-        raw.max_in_flight.as_ref(),
-        DEFAULT_MAX_IN_FLIGHT,
-    );
-    Arc::new(CompressPolicy {
+    let max_in_flight = raw.max_in_flight.as_ref().map_or(base.max_in_flight, |max| {
+        positive(p, &format!("{field}.max_in_flight"), Some(max), 1) as usize
+    });
+    CompressSettings {
+        enabled: raw.enabled.as_ref().map_or(base.enabled, |enabled| **enabled),
         min_size,
         types,
-        max_in_flight: max_in_flight as usize,
-        in_flight: AtomicUsize::new(0),
-        counters: counters(route, registry),
+        max_in_flight,
+    }
+}
+
+fn media_ranges(p: &mut Problems, field: &str, listed: &[Text]) -> Box<[MediaRange]> {
+    let parsed = listed.iter().enumerate().filter_map(|(i, text)| {
+        let range = MediaRange::parse(text);
+        if range.is_none() {
+            let message = format!(
+                "`{}` is not a media type (e.g. `text/html`, `text/*`, `application/*+json`)",
+                &**text
+            );
+            p.at(text.span(), format!("{field}.types[{i}]"), message);
+        }
+        range
+    });
+    parsed.collect()
+}
+
+/// A route's compression: its own `compress:` over the top-level one (`defaults`), field by
+/// field; `None` when neither is set, or when the one that applies says `enabled: false`.
+pub(super) fn build_compress(
+    p: &mut Problems,
+    field: &str,
+    route: &Text,
+    raw: Option<&RawCompress>,
+    defaults: Option<&CompressSettings>,
+    registry: &Registry,
+) -> Option<Arc<CompressPolicy>> {
+    let settings = match (raw, defaults) {
+        (None, None) => return None,
+        (None, Some(defaults)) => defaults.clone(),
+        (Some(raw), defaults) => {
+            let base = defaults.cloned().unwrap_or_default();
+            build_settings(p, field, Some(route), raw, &base)
+        }
+    };
+    settings.enabled.then(|| {
+        Arc::new(CompressPolicy {
+            min_size: settings.min_size,
+            types: settings.types,
+            max_in_flight: settings.max_in_flight,
+            in_flight: AtomicUsize::new(0),
+            counters: counters(route, registry),
+        })
     })
 }
 

@@ -3,7 +3,7 @@
 use super::build_auth::build_route_auth;
 use super::build_cache::build_route_cache;
 use super::build_compose::{build_composition, compose_methods, total_timeout};
-use super::build_compress::build_compress;
+use super::build_compress::{build_compress, CompressSettings};
 use super::build_edge::build_policy;
 use super::build_rate_limit::build_rate_limit;
 use super::build_transform::build_transform;
@@ -42,6 +42,8 @@ pub(super) struct Shared<'a> {
     pub(super) redis: Option<&'a Arc<RedisBackend>>,
     /// The response cache, when some route caches.
     pub(super) cache: Option<&'a Arc<ResponseCache>>,
+    /// The top-level `compress:`, every route's unless it sets its own.
+    pub(super) compress_defaults: Option<&'a CompressSettings>,
 }
 
 /// What a name reserved for the store and the metrics stands for; `None` for a route's own name.
@@ -129,10 +131,14 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         .transform
         .as_ref()
         .map(|t| build_transform(p, &format!("{field}.transform"), t));
-    let compress = raw.compress.as_ref().map(|settings| {
-        let field = format!("{field}.compress");
-        build_compress(p, &field, &raw.name, settings, shared.registry)
-    });
+    let compress = build_compress(
+        p,
+        &format!("{field}.compress"),
+        &raw.name,
+        raw.compress.as_ref(),
+        shared.compress_defaults,
+        shared.registry,
+    );
     let destination = destination?;
     Some(Route {
         name: raw.name.as_str().into(),

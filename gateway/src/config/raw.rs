@@ -31,6 +31,8 @@ pub(crate) struct RawConfig {
     pub(crate) cache: Option<RawCacheStore>,
     /// The resolver of upstreams with `discover:`.
     pub(crate) dns: Option<RawDns>,
+    /// Every route's compression, unless a route sets its own (field by field).
+    pub(crate) compress: Option<RawCompress>,
     /// What every request head is held to (414, 431, slowloris).
     #[serde(default)]
     pub(crate) limits: RawHeadLimits,
@@ -567,6 +569,8 @@ pub(crate) struct RawCacheStore {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCompress {
+    /// `false`: no compression (a route opting out of the top-level `compress:`).
+    pub(crate) enabled: Option<Spanned<bool>>,
     /// Responses declared shorter are sent as they are (default `1KiB`).
     pub(crate) min_size: Option<Text>,
     /// The media types compressed (`text/*`, `application/json`, `application/*+json`, ...);

@@ -303,3 +303,59 @@ async fn past_max_in_flight_a_response_goes_as_it_is() {
     );
     assert_eq!(decoded("gzip", &third.body).await.len(), 0x1000);
 }
+
+/// The top-level `compress:` is every route's, field by field under a route's own, and a
+/// route opts out with `enabled: false`.
+#[tokio::test]
+async fn the_top_level_compress_is_every_routes_unless_it_sets_its_own() {
+    let upstream = TestUpstream::start("web").await;
+    let gateway = start_gateway(&format!(
+        "compress: {{ min_size: 100KiB, types: [text/css] }}\n\
+         upstreams:\n  - {{ name: web, instances: [\"{}\"] }}\n\
+         routes:\n\
+         \x20 - {{ name: off, match: {{ prefix: /off }}, strip_prefix: /off, upstream: web, compress: {{ enabled: false }} }}\n\
+         \x20 - {{ name: larger, match: {{ prefix: /larger }}, strip_prefix: /larger, upstream: web, compress: {{ min_size: 300KiB }} }}\n\
+         \x20 - {{ name: site, upstream: web }}\n",
+        upstream.addr
+    ))
+    .await;
+    let proxy = gateway.proxy_addr();
+    // A download of `size` bytes of `content_type`, its length declared.
+    let get = |prefix: &'static str, size: usize, content_type: &'static str| async move {
+        let (reply_type, length) = (
+            format!("content-type: {content_type}"),
+            format!("content-length: {size}"),
+        );
+        let headers = [
+            ("x-reply-header", reply_type.as_str()),
+            ("x-reply-header", length.as_str()),
+            ("accept-encoding", "gzip"),
+        ];
+        send(proxy, Method::GET, &format!("{prefix}/download/{size}"), &headers).await
+    };
+    let coding = |reply: &Reply| header(reply, "content-encoding").map(str::to_owned);
+    let gzip = Some("gzip".to_owned());
+    // Over the top-level min_size, of its types.
+    assert_eq!(coding(&get("", 200_000, "text/css").await), gzip);
+    let html = get("", 200_000, "text/html").await;
+    assert_eq!(coding(&html), None, "not of the top-level types");
+    assert_eq!(
+        coding(&get("", 50_000, "text/css").await),
+        None,
+        "under the top-level min_size"
+    );
+    let off = get("/off", 200_000, "text/css").await;
+    assert_eq!(coding(&off), None, "enabled: false");
+    assert_eq!(
+        header(&off, "vary"),
+        None,
+        "a route that never compresses does not vary"
+    );
+    // Its own min_size over the top level's; the top level's types still.
+    let larger = get("/larger", 200_000, "text/css").await;
+    assert_eq!(coding(&larger), None, "under the route's own min_size");
+    assert_eq!(coding(&get("/larger", 400_000, "text/css").await), gzip);
+    let larger_html = get("/larger", 400_000, "text/html").await;
+    assert_eq!(coding(&larger_html), None, "the top level's types");
+    gateway.shutdown().await;
+}

@@ -757,3 +757,27 @@ upstreams:
     let error = find(&none, "dns.nameservers");
     assert!(error.message.contains("at least one nameserver"), "{error:?}");
 }
+
+#[test]
+fn the_top_level_compress_names_its_own_fields() {
+    let text = "\
+compress: { min_size: lots, types: [], max_in_flight: 0, enabled: maybe }
+upstreams:
+  - { name: a, instances: [\"127.0.0.1:1\"] }
+";
+    let all = errors(text);
+    assert!(
+        all.iter().any(|e| e.message.contains("maybe") || e.message.contains("bool")),
+        "{all:#?}"
+    );
+    let valid = errors(&text.replace(", enabled: maybe", ""));
+    for (field, says) in [
+        ("compress.min_size", "lots"),
+        ("compress.types", "lists no media type"),
+        ("compress.max_in_flight", "at least 1"),
+    ] {
+        let error = find(&valid, field);
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(valid.len(), 3, "{valid:#?}");
+}
