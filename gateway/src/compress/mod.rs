@@ -29,7 +29,9 @@ pub(crate) struct CompressPolicy {
     /// encoder's state (140 to 750 KiB) until it ends, so slow clients would otherwise hold
     /// memory without bound.
     pub(crate) max_in_flight: usize,
-    pub(crate) in_flight: AtomicUsize,
+    /// Shared by the routes that take `max_in_flight` from the top-level `compress:`, which
+    /// bounds them together; a route's own is its own.
+    pub(crate) in_flight: Arc<AtomicUsize>,
     pub(crate) counters: CompressCounters,
 }
 
@@ -173,7 +175,7 @@ impl CompressPolicy {
                 .filter_map(|t| MediaRange::parse(t))
                 .collect(),
             max_in_flight: 2,
-            in_flight: AtomicUsize::new(0),
+            in_flight: Arc::default(),
             counters: CompressCounters {
                 responses: Coding::ALL.map(|_| metrics.counter("r", vec![])),
                 bytes_in: metrics.counter("i", vec![]),

@@ -27,6 +27,9 @@ pub(super) struct CompressSettings {
     min_size: u64,
     types: Box<[MediaRange]>,
     max_in_flight: usize,
+    /// The responses being compressed under `max_in_flight`: one count for every route that
+    /// takes it from the top level, so that it bounds the encoders' memory gateway-wide.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Default for CompressSettings {
@@ -39,6 +42,7 @@ impl Default for CompressSettings {
                 .filter_map(|t| MediaRange::parse(t))
                 .collect(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT as usize,
+            in_flight: Arc::default(),
         }
     }
 }
@@ -70,14 +74,19 @@ pub(super) fn build_settings(
             media_ranges(p, field, listed)
         }
     };
-    let max_in_flight = raw.max_in_flight.as_ref().map_or(base.max_in_flight, |max| {
-        positive(p, &format!("{field}.max_in_flight"), Some(max), 1) as usize
-    });
+    let (max_in_flight, in_flight) = match &raw.max_in_flight {
+        None => (base.max_in_flight, base.in_flight.clone()),
+        Some(max) => {
+            let own = positive(p, &format!("{field}.max_in_flight"), Some(max), 1);
+            (own as usize, Arc::default())
+        }
+    };
     CompressSettings {
         enabled: raw.enabled.as_ref().map_or(base.enabled, |enabled| **enabled),
         min_size,
         types,
         max_in_flight,
+        in_flight,
     }
 }
 
@@ -110,6 +119,7 @@ pub(super) fn build_compress(
         (None, None) => return None,
         (None, Some(defaults)) => defaults.clone(),
         (Some(raw), defaults) => {
+            // Without a top level, the built-in defaults: each route counts its own.
             let base = defaults.cloned().unwrap_or_default();
             build_settings(p, field, Some(route), raw, &base)
         }
@@ -119,7 +129,7 @@ pub(super) fn build_compress(
             min_size: settings.min_size,
             types: settings.types,
             max_in_flight: settings.max_in_flight,
-            in_flight: AtomicUsize::new(0),
+            in_flight: settings.in_flight,
             counters: counters(route, registry),
         })
     })

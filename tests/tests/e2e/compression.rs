@@ -262,18 +262,9 @@ async fn slow_to_end() -> SocketAddr {
     addr
 }
 
-/// `max_in_flight` bounds the responses compressed at once (each holds its encoder until it
-/// ends): past it a response goes as it is, counted, and a slot comes back when one ends.
-#[tokio::test]
-async fn past_max_in_flight_a_response_goes_as_it_is() {
-    let upstream = slow_to_end().await;
-    let gateway = start_gateway(&format!(
-        "upstreams:\n  - {{ name: web, instances: [\"{upstream}\"] }}\n\
-         routes:\n  - {{ name: site, upstream: web, compress: {{ max_in_flight: 1 }} }}\n"
-    ))
-    .await;
-    let proxy = gateway.proxy_addr();
-    let gzip = [("accept-encoding", "gzip")];
+/// Starts `GET /first` with gzip and reads its head: while its body is slow to end, the
+/// response holds its `max_in_flight` slot.
+async fn compressing_first(proxy: SocketAddr) -> TcpStream {
     let mut first = TcpStream::connect(proxy).await.expect("connect");
     let request = "GET /first HTTP/1.1\r\nhost: x\r\naccept-encoding: gzip\r\nconnection: close\r\n\r\n";
     first.write_all(request.as_bytes()).await.expect("write");
@@ -282,16 +273,25 @@ async fn past_max_in_flight_a_response_goes_as_it_is() {
         .expect("a head");
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.contains("content-encoding: gzip"), "{head}");
+    first
+}
 
+/// While `/first` is compressed, `/second` (on route `site`) goes as it is, counted, and
+/// `/own` (when given: a route with its own bound) is compressed; once `/first` ends, `/third`
+/// is compressed again.
+async fn one_compressed_at_a_time(proxy: SocketAddr, admin: SocketAddr, own: Option<&str>) {
+    let gzip = [("accept-encoding", "gzip")];
+    let mut first = compressing_first(proxy).await;
     let second = send(proxy, Method::GET, "/second", &gzip).await;
     assert_eq!(header(&second, "content-encoding"), None, "one at a time");
     assert_eq!(second.body.len(), 0x1000);
     assert_eq!(header(&second, "vary"), Some("accept-encoding"));
     let at_limit = r#"lookout_compression_at_limit_total{http_route="site"} 1"#;
-    assert!(
-        metrics_text(gateway.admin_addr()).await.contains(at_limit),
-        "{at_limit}"
-    );
+    assert!(metrics_text(admin).await.contains(at_limit), "{at_limit}");
+    if let Some(own) = own {
+        let reply = send(proxy, Method::GET, own, &gzip).await;
+        assert_eq!(header(&reply, "content-encoding"), Some("gzip"), "its own bound");
+    }
 
     let mut rest = Vec::new();
     first.read_to_end(&mut rest).await.expect("the first ends");
@@ -302,6 +302,36 @@ async fn past_max_in_flight_a_response_goes_as_it_is() {
         "its slot came back"
     );
     assert_eq!(decoded("gzip", &third.body).await.len(), 0x1000);
+}
+
+/// `max_in_flight` bounds the responses compressed at once (each holds its encoder until it
+/// ends): past it a response goes as it is, counted, and a slot comes back when one ends.
+#[tokio::test]
+async fn past_max_in_flight_a_response_goes_as_it_is() {
+    let upstream = slow_to_end().await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - {{ name: web, instances: [\"{upstream}\"] }}\n\
+         routes:\n  - {{ name: site, upstream: web, compress: {{ max_in_flight: 1 }} }}\n"
+    ))
+    .await;
+    one_compressed_at_a_time(gateway.proxy_addr(), gateway.admin_addr(), None).await;
+}
+
+/// The top level's `max_in_flight` bounds together the routes that take it (`first`, `site`);
+/// a route with its own counts its own.
+#[tokio::test]
+async fn the_top_level_max_in_flight_bounds_its_routes_together() {
+    let upstream = slow_to_end().await;
+    let gateway = start_gateway(&format!(
+        "compress: {{ max_in_flight: 1 }}\n\
+         upstreams:\n  - {{ name: web, instances: [\"{upstream}\"] }}\n\
+         routes:\n\
+         \x20 - {{ name: first, match: {{ prefix: /first }}, upstream: web }}\n\
+         \x20 - {{ name: own, match: {{ prefix: /own }}, upstream: web, compress: {{ max_in_flight: 4 }} }}\n\
+         \x20 - {{ name: site, upstream: web }}\n"
+    ))
+    .await;
+    one_compressed_at_a_time(gateway.proxy_addr(), gateway.admin_addr(), Some("/own")).await;
 }
 
 /// The top-level `compress:` is every route's, field by field under a route's own, and a

@@ -767,7 +767,8 @@ upstreams:
 ";
     let all = errors(text);
     assert!(
-        all.iter().any(|e| e.message.contains("maybe") || e.message.contains("bool")),
+        all.iter()
+            .any(|e| e.message.contains("maybe") || e.message.contains("bool")),
         "{all:#?}"
     );
     let valid = errors(&text.replace(", enabled: maybe", ""));
