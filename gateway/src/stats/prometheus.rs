@@ -346,7 +346,7 @@ const DESCRIPTIONS: [(&str, Unit, &str); 66] = [
     (
         COMPRESSION_AT_LIMIT,
         Unit::Count,
-        "Responses sent uncompressed because the route's compress.max_in_flight were being compressed.",
+        "Responses sent uncompressed because its compress.max_in_flight (the route's own, or the top level's, which its routes share) were being compressed.",
     ),
     (CACHE_BYTES, Unit::Bytes, "Approximate bytes held by the response cache."),
     (
