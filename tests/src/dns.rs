@@ -2,7 +2,7 @@
 //! whose address records a test sets and changes while the gateway resolves them.
 
 use hickory_server::net::runtime::TokioRuntimeProvider;
-use hickory_server::proto::rr::rdata::{A, SOA};
+use hickory_server::proto::rr::rdata::{A, SOA, SRV};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
@@ -75,6 +75,24 @@ impl TestDns {
             set.insert(Record::from_rdata(owner.clone(), 0, RData::A(A(ip))), 1);
         }
         records.insert(key, Arc::new(set));
+    }
+
+    /// Sets `name`'s SRV records, each `(priority, port, target)`; none removes the name.
+    pub async fn set_srv(&self, name: &str, records: &[(u16, u16, &str)]) {
+        let owner = Name::from_str(name).expect("a DNS name");
+        let key = RrKey::new(LowerName::new(&owner), RecordType::SRV);
+        let mut zone = self.zone.records_mut().await;
+        if records.is_empty() {
+            zone.remove(&key);
+            return;
+        }
+        let mut set = RecordSet::new(owner.clone(), RecordType::SRV, 1);
+        for &(priority, port, target) in records {
+            let target = Name::from_str(target).expect("a target name");
+            let srv = SRV::new(priority, 1, port, target);
+            set.insert(Record::from_rdata(owner.clone(), 0, RData::SRV(srv)), 1);
+        }
+        zone.insert(key, Arc::new(set));
     }
 
     /// Stops answering: resolutions fail from now on.

@@ -3,10 +3,11 @@
 
 use super::error::Problems;
 use super::raw::{RawDiscover, RawDns, Text};
-use super::values::{duration, instance};
+use super::values::{duration, instance, Scheme};
 use crate::upstream::Resolver;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::Name;
 use http::uri::Authority;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -17,28 +18,72 @@ const DEFAULT_REFRESH: Duration = Duration::from_secs(5);
 /// resolv.conf's default: one query's wait before it is tried again (twice in all).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What `discover:` names: the name with its port, and how often it is resolved.
+/// What `discover:` names, and how often it is resolved.
 pub(super) struct Discover {
-    pub(super) named: Authority,
+    pub(super) named: Named,
     pub(super) refresh: Duration,
 }
 
+pub(super) enum Named {
+    /// `dns:`: a name with the port its addresses serve.
+    Address(Authority),
+    /// `srv:`: a name whose SRV records list its instances with their ports.
+    Srv(String),
+}
+
 pub(super) fn build_discover(p: &mut Problems, field: &str, raw: &RawDiscover) -> Option<Discover> {
-    let dns_field = format!("{field}.discover.dns");
+    let field = format!("{field}.discover");
     let refresh = duration(
         p,
-        &format!("{field}.discover.refresh"),
+        &format!("{field}.refresh"),
         raw.refresh.as_ref(),
         DEFAULT_REFRESH,
     );
-    let named = instance(p, &dns_field, &raw.dns)?;
+    let named = match (&raw.dns, &raw.srv) {
+        (Some(dns), None) => Named::Address(address(p, &format!("{field}.dns"), dns)?),
+        (None, Some(srv)) => Named::Srv(srv_name(p, &format!("{field}.srv"), srv)?),
+        (Some(_), Some(srv)) => {
+            p.at(
+                srv.span(),
+                field,
+                "discover by `dns` (addresses) or by `srv` (SRV records), not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            let message = "name what to resolve: `dns: host:port` (addresses) or `srv: name` (SRV records)";
+            p.nowhere(field, message);
+            return None;
+        }
+    };
+    Some(Discover { named, refresh })
+}
+
+/// `host:port`, the host a name (an address needs no discovery).
+fn address(p: &mut Problems, field: &str, text: &Text) -> Option<Authority> {
+    let named = instance(p, field, text)?;
     let host = named.host().trim_start_matches('[').trim_end_matches(']');
     if host.parse::<IpAddr>().is_ok() {
         let message = format!("`{host}` is an address, which needs no discovery: list it in `instances`");
-        p.at(raw.dns.span(), dns_field, message);
+        p.at(text.span(), field, message);
         return None;
     }
-    Some(Discover { named, refresh })
+    Some(named)
+}
+
+/// A DNS name (`_books._tcp.service.consul`), after its scheme; its records carry the ports.
+fn srv_name(p: &mut Problems, field: &str, text: &Text) -> Option<String> {
+    let (_, name) = Scheme::split(text.trim());
+    let valid = !name.is_empty()
+        && name.parse::<IpAddr>().is_err()
+        && !name.contains([':', '/'])
+        && Name::from_ascii(name).is_ok();
+    if !valid {
+        let message = format!("`{name}` is not a DNS name (e.g. `_http._tcp.books.shop.svc.cluster.local`; SRV records carry the ports)");
+        p.at(text.span(), field, message);
+        return None;
+    }
+    Some(name.to_owned())
 }
 
 /// The resolver of a config's discovered upstreams: the named nameservers, else the system's

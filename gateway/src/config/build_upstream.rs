@@ -1,6 +1,6 @@
 //! Validation of `upstreams:` entries.
 
-use super::build_discover::{build_discover, build_resolver, Discover};
+use super::build_discover::{build_discover, build_resolver, Discover, Named};
 use super::build_outlier::build_outlier;
 use super::build_tls::client_config;
 use super::error::Problems;
@@ -11,8 +11,8 @@ use crate::stats::{Registry, OVERLOADED, RETRIES};
 use crate::tls::TlsTarget;
 use crate::upstream::{
     grpc_health, instance_key, Balancer, Discovery, DnsSource, HashOn, HealthCheck, Instance,
-    InstanceSettings, PassingStatuses, Probe, Protocol, Resolver, RetryBudget, RetryPolicy, Upstream,
-    UpstreamRef,
+    InstanceSettings, Lookup, PassingStatuses, Probe, Protocol, Resolver, RetryBudget, RetryPolicy,
+    SourceTls, Upstream, UpstreamRef,
 };
 use http::header::HeaderName;
 use http::uri::Authority;
@@ -119,9 +119,9 @@ fn build_addresses(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<A
             Some(Addresses::Listed(listed.collect()))
         }
         (Some(discover), true) => build_discover(p, field, discover).map(Addresses::Discovered),
-        (Some(discover), false) => {
+        (Some(_), false) => {
             let message = "an upstream lists its `instances` or discovers them (`discover`), not both";
-            p.at(discover.dns.span(), format!("{field}.discover"), message);
+            p.at(raw.name.span(), format!("{field}.discover"), message);
             None
         }
         (None, true) => {
@@ -168,8 +168,16 @@ fn build_upstream(
         }
         Some(Addresses::Discovered(discover)) => {
             let source = DnsSource {
-                tls: tls_of(p, &discover.named),
-                named: discover.named,
+                tls: tls
+                    .as_ref()
+                    .and_then(|config| source_tls(p, field, raw, config, &discover.named)),
+                lookup: match discover.named {
+                    Named::Address(named) => Lookup::Address {
+                        host: named.host().into(),
+                        port: named.port_u16().unwrap_or_default(),
+                    },
+                    Named::Srv(name) => Lookup::Srv { name: name.into() },
+                },
                 settings,
             };
             (Box::default(), Some((source, discover.refresh)))
@@ -267,10 +275,10 @@ fn upstream_tls(
 fn address_texts<'a>(field: &str, raw: &'a RawUpstream) -> Vec<(&'a Text, String)> {
     let listed = raw.instances.iter().enumerate();
     let listed = listed.map(|(j, text)| (text, format!("{field}.instances[{j}]")));
-    let discovered = raw
-        .discover
-        .iter()
-        .map(|d| (&d.dns, format!("{field}.discover.dns")));
+    let discovered = raw.discover.iter().flat_map(|d| {
+        let dns = d.dns.iter().map(|text| (text, format!("{field}.discover.dns")));
+        dns.chain(d.srv.iter().map(|text| (text, format!("{field}.discover.srv"))))
+    });
     listed.chain(discovered).collect()
 }
 
@@ -282,14 +290,45 @@ fn tls_target(
     config: &Arc<ClientConfig>,
     authority: &Authority,
 ) -> Option<TlsTarget> {
-    let configured = raw.tls.as_ref().and_then(|tls| tls.server_name.as_ref());
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    let name = configured.map_or(host, |name| name.trim());
+    let server_name = server_name(p, field, raw, Some(host))?;
+    Some(TlsTarget {
+        config: config.clone(),
+        server_name,
+    })
+}
+
+/// A discovered upstream's TLS: the name every certificate must carry (`tls.server_name`, else
+/// the name resolved), or, for SRV records, each target's own unless `tls.server_name` is set.
+fn source_tls(
+    p: &mut Problems,
+    field: &str,
+    raw: &RawUpstream,
+    config: &Arc<ClientConfig>,
+    named: &Named,
+) -> Option<SourceTls> {
+    let server_name = match named {
+        Named::Address(authority) => Some(tls_target(p, field, raw, config, authority)?.server_name),
+        Named::Srv(_) => server_name(p, field, raw, None),
+    };
+    Some(SourceTls {
+        config: config.clone(),
+        server_name,
+    })
+}
+
+/// `tls.server_name`, else `host`; `None` when neither is given, or (reported) when it is no
+/// name a certificate can carry.
+fn server_name(
+    p: &mut Problems,
+    field: &str,
+    raw: &RawUpstream,
+    host: Option<&str>,
+) -> Option<ServerName<'static>> {
+    let configured = raw.tls.as_ref().and_then(|tls| tls.server_name.as_ref());
+    let name = configured.map(|name| name.trim()).or(host)?;
     match ServerName::try_from(name.to_owned()) {
-        Ok(server_name) => Some(TlsTarget {
-            config: config.clone(),
-            server_name,
-        }),
+        Ok(server_name) => Some(server_name),
         Err(error) => {
             let message = format!("`{name}` is not a server name a certificate can carry: {error}");
             match configured {

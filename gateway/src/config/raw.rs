@@ -216,7 +216,9 @@ pub(crate) struct RawUpstream {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDiscover {
     /// `host:port` or `https://host:port`: the name resolved, and the port its addresses serve.
-    pub(crate) dns: Text,
+    pub(crate) dns: Option<Text>,
+    /// Or a name whose SRV records list the instances with their ports (`https://` for TLS).
+    pub(crate) srv: Option<Text>,
     /// How often the name is resolved again.
     pub(crate) refresh: Option<Text>,
 }

@@ -18,7 +18,7 @@ mod retry;
 mod ticket;
 
 pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
-pub(crate) use discovery::{Discovery, DnsSource, Resolution, Resolver};
+pub(crate) use discovery::{Discovery, DnsSource, Lookup, Resolution, Resolver, SourceTls};
 pub(crate) use ejection_log::EjectionLog;
 pub(crate) use health::{HealthCheck, PassingStatuses, Probe};
 pub(crate) use instance::{instance_key, ms_at, now_ms, Instance, InstanceSettings, InstanceState};

@@ -752,6 +752,26 @@ upstreams:
         assert!(error.message.contains(says), "{error:?}");
     }
     assert_eq!(all.len(), 7, "{all:#?}");
+    let srv = errors(
+        "upstreams:
+  - { name: f, discover: { dns: \"f.svc:80\", srv: _f._tcp.svc } }
+  - { name: g, discover: { srv: \"g.svc:80\" } }
+  - { name: h, discover: { refresh: 5s } }
+",
+    );
+    for (field, says) in [
+        ("upstreams[0].discover", "not both"),
+        ("upstreams[1].discover.srv", "`g.svc:80` is not a DNS name"),
+        (
+            "upstreams[2].discover",
+            "`dns: host:port` (addresses) or `srv: name`",
+        ),
+    ] {
+        let error = find(&srv, field);
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(find(&srv, "upstreams[1].discover.srv").line, 3);
+    assert_eq!(srv.len(), 3, "{srv:#?}");
     let none =
         errors("dns: { nameservers: [] }\nupstreams: [{ name: e, discover: { dns: \"e.svc:80\" } }]\n");
     let error = find(&none, "dns.nameservers");

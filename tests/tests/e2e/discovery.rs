@@ -87,10 +87,7 @@ async fn a_discovered_upstream_balances_across_every_address_and_follows_the_nam
     assert_eq!(instances, [b.as_str(), c.as_str()], "{upstream}");
     let discovery = &upstream["discovery"];
     assert_eq!(discovery["dns"], format!("{name}:{port}"), "{discovery}");
-    assert_eq!(
-        discovery["addresses"],
-        serde_json::json!(["127.0.0.3", "127.0.0.4"])
-    );
+    assert_eq!(discovery["addresses"], serde_json::json!([b, c]));
     assert_eq!(discovery["refresh_ms"], 100);
     assert!(discovery["last_error"].is_null(), "{discovery}");
     // The dashboard's live view lists the name, its addresses, and how it resolves.
@@ -299,5 +296,67 @@ async fn discovered_https_instances_are_verified_against_the_name_resolved() {
         "{upstream}"
     );
     assert_eq!(upstream["discovery"]["dns"], format!("https://{host}:{port}"));
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn srv_records_name_each_instance_with_its_port_and_its_host() {
+    let (a, b, c) = (
+        TestUpstream::start("a").await,
+        TestUpstream::start("b").await,
+        TestUpstream::start("c").await,
+    );
+    let dns = TestDns::start().await;
+    let name = TestDns::name("_web._tcp");
+    let target = |node: &str| TestDns::name(node);
+    for node in ["node-a", "node-b", "node-c"] {
+        dns.set(&target(node), &[loopback(1)]).await;
+    }
+    let (node_a, node_b, node_c) = (target("node-a"), target("node-b"), target("node-c"));
+    // c is a backup (a lower priority): not an instance while the best ones are listed.
+    let records = [
+        (10, a.addr.port(), node_a.as_str()),
+        (10, b.addr.port(), node_b.as_str()),
+        (20, c.addr.port(), node_c.as_str()),
+    ];
+    dns.set_srv(&name, &records).await;
+    let gateway = start_gateway(&format!(
+        "dns: {{ nameservers: [\"{}\"], timeout: 300ms }}
+upstreams:
+  - {{ name: svc, discover: {{ srv: \"{name}\", refresh: 100ms }}, host_header: instance }}
+routes:
+  - {{ name: all, upstream: svc }}
+",
+        dns.addr()
+    ))
+    .await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    assert!(wait_ready(admin).await);
+    assert_eq!(answering(proxy, 10).await, names(&["a", "b"]));
+    // Each instance answers to its record's target (`host_header: instance`).
+    for _ in 0..4 {
+        let reply = send(proxy, Method::GET, "/", &[]).await;
+        let host = body_json(&reply)["headers"]["host"]
+            .as_str()
+            .expect("host")
+            .to_owned();
+        let (node, port) = match reply.instance() {
+            "a" => (&node_a, a.addr.port()),
+            _ => (&node_b, b.addr.port()),
+        };
+        assert_eq!(host, format!("{}:{port}", node.trim_end_matches('.')));
+    }
+    let discovery = discovered(admin).await["discovery"].clone();
+    assert_eq!(discovery["srv"], name.as_str(), "{discovery}");
+    // Sorted, by address then port.
+    let mut listed = [a.addr, b.addr];
+    listed.sort();
+    let listed: Vec<String> = listed.iter().map(ToString::to_string).collect();
+    assert_eq!(discovery["addresses"], serde_json::json!(listed), "{discovery}");
+
+    // The best records gone, the backup serves.
+    dns.set_srv(&name, &records[2..]).await;
+    let failed_over = wait_until(WAIT, || async { answering(proxy, 3).await == names(&["c"]) }).await;
+    assert!(failed_over, "the next priority's records are the instances");
     gateway.shutdown().await;
 }

@@ -1,6 +1,6 @@
-//! DNS service discovery (`discover: { dns: name:port }`, Envoy's STRICT_DNS): an upstream whose
-//! instances are the addresses a name resolves to, as a headless Kubernetes Service or Consul's
-//! DNS interface publish them. The name is resolved again every `refresh`, off the request path.
+//! DNS service discovery (`discover: { dns: name:port }`, Envoy's STRICT_DNS, or `discover:
+//! { srv: name }`): an upstream whose instances are the addresses a name resolves to, as a
+//! headless Kubernetes Service or Consul's DNS interface publish them (see `source`). The name is resolved again every `refresh`, off the request path.
 //! When its addresses change, the upstream is rebuilt with the new set and swapped in: a request
 //! keeps the set it started with to its end. Each address's state (health, ejection, connection
 //! pool) is the registry's, so an address that stays keeps it, and a reload starts from the
@@ -11,15 +11,17 @@
 //! empties the upstream, whose requests are then refused at once (503), as a Service scaled to
 //! zero has nothing to serve them.
 
-use super::{health, instance_key, outlier, Instance, InstanceSettings, Upstream};
+mod source;
+
+pub(crate) use source::{DnsSource, Lookup, SourceTls};
+
+use super::{health, outlier, Upstream};
 use crate::stats::{Registry, DNS_RESOLUTIONS};
-use crate::tls::TlsTarget;
 use arc_swap::ArcSwap;
-use http::uri::Authority;
 use metrics::{Counter, Label};
 use parking_lot::Mutex;
 use serde::Serialize;
-use std::net::{IpAddr, SocketAddr};
+use source::Endpoint;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -38,8 +40,8 @@ pub(crate) struct Discovery {
     registry: Arc<Registry>,
     /// What the name last resolved to, kept over reloads.
     resolution: Arc<Resolution>,
-    /// The addresses of `current`'s instances, which only the resolving task changes.
-    serving: Mutex<Vec<IpAddr>>,
+    /// The endpoints of `current`'s instances, which only the resolving task changes.
+    serving: Mutex<Vec<Endpoint>>,
     /// A reload replaced this upstream: its resolutions stop.
     retired: AtomicBool,
 }
@@ -48,58 +50,8 @@ impl std::fmt::Debug for Discovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Discovery")
             .field("name", &self.name)
-            .field("source", &self.source.named)
+            .field("source", &self.source.lookup)
             .finish_non_exhaustive()
-    }
-}
-
-/// What `discover.dns` names: `host:port` (or `https://host:port`), and how its instances are made.
-#[derive(Debug, Clone)]
-pub(crate) struct DnsSource {
-    /// The name with its port; the instances' own name (`Host` with `host_header: instance`).
-    pub(crate) named: Authority,
-    /// TLS to every instance, the certificate carrying the name (or `tls.server_name`).
-    pub(crate) tls: Option<TlsTarget>,
-    pub(crate) settings: InstanceSettings,
-}
-
-impl DnsSource {
-    /// The instances at `addresses`, each with the registry's state for its address; with
-    /// `checked`, those new to the registry wait for their first health check.
-    fn instances(
-        &self,
-        upstream: &str,
-        addresses: &[IpAddr],
-        registry: &Registry,
-        checked: bool,
-    ) -> Box<[Instance]> {
-        let port = self.named.port_u16().unwrap_or_default();
-        addresses
-            .iter()
-            .filter_map(|&ip| {
-                let authority: Authority = SocketAddr::new(ip, port).to_string().parse().ok()?;
-                let (state, new) = registry.instance_entry(upstream, &self.key(&authority));
-                if new && checked {
-                    state.await_first_check();
-                }
-                Some(Instance::new(
-                    authority,
-                    &self.named,
-                    self.tls.clone(),
-                    self.settings,
-                    state,
-                ))
-            })
-            .collect()
-    }
-
-    fn key(&self, authority: &Authority) -> String {
-        instance_key(authority, self.tls.is_some())
-    }
-
-    /// The registry's key of this source, so that a reload naming another keeps nothing of it.
-    pub(crate) fn label(&self) -> String {
-        self.key(&self.named)
     }
 }
 
@@ -113,7 +65,7 @@ pub(crate) struct Resolution {
 #[derive(Default)]
 struct ResolutionState {
     /// Sorted; `None` until the first answer.
-    addresses: Option<Vec<IpAddr>>,
+    endpoints: Option<Vec<Endpoint>>,
     /// The first resolution has ended, well or not.
     attempted: bool,
     resolved_at_unix_us: Option<i64>,
@@ -123,9 +75,12 @@ struct ResolutionState {
 /// A discovered upstream's state for the admin API.
 #[derive(Debug, Serialize)]
 pub(crate) struct DiscoveryStatus {
-    dns: String,
+    /// `host:port` for `dns:`, the name for `srv:` (`https://` when its instances speak TLS).
+    dns: Option<String>,
+    srv: Option<String>,
     refresh_ms: u64,
-    addresses: Vec<IpAddr>,
+    /// `ip:port` each.
+    addresses: Vec<String>,
     /// When the name last resolved (its answer may have been empty).
     resolved_at_unix_us: Option<i64>,
     /// Why the latest resolution failed, when it did; the instances stay as they were.
@@ -148,18 +103,18 @@ impl Resolution {
         }
     }
 
-    /// The addresses last resolved (none before the first answer).
-    pub(crate) fn addresses(&self) -> Vec<IpAddr> {
-        self.state.lock().addresses.clone().unwrap_or_default()
+    /// The endpoints last resolved (none before the first answer).
+    fn endpoints(&self) -> Vec<Endpoint> {
+        self.state.lock().endpoints.clone().unwrap_or_default()
     }
 
-    fn answered(&self, addresses: &[IpAddr]) {
+    fn answered(&self, endpoints: &[Endpoint]) {
         self.succeeded.increment(1);
         let mut state = self.state.lock();
         state.attempted = true;
         state.resolved_at_unix_us = Some(super::unix_us());
         state.last_error = None;
-        state.addresses = Some(addresses.to_vec());
+        state.endpoints = Some(endpoints.to_vec());
     }
 
     fn failed(&self, error: String) {
@@ -181,7 +136,7 @@ impl Discovery {
         registry: Arc<Registry>,
     ) -> Self {
         let resolution = registry.resolution(&upstream.name, &source.label());
-        let serving = resolution.addresses();
+        let serving = resolution.endpoints();
         let instances = source.instances(&upstream.name, &serving, &registry, false);
         Discovery {
             name: upstream.name.clone(),
@@ -219,10 +174,18 @@ impl Discovery {
 
     pub(crate) fn status(&self) -> DiscoveryStatus {
         let state = self.resolution.state.lock();
+        let label = Some(self.source.label());
+        let srv = matches!(self.source.lookup, Lookup::Srv { .. });
         DiscoveryStatus {
-            dns: self.source.label(),
+            dns: label.clone().filter(|_| !srv),
+            srv: label.filter(|_| srv),
             refresh_ms: self.refresh.as_millis() as u64,
-            addresses: state.addresses.clone().unwrap_or_default(),
+            addresses: state
+                .endpoints
+                .iter()
+                .flatten()
+                .map(|e| e.addr.to_string())
+                .collect(),
             resolved_at_unix_us: state.resolved_at_unix_us,
             last_error: state.last_error.clone(),
         }
@@ -233,44 +196,41 @@ impl Discovery {
         let state = self.resolution.state.lock();
         lookout_dashboard::DiscoveryHealth {
             dns: self.source.label(),
-            addresses: state.addresses.as_ref().map_or(0, Vec::len),
+            addresses: state.endpoints.as_ref().map_or(0, Vec::len),
             resolved_at_unix_us: state.resolved_at_unix_us,
             last_error: state.last_error.clone(),
         }
     }
 
-    /// Resolves the name once; when its addresses changed, swaps in an upstream made of them.
+    /// Resolves the name once; when its endpoints changed, swaps in an upstream made of them.
     async fn resolve(&self) {
-        let host = self.source.named.host();
-        let mut addresses: Vec<IpAddr> = match self.resolver.lookup_ip(host).await {
-            Ok(lookup) => lookup.iter().collect(),
-            Err(error) if error.is_no_records_found() => Vec::new(),
+        let endpoints = match self.source.resolve(&self.resolver).await {
+            Ok(endpoints) => endpoints,
             Err(error) => {
-                tracing::warn!(upstream = %self.name, name = host, %error, "DNS resolution failed; keeping the instances");
+                let name = self.source.label();
+                tracing::warn!(upstream = %self.name, name, %error, "DNS resolution failed; keeping the instances");
                 self.resolution.failed(error.to_string());
                 return;
             }
         };
-        addresses.sort_unstable();
-        addresses.dedup();
-        self.resolution.answered(&addresses);
+        self.resolution.answered(&endpoints);
         // Compared with what this upstream serves, not with the last answer: a reload's upstream
         // starts from the answers its predecessor had, which may have changed since.
         let mut serving = self.serving.lock();
-        if *serving != addresses {
-            self.swap(&addresses, !serving.is_empty());
-            *serving = addresses;
+        if *serving != endpoints {
+            self.swap(&endpoints, !serving.is_empty());
+            *serving = endpoints;
         }
     }
 
-    /// Swaps in an upstream of `addresses`. When it `was_serving`, an address that joins it and
+    /// Swaps in an upstream of `endpoints`. When it `was_serving`, an address that joins it and
     /// that it checks takes requests once its first check passes; an upstream with no instance
     /// takes them at once, as listed instances are at the gateway's start.
-    fn swap(&self, addresses: &[IpAddr], was_serving: bool) {
+    fn swap(&self, endpoints: &[Endpoint], was_serving: bool) {
         let checked = was_serving && self.current.load().health_check.is_some();
         let instances = self
             .source
-            .instances(&self.name, addresses, &self.registry, checked);
+            .instances(&self.name, endpoints, &self.registry, checked);
         let keys: Vec<&str> = instances.iter().map(|i| &*i.addr).collect();
         tracing::info!(upstream = %self.name, instances = ?keys, "DNS: the upstream's instances changed");
         let next = Arc::new(self.current.load().with_instances(instances));
@@ -307,34 +267,5 @@ async fn resolve_loop(discovery: Weak<Discovery>) {
         let refresh = current.refresh;
         drop(current);
         tokio::time::sleep(refresh).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::upstream::Protocol;
-    use http::header::{HeaderMap, HOST};
-
-    #[test]
-    fn discovered_instances_are_their_addresses_on_the_names_port_and_answer_to_the_name() {
-        let source = DnsSource {
-            named: Authority::from_static("books.shop.svc:8080"),
-            tls: None,
-            settings: InstanceSettings {
-                protocol: Protocol::Http1,
-                max_streams: usize::MAX,
-                send_own_host: true,
-            },
-        };
-        let addresses = ["10.0.0.7".parse().unwrap(), "fd00::1".parse().unwrap()];
-        let instances = source.instances("books", &addresses, &Registry::default(), false);
-        let names: Vec<&str> = instances.iter().map(|i| &*i.addr).collect();
-        assert_eq!(names, ["10.0.0.7:8080", "[fd00::1]:8080"]);
-        assert_eq!(instances[1].authority.as_str(), "[fd00::1]:8080");
-        let mut headers = HeaderMap::new();
-        instances[0].give_host(&mut headers);
-        assert_eq!(headers[HOST], "books.shop.svc:8080");
-        assert_eq!(source.label(), "books.shop.svc:8080");
     }
 }

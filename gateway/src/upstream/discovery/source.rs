@@ -1,0 +1,215 @@
+//! What a discovered upstream resolves, and the instances its answers make: a name's A and AAAA
+//! records, every address serving the configured port (`discover: { dns: host:port }`), or a
+//! name's SRV records, each target's addresses serving the record's port (`discover: { srv:
+//! name }`: Consul's services, a Kubernetes Service's named ports).
+
+use super::super::{instance_key, Instance, InstanceSettings};
+use super::Resolver;
+use crate::stats::Registry;
+use crate::tls::TlsTarget;
+use hickory_resolver::net::NetError;
+use hickory_resolver::proto::rr::RData;
+use http::uri::Authority;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// The records asked for.
+#[derive(Debug, Clone)]
+pub(crate) enum Lookup {
+    /// A and AAAA records of `host`, every address serving `port`.
+    Address { host: Arc<str>, port: u16 },
+    /// SRV records of `name`: each target's addresses, serving the record's port.
+    Srv { name: Arc<str> },
+}
+
+/// One address a name resolved to: where to connect, and the name it answers to (the name
+/// resolved, or an SRV record's target).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Endpoint {
+    pub(crate) addr: SocketAddr,
+    pub(crate) host: Arc<str>,
+}
+
+/// TLS to every instance of a discovered upstream.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceTls {
+    pub(crate) config: Arc<ClientConfig>,
+    /// The name each certificate must carry: `tls.server_name`, or the name resolved; `None`
+    /// for SRV targets, each of which is its own instances' name.
+    pub(crate) server_name: Option<ServerName<'static>>,
+}
+
+/// What `discover:` names, and how its instances are made.
+#[derive(Debug, Clone)]
+pub(crate) struct DnsSource {
+    pub(crate) lookup: Lookup,
+    pub(crate) tls: Option<SourceTls>,
+    pub(crate) settings: InstanceSettings,
+}
+
+impl DnsSource {
+    /// The endpoints the name resolves to now, sorted; none when it has no record of the kind.
+    pub(crate) async fn resolve(&self, resolver: &Resolver) -> Result<Vec<Endpoint>, NetError> {
+        let mut endpoints = match &self.lookup {
+            Lookup::Address { host, port } => {
+                let addresses = addresses(resolver, host).await?;
+                let at = |ip| Endpoint {
+                    addr: SocketAddr::new(ip, *port),
+                    host: host.clone(),
+                };
+                addresses.into_iter().map(at).collect()
+            }
+            Lookup::Srv { name } => targets(resolver, name).await?,
+        };
+        endpoints.sort_unstable();
+        endpoints.dedup();
+        Ok(endpoints)
+    }
+
+    /// The instances at `endpoints`, each with the registry's state for its address; with
+    /// `checked`, those new to the registry wait for their first health check.
+    pub(crate) fn instances(
+        &self,
+        upstream: &str,
+        endpoints: &[Endpoint],
+        registry: &Registry,
+        checked: bool,
+    ) -> Box<[Instance]> {
+        endpoints
+            .iter()
+            .filter_map(|endpoint| {
+                let authority: Authority = endpoint.addr.to_string().parse().ok()?;
+                let named: Authority = format!("{}:{}", endpoint.host, endpoint.addr.port())
+                    .parse()
+                    .ok()?;
+                let tls = match &self.tls {
+                    None => None,
+                    Some(tls) => Some(tls_target(tls, &endpoint.host)?),
+                };
+                let key = instance_key(&authority, tls.is_some());
+                let (state, new) = registry.instance_entry(upstream, &key);
+                if new && checked {
+                    state.await_first_check();
+                }
+                Some(Instance::new(authority, &named, tls, self.settings, state))
+            })
+            .collect()
+    }
+
+    /// The registry's key of this source, so that a reload naming another keeps nothing of it;
+    /// also how the admin API names it.
+    pub(crate) fn label(&self) -> String {
+        let scheme = if self.tls.is_some() { "https://" } else { "" };
+        match &self.lookup {
+            Lookup::Address { host, port } => format!("{scheme}{host}:{port}"),
+            Lookup::Srv { name } => format!("{scheme}{name}"),
+        }
+    }
+}
+
+/// An instance's TLS: the configured name, else the one it answers to.
+fn tls_target(tls: &SourceTls, host: &str) -> Option<TlsTarget> {
+    let server_name = match &tls.server_name {
+        Some(name) => name.clone(),
+        None => match ServerName::try_from(host.to_owned()) {
+            Ok(name) => name,
+            Err(error) => {
+                tracing::warn!(host, %error, "an SRV target is no name a certificate can carry; skipped");
+                return None;
+            }
+        },
+    };
+    Some(TlsTarget {
+        config: tls.config.clone(),
+        server_name,
+    })
+}
+
+/// `host`'s addresses; none when it has no record of the kind.
+async fn addresses(resolver: &Resolver, host: &str) -> Result<Vec<IpAddr>, NetError> {
+    match resolver.lookup_ip(host).await {
+        Ok(lookup) => Ok(lookup.iter().collect()),
+        Err(error) if error.is_no_records_found() => Ok(Vec::new()),
+        Err(error) => Err(error),
+    }
+}
+
+/// The endpoints of `name`'s SRV records of the best (lowest) priority: the others are there
+/// for when those fail, which health checks and outlier detection judge instead. Weights are
+/// left to the upstream's balancer.
+async fn targets(resolver: &Resolver, name: &str) -> Result<Vec<Endpoint>, NetError> {
+    let lookup = match resolver.srv_lookup(name).await {
+        Ok(lookup) => lookup,
+        Err(error) if error.is_no_records_found() => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let records: Vec<_> = lookup
+        .answers()
+        .iter()
+        .filter_map(|record| match &record.data {
+            // A target of "." says the service is not available at this name (RFC 2782).
+            RData::SRV(srv) if !srv.target.is_root() => Some(srv.clone()),
+            _ => None,
+        })
+        .collect();
+    let best = records.iter().map(|srv| srv.priority).min();
+    let mut endpoints = Vec::new();
+    for srv in records.iter().filter(|srv| Some(srv.priority) == best) {
+        let target = srv.target.to_ascii();
+        let host: Arc<str> = target.trim_end_matches('.').into();
+        for ip in addresses(resolver, &target).await? {
+            endpoints.push(Endpoint {
+                addr: SocketAddr::new(ip, srv.port),
+                host: host.clone(),
+            });
+        }
+    }
+    Ok(endpoints)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::Protocol;
+    use http::header::{HeaderMap, HOST};
+
+    #[test]
+    fn discovered_instances_are_their_endpoints_and_answer_to_their_names() {
+        let source = DnsSource {
+            lookup: Lookup::Srv {
+                name: "_books._tcp.service.consul".into(),
+            },
+            tls: None,
+            settings: InstanceSettings {
+                protocol: Protocol::Http1,
+                max_streams: usize::MAX,
+                send_own_host: true,
+            },
+        };
+        let endpoint = |addr: &str, host: &str| Endpoint {
+            addr: addr.parse().unwrap(),
+            host: host.into(),
+        };
+        let endpoints = [
+            endpoint("10.0.0.7:21500", "node-1.node.consul"),
+            endpoint("[fd00::1]:8080", "node-2.node.consul"),
+        ];
+        let instances = source.instances("books", &endpoints, &Registry::default(), false);
+        let names: Vec<&str> = instances.iter().map(|i| &*i.addr).collect();
+        assert_eq!(names, ["10.0.0.7:21500", "[fd00::1]:8080"]);
+        let mut headers = HeaderMap::new();
+        instances[0].give_host(&mut headers);
+        assert_eq!(headers[HOST], "node-1.node.consul:21500");
+        assert_eq!(source.label(), "_books._tcp.service.consul");
+        let address = DnsSource {
+            lookup: Lookup::Address {
+                host: "books.svc".into(),
+                port: 8080,
+            },
+            ..source
+        };
+        assert_eq!(address.label(), "books.svc:8080");
+    }
+}
