@@ -24,20 +24,9 @@ source "$root/tests/bench/lib.sh"
 start_bench_upstream
 
 declare -A port=()
-start_lookout() { # name upstream-fields
-  port[$1]=$(free_port)
-  {
-    quiet_lookout_head "${port[$1]}"
-    echo "upstreams:"
-    echo "  - { name: bench, $2 }"
-    echo "routes:"
-    echo "  - { name: all, upstream: bench }"
-  } >"$work/$1.yaml"
-  RUST_LOG=warn "${LOOKOUT:-$target/release/lookout}" run -c "$work/$1.yaml" --workers 1 >/dev/null & pids+=($!)
-  wait_port "${port[$1]}"
-}
-start_lookout listed "instances: [\"127.0.0.1:$upstream_port\"]"
-start_lookout discovered "discover: { dns: \"localhost:$upstream_port\" }"
+echo "  - { name: all, upstream: bench }" >"$work/all.routes"
+start_quiet_lookout listed "instances: [\"127.0.0.1:$upstream_port\"]" "$work/all.routes"
+start_quiet_lookout discovered "discover: { dns: \"localhost:$upstream_port\" }" "$work/all.routes"
 
 declare -A url=(
   [listed]="http://127.0.0.1:${port[listed]}/small"

@@ -178,3 +178,19 @@ access_log: { path: off }
 analytics: { store: off }
 YAML
 }
+
+# Starts a quiet Lookout (--workers 1) named $1 in front of bench-upstream: its one upstream
+# `bench` with the fields $2, and the routes in file $3. Its proxy port goes in port[$1] (an
+# associative array the caller declares).
+start_quiet_lookout() {
+  port[$1]=$(free_port)
+  {
+    quiet_lookout_head "${port[$1]}"
+    echo "upstreams:"
+    echo "  - { name: bench, $2 }"
+    echo "routes:"
+    cat "$3"
+  } >"$work/$1.yaml"
+  RUST_LOG=warn "${LOOKOUT:-$target/release/lookout}" run -c "$work/$1.yaml" --workers 1 >/dev/null & pids+=($!)
+  wait_port "${port[$1]}"
+}

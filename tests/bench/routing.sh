@@ -27,19 +27,6 @@ source "$root/tests/bench/lib.sh"
 start_bench_upstream
 
 declare -A port=()
-start_lookout() { # name routes-file
-  port[$1]=$(free_port)
-  {
-    quiet_lookout_head "${port[$1]}"
-    echo "upstreams:"
-    echo "  - { name: bench, instances: [\"127.0.0.1:$upstream_port\"] }"
-    echo "routes:"
-    cat "$2"
-  } >"$work/$1.yaml"
-  RUST_LOG=warn "${LOOKOUT:-$target/release/lookout}" run -c "$work/$1.yaml" --workers 1 >/dev/null & pids+=($!)
-  wait_port "${port[$1]}"
-}
-
 table() { # prefix-of-each-route
   for i in $(seq 0 999); do
     echo "  - { name: r$i, match: { prefix: $1$i }, strip_prefix: $1$i, upstream: bench }"
@@ -49,7 +36,9 @@ table() { # prefix-of-each-route
 echo "  - { name: all, upstream: bench }" >"$work/one.routes"
 table /api/v1/r >"$work/shared.routes"
 table /r >"$work/distinct.routes"
-for table in one shared distinct; do start_lookout "$table" "$work/$table.routes"; done
+for table in one shared distinct; do
+  start_quiet_lookout "$table" "instances: [\"127.0.0.1:$upstream_port\"]" "$work/$table.routes"
+done
 
 declare -A url=(
   ["one route"]="http://127.0.0.1:${port[one]}/small"

@@ -60,37 +60,33 @@ impl TestDns {
         format!("{label}.{ZONE}")
     }
 
-    /// Sets `name`'s A records (time to live 0, so no resolver keeps them); none removes the
-    /// name, which then answers NXDOMAIN.
+    /// Sets `name`'s A records; none removes the name, which then answers NXDOMAIN.
     pub async fn set(&self, name: &str, addresses: &[Ipv4Addr]) {
-        let owner = Name::from_str(name).expect("a DNS name");
-        let key = RrKey::new(LowerName::new(&owner), RecordType::A);
-        let mut records = self.zone.records_mut().await;
-        if addresses.is_empty() {
-            records.remove(&key);
-            return;
-        }
-        let mut set = RecordSet::new(owner.clone(), RecordType::A, 1);
-        for &ip in addresses {
-            set.insert(Record::from_rdata(owner.clone(), 0, RData::A(A(ip))), 1);
-        }
-        records.insert(key, Arc::new(set));
+        let records = addresses.iter().map(|&ip| RData::A(A(ip)));
+        self.replace(name, RecordType::A, records.collect()).await;
     }
 
     /// Sets `name`'s SRV records, each `(priority, port, target)`; none removes the name.
     pub async fn set_srv(&self, name: &str, records: &[(u16, u16, &str)]) {
+        let records = records.iter().map(|&(priority, port, target)| {
+            let target = Name::from_str(target).expect("a target name");
+            RData::SRV(SRV::new(priority, 1, port, target))
+        });
+        self.replace(name, RecordType::SRV, records.collect()).await;
+    }
+
+    /// Replaces `name`'s records of `kind` (time to live 0, so no resolver keeps them).
+    async fn replace(&self, name: &str, kind: RecordType, records: Vec<RData>) {
         let owner = Name::from_str(name).expect("a DNS name");
-        let key = RrKey::new(LowerName::new(&owner), RecordType::SRV);
+        let key = RrKey::new(LowerName::new(&owner), kind);
         let mut zone = self.zone.records_mut().await;
         if records.is_empty() {
             zone.remove(&key);
             return;
         }
-        let mut set = RecordSet::new(owner.clone(), RecordType::SRV, 1);
-        for &(priority, port, target) in records {
-            let target = Name::from_str(target).expect("a target name");
-            let srv = SRV::new(priority, 1, port, target);
-            set.insert(Record::from_rdata(owner.clone(), 0, RData::SRV(srv)), 1);
+        let mut set = RecordSet::new(owner.clone(), kind, 1);
+        for data in records {
+            set.insert(Record::from_rdata(owner.clone(), 0, data), 1);
         }
         zone.insert(key, Arc::new(set));
     }

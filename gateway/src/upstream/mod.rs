@@ -1,6 +1,7 @@
-//! Upstreams: named sets of instances, how one is picked (balancing), how their health is
-//! tracked (active checks and passive outlier ejection), how requests reach them (a pool of
-//! keep-alive connections per instance) and how much retrying they may absorb (a retry budget).
+//! Upstreams: named sets of instances, listed or discovered through DNS (`discovery`), how one
+//! is picked (balancing), how their health is tracked (active checks and passive outlier
+//! ejection), how requests reach them (a pool of keep-alive connections per instance) and how
+//! much retrying they may absorb (a retry budget).
 
 mod attempts;
 mod balancer;
