@@ -1,10 +1,11 @@
 //! DNS service discovery (`discover: { dns: name:port }`, Envoy's STRICT_DNS, or `discover:
 //! { srv: name }`): an upstream whose instances are the addresses a name resolves to, as a
-//! headless Kubernetes Service or Consul's DNS interface publish them (see `source`). The name is resolved again every `refresh`, off the request path.
-//! When its addresses change, the upstream is rebuilt with the new set and swapped in: a request
-//! keeps the set it started with to its end. Each address's state (health, ejection, connection
-//! pool) is the registry's, so an address that stays keeps it, and a reload starts from the
-//! addresses last resolved rather than from none.
+//! headless Kubernetes Service or Consul's DNS interface publish them (see `source`). The name
+//! is resolved again every `refresh`, off the request path. When its addresses change, the
+//! upstream is rebuilt with the new set and swapped in: a request keeps the set it started with
+//! to its end. Each address's state (health, ejection, connection pool) is the registry's, so
+//! an address that stays keeps it, and a reload starts from the addresses last resolved rather
+//! than from none. It must not resolve on the request path, nor lock what a request reads.
 //!
 //! A failed resolution (a timeout, SERVFAIL) keeps the instances it has: the name's servers are
 //! down, not its backends. An answer with no address (NXDOMAIN, or no record of the kind asked)
@@ -75,8 +76,9 @@ struct ResolutionState {
 /// A discovered upstream's state for the admin API.
 #[derive(Debug, Serialize)]
 pub(crate) struct DiscoveryStatus {
-    /// `host:port` for `dns:`, the name for `srv:` (`https://` when its instances speak TLS).
+    /// `host:port`, for `dns:` (`https://` first when its instances speak TLS).
     dns: Option<String>,
+    /// The name, for `srv:` (likewise).
     srv: Option<String>,
     refresh_ms: u64,
     /// `ip:port` each.
