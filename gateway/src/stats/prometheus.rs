@@ -6,6 +6,8 @@
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub(crate) const REQUEST_DURATION: &str = "http_server_request_duration_seconds";
 pub(crate) const ACTIVE_REQUESTS: &str = "http_server_active_requests";
@@ -448,7 +450,8 @@ impl Metrics {
 }
 
 /// Gauges read from the gateway's live state at each scrape (instance health, requests in
-/// flight, certificate expiry), kept by a recorder made for that scrape alone. In the gateway's
+/// flight, certificate expiry), and the instances' counters (see [`InstanceCounters`]), kept by
+/// a recorder made for that scrape alone. In the gateway's
 /// lasting recorder a series outlives its route, instance or certificate, standing at its last
 /// value for good: an instance a reload removed while it was unhealthy would keep its alert
 /// firing.
@@ -473,6 +476,13 @@ impl ScrapeGauges {
                     SharedString::const_str(description),
                 );
             }
+            if INSTANCE_COUNTERS.contains(&name) {
+                recorder.describe_counter(
+                    KeyName::from_const_str(name),
+                    Some(unit),
+                    SharedString::const_str(description),
+                );
+            }
         }
         ScrapeGauges(recorder)
     }
@@ -485,6 +495,43 @@ impl ScrapeGauges {
 
     pub(crate) fn render(&self) -> String {
         self.0.handle().render()
+    }
+}
+
+/// The counters of one upstream instance (attempts by result, ejections, connections opened,
+/// ...), exposed only while the registry holds the instance: read at each scrape, as its health
+/// is. In the gateway's lasting recorder a series would outlive its instance, standing for good,
+/// and a discovered upstream's instances come and go with its backends' addresses (every
+/// rollout's new pods): their series, and the memory behind them, would grow without bound.
+#[derive(Default)]
+pub(crate) struct InstanceCounters(Vec<(Key, Arc<AtomicU64>)>);
+
+/// The metrics an [`InstanceCounters`] exposes, all labelled by instance.
+const INSTANCE_COUNTERS: [&str; 7] = [
+    EJECTIONS,
+    EJECTIONS_SKIPPED,
+    CONNECTIONS_OPENED,
+    STREAMS_REFUSED,
+    STALE_CONNECTIONS,
+    UPSTREAM_ATTEMPTS,
+    UPSTREAM_BODY_FAILURES,
+];
+
+impl InstanceCounters {
+    /// A counter handle (an atomic add, as any other) whose value the scrapes show while the
+    /// instance is kept.
+    pub(crate) fn counter(&mut self, name: &'static str, labels: Vec<Label>) -> Counter {
+        debug_assert!(INSTANCE_COUNTERS.contains(&name), "{name} is not an instance's");
+        let value = Arc::new(AtomicU64::new(0));
+        self.0.push((Key::from_parts(name, labels), value.clone()));
+        Counter::from_arc(value)
+    }
+
+    pub(crate) fn expose(&self, live: &ScrapeGauges) {
+        for (key, value) in &self.0 {
+            let counter = live.0.register_counter(key, &METADATA);
+            counter.absolute(value.load(Ordering::Relaxed));
+        }
     }
 }
 

@@ -168,7 +168,7 @@ impl Registry {
         match instances.entry(key) {
             Entry::Occupied(kept) => (kept.get().clone(), false),
             Entry::Vacant(place) => {
-                let state = Arc::new(InstanceState::new(upstream, addr, &self.metrics));
+                let state = Arc::new(InstanceState::new(upstream, addr));
                 (place.insert(state).clone(), true)
             }
         }
@@ -387,7 +387,7 @@ impl Registry {
         m.render() + &live.render()
     }
 
-    /// Instance health and latency, requests in flight and anomaly scores of the routes and
+    /// Instance health, latency and counters, requests in flight and anomaly scores of the routes and
     /// instances the registry holds now (those of the running config, and, for requests in flight
     /// and tunnels, the retired routes still in use): those a reload removed are gone from the
     /// next scrape.
@@ -399,6 +399,7 @@ impl Registry {
             ];
             let healthy = if instance.available() { 1.0 } else { 0.0 };
             live.set(prometheus::INSTANCE_HEALTHY, labels.clone(), healthy);
+            instance.counters.expose(live);
             instance_latency(live, labels, &instance.latency.last_minute());
         }
         // A route with variants has figures per variant: its gauges are their sums.

@@ -1,11 +1,12 @@
 //! Each instance's attempts by how they ended (`lookout_upstream_attempts_total`), and the answers
 //! whose body it then broke off or stalled (`lookout_upstream_body_failures_total`): which
 //! instance of an upstream is failing, and how, where the request figures show only the route's.
-//! Every series is registered with the instance, so a result no attempt has had yet reads 0;
-//! counting one is an atomic add on a handle resolved then.
+//! Every series is made with the instance, so a result no attempt has had yet reads 0; counting
+//! one is an atomic add on a handle resolved then. The scrapes show them while the instance is
+//! kept (see `InstanceCounters`).
 
 use super::one_shot::Failure;
-use crate::stats::{Metrics, UPSTREAM_ATTEMPTS, UPSTREAM_BODY_FAILURES};
+use crate::stats::{InstanceCounters, UPSTREAM_ATTEMPTS, UPSTREAM_BODY_FAILURES};
 use http::StatusCode;
 use metrics::{Counter, Label};
 
@@ -29,15 +30,15 @@ pub(crate) struct AttemptCounters {
 
 impl AttemptCounters {
     /// `labels`: the instance's (`upstream`, `upstream_instance`).
-    pub(crate) fn new(metrics: &Metrics, labels: impl Fn() -> Vec<Label>) -> Self {
+    pub(crate) fn new(counters: &mut InstanceCounters, labels: impl Fn() -> Vec<Label>) -> Self {
         let by_result = RESULTS.map(|result| {
             let mut labels = labels();
             labels.push(Label::new("result", result));
-            metrics.counter(UPSTREAM_ATTEMPTS, labels)
+            counters.counter(UPSTREAM_ATTEMPTS, labels)
         });
         AttemptCounters {
             by_result,
-            body_failures: metrics.counter(UPSTREAM_BODY_FAILURES, labels()),
+            body_failures: counters.counter(UPSTREAM_BODY_FAILURES, labels()),
         }
     }
 

@@ -9,8 +9,8 @@ use super::outlier::{OutlierPolicy, Reason, Skipped, Tally};
 use super::pool::{ConnectionPool, Exchange, Failed, Protocol, SendError, Sender, Target};
 use crate::body::UpstreamBody;
 use crate::stats::{
-    Latency, LatencySnapshot, Metrics, CONNECTIONS_OPENED, EJECTIONS, EJECTIONS_SKIPPED, STALE_CONNECTIONS,
-    STREAMS_REFUSED, UPSTREAM_INSTANCE,
+    InstanceCounters, Latency, LatencySnapshot, CONNECTIONS_OPENED, EJECTIONS, EJECTIONS_SKIPPED,
+    STALE_CONNECTIONS, STREAMS_REFUSED, UPSTREAM_INSTANCE,
 };
 use crate::tls::TlsTarget;
 use http::header::{HeaderMap, HeaderValue, HOST};
@@ -95,6 +95,8 @@ pub(crate) struct InstanceState {
     pub(crate) latency: Latency,
     /// The attempts sent to it, by result, and the answers whose body it broke.
     pub(crate) attempts: AttemptCounters,
+    /// Its Prometheus counters, which the scrapes read while it is kept.
+    pub(crate) counters: InstanceCounters,
     /// `lookout_upstream_ejections_total`, by [`Reason`].
     ejections_total: [Counter; Reason::ALL.len()],
     /// `lookout_upstream_ejections_skipped_total`, by [`Skipped`].
@@ -221,32 +223,34 @@ impl Instance {
 }
 
 impl InstanceState {
-    pub(crate) fn new(upstream: &str, addr: &str, metrics: &Metrics) -> Self {
+    pub(crate) fn new(upstream: &str, addr: &str) -> Self {
         let labels = || {
             vec![
                 Label::new("upstream", upstream.to_owned()),
                 Label::new(UPSTREAM_INSTANCE, addr.to_owned()),
             ]
         };
+        let mut counters = InstanceCounters::default();
         InstanceState {
             addr: addr.into(),
             ejections_total: Reason::ALL.map(|reason| {
                 let mut labels = labels();
                 labels.push(Label::new("reason", reason.label()));
-                metrics.counter(EJECTIONS, labels)
+                counters.counter(EJECTIONS, labels)
             }),
             ejections_skipped: Skipped::ALL.map(|why| {
                 let mut labels = labels();
                 labels.push(Label::new("reason", why.label()));
-                metrics.counter(EJECTIONS_SKIPPED, labels)
+                counters.counter(EJECTIONS_SKIPPED, labels)
             }),
             pool: ConnectionPool::new(
-                metrics.counter(CONNECTIONS_OPENED, labels()),
-                metrics.counter(STREAMS_REFUSED, labels()),
-                metrics.counter(STALE_CONNECTIONS, labels()),
+                counters.counter(CONNECTIONS_OPENED, labels()),
+                counters.counter(STREAMS_REFUSED, labels()),
+                counters.counter(STALE_CONNECTIONS, labels()),
             ),
             latency: Latency::new(),
-            attempts: AttemptCounters::new(metrics, labels),
+            attempts: AttemptCounters::new(&mut counters, labels),
+            counters,
             healthy: AtomicBool::new(true),
             first_check_pending: AtomicBool::new(false),
             check_streak: AtomicU32::new(0),

@@ -97,8 +97,15 @@ async fn a_discovered_upstream_balances_across_every_address_and_follows_the_nam
         "{row}"
     );
 
-    // The address the name dropped has no health any more; the resolutions are counted.
+    // The address the name dropped leaves no series behind (its counters with it: else every
+    // rollout's pods would add series for good); the resolutions are counted.
     let metrics = metrics_text(admin).await;
+    let gone = format!("upstream_instance=\"127.0.0.2:{port}\"");
+    assert!(!metrics.contains(&gone), "{metrics}");
+    let attempts = format!(
+        "lookout_upstream_attempts_total{{upstream=\"svc\",upstream_instance=\"{c}\",result=\"2xx\"}}"
+    );
+    assert!(metrics.contains(&attempts), "{metrics}");
     let health = |addr: &str| {
         format!("lookout_upstream_instance_healthy{{upstream=\"svc\",upstream_instance=\"{addr}\"}} 1")
     };
