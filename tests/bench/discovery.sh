@@ -40,10 +40,4 @@ for name in "${cases[@]}"; do warm_up "${url[$name]}" 50; done
 declare -A by_round=() p50s=() p99s=() header=()
 measure_rounds
 
-printf "\n%-12s %10s %10s %10s %9s   %s\n" "case (c=50)" "req/s" "p50 (us)" "p99 (us)" "/listed" "req/s by round"
-base=$(median <<<"${by_round[listed]}")
-for name in "${cases[@]}"; do
-  r=$(median <<<"${by_round[$name]}")
-  printf "%-12s %10.0f %10.0f %10.0f %8.3fx   %s\n" "$name" "$r" "$(median <<<"${p50s[$name]}")" \
-    "$(median <<<"${p99s[$name]}")" "$(awk -v a="$r" -v b="$base" 'BEGIN { print a / b }')" "${by_round[$name]}"
-done
+print_against "listed" /listed 12

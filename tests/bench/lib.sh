@@ -194,3 +194,17 @@ start_quiet_lookout() {
   RUST_LOG=warn "${LOOKOUT:-$target/release/lookout}" run -c "$work/$1.yaml" --workers 1 >/dev/null & pids+=($!)
   wait_port "${port[$1]}"
 }
+
+# Prints the medians over the rounds of each case of "${cases[@]}" (req/s, p50, p99), its req/s
+# as a ratio to case $1's (the column headed $2), and each round's req/s; case names padded to
+# $3 characters.
+print_against() {
+  local name r base
+  printf "\n%-${3}s %10s %10s %10s %8s   %s\n" "case (c=50)" "req/s" "p50 (us)" "p99 (us)" "$2" "req/s by round"
+  base=$(median <<<"${by_round[$1]}")
+  for name in "${cases[@]}"; do
+    r=$(median <<<"${by_round[$name]}")
+    printf "%-${3}s %10.0f %10.0f %10.0f %7.3fx   %s\n" "$name" "$r" "$(median <<<"${p50s[$name]}")" \
+      "$(median <<<"${p99s[$name]}")" "$(awk -v a="$r" -v b="$base" 'BEGIN { print a / b }')" "${by_round[$name]}"
+  done
+}

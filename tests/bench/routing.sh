@@ -52,10 +52,4 @@ for name in "${cases[@]}"; do warm_up "${url[$name]}" 50; done
 declare -A by_round=() p50s=() p99s=() header=()
 measure_rounds
 
-printf "\n%-34s %10s %10s %10s %8s   %s\n" "case (c=50)" "req/s" "p50 (us)" "p99 (us)" "/one" "req/s by round"
-base=$(median <<<"${by_round[one route]}")
-for name in "${cases[@]}"; do
-  r=$(median <<<"${by_round[$name]}")
-  printf "%-34s %10.0f %10.0f %10.0f %7.2fx   %s\n" "$name" "$r" "$(median <<<"${p50s[$name]}")" \
-    "$(median <<<"${p99s[$name]}")" "$(awk -v a="$r" -v b="$base" 'BEGIN { print a / b }')" "${by_round[$name]}"
-done
+print_against "one route" /one 34
