@@ -1,13 +1,12 @@
 //! The compressing body: the response's data read through `async-compression`'s encoder as it
-//! streams, never whole. gzip at zlib's default level; zstd at its default level (3); brotli at
-//! quality 4 (as CDNs compress on the fly: its top quality costs some fifty times the CPU for a
-//! few percent). zstd and brotli with a 512 KiB window, as nginx's brotli module: their default
-//! windows (2 and 4 MiB) would be held by every response being compressed at once.
+//! streams, never whole, at the route's levels (see [`super::Levels`]). zstd and brotli with a
+//! 512 KiB window, as nginx's brotli module: their default windows (2 and 4 MiB) would be held
+//! by every response being compressed at once.
 //!
 //! An error of the body it reads (the upstream broke off, or stalled) comes out as that same
 //! error, so that the request's record still tells one from the other.
 
-use super::{Coding, CompressCounters, CompressSlot};
+use super::{Coding, CompressSlot};
 use async_compression::brotli::EncoderParams;
 use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZstdEncoder};
 use async_compression::zstd::CParameter;
@@ -28,28 +27,25 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A response body as the compressor sends it.
 pub(crate) type Compressed = UnsyncBoxBody<Bytes, BoxError>;
 
-/// `body`, compressed with `coding`, holding `slot` until it ends; what goes in and out counts
-/// in `counters`. Trailers are dropped: only bodies without them (no gRPC) are compressed.
-pub(crate) fn compress<B>(
-    body: B,
-    coding: Coding,
-    counters: &CompressCounters,
-    slot: CompressSlot,
-) -> Compressed
+/// `body`, compressed with `coding` at its policy's level, holding `slot` until it ends; what
+/// goes in and out counts in the policy's counters. Trailers are dropped: only bodies without
+/// them (no gRPC) are compressed.
+pub(crate) fn compress<B>(body: B, coding: Coding, slot: CompressSlot) -> Compressed
 where
     B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
 {
+    let (counters, levels) = (&slot.0.counters, slot.0.levels);
     let bytes_in = counters.bytes_in.clone();
     let read = BodyDataStream::new(body)
         .inspect_ok(move |data| bytes_in.increment(data.len() as u64))
         .map_err(io::Error::other);
     let reader = StreamReader::new(read);
     let encoder: Pin<Box<dyn AsyncRead + Send>> = match coding {
-        Coding::Gzip => Box::pin(GzipEncoder::with_quality(reader, Level::Default)),
-        Coding::Brotli => Box::pin(BrotliEncoder::with_params(reader, brotli_params())),
+        Coding::Gzip => Box::pin(GzipEncoder::with_quality(reader, level(levels.gzip))),
+        Coding::Brotli => Box::pin(BrotliEncoder::with_params(reader, brotli_params(levels.br))),
         Coding::Zstd => Box::pin(ZstdEncoder::with_quality_and_params(
             reader,
-            Level::Default,
+            level(levels.zstd),
             &[CParameter::window_log(WINDOW_BITS as u32)],
         )),
     };
@@ -82,10 +78,15 @@ impl Output {
     }
 }
 
-fn brotli_params() -> EncoderParams {
+fn brotli_params(quality: u32) -> EncoderParams {
     EncoderParams::default()
-        .quality(Level::Precise(4))
+        .quality(level(quality))
         .window_size(WINDOW_BITS)
+}
+
+/// A level the config checked is within the coding's range.
+fn level(value: u32) -> Level {
+    Level::Precise(value as i32)
 }
 
 /// The base-2 logarithm of zstd's and brotli's window: 512 KiB.
@@ -105,7 +106,7 @@ fn unwrapped(error: io::Error) -> BoxError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compress::CompressPolicy;
+    use crate::compress::{CompressPolicy, Levels};
     use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
     use http_body_util::{Full, StreamBody};
     use std::sync::atomic::Ordering;
@@ -130,7 +131,7 @@ mod tests {
         for coding in Coding::ALL {
             let body = Full::new(Bytes::from(text.clone())).map_err(|never| match never {});
             let slot = CompressSlot::take(&policy).expect("a slot");
-            let compressed = compress(body.boxed_unsync(), coding, &policy.counters, slot);
+            let compressed = compress(body.boxed_unsync(), coding, slot);
             assert_eq!(policy.in_flight.load(Ordering::Relaxed), 1, "held by the body");
             let bytes = compressed.collect().await.expect("compresses").to_bytes();
             assert!(bytes.len() * 20 < text.len(), "{coding:?}: {}", bytes.len());
@@ -141,6 +142,55 @@ mod tests {
             0,
             "each gave its slot back"
         );
+    }
+
+    #[tokio::test]
+    async fn the_policys_levels_reach_the_encoders() {
+        let text: String = (0..2_000)
+            .map(|i| {
+                format!(
+                    "{{\"id\":{i},\"title\":\"Book {}\",\"year\":{}}},",
+                    i * 7_919 % 1_000,
+                    1_900 + i % 120
+                )
+            })
+            .collect();
+        let sent = |levels: Levels, coding: Coding| {
+            let text = text.clone();
+            async move {
+                let policy = CompressPolicy::for_tests_at(levels);
+                let body = Full::new(Bytes::from(text.clone())).map_err(|never| match never {});
+                let slot = CompressSlot::take(&policy).expect("a slot");
+                let compressed = compress(body.boxed_unsync(), coding, slot);
+                let bytes = compressed.collect().await.expect("compresses").to_bytes();
+                assert_eq!(
+                    decoded(coding, bytes.clone()).await,
+                    text.as_bytes(),
+                    "{coding:?}"
+                );
+                bytes.len()
+            }
+        };
+        let low = Levels {
+            gzip: 1,
+            br: 0,
+            zstd: 1,
+        };
+        let high = Levels {
+            gzip: 9,
+            br: 9,
+            zstd: 12,
+        };
+        for coding in [Coding::Gzip, Coding::Brotli] {
+            let (fast, small) = (sent(low, coding).await, sent(high, coding).await);
+            assert!(
+                small < fast,
+                "{coding:?}: {small} bytes at the higher level, {fast} at the lower"
+            );
+        }
+        // zstd's sizes do not fall with every level on a body this small and regular (level 1
+        // sends the fewest here): that its level is the policy's is what this checks.
+        assert_ne!(sent(low, Coding::Zstd).await, sent(high, Coding::Zstd).await);
     }
 
     /// An error of the body read, as the upstream's broken or stalled body gives one.
@@ -156,7 +206,7 @@ mod tests {
             Err::<Frame<Bytes>, BoxError>(Box::new(BrokenOff)),
         ]);
         let slot = CompressSlot::take(&policy).expect("a slot");
-        let compressed = compress(StreamBody::new(failing), Coding::Gzip, &policy.counters, slot);
+        let compressed = compress(StreamBody::new(failing), Coding::Gzip, slot);
         let error = compressed.collect().await.expect_err("the body failed");
         assert!(error.is::<BrokenOff>(), "{error:?}");
     }

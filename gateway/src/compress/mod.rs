@@ -32,7 +32,31 @@ pub(crate) struct CompressPolicy {
     /// Shared by the routes that take `max_in_flight` from the top-level `compress:`, which
     /// bounds them together; a route's own is its own.
     pub(crate) in_flight: Arc<AtomicUsize>,
+    pub(crate) levels: Levels,
     pub(crate) counters: CompressCounters,
+}
+
+/// How hard each coding compresses: more CPU per response for fewer bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Levels {
+    /// 1 to 9 (zlib's, and nginx's `gzip_comp_level`).
+    pub(crate) gzip: u32,
+    /// Brotli's quality, 0 to 11.
+    pub(crate) br: u32,
+    /// 1 to 19 (zstd's levels past 19 need windows larger than the 512 KiB kept here).
+    pub(crate) zstd: u32,
+}
+
+impl Default for Levels {
+    /// zlib's default, brotli's quality as CDNs compress on the fly (its top quality costs some
+    /// fifty times the CPU for a few percent), and zstd's default.
+    fn default() -> Self {
+        Levels {
+            gzip: 6,
+            br: 4,
+            zstd: 3,
+        }
+    }
 }
 
 /// A response being compressed: counted in its policy's `in_flight` until dropped.
@@ -167,6 +191,11 @@ impl Negotiated {
 impl CompressPolicy {
     /// The default types, a `min_size` of 1 KiB, two at once, and counters nobody reads.
     pub(crate) fn for_tests() -> Arc<Self> {
+        Self::for_tests_at(Levels::default())
+    }
+
+    /// As [`CompressPolicy::for_tests`], at `levels`.
+    pub(crate) fn for_tests_at(levels: Levels) -> Arc<Self> {
         let metrics = crate::stats::Metrics::default();
         Arc::new(CompressPolicy {
             min_size: 1024,
@@ -176,6 +205,7 @@ impl CompressPolicy {
                 .collect(),
             max_in_flight: 2,
             in_flight: Arc::default(),
+            levels,
             counters: CompressCounters {
                 responses: Coding::ALL.map(|_| metrics.counter("r", vec![])),
                 bytes_in: metrics.counter("i", vec![]),

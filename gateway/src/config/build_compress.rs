@@ -1,11 +1,13 @@
 //! Validation of a route's `compress:` block.
 
 use super::error::Problems;
-use super::raw::{RawCompress, Text};
+use super::raw::{RawCompress, RawLevels, Text};
 use super::values::{bytes, positive};
-use crate::compress::{Coding, CompressCounters, CompressPolicy, MediaRange, DEFAULT_TYPES};
+use crate::compress::{Coding, CompressCounters, CompressPolicy, Levels, MediaRange, DEFAULT_TYPES};
 use crate::stats::{Registry, COMPRESSION_AT_LIMIT, COMPRESSION_BYTES, RESPONSES_COMPRESSED};
+use marked_yaml::Spanned;
 use metrics::Label;
+use std::ops::RangeInclusive;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
@@ -27,6 +29,7 @@ pub(super) struct CompressSettings {
     min_size: u64,
     types: Box<[MediaRange]>,
     max_in_flight: usize,
+    levels: Levels,
     /// The responses being compressed under `max_in_flight`: one count for every route that
     /// takes it from the top level, so that it bounds the encoders' memory gateway-wide.
     in_flight: Arc<AtomicUsize>,
@@ -42,6 +45,7 @@ impl Default for CompressSettings {
                 .filter_map(|t| MediaRange::parse(t))
                 .collect(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT as usize,
+            levels: Levels::default(),
             in_flight: Arc::default(),
         }
     }
@@ -86,7 +90,34 @@ pub(super) fn build_settings(
         min_size,
         types,
         max_in_flight,
+        levels: raw
+            .levels
+            .as_ref()
+            .map_or(base.levels, |raw| build_levels(p, field, raw, base.levels)),
         in_flight,
+    }
+}
+
+/// `levels:`, each over `base`'s, within its coding's range.
+fn build_levels(p: &mut Problems, field: &str, raw: &RawLevels, base: Levels) -> Levels {
+    let mut level = |name: &str, value: &Option<Spanned<u32>>, range: RangeInclusive<u32>, base: u32| {
+        let Some(value) = value else { return base };
+        if range.contains(value) {
+            return **value;
+        }
+        let message = format!(
+            "`{}` is not a {name} level ({} to {})",
+            **value,
+            range.start(),
+            range.end()
+        );
+        p.at(value.span(), format!("{field}.levels.{name}"), message);
+        base
+    };
+    Levels {
+        gzip: level("gzip", &raw.gzip, 1..=9, base.gzip),
+        br: level("br", &raw.br, 0..=11, base.br),
+        zstd: level("zstd", &raw.zstd, 1..=19, base.zstd),
     }
 }
 
@@ -130,6 +161,7 @@ pub(super) fn build_compress(
             types: settings.types,
             max_in_flight: settings.max_in_flight,
             in_flight: settings.in_flight,
+            levels: settings.levels,
             counters: counters(route, registry),
         })
     })

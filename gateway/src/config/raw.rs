@@ -580,6 +580,16 @@ pub(crate) struct RawCompress {
     pub(crate) types: Option<Vec<Text>>,
     /// The most responses compressed at once; more are sent as they are (default 256).
     pub(crate) max_in_flight: Option<Spanned<u32>>,
+    /// How hard each coding compresses.
+    pub(crate) levels: Option<RawLevels>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLevels {
+    pub(crate) gzip: Option<Spanned<u32>>,
+    pub(crate) br: Option<Spanned<u32>>,
+    pub(crate) zstd: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -38,7 +38,7 @@ pub(super) fn run(mut response: Response<ResponseBody>, ctx: &RequestContext) ->
     };
     as_compressed(response.headers_mut(), coding);
     policy.counters.responses[coding as usize].increment(1);
-    response.map(|body| Either::Right(compress(body, coding, &policy.counters, slot)))
+    response.map(|body| Either::Right(compress(body, coding, slot)))
 }
 
 /// A compressed answer's headers: its length and ranges were the uncompressed bytes'.

@@ -389,3 +389,38 @@ async fn the_top_level_compress_is_every_routes_unless_it_sets_its_own() {
     assert_eq!(coding(&larger_html), None, "the top level's types");
     gateway.shutdown().await;
 }
+
+/// `levels:` reach the encoders, the top level's under a route's own, level by level.
+#[tokio::test]
+async fn levels_are_the_routes_over_the_top_levels() {
+    let upstream = TestUpstream::start("web").await;
+    let gateway = start_gateway(&format!(
+        "compress: {{ levels: {{ gzip: 9, br: 11 }} }}\n\
+         upstreams:\n  - {{ name: web, instances: [\"{}\"] }}\n\
+         routes:\n\
+         \x20 - {{ name: fast, match: {{ prefix: /fast }}, strip_prefix: /fast, upstream: web, compress: {{ levels: {{ gzip: 1 }} }} }}\n\
+         \x20 - {{ name: site, upstream: web }}\n",
+        upstream.addr
+    ))
+    .await;
+    let proxy = gateway.proxy_addr();
+    let sent = |path: &'static str, coding: &'static str| async move {
+        let reply = fetch_path(proxy, path, coding).await;
+        assert_eq!(header(&reply, "content-encoding"), Some(coding), "{path}");
+        assert_eq!(decoded(coding, &reply.body).await.len(), BODY, "{path}");
+        reply.body.len()
+    };
+    let (best, fast) = (sent("", "gzip").await, sent("/fast", "gzip").await);
+    assert!(best < fast, "gzip 9 sent {best} bytes, gzip 1 {fast}");
+    // br: the top level's 11 on both routes.
+    assert_eq!(sent("", "br").await, sent("/fast", "br").await);
+}
+
+/// `GET {prefix}/download/200000` as text/html, asking for `coding` alone.
+async fn fetch_path(proxy: SocketAddr, prefix: &str, coding: &str) -> Reply {
+    let headers = [
+        ("x-reply-header", "content-type: text/html"),
+        ("accept-encoding", coding),
+    ];
+    send(proxy, Method::GET, &format!("{prefix}/download/{BODY}"), &headers).await
+}

@@ -781,7 +781,7 @@ upstreams:
 #[test]
 fn the_top_level_compress_names_its_own_fields() {
     let text = "\
-compress: { min_size: lots, types: [], max_in_flight: 0, enabled: maybe }
+compress: { min_size: lots, types: [], max_in_flight: 0, enabled: maybe, levels: { gzip: 10, br: 12, zstd: 0 } }
 upstreams:
   - { name: a, instances: [\"127.0.0.1:1\"] }
 ";
@@ -796,9 +796,12 @@ upstreams:
         ("compress.min_size", "lots"),
         ("compress.types", "lists no media type"),
         ("compress.max_in_flight", "at least 1"),
+        ("compress.levels.gzip", "`10` is not a gzip level (1 to 9)"),
+        ("compress.levels.br", "`12` is not a br level (0 to 11)"),
+        ("compress.levels.zstd", "`0` is not a zstd level (1 to 19)"),
     ] {
         let error = find(&valid, field);
         assert!(error.message.contains(says), "{error:?}");
     }
-    assert_eq!(valid.len(), 3, "{valid:#?}");
+    assert_eq!(valid.len(), 6, "{valid:#?}");
 }
