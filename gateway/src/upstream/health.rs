@@ -88,12 +88,16 @@ async fn probe_once(upstream: &Upstream, check: &HealthCheck, index: usize) -> b
     let Ok(mut request) = Request::builder()
         .method(method)
         .uri(target)
-        .header(http::header::HOST, instance.authority.as_str())
         .header(http::header::USER_AGENT, "lookout-health-check")
         .body(Either::Right(Full::new(body)))
     else {
         return false;
     };
+    // The instance's own name: a discovered one's, not its address, as a virtual-hosted
+    // service answers only to its name.
+    if let Some(host) = instance.check_host() {
+        request.headers_mut().insert(http::header::HOST, host.clone());
+    }
     if let Probe::Grpc(_) = check.probe {
         grpc_health::prepare(&mut request);
     }

@@ -29,9 +29,11 @@ pub(crate) struct Instance {
     protocol: Protocol,
     /// HTTP/2: the most streams a connection carries before another is opened.
     max_streams: usize,
-    /// The instance's own name for `Host`, when its upstream sends that instead of the client's
-    /// (`host_header: instance`).
-    own_host: Option<HeaderValue>,
+    /// The instance's own name as `Host` writes it: its address when listed, the name resolved
+    /// when discovered. Sent when its upstream sends it instead of the client's (`host_header:
+    /// instance`), when a request has none, and with health checks.
+    name: Option<HeaderValue>,
+    send_own_host: bool,
     pub(crate) state: Arc<InstanceState>,
 }
 
@@ -48,13 +50,15 @@ impl Instance {
     /// answers only to its name), else the client's, or the instance's when the request has
     /// none (an HTTP/1.0 client may send none, and HTTP/1.1 upstreams require one).
     pub(crate) fn give_host(&self, headers: &mut HeaderMap) {
-        if let Some(own) = &self.own_host {
-            headers.insert(HOST, own.clone());
-        } else if !headers.contains_key(HOST) {
-            if let Ok(host) = HeaderValue::from_str(self.authority.as_str()) {
-                headers.insert(HOST, host);
-            }
+        let Some(name) = &self.name else { return };
+        if self.send_own_host || !headers.contains_key(HOST) {
+            headers.insert(HOST, name.clone());
         }
+    }
+
+    /// The `Host` a health check sends: the instance's own name.
+    pub(crate) fn check_host(&self) -> Option<&HeaderValue> {
+        self.name.as_ref()
     }
 }
 
@@ -163,17 +167,15 @@ impl Instance {
         settings: InstanceSettings,
         state: Arc<InstanceState>,
     ) -> Self {
-        let own_host = settings
-            .send_own_host
-            .then(|| own_host(named, tls.is_some()))
-            .flatten();
+        let name = own_host(named, tls.is_some());
         state.pool.keep_only(settings.protocol);
         Instance {
             authority,
             tls,
             protocol: settings.protocol,
             max_streams: settings.max_streams,
-            own_host,
+            name,
+            send_own_host: settings.send_own_host,
             state,
         }
     }

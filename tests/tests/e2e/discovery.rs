@@ -367,3 +367,43 @@ routes:
     assert!(failed_over, "the next priority's records are the instances");
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn health_checks_ask_a_discovered_instance_by_the_name_resolved() {
+    use tokio::io::AsyncWriteExt;
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = heads.clone();
+    let (addr, _) = lookout_tests::raw_server(move |_, mut stream| {
+        let heads = seen.clone();
+        async move {
+            let Some(head) = lookout_tests::read_request_head(&mut stream).await else {
+                return;
+            };
+            let head = String::from_utf8_lossy(&head).to_lowercase();
+            heads.lock().expect("heads").push(head);
+            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+            let _ = stream.write_all(reply).await;
+        }
+    })
+    .await;
+    let dns = TestDns::start().await;
+    let name = TestDns::name("checked");
+    dns.set(&name, &[loopback(1)]).await;
+    let checked = ", health_check: { path: /healthz, interval: 100ms }";
+    let gateway = start_gateway(&config(dns.addr(), &name, addr.port(), checked)).await;
+    assert!(wait_ready(gateway.admin_addr()).await);
+    let probed = wait_until(WAIT, || async {
+        let heads = heads.lock().expect("heads");
+        heads.iter().any(|head| head.starts_with("get /healthz"))
+    })
+    .await;
+    assert!(probed, "the instance is checked");
+    let host = format!("host: {name}:{}", addr.port());
+    let heads = heads.lock().expect("heads").clone();
+    let probe = heads
+        .iter()
+        .find(|head| head.starts_with("get /healthz"))
+        .expect("a probe");
+    assert!(probe.contains(&host), "{probe}");
+    gateway.shutdown().await;
+}
