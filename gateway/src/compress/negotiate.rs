@@ -94,7 +94,7 @@ mod tests {
     }
 
     #[test]
-    fn the_client_s_highest_quality_coding_wins_and_brotli_breaks_ties() {
+    fn the_client_s_highest_quality_coding_wins_and_zstd_then_brotli_break_ties() {
         assert_eq!(taken("gzip, deflate, br"), Some(Coding::Brotli));
         assert_eq!(taken("gzip, deflate, br, zstd"), Some(Coding::Zstd));
         assert_eq!(taken("zstd;q=0.9, br"), Some(Coding::Brotli));

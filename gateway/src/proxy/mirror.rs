@@ -42,7 +42,7 @@ pub(super) fn run(matched: &RouteMatch<'_>, parts: &Parts, body: &RequestBody, c
     mirror.counters.sent.increment(1);
     let copy = shadow_request(matched, parts, body, ctx);
     let event = shadow_event(ctx, mirror.upstream.name());
-    let upstream = Arc::clone(&mirror.upstream.current());
+    let upstream = mirror.upstream.current().into_owned();
     tokio::spawn(send(upstream, copy, event, state.events.clone(), slot));
 }
 

@@ -74,6 +74,16 @@ pub(crate) enum Current<'a> {
     Discovered(Arc<Upstream>),
 }
 
+impl Current<'_> {
+    /// The upstream for a task of its own (a mirrored copy): a discovered one's as loaded.
+    pub(crate) fn into_owned(self) -> Arc<Upstream> {
+        match self {
+            Current::Fixed(upstream) => upstream.clone(),
+            Current::Discovered(upstream) => upstream,
+        }
+    }
+}
+
 impl std::ops::Deref for Current<'_> {
     type Target = Arc<Upstream>;
 
