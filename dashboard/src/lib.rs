@@ -100,6 +100,9 @@ pub struct InstanceHealth {
     /// `success_rate`), while it is ejected.
     pub ejection: Option<String>,
     pub in_flight: u64,
+    /// 0 for a first choice; from 1, a backup that serves only while no instance of a lower
+    /// priority is available.
+    pub priority: u8,
     /// Its p99 time to response headers over the last minute, in microseconds; `None` when it
     /// answered nothing in that minute.
     pub p99_last_minute_us: Option<u64>,

@@ -97,6 +97,8 @@ pub(super) async fn live(State(dashboard): State<Shared>) -> Result<Response, Pa
 pub(super) struct InstanceRow {
     upstream: String,
     address: String,
+    /// Empty for a first choice, else `backup` (with its priority past the first backups).
+    role: String,
     /// `healthy`, `unhealthy`, or `ejected: ` and why.
     state: String,
     class: &'static str,
@@ -229,6 +231,11 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
                 InstanceRow {
                     upstream: u.name.clone(),
                     address: i.address.clone(),
+                    role: match i.priority {
+                        0 => String::new(),
+                        1 => "backup".to_owned(),
+                        priority => format!("backup, priority {priority}"),
+                    },
                     state,
                     class,
                     in_flight: i.in_flight,

@@ -10,7 +10,7 @@ use super::values::{duration, duration_or_off, instance, percent, positive, Sche
 use crate::stats::{Registry, OVERLOADED, RETRIES};
 use crate::tls::TlsTarget;
 use crate::upstream::{
-    grpc_health, instance_key, Balancer, Discovery, DnsSource, HashOn, HealthCheck, Instance,
+    by_priority, grpc_health, instance_key, Balancer, Discovery, DnsSource, HashOn, HealthCheck, Instance,
     InstanceSettings, Lookup, PassingStatuses, Probe, Protocol, Resolver, RetryBudget, RetryPolicy,
     SourceTls, Upstream, UpstreamRef,
 };
@@ -105,20 +105,22 @@ fn build_host_header(p: &mut Problems, field: &str, raw: &RawUpstream) -> bool {
 
 /// Where an upstream's instances come from.
 enum Addresses {
-    Listed(Vec<Authority>),
+    /// Its `instances`, then its `backups`, each with its priority (0, then 1).
+    Listed(Vec<(u8, Authority)>),
     Discovered(Discover),
 }
 
-/// `instances`, or `discover:` (one of the two).
+/// `instances` (and their `backups`), or `discover:` (one of the two).
 fn build_addresses(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<Addresses> {
     match (&raw.discover, raw.instances.is_empty()) {
-        (None, false) => {
-            let addresses = raw.instances.iter().enumerate();
-            let listed =
-                addresses.filter_map(|(j, text)| instance(p, &format!("{field}.instances[{j}]"), text));
-            Some(Addresses::Listed(listed.collect()))
+        (None, false) => Some(Addresses::Listed(listed(p, field, raw))),
+        (Some(discover), true) => {
+            if let Some(first) = raw.backups.first() {
+                let message = "a discovered upstream's backups are its SRV name's records of later priorities; `backups` goes beside `instances`";
+                p.at(first.span(), format!("{field}.backups"), message);
+            }
+            build_discover(p, field, discover).map(Addresses::Discovered)
         }
-        (Some(discover), true) => build_discover(p, field, discover).map(Addresses::Discovered),
         (Some(_), false) => {
             let message = "an upstream lists its `instances` or discovers them (`discover`), not both";
             p.at(raw.name.span(), format!("{field}.discover"), message);
@@ -130,6 +132,27 @@ fn build_addresses(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<A
             None
         }
     }
+}
+
+/// The instances and backups listed, each address once: an address in both lists, or twice in
+/// one, is a mistake (one instance cannot stand by for itself), not a weight.
+fn listed(p: &mut Problems, field: &str, raw: &RawUpstream) -> Vec<(u8, Authority)> {
+    let lists = [(0, "instances", &raw.instances), (1, "backups", &raw.backups)];
+    let mut listed: Vec<(u8, Authority)> = Vec::new();
+    for (priority, list, texts) in lists {
+        for (j, text) in texts.iter().enumerate() {
+            let at = format!("{field}.{list}[{j}]");
+            let Some(authority) = instance(p, &at, text) else {
+                continue;
+            };
+            if listed.iter().any(|(_, seen)| *seen == authority) {
+                p.at(text.span(), at, format!("`{authority}` is listed already"));
+                continue;
+            }
+            listed.push((priority, authority));
+        }
+    }
+    listed
 }
 
 fn build_upstream(
@@ -156,13 +179,13 @@ fn build_upstream(
     };
     // Wrong addresses still let the upstream's other fields be checked, to report all at once.
     let (instances, discovered) = match addresses {
-        None => (Box::default(), None),
+        None => (Vec::new(), None),
         Some(Addresses::Listed(listed)) => {
-            let instances = listed.into_iter().map(|authority| {
+            let instances = listed.into_iter().map(|(priority, authority)| {
                 let target = tls_of(p, &authority);
                 let key = instance_key(&authority, target.is_some());
                 let state = registry.instance(&raw.name, &key);
-                Instance::new(authority.clone(), &authority, target, settings, state)
+                Instance::new(authority.clone(), &authority, target, settings, priority, state)
             });
             (instances.collect(), None)
         }
@@ -180,7 +203,7 @@ fn build_upstream(
                 },
                 settings,
             };
-            (Box::default(), Some((source, discover.refresh)))
+            (Vec::new(), Some((source, discover.refresh)))
         }
     };
     let balancer = build_balancer(p, field, raw);
@@ -212,9 +235,11 @@ fn build_upstream(
         positive(p, &format!("{field}.max_in_flight"), Some(max), 1) as usize
     });
     let upstream_label = || vec![metrics::Label::new("upstream", raw.name.to_string())];
+    let (instances, priorities) = by_priority(instances);
     let upstream = Upstream {
         name: raw.name.as_str().into(),
         instances,
+        priorities,
         balancer,
         protocol,
         connect_timeout,
@@ -275,6 +300,8 @@ fn upstream_tls(
 fn address_texts<'a>(field: &str, raw: &'a RawUpstream) -> Vec<(&'a Text, String)> {
     let listed = raw.instances.iter().enumerate();
     let listed = listed.map(|(j, text)| (text, format!("{field}.instances[{j}]")));
+    let backups = raw.backups.iter().enumerate();
+    let listed = listed.chain(backups.map(|(j, text)| (text, format!("{field}.backups[{j}]"))));
     let discovered = raw.discover.iter().flat_map(|d| {
         let dns = d.dns.iter().map(|text| (text, format!("{field}.discover.dns")));
         dns.chain(d.srv.iter().map(|text| (text, format!("{field}.discover.srv"))))

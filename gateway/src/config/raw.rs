@@ -189,6 +189,9 @@ pub(crate) struct RawUpstream {
     pub(crate) name: Text,
     #[serde(default)]
     pub(crate) instances: Vec<Text>,
+    /// Instances that serve only while none of `instances` is available.
+    #[serde(default)]
+    pub(crate) backups: Vec<Text>,
     /// Instead of `instances`: every address a DNS name resolves to is an instance.
     pub(crate) discover: Option<RawDiscover>,
     pub(crate) balance: Option<Text>,

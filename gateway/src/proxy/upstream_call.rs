@@ -107,13 +107,12 @@ fn next_instance(
     tried: &[usize],
     now_ms: u64,
 ) -> Option<(usize, bool)> {
-    let instances = &upstream.instances;
-    if let Some(index) = upstream.balancer.pick(instances, hash, tried, now_ms) {
+    if let Some(index) = upstream.pick(hash, tried, now_ms) {
         return Some((index, false));
     }
     let again = upstream.retry.same_instance && !tried.is_empty();
     again
-        .then(|| upstream.balancer.pick(instances, hash, &[], now_ms))
+        .then(|| upstream.pick(hash, &[], now_ms))
         .flatten()
         .map(|index| (index, true))
 }

@@ -14,6 +14,7 @@ pub(crate) const ACTIVE_REQUESTS: &str = "http_server_active_requests";
 pub(crate) const REQUEST_BODY_SIZE: &str = "http_server_request_body_size_bytes";
 pub(crate) const RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_bytes";
 pub(crate) const INSTANCE_HEALTHY: &str = "lookout_upstream_instance_healthy";
+pub(crate) const SERVING_PRIORITY: &str = "lookout_upstream_serving_priority";
 pub(crate) const INSTANCE_LATENCY: &str = "lookout_upstream_instance_latency_seconds";
 pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
 pub(crate) const OVERLOADED: &str = "lookout_upstream_overloaded_total";
@@ -96,7 +97,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 66] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 67] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -128,6 +129,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 66] = [
         INSTANCE_HEALTHY,
         Unit::Count,
         "1 when an upstream instance is healthy and not ejected, else 0.",
+    ),
+    (
+        SERVING_PRIORITY,
+        Unit::Count,
+        "The priority an upstream's new requests go to: 0 while one of its first-choice instances is available, 1 and up while only backups are. No series while none is available.",
     ),
     (
         INSTANCE_LATENCY,
@@ -464,6 +470,7 @@ impl ScrapeGauges {
             if matches!(
                 name,
                 INSTANCE_HEALTHY
+                    | SERVING_PRIORITY
                     | INSTANCE_LATENCY
                     | ACTIVE_REQUESTS
                     | TUNNELS_OPEN

@@ -392,15 +392,29 @@ impl Registry {
     /// and tunnels, the retired routes still in use): those a reload removed are gone from the
     /// next scrape.
     fn live_gauges(&self, live: &ScrapeGauges, store: Option<&StoreStats>) {
+        // Per upstream, the best priority of its available instances.
+        let mut serving: HashMap<Arc<str>, u8> = HashMap::new();
         for ((upstream, addr), instance) in self.instances.lock().iter() {
             let labels = vec![
                 Label::new("upstream", upstream.to_string()),
                 Label::new(prometheus::UPSTREAM_INSTANCE, addr.to_string()),
             ];
-            let healthy = if instance.available() { 1.0 } else { 0.0 };
-            live.set(prometheus::INSTANCE_HEALTHY, labels.clone(), healthy);
+            let available = instance.available();
+            live.set(
+                prometheus::INSTANCE_HEALTHY,
+                labels.clone(),
+                f64::from(u8::from(available)),
+            );
+            if available {
+                let best = serving.entry(upstream.clone()).or_insert(u8::MAX);
+                *best = (*best).min(instance.priority());
+            }
             instance.counters.expose(live);
             instance_latency(live, labels, &instance.latency.last_minute());
+        }
+        for (upstream, priority) in serving {
+            let labels = vec![Label::new("upstream", upstream.to_string())];
+            live.set(prometheus::SERVING_PRIORITY, labels, f64::from(priority));
         }
         // A route with variants has figures per variant: its gauges are their sums.
         let mut in_flight: HashMap<Arc<str>, i64> = HashMap::new();

@@ -1,6 +1,6 @@
-//! Choosing an instance: round robin, power-of-two-choices least outstanding requests, or
-//! consistent (rendezvous) hashing on a header, a cookie or the client IP. Every policy skips
-//! unavailable instances and the ones this request already tried.
+//! Choosing an instance among those of one priority: round robin, power-of-two-choices least
+//! outstanding requests, or consistent (rendezvous) hashing on a header, a cookie or the client
+//! IP. Every policy skips the instances its caller rules out (unavailable, or tried already).
 
 use super::Instance;
 use http::header::{HeaderMap, HeaderName};
@@ -39,16 +39,15 @@ impl Balancer {
         }
     }
 
-    /// Picks an available instance not in `tried`. `hash` is the request's key under consistent
-    /// hashing (`None` when the request has no key: it is then balanced at random).
+    /// Picks one of `instances` that is `eligible` (by its index). `hash` is the request's key
+    /// under consistent hashing (`None` when the request has no key: it is then balanced at
+    /// random).
     pub(crate) fn pick(
         &self,
         instances: &[Instance],
         hash: Option<u64>,
-        tried: &[usize],
-        now_ms: u64,
+        eligible: impl Fn(&usize) -> bool,
     ) -> Option<usize> {
-        let eligible = |i: &usize| instances[*i].is_available(now_ms) && !tried.contains(i);
         match self {
             Balancer::RoundRobin(next) => {
                 let start = next.fetch_add(1, Ordering::Relaxed);

@@ -34,6 +34,9 @@ pub(crate) struct Instance {
     /// instance`), when a request has none, and with health checks.
     name: Option<HeaderValue>,
     send_own_host: bool,
+    /// 0 for the upstream's first choice; backups count up from 1 and serve only while no
+    /// instance of a lower priority is available.
+    pub(crate) priority: u8,
     pub(crate) state: Arc<InstanceState>,
 }
 
@@ -119,6 +122,8 @@ pub(crate) struct InstanceState {
     /// Why it was last ejected: a [`Reason`]'s index plus one, 0 before its first ejection.
     ejected_for: AtomicU8,
     in_flight: AtomicUsize,
+    /// The priority the latest config or resolution gave it, for the scrape's serving priority.
+    priority: AtomicU8,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,6 +136,8 @@ pub(crate) struct InstanceStatus {
     in_flight: usize,
     consecutive_failures: u32,
     ejections: u32,
+    /// 0: a first choice; from 1: a backup.
+    priority: u8,
     /// Time to response headers of the attempts this instance answered.
     latency_us: LatencySnapshot,
 }
@@ -159,16 +166,19 @@ pub(crate) struct InstanceSettings {
 
 impl Instance {
     /// The instance at `authority`, whose own name is `named`: its address when listed, the
-    /// name resolved when discovered (what `Host` then carries, as the service answers to it).
+    /// name resolved when discovered (what `Host` then carries, as the service answers to it),
+    /// serving at `priority` (0 first, then backups).
     pub(crate) fn new(
         authority: Authority,
         named: &Authority,
         tls: Option<TlsTarget>,
         settings: InstanceSettings,
+        priority: u8,
         state: Arc<InstanceState>,
     ) -> Self {
         let name = own_host(named, tls.is_some());
         state.pool.keep_only(settings.protocol);
+        state.priority.store(priority, Ordering::Relaxed);
         Instance {
             authority,
             tls,
@@ -176,6 +186,7 @@ impl Instance {
             max_streams: settings.max_streams,
             name,
             send_own_host: settings.send_own_host,
+            priority,
             state,
         }
     }
@@ -215,6 +226,7 @@ impl Instance {
             healthy: self.healthy.load(Ordering::Relaxed),
             ejection: self.ejection(now_ms).map(|reason| reason.label().to_owned()),
             in_flight: self.in_flight() as u64,
+            priority: self.priority,
             p99_last_minute_us: (last_minute.count > 0).then_some(last_minute.p99),
         }
     }
@@ -263,6 +275,7 @@ impl InstanceState {
             ejected_until_ms: AtomicU64::new(0),
             ejected_for: AtomicU8::new(0),
             in_flight: AtomicUsize::new(0),
+            priority: AtomicU8::new(0),
         }
     }
 
@@ -400,6 +413,11 @@ impl InstanceState {
         self.is_available(now_ms())
     }
 
+    /// 0: a first choice; from 1: a backup.
+    pub(crate) fn priority(&self) -> u8 {
+        self.priority.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn status(&self) -> InstanceStatus {
         let now = now_ms();
         InstanceStatus {
@@ -410,6 +428,7 @@ impl InstanceState {
             in_flight: self.in_flight(),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),
+            priority: self.priority(),
             latency_us: self.latency.snapshot(),
         }
     }

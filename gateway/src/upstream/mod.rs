@@ -30,13 +30,17 @@ pub(crate) use ticket::ReturnTicket;
 
 use http::StatusCode;
 use serde::Serialize;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug)]
 pub(crate) struct Upstream {
     pub(crate) name: Arc<str>,
+    /// Sorted by priority: first choices, then each priority's backups.
     pub(crate) instances: Box<[Instance]>,
+    /// The indices of each priority's instances, first choices first.
+    pub(crate) priorities: Box<[Range<usize>]>,
     pub(crate) balancer: Balancer,
     /// What its instances speak; every instance of an upstream speaks the same.
     pub(crate) protocol: Protocol,
@@ -161,7 +165,34 @@ pub(crate) fn spawn_watchers(upstreams: &[UpstreamRef]) {
     }
 }
 
+/// `instances` sorted by priority, and the indices of each priority's.
+pub(crate) fn by_priority(mut instances: Vec<Instance>) -> (Box<[Instance]>, Box<[Range<usize>]>) {
+    instances.sort_by_key(|instance| instance.priority);
+    let mut priorities: Vec<Range<usize>> = Vec::new();
+    for (index, instance) in instances.iter().enumerate() {
+        match priorities.last_mut() {
+            Some(last) if instances[last.start].priority == instance.priority => last.end = index + 1,
+            _ => priorities.push(index..index + 1),
+        }
+    }
+    (instances.into(), priorities.into())
+}
+
 impl Upstream {
+    /// An available instance not in `tried`, of the first priority that has one: backups serve
+    /// only while every instance before them is out, or, for a retry, tried already (nginx's
+    /// `backup`, Envoy's priorities without spill-over). Each priority is balanced on its own, so
+    /// that a backup standing by takes no share from the first choices' round robin.
+    pub(crate) fn pick(&self, hash: Option<u64>, tried: &[usize], now_ms: u64) -> Option<usize> {
+        self.priorities.iter().find_map(|range| {
+            let instances = &self.instances[range.clone()];
+            let eligible =
+                |i: &usize| instances[*i].is_available(now_ms) && !tried.contains(&(range.start + i));
+            let picked = self.balancer.pick(instances, hash, eligible)?;
+            Some(range.start + picked)
+        })
+    }
+
     /// Counts a request (or a composition call, or a mirrored copy) waiting for the upstream's
     /// answer until the slot is dropped; `None`, counted as a refusal, when `max_in_flight` are
     /// waiting already.
@@ -232,10 +263,12 @@ impl Upstream {
     }
 
     /// The same upstream with other instances (those its DNS name now resolves to).
-    fn with_instances(&self, instances: Box<[Instance]>) -> Upstream {
+    fn with_instances(&self, instances: Vec<Instance>) -> Upstream {
+        let (instances, priorities) = by_priority(instances);
         Upstream {
             name: self.name.clone(),
             instances,
+            priorities,
             balancer: self.balancer.fresh(),
             protocol: self.protocol,
             connect_timeout: self.connect_timeout,

@@ -66,7 +66,7 @@ pub(crate) async fn send(
             outcome: Err(Failure::Overloaded),
         };
     };
-    let Some(index) = upstream.balancer.pick(&upstream.instances, None, &[], now_ms()) else {
+    let Some(index) = upstream.pick(None, &[], now_ms()) else {
         return OneShot {
             instance: None,
             outcome: Err(Failure::NoInstance),

@@ -779,6 +779,34 @@ upstreams:
 }
 
 #[test]
+fn backups_name_their_field() {
+    let text = "\
+upstreams:
+  - { name: a, instances: [\"127.0.0.1:1\"], backups: [\"127.0.0.1:2\", \"127.0.0.1:1\", \"nowhere\"] }
+  - { name: b, discover: { dns: \"b.svc:80\" }, backups: [\"127.0.0.1:3\"] }
+  - { name: c, backups: [\"127.0.0.1:4\"] }
+  - { name: d, instances: [\"https://127.0.0.1:5\"], backups: [\"http://127.0.0.1:6\"] }
+";
+    let all = errors(text);
+    for (field, line, says) in [
+        ("upstreams[0].backups[1]", 2, "`127.0.0.1:1` is listed already"),
+        ("upstreams[0].backups[2]", 2, "needs a port"),
+        (
+            "upstreams[1].backups",
+            3,
+            "its SRV name's records of later priorities",
+        ),
+        ("upstreams[2].instances", 4, "needs at least one instance"),
+        ("upstreams[3].backups[0]", 5, "so no instance may be http://"),
+    ] {
+        let error = find(&all, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(all.len(), 5, "{all:#?}");
+}
+
+#[test]
 fn the_top_level_compress_names_its_own_fields() {
     let text = "\
 compress: { min_size: lots, types: [], max_in_flight: 0, enabled: maybe, levels: { gzip: 10, br: 12, zstd: 0 } }

@@ -320,7 +320,7 @@ async fn srv_records_name_each_instance_with_its_port_and_its_host() {
         dns.set(&target(node), &[loopback(1)]).await;
     }
     let (node_a, node_b, node_c) = (target("node-a"), target("node-b"), target("node-c"));
-    // c is a backup (a lower priority): not an instance while the best ones are listed.
+    // c is a backup (a later priority): it stands by while the best ones are available.
     let records = [
         (10, a.addr.port(), node_a.as_str()),
         (10, b.addr.port(), node_b.as_str()),
@@ -353,18 +353,27 @@ routes:
         };
         assert_eq!(host, format!("{}:{port}", node.trim_end_matches('.')));
     }
-    let discovery = discovered(admin).await["discovery"].clone();
+    let upstream = discovered(admin).await;
+    let discovery = &upstream["discovery"];
     assert_eq!(discovery["srv"], name.as_str(), "{discovery}");
-    // Sorted, by address then port.
+    // Sorted by priority, then address and port.
     let mut listed = [a.addr, b.addr];
     listed.sort();
-    let listed: Vec<String> = listed.iter().map(ToString::to_string).collect();
+    let listed: Vec<String> = listed.iter().chain([&c.addr]).map(ToString::to_string).collect();
     assert_eq!(discovery["addresses"], serde_json::json!(listed), "{discovery}");
+    let priorities: Vec<&Value> = upstream["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .map(|i| &i["priority"])
+        .collect();
+    assert_eq!(priorities, [0, 0, 1], "{upstream}");
 
-    // The best records gone, the backup serves.
+    // The best records gone, the backup is the first choice.
     dns.set_srv(&name, &records[2..]).await;
     let failed_over = wait_until(WAIT, || async { answering(proxy, 3).await == names(&["c"]) }).await;
-    assert!(failed_over, "the next priority's records are the instances");
+    assert!(failed_over, "the next priority's records are the first choices");
+    assert_eq!(discovered(admin).await["instances"][0]["priority"], 0);
     gateway.shutdown().await;
 }
 

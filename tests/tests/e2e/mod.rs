@@ -2,6 +2,7 @@ mod admin_refusals;
 mod analytics;
 mod api_keys;
 mod attack_filter;
+mod backups;
 mod balancing;
 mod cache;
 mod callers;

@@ -12,6 +12,7 @@ use hickory_resolver::proto::rr::RData;
 use http::uri::Authority;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
+use std::collections::{BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -24,10 +25,12 @@ pub(crate) enum Lookup {
     Srv { name: Arc<str> },
 }
 
-/// One address a name resolved to: where to connect, and the name it answers to (the name
+/// One address a name resolved to: its priority (0 for a first choice; an SRV record's rank
+/// among its name's priorities), where to connect, and the name it answers to (the name
 /// resolved, or an SRV record's target).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Endpoint {
+    pub(crate) priority: u8,
     pub(crate) addr: SocketAddr,
     pub(crate) host: Arc<str>,
 }
@@ -50,12 +53,14 @@ pub(crate) struct DnsSource {
 }
 
 impl DnsSource {
-    /// The endpoints the name resolves to now, sorted; none when it has no record of the kind.
+    /// The endpoints the name resolves to now, sorted by priority, each address once (at its
+    /// best priority); none when it has no record of the kind.
     pub(crate) async fn resolve(&self, resolver: &Resolver) -> Result<Vec<Endpoint>, NetError> {
         let mut endpoints = match &self.lookup {
             Lookup::Address { host, port } => {
                 let addresses = addresses(resolver, host).await?;
                 let at = |ip| Endpoint {
+                    priority: 0,
                     addr: SocketAddr::new(ip, *port),
                     host: host.clone(),
                 };
@@ -64,7 +69,8 @@ impl DnsSource {
             Lookup::Srv { name } => targets(resolver, name).await?,
         };
         endpoints.sort_unstable();
-        endpoints.dedup();
+        let mut seen = HashSet::new();
+        endpoints.retain(|endpoint| seen.insert(endpoint.addr));
         Ok(endpoints)
     }
 
@@ -76,7 +82,7 @@ impl DnsSource {
         endpoints: &[Endpoint],
         registry: &Registry,
         checked: bool,
-    ) -> Box<[Instance]> {
+    ) -> Vec<Instance> {
         endpoints
             .iter()
             .filter_map(|endpoint| {
@@ -93,7 +99,15 @@ impl DnsSource {
                 if new && checked {
                     state.await_first_check();
                 }
-                Some(Instance::new(authority, &named, tls, self.settings, state))
+                let priority = endpoint.priority;
+                Some(Instance::new(
+                    authority,
+                    &named,
+                    tls,
+                    self.settings,
+                    priority,
+                    state,
+                ))
             })
             .collect()
     }
@@ -136,9 +150,9 @@ async fn addresses(resolver: &Resolver, host: &str) -> Result<Vec<IpAddr>, NetEr
     }
 }
 
-/// The endpoints of `name`'s SRV records of the best (lowest) priority: the others are there
-/// for when those fail, which health checks and outlier detection judge instead. Weights are
-/// left to the upstream's balancer.
+/// The endpoints of `name`'s SRV records. Each record's priority is ranked among the name's
+/// (the lowest first), as clients try them in that order (RFC 2782): the records of later ranks
+/// are backups. Weights are left to the upstream's balancer.
 async fn targets(resolver: &Resolver, name: &str) -> Result<Vec<Endpoint>, NetError> {
     let lookup = match resolver.srv_lookup(name).await {
         Ok(lookup) => lookup,
@@ -154,13 +168,15 @@ async fn targets(resolver: &Resolver, name: &str) -> Result<Vec<Endpoint>, NetEr
             _ => None,
         })
         .collect();
-    let best = records.iter().map(|srv| srv.priority).min();
+    let ranks: BTreeSet<u16> = records.iter().map(|srv| srv.priority).collect();
     let mut endpoints = Vec::new();
-    for srv in records.iter().filter(|srv| Some(srv.priority) == best) {
+    for srv in &records {
+        let rank = ranks.range(..srv.priority).count();
         let target = srv.target.to_ascii();
         let host: Arc<str> = target.trim_end_matches('.').into();
         for ip in addresses(resolver, &target).await? {
             endpoints.push(Endpoint {
+                priority: u8::try_from(rank).unwrap_or(u8::MAX),
                 addr: SocketAddr::new(ip, srv.port),
                 host: host.clone(),
             });
@@ -189,6 +205,7 @@ mod tests {
             },
         };
         let endpoint = |addr: &str, host: &str| Endpoint {
+            priority: 0,
             addr: addr.parse().unwrap(),
             host: host.into(),
         };
