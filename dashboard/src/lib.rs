@@ -103,6 +103,8 @@ pub struct InstanceHealth {
     /// 0 for a first choice; from 1, a backup that serves only while no instance of a lower
     /// priority is available.
     pub priority: u8,
+    /// Its share of its priority's requests against the others' weights.
+    pub weight: u16,
     /// Its p99 time to response headers over the last minute, in microseconds; `None` when it
     /// answered nothing in that minute.
     pub p99_last_minute_us: Option<u64>,

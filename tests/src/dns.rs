@@ -66,11 +66,11 @@ impl TestDns {
         self.replace(name, RecordType::A, records.collect()).await;
     }
 
-    /// Sets `name`'s SRV records, each `(priority, port, target)`; none removes the name.
-    pub async fn set_srv(&self, name: &str, records: &[(u16, u16, &str)]) {
-        let records = records.iter().map(|&(priority, port, target)| {
+    /// Sets `name`'s SRV records, each `(priority, weight, port, target)`; none removes the name.
+    pub async fn set_srv(&self, name: &str, records: &[(u16, u16, u16, &str)]) {
+        let records = records.iter().map(|&(priority, weight, port, target)| {
             let target = Name::from_str(target).expect("a target name");
-            RData::SRV(SRV::new(priority, 1, port, target))
+            RData::SRV(SRV::new(priority, weight, port, target))
         });
         self.replace(name, RecordType::SRV, records.collect()).await;
     }

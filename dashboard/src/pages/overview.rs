@@ -97,7 +97,8 @@ pub(super) async fn live(State(dashboard): State<Shared>) -> Result<Response, Pa
 pub(super) struct InstanceRow {
     upstream: String,
     address: String,
-    /// Empty for a first choice, else `backup` (with its priority past the first backups).
+    /// Empty for a first choice of weight 1; else `backup` (with its priority past the first
+    /// backups) and its weight.
     role: String,
     /// `healthy`, `unhealthy`, or `ejected: ` and why.
     state: String,
@@ -105,6 +106,17 @@ pub(super) struct InstanceRow {
     in_flight: u64,
     /// Its p99 time to response headers over the last minute, or `–`.
     p99: String,
+}
+
+/// How an instance stands in its upstream, when it is not a first choice of weight 1.
+fn role(priority: u8, weight: u16) -> String {
+    let backup = match priority {
+        0 => None,
+        1 => Some("backup".to_owned()),
+        priority => Some(format!("backup, priority {priority}")),
+    };
+    let weight = (weight != 1).then(|| format!("weight {weight}"));
+    backup.into_iter().chain(weight).collect::<Vec<_>>().join(", ")
 }
 
 /// A discovered upstream's DNS name, as the live view lists it.
@@ -231,11 +243,7 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
                 InstanceRow {
                     upstream: u.name.clone(),
                     address: i.address.clone(),
-                    role: match i.priority {
-                        0 => String::new(),
-                        1 => "backup".to_owned(),
-                        priority => format!("backup, priority {priority}"),
-                    },
+                    role: role(i.priority, i.weight),
                     state,
                     class,
                     in_flight: i.in_flight,

@@ -5,14 +5,14 @@ use super::build_outlier::build_outlier;
 use super::build_tls::client_config;
 use super::error::Problems;
 use super::raw::RawClientTls;
-use super::raw::{RawDns, RawHealthCheck, RawUpstream, Text};
+use super::raw::{RawDns, RawHealthCheck, RawInstance, RawUpstream, Text};
 use super::values::{duration, duration_or_off, instance, percent, positive, Scheme};
 use crate::stats::{Registry, OVERLOADED, RETRIES};
 use crate::tls::TlsTarget;
 use crate::upstream::{
     by_priority, grpc_health, instance_key, Balancer, Discovery, DnsSource, HashOn, HealthCheck, Instance,
-    InstanceSettings, Lookup, PassingStatuses, Probe, Protocol, Resolver, RetryBudget, RetryPolicy,
-    SourceTls, Upstream, UpstreamRef,
+    InstanceSettings, Lookup, PassingStatuses, Placement, Probe, Protocol, Resolver, RetryBudget,
+    RetryPolicy, SourceTls, Upstream, UpstreamRef,
 };
 use http::header::HeaderName;
 use http::uri::Authority;
@@ -105,8 +105,8 @@ fn build_host_header(p: &mut Problems, field: &str, raw: &RawUpstream) -> bool {
 
 /// Where an upstream's instances come from.
 enum Addresses {
-    /// Its `instances`, then its `backups`, each with its priority (0, then 1).
-    Listed(Vec<(u8, Authority)>),
+    /// Its `instances`, then its `backups`, each with its placement.
+    Listed(Vec<(Placement, Authority)>),
     Discovered(Discover),
 }
 
@@ -117,7 +117,7 @@ fn build_addresses(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<A
         (Some(discover), true) => {
             if let Some(first) = raw.backups.first() {
                 let message = "a discovered upstream's backups are its SRV name's records of later priorities; `backups` goes beside `instances`";
-                p.at(first.span(), format!("{field}.backups"), message);
+                p.at(first.address.span(), format!("{field}.backups"), message);
             }
             build_discover(p, field, discover).map(Addresses::Discovered)
         }
@@ -136,23 +136,41 @@ fn build_addresses(p: &mut Problems, field: &str, raw: &RawUpstream) -> Option<A
 
 /// The instances and backups listed, each address once: an address in both lists, or twice in
 /// one, is a mistake (one instance cannot stand by for itself), not a weight.
-fn listed(p: &mut Problems, field: &str, raw: &RawUpstream) -> Vec<(u8, Authority)> {
+fn listed(p: &mut Problems, field: &str, raw: &RawUpstream) -> Vec<(Placement, Authority)> {
     let lists = [(0, "instances", &raw.instances), (1, "backups", &raw.backups)];
-    let mut listed: Vec<(u8, Authority)> = Vec::new();
-    for (priority, list, texts) in lists {
-        for (j, text) in texts.iter().enumerate() {
+    let mut listed: Vec<(Placement, Authority)> = Vec::new();
+    for (priority, list, entries) in lists {
+        for (j, entry) in entries.iter().enumerate() {
             let at = format!("{field}.{list}[{j}]");
-            let Some(authority) = instance(p, &at, text) else {
+            let weight = weight(p, &at, entry);
+            let Some(authority) = instance(p, &at, &entry.address) else {
                 continue;
             };
             if listed.iter().any(|(_, seen)| *seen == authority) {
-                p.at(text.span(), at, format!("`{authority}` is listed already"));
+                p.at(
+                    entry.address.span(),
+                    at,
+                    format!("`{authority}` is listed already"),
+                );
                 continue;
             }
-            listed.push((priority, authority));
+            listed.push((Placement { priority, weight }, authority));
         }
     }
     listed
+}
+
+/// An instance's weight: 1 to [`Placement::MAX_WEIGHT`], 1 when left out.
+fn weight(p: &mut Problems, at: &str, entry: &RawInstance) -> u16 {
+    let Some(weight) = &entry.weight else { return 1 };
+    match u16::try_from(**weight) {
+        Ok(valid @ 1..=Placement::MAX_WEIGHT) => valid,
+        _ => {
+            let message = format!("`{}` is not a weight (1 to {})", **weight, Placement::MAX_WEIGHT);
+            p.at(weight.span(), format!("{at}.weight"), message);
+            1
+        }
+    }
 }
 
 fn build_upstream(
@@ -181,11 +199,11 @@ fn build_upstream(
     let (instances, discovered) = match addresses {
         None => (Vec::new(), None),
         Some(Addresses::Listed(listed)) => {
-            let instances = listed.into_iter().map(|(priority, authority)| {
+            let instances = listed.into_iter().map(|(placement, authority)| {
                 let target = tls_of(p, &authority);
                 let key = instance_key(&authority, target.is_some());
                 let state = registry.instance(&raw.name, &key);
-                Instance::new(authority.clone(), &authority, target, settings, priority, state)
+                Instance::new(authority.clone(), &authority, target, settings, placement, state)
             });
             (instances.collect(), None)
         }
@@ -299,9 +317,10 @@ fn upstream_tls(
 /// The addresses an upstream names, each with its field: its instances, or the name it discovers.
 fn address_texts<'a>(field: &str, raw: &'a RawUpstream) -> Vec<(&'a Text, String)> {
     let listed = raw.instances.iter().enumerate();
-    let listed = listed.map(|(j, text)| (text, format!("{field}.instances[{j}]")));
+    let listed = listed.map(|(j, entry)| (&entry.address, format!("{field}.instances[{j}]")));
     let backups = raw.backups.iter().enumerate();
-    let listed = listed.chain(backups.map(|(j, text)| (text, format!("{field}.backups[{j}]"))));
+    let backups = backups.map(|(j, entry)| (&entry.address, format!("{field}.backups[{j}]")));
+    let listed = listed.chain(backups);
     let discovered = raw.discover.iter().flat_map(|d| {
         let dns = d.dns.iter().map(|text| (text, format!("{field}.discover.dns")));
         dns.chain(d.srv.iter().map(|text| (text, format!("{field}.discover.srv"))))

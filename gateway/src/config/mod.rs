@@ -20,6 +20,7 @@ mod build_upstream;
 mod build_variants;
 mod error;
 mod raw;
+mod raw_instance;
 mod values;
 
 pub use error::{ConfigError, ConfigErrors};

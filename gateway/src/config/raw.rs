@@ -1,6 +1,7 @@
 //! The config file as written: plain serde structs, unknown fields rejected. Fields whose value
 //! is checked after parsing are [`Spanned`] so that an error can name their line.
 
+pub(crate) use super::raw_instance::RawInstance;
 use marked_yaml::Spanned;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -188,10 +189,10 @@ pub(crate) struct RawSql {
 pub(crate) struct RawUpstream {
     pub(crate) name: Text,
     #[serde(default)]
-    pub(crate) instances: Vec<Text>,
+    pub(crate) instances: Vec<RawInstance>,
     /// Instances that serve only while none of `instances` is available.
     #[serde(default)]
-    pub(crate) backups: Vec<Text>,
+    pub(crate) backups: Vec<RawInstance>,
     /// Instead of `instances`: every address a DNS name resolves to is an instance.
     pub(crate) discover: Option<RawDiscover>,
     pub(crate) balance: Option<Text>,

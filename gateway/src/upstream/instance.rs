@@ -37,7 +37,24 @@ pub(crate) struct Instance {
     /// 0 for the upstream's first choice; backups count up from 1 and serve only while no
     /// instance of a lower priority is available.
     pub(crate) priority: u8,
+    /// Its share of its priority's requests against the others' weights.
+    pub(crate) weight: u16,
     pub(crate) state: Arc<InstanceState>,
+}
+
+/// Where an instance stands in its upstream: its priority and its weight within it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placement {
+    /// 0: a first choice; from 1: a backup.
+    pub(crate) priority: u8,
+    /// 1 to [`Placement::MAX_WEIGHT`].
+    pub(crate) weight: u16,
+}
+
+impl Placement {
+    /// HAProxy's bound: a weighted round robin's cycle stays short (at most 256 turns per
+    /// instance), as it is built whenever the instances change.
+    pub(crate) const MAX_WEIGHT: u16 = 256;
 }
 
 impl std::fmt::Debug for Instance {
@@ -138,6 +155,7 @@ pub(crate) struct InstanceStatus {
     ejections: u32,
     /// 0: a first choice; from 1: a backup.
     priority: u8,
+    weight: u16,
     /// Time to response headers of the attempts this instance answered.
     latency_us: LatencySnapshot,
 }
@@ -167,18 +185,18 @@ pub(crate) struct InstanceSettings {
 impl Instance {
     /// The instance at `authority`, whose own name is `named`: its address when listed, the
     /// name resolved when discovered (what `Host` then carries, as the service answers to it),
-    /// serving at `priority` (0 first, then backups).
+    /// placed at `placement` in its upstream.
     pub(crate) fn new(
         authority: Authority,
         named: &Authority,
         tls: Option<TlsTarget>,
         settings: InstanceSettings,
-        priority: u8,
+        placement: Placement,
         state: Arc<InstanceState>,
     ) -> Self {
         let name = own_host(named, tls.is_some());
         state.pool.keep_only(settings.protocol);
-        state.priority.store(priority, Ordering::Relaxed);
+        state.priority.store(placement.priority, Ordering::Relaxed);
         Instance {
             authority,
             tls,
@@ -186,7 +204,8 @@ impl Instance {
             max_streams: settings.max_streams,
             name,
             send_own_host: settings.send_own_host,
-            priority,
+            priority: placement.priority,
+            weight: placement.weight,
             state,
         }
     }
@@ -227,12 +246,25 @@ impl Instance {
             ejection: self.ejection(now_ms).map(|reason| reason.label().to_owned()),
             in_flight: self.in_flight() as u64,
             priority: self.priority,
+            weight: self.weight,
             p99_last_minute_us: (last_minute.count > 0).then_some(last_minute.p99),
         }
     }
 
     pub(crate) fn status(&self) -> InstanceStatus {
-        self.state.status()
+        let now = now_ms();
+        InstanceStatus {
+            addr: self.addr.clone(),
+            healthy: self.healthy.load(Ordering::Relaxed),
+            ejected: self.is_ejected(now),
+            ejected_for: self.ejection(now).map(Reason::label),
+            in_flight: self.in_flight(),
+            consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
+            ejections: self.ejections.load(Ordering::Relaxed),
+            priority: self.priority,
+            weight: self.weight,
+            latency_us: self.latency.snapshot(),
+        }
     }
 }
 
@@ -416,21 +448,6 @@ impl InstanceState {
     /// 0: a first choice; from 1: a backup.
     pub(crate) fn priority(&self) -> u8 {
         self.priority.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn status(&self) -> InstanceStatus {
-        let now = now_ms();
-        InstanceStatus {
-            addr: self.addr.clone(),
-            healthy: self.healthy.load(Ordering::Relaxed),
-            ejected: self.is_ejected(now),
-            ejected_for: self.ejection(now).map(Reason::label),
-            in_flight: self.in_flight(),
-            consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
-            ejections: self.ejections.load(Ordering::Relaxed),
-            priority: self.priority(),
-            latency_us: self.latency.snapshot(),
-        }
     }
 }
 

@@ -22,12 +22,15 @@ pub(crate) use balancer::{balancer_key, cookie, Balancer, HashOn};
 pub(crate) use discovery::{Discovery, DnsSource, Lookup, Resolution, Resolver, SourceTls};
 pub(crate) use ejection_log::EjectionLog;
 pub(crate) use health::{HealthCheck, PassingStatuses, Probe};
-pub(crate) use instance::{instance_key, ms_at, now_ms, Instance, InstanceSettings, InstanceState};
+pub(crate) use instance::{
+    instance_key, ms_at, now_ms, Instance, InstanceSettings, InstanceState, Placement,
+};
 pub(crate) use outlier::{FailurePercentage, Judged, OutlierPolicy, RateEjection, SuccessRate};
 pub(crate) use pool::{Exchange, Protocol};
 pub(crate) use retry::{is_idempotent, RetryBudget, RetryPolicy, UpstreamLoad};
 pub(crate) use ticket::ReturnTicket;
 
+use balancer::Wheel;
 use http::StatusCode;
 use serde::Serialize;
 use std::ops::Range;
@@ -39,8 +42,8 @@ pub(crate) struct Upstream {
     pub(crate) name: Arc<str>,
     /// Sorted by priority: first choices, then each priority's backups.
     pub(crate) instances: Box<[Instance]>,
-    /// The indices of each priority's instances, first choices first.
-    pub(crate) priorities: Box<[Range<usize>]>,
+    /// Each priority's instances, first choices first.
+    pub(crate) priorities: Box<[Priority]>,
     pub(crate) balancer: Balancer,
     /// What its instances speak; every instance of an upstream speaks the same.
     pub(crate) protocol: Protocol,
@@ -165,17 +168,29 @@ pub(crate) fn spawn_watchers(upstreams: &[UpstreamRef]) {
     }
 }
 
-/// `instances` sorted by priority, and the indices of each priority's.
-pub(crate) fn by_priority(mut instances: Vec<Instance>) -> (Box<[Instance]>, Box<[Range<usize>]>) {
+/// One priority's instances: their indices in the upstream's, and the order they are taken in.
+#[derive(Debug)]
+pub(crate) struct Priority {
+    range: Range<usize>,
+    wheel: Wheel,
+}
+
+/// `instances` sorted by priority, and each priority's.
+pub(crate) fn by_priority(mut instances: Vec<Instance>) -> (Box<[Instance]>, Box<[Priority]>) {
     instances.sort_by_key(|instance| instance.priority);
-    let mut priorities: Vec<Range<usize>> = Vec::new();
+    let mut ranges: Vec<Range<usize>> = Vec::new();
     for (index, instance) in instances.iter().enumerate() {
-        match priorities.last_mut() {
+        match ranges.last_mut() {
             Some(last) if instances[last.start].priority == instance.priority => last.end = index + 1,
-            _ => priorities.push(index..index + 1),
+            _ => ranges.push(index..index + 1),
         }
     }
-    (instances.into(), priorities.into())
+    let priorities = ranges.into_iter().map(|range| Priority {
+        wheel: Wheel::of(&instances[range.clone()]),
+        range,
+    });
+    let priorities = priorities.collect();
+    (instances.into(), priorities)
 }
 
 impl Upstream {
@@ -184,11 +199,11 @@ impl Upstream {
     /// `backup`, Envoy's priorities without spill-over). Each priority is balanced on its own, so
     /// that a backup standing by takes no share from the first choices' round robin.
     pub(crate) fn pick(&self, hash: Option<u64>, tried: &[usize], now_ms: u64) -> Option<usize> {
-        self.priorities.iter().find_map(|range| {
+        self.priorities.iter().find_map(|Priority { range, wheel }| {
             let instances = &self.instances[range.clone()];
             let eligible =
                 |i: &usize| instances[*i].is_available(now_ms) && !tried.contains(&(range.start + i));
-            let picked = self.balancer.pick(instances, hash, eligible)?;
+            let picked = self.balancer.pick(instances, wheel, hash, eligible)?;
             Some(range.start + picked)
         })
     }

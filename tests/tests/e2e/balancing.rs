@@ -1,7 +1,7 @@
 //! How each balancing policy spreads requests.
 
 use http::Method;
-use lookout_tests::{send, start_gateway, TestUpstream};
+use lookout_tests::{body_json, dashboard_instance_row, send, start_gateway, TestUpstream};
 use std::collections::HashMap;
 
 async fn two_instances(policy: &str) -> (TestUpstream, TestUpstream, lookout_gateway::Gateway) {
@@ -66,4 +66,65 @@ async fn consistent_hash_keeps_each_key_on_one_instance() {
         a.hits(),
         b.hits()
     );
+}
+
+/// Two instances, `a` of weight 3 and `b` of weight 1, balanced by `policy`.
+async fn weighted(policy: &str) -> (TestUpstream, TestUpstream, lookout_gateway::Gateway) {
+    let a = TestUpstream::start("a").await;
+    let b = TestUpstream::start("b").await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - {{ name: svc, instances: [{{ address: \"{}\", weight: 3 }}, \"{}\"], {policy} }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
+        a.addr, b.addr
+    ))
+    .await;
+    (a, b, gateway)
+}
+
+#[tokio::test]
+async fn round_robin_follows_the_weights() {
+    let (a, b, gateway) = weighted("balance: round_robin").await;
+    for _ in 0..8 {
+        send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+    }
+    // Every four turns of the cycle give a three and b one, wherever the cycle starts.
+    assert_eq!((a.hits(), b.hits()), (6, 2));
+    let admin = gateway.admin_addr();
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    assert_eq!(stats["upstreams"][0]["instances"][0]["weight"], 3, "{stats}");
+    assert_eq!(stats["upstreams"][0]["instances"][1]["weight"], 1, "{stats}");
+    let row = dashboard_instance_row(admin, &a.addr.to_string()).await;
+    assert!(row.contains("weight 3"), "{row}");
+}
+
+#[tokio::test]
+async fn least_request_keeps_requests_in_flight_in_proportion_to_the_weights() {
+    let (a, b, gateway) = weighted("balance: least_request").await;
+    let addr = gateway.proxy_addr();
+    let mut slow = Vec::new();
+    for _ in 0..12 {
+        slow.push(tokio::spawn(async move {
+            send(addr, Method::GET, "/slow/400", &[]).await
+        }));
+        // Let each request reach the balancer before the next, so in-flight counts are current.
+        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+    }
+    for request in slow {
+        request.await.expect("request task");
+    }
+    // Of two, the one with fewer in flight for its weight: a holds three for each of b's.
+    let (a, b) = (a.hits(), b.hits());
+    assert_eq!(a + b, 12);
+    assert!((8..=10).contains(&a), "a={a} b={b}");
+}
+
+#[tokio::test]
+async fn consistent_hash_gives_each_instance_keys_in_proportion_to_its_weight() {
+    let (a, b, gateway) = weighted("balance: consistent_hash, hash_on: \"header:x-user\"").await;
+    for user in 0..400 {
+        let user = format!("user-{user}");
+        send(gateway.proxy_addr(), Method::GET, "/", &[("x-user", &user)]).await;
+    }
+    // Three quarters expected; 2.5 standard deviations either side.
+    let (a, b) = (a.hits(), b.hits());
+    assert!((278..=322).contains(&a), "a={a} b={b}");
 }

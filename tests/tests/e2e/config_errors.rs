@@ -807,6 +807,49 @@ upstreams:
 }
 
 #[test]
+fn weights_name_their_field() {
+    let text = "\
+upstreams:
+  - name: a
+    instances:
+      - { address: \"127.0.0.1:1\", weight: 0 }
+      - { address: \"127.0.0.1:2\", weight: 257 }
+      - \"127.0.0.1:3\"
+    backups: [{ address: \"nowhere\", weight: 2 }]
+";
+    let all = errors(text);
+    for (field, line, says) in [
+        (
+            "upstreams[0].instances[0].weight",
+            4,
+            "`0` is not a weight (1 to 256)",
+        ),
+        (
+            "upstreams[0].instances[1].weight",
+            5,
+            "`257` is not a weight (1 to 256)",
+        ),
+        ("upstreams[0].backups[0]", 7, "needs a port"),
+    ] {
+        let error = find(&all, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(all.len(), 3, "{all:#?}");
+    for (entry, says) in [
+        ("{ weight: 2 }", "field `address`"),
+        ("{ address: \"127.0.0.1:1\", share: 2 }", "field `share`"),
+        ("{ address: \"127.0.0.1:1\", weight: heavy }", "invalid digit"),
+    ] {
+        let all = errors(&format!("upstreams:\n  - name: a\n    instances: [{entry}]\n"));
+        assert!(
+            all.iter().any(|e| e.message.contains(says) && e.line == 3),
+            "{entry}: {all:#?}"
+        );
+    }
+}
+
+#[test]
 fn the_top_level_compress_names_its_own_fields() {
     let text = "\
 compress: { min_size: lots, types: [], max_in_flight: 0, enabled: maybe, levels: { gzip: 10, br: 12, zstd: 0 } }

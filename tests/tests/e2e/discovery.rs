@@ -321,10 +321,11 @@ async fn srv_records_name_each_instance_with_its_port_and_its_host() {
     }
     let (node_a, node_b, node_c) = (target("node-a"), target("node-b"), target("node-c"));
     // c is a backup (a later priority): it stands by while the best ones are available.
+    // Weighted: a takes three requests for each of b's.
     let records = [
-        (10, a.addr.port(), node_a.as_str()),
-        (10, b.addr.port(), node_b.as_str()),
-        (20, c.addr.port(), node_c.as_str()),
+        (10, 3, a.addr.port(), node_a.as_str()),
+        (10, 1, b.addr.port(), node_b.as_str()),
+        (20, 1, c.addr.port(), node_c.as_str()),
     ];
     dns.set_srv(&name, &records).await;
     let gateway = start_gateway(&format!(
@@ -361,13 +362,18 @@ routes:
     listed.sort();
     let listed: Vec<String> = listed.iter().chain([&c.addr]).map(ToString::to_string).collect();
     assert_eq!(discovery["addresses"], serde_json::json!(listed), "{discovery}");
-    let priorities: Vec<&Value> = upstream["instances"]
+    let placements: Vec<(u64, u64)> = upstream["instances"]
         .as_array()
         .expect("instances")
         .iter()
-        .map(|i| &i["priority"])
+        .map(|i| (i["priority"].as_u64().unwrap(), i["weight"].as_u64().unwrap()))
         .collect();
-    assert_eq!(priorities, [0, 0, 1], "{upstream}");
+    let weight_of_a = if a.addr < b.addr { [3, 1] } else { [1, 3] };
+    let expected = [(0, weight_of_a[0]), (0, weight_of_a[1]), (1, 1)];
+    assert_eq!(placements, expected, "{upstream}");
+    let before = (a.hits(), b.hits());
+    answering(proxy, 8).await;
+    assert_eq!((a.hits() - before.0, b.hits() - before.1), (6, 2));
 
     // The best records gone, the backup is the first choice.
     dns.set_srv(&name, &records[2..]).await;

@@ -3,7 +3,7 @@
 //! name's SRV records, each target's addresses serving the record's port (`discover: { srv:
 //! name }`: Consul's services, a Kubernetes Service's named ports).
 
-use super::super::{instance_key, Instance, InstanceSettings};
+use super::super::{instance_key, Instance, InstanceSettings, Placement};
 use super::Resolver;
 use crate::stats::Registry;
 use crate::tls::TlsTarget;
@@ -26,13 +26,23 @@ pub(crate) enum Lookup {
 }
 
 /// One address a name resolved to: its priority (0 for a first choice; an SRV record's rank
-/// among its name's priorities), where to connect, and the name it answers to (the name
-/// resolved, or an SRV record's target).
+/// among its name's priorities), where to connect, the name it answers to (the name resolved,
+/// or an SRV record's target) and its weight (an SRV record's; else 1). Sorted in that order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Endpoint {
     pub(crate) priority: u8,
     pub(crate) addr: SocketAddr,
     pub(crate) host: Arc<str>,
+    pub(crate) weight: u16,
+}
+
+impl Endpoint {
+    fn placement(&self) -> Placement {
+        Placement {
+            priority: self.priority,
+            weight: self.weight,
+        }
+    }
 }
 
 /// TLS to every instance of a discovered upstream.
@@ -63,6 +73,7 @@ impl DnsSource {
                     priority: 0,
                     addr: SocketAddr::new(ip, *port),
                     host: host.clone(),
+                    weight: 1,
                 };
                 addresses.into_iter().map(at).collect()
             }
@@ -99,15 +110,9 @@ impl DnsSource {
                 if new && checked {
                     state.await_first_check();
                 }
-                let priority = endpoint.priority;
-                Some(Instance::new(
-                    authority,
-                    &named,
-                    tls,
-                    self.settings,
-                    priority,
-                    state,
-                ))
+                let placement = endpoint.placement();
+                let instance = Instance::new(authority, &named, tls, self.settings, placement, state);
+                Some(instance)
             })
             .collect()
     }
@@ -152,7 +157,7 @@ async fn addresses(resolver: &Resolver, host: &str) -> Result<Vec<IpAddr>, NetEr
 
 /// The endpoints of `name`'s SRV records. Each record's priority is ranked among the name's
 /// (the lowest first), as clients try them in that order (RFC 2782): the records of later ranks
-/// are backups. Weights are left to the upstream's balancer.
+/// are backups. Its weight is its instances' (see [`srv_weights`]).
 async fn targets(resolver: &Resolver, name: &str) -> Result<Vec<Endpoint>, NetError> {
     let lookup = match resolver.srv_lookup(name).await {
         Ok(lookup) => lookup,
@@ -169,20 +174,39 @@ async fn targets(resolver: &Resolver, name: &str) -> Result<Vec<Endpoint>, NetEr
         })
         .collect();
     let ranks: BTreeSet<u16> = records.iter().map(|srv| srv.priority).collect();
+    let weights = srv_weights(records.iter().map(|srv| srv.weight));
     let mut endpoints = Vec::new();
-    for srv in &records {
+    for (srv, weight) in records.iter().zip(weights) {
         let rank = ranks.range(..srv.priority).count();
+        let priority = u8::try_from(rank).unwrap_or(u8::MAX);
         let target = srv.target.to_ascii();
         let host: Arc<str> = target.trim_end_matches('.').into();
         for ip in addresses(resolver, &target).await? {
             endpoints.push(Endpoint {
-                priority: u8::try_from(rank).unwrap_or(u8::MAX),
+                priority,
                 addr: SocketAddr::new(ip, srv.port),
                 host: host.clone(),
+                weight,
             });
         }
     }
     Ok(endpoints)
+}
+
+/// SRV weights (0 to 65535) as instance weights (1 to [`Placement::MAX_WEIGHT`]): scaled down
+/// in proportion (rounded) when the largest is past the bound, and at least 1, as a weight of 0 means a
+/// very small share when others have weight, not none (RFC 2782).
+fn srv_weights(weights: impl Iterator<Item = u16> + Clone) -> impl Iterator<Item = u16> {
+    let largest = u32::from(weights.clone().max().unwrap_or(0));
+    let bound = u32::from(Placement::MAX_WEIGHT);
+    weights.map(move |weight| {
+        let weight = u32::from(weight);
+        let scaled = match largest > bound {
+            true => (weight * bound + largest / 2) / largest,
+            false => weight,
+        };
+        scaled.max(1) as u16
+    })
 }
 
 #[cfg(test)]
@@ -208,6 +232,7 @@ mod tests {
             priority: 0,
             addr: addr.parse().unwrap(),
             host: host.into(),
+            weight: 1,
         };
         let endpoints = [
             endpoint("10.0.0.7:21500", "node-1.node.consul"),
@@ -228,5 +253,14 @@ mod tests {
             ..source
         };
         assert_eq!(address.label(), "books.svc:8080");
+    }
+
+    #[test]
+    fn srv_weights_keep_their_proportions_within_the_bound() {
+        let weights = |list: &[u16]| srv_weights(list.iter().copied()).collect::<Vec<_>>();
+        assert_eq!(weights(&[0, 0]), [1, 1], "no weight is a share");
+        assert_eq!(weights(&[10, 30, 0]), [10, 30, 1]);
+        assert_eq!(weights(&[65535, 32768, 1]), [256, 128, 1]);
+        assert_eq!(weights(&[1000, 500]), [256, 128]);
     }
 }

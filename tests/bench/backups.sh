@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Backup instances on the request path, benchmarked with wrk against a baseline measured in the
+# same run: one upstream instance alone ("alone"); the same with a backup standing by
+# ("standing by": the balancer looks at the first priority only); and an upstream whose first
+# choice is down by its health check, its backup serving ("failed over": every pick passes over
+# the first priority first). Each case is measured in rounds, every case once per round in
+# turn; prints each round's req/s, the medians of req/s, p50 and p99, and the ratios to "alone".
+# Lookout runs with --workers 1 and its store, access log and traces off.
+#
+#   tests/bench/backups.sh                     # 3 rounds of 5 s
+#   ROUNDS=5 DURATION=10s tests/bench/backups.sh
+#
+# Needs wrk (apt install wrk). This is a benchmark, not a test: nothing here passes or fails on
+# a figure.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+DURATION=${DURATION:-5s}
+rounds=${ROUNDS:-3}
+# shellcheck source=tests/bench/lib.sh
+source "$root/tests/bench/lib.sh"
+
+start_bench_upstream
+
+declare -A port=()
+up="127.0.0.1:$upstream_port"
+# Nothing listens there: the first choice of "failed over" fails its health checks.
+down="127.0.0.1:$(free_port)"
+check="health_check: { path: /small, interval: 200ms, unhealthy_threshold: 1 }"
+echo "  - { name: all, upstream: bench }" >"$work/all.routes"
+start_quiet_lookout alone "instances: [\"$up\"]" "$work/all.routes"
+start_quiet_lookout standing_by "instances: [\"$up\"], backups: [\"localhost:$upstream_port\"]" "$work/all.routes"
+start_quiet_lookout failed_over "instances: [\"$down\"], backups: [\"$up\"], $check" "$work/all.routes"
+
+declare -A url=()
+cases=(alone standing_by failed_over)
+for name in "${cases[@]}"; do url[$name]="http://127.0.0.1:${port[$name]}/small"; done
+# Until its first check fails, "failed over" may try its first choice: let the check run.
+sleep 1
+for name in "${cases[@]}"; do warm_up "${url[$name]}" 50; done
+
+declare -A by_round=() p50s=() p99s=() header=()
+measure_rounds
+
+print_against "alone" /alone 12
