@@ -60,6 +60,10 @@ try {
   const before = await page.textContent('#live');
   await page.waitForFunction((old) => document.getElementById('live').textContent !== old, before, { timeout: 10000 });
   assert.ok(await page.locator('#upstreams tr').count() > 3, 'upstream instances listed');
+  // The demo's books upstream weighs one instance twice, and has a backup standing by.
+  const books = await page.locator('#upstreams tr', { hasText: 'books' }).allTextContents();
+  assert.ok(books.some((row) => row.includes('weight 2')), `a weighted instance: ${books}`);
+  assert.ok(books.some((row) => row.includes('backup') && row.includes('healthy')), `a backup standing by: ${books}`);
   // The demo discovers its web front end through DNS (localhost, from /etc/hosts).
   const web = page.locator('#discovered tr', { hasText: 'web' });
   const resolved = await web.textContent();

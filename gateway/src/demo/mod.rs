@@ -17,6 +17,8 @@ const LOOPBACK_ANY_PORT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::
 /// The demo's upstream addresses, bound on loopback ports chosen by the OS.
 struct DemoUpstreams {
     books_v1: [SocketAddr; 2],
+    /// Stands by for both: it serves only while neither is available.
+    books_v1_backup: SocketAddr,
     books_v2: SocketAddr,
     /// Where the book list is mirrored: a copy of v2, to try it on real traffic unseen.
     books_shadow: SocketAddr,
@@ -35,6 +37,7 @@ async fn start_upstreams() -> std::io::Result<DemoUpstreams> {
             services::spawn(services::books("books-v1-a", 1), LOOPBACK_ANY_PORT).await?,
             services::spawn(services::books("books-v1-b", 1), LOOPBACK_ANY_PORT).await?,
         ],
+        books_v1_backup: services::spawn(services::books("books-v1-backup", 1), LOOPBACK_ANY_PORT).await?,
         books_v2: services::spawn(services::books("books-v2", 2), LOOPBACK_ANY_PORT).await?,
         books_shadow: services::spawn(services::books("books-shadow", 2), LOOPBACK_ANY_PORT).await?,
         reviews: services::spawn(services::reviews(), LOOPBACK_ANY_PORT).await?,
@@ -78,7 +81,8 @@ consumers:
   - {{ name: demo-partner, groups: [partners], api_keys: ["{key}"] }}
 upstreams:
   - name: books
-    instances: ["{a}", "{b}"]
+    instances: [{{ address: "{a}", weight: 2 }}, "{b}"]
+    backups: ["{backup}"]
     health_check: {{ path: /healthz, interval: 2s }}
   - name: books-v2
     instances: ["{v2}"]
@@ -161,6 +165,7 @@ routes:
     match: {{ prefix: /grpc.health.v1.Health, methods: [POST] }}
     upstream: status
 "#,
+        backup = up.books_v1_backup,
         v2 = up.books_v2,
         shadow = up.books_shadow,
         reviews = up.reviews,

@@ -78,8 +78,8 @@ fn rendezvous(
         Wheel::Even(_) => indices.max_by_key(hash),
         Wheel::Weighted(_) => indices
             .map(|i| {
-                // In (0, 1]: ln of it is finite and at most 0.
-                let unit = (hash(&i) >> 11) as f64 / (1u64 << 53) as f64 + f64::EPSILON;
+                // The hash's top 53 bits as a number in (0, 1]: its logarithm is at most 0.
+                let unit = ((hash(&i) >> 11) + 1) as f64 / (1u64 << 53) as f64;
                 (i, f64::from(instances[i].weight) / -unit.ln())
             })
             .max_by(|a, b| a.1.total_cmp(&b.1))

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Backup instances on the request path, benchmarked with wrk against a baseline measured in the
-# same run: one upstream instance alone ("alone"); the same with a backup standing by
-# ("standing by": the balancer looks at the first priority only); and an upstream whose first
-# choice is down by its health check, its backup serving ("failed over": every pick passes over
-# the first priority first). Each case is measured in rounds, every case once per round in
-# turn; prints each round's req/s, the medians of req/s, p50 and p99, and the ratios to "alone".
-# Lookout runs with --workers 1 and its store, access log and traces off.
+# Backups and weights on the request path, benchmarked with wrk against a baseline measured in
+# the same run: one upstream instance alone ("alone"); the same with a backup standing by
+# ("standing_by": the balancer looks at the first priority only); an upstream whose first
+# choice is down by its health check, its backup serving ("failed_over": every pick passes over
+# the first priority first); two instances of one weight ("even"), and of weights 3 and 1
+# ("weighted": round robin reads the weighted cycle). Every instance is the same bench-upstream
+# (as 127.0.0.1 and as localhost). Each case is measured in rounds, every case once per round
+# in turn; prints each round's req/s, the medians of req/s, p50 and p99, and the ratios to
+# "alone". Lookout runs with --workers 1 and its store, access log and traces off.
 #
-#   tests/bench/backups.sh                     # 3 rounds of 5 s
-#   ROUNDS=5 DURATION=10s tests/bench/backups.sh
+#   tests/bench/balancing.sh                   # 3 rounds of 5 s
+#   ROUNDS=5 DURATION=10s tests/bench/balancing.sh
 #
 # Needs wrk (apt install wrk). This is a benchmark, not a test: nothing here passes or fails on
 # a figure.
@@ -31,9 +33,12 @@ echo "  - { name: all, upstream: bench }" >"$work/all.routes"
 start_quiet_lookout alone "instances: [\"$up\"]" "$work/all.routes"
 start_quiet_lookout standing_by "instances: [\"$up\"], backups: [\"localhost:$upstream_port\"]" "$work/all.routes"
 start_quiet_lookout failed_over "instances: [\"$down\"], backups: [\"$up\"], $check" "$work/all.routes"
+start_quiet_lookout even "instances: [\"$up\", \"localhost:$upstream_port\"]" "$work/all.routes"
+start_quiet_lookout weighted "instances: [{ address: \"$up\", weight: 3 }, \"localhost:$upstream_port\"]" \
+  "$work/all.routes"
 
 declare -A url=()
-cases=(alone standing_by failed_over)
+cases=(alone standing_by failed_over even weighted)
 for name in "${cases[@]}"; do url[$name]="http://127.0.0.1:${port[$name]}/small"; done
 # Until its first check fails, "failed over" may try its first choice: let the check run.
 sleep 1
