@@ -100,6 +100,8 @@ pub struct InstanceHealth {
     /// `success_rate`), while it is ejected.
     pub ejection: Option<String>,
     pub in_flight: u64,
+    /// Drained through the admin API: it takes no new request.
+    pub drained: bool,
     /// 0 for a first choice; from 1, a backup that serves only while no instance of a lower
     /// priority is available.
     pub priority: u8,

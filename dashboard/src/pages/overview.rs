@@ -100,7 +100,7 @@ pub(super) struct InstanceRow {
     /// Empty for a first choice of weight 1; else `backup` (with its priority past the first
     /// backups) and its weight.
     role: String,
-    /// `healthy`, `unhealthy`, or `ejected: ` and why.
+    /// `healthy`, `unhealthy`, or `ejected: ` and why; then `, drained` while it is.
     state: String,
     class: &'static str,
     in_flight: u64,
@@ -235,11 +235,15 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
         .iter()
         .flat_map(|u| {
             u.instances.iter().map(|i| {
-                let (state, class) = match (i.healthy, &i.ejection) {
+                let (mut state, mut class) = match (i.healthy, &i.ejection) {
                     (_, Some(reason)) => (format!("ejected: {}", reason.replace('_', " ")), "bad"),
                     (false, None) => ("unhealthy".to_owned(), "bad"),
                     (true, None) => ("healthy".to_owned(), "good"),
                 };
+                if i.drained {
+                    state.push_str(", drained");
+                    class = if class == "good" { "warn" } else { class };
+                }
                 InstanceRow {
                     upstream: u.name.clone(),
                     address: i.address.clone(),

@@ -48,6 +48,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(super::sql_api::routes())
         .merge(super::canary_api::routes())
         .merge(super::variants_api::routes())
+        .merge(super::instances_api::routes())
         .merge(super::cache_api::routes())
         .route_layer(middleware::from_fn_with_state(shared.clone(), require_token));
     Router::new()

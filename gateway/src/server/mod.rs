@@ -8,6 +8,7 @@ mod canary_api;
 mod client_io;
 mod connection_errors;
 mod connection_limit;
+mod instances_api;
 mod json_refusals;
 mod proxy_listener;
 mod redirect_listener;

@@ -14,6 +14,7 @@ pub(crate) const ACTIVE_REQUESTS: &str = "http_server_active_requests";
 pub(crate) const REQUEST_BODY_SIZE: &str = "http_server_request_body_size_bytes";
 pub(crate) const RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_bytes";
 pub(crate) const INSTANCE_HEALTHY: &str = "lookout_upstream_instance_healthy";
+pub(crate) const INSTANCE_DRAINED: &str = "lookout_upstream_instance_drained";
 pub(crate) const SERVING_PRIORITY: &str = "lookout_upstream_serving_priority";
 pub(crate) const INSTANCE_LATENCY: &str = "lookout_upstream_instance_latency_seconds";
 pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
@@ -97,7 +98,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 67] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 68] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -129,6 +130,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 67] = [
         INSTANCE_HEALTHY,
         Unit::Count,
         "1 when an upstream instance is healthy and not ejected, else 0.",
+    ),
+    (
+        INSTANCE_DRAINED,
+        Unit::Count,
+        "1 while an upstream instance is drained through the admin API (it takes no new request), else 0.",
     ),
     (
         SERVING_PRIORITY,
@@ -470,6 +476,7 @@ impl ScrapeGauges {
             if matches!(
                 name,
                 INSTANCE_HEALTHY
+                    | INSTANCE_DRAINED
                     | SERVING_PRIORITY
                     | INSTANCE_LATENCY
                     | ACTIVE_REQUESTS

@@ -399,13 +399,11 @@ impl Registry {
                 Label::new("upstream", upstream.to_string()),
                 Label::new(prometheus::UPSTREAM_INSTANCE, addr.to_string()),
             ];
-            let available = instance.available();
-            live.set(
-                prometheus::INSTANCE_HEALTHY,
-                labels.clone(),
-                f64::from(u8::from(available)),
-            );
-            if available {
+            let up = f64::from(u8::from(instance.up()));
+            live.set(prometheus::INSTANCE_HEALTHY, labels.clone(), up);
+            let drained = f64::from(u8::from(instance.is_drained()));
+            live.set(prometheus::INSTANCE_DRAINED, labels.clone(), drained);
+            if instance.available() {
                 let best = serving.entry(upstream.clone()).or_insert(u8::MAX);
                 *best = (*best).min(instance.priority());
             }

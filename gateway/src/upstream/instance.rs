@@ -141,6 +141,9 @@ pub(crate) struct InstanceState {
     in_flight: AtomicUsize,
     /// The priority the latest config or resolution gave it, for the scrape's serving priority.
     priority: AtomicU8,
+    /// Set through the admin API: it takes no new request (those under way finish), though it
+    /// stays checked and counted. Kept over reloads, as the rest of its state.
+    drained: AtomicBool,
 }
 
 #[derive(Debug, Serialize)]
@@ -153,6 +156,8 @@ pub(crate) struct InstanceStatus {
     in_flight: usize,
     consecutive_failures: u32,
     ejections: u32,
+    /// Drained through the admin API: it takes no new request.
+    drained: bool,
     /// 0: a first choice; from 1: a backup.
     priority: u8,
     weight: u16,
@@ -245,6 +250,7 @@ impl Instance {
             healthy: self.healthy.load(Ordering::Relaxed),
             ejection: self.ejection(now_ms).map(|reason| reason.label().to_owned()),
             in_flight: self.in_flight() as u64,
+            drained: self.is_drained(),
             priority: self.priority,
             weight: self.weight,
             p99_last_minute_us: (last_minute.count > 0).then_some(last_minute.p99),
@@ -261,6 +267,7 @@ impl Instance {
             in_flight: self.in_flight(),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),
+            drained: self.is_drained(),
             priority: self.priority,
             weight: self.weight,
             latency_us: self.latency.snapshot(),
@@ -308,12 +315,27 @@ impl InstanceState {
             ejected_for: AtomicU8::new(0),
             in_flight: AtomicUsize::new(0),
             priority: AtomicU8::new(0),
+            drained: AtomicBool::new(false),
         }
     }
 
-    /// Healthy by the active check and not ejected by outlier detection.
+    /// Takes requests: up (see [`InstanceState::is_up`]) and not drained.
     pub(crate) fn is_available(&self, now_ms: u64) -> bool {
+        self.is_up(now_ms) && !self.is_drained()
+    }
+
+    /// Healthy by the active check and not ejected by outlier detection.
+    fn is_up(&self, now_ms: u64) -> bool {
         self.healthy.load(Ordering::Relaxed) && !self.is_ejected(now_ms)
+    }
+
+    pub(crate) fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::Relaxed)
+    }
+
+    /// Drains it (`true`: no new request goes to it) or puts it back in service.
+    pub(crate) fn set_drained(&self, drained: bool) {
+        self.drained.store(drained, Ordering::Relaxed);
     }
 
     pub(crate) fn is_ejected(&self, now_ms: u64) -> bool {
@@ -440,7 +462,12 @@ impl InstanceState {
         }
     }
 
-    /// Whether it takes requests now: healthy and not ejected (the health gauge, at scrape time).
+    /// Whether it is healthy and not ejected now (the health gauge, at scrape time).
+    pub(crate) fn up(&self) -> bool {
+        self.is_up(now_ms())
+    }
+
+    /// Whether it takes requests now (the serving priority, at scrape time).
     pub(crate) fn available(&self) -> bool {
         self.is_available(now_ms())
     }

@@ -10,6 +10,7 @@ mod compose;
 mod compression;
 mod config_errors;
 mod discovery;
+mod drain;
 mod edge;
 mod events;
 mod grpc;
