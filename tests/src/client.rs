@@ -23,6 +23,18 @@ impl Reply {
     }
 }
 
+/// The test upstreams that answered `count` requests for `/` at `proxy`, in order; each must
+/// succeed.
+pub async fn answers(proxy: SocketAddr, count: usize) -> Vec<String> {
+    let mut answered = Vec::new();
+    for _ in 0..count {
+        let reply = send(proxy, Method::GET, "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        answered.push(reply.instance().to_owned());
+    }
+    answered
+}
+
 /// The row of `instance` in the dashboard's live table of upstream instances (its HTML).
 pub async fn dashboard_instance_row(admin: SocketAddr, instance: &str) -> String {
     let live = send(admin, Method::GET, "/dashboard/live", &[]).await;

@@ -4,7 +4,7 @@
 
 use http::{Method, StatusCode};
 use lookout_tests::{
-    body_json, dashboard_instance_row, metrics_text, send, start_gateway, wait_until, TestUpstream,
+    answers, body_json, dashboard_instance_row, metrics_text, send, start_gateway, wait_until, TestUpstream,
 };
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -14,13 +14,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// The instances that answered `count` requests, each of which must succeed.
 async fn answering(proxy: SocketAddr, count: usize) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
-    for _ in 0..count {
-        let reply = send(proxy, Method::GET, "/", &[]).await;
-        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-        seen.insert(reply.instance().to_owned());
-    }
-    seen
+    answers(proxy, count).await.into_iter().collect()
 }
 
 /// Whether the next `count` requests all succeed on `instance`. While instances go down, before

@@ -5,10 +5,15 @@ use lookout_tests::{body_json, dashboard_instance_row, send, start_gateway, Test
 use std::collections::HashMap;
 
 async fn two_instances(policy: &str) -> (TestUpstream, TestUpstream, lookout_gateway::Gateway) {
+    start_two(1, policy).await
+}
+
+/// Two instances, `a` of weight `weight_of_a` and `b` of weight 1, balanced by `policy`.
+async fn start_two(weight_of_a: u32, policy: &str) -> (TestUpstream, TestUpstream, lookout_gateway::Gateway) {
     let a = TestUpstream::start("a").await;
     let b = TestUpstream::start("b").await;
     let gateway = start_gateway(&format!(
-        "upstreams:\n  - {{ name: svc, instances: [\"{}\", \"{}\"], {policy} }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
+        "upstreams:\n  - {{ name: svc, instances: [{{ address: \"{}\", weight: {weight_of_a} }}, \"{}\"], {policy} }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
         a.addr, b.addr
     ))
     .await;
@@ -24,21 +29,25 @@ async fn round_robin_alternates_between_instances() {
     assert_eq!((a.hits(), b.hits()), (5, 5));
 }
 
-#[tokio::test]
-async fn least_request_spreads_concurrent_requests_evenly() {
-    let (a, b, gateway) = two_instances("balance: least_request").await;
-    let addr = gateway.proxy_addr();
+/// Sends `count` slow requests to `proxy`, each once the one before has reached the balancer,
+/// so that each is balanced on current in-flight counts; returns when all are answered.
+async fn slow_requests_one_after_another(proxy: std::net::SocketAddr, count: usize) {
     let mut slow = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..count {
         slow.push(tokio::spawn(async move {
-            send(addr, Method::GET, "/slow/400", &[]).await
+            send(proxy, Method::GET, "/slow/400", &[]).await
         }));
-        // Let each request reach the balancer before the next, so in-flight counts are current.
         tokio::time::sleep(std::time::Duration::from_millis(15)).await;
     }
     for request in slow {
         request.await.expect("request task");
     }
+}
+
+#[tokio::test]
+async fn least_request_spreads_concurrent_requests_evenly() {
+    let (a, b, gateway) = two_instances("balance: least_request").await;
+    slow_requests_one_after_another(gateway.proxy_addr(), 10).await;
     let (a, b) = (a.hits(), b.hits());
     assert_eq!(a + b, 10);
     assert!(
@@ -70,14 +79,7 @@ async fn consistent_hash_keeps_each_key_on_one_instance() {
 
 /// Two instances, `a` of weight 3 and `b` of weight 1, balanced by `policy`.
 async fn weighted(policy: &str) -> (TestUpstream, TestUpstream, lookout_gateway::Gateway) {
-    let a = TestUpstream::start("a").await;
-    let b = TestUpstream::start("b").await;
-    let gateway = start_gateway(&format!(
-        "upstreams:\n  - {{ name: svc, instances: [{{ address: \"{}\", weight: 3 }}, \"{}\"], {policy} }}\nroutes:\n  - {{ name: all, upstream: svc }}\n",
-        a.addr, b.addr
-    ))
-    .await;
-    (a, b, gateway)
+    start_two(3, policy).await
 }
 
 #[tokio::test]
@@ -99,18 +101,7 @@ async fn round_robin_follows_the_weights() {
 #[tokio::test]
 async fn least_request_keeps_requests_in_flight_in_proportion_to_the_weights() {
     let (a, b, gateway) = weighted("balance: least_request").await;
-    let addr = gateway.proxy_addr();
-    let mut slow = Vec::new();
-    for _ in 0..12 {
-        slow.push(tokio::spawn(async move {
-            send(addr, Method::GET, "/slow/400", &[]).await
-        }));
-        // Let each request reach the balancer before the next, so in-flight counts are current.
-        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
-    }
-    for request in slow {
-        request.await.expect("request task");
-    }
+    slow_requests_one_after_another(gateway.proxy_addr(), 12).await;
     // Of two, the one with fewer in flight for its weight: a holds three for each of b's.
     let (a, b) = (a.hits(), b.hits());
     assert_eq!(a + b, 12);

@@ -6,7 +6,8 @@
 
 use http::{Method, StatusCode};
 use lookout_tests::{
-    body_json, dashboard_instance_row, metrics_text, send, start_gateway, wait_until, TestDns, TestUpstream,
+    answers, body_json, dashboard_instance_row, metrics_text, send, start_gateway, wait_until, TestDns,
+    TestUpstream,
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -32,15 +33,9 @@ routes:
     )
 }
 
-/// The instances that answered `count` requests.
+/// The instances that answered `count` requests, each of which must succeed.
 async fn answering(proxy: SocketAddr, count: usize) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
-    for _ in 0..count {
-        let reply = send(proxy, Method::GET, "/", &[]).await;
-        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-        seen.insert(reply.instance().to_owned());
-    }
-    seen
+    answers(proxy, count).await.into_iter().collect()
 }
 
 fn names(list: &[&str]) -> BTreeSet<String> {

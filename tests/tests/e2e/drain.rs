@@ -5,7 +5,7 @@ use http::{Method, StatusCode};
 use lookout_gateway::ConfigSource;
 use lookout_tests::tls::TestPki;
 use lookout_tests::{
-    body_json, dashboard_instance_row, metrics_text, send, start_gateway_with, TestUpstream,
+    answers, body_json, dashboard_instance_row, metrics_text, send, start_gateway_with, TestUpstream,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,17 +13,6 @@ use std::time::Duration;
 fn drain_path(upstream: &str, instance: &str) -> String {
     let instance = instance.replace('/', "%2F");
     format!("/admin/upstreams/{upstream}/instances/{instance}/drain")
-}
-
-/// The instances that answered `count` requests, in order; each must succeed.
-async fn answers(proxy: SocketAddr, count: usize) -> Vec<String> {
-    let mut answered = Vec::new();
-    for _ in 0..count {
-        let reply = send(proxy, Method::GET, "/", &[]).await;
-        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-        answered.push(reply.instance().to_owned());
-    }
-    answered
 }
 
 fn metric_line(metrics: &str, name: &str, instance: SocketAddr) -> String {

@@ -194,8 +194,9 @@ async fn targets(resolver: &Resolver, name: &str) -> Result<Vec<Endpoint>, NetEr
 }
 
 /// SRV weights (0 to 65535) as instance weights (1 to [`Placement::MAX_WEIGHT`]): scaled down
-/// in proportion (rounded) when the largest is past the bound, and at least 1, as a weight of 0 means a
-/// very small share when others have weight, not none (RFC 2782).
+/// in proportion (rounded) when the largest is past the bound, and at least 1, as a weight of 0
+/// means a very small share when others have weight, not none (RFC 2782). Each address of a
+/// record's target takes the record's weight.
 fn srv_weights(weights: impl Iterator<Item = u16> + Clone) -> impl Iterator<Item = u16> {
     let largest = u32::from(weights.clone().max().unwrap_or(0));
     let bound = u32::from(Placement::MAX_WEIGHT);
