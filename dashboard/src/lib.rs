@@ -102,6 +102,8 @@ pub struct InstanceHealth {
     pub in_flight: u64,
     /// Drained through the admin API: it takes no new request.
     pub drained: bool,
+    /// While it warms up (its upstream's `slow_start`): the share of its turns it takes.
+    pub warming_percent: Option<u8>,
     /// 0 for a first choice; from 1, a backup that serves only while no instance of a lower
     /// priority is available.
     pub priority: u8,

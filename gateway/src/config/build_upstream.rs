@@ -243,6 +243,10 @@ fn build_upstream(
         raw.read_timeout.as_ref(),
         DEFAULT_READ_TIMEOUT,
     );
+    let slow_start = match &raw.slow_start {
+        Some(text) => duration_or_off(p, &format!("{field}.slow_start"), Some(text), Duration::ZERO),
+        None => None,
+    };
     let health_check = raw
         .health_check
         .as_ref()
@@ -263,6 +267,7 @@ fn build_upstream(
         connect_timeout,
         request_timeout,
         read_timeout,
+        slow_start_ms: slow_start.map(|window| window.as_millis() as u64),
         health_check,
         outlier,
         retry,

@@ -201,6 +201,8 @@ pub(crate) struct RawUpstream {
     pub(crate) request_timeout: Option<Text>,
     /// The longest pause within a response body or an upgraded tunnel; `off`: none.
     pub(crate) read_timeout: Option<Text>,
+    /// How long an instance back in service warms up (`off`, the default: at once).
+    pub(crate) slow_start: Option<Text>,
     pub(crate) health_check: Option<RawHealthCheck>,
     pub(crate) outlier: Option<RawOutlier>,
     pub(crate) retry: Option<RawRetry>,

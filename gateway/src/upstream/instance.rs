@@ -144,7 +144,14 @@ pub(crate) struct InstanceState {
     /// Set through the admin API: it takes no new request (those under way finish), though it
     /// stays checked and counted. Kept over reloads, as the rest of its state.
     drained: AtomicBool,
+    /// When it last came into service (on [`now_ms`]'s clock): created, passed its checks
+    /// again, or put back from a drain. With the end of its latest ejection, where its upstream's
+    /// slow start begins.
+    back_since_ms: AtomicU64,
 }
+
+/// The share of its turns a warming instance takes at first (Envoy's `min_weight_percent`).
+const SLOW_START_FLOOR: f64 = 0.1;
 
 #[derive(Debug, Serialize)]
 pub(crate) struct InstanceStatus {
@@ -158,6 +165,9 @@ pub(crate) struct InstanceStatus {
     ejections: u32,
     /// Drained through the admin API: it takes no new request.
     drained: bool,
+    /// While it warms up (its upstream's `slow_start`): the share of its turns it takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warming_percent: Option<u8>,
     /// 0: a first choice; from 1: a backup.
     priority: u8,
     weight: u16,
@@ -243,7 +253,12 @@ impl Instance {
         super::pool::connect(self.target(connect_timeout, true)).await
     }
 
-    pub(crate) fn health(&self, now_ms: u64) -> lookout_dashboard::InstanceHealth {
+    /// Its state as the dashboard shows it; `slow_start_ms`: its upstream's window, if any.
+    pub(crate) fn health(
+        &self,
+        now_ms: u64,
+        slow_start_ms: Option<u64>,
+    ) -> lookout_dashboard::InstanceHealth {
         let last_minute = self.latency.last_minute();
         lookout_dashboard::InstanceHealth {
             address: self.addr.to_string(),
@@ -251,13 +266,21 @@ impl Instance {
             ejection: self.ejection(now_ms).map(|reason| reason.label().to_owned()),
             in_flight: self.in_flight() as u64,
             drained: self.is_drained(),
+            warming_percent: self.warming_percent(now_ms, slow_start_ms),
             priority: self.priority,
             weight: self.weight,
             p99_last_minute_us: (last_minute.count > 0).then_some(last_minute.p99),
         }
     }
 
-    pub(crate) fn status(&self) -> InstanceStatus {
+    /// While it warms up and takes requests: the share of its turns it takes, in percent.
+    fn warming_percent(&self, now_ms: u64, slow_start_ms: Option<u64>) -> Option<u8> {
+        let share = self.warmth(now_ms, slow_start_ms?)?;
+        self.is_available(now_ms).then_some((share * 100.0) as u8)
+    }
+
+    /// Its state for the admin API; `slow_start_ms`: its upstream's window, if any.
+    pub(crate) fn status(&self, slow_start_ms: Option<u64>) -> InstanceStatus {
         let now = now_ms();
         InstanceStatus {
             addr: self.addr.clone(),
@@ -268,6 +291,7 @@ impl Instance {
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),
             drained: self.is_drained(),
+            warming_percent: self.warming_percent(now, slow_start_ms),
             priority: self.priority,
             weight: self.weight,
             latency_us: self.latency.snapshot(),
@@ -316,6 +340,7 @@ impl InstanceState {
             in_flight: AtomicUsize::new(0),
             priority: AtomicU8::new(0),
             drained: AtomicBool::new(false),
+            back_since_ms: AtomicU64::new(now_ms()),
         }
     }
 
@@ -335,7 +360,24 @@ impl InstanceState {
 
     /// Drains it (`true`: no new request goes to it) or puts it back in service.
     pub(crate) fn set_drained(&self, drained: bool) {
-        self.drained.store(drained, Ordering::Relaxed);
+        if self.drained.swap(drained, Ordering::Relaxed) && !drained {
+            self.back_since_ms.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// While it warms up, `window_ms` after it came back into service or its ejection ended:
+    /// the share of its turns it takes, rising linearly from [`SLOW_START_FLOOR`] to 1.
+    pub(crate) fn warmth(&self, now_ms: u64, window_ms: u64) -> Option<f64> {
+        let back = self.back_since_ms.load(Ordering::Relaxed);
+        let since = back.max(self.ejected_until_ms.load(Ordering::Relaxed));
+        let elapsed = now_ms.saturating_sub(since);
+        (elapsed < window_ms).then(|| (elapsed as f64 / window_ms as f64).max(SLOW_START_FLOOR))
+    }
+
+    /// Whether it takes this turn: always once warm, else with the chance [`Self::warmth`] gives.
+    pub(crate) fn takes_turn(&self, now_ms: u64, window_ms: u64) -> bool {
+        self.warmth(now_ms, window_ms)
+            .is_none_or(|share| fastrand::f64() < share)
     }
 
     pub(crate) fn is_ejected(&self, now_ms: u64) -> bool {
@@ -436,6 +478,9 @@ impl InstanceState {
             // requests at once, not after `healthy_threshold` intervals.
             self.healthy.store(passed, Ordering::Relaxed);
             self.check_streak.store(0, Ordering::Relaxed);
+            if passed {
+                self.back_since_ms.store(now_ms(), Ordering::Relaxed);
+            }
             tracing::info!(instance = %self.addr, healthy = passed, "first health check");
             return;
         }
@@ -457,6 +502,7 @@ impl InstanceState {
                 // A recovered instance starts with a clean slate.
                 self.ejections.store(0, Ordering::Relaxed);
                 self.ejected_until_ms.store(0, Ordering::Relaxed);
+                self.back_since_ms.store(now_ms(), Ordering::Relaxed);
             }
             tracing::info!(instance = %self.addr, healthy = passed, "health check changed instance state");
         }

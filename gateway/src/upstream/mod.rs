@@ -53,6 +53,9 @@ pub(crate) struct Upstream {
     /// The longest pause within a response body or an upgraded tunnel (`None`: no limit); a
     /// stalled body is cut off, a silent tunnel closed.
     pub(crate) read_timeout: Option<Duration>,
+    /// How long an instance back in service warms up, taking a share of its turns that rises
+    /// from a tenth to all (`None`: at once); in milliseconds, as the clock of `now_ms`.
+    pub(crate) slow_start_ms: Option<u64>,
     pub(crate) health_check: Option<HealthCheck>,
     pub(crate) outlier: OutlierPolicy,
     pub(crate) retry: RetryPolicy,
@@ -123,7 +126,11 @@ impl UpstreamRef {
         let upstream = self.current();
         UpstreamStatus {
             name: upstream.name.clone(),
-            instances: upstream.instances.iter().map(Instance::status).collect(),
+            instances: upstream
+                .instances
+                .iter()
+                .map(|i| i.status(upstream.slow_start_ms))
+                .collect(),
             discovery: self.discovery().map(|d| d.status()),
         }
     }
@@ -203,7 +210,17 @@ impl Upstream {
             let instances = &self.instances[range.clone()];
             let eligible =
                 |i: &usize| instances[*i].is_available(now_ms) && !tried.contains(&(range.start + i));
-            let picked = self.balancer.pick(instances, wheel, hash, eligible)?;
+            let picked = match self.slow_start_ms.filter(|_| hash.is_none()) {
+                None => self.balancer.pick(instances, wheel, hash, eligible),
+                // A warming instance passes up some of its turns; when every one of the
+                // priority's passes, one is taken anyway rather than a backup. Consistent
+                // hashing keeps its keys where they map, as in Envoy.
+                Some(window) => {
+                    let warm = |i: &usize| eligible(i) && instances[*i].takes_turn(now_ms, window);
+                    let picked = self.balancer.pick(instances, wheel, hash, warm);
+                    picked.or_else(|| self.balancer.pick(instances, wheel, hash, eligible))
+                }
+            }?;
             Some(range.start + picked)
         })
     }
@@ -289,6 +306,7 @@ impl Upstream {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
             read_timeout: self.read_timeout,
+            slow_start_ms: self.slow_start_ms,
             health_check: self.health_check.clone(),
             outlier: self.outlier,
             retry: self.retry.clone(),
@@ -304,7 +322,11 @@ impl Upstream {
         let now = instance::now_ms();
         lookout_dashboard::UpstreamHealth {
             name: self.name.to_string(),
-            instances: self.instances.iter().map(|i| i.health(now)).collect(),
+            instances: self
+                .instances
+                .iter()
+                .map(|i| i.health(now, self.slow_start_ms))
+                .collect(),
             discovery: None,
         }
     }

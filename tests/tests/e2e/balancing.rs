@@ -1,7 +1,7 @@
 //! How each balancing policy spreads requests.
 
 use http::Method;
-use lookout_tests::{body_json, dashboard_instance_row, send, start_gateway, TestUpstream};
+use lookout_tests::{answers, body_json, dashboard_instance_row, send, start_gateway, TestUpstream};
 use std::collections::HashMap;
 
 async fn two_instances(policy: &str) -> (TestUpstream, TestUpstream, lookout_gateway::Gateway) {
@@ -118,4 +118,48 @@ async fn consistent_hash_gives_each_instance_keys_in_proportion_to_its_weight() 
     // Three quarters expected; 2.5 standard deviations either side.
     let (a, b) = (a.hits(), b.hits());
     assert!((278..=322).contains(&a), "a={a} b={b}");
+}
+
+#[tokio::test]
+async fn an_instance_back_in_service_warms_up_over_slow_start() {
+    let (a, b, gateway) = two_instances("slow_start: 2s").await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    // Every instance warms up from the gateway's start: let that pass.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let path = format!("/admin/upstreams/svc/instances/{}/drain", b.addr);
+    send(admin, Method::PUT, &path, &[]).await;
+    send(admin, Method::DELETE, &path, &[]).await;
+
+    // Back in service, b takes a tenth of its turns at first, rising to all over 2 s.
+    let before = (a.hits(), b.hits());
+    answers(proxy, 40).await;
+    let (to_a, to_b) = (a.hits() - before.0, b.hits() - before.1);
+    assert!(
+        to_b <= 12,
+        "a warming instance passes up most of its turns: a={to_a} b={to_b}"
+    );
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    let warming = &stats["upstreams"][0]["instances"][1]["warming_percent"];
+    assert!(
+        warming.as_u64().is_some_and(|p| (10..100).contains(&p)),
+        "{stats}"
+    );
+    let row = dashboard_instance_row(admin, &b.addr.to_string()).await;
+    assert!(row.contains("warming up"), "{row}");
+
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let before = (a.hits(), b.hits());
+    answers(proxy, 40).await;
+    assert_eq!(
+        (a.hits() - before.0, b.hits() - before.1),
+        (20, 20),
+        "warm, it takes every turn"
+    );
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    assert!(
+        stats["upstreams"][0]["instances"][1]
+            .get("warming_percent")
+            .is_none(),
+        "{stats}"
+    );
 }

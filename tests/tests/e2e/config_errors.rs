@@ -807,7 +807,7 @@ upstreams:
 }
 
 #[test]
-fn weights_name_their_field() {
+fn weights_and_slow_start_name_their_field() {
     let text = "\
 upstreams:
   - name: a
@@ -816,6 +816,7 @@ upstreams:
       - { address: \"127.0.0.1:2\", weight: 257 }
       - \"127.0.0.1:3\"
     backups: [{ address: \"nowhere\", weight: 2 }]
+    slow_start: 0s
 ";
     let all = errors(text);
     for (field, line, says) in [
@@ -830,12 +831,13 @@ upstreams:
             "`257` is not a weight (1 to 256)",
         ),
         ("upstreams[0].backups[0]", 7, "needs a port"),
+        ("upstreams[0].slow_start", 8, "greater than zero"),
     ] {
         let error = find(&all, field);
         assert_eq!(error.line, line, "{error:?}");
         assert!(error.message.contains(says), "{error:?}");
     }
-    assert_eq!(all.len(), 3, "{all:#?}");
+    assert_eq!(all.len(), 4, "{all:#?}");
     for (entry, says) in [
         ("{ weight: 2 }", "field `address`"),
         ("{ address: \"127.0.0.1:1\", share: 2 }", "field `share`"),
