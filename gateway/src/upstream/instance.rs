@@ -367,7 +367,7 @@ impl InstanceState {
 
     /// While it warms up, `window_ms` after it came back into service or its ejection ended:
     /// the share of its turns it takes, rising linearly from [`SLOW_START_FLOOR`] to 1.
-    pub(crate) fn warmth(&self, now_ms: u64, window_ms: u64) -> Option<f64> {
+    fn warmth(&self, now_ms: u64, window_ms: u64) -> Option<f64> {
         let back = self.back_since_ms.load(Ordering::Relaxed);
         let since = back.max(self.ejected_until_ms.load(Ordering::Relaxed));
         let elapsed = now_ms.saturating_sub(since);
