@@ -358,9 +358,13 @@ impl InstanceState {
         self.drained.load(Ordering::Relaxed)
     }
 
-    /// Drains it (`true`: no new request goes to it) or puts it back in service.
+    /// Drains it (`true`: no new request goes to it, and its idle connections are closed, so
+    /// that nothing of the gateway's holds up its shutdown) or puts it back in service.
     pub(crate) fn set_drained(&self, drained: bool) {
-        if self.drained.swap(drained, Ordering::Relaxed) && !drained {
+        let was = self.drained.swap(drained, Ordering::Relaxed);
+        if drained {
+            self.pool.close_idle();
+        } else if was {
             self.back_since_ms.store(now_ms(), Ordering::Relaxed);
         }
     }

@@ -195,8 +195,13 @@ impl ConnectionPool {
     pub(crate) fn keep_only(&self, protocol: Protocol) {
         match protocol {
             Protocol::Http1 => self.multiplexed.close(),
-            Protocol::Http2 => while self.idle.pop().is_some() {},
+            Protocol::Http2 => self.close_idle(),
         }
+    }
+
+    /// Closes the idle HTTP/1.1 connections (an HTTP/2 connection may carry streams under way).
+    pub(crate) fn close_idle(&self) {
+        while self.idle.pop().is_some() {}
     }
 
     /// Sends `request` to the instance, over a connection of the protocol it speaks. The chosen

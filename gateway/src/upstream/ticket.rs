@@ -38,11 +38,13 @@ impl ReturnTicket {
         self.upstream.read_timeout
     }
 
-    /// The body ended whole: the connection goes back to the instance's pool (and the ticket's
-    /// drop counts the success).
+    /// The body ended whole: the connection goes back to the instance's pool, unless the
+    /// instance was drained meanwhile, when it is closed (and the ticket's drop counts the
+    /// success).
     pub(crate) fn ended(mut self) {
-        if let Some(held) = self.held.take() {
-            self.upstream.instances[self.index].pool.put(held);
+        let instance = &self.upstream.instances[self.index];
+        if let Some(held) = self.held.take().filter(|_| !instance.is_drained()) {
+            instance.pool.put(held);
         }
     }
 

@@ -137,3 +137,42 @@ async fn draining_every_first_choice_sends_requests_to_the_backup_and_names_what
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn draining_closes_the_instance_s_idle_connections() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+    // A keep-alive upstream that counts the connections the gateway closed on it.
+    let closed = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = closed.clone();
+    let (raw, _) = lookout_tests::raw_server(move |_, mut stream| {
+        let closed = seen.clone();
+        async move {
+            while lookout_tests::read_request_head(&mut stream).await.is_some() {
+                let reply = b"HTTP/1.1 200 OK\r\nx-instance: raw\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(reply).await.is_err() {
+                    return;
+                }
+            }
+            closed.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .await;
+    let gateway = lookout_tests::start_gateway(&lookout_tests::single_upstream(raw, "", "")).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    assert_eq!(answers(proxy, 2).await, ["raw", "raw"]);
+    assert_eq!(
+        closed.load(Ordering::SeqCst),
+        0,
+        "kept alive in the gateway's pool"
+    );
+
+    let drained = send(admin, Method::PUT, &drain_path("svc", &raw.to_string()), &[]).await;
+    assert_eq!(drained.status, StatusCode::OK);
+    let shut = lookout_tests::wait_until(Duration::from_secs(5), || async {
+        closed.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(shut, "the drained instance's idle connection is closed");
+    gateway.shutdown().await;
+}
