@@ -127,6 +127,9 @@ async fn prometheus_metrics(State(shared): State<Arc<Shared>>) -> Response {
     if let Some(tls) = &shared.tls {
         tls.current.load().record_expiries(&live);
     }
+    for upstream in shared.proxy.routes.load().upstreams() {
+        upstream.record_serving_priority(&live);
+    }
     let text = shared.registry.render_metrics(
         &shared.proxy.events.stats(),
         store.as_ref(),

@@ -392,8 +392,6 @@ impl Registry {
     /// and tunnels, the retired routes still in use): those a reload removed are gone from the
     /// next scrape.
     fn live_gauges(&self, live: &ScrapeGauges, store: Option<&StoreStats>) {
-        // Per upstream, the best priority of its available instances.
-        let mut serving: HashMap<Arc<str>, u8> = HashMap::new();
         for ((upstream, addr), instance) in self.instances.lock().iter() {
             let labels = vec![
                 Label::new("upstream", upstream.to_string()),
@@ -403,16 +401,8 @@ impl Registry {
             live.set(prometheus::INSTANCE_HEALTHY, labels.clone(), up);
             let drained = f64::from(u8::from(instance.is_drained()));
             live.set(prometheus::INSTANCE_DRAINED, labels.clone(), drained);
-            if instance.available() {
-                let best = serving.entry(upstream.clone()).or_insert(u8::MAX);
-                *best = (*best).min(instance.priority());
-            }
             instance.counters.expose(live);
             instance_latency(live, labels, &instance.latency.last_minute());
-        }
-        for (upstream, priority) in serving {
-            let labels = vec![Label::new("upstream", upstream.to_string())];
-            live.set(prometheus::SERVING_PRIORITY, labels, f64::from(priority));
         }
         // A route with variants has figures per variant: its gauges are their sums.
         let mut in_flight: HashMap<Arc<str>, i64> = HashMap::new();

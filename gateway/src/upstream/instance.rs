@@ -139,8 +139,6 @@ pub(crate) struct InstanceState {
     /// Why it was last ejected: a [`Reason`]'s index plus one, 0 before its first ejection.
     ejected_for: AtomicU8,
     in_flight: AtomicUsize,
-    /// The priority the latest config or resolution gave it, for the scrape's serving priority.
-    priority: AtomicU8,
     /// Set through the admin API: it takes no new request (those under way finish), though it
     /// stays checked and counted. Kept over reloads, as the rest of its state.
     drained: AtomicBool,
@@ -211,7 +209,6 @@ impl Instance {
     ) -> Self {
         let name = own_host(named, tls.is_some());
         state.pool.keep_only(settings.protocol);
-        state.priority.store(placement.priority, Ordering::Relaxed);
         Instance {
             authority,
             tls,
@@ -338,7 +335,6 @@ impl InstanceState {
             ejected_until_ms: AtomicU64::new(0),
             ejected_for: AtomicU8::new(0),
             in_flight: AtomicUsize::new(0),
-            priority: AtomicU8::new(0),
             drained: AtomicBool::new(false),
             back_since_ms: AtomicU64::new(now_ms()),
         }
@@ -515,16 +511,6 @@ impl InstanceState {
     /// Whether it is healthy and not ejected now (the health gauge, at scrape time).
     pub(crate) fn up(&self) -> bool {
         self.is_up(now_ms())
-    }
-
-    /// Whether it takes requests now (the serving priority, at scrape time).
-    pub(crate) fn available(&self) -> bool {
-        self.is_available(now_ms())
-    }
-
-    /// 0: a first choice; from 1: a backup.
-    pub(crate) fn priority(&self) -> u8 {
-        self.priority.load(Ordering::Relaxed)
     }
 }
 

@@ -30,6 +30,7 @@ pub(crate) use pool::{Exchange, Protocol};
 pub(crate) use retry::{is_idempotent, RetryBudget, RetryPolicy, UpstreamLoad};
 pub(crate) use ticket::ReturnTicket;
 
+use crate::stats::{ScrapeGauges, SERVING_PRIORITY};
 use balancer::Wheel;
 use http::StatusCode;
 use serde::Serialize;
@@ -139,6 +140,18 @@ impl UpstreamRef {
         let mut health = self.current().health();
         health.discovery = self.discovery().map(|d| d.health());
         health
+    }
+
+    /// `lookout_upstream_serving_priority`: the best priority of its available instances, read
+    /// at scrape time; no series while none is available.
+    pub(crate) fn record_serving_priority(&self, live: &ScrapeGauges) {
+        let upstream = self.current();
+        let now = instance::now_ms();
+        let available = upstream.instances.iter().filter(|i| i.is_available(now));
+        if let Some(priority) = available.map(|i| i.priority).min() {
+            let labels = vec![metrics::Label::new("upstream", upstream.name.to_string())];
+            live.set(SERVING_PRIORITY, labels, f64::from(priority));
+        }
     }
 
     pub(crate) fn discovery(&self) -> Option<&Arc<Discovery>> {
