@@ -254,6 +254,7 @@ fn event(i: usize, timestamp_us: u64, traced: bool) -> RequestEvent {
         blocked_by: None,
         block_reason: None,
         grpc_status: None,
+        slo_met: None,
         threat: None,
         // The common path, but for the timeouts, whose steps are stored as rows of their own.
         steps: smallvec::smallvec![

@@ -310,6 +310,9 @@ pub struct RequestEvent {
     /// How a gRPC call ended (`grpc-status`, 0 to 16); `None` for requests that are not gRPC
     /// calls.
     pub grpc_status: Option<u8>,
+    /// Whether the request was good by its route's objective (`slo:`): no server error, and
+    /// answered within the objective's latency; `None` on routes without one.
+    pub slo_met: Option<bool>,
     /// An attack the filter saw (`sqli in query`), whether it blocked or only logged it.
     pub threat: Option<Arc<str>>,
     /// The request's path, in order: route match, then each upstream attempt.
@@ -350,6 +353,7 @@ pub(crate) mod tests {
             blocked_by: None,
             block_reason: None,
             grpc_status: None,
+            slo_met: None,
             threat: None,
             steps: smallvec::smallvec![
                 PathStep::timed(StepKind::RouteMatch, 0, 2),

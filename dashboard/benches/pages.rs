@@ -33,6 +33,7 @@ impl LiveSource for Idle {
             requests_in_flight: 0,
             tunnels_open: 0,
             ejections: Vec::new(),
+            objectives: Vec::new(),
         }
     }
 }
@@ -78,6 +79,7 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
         blocked_by: None,
         block_reason: None,
         grpc_status: None,
+        slo_met: None,
         threat: None,
         // Path steps for one request in a thousand: enough for the request page, without the
         // spans table doubling the time it takes to fill the store.

@@ -40,6 +40,19 @@ pub struct Live {
     pub tunnels_open: u64,
     /// The latest ejections by outlier detection, newest first.
     pub ejections: Vec<Ejection>,
+    /// The routes' service level objectives in force, in the config's order.
+    pub objectives: Vec<Objective>,
+}
+
+/// A route's service level objective (`slo:`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Objective {
+    pub route: String,
+    /// The share of requests that must be good (0.999).
+    pub objective: f64,
+    /// Answered within this, to be good; `None`: only failures are bad.
+    pub latency_us: Option<u64>,
+    pub period_us: i64,
 }
 
 /// One ejection by outlier detection, and the figures behind it.

@@ -43,6 +43,7 @@ fn event(n: u64, minute: u64, status: u16, duration_us: u64, variant: &str) -> R
         blocked_by: None,
         block_reason: None,
         grpc_status: None,
+        slo_met: None,
         threat: None,
         steps: Default::default(),
     }

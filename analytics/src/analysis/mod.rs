@@ -1,7 +1,7 @@
 //! Analyses over the store, shared by the dashboard, the gateway's continuous anomaly detection
 //! and `lookout analyze`: what each page shows ([`views`]), the requests that meet a search
-//! ([`search`]), the busiest callers ([`callers`]), anomalies against a robust baseline ([`anomaly`]) and canary / A-B verdicts
-//! ([`canary`]). Each reads through a plain
+//! ([`search`]), the busiest callers ([`callers`]), anomalies against a robust baseline ([`anomaly`]), canary / A-B verdicts
+//! ([`canary`]) and service level objectives' error budgets ([`slo`]). Each reads through a plain
 //! [`duckdb::Connection`], so the same code runs on the live store ([`crate::Store::read`]) and on
 //! a store file opened read-only ([`open_read_only`]). The statistics themselves are pure
 //! functions over series and samples, tested on synthetic data.
@@ -10,6 +10,7 @@ pub mod anomaly;
 pub mod callers;
 pub mod canary;
 pub mod search;
+pub mod slo;
 pub mod views;
 
 use crate::store::StoreError;

@@ -148,6 +148,10 @@ fn requests(
                 events.iter().map(|e| Some(e.trace_sampled)),
             )),
         ),
+        (
+            "slo_met",
+            Arc::new(BooleanArray::from_iter(events.iter().map(|e| e.slo_met))),
+        ),
     ])
 }
 

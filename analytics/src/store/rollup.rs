@@ -40,7 +40,8 @@ FROM (
 const REFRESH_ROUTES: &str = concat!(
     "
 INSERT INTO route_minute
-SELECT minute, coalesce(route, '*'), requests, errors, bytes_in, bytes_out, q[1], q[2], q[3], max_us
+SELECT minute, coalesce(route, '*'), requests, errors, bytes_in, bytes_out, q[1], q[2], q[3], max_us,
+       slo_requests, slo_missed
 FROM (
     SELECT date_trunc('minute', ts) AS minute,
            coalesce(route, 'unmatched') AS route,
@@ -48,6 +49,8 @@ FROM (
            count(*) FILTER (WHERE ",
     server_error!(),
     ") AS errors,
+           count(slo_met) AS slo_requests,
+           count(*) FILTER (WHERE NOT slo_met) AS slo_missed,
            sum(bytes_in)::UBIGINT AS bytes_in,
            sum(bytes_out)::UBIGINT AS bytes_out,
            quantile_cont(duration_us, [0.5, 0.95, 0.99]) AS q,

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (10, include_str!("migrations/0010_serving_periods.sql")),
     (11, include_str!("migrations/0011_trace_sampled.sql")),
     (12, include_str!("migrations/0012_attempt_connect.sql")),
+    (13, include_str!("migrations/0013_slo.sql")),
 ];
 
 /// The schema version this build writes.

@@ -1,7 +1,7 @@
 //! The store end to end within the crate: events in through the sink, out through SQL.
 
 use super::*;
-use crate::analysis::views;
+use crate::analysis::{minute_of, slo, views, MINUTE_US};
 use crate::event::tests::sample_event;
 use crate::sql::{QueryResult, ResultFormat, SqlError};
 use crate::{ErrorKind, EventSink, PathStep, RequestEvent, StepKind, UNMATCHED_ROUTE};
@@ -106,6 +106,53 @@ fn rollups_follow_the_appends() {
     assert_eq!(
         routes["rows"],
         serde_json::json!([["*", 10, 4], ["books", 10, 4]])
+    );
+}
+
+#[test]
+fn objectives_are_read_from_the_rollups() {
+    let (store, mut sink) = memory_store();
+    // Seven good requests, three that missed the objective, and two of a route without one.
+    let judged = [Some(true); 7].into_iter().chain([Some(false); 3]);
+    let mut events: Vec<_> = judged
+        .chain([None, None])
+        .zip(0..)
+        .map(|(slo_met, n)| RequestEvent {
+            slo_met,
+            ..sample_event(n)
+        })
+        .collect();
+    events[10].route = Some("other".into());
+    events[11].route = Some("other".into());
+    sink.write_batch(&events).expect("append");
+    sink.close();
+    let routes = json_of(
+        &store,
+        "SELECT route, requests, slo_requests, slo_missed FROM route_minute ORDER BY route",
+    );
+    assert_eq!(
+        routes["rows"],
+        serde_json::json!([["*", 12, 10, 3], ["books", 10, 10, 3], ["other", 2, 0, 0]])
+    );
+    let a_minute_later = sample_event(0).timestamp_us as i64 + MINUTE_US;
+    let figures = store
+        .read(|conn| slo::figures(conn, "books", 30 * 24 * 60 * MINUTE_US, a_minute_later))
+        .expect("figures");
+    let expected = slo::Judged {
+        requests: 10,
+        missed: 3,
+    };
+    assert_eq!(figures.period, expected);
+    assert_eq!(figures.windows, [expected; 5], "every window holds the minute");
+    assert_eq!(figures.minutes.len(), 1);
+    assert_eq!(
+        figures.first_minute_us,
+        Some(minute_of(a_minute_later - MINUTE_US))
+    );
+    // 30% missed against a 1% allowance: the budget is gone thirty times over.
+    assert_eq!(
+        figures.verdict(0.99, 30 * 24 * 60 * MINUTE_US),
+        slo::Verdict::Exhausted
     );
 }
 

@@ -13,6 +13,7 @@ mod request_table;
 mod requests;
 mod route;
 mod search_form;
+mod slos;
 mod sql;
 
 use crate::Dashboard;
@@ -39,6 +40,7 @@ pub(crate) fn router(dashboard: Shared) -> Router {
         .route("/dashboard/anomalies", get(anomalies::page))
         .route("/dashboard/canary", get(canary::page))
         .route("/dashboard/callers", get(callers::page))
+        .route("/dashboard/slos", get(slos::page))
         .route("/dashboard/requests", get(requests::list))
         .route("/dashboard/requests/{id}", get(request::page))
         .route("/dashboard/sql", get(sql::page))

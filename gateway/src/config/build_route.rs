@@ -6,6 +6,7 @@ use super::build_compose::{build_composition, compose_methods, total_timeout};
 use super::build_compress::{build_compress, CompressSettings};
 use super::build_edge::build_policy;
 use super::build_rate_limit::build_rate_limit;
+use super::build_slo::build_slo;
 use super::build_transform::build_transform;
 use super::build_upstream::DEFAULT_REQUEST_TIMEOUT;
 use super::error::Problems;
@@ -139,6 +140,10 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         shared.compress_defaults,
         shared.registry,
     );
+    let slo = raw
+        .slo
+        .as_ref()
+        .and_then(|slo| build_slo(p, &format!("{field}.slo"), slo));
     let destination = destination?;
     Some(Route {
         name: raw.name.as_str().into(),
@@ -155,6 +160,7 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
         mirror,
         transform,
         compress,
+        slo,
     })
 }
 

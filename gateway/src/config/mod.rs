@@ -14,6 +14,7 @@ mod build_jwt;
 mod build_outlier;
 mod build_rate_limit;
 mod build_route;
+mod build_slo;
 mod build_tls;
 mod build_transform;
 mod build_upstream;

@@ -329,6 +329,19 @@ pub(crate) struct RawRoute {
     /// API composition: the route answers with several upstream calls' merged results
     /// (instead of `upstream` or `variants`).
     pub(crate) compose: Option<RawCompose>,
+    /// The route's service level objective: the share of its requests that must be good.
+    pub(crate) slo: Option<RawSlo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlo {
+    /// The percentage of requests that must be good, below 100: `99.9`.
+    pub(crate) objective: Spanned<f64>,
+    /// A good request is also answered within this (`300ms`); without it, only failures count.
+    pub(crate) latency: Option<Text>,
+    /// The period the objective holds over (default `30d`).
+    pub(crate) period: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

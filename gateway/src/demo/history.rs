@@ -3,10 +3,13 @@
 //! spike on `books-list`, each detected by the gateway's own detector) and a canary on `book`
 //! (v2 takes a tenth of the traffic and is slower: the verdict is to roll back). Otherwise each
 //! route answers as the demo's services do, so the live traffic raises no anomaly of its own.
+//! Requests of routes with an objective are judged by it, as the gateway judges live ones.
 //! Events go through the gateway's event queue like any other, paced so that none is dropped.
 
+use crate::routing::{RouteTable, SloBar};
 use lookout_analytics::analysis::now_us;
 use lookout_analytics::{ErrorKind, EventQueue, PathStep, RequestEvent, StepKind};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +28,26 @@ const ROUTES: &[(&str, &str, u64)] = &[
 const MIN_RPS: u64 = 10;
 /// Queued events above which the seeding waits for the writer.
 const PACE_AT: usize = 4_096;
+
+/// The demo routes' objectives, by route name, from its config: one source for both.
+pub(super) struct Objectives(HashMap<String, SloBar>);
+
+impl Objectives {
+    pub(super) fn of(routes: &RouteTable) -> Self {
+        let bars = routes
+            .routes
+            .iter()
+            .filter_map(|r| Some((r.name.to_string(), r.slo?.bar)));
+        Objectives(bars.collect())
+    }
+
+    /// Whether a made-up request met its route's objective, if it has one: every failure the
+    /// history makes is a 5xx.
+    fn judge(&self, route: &str, status: u16, duration_us: u64) -> Option<bool> {
+        let duration = Duration::from_micros(duration_us);
+        self.0.get(route).map(|bar| bar.met(status >= 500, duration))
+    }
+}
 
 /// A request's status and duration as the demo's live services answer it (`services/`), so that
 /// the live traffic goes on from the history with nothing the detector would call a change;
@@ -57,7 +80,7 @@ fn outcome(rng: &mut fastrand::Rng, route: &str, variant: Option<&str>, ago: u64
 
 /// Offers the last hour's events at `rps` to `events`, oldest first, never more than the writer
 /// keeps up with.
-pub(super) async fn seed(events: &EventQueue, rps: u32) -> u64 {
+pub(super) async fn seed(events: &EventQueue, rps: u32, objectives: &Objectives) -> u64 {
     let per_minute_total = u64::from(rps).max(MIN_RPS) * 60;
     let pace_at = PACE_AT.min(events.stats().capacity / 2);
     // Up to the moment the demo starts, so that its first minute is whole: the live traffic
@@ -69,7 +92,9 @@ pub(super) async fn seed(events: &EventQueue, rps: u32) -> u64 {
         for &(route, path, share) in ROUTES {
             for _ in 0..per_minute_total * share / 100 {
                 let at = start + minute * MINUTE_US + rng.u64(0..MINUTE_US);
-                events.offer(event(&mut rng, route, path, minute, at));
+                let mut event = event(&mut rng, route, path, minute, at);
+                event.slo_met = objectives.judge(route, event.status, event.duration_us);
+                events.offer(event);
                 offered += 1;
                 while events.stats().queued >= pace_at {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -124,6 +149,7 @@ fn event(rng: &mut fastrand::Rng, route: &'static str, path: &str, minute: u64, 
         blocked_by: None,
         block_reason: None,
         grpc_status: None,
+        slo_met: None,
         threat: None,
         steps: smallvec::smallvec![
             PathStep::timed(StepKind::RouteMatch, 0, match_us),

@@ -110,6 +110,7 @@ routes:
     upstream: books
     mirror: {{ upstream: books-shadow, percent: 50 }}
     compress: {{ min_size: 512 }}
+    slo: {{ objective: 99.9, latency: 100ms }}
   - name: search
     match: {{ path: /search, methods: [GET] }}
     upstream: books
@@ -153,10 +154,12 @@ routes:
     upstream: reviews
     timeout: 2s
     cache: {{ ttl: 10s }}
+    slo: {{ objective: 97, latency: 200ms }}
   - name: inventory
     match: {{ prefix: /inventory }}
     upstream: inventory
     per_try_timeout: 400ms
+    slo: {{ objective: 99 }}
   - name: web
     match: {{ prefix: /app }}
     upstream: web
@@ -202,6 +205,7 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
         otlp_endpoint.as_deref(),
     );
     let config = load_str("<demo>", &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let objectives = history::Objectives::of(&config.routes);
     let source = ConfigSource::Inline {
         name: "<demo>".into(),
         text,
@@ -214,7 +218,7 @@ pub async fn run(rps: u32, proxy: Option<SocketAddr>, admin: Option<SocketAddr>)
     print_welcome(&gateway, rps, &access_log, otlp_endpoint.as_deref());
     // Seeding takes seconds; a signal meanwhile stops the demo as it would later.
     tokio::select! {
-        seeded = history::seed(gateway.event_queue(), rps) => {
+        seeded = history::seed(gateway.event_queue(), rps, &objectives) => {
             tracing::info!(events = seeded, "the demo store holds an hour of made-up history");
             crate::cli::wait_for_shutdown_signal().await;
         }

@@ -7,6 +7,7 @@ use crate::edge::attack::Threat;
 use crate::edge::cors::Cors;
 use crate::grpc::GrpcStatus;
 use crate::ratelimit::{Decision, RateLimit};
+use crate::routing::SloBar;
 use crate::stats::RouteStats;
 use crate::traces::RequestTrace;
 use crate::transform::Transform;
@@ -108,6 +109,8 @@ pub(crate) struct RequestContext {
     pub(crate) route: Option<Arc<str>>,
     /// Where this request is counted: its route's statistics, or the unmatched requests'.
     pub(crate) stats: Option<Arc<RouteStats>>,
+    /// What the request must clear to count as good, when its route has an objective.
+    pub(crate) slo: Option<SloBar>,
     pub(crate) upstream: Option<Arc<str>>,
     /// Who the request comes from, when the route identifies consumers.
     pub(crate) consumer: Option<Arc<str>>,
@@ -170,6 +173,7 @@ impl RequestContext {
             host: host_of(request).map(CompactString::from),
             route: None,
             stats: None,
+            slo: None,
             upstream: None,
             consumer: None,
             consumer_label: None,

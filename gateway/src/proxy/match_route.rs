@@ -38,6 +38,7 @@ pub(super) fn run<'r>(
         return Err(ProxyError::NoRoute);
     };
     ctx.route = Some(matched.route.name.clone());
+    ctx.slo = matched.route.slo.map(|slo| slo.bar);
     if let TargetRef::Upstream(upstream) = matched.target() {
         ctx.upstream = Some(upstream.name().clone());
     }

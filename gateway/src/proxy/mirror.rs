@@ -100,6 +100,7 @@ fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
         blocked_by: None,
         block_reason: None,
         grpc_status: None,
+        slo_met: None,
         threat: None,
         steps: PathSteps::new(),
     }

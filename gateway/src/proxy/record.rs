@@ -136,6 +136,8 @@ impl RequestContext {
             .or((!complete).then_some(ErrorKind::ClientAborted));
         let bytes_in = self.body.as_ref().map_or(0, |meter| meter.bytes());
         let grpc_status = self.grpc_status;
+        let failed = failed_on_the_server(status, error_kind, grpc_status);
+        let slo_met = self.slo.map(|bar| bar.met(failed, duration));
         if let Some(stats) = &self.stats {
             let secure = self.conn.tls_version.is_some();
             stats.finished(
@@ -152,10 +154,13 @@ impl RequestContext {
             if let Some(consumer) = &self.consumer_label {
                 stats.consumer_request(consumer, status);
             }
+            if let Some(met) = slo_met {
+                stats.slo.judged(met);
+            }
         }
         let trace_id = self.trace.as_ref().map(|t| TraceId(t.trace_id.to_bytes()));
         let trace_sampled = match self.trace.take() {
-            Some(trace) => export_trace(trace, &state, self, status, duration, error_kind),
+            Some(trace) => export_trace(trace, &state, self, (status, failed), duration, error_kind),
             None => false,
         };
         if !state.events.is_on() {
@@ -191,6 +196,7 @@ impl RequestContext {
             blocked_by,
             block_reason,
             grpc_status: grpc_status.map(GrpcStatus::code),
+            slo_met,
             threat: self
                 .threat
                 .map(|t| format!("{} in {}", t.kind_label(), t.place_label()).into()),
@@ -199,22 +205,27 @@ impl RequestContext {
     }
 }
 
+/// Whether the request failed on the server's side: a 5xx, a gRPC server error, or a body the
+/// upstream broke off or stalled (whatever its status said). Traces keep such requests, and a
+/// route's objective counts them against it.
+fn failed_on_the_server(status: u16, error_kind: Option<ErrorKind>, grpc: Option<GrpcStatus>) -> bool {
+    let body_failed = matches!(
+        error_kind,
+        Some(ErrorKind::UpstreamAborted | ErrorKind::UpstreamTimeout)
+    );
+    status >= 500 || body_failed || grpc.is_some_and(GrpcStatus::is_server_error)
+}
+
 /// Hands a finished request's trace to the exporter (which keeps it or not); `true` when its
 /// spans were queued. What its spans need is copied only for the requests that are kept.
 fn export_trace(
     trace: RequestTrace,
     state: &ProxyState,
     ctx: &RequestContext,
-    status: u16,
+    (status, failed): (u16, bool),
     duration: Duration,
     error_kind: Option<ErrorKind>,
 ) -> bool {
-    // A body the upstream broke off or stalled failed the client whatever its status said.
-    let body_failed = matches!(
-        error_kind,
-        Some(ErrorKind::UpstreamAborted | ErrorKind::UpstreamTimeout)
-    );
-    let failed = status >= 500 || body_failed || ctx.grpc_status.is_some_and(GrpcStatus::is_server_error);
     trace.finish(failed, duration, || Finished {
         started_wall: ctx.started_wall,
         duration,

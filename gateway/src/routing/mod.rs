@@ -8,6 +8,7 @@ mod matcher;
 mod mirror;
 mod normal_path;
 mod rewrite;
+mod slo;
 mod variants;
 
 pub(crate) use index::RouteIndex;
@@ -15,6 +16,7 @@ pub(crate) use matcher::{HeaderCondition, HostMatch, PathMatch, RequestMatcher};
 pub(crate) use mirror::{Mirror, MirrorCounters, MirrorSlot};
 pub(crate) use normal_path::normal_form;
 pub(crate) use rewrite::{capture_names, parse_rewrite, PathRewrite};
+pub(crate) use slo::{Slo, SloBar};
 pub(crate) use variants::{
     sticky_cookie, Variant, VariantWeights, Variants, WeightsError, MAX_VARIANTS, MAX_WEIGHT,
 };
@@ -76,6 +78,8 @@ pub(crate) struct Route {
     pub(crate) transform: Option<Arc<Transform>>,
     /// Text-like responses compressed for clients that take it.
     pub(crate) compress: Option<Arc<CompressPolicy>>,
+    /// The share of requests that must be good, and what a good one is.
+    pub(crate) slo: Option<Slo>,
 }
 
 /// What answers a route's requests.

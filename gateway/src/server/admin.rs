@@ -113,6 +113,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
         "store": shared.store.as_ref().map(|store| store.stats()),
         "traces": shared.proxy.tracing.as_ref().map(|tracing| tracing.stats()),
         "routes": shared.registry.route_snapshots(),
+        "slos": routes.slo_statuses(),
         "upstreams": upstreams,
         "ejections": shared.registry.ejections().latest(usize::MAX),
     }))
@@ -127,9 +128,11 @@ async fn prometheus_metrics(State(shared): State<Arc<Shared>>) -> Response {
     if let Some(tls) = &shared.tls {
         tls.current.load().record_expiries(&live);
     }
-    for upstream in shared.proxy.routes.load().upstreams() {
+    let routes = shared.proxy.routes.load();
+    for upstream in routes.upstreams() {
         upstream.record_serving_priority(&live);
     }
+    routes.expose_slos(&live);
     let text = shared.registry.render_metrics(
         &shared.proxy.events.stats(),
         store.as_ref(),
@@ -163,15 +166,9 @@ struct GatewayLive(Arc<Shared>);
 impl LiveSource for GatewayLive {
     fn live(&self) -> Live {
         let shared = &self.0;
+        let routes = shared.proxy.routes.load();
         Live {
-            upstreams: shared
-                .proxy
-                .routes
-                .load()
-                .upstreams()
-                .iter()
-                .map(|u| u.health())
-                .collect(),
+            upstreams: routes.upstreams().iter().map(|u| u.health()).collect(),
             queue: shared.proxy.events.stats(),
             store: shared.store.as_ref().map(|store| store.stats()),
             traces: shared.proxy.tracing.as_ref().map(|tracing| {
@@ -185,6 +182,7 @@ impl LiveSource for GatewayLive {
             requests_in_flight: shared.registry.requests_in_flight(),
             tunnels_open: shared.registry.tunnels_open(),
             ejections: shared.registry.ejections().latest(LIVE_EJECTIONS),
+            objectives: routes.objectives(),
         }
     }
 }

@@ -77,6 +77,10 @@ pub(crate) const CONNECTION_ERRORS: &str = "lookout_proxy_connection_errors_tota
 pub(crate) const TUNNELS_OPEN: &str = "lookout_tunnels_open";
 pub(crate) const TUNNEL_DURATION: &str = "lookout_tunnel_duration_seconds";
 pub(crate) const TUNNEL_BYTES: &str = "lookout_tunnel_bytes_total";
+pub(crate) const SLO_REQUESTS: &str = "lookout_slo_requests_total";
+pub(crate) const SLO_OBJECTIVE: &str = "lookout_slo_objective_ratio";
+pub(crate) const SLO_PERIOD: &str = "lookout_slo_period_seconds";
+pub(crate) const SLO_LATENCY: &str = "lookout_slo_latency_threshold_seconds";
 
 /// The label naming an upstream instance (its configured address). Not `instance`: Prometheus
 /// gives every scraped series an `instance` label naming the target, here the gateway, and
@@ -98,7 +102,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 68] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 72] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -135,6 +139,26 @@ const DESCRIPTIONS: [(&str, Unit, &str); 68] = [
         INSTANCE_DRAINED,
         Unit::Count,
         "1 while an upstream instance is drained through the admin API (it takes no new request), else 0.",
+    ),
+    (
+        SLO_REQUESTS,
+        Unit::Count,
+        "Requests of routes with an objective (slo:), by route, upstream and whether they were good (slo=met: no server error, and within the objective's latency) or not (slo=missed).",
+    ),
+    (
+        SLO_OBJECTIVE,
+        Unit::Count,
+        "The share of a route's requests that its objective wants good (0.999 for 99.9%).",
+    ),
+    (
+        SLO_PERIOD,
+        Unit::Seconds,
+        "The period a route's objective holds over; its error budget is (1 - objective) of its requests in it.",
+    ),
+    (
+        SLO_LATENCY,
+        Unit::Seconds,
+        "The latency within which a route's objective wants its requests answered, when it sets one.",
     ),
     (
         SERVING_PRIORITY,
@@ -478,6 +502,9 @@ impl ScrapeGauges {
                 INSTANCE_HEALTHY
                     | INSTANCE_DRAINED
                     | SERVING_PRIORITY
+                    | SLO_OBJECTIVE
+                    | SLO_PERIOD
+                    | SLO_LATENCY
                     | INSTANCE_LATENCY
                     | ACTIVE_REQUESTS
                     | TUNNELS_OPEN
@@ -490,7 +517,7 @@ impl ScrapeGauges {
                     SharedString::const_str(description),
                 );
             }
-            if INSTANCE_COUNTERS.contains(&name) {
+            if INSTANCE_COUNTERS.contains(&name) || name == SLO_REQUESTS {
                 recorder.describe_counter(
                     KeyName::from_const_str(name),
                     Some(unit),
@@ -505,6 +532,13 @@ impl ScrapeGauges {
         self.0
             .register_gauge(&Key::from_parts(name, labels), &METADATA)
             .set(value);
+    }
+
+    /// A counter whose count is kept elsewhere, given as it stands.
+    pub(crate) fn set_counter(&self, name: &'static str, labels: Vec<Label>, value: u64) {
+        self.0
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+            .absolute(value);
     }
 
     pub(crate) fn render(&self) -> String {

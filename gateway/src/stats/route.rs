@@ -4,6 +4,7 @@
 
 use super::latency::{Latency, LatencySnapshot};
 use super::prometheus::{self, method_label, Metrics};
+use super::slo::SloCounts;
 use super::tunnel::{TunnelEnd, TunnelStats};
 use crate::grpc::{self, GrpcStatus};
 use arc_swap::ArcSwap;
@@ -31,6 +32,8 @@ pub(crate) struct RouteStats {
     bytes_out: AtomicU64,
     pub(crate) latency: Latency,
     pub(crate) upstream_latency: Latency,
+    /// Requests judged against the route's objective, when it has one.
+    pub(crate) slo: SloCounts,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +77,7 @@ impl RouteStats {
             bytes_out: AtomicU64::new(0),
             latency: Latency::new(),
             upstream_latency: Latency::new(),
+            slo: SloCounts::default(),
         }
     }
 
@@ -136,6 +140,11 @@ impl RouteStats {
         self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
         self.latency.record(duration);
+    }
+
+    /// The upstream these figures are for.
+    pub(crate) fn upstream(&self) -> &str {
+        &self.prometheus.upstream
     }
 
     /// Requests in flight; the in-flight gauge is read from it at scrape time, so requests pay

@@ -878,3 +878,42 @@ upstreams:
     }
     assert_eq!(valid.len(), 6, "{valid:#?}");
 }
+
+#[test]
+fn objectives_name_their_field() {
+    let text = "\
+upstreams: [{ name: a, instances: [\"127.0.0.1:1\"] }]
+routes:
+  - { name: full, upstream: a, slo: { objective: 100 } }
+  - { name: none, upstream: a, slo: { objective: 0 } }
+  - { name: short, upstream: a, slo: { objective: 99.9, period: 6h } }
+  - { name: instant, upstream: a, slo: { objective: 99.9, latency: 0s } }
+  - { name: vague, upstream: a, slo: { objective: 99.9, latency: soon } }
+";
+    let all = errors(text);
+    for (field, line, says) in [
+        ("routes[0].slo.objective", 3, "100 leaves no error budget"),
+        ("routes[1].slo.objective", 4, "above 0 and below 100"),
+        ("routes[2].slo.period", 5, "at least 1d"),
+        ("routes[3].slo.latency", 6, "greater than zero"),
+        ("routes[4].slo.latency", 7, "invalid duration `soon`"),
+    ] {
+        let error = find(&all, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(all.len(), 5, "{all:#?}");
+    for (slo, says) in [
+        ("{ latency: 300ms }", "field `objective`"),
+        ("{ objective: 99.9, target: 1 }", "field `target`"),
+        ("{ objective: high }", "invalid float literal"),
+    ] {
+        let all = errors(&format!(
+            "upstreams: [{{ name: a, instances: [\"127.0.0.1:1\"] }}]\nroutes:\n  - {{ name: r, upstream: a, slo: {slo} }}\n"
+        ));
+        assert!(
+            all.iter().any(|e| e.message.contains(says) && e.line == 3),
+            "{slo}: {all:#?}"
+        );
+    }
+}

@@ -28,6 +28,7 @@ mod request_list;
 mod resilience;
 mod routing;
 mod shutdown;
+mod slo;
 mod sql_endpoint;
 mod stats;
 mod tls;

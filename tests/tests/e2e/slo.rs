@@ -1,0 +1,123 @@
+//! Service level objectives: each request of a route with `slo:` is judged good (no server
+//! error, within the latency) or not, and the judgement reaches `/admin/stats`, `/metrics`
+//! (which promtool accepts), every request's stored event, and the dashboard's page.
+
+use super::metrics::{promtool_check, sample};
+use http::{Method, StatusCode};
+use lookout_tests::{body_json, send, sql_rows, start_gateway, wait_for_stored, TestUpstream};
+
+const TOKEN: &str = "slo-test-token";
+
+#[tokio::test]
+async fn requests_are_judged_against_their_routes_objective_everywhere_they_are_counted() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&format!(
+        "admin: {{ token: {TOKEN} }}\n\
+         analytics: {{ store: memory }}\n\
+         upstreams:\n  - {{ name: svc, instances: [\"{}\"], retry: {{ attempts: 1 }} }}\n\
+         routes:\n  \
+         - {{ name: plain, match: {{ prefix: /plain }}, upstream: svc }}\n  \
+         - {{ name: api, upstream: svc, slo: {{ objective: 99, latency: 150ms, period: 7d }} }}\n",
+        upstream.addr
+    ))
+    .await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    let get = |path: &'static str| send(proxy, Method::GET, path, &[]);
+    for _ in 0..6 {
+        assert_eq!(get("/fast").await.status, StatusCode::OK);
+    }
+    // Answered, but slower than the objective's latency.
+    for _ in 0..2 {
+        assert_eq!(get("/slow/300").await.status, StatusCode::OK);
+    }
+    // Server errors miss it; the client's errors (4xx) do not.
+    upstream.fail_with(503);
+    for _ in 0..2 {
+        assert_eq!(get("/x").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    upstream.fail_with(404);
+    for _ in 0..2 {
+        assert_eq!(get("/x").await.status, StatusCode::NOT_FOUND);
+    }
+    upstream.fail_with(0);
+    // A route without an objective is not judged.
+    for _ in 0..2 {
+        assert_eq!(get("/plain").await.status, StatusCode::OK);
+    }
+
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("authorization", bearer.as_str())];
+    let admin_get = |path: &'static str| send(admin, Method::GET, path, &auth);
+    let stats = admin_get("/admin/stats").await;
+    let slos = body_json(&stats)["slos"].clone();
+    assert_eq!(
+        slos.as_array().map(Vec::len),
+        Some(1),
+        "only `api` has an objective: {slos}"
+    );
+    let api = &slos[0];
+    assert_eq!(
+        (
+            api["route"].as_str(),
+            api["requests"].as_u64(),
+            api["missed"].as_u64()
+        ),
+        (Some("api"), Some(12), Some(4)),
+        "{api}"
+    );
+    assert_eq!(
+        (api["objective_percent"].as_f64(), api["latency_ms"].as_u64()),
+        (Some(99.0), Some(150))
+    );
+    assert_eq!(api["period_s"], 7 * 24 * 3600);
+    // 4 misses where 1% of 12 requests were allowed: 3333% of the budget.
+    let spent = api["budget_spent_percent"].as_f64().expect("a share");
+    assert!((spent - 3333.33).abs() < 0.01, "{spent}");
+
+    let metrics = String::from_utf8_lossy(&admin_get("/metrics").await.body).into_owned();
+    let series = |labels: &str| sample(&metrics, &format!("lookout_slo_{labels}"));
+    assert_eq!(
+        series(r#"requests_total{http_route="api",upstream="svc",slo="met"}"#),
+        Some(8.0)
+    );
+    assert_eq!(
+        series(r#"requests_total{http_route="api",upstream="svc",slo="missed"}"#),
+        Some(4.0)
+    );
+    assert_eq!(series(r#"objective_ratio{http_route="api"}"#), Some(0.99));
+    assert_eq!(
+        series(r#"latency_threshold_seconds{http_route="api"}"#),
+        Some(0.15)
+    );
+    assert_eq!(series(r#"period_seconds{http_route="api"}"#), Some(604_800.0));
+    assert!(
+        !metrics.contains(r#"lookout_slo_requests_total{http_route="plain""#),
+        "{metrics}"
+    );
+    promtool_check(&metrics);
+
+    wait_for_stored(&gateway, 14).await;
+    let judged = sql_rows(
+        admin,
+        TOKEN,
+        "SELECT route, count(*) FILTER (WHERE slo_met), count(*) FILTER (WHERE NOT slo_met),
+                count(*) FILTER (WHERE slo_met IS NULL)
+         FROM requests GROUP BY route ORDER BY route",
+    )
+    .await;
+    assert_eq!(judged, serde_json::json!([["api", 8, 4, 0], ["plain", 0, 0, 2]]));
+
+    // The page reads the minutes' rollups, which come once a minute closes: until then it
+    // shows the objective with no data.
+    let page = admin_get("/dashboard/slos").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(
+        html.contains("99% of requests without a server error and within 150.0 ms, over 7 days"),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"id="slo-api""#) && !html.contains(r#"id="slo-plain""#),
+        "{html}"
+    );
+}
