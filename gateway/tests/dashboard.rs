@@ -91,6 +91,7 @@ async fn an_engineer_walks_the_dashboard_in_a_browser() {
         "anomalies",
         "request-from-anomaly",
         "route",
+        "objectives",
         "sql",
     ] {
         assert!(shots.join(format!("{name}.png")).exists(), "screenshot {name}");

@@ -150,6 +150,19 @@ try {
   assert.ok(await page.locator('#found a[title]').count() > 0, "the partner's requests in the window");
   step('callers to their requests');
 
+  // Objectives: inventory fails a tenth of its requests against 99% (its budget gone), books'
+  // list keeps 99.9% within 100 ms; on to the requests inventory missed it with.
+  await Promise.all([page.waitForURL(/\/dashboard\/slos$/), page.click('header a >> text=Objectives')]);
+  assert.match(await page.textContent('#slo-inventory .verdict-pill'), /budget exhausted/);
+  assert.match(await page.textContent('#slo-books-list .verdict-pill'), /healthy/);
+  assert.match(await page.textContent('#slo-inventory .budget-spent'), /^\d+\.\d\d%$/);
+  assert.ok(await page.locator('#slo-inventory polyline').count() > 0, 'budget chart drawn');
+  await shot('objectives');
+  await Promise.all([page.waitForURL(/status=slo_missed/), page.click('#slo-inventory a.missed')]);
+  assert.equal(await page.inputValue('input[name=route]'), 'inventory');
+  assert.ok(await page.locator('#found a[title]').count() > 0, 'the requests that missed it');
+  step('objectives to the requests that missed them');
+
   // Finding a request: an unknown id says so.
   await open('/dashboard/requests');
   await page.fill('input[name=id] >> nth=1', 'no-such-request');

@@ -46,6 +46,8 @@ pub enum Outcome {
     ServerError,
     /// Turned away by a policy at the edge (auth, rate limit, attack filter, ...).
     Refused,
+    /// Missed its route's objective (`slo:`): a server error, or slower than its latency.
+    MissedObjective,
     /// One status class: `1` to `5` for 1xx to 5xx.
     Class(u8),
 }
@@ -171,6 +173,7 @@ fn read(
         Outcome::Failed => conditions.push(FAILED),
         Outcome::ServerError => conditions.push(server_error!()),
         Outcome::Refused => conditions.push("blocked_by IS NOT NULL"),
+        Outcome::MissedObjective => conditions.push("NOT slo_met"),
         Outcome::Class(class) => {
             conditions.push("status // 100 = ?");
             params.push(Value::USmallInt(u16::from(class)));

@@ -8,11 +8,12 @@ use std::net::IpAddr;
 use std::time::UNIX_EPOCH;
 
 /// The status choices: the value in the address, and what the form shows.
-pub(super) const STATUSES: [(&str, &str); 9] = [
+pub(super) const STATUSES: [(&str, &str); 10] = [
     ("", "any status"),
     ("failed", "failed: 5xx or the gateway's error"),
     ("server_error", "server errors: 5xx or a failed gRPC call"),
     ("refused", "refused by a policy: auth, rate limit, ..."),
+    ("slo_missed", "missed its route's objective (slo:)"),
     ("1xx", "1xx"),
     ("2xx", "2xx"),
     ("3xx", "3xx"),
@@ -140,6 +141,7 @@ fn outcome_of(status: &str) -> Result<Outcome, String> {
         "failed" => Ok(Outcome::Failed),
         "server_error" => Ok(Outcome::ServerError),
         "refused" => Ok(Outcome::Refused),
+        "slo_missed" => Ok(Outcome::MissedObjective),
         _ => class().ok_or_else(|| {
             let choices: Vec<_> = STATUSES.iter().skip(1).map(|(value, _)| *value).collect();
             format!("expected one of {}, got {status:?}", choices.join(", "))
@@ -292,7 +294,8 @@ mod tests {
             "{problems:?}"
         );
         assert!(
-            problems[0].contains("failed, server_error, refused, 1xx, 2xx, 3xx, 4xx, 5xx, got \"6xx\""),
+            problems[0]
+                .contains("failed, server_error, refused, slo_missed, 1xx, 2xx, 3xx, 4xx, 5xx, got \"6xx\""),
             "{problems:?}"
         );
         assert!(problems[1].contains("250ms"), "{problems:?}");
@@ -307,6 +310,7 @@ mod tests {
         assert_eq!(outcome_of("failed"), Ok(Outcome::Failed));
         assert_eq!(outcome_of("server_error"), Ok(Outcome::ServerError));
         assert_eq!(outcome_of("refused"), Ok(Outcome::Refused));
+        assert_eq!(outcome_of("slo_missed"), Ok(Outcome::MissedObjective));
         assert_eq!(outcome_of("any"), Ok(Outcome::Any));
     }
 

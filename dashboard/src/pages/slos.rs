@@ -4,6 +4,7 @@
 //! judgement against the objective in force when it was served.
 
 use super::fragment;
+use super::search_form::Form;
 use super::{read, render, segment, PageError, Shared};
 use crate::chart::{LineChart, Series, RED};
 use crate::format::{count, day_clock, duration, percent};
@@ -36,6 +37,8 @@ struct RouteObjective {
     partial_since: Option<String>,
     rows: Vec<WindowRow>,
     chart: String,
+    /// The list of the route's requests that missed the objective.
+    missed: String,
 }
 
 struct WindowRow {
@@ -90,6 +93,12 @@ fn route_objective(o: &Objective, figures: &SloFigures, now: i64) -> RouteObject
             .map(day_clock),
         rows: window_rows(o, figures),
         chart: fragment(&budget_chart(o, figures)),
+        missed: Form {
+            route: o.route.clone(),
+            status: "slo_missed".into(),
+            ..Form::default()
+        }
+        .address(None),
     }
 }
 
