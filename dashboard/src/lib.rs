@@ -4,8 +4,8 @@
 //!
 //! Pages: the overview (last hour per minute, last five minutes per second, top routes,
 //! upstream health, the analytics queue, the trace exporter), a route, the anomalies the gateway
-//! detected, canary / A-B verdicts, the busiest callers, the list of requests, one request's
-//! waterfall, and a SQL console over `POST /api/sql`.
+//! detected, canary / A-B verdicts, the busiest callers, the routes' objectives and their error
+//! budgets, the list of requests, one request's waterfall, and a SQL console over `POST /api/sql`.
 //!
 //! It reads; it must not write. Figures come from the analytics store through
 //! [`lookout_analytics::analysis`] (on blocking threads, within the store's query limits) and from
