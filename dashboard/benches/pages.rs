@@ -11,7 +11,7 @@ use lookout_analytics::analysis::{minute_of, now_us, MINUTE_US};
 use lookout_analytics::{
     EventQueue, EventSink, PathStep, RequestEvent, StepKind, Store, StoreLocation, StoreSettings,
 };
-use lookout_dashboard::{Access, Dashboard, Live, LiveSource};
+use lookout_dashboard::{Access, Dashboard, Live, LiveSource, Objective};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +20,19 @@ use tower::ServiceExt;
 const DAY_US: u64 = 24 * 60 * 60 * 1_000_000;
 const BATCH: usize = 8_192;
 const ROUNDS: usize = 20;
+
+/// Routes r0 to r3 have objectives: 99.9% within 10 ms, over 30 days (the store holds one).
+const OBJECTIVES: u64 = 4;
+const OBJECTIVE_LATENCY_US: u64 = 10_000;
+
+fn objective(route: u64) -> Objective {
+    Objective {
+        route: format!("r{route}"),
+        objective: 0.999,
+        latency_us: Some(OBJECTIVE_LATENCY_US),
+        period_us: 30 * DAY_US as i64,
+    }
+}
 
 struct Idle(EventQueue);
 
@@ -33,7 +46,7 @@ impl LiveSource for Idle {
             requests_in_flight: 0,
             tunnels_open: 0,
             ejections: Vec::new(),
-            objectives: Vec::new(),
+            objectives: (0..OBJECTIVES).map(objective).collect(),
         }
     }
 }
@@ -79,7 +92,7 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
         blocked_by: None,
         block_reason: None,
         grpc_status: None,
-        slo_met: None,
+        slo_met: (route < OBJECTIVES).then_some(status < 500 && duration_us <= OBJECTIVE_LATENCY_US),
         threat: None,
         // Path steps for one request in a thousand: enough for the request page, without the
         // spans table doubling the time it takes to fill the store.
@@ -168,6 +181,8 @@ async fn main() {
         // Every request of the window, grouped by consumer and by client.
         "/dashboard/callers".to_owned(),
         "/dashboard/callers?window=1h&by=server_errors".to_owned(),
+        // Four routes' objectives over 30 days, each minute of the day the store holds.
+        "/dashboard/slos".to_owned(),
         "/dashboard/sql".to_owned(),
     ];
     println!(

@@ -14,6 +14,17 @@ pub struct Judged {
     pub missed: u64,
 }
 
+impl std::ops::Add for Judged {
+    type Output = Judged;
+
+    fn add(self, other: Judged) -> Judged {
+        Judged {
+            requests: self.requests + other.requests,
+            missed: self.missed + other.missed,
+        }
+    }
+}
+
 impl Judged {
     /// How fast these requests spent the error budget: their share of misses over the share the
     /// objective (a ratio, `0.999`) allows. 1 spends exactly the budget over the period; `None`
@@ -21,6 +32,12 @@ impl Judged {
     pub fn burn_rate(self, objective: f64) -> Option<f64> {
         (self.requests > 0).then(|| self.missed as f64 / self.requests as f64 / (1.0 - objective))
     }
+}
+
+/// An objective (a ratio, `0.999`) as the percentage a config gives (`99.9`), without the
+/// binary fraction's tail (`99.90000000000001`).
+pub fn objective_percent(objective: f64) -> f64 {
+    (objective * 100.0 * 1e6).round() / 1e6
 }
 
 /// The windows the burn-rate rules read, as in the workbook: each long window's alert also needs

@@ -12,7 +12,9 @@ use crate::Objective;
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-use lookout_analytics::analysis::slo::{self, burn_threshold, Judged, SloFigures, Verdict};
+use lookout_analytics::analysis::slo::{
+    self, burn_threshold, objective_percent, Judged, SloFigures, Verdict,
+};
 use lookout_analytics::analysis::{minute_of, now_us, MINUTE_US};
 
 #[derive(Template)]
@@ -108,10 +110,9 @@ fn goal(o: &Objective) -> String {
         .latency_us
         .map_or(String::new(), |us| format!(" and within {}", duration(us as f64)));
     let days = o.period_us as f64 / 86_400e6;
-    // As written in the config: 99.9, not 99.90.
-    let objective = (o.objective * 100.0 * 1e6).round() / 1e6;
     format!(
-        "{objective}% of requests without a server error{within}, over {} days",
+        "{}% of requests without a server error{within}, over {} days",
+        objective_percent(o.objective),
         count(days)
     )
 }

@@ -34,11 +34,11 @@ pub(super) struct Objectives(HashMap<String, SloBar>);
 
 impl Objectives {
     pub(super) fn of(routes: &RouteTable) -> Self {
-        let bars = routes
-            .routes
-            .iter()
-            .filter_map(|r| Some((r.name.to_string(), r.slo?.bar)));
-        Objectives(bars.collect())
+        let bars = routes.with_objectives();
+        Objectives(
+            bars.map(|(route, slo)| (route.name.to_string(), slo.bar))
+                .collect(),
+        )
     }
 
     /// Whether a made-up request met its route's objective, if it has one: every failure the

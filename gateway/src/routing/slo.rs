@@ -5,7 +5,8 @@
 //! practice: a client sending bad keys must not spend the route's error budget.
 
 use super::{Route, RouteTable};
-use crate::stats::{Judged, RouteStats, ScrapeGauges, SLO_LATENCY, SLO_OBJECTIVE, SLO_PERIOD, SLO_REQUESTS};
+use crate::stats::{RouteStats, ScrapeGauges, SLO_LATENCY, SLO_OBJECTIVE, SLO_PERIOD, SLO_REQUESTS};
+use lookout_analytics::analysis::slo::{objective_percent, Judged};
 use lookout_dashboard::Objective;
 use metrics::Label;
 use serde::Serialize;
@@ -56,17 +57,19 @@ impl RouteTable {
     /// Every objective's series, for the routes that have one now: its requests judged (by
     /// upstream), its objective, period and latency.
     pub(crate) fn expose_slos(&self, live: &ScrapeGauges) {
-        for route in &self.routes {
-            if let Some(slo) = route.slo {
-                route.expose_slo(slo, live);
-            }
+        for (route, slo) in self.with_objectives() {
+            route.expose_slo(slo, live);
         }
+    }
+
+    /// The routes that have an objective, in the config's order.
+    pub(crate) fn with_objectives(&self) -> impl Iterator<Item = (&Route, Slo)> {
+        self.routes.iter().filter_map(|route| Some((route, route.slo?)))
     }
 
     /// The objectives in force, for the dashboard.
     pub(crate) fn objectives(&self) -> Vec<Objective> {
-        let with_slo = self.routes.iter().filter_map(|r| Some((r, r.slo?)));
-        with_slo
+        self.with_objectives()
             .map(|(route, slo)| Objective {
                 route: route.name.to_string(),
                 objective: slo.objective,
@@ -77,8 +80,9 @@ impl RouteTable {
     }
 
     pub(crate) fn slo_statuses(&self) -> Vec<SloStatus> {
-        let with_slo = self.routes.iter().filter_map(|r| Some((r, r.slo?)));
-        with_slo.map(|(route, slo)| route.slo_status(slo)).collect()
+        self.with_objectives()
+            .map(|(route, slo)| route.slo_status(slo))
+            .collect()
     }
 }
 
@@ -94,7 +98,8 @@ impl Route {
         let route = || Label::new("http_route", self.name.to_string());
         for stats in self.all_stats() {
             let judged = stats.slo.read();
-            for (outcome, count) in [("met", judged.met), ("missed", judged.missed)] {
+            let met = judged.requests - judged.missed;
+            for (outcome, count) in [("met", met), ("missed", judged.missed)] {
                 let upstream = Label::new("upstream", stats.upstream().to_owned());
                 let labels = vec![route(), upstream, Label::new("slo", outcome)];
                 live.set_counter(SLO_REQUESTS, labels, count);
@@ -112,16 +117,14 @@ impl Route {
             .all_stats()
             .map(|stats| stats.slo.read())
             .fold(Judged::default(), |sum, one| sum + one);
-        let requests = judged.met + judged.missed;
-        let budget = (1.0 - slo.objective) * requests as f64;
         SloStatus {
             route: self.name.clone(),
-            objective_percent: slo.objective * 100.0,
+            objective_percent: objective_percent(slo.objective),
             latency_ms: slo.bar.latency.map(|l| l.as_millis() as u64),
             period_s: slo.period.as_secs(),
-            requests,
+            requests: judged.requests,
             missed: judged.missed,
-            budget_spent_percent: (requests > 0).then(|| judged.missed as f64 / budget * 100.0),
+            budget_spent_percent: judged.burn_rate(slo.objective).map(|spent| spent * 100.0),
         }
     }
 }

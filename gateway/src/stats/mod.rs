@@ -24,5 +24,4 @@ pub use registry::Registry;
 pub(crate) use registry::Retained;
 pub use route::RouteSnapshot;
 pub(crate) use route::RouteStats;
-pub(crate) use slo::Judged;
 pub(crate) use tunnel::{TunnelClose, TunnelEnd};

@@ -3,19 +3,13 @@
 //! route's other figures in the registry, so they outlive reloads; exposed at scrape time for
 //! the routes whose objective is in force (see `Route::expose_slo`).
 
+use lookout_analytics::analysis::slo::Judged;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
 pub(crate) struct SloCounts {
     met: AtomicU64,
     missed: AtomicU64,
-}
-
-/// The requests judged so far: good ones, and the others.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Judged {
-    pub(crate) met: u64,
-    pub(crate) missed: u64,
 }
 
 impl SloCounts {
@@ -25,20 +19,11 @@ impl SloCounts {
     }
 
     pub(crate) fn read(&self) -> Judged {
+        let met = self.met.load(Ordering::Relaxed);
+        let missed = self.missed.load(Ordering::Relaxed);
         Judged {
-            met: self.met.load(Ordering::Relaxed),
-            missed: self.missed.load(Ordering::Relaxed),
-        }
-    }
-}
-
-impl std::ops::Add for Judged {
-    type Output = Judged;
-
-    fn add(self, other: Judged) -> Judged {
-        Judged {
-            met: self.met + other.met,
-            missed: self.missed + other.missed,
+            requests: met + missed,
+            missed,
         }
     }
 }
