@@ -50,6 +50,48 @@ pub const WINDOWS: [(&str, i64); 5] = [
     ("3d", 72 * HOUR_US),
 ];
 
+/// One of the workbook's burn-rate alerts: `share` of the period's budget spent within the long
+/// window, which the short one confirms.
+#[derive(Debug, Clone, Copy)]
+pub struct BurnAlert {
+    /// Indexes into [`WINDOWS`].
+    pub long: usize,
+    pub short: usize,
+    pub share: f64,
+    /// A page rather than a ticket.
+    pub page: bool,
+}
+
+impl BurnAlert {
+    /// The burn rate above which the alert fires, for a period of `period_us`.
+    pub fn threshold(self, period_us: i64) -> f64 {
+        burn_threshold(self.share, period_us, WINDOWS[self.long].1)
+    }
+}
+
+/// The alerts `deploy/prometheus/alerts.yml` has, most urgent first: 2% of the budget in an hour
+/// or 5% in six page, 10% in three days opens a ticket.
+pub const ALERTS: [BurnAlert; 3] = [
+    BurnAlert {
+        long: 2,
+        short: 0,
+        share: 0.02,
+        page: true,
+    },
+    BurnAlert {
+        long: 3,
+        short: 1,
+        share: 0.05,
+        page: true,
+    },
+    BurnAlert {
+        long: 4,
+        short: 3,
+        share: 0.10,
+        page: false,
+    },
+];
+
 /// A route's figures against its objective, up to the last closed minute.
 #[derive(Debug, Clone, Default)]
 pub struct SloFigures {
@@ -124,20 +166,21 @@ impl SloFigures {
         let Some(spent) = self.budget_spent(objective) else {
             return Verdict::NoData;
         };
-        // Both windows of a pair burn faster than the long one's threshold.
-        let burning = |long: usize, short: usize, share: f64| {
-            let threshold = burn_threshold(share, period_us, WINDOWS[long].1);
-            [long, short].iter().all(|&w| {
+        // Both windows of an alert burn faster than its threshold.
+        let firing = |alert: &BurnAlert| {
+            let threshold = alert.threshold(period_us);
+            [alert.long, alert.short].iter().all(|&w| {
                 self.windows[w]
                     .burn_rate(objective)
                     .is_some_and(|rate| rate > threshold)
             })
         };
+        let fired = ALERTS.iter().find(|alert| firing(alert));
         if spent >= 1.0 {
             Verdict::Exhausted
-        } else if burning(2, 0, 0.02) || burning(3, 1, 0.05) {
+        } else if fired.is_some_and(|alert| alert.page) {
             Verdict::FastBurn
-        } else if burning(4, 3, 0.10) {
+        } else if fired.is_some() {
             Verdict::SlowBurn
         } else {
             Verdict::Healthy
@@ -165,8 +208,7 @@ pub fn figures(conn: &Connection, route: &str, period_us: i64, now_us: i64) -> d
     for row in rows {
         let (minute, judged) = row?;
         figures.first_minute_us.get_or_insert(minute);
-        figures.period.requests += judged.requests;
-        figures.period.missed += judged.missed;
+        figures.period = figures.period + judged;
         figures.minutes.push((minute, judged));
     }
     figures.windows = windows(conn, route, until)?;

@@ -12,9 +12,7 @@ use crate::Objective;
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-use lookout_analytics::analysis::slo::{
-    self, burn_threshold, objective_percent, Judged, SloFigures, Verdict,
-};
+use lookout_analytics::analysis::slo::{self, objective_percent, Judged, SloFigures, Verdict};
 use lookout_analytics::analysis::{minute_of, now_us, MINUTE_US};
 
 #[derive(Template)]
@@ -119,13 +117,12 @@ fn goal(o: &Objective) -> String {
 
 /// The period's row, then each window's, with the alert thresholds of the windows that have one.
 fn window_rows(o: &Objective, figures: &SloFigures) -> Vec<WindowRow> {
-    // The long windows' thresholds: 2% of the budget in an hour or 5% in six pages, 10% in
-    // three days tickets; the short windows each confirm a long one.
-    let threshold = |name: &str| match name {
-        "1h" | "5m" => Some(burn_threshold(0.02, o.period_us, slo::WINDOWS[2].1)),
-        "6h" | "30m" => Some(burn_threshold(0.05, o.period_us, slo::WINDOWS[3].1)),
-        "3d" => Some(burn_threshold(0.10, o.period_us, slo::WINDOWS[4].1)),
-        _ => None,
+    // The rate each window's alert fires above: the alert whose long window it is, else the
+    // one it confirms as the short window.
+    let threshold = |window: usize| {
+        let alert = slo::ALERTS.iter().find(|a| a.long == window);
+        let alert = alert.or_else(|| slo::ALERTS.iter().find(|a| a.short == window));
+        alert.map(|a| a.threshold(o.period_us))
     };
     let row = |window: String, judged: Judged, threshold: Option<f64>| {
         let rate = judged.burn_rate(o.objective);
@@ -139,8 +136,8 @@ fn window_rows(o: &Objective, figures: &SloFigures) -> Vec<WindowRow> {
         }
     };
     let mut rows = vec![row("period".into(), figures.period, None)];
-    for ((name, _), judged) in slo::WINDOWS.iter().zip(figures.windows) {
-        rows.push(row(format!("last {name}"), judged, threshold(name)));
+    for (window, ((name, _), judged)) in slo::WINDOWS.iter().zip(figures.windows).enumerate() {
+        rows.push(row(format!("last {name}"), judged, threshold(window)));
     }
     rows
 }
