@@ -136,8 +136,9 @@ impl RequestContext {
             .or((!complete).then_some(ErrorKind::ClientAborted));
         let bytes_in = self.body.as_ref().map_or(0, |meter| meter.bytes());
         let grpc_status = self.grpc_status;
-        let failed = failed_on_the_server(status, error_kind, grpc_status);
-        let slo_met = self.slo.map(|bar| bar.met(failed, duration));
+        // Asked only on routes with an objective and of traced requests.
+        let failed = || failed_on_the_server(status, error_kind, grpc_status);
+        let slo_met = self.slo.map(|bar| bar.met(failed(), duration));
         if let Some(stats) = &self.stats {
             let secure = self.conn.tls_version.is_some();
             stats.finished(
@@ -160,7 +161,7 @@ impl RequestContext {
         }
         let trace_id = self.trace.as_ref().map(|t| TraceId(t.trace_id.to_bytes()));
         let trace_sampled = match self.trace.take() {
-            Some(trace) => export_trace(trace, &state, self, (status, failed), duration, error_kind),
+            Some(trace) => export_trace(trace, &state, self, (status, failed()), duration, error_kind),
             None => false,
         };
         if !state.events.is_on() {
