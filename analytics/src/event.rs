@@ -376,7 +376,8 @@ pub(crate) mod tests {
         assert!(json["variant"].is_null() && json["consumer"].is_null() && json["cache_status"].is_null());
         assert!(json["grpc_status"].is_null());
         assert_eq!(json["trace_sampled"], false);
-        assert_eq!(json.as_object().map(|o| o.len()), Some(30));
+        assert!(json["slo_met"].is_null(), "a route without an objective");
+        assert_eq!(json.as_object().map(|o| o.len()), Some(31));
         assert_eq!(json["steps"][1]["kind"], "upstream_attempt");
         assert_eq!(json["steps"][1]["instance"], "127.0.0.1:3000");
         assert_eq!(json["request_id"], "req-7");
