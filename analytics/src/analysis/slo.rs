@@ -303,37 +303,24 @@ mod tests {
     #[test]
     fn the_verdict_names_the_most_urgent_state() {
         let calm = [judged(1000, 0); 5];
-        assert_eq!(
-            figures(judged(0, 0), calm).verdict(0.999, PERIOD),
-            Verdict::NoData
-        );
-        assert_eq!(
-            figures(judged(100_000, 10), calm).verdict(0.999, PERIOD),
-            Verdict::Healthy
-        );
-        assert_eq!(
-            figures(judged(100_000, 150), calm).verdict(0.999, PERIOD),
-            Verdict::Exhausted
-        );
         // 2% errors against a 0.1% allowance burns 20 times over: both short windows too.
         let burning = [judged(1000, 20); 5];
-        assert_eq!(
-            figures(judged(100_000, 50), burning).verdict(0.999, PERIOD),
-            Verdict::FastBurn
-        );
-        // The last hour burned, but the last five minutes no longer do: no page.
+        // The last hour burned, but the last five and thirty minutes no longer do: no page.
         let mut recovered = burning;
         recovered[0] = judged(1000, 0);
         recovered[1] = judged(1000, 0);
-        assert_eq!(
-            figures(judged(100_000, 50), recovered).verdict(0.999, PERIOD),
-            Verdict::SlowBurn
-        );
         // 0.2% errors: twice the allowance, a slow burn over three days and six hours.
         let slow = [judged(1000, 2); 5];
-        assert_eq!(
-            figures(judged(100_000, 50), slow).verdict(0.999, PERIOD),
-            Verdict::SlowBurn
-        );
+        for (period, windows, verdict) in [
+            (judged(0, 0), calm, Verdict::NoData),
+            (judged(100_000, 10), calm, Verdict::Healthy),
+            (judged(100_000, 150), calm, Verdict::Exhausted),
+            (judged(100_000, 50), burning, Verdict::FastBurn),
+            (judged(100_000, 50), recovered, Verdict::SlowBurn),
+            (judged(100_000, 50), slow, Verdict::SlowBurn),
+        ] {
+            let figures = figures(period, windows);
+            assert_eq!(figures.verdict(0.999, PERIOD), verdict, "{figures:?}");
+        }
     }
 }

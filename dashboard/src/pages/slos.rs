@@ -1,6 +1,6 @@
 //! `/dashboard/slos`: each route's service level objective: how much of its period's error
 //! budget is spent, how fast it burns over the windows the alerts read, its verdict, and the
-//! budget spent hour by hour. Read from the per-minute rollups, which keep each request's
+//! budget spent over the period. Read from the per-minute rollups, which keep each request's
 //! judgement against the objective in force when it was served.
 
 use super::fragment;
