@@ -50,6 +50,8 @@ try {
   assert.match(canary, /v2 vs v1/);
   assert.match(canary, /roll back/i);
   assert.match(canary, /Mann-Whitney U/);
+  // `book` has an objective: v2 misses it on its failures, v1 hardly ever.
+  assert.match(canary, /missed the route's objective on [1-9][\d.]*% of its requests vs 0\.\d\d% on v1/);
   await shot('canary');
   step('canary verdict');
 
@@ -155,6 +157,7 @@ try {
   await Promise.all([page.waitForURL(/\/dashboard\/slos$/), page.click('header a >> text=Objectives')]);
   assert.match(await page.textContent('#slo-inventory .verdict-pill'), /budget exhausted/);
   assert.match(await page.textContent('#slo-books-list .verdict-pill'), /healthy/);
+  assert.match(await page.textContent('#slo-book .verdict-pill'), /healthy/);
   assert.match(await page.textContent('#slo-inventory .budget-spent'), /^\d+\.\d\d%$/);
   assert.ok(await page.locator('#slo-inventory polyline').count() > 0, 'budget chart drawn');
   await shot('objectives');

@@ -27,6 +27,8 @@ pub(crate) struct VariantRow {
     p50: String,
     p95: String,
     p99: String,
+    /// The share of its requests that missed the route's objective, when it has one.
+    slo_missed: Option<String>,
 }
 
 pub(crate) struct ComparisonView {
@@ -43,6 +45,8 @@ pub(crate) struct ReportView {
     anchor: String,
     baseline: String,
     variants: Vec<VariantRow>,
+    /// Whether the route has an objective its variants were judged by.
+    judged: bool,
     comparisons: Vec<ComparisonView>,
 }
 
@@ -92,6 +96,7 @@ pub(super) async fn page(
 
 fn view(report: CanaryReport) -> ReportView {
     ReportView {
+        judged: report.variants.iter().any(|v| v.slo_judged > 0),
         link: segment(&report.route),
         anchor: report.route.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
         baseline: report.baseline,
@@ -107,6 +112,7 @@ fn view(report: CanaryReport) -> ReportView {
                 p50: duration(v.p50_us),
                 p95: duration(v.p95_us),
                 p99: duration(v.p99_us),
+                slo_missed: (v.slo_judged > 0).then(|| percent(v.slo_missed as f64 / v.slo_judged as f64)),
             })
             .collect(),
         comparisons: report

@@ -132,6 +132,7 @@ routes:
     variants:
       - {{ name: v1, upstream: books, weight: 90 }}
       - {{ name: v2, upstream: books-v2, weight: 10 }}
+    slo: {{ objective: 99, latency: 50ms }}
   - name: partner-books
     match: {{ prefix: /partner }}
     strip_prefix: /partner

@@ -3,7 +3,8 @@
 //! busiest variant (the baseline) by a one-sided two-proportion z-test on errors and a one-sided
 //! Mann-Whitney U test on latency samples. The verdict is conservative both ways: roll back only
 //! on a significant and material regression, promote only when the data rule a material one out,
-//! and keep watching otherwise (including while either side has too few requests).
+//! and keep watching otherwise (including while either side has too few requests). On a route
+//! with an objective, the reasons also say how often each side missed it.
 
 use super::{at, quantile_list};
 use duckdb::Connection;
@@ -55,6 +56,12 @@ pub struct VariantStats {
     pub p50_us: f64,
     pub p95_us: f64,
     pub p99_us: f64,
+    /// Requests the route's objective (`slo:`) judged, and those that missed it: 0 and 0 on a
+    /// route without one.
+    #[serde(default)]
+    pub slo_judged: u64,
+    #[serde(default)]
+    pub slo_missed: u64,
     /// A uniform sample of latencies, for the rank test.
     #[serde(skip)]
     pub samples: Vec<f64>,
@@ -101,8 +108,22 @@ pub struct CanaryReport {
     pub comparisons: Vec<Comparison>,
 }
 
-/// Judges `candidate` against `baseline`.
+/// Judges `candidate` against `baseline`; once both have enough requests, the reasons end with
+/// how often each missed the route's objective, when it has one.
 pub fn judge(baseline: &VariantStats, candidate: &VariantStats, settings: &CanarySettings) -> Comparison {
+    let mut comparison = judge_by_tests(baseline, candidate, settings);
+    if comparison.error_p_value.is_some() {
+        comparison.reasons.extend(objective_reason(baseline, candidate));
+    }
+    comparison
+}
+
+/// The verdict of the error and latency tests, with their reasons.
+fn judge_by_tests(
+    baseline: &VariantStats,
+    candidate: &VariantStats,
+    settings: &CanarySettings,
+) -> Comparison {
     let p50_ratio = ratio(candidate.p50_us, baseline.p50_us);
     let p95_ratio = ratio(candidate.p95_us, baseline.p95_us);
     let mut comparison = Comparison {
@@ -191,6 +212,19 @@ pub fn judge(baseline: &VariantStats, candidate: &VariantStats, settings: &Canar
         comparison.verdict = Verdict::Promote;
     }
     comparison
+}
+
+/// How each side fared against the route's objective, when it has one: a fact beside the
+/// verdict, which its error and latency tests already decide.
+fn objective_reason(baseline: &VariantStats, candidate: &VariantStats) -> Option<String> {
+    let missed = |v: &VariantStats| (v.slo_judged > 0).then(|| v.slo_missed as f64 / v.slo_judged as f64);
+    let (base, canary) = (missed(baseline)?, missed(candidate)?);
+    Some(format!(
+        "missed the route's objective on {} of its requests vs {} on {}",
+        percent(canary),
+        percent(base),
+        baseline.variant
+    ))
 }
 
 fn ratio(value: f64, base: f64) -> f64 {
@@ -305,7 +339,8 @@ fn variant_stats(conn: &Connection, route: &str, since_us: i64) -> duckdb::Resul
         "SELECT variant, count(*), count(*) FILTER (WHERE ",
         server_error!(),
         "),
-                quantile_cont(duration_us, [0.5, 0.95, 0.99])
+                quantile_cont(duration_us, [0.5, 0.95, 0.99]),
+                count(slo_met), count(*) FILTER (WHERE NOT slo_met)
          FROM requests WHERE route = ? AND ts >= ? AND variant IS NOT NULL
          GROUP BY variant ORDER BY variant"
     ))?;
@@ -325,6 +360,8 @@ fn variant_stats(conn: &Connection, route: &str, since_us: i64) -> duckdb::Resul
             p50_us: quantiles[0],
             p95_us: quantiles[1],
             p99_us: quantiles[2],
+            slo_judged: row.get(4)?,
+            slo_missed: row.get(5)?,
             samples: Vec::new(),
         })
     })?;

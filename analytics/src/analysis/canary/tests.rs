@@ -22,6 +22,8 @@ fn variant(name: &str, requests: u64, error_rate: f64, median_ms: f64, seed: u64
         p50_us: at(0.5),
         p95_us: at(0.95),
         p99_us: at(0.99),
+        slo_judged: 0,
+        slo_missed: 0,
         samples,
     }
 }
@@ -85,4 +87,32 @@ fn wilson_interval_matches_known_values() {
         "{low} {high}"
     );
     assert_eq!(wilson_interval(0, 0), (0.0, 1.0));
+}
+
+#[test]
+fn on_a_route_with_an_objective_the_reasons_say_how_often_each_side_missed_it() {
+    let judged = |mut v: VariantStats, missed: u64| {
+        v.slo_judged = v.requests;
+        v.slo_missed = missed;
+        v
+    };
+    let stable = judged(variant("v1", 20_000, 0.01, 20.0, 1), 200);
+    let canary = judged(variant("v2", 5_000, 0.01, 20.0, 2), 150);
+    let c = verdict(&stable, &canary);
+    assert!(
+        c.reasons
+            .iter()
+            .any(|r| r == "missed the route's objective on 3.00% of its requests vs 1.00% on v1"),
+        "{:?}",
+        c.reasons
+    );
+    let plain = verdict(
+        &variant("v1", 20_000, 0.01, 20.0, 1),
+        &variant("v2", 5_000, 0.01, 20.0, 2),
+    );
+    assert!(
+        !plain.reasons.iter().any(|r| r.contains("objective")),
+        "{:?}",
+        plain.reasons
+    );
 }
