@@ -72,6 +72,19 @@ pub const CANNED_QUERIES: &[CannedQuery] = &[
               ORDER BY requests DESC",
     },
     CannedQuery {
+        name: "objectives_per_day",
+        description: "Per route with an objective (slo:), per day over the last 30 days: the requests it judged, those that missed it, and the share good (from the rollups)",
+        params: &[],
+        sql: "SELECT route, date_trunc('day', minute) AS day, sum(slo_requests)::UBIGINT AS judged,
+                     sum(slo_missed)::UBIGINT AS missed,
+                     round(1 - sum(slo_missed) / sum(slo_requests), 6) AS good_ratio
+              FROM route_minute
+              WHERE slo_requests > 0 AND route <> '*'
+                AND minute >= now()::TIMESTAMP - INTERVAL 30 DAY
+              GROUP BY ALL
+              ORDER BY day, route",
+    },
+    CannedQuery {
         name: "slowest_requests",
         description: "The 20 slowest requests of a route over the last hour",
         params: &["route"],

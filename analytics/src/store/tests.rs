@@ -1,7 +1,7 @@
 //! The store end to end within the crate: events in through the sink, out through SQL.
 
 use super::*;
-use crate::analysis::{minute_of, slo, views, MINUTE_US};
+use crate::analysis::{minute_of, now_us, slo, views, MINUTE_US};
 use crate::event::tests::sample_event;
 use crate::sql::{QueryResult, ResultFormat, SqlError};
 use crate::{ErrorKind, EventSink, PathStep, RequestEvent, StepKind, UNMATCHED_ROUTE};
@@ -153,6 +153,39 @@ fn objectives_are_read_from_the_rollups() {
     assert_eq!(
         figures.verdict(0.99, 30 * 24 * 60 * MINUTE_US),
         slo::Verdict::Exhausted
+    );
+}
+
+#[test]
+fn the_named_query_of_objectives_sums_each_day() {
+    let (store, mut sink) = memory_store();
+    let a_minute_ago = (now_us() - MINUTE_US) as u64;
+    let events: Vec<_> = [Some(true), Some(true), Some(true), Some(false), None]
+        .into_iter()
+        .zip(0..)
+        .map(|(slo_met, n)| RequestEvent {
+            slo_met,
+            timestamp_us: a_minute_ago + n,
+            ..sample_event(n)
+        })
+        .collect();
+    sink.write_batch(&events).expect("append");
+    sink.close();
+    let result = store
+        .query_canned("objectives_per_day", |_| None)
+        .expect("named query");
+    let json: serde_json::Value =
+        serde_json::from_slice(&result.encode(ResultFormat::Json).expect("encode")).expect("json");
+    let rows = json["rows"].as_array().expect("rows");
+    assert_eq!(
+        rows.len(),
+        1,
+        "one route, one day, not the all-routes row: {rows:?}"
+    );
+    assert_eq!(rows[0][0], "books");
+    assert_eq!(
+        (&rows[0][2], &rows[0][3], &rows[0][4]),
+        (&4.into(), &1.into(), &0.75.into())
     );
 }
 
