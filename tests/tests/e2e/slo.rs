@@ -4,7 +4,10 @@
 
 use super::metrics::{promtool_check, sample};
 use http::{Method, StatusCode};
-use lookout_tests::{body_json, send, sql_rows, start_gateway, wait_for_stored, TestUpstream};
+use lookout_gateway::ConfigSource;
+use lookout_tests::{
+    body_json, metrics_text, send, sql_rows, start_gateway, start_gateway_with, wait_for_stored, TestUpstream,
+};
 
 const TOKEN: &str = "slo-test-token";
 
@@ -125,4 +128,66 @@ async fn requests_are_judged_against_their_routes_objective_everywhere_they_are_
     let list = String::from_utf8_lossy(&missed.body);
     assert!(list.contains("/slow/300") && list.contains("503"), "{list}");
     assert!(!list.contains("/fast") && !list.contains("404"), "{list}");
+}
+
+/// An objective changed by a reload is the one exposed from then on; the requests judged so far
+/// stay counted; an objective removed takes its series with it.
+#[tokio::test]
+async fn a_reload_changes_the_objective_in_force_and_keeps_the_counts() {
+    let upstream = TestUpstream::start("svc").await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("lookout.yaml");
+    let config = |slo: &str| {
+        format!(
+            "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\n\
+             analytics: {{ store: off }}\n\
+             upstreams:\n  - {{ name: svc, instances: [\"{}\"], retry: {{ attempts: 1 }} }}\n\
+             routes:\n  - {{ name: api, upstream: svc{slo} }}\n",
+            upstream.addr
+        )
+    };
+    std::fs::write(&file, config(", slo: { objective: 99, latency: 150ms }")).expect("write");
+    let gateway = start_gateway_with(ConfigSource::File(file.clone())).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    assert_eq!(send(proxy, Method::GET, "/", &[]).await.status, StatusCode::OK);
+    upstream.fail_with(503);
+    assert_eq!(
+        send(proxy, Method::GET, "/", &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    upstream.fail_with(0);
+
+    let reload = |slo: &'static str| {
+        std::fs::write(&file, config(slo)).expect("rewrite");
+        send(admin, Method::POST, "/admin/reload", &[])
+    };
+    assert_eq!(reload(", slo: { objective: 95 }").await.status, StatusCode::OK);
+    let slos = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await)["slos"].clone();
+    assert_eq!(
+        (
+            slos[0]["objective_percent"].as_f64(),
+            slos[0]["latency_ms"].is_null()
+        ),
+        (Some(95.0), true),
+        "{slos}"
+    );
+    assert_eq!(
+        (slos[0]["requests"].as_u64(), slos[0]["missed"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let metrics = metrics_text(admin).await;
+    assert_eq!(
+        sample(&metrics, r#"lookout_slo_objective_ratio{http_route="api"}"#),
+        Some(0.95)
+    );
+    assert!(
+        !metrics.contains("lookout_slo_latency_threshold_seconds{"),
+        "{metrics}"
+    );
+
+    assert_eq!(reload("").await.status, StatusCode::OK);
+    let slos = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await)["slos"].clone();
+    assert_eq!(slos, serde_json::json!([]));
+    let metrics = metrics_text(admin).await;
+    assert!(!metrics.contains("lookout_slo_"), "{metrics}");
 }
