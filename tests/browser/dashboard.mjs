@@ -58,6 +58,8 @@ try {
   // Overview: figures, hour charts, and the live fragment refreshing.
   await open('/dashboard');
   assert.notEqual((await page.textContent('#rate')).trim(), '0');
+  // Of the demo's four objectives, inventory's budget is gone.
+  assert.equal((await page.textContent('#objectives-at-risk')).trim(), '1 of 4');
   assert.ok(await page.locator('polyline').count() >= 4, 'hour charts drawn');
   const before = await page.textContent('#live');
   await page.waitForFunction((old) => document.getElementById('live').textContent !== old, before, { timeout: 10000 });

@@ -122,6 +122,11 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The budget is gone, or going faster than the objective allows.
+    pub fn at_risk(self) -> bool {
+        matches!(self, Verdict::Exhausted | Verdict::FastBurn | Verdict::SlowBurn)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Exhausted => "budget exhausted",

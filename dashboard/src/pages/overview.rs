@@ -43,6 +43,9 @@ struct OverviewPage {
     p95: String,
     p99: String,
     active_anomalies: usize,
+    /// The routes' objectives, and those whose budget is gone or burning.
+    objectives: usize,
+    objectives_at_risk: usize,
     rate_chart: String,
     error_chart: String,
     latency_chart: String,
@@ -53,21 +56,20 @@ struct OverviewPage {
 pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, PageError> {
     let now = now_us();
     let (since, until) = last_hour(now);
-    let (minutes, routes) = read(&dashboard, move |conn| {
+    let gateway = dashboard.live.live();
+    let objectives = gateway.objectives;
+    let (minutes, routes, verdicts) = read(&dashboard, move |conn| {
         Ok((
             views::minutes(conn, ALL_ROUTES, since, until)?,
             views::routes(conn, since, until)?,
+            super::slos::verdicts(conn, &objectives, now)?,
         ))
     })
     .await?;
     let live = live_fragment(&dashboard, now).await?;
     let requests: u64 = minutes.iter().map(|p| p.requests).sum();
     let errors: u64 = minutes.iter().map(|p| p.errors).sum();
-    let active_anomalies = dashboard
-        .live
-        .live()
-        .store
-        .map_or(0, |store| store.active_anomalies.len());
+    let active_anomalies = gateway.store.map_or(0, |store| store.active_anomalies.len());
     let error_ratio = errors as f64 / requests.max(1) as f64;
     let drawn = MINUTES.fill(&minutes, since, now);
     let last = latest_busy(&drawn);
@@ -80,6 +82,8 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
         p95: last.map_or("–".into(), |p| duration(p.p95_us)),
         p99: last.map_or("–".into(), |p| duration(p.p99_us)),
         active_anomalies,
+        objectives: verdicts.len(),
+        objectives_at_risk: verdicts.iter().filter(|v| v.at_risk()).count(),
         rate_chart: fragment(&rate_chart("Requests per minute", &drawn, clock_minute)),
         error_chart: fragment(&error_chart(&drawn)),
         latency_chart: fragment(&latency_chart("Latency per minute", &drawn, clock_minute)),

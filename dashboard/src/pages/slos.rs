@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::response::Response;
 use lookout_analytics::analysis::slo::{self, objective_percent, Judged, SloFigures, Verdict};
 use lookout_analytics::analysis::{minute_of, now_us, MINUTE_US};
+use lookout_analytics::duckdb::{self, Connection};
 
 #[derive(Template)]
 #[template(path = "slos.html")]
@@ -68,6 +69,19 @@ pub(super) async fn page(State(dashboard): State<Shared>) -> Result<Response, Pa
         .map(|(objective, figures)| route_objective(objective, figures, now))
         .collect();
     Ok(render(&SlosPage { nav: "slos", routes }))
+}
+
+/// Each objective's verdict, in order, for the overview.
+pub(super) fn verdicts(
+    conn: &Connection,
+    objectives: &[Objective],
+    now: i64,
+) -> duckdb::Result<Vec<Verdict>> {
+    let verdict = |o: &Objective| {
+        let figures = slo::figures(conn, &o.route, o.period_us, now)?;
+        Ok(figures.verdict(o.objective, o.period_us))
+    };
+    objectives.iter().map(verdict).collect()
 }
 
 fn route_objective(o: &Objective, figures: &SloFigures, now: i64) -> RouteObjective {
