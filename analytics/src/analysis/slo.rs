@@ -193,59 +193,63 @@ impl SloFigures {
     }
 }
 
-/// `route`'s figures over the `period_us` before the minute `now_us` falls in.
+/// `route`'s figures over the `period_us` before the minute `now_us` falls in, with the period's
+/// minutes for a chart.
 pub fn figures(conn: &Connection, route: &str, period_us: i64, now_us: i64) -> duckdb::Result<SloFigures> {
+    let mut figures = totals(conn, route, period_us, now_us)?;
     let until = minute_of(now_us);
-    let since = until - period_us;
     let mut statement = conn.prepare_cached(
         "SELECT epoch_us(minute), slo_requests, slo_missed FROM route_minute
          WHERE route = ? AND minute >= ? AND minute < ? AND slo_requests > 0
          ORDER BY minute",
     )?;
-    let rows = statement.query_map(duckdb::params![route, at(since), at(until)], |row| {
+    let rows = statement.query_map(duckdb::params![route, at(until - period_us), at(until)], |row| {
         let judged = Judged {
             requests: row.get(1)?,
             missed: row.get(2)?,
         };
         Ok((row.get::<_, i64>(0)?, judged))
     })?;
-    let mut figures = SloFigures::default();
-    for row in rows {
-        let (minute, judged) = row?;
-        figures.first_minute_us.get_or_insert(minute);
-        figures.period = figures.period + judged;
-        figures.minutes.push((minute, judged));
-    }
-    figures.windows = windows(conn, route, until)?;
+    figures.minutes = rows.collect::<duckdb::Result<_>>()?;
     Ok(figures)
 }
 
-/// The judged requests of each of [`WINDOWS`] ending at `until`, in one pass over the rollups.
-fn windows(conn: &Connection, route: &str, until: i64) -> duckdb::Result<[Judged; 5]> {
-    let sums: Vec<String> = WINDOWS
-        .iter()
-        .map(|(_, span)| {
+/// `route`'s figures over the period and each of [`WINDOWS`] before the minute `now_us` falls
+/// in, in one pass over the rollups, without the minutes: enough for a verdict.
+pub fn totals(conn: &Connection, route: &str, period_us: i64, now_us: i64) -> duckdb::Result<SloFigures> {
+    let until = minute_of(now_us);
+    let spans = std::iter::once(period_us).chain(WINDOWS.iter().map(|(_, span)| *span));
+    let sums: Vec<String> = spans
+        .map(|span| {
             let filter = format!("FILTER (WHERE minute >= make_timestamp({}))", until - span);
             format!("coalesce(sum(slo_requests) {filter}, 0)::UBIGINT, coalesce(sum(slo_missed) {filter}, 0)::UBIGINT")
         })
         .collect();
-    let longest = WINDOWS[WINDOWS.len() - 1].1;
+    let earliest = until - period_us.max(WINDOWS[WINDOWS.len() - 1].1);
     let sql = format!(
-        "SELECT {} FROM route_minute WHERE route = ? AND minute >= ? AND minute < ?",
+        "SELECT epoch_us(min(minute) FILTER (WHERE slo_requests > 0 AND minute >= make_timestamp({})))::BIGINT, {}
+         FROM route_minute WHERE route = ? AND minute >= ? AND minute < ?",
+        until - period_us,
         sums.join(", ")
     );
-    conn.query_row(
-        &sql,
-        duckdb::params![route, at(until - longest), at(until)],
-        |row| {
-            let mut judged = [Judged::default(); 5];
-            for (i, window) in judged.iter_mut().enumerate() {
-                window.requests = row.get(2 * i)?;
-                window.missed = row.get(2 * i + 1)?;
-            }
-            Ok(judged)
-        },
-    )
+    conn.query_row(&sql, duckdb::params![route, at(earliest), at(until)], |row| {
+        let judged = |i: usize| -> duckdb::Result<Judged> {
+            Ok(Judged {
+                requests: row.get(1 + 2 * i)?,
+                missed: row.get(2 + 2 * i)?,
+            })
+        };
+        let mut windows = [Judged::default(); 5];
+        for (i, window) in windows.iter_mut().enumerate() {
+            *window = judged(i + 1)?;
+        }
+        Ok(SloFigures {
+            period: judged(0)?,
+            first_minute_us: row.get(0)?,
+            windows,
+            minutes: Vec::new(),
+        })
+    })
 }
 
 #[cfg(test)]

@@ -78,8 +78,8 @@ pub(super) fn verdicts(
     now: i64,
 ) -> duckdb::Result<Vec<Verdict>> {
     let verdict = |o: &Objective| {
-        let figures = slo::figures(conn, &o.route, o.period_us, now)?;
-        Ok(figures.verdict(o.objective, o.period_us))
+        let totals = slo::totals(conn, &o.route, o.period_us, now)?;
+        Ok(totals.verdict(o.objective, o.period_us))
     };
     objectives.iter().map(verdict).collect()
 }
