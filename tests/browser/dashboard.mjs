@@ -102,6 +102,7 @@ try {
   // A route: distribution, statuses, slowest requests; the slowest leads to its waterfall.
   await open('/dashboard/routes/book');
   assert.ok(await page.locator('rect').count() > 5, 'histogram and status bars');
+  assert.match(await page.textContent('#route-objective'), /healthy/);
   await shot('route');
   await Promise.all([page.waitForURL(/\/dashboard\/requests\//), page.locator('#slowest a').first().click()]);
   assert.match(await page.textContent('#request-status'), /\d{3}/);

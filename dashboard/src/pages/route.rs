@@ -1,9 +1,10 @@
-//! A route: its latency distribution and percentiles, status classes over time, and its slowest
-//! and failed recent requests.
+//! A route: its latency distribution and percentiles, status classes over time, its slowest
+//! and failed recent requests, and where its objective stands when it has one.
 
 use super::overview::latency_chart;
 use super::request_table::RequestTable;
 use super::search_form::Form;
+use super::slos::ObjectiveCard;
 use super::{fragment, last_hour, read, render, PageError, Shared};
 use crate::chart::{BarChart, Column, AMBER, BLUE, GREEN, GREY, RED};
 use crate::format::{clock_minute, count, duration, grpc_code, percent};
@@ -11,8 +12,8 @@ use crate::timeline::MINUTES;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use lookout_analytics::analysis::now_us;
 use lookout_analytics::analysis::views::{self, Bucket, Pick, StatusMinute};
+use lookout_analytics::analysis::{now_us, slo};
 use lookout_analytics::GRPC_SERVER_ERRORS;
 
 const LISTED: usize = 20;
@@ -44,6 +45,8 @@ struct RoutePage {
     grpc: Option<String>,
     slowest: String,
     failed: String,
+    /// The route's objective, when it has one.
+    objective: Option<ObjectiveCard>,
 }
 
 pub(super) async fn page(
@@ -53,8 +56,19 @@ pub(super) async fn page(
     let now = now_us();
     let (since, until) = last_hour(now);
     let name = route.clone();
+    let objective = dashboard
+        .live
+        .live()
+        .objectives
+        .into_iter()
+        .find(|o| o.route == route);
+    let wanted = objective.clone();
     let figures = read(&dashboard, move |conn| {
+        let totals = wanted
+            .as_ref()
+            .map(|o| slo::totals(conn, &o.route, o.period_us, now));
         Ok((
+            totals.transpose()?,
             views::minutes(conn, &name, since, until)?,
             views::latency_histogram(conn, &name, since)?,
             views::status_classes(conn, &name, since)?,
@@ -64,7 +78,7 @@ pub(super) async fn page(
         ))
     })
     .await?;
-    let (minutes, buckets, statuses, grpc, slowest, failed) = figures;
+    let (totals, minutes, buckets, statuses, grpc, slowest, failed) = figures;
     if minutes.is_empty() && buckets.is_empty() {
         return Err(PageError::NotFound(format!(
             "The route {route:?} has no requests in the last hour."
@@ -106,6 +120,7 @@ pub(super) async fn page(
             ..list
         }
         .address(None),
+        objective: objective.zip(totals).map(|(o, t)| ObjectiveCard::new(&o, &t)),
         route,
     };
     Ok(render(&page))

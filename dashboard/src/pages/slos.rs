@@ -93,12 +93,7 @@ fn route_objective(o: &Objective, figures: &SloFigures, now: i64) -> RouteObject
         link: segment(&o.route),
         goal: goal(o),
         verdict: verdict.name(),
-        tone: match verdict {
-            Verdict::Exhausted | Verdict::FastBurn => "bad",
-            Verdict::SlowBurn => "warn",
-            Verdict::Healthy => "good",
-            Verdict::NoData => "muted",
-        },
+        tone: tone(verdict),
         spent: spent.map_or("–".into(), percent),
         remaining: spent.map_or("–".into(), |s| percent((1.0 - s).max(0.0))),
         partial_since: figures
@@ -113,6 +108,37 @@ fn route_objective(o: &Objective, figures: &SloFigures, now: i64) -> RouteObject
             ..Form::default()
         }
         .address(None),
+    }
+}
+
+/// The verdict's colour.
+pub(super) fn tone(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Exhausted | Verdict::FastBurn => "bad",
+        Verdict::SlowBurn => "warn",
+        Verdict::Healthy => "good",
+        Verdict::NoData => "muted",
+    }
+}
+
+/// A route's objective as a card for its page: the verdict, and the budget spent.
+pub(super) struct ObjectiveCard {
+    pub(super) verdict: &'static str,
+    pub(super) tone: &'static str,
+    pub(super) spent: String,
+    /// The route's section of the Objectives page.
+    pub(super) anchor: String,
+}
+
+impl ObjectiveCard {
+    pub(super) fn new(o: &Objective, totals: &SloFigures) -> Self {
+        let verdict = totals.verdict(o.objective, o.period_us);
+        ObjectiveCard {
+            verdict: verdict.name(),
+            tone: tone(verdict),
+            spent: totals.budget_spent(o.objective).map_or("–".into(), percent),
+            anchor: format!("slo-{}", segment(&o.route)),
+        }
     }
 }
 

@@ -123,6 +123,16 @@ async fn requests_are_judged_against_their_routes_objective_everywhere_they_are_
         html.contains(r#"id="slo-api""#) && !html.contains(r#"id="slo-plain""#),
         "{html}"
     );
+    // The route's own page has a card of it; a route without an objective has none.
+    let api_page = admin_get("/dashboard/routes/api").await;
+    let api_html = String::from_utf8_lossy(&api_page.body);
+    assert!(
+        api_html.contains(r#"id="route-objective""#) && api_html.contains("no data"),
+        "{api_html}"
+    );
+    let plain_page = admin_get("/dashboard/routes/plain").await;
+    assert_eq!(plain_page.status, StatusCode::OK);
+    assert!(!String::from_utf8_lossy(&plain_page.body).contains("route-objective"));
     // Its link lists the requests that missed the objective: the slow ones and the 503s.
     let missed = admin_get("/dashboard/requests?route=api&status=slo_missed").await;
     let list = String::from_utf8_lossy(&missed.body);
