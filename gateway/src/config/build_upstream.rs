@@ -243,10 +243,10 @@ fn build_upstream(
         raw.read_timeout.as_ref(),
         DEFAULT_READ_TIMEOUT,
     );
-    let slow_start = match &raw.slow_start {
-        Some(text) => duration_or_off(p, &format!("{field}.slow_start"), Some(text), Duration::ZERO),
-        None => None,
-    };
+    let slow_start = raw
+        .slow_start
+        .as_ref()
+        .and_then(|text| duration_or_off(p, &format!("{field}.slow_start"), Some(text), Duration::ZERO));
     let health_check = raw
         .health_check
         .as_ref()

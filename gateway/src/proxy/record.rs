@@ -161,7 +161,7 @@ impl RequestContext {
         }
         let trace_id = self.trace.as_ref().map(|t| TraceId(t.trace_id.to_bytes()));
         let trace_sampled = match self.trace.take() {
-            Some(trace) => export_trace(trace, &state, self, (status, failed()), duration, error_kind),
+            Some(trace) => export_trace(trace, &state, self, status, failed(), duration, error_kind),
             None => false,
         };
         if !state.events.is_on() {
@@ -223,7 +223,8 @@ fn export_trace(
     trace: RequestTrace,
     state: &ProxyState,
     ctx: &RequestContext,
-    (status, failed): (u16, bool),
+    status: u16,
+    failed: bool,
     duration: Duration,
     error_kind: Option<ErrorKind>,
 ) -> bool {

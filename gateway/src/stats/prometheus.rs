@@ -536,9 +536,11 @@ impl ScrapeGauges {
 
     /// A counter whose count is kept elsewhere, given as it stands.
     pub(crate) fn set_counter(&self, name: &'static str, labels: Vec<Label>, value: u64) {
-        self.0
-            .register_counter(&Key::from_parts(name, labels), &METADATA)
-            .absolute(value);
+        self.counter_at(&Key::from_parts(name, labels), value);
+    }
+
+    fn counter_at(&self, key: &Key, value: u64) {
+        self.0.register_counter(key, &METADATA).absolute(value);
     }
 
     pub(crate) fn render(&self) -> String {
@@ -577,8 +579,7 @@ impl InstanceCounters {
 
     pub(crate) fn expose(&self, live: &ScrapeGauges) {
         for (key, value) in &self.0 {
-            let counter = live.0.register_counter(key, &METADATA);
-            counter.absolute(value.load(Ordering::Relaxed));
+            live.counter_at(key, value.load(Ordering::Relaxed));
         }
     }
 }
