@@ -88,8 +88,22 @@ pub struct TraceFigures {
 pub struct UpstreamHealth {
     pub name: String,
     pub instances: Vec<InstanceHealth>,
+    /// Each priority's standing, when it has backups; empty otherwise.
+    pub priorities: Vec<PriorityHealth>,
     /// Where its instances come from, when it discovers them through DNS.
     pub discovery: Option<DiscoveryHealth>,
+}
+
+/// One priority of an upstream with backups: how many of its instances are available, and the
+/// share of new requests it takes now.
+#[derive(Debug, Clone, Serialize)]
+pub struct PriorityHealth {
+    /// 0 for the first choices, from 1 for backups.
+    pub priority: u8,
+    pub available: usize,
+    pub instances: usize,
+    /// 0 to 100; 0 for every priority while no instance is available.
+    pub load_percent: f64,
 }
 
 /// How a discovered upstream's DNS name resolves.

@@ -7,7 +7,7 @@ use super::{fragment, last_hour, no_store_cache, read, render, segment, PageErro
 use crate::chart::{LineChart, Series, AMBER, BLUE, RED};
 use crate::format::{clock, clock_minute, count, day_clock, duration, percent};
 use crate::timeline::{MINUTES, SECONDS};
-use crate::{DiscoveryHealth, Ejection};
+use crate::{DiscoveryHealth, Ejection, PriorityHealth};
 use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
@@ -124,6 +124,37 @@ fn role(priority: u8, weight: u16) -> String {
     backup.into_iter().chain(weight).collect::<Vec<_>>().join(", ")
 }
 
+/// One priority of an upstream with backups, as the live view lists it.
+pub(super) struct PriorityRow {
+    upstream: String,
+    /// `first choices`, `backups`, or `backups, priority N`.
+    priority: String,
+    /// `2 of 4`.
+    available: String,
+    /// The share of new requests it takes now.
+    load: String,
+    /// `good` for the first choices taking all, `warn` while backups take a share.
+    class: &'static str,
+}
+
+impl PriorityRow {
+    fn new(upstream: &str, priority: &PriorityHealth) -> Self {
+        let name = match priority.priority {
+            0 => "first choices".to_owned(),
+            1 => "backups".to_owned(),
+            rank => format!("backups, priority {rank}"),
+        };
+        let spilled = priority.priority > 0 && priority.load_percent > 0.0;
+        PriorityRow {
+            upstream: upstream.to_owned(),
+            priority: name,
+            available: format!("{} of {}", priority.available, priority.instances),
+            load: percent(priority.load_percent / 100.0),
+            class: if spilled { "warn" } else { "" },
+        }
+    }
+}
+
 /// A discovered upstream's DNS name, as the live view lists it.
 pub(super) struct DiscoveryRow {
     upstream: String,
@@ -199,6 +230,7 @@ struct LiveFragment {
     rate_chart: String,
     latency_chart: String,
     instances: Vec<InstanceRow>,
+    priorities: Vec<PriorityRow>,
     discovered: Vec<DiscoveryRow>,
     ejections: Vec<EjectionRow>,
     /// The latest failed requests of the live window, when the store is on.
@@ -286,6 +318,11 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
         rate_chart: fragment(&rate_chart("Requests per second", &seconds, clock)),
         latency_chart: fragment(&latency_chart("Latency per second", &seconds, clock)),
         instances,
+        priorities: live
+            .upstreams
+            .iter()
+            .flat_map(|u| u.priorities.iter().map(|p| PriorityRow::new(&u.name, p)))
+            .collect(),
         discovered: live
             .upstreams
             .iter()

@@ -2,6 +2,7 @@
 
 use super::build_discover::{build_discover, build_resolver, Discover, Named};
 use super::build_outlier::build_outlier;
+use super::build_spill::build_spill;
 use super::build_tls::client_config;
 use super::error::Problems;
 use super::raw::RawClientTls;
@@ -262,6 +263,7 @@ fn build_upstream(
         name: raw.name.as_str().into(),
         instances,
         priorities,
+        spill: build_spill(p, field, raw),
         balancer,
         protocol,
         connect_timeout,

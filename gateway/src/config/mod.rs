@@ -15,6 +15,7 @@ mod build_outlier;
 mod build_rate_limit;
 mod build_route;
 mod build_slo;
+mod build_spill;
 mod build_tls;
 mod build_transform;
 mod build_upstream;

@@ -193,6 +193,9 @@ pub(crate) struct RawUpstream {
     /// Instances that serve only while none of `instances` is available.
     #[serde(default)]
     pub(crate) backups: Vec<RawInstance>,
+    /// Spill-over between priorities (Envoy's overprovisioning factor, e.g. 1.4): a priority
+    /// keeps its share of instances available times this, the rest goes to the next.
+    pub(crate) overprovisioning: Option<Spanned<f64>>,
     /// Instead of `instances`: every address a DNS name resolves to is an instance.
     pub(crate) discover: Option<RawDiscover>,
     pub(crate) balance: Option<Text>,

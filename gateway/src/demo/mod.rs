@@ -83,6 +83,7 @@ upstreams:
   - name: books
     instances: [{{ address: "{a}", weight: 2 }}, "{b}"]
     backups: ["{backup}"]
+    overprovisioning: 1.4
     health_check: {{ path: /healthz, interval: 2s }}
   - name: books-v2
     instances: ["{v2}"]

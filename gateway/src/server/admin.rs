@@ -130,7 +130,7 @@ async fn prometheus_metrics(State(shared): State<Arc<Shared>>) -> Response {
     }
     let routes = shared.proxy.routes.load();
     for upstream in routes.upstreams() {
-        upstream.record_serving_priority(&live);
+        upstream.record_priorities(&live);
     }
     routes.expose_slos(&live);
     let text = shared.registry.render_metrics(

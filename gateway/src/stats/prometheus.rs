@@ -16,6 +16,7 @@ pub(crate) const RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_byte
 pub(crate) const INSTANCE_HEALTHY: &str = "lookout_upstream_instance_healthy";
 pub(crate) const INSTANCE_DRAINED: &str = "lookout_upstream_instance_drained";
 pub(crate) const SERVING_PRIORITY: &str = "lookout_upstream_serving_priority";
+pub(crate) const PRIORITY_LOAD: &str = "lookout_upstream_priority_load_ratio";
 pub(crate) const INSTANCE_LATENCY: &str = "lookout_upstream_instance_latency_seconds";
 pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
 pub(crate) const OVERLOADED: &str = "lookout_upstream_overloaded_total";
@@ -102,7 +103,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 72] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 73] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -164,6 +165,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 72] = [
         SERVING_PRIORITY,
         Unit::Count,
         "The priority an upstream's new requests go to: 0 while one of its first-choice instances is available, 1 and up while only backups are. No series while none is available.",
+    ),
+    (
+        PRIORITY_LOAD,
+        Unit::Count,
+        "The share of an upstream's new requests each of its priorities takes now (0 for its first choices, 1 and up for backups): all on the first with an instance available, or shared by `overprovisioning`. Only upstreams with backups have series; none while no instance is available.",
     ),
     (
         INSTANCE_LATENCY,
@@ -502,6 +508,7 @@ impl ScrapeGauges {
                 INSTANCE_HEALTHY
                     | INSTANCE_DRAINED
                     | SERVING_PRIORITY
+                    | PRIORITY_LOAD
                     | SLO_OBJECTIVE
                     | SLO_PERIOD
                     | SLO_LATENCY

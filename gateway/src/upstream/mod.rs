@@ -15,6 +15,7 @@ mod instance;
 pub(crate) mod one_shot;
 mod outlier;
 mod pool;
+mod priorities;
 mod retry;
 mod ticket;
 
@@ -27,14 +28,14 @@ pub(crate) use instance::{
 };
 pub(crate) use outlier::{FailurePercentage, Judged, OutlierPolicy, RateEjection, SuccessRate};
 pub(crate) use pool::{Exchange, Protocol};
+pub(crate) use priorities::{by_priority, PriorityShare, Spill};
 pub(crate) use retry::{is_idempotent, RetryBudget, RetryPolicy, UpstreamLoad};
 pub(crate) use ticket::ReturnTicket;
 
-use crate::stats::{ScrapeGauges, SERVING_PRIORITY};
-use balancer::Wheel;
+use crate::stats::{ScrapeGauges, PRIORITY_LOAD, SERVING_PRIORITY};
 use http::StatusCode;
+use priorities::Priority;
 use serde::Serialize;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub(crate) struct Upstream {
     pub(crate) instances: Box<[Instance]>,
     /// Each priority's instances, first choices first.
     pub(crate) priorities: Box<[Priority]>,
+    /// Whether a priority short of instances shares its requests with the next.
+    pub(crate) spill: Spill,
     pub(crate) balancer: Balancer,
     /// What its instances speak; every instance of an upstream speaks the same.
     pub(crate) protocol: Protocol,
@@ -132,6 +135,11 @@ impl UpstreamRef {
                 .iter()
                 .map(|i| i.status(upstream.slow_start_ms))
                 .collect(),
+            overprovisioning: match upstream.spill {
+                Spill::Never => None,
+                Spill::Overprovisioned { factor_percent } => Some(f64::from(factor_percent) / 100.0),
+            },
+            priorities: upstream.shares(instance::now_ms()),
             discovery: self.discovery().map(|d| d.status()),
         }
     }
@@ -142,15 +150,24 @@ impl UpstreamRef {
         health
     }
 
-    /// `lookout_upstream_serving_priority`: the best priority of its available instances, read
-    /// at scrape time; no series while none is available.
-    pub(crate) fn record_serving_priority(&self, live: &ScrapeGauges) {
+    /// `lookout_upstream_serving_priority`, the best priority of its available instances, and,
+    /// with backups, `lookout_upstream_priority_load_ratio`, each priority's share of new
+    /// requests; read at scrape time, no series while no instance is available.
+    pub(crate) fn record_priorities(&self, live: &ScrapeGauges) {
         let upstream = self.current();
         let now = instance::now_ms();
         let available = upstream.instances.iter().filter(|i| i.is_available(now));
-        if let Some(priority) = available.map(|i| i.priority).min() {
-            let labels = vec![metrics::Label::new("upstream", upstream.name.to_string())];
-            live.set(SERVING_PRIORITY, labels, f64::from(priority));
+        let Some(serving) = available.map(|i| i.priority).min() else {
+            return;
+        };
+        let label = || metrics::Label::new("upstream", upstream.name.to_string());
+        live.set(SERVING_PRIORITY, vec![label()], f64::from(serving));
+        for share in upstream.shares(now) {
+            let labels = vec![
+                label(),
+                metrics::Label::new("priority", share.priority.to_string()),
+            ];
+            live.set(PRIORITY_LOAD, labels, share.load_percent / 100.0);
         }
     }
 
@@ -167,6 +184,12 @@ impl UpstreamRef {
 pub(crate) struct UpstreamStatus {
     name: Arc<str>,
     instances: Vec<instance::InstanceStatus>,
+    /// Its spill-over factor between priorities, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overprovisioning: Option<f64>,
+    /// Each priority's instances available and share of new requests, when it has backups.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    priorities: Vec<PriorityShare>,
     /// Where a discovered upstream's instances come from, and how its latest resolution went.
     #[serde(skip_serializing_if = "Option::is_none")]
     discovery: Option<discovery::DiscoveryStatus>,
@@ -188,54 +211,52 @@ pub(crate) fn spawn_watchers(upstreams: &[UpstreamRef]) {
     }
 }
 
-/// One priority's instances: their indices in the upstream's, and the order they are taken in.
-#[derive(Debug)]
-pub(crate) struct Priority {
-    range: Range<usize>,
-    wheel: Wheel,
-}
-
-/// `instances` sorted by priority, and each priority's.
-pub(crate) fn by_priority(mut instances: Vec<Instance>) -> (Box<[Instance]>, Box<[Priority]>) {
-    instances.sort_by_key(|instance| instance.priority);
-    let mut ranges: Vec<Range<usize>> = Vec::new();
-    for (index, instance) in instances.iter().enumerate() {
-        match ranges.last_mut() {
-            Some(last) if instances[last.start].priority == instance.priority => last.end = index + 1,
-            _ => ranges.push(index..index + 1),
-        }
-    }
-    let priorities = ranges.into_iter().map(|range| Priority {
-        wheel: Wheel::of(&instances[range.clone()]),
-        range,
-    });
-    let priorities = priorities.collect();
-    (instances.into(), priorities)
-}
-
 impl Upstream {
-    /// An available instance not in `tried`, of the first priority that has one: backups serve
-    /// only while every instance before them is out, or, for a retry, tried already (nginx's
-    /// `backup`, Envoy's priorities without spill-over). Each priority is balanced on its own, so
-    /// that a backup standing by takes no share from the first choices' round robin.
+    /// An available instance not in `tried`. Without spill-over, of the first priority that has
+    /// one: backups serve only while every instance before them is out, or, for a retry, tried
+    /// already (nginx's `backup`). With it, of the priority the loads draw, then of the others
+    /// in order (Envoy's priorities). Each priority is balanced on its own, so that a backup
+    /// standing by takes no share from the first choices' round robin.
     pub(crate) fn pick(&self, hash: Option<u64>, tried: &[usize], now_ms: u64) -> Option<usize> {
-        self.priorities.iter().find_map(|Priority { range, wheel }| {
-            let instances = &self.instances[range.clone()];
-            let eligible =
-                |i: &usize| instances[*i].is_available(now_ms) && !tried.contains(&(range.start + i));
-            let picked = match self.slow_start_ms.filter(|_| hash.is_none()) {
-                None => self.balancer.pick(instances, wheel, hash, eligible),
-                // A warming instance passes up some of its turns; when every one of the
-                // priority's passes, one is taken anyway rather than a backup. Consistent
-                // hashing keeps its keys where they map, as in Envoy.
-                Some(window) => {
-                    let warm = |i: &usize| eligible(i) && instances[*i].takes_turn(now_ms, window);
-                    let picked = self.balancer.pick(instances, wheel, hash, warm);
-                    picked.or_else(|| self.balancer.pick(instances, wheel, hash, eligible))
-                }
-            }?;
-            Some(range.start + picked)
-        })
+        let drawn = self.drawn_priority(hash, now_ms);
+        let rest = self.priorities.iter().enumerate();
+        let rest = rest.filter(|&(at, _)| Some(at) != drawn).map(|(_, p)| p);
+        let order = drawn.map(|at| &self.priorities[at]).into_iter().chain(rest);
+        { order }.find_map(|priority| self.pick_in(priority, hash, tried, now_ms))
+    }
+
+    /// Each priority's standing, when it has more than one.
+    fn shares(&self, now_ms: u64) -> Vec<PriorityShare> {
+        priorities::shares(self.spill, &self.priorities, &self.instances, now_ms)
+    }
+
+    /// The priority the loads draw for a new request; `None` without spill-over (the first
+    /// priority with an instance available is found as the instances are tried) or with one
+    /// priority only.
+    fn drawn_priority(&self, hash: Option<u64>, now_ms: u64) -> Option<usize> {
+        if self.spill == Spill::Never || self.priorities.len() < 2 {
+            return None;
+        }
+        priorities::draw(self.spill, &self.priorities, &self.instances, hash, now_ms)
+    }
+
+    /// An available instance of `priority` not in `tried`, by the upstream's balancing.
+    fn pick_in(&self, priority: &Priority, hash: Option<u64>, tried: &[usize], now_ms: u64) -> Option<usize> {
+        let Priority { range, wheel } = priority;
+        let instances = &self.instances[range.clone()];
+        let eligible = |i: &usize| instances[*i].is_available(now_ms) && !tried.contains(&(range.start + i));
+        let picked = match self.slow_start_ms.filter(|_| hash.is_none()) {
+            None => self.balancer.pick(instances, wheel, hash, eligible),
+            // A warming instance passes up some of its turns; when every one of the
+            // priority's passes, one is taken anyway rather than a backup. Consistent
+            // hashing keeps its keys where they map, as in Envoy.
+            Some(window) => {
+                let warm = |i: &usize| eligible(i) && instances[*i].takes_turn(now_ms, window);
+                let picked = self.balancer.pick(instances, wheel, hash, warm);
+                picked.or_else(|| self.balancer.pick(instances, wheel, hash, eligible))
+            }
+        }?;
+        Some(range.start + picked)
     }
 
     /// Counts a request (or a composition call, or a mirrored copy) waiting for the upstream's
@@ -314,6 +335,7 @@ impl Upstream {
             name: self.name.clone(),
             instances,
             priorities,
+            spill: self.spill,
             balancer: self.balancer.fresh(),
             protocol: self.protocol,
             connect_timeout: self.connect_timeout,
@@ -340,6 +362,7 @@ impl Upstream {
                 .iter()
                 .map(|i| i.health(now, self.slow_start_ms))
                 .collect(),
+            priorities: self.shares(now).into_iter().map(PriorityShare::health).collect(),
             discovery: None,
         }
     }

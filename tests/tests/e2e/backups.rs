@@ -1,6 +1,7 @@
 //! Backup instances: listed in `backups`, they take requests only while no first-choice
 //! instance is available (down by its health check, ejected) or, for a retry, untried; the
-//! first choices take their traffic back as soon as one is available again.
+//! first choices take their traffic back as soon as one is available again. With
+//! `overprovisioning`, first choices short of instances spill a share of requests to them.
 
 use http::{Method, StatusCode};
 use lookout_tests::{
@@ -123,5 +124,85 @@ routes:
     // A POST is not retried: nothing reaches the ejected first choice, the backup answers it.
     let post = send(proxy, Method::POST, "/", &[]).await;
     assert_eq!((post.status, post.instance()), (StatusCode::OK, "c"));
+    gateway.shutdown().await;
+}
+
+/// The `lookout_upstream_priority_load_ratio` series of upstream `svc`, by priority.
+fn priority_loads(metrics: &str) -> Vec<String> {
+    let prefix = "lookout_upstream_priority_load_ratio{";
+    let lines = metrics.lines().filter(|line| line.starts_with(prefix));
+    lines.map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn overprovisioning_spills_the_share_the_first_choices_left_cannot_carry() {
+    let first: Vec<TestUpstream> =
+        futures_util::future::join_all(["a", "b", "c", "d"].map(TestUpstream::start)).await;
+    let backup = TestUpstream::start("e").await;
+    let listed: Vec<String> = first.iter().map(|u| format!("\"{}\"", u.addr)).collect();
+    let gateway = start_gateway(&format!(
+        "upstreams:
+  - name: svc
+    instances: [{}]
+    backups: [\"{}\"]
+    overprovisioning: 1.4
+routes:
+  - {{ name: all, upstream: svc }}
+",
+        listed.join(", "),
+        backup.addr
+    ))
+    .await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    // Four of four available carry everything: the backup stands by.
+    assert_eq!(answering(proxy, 40).await, names(&["a", "b", "c", "d"]));
+    assert_eq!(backup.hits(), 0);
+    let metrics = metrics_text(admin).await;
+    assert_eq!(
+        priority_loads(&metrics),
+        [
+            "lookout_upstream_priority_load_ratio{upstream=\"svc\",priority=\"0\"} 1",
+            "lookout_upstream_priority_load_ratio{upstream=\"svc\",priority=\"1\"} 0",
+        ]
+    );
+
+    // Two of four left carry 2/4 × 1.4 = 70%; the backup takes the other 30%.
+    for drained in &first[..2] {
+        let path = format!("/admin/upstreams/svc/instances/{}/drain", drained.addr);
+        assert_eq!(send(admin, Method::PUT, &path, &[]).await.status, StatusCode::OK);
+    }
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    let upstream = &stats["upstreams"][0];
+    assert_eq!(upstream["overprovisioning"], 1.4, "{upstream}");
+    let priorities = serde_json::json!([
+        { "priority": 0, "available": 2, "instances": 4, "load_percent": 70.0 },
+        { "priority": 1, "available": 1, "instances": 1, "load_percent": 30.0 },
+    ]);
+    assert_eq!(upstream["priorities"], priorities, "{upstream}");
+    let metrics = metrics_text(admin).await;
+    assert_eq!(
+        priority_loads(&metrics),
+        [
+            "lookout_upstream_priority_load_ratio{upstream=\"svc\",priority=\"0\"} 0.7",
+            "lookout_upstream_priority_load_ratio{upstream=\"svc\",priority=\"1\"} 0.3",
+        ]
+    );
+    assert_eq!(
+        serving_priority(admin).await.as_deref(),
+        Some("0"),
+        "the first choices still serve"
+    );
+    let row = dashboard_instance_row(admin, ">backups<").await;
+    assert!(row.contains("1 of 1") && row.contains("30.00%"), "{row}");
+
+    // Of 400 requests the backup should take 120; 80 to 160 is more than four standard
+    // deviations (9.2) either way.
+    let answered = answers(proxy, 400).await;
+    let to_backup = answered.iter().filter(|name| *name == "e").count();
+    assert!(
+        (80..=160).contains(&to_backup),
+        "the backup took {to_backup} of 400"
+    );
+    assert_eq!(first[0].hits() + first[1].hits(), 20, "the drained take none");
     gateway.shutdown().await;
 }

@@ -917,3 +917,26 @@ routes:
         );
     }
 }
+
+#[test]
+fn overprovisioning_names_its_field() {
+    let text = "\
+upstreams:
+  - { name: low, instances: [\"127.0.0.1:1\"], backups: [\"127.0.0.1:2\"], overprovisioning: 0.5 }
+  - { name: alone, instances: [\"127.0.0.1:3\"], overprovisioning: 1.4 }
+  - { name: fine, instances: [\"127.0.0.1:4\"], backups: [\"127.0.0.1:5\"], overprovisioning: 1.4 }
+  - { name: found, discover: { dns: \"localhost:80\" }, overprovisioning: 2 }
+routes:
+  - { name: r, upstream: fine }
+";
+    let all = errors(text);
+    for (field, line, says) in [
+        ("upstreams[0].overprovisioning", 2, "must be from 1 to 100"),
+        ("upstreams[1].overprovisioning", 3, "this upstream has none"),
+    ] {
+        let error = find(&all, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(all.len(), 2, "{all:#?}");
+}
