@@ -13,6 +13,7 @@ use super::ProxyState;
 use crate::body::UpstreamPaused;
 use crate::cache::FetchedBody;
 use crate::grpc::GrpcStatus;
+use crate::stats::OutcomeKey;
 use crate::traces::{Finished, RequestTrace};
 use bytes::Bytes;
 use http::{Method, Response};
@@ -139,16 +140,17 @@ impl RequestContext {
         // Asked only on routes with an objective and of traced requests.
         let failed = || failed_on_the_server(status, error_kind, grpc_status);
         let slo_met = self.slo.map(|bar| bar.met(failed(), duration));
+        let trace_id = self.trace.as_ref().map(|t| TraceId(t.trace_id.to_bytes()));
+        let trace_sampled = match self.trace.take() {
+            Some(trace) => export_trace(trace, &state, self, status, failed(), duration, error_kind),
+            None => false,
+        };
         if let Some(stats) = &self.stats {
             let secure = self.conn.tls_version.is_some();
-            stats.finished(
-                &self.method,
-                secure,
-                status,
-                error_kind,
-                (bytes_in, bytes_out),
-                duration,
-            );
+            let outcome = OutcomeKey::new(&self.method, secure, status, error_kind);
+            // An exported trace may be its duration bucket's exemplar.
+            let exemplar = trace_id.filter(|_| trace_sampled).map(|id| id.0);
+            stats.finished(outcome, (bytes_in, bytes_out), duration, exemplar);
             if let Some(grpc) = grpc_status {
                 stats.grpc_response(grpc);
             }
@@ -159,11 +161,6 @@ impl RequestContext {
                 stats.slo.judged(met);
             }
         }
-        let trace_id = self.trace.as_ref().map(|t| TraceId(t.trace_id.to_bytes()));
-        let trace_sampled = match self.trace.take() {
-            Some(trace) => export_trace(trace, &state, self, status, failed(), duration, error_kind),
-            None => false,
-        };
         if !state.events.is_on() {
             return;
         }

@@ -7,9 +7,9 @@ use super::admin_guards::{refuse_cross_site_writes, require_loopback_name, requi
 use super::json_refusals::json_refusals;
 use super::Shared;
 use crate::config::ConfigErrors;
-use crate::stats::ScrapeGauges;
+use crate::stats::{openmetrics, ScrapeGauges};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -120,7 +120,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
-async fn prometheus_metrics(State(shared): State<Arc<Shared>>) -> Response {
+async fn prometheus_metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     shared.connections.publish();
     let store = shared.store.as_ref().map(|store| store.stats());
     let traces = shared.proxy.tracing.as_ref().map(|tracing| tracing.stats());
@@ -139,6 +139,10 @@ async fn prometheus_metrics(State(shared): State<Arc<Shared>>) -> Response {
         traces.as_ref(),
         live,
     );
+    if openmetrics::asked_for(&headers) {
+        let text = shared.registry.open_metrics(&text);
+        return ([(header::CONTENT_TYPE, openmetrics::CONTENT_TYPE)], text).into_response();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,

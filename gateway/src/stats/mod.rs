@@ -2,7 +2,9 @@
 //! that outlives config generations: a reload keeps the figures (and the instances' health and
 //! connection pools) of every route and instance it does not remove.
 
+mod exemplars;
 mod latency;
+pub(crate) mod openmetrics;
 mod prometheus;
 mod registry;
 mod route;
@@ -23,5 +25,5 @@ pub(crate) use prometheus::{
 pub use registry::Registry;
 pub(crate) use registry::Retained;
 pub use route::RouteSnapshot;
-pub(crate) use route::RouteStats;
+pub(crate) use route::{OutcomeKey, RouteStats};
 pub(crate) use tunnel::{TunnelClose, TunnelEnd};

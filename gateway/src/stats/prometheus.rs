@@ -4,8 +4,13 @@
 //! Each gateway has its own recorder (no global one), and the hot path never looks a metric up by
 //! name: handles are resolved when a route first sees a (method, status) pair and kept.
 
+use super::exemplars::BucketExemplars;
+use super::openmetrics;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::formatting::key_to_parts;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -439,6 +444,9 @@ const DESCRIPTIONS: [(&str, Unit, &str); 73] = [
 pub(crate) struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// The exemplars of each request duration series, by its labels as the exposition writes
+    /// them; taken when a series is registered and at scrapes only.
+    exemplars: Mutex<HashMap<String, Arc<BucketExemplars>>>,
 }
 
 static METADATA: Metadata<'static> =
@@ -460,7 +468,11 @@ impl Default for Metrics {
             );
         }
         let handle = recorder.handle();
-        Metrics { recorder, handle }
+        Metrics {
+            recorder,
+            handle,
+            exemplars: Mutex::default(),
+        }
     }
 }
 
@@ -480,9 +492,29 @@ impl Metrics {
             .register_histogram(&Key::from_parts(name, labels), &METADATA)
     }
 
+    /// A route's request duration series and its exemplars.
+    pub(crate) fn request_duration(&self, labels: Vec<Label>) -> (Histogram, Arc<BucketExemplars>) {
+        let key = Key::from_parts(REQUEST_DURATION, labels);
+        let (_, written) = key_to_parts(&key, None);
+        let exemplars = self
+            .exemplars
+            .lock()
+            .entry(written.join(","))
+            .or_insert_with(|| Arc::new(BucketExemplars::new(&DURATION_BUCKETS)))
+            .clone();
+        (self.recorder.register_histogram(&key, &METADATA), exemplars)
+    }
+
     /// The exposition text.
     pub(crate) fn render(&self) -> String {
         self.handle.render()
+    }
+
+    /// `text`, an exposition this gateway wrote, in the OpenMetrics format with its exemplars.
+    pub(crate) fn open_metrics(&self, text: &str) -> String {
+        let exemplars = self.exemplars.lock().clone();
+        let exemplar = |series: &str, le: &str| exemplars.get(series)?.of_bucket(le);
+        openmetrics::rewrite(text, REQUEST_DURATION, exemplar)
     }
 
     /// Folds recorded histogram samples into their buckets, so memory stays bounded between scrapes.

@@ -387,6 +387,12 @@ impl Registry {
         m.render() + &live.render()
     }
 
+    /// `text`, an exposition `render_metrics` wrote, in the OpenMetrics format with the request
+    /// duration's exemplars.
+    pub(crate) fn open_metrics(&self, text: &str) -> String {
+        self.metrics.open_metrics(text)
+    }
+
     /// Instance health, latency and counters, requests in flight and anomaly scores of the routes and
     /// instances the registry holds now (those of the running config, and, for requests in flight
     /// and tunnels, the retired routes still in use): those a reload removed are gone from the

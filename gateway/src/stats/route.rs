@@ -2,6 +2,7 @@
 //! and upstream). Counters are atomics; latency goes to a sharded histogram; the same figures
 //! feed the route's Prometheus series.
 
+use super::exemplars::BucketExemplars;
 use super::latency::{Latency, LatencySnapshot};
 use super::prometheus::{self, method_label, Metrics};
 use super::slo::SloCounts;
@@ -117,24 +118,19 @@ impl RouteStats {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a finished request; `trace_id`, when its trace was exported, may become its
+    /// duration bucket's exemplar.
     pub(crate) fn finished(
         &self,
-        method: &Method,
-        secure: bool,
-        status: u16,
-        error: Option<ErrorKind>,
+        outcome: OutcomeKey,
         bytes: (u64, u64),
         duration: Duration,
+        trace_id: Option<[u8; 16]>,
     ) {
         let (bytes_in, bytes_out) = bytes;
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let outcome = OutcomeKey {
-            method: method_label(method),
-            secure,
-            status,
-            error,
-        };
-        self.prometheus.finished(outcome, bytes, duration);
+        let status = outcome.status;
+        self.prometheus.finished(outcome, bytes, duration, trace_id);
         let index = usize::from(status.saturating_sub(FIRST_STATUS)).min(STATUS_CODES - 1);
         self.statuses[index].fetch_add(1, Ordering::Relaxed);
         self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
@@ -219,7 +215,7 @@ fn find(outcomes: &[Outcome], key: OutcomeKey) -> Option<&Outcome> {
 
 /// What a request's series are told apart by, beside its route and upstream.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct OutcomeKey {
+pub(crate) struct OutcomeKey {
     method: &'static str,
     /// Whether the client connected over TLS (`url_scheme`).
     secure: bool,
@@ -230,6 +226,15 @@ struct OutcomeKey {
 }
 
 impl OutcomeKey {
+    pub(crate) fn new(method: &Method, secure: bool, status: u16, error: Option<ErrorKind>) -> Self {
+        OutcomeKey {
+            method: method_label(method),
+            secure,
+            status,
+            error,
+        }
+    }
+
     /// OpenTelemetry's `error.type`: the gateway's error kind, else a 5xx status's code, else
     /// none (the label is left off).
     fn error_type(self) -> Option<String> {
@@ -258,6 +263,8 @@ struct RouteMetrics {
 struct Outcome {
     key: OutcomeKey,
     duration: Histogram,
+    /// The duration's exemplars: traced requests of each of its buckets.
+    exemplars: Arc<BucketExemplars>,
     request_size: Histogram,
     response_size: Histogram,
 }
@@ -299,11 +306,21 @@ impl RouteMetrics {
         counter.increment(1);
     }
 
-    fn finished(&self, key: OutcomeKey, (bytes_in, bytes_out): (u64, u64), duration: Duration) {
+    fn finished(
+        &self,
+        key: OutcomeKey,
+        (bytes_in, bytes_out): (u64, u64),
+        duration: Duration,
+        trace_id: Option<[u8; 16]>,
+    ) {
         let record = |outcome: &Outcome| {
-            outcome.duration.record(duration.as_secs_f64());
+            let seconds = duration.as_secs_f64();
+            outcome.duration.record(seconds);
             outcome.request_size.record(bytes_in as f64);
             outcome.response_size.record(bytes_out as f64);
+            if let Some(trace_id) = trace_id {
+                outcome.exemplars.offer(seconds, trace_id);
+            }
         };
         // Recorded through the loaded list, not a copy of its handles: a copy would cost three
         // reference-count increments and decrements per request.
@@ -345,9 +362,11 @@ impl RouteMetrics {
             }
             labels
         };
+        let (duration, exemplars) = self.metrics.request_duration(labels(true));
         Outcome {
             key,
-            duration: self.metrics.histogram(prometheus::REQUEST_DURATION, labels(true)),
+            duration,
+            exemplars,
             request_size: self
                 .metrics
                 .histogram(prometheus::REQUEST_BODY_SIZE, labels(false)),

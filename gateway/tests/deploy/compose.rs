@@ -119,11 +119,22 @@ fn grafana_is_provisioned_with_the_dashboards_and_prometheus() {
         dashboards_target
     );
     let datasources = yaml(&read("grafana/provisioning/datasources/prometheus.yaml"));
-    let url = text(&datasources["datasources"][0]["url"]);
-    let host = url.trim_start_matches("http://").split(':').next().expect("host");
-    assert!(
-        compose["services"][host].is_object(),
-        "the datasource's host {host} is a compose service"
+    let datasources = datasources["datasources"].as_array().expect("datasources");
+    let uids: Vec<&str> = datasources.iter().map(|d| text(&d["uid"])).collect();
+    assert_eq!(uids, ["prometheus", "jaeger"]);
+    for datasource in datasources {
+        let url = text(&datasource["url"]);
+        let host = url.trim_start_matches("http://").split(':').next().expect("host");
+        assert!(
+            compose["services"][host].is_object(),
+            "the datasource's host {host} is a compose service"
+        );
+    }
+    // Exemplars' trace ids open their traces in the Jaeger datasource.
+    let destination = &datasources[0]["jsonData"]["exemplarTraceIdDestinations"][0];
+    assert_eq!(
+        (text(&destination["name"]), text(&destination["datasourceUid"])),
+        ("trace_id", "jaeger")
     );
     let home = text(&grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]);
     let file = home

@@ -2,7 +2,9 @@
 //! demo gateway. What the offline checks cannot see shows here: a label the gateway exposes that
 //! collides with the ones Prometheus gives every target (`instance`, `job`) comes back renamed
 //! `exported_*`; a rule or a panel query that parses may still fail to evaluate (many-to-many
-//! matching, say); a legend may name a label its series do not carry.
+//! matching, say); a legend may name a label its series do not carry. Prometheus asks for
+//! OpenMetrics first, so this is also the strict parser of the gateway's OpenMetrics, and its
+//! exemplar storage keeps the exemplars that link latency to traces.
 
 use super::grafana::{dashboard, panel_queries, variables, BUILTIN_VARIABLES, DASHBOARDS};
 use super::prometheus::prometheus;
@@ -116,6 +118,7 @@ fn listening(binary: &Path, config: &Path, dir: &Path) -> Option<(Child, SocketA
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
         .arg(format!("--web.listen-address={addr}"))
+        .arg("--enable-feature=exemplar-storage")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -157,7 +160,38 @@ fn a_real_prometheus_scrapes_the_demo_and_evaluates_every_rule_and_panel() {
         upstream_instances_are_labelled(&server).await;
         every_rule_evaluates(&server).await;
         every_panel_evaluates_with_its_legend_labels(&server).await;
+        exemplars_name_traces(&server).await;
     });
+}
+
+/// The request duration's buckets came with exemplars, each naming the trace of a request.
+async fn exemplars_name_traces(server: &Server) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let (start, end) = ((now - 300).to_string(), (now + 60).to_string());
+    let query = "http_server_request_duration_seconds_bucket";
+    let params = [("query", query), ("start", start.as_str()), ("end", end.as_str())];
+    let found = server.api("/api/v1/query_exemplars", &params).await;
+    let exemplars: Vec<&Value> = found
+        .as_array()
+        .expect("series")
+        .iter()
+        .flat_map(|series| series["exemplars"].as_array().expect("exemplars"))
+        .collect();
+    assert!(
+        !exemplars.is_empty(),
+        "no exemplar stored: {found}\n{}",
+        server.log()
+    );
+    for exemplar in exemplars {
+        let trace_id = exemplar["labels"]["trace_id"].as_str().unwrap_or_default();
+        assert!(
+            trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{exemplar}"
+        );
+    }
 }
 
 /// Every series keeps the labels the gateway gave it, and `instance` names the gateway.

@@ -127,11 +127,14 @@ routes:
     gateway.shutdown().await;
 }
 
-/// The `lookout_upstream_priority_load_ratio` series of upstream `svc`, by priority.
+/// The `lookout_upstream_priority_load_ratio` series of upstream `svc`, by priority (the
+/// exposition lists series in no set order).
 fn priority_loads(metrics: &str) -> Vec<String> {
     let prefix = "lookout_upstream_priority_load_ratio{";
     let lines = metrics.lines().filter(|line| line.starts_with(prefix));
-    lines.map(str::to_owned).collect()
+    let mut loads: Vec<String> = lines.map(str::to_owned).collect();
+    loads.sort();
+    loads
 }
 
 #[tokio::test]

@@ -437,3 +437,73 @@ async fn spans_still_queued_at_shutdown_are_exported() {
     gateway.shutdown().await;
     assert_eq!(receiver.span_count(), 60, "three spans for each of 20 requests");
 }
+
+/// The `/metrics` exposition a scraper asking for OpenMetrics gets, with its content type.
+async fn open_metrics(admin: std::net::SocketAddr) -> (String, String) {
+    let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let reply = send(admin, Method::GET, "/metrics", &[("accept", accept)]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let content_type = reply.headers["content-type"].to_str().expect("ASCII").to_owned();
+    (content_type, String::from_utf8_lossy(&reply.body).into_owned())
+}
+
+/// A scraper that takes OpenMetrics gets each request duration bucket's latest exported trace as
+/// its exemplar; requests whose trace was not exported leave none, and the Prometheus text has
+/// none.
+#[tokio::test]
+async fn duration_buckets_carry_the_trace_of_a_request_in_them_as_an_exemplar() {
+    let receiver = OtlpReceiver::grpc().await;
+    let (_upstream, gateway) = traced_gateway(&traces_config(&receiver, "grpc", ", sample_ratio: 0.0")).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let slow = send(
+        gateway.proxy_addr(),
+        Method::GET,
+        "/slow/300",
+        &[("traceparent", &traceparent)],
+    )
+    .await;
+    assert_eq!(slow.status, StatusCode::OK);
+    // Not sampled: counted, but no exemplar.
+    get_ok(&gateway, "/fast", 3).await;
+
+    let (content_type, text) = open_metrics(gateway.admin_addr()).await;
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    let with_exemplar: Vec<&str> = text.lines().filter(|line| line.contains(" # {")).collect();
+    assert_eq!(with_exemplar.len(), 1, "{text}");
+    let (bucket, exemplar) = with_exemplar[0].split_once(" # ").expect("an exemplar");
+    assert!(
+        bucket.starts_with("http_server_request_duration_seconds_bucket{")
+            && bucket.contains("http_route=\"all\"")
+            && bucket.contains("le=\"0.5\"}"),
+        "300 ms is counted in le=0.5: {bucket}"
+    );
+    let (labels, figures) = exemplar.split_once("} ").expect("labels, value, time");
+    assert_eq!(labels, format!("{{trace_id=\"{trace_id}\""));
+    let figures: Vec<f64> = figures.split(' ').map(|f| f.parse().expect("a number")).collect();
+    assert!(
+        (0.3..=0.5).contains(&figures[0]),
+        "the request's duration: {figures:?}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    assert!(
+        (now.as_secs_f64() - figures[1]).abs() < 60.0,
+        "when it ended: {figures:?}"
+    );
+    // Counters are named by family, as OpenMetrics wants.
+    assert!(
+        text.contains("# TYPE lookout_upstream_retries counter\n"),
+        "{text}"
+    );
+
+    let plain = metrics_text(gateway.admin_addr()).await;
+    assert!(!plain.contains(" # {") && !plain.contains("# EOF"), "{plain}");
+    assert!(plain.contains("# TYPE lookout_upstream_retries_total counter\n"));
+    gateway.shutdown().await;
+}
