@@ -218,11 +218,16 @@ impl Upstream {
     /// in order (Envoy's priorities). Each priority is balanced on its own, so that a backup
     /// standing by takes no share from the first choices' round robin.
     pub(crate) fn pick(&self, hash: Option<u64>, tried: &[usize], now_ms: u64) -> Option<usize> {
-        let drawn = self.drawn_priority(hash, now_ms);
-        let rest = self.priorities.iter().enumerate();
-        let rest = rest.filter(|&(at, _)| Some(at) != drawn).map(|(_, p)| p);
-        let order = drawn.map(|at| &self.priorities[at]).into_iter().chain(rest);
-        { order }.find_map(|priority| self.pick_in(priority, hash, tried, now_ms))
+        if let Some(drawn) = self.drawn_priority(hash, now_ms) {
+            let picked = self.pick_in(&self.priorities[drawn], hash, tried, now_ms);
+            if picked.is_some() {
+                return picked;
+            }
+        }
+        // Without spill-over, or with nothing left to try in the priority drawn (a retry).
+        self.priorities
+            .iter()
+            .find_map(|priority| self.pick_in(priority, hash, tried, now_ms))
     }
 
     /// Each priority's standing, when it has more than one.
@@ -241,6 +246,7 @@ impl Upstream {
     }
 
     /// An available instance of `priority` not in `tried`, by the upstream's balancing.
+    #[inline]
     fn pick_in(&self, priority: &Priority, hash: Option<u64>, tried: &[usize], now_ms: u64) -> Option<usize> {
         let Priority { range, wheel } = priority;
         let instances = &self.instances[range.clone()];
