@@ -256,6 +256,7 @@ fn event(i: usize, timestamp_us: u64, traced: bool) -> RequestEvent {
         grpc_status: None,
         slo_met: None,
         threat: None,
+        client_cert: None,
         // The common path, but for the timeouts, whose steps are stored as rows of their own.
         steps: smallvec::smallvec![
             PathStep::timed(StepKind::RouteMatch, 0, 1),

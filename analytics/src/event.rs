@@ -315,6 +315,8 @@ pub struct RequestEvent {
     pub slo_met: Option<bool>,
     /// An attack the filter saw (`sqli in query`), whether it blocked or only logged it.
     pub threat: Option<Arc<str>>,
+    /// The subject of the client's verified certificate (mutual TLS: `CN=partner-a,O=Example`).
+    pub client_cert: Option<Arc<str>>,
     /// The request's path, in order: route match, then each upstream attempt.
     pub steps: PathSteps,
 }
@@ -355,6 +357,7 @@ pub(crate) mod tests {
             grpc_status: None,
             slo_met: None,
             threat: None,
+            client_cert: None,
             steps: smallvec::smallvec![
                 PathStep::timed(StepKind::RouteMatch, 0, 2),
                 PathStep {
@@ -377,7 +380,8 @@ pub(crate) mod tests {
         assert!(json["grpc_status"].is_null());
         assert_eq!(json["trace_sampled"], false);
         assert!(json["slo_met"].is_null(), "a route without an objective");
-        assert_eq!(json.as_object().map(|o| o.len()), Some(31));
+        assert!(json["client_cert"].is_null(), "a client without a certificate");
+        assert_eq!(json.as_object().map(|o| o.len()), Some(32));
         assert_eq!(json["steps"][1]["kind"], "upstream_attempt");
         assert_eq!(json["steps"][1]["instance"], "127.0.0.1:3000");
         assert_eq!(json["request_id"], "req-7");

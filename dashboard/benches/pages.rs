@@ -94,6 +94,7 @@ fn event(i: u64, start_us: u64, step_us: u64) -> RequestEvent {
         grpc_status: None,
         slo_met: (route < OBJECTIVES).then_some(status < 500 && duration_us <= OBJECTIVE_LATENCY_US),
         threat: None,
+        client_cert: None,
         // Path steps for one request in a thousand: enough for the request page, without the
         // spans table doubling the time it takes to fill the store.
         steps: if i.is_multiple_of(1_000) {

@@ -45,6 +45,7 @@ fn event(n: u64, minute: u64, status: u16, duration_us: u64, variant: &str) -> R
         grpc_status: None,
         slo_met: None,
         threat: None,
+        client_cert: None,
         steps: Default::default(),
     }
 }

@@ -139,6 +139,20 @@ impl TestPki {
         Arc::new(config)
     }
 
+    /// [`TestPki::client_config`] that shows `leaf` when the server asks for a certificate.
+    pub fn client_config_with_cert(&self, leaf: &Leaf) -> Arc<ClientConfig> {
+        let chain = vec![CertificateDer::from_pem_file(&leaf.cert).expect("certificate")];
+        let key = PrivateKeyDer::from_pem_file(&leaf.key).expect("key");
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(self.roots())
+            .with_client_auth_cert(chain, key)
+            .expect("client certificate");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
     fn roots(&self) -> RootCertStore {
         let mut roots = RootCertStore::empty();
         let ca = CertificateDer::from_pem_slice(self.ca.pem().as_bytes()).expect("CA");
@@ -171,6 +185,17 @@ pub async fn tls_get(
     config: Arc<ClientConfig>,
     path: &str,
 ) -> Result<TlsReply, std::io::Error> {
+    tls_get_with(addr, server_name, config, path, &[]).await
+}
+
+/// [`tls_get`] with request `headers`.
+pub async fn tls_get_with(
+    addr: SocketAddr,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<TlsReply, std::io::Error> {
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from(server_name.to_owned()).expect("server name");
     let stream = tokio_rustls::TlsConnector::from(config)
@@ -189,25 +214,27 @@ pub async fn tls_get(
         .and_then(|chain| chain.first())
         .map(|c| c.to_vec())
         .unwrap_or_default();
-    let request = Request::get(format!("https://{server_name}{path}"))
-        .header("host", server_name)
-        .body(Empty::<Bytes>::new())
-        .expect("request");
+    let mut request = Request::get(format!("https://{server_name}{path}")).header("host", server_name);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Empty::<Bytes>::new()).expect("request");
     let io = TokioIo::new(stream);
+    // Under TLS 1.3 a server that refuses the client's certificate says so after the client's
+    // side of the handshake is done: the refusal arrives as the request's error.
+    let refused = std::io::Error::other;
     let response = if alpn.as_deref() == Some("h2") {
         let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
-            .expect("h2 handshake");
+            .map_err(refused)?;
         tokio::spawn(connection);
         let mut request = request;
         request.headers_mut().remove("host");
-        sender.send_request(request).await.expect("h2 response")
+        sender.send_request(request).await.map_err(refused)?
     } else {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .expect("h1 handshake");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(refused)?;
         tokio::spawn(connection);
-        sender.send_request(request).await.expect("h1 response")
+        sender.send_request(request).await.map_err(refused)?
     };
     let status = response.status();
     let headers = response.headers().clone();

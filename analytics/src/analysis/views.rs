@@ -334,6 +334,8 @@ pub struct RequestDetails {
     pub block_reason: Option<String>,
     /// An attack the filter saw, blocked or only logged (`sqli in query`).
     pub threat: Option<String>,
+    /// The subject of the client's verified certificate (mutual TLS).
+    pub client_cert: Option<String>,
     /// Whether its trace was kept and its spans queued for export; `None` for a request stored
     /// before the store recorded it.
     pub trace_sampled: Option<bool>,
@@ -344,7 +346,8 @@ fn row_and_details(row: &Row<'_>) -> duckdb::Result<(RequestRow, RequestDetails)
 }
 
 const DETAIL_COLUMNS: &str = "host, http_version, tls_version, upstream, upstream_connect_us,
-     upstream_ttfb_us, cache_status, mirrored, blocked_by, block_reason, threat, trace_sampled";
+     upstream_ttfb_us, cache_status, mirrored, blocked_by, block_reason, threat, trace_sampled,
+     client_cert";
 
 /// [`RequestDetails`] from the columns of [`DETAIL_COLUMNS`], the first at `at`.
 fn request_details(row: &Row<'_>, at: usize) -> duckdb::Result<RequestDetails> {
@@ -361,6 +364,7 @@ fn request_details(row: &Row<'_>, at: usize) -> duckdb::Result<RequestDetails> {
         block_reason: row.get(at + 9)?,
         threat: row.get(at + 10)?,
         trace_sampled: row.get(at + 11)?,
+        client_cert: row.get(at + 12)?,
     })
 }
 

@@ -152,6 +152,7 @@ fn requests(
             "slo_met",
             Arc::new(BooleanArray::from_iter(events.iter().map(|e| e.slo_met))),
         ),
+        ("client_cert", optional(|e| e.client_cert.as_deref())),
     ])
 }
 

@@ -20,6 +20,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (11, include_str!("migrations/0011_trace_sampled.sql")),
     (12, include_str!("migrations/0012_attempt_connect.sql")),
     (13, include_str!("migrations/0013_slo.sql")),
+    (14, include_str!("migrations/0014_client_cert.sql")),
 ];
 
 /// The schema version this build writes.

@@ -151,6 +151,7 @@ fn fields(r: &RequestRow, d: &RequestDetails) -> Vec<Field> {
         plain("host", or_none(d.host.as_deref())),
         plain("path", r.path.clone()),
         plain("protocol", protocol(d)),
+        plain("client certificate", or_none(d.client_cert.as_deref())),
         plain("status", r.status.to_string()),
         plain("error", or_none(r.error_kind.as_deref())),
         plain("refused by", refusal(d)),

@@ -3,9 +3,11 @@
 //! folder, so a reload picks up renewed certificates.
 
 use super::error::Problems;
-use super::raw::{RawCertificate, RawClientTls, RawTls, Text};
+use super::raw::{RawCertificate, RawClientAuth, RawClientTls, RawTls, Text};
 use super::values::duration;
-use crate::tls::{ClientTrust, MinVersion, ServerTls, ServingCertificate, SniResolver, TrustError};
+use crate::tls::{
+    ClientAuth, ClientTrust, MinVersion, ServerTls, ServingCertificate, SniResolver, TrustError,
+};
 use rustls::ClientConfig;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,6 +28,8 @@ pub(super) fn build_server_tls(p: &mut Problems, raw: &RawTls) -> Option<Arc<Ser
         }
         (**port != 0).then_some(**port)
     });
+    // Checked before the certificates, so one run reports both blocks' problems.
+    let client_auth = raw.client_auth.as_ref().map(|auth| client_auth(p, auth));
     if raw.certificates.is_empty() {
         p.at(
             raw.certificates.span(),
@@ -54,16 +58,42 @@ pub(super) fn build_server_tls(p: &mut Problems, raw: &RawTls) -> Option<Arc<Ser
             return None;
         }
     };
+    let client_auth = match client_auth {
+        Some(auth) => Some(auth?),
+        None => None,
+    };
     ServerTls::new(
         &certificates,
         resolver,
         min_version,
         handshake_timeout,
         redirect_port,
+        client_auth.as_ref(),
     )
     .map_err(|error| p.nowhere("tls", format!("cannot set up TLS: {error}")))
     .ok()
     .map(Arc::new)
+}
+
+/// `tls.client_auth`: the CA file, read and checked, and the mode.
+fn client_auth(p: &mut Problems, raw: &RawClientAuth) -> Option<ClientAuth> {
+    let required = match raw.mode.as_ref().map(|mode| (mode, mode.trim())) {
+        None | Some((_, "required")) => true,
+        Some((_, "optional")) => false,
+        Some((mode, other)) => {
+            let message =
+                format!("`{other}` is not a mode: `required` (no certificate, no handshake) or `optional`");
+            p.at(mode.span(), "tls.client_auth.mode", message);
+            true
+        }
+    };
+    let ca = p.read_file("tls.client_auth.ca", &raw.ca)?;
+    ClientAuth::new(&ca, required)
+        .map_err(|error| {
+            let message = format!("`{}` {error}", raw.ca.trim());
+            p.at(raw.ca.span(), "tls.client_auth.ca", message);
+        })
+        .ok()
 }
 
 fn min_version(p: &mut Problems, raw: Option<&Text>) -> MinVersion {

@@ -76,6 +76,17 @@ pub(crate) struct RawTls {
     pub(crate) handshake_timeout: Option<Text>,
     /// The port the redirect listener sends clients to (default: the proxy listener's).
     pub(crate) redirect_port: Option<Spanned<u16>>,
+    /// Client certificates (mutual TLS): the CAs they must chain to, and whether one is required.
+    pub(crate) client_auth: Option<RawClientAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientAuth {
+    /// PEM CA certificates a client's certificate must chain to.
+    pub(crate) ca: Text,
+    /// `required` (default): no certificate, no handshake; `optional`: asked for, not required.
+    pub(crate) mode: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -151,6 +151,7 @@ fn event(rng: &mut fastrand::Rng, route: &'static str, path: &str, minute: u64, 
         grpc_status: None,
         slo_met: None,
         threat: None,
+        client_cert: None,
         steps: smallvec::smallvec![
             PathStep::timed(StepKind::RouteMatch, 0, match_us),
             PathStep {

@@ -9,6 +9,7 @@ use crate::grpc::GrpcStatus;
 use crate::ratelimit::{Decision, RateLimit};
 use crate::routing::SloBar;
 use crate::stats::RouteStats;
+use crate::tls::PeerCertificate;
 use crate::traces::RequestTrace;
 use crate::transform::Transform;
 use compact_str::CompactString;
@@ -37,6 +38,8 @@ pub(crate) struct ConnInfo {
     pub(crate) forwarded: HeaderValue,
     /// The TLS version the connection settled on (`1.3`); `None` for plain HTTP.
     pub(crate) tls_version: Option<&'static str>,
+    /// The client's verified certificate, when the listener asks for one and it presented it.
+    pub(crate) client_cert: Option<Arc<PeerCertificate>>,
     /// The connection's place under `limits.max_connections`, shared by its requests and by a
     /// protocol upgrade's tunnel, which outlives the HTTP connection: the place is given back
     /// when the last of them ends.
@@ -48,6 +51,7 @@ impl ConnInfo {
         peer: SocketAddr,
         port: u16,
         tls_version: Option<&'static str>,
+        client_cert: Option<Arc<PeerCertificate>>,
         place: OwnedSemaphorePermit,
     ) -> Self {
         let ip = peer.ip();
@@ -63,6 +67,7 @@ impl ConnInfo {
             forwarded_for: header_value(ip.to_string()),
             forwarded: header_value(forwarded),
             tls_version,
+            client_cert,
             place: Arc::new(place),
         }
     }

@@ -25,8 +25,10 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-/// How many headers `to_upstream` may add: forwarding (4), `Via`, `x-request-id`, `Host`.
-const ADDED_UPSTREAM: usize = 7;
+/// How many headers `to_upstream` may add: forwarding (4), `Via`, `x-request-id`, `Host`, and
+/// the client's certificate.
+const ADDED_UPSTREAM: usize = 8;
+const FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static(crate::tls::FORWARDED_CLIENT_CERT);
 const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
@@ -149,6 +151,7 @@ pub(crate) fn to_upstream(headers: &mut HeaderMap, ctx: &RequestContext, upgrade
     headers.reserve(ADDED_UPSTREAM);
     remove_hop_by_hop(headers, upgrade);
     add_forwarded(headers, ctx);
+    forward_client_cert(headers, ctx);
     append_via(headers, ctx.version);
     headers.insert(REQUEST_ID_HEADER, ctx.request_id.clone());
     if !headers.contains_key(header::HOST) {
@@ -186,6 +189,16 @@ fn add_forwarded(headers: &mut HeaderMap, ctx: &RequestContext) {
     if let Some(host) = host.or_else(|| ctx.host.as_deref().and_then(|h| HeaderValue::from_str(h).ok())) {
         headers.insert(X_FORWARDED_HOST, host);
     }
+}
+
+/// The client's verified certificate, as the gateway read it; a value the client sent itself is
+/// never forwarded (Envoy's `SANITIZE`), or any client could claim a certificate to an upstream
+/// that trusts the header.
+fn forward_client_cert(headers: &mut HeaderMap, ctx: &RequestContext) {
+    match &ctx.conn.client_cert {
+        Some(cert) => headers.insert(FORWARDED_CLIENT_CERT, cert.forwarded.clone()),
+        None => headers.remove(FORWARDED_CLIENT_CERT),
+    };
 }
 
 /// Appends this hop's element to a list-valued header, keeping earlier proxies' entries. One

@@ -102,6 +102,7 @@ fn shadow_event(ctx: &RequestContext, upstream: &Arc<str>) -> RequestEvent {
         grpc_status: None,
         slo_met: None,
         threat: None,
+        client_cert: None,
         steps: PathSteps::new(),
     }
 }

@@ -198,6 +198,7 @@ impl RequestContext {
             threat: self
                 .threat
                 .map(|t| format!("{} in {}", t.kind_label(), t.place_label()).into()),
+            client_cert: self.conn.client_cert.as_ref().map(|cert| cert.subject.clone()),
             steps: std::mem::take(&mut self.steps),
         });
     }

@@ -6,7 +6,7 @@ use super::client_io::{ClientIo, Deadlines};
 use super::connection_errors::ConnectionErrors;
 use super::connection_limit::ConnectionLimit;
 use crate::proxy::{serve as serve_request, ConnInfo, ProxyState};
-use crate::tls::{accept, HandshakeMetrics, ServerTls};
+use crate::tls::{accept, Established, HandshakeMetrics, PeerCertificate, ServerTls};
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -138,18 +138,26 @@ struct Connection {
 impl Connection {
     async fn run(self, stream: TcpStream, tls: Option<Arc<ListenerTls>>) {
         let Some(tls) = tls else {
-            return self.serve_http(stream, None).await;
+            return self.serve_http(stream, None, None).await;
         };
         // The handshake runs here, in the connection's task, never in the accept loop.
         let settings = tls.current.load_full();
         if let Some(established) = accept(&settings, stream, &tls.metrics).await {
-            self.serve_http(established.stream, Some(established.version))
-                .await;
+            let Established {
+                stream,
+                version,
+                client_cert,
+            } = established;
+            self.serve_http(stream, Some(version), client_cert).await;
         }
     }
 
-    async fn serve_http<S>(self, stream: S, tls_version: Option<&'static str>)
-    where
+    async fn serve_http<S>(
+        self,
+        stream: S,
+        tls_version: Option<&'static str>,
+        client_cert: Option<Arc<PeerCertificate>>,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Connection {
@@ -162,7 +170,7 @@ impl Connection {
             port,
             place,
         } = self;
-        let conn_info = ConnInfo::new(peer, port, tls_version, place);
+        let conn_info = ConnInfo::new(peer, port, tls_version, client_cert, place);
         let stream = ClientIo::new(stream, deadlines, Arc::downgrade(&conn_info.place));
         let service = service_fn(move |request| serve_request(state.clone(), conn_info.clone(), request));
         let connection = builder

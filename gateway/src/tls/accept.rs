@@ -2,11 +2,13 @@
 //! when it succeeds and by reason when it fails, so that an operator can see who still speaks
 //! TLS 1.2 and which clients are being turned away.
 
+use super::client_auth::PeerCertificate;
 use super::server::ServerTls;
 use crate::stats::{Metrics, TLS_HANDSHAKES, TLS_HANDSHAKE_FAILURES};
 use metrics::{Counter, Label};
 use rustls::{Error as TlsError, PeerIncompatible, ProtocolVersion};
 use std::io;
+use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -26,11 +28,13 @@ enum Failure {
     NotTls,
     Malformed,
     Closed,
+    NoClientCertificate,
+    BadClientCertificate,
     Other,
 }
 
 impl Failure {
-    const ALL: [Failure; 10] = [
+    const ALL: [Failure; 12] = [
         Failure::Timeout,
         Failure::UnknownServerName,
         Failure::ProtocolVersion,
@@ -40,6 +44,8 @@ impl Failure {
         Failure::NotTls,
         Failure::Malformed,
         Failure::Closed,
+        Failure::NoClientCertificate,
+        Failure::BadClientCertificate,
         Failure::Other,
     ];
 
@@ -54,6 +60,8 @@ impl Failure {
             Failure::NotTls => "not_tls",
             Failure::Malformed => "malformed",
             Failure::Closed => "closed",
+            Failure::NoClientCertificate => "no_client_certificate",
+            Failure::BadClientCertificate => "bad_client_certificate",
             Failure::Other => "other",
         }
     }
@@ -65,10 +73,12 @@ pub(crate) struct HandshakeMetrics {
     failed: Vec<Counter>,
 }
 
-/// A finished handshake: the stream and the protocol version it settled on.
+/// A finished handshake: the stream, the protocol version it settled on, and the client's
+/// certificate when it presented one (mutual TLS).
 pub(crate) struct Established {
     pub(crate) stream: TlsStream<TcpStream>,
     pub(crate) version: &'static str,
+    pub(crate) client_cert: Option<Arc<PeerCertificate>>,
 }
 
 impl HandshakeMetrics {
@@ -122,9 +132,12 @@ pub(crate) async fn accept(
                 _ => 1,
             };
             metrics.succeeded(version, session.alpn_protocol()).increment(1);
+            let leaf = session.peer_certificates().and_then(|chain| chain.first());
+            let client_cert = leaf.and_then(|der| PeerCertificate::of(der)).map(Arc::new);
             return Some(Established {
                 stream,
                 version: VERSIONS[version],
+                client_cert,
             });
         }
         Ok(Err(error)) => failure_reason(&error),
@@ -159,6 +172,8 @@ fn failure_reason(error: &io::Error) -> Failure {
             _ => Failure::Incompatible,
         },
         TlsError::AlertReceived(_) => Failure::ClientAlert,
+        TlsError::NoCertificatesPresented => Failure::NoClientCertificate,
+        TlsError::InvalidCertificate(_) => Failure::BadClientCertificate,
         TlsError::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => Failure::NotTls,
         TlsError::InvalidMessage(_) | TlsError::PeerMisbehaved(_) => Failure::Malformed,
         _ => Failure::Other,

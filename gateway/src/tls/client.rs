@@ -32,6 +32,8 @@ pub(crate) enum TrustError {
     Identity(#[from] CertificateError),
     #[error("client certificate: {0}")]
     Unusable(rustls::Error),
+    #[error("cannot verify client certificates with it: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
 impl ClientTrust<'_> {
@@ -59,7 +61,7 @@ impl ClientTrust<'_> {
     }
 }
 
-fn ca_roots(pem: &[u8]) -> Result<RootCertStore, TrustError> {
+pub(super) fn ca_roots(pem: &[u8]) -> Result<RootCertStore, TrustError> {
     let mut roots = RootCertStore::empty();
     for certificate in CertificateDer::pem_slice_iter(pem) {
         roots

@@ -2,6 +2,7 @@
 //! handshake with its outcome counted.
 
 use super::certificate::ServingCertificate;
+use super::client_auth::ClientAuth;
 use super::sni::SniResolver;
 use crate::stats::{ScrapeGauges, TLS_CERTIFICATE_EXPIRY};
 use metrics::Label;
@@ -54,16 +55,19 @@ impl ServerTls {
         min_version: MinVersion,
         handshake_timeout: Duration,
         redirect_port: Option<u16>,
+        client_auth: Option<&ClientAuth>,
     ) -> Result<Self, rustls::Error> {
         let versions: &[&rustls::SupportedProtocolVersion] = match min_version {
             MinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             MinVersion::Tls13 => &[&rustls::version::TLS13],
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(resolver));
+        let builder = ServerConfig::builder_with_provider(provider).with_protocol_versions(versions)?;
+        let builder = match client_auth {
+            Some(auth) => builder.with_client_cert_verifier(auth.verifier()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         // Resumption by stateless tickets only: a server-side session cache is a shared lock
         // every handshake would take.

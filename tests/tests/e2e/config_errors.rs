@@ -448,6 +448,33 @@ routes:
         .message
         .contains("`api.test` is also a name of certificates[0]"));
 
+    // Client certificates: a mode that is not one, a CA file that holds none, or none at all.
+    for (client_auth, field, says) in [
+        (
+            "{ ca: ca.pem, mode: sometimes }",
+            "tls.client_auth.mode",
+            "`sometimes` is not a mode",
+        ),
+        (
+            "{ ca: empty.pem }",
+            "tls.client_auth.ca",
+            "holds no PEM certificate",
+        ),
+        ("{ ca: missing.pem }", "tls.client_auth.ca", "cannot read"),
+        ("{ mode: optional }", "tls.client_auth", "missing field `ca`"),
+    ] {
+        let text = format!(
+            "tls:\n  certificates:\n    - {{ cert: api.pem, key: api.key }}\n  client_auth: {client_auth}\n"
+        );
+        std::fs::write(&file, text).expect("write config");
+        let all = load_file(&file).expect_err("rejected").0;
+        let error = all
+            .iter()
+            .find(|e| e.message.contains(says))
+            .unwrap_or_else(|| panic!("{client_auth}: {all:#?}"));
+        assert!(error.field.starts_with(field) && error.line == 4, "{error:?}");
+    }
+
     let redirect_only = errors("listeners: { http_redirect: 127.0.0.1:8080 }\n");
     assert!(find(&redirect_only, "listeners.http_redirect")
         .message

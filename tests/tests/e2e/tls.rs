@@ -445,3 +445,126 @@ async fn a_jwks_is_fetched_over_https() {
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(jwks.fetches(), 1);
 }
+
+/// A client leaf of `pki` whose subject's common name is `name`.
+fn client_leaf(pki: &TestPki, name: &str) -> Leaf {
+    pki.issue_with(name, &[&format!("{name}.clients.test")], |params| {
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    })
+}
+
+/// What the upstream saw as `x-forwarded-client-cert`, if anything.
+fn forwarded_cert(reply: &lookout_tests::tls::TlsReply) -> Option<String> {
+    let echoed: serde_json::Value = serde_json::from_slice(&reply.body).expect("the upstream's echo");
+    echoed["headers"]["x-forwarded-client-cert"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn required_client_certificates_are_verified_forwarded_and_recorded() {
+    let upstream = TestUpstream::start("svc").await;
+    let pki = TestPki::new();
+    let api = pki.issue("api", &["api.test"]);
+    let partner = client_leaf(&pki, "partner-a");
+    let stranger_pki = TestPki::new();
+    let stranger = client_leaf(&stranger_pki, "stranger");
+    let extra = format!("  client_auth: {{ ca: \"{}\" }}\n", pki.ca_file().display());
+    let gateway = start(tls_config(&[&api], &extra, "", upstream.addr)).await;
+    let addr = gateway.proxy_addr();
+
+    // A certificate the CA signed: served, and the upstream is told who it was, whatever the
+    // client claimed in the header itself.
+    let forged = [("x-forwarded-client-cert", "Subject=\"CN=admin\"")];
+    let reply = lookout_tests::tls::tls_get_with(
+        addr,
+        "api.test",
+        pki.client_config_with_cert(&partner),
+        "/a",
+        &forged,
+    )
+    .await
+    .expect("handshake");
+    assert_eq!(reply.status, StatusCode::OK);
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(partner.der()))
+    };
+    assert_eq!(
+        forwarded_cert(&reply).as_deref(),
+        Some(format!("Hash={hash};Subject=\"CN=partner-a\";DNS=partner-a.clients.test").as_str())
+    );
+
+    // No certificate, or one of another CA: no handshake, each counted by its reason.
+    let bare = tls_get(addr, "api.test", pki.client_config(H2_AND_H1, BOTH), "/").await;
+    assert!(bare.is_err(), "a client without a certificate is refused");
+    let foreign = tls_get(addr, "api.test", pki.client_config_with_cert(&stranger), "/").await;
+    assert!(foreign.is_err(), "a certificate of another CA is refused");
+    // Under TLS 1.3 the client is done before the gateway has judged its certificate: the
+    // gateway counts its refusal a moment after the client has seen it.
+    for reason in ["no_client_certificate", "bad_client_certificate"] {
+        let counted = lookout_tests::wait_until(Duration::from_secs(5), || async {
+            metric(&gateway, &failures(reason)).await == 1.0
+        })
+        .await;
+        assert!(counted, "{reason}: {}", metrics_text(&gateway).await);
+    }
+
+    // The request's event carries the subject, and its page shows it.
+    wait_for_stored(&gateway, 1).await;
+    let rows = sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT client_cert, request_id FROM requests",
+    )
+    .await;
+    assert_eq!(rows[0][0], "CN=partner-a", "{rows}");
+    let auth = format!("Bearer {TOKEN}");
+    let page_path = format!("/dashboard/requests/{}", rows[0][1].as_str().expect("an id"));
+    let page = send(
+        gateway.admin_addr(),
+        Method::GET,
+        &page_path,
+        &[("authorization", &auth)],
+    )
+    .await;
+    let page = String::from_utf8_lossy(&page.body);
+    assert!(
+        page.contains("client certificate") && page.contains("CN=partner-a"),
+        "{page}"
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn optional_client_certificates_let_clients_without_one_in_and_forward_nothing_forged() {
+    let upstream = TestUpstream::start("svc").await;
+    let pki = TestPki::new();
+    let api = pki.issue("api", &["api.test"]);
+    let partner = client_leaf(&pki, "partner-b");
+    let extra = format!(
+        "  client_auth: {{ ca: \"{}\", mode: optional }}\n",
+        pki.ca_file().display()
+    );
+    let gateway = start(tls_config(&[&api], &extra, "", upstream.addr)).await;
+    let addr = gateway.proxy_addr();
+    let forged = [("x-forwarded-client-cert", "Subject=\"CN=admin\"")];
+    let bare =
+        lookout_tests::tls::tls_get_with(addr, "api.test", pki.client_config(H2_AND_H1, BOTH), "/", &forged)
+            .await
+            .expect("served without a certificate");
+    assert_eq!(bare.status, StatusCode::OK);
+    assert_eq!(
+        forwarded_cert(&bare),
+        None,
+        "a client's own header is never forwarded"
+    );
+    let shown = tls_get(addr, "api.test", pki.client_config_with_cert(&partner), "/").await;
+    let shown = shown.expect("served with one");
+    assert!(
+        forwarded_cert(&shown).is_some_and(|xfcc| xfcc.contains("Subject=\"CN=partner-b\"")),
+        "{:?}",
+        forwarded_cert(&shown)
+    );
+    gateway.shutdown().await;
+}

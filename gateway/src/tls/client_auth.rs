@@ -1,0 +1,89 @@
+//! Client certificates on the proxy listener (mutual TLS): which CAs a client's certificate must
+//! chain to, whether one is required, and what a verified certificate tells upstreams. The
+//! gateway reads a certificate once per connection, when the handshake ends, into the header it
+//! forwards (Envoy's `x-forwarded-client-cert`) and the subject its requests record.
+
+use super::client::{ca_roots, TrustError};
+use http::HeaderValue;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use x509_cert::der::Decode;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::Certificate;
+
+/// The header a verified client certificate is forwarded in; one a client sends is removed.
+pub(crate) const FORWARDED_CLIENT_CERT: &str = "x-forwarded-client-cert";
+
+/// How the proxy listener asks clients for certificates.
+#[derive(Debug)]
+pub(crate) struct ClientAuth {
+    verifier: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientAuth {
+    /// Clients' certificates must chain to a CA of `ca_pem`; with `required`, a client without
+    /// one fails the handshake, else it is served without.
+    pub(crate) fn new(ca_pem: &[u8], required: bool) -> Result<Self, TrustError> {
+        let roots = Arc::new(ca_roots(ca_pem)?);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = WebPkiClientVerifier::builder_with_provider(roots, provider);
+        let builder = if required {
+            builder
+        } else {
+            builder.allow_unauthenticated()
+        };
+        Ok(ClientAuth {
+            verifier: builder.build()?,
+        })
+    }
+
+    pub(crate) fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        self.verifier.clone()
+    }
+}
+
+/// A client's verified certificate, as the gateway forwards and records it.
+#[derive(Debug)]
+pub(crate) struct PeerCertificate {
+    /// Its subject's distinguished name (RFC 4514: `CN=partner-a,O=Example`).
+    pub(crate) subject: Arc<str>,
+    /// `Hash=<SHA-256 of its DER>;Subject="…";URI=…;DNS=…`, as Envoy writes it.
+    pub(crate) forwarded: HeaderValue,
+}
+
+impl PeerCertificate {
+    /// The leaf of the chain a client presented; `None` if it cannot be read (it was verified,
+    /// so that would be a parser's gap, and the request goes on without it).
+    pub(crate) fn of(der: &[u8]) -> Option<PeerCertificate> {
+        let certificate = Certificate::from_der(der).ok()?;
+        let tbs = &certificate.tbs_certificate;
+        let subject: Arc<str> = tbs.subject.to_string().into();
+        let mut forwarded = format!(
+            "Hash={};Subject=\"{}\"",
+            hex::encode(Sha256::digest(der)),
+            quoted(&subject)
+        );
+        let names = tbs.get::<SubjectAltName>().ok().flatten();
+        for name in names.iter().flat_map(|(_, san)| san.0.iter()) {
+            match name {
+                GeneralName::UniformResourceIdentifier(uri) => {
+                    forwarded.push_str(&format!(";URI={}", uri.as_str()))
+                }
+                GeneralName::DnsName(dns) => forwarded.push_str(&format!(";DNS={}", dns.as_str())),
+                _ => {}
+            }
+        }
+        Some(PeerCertificate {
+            subject,
+            forwarded: HeaderValue::from_str(&forwarded).ok()?,
+        })
+    }
+}
+
+/// A value inside XFCC's double quotes: `"` and `\` escaped.
+fn quoted(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
+}
