@@ -25,16 +25,18 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-/// How many headers `to_upstream` may add: forwarding (4), `Via`, `x-request-id`, `Host`, and
-/// the client's certificate.
-const ADDED_UPSTREAM: usize = 8;
+/// How many headers `to_upstream` may add: forwarding (4), `Via`, `x-request-id`, `Host`; and
+/// the client's certificate, reserved for only when there is one, as a room the map does not
+/// need can cost it a larger table.
+const ADDED_UPSTREAM: usize = 7;
 const FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static(crate::tls::FORWARDED_CLIENT_CERT);
 const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
 
-/// Removes hop-by-hop headers, including those the `Connection` header names. When `upgrade` is
-/// set, `Connection: upgrade` and `Upgrade` are kept so the protocol switch reaches the other side.
+/// Removes hop-by-hop headers, including those the `Connection` header names, and
+/// `x-forwarded-client-cert`, which only the gateway may set. When `upgrade` is set,
+/// `Connection: upgrade` and `Upgrade` are kept so the protocol switch reaches the other side.
 ///
 /// It runs twice per request, so it makes one pass over the names present and removes only those
 /// that are there, without allocating for the common `Connection: keep-alive`: `Connection` itself,
@@ -51,6 +53,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             !upgrade
         } else {
             HOP_BY_HOP.contains(name)
+                || name == FORWARDED_CLIENT_CERT
                 || listed
                     .iter()
                     .any(|token| token.eq_ignore_ascii_case(name.as_str()))
@@ -148,7 +151,7 @@ fn is_http(protocol: &str) -> bool {
 /// Prepares a client request's headers for the upstream.
 pub(crate) fn to_upstream(headers: &mut HeaderMap, ctx: &RequestContext, upgrade: bool) {
     // Room for the headers added below, so the map grows (and rehashes) at most once.
-    headers.reserve(ADDED_UPSTREAM);
+    headers.reserve(ADDED_UPSTREAM + usize::from(ctx.conn.client_cert.is_some()));
     remove_hop_by_hop(headers, upgrade);
     add_forwarded(headers, ctx);
     forward_client_cert(headers, ctx);
@@ -191,14 +194,13 @@ fn add_forwarded(headers: &mut HeaderMap, ctx: &RequestContext) {
     }
 }
 
-/// The client's verified certificate, as the gateway read it; a value the client sent itself is
-/// never forwarded (Envoy's `SANITIZE`), or any client could claim a certificate to an upstream
-/// that trusts the header.
+/// The client's verified certificate, as the gateway read it. A value the client sent itself was
+/// removed with the hop-by-hop headers (Envoy's `SANITIZE`), or any client could claim a
+/// certificate to an upstream that trusts the header.
 fn forward_client_cert(headers: &mut HeaderMap, ctx: &RequestContext) {
-    match &ctx.conn.client_cert {
-        Some(cert) => headers.insert(FORWARDED_CLIENT_CERT, cert.forwarded.clone()),
-        None => headers.remove(FORWARDED_CLIENT_CERT),
-    };
+    if let Some(cert) = &ctx.conn.client_cert {
+        headers.insert(FORWARDED_CLIENT_CERT, cert.forwarded.clone());
+    }
 }
 
 /// Appends this hop's element to a list-valued header, keeping earlier proxies' entries. One
