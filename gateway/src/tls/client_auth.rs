@@ -87,3 +87,27 @@ impl PeerCertificate {
 fn quoted(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+
+    #[test]
+    fn a_certificate_is_forwarded_with_its_hash_quoted_subject_and_names() {
+        let mut params = CertificateParams::new(vec!["a.clients.test".to_owned()]).expect("params");
+        params.distinguished_name.push(DnType::CommonName, "say \"hi\"");
+        let uri = "spiffe://example.org/partner".try_into().expect("a URI");
+        params.subject_alt_names.push(SanType::URI(uri));
+        let key = KeyPair::generate().expect("key");
+        let der = params.self_signed(&key).expect("certificate").der().to_vec();
+        let cert = PeerCertificate::of(&der).expect("readable");
+        // RFC 4514 escapes the quotes in the name; XFCC escapes them again inside its quotes.
+        assert_eq!(&*cert.subject, "CN=say \\\"hi\\\"");
+        let expected = format!(
+            "Hash={};Subject=\"CN=say \\\\\\\"hi\\\\\\\"\";DNS=a.clients.test;URI=spiffe://example.org/partner",
+            hex::encode(Sha256::digest(&der))
+        );
+        assert_eq!(cert.forwarded, expected.as_str());
+    }
+}
