@@ -1,9 +1,10 @@
 //! Consumers, API keys and JWTs: who a request comes from, and whether a route lets them in.
 //!
-//! Consumers are declared in config with their groups and the digests of their API keys. A
-//! route with `auth:` takes an API key (from a header or a query parameter, hashed and compared
-//! with every digest in constant time) and/or a bearer JWT from a provider (signature, issuer,
-//! audience, expiry and not-before checked), and then authorizes: the consumers and groups it
+//! Consumers are declared in config with their groups, the digests of their API keys and the
+//! subjects of their client certificates. A route with `auth:` takes an API key (from a header
+//! or a query parameter, hashed and compared with every digest in constant time), a bearer JWT
+//! from a provider (signature, issuer, audience, expiry and not-before checked) and/or the
+//! connection's verified client certificate, and then authorizes: the consumers and groups it
 //! admits, the scopes and claim values it requires. Credentials are never sent upstream unless
 //! a provider says so, and never kept past the check.
 
@@ -15,6 +16,7 @@ mod verified;
 pub(crate) use keys::KeyHash;
 pub(crate) use verified::VerifiedTokens;
 
+use crate::tls::PeerCertificate;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::request::Parts;
 use jwt::{claim_matches, scopes, Claims, Provider};
@@ -37,6 +39,8 @@ pub(crate) struct Consumers {
     pub(crate) owners: Box<[usize]>,
     /// Consumers by name, for the subjects of tokens.
     pub(crate) by_name: HashMap<Arc<str>, usize>,
+    /// Consumers by the subjects of their client certificates.
+    pub(crate) by_subject: HashMap<Arc<str>, usize>,
 }
 
 impl Consumers {
@@ -47,6 +51,10 @@ impl Consumers {
 
     fn named(&self, name: &str) -> Option<&Arc<Consumer>> {
         self.list.get(*self.by_name.get(name)?)
+    }
+
+    fn by_subject(&self, subject: &str) -> Option<&Arc<Consumer>> {
+        self.list.get(*self.by_subject.get(subject)?)
     }
 }
 
@@ -65,6 +73,8 @@ pub(crate) struct RouteAuth {
     pub(crate) api_key: Option<KeyPlace>,
     /// Bearer tokens of this provider are accepted when set.
     pub(crate) jwt: Option<Arc<Provider>>,
+    /// The connection's verified client certificate is accepted (mutual TLS).
+    pub(crate) client_cert: bool,
     /// Whether requests without credentials are let in (as no consumer); bad ones never are.
     pub(crate) optional: bool,
     pub(crate) allow: Allow,
@@ -161,9 +171,13 @@ pub(crate) enum Verdict {
 }
 
 impl RouteAuth {
-    pub(crate) async fn check(&self, request: &Parts) -> Verdict {
-        let identity = match (self.bearer(request), &self.jwt) {
-            (Some(token), Some(provider)) => match provider.verify(token).await {
+    /// Who `request` comes from, by the first credential the route takes that it presents: its
+    /// connection's client certificate `cert`, a bearer token, an API key.
+    pub(crate) async fn check(&self, request: &Parts, cert: Option<&PeerCertificate>) -> Verdict {
+        let cert = cert.filter(|_| self.client_cert);
+        let identity = match (cert, self.bearer(request), &self.jwt) {
+            (Some(cert), _, _) => self.cert_identity(cert),
+            (None, Some(token), Some(provider)) => match provider.verify(token).await {
                 Ok(claims) => self.token_identity(provider, claims),
                 Err(error) => return Verdict::Invalid(error.message()),
             },
@@ -179,6 +193,19 @@ impl RouteAuth {
         match self.allow.refuses(&identity) {
             None => Verdict::Admitted(identity),
             Some(reason) => Verdict::Forbidden(identity, reason),
+        }
+    }
+
+    /// The consumer whose `client_certs` lists the certificate's subject, else the subject,
+    /// as a token's unknown subject is.
+    fn cert_identity(&self, cert: &PeerCertificate) -> Identity {
+        match self.consumers.by_subject(&cert.subject) {
+            Some(consumer) => Identity::of(consumer),
+            None => Identity {
+                name: cert.subject.clone(),
+                consumer: None,
+                claims: None,
+            },
         }
     }
 

@@ -118,6 +118,7 @@ pub(super) fn build(
         edge_defaults: &edge_defaults,
         consumers: &consumers,
         jwt_providers: &jwt_providers,
+        mutual_tls: raw.tls.as_ref().is_some_and(|tls| tls.client_auth.is_some()),
         upstreams: &upstreams,
         registry: &registry,
         redis: redis.as_ref(),

@@ -13,6 +13,7 @@ const DEFAULT_KEY_HEADER: &str = "x-api-key";
 
 pub(super) fn build_consumers(p: &mut Problems, raw: &[RawConsumer]) -> Arc<Consumers> {
     let mut names = HashSet::new();
+    let mut by_subject = HashMap::new();
     let mut list = Vec::with_capacity(raw.len());
     let (mut keys, mut owners) = (Vec::new(), Vec::new());
     for (i, consumer) in raw.iter().enumerate() {
@@ -39,6 +40,13 @@ pub(super) fn build_consumers(p: &mut Problems, raw: &[RawConsumer]) -> Arc<Cons
                 Err(message) => p.at(text.span(), field, message),
             }
         }
+        for (k, text) in consumer.client_certs.iter().enumerate() {
+            let subject: Arc<str> = text.trim().into();
+            if subject.is_empty() || by_subject.insert(subject.clone(), i).is_some() {
+                let message = format!("`{subject}` is empty or another consumer's (or listed twice)");
+                p.at(text.span(), format!("{field}.client_certs[{k}]"), message);
+            }
+        }
         list.push(Arc::new(Consumer {
             name: name.into(),
             groups: consumer.groups.iter().map(|g| Arc::from(g.trim())).collect(),
@@ -51,6 +59,7 @@ pub(super) fn build_consumers(p: &mut Problems, raw: &[RawConsumer]) -> Arc<Cons
         .collect();
     Arc::new(Consumers {
         by_name,
+        by_subject,
         list: list.into(),
         keys: keys.into(),
         owners: owners.into(),
@@ -63,6 +72,7 @@ pub(super) fn build_route_auth(
     raw: &RawAuth,
     consumers: &Arc<Consumers>,
     providers: &HashMap<String, Arc<Provider>>,
+    mutual_tls: bool,
 ) -> Arc<RouteAuth> {
     let jwt = raw.jwt.as_ref().and_then(|name| {
         let found = providers.get(name.trim()).cloned();
@@ -72,8 +82,14 @@ pub(super) fn build_route_auth(
         }
         found
     });
+    let client_cert = raw.client_cert.as_ref().is_some_and(|on| **on);
+    if let Some(on) = raw.client_cert.as_ref().filter(|on| ***on && !mutual_tls) {
+        let message = "client certificates are asked for by `tls.client_auth`, which this config has not";
+        p.at(on.span(), format!("{field}.client_cert"), message);
+    }
     // API keys are taken when asked for, or when nothing else is (`auth: {}`).
-    let api_key = (raw.api_key.is_some() || raw.jwt.is_none()).then(|| key_place(p, field, raw));
+    let others = raw.jwt.is_some() || client_cert;
+    let api_key = (raw.api_key.is_some() || !others).then(|| key_place(p, field, raw));
     let allow = Allow {
         consumers: known(
             p,
@@ -109,6 +125,7 @@ pub(super) fn build_route_auth(
         challenge: challenge(api_key.as_ref(), jwt.is_some()),
         api_key,
         jwt,
+        client_cert,
         optional: raw.optional.unwrap_or(false),
         allow,
     })
@@ -150,10 +167,14 @@ fn known(
 }
 
 /// `Bearer realm="lookout"` for tokens (RFC 6750); `ApiKey realm="lookout", header="x-api-key"`
-/// for keys: the scheme is not registered, but it tells a client where the key goes.
+/// for keys: the scheme is not registered, but it tells a client where the key goes;
+/// `ClientCertificate realm="lookout"` (unregistered too) when only a certificate will do.
 fn challenge(api_key: Option<&KeyPlace>, jwt: bool) -> HeaderValue {
     if jwt {
         return HeaderValue::from_static("Bearer realm=\"lookout\"");
+    }
+    if api_key.is_none() {
+        return HeaderValue::from_static("ClientCertificate realm=\"lookout\"");
     }
     let place = match api_key.map(|k| (&k.header, &k.query)) {
         Some((Some(header), _)) => format!(", header=\"{header}\""),

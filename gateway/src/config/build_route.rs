@@ -37,6 +37,8 @@ pub(super) struct Shared<'a> {
     pub(super) edge_defaults: &'a EdgePolicy,
     pub(super) consumers: &'a Arc<Consumers>,
     pub(super) jwt_providers: &'a HashMap<String, Arc<Provider>>,
+    /// Whether the proxy listener asks clients for certificates (`tls.client_auth`).
+    pub(super) mutual_tls: bool,
     pub(super) upstreams: &'a HashMap<String, UpstreamRef>,
     pub(super) registry: &'a Registry,
     /// The Redis of cluster-wide rate limits, when configured.
@@ -110,7 +112,14 @@ fn build_route(p: &mut Problems, field: &str, raw: &RawRoute, shared: &Shared<'_
     );
     let auth = raw.auth.as_ref().map(|auth| {
         let field = format!("{field}.auth");
-        build_route_auth(p, &field, auth, shared.consumers, shared.jwt_providers)
+        build_route_auth(
+            p,
+            &field,
+            auth,
+            shared.consumers,
+            shared.jwt_providers,
+            shared.mutual_tls,
+        )
     });
     let rate_limit = raw.rate_limit.as_ref().and_then(|limit| {
         let field = format!("{field}.rate_limit");

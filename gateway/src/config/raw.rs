@@ -434,6 +434,10 @@ pub(crate) struct RawConsumer {
     /// `sha256:<hex>` digests of the consumer's keys (`lookout hash-key KEY` prints one).
     #[serde(default)]
     pub(crate) api_keys: Vec<Text>,
+    /// The subjects of the consumer's client certificates (mutual TLS), as the gateway writes
+    /// them (RFC 4514: `CN=partner-a,O=Example`).
+    #[serde(default)]
+    pub(crate) client_certs: Vec<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -451,6 +455,8 @@ pub(crate) struct RawAuth {
     pub(crate) groups: Vec<Text>,
     /// Accept bearer tokens of this provider (by name); with `api_key` too, either works.
     pub(crate) jwt: Option<Text>,
+    /// Accept the connection's verified client certificate (needs `tls.client_auth`).
+    pub(crate) client_cert: Option<Spanned<bool>>,
     /// Scopes a token must all carry (`scope` or `scp` claim).
     #[serde(default)]
     pub(crate) scopes: Vec<Text>,

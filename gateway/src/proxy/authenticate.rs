@@ -1,4 +1,5 @@
-//! Phase 2: who the request comes from (an API key's consumer, or a bearer JWT's subject) and
+//! Phase 2: who the request comes from (an API key's consumer, a bearer JWT's subject, or a
+//! client certificate's consumer or subject) and
 //! whether the route admits them: 401 with a `WWW-Authenticate` challenge without valid
 //! credentials, 403 when they are valid but not enough (consumer, group, scope, claim). The
 //! consumer is recorded for the event, the consumer metric, the rate limit's key and
@@ -33,7 +34,7 @@ pub(super) async fn run(
         return Ok(());
     };
     let started = Instant::now();
-    let verdict = auth.check(parts).await;
+    let verdict = auth.check(parts, ctx.conn.client_cert.as_deref()).await;
     ctx.step(StepKind::Authenticate, started);
     strip_credentials(auth, parts, &mut matched.upstream_path)?;
     match verdict {
@@ -55,10 +56,14 @@ pub(super) async fn run(
 }
 
 fn missing(auth: &RouteAuth) -> &'static str {
-    match (&auth.api_key, &auth.jwt) {
-        (Some(_), Some(_)) => "an API key or a bearer token is required",
-        (None, Some(_)) => "a bearer token is required",
-        _ => "an API key is required",
+    match (auth.client_cert, &auth.api_key, &auth.jwt) {
+        (true, Some(_), Some(_)) => "a client certificate, an API key or a bearer token is required",
+        (true, Some(_), None) => "a client certificate or an API key is required",
+        (true, None, Some(_)) => "a client certificate or a bearer token is required",
+        (true, None, None) => "a client certificate is required",
+        (false, Some(_), Some(_)) => "an API key or a bearer token is required",
+        (false, None, Some(_)) => "a bearer token is required",
+        (false, _, None) => "an API key is required",
     }
 }
 

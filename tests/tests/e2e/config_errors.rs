@@ -967,3 +967,30 @@ routes:
     }
     assert_eq!(all.len(), 2, "{all:#?}");
 }
+
+#[test]
+fn client_certificate_consumers_name_their_field() {
+    let text = "\
+consumers:
+  - { name: a, client_certs: [\"CN=a\"] }
+  - { name: b, client_certs: [\"CN=a\", \"\"] }
+upstreams: [{ name: u, instances: [\"127.0.0.1:1\"] }]
+routes:
+  - { name: r, upstream: u, auth: { client_cert: true } }
+";
+    let all = errors(text);
+    for (field, line, says) in [
+        ("consumers[1].client_certs[0]", 3, "another consumer's"),
+        ("consumers[1].client_certs[1]", 3, "is empty"),
+        (
+            "routes[0].auth.client_cert",
+            6,
+            "`tls.client_auth`, which this config has not",
+        ),
+    ] {
+        let error = find(&all, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+    assert_eq!(all.len(), 3, "{all:#?}");
+}

@@ -568,3 +568,63 @@ async fn optional_client_certificates_let_clients_without_one_in_and_forward_not
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_certificate_names_its_consumer_for_routes_that_take_it() {
+    let upstream = TestUpstream::start("svc").await;
+    let pki = TestPki::new();
+    let api = pki.issue("api", &["api.test"]);
+    let (partner, stranger) = (client_leaf(&pki, "partner-a"), client_leaf(&pki, "stranger"));
+    let extra = format!(
+        "  client_auth: {{ ca: \"{}\", mode: optional }}\n",
+        pki.ca_file().display()
+    );
+    let text = tls_config(&[&api], &extra, "", upstream.addr).replace(
+        "routes:\n  - { name: all, upstream: svc }\n",
+        "consumers:\n  - { name: partner-a, groups: [partners], client_certs: [\"CN=partner-a\"] }\n\
+         routes:\n  - { name: partners, match: { prefix: /partners }, upstream: svc, auth: { client_cert: true, groups: [partners] } }\n",
+    );
+    let gateway = start(text).await;
+    let addr = gateway.proxy_addr();
+    let get = |config| tls_get(addr, "api.test", config, "/partners");
+
+    let admitted = get(pki.client_config_with_cert(&partner))
+        .await
+        .expect("handshake");
+    assert_eq!(admitted.status, StatusCode::OK);
+    // A certificate the CA signed whose subject no consumer lists: known, but not a partner.
+    let outsider = get(pki.client_config_with_cert(&stranger))
+        .await
+        .expect("handshake");
+    assert_eq!(outsider.status, StatusCode::FORBIDDEN);
+    let bare = get(pki.client_config(H2_AND_H1, BOTH)).await.expect("handshake");
+    assert_eq!(bare.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        bare.headers["www-authenticate"],
+        "ClientCertificate realm=\"lookout\""
+    );
+    let refusal: serde_json::Value = serde_json::from_slice(&bare.body).expect("a JSON error");
+    assert_eq!(
+        refusal["error"]["message"], "a client certificate is required",
+        "{refusal}"
+    );
+
+    wait_for_stored(&gateway, 3).await;
+    let rows = sql_rows(
+        gateway.admin_addr(),
+        TOKEN,
+        "SELECT status, consumer, client_cert FROM requests ORDER BY ts",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        json!([
+            [200, "partner-a", "CN=partner-a"],
+            [403, "CN=stranger", "CN=stranger"],
+            [401, null, null]
+        ])
+    );
+    let series = "lookout_consumer_requests_total{http_route=\"partners\",consumer=\"partner-a\",http_response_status_code=\"200\"}";
+    assert_eq!(metric(&gateway, series).await, 1.0);
+    gateway.shutdown().await;
+}
