@@ -9,6 +9,15 @@ fn errors(text: &str) -> Vec<ConfigError> {
     }
 }
 
+/// Each `(field, line, says)`: an error for `field`, on `line`, whose message contains `says`.
+fn each_names_its_field(errors: &[ConfigError], expected: &[(&str, usize, &str)]) {
+    for &(field, line, says) in expected {
+        let error = find(errors, field);
+        assert_eq!(error.line, line, "{error:?}");
+        assert!(error.message.contains(says), "{error:?}");
+    }
+}
+
 fn find<'a>(errors: &'a [ConfigError], field: &str) -> &'a ConfigError {
     errors
         .iter()
@@ -103,26 +112,25 @@ routes:
 limits: { max_connections: 0 }
 ";
     let all = errors(text);
-    for (field, line, says) in [
-        ("upstreams[0].instances[1]", 2, "no valid port (1 to 65535)"),
-        ("upstreams[0].instances[2]", 2, "no valid port"),
-        ("upstreams[1].name", 3, "duplicate upstream name `a`"),
-        ("upstreams[1].instances[0]", 3, "needs a port"),
-        ("upstreams[1].host_header", 3, "is not `client` or `instance`"),
-        ("upstreams[1].protocol", 3, "`grpc` is not `http1` or `http2`"),
-        ("routes[0].match.host", 5, "`*` only as its first label"),
-        ("routes[1].match.host", 6, "`*` only as its first label"),
-        ("routes[2].match.host", 7, "remove it"),
-        ("routes[3].match.host", 8, "not a host name or address"),
-        ("routes[4].match.template", 9, "captures `id` twice"),
-        ("routes[6].match.prefix", 11, "normal form (`/api/v1/`)"),
-        ("routes[7].strip_prefix", 12, "normal form (`/s/`)"),
-        ("limits.max_connections", 13, "at least 1"),
-    ] {
-        let error = find(&all, field);
-        assert_eq!(error.line, line, "{error:?}");
-        assert!(error.message.contains(says), "{error:?}");
-    }
+    each_names_its_field(
+        &all,
+        &[
+            ("upstreams[0].instances[1]", 2, "no valid port (1 to 65535)"),
+            ("upstreams[0].instances[2]", 2, "no valid port"),
+            ("upstreams[1].name", 3, "duplicate upstream name `a`"),
+            ("upstreams[1].instances[0]", 3, "needs a port"),
+            ("upstreams[1].host_header", 3, "is not `client` or `instance`"),
+            ("upstreams[1].protocol", 3, "`grpc` is not `http1` or `http2`"),
+            ("routes[0].match.host", 5, "`*` only as its first label"),
+            ("routes[1].match.host", 6, "`*` only as its first label"),
+            ("routes[2].match.host", 7, "remove it"),
+            ("routes[3].match.host", 8, "not a host name or address"),
+            ("routes[4].match.template", 9, "captures `id` twice"),
+            ("routes[6].match.prefix", 11, "normal form (`/api/v1/`)"),
+            ("routes[7].strip_prefix", 12, "normal form (`/s/`)"),
+            ("limits.max_connections", 13, "at least 1"),
+        ],
+    );
     assert_eq!(all.len(), 14, "{all:#?}");
 }
 
@@ -496,31 +504,30 @@ routes:
   - { name: all, upstream: a }
 ";
     let all = errors(text);
-    for (field, line, says) in [
-        ("upstreams[0].health_check.grpc_service", 2, "needs HTTP/2"),
-        ("upstreams[1].health_check.grpc_service", 3, "not both"),
-        ("upstreams[2].health_check", 4, "needs `path`"),
-        (
-            "upstreams[4].health_check.expected_statuses[1]",
-            6,
-            "`6xx` is not a status",
-        ),
-        ("upstreams[4].health_check.expected_statuses[2]", 6, "`399-300`"),
-        (
-            "upstreams[5].health_check.expected_statuses",
-            7,
-            "for `path` checks",
-        ),
-        (
-            "upstreams[6].health_check.expected_statuses",
-            8,
-            "at least one status",
-        ),
-    ] {
-        let error = find(&all, field);
-        assert_eq!(error.line, line, "{error:?}");
-        assert!(error.message.contains(says), "{error:?}");
-    }
+    each_names_its_field(
+        &all,
+        &[
+            ("upstreams[0].health_check.grpc_service", 2, "needs HTTP/2"),
+            ("upstreams[1].health_check.grpc_service", 3, "not both"),
+            ("upstreams[2].health_check", 4, "needs `path`"),
+            (
+                "upstreams[4].health_check.expected_statuses[1]",
+                6,
+                "`6xx` is not a status",
+            ),
+            ("upstreams[4].health_check.expected_statuses[2]", 6, "`399-300`"),
+            (
+                "upstreams[5].health_check.expected_statuses",
+                7,
+                "for `path` checks",
+            ),
+            (
+                "upstreams[6].health_check.expected_statuses",
+                8,
+                "at least one status",
+            ),
+        ],
+    );
     assert_eq!(all.len(), 7, "{all:#?}");
 }
 
@@ -534,17 +541,16 @@ routes:
   - { name: two, upstream: a, compress: { types: [], max_in_flight: 0 } }
 ";
     let all = errors(text);
-    for (field, line, says) in [
-        ("routes[0].compress.min_size", 4, "lots"),
-        ("routes[0].compress.types[1]", 4, "`nonsense` is not a media type"),
-        ("routes[0].compress.types[2]", 4, "`text/*+` is not a media type"),
-        ("routes[1].compress.types", 5, "lists no media type"),
-        ("routes[1].compress.max_in_flight", 5, "at least 1"),
-    ] {
-        let error = find(&all, field);
-        assert_eq!(error.line, line, "{error:?}");
-        assert!(error.message.contains(says), "{error:?}");
-    }
+    each_names_its_field(
+        &all,
+        &[
+            ("routes[0].compress.min_size", 4, "lots"),
+            ("routes[0].compress.types[1]", 4, "`nonsense` is not a media type"),
+            ("routes[0].compress.types[2]", 4, "`text/*+` is not a media type"),
+            ("routes[1].compress.types", 5, "lists no media type"),
+            ("routes[1].compress.max_in_flight", 5, "at least 1"),
+        ],
+    );
     assert_eq!(all.len(), 5, "{all:#?}");
     let unknown = errors(&text.replace("types: []", "level: 9"));
     assert!(
@@ -566,36 +572,35 @@ routes:
   - { name: all, upstream: a }
 ";
     let all = errors(text);
-    for (field, line, says) in [
-        ("upstreams[0].outlier.max_ejected_percent", 2, "between 0 and 100"),
-        (
-            "upstreams[0].outlier.failure_percentage.threshold",
-            2,
-            "between 0 and 100",
-        ),
-        (
-            "upstreams[1].outlier.success_rate.stdev_factor",
-            3,
-            "greater than 0",
-        ),
-        ("upstreams[1].outlier.success_rate.min_requests", 3, "at least 1"),
-        ("upstreams[1].outlier.success_rate.min_instances", 3, "at least 1"),
-        (
-            "upstreams[2].outlier.interval",
-            4,
-            "set `failure_percentage` or `success_rate`",
-        ),
-        ("upstreams[3].outlier.interval", 5, "greater than zero"),
-        (
-            "upstreams[4].outlier.failure_percentage.threshold",
-            6,
-            "greater than 0",
-        ),
-    ] {
-        let error = find(&all, field);
-        assert_eq!(error.line, line, "{error:?}");
-        assert!(error.message.contains(says), "{error:?}");
-    }
+    each_names_its_field(
+        &all,
+        &[
+            ("upstreams[0].outlier.max_ejected_percent", 2, "between 0 and 100"),
+            (
+                "upstreams[0].outlier.failure_percentage.threshold",
+                2,
+                "between 0 and 100",
+            ),
+            (
+                "upstreams[1].outlier.success_rate.stdev_factor",
+                3,
+                "greater than 0",
+            ),
+            ("upstreams[1].outlier.success_rate.min_requests", 3, "at least 1"),
+            ("upstreams[1].outlier.success_rate.min_instances", 3, "at least 1"),
+            (
+                "upstreams[2].outlier.interval",
+                4,
+                "set `failure_percentage` or `success_rate`",
+            ),
+            ("upstreams[3].outlier.interval", 5, "greater than zero"),
+            (
+                "upstreams[4].outlier.failure_percentage.threshold",
+                6,
+                "greater than 0",
+            ),
+        ],
+    );
     assert_eq!(all.len(), 8, "{all:#?}");
     let missing = errors(
         "upstreams:\n  - { name: a, instances: [\"127.0.0.1:1\"], outlier: { failure_percentage: { min_requests: 5 } } }\nroutes:\n  - { name: all, upstream: a }\n",
@@ -615,15 +620,14 @@ routes:
   - { name: all, upstream: a }
 ";
     let all = errors(text);
-    for (field, line, says) in [
-        ("upstreams[0].max_concurrent_streams", 2, "protocol: http2"),
-        ("upstreams[1].max_concurrent_streams", 3, "at least 1"),
-        ("upstreams[2].max_in_flight", 4, "at least 1"),
-    ] {
-        let error = find(&all, field);
-        assert_eq!(error.line, line, "{error:?}");
-        assert!(error.message.contains(says), "{error:?}");
-    }
+    each_names_its_field(
+        &all,
+        &[
+            ("upstreams[0].max_concurrent_streams", 2, "protocol: http2"),
+            ("upstreams[1].max_concurrent_streams", 3, "at least 1"),
+            ("upstreams[2].max_in_flight", 4, "at least 1"),
+        ],
+    );
     assert_eq!(all.len(), 3, "{all:#?}");
 }
 
@@ -641,19 +645,18 @@ routes:
   - { name: all, upstream: a }
 ";
     let all = errors(text);
-    for (field, line, says) in [
-        ("traces.protocol", 3, "unknown protocol `zipkin`"),
-        ("traces.sample_ratio", 4, "between 0 and 1"),
-        (
-            "traces.always_sample_slower_than",
-            5,
-            "invalid duration `a while`",
-        ),
-    ] {
-        let error = find(&all, field);
-        assert_eq!(error.line, line, "{error:?}");
-        assert!(error.message.contains(says), "{error:?}");
-    }
+    each_names_its_field(
+        &all,
+        &[
+            ("traces.protocol", 3, "unknown protocol `zipkin`"),
+            ("traces.sample_ratio", 4, "between 0 and 1"),
+            (
+                "traces.always_sample_slower_than",
+                5,
+                "invalid duration `a while`",
+            ),
+        ],
+    );
     assert_eq!(all.len(), 3, "{all:#?}");
 }
 
@@ -761,23 +764,22 @@ upstreams:
   - { name: d, discover: { dns: \"d.svc\", refresh: 0s } }
 ";
     let all = errors(text);
-    for (field, line, says) in [
-        ("dns.nameservers[1]", 1, "`resolver.local` is not an IP address"),
-        ("dns.timeout", 1, "soon"),
-        ("upstreams[0].discover", 3, "not both"),
-        ("upstreams[1].instances", 4, "or `discover:` to find them in DNS"),
-        (
-            "upstreams[2].discover.dns",
-            5,
-            "needs no discovery: list it in `instances`",
-        ),
-        ("upstreams[3].discover.dns", 6, "needs a port"),
-        ("upstreams[3].discover.refresh", 6, "greater than zero"),
-    ] {
-        let error = find(&all, field);
-        assert_eq!(error.line, line, "{error:?}");
-        assert!(error.message.contains(says), "{error:?}");
-    }
+    each_names_its_field(
+        &all,
+        &[
+            ("dns.nameservers[1]", 1, "`resolver.local` is not an IP address"),
+            ("dns.timeout", 1, "soon"),
+            ("upstreams[0].discover", 3, "not both"),
+            ("upstreams[1].instances", 4, "or `discover:` to find them in DNS"),
+            (
+                "upstreams[2].discover.dns",
+                5,
+                "needs no discovery: list it in `instances`",
+            ),
+            ("upstreams[3].discover.dns", 6, "needs a port"),
+            ("upstreams[3].discover.refresh", 6, "greater than zero"),
+        ],
+    );
     assert_eq!(all.len(), 7, "{all:#?}");
     let srv = errors(
         "upstreams:
@@ -815,21 +817,20 @@ upstreams:
   - { name: d, instances: [\"https://127.0.0.1:5\"], backups: [\"http://127.0.0.1:6\"] }
 ";
     let all = errors(text);
-    for (field, line, says) in [
-        ("upstreams[0].backups[1]", 2, "`127.0.0.1:1` is listed already"),
-        ("upstreams[0].backups[2]", 2, "needs a port"),
-        (
-            "upstreams[1].backups",
-            3,
-            "its SRV name's records of later priorities",
-        ),
-        ("upstreams[2].instances", 4, "needs at least one instance"),
-        ("upstreams[3].backups[0]", 5, "so no instance may be http://"),
-    ] {
-        let error = find(&all, field);
-        assert_eq!(error.line, line, "{error:?}");
-        assert!(error.message.contains(says), "{error:?}");
-    }
+    each_names_its_field(
+        &all,
+        &[
+            ("upstreams[0].backups[1]", 2, "`127.0.0.1:1` is listed already"),
+            ("upstreams[0].backups[2]", 2, "needs a port"),
+            (
+                "upstreams[1].backups",
+                3,
+                "its SRV name's records of later priorities",
+            ),
+            ("upstreams[2].instances", 4, "needs at least one instance"),
+            ("upstreams[3].backups[0]", 5, "so no instance may be http://"),
+        ],
+    );
     assert_eq!(all.len(), 5, "{all:#?}");
 }
 
@@ -846,24 +847,23 @@ upstreams:
     slow_start: 0s
 ";
     let all = errors(text);
-    for (field, line, says) in [
-        (
-            "upstreams[0].instances[0].weight",
-            4,
-            "`0` is not a weight (1 to 256)",
-        ),
-        (
-            "upstreams[0].instances[1].weight",
-            5,
-            "`257` is not a weight (1 to 256)",
-        ),
-        ("upstreams[0].backups[0]", 7, "needs a port"),
-        ("upstreams[0].slow_start", 8, "greater than zero"),
-    ] {
-        let error = find(&all, field);
-        assert_eq!(error.line, line, "{error:?}");
-        assert!(error.message.contains(says), "{error:?}");
-    }
+    each_names_its_field(
+        &all,
+        &[
+            (
+                "upstreams[0].instances[0].weight",
+                4,
+                "`0` is not a weight (1 to 256)",
+            ),
+            (
+                "upstreams[0].instances[1].weight",
+                5,
+                "`257` is not a weight (1 to 256)",
+            ),
+            ("upstreams[0].backups[0]", 7, "needs a port"),
+            ("upstreams[0].slow_start", 8, "greater than zero"),
+        ],
+    );
     assert_eq!(all.len(), 4, "{all:#?}");
     for (entry, says) in [
         ("{ weight: 2 }", "field `address`"),
@@ -918,17 +918,16 @@ routes:
   - { name: vague, upstream: a, slo: { objective: 99.9, latency: soon } }
 ";
     let all = errors(text);
-    for (field, line, says) in [
-        ("routes[0].slo.objective", 3, "100 leaves no error budget"),
-        ("routes[1].slo.objective", 4, "above 0 and below 100"),
-        ("routes[2].slo.period", 5, "at least 1d"),
-        ("routes[3].slo.latency", 6, "greater than zero"),
-        ("routes[4].slo.latency", 7, "invalid duration `soon`"),
-    ] {
-        let error = find(&all, field);
-        assert_eq!(error.line, line, "{error:?}");
-        assert!(error.message.contains(says), "{error:?}");
-    }
+    each_names_its_field(
+        &all,
+        &[
+            ("routes[0].slo.objective", 3, "100 leaves no error budget"),
+            ("routes[1].slo.objective", 4, "above 0 and below 100"),
+            ("routes[2].slo.period", 5, "at least 1d"),
+            ("routes[3].slo.latency", 6, "greater than zero"),
+            ("routes[4].slo.latency", 7, "invalid duration `soon`"),
+        ],
+    );
     assert_eq!(all.len(), 5, "{all:#?}");
     for (slo, says) in [
         ("{ latency: 300ms }", "field `objective`"),
@@ -957,14 +956,13 @@ routes:
   - { name: r, upstream: fine }
 ";
     let all = errors(text);
-    for (field, line, says) in [
-        ("upstreams[0].overprovisioning", 2, "must be from 1 to 100"),
-        ("upstreams[1].overprovisioning", 3, "this upstream has none"),
-    ] {
-        let error = find(&all, field);
-        assert_eq!(error.line, line, "{error:?}");
-        assert!(error.message.contains(says), "{error:?}");
-    }
+    each_names_its_field(
+        &all,
+        &[
+            ("upstreams[0].overprovisioning", 2, "must be from 1 to 100"),
+            ("upstreams[1].overprovisioning", 3, "this upstream has none"),
+        ],
+    );
     assert_eq!(all.len(), 2, "{all:#?}");
 }
 
@@ -979,18 +977,17 @@ routes:
   - { name: r, upstream: u, auth: { client_cert: true } }
 ";
     let all = errors(text);
-    for (field, line, says) in [
-        ("consumers[1].client_certs[0]", 3, "another consumer's"),
-        ("consumers[1].client_certs[1]", 3, "is empty"),
-        (
-            "routes[0].auth.client_cert",
-            6,
-            "`tls.client_auth`, which this config has not",
-        ),
-    ] {
-        let error = find(&all, field);
-        assert_eq!(error.line, line, "{error:?}");
-        assert!(error.message.contains(says), "{error:?}");
-    }
+    each_names_its_field(
+        &all,
+        &[
+            ("consumers[1].client_certs[0]", 3, "another consumer's"),
+            ("consumers[1].client_certs[1]", 3, "is empty"),
+            (
+                "routes[0].auth.client_cert",
+                6,
+                "`tls.client_auth`, which this config has not",
+            ),
+        ],
+    );
     assert_eq!(all.len(), 3, "{all:#?}");
 }
