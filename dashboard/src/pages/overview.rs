@@ -133,7 +133,7 @@ pub(super) struct PriorityRow {
     available: String,
     /// The share of new requests it takes now.
     load: String,
-    /// `good` for the first choices taking all, `warn` while backups take a share.
+    /// `warn` while backups take a share of new requests, else none.
     class: &'static str,
 }
 
