@@ -6,7 +6,8 @@ use super::error::Problems;
 use super::raw::{RawCertificate, RawClientAuth, RawClientTls, RawTls, Text};
 use super::values::duration;
 use crate::tls::{
-    ClientAuth, ClientTrust, MinVersion, ServerTls, ServingCertificate, SniResolver, TrustError,
+    revocation_lists, ClientAuth, ClientTrust, MinVersion, ServerTls, ServingCertificate, SniResolver,
+    TrustError,
 };
 use rustls::ClientConfig;
 use std::sync::Arc;
@@ -87,8 +88,21 @@ fn client_auth(p: &mut Problems, raw: &RawClientAuth) -> Option<ClientAuth> {
             true
         }
     };
-    let ca = p.read_file("tls.client_auth.ca", &raw.ca)?;
-    ClientAuth::new(&ca, required)
+    let ca = p.read_file("tls.client_auth.ca", &raw.ca);
+    let crls: Vec<Option<_>> = raw
+        .crls
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            let field = format!("tls.client_auth.crls[{i}]");
+            let pem = p.read_file(&field, file)?;
+            revocation_lists(&pem)
+                .map_err(|error| p.at(file.span(), field, format!("`{}` {error}", file.trim())))
+                .ok()
+        })
+        .collect();
+    let crls = crls.into_iter().collect::<Option<Vec<_>>>()?.concat();
+    ClientAuth::new(&ca?, required, crls)
         .map_err(|error| {
             let message = format!("`{}` {error}", raw.ca.trim());
             p.at(raw.ca.span(), "tls.client_auth.ca", message);

@@ -87,6 +87,9 @@ pub(crate) struct RawClientAuth {
     pub(crate) ca: Text,
     /// `required` (default): no certificate, no handshake; `optional`: asked for, not required.
     pub(crate) mode: Option<Text>,
+    /// PEM certificate revocation lists: a client certificate one lists is refused.
+    #[serde(default)]
+    pub(crate) crls: Vec<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,6 +26,8 @@ pub(crate) enum TrustError {
     Pem(pem::Error),
     #[error("holds no PEM certificate")]
     NoCertificate,
+    #[error("holds no PEM certificate revocation list")]
+    NoRevocationList,
     #[error("holds a CA certificate rustls cannot use: {0}")]
     Ca(rustls::Error),
     #[error("client certificate: {0}")]

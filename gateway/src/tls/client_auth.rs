@@ -7,6 +7,8 @@ use super::client::{ca_roots, TrustError};
 use http::HeaderValue;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateRevocationListDer;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use x509_cert::der::Decode;
@@ -25,11 +27,20 @@ pub(crate) struct ClientAuth {
 
 impl ClientAuth {
     /// Clients' certificates must chain to a CA of `ca_pem`; with `required`, a client without
-    /// one fails the handshake, else it is served without.
-    pub(crate) fn new(ca_pem: &[u8], required: bool) -> Result<Self, TrustError> {
+    /// one fails the handshake, else it is served without. A certificate one of `crls` lists
+    /// (of any of the CAs) is refused; one whose CA has no CRL here passes, as
+    /// only the client's own certificate is checked.
+    pub(crate) fn new(
+        ca_pem: &[u8],
+        required: bool,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+    ) -> Result<Self, TrustError> {
         let roots = Arc::new(ca_roots(ca_pem)?);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = WebPkiClientVerifier::builder_with_provider(roots, provider);
+        let builder = WebPkiClientVerifier::builder_with_provider(roots, provider)
+            .with_crls(crls)
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status();
         let builder = if required {
             builder
         } else {
@@ -42,6 +53,15 @@ impl ClientAuth {
 
     pub(crate) fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
         self.verifier.clone()
+    }
+}
+
+/// The certificate revocation lists of one PEM file; at least one.
+pub(crate) fn revocation_lists(pem: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, TrustError> {
+    let crls = CertificateRevocationListDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>();
+    match crls.map_err(TrustError::Pem)? {
+        crls if crls.is_empty() => Err(TrustError::NoRevocationList),
+        crls => Ok(crls),
     }
 }
 

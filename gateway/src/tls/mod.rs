@@ -17,6 +17,6 @@ mod sni;
 pub(crate) use accept::{accept, Established, HandshakeMetrics};
 pub(crate) use certificate::ServingCertificate;
 pub(crate) use client::{ClientTrust, TlsTarget, TrustError};
-pub(crate) use client_auth::{ClientAuth, PeerCertificate, FORWARDED_CLIENT_CERT};
+pub(crate) use client_auth::{revocation_lists, ClientAuth, PeerCertificate, FORWARDED_CLIENT_CERT};
 pub(crate) use server::{MinVersion, ServerTls};
 pub(crate) use sni::SniResolver;

@@ -470,6 +470,16 @@ routes:
         ),
         ("{ ca: missing.pem }", "tls.client_auth.ca", "cannot read"),
         ("{ mode: optional }", "tls.client_auth", "missing field `ca`"),
+        (
+            "{ ca: ca.pem, crls: [ca.pem] }",
+            "tls.client_auth.crls[0]",
+            "holds no PEM certificate revocation list",
+        ),
+        (
+            "{ ca: ca.pem, crls: [gone.crl] }",
+            "tls.client_auth.crls[0]",
+            "cannot read",
+        ),
     ] {
         let text = format!(
             "tls:\n  certificates:\n    - {{ cert: api.pem, key: api.key }}\n  client_auth: {client_auth}\n"

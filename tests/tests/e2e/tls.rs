@@ -448,8 +448,14 @@ async fn a_jwks_is_fetched_over_https() {
 
 /// A client leaf of `pki` whose subject's common name is `name`.
 fn client_leaf(pki: &TestPki, name: &str) -> Leaf {
+    client_leaf_numbered(pki, name, None)
+}
+
+/// [`client_leaf`] with serial number `serial` (for a CRL to name it).
+fn client_leaf_numbered(pki: &TestPki, name: &str, serial: Option<u64>) -> Leaf {
     pki.issue_with(name, &[&format!("{name}.clients.test")], |params| {
         params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.serial_number = serial.map(rcgen::SerialNumber::from);
     })
 }
 
@@ -626,5 +632,35 @@ async fn a_client_certificate_names_its_consumer_for_routes_that_take_it() {
     );
     let series = "lookout_consumer_requests_total{http_route=\"partners\",consumer=\"partner-a\",http_response_status_code=\"200\"}";
     assert_eq!(metric(&gateway, series).await, 1.0);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_certificate_a_revocation_list_names_is_refused() {
+    let upstream = TestUpstream::start("svc").await;
+    let pki = TestPki::new();
+    let api = pki.issue("api", &["api.test"]);
+    let revoked = client_leaf_numbered(&pki, "revoked", Some(7001));
+    let good = client_leaf_numbered(&pki, "good", Some(7002));
+    let crl = pki.crl("clients", &[7001]);
+    let extra = format!(
+        "  client_auth: {{ ca: \"{}\", crls: [\"{}\"] }}\n",
+        pki.ca_file().display(),
+        crl.display()
+    );
+    let gateway = start(tls_config(&[&api], &extra, "", upstream.addr)).await;
+    let addr = gateway.proxy_addr();
+    let served = tls_get(addr, "api.test", pki.client_config_with_cert(&good), "/").await;
+    assert_eq!(
+        served.expect("a certificate the CRL does not list").status,
+        StatusCode::OK
+    );
+    let refused = tls_get(addr, "api.test", pki.client_config_with_cert(&revoked), "/").await;
+    assert!(refused.is_err(), "a revoked certificate is refused");
+    let counted = lookout_tests::wait_until(Duration::from_secs(5), || async {
+        metric(&gateway, &failures("bad_client_certificate")).await == 1.0
+    })
+    .await;
+    assert!(counted, "{}", metrics_text(&gateway).await);
     gateway.shutdown().await;
 }
