@@ -437,8 +437,9 @@ pub(crate) struct RawConsumer {
     /// `sha256:<hex>` digests of the consumer's keys (`lookout hash-key KEY` prints one).
     #[serde(default)]
     pub(crate) api_keys: Vec<Text>,
-    /// The subjects of the consumer's client certificates (mutual TLS), as the gateway writes
-    /// them (RFC 4514: `CN=partner-a,O=Example`).
+    /// The consumer's client certificates (mutual TLS): their subjects as the gateway writes
+    /// them (RFC 4514: `CN=partner-a,O=Example`), or a subjectAltName (`URI:spiffe://…`,
+    /// `DNS:host`).
     #[serde(default)]
     pub(crate) client_certs: Vec<Text>,
 }

@@ -70,6 +70,8 @@ pub(crate) fn revocation_lists(pem: &[u8]) -> Result<Vec<CertificateRevocationLi
 pub(crate) struct PeerCertificate {
     /// Its subject's distinguished name (RFC 4514: `CN=partner-a,O=Example`).
     pub(crate) subject: Arc<str>,
+    /// Its URI and DNS subjectAltNames, written `URI:spiffe://…` and `DNS:host`.
+    pub(crate) alt_names: Box<[Box<str>]>,
     /// `Hash=<SHA-256 of its DER>;Subject="…";URI=…;DNS=…`, as Envoy writes it.
     pub(crate) forwarded: HeaderValue,
 }
@@ -87,17 +89,19 @@ impl PeerCertificate {
             quoted(&subject)
         );
         let names = tbs.get::<SubjectAltName>().ok().flatten();
+        let mut alt_names = Vec::new();
         for name in names.iter().flat_map(|(_, san)| san.0.iter()) {
-            match name {
-                GeneralName::UniformResourceIdentifier(uri) => {
-                    forwarded.push_str(&format!(";URI={}", uri.as_str()))
-                }
-                GeneralName::DnsName(dns) => forwarded.push_str(&format!(";DNS={}", dns.as_str())),
-                _ => {}
-            }
+            let (kind, value) = match name {
+                GeneralName::UniformResourceIdentifier(uri) => ("URI", uri.as_str()),
+                GeneralName::DnsName(dns) => ("DNS", dns.as_str()),
+                _ => continue,
+            };
+            forwarded.push_str(&format!(";{kind}={value}"));
+            alt_names.push(format!("{kind}:{value}").into());
         }
         Some(PeerCertificate {
             subject,
+            alt_names: alt_names.into(),
             forwarded: HeaderValue::from_str(&forwarded).ok()?,
         })
     }
@@ -129,5 +133,7 @@ mod tests {
             hex::encode(Sha256::digest(&der))
         );
         assert_eq!(cert.forwarded, expected.as_str());
+        let names: Vec<&str> = cert.alt_names.iter().map(|n| &**n).collect();
+        assert_eq!(names, ["DNS:a.clients.test", "URI:spiffe://example.org/partner"]);
     }
 }

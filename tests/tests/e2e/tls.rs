@@ -581,6 +581,7 @@ async fn a_client_certificate_names_its_consumer_for_routes_that_take_it() {
     let pki = TestPki::new();
     let api = pki.issue("api", &["api.test"]);
     let (partner, stranger) = (client_leaf(&pki, "partner-a"), client_leaf(&pki, "stranger"));
+    let service = client_leaf(&pki, "billing");
     let extra = format!(
         "  client_auth: {{ ca: \"{}\", mode: optional }}\n",
         pki.ca_file().display()
@@ -588,6 +589,7 @@ async fn a_client_certificate_names_its_consumer_for_routes_that_take_it() {
     let text = tls_config(&[&api], &extra, "", upstream.addr).replace(
         "routes:\n  - { name: all, upstream: svc }\n",
         "consumers:\n  - { name: partner-a, groups: [partners], client_certs: [\"CN=partner-a\"] }\n\
+         \x20 - { name: billing, groups: [partners], client_certs: [\"DNS:billing.clients.test\"] }\n\
          routes:\n  - { name: partners, match: { prefix: /partners }, upstream: svc, auth: { client_cert: true, groups: [partners] } }\n",
     );
     let gateway = start(text).await;
@@ -598,6 +600,11 @@ async fn a_client_certificate_names_its_consumer_for_routes_that_take_it() {
         .await
         .expect("handshake");
     assert_eq!(admitted.status, StatusCode::OK);
+    // A consumer named by one of its certificate's subjectAltNames (as a SPIFFE id would be).
+    let by_name = get(pki.client_config_with_cert(&service))
+        .await
+        .expect("handshake");
+    assert_eq!(by_name.status, StatusCode::OK);
     // A certificate the CA signed whose subject no consumer lists: known, but not a partner.
     let outsider = get(pki.client_config_with_cert(&stranger))
         .await
@@ -615,7 +622,7 @@ async fn a_client_certificate_names_its_consumer_for_routes_that_take_it() {
         "{refusal}"
     );
 
-    wait_for_stored(&gateway, 3).await;
+    wait_for_stored(&gateway, 4).await;
     let rows = sql_rows(
         gateway.admin_addr(),
         TOKEN,
@@ -626,6 +633,7 @@ async fn a_client_certificate_names_its_consumer_for_routes_that_take_it() {
         rows,
         json!([
             [200, "partner-a", "CN=partner-a"],
+            [200, "billing", "CN=billing"],
             [403, "CN=stranger", "CN=stranger"],
             [401, null, null]
         ])
