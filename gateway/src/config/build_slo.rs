@@ -30,11 +30,21 @@ pub(super) fn build_slo(p: &mut Problems, field: &str, raw: &RawSlo) -> Option<S
         let message = "must be at least 1d: the burn-rate alerts weigh the last hours against it";
         p.at(text.span(), period_field, message);
     }
+    let alert_min_missed = match &raw.alert_min_missed {
+        None => 1,
+        Some(floor) if **floor == 0 => {
+            let message = "must be at least 1: an alert fires on requests that missed";
+            p.at(floor.span(), format!("{field}.alert_min_missed"), message);
+            1
+        }
+        Some(floor) => **floor,
+    };
     (objective_ok && period_ok && latency != Some(Duration::ZERO)).then_some(Slo {
         // Rounded to the digits a config gives, so that 99.9 is exposed as 0.999, not
         // 0.9990000000000001.
         objective: (objective / 100.0 * 1e12).round() / 1e12,
         period,
         bar: SloBar { latency },
+        alert_min_missed,
     })
 }

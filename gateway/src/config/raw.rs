@@ -359,6 +359,9 @@ pub(crate) struct RawSlo {
     pub(crate) latency: Option<Text>,
     /// The period the objective holds over (default `30d`).
     pub(crate) period: Option<Text>,
+    /// The burn-rate alerts fire only once this many requests missed in their long window
+    /// (default 1): a floor for routes with little traffic.
+    pub(crate) alert_min_missed: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,7 +5,9 @@
 //! practice: a client sending bad keys must not spend the route's error budget.
 
 use super::{Route, RouteTable};
-use crate::stats::{RouteStats, ScrapeGauges, SLO_LATENCY, SLO_OBJECTIVE, SLO_PERIOD, SLO_REQUESTS};
+use crate::stats::{
+    RouteStats, ScrapeGauges, SLO_LATENCY, SLO_MIN_MISSED, SLO_OBJECTIVE, SLO_PERIOD, SLO_REQUESTS,
+};
 use lookout_analytics::analysis::slo::{objective_percent, Judged};
 use lookout_dashboard::Objective;
 use metrics::Label;
@@ -21,6 +23,8 @@ pub(crate) struct Slo {
     /// The period the objective holds over (its error budget is `1 - objective` of it).
     pub(crate) period: Duration,
     pub(crate) bar: SloBar,
+    /// The fewest requests that must miss in an alert's long window before it fires.
+    pub(crate) alert_min_missed: u32,
 }
 
 /// What a request must clear to be good: all the request path needs of an objective.
@@ -107,6 +111,7 @@ impl Route {
         }
         live.set(SLO_OBJECTIVE, vec![route()], slo.objective);
         live.set(SLO_PERIOD, vec![route()], slo.period.as_secs_f64());
+        live.set(SLO_MIN_MISSED, vec![route()], f64::from(slo.alert_min_missed));
         if let Some(latency) = slo.bar.latency {
             live.set(SLO_LATENCY, vec![route()], latency.as_secs_f64());
         }

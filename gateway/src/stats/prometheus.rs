@@ -87,6 +87,7 @@ pub(crate) const SLO_REQUESTS: &str = "lookout_slo_requests_total";
 pub(crate) const SLO_OBJECTIVE: &str = "lookout_slo_objective_ratio";
 pub(crate) const SLO_PERIOD: &str = "lookout_slo_period_seconds";
 pub(crate) const SLO_LATENCY: &str = "lookout_slo_latency_threshold_seconds";
+pub(crate) const SLO_MIN_MISSED: &str = "lookout_slo_alert_min_missed";
 
 /// The label naming an upstream instance (its configured address). Not `instance`: Prometheus
 /// gives every scraped series an `instance` label naming the target, here the gateway, and
@@ -108,7 +109,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 73] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 74] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -160,6 +161,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 73] = [
         SLO_PERIOD,
         Unit::Seconds,
         "The period a route's objective holds over; its error budget is (1 - objective) of its requests in it.",
+    ),
+    (
+        SLO_MIN_MISSED,
+        Unit::Count,
+        "The fewest requests that must miss a route's objective within a burn-rate alert's long window before the alert fires (its `alert_min_missed`, 1 unless set).",
     ),
     (
         SLO_LATENCY,
@@ -544,6 +550,7 @@ impl ScrapeGauges {
                     | SLO_OBJECTIVE
                     | SLO_PERIOD
                     | SLO_LATENCY
+                    | SLO_MIN_MISSED
                     | INSTANCE_LATENCY
                     | ACTIVE_REQUESTS
                     | TUNNELS_OPEN

@@ -926,6 +926,7 @@ routes:
   - { name: short, upstream: a, slo: { objective: 99.9, period: 6h } }
   - { name: instant, upstream: a, slo: { objective: 99.9, latency: 0s } }
   - { name: vague, upstream: a, slo: { objective: 99.9, latency: soon } }
+  - { name: floorless, upstream: a, slo: { objective: 99.9, alert_min_missed: 0 } }
 ";
     let all = errors(text);
     each_names_its_field(
@@ -936,9 +937,10 @@ routes:
             ("routes[2].slo.period", 5, "at least 1d"),
             ("routes[3].slo.latency", 6, "greater than zero"),
             ("routes[4].slo.latency", 7, "invalid duration `soon`"),
+            ("routes[5].slo.alert_min_missed", 8, "at least 1"),
         ],
     );
-    assert_eq!(all.len(), 5, "{all:#?}");
+    assert_eq!(all.len(), 6, "{all:#?}");
     for (slo, says) in [
         ("{ latency: 300ms }", "field `objective`"),
         ("{ objective: 99.9, target: 1 }", "field `target`"),

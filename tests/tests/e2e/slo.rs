@@ -20,7 +20,7 @@ async fn requests_are_judged_against_their_routes_objective_everywhere_they_are_
          upstreams:\n  - {{ name: svc, instances: [\"{}\"], retry: {{ attempts: 1 }} }}\n\
          routes:\n  \
          - {{ name: plain, match: {{ prefix: /plain }}, upstream: svc }}\n  \
-         - {{ name: api, upstream: svc, slo: {{ objective: 99, latency: 150ms, period: 7d }} }}\n",
+         - {{ name: api, upstream: svc, slo: {{ objective: 99, latency: 150ms, period: 7d, alert_min_missed: 3 }} }}\n",
         upstream.addr
     ))
     .await;
@@ -93,6 +93,7 @@ async fn requests_are_judged_against_their_routes_objective_everywhere_they_are_
         Some(0.15)
     );
     assert_eq!(series(r#"period_seconds{http_route="api"}"#), Some(604_800.0));
+    assert_eq!(series(r#"alert_min_missed{http_route="api"}"#), Some(3.0));
     assert!(
         !metrics.contains(r#"lookout_slo_requests_total{http_route="plain""#),
         "{metrics}"
