@@ -39,7 +39,8 @@ pub(crate) struct Consumers {
     pub(crate) owners: Box<[usize]>,
     /// Consumers by name, for the subjects of tokens.
     pub(crate) by_name: HashMap<Arc<str>, usize>,
-    /// Consumers by the subjects (or `URI:`/`DNS:` names) of their client certificates.
+    /// Consumers by the subjects (or `SHA256:`, `URI:` or `DNS:` names) of their client
+    /// certificates.
     pub(crate) by_subject: HashMap<Arc<str>, usize>,
 }
 
@@ -196,10 +197,10 @@ impl RouteAuth {
         }
     }
 
-    /// The consumer whose `client_certs` lists the certificate's subject or one of its URI or
-    /// DNS names (a SPIFFE id), else the subject, as a token's unknown subject is.
+    /// The consumer whose `client_certs` lists the certificate's subject, its SHA-256, or one of
+    /// its URI or DNS names (a SPIFFE id), else the subject, as a token's unknown subject is.
     fn cert_identity(&self, cert: &PeerCertificate) -> Identity {
-        let names = std::iter::once(&*cert.subject).chain(cert.alt_names.iter().map(|n| &**n));
+        let names = std::iter::once(&*cert.subject).chain(cert.names.iter().map(|n| &**n));
         match names.into_iter().find_map(|name| self.consumers.by_subject(name)) {
             Some(consumer) => Identity::of(consumer),
             None => Identity {

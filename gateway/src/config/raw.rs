@@ -441,8 +441,8 @@ pub(crate) struct RawConsumer {
     #[serde(default)]
     pub(crate) api_keys: Vec<Text>,
     /// The consumer's client certificates (mutual TLS): their subjects as the gateway writes
-    /// them (RFC 4514: `CN=partner-a,O=Example`), or a subjectAltName (`URI:spiffe://…`,
-    /// `DNS:host`).
+    /// them (RFC 4514: `CN=partner-a,O=Example`), a certificate's own SHA-256
+    /// (`SHA256:<hex>`), or a subjectAltName (`URI:spiffe://…`, `DNS:host`).
     #[serde(default)]
     pub(crate) client_certs: Vec<Text>,
 }

@@ -70,8 +70,9 @@ pub(crate) fn revocation_lists(pem: &[u8]) -> Result<Vec<CertificateRevocationLi
 pub(crate) struct PeerCertificate {
     /// Its subject's distinguished name (RFC 4514: `CN=partner-a,O=Example`).
     pub(crate) subject: Arc<str>,
-    /// Its URI and DNS subjectAltNames, written `URI:spiffe://…` and `DNS:host`.
-    pub(crate) alt_names: Box<[Box<str>]>,
+    /// The other names a consumer may list it by: its SHA-256 (`SHA256:<hex>`, pinning this
+    /// very certificate), then its URI and DNS subjectAltNames (`URI:spiffe://…`, `DNS:host`).
+    pub(crate) names: Box<[Box<str>]>,
     /// `Hash=<SHA-256 of its DER>;Subject="…";URI=…;DNS=…`, as Envoy writes it.
     pub(crate) forwarded: HeaderValue,
 }
@@ -83,25 +84,22 @@ impl PeerCertificate {
         let certificate = Certificate::from_der(der).ok()?;
         let tbs = &certificate.tbs_certificate;
         let subject: Arc<str> = tbs.subject.to_string().into();
-        let mut forwarded = format!(
-            "Hash={};Subject=\"{}\"",
-            hex::encode(Sha256::digest(der)),
-            quoted(&subject)
-        );
-        let names = tbs.get::<SubjectAltName>().ok().flatten();
-        let mut alt_names = Vec::new();
-        for name in names.iter().flat_map(|(_, san)| san.0.iter()) {
+        let hash = hex::encode(Sha256::digest(der));
+        let mut forwarded = format!("Hash={hash};Subject=\"{}\"", quoted(&subject));
+        let mut names: Vec<Box<str>> = vec![format!("SHA256:{hash}").into()];
+        let alt_names = tbs.get::<SubjectAltName>().ok().flatten();
+        for name in alt_names.iter().flat_map(|(_, san)| san.0.iter()) {
             let (kind, value) = match name {
                 GeneralName::UniformResourceIdentifier(uri) => ("URI", uri.as_str()),
                 GeneralName::DnsName(dns) => ("DNS", dns.as_str()),
                 _ => continue,
             };
             forwarded.push_str(&format!(";{kind}={value}"));
-            alt_names.push(format!("{kind}:{value}").into());
+            names.push(format!("{kind}:{value}").into());
         }
         Some(PeerCertificate {
             subject,
-            alt_names: alt_names.into(),
+            names: names.into(),
             forwarded: HeaderValue::from_str(&forwarded).ok()?,
         })
     }
@@ -133,7 +131,11 @@ mod tests {
             hex::encode(Sha256::digest(&der))
         );
         assert_eq!(cert.forwarded, expected.as_str());
-        let names: Vec<&str> = cert.alt_names.iter().map(|n| &**n).collect();
-        assert_eq!(names, ["DNS:a.clients.test", "URI:spiffe://example.org/partner"]);
+        let names: Vec<&str> = cert.names.iter().map(|n| &**n).collect();
+        let pinned = format!("SHA256:{}", hex::encode(Sha256::digest(&der)));
+        assert_eq!(
+            names,
+            [&*pinned, "DNS:a.clients.test", "URI:spiffe://example.org/partner"]
+        );
     }
 }

@@ -166,7 +166,7 @@ async fn sni_alpn_and_versions_pick_what_the_client_asked_for() {
     assert_eq!(metric(&gateway, &handshakes("1.3", "none")).await, 1.0);
     assert_eq!(metric(&gateway, &failures("unknown_server_name")).await, 3.0);
 
-    wait_for_stored(&gateway, 4).await;
+    wait_for_stored(&gateway, 5).await;
     let rows = sql_rows(
         gateway.admin_addr(),
         TOKEN,
@@ -582,15 +582,26 @@ async fn a_client_certificate_names_its_consumer_for_routes_that_take_it() {
     let api = pki.issue("api", &["api.test"]);
     let (partner, stranger) = (client_leaf(&pki, "partner-a"), client_leaf(&pki, "stranger"));
     let service = client_leaf(&pki, "billing");
+    let pinned = client_leaf(&pki, "kiosk");
+    let pinned_hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(pinned.der()))
+    };
     let extra = format!(
         "  client_auth: {{ ca: \"{}\", mode: optional }}\n",
         pki.ca_file().display()
     );
+    let consumers = format!(
+        "consumers:\n\
+         \x20 - {{ name: partner-a, groups: [partners], client_certs: [\"CN=partner-a\"] }}\n\
+         \x20 - {{ name: billing, groups: [partners], client_certs: [\"DNS:billing.clients.test\"] }}\n\
+         \x20 - {{ name: kiosk, groups: [partners], client_certs: [\"SHA256:{pinned_hash}\"] }}\n"
+    );
     let text = tls_config(&[&api], &extra, "", upstream.addr).replace(
         "routes:\n  - { name: all, upstream: svc }\n",
-        "consumers:\n  - { name: partner-a, groups: [partners], client_certs: [\"CN=partner-a\"] }\n\
-         \x20 - { name: billing, groups: [partners], client_certs: [\"DNS:billing.clients.test\"] }\n\
-         routes:\n  - { name: partners, match: { prefix: /partners }, upstream: svc, auth: { client_cert: true, groups: [partners] } }\n",
+        &format!(
+            "{consumers}routes:\n  - {{ name: partners, match: {{ prefix: /partners }}, upstream: svc, auth: {{ client_cert: true, groups: [partners] }} }}\n"
+        ),
     );
     let gateway = start(text).await;
     let addr = gateway.proxy_addr();
@@ -605,6 +616,11 @@ async fn a_client_certificate_names_its_consumer_for_routes_that_take_it() {
         .await
         .expect("handshake");
     assert_eq!(by_name.status, StatusCode::OK);
+    // A consumer that pinned this very certificate by its SHA-256.
+    let by_hash = get(pki.client_config_with_cert(&pinned))
+        .await
+        .expect("handshake");
+    assert_eq!(by_hash.status, StatusCode::OK);
     // A certificate the CA signed whose subject no consumer lists: known, but not a partner.
     let outsider = get(pki.client_config_with_cert(&stranger))
         .await
@@ -634,6 +650,7 @@ async fn a_client_certificate_names_its_consumer_for_routes_that_take_it() {
         json!([
             [200, "partner-a", "CN=partner-a"],
             [200, "billing", "CN=billing"],
+            [200, "kiosk", "CN=kiosk"],
             [403, "CN=stranger", "CN=stranger"],
             [401, null, null]
         ])
