@@ -166,7 +166,7 @@ async fn sni_alpn_and_versions_pick_what_the_client_asked_for() {
     assert_eq!(metric(&gateway, &handshakes("1.3", "none")).await, 1.0);
     assert_eq!(metric(&gateway, &failures("unknown_server_name")).await, 3.0);
 
-    wait_for_stored(&gateway, 5).await;
+    wait_for_stored(&gateway, 4).await;
     let rows = sql_rows(
         gateway.admin_addr(),
         TOKEN,
@@ -638,7 +638,7 @@ async fn a_client_certificate_names_its_consumer_for_routes_that_take_it() {
         "{refusal}"
     );
 
-    wait_for_stored(&gateway, 4).await;
+    wait_for_stored(&gateway, 5).await;
     let rows = sql_rows(
         gateway.admin_addr(),
         TOKEN,
