@@ -41,7 +41,7 @@ pub(crate) struct Consumers {
     pub(crate) by_name: HashMap<Arc<str>, usize>,
     /// Consumers by the subjects (or `SHA256:`, `URI:` or `DNS:` names) of their client
     /// certificates.
-    pub(crate) by_subject: HashMap<Arc<str>, usize>,
+    pub(crate) by_certificate: HashMap<Arc<str>, usize>,
 }
 
 impl Consumers {
@@ -54,8 +54,10 @@ impl Consumers {
         self.list.get(*self.by_name.get(name)?)
     }
 
-    fn by_subject(&self, subject: &str) -> Option<&Arc<Consumer>> {
-        self.list.get(*self.by_subject.get(subject)?)
+    /// The consumer that lists a client certificate by `name` (its subject, or a `SHA256:`,
+    /// `URI:` or `DNS:` name).
+    fn by_certificate(&self, name: &str) -> Option<&Arc<Consumer>> {
+        self.list.get(*self.by_certificate.get(name)?)
     }
 }
 
@@ -200,8 +202,8 @@ impl RouteAuth {
     /// The consumer whose `client_certs` lists the certificate's subject, its SHA-256, or one of
     /// its URI or DNS names (a SPIFFE id), else the subject, as a token's unknown subject is.
     fn cert_identity(&self, cert: &PeerCertificate) -> Identity {
-        let names = std::iter::once(&*cert.subject).chain(cert.names.iter().map(|n| &**n));
-        match names.into_iter().find_map(|name| self.consumers.by_subject(name)) {
+        let mut names = std::iter::once(&*cert.subject).chain(cert.names.iter().map(|n| &**n));
+        match names.find_map(|name| self.consumers.by_certificate(name)) {
             Some(consumer) => Identity::of(consumer),
             None => Identity {
                 name: cert.subject.clone(),

@@ -13,7 +13,7 @@ const DEFAULT_KEY_HEADER: &str = "x-api-key";
 
 pub(super) fn build_consumers(p: &mut Problems, raw: &[RawConsumer]) -> Arc<Consumers> {
     let mut names = HashSet::new();
-    let mut by_subject = HashMap::new();
+    let mut by_certificate = HashMap::new();
     let mut list = Vec::with_capacity(raw.len());
     let (mut keys, mut owners) = (Vec::new(), Vec::new());
     for (i, consumer) in raw.iter().enumerate() {
@@ -41,9 +41,9 @@ pub(super) fn build_consumers(p: &mut Problems, raw: &[RawConsumer]) -> Arc<Cons
             }
         }
         for (k, text) in consumer.client_certs.iter().enumerate() {
-            let subject: Arc<str> = text.trim().into();
-            if subject.is_empty() || by_subject.insert(subject.clone(), i).is_some() {
-                let message = format!("`{subject}` is empty or another consumer's (or listed twice)");
+            let name: Arc<str> = text.trim().into();
+            if name.is_empty() || by_certificate.insert(name.clone(), i).is_some() {
+                let message = format!("`{name}` is empty or another consumer's (or listed twice)");
                 p.at(text.span(), format!("{field}.client_certs[{k}]"), message);
             }
         }
@@ -59,7 +59,7 @@ pub(super) fn build_consumers(p: &mut Problems, raw: &[RawConsumer]) -> Arc<Cons
         .collect();
     Arc::new(Consumers {
         by_name,
-        by_subject,
+        by_certificate,
         list: list.into(),
         keys: keys.into(),
         owners: owners.into(),

@@ -8,6 +8,7 @@
 use super::balancer::Wheel;
 use super::instance::Instance;
 use serde::Serialize;
+use smallvec::SmallVec;
 use std::ops::Range;
 
 /// Every share in percent, as Envoy counts them.
@@ -152,7 +153,9 @@ pub(crate) fn draw(
     hash: Option<u64>,
     now_ms: u64,
 ) -> Option<usize> {
-    let total: u32 = loads(spill, priorities, instances, now_ms).sum();
+    // Read once: the instances' availability may change between two reads.
+    let loads: SmallVec<[u32; 4]> = loads(spill, priorities, instances, now_ms).collect();
+    let total: u32 = loads.iter().sum();
     if total == 0 {
         return None;
     }
@@ -162,7 +165,7 @@ pub(crate) fn draw(
         Some(hash) => (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32 % total,
         None => fastrand::u32(..total),
     };
-    landing(loads(spill, priorities, instances, now_ms), point)
+    landing(loads.into_iter(), point)
 }
 
 /// The priority whose stretch of the loads, laid end to end, holds `point`.
