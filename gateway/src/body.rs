@@ -2,6 +2,7 @@
 //! buffered whole (the attack filter reads a bounded start); these wrappers count what passes
 //! through and hold the client's body to its route's limits.
 
+use crate::upstream::replay::Replayable;
 use crate::upstream::ReturnTicket;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -16,9 +17,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
-/// What the gateway sends upstream: the client's streamed body, or a body it holds whole (none,
-/// or one a transformation rewrote), which is what makes a request safe to send again on retry.
-pub(crate) type UpstreamBody = Either<ClientBody, Full<Bytes>>;
+/// What the gateway sends upstream: the client's streamed body (recorded as it is sent, when a
+/// retry may send it again), or a body it holds whole (none, or one a phase read whole).
+pub(crate) type UpstreamBody = Either<Replayable<ClientBody>, Full<Bytes>>;
 
 /// Whether a message's `Content-Length` says its body is over `limit` bytes (a body of unknown
 /// length may still turn out to be, while read).

@@ -1,11 +1,15 @@
 //! A minimal HTTP client for tests: one request, the whole reply.
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 pub struct Reply {
     pub status: StatusCode,
@@ -73,6 +77,29 @@ pub async fn send_body(
         request = request.header(*name, *value);
     }
     let request = request.body(Full::new(body.into())).expect("request");
+    into_reply(client.request(request).await.expect("gateway answers")).await
+}
+
+/// Sends one HTTP/1.1 request whose body arrives chunked, in `parts`, each after `pause`: the
+/// gateway starts forwarding it before it is all there.
+pub async fn send_streamed(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    parts: &[&'static str],
+    pause: Duration,
+) -> Reply {
+    let frames = futures_util::stream::iter(parts.to_vec()).then(move |part| async move {
+        tokio::time::sleep(pause).await;
+        Ok::<_, Infallible>(Frame::data(Bytes::from_static(part.as_bytes())))
+    });
+    let frames = Box::pin(frames);
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .body(StreamBody::new(frames))
+        .expect("request");
+    let client: Client<_, StreamBody<_>> = Client::builder(TokioExecutor::new()).build_http();
     into_reply(client.request(request).await.expect("gateway answers")).await
 }
 

@@ -15,7 +15,8 @@ pub mod tls;
 mod upstream;
 
 pub use client::{
-    answers, body_json, dashboard_instance_row, metrics_text, send, send_body, send_from, sql_rows, Reply,
+    answers, body_json, dashboard_instance_row, metrics_text, send, send_body, send_from, send_streamed,
+    sql_rows, Reply,
 };
 pub use dns::TestDns;
 pub use gateway::{

@@ -2,10 +2,12 @@
 //! instance when it is safe (or on the same one, on a new connection, when the upstream allows
 //! it), within the per-try and total timeouts and the retry budget.
 //!
-//! A request is retried only when it is idempotent and has no body: the body is streamed, so
-//! once sent it cannot be sent again. Connect errors, timeouts and 502/503/504 are retried and
-//! count as failures for outlier ejection; another answer counts when its body is done with, as
-//! a success unless the upstream broke it off or stalled it (see [`crate::upstream::ReturnTicket`]).
+//! A request is retried only when it is idempotent. Its body is streamed, never buffered first:
+//! it is recorded as it goes, up to [`REPLAY_LIMIT`] (Envoy's retry buffer), and a retry sends
+//! the recording and then what is still to come; a longer body is not retried. Connect errors,
+//! timeouts and 502/503/504 are retried and count as failures for outlier ejection; another
+//! answer counts when its body is done with, as a success unless the upstream broke it off or
+//! stalled it (see [`crate::upstream::ReturnTicket`]).
 
 use super::context::RequestContext;
 use super::error::ProxyError;
@@ -15,6 +17,7 @@ use crate::body::{BodyFault, ClientBody, PooledBody, RequestBody, UpstreamBody};
 use crate::routing::RouteMatch;
 use crate::traces::{random_span_id, AttemptSpan};
 use crate::upstream::one_shot::{exchange_until, Exchanged, Failure, Unanswered};
+use crate::upstream::replay::{Comeback, Replayable, REPLAY_LIMIT};
 use crate::upstream::{balancer_key, is_gateway_error, is_idempotent, ms_at, Instance, Protocol, Upstream};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -27,7 +30,7 @@ use hyper::upgrade::OnUpgrade;
 use lookout_analytics::StepKind;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::time::Instant as Deadline;
+use tokio::time::{timeout_at, Instant as Deadline};
 
 pub(super) async fn run(
     upstream: &Arc<Upstream>,
@@ -61,6 +64,15 @@ pub(super) async fn run(
         if tried.len() as u32 >= limit {
             break;
         }
+        let last_try = tried.len() as u32 + 1 == outgoing.max_attempts;
+        let request = match unsent {
+            Some(request) => *request,
+            // A body that did not come back in time, or grew too long to keep, is not sent again.
+            None => match outgoing.request(last_try, deadline).await {
+                Some(request) => request,
+                None => break,
+            },
+        };
         let _retry_slot = match tried.len() {
             0 => None,
             _ => match upstream.retry.budget.try_retry() {
@@ -77,13 +89,12 @@ pub(super) async fn run(
             break;
         };
         tried.push(index);
-        let request = match unsent {
-            Some(request) => *request,
-            None => outgoing.request(tried.len() as u32 == outgoing.max_attempts),
-        };
         let per_try = Deadline::from_std(sent + route.timeouts.per_try);
         outcome = attempt(upstream, index, request, sent, per_try.min(deadline), again, ctx).await;
-        if !outcome.should_retry() {
+        // A client whose body broke the attempt (too large, too slow, cut off) would break the
+        // next one too.
+        let client_fault = ctx.body.as_ref().and_then(|meter| meter.fault());
+        if !outcome.should_retry() || client_fault.is_some() {
             break;
         }
     }
@@ -152,9 +163,12 @@ impl Outgoing {
         let client_upgrade = upgrade.then(|| parts.extensions.remove::<OnUpgrade>()).flatten();
         // Retries go to an instance not tried yet, so a single-instance upstream retries only
         // when it may go to the same instance again.
-        let body = OutgoingBody::new(body, ctx);
         let another = upstream.instances.len() > 1 || upstream.retry.same_instance;
-        let retryable = is_idempotent(&parts.method) && body.replayable() && !upgrade && another;
+        let retryable = is_idempotent(&parts.method) && !upgrade && another;
+        // A body declared too long to keep is streamed plainly, and its request sent once.
+        let record = retryable && !crate::body::declared_larger_than(&parts.headers, REPLAY_LIMIT);
+        let body = OutgoingBody::new(body, record, ctx);
+        let retryable = retryable && body.may_go_again();
         // HTTP/2 lets `TE: trailers` through (RFC 9113 §8.2.2): gRPC servers want to know that
         // the client, here through the gateway, reads trailers.
         let trailers =
@@ -186,33 +200,46 @@ impl Outgoing {
     }
 
     /// The request for the next attempt; the last one takes the headers instead of copying them.
-    fn request(&mut self, last_try: bool) -> Request<UpstreamBody> {
+    /// `None` when its body cannot be sent again (see [`OutgoingBody::next`]).
+    async fn request(&mut self, last_try: bool, deadline: Deadline) -> Option<Request<UpstreamBody>> {
+        let body = self.body.next(last_try, deadline).await?;
         let headers = if last_try {
             std::mem::take(&mut self.headers)
         } else {
             self.headers.clone()
         };
-        let body = self.body.next();
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         // Origin-form (`/path?query`): the instance is the connection's peer, `Host` names the site.
         *request.uri_mut() = Uri::from(self.path.clone());
         *request.headers_mut() = headers;
-        request
+        Some(request)
     }
 }
 
-/// The body each attempt sends: the client's stream (once), or bytes the gateway holds (again
-/// on each attempt).
+/// The body each attempt sends: the client's stream (once, or recorded to be sent again), or
+/// bytes the gateway holds (again on each attempt).
 enum OutgoingBody {
+    /// Sent once: its request is not retried.
     Streaming(Option<ClientBody>),
+    /// Recorded as it is sent, so that a retry sends it again.
+    Recorded(Recorded),
     Whole(Bytes),
 }
 
+enum Recorded {
+    Unsent(ClientBody),
+    /// Out with an attempt, to come back when that attempt's connection lets it go.
+    Sent(Comeback<ClientBody>),
+    /// Grown past the limit, or not back in time: not to be sent again.
+    Lost,
+}
+
 impl OutgoingBody {
-    fn new(body: RequestBody, ctx: &mut RequestContext) -> Self {
+    fn new(body: RequestBody, record: bool, ctx: &mut RequestContext) -> Self {
         match body {
             RequestBody::Streaming(body) if body.is_end_stream() => OutgoingBody::Whole(Bytes::new()),
+            RequestBody::Streaming(body) if record => OutgoingBody::Recorded(Recorded::Unsent(body)),
             RequestBody::Streaming(body) => OutgoingBody::Streaming(Some(body)),
             RequestBody::Whole(bytes) => {
                 if !bytes.is_empty() {
@@ -223,18 +250,38 @@ impl OutgoingBody {
         }
     }
 
-    fn replayable(&self) -> bool {
-        matches!(self, OutgoingBody::Whole(_))
+    fn may_go_again(&self) -> bool {
+        !matches!(self, OutgoingBody::Streaming(_))
     }
 
-    fn next(&mut self) -> UpstreamBody {
-        match self {
-            OutgoingBody::Streaming(body) => match body.take() {
-                Some(body) => Either::Left(body),
-                None => Either::Right(Full::new(Bytes::new())),
+    /// The body for the next attempt. A recorded body is recorded again unless this is the last
+    /// attempt; one sent already comes back from its attempt's connection first, which lets it
+    /// go once it is sent or the connection is gone. `None` when it cannot be sent again.
+    async fn next(&mut self, last_try: bool, deadline: Deadline) -> Option<UpstreamBody> {
+        let recorded = match self {
+            OutgoingBody::Streaming(body) => {
+                return Some(match body.take() {
+                    Some(body) => Either::Left(Replayable::plain(body)),
+                    None => Either::Right(Full::new(Bytes::new())),
+                })
+            }
+            OutgoingBody::Whole(bytes) => return Some(Either::Right(Full::new(bytes.clone()))),
+            OutgoingBody::Recorded(recorded) => recorded,
+        };
+        let (body, comeback) = match std::mem::replace(recorded, Recorded::Lost) {
+            Recorded::Unsent(body) if last_try => return Some(Either::Left(Replayable::plain(body))),
+            Recorded::Unsent(body) => Replayable::recorded(body),
+            Recorded::Sent(comeback) => match timeout_at(deadline, comeback).await {
+                Ok(Ok(returned)) => Replayable::again(returned),
+                _ => return None,
             },
-            OutgoingBody::Whole(bytes) => Either::Right(Full::new(bytes.clone())),
+            Recorded::Lost => return None,
+        };
+        // Dropping a last attempt's comeback stops its recording.
+        if !last_try {
+            *recorded = Recorded::Sent(comeback);
         }
+        Some(Either::Left(body))
     }
 }
 

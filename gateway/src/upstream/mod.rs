@@ -16,6 +16,7 @@ pub(crate) mod one_shot;
 mod outlier;
 mod pool;
 mod priorities;
+pub(crate) mod replay;
 mod retry;
 mod ticket;
 

@@ -6,8 +6,8 @@
 //! exactly when a request paid for a new connection.
 
 use super::head::Head;
-use super::http2::replay::Replayable;
 use super::http2::{self, Multiplexed, Stream};
+use super::replay::Replayable;
 use crate::body::UpstreamBody;
 use crate::tls::TlsTarget;
 use bytes::Bytes;
@@ -52,7 +52,7 @@ pub(crate) enum Sender {
     Http1(http1::SendRequest<UpstreamBody>),
     /// Requests go out in absolute form: `tls` says which scheme they name.
     Http2 {
-        sender: hyper::client::conn::http2::SendRequest<Replayable>,
+        sender: hyper::client::conn::http2::SendRequest<Replayable<UpstreamBody>>,
         tls: bool,
     },
 }

@@ -4,8 +4,8 @@
 use http::{Method, StatusCode};
 use lookout_tests::metrics_text;
 use lookout_tests::{
-    body_json, raw_server, send, send_body, single_upstream, start_gateway, start_gateway_to, wait_until,
-    TestUpstream,
+    body_json, raw_server, send, send_body, send_streamed, single_upstream, start_gateway, start_gateway_to,
+    wait_until, TestUpstream,
 };
 use lookout_tests::{span_attribute, OtlpReceiver};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -62,6 +62,141 @@ async fn post_is_never_retried() {
     assert_eq!(failing.hits() + healthy.hits(), 6, "one attempt per POST");
     assert_eq!(unavailable, failing.hits());
     assert_eq!(unavailable, 3);
+}
+
+#[tokio::test]
+async fn an_idempotent_request_is_retried_with_its_whole_body() {
+    for protocol in ["http1", "http2"] {
+        let failing = TestUpstream::start("failing").await;
+        let healthy = TestUpstream::start("healthy").await;
+        failing.fail_with(503);
+        let extra = format!(", protocol: {protocol}");
+        let gateway = start_gateway(&svc(&failing, &healthy, &extra)).await;
+        let proxy = gateway.proxy_addr();
+        for i in 0..4 {
+            // Whole, with its length: the failing instance answers before reading it.
+            let order = format!("order {i}: {}", "x".repeat(20_000));
+            let reply = send_body(proxy, Method::PUT, "/echo-body", &[], order.clone()).await;
+            assert_eq!(reply.status, StatusCode::OK, "{protocol}");
+            assert_eq!(reply.instance(), "healthy");
+            assert_eq!(
+                reply.body,
+                order.as_bytes(),
+                "{protocol}: the retry sent all of it"
+            );
+            // Chunked, still arriving when the first attempt is answered: the retry sends what
+            // was sent, then the rest as it comes.
+            let parts = ["first part, ", "second part, ", "last part"];
+            let reply = send_streamed(
+                proxy,
+                Method::PUT,
+                "/echo-body",
+                &parts,
+                Duration::from_millis(20),
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{protocol}");
+            assert_eq!(reply.body, parts.concat().as_bytes(), "{protocol}");
+        }
+        assert_eq!(
+            healthy.hits(),
+            8,
+            "{protocol}: every request ends on the healthy instance"
+        );
+        assert!(failing.hits() >= 4, "{protocol}: {}", failing.hits());
+        let metrics = metrics_text(gateway.admin_addr()).await;
+        let retries = format!(
+            "lookout_upstream_retries_total{{upstream=\"svc\"}} {}",
+            failing.hits()
+        );
+        assert!(metrics.contains(&retries), "{protocol}: {retries}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_whose_instance_timed_out_goes_to_another_with_its_body() {
+    // Reads everything it is sent, and never answers.
+    let (silent, _) = raw_server(|_, mut stream| async move {
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink).await;
+    })
+    .await;
+    let healthy = TestUpstream::start("healthy").await;
+    let gateway = start_gateway(&format!(
+        "upstreams:\n  - {{ name: svc, instances: [\"{silent}\", \"{}\"], outlier: {{ consecutive_failures: 1000 }} }}\n\
+         routes:\n  - {{ name: all, upstream: svc, per_try_timeout: 200ms }}\n",
+        healthy.addr
+    ))
+    .await;
+    for i in 0..2 {
+        let order = format!("order {i}");
+        let reply = send_body(
+            gateway.proxy_addr(),
+            Method::PUT,
+            "/echo-body",
+            &[],
+            order.clone(),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body, order.as_bytes());
+    }
+    // Round robin sends at least one of the two to the silent instance first.
+    let metrics = metrics_text(gateway.admin_addr()).await;
+    let none_timed_out = format!(
+        r#"lookout_upstream_attempts_total{{upstream="svc",upstream_instance="{silent}",result="timeout"}} 0"#
+    );
+    assert!(!metrics.contains(&none_timed_out), "{none_timed_out}");
+    let both_served = format!(r#"upstream_instance="{}",result="2xx"}} 2"#, healthy.addr);
+    assert!(metrics.contains(&both_served), "{both_served}");
+}
+
+#[tokio::test]
+async fn a_body_too_long_to_keep_is_sent_once() {
+    let failing = TestUpstream::start("failing").await;
+    let healthy = TestUpstream::start("healthy").await;
+    failing.fail_with(503);
+    let gateway = start_gateway(&svc(&failing, &healthy, "")).await;
+    // Declared over the 64 KiB a retry keeps: streamed as it comes, and not kept.
+    let mut unavailable = 0;
+    for _ in 0..4 {
+        let reply = send_body(
+            gateway.proxy_addr(),
+            Method::PUT,
+            "/upload",
+            &[],
+            vec![7u8; 100_000],
+        )
+        .await;
+        match reply.status {
+            StatusCode::SERVICE_UNAVAILABLE => unavailable += 1,
+            status => assert_eq!(body_json(&reply)["received"], 100_000, "{status}"),
+        }
+    }
+    assert_eq!(failing.hits() + healthy.hits(), 4, "one attempt each");
+    assert_eq!(unavailable, failing.hits());
+}
+
+#[tokio::test]
+async fn a_body_the_client_stalls_is_not_retried() {
+    let a = TestUpstream::start("a").await;
+    let b = TestUpstream::start("b").await;
+    let config = format!("security: {{ body_read_timeout: 1s }}\n{}", svc(&a, &b, ""));
+    let gateway = start_gateway(&config).await;
+    let mut stream = TcpStream::connect(gateway.proxy_addr()).await.expect("connect");
+    stream
+        .write_all(b"PUT /echo-body HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789")
+        .await
+        .expect("write");
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.expect("an answer");
+    assert_eq!(&head, b"HTTP/1.1 408", "the client's own doing");
+    assert_eq!(a.hits() + b.hits(), 1);
+    let metrics = metrics_text(gateway.admin_addr()).await;
+    assert!(
+        metrics.contains("lookout_upstream_retries_total{upstream=\"svc\"} 0"),
+        "a retry would stall on the same client"
+    );
 }
 
 #[tokio::test]

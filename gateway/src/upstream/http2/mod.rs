@@ -1,14 +1,14 @@
 //! HTTP/2 to an instance (`protocol: http2`): a connection carries many requests at once, as
 //! gRPC services expect (one takes them all unless the upstream sets `max_concurrent_streams`;
 //! see [`connections`]), and a request the upstream refused unprocessed is sent again (see
-//! [`replay`]).
+//! [`super::replay`]).
 
 mod connections;
 mod refused;
-pub(crate) mod replay;
 
 use super::head::Head;
 use super::pool::{Exchange, Failed, Held, SendError, Target};
+use super::replay::{Replayable, REPLAY_LIMIT};
 use crate::body::{self, UpstreamBody};
 use connections::Connections;
 pub(crate) use connections::Stream;
@@ -20,7 +20,6 @@ use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics::Counter;
 use refused::{is_refused, lost_with_connection};
-use replay::{Replayable, REPLAY_LIMIT};
 use std::time::Duration;
 
 /// A silent connection is pinged this often, and dropped when a ping goes unanswered for
@@ -31,11 +30,11 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// limit refuses the streams a new connection sends before its settings arrive, and may again.
 const MAX_RESENDS: u32 = 2;
 
-pub(crate) type Http2Sender = SendRequest<Replayable>;
+pub(crate) type Http2Sender = SendRequest<Replayable<UpstreamBody>>;
 
 /// No connection could be opened for `request`: it goes back to be sent elsewhere, when it
 /// still is as it came.
-fn unsent(error: SendError, request: Request<Replayable>) -> Failed {
+fn unsent(error: SendError, request: Request<Replayable<UpstreamBody>>) -> Failed {
     let (parts, body) = request.into_parts();
     Failed {
         error,
@@ -73,7 +72,7 @@ impl Multiplexed {
 
     /// Sends `request`, and sends it again (up to [`MAX_RESENDS`] times) when the upstream
     /// refused its stream unprocessed, or once when its connection failed under it and it is
-    /// idempotent (see [`refused`]), if its body could be kept (see [`replay`]).
+    /// idempotent (see [`refused`]), if its body could be kept (see [`super::replay`]).
     pub(crate) async fn send(
         &self,
         mut target: Target<'_>,
@@ -129,7 +128,7 @@ impl Multiplexed {
     async fn send_once(
         &self,
         target: Target<'_>,
-        mut request: Request<Replayable>,
+        mut request: Request<Replayable<UpstreamBody>>,
         opened: &Counter,
     ) -> Result<Exchange, Failed> {
         let open = (!target.fresh)

@@ -1,14 +1,14 @@
-//! The body of a request to an HTTP/2 upstream, kept so that the request can be sent again when
-//! the upstream refuses its stream unprocessed (`REFUSED_STREAM`, or a `GOAWAY` naming an
-//! earlier last stream: RFC 9113 §8.7 says the server did nothing with it, so any method may
-//! be resent). hyper takes the body and drops it when done with it; this body records the
-//! frames it passes on, up to [`REPLAY_LIMIT`] bytes (Envoy's retry buffer does the same), and
-//! when dropped hands them back, with whatever of the body was not sent yet.
+//! A request body kept so that the request can be sent again while it streams: on a route's
+//! retry (an idempotent request, after a 502/503/504, a timeout or a connection error), and to
+//! an HTTP/2 upstream that refused its stream unprocessed (`REFUSED_STREAM`, or a `GOAWAY`
+//! naming an earlier last stream: RFC 9113 §8.7 says the server did nothing with it, so any
+//! method may be resent). hyper takes the body and drops it when done with it; this body
+//! records the frames it passes on, up to [`REPLAY_LIMIT`] bytes (Envoy's retry buffer does the
+//! same), and when dropped hands them back, with whatever of the body was not sent yet. Frames
+//! are shared with the copy, not copied.
 
-use crate::body::UpstreamBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Either, Full};
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -20,51 +20,53 @@ pub(crate) const REPLAY_LIMIT: u64 = 64 * 1024;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A request body as hyper's HTTP/2 connection takes it.
-pub(crate) struct Replayable {
+/// A body `B` that may record what it sends.
+pub(crate) struct Replayable<B> {
     /// Frames sent once already, to go first: the start of a resent body.
     again: VecDeque<Frame<Bytes>>,
-    body: UpstreamBody,
-    recording: Option<Recording>,
+    /// `None` once handed back.
+    body: Option<B>,
+    recording: Option<Recording<B>>,
 }
 
-struct Recording {
+struct Recording<B> {
     frames: VecDeque<Frame<Bytes>>,
     bytes: u64,
-    back: oneshot::Sender<Returned>,
+    back: oneshot::Sender<Returned<B>>,
 }
 
 /// What a recorded body hands back when hyper drops it: what it sent, and the rest.
-pub(crate) struct Returned {
+pub(crate) struct Returned<B> {
     sent: VecDeque<Frame<Bytes>>,
-    rest: UpstreamBody,
+    rest: Option<B>,
 }
 
-/// Where a recorded body comes back; closed when it grew past [`REPLAY_LIMIT`].
-pub(crate) type Comeback = oneshot::Receiver<Returned>;
+/// Where a recorded body comes back; closed when it grew past [`REPLAY_LIMIT`]. Dropping it
+/// stops the recording: nothing will be sent again.
+pub(crate) type Comeback<B> = oneshot::Receiver<Returned<B>>;
 
-impl Replayable {
-    /// A body sent as it is, not kept (health checks, long bodies).
-    pub(crate) fn plain(body: UpstreamBody) -> Self {
+impl<B> Replayable<B> {
+    /// A body sent as it is, not kept (health checks, long bodies, a last attempt).
+    pub(crate) fn plain(body: B) -> Self {
         Replayable {
             again: VecDeque::new(),
-            body,
+            body: Some(body),
             recording: None,
         }
     }
 
     /// A body that records what it sends, and where it comes back.
-    pub(crate) fn recorded(body: UpstreamBody) -> (Self, Comeback) {
-        Replayable::recording(VecDeque::new(), body)
+    pub(crate) fn recorded(body: B) -> (Self, Comeback<B>) {
+        Replayable::recording(VecDeque::new(), Some(body))
     }
 
     /// A body that came back, to send again from its start (what was sent, then the rest), and
     /// recorded again.
-    pub(crate) fn again(returned: Returned) -> (Self, Comeback) {
+    pub(crate) fn again(returned: Returned<B>) -> (Self, Comeback<B>) {
         Replayable::recording(returned.sent, returned.rest)
     }
 
-    fn recording(again: VecDeque<Frame<Bytes>>, body: UpstreamBody) -> (Self, Comeback) {
+    fn recording(again: VecDeque<Frame<Bytes>>, body: Option<B>) -> (Self, Comeback<B>) {
         let (back, comeback) = oneshot::channel();
         let recording = Recording {
             frames: VecDeque::with_capacity(again.len()),
@@ -81,9 +83,9 @@ impl Replayable {
 
     /// The body of a request no connection took, as it came; `None` for a body being sent
     /// again, which no longer is.
-    pub(crate) fn into_unsent(mut self) -> Option<UpstreamBody> {
+    pub(crate) fn into_unsent(mut self) -> Option<B> {
         self.recording = None;
-        self.again.is_empty().then(|| take(&mut self.body))
+        self.again.is_empty().then(|| self.body.take()).flatten()
     }
 
     fn record(&mut self, frame: &Frame<Bytes>) {
@@ -112,25 +114,22 @@ impl Replayable {
     }
 }
 
-impl Drop for Replayable {
+impl<B> Drop for Replayable<B> {
     fn drop(&mut self) {
         if let Some(recording) = self.recording.take() {
-            let rest = take(&mut self.body);
             // Nobody waits when the request was answered: the frames are dropped with it.
             let _ = recording.back.send(Returned {
                 sent: recording.frames,
-                rest,
+                rest: self.body.take(),
             });
         }
     }
 }
 
-/// The body, leaving an empty one in its place.
-fn take(body: &mut UpstreamBody) -> UpstreamBody {
-    std::mem::replace(body, Either::Right(Full::default()))
-}
-
-impl Body for Replayable {
+impl<B> Body for Replayable<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -143,7 +142,10 @@ impl Body for Replayable {
             this.record(&frame);
             return Poll::Ready(Some(Ok(frame)));
         }
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let Some(body) = &mut this.body else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(body).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             this.record(frame);
         }
@@ -151,7 +153,7 @@ impl Body for Replayable {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.again.is_empty() && self.body.is_end_stream()
+        self.again.is_empty() && self.body.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -160,7 +162,10 @@ impl Body for Replayable {
             .iter()
             .filter_map(|frame| frame.data_ref().map(|data| data.len() as u64))
             .sum();
-        let rest = self.body.size_hint();
+        let rest = self
+            .body
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), Body::size_hint);
         let mut hint = SizeHint::new();
         if let Some(upper) = rest.upper() {
             hint.set_upper(upper + again);
@@ -173,7 +178,8 @@ impl Body for Replayable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
+    use crate::body::UpstreamBody;
+    use http_body_util::{BodyExt, Either, Full};
 
     fn whole(bytes: &'static [u8]) -> UpstreamBody {
         Either::Right(Full::new(Bytes::from_static(bytes)))
@@ -206,7 +212,8 @@ mod tests {
     #[tokio::test]
     async fn a_body_past_the_limit_is_not_kept() {
         let large = Bytes::from(vec![b'x'; REPLAY_LIMIT as usize + 1]);
-        let (mut body, comeback) = Replayable::recorded(Either::Right(Full::new(large)));
+        let body: UpstreamBody = Either::Right(Full::new(large));
+        let (mut body, comeback) = Replayable::recorded(body);
         let _ = body.frame().await;
         drop(body);
         assert!(comeback.await.is_err());
