@@ -17,9 +17,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
-/// What the gateway sends upstream: the client's streamed body (recorded as it is sent, when a
-/// retry may send it again), or a body it holds whole (none, or one a phase read whole).
-pub(crate) type UpstreamBody = Either<Replayable<ClientBody>, Full<Bytes>>;
+/// What the gateway sends upstream: the client's streamed body, or a body it holds whole (none,
+/// or one a phase read whole).
+pub(crate) type UpstreamBody = Either<StreamedBody, Full<Bytes>>;
+
+/// The client's body as it streams upstream: plain, or recorded as it is sent when a retry may
+/// send it again. The recorder is boxed: it is larger, and every request's future would carry
+/// its size.
+pub(crate) type StreamedBody = Either<ClientBody, Box<Replayable<ClientBody>>>;
 
 /// Whether a message's `Content-Length` says its body is over `limit` bytes (a body of unknown
 /// length may still turn out to be, while read).

@@ -17,7 +17,7 @@ use crate::body::{BodyFault, ClientBody, PooledBody, RequestBody, UpstreamBody};
 use crate::routing::RouteMatch;
 use crate::traces::{random_span_id, AttemptSpan};
 use crate::upstream::one_shot::{exchange_until, Exchanged, Failure, Unanswered};
-use crate::upstream::replay::{Comeback, Replayable, REPLAY_LIMIT};
+use crate::upstream::replay::{Comeback, Replayable, Returned, REPLAY_LIMIT};
 use crate::upstream::{balancer_key, is_gateway_error, is_idempotent, ms_at, Instance, Protocol, Upstream};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -67,11 +67,19 @@ pub(super) async fn run(
         let last_try = tried.len() as u32 + 1 == outgoing.max_attempts;
         let request = match unsent {
             Some(request) => *request,
-            // A body that did not come back in time, or grew too long to keep, is not sent again.
-            None => match outgoing.request(last_try, deadline).await {
-                Some(request) => request,
-                None => break,
-            },
+            None => {
+                let body = match outgoing.body.next(last_try) {
+                    Next::Body(body) => body,
+                    // Grown too long to keep: not sent again.
+                    Next::Spent => break,
+                    // Boxed: a wait few requests have, kept out of every request's future.
+                    Next::Returning(comeback) => match Box::pin(timeout_at(deadline, comeback)).await {
+                        Ok(Ok(returned)) => outgoing.body.again(returned, last_try),
+                        _ => break,
+                    },
+                };
+                outgoing.request(body, last_try)
+            }
         };
         let _retry_slot = match tried.len() {
             0 => None,
@@ -199,10 +207,9 @@ impl Outgoing {
         })
     }
 
-    /// The request for the next attempt; the last one takes the headers instead of copying them.
-    /// `None` when its body cannot be sent again (see [`OutgoingBody::next`]).
-    async fn request(&mut self, last_try: bool, deadline: Deadline) -> Option<Request<UpstreamBody>> {
-        let body = self.body.next(last_try, deadline).await?;
+    /// The request for the next attempt, with `body`; the last one takes the headers instead of
+    /// copying them.
+    fn request(&mut self, body: UpstreamBody, last_try: bool) -> Request<UpstreamBody> {
         let headers = if last_try {
             std::mem::take(&mut self.headers)
         } else {
@@ -213,7 +220,7 @@ impl Outgoing {
         // Origin-form (`/path?query`): the instance is the connection's peer, `Host` names the site.
         *request.uri_mut() = Uri::from(self.path.clone());
         *request.headers_mut() = headers;
-        Some(request)
+        request
     }
 }
 
@@ -231,8 +238,18 @@ enum Recorded {
     Unsent(ClientBody),
     /// Out with an attempt, to come back when that attempt's connection lets it go.
     Sent(Comeback<ClientBody>),
-    /// Grown past the limit, or not back in time: not to be sent again.
-    Lost,
+    /// Out with the last attempt, or grown past the limit, or not back in time.
+    Spent,
+}
+
+/// What the next attempt sends.
+enum Next {
+    Body(UpstreamBody),
+    /// A recorded body, once its attempt's connection lets it go (when it is sent, or the
+    /// connection gone); then [`OutgoingBody::again`].
+    Returning(Comeback<ClientBody>),
+    /// None: the body cannot be sent again.
+    Spent,
 }
 
 impl OutgoingBody {
@@ -255,34 +272,43 @@ impl OutgoingBody {
     }
 
     /// The body for the next attempt. A recorded body is recorded again unless this is the last
-    /// attempt; one sent already comes back from its attempt's connection first, which lets it
-    /// go once it is sent or the connection is gone. `None` when it cannot be sent again.
-    async fn next(&mut self, last_try: bool, deadline: Deadline) -> Option<UpstreamBody> {
+    /// attempt.
+    fn next(&mut self, last_try: bool) -> Next {
         let recorded = match self {
             OutgoingBody::Streaming(body) => {
-                return Some(match body.take() {
-                    Some(body) => Either::Left(Replayable::plain(body)),
+                return Next::Body(match body.take() {
+                    Some(body) => Either::Left(Either::Left(body)),
                     None => Either::Right(Full::new(Bytes::new())),
                 })
             }
-            OutgoingBody::Whole(bytes) => return Some(Either::Right(Full::new(bytes.clone()))),
+            OutgoingBody::Whole(bytes) => return Next::Body(Either::Right(Full::new(bytes.clone()))),
             OutgoingBody::Recorded(recorded) => recorded,
         };
-        let (body, comeback) = match std::mem::replace(recorded, Recorded::Lost) {
-            Recorded::Unsent(body) if last_try => return Some(Either::Left(Replayable::plain(body))),
-            Recorded::Unsent(body) => Replayable::recorded(body),
-            Recorded::Sent(comeback) => match timeout_at(deadline, comeback).await {
-                Ok(Ok(returned)) => Replayable::again(returned),
-                _ => return None,
-            },
-            Recorded::Lost => return None,
-        };
+        match std::mem::replace(recorded, Recorded::Spent) {
+            Recorded::Unsent(body) if last_try => Next::Body(Either::Left(Either::Left(body))),
+            Recorded::Unsent(body) => {
+                let (body, comeback) = Replayable::recorded(body);
+                *recorded = Recorded::Sent(comeback);
+                Next::Body(recorded_body(body))
+            }
+            Recorded::Sent(comeback) => Next::Returning(comeback),
+            Recorded::Spent => Next::Spent,
+        }
+    }
+
+    /// A recorded body back from its attempt, to send again from its start.
+    fn again(&mut self, returned: Returned<ClientBody>, last_try: bool) -> UpstreamBody {
+        let (body, comeback) = Replayable::again(returned);
         // Dropping a last attempt's comeback stops its recording.
-        if !last_try {
+        if let (OutgoingBody::Recorded(recorded), false) = (self, last_try) {
             *recorded = Recorded::Sent(comeback);
         }
-        Some(Either::Left(body))
+        recorded_body(body)
     }
+}
+
+fn recorded_body(body: Replayable<ClientBody>) -> UpstreamBody {
+    Either::Left(Either::Right(Box::new(body)))
 }
 
 enum Outcome {
