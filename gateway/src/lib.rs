@@ -18,6 +18,7 @@ pub mod config;
 pub mod demo;
 mod edge;
 mod grpc;
+mod metrics_push;
 mod probe;
 mod proxy;
 mod query;

@@ -1,12 +1,19 @@
-//! A real OTLP trace receiver on loopback, over gRPC (tonic, the collector's own service
-//! definition) or HTTP/protobuf (`POST /v1/traces`). The tests' receivers keep every span they
-//! receive; the benchmark's only counts them (see [`OtlpReceiver::grpc_counting_at`]).
+//! A real OTLP receiver of traces and metrics on loopback, over gRPC (tonic, the collector's own
+//! service definitions) or HTTP/protobuf (`POST /v1/traces`, `/v1/metrics`). The tests'
+//! receivers keep every span and metrics export they receive; the benchmark's only counts spans
+//! (see [`OtlpReceiver::grpc_counting_at`]).
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -14,6 +21,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use std::convert::Infallible;
@@ -35,12 +43,21 @@ pub fn span_attribute(span: &Span, key: &str) -> Option<Value> {
         .clone()
 }
 
-/// What a receiver has taken in: every span, or only how many.
+/// What a receiver has taken in: every span and metrics export, or only how many.
 #[derive(Default)]
 struct Spans {
     keep: bool,
     kept: Mutex<Vec<Span>>,
     count: AtomicUsize,
+    metric_exports: Mutex<Vec<ExportMetricsServiceRequest>>,
+    metric_export_count: AtomicUsize,
+}
+
+fn keep_metrics(received: &Received, export: ExportMetricsServiceRequest) {
+    received.metric_export_count.fetch_add(1, Ordering::AcqRel);
+    if received.keep {
+        received.metric_exports.lock().expect("exports lock").push(export);
+    }
 }
 
 type Received = Arc<Spans>;
@@ -87,6 +104,19 @@ impl TraceService for Collector {
     }
 }
 
+#[tonic::async_trait]
+impl MetricsService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        keep_metrics(&self.0, request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
 /// Spans for a receiver that keeps them all.
 fn keeping() -> Received {
     Arc::new(Spans {
@@ -112,18 +142,21 @@ impl OtlpReceiver {
     async fn serve_grpc(addr: SocketAddr, spans: Received) -> OtlpReceiver {
         let listener = TcpListener::bind(addr).await.expect("bind receiver");
         let addr = listener.local_addr().expect("address");
-        let service = TraceServiceServer::new(Collector(spans.clone()));
+        let traces = TraceServiceServer::new(Collector(spans.clone()));
+        let metrics = MetricsServiceServer::new(Collector(spans.clone()));
         let server = tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             let _ = tonic::transport::Server::builder()
-                .add_service(service)
+                .add_service(traces)
+                .add_service(metrics)
                 .serve_with_incoming(incoming)
                 .await;
         });
         OtlpReceiver { addr, spans, server }
     }
 
-    /// An OTLP/HTTP receiver taking protobuf on `/v1/traces` (what Jaeger serves on 4318).
+    /// An OTLP/HTTP receiver taking protobuf on `/v1/traces` (what Jaeger serves on 4318) and
+    /// `/v1/metrics`.
     pub async fn http() -> OtlpReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
         let addr = listener.local_addr().expect("address");
@@ -135,24 +168,18 @@ impl OtlpReceiver {
                 let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let kept = kept.clone();
                     async move {
-                        let path_ok = request.uri().path() == "/v1/traces";
+                        let path = request.uri().path().to_owned();
                         let body = request
                             .into_body()
                             .collect()
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
-                        let status = match ExportTraceServiceRequest::decode(body) {
-                            Ok(export) if path_ok => {
-                                keep(&kept, export);
-                                StatusCode::OK
-                            }
-                            _ => StatusCode::BAD_REQUEST,
+                        let (status, reply) = match path.as_str() {
+                            "/v1/traces" => take_traces(&kept, body),
+                            "/v1/metrics" => take_metrics(&kept, body),
+                            _ => (StatusCode::NOT_FOUND, Vec::new()),
                         };
-                        let reply = ExportTraceServiceResponse {
-                            partial_success: None,
-                        }
-                        .encode_to_vec();
                         let mut response = Response::new(Full::new(Bytes::from(reply)));
                         *response.status_mut() = status;
                         Ok::<_, Infallible>(response)
@@ -165,6 +192,41 @@ impl OtlpReceiver {
             }
         });
         OtlpReceiver { addr, spans, server }
+    }
+
+    /// Every metric of the latest metrics export received, once one holds a metric `name` for
+    /// which `until` is true (waiting at most 10 s).
+    pub async fn wait_for_metric(&self, name: &str, until: impl Fn(&Metric) -> bool) -> Vec<Metric> {
+        for _ in 0..500 {
+            let latest = self
+                .spans
+                .metric_exports
+                .lock()
+                .expect("exports lock")
+                .last()
+                .cloned();
+            let metrics: Vec<Metric> = latest
+                .into_iter()
+                .flat_map(|export| export.resource_metrics)
+                .flat_map(|r| r.scope_metrics)
+                .flat_map(|s| s.metrics)
+                .collect();
+            if metrics.iter().any(|m| m.name == name && until(m)) {
+                return metrics;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no metrics export with {name} as expected");
+    }
+
+    /// How many metrics exports have been received.
+    pub fn metric_export_count(&self) -> usize {
+        self.spans.metric_export_count.load(Ordering::Acquire)
+    }
+
+    /// The metrics exports received so far (none for a counting receiver).
+    pub fn metric_exports(&self) -> Vec<ExportMetricsServiceRequest> {
+        self.spans.metric_exports.lock().expect("exports lock").clone()
     }
 
     /// Every span received so far (none for a counting receiver).
@@ -188,4 +250,26 @@ impl OtlpReceiver {
         }
         panic!("expected {count} spans, received {:#?}", self.spans());
     }
+}
+
+fn take_traces(spans: &Received, body: Bytes) -> (StatusCode, Vec<u8>) {
+    let Ok(export) = ExportTraceServiceRequest::decode(body) else {
+        return (StatusCode::BAD_REQUEST, Vec::new());
+    };
+    keep(spans, export);
+    let reply = ExportTraceServiceResponse {
+        partial_success: None,
+    };
+    (StatusCode::OK, reply.encode_to_vec())
+}
+
+fn take_metrics(spans: &Received, body: Bytes) -> (StatusCode, Vec<u8>) {
+    let Ok(export) = ExportMetricsServiceRequest::decode(body) else {
+        return (StatusCode::BAD_REQUEST, Vec::new());
+    };
+    keep_metrics(spans, export);
+    let reply = ExportMetricsServiceResponse {
+        partial_success: None,
+    };
+    (StatusCode::OK, reply.encode_to_vec())
 }

@@ -7,6 +7,7 @@ use super::build_cache::build_store;
 use super::build_compress::{build_settings, CompressSettings};
 use super::build_edge::{build_head_limits, build_policy, build_trusted_proxies};
 use super::build_jwt::build_providers;
+use super::build_metrics::{build_metrics_push, otlp_endpoint};
 use super::build_rate_limit::build_redis;
 use super::build_route::{build_routes, Shared};
 use super::build_tls::build_server_tls;
@@ -14,7 +15,7 @@ use super::build_upstream::build_upstreams;
 use super::error::Problems;
 use super::raw::{RawConfig, RawTraces};
 use super::values::{duration, priority, socket_addr};
-use super::{AccessLogTarget, Config, ConfigErrors, Listeners, OtlpProtocol, TraceSettings};
+use super::{AccessLogTarget, Config, ConfigErrors, Listeners, TraceSettings};
 use crate::routing::{Route, RouteIndex, RouteTable};
 use crate::stats::Registry;
 use crate::traces::QuerySecrets;
@@ -83,6 +84,12 @@ pub(super) fn build(
     );
     let upstreams = build_upstreams(&mut p, &raw.upstreams, raw.dns.as_ref(), &registry);
     let traces = raw.traces.as_ref().and_then(|t| build_traces(&mut p, t));
+    let traces_service = traces.as_ref().map(|t| t.service_name.as_str());
+    let metrics_push = raw
+        .metrics
+        .as_ref()
+        .and_then(|m| m.otlp.as_ref())
+        .and_then(|otlp| build_metrics_push(&mut p, otlp, traces_service));
     let analytics = build_analytics(&mut p, &raw.analytics);
     // The writer serves the access log too, so its priority is read with the store off.
     let writer_priority = priority(
@@ -135,6 +142,7 @@ pub(super) fn build(
         event_queue_capacity,
         drain_timeout,
         traces,
+        metrics_push,
         analytics,
         writer_priority,
         jaeger_ui,
@@ -177,26 +185,7 @@ fn check_admin_exposure(p: &mut Problems, raw: &RawConfig, config: &Config) {
 }
 
 fn build_traces(p: &mut Problems, raw: &RawTraces) -> Option<TraceSettings> {
-    let endpoint = raw.endpoint.trim().trim_end_matches('/').to_owned();
-    let valid = endpoint
-        .parse::<http::Uri>()
-        .is_ok_and(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some());
-    if !valid {
-        let message = format!("`{endpoint}` is not an http:// or https:// URL with a host");
-        p.at(raw.endpoint.span(), "traces.endpoint", message);
-    }
-    let protocol = match raw.protocol.as_ref().map(|t| (t.as_str(), t.span())) {
-        None | Some(("grpc", _)) => OtlpProtocol::Grpc,
-        Some(("http", _)) => OtlpProtocol::Http,
-        Some((other, span)) => {
-            p.at(
-                span,
-                "traces.protocol",
-                format!("unknown protocol `{other}`: expected grpc or http"),
-            );
-            OtlpProtocol::Grpc
-        }
-    };
+    let endpoint = otlp_endpoint(p, "traces", &raw.endpoint, raw.protocol.as_ref());
     let sample_ratio = match &raw.sample_ratio {
         Some(ratio) if !(0.0..=1.0).contains(&**ratio) => {
             p.at(ratio.span(), "traces.sample_ratio", "must be between 0 and 1");
@@ -205,7 +194,8 @@ fn build_traces(p: &mut Problems, raw: &RawTraces) -> Option<TraceSettings> {
         Some(ratio) => **ratio,
         None => 1.0,
     };
-    valid.then(|| TraceSettings {
+    let (endpoint, protocol) = endpoint?;
+    Some(TraceSettings {
         endpoint,
         protocol,
         sample_ratio,

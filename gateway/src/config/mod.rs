@@ -11,6 +11,7 @@ mod build_compress;
 mod build_discover;
 mod build_edge;
 mod build_jwt;
+mod build_metrics;
 mod build_outlier;
 mod build_rate_limit;
 mod build_route;
@@ -69,8 +70,17 @@ pub enum AccessLogTarget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtlpProtocol {
     Grpc,
-    /// HTTP/protobuf, to `<endpoint>/v1/traces`.
+    /// HTTP/protobuf, to `<endpoint>/v1/traces` (`/v1/metrics`).
     Http,
+}
+
+/// The metrics pushed over OTLP (`metrics.otlp`), besides `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsPush {
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    pub interval: Duration,
+    pub service_name: String,
 }
 
 /// OpenTelemetry tracing: where spans go and which requests are kept.
@@ -104,6 +114,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// `None`: no tracing (the gateway passes `traceparent` through untouched).
     pub traces: Option<TraceSettings>,
+    /// `None`: the metrics are only scraped. Read at start only, as the store is.
+    pub metrics_push: Option<MetricsPush>,
     /// The analytics store; `None` when off. Read at start only: a reload keeps the running store.
     pub analytics: Option<StoreSettings>,
     /// How the thread that writes events (store, access log) is scheduled.

@@ -22,6 +22,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) shutdown: RawShutdown,
     pub(crate) traces: Option<RawTraces>,
+    /// Where the metrics go besides `/metrics`.
+    pub(crate) metrics: Option<RawMetrics>,
     #[serde(default)]
     pub(crate) analytics: RawAnalytics,
     #[serde(default)]
@@ -150,6 +152,26 @@ pub(crate) struct RawTraces {
     pub(crate) service_name: Option<Text>,
     /// `auto` (default), `idle` or `normal`: how the exporter's thread is scheduled.
     pub(crate) exporter_priority: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    /// Pushed to an OTLP receiver.
+    pub(crate) otlp: Option<RawMetricsOtlp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetricsOtlp {
+    /// OTLP endpoint, e.g. `http://127.0.0.1:4317` (gRPC) or `http://127.0.0.1:4318` (HTTP).
+    pub(crate) endpoint: Text,
+    /// `grpc` (default) or `http` (HTTP/protobuf).
+    pub(crate) protocol: Option<Text>,
+    /// How often every series is pushed (10s).
+    pub(crate) interval: Option<Text>,
+    /// `service.name`: by default the traces' own, else `lookout`.
+    pub(crate) service_name: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

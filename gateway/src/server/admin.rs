@@ -7,6 +7,7 @@ use super::admin_guards::{refuse_cross_site_writes, require_loopback_name, requi
 use super::json_refusals::json_refusals;
 use super::Shared;
 use crate::config::ConfigErrors;
+use crate::metrics_push::{Exemplars, Exposition};
 use crate::stats::{openmetrics, ScrapeGauges};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -121,6 +122,20 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn prometheus_metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let text = exposition(&shared);
+    if openmetrics::asked_for(&headers) {
+        let text = shared.registry.open_metrics(&text);
+        return ([(header::CONTENT_TYPE, openmetrics::CONTENT_TYPE)], text).into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+/// Every metric as it stands, in the Prometheus text format: a scrape's, and a push's.
+fn exposition(shared: &Shared) -> String {
     shared.connections.publish();
     let store = shared.store.as_ref().map(|store| store.stats());
     let traces = shared.proxy.tracing.as_ref().map(|tracing| tracing.stats());
@@ -133,21 +148,25 @@ async fn prometheus_metrics(State(shared): State<Arc<Shared>>, headers: HeaderMa
         upstream.record_priorities(&live);
     }
     routes.expose_slos(&live);
-    let text = shared.registry.render_metrics(
+    shared.registry.render_metrics(
         &shared.proxy.events.stats(),
         store.as_ref(),
         traces.as_ref(),
         live,
-    );
-    if openmetrics::asked_for(&headers) {
-        let text = shared.registry.open_metrics(&text);
-        return ([(header::CONTENT_TYPE, openmetrics::CONTENT_TYPE)], text).into_response();
-    }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        text,
     )
-        .into_response()
+}
+
+/// What the OTLP push reads: what a scrape would.
+pub(super) struct Scrape(pub(super) Arc<Shared>);
+
+impl Exposition for Scrape {
+    fn render(&self) -> String {
+        exposition(&self.0)
+    }
+
+    fn exemplars(&self) -> Exemplars {
+        Box::new(self.0.registry.metrics().exemplars())
+    }
 }
 
 fn invalid_config(errors: &ConfigErrors) -> Response {

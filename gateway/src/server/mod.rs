@@ -16,7 +16,7 @@ mod reload;
 mod sql_api;
 mod variants_api;
 
-use crate::config::{AccessLogTarget, Config, ConfigErrors};
+use crate::config::{AccessLogTarget, Config, ConfigErrors, MetricsPush, TraceSettings};
 use crate::proxy::ProxyState;
 use crate::stats::{Registry, ROTATION};
 use crate::tls::HandshakeMetrics;
@@ -95,6 +95,8 @@ pub enum StartError {
     Watch(#[from] notify::Error),
     #[error(transparent)]
     Traces(#[from] TraceSetupError),
+    #[error(transparent)]
+    MetricsPush(#[from] crate::metrics_push::PushSetupError),
 }
 
 /// State shared by the listeners and the reload triggers.
@@ -112,6 +114,8 @@ pub(crate) struct Shared {
     pub(crate) connections: Arc<ConnectionLimit>,
     /// The head limits the gateway started with: the parser's and the cap's are read only then.
     started_limits: crate::edge::HeadLimits,
+    /// Where traces and metrics went at start: the exporter and the pusher read only then.
+    started_telemetry: (Option<TraceSettings>, Option<MetricsPush>),
     pub(crate) registry: Arc<Registry>,
     /// The analytics store, when on.
     pub(crate) store: Option<Store>,
@@ -184,6 +188,7 @@ impl Gateway {
             tls: tls.clone(),
             connections: connections.clone(),
             started_limits,
+            started_telemetry: (config.traces.clone(), config.metrics_push.clone()),
             registry: config.registry.clone(),
             store,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -204,6 +209,10 @@ impl Gateway {
         ));
         let admin_task = tokio::spawn(admin::serve(admin_listener, shared.clone(), stopped.clone()));
         tokio::spawn(rotate_stats(shared.registry.clone(), stopped.clone()));
+        if let Some(push) = &shared.started_telemetry.1 {
+            let exposition = Arc::new(admin::Scrape(shared.clone()));
+            crate::metrics_push::spawn(push, exposition, &shared.registry, stopped.clone())?;
+        }
         if options.reload_on_sighup {
             reload::spawn_sighup_reloader(shared.clone(), stopped.clone());
         }
@@ -340,8 +349,11 @@ impl Shared {
     fn changed_on_restart(&self, config: &Config) -> Vec<&'static str> {
         let started = &self.started_limits;
         let limits = &config.routes.head_limits;
+        let (traces, metrics_push) = &self.started_telemetry;
         [
             ("listeners", config.listeners != self.listeners),
+            ("traces", &config.traces != traces),
+            ("metrics.otlp", &config.metrics_push != metrics_push),
             ("tls", self.tls.is_some() != config.tls.is_some()),
             (
                 "analytics",

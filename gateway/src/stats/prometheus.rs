@@ -4,7 +4,7 @@
 //! Each gateway has its own recorder (no global one), and the hot path never looks a metric up by
 //! name: handles are resolved when a route first sees a (method, status) pair and kept.
 
-use super::exemplars::BucketExemplars;
+use super::exemplars::{BucketExemplars, Exemplar};
 use super::openmetrics;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::formatting::key_to_parts;
@@ -44,6 +44,7 @@ pub(crate) const TRACES_DROPPED: &str = "lookout_traces_dropped_total";
 pub(crate) const SPANS_EXPORTED: &str = "lookout_trace_spans_exported_total";
 pub(crate) const SPANS_FAILED: &str = "lookout_trace_spans_failed_total";
 pub(crate) const EXPORTER_RAISED: &str = "lookout_traces_exporter_raised_total";
+pub(crate) const METRICS_PUSHES: &str = "lookout_metrics_pushes_total";
 pub(crate) const CONFIG_RELOADS: &str = "lookout_config_reloads_total";
 pub(crate) const STORE_UP: &str = "lookout_analytics_store_up";
 pub(crate) const STORE_WRITTEN: &str = "lookout_analytics_store_events_written_total";
@@ -109,7 +110,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 74] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 75] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -283,6 +284,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 74] = [
         EXPORTER_RAISED,
         Unit::Count,
         "Times the trace exporter, idle by default, was raised to normal scheduling because it fell behind.",
+    ),
+    (
+        METRICS_PUSHES,
+        Unit::Count,
+        "Pushes of the metrics to the OTLP receiver of metrics.otlp, by result (ok, failed).",
     ),
     (CONFIG_RELOADS, Unit::Count, "Config reloads, by result."),
     (
@@ -518,9 +524,14 @@ impl Metrics {
 
     /// `text`, an exposition this gateway wrote, in the OpenMetrics format with its exemplars.
     pub(crate) fn open_metrics(&self, text: &str) -> String {
+        openmetrics::rewrite(text, REQUEST_DURATION, self.exemplars())
+    }
+
+    /// The request duration's exemplars as they stand: `exemplar(series, le)` gives the bucket
+    /// `le`'s of the series whose labels, as the exposition writes them, are `series`.
+    pub(crate) fn exemplars(&self) -> impl Fn(&str, &str) -> Option<Exemplar> {
         let exemplars = self.exemplars.lock().clone();
-        let exemplar = |series: &str, le: &str| exemplars.get(series)?.of_bucket(le);
-        openmetrics::rewrite(text, REQUEST_DURATION, exemplar)
+        move |series: &str, le: &str| exemplars.get(series)?.of_bucket(le)
     }
 
     /// Folds recorded histogram samples into their buckets, so memory stays bounded between scrapes.

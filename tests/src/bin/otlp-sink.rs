@@ -1,5 +1,5 @@
-//! A live OTLP/gRPC trace receiver for the benchmark: it accepts spans, keeps none of them and,
-//! every five seconds, prints how many it has received.
+//! A live OTLP/gRPC receiver for the benchmarks: it accepts spans and metrics exports, keeps none
+//! of them and, every five seconds, prints how many it has received.
 //!
 //! Usage: `otlp-sink 127.0.0.1:PORT`.
 
@@ -18,7 +18,8 @@ fn main() -> anyhow::Result<()> {
         let receiver = OtlpReceiver::grpc_counting_at(addr).await;
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            eprintln!("otlp-sink: {} spans received", receiver.span_count());
+            let (spans, exports) = (receiver.span_count(), receiver.metric_export_count());
+            eprintln!("otlp-sink: {spans} spans and {exports} metrics exports received");
         }
     })
 }

@@ -671,6 +671,34 @@ routes:
 }
 
 #[test]
+fn metrics_push_settings_name_their_field() {
+    let text = "\
+metrics:
+  otlp:
+    endpoint: https://collector.example:4317
+    interval: 500ms
+traces:
+  endpoint: collector:4317
+  protocol: zipkin
+upstreams:
+  - { name: a, instances: [\"127.0.0.1:3000\"] }
+routes:
+  - { name: all, upstream: a }
+";
+    let all = errors(text);
+    each_names_its_field(
+        &all,
+        &[
+            ("metrics.otlp.endpoint", 3, "gRPC is sent in the clear (h2c)"),
+            ("metrics.otlp.interval", 4, "at least 1s"),
+            ("traces.endpoint", 6, "not an http:// or https:// URL"),
+            ("traces.protocol", 7, "unknown protocol `zipkin`"),
+        ],
+    );
+    assert_eq!(all.len(), 4, "{all:#?}");
+}
+
+#[test]
 fn store_limits_name_their_field_and_spilling_can_be_turned_off() {
     let with = |analytics: &str| {
         format!(

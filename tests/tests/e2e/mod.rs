@@ -18,6 +18,7 @@ mod headers;
 mod http2_connections;
 mod jwt;
 mod metrics;
+mod metrics_push;
 mod mirror;
 mod outlier_rates;
 mod protocols;

@@ -229,14 +229,19 @@ async fn a_reload_names_the_changes_that_wait_for_a_restart() {
     let started_max =
         body_json(&send(admin, Method::GET, "/admin/stats", &[]).await)["connections"]["max"].clone();
     let changed = format!(
-        "{}limits: {{ max_connections: 5, header_read_timeout: 3s }}\n",
+        "{}limits: {{ max_connections: 5, header_read_timeout: 3s }}\n\
+         metrics: {{ otlp: {{ endpoint: \"http://127.0.0.1:4317\" }} }}\n",
         config("/", &upstream)
     );
     std::fs::write(&path, changed).expect("write config");
     let reloaded = body_json(&send(admin, Method::POST, "/admin/reload", &[]).await);
     assert_eq!(
         reloaded["on_restart"],
-        serde_json::json!(["limits.header_read_timeout", "limits.max_connections"])
+        serde_json::json!([
+            "metrics.otlp",
+            "limits.header_read_timeout",
+            "limits.max_connections"
+        ])
     );
     let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
     assert_eq!(
