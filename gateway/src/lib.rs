@@ -19,6 +19,8 @@ pub mod demo;
 mod edge;
 mod grpc;
 mod metrics_push;
+mod otlp_client;
+mod otlp_logs;
 mod probe;
 mod proxy;
 mod query;

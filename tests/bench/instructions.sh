@@ -4,12 +4,14 @@
 # does not, so a change's cost to the request path shows even when it is a fraction of a
 # percent (it does not see cache misses or contention: the wrk benchmarks do). Each case runs one
 # Lookout under callgrind (--workers 1, store and access log off) in front of bench-upstream,
-# sends $REQUESTS GETs of /small over one keep-alive connection, and divides the inclusive
+# sends $REQUESTS requests (GETs, but for `kept`) of /small over one keep-alive connection, and divides the inclusive
 # instructions of the proxy's connection task (`Connection::run`, which holds every request's
 # phases) by the requests. Cases: one instance (`quiet`); every request traced to otlp-sink
 # (`traced`: spans built and queued, and each request offered as its duration bucket's
 # exemplar); a backup standing by (`backup`); and the same with `overprovisioning: 1.4`
-# (`spill`: each pick counts each priority's instances available and draws a priority). Given two
+# (`spill`: each pick counts each priority's instances available and draws a priority); and PUTs
+# of a 1 KiB body that a retry may send again (`kept`: `retry.same_instance`, so the body is
+# recorded as it is sent; a build before bodies were retried streams it plainly). Given two
 # binaries, each case is counted for both and the second's ratio to the first printed: an A/B of
 # two builds.
 #
@@ -36,6 +38,7 @@ declare -A fields=(
   [traced]=""
   [backup]=", backups: [\"localhost:$upstream_port\"]"
   [spill]=", backups: [\"localhost:$upstream_port\"], overprovisioning: 1.4"
+  [kept]=", retry: { same_instance: true }"
 )
 traces="traces: { endpoint: \"http://127.0.0.1:$sink_port\", sample_ratio: 1.0 }"
 
@@ -61,12 +64,13 @@ count() {
     kill -0 "$gateway" 2>/dev/null || { echo "–"; return; }
     sleep 0.1
   done
-  python3 - "$port" "$requests" <<'PY'
+  python3 - "$port" "$requests" "$case" <<'PY'
 import http.client, sys
-port, count = int(sys.argv[1]), int(sys.argv[2])
+port, count, case = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+method, body = ("PUT", b"x" * 1024) if case == "kept" else ("GET", None)
 connection = http.client.HTTPConnection("127.0.0.1", port)
 for _ in range(count):
-    connection.request("GET", "/small")
+    connection.request(method, "/small", body=body)
     response = connection.getresponse()
     response.read()
     assert response.status == 200, response.status
@@ -82,7 +86,7 @@ printf '%-8s' case
 for binary in "${binaries[@]}"; do printf ' %14s' "$(basename "$binary")"; done
 [ "${#binaries[@]}" -lt 2 ] || printf ' %8s' ratio
 echo
-for case in quiet traced backup spill; do
+for case in quiet traced backup spill kept; do
   printf '%-8s' "$case"
   counts=()
   for binary in "${binaries[@]}"; do

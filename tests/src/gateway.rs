@@ -5,17 +5,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Starts a gateway from the `upstreams:`/`routes:` part of a config; listeners go on
-/// `127.0.0.1:0`, the access log is off, and so is the analytics store unless `body` has an
-/// `analytics:` section.
+/// `127.0.0.1:0`, and the access log and the analytics store are off unless `body` has an
+/// `access_log:` or `analytics:` section.
 pub async fn start_gateway(body: &str) -> Gateway {
-    let analytics = if body.contains("analytics:") {
-        ""
-    } else {
-        "analytics: { store: off }\n"
+    let off_unless_given = |section: &str, off: &str| match body.contains(&format!("{section}:")) {
+        true => String::new(),
+        false => format!("{section}: {off}\n"),
     };
-    let text = format!(
-        "listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\n{analytics}{body}"
-    );
+    let access_log = off_unless_given("access_log", "{ path: off }");
+    let analytics = off_unless_given("analytics", "{ store: off }");
+    let text =
+        format!("listeners: {{ proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }}\n{access_log}{analytics}{body}");
     start_gateway_with(ConfigSource::Inline {
         name: "test.yaml".into(),
         text,

@@ -8,6 +8,8 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -21,6 +23,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
@@ -51,6 +55,7 @@ struct Spans {
     count: AtomicUsize,
     metric_exports: Mutex<Vec<ExportMetricsServiceRequest>>,
     metric_export_count: AtomicUsize,
+    logs: Mutex<Vec<ExportLogsServiceRequest>>,
 }
 
 fn keep_metrics(received: &Received, export: ExportMetricsServiceRequest) {
@@ -117,6 +122,19 @@ impl MetricsService for Collector {
     }
 }
 
+#[tonic::async_trait]
+impl LogsService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.0.logs.lock().expect("logs lock").push(request.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
 /// Spans for a receiver that keeps them all.
 fn keeping() -> Received {
     Arc::new(Spans {
@@ -144,11 +162,13 @@ impl OtlpReceiver {
         let addr = listener.local_addr().expect("address");
         let traces = TraceServiceServer::new(Collector(spans.clone()));
         let metrics = MetricsServiceServer::new(Collector(spans.clone()));
+        let logs = LogsServiceServer::new(Collector(spans.clone()));
         let server = tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             let _ = tonic::transport::Server::builder()
                 .add_service(traces)
                 .add_service(metrics)
+                .add_service(logs)
                 .serve_with_incoming(incoming)
                 .await;
         });
@@ -178,6 +198,7 @@ impl OtlpReceiver {
                         let (status, reply) = match path.as_str() {
                             "/v1/traces" => take_traces(&kept, body),
                             "/v1/metrics" => take_metrics(&kept, body),
+                            "/v1/logs" => take_logs(&kept, body),
                             _ => (StatusCode::NOT_FOUND, Vec::new()),
                         };
                         let mut response = Response::new(Full::new(Bytes::from(reply)));
@@ -217,6 +238,31 @@ impl OtlpReceiver {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("no metrics export with {name} as expected");
+    }
+
+    /// Every log record received so far, with the resource attributes of its export.
+    pub fn log_records(&self) -> Vec<(Vec<KeyValue>, LogRecord)> {
+        let exports = self.spans.logs.lock().expect("logs lock");
+        let resource_logs = exports.iter().flat_map(|export| &export.resource_logs);
+        resource_logs
+            .flat_map(|r| {
+                let resource = r.resource.clone().map(|r| r.attributes).unwrap_or_default();
+                let records = r.scope_logs.iter().flat_map(|s| s.log_records.clone());
+                records.map(move |record| (resource.clone(), record))
+            })
+            .collect()
+    }
+
+    /// Waits (at most 10 s) until `count` log records have arrived, and returns them all.
+    pub async fn wait_for_log_records(&self, count: usize) -> Vec<(Vec<KeyValue>, LogRecord)> {
+        for _ in 0..500 {
+            let records = self.log_records();
+            if records.len() >= count {
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("expected {count} log records, received {:#?}", self.log_records());
     }
 
     /// How many metrics exports have been received.
@@ -269,6 +315,17 @@ fn take_metrics(spans: &Received, body: Bytes) -> (StatusCode, Vec<u8>) {
     };
     keep_metrics(spans, export);
     let reply = ExportMetricsServiceResponse {
+        partial_success: None,
+    };
+    (StatusCode::OK, reply.encode_to_vec())
+}
+
+fn take_logs(spans: &Received, body: Bytes) -> (StatusCode, Vec<u8>) {
+    let Ok(export) = ExportLogsServiceRequest::decode(body) else {
+        return (StatusCode::BAD_REQUEST, Vec::new());
+    };
+    spans.logs.lock().expect("logs lock").push(export);
+    let reply = ExportLogsServiceResponse {
         partial_success: None,
     };
     (StatusCode::OK, reply.encode_to_vec())

@@ -7,7 +7,7 @@ use super::build_cache::build_store;
 use super::build_compress::{build_settings, CompressSettings};
 use super::build_edge::{build_head_limits, build_policy, build_trusted_proxies};
 use super::build_jwt::build_providers;
-use super::build_metrics::{build_metrics_push, otlp_endpoint};
+use super::build_metrics::{build_access_log_otlp, build_metrics_push, otlp_endpoint};
 use super::build_rate_limit::build_redis;
 use super::build_route::{build_routes, Shared};
 use super::build_tls::build_server_tls;
@@ -90,6 +90,11 @@ pub(super) fn build(
         .as_ref()
         .and_then(|m| m.otlp.as_ref())
         .and_then(|otlp| build_metrics_push(&mut p, otlp, traces_service));
+    let access_log_otlp = raw
+        .access_log
+        .otlp
+        .as_ref()
+        .and_then(|otlp| build_access_log_otlp(&mut p, otlp, traces_service));
     let analytics = build_analytics(&mut p, &raw.analytics);
     // The writer serves the access log too, so its priority is read with the store off.
     let writer_priority = priority(
@@ -143,6 +148,7 @@ pub(super) fn build(
         drain_timeout,
         traces,
         metrics_push,
+        access_log_otlp,
         analytics,
         writer_priority,
         jaeger_ui,

@@ -1,10 +1,10 @@
-//! `metrics.otlp`: pushing the metrics to an OTLP receiver, and the endpoint and protocol that
-//! it and `traces` both name.
+//! `metrics.otlp` and `access_log.otlp`: the metrics, and the request events as log records, sent
+//! to an OTLP receiver; and the endpoint and protocol that they and `traces` all name.
 
 use super::error::Problems;
-use super::raw::{RawMetricsOtlp, Text};
+use super::raw::{RawMetricsOtlp, RawOtlpLogs, Text};
 use super::values::duration;
-use super::{MetricsPush, OtlpProtocol};
+use super::{MetricsPush, OtlpLogs, OtlpProtocol};
 use std::time::Duration;
 
 /// Traefik's `pushInterval`, and the OpenTelemetry SDK's periodic reader's is 60 s; 10 s keeps
@@ -28,12 +28,7 @@ pub(super) fn build_metrics_push(
     if let Some(text) = raw.interval.as_ref().filter(|_| interval < MIN_INTERVAL) {
         p.at(text.span(), "metrics.otlp.interval", "must be at least 1s");
     }
-    let service_name = raw
-        .service_name
-        .as_ref()
-        .map(|name| name.to_string())
-        .or_else(|| traces_service.map(str::to_owned))
-        .unwrap_or_else(|| "lookout".to_owned());
+    let service_name = service_name(raw.service_name.as_ref(), traces_service);
     let (endpoint, protocol) = endpoint?;
     Some(MetricsPush {
         endpoint,
@@ -41,6 +36,27 @@ pub(super) fn build_metrics_push(
         interval,
         service_name,
     })
+}
+
+pub(super) fn build_access_log_otlp(
+    p: &mut Problems,
+    raw: &RawOtlpLogs,
+    traces_service: Option<&str>,
+) -> Option<OtlpLogs> {
+    let (endpoint, protocol) = otlp_endpoint(p, "access_log.otlp", &raw.endpoint, raw.protocol.as_ref())?;
+    Some(OtlpLogs {
+        endpoint,
+        protocol,
+        service_name: service_name(raw.service_name.as_ref(), traces_service),
+    })
+}
+
+/// `service.name`: the one given, else the traces' own, else `lookout`.
+fn service_name(given: Option<&Text>, traces_service: Option<&str>) -> String {
+    given
+        .map(|name| name.to_string())
+        .or_else(|| traces_service.map(str::to_owned))
+        .unwrap_or_else(|| "lookout".to_owned())
 }
 
 /// An OTLP receiver's address (an http:// or https:// URL with a host, without a trailing `/`)

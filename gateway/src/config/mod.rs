@@ -74,6 +74,14 @@ pub enum OtlpProtocol {
     Http,
 }
 
+/// Each request event also sent as an OTLP log record (`access_log.otlp`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpLogs {
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    pub service_name: String,
+}
+
 /// The metrics pushed over OTLP (`metrics.otlp`), besides `/metrics`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsPush {
@@ -116,6 +124,8 @@ pub struct Config {
     pub traces: Option<TraceSettings>,
     /// `None`: the metrics are only scraped. Read at start only, as the store is.
     pub metrics_push: Option<MetricsPush>,
+    /// `None`: request events are not sent as OTLP log records. Read at start only.
+    pub access_log_otlp: Option<OtlpLogs>,
     /// The analytics store; `None` when off. Read at start only: a reload keeps the running store.
     pub analytics: Option<StoreSettings>,
     /// How the thread that writes events (store, access log) is scheduled.

@@ -129,6 +129,18 @@ pub(crate) struct RawAccessLog {
     /// `stdout`, `off`, or a file path.
     pub(crate) path: Option<Text>,
     pub(crate) queue_capacity: Option<Spanned<usize>>,
+    /// Each event also sent as an OTLP log record.
+    pub(crate) otlp: Option<RawOtlpLogs>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOtlpLogs {
+    pub(crate) endpoint: Text,
+    /// `grpc` (default) or `http` (HTTP/protobuf).
+    pub(crate) protocol: Option<Text>,
+    /// `service.name`: by default the traces' own, else `lookout`.
+    pub(crate) service_name: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,29 +10,15 @@
 mod exposition;
 mod otlp;
 
-use crate::config::{MetricsPush, OtlpProtocol};
+use crate::config::MetricsPush;
+use crate::otlp_client::{host_name, unix_ns, OtlpClient, OtlpClientError, EXPORT_TIMEOUT};
 use crate::stats::{Exemplar, Registry, METRICS_PUSHES};
-use crate::tls::ClientTrust;
-use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{Request, Uri};
-use http_body_util::Full;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use metrics::{Counter, Label};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use otlp::Source;
-use prost::Message;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
-
-/// How long one export may take, connecting included.
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The pusher's view of the gateway: the exposition as a scrape renders it, and the request
 /// duration's exemplars.
@@ -45,28 +31,21 @@ pub(crate) trait Exposition: Send + Sync + 'static {
 /// labels as the exposition writes them.
 pub(crate) type Exemplars = Box<dyn Fn(&str, &str) -> Option<Exemplar>>;
 
-/// Why the pusher could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum PushSetupError {
-    #[error("metrics.otlp.endpoint `{0}` is not a URL the OTLP client takes: {1}")]
-    Endpoint(String, String),
-}
-
 /// Starts pushing; the task ends when `stop` says so.
 pub(crate) fn spawn(
     settings: &MetricsPush,
     exposition: Arc<dyn Exposition>,
     registry: &Registry,
     stop: watch::Receiver<bool>,
-) -> Result<(), PushSetupError> {
-    let transport = Transport::new(settings)?;
+) -> Result<(), OtlpClientError> {
+    let client = OtlpClient::new(&settings.endpoint, settings.protocol)?;
     let counted = |result: &'static str| {
         registry
             .metrics()
             .counter(METRICS_PUSHES, vec![Label::new("result", result)])
     };
     let pusher = Pusher {
-        transport,
+        client,
         source: Source {
             service_name: settings.service_name.clone(),
             instance: host_name(),
@@ -81,7 +60,7 @@ pub(crate) fn spawn(
 }
 
 struct Pusher {
-    transport: Transport,
+    client: OtlpClient,
     source: Source,
     exposition: Arc<dyn Exposition>,
     pushed: Counter,
@@ -89,7 +68,7 @@ struct Pusher {
 }
 
 impl Pusher {
-    async fn run(mut self, interval: Duration, mut stop: watch::Receiver<bool>) {
+    async fn run(self, interval: Duration, mut stop: watch::Receiver<bool>) {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first tick is at once: a push right at start tells the receiver the series exist.
@@ -100,7 +79,7 @@ impl Pusher {
                 _ = stop.changed() => return,
             }
             let request = self.export();
-            let sent = tokio::time::timeout(EXPORT_TIMEOUT, self.transport.send(request)).await;
+            let sent = tokio::time::timeout(EXPORT_TIMEOUT, self.client.export_metrics(request)).await;
             match sent.unwrap_or_else(|_| Err("timed out".to_owned())) {
                 Ok(()) => {
                     self.pushed.increment(1);
@@ -125,81 +104,4 @@ impl Pusher {
         let exemplars = self.exposition.exemplars();
         otlp::export(&families, &self.source, unix_ns(SystemTime::now()), exemplars)
     }
-}
-
-enum Transport {
-    Grpc(MetricsServiceClient<Channel>),
-    Http {
-        // Boxed: the HTTPS connector is large, and the gRPC client small.
-        client: Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
-        uri: Uri,
-    },
-}
-
-impl Transport {
-    fn new(settings: &MetricsPush) -> Result<Transport, PushSetupError> {
-        let invalid = |error: String| PushSetupError::Endpoint(settings.endpoint.clone(), error);
-        match settings.protocol {
-            OtlpProtocol::Grpc => {
-                let endpoint = Endpoint::from_shared(settings.endpoint.clone())
-                    .map_err(|e| invalid(e.to_string()))?
-                    .connect_timeout(EXPORT_TIMEOUT)
-                    .timeout(EXPORT_TIMEOUT);
-                Ok(Transport::Grpc(MetricsServiceClient::new(
-                    endpoint.connect_lazy(),
-                )))
-            }
-            OtlpProtocol::Http => {
-                let uri = format!("{}/v1/metrics", settings.endpoint)
-                    .parse()
-                    .map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
-                // Mozilla's roots, as for upstreams without a `ca`.
-                let tls = ClientTrust::default()
-                    .client_config(&[])
-                    .map_err(|e| invalid(e.to_string()))?;
-                let connector = HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
-                    .https_or_http()
-                    .enable_http1()
-                    .build();
-                let client = Client::builder(TokioExecutor::new()).build(connector);
-                Ok(Transport::Http {
-                    client: Box::new(client),
-                    uri,
-                })
-            }
-        }
-    }
-
-    /// Sends one export; the receiver's refusal is an error, with what it said.
-    async fn send(&mut self, request: ExportMetricsServiceRequest) -> Result<(), String> {
-        match self {
-            Transport::Grpc(client) => client.export(request).await.map(drop).map_err(|s| s.to_string()),
-            Transport::Http { client, uri } => {
-                let body = Full::new(Bytes::from(request.encode_to_vec()));
-                let request = Request::post(uri.clone())
-                    .header(CONTENT_TYPE, "application/x-protobuf")
-                    .body(body)
-                    .map_err(|e| e.to_string())?;
-                let response = client.request(request).await.map_err(|e| e.to_string())?;
-                match response.status().is_success() {
-                    true => Ok(()),
-                    false => Err(format!("the receiver answered {}", response.status())),
-                }
-            }
-        }
-    }
-}
-
-fn unix_ns(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos() as u64)
-}
-
-/// `service.instance.id`: the host name (a pod's name), as the fleet's replica name defaults to.
-fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|name| name.into_string().ok())
-        .unwrap_or_else(|| "lookout".to_owned())
 }

@@ -16,7 +16,8 @@ mod reload;
 mod sql_api;
 mod variants_api;
 
-use crate::config::{AccessLogTarget, Config, ConfigErrors, MetricsPush, TraceSettings};
+use crate::config::{AccessLogTarget, Config, ConfigErrors, MetricsPush, OtlpLogs, TraceSettings};
+use crate::otlp_logs::OtlpLogSink;
 use crate::proxy::ProxyState;
 use crate::stats::{Registry, ROTATION};
 use crate::tls::HandshakeMetrics;
@@ -96,7 +97,27 @@ pub enum StartError {
     #[error(transparent)]
     Traces(#[from] TraceSetupError),
     #[error(transparent)]
-    MetricsPush(#[from] crate::metrics_push::PushSetupError),
+    Otlp(#[from] crate::otlp_client::OtlpClientError),
+    #[error(transparent)]
+    OtlpLogs(#[from] crate::otlp_logs::OtlpLogsError),
+}
+
+/// Where a config sends traces, metrics and events over OTLP.
+#[derive(Debug, PartialEq)]
+struct Telemetry {
+    traces: Option<TraceSettings>,
+    metrics_push: Option<MetricsPush>,
+    access_log: Option<OtlpLogs>,
+}
+
+impl Telemetry {
+    fn of(config: &Config) -> Self {
+        Telemetry {
+            traces: config.traces.clone(),
+            metrics_push: config.metrics_push.clone(),
+            access_log: config.access_log_otlp.clone(),
+        }
+    }
 }
 
 /// State shared by the listeners and the reload triggers.
@@ -114,8 +135,8 @@ pub(crate) struct Shared {
     pub(crate) connections: Arc<ConnectionLimit>,
     /// The head limits the gateway started with: the parser's and the cap's are read only then.
     started_limits: crate::edge::HeadLimits,
-    /// Where traces and metrics went at start: the exporter and the pusher read only then.
-    started_telemetry: (Option<TraceSettings>, Option<MetricsPush>),
+    /// Where traces, metrics and events went over OTLP at start: read only then.
+    started_telemetry: Telemetry,
     pub(crate) registry: Arc<Registry>,
     /// The analytics store, when on.
     pub(crate) store: Option<Store>,
@@ -154,6 +175,7 @@ impl Gateway {
             Some(addr) => Some((addr, bind(addr).await?)),
             None => None,
         };
+        let started_telemetry = Telemetry::of(&config);
         let (events, writer, store) = start_event_pipeline(&config)?;
         let tracing = config
             .traces
@@ -188,7 +210,7 @@ impl Gateway {
             tls: tls.clone(),
             connections: connections.clone(),
             started_limits,
-            started_telemetry: (config.traces.clone(), config.metrics_push.clone()),
+            started_telemetry,
             registry: config.registry.clone(),
             store,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -209,7 +231,7 @@ impl Gateway {
         ));
         let admin_task = tokio::spawn(admin::serve(admin_listener, shared.clone(), stopped.clone()));
         tokio::spawn(rotate_stats(shared.registry.clone(), stopped.clone()));
-        if let Some(push) = &shared.started_telemetry.1 {
+        if let Some(push) = &shared.started_telemetry.metrics_push {
             let exposition = Arc::new(admin::Scrape(shared.clone()));
             crate::metrics_push::spawn(push, exposition, &shared.registry, stopped.clone())?;
         }
@@ -349,11 +371,19 @@ impl Shared {
     fn changed_on_restart(&self, config: &Config) -> Vec<&'static str> {
         let started = &self.started_limits;
         let limits = &config.routes.head_limits;
-        let (traces, metrics_push) = &self.started_telemetry;
+        let telemetry = Telemetry::of(config);
+        let started_telemetry = &self.started_telemetry;
         [
             ("listeners", config.listeners != self.listeners),
-            ("traces", &config.traces != traces),
-            ("metrics.otlp", &config.metrics_push != metrics_push),
+            ("traces", telemetry.traces != started_telemetry.traces),
+            (
+                "metrics.otlp",
+                telemetry.metrics_push != started_telemetry.metrics_push,
+            ),
+            (
+                "access_log.otlp",
+                telemetry.access_log != started_telemetry.access_log,
+            ),
             ("tls", self.tls.is_some() != config.tls.is_some()),
             (
                 "analytics",
@@ -425,7 +455,10 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
 fn start_event_pipeline(
     config: &Config,
 ) -> Result<(EventQueue, Option<WriterHandle>, Option<Store>), StartError> {
-    let mut sinks: Vec<Box<dyn EventSink>> = Vec::with_capacity(2);
+    let mut sinks: Vec<Box<dyn EventSink>> = Vec::with_capacity(3);
+    if let Some(otlp) = &config.access_log_otlp {
+        sinks.push(Box::new(OtlpLogSink::start(otlp, &config.registry)?));
+    }
     match &config.access_log {
         AccessLogTarget::Off => {}
         AccessLogTarget::Stdout => sinks.push(Box::new(JsonLinesSink::new(std::io::stdout()))),

@@ -45,6 +45,7 @@ pub(crate) const SPANS_EXPORTED: &str = "lookout_trace_spans_exported_total";
 pub(crate) const SPANS_FAILED: &str = "lookout_trace_spans_failed_total";
 pub(crate) const EXPORTER_RAISED: &str = "lookout_traces_exporter_raised_total";
 pub(crate) const METRICS_PUSHES: &str = "lookout_metrics_pushes_total";
+pub(crate) const ACCESS_LOG_RECORDS: &str = "lookout_access_log_otlp_records_total";
 pub(crate) const CONFIG_RELOADS: &str = "lookout_config_reloads_total";
 pub(crate) const STORE_UP: &str = "lookout_analytics_store_up";
 pub(crate) const STORE_WRITTEN: &str = "lookout_analytics_store_events_written_total";
@@ -110,7 +111,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 75] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 76] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -284,6 +285,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 75] = [
         EXPORTER_RAISED,
         Unit::Count,
         "Times the trace exporter, idle by default, was raised to normal scheduling because it fell behind.",
+    ),
+    (
+        ACCESS_LOG_RECORDS,
+        Unit::Count,
+        "Request events sent as OTLP log records (access_log.otlp), by result (exported, failed, dropped at a full queue).",
     ),
     (
         METRICS_PUSHES,

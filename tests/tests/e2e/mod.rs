@@ -1,3 +1,4 @@
+mod access_log_otlp;
 mod admin_refusals;
 mod analytics;
 mod api_keys;

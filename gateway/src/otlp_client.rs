@@ -1,0 +1,129 @@
+//! The OTLP client that the metrics push and the access log's OTLP records share: tonic's gRPC
+//! client over one lazily connected channel (h2c), or HTTP/protobuf posts to `<endpoint>/v1/...`
+//! (http:// or https://, verified against Mozilla's roots). Spans go through the SDK's exporter
+//! instead (see `traces`).
+
+use crate::config::OtlpProtocol;
+use crate::tls::ClientTrust;
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::Request;
+use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use prost::Message;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tonic::transport::{Channel, Endpoint};
+
+/// How long one export may take, connecting included.
+pub(crate) const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a client could not be made for an endpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("the OTLP endpoint `{endpoint}` is not one the client takes: {reason}")]
+pub struct OtlpClientError {
+    endpoint: String,
+    reason: String,
+}
+
+#[derive(Clone)]
+pub(crate) enum OtlpClient {
+    Grpc(Channel),
+    Http {
+        // Boxed: the HTTPS connector is large, and a channel small.
+        client: Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
+        endpoint: String,
+    },
+}
+
+impl OtlpClient {
+    /// A client of `endpoint` (validated by the config: an http:// or https:// URL without a
+    /// trailing `/`); it connects on its first export.
+    pub(crate) fn new(endpoint: &str, protocol: OtlpProtocol) -> Result<OtlpClient, OtlpClientError> {
+        let invalid = |reason: String| OtlpClientError {
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
+        match protocol {
+            OtlpProtocol::Grpc => {
+                let channel = Endpoint::from_shared(endpoint.to_owned())
+                    .map_err(|e| invalid(e.to_string()))?
+                    .connect_timeout(EXPORT_TIMEOUT)
+                    .timeout(EXPORT_TIMEOUT)
+                    .connect_lazy();
+                Ok(OtlpClient::Grpc(channel))
+            }
+            OtlpProtocol::Http => {
+                // Mozilla's roots, as for upstreams without a `ca`.
+                let tls = ClientTrust::default()
+                    .client_config(&[])
+                    .map_err(|e| invalid(e.to_string()))?;
+                let connector = HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_or_http()
+                    .enable_http1()
+                    .build();
+                Ok(OtlpClient::Http {
+                    client: Box::new(Client::builder(TokioExecutor::new()).build(connector)),
+                    endpoint: endpoint.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// Sends one metrics export; the receiver's refusal is an error, with what it said.
+    pub(crate) async fn export_metrics(&self, request: ExportMetricsServiceRequest) -> Result<(), String> {
+        match self {
+            OtlpClient::Grpc(channel) => {
+                let mut client = MetricsServiceClient::new(channel.clone());
+                client.export(request).await.map(drop).map_err(|s| s.to_string())
+            }
+            OtlpClient::Http { .. } => self.post("/v1/metrics", request.encode_to_vec()).await,
+        }
+    }
+
+    /// Sends one logs export; the receiver's refusal is an error, with what it said.
+    pub(crate) async fn export_logs(&self, request: ExportLogsServiceRequest) -> Result<(), String> {
+        match self {
+            OtlpClient::Grpc(channel) => {
+                let mut client = LogsServiceClient::new(channel.clone());
+                client.export(request).await.map(drop).map_err(|s| s.to_string())
+            }
+            OtlpClient::Http { .. } => self.post("/v1/logs", request.encode_to_vec()).await,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Vec<u8>) -> Result<(), String> {
+        let OtlpClient::Http { client, endpoint } = self else {
+            return Err("not an HTTP client".to_owned());
+        };
+        let request = Request::post(format!("{endpoint}{path}"))
+            .header(CONTENT_TYPE, "application/x-protobuf")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let response = client.request(request).await.map_err(|e| e.to_string())?;
+        match response.status().is_success() {
+            true => Ok(()),
+            false => Err(format!("the receiver answered {}", response.status())),
+        }
+    }
+}
+
+pub(crate) fn unix_ns(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64)
+}
+
+/// `service.instance.id`: the host name (a pod's name), as the fleet's replica name defaults to.
+pub(crate) fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "lookout".to_owned())
+}
