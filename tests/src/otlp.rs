@@ -56,6 +56,16 @@ struct Spans {
     metric_exports: Mutex<Vec<ExportMetricsServiceRequest>>,
     metric_export_count: AtomicUsize,
     logs: Mutex<Vec<ExportLogsServiceRequest>>,
+    log_record_count: AtomicUsize,
+}
+
+fn keep_logs(received: &Received, export: ExportLogsServiceRequest) {
+    let records = export.resource_logs.iter().flat_map(|r| &r.scope_logs);
+    let count = records.map(|s| s.log_records.len()).sum::<usize>();
+    received.log_record_count.fetch_add(count, Ordering::AcqRel);
+    if received.keep {
+        received.logs.lock().expect("logs lock").push(export);
+    }
 }
 
 fn keep_metrics(received: &Received, export: ExportMetricsServiceRequest) {
@@ -128,7 +138,7 @@ impl LogsService for Collector {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        self.0.logs.lock().expect("logs lock").push(request.into_inner());
+        keep_logs(&self.0, request.into_inner());
         Ok(tonic::Response::new(ExportLogsServiceResponse {
             partial_success: None,
         }))
@@ -240,7 +250,8 @@ impl OtlpReceiver {
         panic!("no metrics export with {name} as expected");
     }
 
-    /// Every log record received so far, with the resource attributes of its export.
+    /// Every log record received so far (none for a counting receiver), with the resource
+    /// attributes of its export.
     pub fn log_records(&self) -> Vec<(Vec<KeyValue>, LogRecord)> {
         let exports = self.spans.logs.lock().expect("logs lock");
         let resource_logs = exports.iter().flat_map(|export| &export.resource_logs);
@@ -263,6 +274,11 @@ impl OtlpReceiver {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("expected {count} log records, received {:#?}", self.log_records());
+    }
+
+    /// How many log records have been received.
+    pub fn log_record_count(&self) -> usize {
+        self.spans.log_record_count.load(Ordering::Acquire)
     }
 
     /// How many metrics exports have been received.
@@ -324,7 +340,7 @@ fn take_logs(spans: &Received, body: Bytes) -> (StatusCode, Vec<u8>) {
     let Ok(export) = ExportLogsServiceRequest::decode(body) else {
         return (StatusCode::BAD_REQUEST, Vec::new());
     };
-    spans.logs.lock().expect("logs lock").push(export);
+    keep_logs(spans, export);
     let reply = ExportLogsServiceResponse {
         partial_success: None,
     };

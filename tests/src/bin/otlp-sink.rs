@@ -1,5 +1,5 @@
-//! A live OTLP/gRPC receiver for the benchmarks: it accepts spans and metrics exports, keeps none
-//! of them and, every five seconds, prints how many it has received.
+//! A live OTLP/gRPC receiver for the benchmarks: it accepts spans, metrics exports and log
+//! records, keeps none of them and, every five seconds, prints how many it has received.
 //!
 //! Usage: `otlp-sink 127.0.0.1:PORT`.
 
@@ -19,7 +19,10 @@ fn main() -> anyhow::Result<()> {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let (spans, exports) = (receiver.span_count(), receiver.metric_export_count());
-            eprintln!("otlp-sink: {spans} spans and {exports} metrics exports received");
+            let records = receiver.log_record_count();
+            eprintln!(
+                "otlp-sink: {spans} spans, {exports} metrics exports and {records} log records received"
+            );
         }
     })
 }
