@@ -17,6 +17,8 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsSe
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::transport::{Channel, Endpoint};
@@ -120,8 +122,35 @@ pub(crate) fn unix_ns(at: SystemTime) -> u64 {
         .map_or(0, |since| since.as_nanos() as u64)
 }
 
+/// What every export says of its source: `service.name`, and the host name (a pod's) as
+/// `service.instance.id`.
+pub(crate) fn resource(service_name: &str) -> Resource {
+    let string = |key: &str, value: String| KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+    };
+    Resource {
+        attributes: vec![
+            string("service.name", service_name.to_owned()),
+            string("service.instance.id", host_name()),
+        ],
+        ..Default::default()
+    }
+}
+
+/// The instrumentation scope of everything the gateway exports: itself, by its version.
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "lookout".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..Default::default()
+    }
+}
+
 /// `service.instance.id`: the host name (a pod's name), as the fleet's replica name defaults to.
-pub(crate) fn host_name() -> String {
+fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|name| name.into_string().ok())

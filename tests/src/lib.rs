@@ -22,6 +22,6 @@ pub use dns::TestDns;
 pub use gateway::{
     single_upstream, start_gateway, start_gateway_to, start_gateway_with, wait_for_stored, wait_until,
 };
-pub use otlp::{span_attribute, OtlpReceiver};
+pub use otlp::{attribute, span_attribute, OtlpReceiver};
 pub use redis::TestRedis;
 pub use upstream::{raw_server, read_request_head, refusing_address, TestUpstream};

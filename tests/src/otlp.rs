@@ -36,15 +36,20 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// The value of a span's attribute `key`, if it has one.
-pub fn span_attribute(span: &Span, key: &str) -> Option<Value> {
-    span.attributes
+/// The value of the attribute `key` among `attributes`, if it is there.
+pub fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attributes
         .iter()
         .find(|kv| kv.key == key)?
         .value
         .as_ref()?
         .value
-        .clone()
+        .as_ref()
+}
+
+/// The value of a span's attribute `key`, if it has one.
+pub fn span_attribute(span: &Span, key: &str) -> Option<Value> {
+    attribute(&span.attributes, key).cloned()
 }
 
 /// What a receiver has taken in: every span and metrics export, or only how many.

@@ -11,7 +11,7 @@ mod exposition;
 mod otlp;
 
 use crate::config::MetricsPush;
-use crate::otlp_client::{host_name, unix_ns, OtlpClient, OtlpClientError, EXPORT_TIMEOUT};
+use crate::otlp_client::{resource, unix_ns, OtlpClient, OtlpClientError, EXPORT_TIMEOUT};
 use crate::stats::{Exemplar, Registry, METRICS_PUSHES};
 use metrics::{Counter, Label};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -47,8 +47,7 @@ pub(crate) fn spawn(
     let pusher = Pusher {
         client,
         source: Source {
-            service_name: settings.service_name.clone(),
-            instance: host_name(),
+            resource: resource(&settings.service_name),
             start_unix_ns: unix_ns(SystemTime::now()),
         },
         exposition,

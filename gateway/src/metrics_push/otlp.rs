@@ -9,9 +9,10 @@
 //! own keep their names, a counter without its `_total` and a unit's suffix as the unit.
 
 use super::exposition::{Family, Kind, Sample};
+use crate::otlp_client::scope;
 use crate::stats::Exemplar;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
     exemplar, metric, number_data_point, summary_data_point::ValueAtQuantile, AggregationTemporality, Gauge,
     Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
@@ -52,8 +53,7 @@ const SEMANTIC_ATTRIBUTES: [(&str, &str); 3] = [
 
 /// What every export says of its source.
 pub(super) struct Source {
-    pub(super) service_name: String,
-    pub(super) instance: String,
+    pub(super) resource: Resource,
     /// When the gateway started, in ns since the Unix epoch: every series counts from then.
     pub(super) start_unix_ns: u64,
 }
@@ -75,23 +75,11 @@ pub(super) fn export(
         .filter(|family| !family.samples.is_empty())
         .map(|family| metric(family, times, &exemplar))
         .collect();
-    let resource = Resource {
-        attributes: vec![
-            attribute("service.name", &source.service_name),
-            attribute("service.instance.id", &source.instance),
-        ],
-        ..Default::default()
-    };
-    let scope = InstrumentationScope {
-        name: "lookout".to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        ..Default::default()
-    };
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
-            resource: Some(resource),
+            resource: Some(source.resource.clone()),
             scope_metrics: vec![ScopeMetrics {
-                scope: Some(scope),
+                scope: Some(scope()),
                 metrics,
                 ..Default::default()
             }],
@@ -178,23 +166,15 @@ fn histogram_points(
     times: Times,
     exemplar: &impl Fn(&str, &str) -> Option<Exemplar>,
 ) -> Vec<HistogramDataPoint> {
-    let mut points: Vec<SeriesPoint<HistogramDataPoint>> = Vec::new();
+    let mut points = Vec::new();
     for sample in &family.samples {
-        let series = sample.labels_without("le");
-        let at = match points.iter().position(|p| p.series == series) {
-            Some(at) => at,
-            None => {
-                let point = HistogramDataPoint {
-                    attributes: attributes(series.iter().copied()),
-                    start_time_unix_nano: times.start,
-                    time_unix_nano: times.now,
-                    ..Default::default()
-                };
-                points.push(SeriesPoint::new(series, point));
-                points.len() - 1
-            }
+        let new = |attributes| HistogramDataPoint {
+            attributes,
+            start_time_unix_nano: times.start,
+            time_unix_nano: times.now,
+            ..Default::default()
         };
-        let SeriesPoint { point, below, .. } = &mut points[at];
+        let SeriesPoint { point, below, .. } = point_of(&mut points, sample.labels_without("le"), new);
         match (sample.suffix, sample.label("le")) {
             ("_bucket", Some(le)) => {
                 // OTLP counts each bucket alone; the exposition counts all below the bound too.
@@ -223,14 +203,26 @@ struct SeriesPoint<'a, P> {
     below: f64,
 }
 
-impl<'a, P> SeriesPoint<'a, P> {
-    fn new(series: Vec<(&'a str, &'a str)>, point: P) -> Self {
-        SeriesPoint {
-            series,
-            point,
-            below: 0.0,
+/// The point of `series` among `points`, made by `new` from the series' attributes when it is
+/// the first sample of it.
+fn point_of<'p, 'a, P>(
+    points: &'p mut Vec<SeriesPoint<'a, P>>,
+    series: Vec<(&'a str, &'a str)>,
+    new: impl FnOnce(Vec<KeyValue>) -> P,
+) -> &'p mut SeriesPoint<'a, P> {
+    let at = match points.iter().position(|p| p.series == series) {
+        Some(at) => at,
+        None => {
+            let point = new(attributes(series.iter().copied()));
+            points.push(SeriesPoint {
+                series,
+                point,
+                below: 0.0,
+            });
+            points.len() - 1
         }
-    }
+    };
+    &mut points[at]
 }
 
 fn finite(bound: f64) -> Result<f64, ()> {
@@ -247,23 +239,15 @@ fn otlp_exemplar(found: &Exemplar) -> opentelemetry_proto::tonic::metrics::v1::E
 }
 
 fn summary_points(family: &Family, times: Times) -> Vec<SummaryDataPoint> {
-    let mut points: Vec<SeriesPoint<SummaryDataPoint>> = Vec::new();
+    let mut points = Vec::new();
     for sample in &family.samples {
-        let series = sample.labels_without("quantile");
-        let at = match points.iter().position(|p| p.series == series) {
-            Some(at) => at,
-            None => {
-                let point = SummaryDataPoint {
-                    attributes: attributes(series.iter().copied()),
-                    start_time_unix_nano: times.start,
-                    time_unix_nano: times.now,
-                    ..Default::default()
-                };
-                points.push(SeriesPoint::new(series, point));
-                points.len() - 1
-            }
+        let new = |attributes| SummaryDataPoint {
+            attributes,
+            start_time_unix_nano: times.start,
+            time_unix_nano: times.now,
+            ..Default::default()
         };
-        let point = &mut points[at].point;
+        let point = &mut point_of(&mut points, sample.labels_without("quantile"), new).point;
         match (
             sample.suffix,
             sample.label("quantile").and_then(|q| q.parse().ok()),
@@ -308,6 +292,7 @@ fn attribute(key: &str, value: &str) -> KeyValue {
 mod tests {
     use super::super::exposition::read;
     use super::*;
+    use crate::otlp_client::resource;
 
     const TEXT: &str = "# HELP http_server_request_duration_seconds Duration of HTTP server requests.\n\
         # TYPE http_server_request_duration_seconds histogram\n\
@@ -328,8 +313,7 @@ mod tests {
 
     fn exported() -> Vec<Metric> {
         let source = Source {
-            service_name: "lookout".to_owned(),
-            instance: "gw-1".to_owned(),
+            resource: resource("lookout"),
             start_unix_ns: 1,
         };
         let exemplar = |series: &str, le: &str| {

@@ -14,12 +14,11 @@
 mod record;
 
 use crate::config::OtlpLogs;
-use crate::otlp_client::{host_name, unix_ns, OtlpClient, OtlpClientError, EXPORT_TIMEOUT};
+use crate::otlp_client::{resource, scope, unix_ns, OtlpClient, OtlpClientError, EXPORT_TIMEOUT};
 use crate::stats::{Registry, ACCESS_LOG_RECORDS};
 use lookout_analytics::{EventSink, RequestEvent};
 use metrics::{Counter, Label};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use std::io;
@@ -104,29 +103,18 @@ impl OtlpLogSink {
         ready.recv().map_err(|_| gone())??;
         Ok(OtlpLogSink {
             exports,
-            resource: Resource {
-                attributes: vec![
-                    string("service.name", &settings.service_name),
-                    string("service.instance.id", &host_name()),
-                ],
-                ..Default::default()
-            },
+            resource: resource(&settings.service_name),
             counters,
             done: Some(done),
         })
     }
 
     fn export(&self, events: &[RequestEvent], now: u64) -> ExportLogsServiceRequest {
-        let scope = InstrumentationScope {
-            name: "lookout".to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            ..Default::default()
-        };
         ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
                 resource: Some(self.resource.clone()),
                 scope_logs: vec![ScopeLogs {
-                    scope: Some(scope),
+                    scope: Some(scope()),
                     log_records: events.iter().map(|event| record::record(event, now)).collect(),
                     ..Default::default()
                 }],
@@ -185,13 +173,4 @@ async fn send_exports(
         }
     }
     let _ = finished.send(());
-}
-
-fn string(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_owned())),
-        }),
-    }
 }

@@ -2,31 +2,19 @@
 //! HTTP/protobuf), with the access log's fields, its trace and a severity by status; records
 //! queued at shutdown still go; a receiver that is down costs counted records and nothing else.
 
-use super::metrics::{sample, scrape};
+use super::metrics::wait_for_sample;
 use http::{Method, StatusCode};
 use lookout_tests::{
-    refusing_address, send, single_upstream, start_gateway, wait_until, OtlpReceiver, TestUpstream,
+    attribute, refusing_address, send, single_upstream, start_gateway, OtlpReceiver, TestUpstream,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
-use std::time::Duration;
 
 fn logging(upstream: &TestUpstream, receiver: &str, protocol: &str) -> String {
     format!(
         "access_log: {{ path: off, otlp: {{ endpoint: \"http://{receiver}\", protocol: {protocol}, service_name: edge }} }}\n{}",
         single_upstream(upstream.addr, "", "")
     )
-}
-
-fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attributes
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()
 }
 
 fn string(value: &str) -> Option<&'static Value> {
@@ -101,12 +89,7 @@ async fn each_request_is_a_log_record_with_its_fields_and_its_trace() {
 
     // Counted once the receiver has answered, a moment after it has the records.
     let exported = "lookout_access_log_otlp_records_total{result=\"exported\"}";
-    let admin = gateway.admin_addr();
-    let counted = wait_until(Duration::from_secs(5), || async move {
-        sample(&scrape(admin).await, exported) == Some(2.0)
-    })
-    .await;
-    assert!(counted, "{exported} is not 2");
+    wait_for_sample(gateway.admin_addr(), exported, |n| n == 2.0).await;
 }
 
 #[tokio::test]
@@ -129,10 +112,5 @@ async fn a_receiver_that_is_down_costs_counted_records() {
     let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
     assert_eq!(reply.status, StatusCode::OK, "the proxy serves on");
     let failed = "lookout_access_log_otlp_records_total{result=\"failed\"}";
-    let admin = gateway.admin_addr();
-    let counted = wait_until(Duration::from_secs(5), || async move {
-        sample(&scrape(admin).await, failed) == Some(1.0)
-    })
-    .await;
-    assert!(counted, "{failed} is not 1");
+    wait_for_sample(gateway.admin_addr(), failed, |n| n == 1.0).await;
 }

@@ -29,6 +29,17 @@ pub(super) async fn scraped_sample(admin: SocketAddr, token: &str, series: &str)
     sample(&String::from_utf8_lossy(&reply.body), series)
 }
 
+/// Waits (at most 5 s) until the admin listener's `/metrics` has `series` at a value `holds` takes.
+pub(super) async fn wait_for_sample(admin: SocketAddr, series: &str, holds: impl Fn(f64) -> bool) {
+    for _ in 0..250 {
+        if sample(&scrape(admin).await, series).is_some_and(&holds) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{series} never came to the value expected");
+}
+
 /// The value of the sample whose name and labels are exactly `series`.
 pub(super) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()

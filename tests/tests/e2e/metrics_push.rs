@@ -2,30 +2,20 @@
 //! HTTP/protobuf, under the names an OTLP-to-Prometheus translation turns back into the
 //! scrape's; a receiver that is down costs a counted failure and nothing else.
 
-use super::metrics::{sample, scrape};
+use super::metrics::{sample, scrape, wait_for_sample};
 use http::{Method, StatusCode};
-use lookout_tests::{refusing_address, send, single_upstream, start_gateway, OtlpReceiver, TestUpstream};
+use lookout_tests::{
+    attribute, refusing_address, send, single_upstream, start_gateway, OtlpReceiver, TestUpstream,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, HistogramDataPoint, Metric};
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 fn pushing(upstream: &TestUpstream, receiver: &str, protocol: &str) -> String {
     format!(
         "metrics: {{ otlp: {{ endpoint: \"http://{receiver}\", protocol: {protocol}, interval: 1s }} }}\n{}",
         single_upstream(upstream.addr, "", "")
     )
-}
-
-fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attributes
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()
 }
 
 /// The route `all`'s request duration point, when the export has one.
@@ -161,14 +151,8 @@ async fn a_receiver_that_is_down_costs_a_counted_failure() {
     let upstream = TestUpstream::start("svc").await;
     let gateway = start_gateway(&pushing(&upstream, &down.to_string(), "grpc")).await;
     let failed = "lookout_metrics_pushes_total{result=\"failed\"}";
-    for _ in 0..100 {
-        if sample(&scrape(gateway.admin_addr()).await, failed).is_some_and(|n| n >= 1.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_sample(gateway.admin_addr(), failed, |n| n >= 1.0).await;
     let scraped = scrape(gateway.admin_addr()).await;
-    assert!(sample(&scraped, failed).is_some_and(|n| n >= 1.0), "{scraped}");
     assert_eq!(
         sample(&scraped, "lookout_metrics_pushes_total{result=\"ok\"}"),
         Some(0.0)
