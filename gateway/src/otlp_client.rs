@@ -4,7 +4,7 @@
 //! instead (see `traces`).
 
 use crate::config::OtlpProtocol;
-use crate::tls::ClientTrust;
+use crate::tls::{ClientTrust, TrustError};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::Request;
@@ -34,7 +34,6 @@ pub struct OtlpClientError {
     reason: String,
 }
 
-#[derive(Clone)]
 pub(crate) enum OtlpClient {
     Grpc(Channel),
     Http {
@@ -62,15 +61,7 @@ impl OtlpClient {
                 Ok(OtlpClient::Grpc(channel))
             }
             OtlpProtocol::Http => {
-                // Mozilla's roots, as for upstreams without a `ca`.
-                let tls = ClientTrust::default()
-                    .client_config(&[])
-                    .map_err(|e| invalid(e.to_string()))?;
-                let connector = HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
-                    .https_or_http()
-                    .enable_http1()
-                    .build();
+                let connector = https_connector().map_err(|e| invalid(e.to_string()))?;
                 Ok(OtlpClient::Http {
                     client: Box::new(Client::builder(TokioExecutor::new()).build(connector)),
                     endpoint: endpoint.to_owned(),
@@ -120,6 +111,17 @@ impl OtlpClient {
 pub(crate) fn unix_ns(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos() as u64)
+}
+
+/// The connector of HTTP/protobuf exports, to http:// or https:// endpoints: the server verified
+/// against Mozilla's roots, as an upstream's without a `ca`.
+pub(crate) fn https_connector() -> Result<HttpsConnector<HttpConnector>, TrustError> {
+    let tls = ClientTrust::default().client_config(&[])?;
+    Ok(HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build())
 }
 
 /// What every export says of its source: `service.name`, and the host name (a pod's) as

@@ -10,10 +10,12 @@
 use super::spans::{self, KeptTrace};
 use super::{TraceCounters, TraceSetupError};
 use crate::config::{OtlpProtocol, TraceSettings};
+use crate::otlp_client::https_connector;
 use crossbeam_queue::ArrayQueue;
 use lookout_analytics::pacing::{self, Backlog, Pacer, Plan};
 use opentelemetry::InstrumentationScope;
-use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry_http::hyper::HyperClient;
+use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::SpanExporter as _;
 use opentelemetry_sdk::Resource;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -161,8 +163,14 @@ fn build_exporter(settings: &TraceSettings) -> Result<SpanExporter, TraceSetupEr
             .with_endpoint(settings.endpoint.clone())
             .with_timeout(EXPORT_TIMEOUT)
             .build()?,
+        // The SDK's own HTTP client speaks plain HTTP only.
         OtlpProtocol::Http => SpanExporter::builder()
             .with_http()
+            .with_http_client(HyperClient::new(
+                https_connector().map_err(|e| TraceSetupError::Tls(e.to_string()))?,
+                EXPORT_TIMEOUT,
+                None,
+            ))
             .with_endpoint(format!("{}/v1/traces", settings.endpoint))
             .with_timeout(EXPORT_TIMEOUT)
             .build()?,

@@ -110,6 +110,8 @@ pub enum TraceSetupError {
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     #[error("cannot start the OTLP exporter's thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("cannot set up TLS for the OTLP exporter: {0}")]
+    Tls(String),
 }
 
 impl Tracing {
