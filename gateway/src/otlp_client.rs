@@ -3,11 +3,12 @@
 //! (http:// or https://, verified against Mozilla's roots). Spans go through the SDK's exporter
 //! instead (see `traces`).
 
-use crate::config::OtlpProtocol;
+use crate::config::{OtlpProtocol, OtlpTarget};
 use crate::tls::{ClientTrust, TrustError};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::Request;
+use http::{HeaderName, HeaderValue};
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -21,6 +22,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, Instrumentatio
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 /// How long one export may take, connecting included.
@@ -34,7 +36,12 @@ pub struct OtlpClientError {
     reason: String,
 }
 
-pub(crate) enum OtlpClient {
+pub(crate) struct OtlpClient {
+    transport: Transport,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+enum Transport {
     Grpc(Channel),
     Http {
         // Boxed: the HTTPS connector is large, and a channel small.
@@ -44,62 +51,76 @@ pub(crate) enum OtlpClient {
 }
 
 impl OtlpClient {
-    /// A client of `endpoint` (validated by the config: an http:// or https:// URL without a
-    /// trailing `/`); it connects on its first export.
-    pub(crate) fn new(endpoint: &str, protocol: OtlpProtocol) -> Result<OtlpClient, OtlpClientError> {
+    /// A client of `target` (validated by the config); it connects on its first export.
+    pub(crate) fn new(target: &OtlpTarget) -> Result<OtlpClient, OtlpClientError> {
+        let endpoint = &target.endpoint;
         let invalid = |reason: String| OtlpClientError {
-            endpoint: endpoint.to_owned(),
+            endpoint: endpoint.clone(),
             reason,
         };
-        match protocol {
+        let transport = match target.protocol {
             OtlpProtocol::Grpc => {
-                let channel = Endpoint::from_shared(endpoint.to_owned())
+                let channel = Endpoint::from_shared(endpoint.clone())
                     .map_err(|e| invalid(e.to_string()))?
                     .connect_timeout(EXPORT_TIMEOUT)
                     .timeout(EXPORT_TIMEOUT)
                     .connect_lazy();
-                Ok(OtlpClient::Grpc(channel))
+                Transport::Grpc(channel)
             }
             OtlpProtocol::Http => {
-                let connector = https_connector().map_err(|e| invalid(e.to_string()))?;
-                Ok(OtlpClient::Http {
+                let connector = https_connector(target.ca.as_deref()).map_err(|e| invalid(e.to_string()))?;
+                Transport::Http {
                     client: Box::new(Client::builder(TokioExecutor::new()).build(connector)),
-                    endpoint: endpoint.to_owned(),
-                })
+                    endpoint: endpoint.clone(),
+                }
             }
-        }
+        };
+        Ok(OtlpClient {
+            transport,
+            headers: target.headers.clone(),
+        })
     }
 
     /// Sends one metrics export; the receiver's refusal is an error, with what it said.
     pub(crate) async fn export_metrics(&self, request: ExportMetricsServiceRequest) -> Result<(), String> {
-        match self {
-            OtlpClient::Grpc(channel) => {
+        match &self.transport {
+            Transport::Grpc(channel) => {
                 let mut client = MetricsServiceClient::new(channel.clone());
+                let request = self.with_metadata(request);
                 client.export(request).await.map(drop).map_err(|s| s.to_string())
             }
-            OtlpClient::Http { .. } => self.post("/v1/metrics", request.encode_to_vec()).await,
+            Transport::Http { .. } => self.post("/v1/metrics", request.encode_to_vec()).await,
         }
     }
 
     /// Sends one logs export; the receiver's refusal is an error, with what it said.
     pub(crate) async fn export_logs(&self, request: ExportLogsServiceRequest) -> Result<(), String> {
-        match self {
-            OtlpClient::Grpc(channel) => {
+        match &self.transport {
+            Transport::Grpc(channel) => {
                 let mut client = LogsServiceClient::new(channel.clone());
+                let request = self.with_metadata(request);
                 client.export(request).await.map(drop).map_err(|s| s.to_string())
             }
-            OtlpClient::Http { .. } => self.post("/v1/logs", request.encode_to_vec()).await,
+            Transport::Http { .. } => self.post("/v1/logs", request.encode_to_vec()).await,
         }
     }
 
+    /// `message` with the headers as gRPC metadata.
+    fn with_metadata<M>(&self, message: M) -> tonic::Request<M> {
+        let mut request = tonic::Request::new(message);
+        *request.metadata_mut() = metadata(&self.headers);
+        request
+    }
+
     async fn post(&self, path: &str, body: Vec<u8>) -> Result<(), String> {
-        let OtlpClient::Http { client, endpoint } = self else {
+        let Transport::Http { client, endpoint } = &self.transport else {
             return Err("not an HTTP client".to_owned());
         };
-        let request = Request::post(format!("{endpoint}{path}"))
+        let mut request = Request::post(format!("{endpoint}{path}"))
             .header(CONTENT_TYPE, "application/x-protobuf")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
+        request.headers_mut().extend(self.headers.iter().cloned());
         let response = client.request(request).await.map_err(|e| e.to_string())?;
         match response.status().is_success() {
             true => Ok(()),
@@ -113,10 +134,25 @@ pub(crate) fn unix_ns(at: SystemTime) -> u64 {
         .map_or(0, |since| since.as_nanos() as u64)
 }
 
+/// Headers as gRPC metadata. The config took only names and visible ASCII values, which
+/// metadata takes too.
+pub(crate) fn metadata(headers: &[(HeaderName, HeaderValue)]) -> MetadataMap {
+    let mut map = MetadataMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let key = MetadataKey::from_bytes(name.as_str().as_bytes());
+        let value = value.to_str().ok().and_then(|v| MetadataValue::try_from(v).ok());
+        if let (Ok(key), Some(value)) = (key, value) {
+            map.insert(key, value);
+        }
+    }
+    map
+}
+
 /// The connector of HTTP/protobuf exports, to http:// or https:// endpoints: the server verified
-/// against Mozilla's roots, as an upstream's without a `ca`.
-pub(crate) fn https_connector() -> Result<HttpsConnector<HttpConnector>, TrustError> {
-    let tls = ClientTrust::default().client_config(&[])?;
+/// against `ca` (PEM), else Mozilla's roots, as an upstream's.
+pub(crate) fn https_connector(ca: Option<&[u8]>) -> Result<HttpsConnector<HttpConnector>, TrustError> {
+    let trust = ClientTrust { ca, identity: None };
+    let tls = trust.client_config(&[])?;
     Ok(HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

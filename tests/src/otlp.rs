@@ -62,6 +62,8 @@ struct Spans {
     metric_export_count: AtomicUsize,
     logs: Mutex<Vec<ExportLogsServiceRequest>>,
     log_record_count: AtomicUsize,
+    /// The headers (or gRPC metadata) of the latest export.
+    last_headers: Mutex<Option<http::HeaderMap>>,
 }
 
 fn keep_logs(received: &Received, export: ExportLogsServiceRequest) {
@@ -143,6 +145,7 @@ impl LogsService for Collector {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        *self.0.last_headers.lock().expect("headers lock") = Some(request.metadata().clone().into_headers());
         keep_logs(&self.0, request.into_inner());
         Ok(tonic::Response::new(ExportLogsServiceResponse {
             partial_success: None,
@@ -193,6 +196,15 @@ impl OtlpReceiver {
     /// An OTLP/HTTP receiver taking protobuf on `/v1/traces` (what Jaeger serves on 4318) and
     /// `/v1/metrics`.
     pub async fn http() -> OtlpReceiver {
+        Self::serve_http(None).await
+    }
+
+    /// The same over HTTPS, with `tls` (see `TestPki::server_config`).
+    pub async fn https(tls: Arc<rustls::ServerConfig>) -> OtlpReceiver {
+        Self::serve_http(Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn serve_http(tls: Option<tokio_rustls::TlsAcceptor>) -> OtlpReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
         let addr = listener.local_addr().expect("address");
         let spans = keeping();
@@ -203,6 +215,7 @@ impl OtlpReceiver {
                 let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let kept = kept.clone();
                     async move {
+                        *kept.last_headers.lock().expect("headers lock") = Some(request.headers().clone());
                         let path = request.uri().path().to_owned();
                         let body = request
                             .into_body()
@@ -221,9 +234,20 @@ impl OtlpReceiver {
                         Ok::<_, Infallible>(response)
                     }
                 });
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    match tls {
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -279,6 +303,11 @@ impl OtlpReceiver {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("expected {count} log records, received {:#?}", self.log_records());
+    }
+
+    /// The headers (HTTP) or metadata (gRPC) of the latest export of logs (or, over HTTP, of any).
+    pub fn last_headers(&self) -> Option<http::HeaderMap> {
+        self.spans.last_headers.lock().expect("headers lock").clone()
     }
 
     /// How many log records have been received.

@@ -7,7 +7,7 @@ use super::build_cache::build_store;
 use super::build_compress::{build_settings, CompressSettings};
 use super::build_edge::{build_head_limits, build_policy, build_trusted_proxies};
 use super::build_jwt::build_providers;
-use super::build_metrics::{build_access_log_otlp, build_metrics_push, otlp_endpoint};
+use super::build_metrics::{build_access_log_otlp, build_metrics_push, otlp_target};
 use super::build_rate_limit::build_redis;
 use super::build_route::{build_routes, Shared};
 use super::build_tls::build_server_tls;
@@ -191,7 +191,14 @@ fn check_admin_exposure(p: &mut Problems, raw: &RawConfig, config: &Config) {
 }
 
 fn build_traces(p: &mut Problems, raw: &RawTraces) -> Option<TraceSettings> {
-    let endpoint = otlp_endpoint(p, "traces", &raw.endpoint, raw.protocol.as_ref());
+    let target = otlp_target(
+        p,
+        "traces",
+        &raw.endpoint,
+        raw.protocol.as_ref(),
+        &raw.headers,
+        raw.ca.as_ref(),
+    );
     let sample_ratio = match &raw.sample_ratio {
         Some(ratio) if !(0.0..=1.0).contains(&**ratio) => {
             p.at(ratio.span(), "traces.sample_ratio", "must be between 0 and 1");
@@ -200,10 +207,8 @@ fn build_traces(p: &mut Problems, raw: &RawTraces) -> Option<TraceSettings> {
         Some(ratio) => **ratio,
         None => 1.0,
     };
-    let (endpoint, protocol) = endpoint?;
     Some(TraceSettings {
-        endpoint,
-        protocol,
+        target: target?,
         sample_ratio,
         always_sample_errors: raw.always_sample_errors.unwrap_or(true),
         always_sample_slower_than: raw

@@ -1,10 +1,14 @@
 //! `metrics.otlp` and `access_log.otlp`: the metrics, and the request events as log records, sent
 //! to an OTLP receiver; and the endpoint and protocol that they and `traces` all name.
 
+use super::build_tls::client_config;
 use super::error::Problems;
-use super::raw::{RawMetricsOtlp, RawOtlpLogs, Text};
+use super::raw::{RawClientTls, RawMetricsOtlp, RawOtlpLogs, Text};
 use super::values::duration;
-use super::{MetricsPush, OtlpLogs, OtlpProtocol};
+use super::{MetricsPush, OtlpLogs, OtlpProtocol, OtlpTarget};
+use http::{HeaderName, HeaderValue};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Traefik's `pushInterval`, and the OpenTelemetry SDK's periodic reader's is 60 s; 10 s keeps
@@ -18,7 +22,14 @@ pub(super) fn build_metrics_push(
     raw: &RawMetricsOtlp,
     traces_service: Option<&str>,
 ) -> Option<MetricsPush> {
-    let endpoint = otlp_endpoint(p, "metrics.otlp", &raw.endpoint, raw.protocol.as_ref());
+    let target = otlp_target(
+        p,
+        "metrics.otlp",
+        &raw.endpoint,
+        raw.protocol.as_ref(),
+        &raw.headers,
+        raw.ca.as_ref(),
+    );
     let interval = duration(
         p,
         "metrics.otlp.interval",
@@ -29,10 +40,8 @@ pub(super) fn build_metrics_push(
         p.at(text.span(), "metrics.otlp.interval", "must be at least 1s");
     }
     let service_name = service_name(raw.service_name.as_ref(), traces_service);
-    let (endpoint, protocol) = endpoint?;
     Some(MetricsPush {
-        endpoint,
-        protocol,
+        target: target?,
         interval,
         service_name,
     })
@@ -43,10 +52,16 @@ pub(super) fn build_access_log_otlp(
     raw: &RawOtlpLogs,
     traces_service: Option<&str>,
 ) -> Option<OtlpLogs> {
-    let (endpoint, protocol) = otlp_endpoint(p, "access_log.otlp", &raw.endpoint, raw.protocol.as_ref())?;
+    let target = otlp_target(
+        p,
+        "access_log.otlp",
+        &raw.endpoint,
+        raw.protocol.as_ref(),
+        &raw.headers,
+        raw.ca.as_ref(),
+    );
     Some(OtlpLogs {
-        endpoint,
-        protocol,
+        target: target?,
         service_name: service_name(raw.service_name.as_ref(), traces_service),
     })
 }
@@ -59,10 +74,72 @@ fn service_name(given: Option<&Text>, traces_service: Option<&str>) -> String {
         .unwrap_or_else(|| "lookout".to_owned())
 }
 
+/// Where `section` sends its telemetry: the endpoint and protocol (see [`otlp_endpoint`]), the
+/// headers every export carries, and the CA an https:// endpoint is verified against.
+pub(super) fn otlp_target(
+    p: &mut Problems,
+    section: &str,
+    endpoint: &Text,
+    protocol: Option<&Text>,
+    headers: &BTreeMap<String, Text>,
+    ca: Option<&Text>,
+) -> Option<OtlpTarget> {
+    let endpoint = otlp_endpoint(p, section, endpoint, protocol);
+    let headers = otlp_headers(p, section, headers);
+    let ca = match ca {
+        Some(file) => {
+            let field = format!("{section}.ca");
+            let trust = RawClientTls {
+                ca: Some(file.clone()),
+                ..RawClientTls::default()
+            };
+            // Read and checked here; the client is made from the bytes at start.
+            client_config(p, &field, &field, &trust, &[])?;
+            Some(Arc::from(p.read_file(&field, file)?))
+        }
+        None => None,
+    };
+    let (endpoint, protocol) = endpoint?;
+    Some(OtlpTarget {
+        endpoint,
+        protocol,
+        headers: headers?,
+        ca,
+    })
+}
+
+/// Each header as a name and a value gRPC metadata can carry too (visible ASCII).
+fn otlp_headers(
+    p: &mut Problems,
+    section: &str,
+    headers: &BTreeMap<String, Text>,
+) -> Option<Vec<(HeaderName, HeaderValue)>> {
+    let mut valid = Vec::with_capacity(headers.len());
+    let mut all_valid = true;
+    for (name, text) in headers {
+        let field = format!("{section}.headers.{name}");
+        let header = HeaderName::try_from(name.trim().to_ascii_lowercase());
+        // The name has no place of its own in the file: its value's is given.
+        let value = HeaderValue::from_str(text.trim())
+            .ok()
+            .filter(|v| v.to_str().is_ok());
+        match (header, value) {
+            (Ok(header), Some(value)) => {
+                valid.push((header, value));
+                continue;
+            }
+            (Err(_), _) => p.at(text.span(), &field, format!("`{name}` is not a header name")),
+            (_, None) => p.at(text.span(), &field, "must be visible ASCII text"),
+        }
+        all_valid = false;
+    }
+    all_valid.then_some(valid)
+}
+
 /// An OTLP receiver's address (an http:// or https:// URL with a host, without a trailing `/`)
 /// and protocol (`grpc`, the default, or `http`), under `section`. gRPC goes over h2c only:
 /// the gRPC client here is built without TLS, so an https:// endpoint takes `http`.
-pub(super) fn otlp_endpoint(
+fn otlp_endpoint(
     p: &mut Problems,
     section: &str,
     endpoint: &Text,

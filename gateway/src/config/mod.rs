@@ -74,19 +74,30 @@ pub enum OtlpProtocol {
     Http,
 }
 
+/// Where one kind of telemetry goes over OTLP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpTarget {
+    /// An http:// or https:// URL, without a trailing `/`.
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Sent with every export, as HTTP headers or gRPC metadata: a vendor's API key.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// PEM CA certificates that replace Mozilla's roots for an https:// endpoint (read and
+    /// checked at load).
+    pub ca: Option<Arc<[u8]>>,
+}
+
 /// Each request event also sent as an OTLP log record (`access_log.otlp`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtlpLogs {
-    pub endpoint: String,
-    pub protocol: OtlpProtocol,
+    pub target: OtlpTarget,
     pub service_name: String,
 }
 
 /// The metrics pushed over OTLP (`metrics.otlp`), besides `/metrics`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsPush {
-    pub endpoint: String,
-    pub protocol: OtlpProtocol,
+    pub target: OtlpTarget,
     pub interval: Duration,
     pub service_name: String,
 }
@@ -94,8 +105,7 @@ pub struct MetricsPush {
 /// OpenTelemetry tracing: where spans go and which requests are kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceSettings {
-    pub endpoint: String,
-    pub protocol: OtlpProtocol,
+    pub target: OtlpTarget,
     /// Share of requests without a sampled parent that are traced (parent-based otherwise).
     pub sample_ratio: f64,
     /// Requests that end in a 5xx are exported even when not sampled.

@@ -139,6 +139,9 @@ pub(crate) struct RawOtlpLogs {
     pub(crate) endpoint: Text,
     /// `grpc` (default) or `http` (HTTP/protobuf).
     pub(crate) protocol: Option<Text>,
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, Text>,
+    pub(crate) ca: Option<Text>,
     /// `service.name`: by default the traces' own, else `lookout`.
     pub(crate) service_name: Option<Text>,
 }
@@ -156,6 +159,11 @@ pub(crate) struct RawTraces {
     pub(crate) endpoint: Text,
     /// `grpc` (default) or `http` (HTTP/protobuf).
     pub(crate) protocol: Option<Text>,
+    /// Sent with every export (HTTP headers, gRPC metadata): a vendor's API key.
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, Text>,
+    /// PEM CA certificates that replace Mozilla's roots for an https:// endpoint.
+    pub(crate) ca: Option<Text>,
     pub(crate) sample_ratio: Option<Spanned<f64>>,
     pub(crate) always_sample_errors: Option<bool>,
     /// Requests that take at least this long are exported even when not sampled.
@@ -180,6 +188,9 @@ pub(crate) struct RawMetricsOtlp {
     pub(crate) endpoint: Text,
     /// `grpc` (default) or `http` (HTTP/protobuf).
     pub(crate) protocol: Option<Text>,
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, Text>,
+    pub(crate) ca: Option<Text>,
     /// How often every series is pushed (10s).
     pub(crate) interval: Option<Text>,
     /// `service.name`: by default the traces' own, else `lookout`.

@@ -38,7 +38,7 @@ pub(crate) fn spawn(
     registry: &Registry,
     stop: watch::Receiver<bool>,
 ) -> Result<(), OtlpClientError> {
-    let client = OtlpClient::new(&settings.endpoint, settings.protocol)?;
+    let client = OtlpClient::new(&settings.target)?;
     let counted = |result: &'static str| {
         registry
             .metrics()

@@ -80,7 +80,7 @@ impl OtlpLogSink {
         let (exports, queued) = mpsc::channel(QUEUED_EXPORTS);
         let (finished, done) = std::sync::mpsc::channel();
         let (started, ready) = std::sync::mpsc::channel();
-        let (endpoint, protocol, sending) = (settings.endpoint.clone(), settings.protocol, counters.clone());
+        let (target, sending) = (settings.target.clone(), counters.clone());
         std::thread::Builder::new()
             .name("lookout-otlp-logs".to_owned())
             .spawn(move || {
@@ -90,7 +90,7 @@ impl OtlpLogSink {
                 };
                 runtime.block_on(async move {
                     // Made on this runtime: its connections are driven by it.
-                    match OtlpClient::new(&endpoint, protocol) {
+                    match OtlpClient::new(&target) {
                         Ok(client) => {
                             let _ = started.send(Ok(()));
                             send_exports(client, queued, sending, finished).await;

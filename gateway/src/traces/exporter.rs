@@ -10,12 +10,12 @@
 use super::spans::{self, KeptTrace};
 use super::{TraceCounters, TraceSetupError};
 use crate::config::{OtlpProtocol, TraceSettings};
-use crate::otlp_client::https_connector;
+use crate::otlp_client::{https_connector, metadata};
 use crossbeam_queue::ArrayQueue;
 use lookout_analytics::pacing::{self, Backlog, Pacer, Plan};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_http::hyper::HyperClient;
-use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::SpanExporter as _;
 use opentelemetry_sdk::Resource;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -157,21 +157,24 @@ fn run(
 }
 
 fn build_exporter(settings: &TraceSettings) -> Result<SpanExporter, TraceSetupError> {
-    let mut exporter = match settings.protocol {
+    let target = &settings.target;
+    let mut exporter = match target.protocol {
         OtlpProtocol::Grpc => SpanExporter::builder()
             .with_tonic()
-            .with_endpoint(settings.endpoint.clone())
+            .with_metadata(metadata(&target.headers))
+            .with_endpoint(target.endpoint.clone())
             .with_timeout(EXPORT_TIMEOUT)
             .build()?,
         // The SDK's own HTTP client speaks plain HTTP only.
         OtlpProtocol::Http => SpanExporter::builder()
             .with_http()
             .with_http_client(HyperClient::new(
-                https_connector().map_err(|e| TraceSetupError::Tls(e.to_string()))?,
+                https_connector(target.ca.as_deref()).map_err(|e| TraceSetupError::Tls(e.to_string()))?,
                 EXPORT_TIMEOUT,
                 None,
             ))
-            .with_endpoint(format!("{}/v1/traces", settings.endpoint))
+            .with_headers(http_headers(&target.headers))
+            .with_endpoint(format!("{}/v1/traces", target.endpoint))
             .with_timeout(EXPORT_TIMEOUT)
             .build()?,
     };
@@ -180,6 +183,16 @@ fn build_exporter(settings: &TraceSettings) -> Result<SpanExporter, TraceSetupEr
         .build();
     exporter.set_resource(&resource);
     Ok(exporter)
+}
+
+/// Headers as the SDK's HTTP exporter takes them.
+fn http_headers(
+    headers: &[(http::HeaderName, http::HeaderValue)],
+) -> std::collections::HashMap<String, String> {
+    let text = |(name, value): &(http::HeaderName, http::HeaderValue)| {
+        Some((name.to_string(), value.to_str().ok()?.to_owned()))
+    };
+    headers.iter().filter_map(text).collect()
 }
 
 impl Exporting {

@@ -4,6 +4,7 @@
 
 use super::metrics::wait_for_sample;
 use http::{Method, StatusCode};
+use lookout_tests::tls::TestPki;
 use lookout_tests::{
     attribute, refusing_address, send, single_upstream, start_gateway, OtlpReceiver, TestUpstream,
 };
@@ -12,7 +13,8 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 
 fn logging(upstream: &TestUpstream, receiver: &str, protocol: &str) -> String {
     format!(
-        "access_log: {{ path: off, otlp: {{ endpoint: \"http://{receiver}\", protocol: {protocol}, service_name: edge }} }}\n{}",
+        "access_log: {{ path: off, otlp: {{ endpoint: \"http://{receiver}\", protocol: {protocol}, service_name: edge, \
+         headers: {{ X-Api-Key: s3cret }} }} }}\n{}",
         single_upstream(upstream.addr, "", "")
     )
 }
@@ -51,6 +53,11 @@ async fn each_request_is_a_log_record_with_its_fields_and_its_trace() {
     let records = receiver.wait_for_log_records(2).await;
     let (resource, first) = &records[0];
     assert_eq!(attribute(resource, "service.name"), string("edge"));
+    let metadata = receiver.last_headers().expect("the export's metadata");
+    assert_eq!(
+        metadata["x-api-key"], "s3cret",
+        "the configured header, as gRPC metadata"
+    );
     assert!(attribute(resource, "service.instance.id").is_some());
     assert_eq!(body(first), string("GET /books 200"));
     assert_eq!(first.event_name, "lookout.request");
@@ -102,6 +109,28 @@ async fn records_go_over_http_protobuf_and_those_queued_at_shutdown_are_sent() {
     }
     gateway.shutdown().await;
     assert_eq!(receiver.log_records().len(), 3, "sent before the gateway exited");
+}
+
+/// Over https://, against the receiver's own CA (`ca`), with the configured headers.
+#[tokio::test]
+async fn records_go_to_an_https_receiver_trusted_by_its_ca_with_the_headers_given() {
+    let pki = TestPki::new();
+    let receiver = OtlpReceiver::https(pki.server_config(&["localhost"], false)).await;
+    let upstream = TestUpstream::start("svc").await;
+    let endpoint = format!("https://localhost:{}", receiver.addr.port());
+    let gateway = start_gateway(&format!(
+        "access_log: {{ path: off, otlp: {{ endpoint: \"{endpoint}\", protocol: http, ca: \"{}\", \
+         headers: {{ x-api-key: s3cret }} }} }}\n{}",
+        pki.ca_file().display(),
+        single_upstream(upstream.addr, "", "")
+    ))
+    .await;
+    send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+    let records = receiver.wait_for_log_records(1).await;
+    assert_eq!(body(&records[0].1), string("GET / 200"));
+    let headers = receiver.last_headers().expect("the export's headers");
+    assert_eq!(headers["x-api-key"], "s3cret");
+    assert_eq!(headers["content-type"], "application/x-protobuf");
 }
 
 #[tokio::test]

@@ -677,9 +677,14 @@ metrics:
   otlp:
     endpoint: https://collector.example:4317
     interval: 500ms
+    ca: no-such-ca.pem
 traces:
   endpoint: collector:4317
   protocol: zipkin
+access_log:
+  otlp:
+    endpoint: http://collector.example:4318
+    headers: { \"bad name\": x, x-api-key: \"café\" }
 upstreams:
   - { name: a, instances: [\"127.0.0.1:3000\"] }
 routes:
@@ -691,11 +696,18 @@ routes:
         &[
             ("metrics.otlp.endpoint", 3, "gRPC is sent in the clear (h2c)"),
             ("metrics.otlp.interval", 4, "at least 1s"),
-            ("traces.endpoint", 6, "not an http:// or https:// URL"),
-            ("traces.protocol", 7, "unknown protocol `zipkin`"),
+            ("metrics.otlp.ca", 5, "cannot read"),
+            ("traces.endpoint", 7, "not an http:// or https:// URL"),
+            ("traces.protocol", 8, "unknown protocol `zipkin`"),
+            (
+                "access_log.otlp.headers.bad name",
+                12,
+                "`bad name` is not a header name",
+            ),
+            ("access_log.otlp.headers.x-api-key", 12, "visible ASCII"),
         ],
     );
-    assert_eq!(all.len(), 4, "{all:#?}");
+    assert_eq!(all.len(), 7, "{all:#?}");
 }
 
 #[test]
