@@ -8,12 +8,12 @@ use super::error::Problems;
 use super::raw::RawClientTls;
 use super::raw::{RawDns, RawHealthCheck, RawInstance, RawUpstream, Text};
 use super::values::{duration, duration_or_off, instance, percent, positive, Scheme};
-use crate::stats::{Registry, OVERLOADED, RETRIES};
+use crate::stats::{Registry, OVERLOADED, RETRIES, RETRIES_SKIPPED};
 use crate::tls::TlsTarget;
 use crate::upstream::{
     by_priority, grpc_health, instance_key, Balancer, Discovery, DnsSource, HashOn, HealthCheck, Instance,
     InstanceSettings, Lookup, PassingStatuses, Placement, Probe, Protocol, Resolver, RetryBudget,
-    RetryPolicy, SourceTls, Upstream, UpstreamRef,
+    RetryPolicy, SkippedRetries, SourceTls, Upstream, UpstreamRef,
 };
 use http::header::HeaderName;
 use http::uri::Authority;
@@ -258,6 +258,11 @@ fn build_upstream(
         positive(p, &format!("{field}.max_in_flight"), Some(max), 1) as usize
     });
     let upstream_label = || vec![metrics::Label::new("upstream", raw.name.to_string())];
+    let skipped_retries = |reason: &'static str| {
+        let mut labels = upstream_label();
+        labels.push(metrics::Label::new("reason", reason));
+        registry.metrics().counter(RETRIES_SKIPPED, labels)
+    };
     let (instances, priorities) = by_priority(instances);
     let upstream = Upstream {
         name: raw.name.as_str().into(),
@@ -275,6 +280,10 @@ fn build_upstream(
         retry,
         max_in_flight,
         retries: registry.metrics().counter(RETRIES, upstream_label()),
+        skipped_retries: SkippedRetries {
+            budget: skipped_retries("budget"),
+            body: skipped_retries("body"),
+        },
         overloaded: registry.metrics().counter(OVERLOADED, upstream_label()),
         ejections: registry.ejections().clone(),
     };

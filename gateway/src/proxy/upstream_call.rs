@@ -62,6 +62,10 @@ pub(super) async fn run(
             None => outgoing.max_attempts,
         };
         if tried.len() as u32 >= limit {
+            // A retry the body alone kept from being sent (over 64 KiB) is counted as such.
+            if outgoing.body_blocks_retries && tried.len() < upstream.retry.attempts as usize {
+                upstream.skipped_retries.body.increment(1);
+            }
             break;
         }
         let last_try = tried.len() as u32 + 1 == outgoing.max_attempts;
@@ -70,13 +74,19 @@ pub(super) async fn run(
             None => {
                 let body = match outgoing.body.next(last_try) {
                     Next::Body(body) => body,
-                    // Grown too long to keep: not sent again.
-                    Next::Spent => break,
                     // Boxed: a wait few requests have, kept out of every request's future.
                     Next::Returning(comeback) => match Box::pin(timeout_at(deadline, comeback)).await {
                         Ok(Ok(returned)) => outgoing.body.again(returned, last_try),
-                        _ => break,
+                        // Grown past the limit while sent, or not back in time.
+                        _ => {
+                            upstream.skipped_retries.body.increment(1);
+                            break;
+                        }
                     },
+                    Next::Spent => {
+                        upstream.skipped_retries.body.increment(1);
+                        break;
+                    }
                 };
                 outgoing.request(body, last_try)
             }
@@ -88,7 +98,10 @@ pub(super) async fn run(
                     upstream.retries.increment(1);
                     Some(slot)
                 }
-                None => break,
+                None => {
+                    upstream.skipped_retries.budget.increment(1);
+                    break;
+                }
             },
         };
         // One clock read serves the balancer, the per-try deadline and the attempt's timing.
@@ -157,6 +170,8 @@ struct Outgoing {
     client_upgrade: Option<OnUpgrade>,
     hash: Option<u64>,
     max_attempts: u32,
+    /// A retry would be sent, but for the body: one declared over 64 KiB, sent once.
+    body_blocks_retries: bool,
 }
 
 impl Outgoing {
@@ -176,6 +191,7 @@ impl Outgoing {
         // A body declared too long to keep is streamed plainly, and its request sent once.
         let record = retryable && !crate::body::declared_larger_than(&parts.headers, REPLAY_LIMIT);
         let body = OutgoingBody::new(body, record, ctx);
+        let body_blocks_retries = retryable && !body.may_go_again();
         let retryable = retryable && body.may_go_again();
         // HTTP/2 lets `TE: trailers` through (RFC 9113 §8.2.2): gRPC servers want to know that
         // the client, here through the gateway, reads trailers.
@@ -199,6 +215,7 @@ impl Outgoing {
         Ok(Outgoing {
             hash: balancer_key(&upstream.balancer, &parts.headers, ctx.client_ip),
             max_attempts: if retryable { upstream.retry.attempts } else { 1 },
+            body_blocks_retries,
             method: parts.method,
             path,
             headers: parts.headers,

@@ -24,6 +24,7 @@ pub(crate) const SERVING_PRIORITY: &str = "lookout_upstream_serving_priority";
 pub(crate) const PRIORITY_LOAD: &str = "lookout_upstream_priority_load_ratio";
 pub(crate) const INSTANCE_LATENCY: &str = "lookout_upstream_instance_latency_seconds";
 pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
+pub(crate) const RETRIES_SKIPPED: &str = "lookout_upstream_retries_skipped_total";
 pub(crate) const OVERLOADED: &str = "lookout_upstream_overloaded_total";
 pub(crate) const EJECTIONS: &str = "lookout_upstream_ejections_total";
 pub(crate) const UPSTREAM_ATTEMPTS: &str = "lookout_upstream_attempts_total";
@@ -111,7 +112,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 76] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 77] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -190,6 +191,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 76] = [
         "Time to response headers of an upstream instance's attempts over the last minute, exact percentiles (HDR histograms, within 1%), by percentile: p50, p90, p99, p999, max. Only instances answered in that minute have series.",
     ),
     (RETRIES, Unit::Count, "Retries sent to an upstream."),
+    (
+        RETRIES_SKIPPED,
+        Unit::Count,
+        "Retries a failed attempt called for and did not get, by reason: budget (the retry budget was spent), body (the request's body was over 64 KiB, or not back from the attempt in time).",
+    ),
     (
         OVERLOADED,
         Unit::Count,

@@ -30,7 +30,7 @@ pub(crate) use instance::{
 pub(crate) use outlier::{FailurePercentage, Judged, OutlierPolicy, RateEjection, SuccessRate};
 pub(crate) use pool::{Exchange, Protocol};
 pub(crate) use priorities::{by_priority, PriorityShare, Spill};
-pub(crate) use retry::{is_idempotent, RetryBudget, RetryPolicy, UpstreamLoad};
+pub(crate) use retry::{is_idempotent, RetryBudget, RetryPolicy, SkippedRetries, UpstreamLoad};
 pub(crate) use ticket::ReturnTicket;
 
 use crate::stats::{ScrapeGauges, PRIORITY_LOAD, SERVING_PRIORITY};
@@ -68,6 +68,7 @@ pub(crate) struct Upstream {
     pub(crate) max_in_flight: usize,
     /// `lookout_upstream_retries_total` for this upstream.
     pub(crate) retries: metrics::Counter,
+    pub(crate) skipped_retries: SkippedRetries,
     /// `lookout_upstream_overloaded_total`: requests refused at `max_in_flight`.
     pub(crate) overloaded: metrics::Counter,
     /// The gateway's log of the latest ejections, shared by every upstream.
@@ -354,6 +355,7 @@ impl Upstream {
             retry: self.retry.clone(),
             max_in_flight: self.max_in_flight,
             retries: self.retries.clone(),
+            skipped_retries: self.skipped_retries.clone(),
             overloaded: self.overloaded.clone(),
             ejections: self.ejections.clone(),
         }

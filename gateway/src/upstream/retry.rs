@@ -27,6 +27,17 @@ pub(crate) struct RetryPolicy {
     pub(crate) same_instance: bool,
 }
 
+/// `lookout_upstream_retries_skipped_total`: the retries a failed attempt called for and did not
+/// get, by why. (A lone instance not retried, a method that is not idempotent and a client's own
+/// fault are not retries called for.)
+#[derive(Debug, Clone)]
+pub(crate) struct SkippedRetries {
+    /// The retry budget was spent.
+    pub(crate) budget: metrics::Counter,
+    /// The body was not kept: over 64 KiB, or not back from its attempt before the deadline.
+    pub(crate) body: metrics::Counter,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct RetryBudget {
     percent: f64,

@@ -175,6 +175,36 @@ async fn a_body_too_long_to_keep_is_sent_once() {
     }
     assert_eq!(failing.hits() + healthy.hits(), 4, "one attempt each");
     assert_eq!(unavailable, failing.hits());
+    // Each 503 called for a retry that the body alone kept from being sent.
+    let metrics = metrics_text(gateway.admin_addr()).await;
+    let skipped =
+        format!("lookout_upstream_retries_skipped_total{{upstream=\"svc\",reason=\"body\"}} {unavailable}");
+    assert!(metrics.contains(&skipped), "{skipped}");
+}
+
+#[tokio::test]
+async fn a_retry_the_budget_refuses_is_counted() {
+    let failing = TestUpstream::start("failing").await;
+    let healthy = TestUpstream::start("healthy").await;
+    failing.fail_with(503);
+    let no_budget = ", retry: { budget_percent: 0, min_per_second: 0 }";
+    let gateway = start_gateway(&svc(&failing, &healthy, no_budget)).await;
+    let mut unavailable = 0;
+    for _ in 0..4 {
+        let reply = send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+        unavailable += usize::from(reply.status == StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(
+        unavailable,
+        failing.hits(),
+        "no retry: the failing instance's 503 is the answer"
+    );
+    assert!(unavailable > 0);
+    let metrics = metrics_text(gateway.admin_addr()).await;
+    let skipped =
+        format!("lookout_upstream_retries_skipped_total{{upstream=\"svc\",reason=\"budget\"}} {unavailable}");
+    assert!(metrics.contains(&skipped), "{skipped}");
+    assert!(metrics.contains("lookout_upstream_retries_total{upstream=\"svc\"} 0"));
 }
 
 #[tokio::test]
