@@ -5,7 +5,8 @@
 //! Off the request path: a task on the admin's runtime renders the exposition as a scrape does,
 //! reads it back ([`exposition`]), and sends it as one export ([`otlp`]). Cumulative, so a push
 //! that fails loses nothing: the next one carries every count. An export is given up after
-//! [`EXPORT_TIMEOUT`] and counted in `lookout_metrics_pushes_total{result="failed"}`.
+//! [`EXPORT_TIMEOUT`] and counted in `lookout_metrics_pushes_total{result="failed"}`. At shutdown,
+//! once the last requests are counted, one last push carries the final counts ([`PushHandle::finish`]).
 
 mod exposition;
 mod otlp;
@@ -18,7 +19,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use otlp::Source;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::watch;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// The pusher's view of the gateway: the exposition as a scrape renders it, and the request
 /// duration's exemplars.
@@ -31,13 +33,32 @@ pub(crate) trait Exposition: Send + Sync + 'static {
 /// labels as the exposition writes them.
 pub(crate) type Exemplars = Box<dyn Fn(&str, &str) -> Option<Exemplar>>;
 
-/// Starts pushing; the task ends when `stop` says so.
+/// The running pusher. Dropped without [`PushHandle::finish`] (a gateway dropped rather than shut
+/// down), it stops without a last push.
+pub(crate) struct PushHandle {
+    finish: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl PushHandle {
+    /// Makes one last push of the counts as they stand, and waits for it (at most the export's
+    /// timeout and a second).
+    pub(crate) async fn finish(mut self) {
+        if self.finish.send(()).is_ok() {
+            let wait = EXPORT_TIMEOUT + Duration::from_secs(1);
+            if tokio::time::timeout(wait, &mut self.task).await.is_err() {
+                self.task.abort();
+            }
+        }
+    }
+}
+
+/// Starts pushing, until [`PushHandle::finish`].
 pub(crate) fn spawn(
     settings: &MetricsPush,
     exposition: Arc<dyn Exposition>,
     registry: &Registry,
-    stop: watch::Receiver<bool>,
-) -> Result<(), OtlpClientError> {
+) -> Result<PushHandle, OtlpClientError> {
     let client = OtlpClient::new(&settings.target)?;
     let counted = |result: &'static str| {
         registry
@@ -54,8 +75,9 @@ pub(crate) fn spawn(
         pushed: counted("ok"),
         failed: counted("failed"),
     };
-    tokio::spawn(pusher.run(settings.interval, stop));
-    Ok(())
+    let (finish, finished) = oneshot::channel();
+    let task = tokio::spawn(pusher.run(settings.interval, finished));
+    Ok(PushHandle { finish, task })
 }
 
 struct Pusher {
@@ -67,16 +89,20 @@ struct Pusher {
 }
 
 impl Pusher {
-    async fn run(self, interval: Duration, mut stop: watch::Receiver<bool>) {
+    async fn run(self, interval: Duration, mut finished: oneshot::Receiver<()>) {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first tick is at once: a push right at start tells the receiver the series exist.
         let mut failing = false;
         loop {
-            tokio::select! {
-                _ = ticks.tick() => {},
-                _ = stop.changed() => return,
-            }
+            let last = tokio::select! {
+                _ = ticks.tick() => false,
+                // Told to finish: one last push. The handle dropped: none.
+                told = &mut finished => match told {
+                    Ok(()) => true,
+                    Err(_) => return,
+                },
+            };
             let request = self.export();
             let sent = tokio::time::timeout(EXPORT_TIMEOUT, self.client.export_metrics(request)).await;
             match sent.unwrap_or_else(|_| Err("timed out".to_owned())) {
@@ -93,6 +119,9 @@ impl Pusher {
                         tracing::warn!(%error, "the metrics push failed; the next carries every count");
                     }
                 }
+            }
+            if last {
+                return;
             }
         }
     }

@@ -155,6 +155,7 @@ pub struct Gateway {
     admin_task: JoinHandle<()>,
     redirect: Option<(SocketAddr, JoinHandle<()>)>,
     writer: Option<WriterHandle>,
+    metrics_push: Option<crate::metrics_push::PushHandle>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -231,10 +232,13 @@ impl Gateway {
         ));
         let admin_task = tokio::spawn(admin::serve(admin_listener, shared.clone(), stopped.clone()));
         tokio::spawn(rotate_stats(shared.registry.clone(), stopped.clone()));
-        if let Some(push) = &shared.started_telemetry.metrics_push {
-            let exposition = Arc::new(admin::Scrape(shared.clone()));
-            crate::metrics_push::spawn(push, exposition, &shared.registry, stopped.clone())?;
-        }
+        let metrics_push = match &shared.started_telemetry.metrics_push {
+            Some(push) => {
+                let exposition = Arc::new(admin::Scrape(shared.clone()));
+                Some(crate::metrics_push::spawn(push, exposition, &shared.registry)?)
+            }
+            None => None,
+        };
         if options.reload_on_sighup {
             reload::spawn_sighup_reloader(shared.clone(), stopped.clone());
         }
@@ -253,6 +257,7 @@ impl Gateway {
             admin_task,
             redirect,
             writer,
+            metrics_push,
             _watcher: watcher,
         })
     }
@@ -313,6 +318,10 @@ impl Gateway {
         }
         if let Some(tracing) = self.shared.proxy.tracing.clone() {
             let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+        }
+        // Last, so that it carries every request's counts, the events' and the spans'.
+        if let Some(push) = self.metrics_push.take() {
+            push.finish().await;
         }
         tracing::info!("stopped");
     }

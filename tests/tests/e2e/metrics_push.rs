@@ -145,6 +145,33 @@ async fn metrics_are_pushed_over_http_protobuf() {
         .await;
 }
 
+/// With an hour between pushes, the requests of a gateway shut down after a few seconds reach the
+/// receiver only through the last push, made once they are all counted.
+#[tokio::test]
+async fn the_last_counts_are_pushed_at_shutdown() {
+    let receiver = OtlpReceiver::grpc().await;
+    let upstream = TestUpstream::start("svc").await;
+    let config =
+        pushing(&upstream, &receiver.addr.to_string(), "grpc").replace("interval: 1s", "interval: 1h");
+    let gateway = start_gateway(&config).await;
+    // The push at start, before any request.
+    receiver
+        .wait_for_metric("lookout_upstream_attempts", |_| true)
+        .await;
+    for _ in 0..3 {
+        send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+    }
+    gateway.shutdown().await;
+    let exports = receiver.metric_exports();
+    assert_eq!(exports.len(), 2, "the push at start and the last one");
+    let metrics = receiver
+        .wait_for_metric("http.server.request.duration", |m| {
+            duration_point(m).is_some_and(|p| p.count == 3)
+        })
+        .await;
+    assert!(!metrics.is_empty());
+}
+
 #[tokio::test]
 async fn a_receiver_that_is_down_costs_a_counted_failure() {
     let (_held, down) = refusing_address();
