@@ -6,7 +6,7 @@
 use crate::config::{OtlpProtocol, OtlpTarget};
 use crate::tls::{ClientTrust, TrustError};
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::Request;
 use http::{HeaderName, HeaderValue};
 use http_body_util::Full;
@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, Instrumentatio
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
@@ -39,6 +40,7 @@ pub struct OtlpClientError {
 pub(crate) struct OtlpClient {
     transport: Transport,
     headers: Vec<(HeaderName, HeaderValue)>,
+    gzip: bool,
 }
 
 enum Transport {
@@ -78,6 +80,7 @@ impl OtlpClient {
         Ok(OtlpClient {
             transport,
             headers: target.headers.clone(),
+            gzip: target.gzip,
         })
     }
 
@@ -86,6 +89,9 @@ impl OtlpClient {
         match &self.transport {
             Transport::Grpc(channel) => {
                 let mut client = MetricsServiceClient::new(channel.clone());
+                if self.gzip {
+                    client = client.send_compressed(CompressionEncoding::Gzip);
+                }
                 let request = self.with_metadata(request);
                 client.export(request).await.map(drop).map_err(|s| s.to_string())
             }
@@ -98,6 +104,9 @@ impl OtlpClient {
         match &self.transport {
             Transport::Grpc(channel) => {
                 let mut client = LogsServiceClient::new(channel.clone());
+                if self.gzip {
+                    client = client.send_compressed(CompressionEncoding::Gzip);
+                }
                 let request = self.with_metadata(request);
                 client.export(request).await.map(drop).map_err(|s| s.to_string())
             }
@@ -116,8 +125,16 @@ impl OtlpClient {
         let Transport::Http { client, endpoint } = &self.transport else {
             return Err("not an HTTP client".to_owned());
         };
-        let mut request = Request::post(format!("{endpoint}{path}"))
-            .header(CONTENT_TYPE, "application/x-protobuf")
+        let mut request =
+            Request::post(format!("{endpoint}{path}")).header(CONTENT_TYPE, "application/x-protobuf");
+        let body = match self.gzip {
+            true => {
+                request = request.header(CONTENT_ENCODING, "gzip");
+                gzip(&body).map_err(|e| e.to_string())?
+            }
+            false => body,
+        };
+        let mut request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         request.headers_mut().extend(self.headers.iter().cloned());
@@ -132,6 +149,15 @@ impl OtlpClient {
 pub(crate) fn unix_ns(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos() as u64)
+}
+
+/// `body` compressed with gzip, as OTLP/HTTP's `Content-Encoding: gzip` takes it.
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder =
+        flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+    encoder.write_all(body)?;
+    encoder.finish()
 }
 
 /// Headers as gRPC metadata. The config took only names and visible ASCII values, which

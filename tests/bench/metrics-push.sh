@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The cost of pushing the metrics over OTLP (`metrics.otlp`), against a baseline measured in the
 # same run: two Lookouts with the same $ROUTES routes (default 50), each route called once per
-# method and status so that its series exist, one scraped only ("scraped") and one pushing every
-# second to otlp-sink ("pushed"). Both then sit idle for $WINDOW seconds (default 30): the CPU
+# method and status so that its series exist, one scraped only ("scraped"), one pushing every
+# second to otlp-sink ("pushed") and one doing so gzipped ("gzipped"). They then sit idle for
+# $WINDOW seconds (default 30): the CPU
 # each spends in that time (all threads, from /proc's schedstat, in ns), the pushes made, and so
 # the CPU of one push (rendering the exposition, reading it back, building the export, sending
 # it), and what that is at the default 10 s interval. The baseline is the CPU of one scrape of
@@ -32,15 +33,19 @@ wait_port "$sink_port"
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ total += $1 } END { printf "%d\n", total }'; }
 
 declare -A proxy=() admin=() pid=()
-for name in scraped pushed; do
+declare -A push=(
+  [pushed]="metrics: { otlp: { endpoint: \"http://127.0.0.1:$sink_port\", interval: 1s } }"
+  [gzipped]="metrics: { otlp: { endpoint: \"http://127.0.0.1:$sink_port\", interval: 1s, compression: gzip } }"
+)
+cases=(scraped pushed gzipped)
+for name in "${cases[@]}"; do
   proxy[$name]=$(free_port)
   admin[$name]=$(free_port)
   {
     echo "listeners: { proxy: \"127.0.0.1:${proxy[$name]}\", admin: \"127.0.0.1:${admin[$name]}\" }"
     echo "access_log: { path: off }"
     echo "analytics: { store: off }"
-    [ "$name" = scraped ] ||
-      echo "metrics: { otlp: { endpoint: \"http://127.0.0.1:$sink_port\", interval: 1s } }"
+    [ "$name" = scraped ] || echo "${push[$name]}"
     echo "upstreams:"
     echo "  - { name: bench, instances: [\"127.0.0.1:$upstream_port\"] }"
     echo "routes:"
@@ -59,25 +64,30 @@ for name in scraped pushed; do
 done
 
 declare -A used=()
-for name in scraped pushed; do used[$name]=$(cpu_ns "${pid[$name]}"); done
+for name in "${cases[@]}"; do used[$name]=$(cpu_ns "${pid[$name]}"); done
 sleep "$window"
-for name in scraped pushed; do used[$name]=$(($(cpu_ns "${pid[$name]}") - ${used[$name]})); done
+for name in "${cases[@]}"; do used[$name]=$(($(cpu_ns "${pid[$name]}") - ${used[$name]})); done
 
 exposition=$(curl -s "http://127.0.0.1:${admin[pushed]}/metrics")
 families=$(grep -c '^# TYPE ' <<<"$exposition")
 series=$(grep -vc '^#' <<<"$exposition")
-pushes=$(awk '/^lookout_metrics_pushes_total\{result="ok"\}/ { print $2 }' <<<"$exposition")
-failed=$(awk '/^lookout_metrics_pushes_total\{result="failed"\}/ { print $2 }' <<<"$exposition")
+pushes_of() { curl -s "http://127.0.0.1:${admin[$1]}/metrics" | awk -v r="$2" '$1 == "lookout_metrics_pushes_total{result=\"" r "\"}" { print $2 }'; }
+pushes=$(pushes_of pushed ok)
+failed=$(pushes_of pushed failed)
+zipped=$(pushes_of gzipped ok)
 scrapes=20
 before=$(cpu_ns "${pid[scraped]}")
 for _ in $(seq "$scrapes"); do curl -s -o /dev/null "http://127.0.0.1:${admin[scraped]}/metrics"; done
 scraping=$(($(cpu_ns "${pid[scraped]}") - before))
 
 echo "$routes routes: /metrics has $families families, $series series, $(wc -c <<<"$exposition") bytes"
-echo "idle for ${window}s: pushes ok $pushes, failed $failed; CPU scraped $((used[scraped] / 1000000)) ms, pushed $((used[pushed] / 1000000)) ms"
-awk -v s="${used[scraped]}" -v p="${used[pushed]}" -v n="$pushes" -v c="$scraping" -v k="$scrapes" 'BEGIN {
+echo "idle for ${window}s: pushes ok $pushes (gzipped $zipped), failed $failed; CPU scraped $((used[scraped] / 1000000)) ms, pushed $((used[pushed] / 1000000)) ms, gzipped $((used[gzipped] / 1000000)) ms"
+awk -v s="${used[scraped]}" -v p="${used[pushed]}" -v g="${used[gzipped]}" -v n="$pushes" -v z="$zipped" \
+  -v c="$scraping" -v k="$scrapes" 'BEGIN {
   push = (p - s) / n / 1e6
+  zip = (g - s) / z / 1e6
   scrape = c / k / 1e6
   printf "one scrape %.2f ms of CPU; one push %.2f ms (%.2fx a scrape); at the default 10 s interval %.3f%% of a core\n",
     scrape, push, push / scrape, push / 10000 * 100
+  printf "one gzipped push %.2f ms (%.2fx a plain push)\n", zip, zip / push
 }'

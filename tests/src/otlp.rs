@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tonic::codec::CompressionEncoding::Gzip;
 
 /// The value of the attribute `key` among `attributes`, if it is there.
 pub fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
@@ -178,9 +179,10 @@ impl OtlpReceiver {
     async fn serve_grpc(addr: SocketAddr, spans: Received) -> OtlpReceiver {
         let listener = TcpListener::bind(addr).await.expect("bind receiver");
         let addr = listener.local_addr().expect("address");
-        let traces = TraceServiceServer::new(Collector(spans.clone()));
-        let metrics = MetricsServiceServer::new(Collector(spans.clone()));
-        let logs = LogsServiceServer::new(Collector(spans.clone()));
+        // Each takes gzip, as a Collector does (`compression: gzip`).
+        let traces = TraceServiceServer::new(Collector(spans.clone())).accept_compressed(Gzip);
+        let metrics = MetricsServiceServer::new(Collector(spans.clone())).accept_compressed(Gzip);
+        let logs = LogsServiceServer::new(Collector(spans.clone())).accept_compressed(Gzip);
         let server = tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             let _ = tonic::transport::Server::builder()
@@ -217,12 +219,17 @@ impl OtlpReceiver {
                     async move {
                         *kept.last_headers.lock().expect("headers lock") = Some(request.headers().clone());
                         let path = request.uri().path().to_owned();
+                        let gzipped = request
+                            .headers()
+                            .get(http::header::CONTENT_ENCODING)
+                            .is_some_and(|coding| coding == "gzip");
                         let body = request
                             .into_body()
                             .collect()
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
+                        let body = if gzipped { gunzip(&body) } else { body };
                         let (status, reply) = match path.as_str() {
                             "/v1/traces" => take_traces(&kept, body),
                             "/v1/metrics" => take_metrics(&kept, body),
@@ -379,4 +386,14 @@ fn take_logs(spans: &Received, body: Bytes) -> (StatusCode, Vec<u8>) {
         partial_success: None,
     };
     (StatusCode::OK, reply.encode_to_vec())
+}
+
+/// A gzip body as sent, unzipped (empty when it is not gzip, which the decoding then refuses).
+fn gunzip(body: &[u8]) -> Bytes {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match flate2::read::GzDecoder::new(body).read_to_end(&mut out) {
+        Ok(_) => Bytes::from(out),
+        Err(_) => Bytes::new(),
+    }
 }

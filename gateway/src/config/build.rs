@@ -191,14 +191,7 @@ fn check_admin_exposure(p: &mut Problems, raw: &RawConfig, config: &Config) {
 }
 
 fn build_traces(p: &mut Problems, raw: &RawTraces) -> Option<TraceSettings> {
-    let target = otlp_target(
-        p,
-        "traces",
-        &raw.endpoint,
-        raw.protocol.as_ref(),
-        &raw.headers,
-        raw.ca.as_ref(),
-    );
+    let target = otlp_target(p, "traces", raw);
     let sample_ratio = match &raw.sample_ratio {
         Some(ratio) if !(0.0..=1.0).contains(&**ratio) => {
             p.at(ratio.span(), "traces.sample_ratio", "must be between 0 and 1");

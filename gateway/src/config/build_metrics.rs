@@ -3,7 +3,7 @@
 
 use super::build_tls::client_config;
 use super::error::Problems;
-use super::raw::{RawClientTls, RawMetricsOtlp, RawOtlpLogs, Text};
+use super::raw::{RawClientTls, RawMetricsOtlp, RawOtlpLogs, RawTraces, Text};
 use super::values::duration;
 use super::{MetricsPush, OtlpLogs, OtlpProtocol, OtlpTarget};
 use http::{HeaderName, HeaderValue};
@@ -22,14 +22,7 @@ pub(super) fn build_metrics_push(
     raw: &RawMetricsOtlp,
     traces_service: Option<&str>,
 ) -> Option<MetricsPush> {
-    let target = otlp_target(
-        p,
-        "metrics.otlp",
-        &raw.endpoint,
-        raw.protocol.as_ref(),
-        &raw.headers,
-        raw.ca.as_ref(),
-    );
+    let target = otlp_target(p, "metrics.otlp", raw);
     let interval = duration(
         p,
         "metrics.otlp.interval",
@@ -52,14 +45,7 @@ pub(super) fn build_access_log_otlp(
     raw: &RawOtlpLogs,
     traces_service: Option<&str>,
 ) -> Option<OtlpLogs> {
-    let target = otlp_target(
-        p,
-        "access_log.otlp",
-        &raw.endpoint,
-        raw.protocol.as_ref(),
-        &raw.headers,
-        raw.ca.as_ref(),
-    );
+    let target = otlp_target(p, "access_log.otlp", raw);
     Some(OtlpLogs {
         target: target?,
         service_name: service_name(raw.service_name.as_ref(), traces_service),
@@ -74,19 +60,55 @@ fn service_name(given: Option<&Text>, traces_service: Option<&str>) -> String {
         .unwrap_or_else(|| "lookout".to_owned())
 }
 
+/// The fields every OTLP section (`traces`, `metrics.otlp`, `access_log.otlp`) has, as written.
+pub(super) trait RawOtlpTarget {
+    fn endpoint(&self) -> &Text;
+    fn protocol(&self) -> Option<&Text>;
+    fn headers(&self) -> &BTreeMap<String, Text>;
+    fn ca(&self) -> Option<&Text>;
+    fn compression(&self) -> Option<&Text>;
+}
+
+macro_rules! raw_otlp_target {
+    ($($raw:ty),+) => {$(
+        impl RawOtlpTarget for $raw {
+            fn endpoint(&self) -> &Text {
+                &self.endpoint
+            }
+            fn protocol(&self) -> Option<&Text> {
+                self.protocol.as_ref()
+            }
+            fn headers(&self) -> &BTreeMap<String, Text> {
+                &self.headers
+            }
+            fn ca(&self) -> Option<&Text> {
+                self.ca.as_ref()
+            }
+            fn compression(&self) -> Option<&Text> {
+                self.compression.as_ref()
+            }
+        }
+    )+};
+}
+
+raw_otlp_target!(RawTraces, RawMetricsOtlp, RawOtlpLogs);
+
 /// Where `section` sends its telemetry: the endpoint and protocol (see [`otlp_endpoint`]), the
-/// headers every export carries, and the CA an https:// endpoint is verified against.
-pub(super) fn otlp_target(
-    p: &mut Problems,
-    section: &str,
-    endpoint: &Text,
-    protocol: Option<&Text>,
-    headers: &BTreeMap<String, Text>,
-    ca: Option<&Text>,
-) -> Option<OtlpTarget> {
-    let endpoint = otlp_endpoint(p, section, endpoint, protocol);
-    let headers = otlp_headers(p, section, headers);
-    let ca = match ca {
+/// headers every export carries, the CA an https:// endpoint is verified against, and whether
+/// exports are compressed.
+pub(super) fn otlp_target(p: &mut Problems, section: &str, raw: &impl RawOtlpTarget) -> Option<OtlpTarget> {
+    let endpoint = otlp_endpoint(p, section, raw.endpoint(), raw.protocol());
+    let headers = otlp_headers(p, section, raw.headers());
+    let gzip = match raw.compression().map(|text| (text.as_str(), text.span())) {
+        None | Some(("none", _)) => false,
+        Some(("gzip", _)) => true,
+        Some((other, span)) => {
+            let message = format!("unknown compression `{other}`: expected gzip or none");
+            p.at(span, format!("{section}.compression"), message);
+            false
+        }
+    };
+    let ca = match raw.ca() {
         Some(file) => {
             let field = format!("{section}.ca");
             let trust = RawClientTls {
@@ -105,6 +127,7 @@ pub(super) fn otlp_target(
         protocol,
         headers: headers?,
         ca,
+        gzip,
     })
 }
 

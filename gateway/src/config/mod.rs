@@ -85,6 +85,8 @@ pub struct OtlpTarget {
     /// PEM CA certificates that replace Mozilla's roots for an https:// endpoint (read and
     /// checked at load).
     pub ca: Option<Arc<[u8]>>,
+    /// Exports compressed with gzip (`compression: gzip`).
+    pub gzip: bool,
 }
 
 /// Each request event also sent as an OTLP log record (`access_log.otlp`).

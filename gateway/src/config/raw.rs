@@ -142,6 +142,7 @@ pub(crate) struct RawOtlpLogs {
     #[serde(default)]
     pub(crate) headers: BTreeMap<String, Text>,
     pub(crate) ca: Option<Text>,
+    pub(crate) compression: Option<Text>,
     /// `service.name`: by default the traces' own, else `lookout`.
     pub(crate) service_name: Option<Text>,
 }
@@ -164,6 +165,8 @@ pub(crate) struct RawTraces {
     pub(crate) headers: BTreeMap<String, Text>,
     /// PEM CA certificates that replace Mozilla's roots for an https:// endpoint.
     pub(crate) ca: Option<Text>,
+    /// `gzip` or `none` (default).
+    pub(crate) compression: Option<Text>,
     pub(crate) sample_ratio: Option<Spanned<f64>>,
     pub(crate) always_sample_errors: Option<bool>,
     /// Requests that take at least this long are exported even when not sampled.
@@ -191,6 +194,7 @@ pub(crate) struct RawMetricsOtlp {
     #[serde(default)]
     pub(crate) headers: BTreeMap<String, Text>,
     pub(crate) ca: Option<Text>,
+    pub(crate) compression: Option<Text>,
     /// How often every series is pushed (10s).
     pub(crate) interval: Option<Text>,
     /// `service.name`: by default the traces' own, else `lookout`.

@@ -15,7 +15,7 @@ use crossbeam_queue::ArrayQueue;
 use lookout_analytics::pacing::{self, Backlog, Pacer, Plan};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_http::hyper::HyperClient;
-use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::{Compression, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::SpanExporter as _;
 use opentelemetry_sdk::Resource;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -159,24 +159,32 @@ fn run(
 fn build_exporter(settings: &TraceSettings) -> Result<SpanExporter, TraceSetupError> {
     let target = &settings.target;
     let mut exporter = match target.protocol {
-        OtlpProtocol::Grpc => SpanExporter::builder()
-            .with_tonic()
-            .with_metadata(metadata(&target.headers))
-            .with_endpoint(target.endpoint.clone())
-            .with_timeout(EXPORT_TIMEOUT)
-            .build()?,
+        OtlpProtocol::Grpc => {
+            let builder = SpanExporter::builder()
+                .with_tonic()
+                .with_metadata(metadata(&target.headers))
+                .with_endpoint(target.endpoint.clone())
+                .with_timeout(EXPORT_TIMEOUT);
+            match target.gzip {
+                true => builder.with_compression(Compression::Gzip).build()?,
+                false => builder.build()?,
+            }
+        }
         // The SDK's own HTTP client speaks plain HTTP only.
-        OtlpProtocol::Http => SpanExporter::builder()
-            .with_http()
-            .with_http_client(HyperClient::new(
-                https_connector(target.ca.as_deref()).map_err(|e| TraceSetupError::Tls(e.to_string()))?,
-                EXPORT_TIMEOUT,
-                None,
-            ))
-            .with_headers(http_headers(&target.headers))
-            .with_endpoint(format!("{}/v1/traces", target.endpoint))
-            .with_timeout(EXPORT_TIMEOUT)
-            .build()?,
+        OtlpProtocol::Http => {
+            let connector =
+                https_connector(target.ca.as_deref()).map_err(|e| TraceSetupError::Tls(e.to_string()))?;
+            let builder = SpanExporter::builder()
+                .with_http()
+                .with_http_client(HyperClient::new(connector, EXPORT_TIMEOUT, None))
+                .with_headers(http_headers(&target.headers))
+                .with_endpoint(format!("{}/v1/traces", target.endpoint))
+                .with_timeout(EXPORT_TIMEOUT);
+            match target.gzip {
+                true => builder.with_compression(Compression::Gzip).build()?,
+                false => builder.build()?,
+            }
+        }
     };
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())

@@ -120,7 +120,7 @@ async fn records_go_to_an_https_receiver_trusted_by_its_ca_with_the_headers_give
     let endpoint = format!("https://localhost:{}", receiver.addr.port());
     let gateway = start_gateway(&format!(
         "access_log: {{ path: off, otlp: {{ endpoint: \"{endpoint}\", protocol: http, ca: \"{}\", \
-         headers: {{ x-api-key: s3cret }} }} }}\n{}",
+         headers: {{ x-api-key: s3cret }}, compression: gzip }} }}\n{}",
         pki.ca_file().display(),
         single_upstream(upstream.addr, "", "")
     ))
@@ -131,6 +131,7 @@ async fn records_go_to_an_https_receiver_trusted_by_its_ca_with_the_headers_give
     let headers = receiver.last_headers().expect("the export's headers");
     assert_eq!(headers["x-api-key"], "s3cret");
     assert_eq!(headers["content-type"], "application/x-protobuf");
+    assert_eq!(headers["content-encoding"], "gzip");
 }
 
 #[tokio::test]

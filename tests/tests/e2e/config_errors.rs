@@ -678,6 +678,7 @@ metrics:
     endpoint: https://collector.example:4317
     interval: 500ms
     ca: no-such-ca.pem
+    compression: zstd
 traces:
   endpoint: collector:4317
   protocol: zipkin
@@ -697,17 +698,22 @@ routes:
             ("metrics.otlp.endpoint", 3, "gRPC is sent in the clear (h2c)"),
             ("metrics.otlp.interval", 4, "at least 1s"),
             ("metrics.otlp.ca", 5, "cannot read"),
-            ("traces.endpoint", 7, "not an http:// or https:// URL"),
-            ("traces.protocol", 8, "unknown protocol `zipkin`"),
+            (
+                "metrics.otlp.compression",
+                6,
+                "unknown compression `zstd`: expected gzip or none",
+            ),
+            ("traces.endpoint", 8, "not an http:// or https:// URL"),
+            ("traces.protocol", 9, "unknown protocol `zipkin`"),
             (
                 "access_log.otlp.headers.bad name",
-                12,
+                13,
                 "`bad name` is not a header name",
             ),
-            ("access_log.otlp.headers.x-api-key", 12, "visible ASCII"),
+            ("access_log.otlp.headers.x-api-key", 13, "visible ASCII"),
         ],
     );
-    assert_eq!(all.len(), 7, "{all:#?}");
+    assert_eq!(all.len(), 8, "{all:#?}");
 }
 
 #[test]

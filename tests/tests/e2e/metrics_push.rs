@@ -56,7 +56,10 @@ async fn every_series_is_pushed_over_grpc_under_names_that_translate_back_to_the
         "traces: {{ endpoint: \"http://{}\", sample_ratio: 0.0 }}\n",
         receiver.addr
     );
-    let gateway = start_gateway(&(traces + &pushing(&upstream, &receiver.addr.to_string(), "grpc"))).await;
+    // Compressed, as the receiver takes it (an export it could not read would never arrive).
+    let push = pushing(&upstream, &receiver.addr.to_string(), "grpc")
+        .replace("interval: 1s", "interval: 1s, compression: gzip");
+    let gateway = start_gateway(&(traces + &push)).await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
     for i in 0..5 {

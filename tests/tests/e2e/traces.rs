@@ -213,7 +213,7 @@ async fn span_urls_show_what_was_sent_without_credentials() {
 #[tokio::test]
 async fn a_client_trace_is_continued_over_otlp_http() {
     let receiver = OtlpReceiver::http().await;
-    let traces = traces_config(&receiver, "http", "");
+    let traces = traces_config(&receiver, "http", ", compression: gzip");
     let (_upstream, gateway) = traced_gateway(&format!("{traces}analytics: {{ store: memory }}\n")).await;
     let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let client_span = "00f067aa0ba902b7";
@@ -244,6 +244,8 @@ async fn a_client_trace_is_continued_over_otlp_http() {
         .expect("server span");
     assert_eq!(hex(&server.trace_id), client_trace);
     assert_eq!(hex(&server.parent_span_id), client_span);
+    let headers = receiver.last_headers().expect("the export's headers");
+    assert_eq!(headers["content-encoding"], "gzip", "compression: gzip");
     wait_for_stored(&gateway, 1).await;
     let stored = send_body(
         gateway.admin_addr(),
