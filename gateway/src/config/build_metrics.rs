@@ -1,11 +1,11 @@
 //! `metrics.otlp` and `access_log.otlp`: the metrics, and the request events as log records, sent
 //! to an OTLP receiver; and the endpoint and protocol that they and `traces` all name.
 
-use super::build_tls::client_config;
 use super::error::Problems;
-use super::raw::{RawClientTls, RawMetricsOtlp, RawOtlpLogs, RawTraces, Text};
+use super::raw::{RawMetricsOtlp, RawOtlpLogs, RawTraces, Text};
 use super::values::duration;
 use super::{MetricsPush, OtlpLogs, OtlpProtocol, OtlpTarget};
+use crate::tls::ClientTrust;
 use http::{HeaderName, HeaderValue};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -111,13 +111,17 @@ pub(super) fn otlp_target(p: &mut Problems, section: &str, raw: &impl RawOtlpTar
     let ca = match raw.ca() {
         Some(file) => {
             let field = format!("{section}.ca");
-            let trust = RawClientTls {
-                ca: Some(file.clone()),
-                ..RawClientTls::default()
+            let pem = p.read_file(&field, file)?;
+            // Checked here; the client is made from the bytes at start.
+            let trust = ClientTrust {
+                ca: Some(&pem),
+                identity: None,
             };
-            // Read and checked here; the client is made from the bytes at start.
-            client_config(p, &field, &field, &trust, &[])?;
-            Some(Arc::from(p.read_file(&field, file)?))
+            if let Err(error) = trust.client_config(&[]) {
+                p.at(file.span(), &field, error.to_string());
+                return None;
+            }
+            Some(Arc::from(pem))
         }
         None => None,
     };

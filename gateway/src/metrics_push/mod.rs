@@ -2,7 +2,7 @@
 //! Prometheus' or Mimir's OTLP endpoint, a vendor's), every `metrics.otlp.interval`, over gRPC
 //! or HTTP/protobuf: for a pipeline that takes OpenTelemetry metrics and scrapes nothing.
 //!
-//! Off the request path: a task on the admin's runtime renders the exposition as a scrape does,
+//! Off the request path: a task on the gateway's runtime (the admin listener's) renders the exposition as a scrape does,
 //! reads it back ([`exposition`]), and sends it as one export ([`otlp`]). Cumulative, so a push
 //! that fails loses nothing: the next one carries every count. An export is given up after
 //! [`EXPORT_TIMEOUT`] and counted in `lookout_metrics_pushes_total{result="failed"}`. At shutdown,

@@ -67,7 +67,8 @@ pub enum OtlpLogsError {
 
 /// The writer's sink.
 pub(crate) struct OtlpLogSink {
-    exports: mpsc::Sender<(ExportLogsServiceRequest, u64)>,
+    /// `None` once closed, which lets the thread finish when it has sent what is queued.
+    exports: Option<mpsc::Sender<(ExportLogsServiceRequest, u64)>>,
     resource: Resource,
     counters: Arc<RecordCounters>,
     /// Tells [`EventSink::close`] that the thread sent what was queued.
@@ -102,7 +103,7 @@ impl OtlpLogSink {
         let gone = || io::Error::other("the access log's OTLP thread ended at start");
         ready.recv().map_err(|_| gone())??;
         Ok(OtlpLogSink {
-            exports,
+            exports: Some(exports),
             resource: resource(&settings.service_name),
             counters,
             done: Some(done),
@@ -126,10 +127,13 @@ impl OtlpLogSink {
 
 impl EventSink for OtlpLogSink {
     fn write_batch(&mut self, events: &[RequestEvent]) -> io::Result<()> {
+        let Some(exports) = &self.exports else {
+            return Ok(());
+        };
         let now = unix_ns(SystemTime::now());
         for chunk in events.chunks(MAX_RECORDS) {
             let records = chunk.len() as u64;
-            if self.exports.try_send((self.export(chunk, now), records)).is_err() {
+            if exports.try_send((self.export(chunk, now), records)).is_err() {
                 self.counters.dropped.increment(records);
             }
         }
@@ -138,8 +142,7 @@ impl EventSink for OtlpLogSink {
 
     /// Waits (at most the export timeout) for the records queued to be sent.
     fn close(&mut self) {
-        let (closed, _) = mpsc::channel(1);
-        drop(std::mem::replace(&mut self.exports, closed));
+        self.exports = None;
         if let Some(done) = self.done.take() {
             let _ = done.recv_timeout(EXPORT_TIMEOUT);
         }
