@@ -1,16 +1,16 @@
 //! The OTLP client that the metrics push and the access log's OTLP records share: tonic's gRPC
-//! client over one lazily connected channel (h2c), or HTTP/protobuf posts to `<endpoint>/v1/...`
-//! (http:// or https://, verified against Mozilla's roots). Spans go through the SDK's exporter
-//! instead (see `traces`).
+//! client over one lazily connected channel, or HTTP/protobuf posts to `<endpoint>/v1/...`.
+//! Both go through one connector, in the clear to an http:// endpoint and over rustls to an
+//! https:// one, as the section's `tls:` says. Spans go through the SDK's exporter instead (see
+//! `traces`), over the same connector and channel.
 
 use crate::config::{OtlpProtocol, OtlpTarget};
-use crate::tls::{ClientTrust, TrustError};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::Request;
 use http::{HeaderName, HeaderValue};
 use http_body_util::Full;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -21,6 +21,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
+use rustls::ClientConfig;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -56,26 +57,16 @@ impl OtlpClient {
     /// A client of `target` (validated by the config); it connects on its first export.
     pub(crate) fn new(target: &OtlpTarget) -> Result<OtlpClient, OtlpClientError> {
         let endpoint = &target.endpoint;
-        let invalid = |reason: String| OtlpClientError {
+        let invalid = |error: tonic::transport::Error| OtlpClientError {
             endpoint: endpoint.clone(),
-            reason,
+            reason: error.to_string(),
         };
         let transport = match target.protocol {
-            OtlpProtocol::Grpc => {
-                let channel = Endpoint::from_shared(endpoint.clone())
-                    .map_err(|e| invalid(e.to_string()))?
-                    .connect_timeout(EXPORT_TIMEOUT)
-                    .timeout(EXPORT_TIMEOUT)
-                    .connect_lazy();
-                Transport::Grpc(channel)
-            }
-            OtlpProtocol::Http => {
-                let connector = https_connector(target.ca.as_deref()).map_err(|e| invalid(e.to_string()))?;
-                Transport::Http {
-                    client: Box::new(Client::builder(TokioExecutor::new()).build(connector)),
-                    endpoint: endpoint.clone(),
-                }
-            }
+            OtlpProtocol::Grpc => Transport::Grpc(grpc_channel(target).map_err(invalid)?),
+            OtlpProtocol::Http => Transport::Http {
+                client: Box::new(Client::builder(TokioExecutor::new()).build(https_connector(target))),
+                endpoint: endpoint.clone(),
+            },
         };
         Ok(OtlpClient {
             transport,
@@ -174,16 +165,36 @@ pub(crate) fn metadata(headers: &[(HeaderName, HeaderValue)]) -> MetadataMap {
     map
 }
 
-/// The connector of HTTP/protobuf exports, to http:// or https:// endpoints: the server verified
-/// against `ca` (PEM), else Mozilla's roots, as an upstream's.
-pub(crate) fn https_connector(ca: Option<&[u8]>) -> Result<HttpsConnector<HttpConnector>, TrustError> {
-    let trust = ClientTrust { ca, identity: None };
-    let tls = trust.client_config(&[])?;
-    Ok(HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build())
+/// The connector of every export to `target`, to an http:// or https:// endpoint: the server
+/// verified as `target.tls` says, and offered by ALPN the protocol spoken (h2 for gRPC, which
+/// gRPC servers may insist on).
+pub(crate) fn https_connector(target: &OtlpTarget) -> HttpsConnector<HttpConnector> {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    // An export is one message, answered before the next: Nagle's wait would only add delay.
+    tcp.set_nodelay(true);
+    let tls = &target.tls;
+    let mut builder = HttpsConnectorBuilder::new()
+        .with_tls_config(ClientConfig::clone(&tls.config))
+        .https_or_http();
+    if let Some(name) = &tls.server_name {
+        builder = builder.with_server_name_resolver(FixedServerNameResolver::new(name.clone()));
+    }
+    match target.protocol {
+        OtlpProtocol::Grpc => builder.enable_http2().wrap_connector(tcp),
+        OtlpProtocol::Http => builder.enable_http1().wrap_connector(tcp),
+    }
+}
+
+/// A gRPC channel to `target`, over TLS for an https:// endpoint, connected on first use.
+/// tonic here is built without TLS of its own: the channel goes through [`https_connector`], so
+/// gRPC and HTTP exports share one TLS setup.
+pub(crate) fn grpc_channel(target: &OtlpTarget) -> Result<Channel, tonic::transport::Error> {
+    let channel = Endpoint::from_shared(target.endpoint.clone())?
+        .connect_timeout(EXPORT_TIMEOUT)
+        .timeout(EXPORT_TIMEOUT)
+        .connect_with_connector_lazy(https_connector(target));
+    Ok(channel)
 }
 
 /// What every export says of its source: `service.name`, and the host name (a pod's) as

@@ -1,13 +1,16 @@
-//! A real OTLP receiver of traces and metrics on loopback, over gRPC (tonic, the collector's own
-//! service definitions) or HTTP/protobuf (`POST /v1/traces`, `/v1/metrics`). The tests'
+//! A real OTLP receiver of traces, metrics and logs on loopback, over gRPC (tonic, the
+//! collector's own service definitions) or HTTP/protobuf (`POST /v1/traces`, `/v1/metrics`,
+//! `/v1/logs`), in the clear or over TLS. The tests'
 //! receivers keep every span and metrics export they receive; the benchmark's only counts spans
 //! (see [`OtlpReceiver::grpc_counting_at`]).
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
@@ -35,7 +38,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tonic::codec::CompressionEncoding::Gzip;
+use tonic::service::Routes;
 
 /// The value of the attribute `key` among `attributes`, if it is there.
 pub fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
@@ -165,7 +170,7 @@ fn keeping() -> Received {
 impl OtlpReceiver {
     /// An OTLP/gRPC receiver (what Jaeger serves on 4317) on a port chosen by the OS.
     pub async fn grpc() -> OtlpReceiver {
-        Self::serve_grpc(SocketAddr::from(([127, 0, 0, 1], 0)), keeping()).await
+        Self::serve_grpc(SocketAddr::from(([127, 0, 0, 1], 0)), keeping(), None).await
     }
 
     /// An OTLP/gRPC receiver at `addr` that counts the spans it receives and keeps none: the
@@ -173,25 +178,27 @@ impl OtlpReceiver {
     /// (Keeping them all made it grow past a gigabyte, and copying them to count them took up
     /// to a sixth of a core by the end of a run.)
     pub async fn grpc_counting_at(addr: SocketAddr) -> OtlpReceiver {
-        Self::serve_grpc(addr, Received::default()).await
+        Self::serve_grpc(addr, Received::default(), None).await
     }
 
-    async fn serve_grpc(addr: SocketAddr, spans: Received) -> OtlpReceiver {
+    /// An OTLP/gRPC receiver over TLS, with `tls` (see `TestPki::server_config`). Like grpc-go,
+    /// it speaks only to clients that agree on `h2` by ALPN.
+    pub async fn grpc_tls(tls: Arc<rustls::ServerConfig>) -> OtlpReceiver {
+        let mut tls = rustls::ServerConfig::clone(&tls);
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::serve_grpc(addr, keeping(), Some(TlsAcceptor::from(Arc::new(tls)))).await
+    }
+
+    async fn serve_grpc(addr: SocketAddr, spans: Received, tls: Option<TlsAcceptor>) -> OtlpReceiver {
         let listener = TcpListener::bind(addr).await.expect("bind receiver");
         let addr = listener.local_addr().expect("address");
         // Each takes gzip, as a Collector does (`compression: gzip`).
         let traces = TraceServiceServer::new(Collector(spans.clone())).accept_compressed(Gzip);
         let metrics = MetricsServiceServer::new(Collector(spans.clone())).accept_compressed(Gzip);
         let logs = LogsServiceServer::new(Collector(spans.clone())).accept_compressed(Gzip);
-        let server = tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            let _ = tonic::transport::Server::builder()
-                .add_service(traces)
-                .add_service(metrics)
-                .add_service(logs)
-                .serve_with_incoming(incoming)
-                .await;
-        });
+        let routes = Routes::new(traces).add_service(metrics).add_service(logs);
+        let server = serve(listener, tls, TowerToHyperService::new(routes));
         OtlpReceiver { addr, spans, server }
     }
 
@@ -203,61 +210,42 @@ impl OtlpReceiver {
 
     /// The same over HTTPS, with `tls` (see `TestPki::server_config`).
     pub async fn https(tls: Arc<rustls::ServerConfig>) -> OtlpReceiver {
-        Self::serve_http(Some(tokio_rustls::TlsAcceptor::from(tls))).await
+        Self::serve_http(Some(TlsAcceptor::from(tls))).await
     }
 
-    async fn serve_http(tls: Option<tokio_rustls::TlsAcceptor>) -> OtlpReceiver {
+    async fn serve_http(tls: Option<TlsAcceptor>) -> OtlpReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
         let addr = listener.local_addr().expect("address");
         let spans = keeping();
         let kept = spans.clone();
-        let server = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let kept = kept.clone();
-                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let kept = kept.clone();
-                    async move {
-                        *kept.last_headers.lock().expect("headers lock") = Some(request.headers().clone());
-                        let path = request.uri().path().to_owned();
-                        let gzipped = request
-                            .headers()
-                            .get(http::header::CONTENT_ENCODING)
-                            .is_some_and(|coding| coding == "gzip");
-                        let body = request
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let body = if gzipped { gunzip(&body) } else { body };
-                        let (status, reply) = match path.as_str() {
-                            "/v1/traces" => take_traces(&kept, body),
-                            "/v1/metrics" => take_metrics(&kept, body),
-                            "/v1/logs" => take_logs(&kept, body),
-                            _ => (StatusCode::NOT_FOUND, Vec::new()),
-                        };
-                        let mut response = Response::new(Full::new(Bytes::from(reply)));
-                        *response.status_mut() = status;
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    match tls {
-                        Some(tls) => {
-                            let Ok(stream) = tls.accept(stream).await else {
-                                return;
-                            };
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                        }
-                        None => {
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                        }
-                    }
-                });
+        let service = service_fn(move |request: http::Request<Incoming>| {
+            let kept = kept.clone();
+            async move {
+                *kept.last_headers.lock().expect("headers lock") = Some(request.headers().clone());
+                let path = request.uri().path().to_owned();
+                let gzipped = request
+                    .headers()
+                    .get(http::header::CONTENT_ENCODING)
+                    .is_some_and(|coding| coding == "gzip");
+                let body = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let body = if gzipped { gunzip(&body) } else { body };
+                let (status, reply) = match path.as_str() {
+                    "/v1/traces" => take_traces(&kept, body),
+                    "/v1/metrics" => take_metrics(&kept, body),
+                    "/v1/logs" => take_logs(&kept, body),
+                    _ => (StatusCode::NOT_FOUND, Vec::new()),
+                };
+                let mut response = Response::new(Full::new(Bytes::from(reply)));
+                *response.status_mut() = status;
+                Ok::<_, Infallible>(response)
             }
         });
+        let server = serve(listener, tls, service);
         OtlpReceiver { addr, spans, server }
     }
 
@@ -353,6 +341,42 @@ impl OtlpReceiver {
         }
         panic!("expected {count} spans, received {:#?}", self.spans());
     }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves `service` on every connection `listener` accepts, over HTTP/1.1 or HTTP/2 (h2c, or
+/// TLS when `tls` is given). A TLS config that names ALPN protocols takes only clients that
+/// agree on one.
+fn serve<S, B>(listener: TcpListener, tls: Option<TlsAcceptor>, service: S) -> JoinHandle<()>
+where
+    S: hyper::service::Service<http::Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (tls, service) = (tls.clone(), service.clone());
+            tokio::spawn(async move {
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let Some(tls) = tls else {
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    return;
+                };
+                let Ok(stream) = tls.accept(stream).await else {
+                    return;
+                };
+                let wants_alpn = !tls.config().alpn_protocols.is_empty();
+                if wants_alpn && stream.get_ref().1.alpn_protocol().is_none() {
+                    return;
+                }
+                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    })
 }
 
 fn take_traces(spans: &Received, body: Bytes) -> (StatusCode, Vec<u8>) {

@@ -1,14 +1,14 @@
 //! `metrics.otlp` and `access_log.otlp`: the metrics, and the request events as log records, sent
 //! to an OTLP receiver; and the endpoint and protocol that they and `traces` all name.
 
+use super::build_tls::client_tls;
 use super::error::Problems;
-use super::raw::{RawMetricsOtlp, RawOtlpLogs, RawTraces, Text};
+use super::raw::{RawClientTls, RawMetricsOtlp, RawOtlpLogs, RawTraces, Text};
 use super::values::duration;
-use super::{MetricsPush, OtlpLogs, OtlpProtocol, OtlpTarget};
-use crate::tls::ClientTrust;
+use super::{MetricsPush, OtlpLogs, OtlpProtocol, OtlpTarget, OtlpTls};
 use http::{HeaderName, HeaderValue};
+use rustls_pki_types::ServerName;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Traefik's `pushInterval`, and the OpenTelemetry SDK's periodic reader's is 60 s; 10 s keeps
@@ -65,7 +65,7 @@ pub(super) trait RawOtlpTarget {
     fn endpoint(&self) -> &Text;
     fn protocol(&self) -> Option<&Text>;
     fn headers(&self) -> &BTreeMap<String, Text>;
-    fn ca(&self) -> Option<&Text>;
+    fn tls(&self) -> Option<&RawClientTls>;
     fn compression(&self) -> Option<&Text>;
 }
 
@@ -81,8 +81,8 @@ macro_rules! raw_otlp_target {
             fn headers(&self) -> &BTreeMap<String, Text> {
                 &self.headers
             }
-            fn ca(&self) -> Option<&Text> {
-                self.ca.as_ref()
+            fn tls(&self) -> Option<&RawClientTls> {
+                self.tls.as_ref()
             }
             fn compression(&self) -> Option<&Text> {
                 self.compression.as_ref()
@@ -94,8 +94,7 @@ macro_rules! raw_otlp_target {
 raw_otlp_target!(RawTraces, RawMetricsOtlp, RawOtlpLogs);
 
 /// Where `section` sends its telemetry: the endpoint and protocol (see [`otlp_endpoint`]), the
-/// headers every export carries, the CA an https:// endpoint is verified against, and whether
-/// exports are compressed.
+/// headers every export carries, TLS to an https:// endpoint, and whether exports are compressed.
 pub(super) fn otlp_target(p: &mut Problems, section: &str, raw: &impl RawOtlpTarget) -> Option<OtlpTarget> {
     let endpoint = otlp_endpoint(p, section, raw.endpoint(), raw.protocol());
     let headers = otlp_headers(p, section, raw.headers());
@@ -108,29 +107,13 @@ pub(super) fn otlp_target(p: &mut Problems, section: &str, raw: &impl RawOtlpTar
             false
         }
     };
-    let ca = match raw.ca() {
-        Some(file) => {
-            let field = format!("{section}.ca");
-            let pem = p.read_file(&field, file)?;
-            // Checked here; the client is made from the bytes at start.
-            let trust = ClientTrust {
-                ca: Some(&pem),
-                identity: None,
-            };
-            if let Err(error) = trust.client_config(&[]) {
-                p.at(file.span(), &field, error.to_string());
-                return None;
-            }
-            Some(Arc::from(pem))
-        }
-        None => None,
-    };
+    let tls = otlp_tls(p, section, raw.tls(), endpoint.as_ref());
     let (endpoint, protocol) = endpoint?;
     Some(OtlpTarget {
         endpoint,
         protocol,
         headers: headers?,
-        ca,
+        tls: tls?,
         gzip,
     })
 }
@@ -164,8 +147,7 @@ fn otlp_headers(
 }
 
 /// An OTLP receiver's address (an http:// or https:// URL with a host, without a trailing `/`)
-/// and protocol (`grpc`, the default, or `http`), under `section`. gRPC goes over h2c only:
-/// the gRPC client here is built without TLS, so an https:// endpoint takes `http`.
+/// and protocol (`grpc`, the default, or `http`), under `section`.
 fn otlp_endpoint(
     p: &mut Problems,
     section: &str,
@@ -190,10 +172,52 @@ fn otlp_endpoint(
             OtlpProtocol::Grpc
         }
     };
-    let tls = uri.as_ref().and_then(|uri| uri.scheme_str()) == Some("https");
-    if tls && protocol == OtlpProtocol::Grpc {
-        let message = format!("`{url}`: gRPC is sent in the clear (h2c); for https:// use `protocol: http`");
-        p.at(endpoint.span(), format!("{section}.endpoint"), message);
-    }
     uri.map(|_| (url, protocol))
+}
+
+/// TLS to `section`'s endpoint: its `tls:` block, which only an https:// endpoint may have (an
+/// http:// one would silently send in the clear what the block meant to protect), else
+/// Mozilla's roots.
+fn otlp_tls(
+    p: &mut Problems,
+    section: &str,
+    raw: Option<&RawClientTls>,
+    endpoint: Option<&(String, OtlpProtocol)>,
+) -> Option<OtlpTls> {
+    let field = format!("{section}.tls");
+    let https = endpoint.is_none_or(|(url, _)| url.starts_with("https://"));
+    if let (Some(block), false) = (raw, https) {
+        let place = [&block.ca, &block.cert, &block.key, &block.server_name]
+            .into_iter()
+            .flatten()
+            .next();
+        let message = "TLS settings need an https:// endpoint";
+        match place {
+            Some(text) => p.at(text.span(), &field, message),
+            None => p.nowhere(&field, message),
+        }
+        return None;
+    }
+    let defaults = RawClientTls::default();
+    let block = raw.unwrap_or(&defaults);
+    let server_name = match &block.server_name {
+        Some(text) => match ServerName::try_from(text.trim().to_owned()) {
+            Ok(name) => Some(name),
+            Err(error) => {
+                let message = format!(
+                    "`{}` is not a server name a certificate can carry: {error}",
+                    text.trim()
+                );
+                p.at(text.span(), format!("{field}.server_name"), message);
+                return None;
+            }
+        },
+        None => None,
+    };
+    let (config, files) = client_tls(p, &field, &format!("{field}.ca"), block, &[])?;
+    Some(OtlpTls {
+        config,
+        server_name,
+        files,
+    })
 }

@@ -168,6 +168,25 @@ pub(super) fn client_config(
     raw: &RawClientTls,
     alpn: &[&[u8]],
 ) -> Option<Arc<ClientConfig>> {
+    client_tls(p, field, ca_field, raw, alpn).map(|(config, _)| config)
+}
+
+/// The files a client TLS block names, as read: what its config is made from, so that a reload
+/// can tell whether one changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ClientTlsFiles {
+    ca: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// [`client_config`], and the files it was made from.
+pub(super) fn client_tls(
+    p: &mut Problems,
+    field: &str,
+    ca_field: &str,
+    raw: &RawClientTls,
+    alpn: &[&[u8]],
+) -> Option<(Arc<ClientConfig>, ClientTlsFiles)> {
     let ca = match &raw.ca {
         Some(file) => Some(p.read_file(ca_field, file)?),
         None => None,
@@ -184,9 +203,23 @@ pub(super) fn client_config(
             return None;
         }
     };
+    let files = ClientTlsFiles { ca, identity };
+    let config = trusted_config(p, field, ca_field, raw, &files, alpn)?;
+    Some((config, files))
+}
+
+/// The config `files` make, or `None` after saying which file is at fault.
+fn trusted_config(
+    p: &mut Problems,
+    field: &str,
+    ca_field: &str,
+    raw: &RawClientTls,
+    files: &ClientTlsFiles,
+    alpn: &[&[u8]],
+) -> Option<Arc<ClientConfig>> {
     let trust = ClientTrust {
-        ca: ca.as_deref(),
-        identity: identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+        ca: files.ca.as_deref(),
+        identity: files.identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
     };
     match trust.client_config(alpn) {
         Ok(config) => Some(Arc::new(config)),

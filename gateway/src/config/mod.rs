@@ -82,11 +82,30 @@ pub struct OtlpTarget {
     pub protocol: OtlpProtocol,
     /// Sent with every export, as HTTP headers or gRPC metadata: a vendor's API key.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    /// PEM CA certificates that replace Mozilla's roots for an https:// endpoint (read and
-    /// checked at load).
-    pub ca: Option<Arc<[u8]>>,
+    /// How an https:// endpoint is called.
+    pub tls: OtlpTls,
     /// Exports compressed with gzip (`compression: gzip`).
     pub gzip: bool,
+}
+
+/// TLS to an https:// OTLP endpoint (`tls:`): the receiver verified against `tls.ca`, else
+/// Mozilla's roots, with a client certificate for receivers that ask for one.
+#[derive(Debug, Clone)]
+pub struct OtlpTls {
+    /// Without ALPN: each client offers its own protocol.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the receiver's certificate must carry, when not the endpoint's host.
+    pub server_name: Option<rustls_pki_types::ServerName<'static>>,
+    /// What `config` was made from.
+    files: build_tls::ClientTlsFiles,
+}
+
+/// Two are the same when made from the same files: a reload that renews a certificate changes
+/// what the exporters would send, though no field changed.
+impl PartialEq for OtlpTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.files == other.files && self.server_name == other.server_name
+    }
 }
 
 /// Each request event also sent as an OTLP log record (`access_log.otlp`).

@@ -141,7 +141,7 @@ pub(crate) struct RawOtlpLogs {
     pub(crate) protocol: Option<Text>,
     #[serde(default)]
     pub(crate) headers: BTreeMap<String, Text>,
-    pub(crate) ca: Option<Text>,
+    pub(crate) tls: Option<RawClientTls>,
     pub(crate) compression: Option<Text>,
     /// `service.name`: by default the traces' own, else `lookout`.
     pub(crate) service_name: Option<Text>,
@@ -163,8 +163,8 @@ pub(crate) struct RawTraces {
     /// Sent with every export (HTTP headers, gRPC metadata): a vendor's API key.
     #[serde(default)]
     pub(crate) headers: BTreeMap<String, Text>,
-    /// PEM CA certificates that replace Mozilla's roots for an https:// endpoint.
-    pub(crate) ca: Option<Text>,
+    /// TLS to an https:// endpoint: its CA, a client certificate, the name it must carry.
+    pub(crate) tls: Option<RawClientTls>,
     /// `gzip` or `none` (default).
     pub(crate) compression: Option<Text>,
     pub(crate) sample_ratio: Option<Spanned<f64>>,
@@ -193,7 +193,7 @@ pub(crate) struct RawMetricsOtlp {
     pub(crate) protocol: Option<Text>,
     #[serde(default)]
     pub(crate) headers: BTreeMap<String, Text>,
-    pub(crate) ca: Option<Text>,
+    pub(crate) tls: Option<RawClientTls>,
     pub(crate) compression: Option<Text>,
     /// How often every series is pushed (10s).
     pub(crate) interval: Option<Text>,

@@ -10,7 +10,7 @@
 use super::spans::{self, KeptTrace};
 use super::{TraceCounters, TraceSetupError};
 use crate::config::{OtlpProtocol, TraceSettings};
-use crate::otlp_client::{https_connector, metadata};
+use crate::otlp_client::{grpc_channel, https_connector, metadata};
 use crossbeam_queue::ArrayQueue;
 use lookout_analytics::pacing::{self, Backlog, Pacer, Plan};
 use opentelemetry::InstrumentationScope;
@@ -162,8 +162,8 @@ fn build_exporter(settings: &TraceSettings) -> Result<SpanExporter, TraceSetupEr
         OtlpProtocol::Grpc => {
             let builder = SpanExporter::builder()
                 .with_tonic()
+                .with_channel(grpc_channel(target)?)
                 .with_metadata(metadata(&target.headers))
-                .with_endpoint(target.endpoint.clone())
                 .with_timeout(EXPORT_TIMEOUT);
             match target.gzip {
                 true => builder.with_compression(Compression::Gzip).build()?,
@@ -172,11 +172,9 @@ fn build_exporter(settings: &TraceSettings) -> Result<SpanExporter, TraceSetupEr
         }
         // The SDK's own HTTP client speaks plain HTTP only.
         OtlpProtocol::Http => {
-            let connector =
-                https_connector(target.ca.as_deref()).map_err(|e| TraceSetupError::Tls(e.to_string()))?;
             let builder = SpanExporter::builder()
                 .with_http()
-                .with_http_client(HyperClient::new(connector, EXPORT_TIMEOUT, None))
+                .with_http_client(HyperClient::new(https_connector(target), EXPORT_TIMEOUT, None))
                 .with_headers(http_headers(&target.headers))
                 .with_endpoint(format!("{}/v1/traces", target.endpoint))
                 .with_timeout(EXPORT_TIMEOUT);

@@ -110,8 +110,8 @@ pub enum TraceSetupError {
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     #[error("cannot start the OTLP exporter's thread: {0}")]
     Thread(#[from] std::io::Error),
-    #[error("cannot set up TLS for the OTLP exporter: {0}")]
-    Tls(String),
+    #[error("cannot make the OTLP exporter's gRPC channel: {0}")]
+    Channel(#[from] tonic::transport::Error),
 }
 
 impl Tracing {

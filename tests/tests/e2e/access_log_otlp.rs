@@ -111,7 +111,7 @@ async fn records_go_over_http_protobuf_and_those_queued_at_shutdown_are_sent() {
     assert_eq!(receiver.log_records().len(), 3, "sent before the gateway exited");
 }
 
-/// Over https://, against the receiver's own CA (`ca`), with the configured headers.
+/// Over https://, against the receiver's own CA (`tls.ca`), with the configured headers.
 #[tokio::test]
 async fn records_go_to_an_https_receiver_trusted_by_its_ca_with_the_headers_given() {
     let pki = TestPki::new();
@@ -119,7 +119,7 @@ async fn records_go_to_an_https_receiver_trusted_by_its_ca_with_the_headers_give
     let upstream = TestUpstream::start("svc").await;
     let endpoint = format!("https://localhost:{}", receiver.addr.port());
     let gateway = start_gateway(&format!(
-        "access_log: {{ path: off, otlp: {{ endpoint: \"{endpoint}\", protocol: http, ca: \"{}\", \
+        "access_log: {{ path: off, otlp: {{ endpoint: \"{endpoint}\", protocol: http, tls: {{ ca: \"{}\" }}, \
          headers: {{ x-api-key: s3cret }}, compression: gzip }} }}\n{}",
         pki.ca_file().display(),
         single_upstream(upstream.addr, "", "")

@@ -672,7 +672,7 @@ metrics:
   otlp:
     endpoint: https://collector.example:4317
     interval: 500ms
-    ca: no-such-ca.pem
+    tls: { ca: no-such-ca.pem }
     compression: zstd
 traces:
   endpoint: collector:4317
@@ -689,9 +689,8 @@ routes:
     only_these_errors(
         text,
         &[
-            ("metrics.otlp.endpoint", 3, "gRPC is sent in the clear (h2c)"),
             ("metrics.otlp.interval", 4, "at least 1s"),
-            ("metrics.otlp.ca", 5, "cannot read"),
+            ("metrics.otlp.tls.ca", 5, "cannot read"),
             (
                 "metrics.otlp.compression",
                 6,
@@ -705,6 +704,43 @@ routes:
                 "`bad name` is not a header name",
             ),
             ("access_log.otlp.headers.x-api-key", 13, "visible ASCII"),
+        ],
+    );
+}
+
+#[test]
+fn otlp_tls_settings_name_their_field() {
+    let text = "\
+traces:
+  endpoint: https://collector.example:4317
+  tls: { cert: client.pem }
+metrics:
+  otlp:
+    endpoint: https://collector.example:4317
+    tls: { server_name: \"not a name\" }
+access_log:
+  otlp:
+    endpoint: http://collector.example:4318
+    tls: { ca: ca.pem }
+upstreams:
+  - { name: a, instances: [\"127.0.0.1:3000\"] }
+routes:
+  - { name: all, upstream: a }
+";
+    only_these_errors(
+        text,
+        &[
+            ("traces.tls", 3, "needs both `cert` and `key`"),
+            (
+                "metrics.otlp.tls.server_name",
+                7,
+                "`not a name` is not a server name",
+            ),
+            (
+                "access_log.otlp.tls",
+                11,
+                "TLS settings need an https:// endpoint",
+            ),
         ],
     );
 }

@@ -21,6 +21,7 @@ mod jwt;
 mod metrics;
 mod metrics_push;
 mod mirror;
+mod otlp_tls;
 mod outlier_rates;
 mod protocols;
 mod rate_limits;

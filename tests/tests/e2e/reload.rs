@@ -19,7 +19,7 @@ fn config(route_path: &str, upstream: &TestUpstream) -> String {
 
 /// A gateway started from a config file holding `text`: the file's path, to rewrite before a
 /// reload, and its directory, removed when dropped.
-async fn from_file(text: &str) -> (Gateway, PathBuf, TempDir) {
+pub(super) async fn from_file(text: &str) -> (Gateway, PathBuf, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("lookout.yaml");
     std::fs::write(&path, text).expect("write config");
