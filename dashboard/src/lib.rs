@@ -139,6 +139,9 @@ pub struct InstanceHealth {
     /// Its p99 time to response headers over the last minute, in microseconds; `None` when it
     /// answered nothing in that minute.
     pub p99_last_minute_us: Option<u64>,
+    /// Its priority is in panic (its upstream's `panic_threshold_percent`): it takes requests
+    /// whatever its health.
+    pub in_panic: bool,
 }
 
 /// The gateway's side: a snapshot of its live state, cheap enough to take on every refresh.

@@ -11,7 +11,9 @@
 # exemplar); a backup standing by (`backup`); and the same with `overprovisioning: 1.4`
 # (`spill`: each pick counts each priority's instances available and draws a priority); and PUTs
 # of a 1 KiB body that a retry may send again (`kept`: `retry.same_instance`, so the body is
-# recorded as it is sent; a build before bodies were retried streams it plainly). Given two
+# recorded as it is sent; a build before bodies were retried streams it plainly); and `panic`
+# (`panic_threshold_percent: 50`: each pick counts its priority's instances available to see
+# whether it is in panic; a build without the field refuses the config: no figure). Given two
 # binaries, each case is counted for both and the second's ratio to the first printed: an A/B of
 # two builds.
 #
@@ -39,6 +41,7 @@ declare -A fields=(
   [backup]=", backups: [\"localhost:$upstream_port\"]"
   [spill]=", backups: [\"localhost:$upstream_port\"], overprovisioning: 1.4"
   [kept]=", retry: { same_instance: true }"
+  [panic]=", panic_threshold_percent: 50"
 )
 traces="traces: { endpoint: \"http://127.0.0.1:$sink_port\", sample_ratio: 1.0 }"
 
@@ -86,7 +89,7 @@ printf '%-8s' case
 for binary in "${binaries[@]}"; do printf ' %14s' "$(basename "$binary")"; done
 [ "${#binaries[@]}" -lt 2 ] || printf ' %8s' ratio
 echo
-for case in quiet traced backup spill kept; do
+for case in quiet traced backup spill kept panic; do
   printf '%-8s' "$case"
   counts=()
   for binary in "${binaries[@]}"; do

@@ -15,7 +15,7 @@ use hyper_util::server::conn::auto;
 use serde_json::json;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -30,6 +30,8 @@ struct Behaviour {
     name: &'static str,
     /// When non-zero, every request but `/healthz` gets this status.
     fail_with: AtomicU16,
+    /// When set, `/healthz` answers 503 while every other request is served.
+    fails_health_checks: AtomicBool,
     hits: AtomicUsize,
     connections: AtomicUsize,
 }
@@ -39,6 +41,7 @@ impl Behaviour {
         Behaviour {
             name,
             fail_with: AtomicU16::new(0),
+            fails_health_checks: AtomicBool::new(false),
             hits: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
         }
@@ -217,6 +220,12 @@ impl TestUpstream {
         self.server = again.server;
     }
 
+    /// Fails its health checks (`/healthz` answers 503) while it serves every other request,
+    /// as an instance does whose check lies, or reads a dependency the requests do not need.
+    pub fn fail_health_checks(&self) {
+        self.behaviour.fails_health_checks.store(true, Ordering::SeqCst);
+    }
+
     pub fn fail_with(&self, status: u16) {
         self.behaviour.fail_with.store(status, Ordering::SeqCst);
     }
@@ -245,11 +254,11 @@ where
 async fn handle(behaviour: Arc<Behaviour>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_owned();
     if path == "/healthz" {
-        return Ok(reply(
-            &behaviour,
-            StatusCode::OK,
-            Full::new(Bytes::from("ok")).boxed(),
-        ));
+        let (status, text) = match behaviour.fails_health_checks.load(Ordering::SeqCst) {
+            false => (StatusCode::OK, "ok"),
+            true => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
+        };
+        return Ok(reply(&behaviour, status, Full::new(Bytes::from(text)).boxed()));
     }
     behaviour.hits.fetch_add(1, Ordering::SeqCst);
     let failing = behaviour.fail_with.load(Ordering::SeqCst);

@@ -104,8 +104,8 @@ pub(super) struct InstanceRow {
     /// Empty for a first choice of weight 1; else `backup` (with its priority past the first
     /// backups) and its weight.
     role: String,
-    /// `healthy`, `unhealthy`, or `ejected: ` and why; then `, drained` while it is, and how
-    /// far it has warmed up while it does.
+    /// `healthy`, `unhealthy`, or `ejected: ` and why; then `, drained` while it is, `, takes
+    /// requests in panic` while its priority is, and how far it has warmed up while it does.
     state: String,
     class: &'static str,
     in_flight: u64,
@@ -279,6 +279,10 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
                 };
                 if i.drained {
                     state.push_str(", drained");
+                    class = if class == "good" { "warn" } else { class };
+                }
+                if i.in_panic && !i.drained {
+                    state.push_str(", takes requests in panic");
                     class = if class == "good" { "warn" } else { class };
                 }
                 if let Some(percent) = i.warming_percent {

@@ -1,7 +1,9 @@
-//! Validation of an upstream's `overprovisioning:` (spill-over between its priorities).
+//! Validation of an upstream's `overprovisioning:` (spill-over between its priorities) and
+//! `panic_threshold_percent:` (when a priority ignores its instances' health).
 
 use super::error::Problems;
 use super::raw::RawUpstream;
+use super::values::percent;
 use crate::upstream::Spill;
 
 /// The largest factor: past it every priority keeps all its requests while 1% of it is up.
@@ -25,4 +27,13 @@ pub(super) fn build_spill(p: &mut Problems, field: &str, raw: &RawUpstream) -> S
     Spill::Overprovisioned {
         factor_percent: (**factor * 100.0).round() as u32,
     }
+}
+
+/// The panic threshold in whole percent; 0 (never) when not set.
+pub(super) fn build_panic_threshold(p: &mut Problems, field: &str, raw: &RawUpstream) -> u32 {
+    let Some(threshold) = &raw.panic_threshold_percent else {
+        return 0;
+    };
+    let field = format!("{field}.panic_threshold_percent");
+    percent(p, &field, threshold).map_or(0, |percent| percent.round() as u32)
 }

@@ -2,13 +2,13 @@
 
 use super::build_discover::{build_discover, build_resolver, Discover, Named};
 use super::build_outlier::build_outlier;
-use super::build_spill::build_spill;
+use super::build_spill::{build_panic_threshold, build_spill};
 use super::build_tls::client_config;
 use super::error::Problems;
 use super::raw::RawClientTls;
 use super::raw::{RawDns, RawHealthCheck, RawInstance, RawUpstream, Text};
 use super::values::{duration, duration_or_off, instance, percent, positive, Scheme};
-use crate::stats::{Registry, OVERLOADED, RETRIES, RETRIES_SKIPPED};
+use crate::stats::{Registry, OVERLOADED, PANIC_ATTEMPTS, RETRIES, RETRIES_SKIPPED};
 use crate::tls::TlsTarget;
 use crate::upstream::{
     by_priority, grpc_health, instance_key, Balancer, Discovery, DnsSource, HashOn, HealthCheck, Instance,
@@ -269,6 +269,7 @@ fn build_upstream(
         instances,
         priorities,
         spill: build_spill(p, field, raw),
+        panic_threshold_percent: build_panic_threshold(p, field, raw),
         balancer,
         protocol,
         connect_timeout,
@@ -285,6 +286,7 @@ fn build_upstream(
             body: skipped_retries("body"),
         },
         overloaded: registry.metrics().counter(OVERLOADED, upstream_label()),
+        panic_picks: registry.metrics().counter(PANIC_ATTEMPTS, upstream_label()),
         ejections: registry.ejections().clone(),
     };
     match discovered {

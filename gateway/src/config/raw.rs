@@ -259,6 +259,9 @@ pub(crate) struct RawUpstream {
     /// Spill-over between priorities (Envoy's overprovisioning factor, e.g. 1.4): a priority
     /// keeps its share of instances available times this, the rest goes to the next.
     pub(crate) overprovisioning: Option<Spanned<f64>>,
+    /// Below this share of a priority's instances available, in percent, its requests go to
+    /// all of them (Envoy's panic threshold; 0, the default: never).
+    pub(crate) panic_threshold_percent: Option<Spanned<f64>>,
     /// Instead of `instances`: every address a DNS name resolves to is an instance.
     pub(crate) discover: Option<RawDiscover>,
     pub(crate) balance: Option<Text>,

@@ -26,6 +26,7 @@ pub(crate) const INSTANCE_LATENCY: &str = "lookout_upstream_instance_latency_sec
 pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
 pub(crate) const RETRIES_SKIPPED: &str = "lookout_upstream_retries_skipped_total";
 pub(crate) const OVERLOADED: &str = "lookout_upstream_overloaded_total";
+pub(crate) const PANIC_ATTEMPTS: &str = "lookout_upstream_panic_attempts_total";
 pub(crate) const EJECTIONS: &str = "lookout_upstream_ejections_total";
 pub(crate) const UPSTREAM_ATTEMPTS: &str = "lookout_upstream_attempts_total";
 pub(crate) const UPSTREAM_BODY_FAILURES: &str = "lookout_upstream_body_failures_total";
@@ -112,7 +113,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 77] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 78] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -200,6 +201,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 77] = [
         OVERLOADED,
         Unit::Count,
         "Requests refused at once (503 upstream_overloaded) because the upstream had its max_in_flight requests waiting for it already.",
+    ),
+    (
+        PANIC_ATTEMPTS,
+        Unit::Count,
+        "Attempts sent to an instance picked in panic (panic_threshold_percent): too few of its priority's instances were available, so their health was ignored.",
     ),
     (
         EJECTIONS,

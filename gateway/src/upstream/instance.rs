@@ -267,6 +267,8 @@ impl Instance {
             priority: self.priority,
             weight: self.weight,
             p99_last_minute_us: (last_minute.count > 0).then_some(last_minute.p99),
+            // Its upstream knows (see `Upstream::health`).
+            in_panic: false,
         }
     }
 

@@ -35,7 +35,7 @@ pub(crate) use ticket::ReturnTicket;
 
 use crate::stats::{ScrapeGauges, PRIORITY_LOAD, SERVING_PRIORITY};
 use http::StatusCode;
-use priorities::Priority;
+use priorities::{Panic, Priority};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +49,9 @@ pub(crate) struct Upstream {
     pub(crate) priorities: Box<[Priority]>,
     /// Whether a priority short of instances shares its requests with the next.
     pub(crate) spill: Spill,
+    /// Below this share of a priority's instances available (in percent; 0: never), its
+    /// requests go to all its instances (see [`priorities::in_panic`]).
+    pub(crate) panic_threshold_percent: u32,
     pub(crate) balancer: Balancer,
     /// What its instances speak; every instance of an upstream speaks the same.
     pub(crate) protocol: Protocol,
@@ -71,6 +74,8 @@ pub(crate) struct Upstream {
     pub(crate) skipped_retries: SkippedRetries,
     /// `lookout_upstream_overloaded_total`: requests refused at `max_in_flight`.
     pub(crate) overloaded: metrics::Counter,
+    /// `lookout_upstream_panic_attempts_total`: instances picked in panic, health ignored.
+    pub(crate) panic_picks: metrics::Counter,
     /// The gateway's log of the latest ejections, shared by every upstream.
     pub(crate) ejections: Arc<EjectionLog>,
 }
@@ -142,6 +147,8 @@ impl UpstreamRef {
                 Spill::Overprovisioned { factor_percent } => Some(f64::from(factor_percent) / 100.0),
             },
             priorities: upstream.shares(instance::now_ms()),
+            panic_threshold_percent: Some(upstream.panic_threshold_percent).filter(|&t| t > 0),
+            in_panic: upstream.priorities_in_panic(instance::now_ms()),
             discovery: self.discovery().map(|d| d.status()),
         }
     }
@@ -192,6 +199,13 @@ pub(crate) struct UpstreamStatus {
     /// Each priority's instances available and share of new requests, when it has backups.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     priorities: Vec<PriorityShare>,
+    /// Its panic threshold, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    panic_threshold_percent: Option<u32>,
+    /// The priorities in panic now (0 for the first choices), whose requests go to all their
+    /// instances, health ignored.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    in_panic: Vec<u8>,
     /// Where a discovered upstream's instances come from, and how its latest resolution went.
     #[serde(skip_serializing_if = "Option::is_none")]
     discovery: Option<discovery::DiscoveryStatus>,
@@ -218,18 +232,50 @@ impl Upstream {
     /// one: backups serve only while every instance before them is out, or, for a retry, tried
     /// already (nginx's `backup`). With it, of the priority the loads draw, then of the others
     /// in order (Envoy's priorities). Each priority is balanced on its own, so that a backup
-    /// standing by takes no share from the first choices' round robin.
+    /// standing by takes no share from the first choices' round robin. A priority in panic
+    /// takes any of its instances not drained, available or not.
     pub(crate) fn pick(&self, hash: Option<u64>, tried: &[usize], now_ms: u64) -> Option<usize> {
+        let panic = self.panic(now_ms);
+        let ignores_health = |index: usize| panic.as_ref().is_some_and(|p| p.ignores_health(index));
+        let pick_in = |index: usize| {
+            let picked = self.pick_in(
+                &self.priorities[index],
+                ignores_health(index),
+                hash,
+                tried,
+                now_ms,
+            );
+            if picked.is_some() && ignores_health(index) {
+                self.panic_picks.increment(1);
+            }
+            picked
+        };
         if let Some(drawn) = self.drawn_priority(hash, now_ms) {
-            let picked = self.pick_in(&self.priorities[drawn], hash, tried, now_ms);
+            let picked = pick_in(drawn);
             if picked.is_some() {
                 return picked;
             }
         }
         // Without spill-over, or with nothing left to try in the priority drawn (a retry).
-        self.priorities
-            .iter()
-            .find_map(|priority| self.pick_in(priority, hash, tried, now_ms))
+        (0..self.priorities.len()).find_map(pick_in)
+    }
+
+    /// Which priorities are in panic now; `None` while none is.
+    fn panic(&self, now_ms: u64) -> Option<Panic> {
+        let threshold = self.panic_threshold_percent;
+        priorities::in_panic(self.spill, threshold, &self.priorities, &self.instances, now_ms)
+    }
+
+    /// The numbers of the priorities in panic now, for the admin API.
+    fn priorities_in_panic(&self, now_ms: u64) -> Vec<u8> {
+        let Some(panic) = self.panic(now_ms) else {
+            return Vec::new();
+        };
+        let priorities = self.priorities.iter().enumerate();
+        let in_panic = priorities.filter(|(index, _)| panic.ignores_health(*index));
+        in_panic
+            .map(|(_, priority)| self.instances[priority.range.start].priority)
+            .collect()
     }
 
     /// Each priority's standing, when it has more than one.
@@ -247,12 +293,24 @@ impl Upstream {
         priorities::draw(self.spill, &self.priorities, &self.instances, hash, now_ms)
     }
 
-    /// An available instance of `priority` not in `tried`, by the upstream's balancing.
+    /// An instance of `priority` not in `tried`, by the upstream's balancing: an available one,
+    /// or, in panic (`ignore_health`), any not drained.
     #[inline]
-    fn pick_in(&self, priority: &Priority, hash: Option<u64>, tried: &[usize], now_ms: u64) -> Option<usize> {
+    fn pick_in(
+        &self,
+        priority: &Priority,
+        ignore_health: bool,
+        hash: Option<u64>,
+        tried: &[usize],
+        now_ms: u64,
+    ) -> Option<usize> {
         let Priority { range, wheel } = priority;
         let instances = &self.instances[range.clone()];
-        let eligible = |i: &usize| instances[*i].is_available(now_ms) && !tried.contains(&(range.start + i));
+        let usable = |instance: &Instance| match ignore_health {
+            false => instance.is_available(now_ms),
+            true => !instance.is_drained(),
+        };
+        let eligible = |i: &usize| usable(&instances[*i]) && !tried.contains(&(range.start + i));
         let picked = match self.slow_start_ms.filter(|_| hash.is_none()) {
             None => self.balancer.pick(instances, wheel, hash, eligible),
             // A warming instance passes up some of its turns; when every one of the
@@ -344,6 +402,7 @@ impl Upstream {
             instances,
             priorities,
             spill: self.spill,
+            panic_threshold_percent: self.panic_threshold_percent,
             balancer: self.balancer.fresh(),
             protocol: self.protocol,
             connect_timeout: self.connect_timeout,
@@ -357,6 +416,7 @@ impl Upstream {
             retries: self.retries.clone(),
             skipped_retries: self.skipped_retries.clone(),
             overloaded: self.overloaded.clone(),
+            panic_picks: self.panic_picks.clone(),
             ejections: self.ejections.clone(),
         }
     }
@@ -364,13 +424,21 @@ impl Upstream {
     /// The instances' state as the dashboard shows it.
     fn health(&self) -> lookout_dashboard::UpstreamHealth {
         let now = instance::now_ms();
+        let mut instances: Vec<_> = self
+            .instances
+            .iter()
+            .map(|i| i.health(now, self.slow_start_ms))
+            .collect();
+        if let Some(panic) = self.panic(now) {
+            for (index, priority) in self.priorities.iter().enumerate() {
+                for health in &mut instances[priority.range.clone()] {
+                    health.in_panic = panic.ignores_health(index);
+                }
+            }
+        }
         lookout_dashboard::UpstreamHealth {
             name: self.name.to_string(),
-            instances: self
-                .instances
-                .iter()
-                .map(|i| i.health(now, self.slow_start_ms))
-                .collect(),
+            instances,
             priorities: self.shares(now).into_iter().map(PriorityShare::health).collect(),
             discovery: None,
         }

@@ -98,6 +98,77 @@ fn shared(spill: Spill, counts: impl Iterator<Item = (usize, usize)>) -> impl It
     })
 }
 
+/// Which priorities are in panic (Envoy's `healthy_panic_threshold`): those with fewer than
+/// `threshold_percent` of their instances available, while what is available cannot carry the
+/// upstream's requests. A priority in panic takes its requests on all its instances, available
+/// or not (drained ones aside): when health checks fail most of them at once, the fault is
+/// rarely theirs (a shared dependency, a check that lies), and the few left would sink under
+/// everyone's load. `None` while none is (always, with a threshold of 0).
+pub(crate) fn in_panic(
+    spill: Spill,
+    threshold_percent: u32,
+    priorities: &[Priority],
+    instances: &[Instance],
+    now_ms: u64,
+) -> Option<Panic> {
+    if threshold_percent == 0 {
+        return None;
+    }
+    let counts: SmallVec<[(usize, usize); 4]> = priorities
+        .iter()
+        .map(|priority| priority.panic_counts(instances, now_ms))
+        .collect();
+    let flags = panic_flags(spill, threshold_percent, &counts);
+    flags.contains(&true).then_some(Panic(flags))
+}
+
+/// Whether each priority is in panic; see [`in_panic`].
+#[derive(Debug)]
+pub(crate) struct Panic(SmallVec<[bool; 4]>);
+
+impl Panic {
+    /// Whether priority `index` takes its requests on all its instances.
+    pub(crate) fn ignores_health(&self, index: usize) -> bool {
+        self.0[index]
+    }
+}
+
+impl Priority {
+    /// How many of its instances are available, and how many are not drained (those that panic
+    /// may send requests to: a drained instance is leaving, not failing).
+    fn panic_counts(&self, instances: &[Instance], now_ms: u64) -> (usize, usize) {
+        let members = &instances[self.range.clone()];
+        let available = members.iter().filter(|i| i.is_available(now_ms)).count();
+        let serving = members.iter().filter(|i| !i.is_drained()).count();
+        (available, serving)
+    }
+}
+
+/// The panic flags of priorities with these (available, not drained) counts. With spill-over,
+/// Envoy's rule: no priority panics while the priorities' healths sum to 100% (the next ones
+/// carry what a short one cannot). Without it, the backups take nothing while a first choice is
+/// available, so only the priority serving (the first with an instance available, else the
+/// first) is judged, on its own.
+fn panic_flags(spill: Spill, threshold_percent: u32, counts: &[(usize, usize)]) -> SmallVec<[bool; 4]> {
+    let below = |&(available, members): &(usize, usize)| {
+        members > 0 && available * (ALL as usize) < threshold_percent as usize * members
+    };
+    match spill {
+        Spill::Never => {
+            let serving = counts.iter().position(|&(available, _)| available > 0);
+            let serving = serving.or_else(|| counts.iter().position(|&(_, members)| members > 0));
+            let flags = counts.iter().enumerate();
+            flags
+                .map(|(index, c)| Some(index) == serving && below(c))
+                .collect()
+        }
+        Spill::Overprovisioned { .. } => {
+            let carried: u32 = shared(spill, counts.iter().copied()).sum();
+            counts.iter().map(|c| carried < ALL && below(c)).collect()
+        }
+    }
+}
+
 /// Where one priority stands, for the admin API, the dashboard and the metrics.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct PriorityShare {
@@ -211,6 +282,41 @@ mod tests {
         assert_eq!(shared_by(Spill::Never, &[(1, 10), (10, 10)]), [100, 0]);
         assert_eq!(shared_by(Spill::Never, &[(0, 10), (1, 10)]), [0, 100]);
         assert_eq!(shared_by(Spill::Never, &[(0, 1), (0, 1)]), [0, 0]);
+    }
+
+    fn panics(spill: Spill, counts: &[(usize, usize)]) -> Vec<bool> {
+        panic_flags(spill, 50, counts).into_vec()
+    }
+
+    #[test]
+    fn a_lone_priority_panics_below_the_threshold() {
+        for spill in [Spill::Never, ENVOY] {
+            assert_eq!(panics(spill, &[(5, 10)]), [false], "half is not below half");
+            assert_eq!(panics(spill, &[(4, 10)]), [true]);
+            assert_eq!(panics(spill, &[(0, 10)]), [true], "none available: all are tried");
+            assert_eq!(panics(spill, &[(0, 0)]), [false], "all drained: none to send to");
+            assert_eq!(panic_flags(spill, 0, &[(0, 10)]).into_vec(), [false], "0: never");
+        }
+    }
+
+    #[test]
+    fn with_spill_over_a_priority_panics_only_when_the_next_cannot_carry_the_rest() {
+        // Envoy's rule: 4 of 10 (56%) and a whole backup carry 100%: no panic.
+        assert_eq!(panics(ENVOY, &[(4, 10), (2, 2)]), [false, false]);
+        // 4 of 10 and 1 of 4 (35%) carry 91%: each below half panics.
+        assert_eq!(panics(ENVOY, &[(4, 10), (1, 4)]), [true, true]);
+        // At a factor of 1, 4 of 10 and 1 of 2 carry 90%: 1 of 2 is not below half.
+        let even = Spill::Overprovisioned { factor_percent: 100 };
+        assert_eq!(panics(even, &[(4, 10), (1, 2)]), [true, false]);
+        assert_eq!(panics(ENVOY, &[(0, 10), (0, 2)]), [true, true]);
+    }
+
+    #[test]
+    fn without_spill_over_only_the_priority_serving_is_judged() {
+        // The first choices serve while one is available, whatever the backups' state.
+        assert_eq!(panics(Spill::Never, &[(4, 10), (2, 2)]), [true, false]);
+        assert_eq!(panics(Spill::Never, &[(0, 10), (1, 4)]), [false, true]);
+        assert_eq!(panics(Spill::Never, &[(0, 10), (0, 4)]), [true, false]);
     }
 
     #[test]

@@ -1028,13 +1028,14 @@ routes:
 }
 
 #[test]
-fn overprovisioning_names_its_field() {
+fn overprovisioning_and_the_panic_threshold_name_their_field() {
     let text = "\
 upstreams:
   - { name: low, instances: [\"127.0.0.1:1\"], backups: [\"127.0.0.1:2\"], overprovisioning: 0.5 }
   - { name: alone, instances: [\"127.0.0.1:3\"], overprovisioning: 1.4 }
-  - { name: fine, instances: [\"127.0.0.1:4\"], backups: [\"127.0.0.1:5\"], overprovisioning: 1.4 }
+  - { name: fine, instances: [\"127.0.0.1:4\"], backups: [\"127.0.0.1:5\"], overprovisioning: 1.4, panic_threshold_percent: 50 }
   - { name: found, discover: { dns: \"localhost:80\" }, overprovisioning: 2 }
+  - { name: over, instances: [\"127.0.0.1:6\"], panic_threshold_percent: 120 }
 routes:
   - { name: r, upstream: fine }
 ";
@@ -1043,6 +1044,11 @@ routes:
         &[
             ("upstreams[0].overprovisioning", 2, "must be from 1 to 100"),
             ("upstreams[1].overprovisioning", 3, "this upstream has none"),
+            (
+                "upstreams[4].panic_threshold_percent",
+                6,
+                "must be between 0 and 100",
+            ),
         ],
     );
 }

@@ -23,6 +23,7 @@ mod metrics_push;
 mod mirror;
 mod otlp_tls;
 mod outlier_rates;
+mod panic;
 mod protocols;
 mod rate_limits;
 
