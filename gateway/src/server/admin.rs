@@ -8,7 +8,7 @@ use super::json_refusals::json_refusals;
 use super::Shared;
 use crate::config::ConfigErrors;
 use crate::metrics_push::{Exemplars, Exposition};
-use crate::stats::{openmetrics, ScrapeGauges};
+use crate::stats::{openmetrics, ProcessStats, ScrapeGauges};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware;
@@ -117,6 +117,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
         "slos": routes.slo_statuses(),
         "upstreams": upstreams,
         "ejections": shared.registry.ejections().latest(usize::MAX),
+        "process": ProcessStats::read(),
     }))
     .into_response()
 }
@@ -148,12 +149,14 @@ fn exposition(shared: &Shared) -> String {
         upstream.record_priorities(&live);
     }
     routes.expose_slos(&live);
-    shared.registry.render_metrics(
+    let mut text = shared.registry.render_metrics(
         &shared.proxy.events.stats(),
         store.as_ref(),
         traces.as_ref(),
         live,
-    )
+    );
+    ProcessStats::read().render(&mut text);
+    text
 }
 
 /// What the OTLP push reads: what a scrape would.

@@ -1,12 +1,13 @@
 //! `GET /metrics`: OpenTelemetry-named Prometheus series whose counts match the traffic, valid
-//! exposition text (`promtool check metrics`), and labels that stay bounded whatever the paths.
+//! exposition text (`promtool check metrics`), labels that stay bounded whatever the paths, and
+//! the gateway's own process and runtime.
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use lookout_tests::{send, single_upstream, start_gateway, TestUpstream};
+use lookout_tests::{body_json, send, single_upstream, start_gateway, TestUpstream};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -188,6 +189,43 @@ async fn every_route_has_its_anomaly_scores_from_the_start() {
     }
     assert_eq!(sample(&text, "lookout_anomalies_active"), Some(0.0));
     promtool_check(&text);
+}
+
+/// The gateway's own process (`process_*`, as every Prometheus client library exposes them) and
+/// its async runtime's workers, each worker's busy time growing with the traffic; the same
+/// figures in `/admin/stats`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_and_its_runtime_workers_are_measured() {
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&single_upstream(upstream.addr, "", "")).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    let busy = |text: &str| {
+        let worker = |n: usize| {
+            let series = format!("lookout_runtime_worker_busy_seconds_total{{worker=\"{n}\"}}");
+            sample(text, &series).expect("a worker's busy time")
+        };
+        worker(0) + worker(1)
+    };
+    let before = busy(&scrape(admin).await);
+    for _ in 0..200 {
+        send(proxy, Method::GET, "/", &[]).await;
+    }
+    let text = scrape(admin).await;
+    assert!(busy(&text) > before, "the workers served the requests");
+    assert_eq!(sample(&text, "lookout_runtime_workers"), Some(2.0));
+    assert!(sample(&text, "lookout_runtime_alive_tasks").is_some_and(|n| n >= 1.0));
+    let resident = sample(&text, "process_resident_memory_bytes").expect("resident memory");
+    assert!(resident > 1e6, "{resident}");
+    let open = sample(&text, "process_open_fds").expect("open descriptors");
+    let max = sample(&text, "process_max_fds").expect("descriptor limit");
+    assert!(open >= 2.0 && (max == 0.0 || open < max), "{open} of {max}");
+    assert!(sample(&text, "process_cpu_seconds_total").is_some());
+    assert!(sample(&text, "process_threads").is_some_and(|n| n >= 2.0));
+    promtool_check(&text);
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    let process = &stats["process"];
+    assert!(process["open_fds"].as_u64().is_some_and(|n| n >= 2), "{process}");
+    assert_eq!(process["runtime"]["workers"], 2, "{process}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,232 @@
+//! The gateway's own process, read when asked (a scrape, a push, `/admin/stats`), never on the
+//! request path: CPU time, memory, file descriptors and threads (the `process_*` metrics every
+//! Prometheus client library exposes, read from `/proc` by metrics-process), and how busy the
+//! async runtime's workers are (tokio's runtime metrics): whether the gateway itself is the
+//! bottleneck, or close to its descriptor limit.
+//!
+//! Written into the exposition as text rather than through the `metrics` recorders: CPU and busy
+//! times are fractions of seconds, and the recorders' counters count whole numbers.
+
+use serde::Serialize;
+use std::fmt::Write;
+
+pub(crate) const CPU_SECONDS: &str = "process_cpu_seconds_total";
+pub(crate) const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+pub(crate) const OPEN_FDS: &str = "process_open_fds";
+pub(crate) const MAX_FDS: &str = "process_max_fds";
+pub(crate) const WORKER_BUSY: &str = "lookout_runtime_worker_busy_seconds_total";
+
+/// One reading of the process and its runtime.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct ProcessStats {
+    /// User and system CPU time, all threads.
+    cpu_seconds: Option<f64>,
+    resident_memory_bytes: Option<u64>,
+    virtual_memory_bytes: Option<u64>,
+    open_fds: Option<u64>,
+    /// The soft limit; 0 when unlimited.
+    max_fds: Option<u64>,
+    start_time_seconds: Option<u64>,
+    threads: Option<u64>,
+    /// The runtime serving the proxy and the admin listener.
+    runtime: Option<RuntimeStats>,
+}
+
+#[derive(Debug, Serialize)]
+struct RuntimeStats {
+    workers: usize,
+    /// Each worker's time spent running tasks since the start, in seconds: its busy share is the
+    /// rate of this.
+    worker_busy_seconds: Vec<f64>,
+    /// Tasks alive: connections, requests under way, the gateway's own loops.
+    alive_tasks: usize,
+    /// Tasks waiting in the runtime's shared queue for a worker to take them.
+    global_queue_depth: usize,
+}
+
+impl ProcessStats {
+    /// The process as it stands, and the runtime the caller runs on (none outside one).
+    pub(crate) fn read() -> ProcessStats {
+        let process = metrics_process::collector::collect();
+        ProcessStats {
+            cpu_seconds: process.cpu_seconds_total,
+            resident_memory_bytes: process.resident_memory_bytes,
+            virtual_memory_bytes: process.virtual_memory_bytes,
+            open_fds: process.open_fds,
+            max_fds: process.max_fds,
+            start_time_seconds: process.start_time_seconds,
+            threads: process.threads,
+            runtime: tokio::runtime::Handle::try_current().ok().map(|handle| {
+                let metrics = handle.metrics();
+                let workers = metrics.num_workers();
+                RuntimeStats {
+                    workers,
+                    worker_busy_seconds: (0..workers)
+                        .map(|worker| metrics.worker_total_busy_duration(worker).as_secs_f64())
+                        .collect(),
+                    alive_tasks: metrics.num_alive_tasks(),
+                    global_queue_depth: metrics.global_queue_depth(),
+                }
+            }),
+        }
+    }
+
+    /// Appends the families in the Prometheus text format; a figure that could not be read has
+    /// no sample.
+    pub(crate) fn render(&self, out: &mut String) {
+        let as_f64 = |value: Option<u64>| value.map(|v| v as f64);
+        let process = [
+            (
+                CPU_SECONDS,
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                self.cpu_seconds,
+            ),
+            (
+                RESIDENT_MEMORY,
+                "gauge",
+                "Resident memory size in bytes.",
+                as_f64(self.resident_memory_bytes),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "gauge",
+                "Virtual memory size in bytes.",
+                as_f64(self.virtual_memory_bytes),
+            ),
+            (
+                OPEN_FDS,
+                "gauge",
+                "Number of open file descriptors.",
+                as_f64(self.open_fds),
+            ),
+            (
+                MAX_FDS,
+                "gauge",
+                "Maximum number of open file descriptors (the soft limit; 0: unlimited).",
+                as_f64(self.max_fds),
+            ),
+            (
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since the Unix epoch in seconds.",
+                as_f64(self.start_time_seconds),
+            ),
+            (
+                "process_threads",
+                "gauge",
+                "Number of OS threads in the process.",
+                as_f64(self.threads),
+            ),
+        ];
+        for (name, kind, help, value) in process {
+            family(out, name, kind, help, value.map(|value| ("", value)));
+        }
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        let workers = "Worker threads of the gateway's async runtime (the proxy's and the admin listener's).";
+        family(
+            out,
+            "lookout_runtime_workers",
+            "gauge",
+            workers,
+            Some(("", runtime.workers as f64)),
+        );
+        let busy = "Time each worker of the async runtime spent running tasks, in seconds: its rate is the worker's busy share, near 1 when the gateway is CPU-bound.";
+        let per_worker = runtime.worker_busy_seconds.iter().enumerate();
+        let samples: Vec<(String, f64)> = per_worker
+            .map(|(worker, seconds)| (format!("{{worker=\"{worker}\"}}"), *seconds))
+            .collect();
+        family(
+            out,
+            WORKER_BUSY,
+            "counter",
+            busy,
+            samples.iter().map(|(l, v)| (l.as_str(), *v)),
+        );
+        let tasks =
+            "Tasks alive in the async runtime: connections, requests under way, the gateway's own loops.";
+        family(
+            out,
+            "lookout_runtime_alive_tasks",
+            "gauge",
+            tasks,
+            Some(("", runtime.alive_tasks as f64)),
+        );
+        let queued = "Tasks waiting in the async runtime's shared queue for a worker to take them: above 0 for long, the workers cannot keep up.";
+        let depth = runtime.global_queue_depth as f64;
+        family(
+            out,
+            "lookout_runtime_global_queue_depth",
+            "gauge",
+            queued,
+            Some(("", depth)),
+        );
+    }
+}
+
+/// One family: its help and type, then each sample (`labels` in braces, or empty).
+fn family<'a>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (&'a str, f64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_written_with_their_help_type_and_fractional_values() {
+        let stats = ProcessStats {
+            cpu_seconds: Some(1.25),
+            open_fds: Some(12),
+            runtime: Some(RuntimeStats {
+                workers: 2,
+                worker_busy_seconds: vec![0.5, 0.75],
+                alive_tasks: 7,
+                global_queue_depth: 0,
+            }),
+            ..ProcessStats::default()
+        };
+        let mut text = String::new();
+        stats.render(&mut text);
+        assert!(text.contains(
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+             # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.25\n\n"
+        ));
+        assert!(text.contains("process_open_fds 12\n"));
+        assert!(
+            text.contains("# TYPE process_resident_memory_bytes gauge\n\n"),
+            "no sample: unread"
+        );
+        assert!(text.contains(
+            "lookout_runtime_worker_busy_seconds_total{worker=\"0\"} 0.5\n\
+             lookout_runtime_worker_busy_seconds_total{worker=\"1\"} 0.75\n"
+        ));
+        assert!(text.contains("lookout_runtime_alive_tasks 7\n"));
+    }
+
+    #[test]
+    fn a_reading_on_a_runtime_has_this_process_and_the_runtime() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let stats = runtime.block_on(async { ProcessStats::read() });
+        assert!(stats.cpu_seconds.is_some(), "in clock ticks: 0 at first");
+        assert!(stats.open_fds.is_some_and(|fds| fds > 0));
+        assert!(stats.resident_memory_bytes.is_some_and(|rss| rss > 0));
+        assert_eq!(stats.runtime.map(|r| r.workers), Some(1));
+        assert!(ProcessStats::read().runtime.is_none(), "outside a runtime");
+    }
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The CPU of one scrape of /metrics, and of one read of /admin/stats, with $CONNECTIONS client
+# connections held open (default 2,000: the process metrics count the open file descriptors by
+# listing /proc/self/fd) and $ROUTES routes (default 50), each called once so that its series
+# exist. Given two binaries, each is measured in turn and the second's ratio to the first
+# printed: an A/B of two builds (e.g. before and after the process and runtime metrics).
+#
+#   tests/bench/scrape.sh                                     # this tree's build
+#   tests/bench/scrape.sh /tmp/lookout-before target/release/lookout
+#
+# Needs wrk (apt install wrk; the shared helpers check for it) and curl. This is a benchmark, not
+# a test: nothing here passes or fails on a figure.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+routes=${ROUTES:-50}
+connections=${CONNECTIONS:-2000}
+scrapes=${SCRAPES:-200}
+# shellcheck source=tests/bench/lib.sh
+source "$root/tests/bench/lib.sh"
+ulimit -n $((connections + 1024))
+
+start_bench_upstream
+binaries=("${@:-$target/release/lookout}")
+
+# CPU time of process $1 so far, all threads, in ns.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ total += $1 } END { printf "%d\n", total }'; }
+
+# Prints the CPU (ms) of one GET of admin path $3 on gateway pid $1 at admin port $2.
+per_request() {
+  local before
+  before=$(cpu_ns "$1")
+  for _ in $(seq "$scrapes"); do curl -s -o /dev/null "http://127.0.0.1:$2$3"; done
+  awk -v d="$(($(cpu_ns "$1") - before))" -v n="$scrapes" 'BEGIN { printf "%.3f\n", d / n / 1e6 }'
+}
+
+# Prints the CPU of one scrape and of one /admin/stats read of binary $1.
+measure_binary() {
+  local proxy admin gateway holder
+  proxy=$(free_port)
+  admin=$(free_port)
+  {
+    echo "listeners: { proxy: \"127.0.0.1:$proxy\", admin: \"127.0.0.1:$admin\" }"
+    echo "access_log: { path: off }"
+    echo "analytics: { store: off }"
+    echo "limits: { max_connections: $((connections + 100)), idle_timeout: 10m, header_read_timeout: 10m }"
+    echo "upstreams:"
+    echo "  - { name: bench, instances: [\"127.0.0.1:$upstream_port\"] }"
+    echo "routes:"
+    for route in $(seq "$routes"); do
+      echo "  - { name: r$route, match: { prefix: /r$route/ }, upstream: bench, rewrite: /small }"
+    done
+  } >"$work/scrape.yaml"
+  "$1" run -c "$work/scrape.yaml" --workers 1 >/dev/null 2>&1 & pids+=($!)
+  gateway=$!
+  wait_port "$proxy"
+  for route in $(seq "$routes"); do curl -s -o /dev/null "http://127.0.0.1:$proxy/r$route/x"; done
+  # Idle client connections, held until killed.
+  python3 - "$proxy" "$connections" <<'PY' & pids+=($!)
+import socket, sys, time
+port, count = int(sys.argv[1]), int(sys.argv[2])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+time.sleep(3600)
+PY
+  holder=$!
+  local open=0
+  for _ in $(seq 100); do
+    open=$(curl -s "http://127.0.0.1:$admin/metrics" | awk '$1 == "lookout_proxy_connections_open" { print $2 }')
+    [ "${open%.*}" -lt "$connections" ] || break
+    sleep 0.1
+  done
+  curl -s -o /dev/null "http://127.0.0.1:$admin/metrics"
+  echo "$(per_request "$gateway" "$admin" /metrics) $(per_request "$gateway" "$admin" /admin/stats) $open"
+  kill "$holder" "$gateway" 2>/dev/null || true
+  wait "$holder" "$gateway" 2>/dev/null || true
+}
+
+printf '%-14s %12s %12s %12s\n' binary 'scrape ms' 'stats ms' 'connections'
+results=()
+for binary in "${binaries[@]}"; do
+  read -r scrape stats open < <(measure_binary "$binary")
+  results+=("$scrape $stats")
+  printf '%-14s %12s %12s %12s\n' "$(basename "$binary")" "$scrape" "$stats" "$open"
+done
+if [ "${#binaries[@]}" -ge 2 ]; then
+  read -r a_scrape a_stats <<<"${results[0]}"
+  read -r b_scrape b_stats <<<"${results[1]}"
+  awk -v a="$a_scrape" -v b="$b_scrape" -v c="$a_stats" -v d="$b_stats" \
+    'BEGIN { printf "%-14s %11.3fx %11.3fx\n", "ratio", b / a, d / c }'
+fi
