@@ -2,7 +2,7 @@
 //! request path: CPU time, memory, file descriptors and threads (the `process_*` metrics every
 //! Prometheus client library exposes, read from `/proc` by metrics-process), and how busy the
 //! async runtime's workers are (tokio's runtime metrics): whether the gateway itself is the
-//! bottleneck, or close to its descriptor limit.
+//! bottleneck, or close to its descriptor limit. And its version, as `lookout_build_info`.
 //!
 //! Written into the exposition as text rather than through the `metrics` recorders: CPU and busy
 //! times are fractions of seconds, and the recorders' counters count whole numbers.
@@ -122,6 +122,9 @@ impl ProcessStats {
         for (name, kind, help, value) in process {
             family(out, name, kind, help, value.map(|value| ("", value)));
         }
+        let build = "The gateway's version, as a label (always 1): which replicas run which build.";
+        let version = concat!("{version=\"", env!("CARGO_PKG_VERSION"), "\"}");
+        family(out, "lookout_build_info", "gauge", build, Some((version, 1.0)));
         let Some(runtime) = &self.runtime else {
             return;
         };
@@ -215,6 +218,8 @@ mod tests {
              lookout_runtime_worker_busy_seconds_total{worker=\"1\"} 0.75\n"
         ));
         assert!(text.contains("lookout_runtime_alive_tasks 7\n"));
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(text.contains(&format!("lookout_build_info{{version=\"{version}\"}} 1\n")));
     }
 
     #[test]
