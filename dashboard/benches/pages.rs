@@ -11,7 +11,7 @@ use lookout_analytics::analysis::{minute_of, now_us, MINUTE_US};
 use lookout_analytics::{
     EventQueue, EventSink, PathStep, RequestEvent, StepKind, Store, StoreLocation, StoreSettings,
 };
-use lookout_dashboard::{Access, Dashboard, Live, LiveSource, Objective};
+use lookout_dashboard::{Access, Dashboard, Live, LiveSource, Objective, ProcessFigures};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +47,7 @@ impl LiveSource for Idle {
             tunnels_open: 0,
             ejections: Vec::new(),
             objectives: (0..OBJECTIVES).map(objective).collect(),
+            process: ProcessFigures::default(),
         }
     }
 }

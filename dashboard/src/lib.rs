@@ -42,6 +42,22 @@ pub struct Live {
     pub ejections: Vec<Ejection>,
     /// The routes' service level objectives in force, in the config's order.
     pub objectives: Vec<Objective>,
+    /// The gateway's own process.
+    pub process: ProcessFigures,
+}
+
+/// The gateway's own process: whether the gateway itself is the bottleneck. `None` where a
+/// figure could not be read, or, for the rates, before the gateway has two readings.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProcessFigures {
+    /// CPU used over the last readings' window (10 s), in cores.
+    pub cpu_cores: Option<f64>,
+    /// The async workers' busy share over that window, 0 to 1.
+    pub workers_busy: Option<f64>,
+    pub resident_memory_bytes: Option<u64>,
+    pub open_fds: Option<u64>,
+    /// The soft limit; 0 when unlimited.
+    pub max_fds: Option<u64>,
 }
 
 /// A route's service level objective (`slo:`).

@@ -77,6 +77,12 @@ try {
   assert.equal((await page.textContent('#spans-exported')).trim(), '0');
   assert.notEqual((await page.textContent('#spans-failed')).trim(), '0');
   assert.match(await page.getAttribute('#spans-failed', 'class'), /warn/);
+  // The gateway's own process: memory and descriptors at once, CPU and the workers' busy share
+  // once the stats task has two readings, 10 s apart.
+  assert.match((await page.textContent('#process-memory')).trim(), /MiB$/);
+  assert.match((await page.textContent('#process-fds')).trim(), / of /);
+  await page.waitForFunction(() => /^\d+\.\d\d$/.test(document.getElementById('process-cpu').textContent.trim()), null, { timeout: 25000 });
+  assert.match((await page.textContent('#process-busy')).trim(), /^\d+%$/);
   await shot('overview');
   step('overview and live refresh');
 

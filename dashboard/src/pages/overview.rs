@@ -5,9 +5,9 @@
 use super::request_table::RequestTable;
 use super::{fragment, last_hour, no_store_cache, read, render, segment, PageError, Shared};
 use crate::chart::{LineChart, Series, AMBER, BLUE, RED};
-use crate::format::{clock, clock_minute, count, day_clock, duration, percent};
+use crate::format::{bytes, clock, clock_minute, count, day_clock, duration, percent};
 use crate::timeline::{MINUTES, SECONDS};
-use crate::{DiscoveryHealth, Ejection, PriorityHealth};
+use crate::{DiscoveryHealth, Ejection, PriorityHealth, ProcessFigures};
 use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
@@ -227,6 +227,7 @@ struct LiveFragment {
     store_ok: bool,
     store_state: &'static str,
     traces: Option<TraceCards>,
+    process: ProcessCards,
     rate_chart: String,
     latency_chart: String,
     instances: Vec<InstanceRow>,
@@ -235,6 +236,47 @@ struct LiveFragment {
     ejections: Vec<EjectionRow>,
     /// The latest failed requests of the live window, when the store is on.
     failed: Option<String>,
+}
+
+/// The gateway's own process, as the live fragment shows it; `–` for a figure not read.
+struct ProcessCards {
+    cpu: String,
+    busy: String,
+    /// `warn` above 80% busy: the gateway nears being CPU-bound.
+    busy_class: &'static str,
+    memory: String,
+    fds: String,
+    /// `bad` above 80% of the limit, as the alert.
+    fds_class: &'static str,
+}
+
+impl ProcessCards {
+    fn new(process: &ProcessFigures) -> Self {
+        let unread = || "–".to_owned();
+        let busy = process.workers_busy.unwrap_or(0.0);
+        let fds_share = match (process.open_fds, process.max_fds) {
+            (Some(open), Some(max)) if max > 0 => open as f64 / max as f64,
+            _ => 0.0,
+        };
+        ProcessCards {
+            cpu: process
+                .cpu_cores
+                .map_or_else(unread, |cores| format!("{cores:.2}")),
+            busy: process
+                .workers_busy
+                .map_or_else(unread, |share| format!("{:.0}%", share * 100.0)),
+            busy_class: if busy > 0.8 { "warn" } else { "" },
+            memory: process.resident_memory_bytes.map_or_else(unread, bytes),
+            fds: match (process.open_fds, process.max_fds) {
+                (Some(open), Some(max)) if max > 0 => {
+                    format!("{} of {}", count(open as f64), count(max as f64))
+                }
+                (Some(open), _) => count(open as f64),
+                _ => unread(),
+            },
+            fds_class: if fds_share > 0.8 { "bad" } else { "" },
+        }
+    }
 }
 
 /// The trace exporter's figures, as the live fragment shows them.
@@ -319,6 +361,7 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
             failed: count(t.spans_failed as f64),
             dropped: count(t.traces_dropped as f64),
         }),
+        process: ProcessCards::new(&live.process),
         rate_chart: fragment(&rate_chart("Requests per second", &seconds, clock)),
         latency_chart: fragment(&latency_chart("Latency per second", &seconds, clock)),
         instances,

@@ -209,6 +209,7 @@ impl LiveSource for GatewayLive {
             tunnels_open: shared.registry.tunnels_open(),
             ejections: shared.registry.ejections().latest(LIVE_EJECTIONS),
             objectives: routes.objectives(),
+            process: shared.registry.process_figures(),
         }
     }
 }

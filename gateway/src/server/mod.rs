@@ -435,10 +435,13 @@ fn spawn_redirect(
     Ok(Some((addr, task)))
 }
 
-/// Rolls the latency windows forward every [`ROTATION`] until the gateway stops.
+/// Rolls the latency windows forward, and reads the process, every [`ROTATION`] until the
+/// gateway stops.
 async fn rotate_stats(registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(ROTATION);
     ticks.tick().await;
+    // The first reading of the process, so that the dashboard has its rates a rotation on.
+    registry.read_process();
     loop {
         tokio::select! {
             _ = ticks.tick() => registry.rotate(),

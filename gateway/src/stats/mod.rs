@@ -15,7 +15,7 @@ mod tunnel;
 pub(crate) use exemplars::Exemplar;
 pub(crate) use latency::{Latency, ROTATION};
 pub use latency::{LatencySnapshot, Percentiles};
-pub(crate) use process::ProcessStats;
+pub(crate) use process::{ProcessStats, ProcessWindow};
 pub(crate) use prometheus::{
     InstanceCounters, Metrics, ScrapeGauges, ACCESS_LOG_RECORDS, COMPOSE_CALLS, COMPRESSION_AT_LIMIT,
     COMPRESSION_BYTES, CONFIG_RELOADS, CONNECTIONS_MAX, CONNECTIONS_OPEN, CONNECTIONS_OPENED,

@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 use std::fmt::Write;
+use std::time::Instant;
 
 pub(crate) const CPU_SECONDS: &str = "process_cpu_seconds_total";
 pub(crate) const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
@@ -169,6 +170,52 @@ impl ProcessStats {
     }
 }
 
+/// The two latest readings the stats task took ([`super::ROTATION`] apart), for the dashboard's
+/// rates: the CPU used and the workers' busy share over that window.
+#[derive(Debug, Default)]
+pub(crate) struct ProcessWindow {
+    earlier: Option<(Instant, ProcessStats)>,
+    latest: Option<(Instant, ProcessStats)>,
+}
+
+impl ProcessWindow {
+    /// Takes a new reading; the latest becomes the earlier.
+    pub(crate) fn advance(&mut self, reading: ProcessStats) {
+        self.earlier = self.latest.replace((Instant::now(), reading));
+    }
+
+    /// The figures the dashboard shows: the rates over the window, and `now`'s gauges.
+    pub(crate) fn figures(&self, now: &ProcessStats) -> lookout_dashboard::ProcessFigures {
+        let (cpu_cores, workers_busy) = match (&self.earlier, &self.latest) {
+            (Some((from, earlier)), Some((to, latest))) => {
+                let seconds = to.duration_since(*from).as_secs_f64().max(f64::EPSILON);
+                let cpu = latest.cpu_seconds.zip(earlier.cpu_seconds);
+                let busy = latest.busy_seconds().zip(earlier.busy_seconds());
+                let workers = latest.runtime.as_ref().map_or(1, |r| r.workers.max(1)) as f64;
+                (
+                    cpu.map(|(to, from)| (to - from) / seconds),
+                    busy.map(|(to, from)| (to - from) / seconds / workers),
+                )
+            }
+            _ => (None, None),
+        };
+        lookout_dashboard::ProcessFigures {
+            cpu_cores,
+            workers_busy,
+            resident_memory_bytes: now.resident_memory_bytes,
+            open_fds: now.open_fds,
+            max_fds: now.max_fds,
+        }
+    }
+}
+
+impl ProcessStats {
+    /// All the workers' busy time together.
+    fn busy_seconds(&self) -> Option<f64> {
+        Some(self.runtime.as_ref()?.worker_busy_seconds.iter().sum())
+    }
+}
+
 /// One family: its help and type, then each sample (`labels` in braces, or empty).
 fn family<'a>(
     out: &mut String,
@@ -220,6 +267,44 @@ mod tests {
         assert!(text.contains("lookout_runtime_alive_tasks 7\n"));
         let version = env!("CARGO_PKG_VERSION");
         assert!(text.contains(&format!("lookout_build_info{{version=\"{version}\"}} 1\n")));
+    }
+
+    #[test]
+    fn the_window_gives_the_cpu_and_the_busy_share_between_its_readings() {
+        let reading = |cpu: f64, busy: [f64; 2]| ProcessStats {
+            cpu_seconds: Some(cpu),
+            resident_memory_bytes: Some(1 << 20),
+            runtime: Some(RuntimeStats {
+                workers: 2,
+                worker_busy_seconds: busy.to_vec(),
+                alive_tasks: 1,
+                global_queue_depth: 0,
+            }),
+            ..ProcessStats::default()
+        };
+        let mut window = ProcessWindow::default();
+        let now = reading(0.0, [0.0, 0.0]);
+        window.advance(reading(1.0, [0.5, 0.25]));
+        let first = window.figures(&now);
+        assert_eq!(
+            (first.cpu_cores, first.workers_busy),
+            (None, None),
+            "one reading: no rate"
+        );
+        assert_eq!(first.resident_memory_bytes, Some(1 << 20));
+        if let Some((at, _)) = window.latest.as_mut() {
+            *at = at
+                .checked_sub(std::time::Duration::from_secs(10))
+                .expect("10 s ago");
+        }
+        // The first reading, taken 10 s back, becomes the earlier: 3 s of CPU and 10 s of busy
+        // time on two workers in between.
+        window.advance(reading(4.0, [6.5, 4.25]));
+        let figures = window.figures(&now);
+        let cores = figures.cpu_cores.expect("a rate");
+        let busy = figures.workers_busy.expect("a share");
+        assert!((0.29..=0.31).contains(&cores), "{cores}");
+        assert!((0.49..=0.51).contains(&busy), "{busy}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! are never taken while proxying.
 
 use super::prometheus::{self, Metrics, ScrapeGauges};
-use super::{Percentiles, RouteSnapshot, RouteStats};
+use super::{Percentiles, ProcessStats, ProcessWindow, RouteSnapshot, RouteStats};
 use crate::cache::{CacheCounts, ResponseCache};
 use crate::ratelimit::{LocalLimiter, Quota};
 use crate::routing::VariantWeights;
@@ -46,6 +46,8 @@ pub struct Registry {
     /// a reload starts from those instances.
     resolutions: Mutex<HashMap<Key, Arc<Resolution>>>,
     unmatched: Arc<RouteStats>,
+    /// The process's two latest readings, for the dashboard's CPU and busy rates.
+    process: Mutex<ProcessWindow>,
 }
 
 impl Default for Registry {
@@ -64,6 +66,7 @@ impl Default for Registry {
             resolutions: Mutex::default(),
             response_cache: Mutex::default(),
             cache_counts: Mutex::default(),
+            process: Mutex::default(),
         }
     }
 }
@@ -217,9 +220,21 @@ impl Registry {
         self.cache_counts.lock().retain(|route, _| routed(route));
     }
 
+    /// Takes a reading of the process for the dashboard's rates (see [`ProcessWindow`]).
+    pub(crate) fn read_process(&self) {
+        let reading = ProcessStats::read();
+        self.process.lock().advance(reading);
+    }
+
+    /// The process as the dashboard shows it: rates over the last two readings, gauges now.
+    pub(crate) fn process_figures(&self) -> lookout_dashboard::ProcessFigures {
+        self.process.lock().figures(&ProcessStats::read())
+    }
+
     /// Folds the latency shards into the rolling windows and the Prometheus histograms' samples
     /// into their buckets; called every [`super::ROTATION`].
     pub(crate) fn rotate(&self) {
+        self.read_process();
         self.retired.lock().retain(|(_, stats)| stats.busy());
         let routes: Vec<_> = self.routes.lock().values().cloned().collect();
         let instances: Vec<_> = self.instances.lock().values().cloned().collect();

@@ -226,6 +226,17 @@ async fn the_process_and_its_runtime_workers_are_measured() {
     let process = &stats["process"];
     assert!(process["open_fds"].as_u64().is_some_and(|n| n >= 2), "{process}");
     assert_eq!(process["runtime"]["workers"], 2, "{process}");
+    // The dashboard's live cards: memory and descriptors at once; CPU and the workers' busy
+    // share once the stats task has two readings, 10 s apart.
+    let live = send(admin, Method::GET, "/dashboard/live", &[]).await;
+    let live = String::from_utf8_lossy(&live.body);
+    let card = |id: &str| {
+        let (_, after) = live.split_once(&format!("id=\"{id}\">")).expect("the card");
+        after.split('<').next().unwrap_or_default().to_owned()
+    };
+    assert!(card("process-memory").ends_with("MiB"), "{live}");
+    assert!(card("process-fds").contains(" of "), "{live}");
+    assert_eq!(card("process-cpu"), "–", "one reading: no rate yet");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
