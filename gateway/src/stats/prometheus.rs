@@ -32,6 +32,7 @@ pub(crate) const UPSTREAM_ATTEMPTS: &str = "lookout_upstream_attempts_total";
 pub(crate) const UPSTREAM_BODY_FAILURES: &str = "lookout_upstream_body_failures_total";
 pub(crate) const EJECTIONS_SKIPPED: &str = "lookout_upstream_ejections_skipped_total";
 pub(crate) const CONNECTIONS_OPENED: &str = "lookout_upstream_connections_opened_total";
+pub(crate) const UPSTREAM_CONNECTIONS_OPEN: &str = "lookout_upstream_connections_open";
 pub(crate) const STREAMS_REFUSED: &str = "lookout_upstream_streams_refused_total";
 pub(crate) const STALE_CONNECTIONS: &str = "lookout_upstream_stale_connections_total";
 pub(crate) const DNS_RESOLUTIONS: &str = "lookout_upstream_dns_resolutions_total";
@@ -113,7 +114,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 78] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 79] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -226,6 +227,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 78] = [
         EJECTIONS_SKIPPED,
         Unit::Count,
         "Outlier ejections not made, by reason: the instance was its upstream's last available one (last_available), or max_ejected_percent of its instances were ejected already (max_ejected_percent); it keeps taking requests (Envoy's ejections_overflow).",
+    ),
+    (
+        UPSTREAM_CONNECTIONS_OPEN,
+        Unit::Count,
+        "Connections open to an upstream instance now (pooled, carrying requests, or a health check's), each counted until it closes.",
     ),
     (
         CONNECTIONS_OPENED,
@@ -574,6 +580,7 @@ impl ScrapeGauges {
                 name,
                 INSTANCE_HEALTHY
                     | INSTANCE_DRAINED
+                    | UPSTREAM_CONNECTIONS_OPEN
                     | SERVING_PRIORITY
                     | PRIORITY_LOAD
                     | SLO_OBJECTIVE

@@ -422,6 +422,8 @@ impl Registry {
             live.set(prometheus::INSTANCE_HEALTHY, labels.clone(), up);
             let drained = f64::from(u8::from(instance.is_drained()));
             live.set(prometheus::INSTANCE_DRAINED, labels.clone(), drained);
+            let open = instance.pool.open().now() as f64;
+            live.set(prometheus::UPSTREAM_CONNECTIONS_OPEN, labels.clone(), open);
             instance.counters.expose(live);
             instance_latency(live, labels, &instance.latency.last_minute());
         }

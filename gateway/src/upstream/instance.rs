@@ -230,6 +230,7 @@ impl Instance {
             connect_timeout,
             max_streams: self.max_streams,
             fresh,
+            open: self.pool.open(),
         }
     }
 

@@ -21,6 +21,8 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use metrics::Counter;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -86,6 +88,34 @@ pub(crate) struct ConnectionPool {
     opened: Counter,
     /// `lookout_upstream_stale_connections_total` for this instance.
     stale: Counter,
+    /// `lookout_upstream_connections_open` for this instance.
+    open: Arc<OpenConnections>,
+}
+
+/// The connections open to an instance, however opened (requests, health checks), each counted
+/// while the task that drives it runs: a pool that keeps growing, or never empties, shows here.
+#[derive(Debug, Default)]
+pub(crate) struct OpenConnections(AtomicUsize);
+
+impl OpenConnections {
+    /// Counts one until the returned guard drops with its connection's task.
+    fn count(self: &Arc<Self>) -> Counted {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Counted(self.clone())
+    }
+
+    pub(crate) fn now(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One open connection, counted until dropped.
+pub(super) struct Counted(Arc<OpenConnections>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]
@@ -106,6 +136,8 @@ pub(crate) struct Target<'a> {
     /// Open a new connection rather than take an idle (HTTP/1.1) or shared (HTTP/2) one: a retry
     /// to an instance already tried.
     pub(crate) fresh: bool,
+    /// Where its connections are counted while open.
+    pub(crate) open: &'a Arc<OpenConnections>,
 }
 
 /// Why no response came back from an instance.
@@ -172,7 +204,13 @@ impl ConnectionPool {
             multiplexed: Multiplexed::new(refused),
             opened,
             stale,
+            open: Arc::default(),
         }
+    }
+
+    /// Where its connections are counted while open (see [`OpenConnections`]).
+    pub(crate) fn open(&self) -> &Arc<OpenConnections> {
+        &self.open
     }
 
     /// Takes back what an exchange held once its response has ended: an HTTP/1.1 connection is
@@ -306,10 +344,11 @@ pub(crate) async fn connect(target: Target<'_>) -> Result<Sender, SendError> {
             .await
             .map_err(SendError::Connect)?;
         let _ = stream.set_nodelay(true);
+        let counted = target.open.count();
         match target.tls {
-            None => start(stream, target.protocol, false).await,
+            None => start(stream, target.protocol, false, counted).await,
             Some(tls) => match tls.connect(stream).await {
-                Ok(stream) => start(stream, target.protocol, true).await,
+                Ok(stream) => start(stream, target.protocol, true, counted).await,
                 Err(error) => {
                     // Usually a certificate the configured trust does not accept: say so loudly,
                     // as retries will not fix it.
@@ -324,18 +363,21 @@ pub(crate) async fn connect(target: Target<'_>) -> Result<Sender, SendError> {
         .map_err(|_| SendError::ConnectTimeout)?
 }
 
-async fn start<S>(stream: S, protocol: Protocol, tls: bool) -> Result<Sender, SendError>
+/// Starts HTTP on an open stream, and drives the connection in a task of its own, which holds
+/// `counted` until the connection ends.
+async fn start<S>(stream: S, protocol: Protocol, tls: bool, counted: Counted) -> Result<Sender, SendError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     if protocol == Protocol::Http2 {
         return Ok(Sender::Http2 {
-            sender: http2::handshake(stream).await?,
+            sender: http2::handshake(stream, counted).await?,
             tls,
         });
     }
     let (sender, connection) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
+        let _counted = counted;
         if let Err(error) = connection.with_upgrades().await {
             tracing::debug!(%error, "upstream connection ended with an error");
         }

@@ -153,6 +153,8 @@ async fn metrics_count_the_traffic_and_pass_promtool() {
         Some(1.0),
         "eight requests one after the other reuse one pooled connection"
     );
+    let open = opened.replace("_opened_total", "_open");
+    assert_eq!(sample(&text, &open), Some(1.0), "and it stays open, pooled");
     assert_eq!(
         sample(&text, r#"lookout_config_reloads_total{result="success"}"#),
         Some(1.0)
@@ -189,6 +191,34 @@ async fn every_route_has_its_anomaly_scores_from_the_start() {
     }
     assert_eq!(sample(&text, "lookout_anomalies_active"), Some(0.0));
     promtool_check(&text);
+}
+
+/// Connections open to an instance: more while requests overlap, then those the pool keeps,
+/// and none once the instance has closed them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_open_to_an_instance_are_counted_until_they_close() {
+    let mut upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&single_upstream(upstream.addr, "", "")).await;
+    let (proxy, admin) = (gateway.proxy_addr(), gateway.admin_addr());
+    let series = format!(
+        r#"lookout_upstream_connections_open{{upstream="svc",upstream_instance="{}"}}"#,
+        upstream.addr
+    );
+    assert_eq!(sample(&scrape(admin).await, &series), Some(0.0), "none yet");
+    let overlapping: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(async move { send(proxy, Method::GET, "/slow/400", &[]).await }))
+        .collect();
+    wait_for_sample(admin, &series, |n| n == 3.0).await;
+    for request in overlapping {
+        assert_eq!(request.await.expect("request").status, StatusCode::OK);
+    }
+    assert_eq!(
+        sample(&scrape(admin).await, &series),
+        Some(3.0),
+        "pooled for the next"
+    );
+    upstream.kill().await;
+    wait_for_sample(admin, &series, |n| n == 0.0).await;
 }
 
 /// The gateway's own process (`process_*`, as every Prometheus client library exposes them) and

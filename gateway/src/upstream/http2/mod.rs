@@ -7,7 +7,7 @@ mod connections;
 mod refused;
 
 use super::head::Head;
-use super::pool::{Exchange, Failed, Held, SendError, Target};
+use super::pool::{Counted, Exchange, Failed, Held, SendError, Target};
 use super::replay::{Replayable, REPLAY_LIMIT};
 use crate::body::{self, UpstreamBody};
 use connections::Connections;
@@ -171,8 +171,8 @@ impl Multiplexed {
 }
 
 /// Starts HTTP/2 (the preface and settings) on an open stream, and drives the connection in a
-/// task of its own.
-pub(super) async fn handshake<S>(stream: S) -> Result<Http2Sender, hyper::Error>
+/// task of its own, which holds `counted` until the connection ends.
+pub(super) async fn handshake<S>(stream: S, counted: Counted) -> Result<Http2Sender, hyper::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -183,6 +183,7 @@ where
         .handshake(TokioIo::new(stream))
         .await?;
     tokio::spawn(async move {
+        let _counted = counted;
         if let Err(error) = connection.await {
             tracing::debug!(?error, "upstream HTTP/2 connection ended with an error");
         }
