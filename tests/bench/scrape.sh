@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CPU of one scrape of /metrics, and of one read of /admin/stats, with $CONNECTIONS client
+# The CPU of one scrape of /metrics (plain, and gzipped as Prometheus asks), and of one read of
+# /admin/stats, and the exposition's bytes (plain, gzipped), with $CONNECTIONS client
 # connections held open (default 2,000: the process metrics count the open file descriptors by
 # listing /proc/self/fd) and $ROUTES routes (default 50), each called once so that its series
 # exist. Given two binaries, each is measured in turn and the second's ratio to the first
@@ -26,12 +27,21 @@ binaries=("${@:-$target/release/lookout}")
 # CPU time of process $1 so far, all threads, in ns.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ total += $1 } END { printf "%d\n", total }'; }
 
-# Prints the CPU (ms) of one GET of admin path $3 on gateway pid $1 at admin port $2.
+# Prints the CPU (ms) of one GET of admin path $3 on gateway pid $1 at admin port $2, with the
+# curl options that follow.
 per_request() {
-  local before
-  before=$(cpu_ns "$1")
-  for _ in $(seq "$scrapes"); do curl -s -o /dev/null "http://127.0.0.1:$2$3"; done
-  awk -v d="$(($(cpu_ns "$1") - before))" -v n="$scrapes" 'BEGIN { printf "%.3f\n", d / n / 1e6 }'
+  local pid=$1 port=$2 path=$3 before
+  shift 3
+  before=$(cpu_ns "$pid")
+  for _ in $(seq "$scrapes"); do curl -s -o /dev/null "$@" "http://127.0.0.1:$port$path"; done
+  awk -v d="$(($(cpu_ns "$pid") - before))" -v n="$scrapes" 'BEGIN { printf "%.3f\n", d / n / 1e6 }'
+}
+
+# Prints the bytes of one scrape at admin port $1, with the curl options that follow.
+scrape_bytes() {
+  local port=$1
+  shift
+  curl -s -o /dev/null -w '%{size_download}' "$@" "http://127.0.0.1:$port/metrics"
 }
 
 # Prints the CPU of one scrape and of one /admin/stats read of binary $1.
@@ -70,21 +80,25 @@ PY
     sleep 0.1
   done
   curl -s -o /dev/null "http://127.0.0.1:$admin/metrics"
-  echo "$(per_request "$gateway" "$admin" /metrics) $(per_request "$gateway" "$admin" /admin/stats) $open"
+  local gzip=(-H 'Accept-Encoding: gzip')
+  echo "$(per_request "$gateway" "$admin" /metrics) $(per_request "$gateway" "$admin" /metrics "${gzip[@]}")" \
+    "$(per_request "$gateway" "$admin" /admin/stats) $open" \
+    "$(scrape_bytes "$admin") $(scrape_bytes "$admin" "${gzip[@]}")"
   kill "$holder" "$gateway" 2>/dev/null || true
   wait "$holder" "$gateway" 2>/dev/null || true
 }
 
-printf '%-14s %12s %12s %12s\n' binary 'scrape ms' 'stats ms' 'connections'
+row='%-14s %10s %10s %10s %12s %11s %11s\n'
+printf "$row" binary 'scrape ms' 'gzip ms' 'stats ms' 'connections' 'bytes' 'gzip bytes'
 results=()
 for binary in "${binaries[@]}"; do
-  read -r scrape stats open < <(measure_binary "$binary")
-  results+=("$scrape $stats")
-  printf '%-14s %12s %12s %12s\n' "$(basename "$binary")" "$scrape" "$stats" "$open"
+  read -r scrape zipped stats open size zsize < <(measure_binary "$binary")
+  results+=("$scrape $zipped $stats")
+  printf "$row" "$(basename "$binary")" "$scrape" "$zipped" "$stats" "$open" "$size" "$zsize"
 done
 if [ "${#binaries[@]}" -ge 2 ]; then
-  read -r a_scrape a_stats <<<"${results[0]}"
-  read -r b_scrape b_stats <<<"${results[1]}"
-  awk -v a="$a_scrape" -v b="$b_scrape" -v c="$a_stats" -v d="$b_stats" \
-    'BEGIN { printf "%-14s %11.3fx %11.3fx\n", "ratio", b / a, d / c }'
+  read -r a_scrape a_zipped a_stats <<<"${results[0]}"
+  read -r b_scrape b_zipped b_stats <<<"${results[1]}"
+  awk -v a="$a_scrape" -v b="$b_scrape" -v c="$a_zipped" -v d="$b_zipped" -v e="$a_stats" -v f="$b_stats" \
+    'BEGIN { printf "%-14s %9.3fx %9.3fx %9.3fx\n", "ratio", b / a, d / c, f / e }'
 fi

@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 /// The latest ejections the dashboard's live view lists.
 const LIVE_EJECTIONS: usize = 10;
@@ -68,6 +69,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(dashboard)
         .layer(middleware::from_fn(refuse_cross_site_writes))
         .layer(middleware::from_fn_with_state(shared, require_loopback_name))
+        // Gzipped for clients that ask (Prometheus does on every scrape): an exposition of
+        // thousands of series shrinks about tenfold, at the fastest level's CPU.
+        .layer(CompressionLayer::new().quality(CompressionLevel::Fastest))
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {

@@ -193,6 +193,32 @@ async fn every_route_has_its_anomaly_scores_from_the_start() {
     promtool_check(&text);
 }
 
+/// A scraper that takes gzip (Prometheus does) gets the exposition gzipped; one that does not,
+/// as it is.
+#[tokio::test]
+async fn the_exposition_is_gzipped_for_scrapers_that_ask() {
+    use std::io::Read;
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&single_upstream(upstream.addr, "", "")).await;
+    let admin = gateway.admin_addr();
+    let plain = scrape(admin).await;
+    let zipped = send(admin, Method::GET, "/metrics", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(zipped.headers["content-encoding"], "gzip");
+    assert!(
+        zipped.body.len() * 2 < plain.len(),
+        "{} of {}",
+        zipped.body.len(),
+        plain.len()
+    );
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&zipped.body[..])
+        .read_to_string(&mut text)
+        .expect("gzip");
+    let families = |text: &str| text.lines().filter(|l| l.starts_with("# TYPE")).count();
+    assert_eq!(families(&text), families(&plain));
+    promtool_check(&text);
+}
+
 /// Connections open to an instance: more while requests overlap, then those the pool keeps,
 /// and none once the instance has closed them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
