@@ -1,5 +1,5 @@
-//! The gateway's own process, read when asked (a scrape, a push, `/admin/stats`), never on the
-//! request path: CPU time, memory, file descriptors and threads (the `process_*` metrics every
+//! The gateway's own process, read when asked (a scrape, a push, `/admin/stats`, the dashboard)
+//! and every 10 s by the stats task for the dashboard's rates, never on the request path: CPU time, memory, file descriptors and threads (the `process_*` metrics every
 //! Prometheus client library exposes, read from `/proc` by metrics-process), and how busy the
 //! async runtime's workers are (tokio's runtime metrics): whether the gateway itself is the
 //! bottleneck, or close to its descriptor limit. And its version, as `lookout_build_info`.
@@ -10,12 +10,6 @@
 use serde::Serialize;
 use std::fmt::Write;
 use std::time::Instant;
-
-pub(crate) const CPU_SECONDS: &str = "process_cpu_seconds_total";
-pub(crate) const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
-pub(crate) const OPEN_FDS: &str = "process_open_fds";
-pub(crate) const MAX_FDS: &str = "process_max_fds";
-pub(crate) const WORKER_BUSY: &str = "lookout_runtime_worker_busy_seconds_total";
 
 /// One reading of the process and its runtime.
 #[derive(Debug, Default, Serialize)]
@@ -78,13 +72,13 @@ impl ProcessStats {
         let as_f64 = |value: Option<u64>| value.map(|v| v as f64);
         let process = [
             (
-                CPU_SECONDS,
+                "process_cpu_seconds_total",
                 "counter",
                 "Total user and system CPU time spent in seconds.",
                 self.cpu_seconds,
             ),
             (
-                RESIDENT_MEMORY,
+                "process_resident_memory_bytes",
                 "gauge",
                 "Resident memory size in bytes.",
                 as_f64(self.resident_memory_bytes),
@@ -96,13 +90,13 @@ impl ProcessStats {
                 as_f64(self.virtual_memory_bytes),
             ),
             (
-                OPEN_FDS,
+                "process_open_fds",
                 "gauge",
                 "Number of open file descriptors.",
                 as_f64(self.open_fds),
             ),
             (
-                MAX_FDS,
+                "process_max_fds",
                 "gauge",
                 "Maximum number of open file descriptors (the soft limit; 0: unlimited).",
                 as_f64(self.max_fds),
@@ -126,46 +120,48 @@ impl ProcessStats {
         let build = "The gateway's version, as a label (always 1): which replicas run which build.";
         let version = concat!("{version=\"", env!("CARGO_PKG_VERSION"), "\"}");
         family(out, "lookout_build_info", "gauge", build, Some((version, 1.0)));
-        let Some(runtime) = &self.runtime else {
-            return;
-        };
-        let workers = "Worker threads of the gateway's async runtime (the proxy's and the admin listener's).";
-        family(
-            out,
-            "lookout_runtime_workers",
-            "gauge",
-            workers,
-            Some(("", runtime.workers as f64)),
-        );
+        if let Some(runtime) = &self.runtime {
+            runtime.render(out);
+        }
+    }
+}
+
+impl RuntimeStats {
+    fn render(&self, out: &mut String) {
+        let gauges = [
+            (
+                "lookout_runtime_workers",
+                "Worker threads of the gateway's async runtime (the proxy's and the admin listener's).",
+                self.workers,
+            ),
+            (
+                "lookout_runtime_alive_tasks",
+                "Tasks alive in the async runtime: connections, requests under way, the gateway's own loops.",
+                self.alive_tasks,
+            ),
+            (
+                "lookout_runtime_global_queue_depth",
+                "Tasks waiting in the async runtime's shared queue for a worker to take them: above 0 for long, the workers cannot keep up.",
+                self.global_queue_depth,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            family(out, name, "gauge", help, Some(("", value as f64)));
+        }
         let busy = "Time each worker of the async runtime spent running tasks, in seconds: its rate is the worker's busy share, near 1 when the gateway is CPU-bound.";
-        let per_worker = runtime.worker_busy_seconds.iter().enumerate();
-        let samples: Vec<(String, f64)> = per_worker
-            .map(|(worker, seconds)| (format!("{{worker=\"{worker}\"}}"), *seconds))
+        let labels: Vec<String> = (0..self.worker_busy_seconds.len())
+            .map(|worker| format!("{{worker=\"{worker}\"}}"))
             .collect();
+        let samples = labels
+            .iter()
+            .map(String::as_str)
+            .zip(self.worker_busy_seconds.iter().copied());
         family(
             out,
-            WORKER_BUSY,
+            "lookout_runtime_worker_busy_seconds_total",
             "counter",
             busy,
-            samples.iter().map(|(l, v)| (l.as_str(), *v)),
-        );
-        let tasks =
-            "Tasks alive in the async runtime: connections, requests under way, the gateway's own loops.";
-        family(
-            out,
-            "lookout_runtime_alive_tasks",
-            "gauge",
-            tasks,
-            Some(("", runtime.alive_tasks as f64)),
-        );
-        let queued = "Tasks waiting in the async runtime's shared queue for a worker to take them: above 0 for long, the workers cannot keep up.";
-        let depth = runtime.global_queue_depth as f64;
-        family(
-            out,
-            "lookout_runtime_global_queue_depth",
-            "gauge",
-            queued,
-            Some(("", depth)),
+            samples,
         );
     }
 }
