@@ -185,7 +185,8 @@ fn otlp_tls(
     endpoint: Option<&(String, OtlpProtocol)>,
 ) -> Option<OtlpTls> {
     let field = format!("{section}.tls");
-    let https = endpoint.is_none_or(|(url, _)| url.starts_with("https://"));
+    let https =
+        endpoint.is_none_or(|(url, _)| url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")));
     if let (Some(block), false) = (raw, https) {
         let place = [&block.ca, &block.cert, &block.key, &block.server_name]
             .into_iter()
