@@ -143,6 +143,8 @@ pub struct InstanceHealth {
     /// `success_rate`), while it is ejected.
     pub ejection: Option<String>,
     pub in_flight: u64,
+    /// Connections open to it now (pooled, carrying requests, or a health check's).
+    pub connections_open: usize,
     /// Drained through the admin API: it takes no new request.
     pub drained: bool,
     /// While it warms up (its upstream's `slow_start`): the share of its turns it takes.

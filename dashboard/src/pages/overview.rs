@@ -109,6 +109,7 @@ pub(super) struct InstanceRow {
     state: String,
     class: &'static str,
     in_flight: u64,
+    connections: usize,
     /// Its p99 time to response headers over the last minute, or `–`.
     p99: String,
 }
@@ -337,6 +338,7 @@ async fn live_fragment(dashboard: &Shared, now: i64) -> Result<String, PageError
                     state,
                     class,
                     in_flight: i.in_flight,
+                    connections: i.connections_open,
                     p99: i
                         .p99_last_minute_us
                         .map_or_else(|| "–".to_owned(), |us| duration(us as f64)),

@@ -263,6 +263,7 @@ impl Instance {
             healthy: self.healthy.load(Ordering::Relaxed),
             ejection: self.ejection(now_ms).map(|reason| reason.label().to_owned()),
             in_flight: self.in_flight() as u64,
+            connections_open: self.pool.open().now(),
             drained: self.is_drained(),
             warming_percent: self.warming_percent(now_ms, slow_start_ms),
             priority: self.priority,

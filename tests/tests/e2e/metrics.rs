@@ -7,7 +7,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use lookout_tests::{body_json, send, single_upstream, start_gateway, TestUpstream};
+use lookout_tests::{body_json, dashboard_instance_row, send, single_upstream, start_gateway, TestUpstream};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -242,6 +242,12 @@ async fn connections_open_to_an_instance_are_counted_until_they_close() {
         sample(&scrape(admin).await, &series),
         Some(3.0),
         "pooled for the next"
+    );
+    // The dashboard's row of the instance: none in flight, three connections.
+    let row = dashboard_instance_row(admin, &upstream.addr.to_string()).await;
+    assert!(
+        row.contains(r#"<td class="num">0</td><td class="num">3</td>"#),
+        "{row}"
     );
     upstream.kill().await;
     wait_for_sample(admin, &series, |n| n == 0.0).await;
