@@ -32,6 +32,7 @@ pub(super) fn build(
     raw: RawConfig,
     mut p: Problems,
     registry: Arc<Registry>,
+    fingerprint: Arc<str>,
 ) -> Result<Config, ConfigErrors> {
     let defaults = Listeners::default();
     let listeners = Listeners {
@@ -160,6 +161,7 @@ pub(super) fn build(
             head_limits,
             trusted_proxies,
             query_secrets,
+            fingerprint,
         }),
         registry,
     };

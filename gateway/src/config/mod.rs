@@ -256,7 +256,15 @@ fn load_text(
             return Err(problems.into_errors());
         }
     };
-    build::build(raw, problems, registry)
+    build::build(raw, problems, registry, fingerprint(text))
+}
+
+/// The first 16 hex digits of the config text's SHA-256: replicas that show different ones run
+/// different configs (the files it names, certificates and keys, are not in it).
+fn fingerprint(text: &str) -> Arc<str> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    hex::encode(&digest[..8]).into()
 }
 
 fn report_parse_error(problems: &mut Problems, error: FromYamlError) {

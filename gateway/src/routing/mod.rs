@@ -53,6 +53,8 @@ pub struct RouteTable {
     pub(crate) trusted_proxies: TrustedProxies,
     /// The query parameters that carry credentials, which spans redact.
     pub(crate) query_secrets: Arc<QuerySecrets>,
+    /// The config text's fingerprint (`lookout_config_info`): which config this table came from.
+    pub(crate) fingerprint: Arc<str>,
 }
 
 #[derive(Debug)]

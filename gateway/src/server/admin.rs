@@ -8,7 +8,7 @@ use super::json_refusals::json_refusals;
 use super::Shared;
 use crate::config::ConfigErrors;
 use crate::metrics_push::{Exemplars, Exposition};
-use crate::stats::{openmetrics, ProcessStats, ScrapeGauges};
+use crate::stats::{openmetrics, ProcessStats, ScrapeGauges, CONFIG_INFO};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware;
@@ -98,6 +98,7 @@ async fn reload(State(shared): State<Arc<Shared>>) -> Response {
         Ok(reloaded) => Json(json!({
             "status": "reloaded",
             "generation": reloaded.generation,
+            "config_sha256": reloaded.config_sha256,
             "on_restart": reloaded.on_restart,
         }))
         .into_response(),
@@ -110,6 +111,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     let upstreams: Vec<_> = routes.upstreams().iter().map(|u| u.status()).collect();
     Json(json!({
         "generation": shared.generation.load(Ordering::Acquire),
+        "config_sha256": routes.fingerprint,
         "connections": {
             "open": shared.connections.open(),
             "max": shared.connections.max(),
@@ -149,6 +151,8 @@ fn exposition(shared: &Shared) -> String {
         tls.current.load().record_expiries(&live);
     }
     let routes = shared.proxy.routes.load();
+    let config = vec![metrics::Label::new("sha256", routes.fingerprint.to_string())];
+    live.set(CONFIG_INFO, config, 1.0);
     for upstream in routes.upstreams() {
         upstream.record_priorities(&live);
     }

@@ -330,6 +330,8 @@ impl Gateway {
 /// A config now running, and the settings it changed that take effect only on restart.
 pub(crate) struct Reloaded {
     pub(crate) generation: u64,
+    /// The new config's fingerprint (see `lookout_config_info`).
+    pub(crate) config_sha256: Arc<str>,
     pub(crate) on_restart: Vec<&'static str>,
 }
 
@@ -365,12 +367,14 @@ impl Shared {
             );
         }
         spawn_watchers(config.routes.upstreams());
+        let config_sha256 = config.routes.fingerprint.clone();
         config.routes.retain_in(&self.registry);
         self.proxy.routes.swap(config.routes).retire();
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         tracing::info!(generation, "config reloaded");
         Ok(Reloaded {
             generation,
+            config_sha256,
             on_restart,
         })
     }

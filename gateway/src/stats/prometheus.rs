@@ -26,6 +26,7 @@ pub(crate) const INSTANCE_LATENCY: &str = "lookout_upstream_instance_latency_sec
 pub(crate) const RETRIES: &str = "lookout_upstream_retries_total";
 pub(crate) const RETRIES_SKIPPED: &str = "lookout_upstream_retries_skipped_total";
 pub(crate) const OVERLOADED: &str = "lookout_upstream_overloaded_total";
+pub(crate) const CONFIG_INFO: &str = "lookout_config_info";
 pub(crate) const PANIC_ATTEMPTS: &str = "lookout_upstream_panic_attempts_total";
 pub(crate) const EJECTIONS: &str = "lookout_upstream_ejections_total";
 pub(crate) const UPSTREAM_ATTEMPTS: &str = "lookout_upstream_attempts_total";
@@ -114,7 +115,7 @@ const SIZE_BUCKETS: [f64; 12] = [
     67108864.0,
 ];
 
-const DESCRIPTIONS: [(&str, Unit, &str); 79] = [
+const DESCRIPTIONS: [(&str, Unit, &str); 80] = [
     (
         REQUEST_DURATION,
         Unit::Seconds,
@@ -202,6 +203,11 @@ const DESCRIPTIONS: [(&str, Unit, &str); 79] = [
         OVERLOADED,
         Unit::Count,
         "Requests refused at once (503 upstream_overloaded) because the upstream had its max_in_flight requests waiting for it already.",
+    ),
+    (
+        CONFIG_INFO,
+        Unit::Count,
+        "The running config, as a label (always 1): the first 16 hex digits of its text's SHA-256. Replicas showing different ones run different configs.",
     ),
     (
         PANIC_ATTEMPTS,
@@ -581,6 +587,7 @@ impl ScrapeGauges {
                 INSTANCE_HEALTHY
                     | INSTANCE_DRAINED
                     | UPSTREAM_CONNECTIONS_OPEN
+                    | CONFIG_INFO
                     | SERVING_PRIORITY
                     | PRIORITY_LOAD
                     | SLO_OBJECTIVE

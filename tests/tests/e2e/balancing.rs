@@ -115,9 +115,11 @@ async fn consistent_hash_gives_each_instance_keys_in_proportion_to_its_weight() 
         let user = format!("user-{user}");
         send(gateway.proxy_addr(), Method::GET, "/", &[("x-user", &user)]).await;
     }
-    // Three quarters expected; 2.5 standard deviations either side.
+    // Three quarters expected (300), four standard deviations (8.7 each) either side: the
+    // instances' ports, and so the keys' hashes, differ from run to run, and at 2.5 one run in
+    // eighty failed (a=271 in CI). An even split (200) stays far outside.
     let (a, b) = (a.hits(), b.hits());
-    assert!((278..=322).contains(&a), "a={a} b={b}");
+    assert!((266..=334).contains(&a), "a={a} b={b}");
 }
 
 #[tokio::test]

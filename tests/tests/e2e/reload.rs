@@ -220,6 +220,43 @@ async fn requests_in_flight_finish_on_the_config_they_started_with() {
     );
 }
 
+/// The first 16 hex digits of `text`'s SHA-256, as `lookout_config_info` gives a config.
+fn fingerprint(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+}
+
+/// The running config's fingerprint, in `/admin/stats`, in `/metrics` (one series, the running
+/// config's), and in a reload's answer; a rejected reload keeps the old one.
+#[tokio::test]
+async fn the_running_configs_fingerprint_follows_the_reloads() {
+    let upstream = TestUpstream::start("svc").await;
+    let (old, new) = (config("/old", &upstream), config("/new", &upstream));
+    let (gateway, path, _dir) = from_file(&old).await;
+    let admin = gateway.admin_addr();
+    let info = |text: &str| -> Vec<String> {
+        let lines = text
+            .lines()
+            .filter(|line| line.starts_with("lookout_config_info{"));
+        lines.map(str::to_owned).collect()
+    };
+    let series = |sha: &str| vec![format!("lookout_config_info{{sha256=\"{sha}\"}} 1")];
+    let stats = body_json(&send(admin, Method::GET, "/admin/stats", &[]).await);
+    assert_eq!(stats["config_sha256"], fingerprint(&old));
+    assert_eq!(info(&metrics_text(admin).await), series(&fingerprint(&old)));
+
+    std::fs::write(&path, "routes: [").expect("write a broken config");
+    let rejected = send(admin, Method::POST, "/admin/reload", &[]).await;
+    assert_eq!(rejected.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(info(&metrics_text(admin).await), series(&fingerprint(&old)));
+
+    std::fs::write(&path, &new).expect("write the new config");
+    let reloaded = body_json(&send(admin, Method::POST, "/admin/reload", &[]).await);
+    assert_eq!(reloaded["config_sha256"], fingerprint(&new));
+    assert_ne!(fingerprint(&new), fingerprint(&old));
+    assert_eq!(info(&metrics_text(admin).await), series(&fingerprint(&new)));
+}
+
 /// Settings read only at start are not applied by a reload, and the reload says which changed.
 #[tokio::test]
 async fn a_reload_names_the_changes_that_wait_for_a_restart() {
