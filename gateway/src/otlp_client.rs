@@ -4,7 +4,7 @@
 //! https:// one, as the section's `tls:` says. Spans go through the SDK's exporter instead (see
 //! `traces`), over the same connector and channel.
 
-use crate::config::{OtlpProtocol, OtlpTarget};
+use crate::config::{OtlpCompression, OtlpProtocol, OtlpTarget};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::Request;
@@ -41,7 +41,7 @@ pub struct OtlpClientError {
 pub(crate) struct OtlpClient {
     transport: Transport,
     headers: Vec<(HeaderName, HeaderValue)>,
-    gzip: bool,
+    compression: OtlpCompression,
 }
 
 enum Transport {
@@ -71,7 +71,7 @@ impl OtlpClient {
         Ok(OtlpClient {
             transport,
             headers: target.headers.clone(),
-            gzip: target.gzip,
+            compression: target.compression,
         })
     }
 
@@ -80,8 +80,8 @@ impl OtlpClient {
         match &self.transport {
             Transport::Grpc(channel) => {
                 let mut client = MetricsServiceClient::new(channel.clone());
-                if self.gzip {
-                    client = client.send_compressed(CompressionEncoding::Gzip);
+                if let Some(encoding) = grpc_encoding(self.compression) {
+                    client = client.send_compressed(encoding);
                 }
                 let request = self.with_metadata(request);
                 client.export(request).await.map(drop).map_err(|s| s.to_string())
@@ -95,8 +95,8 @@ impl OtlpClient {
         match &self.transport {
             Transport::Grpc(channel) => {
                 let mut client = LogsServiceClient::new(channel.clone());
-                if self.gzip {
-                    client = client.send_compressed(CompressionEncoding::Gzip);
+                if let Some(encoding) = grpc_encoding(self.compression) {
+                    client = client.send_compressed(encoding);
                 }
                 let request = self.with_metadata(request);
                 client.export(request).await.map(drop).map_err(|s| s.to_string())
@@ -118,12 +118,16 @@ impl OtlpClient {
         };
         let mut request =
             Request::post(format!("{endpoint}{path}")).header(CONTENT_TYPE, "application/x-protobuf");
-        let body = match self.gzip {
-            true => {
+        let body = match self.compression {
+            OtlpCompression::None => body,
+            OtlpCompression::Gzip => {
                 request = request.header(CONTENT_ENCODING, "gzip");
                 gzip(&body).map_err(|e| e.to_string())?
             }
-            false => body,
+            OtlpCompression::Zstd => {
+                request = request.header(CONTENT_ENCODING, "zstd");
+                zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(|e| e.to_string())?
+            }
         };
         let mut request = request
             .body(Full::new(Bytes::from(body)))
@@ -140,6 +144,18 @@ impl OtlpClient {
 pub(crate) fn unix_ns(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos() as u64)
+}
+
+/// zstd's default level, as tonic's gRPC zstd uses it.
+const ZSTD_LEVEL: i32 = 3;
+
+/// gRPC's message encoding for `compression`.
+fn grpc_encoding(compression: OtlpCompression) -> Option<CompressionEncoding> {
+    match compression {
+        OtlpCompression::None => None,
+        OtlpCompression::Gzip => Some(CompressionEncoding::Gzip),
+        OtlpCompression::Zstd => Some(CompressionEncoding::Zstd),
+    }
 }
 
 /// `body` compressed with gzip, as OTLP/HTTP's `Content-Encoding: gzip` takes it.

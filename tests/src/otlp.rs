@@ -39,7 +39,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use tonic::codec::CompressionEncoding::Gzip;
+use tonic::codec::CompressionEncoding::{Gzip, Zstd};
 use tonic::service::Routes;
 
 /// The value of the attribute `key` among `attributes`, if it is there.
@@ -193,10 +193,16 @@ impl OtlpReceiver {
     async fn serve_grpc(addr: SocketAddr, spans: Received, tls: Option<TlsAcceptor>) -> OtlpReceiver {
         let listener = TcpListener::bind(addr).await.expect("bind receiver");
         let addr = listener.local_addr().expect("address");
-        // Each takes gzip, as a Collector does (`compression: gzip`).
-        let traces = TraceServiceServer::new(Collector(spans.clone())).accept_compressed(Gzip);
-        let metrics = MetricsServiceServer::new(Collector(spans.clone())).accept_compressed(Gzip);
-        let logs = LogsServiceServer::new(Collector(spans.clone())).accept_compressed(Gzip);
+        // Each takes gzip and zstd, as a Collector does (`compression:`).
+        let traces = TraceServiceServer::new(Collector(spans.clone()))
+            .accept_compressed(Gzip)
+            .accept_compressed(Zstd);
+        let metrics = MetricsServiceServer::new(Collector(spans.clone()))
+            .accept_compressed(Gzip)
+            .accept_compressed(Zstd);
+        let logs = LogsServiceServer::new(Collector(spans.clone()))
+            .accept_compressed(Gzip)
+            .accept_compressed(Zstd);
         let routes = Routes::new(traces).add_service(metrics).add_service(logs);
         let server = serve(listener, tls, TowerToHyperService::new(routes));
         OtlpReceiver { addr, spans, server }
@@ -223,17 +229,14 @@ impl OtlpReceiver {
             async move {
                 *kept.last_headers.lock().expect("headers lock") = Some(request.headers().clone());
                 let path = request.uri().path().to_owned();
-                let gzipped = request
-                    .headers()
-                    .get(http::header::CONTENT_ENCODING)
-                    .is_some_and(|coding| coding == "gzip");
+                let coding = request.headers().get(http::header::CONTENT_ENCODING).cloned();
                 let body = request
                     .into_body()
                     .collect()
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
-                let body = if gzipped { gunzip(&body) } else { body };
+                let body = decoded(coding.as_ref().and_then(|c| c.to_str().ok()), body);
                 let (status, reply) = match path.as_str() {
                     "/v1/traces" => take_traces(&kept, body),
                     "/v1/metrics" => take_metrics(&kept, body),
@@ -412,11 +415,18 @@ fn take_logs(spans: &Received, body: Bytes) -> (StatusCode, Vec<u8>) {
     (StatusCode::OK, reply.encode_to_vec())
 }
 
-/// A gzip body as sent, unzipped (empty when it is not gzip, which the decoding then refuses).
-fn gunzip(body: &[u8]) -> Bytes {
+/// A body as sent, decoded by its `Content-Encoding` (gzip, zstd, or none); empty when it does
+/// not decode, which the protobuf decoding then refuses.
+fn decoded(coding: Option<&str>, body: Bytes) -> Bytes {
     use std::io::Read;
     let mut out = Vec::new();
-    match flate2::read::GzDecoder::new(body).read_to_end(&mut out) {
+    let read = match coding {
+        None => return body,
+        Some("gzip") => flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out),
+        Some("zstd") => zstd::stream::read::Decoder::new(&body[..]).and_then(|mut d| d.read_to_end(&mut out)),
+        Some(_) => return Bytes::new(),
+    };
+    match read {
         Ok(_) => Bytes::from(out),
         Err(_) => Bytes::new(),
     }

@@ -5,7 +5,7 @@ use super::build_tls::client_tls;
 use super::error::Problems;
 use super::raw::{RawClientTls, RawMetricsOtlp, RawOtlpLogs, RawTraces, Text};
 use super::values::duration;
-use super::{MetricsPush, OtlpLogs, OtlpProtocol, OtlpTarget, OtlpTls};
+use super::{MetricsPush, OtlpCompression, OtlpLogs, OtlpProtocol, OtlpTarget, OtlpTls};
 use http::{HeaderName, HeaderValue};
 use rustls_pki_types::ServerName;
 use std::collections::BTreeMap;
@@ -98,13 +98,14 @@ raw_otlp_target!(RawTraces, RawMetricsOtlp, RawOtlpLogs);
 pub(super) fn otlp_target(p: &mut Problems, section: &str, raw: &impl RawOtlpTarget) -> Option<OtlpTarget> {
     let endpoint = otlp_endpoint(p, section, raw.endpoint(), raw.protocol());
     let headers = otlp_headers(p, section, raw.headers());
-    let gzip = match raw.compression().map(|text| (text.as_str(), text.span())) {
-        None | Some(("none", _)) => false,
-        Some(("gzip", _)) => true,
+    let compression = match raw.compression().map(|text| (text.as_str(), text.span())) {
+        None | Some(("none", _)) => OtlpCompression::None,
+        Some(("gzip", _)) => OtlpCompression::Gzip,
+        Some(("zstd", _)) => OtlpCompression::Zstd,
         Some((other, span)) => {
-            let message = format!("unknown compression `{other}`: expected gzip or none");
+            let message = format!("unknown compression `{other}`: expected gzip, zstd or none");
             p.at(span, format!("{section}.compression"), message);
-            false
+            OtlpCompression::None
         }
     };
     let tls = otlp_tls(p, section, raw.tls(), endpoint.as_ref());
@@ -114,7 +115,7 @@ pub(super) fn otlp_target(p: &mut Problems, section: &str, raw: &impl RawOtlpTar
         protocol,
         headers: headers?,
         tls: tls?,
-        gzip,
+        compression,
     })
 }
 

@@ -84,8 +84,17 @@ pub struct OtlpTarget {
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// How an https:// endpoint is called.
     pub tls: OtlpTls,
-    /// Exports compressed with gzip (`compression: gzip`).
-    pub gzip: bool,
+    /// How exports are compressed (`compression:`).
+    pub compression: OtlpCompression,
+}
+
+/// An OTLP export's compression: gzip, which every receiver takes (OTLP's own), or zstd, which
+/// the OpenTelemetry Collector also takes, smaller at less CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpCompression {
+    None,
+    Gzip,
+    Zstd,
 }
 
 /// TLS to an https:// OTLP endpoint (`tls:`): the receiver verified against `tls.ca`, else

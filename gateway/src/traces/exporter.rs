@@ -9,7 +9,7 @@
 
 use super::spans::{self, KeptTrace};
 use super::{TraceCounters, TraceSetupError};
-use crate::config::{OtlpProtocol, TraceSettings};
+use crate::config::{OtlpCompression, OtlpProtocol, TraceSettings};
 use crate::otlp_client::{grpc_channel, https_connector, metadata};
 use crossbeam_queue::ArrayQueue;
 use lookout_analytics::pacing::{self, Backlog, Pacer, Plan};
@@ -165,9 +165,9 @@ fn build_exporter(settings: &TraceSettings) -> Result<SpanExporter, TraceSetupEr
                 .with_channel(grpc_channel(target)?)
                 .with_metadata(metadata(&target.headers))
                 .with_timeout(EXPORT_TIMEOUT);
-            match target.gzip {
-                true => builder.with_compression(Compression::Gzip).build()?,
-                false => builder.build()?,
+            match sdk_compression(target.compression) {
+                Some(compression) => builder.with_compression(compression).build()?,
+                None => builder.build()?,
             }
         }
         // The SDK's own HTTP client speaks plain HTTP only.
@@ -178,9 +178,9 @@ fn build_exporter(settings: &TraceSettings) -> Result<SpanExporter, TraceSetupEr
                 .with_headers(http_headers(&target.headers))
                 .with_endpoint(format!("{}/v1/traces", target.endpoint))
                 .with_timeout(EXPORT_TIMEOUT);
-            match target.gzip {
-                true => builder.with_compression(Compression::Gzip).build()?,
-                false => builder.build()?,
+            match sdk_compression(target.compression) {
+                Some(compression) => builder.with_compression(compression).build()?,
+                None => builder.build()?,
             }
         }
     };
@@ -189,6 +189,15 @@ fn build_exporter(settings: &TraceSettings) -> Result<SpanExporter, TraceSetupEr
         .build();
     exporter.set_resource(&resource);
     Ok(exporter)
+}
+
+/// The SDK's name for `compression`.
+fn sdk_compression(compression: OtlpCompression) -> Option<Compression> {
+    match compression {
+        OtlpCompression::None => None,
+        OtlpCompression::Gzip => Some(Compression::Gzip),
+        OtlpCompression::Zstd => Some(Compression::Zstd),
+    }
 }
 
 /// Headers as the SDK's HTTP exporter takes them.

@@ -134,6 +134,29 @@ async fn records_go_to_an_https_receiver_trusted_by_its_ca_with_the_headers_give
     assert_eq!(headers["content-encoding"], "gzip");
 }
 
+/// `compression: zstd`: log records over gRPC (`grpc-encoding: zstd`) and spans over HTTP
+/// (`Content-Encoding: zstd`), each decoded by a receiver that takes it, as a Collector does.
+#[tokio::test]
+async fn exports_go_zstd_compressed_over_grpc_and_http() {
+    let logs = OtlpReceiver::grpc().await;
+    let spans = OtlpReceiver::http().await;
+    let upstream = TestUpstream::start("svc").await;
+    let gateway = start_gateway(&format!(
+        "traces: {{ endpoint: \"http://{}\", protocol: http, sample_ratio: 1.0, compression: zstd }}\n\
+         access_log: {{ path: off, otlp: {{ endpoint: \"http://{}\", compression: zstd }} }}\n{}",
+        spans.addr,
+        logs.addr,
+        single_upstream(upstream.addr, "", "")
+    ))
+    .await;
+    send(gateway.proxy_addr(), Method::GET, "/", &[]).await;
+    let records = logs.wait_for_log_records(1).await;
+    assert_eq!(body(&records[0].1), string("GET / 200"));
+    assert_eq!(logs.last_headers().expect("metadata")["grpc-encoding"], "zstd");
+    assert!(!spans.wait_for(1).await.is_empty());
+    assert_eq!(spans.last_headers().expect("headers")["content-encoding"], "zstd");
+}
+
 #[tokio::test]
 async fn a_receiver_that_is_down_costs_counted_records() {
     let (_held, down) = refusing_address();

@@ -673,7 +673,7 @@ metrics:
     endpoint: https://collector.example:4317
     interval: 500ms
     tls: { ca: no-such-ca.pem }
-    compression: zstd
+    compression: lz4
 traces:
   endpoint: collector:4317
   protocol: zipkin
@@ -694,7 +694,7 @@ routes:
             (
                 "metrics.otlp.compression",
                 6,
-                "unknown compression `zstd`: expected gzip or none",
+                "unknown compression `lz4`: expected gzip, zstd or none",
             ),
             ("traces.endpoint", 8, "not an http:// or https:// URL"),
             ("traces.protocol", 9, "unknown protocol `zipkin`"),
