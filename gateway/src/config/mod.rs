@@ -89,7 +89,7 @@ pub struct OtlpTarget {
 }
 
 /// An OTLP export's compression: gzip, which every receiver takes (OTLP's own), or zstd, which
-/// the OpenTelemetry Collector also takes, smaller at less CPU.
+/// the OpenTelemetry Collector's receivers also take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtlpCompression {
     None,
