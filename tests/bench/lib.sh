@@ -61,6 +61,17 @@ start_bench_upstream() {
   wait_port "$upstream_port"
 }
 
+# Prints an upstream of bench-upstream and $1 routes, r1 to rN, each matching /rN/ and rewriting
+# the path to /small: a config with many routes' series, for the scrape and push benchmarks.
+bench_routes() {
+  echo "upstreams:"
+  echo "  - { name: bench, instances: [\"127.0.0.1:$upstream_port\"] }"
+  echo "routes:"
+  for route in $(seq "$1"); do
+    echo "  - { name: r$route, match: { prefix: /r$route/ }, upstream: bench, rewrite: /small }"
+  done
+}
+
 # Prints the start of an nginx config for one worker in the foreground, its files under
 # $work/nginx, up to the opening of its http block, which gets $1 (its access log setting); the
 # caller writes the rest of the block and closes it.

@@ -48,12 +48,7 @@ for name in "${cases[@]}"; do
     echo "access_log: { path: off }"
     echo "analytics: { store: off }"
     [ "$name" = scraped ] || echo "${push[$name]}"
-    echo "upstreams:"
-    echo "  - { name: bench, instances: [\"127.0.0.1:$upstream_port\"] }"
-    echo "routes:"
-    for route in $(seq "$routes"); do
-      echo "  - { name: r$route, match: { prefix: /r$route/ }, upstream: bench, rewrite: /small }"
-    done
+    bench_routes "$routes"
   } >"$work/$name.yaml"
   "$target/release/lookout" run -c "$work/$name.yaml" --workers 1 >/dev/null 2>&1 & pids+=($!)
   pid[$name]=$!

@@ -54,12 +54,7 @@ measure_binary() {
     echo "access_log: { path: off }"
     echo "analytics: { store: off }"
     echo "limits: { max_connections: $((connections + 100)), idle_timeout: 10m, header_read_timeout: 10m }"
-    echo "upstreams:"
-    echo "  - { name: bench, instances: [\"127.0.0.1:$upstream_port\"] }"
-    echo "routes:"
-    for route in $(seq "$routes"); do
-      echo "  - { name: r$route, match: { prefix: /r$route/ }, upstream: bench, rewrite: /small }"
-    done
+    bench_routes "$routes"
   } >"$work/scrape.yaml"
   "$1" run -c "$work/scrape.yaml" --workers 1 >/dev/null 2>&1 & pids+=($!)
   gateway=$!
